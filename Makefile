@@ -1,0 +1,56 @@
+# The two commands: `make run` and `make test`. Everything else is a helper they call.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint typecheck bench lock services-up services-down clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(PY) manage.py serve
+
+# Services on free ports in a throw-away directory; pytest's exit code is make's exit code.
+test: install
+	@export HUB_HOME=$$(mktemp -d /tmp/hub-test.XXXXXX); \
+	trap '$(PY) manage.py services down --purge >/dev/null 2>&1 || true' EXIT; \
+	$(PY) manage.py services up --ephemeral --free-ports && \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy .
+
+bench: install
+	@export HUB_HOME=$$(mktemp -d /tmp/hub-bench.XXXXXX); \
+	trap '$(PY) manage.py services down --purge >/dev/null 2>&1 || true' EXIT; \
+	$(PY) manage.py services up --ephemeral --free-ports && \
+	$(PY) bench/run.py
+
+# Re-pin requirements.lock from pyproject.toml (run after changing dependencies).
+lock:
+	rm -rf /tmp/hub-lock && $(PYTHON) -m venv /tmp/hub-lock
+	/tmp/hub-lock/bin/pip install --quiet '.[dev]'
+	/tmp/hub-lock/bin/pip freeze --exclude-editable | grep -v '^integration-hub' | grep -v '^setuptools' > requirements.lock
+
+services-up: install
+	$(PY) manage.py services up
+
+services-down: install
+	$(PY) manage.py services down
+
+clean:
+	$(PY) manage.py services down --purge || true
+	rm -rf $(VENV)

@@ -1,0 +1,109 @@
+"""`manage.py serve`: what `make run` runs. Services, migrations, demo, then web + worker + beat.
+
+Ctrl-C (or SIGTERM) stops every process this command started, and the embedded services if it started them.
+Data is kept in HUB_HOME, so running it again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from apps.core.embedded import EmbeddedServices
+
+
+class Command(BaseCommand):
+    help = "Run the hub locally: embedded services, migrate, seed demo, gunicorn, Celery worker and beat."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--no-seed", action="store_true", help="Skip seed_demo.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        services = EmbeddedServices(settings.HUB_HOME, settings.HUB_REGIONS, log=self.stdout.write)
+        embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+        started_services = embedded and not all(s["running"] for s in services.status().values())
+        if embedded:
+            services.up()
+        # Settings were read before the services had their ports: run the rest in a fresh interpreter.
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        subprocess.run([*manage, "migrate", "-v", "0"], check=True)
+        if not options["no_seed"]:
+            subprocess.run([*manage, "seed_demo"], check=True)
+        bin_dir = os.path.dirname(sys.executable)
+        port = options["port"]
+        commands = {
+            "web": [
+                os.path.join(bin_dir, "gunicorn"),
+                "hub.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--access-logfile",
+                "-",
+            ],
+            "worker": [
+                os.path.join(bin_dir, "celery"),
+                "-A",
+                "celery_worker",
+                "worker",
+                "-l",
+                "info",
+                "--concurrency",
+                "2",
+            ],
+            "beat": [
+                os.path.join(bin_dir, "celery"),
+                "-A",
+                "celery_worker",
+                "beat",
+                "-l",
+                "info",
+                "-s",
+                str(settings.HUB_HOME / "celerybeat-schedule"),
+            ],
+        }
+        procs = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True)
+            for name, cmd in commands.items()
+        }
+        self.stdout.write(
+            self.style.SUCCESS(f"\nConsole: http://127.0.0.1:{port}/   (Ctrl-C stops everything)\n")
+        )
+        stop = {"now": False}
+
+        def _stop(signum: int, frame: Any) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stop["now"]:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {proc.returncode}; stopping everything")
+                        stop["now"] = True
+                time.sleep(0.5)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            if started_services:
+                services.down()
+            self.stdout.write("stopped")

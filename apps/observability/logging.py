@@ -1,0 +1,21 @@
+"""Structured-logging context: the request id and tenant on every log line.
+
+Contextvars (not thread-locals) so the values follow a request through threads, asyncio and Celery tasks.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("hub_request_id", default=None)
+tenant_slug_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("hub_log_tenant", default=None)
+
+
+class ContextFilter(logging.Filter):
+    """Attach request_id and tenant to each record so the JSON formatter emits them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.tenant = tenant_slug_var.get()
+        return True

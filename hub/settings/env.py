@@ -1,0 +1,119 @@
+"""Environment reading that refuses malformed values instead of guessing.
+
+django-environ parses the values; these helpers wrap it so that every failure names the variable and
+raises ImproperlyConfigured, which Django reports at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+_REGION_CODE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+
+
+def _fail(name: str, problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"Setting {name}: {problem}")
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name, default)
+    if value is None:
+        raise _fail(name, "is required but not set")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise _fail(name, f"expected a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _fail(name, f"expected an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise _fail(name, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise _fail(name, f"must be <= {maximum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_regions(name: str, default: list[str]) -> list[str]:
+    regions = env_list(name, default)
+    if not regions:
+        raise _fail(name, "must name at least one region")
+    for code in regions:
+        if not _REGION_CODE.match(code):
+            raise _fail(
+                name, f"region code {code!r} must be 2-16 lowercase letters/digits, starting with a letter"
+            )
+    if len(set(regions)) != len(regions):
+        raise _fail(name, "lists a region twice")
+    return regions
+
+
+def env_db(name: str) -> dict[str, Any]:
+    """Parse a database URL; only PostgreSQL is supported (pgvector, triggers, advisory locks)."""
+    raw = env_str(name)
+    try:
+        config = environ.Env.db_url_config(raw)
+    except Exception as exc:  # django-environ raises several types for garbage input
+        raise _fail(name, f"is not a valid database URL ({type(exc).__name__})") from None
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        raise _fail(name, "must be a postgres:// URL (the hub needs PostgreSQL with pgvector)")
+    if not config.get("NAME"):
+        raise _fail(name, "must name a database")
+    return config
+
+
+def env_url(name: str, schemes: tuple[str, ...]) -> str:
+    raw = env_str(name)
+    if not raw.startswith(tuple(f"{s}://" for s in schemes)):
+        raise _fail(name, f"must start with one of {', '.join(s + '://' for s in schemes)}")
+    return raw
+
+
+def hub_home() -> Path:
+    """Return the directory holding local service state (.hub/ unless HUB_HOME says otherwise)."""
+    return Path(os.environ.get("HUB_HOME", str(BASE_DIR / ".hub"))).resolve()
+
+
+def embedded_state() -> dict[str, Any] | None:
+    """Read what `manage.py services up` recorded (ports, passwords), or None when nothing runs."""
+    path = hub_home() / "services.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ImproperlyConfigured(
+            f"{path} is unreadable ({exc}); run `python manage.py services down` then `up` again"
+        ) from None

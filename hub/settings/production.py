@@ -1,0 +1,36 @@
+"""Production: every secret and service URL comes from the environment; nothing embedded.
+
+Required: DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REGION_<CODE>_DATABASE_URL per region in
+HUB_REGIONS, REDIS_URL. See README.md for the full list.
+"""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from hub.settings.base import *  # noqa: F403
+from hub.settings.base import SECRET_KEY
+from hub.settings.env import env_bool, env_int, env_list
+
+for _required in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"):
+    if not os.environ.get(_required):
+        raise ImproperlyConfigured(f"Setting {_required}: is required in production but not set")
+if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("dev-only"):
+    raise ImproperlyConfigured("Setting DJANGO_SECRET_KEY: must be a random value of at least 50 characters")
+
+HUB_ENV = "production"
+DEBUG = False
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"

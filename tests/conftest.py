@@ -1,0 +1,56 @@
+"""Shared fixtures. Tests run on the real embedded PostgreSQL and Redis that `make test` starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.core.cache import cache
+
+from apps.core.context import tenant_context
+from apps.tenants.models import Region, Tenant
+from tests.factories import TenantFactory
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Let every database test use every silo (pytest-django otherwise allows only `default`)."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and "databases" not in marker.kwargs:
+            item.add_marker(
+                pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__"), append=False
+            )
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def region_eu(db: None) -> Region:
+    return Region.objects.get(code="eu")
+
+
+@pytest.fixture
+def region_us(db: None) -> Region:
+    return Region.objects.get(code="us")
+
+
+@pytest.fixture
+def tenant_a(region_eu: Region) -> Tenant:
+    """alice's tenant (EU)."""
+    return TenantFactory.create(slug="tenant-a", name="Tenant A", home_region=region_eu)
+
+
+@pytest.fixture
+def tenant_b(region_us: Region) -> Tenant:
+    """charlie's tenant (US)."""
+    return TenantFactory.create(slug="tenant-b", name="Tenant B", home_region=region_us)
+
+
+@pytest.fixture
+def in_tenant_a(tenant_a: Tenant) -> Iterator[Tenant]:
+    with tenant_context(tenant_a):
+        yield tenant_a

@@ -1,0 +1,97 @@
+"""Settings refuse malformed values, production requires its env, check --deploy is clean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from hub.settings.env import env_bool, env_db, env_int, env_regions
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "hub.settings.production",
+    "DJANGO_SECRET_KEY": "x" * 20 + "production-secret-key-for-tests-only-0123456789",
+    "DJANGO_ALLOWED_HOSTS": "hub.example.com",
+    "DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_control",
+    "REGION_EU_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_eu",
+    "REGION_US_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_us",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reader", "fragment"),
+    [
+        ("HUB_T_INT", "ten", lambda n: env_int(n, 1), "expected an integer"),
+        ("HUB_T_INT", "-1", lambda n: env_int(n, 1, minimum=0), "must be >= 0"),
+        ("HUB_T_BOOL", "maybe", lambda n: env_bool(n, False), "expected a boolean"),
+        ("HUB_T_REGIONS", "eu,EU!", lambda n: env_regions(n, ["eu"]), "region code"),
+        ("HUB_T_REGIONS", "eu,eu", lambda n: env_regions(n, ["eu"]), "twice"),
+        ("HUB_T_DB", "mysql://u:p@h/db", env_db, "postgres"),
+        ("HUB_T_DB", "not a url", env_db, "HUB_T_DB"),
+    ],
+)
+def test_malformed_values_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    reader: Callable[[str], object],
+    fragment: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ImproperlyConfigured) as info:
+        reader(name)
+    assert name in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_passwords_are_hashed_with_argon2_in_real_settings() -> None:
+    from hub.settings import base
+
+    assert base.PASSWORD_HASHERS[0].endswith("Argon2PasswordHasher")
+    assert "django.contrib.postgres" in settings.INSTALLED_APPS
+
+
+@pytest.mark.parametrize(
+    "missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REGION_US_DATABASE_URL"]
+)
+def test_production_refuses_to_start_without_required_env(missing: str) -> None:
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = _manage(env, "check")
+    assert result.returncode != 0
+    assert missing in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def test_production_check_deploy_is_clean() -> None:
+    result = _manage(PRODUCTION_ENV, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_seed_demo_refuses_production_settings() -> None:
+    result = _manage(PRODUCTION_ENV, "seed_demo")
+    assert result.returncode != 0
+    assert "refuses to run with production settings" in result.stderr
