@@ -21,8 +21,13 @@ def summarize(samples_ms: list[float]) -> dict[str, float]:
     def pct(p: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3)
 
-    return {"n": len(ordered), "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "mean_ms": round(statistics.fmean(ordered), 3)}
+    return {
+        "n": len(ordered),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
 
 
 @contextmanager
@@ -30,16 +35,25 @@ def gunicorn(port: int, *, workers: int = 2, env: dict[str, str] | None = None) 
     """Serve the hub with gunicorn on 127.0.0.1:port until the block ends."""
     bin_dir = Path(sys.executable).parent
     proc = subprocess.Popen(
-        [str(bin_dir / "gunicorn"), "hub.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-         "--log-level", "warning"],
-        cwd=ROOT, env={**os.environ, **(env or {})},
+        [
+            str(bin_dir / "gunicorn"),
+            "hub.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(base + "/healthz", timeout=2).read()  # noqa: S310 - loopback only
+                urllib.request.urlopen(base + "/healthz", timeout=2).read()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:

@@ -26,7 +26,9 @@ def main() -> int:
         module = importlib.import_module(name)
         started = time.time()
         result = module.run()
-        result.update({"benchmark": name, "started_at": started, "duration_s": round(time.time() - started, 2)})
+        result.update(
+            {"benchmark": name, "started_at": started, "duration_s": round(time.time() - started, 2)}
+        )
         out = RESULTS / f"{name.split('.')[-1]}.json"
         out.write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
