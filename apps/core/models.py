@@ -6,6 +6,7 @@ their tenant; they keep `tenant_id` as a plain id because foreign keys cannot cr
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 from django.db import models
@@ -54,7 +55,7 @@ class RegionModel(TimeStampedModel):
         abstract = True
         base_manager_name = "all_tenants"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:  # noqa: DJ012
         # Stamping the owner is data integrity, not business logic: a region row without a tenant is a leak.
         tenant = current_tenant()
         if self.tenant_id is None:
@@ -64,3 +65,17 @@ class RegionModel(TimeStampedModel):
                 f"Refusing to save a row of tenant {self.tenant_id} in the context of tenant {tenant.id}."
             )
         super().save(*args, **kwargs)
+
+
+class RegionObjectModel(RegionModel):
+    """A region model that object permissions can point at.
+
+    Guardian keeps permission rows in the control database keyed by primary key; integer keys from separate
+    region databases would collide, so these objects get globally unique UUID keys.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+
+    class Meta:
+        abstract = True
+        base_manager_name = "all_tenants"

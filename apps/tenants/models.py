@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import RegexValidator
 from django.db import models
@@ -50,6 +51,10 @@ class Tenant(TimeStampedModel):
         models.CharField(max_length=16, validators=[locale_validator]), default=list, blank=True
     )
     is_active = models.BooleanField(default=True)
+    require_2fa = models.BooleanField(
+        _("require two-factor authentication for everyone"), default=False,
+        help_text=_("Admins, compliance officers and operators always need it; this extends it to every member."),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -74,3 +79,52 @@ class RegionTenant(RegionModel):
 
     def __str__(self) -> str:
         return self.slug
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", _("Admin")
+    CONNECTOR_MANAGER = "connector_manager", _("Connector manager")
+    COMPLIANCE_OFFICER = "compliance_officer", _("Compliance officer")
+    LOCALIZATION_EDITOR = "localization_editor", _("Localization editor")
+    VIEWER = "viewer", _("Viewer")
+
+
+class Membership(TimeStampedModel):
+    """A user's role in one tenant. A localization editor may be limited to some locales and regions."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(_("role"), max_length=32, choices=Role.choices, default=Role.VIEWER)
+    locales = ArrayField(
+        models.CharField(max_length=16, validators=[locale_validator]), default=list, blank=True,
+        verbose_name=_("locales"), help_text=_("Localization editors: locales they may edit (empty: all)."),
+    )
+    regions = ArrayField(
+        models.CharField(max_length=16), default=list, blank=True,
+        verbose_name=_("regions"), help_text=_("Localization editors: regional variants they may edit (empty: all)."),
+    )
+
+    class Meta:
+        ordering = ["tenant", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+
+class Invitation(TimeStampedModel):
+    """An invitation to join a tenant; the link carries a signed, expiring token for this row."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(_("email address"))
+    role = models.CharField(_("role"), max_length=32, choices=Role.choices, default=Role.VIEWER)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.email

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.core.context import tenant_context
-from apps.core.errors import Conflict, ValidationFailed
-from apps.tenants.models import Region, RegionTenant, Tenant
+from apps.core.errors import Conflict, NotFound, ValidationFailed
+from apps.tenants.models import Invitation, Membership, Region, RegionTenant, Role, Tenant
 from apps.tenants.selectors import tenant_has_region_data
+
+logger = logging.getLogger(__name__)
+INVITATION_SALT = "hub.invitation"
+INVITATION_TTL = timedelta(days=7)
 
 REGION_NAMES = {"eu": "European Union", "us": "United States", "apac": "Asia-Pacific", "uk": "United Kingdom"}
 
@@ -102,3 +115,108 @@ def tenant_update(
     tenant.full_clean()
     tenant.save()
     return tenant
+
+
+# --- memberships -----------------------------------------------------------------------------------------
+def _admin_count(tenant: Tenant) -> int:
+    return Membership.objects.filter(tenant=tenant, role=Role.ADMIN).count()
+
+
+def membership_add(*, tenant: Tenant, user: Any, role: str, locales: Iterable[str] = (),
+                   regions: Iterable[str] = ()) -> Membership:
+    """Add `user` to `tenant` with `role` (or change the role of an existing membership)."""
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(
+            tenant=tenant, user=user, defaults={"role": role, "locales": list(locales), "regions": list(regions)}
+        )
+        if not created:
+            return membership_change_role(membership=membership, role=role)
+        membership.full_clean()
+    logger.info("membership added", extra={"tenant_id": tenant.id, "role": role})
+    return membership
+
+
+def membership_change_role(*, membership: Membership, role: str, locales: Iterable[str] | None = None,
+                           regions: Iterable[str] | None = None) -> Membership:
+    """Change a member's role; refuses to demote the tenant's last admin."""
+    if role not in Role.values:
+        raise ValidationFailed(_("Unknown role."), {"role": [_("Choose a valid role.")]})
+    with transaction.atomic():
+        Tenant.objects.select_for_update().get(pk=membership.tenant_id)  # serialize last-admin checks
+        membership.refresh_from_db()
+        if membership.role == Role.ADMIN and role != Role.ADMIN and _admin_count(membership.tenant) <= 1:
+            raise Conflict(_("A tenant needs at least one admin; promote someone else first."))
+        membership.role = role
+        if locales is not None:
+            membership.locales = list(locales)
+        if regions is not None:
+            membership.regions = list(regions)
+        membership.full_clean()
+        membership.save()
+    return membership
+
+
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member and their tenant permissions; refuses to remove the last admin."""
+    with transaction.atomic():
+        Tenant.objects.select_for_update().get(pk=membership.tenant_id)
+        if membership.role == Role.ADMIN and _admin_count(membership.tenant) <= 1:
+            raise Conflict(_("The last admin of a tenant cannot be removed."))
+        membership.delete()
+
+
+# --- invitations -----------------------------------------------------------------------------------------
+def invitation_token(invitation: Invitation) -> str:
+    return signing.dumps({"i": invitation.pk, "e": invitation.email}, salt=INVITATION_SALT)
+
+
+def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: Any, base_url: str) -> Invitation:
+    """Record an invitation and e-mail its signed link (the console backend logs it in development)."""
+    email = get_user_model().objects.normalize_email(email).lower()
+    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+        raise ValidationFailed(_("Already a member."), {"email": [_("This person is already a member.")]})
+    invitation = Invitation(
+        tenant=tenant, email=email, role=role, invited_by=invited_by, expires_at=timezone.now() + INVITATION_TTL
+    )
+    invitation.full_clean()
+    invitation.save()
+    link = base_url.rstrip("/") + reverse("accounts:invitation-accept", args=[invitation_token(invitation)])
+    send_mail(
+        subject=_("You are invited to %(tenant)s") % {"tenant": tenant.name},
+        message=_("%(inviter)s invited you to join %(tenant)s as %(role)s.\n\nAccept: %(link)s\n\n"
+                  "The link expires in 7 days.")
+        % {"inviter": invited_by.get_username() if invited_by else "", "tenant": tenant.name,
+           "role": Role(role).label, "link": link},
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[email],
+    )
+    return invitation
+
+
+def invitation_resolve(*, token: str) -> Invitation:
+    """Return the open invitation a link points to, or raise NotFound (bad, expired, used or revoked)."""
+    try:
+        data = signing.loads(token, salt=INVITATION_SALT, max_age=INVITATION_TTL)
+        invitation = Invitation.objects.select_related("tenant").get(pk=data["i"], email=data["e"])
+    except (signing.BadSignature, Invitation.DoesNotExist, KeyError, TypeError):
+        raise NotFound(_("This invitation link is invalid or has expired.")) from None
+    if invitation.accepted_at or invitation.revoked_at or invitation.expires_at < timezone.now():
+        raise NotFound(_("This invitation link is invalid or has expired."))
+    return invitation
+
+
+def invitation_accept(*, token: str, user: Any) -> Membership:
+    """Turn an invitation into a membership for the signed-in user, once."""
+    with transaction.atomic():
+        invitation = invitation_resolve(token=token)
+        Invitation.objects.select_for_update().get(pk=invitation.pk)
+        membership = membership_add(tenant=invitation.tenant, user=user, role=invitation.role)
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at", "updated_at"])
+    return membership
+
+
+def invitation_revoke(*, invitation: Invitation) -> None:
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at", "updated_at"])

@@ -1,0 +1,13 @@
+"""Minimal account URLs; the full login/2FA flow replaces these views."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("profile/", auth_views.PasswordChangeView.as_view(), name="profile"),
+    path("invitations/<str:token>/", auth_views.LoginView.as_view(), name="invitation-accept"),
+]

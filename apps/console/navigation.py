@@ -1,0 +1,31 @@
+"""The console's navigation: every area, the permission that shows it, and where it lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from apps.tenants import roles
+
+
+@dataclass(frozen=True)
+class Area:
+    key: str
+    label: str | Promise
+    url_name: str
+    perm: str
+
+
+AREAS = (
+    Area("overview", _("Overview"), "console:tenant-home", roles.VIEW_CONSOLE),
+    Area("members", _("Tenants & members"), "tenants:members", roles.VIEW_CONSOLE),
+    Area("connectors", _("Connectors"), "console:area-connectors", roles.MANAGE_CONNECTIONS),
+    Area("sync", _("Sync"), "console:area-sync", roles.OPERATE_SYNC),
+    Area("knowledge", _("Knowledge"), "console:area-knowledge", roles.EDIT_KNOWLEDGE),
+    Area("audit", _("Audit"), "console:area-audit", roles.VIEW_AUDIT),
+    Area("policies", _("Policies"), "console:area-policies", roles.MANAGE_SETTINGS),
+    Area("channels", _("Channels & API keys"), "console:area-channels", roles.MANAGE_CHANNELS),
+    Area("dashboards", _("Dashboards"), "console:area-dashboards", roles.VIEW_DASHBOARDS),
+)
