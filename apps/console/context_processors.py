@@ -33,12 +33,14 @@ def console(request: HttpRequest) -> dict[str, Any]:
                 "key": area.key,
                 "label": area.label,
                 "url": reverse(area.url_name, kwargs={"tenant_slug": tenant.slug}),
-                "active": resolver is not None and reverse(area.url_name, kwargs={"tenant_slug": tenant.slug})
-                == request.path,
+                "active": resolver is not None
+                and reverse(area.url_name, kwargs={"tenant_slug": tenant.slug}) == request.path,
             }
             for area in AREAS
             if roles.can(user, membership, area.perm)
         ]
         context["current_url_name"] = current
-        context["tenant_perms"] = {perm for perm in roles.TENANT_PERMISSIONS if roles.can(user, membership, perm)}
+        context["tenant_perms"] = {
+            perm for perm in roles.TENANT_PERMISSIONS if roles.can(user, membership, perm)
+        }
     return context

@@ -22,7 +22,9 @@ def home(request: HttpRequest) -> HttpResponse:
         tenants = list(Tenant.objects.select_related("home_region").filter(is_active=True))
     else:
         tenants = list(
-            Tenant.objects.select_related("home_region").filter(memberships__user=request.user, is_active=True)
+            Tenant.objects.select_related("home_region").filter(
+                memberships__user=request.user, is_active=True
+            )
         )
     if len(tenants) == 1 and not request.user.is_staff:
         return redirect("console:tenant-home", tenant_slug=tenants[0].slug)

@@ -55,7 +55,7 @@ class RegionModel(TimeStampedModel):
         abstract = True
         base_manager_name = "all_tenants"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:  # noqa: DJ012
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # Stamping the owner is data integrity, not business logic: a region row without a tenant is a leak.
         tenant = current_tenant()
         if self.tenant_id is None:

@@ -12,7 +12,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from apps.tenants import roles
 
 
-def tenant_permission_required(perm: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+def tenant_permission_required(
+    perm: str,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Allow members whose role grants `perm`; other members get 403, non-members already got 404."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

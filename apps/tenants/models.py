@@ -52,8 +52,11 @@ class Tenant(TimeStampedModel):
     )
     is_active = models.BooleanField(default=True)
     require_2fa = models.BooleanField(
-        _("require two-factor authentication for everyone"), default=False,
-        help_text=_("Admins, compliance officers and operators always need it; this extends it to every member."),
+        _("require two-factor authentication for everyone"),
+        default=False,
+        help_text=_(
+            "Admins, compliance officers and operators always need it; this extends it to every member."
+        ),
     )
 
     class Meta:
@@ -96,17 +99,25 @@ class Membership(TimeStampedModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(_("role"), max_length=32, choices=Role.choices, default=Role.VIEWER)
     locales = ArrayField(
-        models.CharField(max_length=16, validators=[locale_validator]), default=list, blank=True,
-        verbose_name=_("locales"), help_text=_("Localization editors: locales they may edit (empty: all)."),
+        models.CharField(max_length=16, validators=[locale_validator]),
+        default=list,
+        blank=True,
+        verbose_name=_("locales"),
+        help_text=_("Localization editors: locales they may edit (empty: all)."),
     )
     regions = ArrayField(
-        models.CharField(max_length=16), default=list, blank=True,
-        verbose_name=_("regions"), help_text=_("Localization editors: regional variants they may edit (empty: all)."),
+        models.CharField(max_length=16),
+        default=list,
+        blank=True,
+        verbose_name=_("regions"),
+        help_text=_("Localization editors: regional variants they may edit (empty: all)."),
     )
 
     class Meta:
         ordering = ["tenant", "user__username"]
-        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant} ({self.role})"
@@ -118,7 +129,9 @@ class Invitation(TimeStampedModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField(_("email address"))
     role = models.CharField(_("role"), max_length=32, choices=Role.choices, default=Role.VIEWER)
-    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -128,3 +141,27 @@ class Invitation(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.email
+
+
+class ManagementToken(TimeStampedModel):
+    """A tenant-scoped token for the management API, acting with a member's permissions.
+
+    Only a SHA-256 hash is stored; the prefix is shown so people can tell tokens apart.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="management_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="management_tokens"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -90,6 +90,7 @@ def tenant_update(
     enabled_locales: Iterable[str] | None = None,
     home_region: Region | None = None,
     is_active: bool | None = None,
+    require_2fa: bool | None = None,
 ) -> Tenant:
     """Change tenant settings; the home region only while its region holds no data (else: a migration)."""
     if home_region is not None and home_region.pk != tenant.home_region_id:
@@ -112,6 +113,8 @@ def tenant_update(
         )
     if is_active is not None:
         tenant.is_active = is_active
+    if require_2fa is not None:
+        tenant.require_2fa = require_2fa
     tenant.full_clean()
     tenant.save()
     return tenant
@@ -122,12 +125,15 @@ def _admin_count(tenant: Tenant) -> int:
     return Membership.objects.filter(tenant=tenant, role=Role.ADMIN).count()
 
 
-def membership_add(*, tenant: Tenant, user: Any, role: str, locales: Iterable[str] = (),
-                   regions: Iterable[str] = ()) -> Membership:
+def membership_add(
+    *, tenant: Tenant, user: Any, role: str, locales: Iterable[str] = (), regions: Iterable[str] = ()
+) -> Membership:
     """Add `user` to `tenant` with `role` (or change the role of an existing membership)."""
     with transaction.atomic():
         membership, created = Membership.objects.get_or_create(
-            tenant=tenant, user=user, defaults={"role": role, "locales": list(locales), "regions": list(regions)}
+            tenant=tenant,
+            user=user,
+            defaults={"role": role, "locales": list(locales), "regions": list(regions)},
         )
         if not created:
             return membership_change_role(membership=membership, role=role)
@@ -136,8 +142,13 @@ def membership_add(*, tenant: Tenant, user: Any, role: str, locales: Iterable[st
     return membership
 
 
-def membership_change_role(*, membership: Membership, role: str, locales: Iterable[str] | None = None,
-                           regions: Iterable[str] | None = None) -> Membership:
+def membership_change_role(
+    *,
+    membership: Membership,
+    role: str,
+    locales: Iterable[str] | None = None,
+    regions: Iterable[str] | None = None,
+) -> Membership:
     """Change a member's role; refuses to demote the tenant's last admin."""
     if role not in Role.values:
         raise ValidationFailed(_("Unknown role."), {"role": [_("Choose a valid role.")]})
@@ -176,17 +187,27 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: Any,
     if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
         raise ValidationFailed(_("Already a member."), {"email": [_("This person is already a member.")]})
     invitation = Invitation(
-        tenant=tenant, email=email, role=role, invited_by=invited_by, expires_at=timezone.now() + INVITATION_TTL
+        tenant=tenant,
+        email=email,
+        role=role,
+        invited_by=invited_by,
+        expires_at=timezone.now() + INVITATION_TTL,
     )
     invitation.full_clean()
     invitation.save()
     link = base_url.rstrip("/") + reverse("accounts:invitation-accept", args=[invitation_token(invitation)])
     send_mail(
         subject=_("You are invited to %(tenant)s") % {"tenant": tenant.name},
-        message=_("%(inviter)s invited you to join %(tenant)s as %(role)s.\n\nAccept: %(link)s\n\n"
-                  "The link expires in 7 days.")
-        % {"inviter": invited_by.get_username() if invited_by else "", "tenant": tenant.name,
-           "role": Role(role).label, "link": link},
+        message=_(
+            "%(inviter)s invited you to join %(tenant)s as %(role)s.\n\nAccept: %(link)s\n\n"
+            "The link expires in 7 days."
+        )
+        % {
+            "inviter": invited_by.get_username() if invited_by else "",
+            "tenant": tenant.name,
+            "role": Role(role).label,
+            "link": link,
+        },
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[email],
     )
