@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
 
 from apps.core.context import tenant_context
-from apps.tenants.models import Region, Tenant
-from tests.factories import TenantFactory
+from apps.tenants.models import Membership, Region, Role, Tenant
+from apps.tenants.services import membership_add
+from tests.factories import TenantFactory, UserFactory
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,3 +56,37 @@ def tenant_b(region_us: Region) -> Tenant:
 def in_tenant_a(tenant_a: Tenant) -> Iterator[Tenant]:
     with tenant_context(tenant_a):
         yield tenant_a
+
+
+@pytest.fixture
+def alice(tenant_a: Tenant) -> Any:
+    """Admin of tenant A."""
+    user = UserFactory.create(username="alice")
+    membership_add(tenant=tenant_a, user=user, role=Role.ADMIN)
+    return user
+
+
+@pytest.fixture
+def bob(tenant_a: Tenant, alice: Any) -> Any:
+    """Viewer of tenant A."""
+    user = UserFactory.create(username="bob")
+    membership_add(tenant=tenant_a, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def charlie(tenant_b: Tenant) -> Any:
+    """Viewer of tenant B: must have no access to anything of tenant A."""
+    user = UserFactory.create(username="charlie")
+    membership_add(tenant=tenant_b, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.fixture
+def operator(db: None) -> Any:
+    return UserFactory.create(username="operator", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def bob_membership(bob: Any, tenant_a: Tenant) -> Membership:
+    return Membership.objects.get(user=bob, tenant=tenant_a)

@@ -1,35 +1,50 @@
 """The demo data set used by `make run` and `seed_demo`. Idempotent: re-running refreshes, never duplicates.
 
-Known passwords are fine here because seed_demo refuses production settings.
+Known passwords and TOTP secrets are fine here because seed_demo refuses production settings.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from apps.tenants.models import Region, Tenant
-from apps.tenants.services import region_sync, tenant_create
+from apps.tenants.models import Membership, Region, Role, Tenant
+from apps.tenants.roles import ROLES_REQUIRING_2FA
+from apps.tenants.services import membership_add, membership_change_role, region_sync, tenant_create
 
 DEMO_PASSWORD = "demo-Passw0rd!2026"  # noqa: S105 - demo only, refused in production
 DEMO_TENANTS = [
-    {
-        "slug": "acme",
-        "name": "Acme GmbH",
-        "region": "eu",
-        "default_locale": "de",
-        "enabled_locales": ["de", "en", "fr"],
-    },
-    {
-        "slug": "globex",
-        "name": "Globex Corporation",
-        "region": "us",
-        "default_locale": "en",
-        "enabled_locales": ["en", "es", "ja"],
-    },
+    {"slug": "acme", "name": "Acme GmbH", "region": "eu", "default_locale": "de",
+     "enabled_locales": ["de", "en", "fr", "es", "ja"]},
+    {"slug": "globex", "name": "Globex Corporation", "region": "us", "default_locale": "en",
+     "enabled_locales": ["en", "es", "fr", "de", "ja"]},
 ]
+# (username, tenant, role, language)
+DEMO_MEMBERS = [
+    ("alice", "acme", Role.ADMIN, "en"),
+    ("connor", "acme", Role.CONNECTOR_MANAGER, "en"),
+    ("cora", "acme", Role.COMPLIANCE_OFFICER, "de"),
+    ("lena", "acme", Role.LOCALIZATION_EDITOR, "de"),
+    ("victor", "acme", Role.VIEWER, "en"),
+    ("gina", "globex", Role.ADMIN, "en"),
+    ("charlie", "globex", Role.VIEWER, "en"),
+]
+
+
+def _demo_totp_key(username: str) -> str:
+    """A stable per-user TOTP key (hex, as django-otp stores it), so re-seeding keeps enrolled apps working."""
+    return hashlib.sha256(f"hub-demo-totp:{username}".encode()).hexdigest()[:40]
+
+
+def _ensure_totp(user: Any) -> str:
+    key = _demo_totp_key(user.username)
+    TOTPDevice.objects.update_or_create(user=user, name="demo", defaults={"key": key, "confirmed": True})
+    return base64.b32encode(bytes.fromhex(key)).decode()
 
 
 def _ensure_tenant(spec: dict[str, Any]) -> Tenant:
@@ -38,33 +53,46 @@ def _ensure_tenant(spec: dict[str, Any]) -> Tenant:
         return existing
     region = Region.objects.get(code=spec["region"])
     return tenant_create(
-        slug=spec["slug"],
-        name=spec["name"],
-        home_region=region,
-        default_locale=spec["default_locale"],
-        enabled_locales=spec["enabled_locales"],
+        slug=spec["slug"], name=spec["name"], home_region=region,
+        default_locale=spec["default_locale"], enabled_locales=spec["enabled_locales"],
     )
 
 
+def _ensure_user(username: str, *, language: str = "en", operator: bool = False) -> Any:
+    user, _ = get_user_model().objects.update_or_create(
+        username=username,
+        defaults={"email": f"{username}@example.com", "is_staff": operator, "is_superuser": operator,
+                  "language": language},
+    )
+    user.set_password(DEMO_PASSWORD)
+    user.save()
+    return user
+
+
 def seed_demo() -> dict[str, Any]:
-    """Create the demo tenants and users; return what a person needs to log in."""
+    """Create the demo tenants, one user per role and an operator; return what a person needs to log in."""
     region_sync()
-    tenants = [_ensure_tenant(spec) for spec in DEMO_TENANTS if spec["region"] in _region_codes()]
+    active = set(Region.objects.filter(is_active=True).values_list("code", flat=True))
+    tenants = {spec["slug"]: _ensure_tenant(spec) for spec in DEMO_TENANTS if spec["region"] in active}
+    users: list[dict[str, Any]] = []
     with transaction.atomic():
-        operator, _ = get_user_model().objects.get_or_create(
-            username="operator",
-            defaults={"email": "operator@example.com", "is_staff": True, "is_superuser": True},
-        )
-        operator.set_password(DEMO_PASSWORD)
-        operator.save()
+        operator = _ensure_user("operator", operator=True)
+        users.append({"username": "operator", "password": DEMO_PASSWORD, "role": "platform_operator",
+                      "tenant": None, "totp_secret": _ensure_totp(operator)})
+        for username, slug, role, language in DEMO_MEMBERS:
+            if slug not in tenants:
+                continue
+            user = _ensure_user(username, language=language)
+            existing = Membership.objects.filter(user=user, tenant=tenants[slug]).first()
+            if existing is None:
+                membership_add(tenant=tenants[slug], user=user, role=role)
+            elif existing.role != role:
+                membership_change_role(membership=existing, role=role)
+            needs_totp = role in ROLES_REQUIRING_2FA
+            users.append({"username": username, "password": DEMO_PASSWORD, "role": str(role), "tenant": slug,
+                          "totp_secret": _ensure_totp(user) if needs_totp else None})
     return {
         "console_url": "/",
-        "users": [
-            {"username": "operator", "password": DEMO_PASSWORD, "description": "platform operator"},
-        ],
-        "tenants": [{"slug": t.slug, "name": t.name, "region": t.region_code} for t in tenants],
+        "users": users,
+        "tenants": [{"slug": t.slug, "name": t.name, "region": t.region_code} for t in tenants.values()],
     }
-
-
-def _region_codes() -> set[str]:
-    return set(Region.objects.filter(is_active=True).values_list("code", flat=True))

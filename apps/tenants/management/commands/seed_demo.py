@@ -28,6 +28,8 @@ class Command(BaseCommand):
             return
         self.stdout.write("Demo logins:")
         for user in demo["users"]:
-            self.stdout.write(f"  {user['username']:<12} {user['password']:<24} {user['description']}")
+            where = f"{user['role']} @ {user['tenant']}" if user["tenant"] else user["role"]
+            totp = f"  TOTP secret {user['totp_secret']}" if user["totp_secret"] else ""
+            self.stdout.write(f"  {user['username']:<10} {user['password']:<20} {where}{totp}")
         for tenant in demo["tenants"]:
             self.stdout.write(f"  tenant {tenant['slug']} ({tenant['region']})")

@@ -1,0 +1,74 @@
+"""The cross-tenant sweep: every console URL and API endpoint of tenant A, requested by charlie (tenant B).
+
+It walks the URL configuration, so endpoints added later are swept automatically. A URL with a path
+parameter other than the tenant slug needs an entry in OBJECT_KWARGS (how to find one of tenant A's objects
+for it); the sweep fails on unknown parameters so nobody forgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from apps.tenants.models import Invitation, ManagementToken, Membership, Tenant
+
+TENANT_KWARGS = ("tenant_slug",)
+
+# url name -> function(tenant A) -> kwargs naming one of tenant A's objects
+OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
+    "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "tenants:member-remove": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "tenants:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "tenants:invitation-revoke": lambda t: {"pk": Invitation.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "tenants:token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+}
+
+
+@dataclass(frozen=True)
+class TenantUrl:
+    name: str
+    route: str
+    kwargs: tuple[str, ...]
+
+
+def _walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> Iterator[TenantUrl]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            ns = namespace
+            if entry.namespace:
+                ns = f"{namespace}:{entry.namespace}" if namespace else entry.namespace
+            yield from _walk(entry.url_patterns, prefix + str(entry.pattern), ns)
+        elif isinstance(entry, URLPattern):
+            route = prefix + str(entry.pattern)
+            kwargs = tuple(entry.pattern.converters) if hasattr(entry.pattern, "converters") else ()
+            regex_kwargs = tuple(entry.pattern.regex.groupindex)
+            names = tuple(dict.fromkeys([*kwargs, *regex_kwargs, *_prefix_kwargs(prefix)]))
+            if any(k in TENANT_KWARGS for k in names) and entry.name:
+                full = f"{namespace}:{entry.name}" if namespace else entry.name
+                yield TenantUrl(full, route, names)
+
+
+def _prefix_kwargs(prefix: str) -> list[str]:
+    import re
+
+    return re.findall(r"<(?:\w+:)?(\w+)>", prefix)
+
+
+def tenant_urls() -> list[TenantUrl]:
+    """Every named URL whose path carries a tenant slug."""
+    return list(_walk(get_resolver().url_patterns))
+
+
+def kwargs_for(url: TenantUrl, tenant: Tenant) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"tenant_slug": tenant.slug}
+    others = [k for k in url.kwargs if k not in TENANT_KWARGS]
+    if others:
+        if url.name not in OBJECT_KWARGS:
+            raise AssertionError(
+                f"{url.name} ({url.route}) has parameters {others}: add it to tests/sweep.py OBJECT_KWARGS"
+            )
+        kwargs.update(OBJECT_KWARGS[url.name](tenant))
+    return kwargs
