@@ -1,0 +1,689 @@
+"""Salesforce REST simulator (HTTPS): OAuth token endpoint, SOQL query/queryAll with nextRecordsUrl
+paging, sObject and Collections upsert by external id, JSON-array error envelopes, Sforce-Limit-Info."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from connectors.simulation import (
+    Row,
+    SimRequest,
+    SimResponse,
+    Simulator,
+    Table,
+    json_response,
+    seed_ts,
+)
+
+API = r"/services/data/v(?P<version>\d+\.\d)"
+ORG_ID = "00DHb0000000001EAA"
+LANGUAGE = {"en": "en_US", "de": "de", "fr": "fr", "es": "es", "ja": "ja"}
+SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+
+# sObject -> (canonical stream, id prefix, writable fields, required on create)
+OBJECTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "Contact": (
+        "contacts",
+        "003",
+        ("FirstName", "LastName", "Email", "Phone", "MailingCountry", "Locale__c", "AccountId", "Ext_Id__c"),
+        ("LastName",),
+    ),
+    "Account": ("accounts", "001", ("Name", "Website", "BillingCountry", "Industry", "Ext_Id__c"), ("Name",)),
+    "Case": (
+        "tickets",
+        "500",
+        (
+            "CaseNumber",
+            "Subject",
+            "Description",
+            "Status",
+            "Priority",
+            "ContactId",
+            "Language__c",
+            "Ext_Id__c",
+        ),
+        (),
+    ),
+    "Order": (
+        "orders",
+        "801",
+        ("OrderNumber", "Status", "TotalAmount", "CurrencyIsoCode", "AccountId", "EffectiveDate"),
+        ("AccountId", "EffectiveDate", "Status"),
+    ),
+    "Knowledge__kav": (
+        "articles",
+        "ka0",
+        ("Title", "Body__c", "Language", "UrlName", "PublishStatus", "ArticleNumber"),
+        ("Title", "UrlName"),
+    ),
+    "Lead": (
+        "leads",
+        "00Q",
+        ("FirstName", "LastName", "Email", "Company", "LeadSource", "Status", "Ext_Id__c"),
+        ("LastName", "Company"),
+    ),
+}
+STREAM_OBJECT = {stream: name for name, (stream, *_rest) in OBJECTS.items()}
+_SOQL = re.compile(
+    r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<obj>\w+)"
+    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER\s+BY\s+(?P<order>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_COND = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<|\bIN\b)\s*(.+?)\s*$", re.IGNORECASE | re.DOTALL)
+_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)$")
+
+
+def sf_time(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(ts))
+
+
+def sf_id(prefix: str, n: int) -> str:
+    return f"{prefix}Hb{n:010d}AAA"
+
+
+class QueryError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SalesforceSimulator(Simulator):
+    vendor = "salesforce"
+    scheme = "https"
+    client_id = "3MVG9simulatorCONSUMERKEY"
+    client_secret = "sim-consumer-secret-0001"  # noqa: S105 - demo org credential, published on purpose
+    username = "integration@hub-demo.sim"
+    password = "demo-Passw0rd"  # noqa: S105
+    security_token = "SimSecTok123"  # noqa: S105
+
+    def __init__(self, *, api_limit: int = 5_000_000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from connectors.simulation import TokenStore
+
+        self.tokens = TokenStore(ttl=7200)
+        self.api_limit = api_limit
+        self.api_used = 0
+        self._usage_lock = threading.Lock()
+        self._locators: OrderedDict[str, tuple[list[Row], str, tuple[str, ...]]] = OrderedDict()
+        self._locator_seq = 0
+        self._next_id: dict[str, int] = {}
+        self.jwt_key_path, self.jwt_public_key = self._ensure_jwt_key()
+        self._seed()
+        self.route("POST", r"/services/oauth2/token", self.token)
+        self.route("GET", r"/services/data/?", self.versions)
+        self.route("GET", API + r"/limits/?", self.limits)
+        self.route("GET", API + r"/(?P<endpoint>query|queryAll)/?", self.query)
+        self.route("GET", API + r"/(?:query|queryAll)/(?P<locator>01g\w+)-(?P<offset>\d+)", self.query_more)
+        self.route("GET", API + r"/sobjects/(?P<obj>\w+)/describe/?", self.describe_object)
+        self.route("POST", API + r"/sobjects/(?P<obj>\w+)/?", self.create)
+        self.route("GET", API + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15,18})", self.get_record)
+        self.route("DELETE", API + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15,18})", self.delete_record)
+        self.route("PATCH", API + r"/sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", self.upsert_one)
+        self.route("PATCH", API + r"/composite/sobjects/(?P<obj>\w+)/(?P<field>\w+)", self.upsert_many)
+
+    # --- setup -----------------------------------------------------------------------------------
+
+    def _ensure_jwt_key(self) -> tuple[Path, Any]:
+        """An RSA key pair for the JWT bearer flow: the demo client signs with the private half."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        path = self.state_dir / "tls" / "salesforce-jwt.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+            path.chmod(0o600)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return path, loaded.public_key()
+
+    def _seed(self) -> None:
+        for obj, (stream, _prefix, _fields, _req) in OBJECTS.items():
+            self.tables[stream] = Table(obj, unique=("Ext_Id__c",))
+            self._next_id[obj] = self.counts[stream]
+        seed, n = self.seed, self.counts
+        for i in range(n["accounts"]):
+            c = seed.company(i)
+            self._add(
+                "Account",
+                i,
+                {
+                    "Name": c["name"],
+                    "Website": c["website"],
+                    "BillingCountry": c["country"],
+                    "Industry": c["industry"],
+                    "Ext_Id__c": None,
+                },
+            )
+        accounts = max(1, n["accounts"])
+        for i in range(n["contacts"]):
+            p = seed.person(i)
+            self._add(
+                "Contact",
+                i,
+                {
+                    "FirstName": p["first_name"],
+                    "LastName": p["last_name"],
+                    "Email": p["email"],
+                    "Phone": p["phone"],
+                    "MailingCountry": p["country"],
+                    "Locale__c": p["locale"],
+                    "AccountId": sf_id("001", p["company_index"] % accounts),
+                    "Ext_Id__c": None,
+                },
+            )
+        for i in range(n["tickets"]):
+            t = seed.ticket(i)
+            self._add(
+                "Case",
+                i,
+                {
+                    "CaseNumber": f"{i + 1:08d}",
+                    "Subject": t["subject"],
+                    "Description": t["description"],
+                    "Status": t["status"],
+                    "Priority": t["priority"],
+                    "ContactId": sf_id("003", t["person_index"] % max(1, n["contacts"])),
+                    "Language__c": t["locale"],
+                    "Ext_Id__c": None,
+                },
+            )
+        for i in range(n["orders"]):
+            o = seed.order(i)
+            self._add(
+                "Order",
+                i,
+                {
+                    "OrderNumber": o["number"],
+                    "Status": o["status"],
+                    "TotalAmount": o["amount"],
+                    "CurrencyIsoCode": o["currency"],
+                    "AccountId": sf_id("001", o["company_index"] % accounts),
+                    "EffectiveDate": "2024-01-15",
+                },
+            )
+        for i in range(n["articles"]):
+            a = seed.article(i)
+            self._add(
+                "Knowledge__kav",
+                i,
+                {
+                    "Title": a["title"],
+                    "Body__c": a["body"],
+                    "Language": LANGUAGE[a["locale"]],
+                    "UrlName": a["url_name"],
+                    "PublishStatus": "Online",
+                    "ArticleNumber": f"{i + 1:09d}",
+                },
+            )
+
+    def _add(self, obj: str, i: int, data: dict[str, Any], ts: int | None = None) -> Row:
+        stream, prefix, _f, _r = OBJECTS[obj]
+        row = Row(sf_id(prefix, i), seed_ts(i) if ts is None else ts, data)
+        data["CreatedDate"] = sf_time(row.ts)
+        return self.tables[stream].insert(row)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "login_url": self.base_url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "username": self.username,
+            "password": self.password,
+            "security_token": self.security_token,
+            "jwt_private_key_path": str(self.jwt_key_path),
+            "api_version": "59.0",
+        }
+
+    # --- auth, limits, errors ----------------------------------------------------------------------
+
+    def is_public(self, request: SimRequest) -> bool:
+        return request.path == "/services/oauth2/token" or request.path.rstrip("/") == "/services/data"
+
+    def authenticate(self, request: SimRequest) -> SimResponse | None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or self.tokens.state(token) != "valid":
+            return self._errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        with self._usage_lock:
+            self.api_used += 1
+            over = self.api_used > self.api_limit
+        if over:
+            return self.rate_limited(request)
+        return None
+
+    def dispatch(self, request: SimRequest) -> SimResponse:
+        response = super().dispatch(request)
+        if request.path.startswith("/services/data/v"):
+            response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.api_limit}"
+        return response
+
+    def expire_tokens(self) -> None:
+        self.tokens.expire_all()
+
+    def _errors(self, status: int, code: str, message: str) -> SimResponse:
+        return json_response(status, [{"message": message, "errorCode": code}])
+
+    def error(self, status: int, message: str) -> SimResponse:
+        codes = {
+            404: "NOT_FOUND",
+            500: "UNKNOWN_EXCEPTION",
+            502: "SERVER_UNAVAILABLE",
+            503: "SERVER_UNAVAILABLE",
+        }
+        return self._errors(status, codes.get(status, "UNKNOWN_EXCEPTION"), message)
+
+    def rate_limited(self, request: SimRequest) -> SimResponse:
+        return self._errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+
+    def token(self, request: SimRequest) -> SimResponse:
+        form = request.form()
+        grant = form.get("grant_type", "")
+
+        def oauth_error(error: str, description: str) -> SimResponse:
+            return json_response(400, {"error": error, "error_description": description})
+
+        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            try:
+                claims = jwt.decode(
+                    form.get("assertion", ""),
+                    self.jwt_public_key,
+                    algorithms=["RS256"],
+                    audience=self.base_url,
+                )
+            except jwt.PyJWTError as exc:
+                return oauth_error("invalid_grant", f"invalid assertion: {exc}")
+            if claims.get("iss") != self.client_id:
+                return oauth_error("invalid_client_id", "client identifier invalid")
+            if claims.get("sub") != self.username:
+                return oauth_error("invalid_grant", "user hasn't approved this consumer")
+        else:
+            if form.get("client_id") != self.client_id:
+                return oauth_error("invalid_client_id", "client identifier invalid")
+            if form.get("client_secret") != self.client_secret:
+                return oauth_error("invalid_client", "invalid client credentials")
+            if grant == "password":
+                if form.get("username") != self.username or form.get("password") != (
+                    self.password + self.security_token
+                ):
+                    return oauth_error("invalid_grant", "authentication failure")
+            elif grant != "client_credentials":
+                return oauth_error("unsupported_grant_type", "grant type not supported")
+        token = self.tokens.issue(ORG_ID[:15] + "!")
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "instance_url": self.base_url,
+                "id": f"{self.base_url}/id/{ORG_ID}/005Hb0000000001AAA",
+                "token_type": "Bearer",
+                "issued_at": str(int(time.time() * 1000)),
+                "signature": "c2ltdWxhdG9y",
+            },
+        )
+
+    def versions(self, request: SimRequest) -> SimResponse:
+        return json_response(200, [{"label": "Winter '24", "url": "/services/data/v59.0", "version": "59.0"}])
+
+    def limits(self, request: SimRequest) -> SimResponse:
+        remaining = max(0, self.api_limit - self.api_used)
+        return json_response(200, {"DailyApiRequests": {"Max": self.api_limit, "Remaining": remaining}})
+
+    # --- query ------------------------------------------------------------------------------------
+
+    def _fields_of(self, obj: str) -> set[str]:
+        return set(SYSTEM_FIELDS) | set(OBJECTS[obj][2]) | {"CreatedDate"}
+
+    def _value(self, row: Row, field: str) -> Any:
+        if field == "Id":
+            return row.id
+        if field in ("SystemModstamp", "LastModifiedDate"):
+            return sf_time(row.ts)
+        if field == "IsDeleted":
+            return row.deleted
+        return row.data.get(field)
+
+    def _literal(self, text: str) -> Any:
+        text = text.strip()
+        if text.startswith("'") and text.endswith("'"):
+            return text[1:-1].replace("\\'", "'")
+        if _DATETIME.match(text):
+            return sf_time(int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()))
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if text.lower() == "null":
+            return None
+        try:
+            return float(text) if "." in text else int(text)
+        except ValueError:
+            raise QueryError("MALFORMED_QUERY", f"unexpected token: '{text}'") from None
+
+    def _run_soql(self, soql: str, *, include_deleted: bool) -> tuple[str, tuple[str, ...], list[Row]]:
+        m = _SOQL.match(soql)
+        if not m:
+            raise QueryError("MALFORMED_QUERY", f"unexpected token in query: {soql[:60]}")
+        obj = m.group("obj")
+        canonical = {name.lower(): name for name in OBJECTS}
+        if obj.lower() not in canonical:
+            raise QueryError("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+        obj = canonical[obj.lower()]
+        known = {f.lower(): f for f in self._fields_of(obj)}
+        fields: list[str] = []
+        for raw in m.group("fields").split(","):
+            name = raw.strip()
+            if name.lower() not in known:
+                raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
+            fields.append(known[name.lower()])
+        table = self.tables[OBJECTS[obj][0]]
+        conditions: list[tuple[str, str, Any]] = []
+        lower_ts: str | None = None
+        for part in re.split(r"\s+AND\s+", m.group("where") or "", flags=re.IGNORECASE):
+            if not part.strip():
+                continue
+            cm = _COND.match(part)
+            if not cm:
+                raise QueryError("MALFORMED_QUERY", f"unexpected token: '{part.strip()}'")
+            name, op, raw_value = cm.group(1), cm.group(2).upper(), cm.group(3)
+            if name.lower() not in known:
+                raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
+            if op == "IN":
+                value: Any = [self._literal(v) for v in raw_value.strip("() ").split(",")]
+            else:
+                value = self._literal(raw_value)
+            field = known[name.lower()]
+            if field in ("SystemModstamp", "LastModifiedDate") and op in (">=", ">"):
+                lower_ts = value
+            conditions.append((field, op, value))
+        start = None
+        if lower_ts is not None:
+            start = int(dt.datetime.fromisoformat(lower_ts.replace("+0000", "+00:00")).timestamp())
+        rows = table.since(start)
+        if not include_deleted:
+            rows = [r for r in rows if not r.deleted]
+        for field, op, value in conditions:
+            rows = [r for r in rows if _compare(self._value(r, field), op, value)]
+        order = (m.group("order") or "").replace(" ", "").lower()
+        if order and order not in ("systemmodstamp,id", "systemmodstamp", "lastmodifieddate,id", "id"):
+            keys = [
+                known.get(k.strip().split()[0].lower(), "Id") for k in (m.group("order") or "").split(",")
+            ]
+            rows.sort(key=lambda r: tuple(str(self._value(r, k) or "") for k in keys))
+        elif order == "id":
+            rows.sort(key=lambda r: r.id)
+        if m.group("limit"):
+            rows = rows[: int(m.group("limit"))]
+        return obj, tuple(fields), rows
+
+    def _row_json(self, obj: str, fields: tuple[str, ...], row: Row) -> bytes:
+        cached = row.cache.get(fields)
+        if cached is None:
+            payload: dict[str, Any] = {
+                "attributes": {"type": obj, "url": f"/services/data/v59.0/sobjects/{obj}/{row.id}"}
+            }
+            for f in fields:
+                payload[f] = self._value(row, f)
+            cached = row.cache[fields] = json.dumps(
+                payload, ensure_ascii=False, separators=(",", ":")
+            ).encode()
+        return cached
+
+    def _batch_size(self, request: SimRequest) -> int:
+        options = request.headers.get("sforce-query-options", "")
+        m = re.search(r"batchSize=(\d+)", options)
+        size = int(m.group(1)) if m else int(request.query.get("batchSize", 2000))
+        return max(200, min(2000, size))
+
+    def _page(self, request: SimRequest, locator: str, offset: int) -> SimResponse:
+        try:
+            rows, obj, fields = self._locators[locator]
+        except KeyError:
+            return self._errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        size = self._batch_size(request)
+        chunk = rows[offset : offset + size]
+        end = offset + len(chunk)
+        done = end >= len(rows)
+        head = f'{{"totalSize":{len(rows)},"done":{"true" if done else "false"},'
+        if not done:
+            head += f'"nextRecordsUrl":"/services/data/v59.0/query/{locator}-{end}",'
+        else:
+            self._locators.pop(locator, None)
+        body = (
+            head.encode() + b'"records":[' + b",".join(self._row_json(obj, fields, r) for r in chunk) + b"]}"
+        )
+        return SimResponse(200, body)
+
+    def query(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        include_deleted = request.match.group("endpoint") == "queryAll"
+        try:
+            obj, fields, rows = self._run_soql(request.query.get("q", ""), include_deleted=include_deleted)
+        except QueryError as exc:
+            return self._errors(400, exc.code, str(exc))
+        self._locator_seq += 1
+        locator = f"01gHb{self._locator_seq:010d}"
+        self._locators[locator] = (rows, obj, fields)
+        while len(self._locators) > 200:
+            self._locators.popitem(last=False)
+        return self._page(request, locator, 0)
+
+    def query_more(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        return self._page(request, request.match.group("locator"), int(request.match.group("offset")))
+
+    # --- sObjects ---------------------------------------------------------------------------------
+
+    def describe_object(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        obj = request.match.group("obj")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        fields = [
+            {
+                "name": f,
+                "type": "id" if f == "Id" else "string",
+                "externalId": f == "Ext_Id__c",
+                "updateable": f in OBJECTS[obj][2],
+                "nillable": f not in OBJECTS[obj][3],
+            }
+            for f in sorted(self._fields_of(obj))
+        ]
+        return json_response(200, {"name": obj, "label": obj, "fields": fields})
+
+    def _validate(self, obj: str, data: dict[str, Any], *, creating: bool) -> list[dict[str, Any]]:
+        writable = OBJECTS[obj][2]
+        unknown = [f for f in data if f not in writable]
+        if unknown:
+            return [
+                {
+                    "statusCode": "INVALID_FIELD",
+                    "message": f"No such column '{unknown[0]}' on sobject of type {obj}",
+                    "fields": unknown,
+                }
+            ]
+        missing = [f for f in OBJECTS[obj][3] if creating and not data.get(f)]
+        if missing:
+            return [
+                {
+                    "statusCode": "REQUIRED_FIELD_MISSING",
+                    "message": f"Required fields are missing: [{', '.join(missing)}]",
+                    "fields": missing,
+                }
+            ]
+        return []
+
+    def _upsert(self, obj: str, field: str, value: str, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        table = self.tables[OBJECTS[obj][0]]
+        data = {k: v for k, v in data.items() if k != "attributes"}
+        with table.lock:
+            if field == "Id":
+                row = table.rows.get(value)
+                if row is None:
+                    return 404, {
+                        "errorCode": "NOT_FOUND",
+                        "message": "Provided external ID field does not exist",
+                    }
+            else:
+                row = table.find(field, value)
+            data[field] = value if field != "Id" else data.pop("Id", value)
+            data.pop("Id", None)
+            errors = self._validate(obj, data, creating=row is None)
+            if errors:
+                return 400, {"id": None, "success": False, "errors": errors}
+            if row is not None:
+                table.update(row.id, data)
+                return 200, {"id": row.id, "success": True, "errors": [], "created": False}
+            n = self._next_id[obj]
+            self._next_id[obj] += 1
+            new = self._add(obj, n, dict(data), ts=max(int(time.time()), 0))
+            return 201, {"id": new.id, "success": True, "errors": [], "created": True}
+
+    def upsert_one(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        obj, field = request.match.group("obj"), request.match.group("field")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if field not in ("Id", "Ext_Id__c"):
+            return self._errors(
+                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {field}"
+            )
+        status, result = self._upsert(obj, field, request.match.group("value"), request.json() or {})
+        if status >= 400:
+            errors = result.get("errors") or [result]
+            return json_response(
+                status,
+                [
+                    {
+                        "message": e["message"],
+                        "errorCode": e.get("statusCode", e.get("errorCode")),
+                        "fields": e.get("fields", []),
+                    }
+                    for e in errors
+                ],
+            )
+        return json_response(status, result)
+
+    def upsert_many(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        obj, field = request.match.group("obj"), request.match.group("field")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if field not in ("Id", "Ext_Id__c"):
+            return self._errors(
+                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {field}"
+            )
+        body = request.json() or {}
+        records = body.get("records") or []
+        if len(records) > 200:
+            return self._errors(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        results = []
+        for record in records:
+            if (record.get("attributes") or {}).get("type") != obj:
+                results.append(
+                    {
+                        "id": None,
+                        "success": False,
+                        "errors": [
+                            {
+                                "statusCode": "INVALID_TYPE",
+                                "message": "attributes.type must match the URL sObject",
+                                "fields": [],
+                            }
+                        ],
+                    }
+                )
+                continue
+            value = record.get(field)
+            if not value:
+                results.append(
+                    {
+                        "id": None,
+                        "success": False,
+                        "errors": [
+                            {
+                                "statusCode": "MISSING_ARGUMENT",
+                                "message": f"{field} not specified",
+                                "fields": [field],
+                            }
+                        ],
+                    }
+                )
+                continue
+            _status, result = self._upsert(obj, field, str(value), dict(record))
+            results.append(result)
+        return json_response(200, results)
+
+    def create(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        obj = request.match.group("obj")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        data = request.json() or {}
+        errors = self._validate(obj, data, creating=True)
+        if errors:
+            return json_response(
+                400,
+                [
+                    {"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}
+                    for e in errors
+                ],
+            )
+        n = self._next_id[obj]
+        self._next_id[obj] += 1
+        row = self._add(obj, n, dict(data), ts=int(time.time()))
+        return json_response(201, {"id": row.id, "success": True, "errors": []})
+
+    def get_record(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        obj, row_id = request.match.group("obj"), request.match.group("id")
+        row = self.tables[OBJECTS[obj][0]].rows.get(row_id) if obj in OBJECTS else None
+        if row is None or row.deleted:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        fields = tuple(sorted(self._fields_of(obj)))
+        return SimResponse(200, self._row_json(obj, fields, row))
+
+    def delete_record(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        obj, row_id = request.match.group("obj"), request.match.group("id")
+        table = self.tables[OBJECTS[obj][0]] if obj in OBJECTS else None
+        if table is None or row_id not in table.rows or table.rows[row_id].deleted:
+            return self._errors(404, "ENTITY_IS_DELETED", "entity is deleted")
+        self.delete(OBJECTS[obj][0], row_id)
+        return SimResponse(204, b"")
+
+
+def _compare(left: Any, op: str, right: Any) -> bool:
+    if op == "IN":
+        return left in right
+    if op == "=":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if left is None or right is None:
+        return False
+    if op == ">=":
+        return bool(left >= right)
+    if op == ">":
+        return bool(left > right)
+    if op == "<=":
+        return bool(left <= right)
+    return bool(left < right)
