@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck bench lock services-up services-down clean
+.PHONY: install messages messages-update system-deps run test lint typecheck bench lock services-up services-down clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,34 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	@touch $@
 
-install: $(STAMP)
+# Compile the UI catalogs (pure Python, no GNU gettext needed).
+messages: $(STAMP)
+	@ls locale/*/LC_MESSAGES/django.po >/dev/null 2>&1 && $(VENV)/bin/pybabel -q compile -d locale -D django || true
+
+install: $(STAMP) messages
+
+# Re-extract UI strings into the catalogs (needs GNU gettext); then translate the new entries.
+messages-update: install
+	$(PY) manage.py makemessages -l de -l fr -l es -l ja --no-location \
+	  --ignore '.venv/*' --ignore '.hub/*' --ignore 'tests/*' --ignore 'bench/*' --ignore 'connectors/*' \
+	  --ignore 'docs/*' --ignore 'deploy/*' --ignore 'node_modules/*'
+
+# Test-only system packages: Chromium for the browser tests, GNU gettext for the catalog check.
+system-deps:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v xgettext >/dev/null || missing="$$missing gettext"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "please install:$$missing (browser and catalog tests need them)"; exit 1; fi; \
+	fi
 
 run: install
 	$(PY) manage.py serve
 
 # Services on free ports in a throw-away directory; pytest's exit code is make's exit code.
-test: install
+test: install system-deps
 	@export HUB_HOME=$$(mktemp -d /tmp/hub-test.XXXXXX); \
 	trap '$(PY) manage.py services down --purge >/dev/null 2>&1 || true' EXIT; \
 	$(PY) manage.py services up --ephemeral --free-ports && \
