@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 # --- requests and responses --------------------------------------------------------------------
@@ -501,13 +501,14 @@ class Simulator:
         self.seed = Seed(seed)
         self.counts = {**DEFAULT_COUNTS, **(counts or {})}
         self.faults = Faults(seed)
+        self.tokens = TokenStore()
         self.tables: dict[str, Table] = {}
         self.routes: list[Route] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # lifecycle
-    def start(self) -> Simulator:
+    def start(self) -> Self:
         server = _Server((self.host, self.port), _Handler)
         server.simulator = self
         if self.scheme == "https":
@@ -598,13 +599,16 @@ class Simulator:
         """See `Faults.configure`; also `expire_tokens=True`."""
         if spec.pop("expire_tokens", False):
             self.expire_tokens()
+        if "token_ttl" in spec:
+            self.tokens.ttl = float(spec.pop("token_ttl"))
         self.faults.configure(spec)
 
     def clear_faults(self) -> None:
         self.faults.configure({"clear": True})
+        self.tokens.ttl = TokenStore().ttl
 
     def expire_tokens(self) -> None:
-        return
+        self.tokens.expire_all()
 
     def count(self, stream: str) -> int:
         return sum(1 for row in self.tables[stream].rows.values() if not row.deleted)

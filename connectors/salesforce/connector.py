@@ -133,6 +133,10 @@ class SalesforceConnector(Connector):
         )
         return self._sf
 
+    def client(self) -> Salesforce:
+        """Return a logged-in simple-salesforce client sharing this connector's session."""
+        return self._sf or self._login()
+
     def _call(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Run one simple-salesforce method; re-authenticate once on INVALID_SESSION_ID, map errors."""
         sf = self._sf or self._login()

@@ -107,9 +107,6 @@ class SalesforceSimulator(Simulator):
 
     def __init__(self, *, api_limit: int = 5_000_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from connectors.simulation import TokenStore
-
-        self.tokens = TokenStore(ttl=7200)
         self.api_limit = api_limit
         self.api_used = 0
         self._usage_lock = threading.Lock()
@@ -273,9 +270,6 @@ class SalesforceSimulator(Simulator):
         if request.path.startswith("/services/data/v"):
             response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.api_limit}"
         return response
-
-    def expire_tokens(self) -> None:
-        self.tokens.expire_all()
 
     def _errors(self, status: int, code: str, message: str) -> SimResponse:
         return json_response(status, [{"message": message, "errorCode": code}])
