@@ -1,13 +1,33 @@
-"""Minimal account URLs; the full login/2FA flow replaces these views."""
+"""Account pages: sign-in with lockout and a second factor, password pages, profile, invitations."""
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
+
+from apps.accounts import views
 
 app_name = "accounts"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("profile/", auth_views.PasswordChangeView.as_view(), name="profile"),
-    path("invitations/<str:token>/", auth_views.LoginView.as_view(), name="invitation-accept"),
+    path("login/", views.login_view, name="login"),
+    path("login/verify/", views.otp_verify_view, name="otp-verify"),
+    path("logout/", views.logout_view, name="logout"),
+    path("profile/", views.profile_view, name="profile"),
+    path("password/", views.password_change_view, name="password-change"),
+    path("password/reset/", views.password_reset_view, name="password-reset"),
+    path("password/reset/sent/", views.password_reset_done_view, name="password-reset-done"),
+    path(
+        "password/reset/<uidb64>/<token>/",
+        views.password_reset_confirm_view,
+        name="password-reset-confirm",
+    ),
+    path("password/reset/done/", views.password_reset_complete_view, name="password-reset-complete"),
+    path("two-factor/", views.twofactor_view, name="twofactor"),
+    path("two-factor/enroll/", views.twofactor_enroll_view, name="twofactor-enroll"),
+    path("two-factor/backup-codes/", views.backup_codes_view, name="twofactor-backup-codes"),
+    path(
+        "two-factor/backup-codes/regenerate/",
+        views.backup_codes_regenerate_view,
+        name="twofactor-backup-codes-regenerate",
+    ),
+    path("two-factor/remove/", views.twofactor_remove_view, name="twofactor-remove"),
+    path("invitations/<str:token>/", views.invitation_accept_view, name="invitation-accept"),
 ]

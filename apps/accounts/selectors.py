@@ -1,0 +1,96 @@
+"""Reads for accounts: lockout state, two-factor requirements and devices, users by e-mail."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db.models import Q
+from django_otp import user_has_device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from apps.tenants.models import Membership
+from apps.tenants.roles import ROLES_REQUIRING_2FA
+
+LOCKOUT_KEY_PREFIX = "accounts:login-fail"
+
+
+def lockout_account_key(username: str) -> str:
+    """Name the failure counter of an account; hashed so Redis holds no usernames, case-folded."""
+    digest = hashlib.sha256(username.strip().casefold().encode()).hexdigest()
+    return f"{LOCKOUT_KEY_PREFIX}:account:{digest}"
+
+
+def lockout_ip_key(ip: str) -> str:
+    digest = hashlib.sha256(ip.encode()).hexdigest()
+    return f"{LOCKOUT_KEY_PREFIX}:ip:{digest}"
+
+
+def login_failures(*, username: str | None = None, ip: str | None = None) -> dict[str, int]:
+    """Return the failure counts of the account and the client address in the current window."""
+    keys = {}
+    if username is not None:
+        keys["account"] = lockout_account_key(username)
+    if ip is not None:
+        keys["ip"] = lockout_ip_key(ip)
+    values = cache.get_many(list(keys.values()))
+    return {name: int(values.get(key, 0)) for name, key in keys.items()}
+
+
+def login_is_locked(*, username: str | None = None, ip: str | None = None) -> bool:
+    """Tell whether sign-in is refused for this account name or this client address."""
+    counts = login_failures(username=username, ip=ip)
+    return (
+        counts.get("account", 0) >= settings.LOGIN_LOCKOUT_ACCOUNT_LIMIT
+        or counts.get("ip", 0) >= settings.LOGIN_LOCKOUT_IP_LIMIT
+    )
+
+
+def user_is_locked(*, user: Any) -> bool:
+    return login_is_locked(username=user.get_username())
+
+
+def user_requires_2fa(*, user: Any) -> bool:
+    """Tell whether the user must have a confirmed second factor.
+
+    Operators always; members holding a role in ROLES_REQUIRING_2FA in any tenant; every member of a tenant
+    that requires it for everyone.
+    """
+    if not user.is_authenticated:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    return (
+        Membership.objects.filter(user=user)
+        .filter(Q(role__in=ROLES_REQUIRING_2FA) | Q(tenant__require_2fa=True, tenant__is_active=True))
+        .exists()
+    )
+
+
+def user_has_confirmed_device(*, user: Any) -> bool:
+    return bool(user.is_authenticated and user_has_device(user, confirmed=True))
+
+
+def totp_device_confirmed(*, user: Any) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def totp_device_pending(*, user: Any) -> TOTPDevice | None:
+    """Return the unconfirmed TOTP device an enrollment in progress uses, if any."""
+    return TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+
+
+def backup_codes_remaining(*, user: Any) -> int:
+    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+def backup_device(*, user: Any) -> StaticDevice | None:
+    return StaticDevice.objects.filter(user=user, confirmed=True).first()
+
+
+def user_by_email(*, email: str) -> Any | None:
+    return get_user_model().objects.filter(email__iexact=email).first()
