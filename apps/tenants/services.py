@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -12,13 +14,22 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.core.context import tenant_context
 from apps.core.errors import Conflict, NotFound, ValidationFailed
-from apps.tenants.models import Invitation, Membership, Region, RegionTenant, Role, Tenant
+from apps.tenants.models import (
+    Invitation,
+    ManagementToken,
+    Membership,
+    Region,
+    RegionTenant,
+    Role,
+    Tenant,
+)
 from apps.tenants.selectors import tenant_has_region_data
 
 logger = logging.getLogger(__name__)
@@ -241,3 +252,75 @@ def invitation_revoke(*, invitation: Invitation) -> None:
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at", "updated_at"])
+
+
+# --- management tokens -----------------------------------------------------------------------------------
+MANAGEMENT_TOKEN_SCHEME = "hubm"  # noqa: S105 - the public marker that starts every token
+MANAGEMENT_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def management_token_hash(plaintext: str) -> str:
+    """Return the SHA-256 hex digest under which a token is stored (the plaintext never is)."""
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def management_token_create(
+    *, tenant: Tenant, user: Any, name: str, expires_at: datetime | None
+) -> tuple[ManagementToken, str]:
+    """Issue a token acting as `user` in `tenant`; return it with its plaintext, which is shown once.
+
+    The plaintext is `hubm_<prefix>_<secret>`: the prefix is stored to tell tokens apart, the secret only
+    as part of the SHA-256 hash of the whole string.
+    """
+    errors: dict[str, list[str]] = {}
+    if not name.strip():
+        errors["name"] = [_("Give the token a name.")]
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = [_("The expiry must be in the future.")]
+    is_member = Membership.objects.filter(tenant=tenant, user=user).exists()
+    if not (user.is_active and (user.is_staff or is_member)):
+        errors["user"] = [_("Only active members of the tenant can hold its tokens.")]
+    if errors:
+        raise ValidationFailed(_("The token could not be created."), errors)
+    for _attempt in range(3):  # the 40-bit prefix collides in theory only; retry rather than fail
+        prefix = f"{MANAGEMENT_TOKEN_SCHEME}_{secrets.token_hex(5)}"
+        plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
+        token = ManagementToken(
+            tenant=tenant,
+            user=user,
+            name=name.strip(),
+            prefix=prefix,
+            token_hash=management_token_hash(plaintext),
+            expires_at=expires_at,
+        )
+        token.full_clean()
+        try:
+            with transaction.atomic():
+                token.save()
+        except IntegrityError:
+            continue
+        logger.info("management token created", extra={"tenant_id": tenant.id, "prefix": prefix})
+        return token, plaintext
+    raise Conflict(_("Could not issue a unique token; try again."))
+
+
+def management_token_revoke(*, token: ManagementToken) -> ManagementToken:
+    """Revoke a token for good (idempotent: revoking twice keeps the first time)."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at", "updated_at"])
+        logger.info("management token revoked", extra={"tenant_id": token.tenant_id, "prefix": token.prefix})
+    return token
+
+
+def management_token_touch(*, token: ManagementToken) -> None:
+    """Record use, at most once per interval per token, so busy clients do not write on every request.
+
+    The conditional UPDATE also keeps concurrent requests from all writing the same row.
+    """
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < MANAGEMENT_TOKEN_TOUCH_INTERVAL:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - MANAGEMENT_TOKEN_TOUCH_INTERVAL)
+    ManagementToken.objects.filter(stale, pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.errors import Conflict, HubError
@@ -17,11 +22,13 @@ from apps.tenants import roles
 from apps.tenants.decorators import operator_required, tenant_permission_required
 from apps.tenants.filters import MembershipFilter, TenantFilter
 from apps.tenants.forms import InviteForm, MembershipForm, TenantCreateForm, TenantSettingsForm
-from apps.tenants.models import Invitation, Membership, Role
+from apps.tenants.models import Invitation, ManagementToken, Membership, Role
 from apps.tenants.selectors import tenant_list
 from apps.tenants.services import (
     invitation_create,
     invitation_revoke,
+    management_token_create,
+    management_token_revoke,
     membership_change_role,
     membership_remove,
     tenant_create,
@@ -184,3 +191,65 @@ def invitation_revoke_view(request: HttpRequest, tenant_slug: str, pk: int) -> H
     invitation_revoke(invitation=invitation)
     messages.success(request, _("Invitation to %(email)s revoked.") % {"email": invitation.email})
     return redirect("tenants:members", tenant_slug=tenant.slug)
+
+
+# --- management API tokens -------------------------------------------------------------------------------
+class TokenCreateForm(forms.Form):
+    EXPIRY_CHOICES = [
+        ("30", gettext_lazy("In 30 days")),
+        ("90", gettext_lazy("In 90 days")),
+        ("365", gettext_lazy("In a year")),
+        ("never", gettext_lazy("Never")),
+    ]
+
+    name = forms.CharField(
+        label=gettext_lazy("Name"),
+        max_length=100,
+        help_text=gettext_lazy("What uses the token, e.g. “provisioning script”."),
+    )
+    expires = forms.ChoiceField(label=gettext_lazy("Expires"), choices=EXPIRY_CHOICES, initial="90")
+
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data["expires"]
+        return None if days == "never" else timezone.now() + timedelta(days=int(days))
+
+
+def _token_page(request: HttpRequest, form: TokenCreateForm, status: int = 200) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    tokens = (
+        ManagementToken.objects.filter(tenant=tenant).select_related("user").order_by("-created_at", "-pk")
+    )
+    page = Paginator(tokens, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"form": form, "page_obj": page, "now": timezone.now()}
+    return render(request, "tenants/token_list.html", context, status=status)
+
+
+@tenant_permission_required(roles.MANAGE_MEMBERS)
+@require_http_methods(["GET", "POST"])
+def token_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    """List the tenant's API tokens and issue new ones; a new token's secret is shown once, in the reply."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    form = TokenCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            token, plaintext = management_token_create(
+                tenant=tenant, user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
+            )
+        except (HubError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            # Rendered, not redirected: keeping the secret for a redirect would mean storing it somewhere.
+            response = render(request, "tenants/token_created.html", {"token": token, "plaintext": plaintext})
+            response["Cache-Control"] = "no-store"
+            return response
+    return _token_page(request, form, status=400 if form.errors else 200)
+
+
+@tenant_permission_required(roles.MANAGE_MEMBERS)
+@require_POST
+def token_revoke_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    token = get_object_or_404(ManagementToken, pk=pk, tenant=tenant)
+    management_token_revoke(token=token)
+    messages.success(request, _("Token “%(name)s” revoked.") % {"name": token.name})
+    return redirect("tenants:api-tokens", tenant_slug=tenant.slug)

@@ -1,0 +1,385 @@
+"""Management API views: tenants, members and invitations. Thin: check access, call a service, shape.
+
+Access follows the console exactly: `apps.tenants.roles.can()` with the caller's membership. A tenant the
+caller does not belong to (or, with a token, any tenant but the token's) does not exist for them: 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotAuthenticated, NotFound, PermissionDenied
+from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.errors import ValidationFailed
+from apps.tenants import roles
+from apps.tenants.api.filters import InvitationFilter, MembershipFilter, TenantFilter
+from apps.tenants.api.serializers import (
+    InvitationCreateSerializer,
+    InvitationSerializer,
+    MemberCreateSerializer,
+    MemberSerializer,
+    MemberUpdateSerializer,
+    TenantCreateSerializer,
+    TenantSerializer,
+    TenantUpdateSerializer,
+)
+from apps.tenants.authentication import enter_tenant
+from apps.tenants.models import Invitation, ManagementToken, Membership, Tenant
+from apps.tenants.selectors import tenant_list
+from apps.tenants.services import (
+    invitation_create,
+    invitation_revoke,
+    membership_add,
+    membership_change_role,
+    membership_remove,
+    tenant_create,
+    tenant_update,
+)
+
+SLUG_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
+ID_PARAM = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
+ERROR_RESPONSES: dict[int, OpenApiResponse] = {
+    400: OpenApiResponse(description="Invalid input: field errors, or `Unknown field.` for extra fields."),
+    401: OpenApiResponse(description="Not authenticated, or the token is unknown, expired or revoked."),
+    403: OpenApiResponse(description="The caller's role does not allow this."),
+    404: OpenApiResponse(description="No such tenant or object for this caller."),
+}
+
+
+@contextmanager
+def service_errors() -> Iterator[None]:
+    """Report a service's refusal of input as a 400 with field errors, the same shape serializers use."""
+    try:
+        yield
+    except ValidationFailed as exc:
+        raise serializers.ValidationError(exc.errors or {"non_field_errors": [str(exc)]}) from None
+    except DjangoValidationError as exc:
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        raise serializers.ValidationError(detail) from None
+
+
+def _token(request: Request) -> ManagementToken | None:
+    return request.auth if isinstance(request.auth, ManagementToken) else None
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+# --- tenants --------------------------------------------------------------------------------------------
+@extend_schema(tags=["tenants"])
+class TenantListView(ListModelMixin, GenericAPIView):
+    """The caller's tenants (operators: all tenants; a token: its own tenant); operators create tenants."""
+
+    serializer_class = TenantSerializer
+    filterset_class = TenantFilter
+
+    def get_queryset(self) -> QuerySet[Tenant]:
+        queryset = tenant_list().order_by("name", "pk")
+        user = self.request.user
+        token = _token(self.request)
+        if token is not None:
+            return queryset.filter(pk=token.tenant_id)
+        if user.is_staff:
+            return queryset
+        if not user.is_authenticated:
+            raise NotAuthenticated
+        return queryset.filter(memberships__user=user, is_active=True)
+
+    @extend_schema(summary="List tenants", responses={200: TenantSerializer(many=True), **_errors(400, 401)})
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(
+        summary="Create a tenant (platform operators, signed in)",
+        request=TenantCreateSerializer,
+        responses={201: TenantSerializer, **_errors(400, 401, 403)},
+    )
+    def post(self, request: Request) -> Response:
+        if _token(request) is not None or not roles.can(request.user, None, roles.MANAGE_TENANTS):
+            raise PermissionDenied(
+                _("Only platform operators can create tenants, and not with a tenant token.")
+            )
+        serializer = TenantCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with service_errors():
+            tenant = tenant_create(**serializer.validated_data)
+        return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
+
+
+class TenantScopedView(GenericAPIView):
+    """Base of every `/tenants/{slug}/...` endpoint: resolves the tenant, the membership and the context."""
+
+    tenant: Tenant
+    membership: Membership | None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        self.tenant, self.membership = self._resolve_tenant(request, kwargs["slug"])
+
+    @staticmethod
+    def _resolve_tenant(request: Request, slug: str) -> tuple[Tenant, Membership | None]:
+        user = request.user
+        token = _token(request)
+        if token is not None:
+            if token.tenant.slug != slug:
+                raise NotFound
+            tenant: Tenant | None = token.tenant
+        else:
+            tenant = Tenant.objects.select_related("home_region").filter(slug=slug).first()
+            if tenant is not None and not tenant.is_active and not user.is_staff:
+                tenant = None
+        if tenant is None:
+            raise NotFound
+        if not user.is_authenticated:
+            raise NotAuthenticated
+        membership = Membership.objects.filter(tenant=tenant, user=user).first()
+        if membership is None and not user.is_staff:
+            raise NotFound
+        enter_tenant(request, tenant)
+        return tenant, membership
+
+    def require(self, perm: str) -> None:
+        """Refuse with 403 unless the caller's role here grants `perm` (the same rule as the console)."""
+        if not roles.can(self.request.user, self.membership, perm):
+            raise PermissionDenied(_("Your role in this tenant does not allow this."))
+
+
+@extend_schema(tags=["tenants"], parameters=[SLUG_PARAM])
+class TenantDetailView(TenantScopedView):
+    """A tenant's settings: members read them, `manage_settings` changes them."""
+
+    serializer_class = TenantSerializer
+
+    @extend_schema(summary="Get a tenant", responses={200: TenantSerializer, **_errors(401, 404)})
+    def get(self, request: Request, slug: str) -> Response:
+        self.require(roles.VIEW_CONSOLE)
+        return Response(TenantSerializer(self.tenant).data)
+
+    @extend_schema(
+        summary="Change tenant settings",
+        description="The home region can only change while the tenant has no data (else 409).",
+        request=TenantUpdateSerializer,
+        responses={
+            200: TenantSerializer,
+            409: OpenApiResponse(description="The home region cannot change once data exists."),
+            **_errors(400, 401, 403, 404),
+        },
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        self.require(roles.MANAGE_SETTINGS)
+        serializer = TenantUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if "is_active" in data:
+            self.require(roles.MANAGE_TENANTS)
+        with service_errors():
+            tenant = tenant_update(tenant=self.tenant, **data)
+        return Response(TenantSerializer(tenant).data)
+
+
+# --- members --------------------------------------------------------------------------------------------
+@extend_schema(tags=["members"], parameters=[SLUG_PARAM])
+class MemberListView(ListModelMixin, TenantScopedView):
+    """Members of a tenant: every member reads, `manage_members` adds or invites."""
+
+    serializer_class = MemberSerializer
+    filterset_class = MembershipFilter
+
+    def get_queryset(self) -> QuerySet[Membership]:
+        if getattr(self, "swagger_fake_view", False):
+            return Membership.objects.none()
+        return (
+            Membership.objects.filter(tenant=self.tenant)
+            .select_related("user")
+            .order_by("user__username", "pk")
+        )
+
+    @extend_schema(
+        summary="List members", responses={200: MemberSerializer(many=True), **_errors(400, 401, 404)}
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        self.require(roles.VIEW_CONSOLE)
+        return self.list(request)
+
+    @extend_schema(
+        summary="Add a member or invite one",
+        description=(
+            "A registered user with this e-mail address becomes a member at once (201, the membership); "
+            "anyone else is sent an invitation (202, the invitation)."
+        ),
+        request=MemberCreateSerializer,
+        responses={201: MemberSerializer, 202: InvitationSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        self.require(roles.MANAGE_MEMBERS)
+        serializer = MemberCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = get_user_model().objects.filter(email__iexact=data["email"], is_active=True).first()
+        if user is None:
+            return self._invite(request, data)
+        if Membership.objects.filter(tenant=self.tenant, user=user).exists():
+            raise serializers.ValidationError({"email": [_("This person is already a member.")]})
+        with service_errors():
+            membership = membership_add(
+                tenant=self.tenant,
+                user=user,
+                role=data["role"],
+                locales=data.get("locales", ()),
+                regions=data.get("regions", ()),
+            )
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    def _invite(self, request: Request, data: dict[str, Any]) -> Response:
+        if data.get("locales") or data.get("regions"):
+            message = _("Locales and regions can be set once the invited person has joined.")
+            raise serializers.ValidationError(
+                {key: [message] for key in ("locales", "regions") if key in data}
+            )
+        with service_errors():
+            invitation = invitation_create(
+                tenant=self.tenant,
+                email=data["email"],
+                role=data["role"],
+                invited_by=request.user,
+                base_url=request.build_absolute_uri("/"),
+            )
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(tags=["members"], parameters=[SLUG_PARAM, ID_PARAM])
+class MemberDetailView(TenantScopedView):
+    """One membership: every member reads it, `manage_members` changes the role or removes it."""
+
+    serializer_class = MemberSerializer
+
+    def get_object(self) -> Membership:
+        membership = (
+            Membership.objects.select_related("user").filter(tenant=self.tenant, pk=self.kwargs["id"]).first()
+        )
+        if membership is None:
+            raise NotFound
+        return membership
+
+    @extend_schema(summary="Get a member", responses={200: MemberSerializer, **_errors(401, 404)})
+    def get(self, request: Request, slug: str, id: int) -> Response:
+        membership = self.get_object()
+        self.require(roles.VIEW_CONSOLE)
+        return Response(MemberSerializer(membership).data)
+
+    @extend_schema(
+        summary="Change a member's role",
+        request=MemberUpdateSerializer,
+        responses={
+            200: MemberSerializer,
+            409: OpenApiResponse(description="The tenant's last admin cannot be demoted."),
+            **_errors(400, 401, 403, 404),
+        },
+    )
+    def patch(self, request: Request, slug: str, id: int) -> Response:
+        membership = self.get_object()
+        self.require(roles.MANAGE_MEMBERS)
+        serializer = MemberUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        with service_errors():
+            membership = membership_change_role(
+                membership=membership,
+                role=data.get("role", membership.role),
+                locales=data.get("locales"),
+                regions=data.get("regions"),
+            )
+        return Response(MemberSerializer(membership).data)
+
+    @extend_schema(
+        summary="Remove a member",
+        responses={
+            204: None,
+            409: OpenApiResponse(description="The tenant's last admin cannot be removed."),
+            **_errors(401, 403, 404),
+        },
+    )
+    def delete(self, request: Request, slug: str, id: int) -> Response:
+        membership = self.get_object()
+        self.require(roles.MANAGE_MEMBERS)
+        membership_remove(membership=membership)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- invitations ----------------------------------------------------------------------------------------
+@extend_schema(tags=["invitations"], parameters=[SLUG_PARAM])
+class InvitationListView(ListModelMixin, TenantScopedView):
+    """Invitations of a tenant (`manage_members`)."""
+
+    serializer_class = InvitationSerializer
+    filterset_class = InvitationFilter
+
+    def get_queryset(self) -> QuerySet[Invitation]:
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return (
+            Invitation.objects.filter(tenant=self.tenant)
+            .select_related("invited_by")
+            .order_by("-created_at", "-pk")
+        )
+
+    @extend_schema(
+        summary="List invitations",
+        responses={200: InvitationSerializer(many=True), **_errors(400, 401, 403, 404)},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        self.require(roles.MANAGE_MEMBERS)
+        return self.list(request)
+
+    @extend_schema(
+        summary="Invite someone by e-mail",
+        request=InvitationCreateSerializer,
+        responses={201: InvitationSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        self.require(roles.MANAGE_MEMBERS)
+        serializer = InvitationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with service_errors():
+            invitation = invitation_create(
+                tenant=self.tenant,
+                email=serializer.validated_data["email"],
+                role=serializer.validated_data["role"],
+                invited_by=request.user,
+                base_url=request.build_absolute_uri("/"),
+            )
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["invitations"], parameters=[SLUG_PARAM, ID_PARAM])
+class InvitationRevokeView(TenantScopedView):
+    """Revoke an open invitation (`manage_members`); revoking twice, or after acceptance, changes nothing."""
+
+    serializer_class = InvitationSerializer
+
+    @extend_schema(
+        summary="Revoke an invitation",
+        request=None,
+        responses={200: InvitationSerializer, **_errors(401, 403, 404)},
+    )
+    def post(self, request: Request, slug: str, id: int) -> Response:
+        invitation = Invitation.objects.select_related("invited_by").filter(tenant=self.tenant, pk=id).first()
+        if invitation is None:
+            raise NotFound
+        self.require(roles.MANAGE_MEMBERS)
+        invitation_revoke(invitation=invitation)
+        return Response(InvitationSerializer(invitation).data)
