@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from connectors.errors import ConnectorError, InvalidConfig
+import requests
+
+from connectors.errors import (
+    AuthExpired,
+    AuthFailed,
+    ConnectorError,
+    InvalidConfig,
+    RateLimited,
+    VendorUnavailable,
+)
+from connectors.http import generic_limit
 
 if TYPE_CHECKING:
     from connectors.http import HttpSession
@@ -219,3 +229,65 @@ def unseen(records: Iterable[Record], cursor: Cursor | None) -> Iterator[Record]
     for record in records:
         if cursor is None or not cursor.covers(record):
             yield record
+
+
+class HttpConnector(Connector):
+    """Base for plain-HTTP JSON vendors: owns auth headers, one re-auth on 401, and error mapping.
+
+    Subclasses implement `auth_headers`, `error_text` and `rate_limit` (one of the parsers in http.py).
+    """
+
+    base_url: str
+    #: When True a 401 means "token expired": log in again once. When False credentials are wrong.
+    uses_tokens: bool = True
+
+    def auth_headers(self, *, refresh: bool) -> dict[str, str]:
+        """Return the Authorization headers, logging in (again) when `refresh` or none is cached."""
+        raise NotImplementedError
+
+    def error_text(self, response: requests.Response) -> str:
+        """Extract the vendor's error message from its envelope."""
+        return f"HTTP {response.status_code}"
+
+    def rate_limit(self, response: requests.Response) -> RateLimited | None:
+        """Return RateLimited when `response` is the vendor's quota signal."""
+        return generic_limit(response)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = path if path.startswith("http") else self.base_url + path
+        extra = kwargs.pop("headers", {})
+        response = self.session.request(
+            method, url, headers={**self.auth_headers(refresh=False), **extra}, **kwargs
+        )
+        if response.status_code == 401 and self.uses_tokens:
+            response = self.session.request(
+                method, url, headers={**self.auth_headers(refresh=True), **extra}, **kwargs
+            )
+            if response.status_code == 401:
+                raise AuthExpired(self._message(response), status=401)
+        if response.status_code == 401:
+            raise AuthFailed(self._message(response), status=401)
+        limited = self.rate_limit(response)
+        if limited is not None:
+            raise limited
+        if response.status_code >= 500:
+            raise VendorUnavailable(self._message(response), status=response.status_code)
+        if response.status_code >= 400:
+            raise ConnectorError(self._message(response), permanent=True, status=response.status_code)
+        return response
+
+    def _message(self, response: requests.Response) -> str:
+        try:
+            text = self.error_text(response)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            text = f"HTTP {response.status_code}"
+        return self.session.redact(f"{self.label}: {text}")
+
+    def json(self, response: requests.Response) -> Any:
+        """Decode a body, turning malformed JSON into a typed, retryable error."""
+        try:
+            return response.json()
+        except ValueError:
+            raise VendorUnavailable(
+                f"{self.label} returned malformed JSON (HTTP {response.status_code})"
+            ) from None

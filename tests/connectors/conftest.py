@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from connectors.salesforce.simulator import SalesforceSimulator
+from connectors.servicenow.simulator import ServiceNowSimulator
 
 SMALL = {"contacts": 1000, "accounts": 600, "tickets": 600, "orders": 600, "articles": 300, "leads": 0}
 
@@ -21,5 +22,12 @@ def sim_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def salesforce_sim(sim_state_dir: Path) -> Iterator[SalesforceSimulator]:
     """Full-size contacts (10,000) so paging and throughput are realistic; other objects smaller."""
     sim = SalesforceSimulator(state_dir=sim_state_dir, counts={**SMALL, "contacts": 10_000}).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def servicenow_sim(sim_state_dir: Path) -> Iterator[ServiceNowSimulator]:
+    sim = ServiceNowSimulator(state_dir=sim_state_dir, counts=SMALL).start()
     yield sim
     sim.stop()

@@ -1,0 +1,374 @@
+"""ServiceNow Table API simulator: basic auth and /oauth_token.do, encoded queries (^, ^OR, ^NQ, ORDERBY),
+offset paging with X-Total-Count and Link headers, create/update, 429 with Retry-After."""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import functools
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from connectors.simulation import Row, SimRequest, SimResponse, Simulator, Table, json_response, seed_ts
+
+TABLES = {  # canonical stream -> table
+    "contacts": "customer_contact",
+    "accounts": "customer_account",
+    "tickets": "incident",
+    "orders": "sc_request",
+    "articles": "kb_knowledge",
+}
+STATES = {"New": "1", "Working": "2", "Escalated": "3", "Closed": "7"}
+_TERM = re.compile(
+    r"^([a-z0-9_.]+?)(>=|<=|!=|>|<|=|LIKE|STARTSWITH|ENDSWITH|NOT IN|IN|ISEMPTY|ISNOTEMPTY)(.*)$"
+)
+Predicate = Callable[[Row], bool]
+
+
+def sn_time(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def sys_id(table: str, i: int) -> str:
+    return hashlib.md5(f"{table}:{i}".encode(), usedforsecurity=False).hexdigest()
+
+
+class ServiceNowSimulator(Simulator):
+    vendor = "servicenow"
+    username = "hub.integration"
+    password = "Sn0w-demo-pass"  # noqa: S105 - demo instance credential
+    client_id = "sn-sim-client"
+    client_secret = "sn-sim-secret-0001"  # noqa: S105
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tokens.ttl = 1800
+        self.refresh_tokens: set[str] = set()
+        self._seq = 0
+        self._seed()
+        self.route("POST", r"/oauth_token\.do", self.oauth)
+        self.route("GET", r"/api/now/table/(?P<table>\w+)", self.list_rows)
+        self.route("GET", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.get)
+        self.route("POST", r"/api/now/table/(?P<table>\w+)", self.create)
+        self.route("PATCH", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.update)
+        self.route("PUT", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.update)
+
+    def _seed(self) -> None:
+        self.by_table: dict[str, Table] = {}
+        for stream, table in TABLES.items():
+            self.tables[stream] = self.by_table[table] = Table(table, unique=("correlation_id",))
+        seed, n = self.seed, self.counts
+        for i in range(n["accounts"]):
+            c = seed.company(i)
+            self._add(
+                "customer_account",
+                i,
+                {
+                    "name": c["name"],
+                    "website": c["website"],
+                    "country": c["country"],
+                    "industry": c["industry"],
+                    "number": f"ACCT{i + 1:07d}",
+                },
+            )
+        for i in range(n["contacts"]):
+            p = seed.person(i)
+            self._add(
+                "customer_contact",
+                i,
+                {
+                    "first_name": p["first_name"],
+                    "last_name": p["last_name"],
+                    "email": p["email"],
+                    "phone": p["phone"],
+                    "country": p["country"],
+                    "preferred_language": p["locale"],
+                    "account": sys_id("customer_account", p["company_index"] % max(1, n["accounts"])),
+                },
+            )
+        for i in range(n["tickets"]):
+            t = seed.ticket(i)
+            self._add(
+                "incident",
+                i,
+                {
+                    "number": f"INC{i + 1:07d}",
+                    "short_description": t["subject"],
+                    "description": t["description"],
+                    "state": STATES[t["status"]],
+                    "priority": t["priority"],
+                    "correlation_id": "",
+                    "caller_id": sys_id("customer_contact", t["person_index"] % max(1, n["contacts"])),
+                },
+            )
+        for i in range(n["orders"]):
+            o = seed.order(i)
+            self._add(
+                "sc_request",
+                i,
+                {
+                    "number": f"REQ{i + 1:07d}",
+                    "request_state": o["status"].lower(),
+                    "price": f"{o['amount']:.2f}",
+                    "currency": o["currency"],
+                },
+            )
+        for i in range(n["articles"]):
+            a = seed.article(i)
+            self._add(
+                "kb_knowledge",
+                i,
+                {
+                    "number": f"KB{i + 1:07d}",
+                    "short_description": a["title"],
+                    "text": a["body"],
+                    "language": a["locale"],
+                    "workflow_state": "published",
+                    "kb_knowledge_base": "IT",
+                },
+            )
+        self._seq = max(n.values())  # fmt: skip
+
+    def _add(self, table: str, i: int, data: dict[str, Any], ts: int | None = None) -> Row:
+        row = Row(sys_id(table, i), seed_ts(i) if ts is None else ts, data)
+        data["sys_created_on"] = sn_time(row.ts)
+        return self.by_table[table].insert(row)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "instance_url": self.base_url,
+            "username": self.username,
+            "password": self.password,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+
+    # --- auth and errors ----------------------------------------------------------------------------
+
+    def is_public(self, request: SimRequest) -> bool:
+        return request.path == "/oauth_token.do"
+
+    def authenticate(self, request: SimRequest) -> SimResponse | None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                user = password = ""
+            if (user, password) == (self.username, self.password):
+                return None
+        elif scheme.lower() == "bearer" and self.tokens.state(value) == "valid":
+            return None
+        return self._failure(401, "User Not Authenticated", "Required to provide Auth information")
+
+    def _failure(self, status: int, message: str, detail: str = "") -> SimResponse:
+        return json_response(status, {"error": {"message": message, "detail": detail}, "status": "failure"})
+
+    def error(self, status: int, message: str) -> SimResponse:
+        return self._failure(status, message, "")
+
+    def rate_limited(self, request: SimRequest) -> SimResponse:
+        retry = self.faults.rate_limit_retry_after
+        response = self._failure(
+            429, "Rate limit exceeded", "Rate limit rule hub_integration_hourly exceeded"
+        )
+        response.headers.update({"Retry-After": str(retry), "X-RateLimit-Limit": "5000",
+                                 "X-RateLimit-Reset": str(int(time.time()) + retry),
+                                 "X-RateLimit-Rule": "hub_integration_hourly"})  # fmt: skip
+        return response
+
+    def oauth(self, request: SimRequest) -> SimResponse:
+        form = request.form()
+        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
+            return json_response(401, {"error_description": "access_denied", "error": "server_error"})
+        grant = form.get("grant_type")
+        if grant == "password":
+            if (form.get("username"), form.get("password")) != (self.username, self.password):
+                return json_response(401, {"error_description": "access_denied", "error": "server_error"})
+        elif grant == "refresh_token":
+            if form.get("refresh_token") not in self.refresh_tokens:
+                return json_response(401, {"error_description": "access_denied", "error": "server_error"})
+        else:
+            return json_response(400, {"error": "unsupported_grant_type"})
+        refresh = self.tokens.issue("rt-", ttl=100 * 86400)
+        self.refresh_tokens.add(refresh)
+        access = self.tokens.issue()
+        return json_response(
+            200,
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "scope": "useraccount",
+                "token_type": "Bearer",
+                "expires_in": int(self.tokens.ttl) - 1,
+            },
+        )
+
+    # --- encoded queries --------------------------------------------------------------------------
+
+    @staticmethod
+    def _value(row: Row, field: str) -> str:
+        if field == "sys_id":
+            return row.id
+        if field == "sys_updated_on":
+            return sn_time(row.ts)
+        value = row.data.get(field)
+        return "" if value is None else str(value)
+
+    def _term(self, text: str) -> Predicate:
+        m = _TERM.match(text)
+        if not m:
+            raise ValueError(text)
+        field, op, value = m.groups()
+        get = self._value
+
+        def check(row: Row) -> bool:
+            left = get(row, field)
+            if op == "=":
+                return left == value
+            if op == "!=":
+                return left != value
+            if op == ">=":
+                return left >= value
+            if op == ">":
+                return left > value
+            if op == "<=":
+                return left <= value
+            if op == "<":
+                return left < value
+            if op == "LIKE":
+                return value.lower() in left.lower()
+            if op == "STARTSWITH":
+                return left.startswith(value)
+            if op == "ENDSWITH":
+                return left.endswith(value)
+            if op == "IN":
+                return left in value.split(",")
+            if op == "NOT IN":
+                return left not in value.split(",")
+            if op == "ISEMPTY":
+                return left == ""
+            return left != ""
+
+        return check
+
+    def _query(self, table: Table, query: str) -> list[Row]:
+        """Evaluate an encoded query; rows come back in (sys_updated_on, sys_id) order unless ORDERBY says."""
+        groups: list[list[list[Predicate]]] = []
+        orders: list[tuple[str, bool]] = []
+        lower_bounds: list[int | None] = []
+        for group_text in query.split("^NQ") if query else []:
+            group: list[list[Predicate]] = []
+            lower: int | None = None
+            for term in filter(None, group_text.split("^")):
+                if term.startswith("ORDERBYDESC"):
+                    orders.append((term[11:], True))
+                elif term.startswith("ORDERBY"):
+                    orders.append((term[7:], False))
+                elif term.startswith("OR") and group:
+                    group[-1].append(self._term(term[2:]))
+                else:
+                    group.append([self._term(term)])
+                    m = re.match(r"^sys_updated_on(>=|>|=)(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", term)
+                    if m:
+                        lower = calendar.timegm(time.strptime(m.group(2), "%Y-%m-%d %H:%M:%S"))
+            if group:
+                groups.append(group)
+                lower_bounds.append(lower)
+        start = None
+        if lower_bounds and all(b is not None for b in lower_bounds):
+            start = min(b for b in lower_bounds if b is not None)
+        rows = table.since(start)
+        if groups:
+            rows = [r for r in rows if any(all(any(p(r) for p in alts) for alts in g) for g in groups)]
+        natural = [o for o in orders if o != ("sys_updated_on", False)] in ([], [("sys_id", False)])
+        if orders and not (natural and orders[0] == ("sys_updated_on", False)):
+            for field, desc in reversed(orders):
+                rows.sort(key=functools.partial(self._value, field=field), reverse=desc)
+        return rows
+
+    def _render(self, row: Row, fields: list[str] | None) -> dict[str, str]:
+        full = {**{k: "" if v is None else str(v) for k, v in row.data.items()}, "sys_id": row.id,
+                "sys_updated_on": sn_time(row.ts)}  # fmt: skip
+        return {f: full.get(f, "") for f in fields} if fields else full
+
+    def list_rows(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        table = self.by_table.get(request.match.group("table"))
+        if table is None:
+            return self._failure(400, "Invalid table " + request.match.group("table"))
+        try:
+            rows = self._query(table, request.query.get("sysparm_query", ""))
+        except ValueError as exc:
+            return self._failure(400, "Invalid query", str(exc))
+        rows = [r for r in rows if not r.deleted]
+        limit = int(request.query.get("sysparm_limit", 10000))
+        offset = int(request.query.get("sysparm_offset", 0))
+        fields_param = request.query.get("sysparm_fields")
+        fields = fields_param.split(",") if fields_param else None
+        page = rows[offset : offset + limit]
+        body = b'{"result":[' + b",".join(self._row_json(r, fields) for r in page) + b"]}"
+        headers = {"X-Total-Count": str(len(rows))}
+        if len(rows) > limit:
+            base = f"{self.base_url}{request.path}?"
+
+            def link(off: int, rel: str) -> str:
+                return f'<{base}{urlencode({**request.query, "sysparm_offset": off})}>;rel="{rel}"'
+
+            links = [link(0, "first")]
+            if offset > 0:
+                links.append(link(max(0, offset - limit), "prev"))
+            if offset + limit < len(rows):
+                links.append(link(offset + limit, "next"))
+            links.append(link(((len(rows) - 1) // limit) * limit, "last"))
+            headers["Link"] = ",".join(links)
+        return SimResponse(200, body, headers=headers)
+
+    def _row_json(self, row: Row, fields: list[str] | None) -> bytes:
+        key: tuple[str, ...] | None = tuple(fields) if fields else None
+        cached = row.cache.get(key)
+        if cached is None:
+            cached = row.cache[key] = json.dumps(self._render(row, fields), ensure_ascii=False).encode()
+        return cached
+
+    def get(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        table = self.by_table.get(request.match.group("table"))
+        row = table.rows.get(request.match.group("id")) if table else None
+        if row is None or row.deleted:
+            return self._failure(
+                404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+            )
+        return json_response(200, {"result": self._render(row, None)})
+
+    def create(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        name = request.match.group("table")
+        if name not in self.by_table:
+            return self._failure(400, "Invalid table " + name)
+        try:
+            data = {k: str(v) for k, v in (request.json() or {}).items()}
+        except (ValueError, AttributeError):
+            return self._failure(400, "Exception while reading request", "Invalid payload")
+        self._seq += 1
+        data.setdefault("number", f"INC{self._seq + 1:07d}" if name == "incident" else f"X{self._seq:07d}")
+        row = self._add(name, self._seq + 10_000_000, data, ts=int(time.time()))
+        return json_response(201, {"result": self._render(row, None)})
+
+    def update(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        table = self.by_table.get(request.match.group("table"))
+        row_id = request.match.group("id")
+        if table is None or row_id not in table.rows:
+            return self._failure(
+                404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+            )
+        changes = {k: str(v) for k, v in (request.json() or {}).items()}
+        row = table.update(row_id, changes)
+        return json_response(200, {"result": self._render(row, None)})
