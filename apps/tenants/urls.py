@@ -19,4 +19,8 @@ urlpatterns = [
         views.invitation_revoke_view,
         name="invitation-revoke",
     ),
+    path("t/<slug:tenant_slug>/api-tokens/", views.token_list_view, name="api-tokens"),
+    path(
+        "t/<slug:tenant_slug>/api-tokens/<int:pk>/revoke/", views.token_revoke_view, name="api-token-revoke"
+    ),
 ]
