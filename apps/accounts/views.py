@@ -66,6 +66,11 @@ def safe_next(request: HttpRequest, default: str = settings.LOGIN_REDIRECT_URL) 
     return resolve_url(default)
 
 
+def _data(request: HttpRequest) -> Any:
+    """The POST data to bind a form to, or None on GET (an empty POST still binds, and fails validation)."""
+    return request.POST if request.method == "POST" else None
+
+
 def _with_next(url_name: str, next_url: str) -> str:
     from urllib.parse import urlencode
 
@@ -81,7 +86,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request)
     if request.user.is_authenticated and request.method == "GET":
         return redirect(next_url)
-    form = LoginForm(request.POST or None)
+    form = LoginForm(_data(request))
     status = 200
     if request.method == "POST" and form.is_valid():
         result = services.login_attempt(
@@ -115,7 +120,7 @@ def otp_verify_view(request: HttpRequest) -> HttpResponse:
         return redirect(next_url)
     if not selectors.user_has_confirmed_device(user=user):
         return redirect(next_url)
-    form = OTPTokenForm(request.POST or None)
+    form = OTPTokenForm(_data(request))
     if request.method == "POST" and form.is_valid():
         if services.otp_verify(request=request, user=user, token=form.cleaned_data["token"]):
             return redirect(next_url)
@@ -244,7 +249,7 @@ def twofactor_enroll_view(request: HttpRequest) -> HttpResponse:
         device = services.totp_enrollment_start(user=user)
     except Conflict:
         return redirect("accounts:twofactor")
-    form = TOTPConfirmForm(request.POST or None)
+    form = TOTPConfirmForm(_data(request))
     if request.method == "POST" and form.is_valid():
         try:
             codes = services.totp_enrollment_confirm(
@@ -338,7 +343,7 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
     if selectors.user_by_email(email=invitation.email) is not None:
         messages.info(request, _("Sign in to accept the invitation."))
         return redirect_to_login(request.get_full_path())
-    form: Form = InvitationSignupForm(request.POST or None)
+    form: Form = InvitationSignupForm(_data(request))
     if request.method == "POST" and form.is_valid():
         try:
             membership = services.user_signup_from_invitation(
