@@ -78,6 +78,7 @@ class Faults:
         self.errors: list[ErrorRule] = []
         self.rate_limit_remaining: int | None = 0  # None: storm until cleared
         self.rate_limit_retry_after = 30
+        self.rate_limit_policy = ""  # vendor-specific flavour, e.g. HubSpot "DAILY"
         self.outage: str | None = None  # "503" or "reset"
         self.drip: tuple[int, float] | None = None  # (chunk bytes, seconds between chunks)
 
@@ -96,6 +97,7 @@ class Faults:
                 storm = spec["rate_limit"] or {}
                 self.rate_limit_remaining = storm.get("count") if storm else 0
                 self.rate_limit_retry_after = int(storm.get("retry_after", 30)) if storm else 30
+                self.rate_limit_policy = str(storm.get("policy", "")) if storm else ""
             if "outage" in spec:
                 self.outage = spec["outage"] or None
             if "drip" in spec:
@@ -446,7 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
         request = SimRequest(
             self.command,
             parts.path,
-            {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
+            # repeated parameters (properties=a&properties=b) arrive comma-joined, like the vendors accept
+            {k: ",".join(v) for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
             {k.lower(): v for k, v in self.headers.items()},  # handlers look up lower-case names
             body,
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.salesforce.simulator import SalesforceSimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 
@@ -29,5 +30,12 @@ def salesforce_sim(sim_state_dir: Path) -> Iterator[SalesforceSimulator]:
 @pytest.fixture(scope="session")
 def servicenow_sim(sim_state_dir: Path) -> Iterator[ServiceNowSimulator]:
     sim = ServiceNowSimulator(state_dir=sim_state_dir, counts=SMALL).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def hubspot_sim(sim_state_dir: Path) -> Iterator[HubSpotSimulator]:
+    sim = HubSpotSimulator(state_dir=sim_state_dir, counts=SMALL).start()
     yield sim
     sim.stop()

@@ -1,0 +1,446 @@
+"""HubSpot CRM v3 simulator: bearer tokens (private app and OAuth refresh), list paging with `after`,
+search with the 10,000-result cap, batch upsert with idProperty and 207 partial failures, 429 policies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from typing import Any
+
+from connectors.simulation import Row, SimRequest, SimResponse, Simulator, Table, json_response, seed_ts
+
+OBJECTS = {  # canonical stream -> object type
+    "contacts": "contacts",
+    "accounts": "companies",
+    "tickets": "tickets",
+    "orders": "orders",
+    "leads": "leads",
+}
+PROPERTIES = {
+    "contacts": (
+        "email",
+        "firstname",
+        "lastname",
+        "phone",
+        "country",
+        "hs_language",
+        "company",
+        "hub_external_id",
+    ),
+    "companies": ("name", "domain", "country", "industry", "hub_external_id"),
+    "tickets": ("subject", "content", "hs_pipeline_stage", "hs_ticket_priority", "hub_external_id"),
+    "orders": ("hs_order_name", "hs_pipeline_stage", "hs_total_price", "hs_currency_code"),
+    "leads": ("hs_lead_name", "email", "firstname", "lastname", "company", "hub_external_id"),
+}
+UNIQUE = {
+    "contacts": ("email", "hub_external_id"),
+    "companies": ("hub_external_id",),
+    "tickets": ("hub_external_id",),
+    "orders": (),
+    "leads": ("hub_external_id",),
+}
+DAILY_LIMIT = 1_000_000
+
+
+def iso_ms(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
+
+
+def modified_property(object_type: str) -> str:
+    return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
+
+
+def _ms(value: Any) -> int:
+    """Filter values arrive as epoch milliseconds or ISO strings."""
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+class HubSpotSimulator(Simulator):
+    vendor = "hubspot"
+    private_app_token = "pat-na1-11111111-2222-3333-4444-555555555555"  # noqa: S105 - demo portal token
+    client_id = "hs-sim-client"
+    client_secret = "hs-sim-secret-0001"  # noqa: S105
+    refresh_token = "hs-sim-refresh-0001"  # noqa: S105
+
+    def __init__(self, *, search_cap: int = 10_000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tokens.ttl = 1800
+        self.search_cap = search_cap
+        self.daily_used = 0
+        self._next_id = 90_000_000
+        self.by_type: dict[str, Table] = {}
+        self._seed()
+        self.route("POST", r"/oauth/v1/token", self.oauth)
+        self.route("GET", r"/crm/v3/properties/(?P<type>\w+)", self.properties)
+        self.route("GET", r"/crm/v3/objects/(?P<type>\w+)", self.list_page)
+        self.route("POST", r"/crm/v3/objects/(?P<type>\w+)", self.create)
+        self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/search", self.search)
+        self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/batch/upsert", self.batch_upsert)
+
+    def _seed(self) -> None:
+        for stream, object_type in OBJECTS.items():
+            self.tables[stream] = self.by_type[object_type] = Table(object_type, unique=UNIQUE[object_type])
+        seed, n = self.seed, self.counts
+        for i in range(n["accounts"]):
+            c = seed.company(i)
+            self._add(
+                "companies",
+                i,
+                {
+                    "name": c["name"],
+                    "domain": c["website"].removeprefix("https://"),
+                    "country": c["country"],
+                    "industry": c["industry"],
+                },
+            )
+        for i in range(n["contacts"]):
+            p = seed.person(i)
+            self._add(
+                "contacts",
+                i,
+                {
+                    "email": p["email"],
+                    "firstname": p["first_name"],
+                    "lastname": p["last_name"],
+                    "phone": p["phone"],
+                    "country": p["country"],
+                    "hs_language": p["locale"],
+                    "company": seed.company(p["company_index"])["name"],
+                },
+            )
+        for i in range(n["tickets"]):
+            t = seed.ticket(i)
+            self._add(
+                "tickets",
+                i,
+                {
+                    "subject": t["subject"],
+                    "content": t["description"],
+                    "hs_pipeline_stage": t["status"].lower(),
+                    "hs_ticket_priority": t["priority"],
+                },
+            )
+        for i in range(n["orders"]):
+            o = seed.order(i)
+            self._add(
+                "orders",
+                i,
+                {
+                    "hs_order_name": f"Order {o['number']}",
+                    "hs_pipeline_stage": o["status"].lower(),
+                    "hs_total_price": str(o["amount"]),
+                    "hs_currency_code": o["currency"],
+                },
+            )
+
+    def _add(self, object_type: str, i: int, props: dict[str, Any], ts: int | None = None) -> Row:
+        row = Row(str(10_000_000 + i), seed_ts(i) if ts is None else ts, props)
+        props["createdate"] = iso_ms(row.ts)
+        return self.by_type[object_type].insert(row)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "private_app_token": self.private_app_token,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "refresh_token": self.refresh_token,
+        }
+
+    # --- auth, limits, errors ---------------------------------------------------------------------
+
+    def is_public(self, request: SimRequest) -> bool:
+        return request.path == "/oauth/v1/token"
+
+    def _error(self, status: int, message: str, category: str, **extra: Any) -> SimResponse:
+        body = {
+            "status": "error",
+            "message": message,
+            "correlationId": str(uuid.uuid4()),
+            "category": category,
+        }
+        return json_response(status, {**body, **extra})
+
+    def authenticate(self, request: SimRequest) -> SimResponse | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token == self.private_app_token:
+            return None
+        state = self.tokens.state(token) if scheme.lower() == "bearer" else "unknown"
+        if state == "valid":
+            return None
+        if state == "expired":
+            return self._error(
+                401,
+                "The OAuth token used to make this call expired 0 second(s) ago.",
+                "EXPIRED_AUTHENTICATION",
+            )
+        message = "Authentication credentials not found. This API supports OAuth 2.0 authentication."
+        return self._error(401, message, "INVALID_AUTHENTICATION")
+
+    def dispatch(self, request: SimRequest) -> SimResponse:
+        response = super().dispatch(request)
+        if request.path.startswith("/crm/"):
+            self.daily_used += 1
+            response.headers.update(
+                {
+                    "X-HubSpot-RateLimit-Daily": str(DAILY_LIMIT),
+                    "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, DAILY_LIMIT - self.daily_used)),
+                    "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+                    "X-HubSpot-RateLimit-Max": "190",
+                    "X-HubSpot-RateLimit-Remaining": "189",
+                }
+            )
+        return response
+
+    def error(self, status: int, message: str) -> SimResponse:
+        return self._error(status, message, "OBJECT_NOT_FOUND" if status == 404 else "INTERNAL_ERROR")
+
+    def rate_limited(self, request: SimRequest) -> SimResponse:
+        daily = self.faults.rate_limit_policy.upper() == "DAILY"
+        policy = "DAILY" if daily else "TEN_SECONDLY_ROLLING"
+        name = "daily" if daily else "ten_secondly_rolling"
+        return self._error(
+            429,
+            f"You have reached your {name} limit.",
+            "RATE_LIMITS",
+            errorType="RATE_LIMIT",
+            policyName=policy,
+            links={},
+        )
+
+    def oauth(self, request: SimRequest) -> SimResponse:
+        form = request.form()
+        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
+            return self._error(400, "Invalid client credentials", "BAD_CLIENT_ID", error="BAD_CLIENT_ID")
+        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != self.refresh_token:
+            return self._error(
+                400, "missing or unknown refresh token", "BAD_REFRESH_TOKEN", error="BAD_REFRESH_TOKEN"
+            )
+        token = self.tokens.issue("CJ")
+        return json_response(
+            200,
+            {
+                "token_type": "bearer",
+                "refresh_token": self.refresh_token,
+                "access_token": token,
+                "expires_in": int(self.tokens.ttl),
+            },
+        )
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def _table(self, request: SimRequest) -> tuple[str, Table] | None:
+        assert request.match is not None
+        object_type = request.match.group("type")
+        table = self.by_type.get(object_type)
+        return (object_type, table) if table is not None else None
+
+    def _object(self, object_type: str, row: Row, props: tuple[str, ...] | None) -> dict[str, Any]:
+        values = dict(row.data)
+        values[modified_property(object_type)] = iso_ms(row.ts)
+        values["hs_object_id"] = row.id
+        wanted = props if props else ("createdate", "hs_object_id", modified_property(object_type))
+        return {
+            "id": row.id,
+            "properties": {p: values.get(p) for p in wanted},
+            "createdAt": row.data["createdate"],
+            "updatedAt": iso_ms(row.ts),
+            "archived": row.deleted,
+        }
+
+    def _json(self, object_type: str, row: Row, props: tuple[str, ...] | None) -> bytes:
+        cached = row.cache.get(props)
+        if cached is None:
+            cached = row.cache[props] = json.dumps(
+                self._object(object_type, row, props), ensure_ascii=False
+            ).encode()
+        return cached
+
+    def properties(self, request: SimRequest) -> SimResponse:
+        found = self._table(request)
+        if found is None:
+            return self._error(400, "Unable to infer object type from: x", "VALIDATION_ERROR")
+        names = (*PROPERTIES[found[0]], "createdate", "hs_object_id", modified_property(found[0]))
+        unique = UNIQUE[found[0]]
+        results = [{"name": n, "type": "string", "hasUniqueValue": n in unique} for n in names]
+        return json_response(200, {"results": results})
+
+    def list_page(self, request: SimRequest) -> SimResponse:
+        found = self._table(request)
+        if found is None:
+            return self._error(400, "Unable to infer object type", "VALIDATION_ERROR")
+        object_type, table = found
+        limit = int(request.query.get("limit", 10))
+        if limit > 100:
+            return self._error(400, "limit must be <= 100", "VALIDATION_ERROR")
+        after = request.query.get("after", "")
+        props = tuple(p for p in request.query.get("properties", "").split(",") if p) or None
+        archived = request.query.get("archived", "false") == "true"
+        with table.lock:
+            ids = sorted(k for k, r in table.rows.items() if r.deleted == archived and k > after)
+        page = ids[:limit]
+        body = b'{"results":[' + b",".join(self._json(object_type, table.rows[i], props) for i in page) + b"]"
+        if len(ids) > limit:
+            link = f"{self.base_url}{request.path}?limit={limit}&after={page[-1]}"
+            body += b',"paging":' + json.dumps({"next": {"after": page[-1], "link": link}}).encode()
+        return SimResponse(200, body + b"}")
+
+    def search(self, request: SimRequest) -> SimResponse:
+        found = self._table(request)
+        if found is None:
+            return self._error(400, "Unable to infer object type", "VALIDATION_ERROR")
+        object_type, table = found
+        query = request.json() or {}
+        limit, after = int(query.get("limit", 10)), int(query.get("after") or 0)
+        if limit > 200:
+            return self._error(400, "limit must be <= 200", "VALIDATION_ERROR")
+        if after + limit > self.search_cap:
+            return self._error(
+                400,
+                f"The search result set is limited to {self.search_cap} results; "
+                "narrow the query with filters",
+                "VALIDATION_ERROR",
+            )
+        mod = modified_property(object_type)
+        groups = query.get("filterGroups") or []
+        start = None
+        filters = [f for g in groups for f in g.get("filters", [])]
+        lows = [f for f in filters if f["propertyName"] == mod and f["operator"] in ("GTE", "GT")]
+        if lows and len(groups) == 1:
+            start = _ms(lows[0]["value"]) // 1000
+        rows = [r for r in table.since(start) if not r.deleted]
+        if groups:
+            rows = [
+                r
+                for r in rows
+                if any(all(self._match(object_type, r, f) for f in g.get("filters", [])) for g in groups)
+            ]
+        sorts = query.get("sorts") or []
+        if sorts and (sorts[0].get("propertyName"), sorts[0].get("direction", "ASCENDING")) != (
+            mod,
+            "ASCENDING",
+        ):
+            name, desc = sorts[0]["propertyName"], sorts[0].get("direction") == "DESCENDING"
+            rows.sort(
+                key=lambda r: str(self._object(object_type, r, (name,))["properties"][name] or ""),
+                reverse=desc,
+            )
+        props = tuple(query.get("properties") or ()) or None
+        page = rows[after : after + limit]
+        body = f'{{"total":{len(rows)},"results":['.encode()
+        body += b",".join(self._json(object_type, r, props) for r in page) + b"]"
+        if after + limit < len(rows):
+            body += f',"paging":{{"next":{{"after":"{after + limit}"}}}}'.encode()
+        return SimResponse(200, body + b"}")
+
+    def _match(self, object_type: str, row: Row, flt: dict[str, Any]) -> bool:
+        name, op, value = flt["propertyName"], flt["operator"], flt.get("value")
+        if name == modified_property(object_type):
+            left: Any = row.ts * 1000
+            right: Any = _ms(value) if value is not None else None
+        else:
+            left, right = row.data.get(name), value
+        if op == "HAS_PROPERTY":
+            return left not in (None, "")
+        if op == "EQ":
+            return str(left) == str(right)
+        if op == "NEQ":
+            return str(left) != str(right)
+        if op == "IN":
+            return str(left) in [str(v) for v in flt.get("values", [])]
+        if left is None or right is None:
+            return False
+        return {"GT": left > right, "GTE": left >= right, "LT": left < right, "LTE": left <= right}.get(
+            op, False
+        )
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def _invalid(self, object_type: str, props: dict[str, Any]) -> str | None:
+        unknown = [p for p in props if p not in PROPERTIES[object_type]]
+        if unknown:
+            return f'Property "{unknown[0]}" does not exist'
+        email = props.get("email")
+        if email and "@" not in str(email):
+            return f'Property values were not valid: invalid email address "{email}"'
+        return None
+
+    def create(self, request: SimRequest) -> SimResponse:
+        found = self._table(request)
+        if found is None:
+            return self._error(400, "Unable to infer object type", "VALIDATION_ERROR")
+        object_type, table = found
+        props = {k: str(v) for k, v in ((request.json() or {}).get("properties") or {}).items()}
+        problem = self._invalid(object_type, props)
+        if problem:
+            return self._error(400, problem, "VALIDATION_ERROR")
+        for name in UNIQUE[object_type]:
+            existing = table.find(name, props.get(name)) if props.get(name) else None
+            if existing is not None:
+                label = object_type.rstrip("s").capitalize()
+                return self._error(409, f"{label} already exists. Existing ID: {existing.id}", "CONFLICT")
+        self._next_id += 1
+        row = self._add(object_type, self._next_id - 10_000_000, props, ts=int(time.time()))
+        return json_response(201, self._object(object_type, row, tuple(props)))
+
+    def batch_upsert(self, request: SimRequest) -> SimResponse:
+        found = self._table(request)
+        if found is None:
+            return self._error(400, "Unable to infer object type", "VALIDATION_ERROR")
+        object_type, table = found
+        inputs = (request.json() or {}).get("inputs") or []
+        started = iso_ms(int(time.time()))
+        if len(inputs) > 100:
+            return self._error(400, "Batch input is limited to 100 inputs", "VALIDATION_ERROR")
+        id_props = {i.get("idProperty") for i in inputs}
+        if len(id_props) > 1 or not id_props <= set(UNIQUE[object_type]):
+            return self._error(
+                400, f"idProperty must be a unique property of {object_type}", "VALIDATION_ERROR"
+            )
+        ids = [str(i.get("id")) for i in inputs]
+        if len(set(ids)) != len(ids):
+            return self._error(400, "Duplicate IDs found in batch input", "VALIDATION_ERROR")
+        results, errors = [], []
+        with table.lock:
+            for item in inputs:
+                id_prop, ext = item["idProperty"], str(item["id"])
+                props = {
+                    k: (None if v is None else str(v)) for k, v in (item.get("properties") or {}).items()
+                }
+                problem = self._invalid(object_type, props)
+                if problem:
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "VALIDATION_ERROR",
+                            "message": problem,
+                            "context": {"ids": [ext]},
+                            "errors": [],
+                            "links": {},
+                        }
+                    )
+                    continue
+                props[id_prop] = ext
+                row = table.find(id_prop, ext)
+                if row is None:
+                    self._next_id += 1
+                    row = self._add(object_type, self._next_id - 10_000_000, props, ts=int(time.time()))
+                    new = True
+                else:
+                    row = table.update(row.id, props)
+                    new = False
+                results.append({**self._object(object_type, row, tuple(props)), "new": new})
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": iso_ms(int(time.time())),
+        }
+        if errors:
+            return json_response(207, {**body, "numErrors": len(errors), "errors": errors})
+        return json_response(200, body)
