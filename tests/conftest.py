@@ -10,7 +10,7 @@ from django.core.cache import cache
 
 from apps.core.context import tenant_context
 from apps.tenants.models import Membership, Region, Role, Tenant
-from apps.tenants.services import membership_add
+from apps.tenants.services import membership_add, region_sync
 from tests.factories import TenantFactory, UserFactory
 
 
@@ -31,13 +31,19 @@ def _clear_cache() -> Iterator[None]:
 
 
 @pytest.fixture
-def region_eu(db: None) -> Region:
-    return Region.objects.get(code="eu")
+def regions(db: None) -> dict[str, Region]:
+    """Region rows (migrate creates them; transactional tests flush them, so make sure)."""
+    return {region.code: region for region in region_sync()}
 
 
 @pytest.fixture
-def region_us(db: None) -> Region:
-    return Region.objects.get(code="us")
+def region_eu(regions: dict[str, Region]) -> Region:
+    return regions["eu"]
+
+
+@pytest.fixture
+def region_us(regions: dict[str, Region]) -> Region:
+    return regions["us"]
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from typing import Any
 import factory
 from django.contrib.auth import get_user_model
 
-from apps.tenants.models import Region, Tenant
-from apps.tenants.services import tenant_create
+from apps.tenants.models import Tenant
+from apps.tenants.services import region_sync, tenant_create
 
 
 class TenantFactory(factory.Factory[Tenant]):
@@ -17,7 +17,7 @@ class TenantFactory(factory.Factory[Tenant]):
 
     slug = factory.Sequence(lambda n: f"tenant-{n}")
     name = factory.Sequence(lambda n: f"Tenant {n}")
-    home_region = factory.LazyFunction(lambda: Region.objects.get(code="eu"))
+    home_region = factory.LazyFunction(lambda: next(r for r in region_sync() if r.code == "eu"))
     default_locale = "en"
     enabled_locales = factory.LazyFunction(lambda: ["en", "de"])
 

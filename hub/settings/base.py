@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "apps.core",
     "apps.accounts",
+    "apps.security",
     "apps.tenants",
     "apps.observability",
     "apps.console",
@@ -264,6 +265,13 @@ LOGIN_LOCKOUT_IP_LIMIT = env_int("LOGIN_LOCKOUT_IP_LIMIT", 20, minimum=1)
 LOGIN_LOCKOUT_WINDOW = env_int("LOGIN_LOCKOUT_WINDOW_SECONDS", 900, minimum=60)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Integration Hub")
 OTP_BACKUP_CODE_COUNT = env_int("OTP_BACKUP_CODE_COUNT", 10, minimum=1, maximum=50)
+
+# --- Envelope encryption: master keys wrap per-tenant data keys ---------------------------------------------
+HUB_MASTER_KEY_PROVIDER = env_str("HUB_MASTER_KEY_PROVIDER", "apps.security.keys.LocalMasterKeyProvider")
+HUB_MASTER_KEYS = env_str(
+    "HUB_MASTER_KEYS", ""
+)  # "id:base64key,..." first is current; required in production
+HUB_MASTER_KEY_FILE = env_str("HUB_MASTER_KEY_FILE", str(HUB_HOME / "master-keys.json"))
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

@@ -12,7 +12,13 @@ from hub.settings.base import *  # noqa: F403
 from hub.settings.base import SECRET_KEY
 from hub.settings.env import env_bool, env_int, env_list
 
-for _required in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"):
+for _required in (
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "HUB_MASTER_KEYS",
+):
     if not os.environ.get(_required):
         raise ImproperlyConfigured(f"Setting {_required}: is required in production but not set")
 if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("dev-only"):
@@ -20,6 +26,9 @@ if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("dev-only"):
 
 HUB_ENV = "production"
 DEBUG = False
+from apps.security.keys import parse_keys  # noqa: E402 - validate the key list at start-up, naming the variable
+
+parse_keys(os.environ["HUB_MASTER_KEYS"], "Setting HUB_MASTER_KEYS")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)

@@ -23,6 +23,7 @@ PRODUCTION_ENV = {
     "REGION_EU_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_eu",
     "REGION_US_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_us",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
 }
 
 
@@ -95,3 +96,10 @@ def test_seed_demo_refuses_production_settings() -> None:
     result = _manage(PRODUCTION_ENV, "seed_demo")
     assert result.returncode != 0
     assert "refuses to run with production settings" in result.stderr
+
+
+def test_production_refuses_a_malformed_master_key() -> None:
+    result = _manage({**PRODUCTION_ENV, "HUB_MASTER_KEYS": "k1:tooshort"}, "check")
+    assert result.returncode != 0
+    assert "HUB_MASTER_KEYS" in result.stderr
+    assert "tooshort" not in result.stderr

@@ -1,0 +1,73 @@
+"""Per-tenant data keys, key rotation runs and the tokenization vault (all in the tenant's region)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.core.models import RegionModel, RegionObjectModel
+from apps.security.fields import EncryptedTextField
+
+
+class DataKey(RegionModel):
+    """An AES-256 data key of one tenant, stored only wrapped by a master key. Versions never change."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        RETIRED = "retired", _("Retired")
+
+    hub_silo: ClassVar[str] = "region"
+
+    version = models.PositiveIntegerField()
+    master_key_id = models.CharField(max_length=64)
+    wrapped_key = models.BinaryField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "version"], name="datakey_unique_version"),
+            models.UniqueConstraint(
+                fields=["tenant_id"], condition=models.Q(status="active"), name="datakey_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"data key v{self.version} ({self.status})"
+
+
+class KeyRotation(RegionModel):
+    """Progress of one rotation run, visible while it runs."""
+
+    class Kind(models.TextChoices):
+        DATA = "data", _("Data key")
+        MASTER = "master", _("Master key rewrap")
+
+    hub_silo: ClassVar[str] = "region"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    to_version = models.PositiveIntegerField(null=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} rotation {self.rows_done}/{self.rows_total}"
+
+
+class VaultEntry(RegionObjectModel):
+    """A reversibly tokenized value (e.g. an e-mail captured in chat, needed later for a lead)."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    token = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=32)
+    value = EncryptedTextField()
+
+    def __str__(self) -> str:
+        return self.token
