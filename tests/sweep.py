@@ -23,7 +23,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-remove": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:invitation-revoke": lambda t: {"pk": Invitation.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
-    "tenants:token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "tenants:api-token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
 }
 
 

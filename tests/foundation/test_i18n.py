@@ -16,7 +16,18 @@ from django.test import override_settings
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ["de", "fr", "es", "ja"]
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]|\{(\w+)\}")
-IGNORE = [".venv/*", ".hub/*", "node_modules/*", "tests/*", "bench/*", "connectors/*", "docs/*", "deploy/*"]
+# "locale" too: makemessages would otherwise adopt the real catalogs instead of the copy.
+IGNORE = [
+    "locale",
+    ".venv/*",
+    ".hub/*",
+    "node_modules/*",
+    "tests/*",
+    "bench/*",
+    "connectors/*",
+    "docs/*",
+    "deploy/*",
+]
 
 
 def _catalog(path: Path) -> Catalog:
