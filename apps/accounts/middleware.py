@@ -46,22 +46,28 @@ class UserPreferencesMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        activated_zone = False
-        if user is not None and user.is_authenticated:
-            language = user.language
-            if language in dict(settings.LANGUAGES):
-                translation.activate(language)
-                request.LANGUAGE_CODE = language
-            try:
-                timezone.activate(zoneinfo.ZoneInfo(user.time_zone))
-                activated_zone = True
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                pass
-        try:
+        if user is None or not user.is_authenticated:
             return self.get_response(request)
+        previous_language = translation.get_language()
+        language = user.language if user.language in dict(settings.LANGUAGES) else None
+        if language:
+            translation.activate(language)
+            request.LANGUAGE_CODE = language
+        try:
+            timezone.activate(zoneinfo.ZoneInfo(user.time_zone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            timezone.deactivate()
+        try:
+            response = self.get_response(request)
+            if language:
+                # LocaleMiddleware keeps a header already set; the view may have switched (set_language).
+                response.headers.setdefault("Content-Language", translation.get_language())
+            return response
         finally:
-            if activated_zone:
-                timezone.deactivate()
+            # Leave the thread as LocaleMiddleware set it, so nothing leaks past this request.
+            timezone.deactivate()
+            if language:
+                translation.activate(previous_language)
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any

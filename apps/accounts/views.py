@@ -186,7 +186,7 @@ password_change_view = PasswordChangeView.as_view()
 def profile_view(request: HttpRequest) -> HttpResponse:
     user = request.user
     form = PreferencesForm(
-        request.POST or None,
+        _data(request),
         initial={"language": user.language, "time_zone": user.time_zone},  # type: ignore[union-attr]
     )
     if request.method == "POST" and form.is_valid():
