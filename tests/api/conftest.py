@@ -1,5 +1,7 @@
 """Fixtures of the management API tests: alice (admin of A), bob (viewer of A), charlie (admin of B).
 
+alice, bob and operator come from tests/conftest.py.
+
 Admins must pass a second factor in the console; session clients for them are marked OTP-verified the way
 django-otp does after a real login, so these tests hold whether or not 2FA enforcement is active.
 """
@@ -43,29 +45,11 @@ def issue_token(tenant: Tenant, user: Any, **kwargs: Any) -> str:
 
 
 @pytest.fixture
-def alice(tenant_a: Tenant) -> Any:
-    user = UserFactory.create(username="alice")
-    membership_add(tenant=tenant_a, user=user, role=Role.ADMIN)
-    return user
-
-
-@pytest.fixture
-def bob(tenant_a: Tenant, alice: Any) -> Any:
-    user = UserFactory.create(username="bob")
-    membership_add(tenant=tenant_a, user=user, role=Role.VIEWER)
-    return user
-
-
-@pytest.fixture
 def charlie(tenant_b: Tenant) -> Any:
+    """Admin of tenant B (the shared fixture has a viewer): even an admin elsewhere sees nothing of A."""
     user = UserFactory.create(username="charlie")
     membership_add(tenant=tenant_b, user=user, role=Role.ADMIN)
     return user
-
-
-@pytest.fixture
-def operator(db: None) -> Any:
-    return UserFactory.create(username="olivia", is_staff=True)
 
 
 @pytest.fixture

@@ -15,13 +15,19 @@ from apps.tenants.models import Invitation, Membership, Region, Role, Tenant, lo
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuse fields the endpoint does not accept instead of silently ignoring them (a typo is an error)."""
+    """Refuse fields the endpoint does not accept instead of silently ignoring them (a typo is an error).
+
+    `immutable_fields` names fields the resource has but this request may not set, for a clearer message.
+    """
+
+    immutable_fields: tuple[str, ...] = ()
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             writable = {name for name, field in self.fields.items() if not field.read_only}
+            known = set(self.fields) | set(self.immutable_fields)
             errors = {
-                key: [_("This field cannot be changed.") if key in self.fields else _("Unknown field.")]
+                key: [_("This field cannot be changed.") if key in known else _("Unknown field.")]
                 for key in data
                 if key not in writable
             }
@@ -72,6 +78,8 @@ class TenantCreateSerializer(StrictSerializer):
 
 
 class TenantUpdateSerializer(StrictSerializer):
+    immutable_fields = ("slug", "created_at", "updated_at")
+
     name = serializers.CharField(max_length=200, required=False)
     home_region = RegionCodeField(required=False)
     default_locale = serializers.CharField(max_length=16, validators=[locale_validator], required=False)
@@ -121,6 +129,8 @@ class MemberCreateSerializer(StrictSerializer, _MembershipScopeMixin):
 
 
 class MemberUpdateSerializer(StrictSerializer, _MembershipScopeMixin):
+    immutable_fields = ("id", "user", "created_at", "updated_at")
+
     role = serializers.ChoiceField(choices=Role.choices, required=False)
 
 
