@@ -94,3 +94,7 @@ def backup_device(*, user: Any) -> StaticDevice | None:
 
 def user_by_email(*, email: str) -> Any | None:
     return get_user_model().objects.filter(email__iexact=email).first()
+
+
+def user_by_username(*, username: str) -> Any | None:
+    return get_user_model().objects.filter(username=username).only("pk").first()

@@ -115,7 +115,10 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
     user = authenticate(request, username=username, password=password)
     if user is None:
         login_failure_record(username=username, ip=ip)
-        record_security_event("login", user=None, request=request, outcome="failure")
+        # For the log only (never shown): which existing account was tried, if any.
+        record_security_event(
+            "login", user=selectors.user_by_username(username=username), request=request, outcome="failure"
+        )
         if selectors.login_is_locked(username=username, ip=ip):
             return LoginResult(LoginOutcome.LOCKED)
         return LoginResult(LoginOutcome.INVALID)

@@ -23,11 +23,13 @@ def test_login_success_and_failure_are_recorded_without_personal_data(
     client: Client, bob: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="apps.accounts.security")
+    client.post(reverse("accounts:login"), {"username": "nobody", "password": "wrong-secret"})
     client.post(reverse("accounts:login"), {"username": "bob", "password": "wrong-secret"})
     client.post(reverse("accounts:login"), {"username": "bob", "password": PASSWORD})
     events = _events(caplog)
     assert [(e.action, e.outcome, e.user_id) for e in events] == [  # type: ignore[attr-defined]
         ("login", "failure", None),
+        ("login", "failure", bob.pk),
         ("login", "success", bob.pk),
     ]
     for record in events:
