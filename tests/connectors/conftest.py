@@ -9,6 +9,7 @@ import pytest
 
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.salesforce.simulator import SalesforceSimulator
+from connectors.sap.simulator import SapSimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 
 SMALL = {"contacts": 1000, "accounts": 600, "tickets": 600, "orders": 600, "articles": 300, "leads": 0}
@@ -37,5 +38,12 @@ def servicenow_sim(sim_state_dir: Path) -> Iterator[ServiceNowSimulator]:
 @pytest.fixture(scope="session")
 def hubspot_sim(sim_state_dir: Path) -> Iterator[HubSpotSimulator]:
     sim = HubSpotSimulator(state_dir=sim_state_dir, counts=SMALL).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def sap_sim(sim_state_dir: Path) -> Iterator[SapSimulator]:
+    sim = SapSimulator(state_dir=sim_state_dir, counts=SMALL).start()
     yield sim
     sim.stop()
