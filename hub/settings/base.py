@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.accounts",
     "apps.security",
+    "apps.audit",
     "apps.tenants",
     "apps.observability",
     "apps.console",
@@ -272,6 +273,10 @@ HUB_MASTER_KEYS = env_str(
     "HUB_MASTER_KEYS", ""
 )  # "id:base64key,..." first is current; required in production
 HUB_MASTER_KEY_FILE = env_str("HUB_MASTER_KEY_FILE", str(HUB_HOME / "master-keys.json"))
+
+# --- Audit exports are signed with Ed25519 (base64 of a 32-byte seed); required in production ------------
+HUB_AUDIT_SIGNING_KEY = env_str("HUB_AUDIT_SIGNING_KEY", "")
+HUB_AUDIT_SIGNING_KEY_FILE = env_str("HUB_AUDIT_SIGNING_KEY_FILE", str(HUB_HOME / "audit-signing.key"))
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

@@ -18,6 +18,7 @@ for _required in (
     "DATABASE_URL",
     "REDIS_URL",
     "HUB_MASTER_KEYS",
+    "HUB_AUDIT_SIGNING_KEY",
 ):
     if not os.environ.get(_required):
         raise ImproperlyConfigured(f"Setting {_required}: is required in production but not set")

@@ -24,6 +24,7 @@ PRODUCTION_ENV = {
     "REGION_US_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_us",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
+    "HUB_AUDIT_SIGNING_KEY": "C" * 43 + "=",
 }
 
 

@@ -1,0 +1,49 @@
+"""The hash chain: canonical event bytes and the link rule, shared by recording, verifying and exports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+HASHED_FIELDS = (
+    "seq",
+    "tenant_id",
+    "occurred_at",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "target_label",
+    "changes",
+    "ip",
+    "user_agent",
+    "request_id",
+    "outcome",
+)
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    """Deterministic JSON of the hashed fields (sorted keys, no spaces, UTC microsecond timestamps)."""
+    payload = {name: _iso(event.get(name)) for name in HASHED_FIELDS}
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+
+
+def link_hash(prev_hash: str, event: dict[str, Any]) -> str:
+    """hash = SHA-256(prev_hash || canonical JSON of the event)."""
+    return hashlib.sha256(prev_hash.encode() + canonical(event)).hexdigest()
+
+
+def event_dict(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in (*HASHED_FIELDS, "prev_hash", "hash")}

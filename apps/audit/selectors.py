@@ -1,0 +1,123 @@
+"""Reading and verifying the audit chains and exports."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from apps.audit import signing
+from apps.audit.chain import GENESIS, link_hash
+from apps.audit.models import AuditCheckpoint, AuditEvent, PlatformAuditCheckpoint, PlatformAuditEvent
+from apps.core.context import as_ref, tenant_context
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    broken_seq: int | None = None
+    reason: str = ""
+
+
+def audit_event_list(*, filters: dict[str, Any] | None = None) -> QuerySet[AuditEvent]:
+    """The current tenant's events, newest first, filtered (actor, action, target, outcome, dates, text)."""
+    filters = filters or {}
+    qs = AuditEvent.objects.all().order_by("-seq")
+    if filters.get("actor"):
+        qs = qs.filter(actor_label__icontains=filters["actor"])
+    if filters.get("action"):
+        qs = qs.filter(action__startswith=filters["action"])
+    if filters.get("target"):
+        qs = qs.filter(Q(target_label__icontains=filters["target"]) | Q(target_id=filters["target"]))
+    if filters.get("outcome"):
+        qs = qs.filter(outcome=filters["outcome"])
+    if filters.get("since"):
+        qs = qs.filter(occurred_at__gte=filters["since"])
+    if filters.get("until"):
+        qs = qs.filter(occurred_at__lt=filters["until"])
+    if filters.get("q"):
+        text = filters["q"]
+        qs = qs.filter(
+            Q(action__icontains=text)
+            | Q(target_label__icontains=text)
+            | Q(actor_label__icontains=text)
+            | Q(request_id=text)
+        )
+    return qs
+
+
+def _verify_rows(rows: Any, start_seq: int, start_hash: str) -> VerifyResult:
+    expected_seq, expected_prev, checked = start_seq, start_hash, 0
+    for row in rows:
+        event = row if isinstance(row, dict) else {f.name: getattr(row, f.name) for f in row._meta.fields}
+        seq = int(event["seq"])
+        if seq != expected_seq:
+            kind = "missing" if seq > expected_seq else "duplicated"
+            return VerifyResult(
+                False, checked, expected_seq, f"event #{expected_seq} is {kind} (next found: #{seq})"
+            )
+        if event["prev_hash"] != expected_prev:
+            return VerifyResult(False, checked, seq, f"event #{seq} does not link to the event before it")
+        if link_hash(event["prev_hash"], event) != event["hash"]:
+            return VerifyResult(False, checked, seq, f"event #{seq} was modified after it was recorded")
+        expected_seq, expected_prev, checked = seq + 1, event["hash"], checked + 1
+    return VerifyResult(True, checked)
+
+
+def audit_verify_chain(*, tenant: Any = None) -> VerifyResult:
+    """Recompute the whole chain of a tenant (or the platform) and name the first broken link."""
+    if tenant is None:
+        checkpoint = PlatformAuditCheckpoint.objects.filter(tenant_id=0).first()
+        rows = PlatformAuditEvent.objects.filter(tenant_id=0).order_by("seq").iterator(chunk_size=2000)
+        start = (checkpoint.purged_through_seq + 1, checkpoint.hash_at_seq) if checkpoint else (1, GENESIS)
+        return _verify_rows(rows, *start)
+    with tenant_context(as_ref(tenant)):
+        checkpoint = AuditCheckpoint.objects.first()
+        start = (checkpoint.purged_through_seq + 1, checkpoint.hash_at_seq) if checkpoint else (1, GENESIS)
+        return _verify_rows(AuditEvent.objects.order_by("seq").iterator(chunk_size=2000), *start)
+
+
+def audit_verify_export(path: Path, *, public_key: str | None = None) -> VerifyResult:
+    """Check an export offline: manifest signature, file digest, count, and each event's hash."""
+    from apps.audit.services import manifest_bytes
+
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        content = zf.read(manifest["file"])
+    key = public_key or manifest.get("public_key", "")
+    if not signing.verify(manifest_bytes(manifest), manifest.get("signature", ""), key):
+        return VerifyResult(False, 0, None, "the manifest signature is invalid")
+    if hashlib.sha256(content).hexdigest() != manifest["sha256"]:
+        return VerifyResult(False, 0, None, "the events file does not match the manifest digest")
+    if manifest["format"] == "jsonl":
+        rows = [json.loads(line) for line in content.decode().splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(content.decode())))
+        for row in rows:
+            row["changes"] = json.loads(row["changes"])
+            for name in ("seq", "tenant_id", "actor_id"):
+                row[name] = int(row[name]) if row[name] not in ("", None) else None
+            row["ip"] = row["ip"] or None
+    if len(rows) != manifest["count"]:
+        return VerifyResult(
+            False, 0, None, f"the manifest counts {manifest['count']} events, the file has {len(rows)}"
+        )
+    for checked, row in enumerate(rows):
+        if link_hash(row["prev_hash"], row) != row["hash"]:
+            return VerifyResult(False, checked, row["seq"], f"event #{row['seq']} was modified after export")
+    contiguous = not manifest.get("filters") and rows
+    if contiguous:
+        result = _verify_rows(rows, rows[0]["seq"], rows[0]["prev_hash"])
+        if not result.ok:
+            return result
+    if rows and rows[-1]["hash"] != manifest["last_hash"]:
+        return VerifyResult(False, len(rows), None, "the last hash differs from the manifest")
+    return VerifyResult(True, len(rows))

@@ -1,0 +1,218 @@
+"""Recording audit events (the one entry point every service calls), purging and exporting them."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import ipaddress
+import json
+import zipfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import connections, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.audit import signing
+from apps.audit.chain import GENESIS, HASHED_FIELDS, canonical, link_hash
+from apps.audit.models import AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
+from apps.core.context import TenantRef, as_ref, tenant_context
+from apps.observability.logging import request_id_var
+
+SENSITIVE_KEYS = ("password", "secret", "token", "key", "credential", "authorization", "otp", "private")
+CENSORED = "***"
+EXPORT_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
+
+
+def censor(changes: Mapping[str, Any] | None, sensitive: Iterable[str] = ()) -> dict[str, Any]:
+    """Blank sensitive values (by key name, and any key the caller names) at any depth."""
+    extra = {name.lower() for name in sensitive}
+
+    def walk(value: Any, key: str = "") -> Any:
+        lowered = key.lower()
+        if lowered in extra or any(word in lowered for word in SENSITIVE_KEYS):
+            return CENSORED if value not in (None, "") else value
+        if isinstance(value, Mapping):
+            return {str(k): walk(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v, key) for v in value]
+        return value
+
+    return walk(dict(changes or {}))  # type: ignore[no-any-return]
+
+
+def _client_ip(request: HttpRequest | None) -> str | None:
+    """REMOTE_ADDR, normalized as PostgreSQL stores it (the hash must survive the round trip)."""
+    raw = request.META.get("REMOTE_ADDR") if request is not None else None
+    try:
+        return ipaddress.ip_address(raw).compressed if raw else None
+    except ValueError:
+        return None
+
+
+def _chain_target(tenant: TenantRef | None) -> tuple[type[AuditEventBase], str, int]:
+    if tenant is None:
+        return PlatformAuditEvent, "default", 0
+    return AuditEvent, tenant.db_alias, tenant.id
+
+
+def audit_record(
+    action: str,
+    *,
+    tenant: Any = None,
+    actor: Any = None,
+    target: Any = None,
+    target_type: str = "",
+    target_id: Any = "",
+    target_label: str = "",
+    changes: Mapping[str, Any] | None = None,
+    sensitive: Iterable[str] = (),
+    outcome: str = Outcome.SUCCESS,
+    request: HttpRequest | None = None,
+) -> AuditEventBase:
+    """Append one event to the tenant's chain (or the platform chain when `tenant` is None).
+
+    Writers of one chain are serialized by a transaction-scoped advisory lock, so concurrent requests
+    and workers can never fork it; the unique (tenant, seq) constraint is the last line of defence.
+    """
+    ref = as_ref(tenant) if tenant is not None else None
+    model, alias, chain_id = _chain_target(ref)
+    if target is not None:
+        target_type = target_type or target._meta.model_name
+        target_id = target_id or target.pk
+        target_label = target_label or str(target)
+    user = actor if actor is not None else (getattr(request, "user", None) if request is not None else None)
+    authenticated = user is not None and getattr(user, "is_authenticated", False)
+    event: dict[str, Any] = {
+        "tenant_id": chain_id,
+        "occurred_at": timezone.now(),
+        "actor_id": user.pk if authenticated else None,
+        "actor_label": user.get_username()[:200] if authenticated else "",
+        "action": action,
+        "target_type": str(target_type)[:64],
+        "target_id": str(target_id)[:64],
+        "target_label": str(target_label)[:200],
+        "changes": json.loads(json.dumps(censor(changes, sensitive), default=str)),
+        "ip": _client_ip(request),
+        "user_agent": (request.headers.get("User-Agent", "") if request is not None else "")[:300],
+        "request_id": (getattr(request, "request_id", None) or request_id_var.get() or "")[:64],
+        "outcome": str(outcome),
+    }
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hub-audit'), %s)", [chain_id])
+        cursor.execute(
+            f"SELECT seq, hash FROM {model._meta.db_table} WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1",  # noqa: S608
+            [chain_id],
+        )
+        last = cursor.fetchone()
+        if last is None:  # empty, or everything purged: continue from the checkpoint
+            last = _last_checkpoint(alias, chain_id, model)
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        event["seq"] = seq
+        row = model(**event, prev_hash=prev_hash, hash=link_hash(prev_hash, event))
+        if ref is not None:
+            with tenant_context(ref):
+                row.save(using=alias)
+        else:
+            row.save(using=alias)
+    return row
+
+
+def _last_checkpoint(alias: str, chain_id: int, model: type[AuditEventBase]) -> tuple[int, str] | None:
+    table = "audit_auditcheckpoint" if model is AuditEvent else "audit_platformauditcheckpoint"
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            f"SELECT purged_through_seq, hash_at_seq FROM {table} WHERE tenant_id = %s "  # noqa: S608
+            "ORDER BY purged_through_seq DESC LIMIT 1",
+            [chain_id],
+        )
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def audit_purge(*, tenant: Any, before: Any) -> int:
+    """Delete the tenant's events older than `before` through the privileged SQL function (checkpointed)."""
+    ref = as_ref(tenant)
+    with transaction.atomic(using=ref.db_alias), connections[ref.db_alias].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hub-audit'), %s)", [ref.id])
+        cursor.execute(
+            "SELECT audit_purge('audit_auditevent'::regclass, 'audit_auditcheckpoint'::regclass, %s, %s)",
+            [ref.id, before],
+        )
+        count = int(cursor.fetchone()[0])
+    return count
+
+
+# --- export --------------------------------------------------------------------------------------------
+def _row(event: AuditEventBase) -> dict[str, Any]:
+    data = {name: getattr(event, name) for name in EXPORT_FIELDS}
+    data["occurred_at"] = json.loads(canonical({"occurred_at": event.occurred_at}))["occurred_at"]
+    return data
+
+
+def audit_export(
+    *,
+    tenant: Any,
+    events: Iterable[AuditEventBase],
+    fmt: str,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Build a zip with the events (CSV or JSONL) and a signed manifest; the export itself is audited."""
+    if fmt not in {"csv", "jsonl"}:
+        raise ValueError("format must be csv or jsonl")
+    rows = [_row(event) for event in events]
+    rows.sort(key=lambda r: r["seq"])
+    buffer = io.StringIO()
+    if fmt == "jsonl":
+        for row in rows:
+            buffer.write(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+    else:
+        writer = csv.DictWriter(buffer, fieldnames=list(EXPORT_FIELDS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {**row, "changes": json.dumps(row["changes"], sort_keys=True, ensure_ascii=False)}
+            )
+    content = buffer.getvalue().encode()
+    ref = as_ref(tenant)
+    manifest: dict[str, Any] = {
+        "tenant": ref.slug,
+        "format": fmt,
+        "file": f"events.{fmt}",
+        "count": len(rows),
+        "first_seq": rows[0]["seq"] if rows else None,
+        "last_seq": rows[-1]["seq"] if rows else None,
+        "last_hash": rows[-1]["hash"] if rows else None,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "filters": dict(filters or {}),
+        "exported_at": timezone.now().isoformat(),
+        "algorithm": "Ed25519",
+        "public_key": signing.public_key_b64(),
+    }
+    manifest["signature"] = signing.sign(manifest_bytes(manifest))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(manifest["file"], content)
+        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    audit_record(
+        "audit.export",
+        tenant=ref,
+        actor=actor,
+        request=request,
+        target_type="audit_log",
+        target_label=f"{len(rows)} events",
+        changes={"format": fmt, "filters": dict(filters or {}), "count": len(rows)},
+    )
+    return archive.getvalue()
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """What the signature covers: the manifest without its signature, canonically encoded."""
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(
+        unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
