@@ -91,7 +91,7 @@ class AuditCheckpoint(AuditCheckpointBase):
     hub_silo: ClassVar[str] = REGION
 
     objects = TenantScopedManager()
-    all_tenants = models.Manager()
+    all_tenants = models.Manager()  # noqa: DJ012 - a manager, not a field
 
 
 class PlatformAuditCheckpoint(AuditCheckpointBase):

@@ -75,14 +75,17 @@ def _verify_rows(rows: Any, start_seq: int, start_hash: str) -> VerifyResult:
 def audit_verify_chain(*, tenant: Any = None) -> VerifyResult:
     """Recompute the whole chain of a tenant (or the platform) and name the first broken link."""
     if tenant is None:
-        checkpoint = PlatformAuditCheckpoint.objects.filter(tenant_id=0).first()
+        platform_cp = PlatformAuditCheckpoint.objects.filter(tenant_id=0).first()
         rows = PlatformAuditEvent.objects.filter(tenant_id=0).order_by("seq").iterator(chunk_size=2000)
-        start = (checkpoint.purged_through_seq + 1, checkpoint.hash_at_seq) if checkpoint else (1, GENESIS)
-        return _verify_rows(rows, *start)
+        return _verify_rows(rows, *_start(platform_cp))
     with tenant_context(as_ref(tenant)):
-        checkpoint = AuditCheckpoint.objects.first()
-        start = (checkpoint.purged_through_seq + 1, checkpoint.hash_at_seq) if checkpoint else (1, GENESIS)
-        return _verify_rows(AuditEvent.objects.order_by("seq").iterator(chunk_size=2000), *start)
+        tenant_cp = AuditCheckpoint.objects.first()
+        return _verify_rows(AuditEvent.objects.order_by("seq").iterator(chunk_size=2000), *_start(tenant_cp))
+
+
+def _start(checkpoint: Any) -> tuple[int, str]:
+    """Where verification begins: after the last purge checkpoint, or at the genesis."""
+    return (checkpoint.purged_through_seq + 1, checkpoint.hash_at_seq) if checkpoint else (1, GENESIS)
 
 
 def audit_verify_export(path: Path, *, public_key: str | None = None) -> VerifyResult:

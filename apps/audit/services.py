@@ -40,7 +40,8 @@ def censor(changes: Mapping[str, Any] | None, sensitive: Iterable[str] = ()) -> 
             return [walk(v, key) for v in value]
         return value
 
-    return walk(dict(changes or {}))  # type: ignore[no-any-return]
+    result: dict[str, Any] = walk(dict(changes or {}))
+    return result
 
 
 def _client_ip(request: HttpRequest | None) -> str | None:
@@ -84,12 +85,13 @@ def audit_record(
         target_id = target_id or target.pk
         target_label = target_label or str(target)
     user = actor if actor is not None else (getattr(request, "user", None) if request is not None else None)
-    authenticated = user is not None and getattr(user, "is_authenticated", False)
+    if user is None or not getattr(user, "is_authenticated", False):
+        user = None
     event: dict[str, Any] = {
         "tenant_id": chain_id,
         "occurred_at": timezone.now(),
-        "actor_id": user.pk if authenticated else None,
-        "actor_label": user.get_username()[:200] if authenticated else "",
+        "actor_id": user.pk if user is not None else None,
+        "actor_label": user.get_username()[:200] if user is not None else "",
         "action": action,
         "target_type": str(target_type)[:64],
         "target_id": str(target_id)[:64],
