@@ -18,9 +18,16 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def tenant_a_objects(tenant_a: Tenant, alice: Any, bob: Any) -> Tenant:
-    Invitation.objects.create(tenant=tenant_a, email="new@example.com", role="viewer", invited_by=alice,
-                              expires_at=timezone.now() + timedelta(days=1))
-    ManagementToken.objects.create(tenant=tenant_a, user=alice, name="ci", prefix="sweep0001", token_hash="0" * 64)
+    Invitation.objects.create(
+        tenant=tenant_a,
+        email="new@example.com",
+        role="viewer",
+        invited_by=alice,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    ManagementToken.objects.create(
+        tenant=tenant_a, user=alice, name="ci", prefix="sweep0001", token_hash="0" * 64
+    )
     return tenant_a
 
 
@@ -29,14 +36,18 @@ def test_sweep_finds_the_tenant_urls() -> None:
     assert {"console:tenant-home", "tenants:members", "tenants:member-edit", "tenants:settings"} <= names
 
 
-def test_charlie_gets_404_on_every_tenant_a_url(client: Client, charlie: Any, tenant_a_objects: Tenant) -> None:
+def test_charlie_gets_404_on_every_tenant_a_url(
+    client: Client, charlie: Any, tenant_a_objects: Tenant
+) -> None:
     client.force_login(charlie)
     checked = 0
     for url in tenant_urls():
         path = reverse(url.name, kwargs=kwargs_for(url, tenant_a_objects))
         for method in ("get", "post"):
             response = getattr(client, method)(path)
-            assert response.status_code == 404, f"{method.upper()} {path} ({url.name}) -> {response.status_code}"
+            assert response.status_code == 404, (
+                f"{method.upper()} {path} ({url.name}) -> {response.status_code}"
+            )
             assert b"tenant-a" not in response.content.lower() or b"Tenant A" not in response.content
             checked += 1
     assert checked >= 2 * 10

@@ -60,14 +60,18 @@ def test_htmx_filter_returns_only_rows(client: Client, alice: Any, bob: Any, ten
     assert "<table>" in body and "<html" not in body and "bob" in body
 
 
-def test_viewer_reads_members_but_cannot_manage(client: Client, bob: Any, bob_membership: Membership,
-                                                tenant_a: Tenant) -> None:
+def test_viewer_reads_members_but_cannot_manage(
+    client: Client, bob: Any, bob_membership: Membership, tenant_a: Tenant
+) -> None:
     client.force_login(bob)
     body = client.get(url("tenants:members", tenant_a)).content.decode()
     assert "bob" in body
     assert "Invite member" not in body
     assert client.get(url("tenants:member-invite", tenant_a)).status_code == 403
-    assert client.post(url("tenants:member-edit", tenant_a, pk=bob_membership.pk), {"role": "admin"}).status_code == 403
+    assert (
+        client.post(url("tenants:member-edit", tenant_a, pk=bob_membership.pk), {"role": "admin"}).status_code
+        == 403
+    )
     bob_membership.refresh_from_db()
     assert bob_membership.role == Role.VIEWER
     assert client.get(url("tenants:settings", tenant_a)).status_code == 403
@@ -75,7 +79,9 @@ def test_viewer_reads_members_but_cannot_manage(client: Client, bob: Any, bob_me
 
 def test_invite_sends_an_expiring_link(client: Client, alice: Any, tenant_a: Tenant) -> None:
     login_verified(client, alice)
-    response = client.post(url("tenants:member-invite", tenant_a), {"email": "New.Person@Example.com", "role": "viewer"})
+    response = client.post(
+        url("tenants:member-invite", tenant_a), {"email": "New.Person@Example.com", "role": "viewer"}
+    )
     assert response.status_code == 302
     invitation = Invitation.objects.get(tenant=tenant_a)
     assert invitation.email == "new.person@example.com"
@@ -84,10 +90,16 @@ def test_invite_sends_an_expiring_link(client: Client, alice: Any, tenant_a: Ten
     assert mail.outbox[0].to == ["new.person@example.com"]
 
 
-@pytest.mark.parametrize(("data", "field"), [({"email": "not-an-email", "role": "viewer"}, "email"),
-                                             ({"email": "x@example.com", "role": "king"}, "role")])
-def test_invite_bad_input_shows_field_errors(client: Client, alice: Any, tenant_a: Tenant, data: dict[str, str],
-                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"email": "not-an-email", "role": "viewer"}, "email"),
+        ({"email": "x@example.com", "role": "king"}, "role"),
+    ],
+)
+def test_invite_bad_input_shows_field_errors(
+    client: Client, alice: Any, tenant_a: Tenant, data: dict[str, str], field: str
+) -> None:
     login_verified(client, alice)
     response = client.post(url("tenants:member-invite", tenant_a), data)
     assert response.status_code == 400
@@ -102,16 +114,24 @@ def test_invite_existing_member_is_refused(client: Client, alice: Any, bob: Any,
     assert "already a member" in response.content.decode()
 
 
-def test_role_change_and_removal(client: Client, alice: Any, bob: Any, bob_membership: Membership,
-                                 tenant_a: Tenant) -> None:
+def test_role_change_and_removal(
+    client: Client, alice: Any, bob: Any, bob_membership: Membership, tenant_a: Tenant
+) -> None:
     login_verified(client, alice)
-    response = client.post(url("tenants:member-edit", tenant_a, pk=bob_membership.pk),
-                           {"role": "localization_editor", "locales": "de, fr-CA", "regions": ["eu"]})
+    response = client.post(
+        url("tenants:member-edit", tenant_a, pk=bob_membership.pk),
+        {"role": "localization_editor", "locales": "de, fr-CA", "regions": ["eu"]},
+    )
     assert response.status_code == 302
     bob_membership.refresh_from_db()
     assert (bob_membership.role, bob_membership.locales, bob_membership.regions) == (
-        "localization_editor", ["de", "fr-CA"], ["eu"])
-    bad = client.post(url("tenants:member-edit", tenant_a, pk=bob_membership.pk), {"role": "viewer", "locales": "Deutsch"})
+        "localization_editor",
+        ["de", "fr-CA"],
+        ["eu"],
+    )
+    bad = client.post(
+        url("tenants:member-edit", tenant_a, pk=bob_membership.pk), {"role": "viewer", "locales": "Deutsch"}
+    )
     assert bad.status_code == 400
     assert "locales" in bad.context["form"].errors
     assert client.post(url("tenants:member-remove", tenant_a, pk=bob_membership.pk)).status_code == 302
@@ -130,22 +150,40 @@ def test_last_admin_cannot_be_demoted_or_removed(client: Client, alice: Any, ten
     assert own.role == Role.ADMIN
 
 
-def test_settings_edit_and_bad_locale(client: Client, alice: Any, tenant_a: Tenant, region_eu: Region) -> None:
+def test_settings_edit_and_bad_locale(
+    client: Client, alice: Any, tenant_a: Tenant, region_eu: Region
+) -> None:
     login_verified(client, alice)
-    data = {"name": "Tenant A renamed", "home_region": region_eu.pk, "default_locale": "fr",
-            "enabled_locales": "en, de", "require_2fa": "on"}
+    data = {
+        "name": "Tenant A renamed",
+        "home_region": region_eu.pk,
+        "default_locale": "fr",
+        "enabled_locales": "en, de",
+        "require_2fa": "on",
+    }
     assert client.post(url("tenants:settings", tenant_a), data).status_code == 302
     tenant_a.refresh_from_db()
     assert (tenant_a.name, tenant_a.default_locale, tenant_a.enabled_locales, tenant_a.require_2fa) == (
-        "Tenant A renamed", "fr", ["fr", "en", "de"], True)
+        "Tenant A renamed",
+        "fr",
+        ["fr", "en", "de"],
+        True,
+    )
     bad = client.post(url("tenants:settings", tenant_a), {**data, "enabled_locales": "en, Klingon!"})
     assert bad.status_code == 400
     assert "enabled_locales" in bad.context["form"].errors
 
 
-def test_home_region_moves_while_empty(client: Client, alice: Any, tenant_a: Tenant, region_us: Region) -> None:
+def test_home_region_moves_while_empty(
+    client: Client, alice: Any, tenant_a: Tenant, region_us: Region
+) -> None:
     login_verified(client, alice)
-    data = {"name": tenant_a.name, "home_region": region_us.pk, "default_locale": "en", "enabled_locales": "en"}
+    data = {
+        "name": tenant_a.name,
+        "home_region": region_us.pk,
+        "default_locale": "en",
+        "enabled_locales": "en",
+    }
     assert client.post(url("tenants:settings", tenant_a), data).status_code == 302
     tenant_a.refresh_from_db()
     assert tenant_a.region_code == "us"
@@ -153,13 +191,22 @@ def test_home_region_moves_while_empty(client: Client, alice: Any, tenant_a: Ten
         assert RegionTenant.objects.count() == 1
 
 
-def test_operators_list_and_create_tenants(client: Client, operator: Any, tenant_a: Tenant, region_us: Region) -> None:
+def test_operators_list_and_create_tenants(
+    client: Client, operator: Any, tenant_a: Tenant, region_us: Region
+) -> None:
     login_verified(client, operator)
     listing = client.get(reverse("tenants:tenant-list"))
     assert "Tenant A" in listing.content.decode()
-    response = client.post(reverse("tenants:tenant-create"), {
-        "name": "Initech", "slug": "initech", "home_region": region_us.pk, "default_locale": "en",
-        "enabled_locales": "en, es"})
+    response = client.post(
+        reverse("tenants:tenant-create"),
+        {
+            "name": "Initech",
+            "slug": "initech",
+            "home_region": region_us.pk,
+            "default_locale": "en",
+            "enabled_locales": "en, es",
+        },
+    )
     assert response.status_code == 302
     created = Tenant.objects.get(slug="initech")
     assert (created.region_code, created.enabled_locales) == ("us", ["en", "es"])
@@ -168,11 +215,20 @@ def test_operators_list_and_create_tenants(client: Client, operator: Any, tenant
 
 
 @pytest.mark.parametrize(("slug", "error_field"), [("Bad Slug!", "slug"), ("tenant-a", "slug")])
-def test_tenant_create_bad_input(client: Client, operator: Any, tenant_a: Tenant, region_us: Region, slug: str,
-                                 error_field: str) -> None:
+def test_tenant_create_bad_input(
+    client: Client, operator: Any, tenant_a: Tenant, region_us: Region, slug: str, error_field: str
+) -> None:
     login_verified(client, operator)
-    response = client.post(reverse("tenants:tenant-create"), {
-        "name": "X", "slug": slug, "home_region": region_us.pk, "default_locale": "en", "enabled_locales": ""})
+    response = client.post(
+        reverse("tenants:tenant-create"),
+        {
+            "name": "X",
+            "slug": slug,
+            "home_region": region_us.pk,
+            "default_locale": "en",
+            "enabled_locales": "",
+        },
+    )
     assert response.status_code == 400
     assert error_field in response.context["form"].errors
     assert Tenant.objects.count() == 1
