@@ -17,7 +17,7 @@ from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
 from connectors.base import ConfigField, Connector, Cursor, Record, Stream, WriteOutcome, WriteResult
-from connectors.errors import AuthFailed, ConnectorError, VendorUnavailable
+from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, VendorUnavailable
 from connectors.http import HttpSession, generic_limit
 
 WSDL = Path(__file__).parent / "wsdl" / "zhub_bupa.wsdl"
@@ -27,6 +27,14 @@ STREAMS: dict[str, tuple[str, bool]] = {  # stream -> (vendor object, writable)
     "accounts": ("BusinessPartner/Organization", True),
     "orders": ("SalesOrder", False),
 }
+
+
+# Fields the shipped WSDL defines (ZHUB_PARTNER / ZHUB_ORDER); a field map may only point at these.
+WSDL_FIELDS = {
+    "contacts": {"PARTNEREXTERNAL", "FIRSTNAME", "LASTNAME", "NAME_ORG1", "EMAIL", "COUNTRY", "LANGU"},
+    "orders": {"SALESDOCUMENT", "STATUS", "NET_VALUE", "CURRENCY", "SOLD_TO"},
+}
+WSDL_FIELDS["accounts"] = WSDL_FIELDS["contacts"]
 
 
 class _Transport(Transport):
@@ -83,6 +91,10 @@ class SapConnector(Connector):
 
     def __init__(self, config: Mapping[str, Any], *, session: HttpSession) -> None:
         super().__init__(config, session=session)
+        for stream, fields in self.field_map.items():
+            unknown = sorted(set(fields.values()) - WSDL_FIELDS[stream])
+            if unknown:
+                raise InvalidConfig(f"sap: {stream} has no field {', '.join(unknown)} in the service WSDL")
         wsse = None
         if self.config["auth"] == "ws_security":
             wsse = UsernameToken(self.config["username"], self.config["password"])

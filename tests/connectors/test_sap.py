@@ -10,7 +10,7 @@ import requests
 import zeep
 from zeep.transports import Transport
 
-from connectors.errors import AuthFailed, ConnectorError, VendorUnavailable
+from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, VendorUnavailable
 from connectors.sap.connector import BINDING, WSDL, SapConnector
 from connectors.sap.simulator import SapSimulator
 from connectors.simulation import Simulator
@@ -120,3 +120,10 @@ def test_orders_read_and_read_only(sap_sim: SapSimulator) -> None:
     orders = list(conn.read("orders"))
     assert len(orders) == sap_sim.count("orders")
     assert orders[0].fields["number"] == orders[0].external_id
+
+
+def test_field_map_checked_against_wsdl(sap_sim: SapSimulator) -> None:
+    with pytest.raises(InvalidConfig, match="KUNNR"):
+        SapConnector(
+            sap_config(sap_sim, field_map={"accounts": {"name": "KUNNR"}}), session=simulator_session(sap_sim)
+        )
