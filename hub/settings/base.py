@@ -238,7 +238,10 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "apps.observability.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "apps.observability.logging.ContextFilter"},
+        "pii": {"()": "apps.security.pii.PiiRedactingFilter"},  # logs never carry personal data
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -247,7 +250,7 @@ LOGGING: dict[str, Any] = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context", "pii"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
