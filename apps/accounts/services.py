@@ -28,8 +28,10 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts import selectors
+from apps.audit.models import Outcome
+from apps.audit.services import audit_record
 from apps.core.errors import Conflict, ValidationFailed
-from apps.tenants.models import Invitation, Membership
+from apps.tenants.models import Invitation, Membership, Tenant
 from apps.tenants.services import invitation_accept, invitation_resolve
 
 logger = logging.getLogger("apps.accounts.security")
@@ -63,6 +65,19 @@ def record_security_event(
         "details": details,
     }
     logger.info("security event %s %s", action, outcome, extra=payload)
+    tenant_id = details.get("tenant_id")
+    tenant = Tenant.objects.select_related("home_region").filter(pk=tenant_id).first() if tenant_id else None
+    audit_record(
+        f"security.{action}",
+        tenant=tenant,
+        actor=user if getattr(user, "is_authenticated", False) else None,
+        request=request,
+        target_type="user" if user_id else "",
+        target_id=user_id or "",
+        target_label=user.get_username() if user_id else "",
+        changes=details,
+        outcome={"success": Outcome.SUCCESS, "denied": Outcome.DENIED}.get(outcome, Outcome.FAILURE),
+    )
 
 
 # --- sign-in and lockout ----------------------------------------------------------------------------------

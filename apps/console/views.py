@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -23,7 +26,7 @@ def home(request: HttpRequest) -> HttpResponse:
     else:
         tenants = list(
             Tenant.objects.select_related("home_region").filter(
-                memberships__user=request.user, is_active=True
+                memberships__user=cast(Any, request.user), is_active=True
             )
         )
     if len(tenants) == 1 and not request.user.is_staff:
@@ -63,7 +66,7 @@ AREA_TEXT = {
 }
 
 
-def _area_view(key: str):  # type: ignore[no-untyped-def]
+def _area_view(key: str) -> Callable[..., HttpResponse]:
     area = next(a for a in AREAS if a.key == key)
 
     @tenant_permission_required(area.perm)

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from apps.core.errors import HubError, ValidationFailed
 
 
-def add_service_errors(form: forms.Form, exc: HubError | ValidationError) -> None:
+def add_service_errors(form: forms.BaseForm, exc: HubError | ValidationError) -> None:
     """Show a service's refusal on the form: field errors next to fields, the rest at the top."""
     if isinstance(exc, ValidationFailed) and exc.errors:
         for field, messages in exc.errors.items():

@@ -19,10 +19,20 @@ from apps.tenants.services import membership_add, membership_change_role, region
 
 DEMO_PASSWORD = "demo-Passw0rd!2026"  # noqa: S105 - demo only, refused in production
 DEMO_TENANTS = [
-    {"slug": "acme", "name": "Acme GmbH", "region": "eu", "default_locale": "de",
-     "enabled_locales": ["de", "en", "fr", "es", "ja"]},
-    {"slug": "globex", "name": "Globex Corporation", "region": "us", "default_locale": "en",
-     "enabled_locales": ["en", "es", "fr", "de", "ja"]},
+    {
+        "slug": "acme",
+        "name": "Acme GmbH",
+        "region": "eu",
+        "default_locale": "de",
+        "enabled_locales": ["de", "en", "fr", "es", "ja"],
+    },
+    {
+        "slug": "globex",
+        "name": "Globex Corporation",
+        "region": "us",
+        "default_locale": "en",
+        "enabled_locales": ["en", "es", "fr", "de", "ja"],
+    },
 ]
 # (username, tenant, role, language)
 DEMO_MEMBERS = [
@@ -37,7 +47,7 @@ DEMO_MEMBERS = [
 
 
 def _demo_totp_key(username: str) -> str:
-    """A stable per-user TOTP key (hex, as django-otp stores it), so re-seeding keeps enrolled apps working."""
+    """Return a stable per-user TOTP key (hex, as django-otp stores it): re-seeding keeps apps working."""
     return hashlib.sha256(f"hub-demo-totp:{username}".encode()).hexdigest()[:40]
 
 
@@ -53,16 +63,23 @@ def _ensure_tenant(spec: dict[str, Any]) -> Tenant:
         return existing
     region = Region.objects.get(code=spec["region"])
     return tenant_create(
-        slug=spec["slug"], name=spec["name"], home_region=region,
-        default_locale=spec["default_locale"], enabled_locales=spec["enabled_locales"],
+        slug=spec["slug"],
+        name=spec["name"],
+        home_region=region,
+        default_locale=spec["default_locale"],
+        enabled_locales=spec["enabled_locales"],
     )
 
 
 def _ensure_user(username: str, *, language: str = "en", operator: bool = False) -> Any:
     user, _ = get_user_model().objects.update_or_create(
         username=username,
-        defaults={"email": f"{username}@example.com", "is_staff": operator, "is_superuser": operator,
-                  "language": language},
+        defaults={
+            "email": f"{username}@example.com",
+            "is_staff": operator,
+            "is_superuser": operator,
+            "language": language,
+        },
     )
     user.set_password(DEMO_PASSWORD)
     user.save()
@@ -77,8 +94,15 @@ def seed_demo() -> dict[str, Any]:
     users: list[dict[str, Any]] = []
     with transaction.atomic():
         operator = _ensure_user("operator", operator=True)
-        users.append({"username": "operator", "password": DEMO_PASSWORD, "role": "platform_operator",
-                      "tenant": None, "totp_secret": _ensure_totp(operator)})
+        users.append(
+            {
+                "username": "operator",
+                "password": DEMO_PASSWORD,
+                "role": "platform_operator",
+                "tenant": None,
+                "totp_secret": _ensure_totp(operator),
+            }
+        )
         for username, slug, role, language in DEMO_MEMBERS:
             if slug not in tenants:
                 continue
@@ -89,8 +113,15 @@ def seed_demo() -> dict[str, Any]:
             elif existing.role != role:
                 membership_change_role(membership=existing, role=role)
             needs_totp = role in ROLES_REQUIRING_2FA
-            users.append({"username": username, "password": DEMO_PASSWORD, "role": str(role), "tenant": slug,
-                          "totp_secret": _ensure_totp(user) if needs_totp else None})
+            users.append(
+                {
+                    "username": username,
+                    "password": DEMO_PASSWORD,
+                    "role": str(role),
+                    "tenant": slug,
+                    "totp_secret": _ensure_totp(user) if needs_totp else None,
+                }
+            )
     return {
         "console_url": "/",
         "users": users,

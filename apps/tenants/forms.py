@@ -17,7 +17,7 @@ class LocaleListField(forms.CharField):
     default_error_messages = {"invalid": _("Use comma-separated locale codes such as “en, de, fr-CA”.")}
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         return [item.strip() for item in text.split(",") if item.strip()]
 
     def validate(self, value: Any) -> None:
@@ -65,9 +65,14 @@ class TenantSettingsForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["home_region"].queryset = Region.objects.filter(is_active=True)
-        self.fields["home_region"].empty_label = None
-        self.fields["home_region"].help_text = _("Can only change while the tenant has no data.")
+        region_field = self.fields["home_region"]
+        assert isinstance(region_field, forms.ModelChoiceField)
+        region_field.queryset = Region.objects.filter(is_active=True)
+        region_field.empty_label = None
+        region_field.disabled = True
+        region_field.help_text = _(
+            "Fixed: the tenant's data lives there. Moving a tenant is a data migration."
+        )
 
 
 class InviteForm(forms.Form):
@@ -91,4 +96,6 @@ class MembershipForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["regions"].choices = [(r.code, r.name) for r in Region.objects.filter(is_active=True)]
+        regions_field = self.fields["regions"]
+        assert isinstance(regions_field, forms.MultipleChoiceField)
+        regions_field.choices = [(r.code, r.name) for r in Region.objects.filter(is_active=True)]

@@ -15,10 +15,12 @@ from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from apps.audit.services import audit_record
 from apps.core.context import tenant_context
 from apps.core.errors import Conflict, NotFound, ValidationFailed
 from apps.tenants.models import (
@@ -63,6 +65,8 @@ def tenant_create(
     home_region: Region,
     default_locale: str = "en",
     enabled_locales: Iterable[str] = (),
+    actor: Any = None,
+    request: HttpRequest | None = None,
 ) -> Tenant:
     """Create a tenant in the control silo and its anchor row in its home region.
 
@@ -90,6 +94,19 @@ def tenant_create(
     except Exception:
         tenant.delete()
         raise
+    audit_record(
+        "tenant.created",
+        tenant=tenant,
+        actor=actor,
+        request=request,
+        target=tenant,
+        changes={
+            "name": name,
+            "home_region": home_region.code,
+            "default_locale": default_locale,
+            "enabled_locales": tenant.enabled_locales,
+        },
+    )
     return tenant
 
 
@@ -102,13 +119,22 @@ def tenant_update(
     home_region: Region | None = None,
     is_active: bool | None = None,
     require_2fa: bool | None = None,
+    actor: Any = None,
+    request: HttpRequest | None = None,
 ) -> Tenant:
     """Change tenant settings; the home region only while its region holds no data (else: a migration)."""
+    before = {field: getattr(tenant, field) for field in TENANT_AUDITED_FIELDS}
+    before["home_region"] = tenant.region_code
+    if (
+        home_region is not None
+        and home_region.pk != tenant.home_region_id
+        and tenant_has_region_data(tenant=tenant)
+    ):
+        # Creation already writes the tenant's audit chain there, so in practice the region is fixed.
+        raise Conflict(
+            _("The home region cannot be changed once the tenant has data; that is a data migration.")
+        )
     if home_region is not None and home_region.pk != tenant.home_region_id:
-        if tenant_has_region_data(tenant=tenant):
-            raise Conflict(
-                "The home region cannot be changed once the tenant has data; that is a data migration."
-            )
         with tenant_context(tenant):
             RegionTenant.objects.all().delete()
         tenant.home_region = home_region
@@ -128,7 +154,17 @@ def tenant_update(
         tenant.require_2fa = require_2fa
     tenant.full_clean()
     tenant.save()
+    after = {field: getattr(tenant, field) for field in TENANT_AUDITED_FIELDS}
+    after["home_region"] = tenant.region_code
+    changes = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if changes:
+        audit_record(
+            "tenant.updated", tenant=tenant, actor=actor, request=request, target=tenant, changes=changes
+        )
     return tenant
+
+
+TENANT_AUDITED_FIELDS = ("name", "default_locale", "enabled_locales", "is_active", "require_2fa")
 
 
 # --- memberships -----------------------------------------------------------------------------------------
@@ -137,7 +173,14 @@ def _admin_count(tenant: Tenant) -> int:
 
 
 def membership_add(
-    *, tenant: Tenant, user: Any, role: str, locales: Iterable[str] = (), regions: Iterable[str] = ()
+    *,
+    tenant: Tenant,
+    user: Any,
+    role: str,
+    locales: Iterable[str] = (),
+    regions: Iterable[str] = (),
+    actor: Any = None,
+    request: HttpRequest | None = None,
 ) -> Membership:
     """Add `user` to `tenant` with `role` (or change the role of an existing membership)."""
     with transaction.atomic():
@@ -147,9 +190,18 @@ def membership_add(
             defaults={"role": role, "locales": list(locales), "regions": list(regions)},
         )
         if not created:
-            return membership_change_role(membership=membership, role=role)
+            return membership_change_role(membership=membership, role=role, actor=actor, request=request)
         membership.full_clean()
-    logger.info("membership added", extra={"tenant_id": tenant.id, "role": role})
+    audit_record(
+        "member.added",
+        tenant=tenant,
+        actor=actor,
+        request=request,
+        target_type="user",
+        target_id=user.pk,
+        target_label=user.get_username(),
+        changes={"role": role},
+    )
     return membership
 
 
@@ -159,6 +211,8 @@ def membership_change_role(
     role: str,
     locales: Iterable[str] | None = None,
     regions: Iterable[str] | None = None,
+    actor: Any = None,
+    request: HttpRequest | None = None,
 ) -> Membership:
     """Change a member's role; refuses to demote the tenant's last admin."""
     if role not in Role.values:
@@ -168,6 +222,7 @@ def membership_change_role(
         membership.refresh_from_db()
         if membership.role == Role.ADMIN and role != Role.ADMIN and _admin_count(membership.tenant) <= 1:
             raise Conflict(_("A tenant needs at least one admin; promote someone else first."))
+        before = (membership.role, list(membership.locales), list(membership.regions))
         membership.role = role
         if locales is not None:
             membership.locales = list(locales)
@@ -175,16 +230,43 @@ def membership_change_role(
             membership.regions = list(regions)
         membership.full_clean()
         membership.save()
+    after = (membership.role, membership.locales, membership.regions)
+    changes = {
+        k: [b, a] for k, b, a in zip(("role", "locales", "regions"), before, after, strict=True) if b != a
+    }
+    if changes:
+        audit_record(
+            "member.role_changed",
+            tenant=membership.tenant,
+            actor=actor,
+            request=request,
+            target_type="user",
+            target_id=membership.user_id,
+            target_label=membership.user.get_username(),
+            changes=changes,
+        )
     return membership
 
 
-def membership_remove(*, membership: Membership) -> None:
+def membership_remove(
+    *, membership: Membership, actor: Any = None, request: HttpRequest | None = None
+) -> None:
     """Remove a member and their tenant permissions; refuses to remove the last admin."""
     with transaction.atomic():
         Tenant.objects.select_for_update().get(pk=membership.tenant_id)
         if membership.role == Role.ADMIN and _admin_count(membership.tenant) <= 1:
             raise Conflict(_("The last admin of a tenant cannot be removed."))
         membership.delete()
+    audit_record(
+        "member.removed",
+        tenant=membership.tenant,
+        actor=actor,
+        request=request,
+        target_type="user",
+        target_id=membership.user_id,
+        target_label=membership.user.get_username(),
+        changes={"role": membership.role},
+    )
 
 
 # --- invitations -----------------------------------------------------------------------------------------
@@ -192,7 +274,15 @@ def invitation_token(invitation: Invitation) -> str:
     return signing.dumps({"i": invitation.pk, "e": invitation.email}, salt=INVITATION_SALT)
 
 
-def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: Any, base_url: str) -> Invitation:
+def invitation_create(
+    *,
+    tenant: Tenant,
+    email: str,
+    role: str,
+    invited_by: Any,
+    base_url: str,
+    request: HttpRequest | None = None,
+) -> Invitation:
     """Record an invitation and e-mail its signed link (the console backend logs it in development)."""
     email = get_user_model().objects.normalize_email(email).lower()
     if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
@@ -222,6 +312,14 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: Any,
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[email],
     )
+    audit_record(
+        "member.invited",
+        tenant=tenant,
+        actor=invited_by,
+        request=request,
+        target=invitation,
+        changes={"role": role},
+    )
     return invitation
 
 
@@ -237,21 +335,32 @@ def invitation_resolve(*, token: str) -> Invitation:
     return invitation
 
 
-def invitation_accept(*, token: str, user: Any) -> Membership:
+def invitation_accept(*, token: str, user: Any, request: HttpRequest | None = None) -> Membership:
     """Turn an invitation into a membership for the signed-in user, once."""
     with transaction.atomic():
         invitation = invitation_resolve(token=token)
         Invitation.objects.select_for_update().get(pk=invitation.pk)
-        membership = membership_add(tenant=invitation.tenant, user=user, role=invitation.role)
+        membership = membership_add(
+            tenant=invitation.tenant, user=user, role=invitation.role, actor=user, request=request
+        )
         invitation.accepted_at = timezone.now()
         invitation.save(update_fields=["accepted_at", "updated_at"])
     return membership
 
 
-def invitation_revoke(*, invitation: Invitation) -> None:
+def invitation_revoke(
+    *, invitation: Invitation, actor: Any = None, request: HttpRequest | None = None
+) -> None:
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at", "updated_at"])
+        audit_record(
+            "member.invitation_revoked",
+            tenant=invitation.tenant,
+            actor=actor,
+            request=request,
+            target=invitation,
+        )
 
 
 # --- management tokens -----------------------------------------------------------------------------------
@@ -265,7 +374,7 @@ def management_token_hash(plaintext: str) -> str:
 
 
 def management_token_create(
-    *, tenant: Tenant, user: Any, name: str, expires_at: datetime | None
+    *, tenant: Tenant, user: Any, name: str, expires_at: datetime | None, request: HttpRequest | None = None
 ) -> tuple[ManagementToken, str]:
     """Issue a token acting as `user` in `tenant`; return it with its plaintext, which is shown once.
 
@@ -299,17 +408,26 @@ def management_token_create(
                 token.save()
         except IntegrityError:
             continue
-        logger.info("management token created", extra={"tenant_id": tenant.id, "prefix": prefix})
+        audit_record(
+            "api_token.created",
+            tenant=tenant,
+            actor=user,
+            request=request,
+            target=token,
+            changes={"name": token.name, "prefix": prefix, "expires_at": expires_at},
+        )
         return token, plaintext
     raise Conflict(_("Could not issue a unique token; try again."))
 
 
-def management_token_revoke(*, token: ManagementToken) -> ManagementToken:
+def management_token_revoke(
+    *, token: ManagementToken, actor: Any = None, request: HttpRequest | None = None
+) -> ManagementToken:
     """Revoke a token for good (idempotent: revoking twice keeps the first time)."""
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at", "updated_at"])
-        logger.info("management token revoked", extra={"tenant_id": token.tenant_id, "prefix": token.prefix})
+        audit_record("api_token.revoked", tenant=token.tenant, actor=actor, request=request, target=token)
     return token
 
 

@@ -54,7 +54,7 @@ def tenant_create_view(request: HttpRequest) -> HttpResponse:
     form = TenantCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            tenant = tenant_create(**form.cleaned_data)
+            tenant = tenant_create(**form.cleaned_data, actor=request.user, request=request)
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
         else:
@@ -80,6 +80,8 @@ def tenant_settings_view(request: HttpRequest, tenant_slug: str) -> HttpResponse
                 enabled_locales=data["enabled_locales"],
                 home_region=data["home_region"],
                 require_2fa=data["require_2fa"],
+                actor=request.user,
+                request=request,
             )
         except Conflict as exc:
             tenant.refresh_from_db()
@@ -132,6 +134,7 @@ def member_invite_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
                 role=form.cleaned_data["role"],
                 invited_by=request.user,
                 base_url=request.build_absolute_uri("/"),
+                request=request,
             )
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
@@ -157,6 +160,8 @@ def member_edit_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpRes
                 role=form.cleaned_data["role"],
                 locales=form.cleaned_data["locales"],
                 regions=form.cleaned_data["regions"],
+                actor=request.user,
+                request=request,
             )
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
@@ -175,7 +180,7 @@ def member_remove_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpR
     tenant = request.tenant  # type: ignore[attr-defined]
     membership = get_object_or_404(Membership.objects.select_related("user"), pk=pk, tenant=tenant)
     try:
-        membership_remove(membership=membership)
+        membership_remove(membership=membership, actor=request.user, request=request)
     except HubError as exc:
         messages.error(request, str(exc))
         return redirect("tenants:member-edit", tenant_slug=tenant.slug, pk=pk)
@@ -188,7 +193,7 @@ def member_remove_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpR
 def invitation_revoke_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     invitation = get_object_or_404(Invitation, pk=pk, tenant=tenant)
-    invitation_revoke(invitation=invitation)
+    invitation_revoke(invitation=invitation, actor=request.user, request=request)
     messages.success(request, _("Invitation to %(email)s revoked.") % {"email": invitation.email})
     return redirect("tenants:members", tenant_slug=tenant.slug)
 
@@ -233,7 +238,11 @@ def token_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             token, plaintext = management_token_create(
-                tenant=tenant, user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
+                tenant=tenant,
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_at=form.expires_at(),
+                request=request,
             )
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
@@ -250,6 +259,6 @@ def token_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
 def token_revoke_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     token = get_object_or_404(ManagementToken, pk=pk, tenant=tenant)
-    management_token_revoke(token=token)
+    management_token_revoke(token=token, actor=request.user, request=request)
     messages.success(request, _("Token “%(name)s” revoked.") % {"name": token.name})
     return redirect("tenants:api-tokens", tenant_slug=tenant.slug)

@@ -1,7 +1,11 @@
 """Test settings: real Postgres and Redis (embedded), fast hashing, no outbound network."""
 
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
 from hub.settings.base import *  # noqa: F403
-from hub.settings.base import CACHES, LOGGING
+from hub.settings.base import CACHES, DATABASES, LOGGING
 
 HUB_ENV = "test"
 DEBUG = False
@@ -10,6 +14,12 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher",
     "django.contrib.auth.hashers.Argon2PasswordHasher",
 ]
-CACHES["default"]["KEY_PREFIX"] = "hubtest"
+# HUB_TEST_RUN isolates concurrent runs on one machine: own test databases, own cache keys.
+TEST_RUN = os.environ.get("HUB_TEST_RUN", "")
+if TEST_RUN and not TEST_RUN.isalnum():
+    raise ImproperlyConfigured("Setting HUB_TEST_RUN: letters and digits only")
+for _config in DATABASES.values():
+    _config["TEST"]["NAME"] = f"test_{_config['NAME']}{TEST_RUN and '_' + TEST_RUN}"
+CACHES["default"]["KEY_PREFIX"] = f"hubtest{TEST_RUN}"
 LOGGING["root"]["level"] = "WARNING"
 CELERY_TASK_ALWAYS_EAGER = False

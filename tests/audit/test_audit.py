@@ -44,8 +44,11 @@ def test_events_form_a_verifiable_chain(tenant_a: Tenant, alice: Any) -> None:
         changes={"role": ["viewer", "admin"]},
     )
     second = audit_record("tenant.updated", tenant=tenant_a, actor=alice)
-    assert (first.seq, second.seq) == (1, 2)
-    assert first.prev_hash == GENESIS
+    with tenant_context(tenant_a):
+        genesis = AuditEvent.objects.get(seq=1)  # tenant creation opens the chain
+    assert genesis.action == "tenant.created"
+    assert genesis.prev_hash == GENESIS
+    assert second.seq == first.seq + 1
     assert second.prev_hash == first.hash
     assert (first.actor_label, first.ip, first.user_agent, first.request_id) == (
         "alice",
@@ -54,10 +57,10 @@ def test_events_form_a_verifiable_chain(tenant_a: Tenant, alice: Any) -> None:
         "req-abcdef12",
     )
     with tenant_context(tenant_a):
-        stored = AuditEvent.objects.get(seq=1)
+        stored = AuditEvent.objects.get(seq=first.seq)
     assert stored.changes == {"role": ["viewer", "admin"]}
     assert audit_verify_chain(tenant=tenant_a).ok
-    assert audit_verify_chain(tenant=tenant_a).checked == 2
+    assert audit_verify_chain(tenant=tenant_a).checked == second.seq
 
 
 @pytest.mark.django_db
@@ -66,12 +69,13 @@ def test_chains_are_per_tenant_and_stored_in_the_tenant_region(tenant_a: Tenant,
     _record_many(tenant_b, 2)
     with connections["region_eu"].cursor() as cursor:
         cursor.execute("SELECT tenant_id, max(seq) FROM audit_auditevent GROUP BY tenant_id")
-        assert cursor.fetchall() == [(tenant_a.id, 3)]
+        assert cursor.fetchall() == [(tenant_a.id, 1 + 3)]  # tenant.created opens each chain
     with connections["region_us"].cursor() as cursor:
         cursor.execute("SELECT tenant_id, max(seq) FROM audit_auditevent GROUP BY tenant_id")
-        assert cursor.fetchall() == [(tenant_b.id, 2)]
+        assert cursor.fetchall() == [(tenant_b.id, 1 + 2)]
     with tenant_context(tenant_a):
-        assert audit_event_list().count() == 3
+        assert audit_event_list().count() == 4
+        assert audit_event_list(filters={"action": "test."}).count() == 3
 
 
 @pytest.mark.django_db
@@ -126,7 +130,7 @@ def test_concurrent_writers_cannot_fork_the_chain(tenant_a: Tenant) -> None:
         thread.join()
     assert errors == []
     with tenant_context(tenant_a):
-        assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 101))
+        assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 102))
     assert audit_verify_chain(tenant=tenant_a).ok
 
 
@@ -138,7 +142,7 @@ def test_database_rejects_update_and_delete(tenant_a: Tenant) -> None:
             AuditEvent.objects.update(action="tampered")
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(using="region_eu"):
             AuditEvent.objects.all().delete()
-        assert AuditEvent.objects.get().action == "test.event"
+        assert AuditEvent.objects.filter(action="test.event").count() == 1
 
 
 def _bypass(sql: str, params: list[Any]) -> None:
@@ -179,13 +183,13 @@ def test_verify_pinpoints_a_deleted_row(
     with pytest.raises(CommandError):
         call_command("audit_verify")
     out = capsys.readouterr().out
-    assert "tenant-b: ok (2 events)" in out
+    assert "tenant-b: ok (3 events)" in out
     assert "tenant-a: BROKEN at #4" in out
 
 
 @pytest.mark.django_db
 def test_purge_keeps_the_rest_verifiable_and_the_chain_continues(tenant_a: Tenant) -> None:
-    _record_many(tenant_a, 4)
+    _record_many(tenant_a, 3)  # seq 2-4 after tenant.created
     cut = timezone.now()
     _record_many(tenant_a, 2)
     assert audit_purge(tenant=tenant_a, before=cut) == 4
@@ -212,14 +216,14 @@ def test_signed_export_verifies_offline_and_detects_tampering(
     path = tmp_path / f"export.{fmt}.zip"
     path.write_bytes(data)
     result = audit_verify_export(path)
-    assert (result.ok, result.checked) == (True, 4)
+    assert (result.ok, result.checked) == (True, 6)  # tenant.created, member.added (alice), 4 recorded here
     call_command("audit_verify", "--export", str(path))
 
     with zipfile.ZipFile(path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         content = zf.read(manifest["file"]).decode()
-    assert manifest["count"] == 4
-    assert (manifest["first_seq"], manifest["last_seq"]) == (1, 4)
+    assert manifest["count"] == 6
+    assert (manifest["first_seq"], manifest["last_seq"]) == (1, 6)
 
     def rewrite(new_content: str, new_manifest: dict[str, Any]) -> Path:
         out = tmp_path / f"tampered-{fmt}.zip"

@@ -47,9 +47,9 @@ def _problems(catalog: Catalog) -> list[str]:
         if not all(strings):
             problems.append(f"untranslated: {ids[0]!r}")
             continue
-        wanted = {m for pair in PLACEHOLDER.findall(ids[-1]) for m in pair if m}
+        wanted = {m for pair in PLACEHOLDER.findall(str(ids[-1])) for m in pair if m}
         for text in strings:
-            got = {m for pair in PLACEHOLDER.findall(text) for m in pair if m}
+            got = {m for pair in PLACEHOLDER.findall(str(text)) for m in pair if m}
             if got != wanted:
                 problems.append(f"placeholders differ in {ids[0]!r}: {sorted(got)} != {sorted(wanted)}")
     return problems

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections
 
 from apps.core.context import tenant_context
-from apps.core.errors import ValidationFailed
+from apps.core.errors import Conflict, ValidationFailed
 from apps.tenants.models import Region, RegionTenant, Tenant
 from apps.tenants.services import region_sync, tenant_create, tenant_update
 
@@ -62,12 +62,12 @@ def test_duplicate_slug_is_a_field_error(tenant_a: Tenant, region_us: Region) ->
     assert Tenant.objects.filter(slug="tenant-a").count() == 1
 
 
-def test_home_region_moves_the_anchor_while_empty(tenant_a: Tenant, region_us: Region) -> None:
-    tenant_update(tenant=tenant_a, home_region=region_us)
+def test_home_region_is_fixed_once_the_tenant_has_data(tenant_a: Tenant, region_us: Region) -> None:
+    """Creating a tenant writes its audit chain in its region, so moving it is a migration, not an edit."""
+    with pytest.raises(Conflict, match="data migration"):
+        tenant_update(tenant=tenant_a, home_region=region_us)
     tenant_a.refresh_from_db()
-    assert tenant_a.region_code == "us"
-    with tenant_context(tenant_a):
-        assert RegionTenant.objects.get().slug == "tenant-a"
-    with connections["region_eu"].cursor() as cursor:
+    assert tenant_a.region_code == "eu"
+    with connections["region_us"].cursor() as cursor:
         cursor.execute("SELECT count(*) FROM tenants_regiontenant WHERE tenant_id = %s", [tenant_a.id])
         assert cursor.fetchone() == (0,)

@@ -174,10 +174,12 @@ def test_settings_edit_and_bad_locale(
     assert "enabled_locales" in bad.context["form"].errors
 
 
-def test_home_region_moves_while_empty(
+def test_home_region_is_not_editable_in_settings(
     client: Client, alice: Any, tenant_a: Tenant, region_us: Region
 ) -> None:
     login_verified(client, alice)
+    page = client.get(url("tenants:settings", tenant_a)).content.decode()
+    assert "data migration" in page
     data = {
         "name": tenant_a.name,
         "home_region": region_us.pk,
@@ -186,9 +188,7 @@ def test_home_region_moves_while_empty(
     }
     assert client.post(url("tenants:settings", tenant_a), data).status_code == 302
     tenant_a.refresh_from_db()
-    assert tenant_a.region_code == "us"
-    with tenant_context(tenant_a):
-        assert RegionTenant.objects.count() == 1
+    assert tenant_a.region_code == "eu"
 
 
 def test_operators_list_and_create_tenants(
@@ -245,3 +245,22 @@ def test_console_shell_shows_navigation_for_role(client: Client, bob: Any, tenan
     body = client.get(url("console:tenant-home", tenant_a)).content.decode()
     assert "Tenants &amp; members" in body and "Dashboards" in body
     assert "Connectors" not in body and "Audit" not in body
+
+
+def test_membership_changes_are_audited_with_the_diff(
+    client: Client, alice: Any, bob: Any, bob_membership: Membership, tenant_a: Tenant
+) -> None:
+    from apps.audit.models import AuditEvent
+    from apps.audit.selectors import audit_verify_chain
+
+    login_verified(client, alice)
+    client.post(
+        url("tenants:member-edit", tenant_a, pk=bob_membership.pk),
+        {"role": "connector_manager"},
+        HTTP_X_REQUEST_ID="req-role-change-1",
+    )
+    with tenant_context(tenant_a):
+        event = AuditEvent.objects.get(action="member.role_changed")
+    assert (event.actor_label, event.target_label, event.request_id) == ("alice", "bob", "req-role-change-1")
+    assert event.changes == {"role": ["viewer", "connector_manager"]}
+    assert audit_verify_chain(tenant=tenant_a).ok

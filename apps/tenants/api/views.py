@@ -118,7 +118,7 @@ class TenantListView(ListModelMixin, GenericAPIView):
         serializer = TenantCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with service_errors():
-            tenant = tenant_create(**serializer.validated_data)
+            tenant = tenant_create(**serializer.validated_data, actor=request.user, request=request._request)
         return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
 
@@ -189,7 +189,7 @@ class TenantDetailView(TenantScopedView):
         if "is_active" in data:
             self.require(roles.MANAGE_TENANTS)
         with service_errors():
-            tenant = tenant_update(tenant=self.tenant, **data)
+            tenant = tenant_update(tenant=self.tenant, **data, actor=request.user, request=request._request)
         return Response(TenantSerializer(tenant).data)
 
 
@@ -243,6 +243,8 @@ class MemberListView(ListModelMixin, TenantScopedView):
                 role=data["role"],
                 locales=data.get("locales", ()),
                 regions=data.get("regions", ()),
+                actor=request.user,
+                request=request._request,
             )
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -259,6 +261,7 @@ class MemberListView(ListModelMixin, TenantScopedView):
                 role=data["role"],
                 invited_by=request.user,
                 base_url=request.build_absolute_uri("/"),
+                request=request._request,
             )
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
 
@@ -304,6 +307,8 @@ class MemberDetailView(TenantScopedView):
                 role=data.get("role", membership.role),
                 locales=data.get("locales"),
                 regions=data.get("regions"),
+                actor=request.user,
+                request=request._request,
             )
         return Response(MemberSerializer(membership).data)
 
@@ -318,7 +323,7 @@ class MemberDetailView(TenantScopedView):
     def delete(self, request: Request, slug: str, id: int) -> Response:
         membership = self.get_object()
         self.require(roles.MANAGE_MEMBERS)
-        membership_remove(membership=membership)
+        membership_remove(membership=membership, actor=request.user, request=request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -363,6 +368,7 @@ class InvitationListView(ListModelMixin, TenantScopedView):
                 role=serializer.validated_data["role"],
                 invited_by=request.user,
                 base_url=request.build_absolute_uri("/"),
+                request=request._request,
             )
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
@@ -383,5 +389,5 @@ class InvitationRevokeView(TenantScopedView):
         if invitation is None:
             raise NotFound
         self.require(roles.MANAGE_MEMBERS)
-        invitation_revoke(invitation=invitation)
+        invitation_revoke(invitation=invitation, actor=request.user, request=request._request)
         return Response(InvitationSerializer(invitation).data)
