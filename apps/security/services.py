@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.security import crypto
 from apps.security.fields import associated_data
@@ -17,12 +17,11 @@ from apps.security.keys import master_key_provider
 from apps.security.models import DataKey, KeyRotation, VaultEntry
 from apps.security.selectors import encrypted_columns
 
-logger = logging.getLogger(__name__)
 Progress = Callable[[KeyRotation], None]
 
 
 def rotate_data_key(
-    *, tenant: Any, batch_size: int = 500, on_progress: Progress | None = None
+    *, tenant: Any, batch_size: int = 500, on_progress: Progress | None = None, actor: Any = None
 ) -> KeyRotation:
     """Make a new data key active and re-encrypt every encrypted value of the tenant, in batches.
 
@@ -42,9 +41,15 @@ def rotate_data_key(
                 _reencrypt_column(ref, model, field, new_key.version, batch_size, rotation, on_progress)
         rotation.finished_at = timezone.now()
         rotation.save(update_fields=["finished_at", "updated_at"])
-    logger.info(
-        "data key rotated",
-        extra={"tenant_id": ref.id, "rows": rotation.rows_done, "failures": rotation.failures},
+    audit_record(
+        "security.data_key_rotated",
+        tenant=ref,
+        actor=actor,
+        target_type="data_key",
+        target_id=new_key.version,
+        target_label=f"v{new_key.version}",
+        changes={"rows_reencrypted": rotation.rows_done, "failures": rotation.failures},
+        outcome="success" if rotation.failures == 0 else "failure",
     )
     return rotation
 
@@ -121,7 +126,7 @@ def _reencrypt_column(
             on_progress(rotation)
 
 
-def rewrap_data_keys(*, tenant: Any) -> int:
+def rewrap_data_keys(*, tenant: Any, actor: Any = None) -> int:
     """Re-wrap the tenant's data keys under the current master key (after adding a new master key)."""
     ref = as_ref(tenant)
     provider = master_key_provider()
@@ -136,6 +141,14 @@ def rewrap_data_keys(*, tenant: Any) -> int:
         KeyRotation.objects.create(
             kind=KeyRotation.Kind.MASTER, rows_total=count, rows_done=count, finished_at=timezone.now()
         )
+    audit_record(
+        "security.master_key_rewrapped",
+        tenant=ref,
+        actor=actor,
+        target_type="master_key",
+        target_label=provider.current_key_id,
+        changes={"data_keys": count},
+    )
     return count
 
 

@@ -188,6 +188,10 @@ def test_rotation_of_10000_rows_while_reads_continue(tenant_a: Tenant) -> None:
         assert all(raw.startswith("hub1$2$") for raw in values.values())
         assert all(entry.value == f"value-{entry.token[1:]}" for entry in VaultEntry.objects.all()[:500])
         assert KeyRotation.objects.get().finished_at is not None
+        from apps.audit.models import AuditEvent
+
+        event = AuditEvent.objects.get(action="security.data_key_rotated")
+        assert (event.outcome, event.changes) == ("success", {"rows_reencrypted": 10_000, "failures": 0})
 
 
 @pytest.mark.django_db
