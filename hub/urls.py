@@ -16,5 +16,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/", include("apps.accounts.urls")),
     path("", include("apps.tenants.urls")),
+    path("", include("apps.policies.urls")),
     path("", include("apps.console.urls")),
 ]

@@ -91,6 +91,12 @@ def seed_demo() -> dict[str, Any]:
     region_sync()
     active = set(Region.objects.filter(is_active=True).values_list("code", flat=True))
     tenants = {spec["slug"]: _ensure_tenant(spec) for spec in DEMO_TENANTS if spec["region"] in active}
+    # The demo shows the two ends of the data policies: a strict EU tenant and a lenient US one.
+    from apps.policies.services import policy_apply_preset  # demo wiring only: policies sits above tenants
+
+    for slug, preset in (("acme", "strict"), ("globex", "lenient")):
+        if slug in tenants:
+            policy_apply_preset(tenant=tenants[slug], preset=preset)
     users: list[dict[str, Any]] = []
     with transaction.atomic():
         operator = _ensure_user("operator", operator=True)

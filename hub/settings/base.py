@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 from hub.settings.env import (
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.security",
     "apps.audit",
+    "apps.policies",
     "apps.tenants",
     "apps.observability",
     "apps.console",
@@ -170,7 +172,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {
+    # Daily retention purge (queues one task per tenant); 03:15 UTC, away from the top-of-hour rush.
+    "policies-retention": {
+        "task": "apps.policies.tasks.retention_enforce_all",
+        "schedule": crontab(hour=3, minute=15),
+    },
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
 
 # --- Auth ----------------------------------------------------------------------------------------------

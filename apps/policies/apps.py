@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class PoliciesConfig(AppConfig):
+    name = "apps.policies"
+    label = "policies"
+
+    def ready(self) -> None:
+        # Register this app's own retention and erasure handlers (audit events, the vault). Apps added later
+        # (conversations, synced records, sync logs, outbox) register theirs in their own ready().
+        from apps.policies import handlers  # noqa: F401
