@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from typing import Any
+
+from django.db.models import Model, QuerySet
 
 from apps.core.context import tenant_context
 from apps.core.errors import NotFound
@@ -38,3 +40,20 @@ def tenant_has_region_data(*, tenant: Tenant) -> bool:
             ):
                 return True
     return False
+
+
+def permitted_ids(*, user: Any, perm: str, model: type[Model]) -> set[str]:
+    """Primary keys (as strings) of `model` objects on which `user` holds the guardian permission `perm`.
+
+    Guardian keeps its rows in the control database, so its own get_objects_for_user (a subquery) cannot
+    filter a region queryset: evaluate the ids here, then filter the region queryset with `pk__in`.
+    """
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.models import UserObjectPermission
+
+    codename = perm.split(".", 1)[-1]
+    content_type = ContentType.objects.get_for_model(model)
+    rows = UserObjectPermission.objects.filter(
+        user_id=user.pk, content_type=content_type, permission__codename=codename
+    ).values_list("object_pk", flat=True)
+    return set(rows)
