@@ -17,5 +17,6 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("", include("apps.tenants.urls")),
     path("", include("apps.policies.urls")),
+    path("", include("apps.audit.urls")),
     path("", include("apps.console.urls")),
 ]

@@ -15,7 +15,13 @@ from django.db.models import Q, QuerySet
 
 from apps.audit import signing
 from apps.audit.chain import GENESIS, link_hash
-from apps.audit.models import AuditCheckpoint, AuditEvent, PlatformAuditCheckpoint, PlatformAuditEvent
+from apps.audit.models import (
+    AuditCheckpoint,
+    AuditEvent,
+    AuditEventBase,
+    PlatformAuditCheckpoint,
+    PlatformAuditEvent,
+)
 from apps.core.context import as_ref, tenant_context
 
 
@@ -25,6 +31,8 @@ class VerifyResult:
     checked: int
     broken_seq: int | None = None
     reason: str = ""
+    # What is wrong at broken_seq, for messages in plain words: missing, duplicated, unlinked, modified.
+    kind: str = ""
 
 
 def audit_event_list(*, filters: dict[str, Any] | None = None) -> QuerySet[AuditEvent]:
@@ -54,6 +62,42 @@ def audit_event_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Audit
     return qs
 
 
+def audit_event_get(*, seq: int) -> AuditEvent | None:
+    """One event of the current tenant by its sequence number."""
+    return AuditEvent.objects.filter(seq=seq).first()
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    field: str
+    before: Any
+    after: Any
+    is_update: bool
+
+
+def audit_event_changes(event: AuditEventBase) -> list[ChangeRow]:
+    """The event's `changes` as rows: `[before, after]` pairs when the event records an update.
+
+    Services record updates as `{field: [before, after]}` and creations as `{field: value}`; a creation's
+    value can itself be a two-item list, so an event counts as an update only when every value is a pair
+    (or a censored "***", which replaced a sensitive pair whole).
+    """
+    from apps.audit.services import CENSORED
+
+    changes = event.changes if isinstance(event.changes, dict) else {"": event.changes}
+    pairs = {k: v for k, v in changes.items() if isinstance(v, list) and len(v) == 2}
+    is_update = bool(pairs) and all(k in pairs or v == CENSORED for k, v in changes.items())
+    rows = []
+    for key, value in sorted(changes.items()):
+        if not is_update:
+            rows.append(ChangeRow(str(key), None, value, False))
+        elif key in pairs:
+            rows.append(ChangeRow(str(key), value[0], value[1], True))
+        else:
+            rows.append(ChangeRow(str(key), CENSORED, CENSORED, True))
+    return rows
+
+
 def _verify_rows(rows: Any, start_seq: int, start_hash: str) -> VerifyResult:
     expected_seq, expected_prev, checked = start_seq, start_hash, 0
     for row in rows:
@@ -62,12 +106,16 @@ def _verify_rows(rows: Any, start_seq: int, start_hash: str) -> VerifyResult:
         if seq != expected_seq:
             kind = "missing" if seq > expected_seq else "duplicated"
             return VerifyResult(
-                False, checked, expected_seq, f"event #{expected_seq} is {kind} (next found: #{seq})"
+                False, checked, expected_seq, f"event #{expected_seq} is {kind} (next found: #{seq})", kind
             )
         if event["prev_hash"] != expected_prev:
-            return VerifyResult(False, checked, seq, f"event #{seq} does not link to the event before it")
+            return VerifyResult(
+                False, checked, seq, f"event #{seq} does not link to the event before it", "unlinked"
+            )
         if link_hash(event["prev_hash"], event) != event["hash"]:
-            return VerifyResult(False, checked, seq, f"event #{seq} was modified after it was recorded")
+            return VerifyResult(
+                False, checked, seq, f"event #{seq} was modified after it was recorded", "modified"
+            )
         expected_seq, expected_prev, checked = seq + 1, event["hash"], checked + 1
     return VerifyResult(True, checked)
 

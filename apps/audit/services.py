@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.audit import signing
 from apps.audit.chain import GENESIS, HASHED_FIELDS, canonical, link_hash
 from apps.audit.models import AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
+from apps.audit.selectors import VerifyResult, audit_verify_chain
 from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.observability.logging import request_id_var
 
@@ -218,3 +219,19 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return json.dumps(
         unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     ).encode()
+
+
+def audit_verify(*, tenant: Any, actor: Any = None, request: HttpRequest | None = None) -> VerifyResult:
+    """Verify the tenant's whole chain and record that it was checked, with the outcome."""
+    result = audit_verify_chain(tenant=tenant)
+    audit_record(
+        "audit.verified",
+        tenant=tenant,
+        actor=actor,
+        request=request,
+        target_type="audit_log",
+        target_label=f"{result.checked} events",
+        outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
+        changes={"checked": result.checked, "broken_seq": result.broken_seq, "reason": result.reason},
+    )
+    return result

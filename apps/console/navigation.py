@@ -24,7 +24,7 @@ AREAS = (
     Area("connectors", _("Connectors"), "console:area-connectors", roles.MANAGE_CONNECTIONS),
     Area("sync", _("Sync"), "console:area-sync", roles.OPERATE_SYNC),
     Area("knowledge", _("Knowledge"), "console:area-knowledge", roles.EDIT_KNOWLEDGE),
-    Area("audit", _("Audit"), "console:area-audit", roles.VIEW_AUDIT),
+    Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
     Area("policies", _("Policies"), "policies:detail", roles.MANAGE_SETTINGS),
     Area("channels", _("Channels & API keys"), "console:area-channels", roles.MANAGE_CHANNELS),
     Area("dashboards", _("Dashboards"), "console:area-dashboards", roles.VIEW_DASHBOARDS),

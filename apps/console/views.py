@@ -59,7 +59,6 @@ AREA_TEXT = {
     "connectors": _("Connections to Salesforce, HubSpot, ServiceNow and SAP will be managed here."),
     "sync": _("Sync runs, schedules, breakers and dead letters will be shown here."),
     "knowledge": _("Knowledge bases, translations and the review queue will be edited here."),
-    "audit": _("The tamper-evident audit log and its exports will be reviewed here."),
     "channels": _("Chat channels and their API keys will be managed here."),
     "dashboards": _("Conversation, sync and cost dashboards will be shown here."),
 }
