@@ -55,7 +55,7 @@ def region_label(code: str, names: dict[str, str] | None = None) -> str:
 def _retention_sentence(category: str, days: int | None) -> str:
     if category == Category.TRANSCRIPTS:
         if days is None:
-            return _("Conversation transcripts are kept until they are deleted by hand.")
+            return _("Conversation transcripts are kept with no time limit.")
         return ngettext(
             "Conversation transcripts are deleted %(days)d day after the conversation ends.",
             "Conversation transcripts are deleted %(days)d days after the conversation ends.",
@@ -63,7 +63,7 @@ def _retention_sentence(category: str, days: int | None) -> str:
         ) % {"days": days}
     if category == Category.SYNCED_RECORDS:
         if days is None:
-            return _("Records synced from business systems are kept as long as their connection exists.")
+            return _("Records synced from business systems are kept with no time limit.")
         return ngettext(
             "Records synced from business systems are deleted %(days)d day after they last changed.",
             "Records synced from business systems are deleted %(days)d days after they last changed.",
@@ -71,7 +71,7 @@ def _retention_sentence(category: str, days: int | None) -> str:
         ) % {"days": days}
     if category == Category.SYNC_LOGS:
         if days is None:
-            return _("Sync logs are kept until they are deleted by hand.")
+            return _("Sync logs are kept with no time limit.")
         return ngettext(
             "Sync logs are deleted %(days)d day after the sync run.",
             "Sync logs are deleted %(days)d days after the sync run.",

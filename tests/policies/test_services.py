@@ -126,7 +126,9 @@ def test_update_refuses_bad_values_with_field_errors(
 def test_empty_retention_means_keep_forever(tenant_a: Tenant) -> None:
     policy = policy_update(tenant=tenant_a, values={"transcript_retention_days": ""})
     assert policy.transcript_retention_days is None
-    assert "kept until they are deleted by hand" in " ".join(policy_explain(tenant=tenant_a)["retention"])
+    assert "Conversation transcripts are kept with no time limit." in " ".join(
+        policy_explain(tenant=tenant_a)["retention"]
+    )
 
 
 # --- residency -------------------------------------------------------------------------------------------
@@ -203,6 +205,17 @@ def test_retention_task_runs_per_tenant_and_ignores_deleted_tenants(tenant_a: Te
     assert tasks.retention_enforce_tenant(tenant_id=tenant_a.id) == 0
     assert last_event(tenant_a, "retention.purged") is not None
     assert tasks.retention_enforce_tenant(tenant_id=987654321) is None
+
+
+def test_daily_task_queues_one_run_per_tenant(
+    tenant_a: Tenant, tenant_b: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[int] = []
+    monkeypatch.setattr(
+        tasks.retention_enforce_tenant, "delay", lambda *, tenant_id: queued.append(tenant_id)
+    )
+    assert tasks.retention_enforce_all() == 2
+    assert sorted(queued) == sorted([tenant_a.id, tenant_b.id])
 
 
 # --- redaction and tokenization ---------------------------------------------------------------------------
