@@ -155,6 +155,8 @@ def test_htmx_returns_only_the_rows_and_an_empty_state(client: Client, officer: 
     body = response.content.decode()
     assert "<table>" in body and "<html" not in body and "knowledge.published" in body
     assert "connection.updated" not in body
+    # The export form travels with the rows, so it always carries the filters currently shown.
+    assert '<input type="hidden" name="action" value="knowledge.">' in body
     empty = client.get(url("audit:event-list", events), {"actor": "nobody"}, HTTP_HX_REQUEST="true")
     assert "No events match these filters." in empty.content.decode()
 
