@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "apps.policies",
     "apps.tenants",
     "apps.observability",
+    "apps.integrations",
     "apps.console",
 ]
 
@@ -288,6 +289,25 @@ HUB_MASTER_KEY_FILE = env_str("HUB_MASTER_KEY_FILE", str(HUB_HOME / "master-keys
 # --- Audit exports are signed with Ed25519 (base64 of a 32-byte seed); required in production ------------
 HUB_AUDIT_SIGNING_KEY = env_str("HUB_AUDIT_SIGNING_KEY", "")
 HUB_AUDIT_SIGNING_KEY_FILE = env_str("HUB_AUDIT_SIGNING_KEY_FILE", str(HUB_HOME / "audit-signing.key"))
+
+# --- Connectors: which connector classes exist, and the outbound rules their sessions follow ----------------
+HUB_CONNECTORS = env_list(
+    "HUB_CONNECTORS",
+    [
+        "connectors.salesforce.connector.SalesforceConnector",
+        "connectors.hubspot.connector.HubSpotConnector",
+        "connectors.servicenow.connector.ServiceNowConnector",
+        "connectors.sap.connector.SapConnector",
+    ],
+)
+# Private/loopback hosts connectors may call. Unset: 127.0.0.1 and localhost (the simulators) outside
+# production, none in production (apps.integrations.conf.allow_hosts).
+HUB_CONNECTOR_ALLOW_HOSTS: list[str] | None = (
+    env_list("HUB_CONNECTOR_ALLOW_HOSTS", []) if "HUB_CONNECTOR_ALLOW_HOSTS" in os.environ else None
+)
+# A PEM bundle trusted for vendor TLS instead of the system's. Unset: the system trust, plus the local
+# simulators' CA outside production (apps.integrations.conf.ca_bundle).
+HUB_CONNECTOR_CA_BUNDLE = env_str("HUB_CONNECTOR_CA_BUNDLE", "")
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
