@@ -12,11 +12,13 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("apps.tenants.api.urls")),
+    path("api/v1/", include("apps.integrations.api.urls")),
     path("admin/", admin_site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/", include("apps.accounts.urls")),
     path("", include("apps.tenants.urls")),
     path("", include("apps.policies.urls")),
     path("", include("apps.audit.urls")),
+    path("", include("apps.integrations.urls")),
     path("", include("apps.console.urls")),
 ]

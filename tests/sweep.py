@@ -17,6 +17,27 @@ from apps.tenants.models import Invitation, ManagementToken, Membership, Tenant
 
 TENANT_KWARGS = ("tenant_slug",)
 
+
+def _connection_pk(tenant: Tenant) -> Any:
+    """One of tenant A's connections (created on first use; no vendor is called)."""
+    from apps.core.context import tenant_context
+    from apps.integrations.models import Connection
+    from apps.integrations.services import connection_create
+
+    with tenant_context(tenant):
+        existing = Connection.objects.first()
+    if existing is None:
+        existing = connection_create(
+            tenant=tenant,
+            kind="servicenow",
+            name="sweep",
+            endpoint_region=tenant.region_code,
+            settings={"instance_url": "https://sweep.service-now.example", "username": "admin"},
+            credentials={"password": "sweep-password"},
+        )
+    return existing.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -25,6 +46,10 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:invitation-revoke": lambda t: {"pk": Invitation.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:api-token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "audit:event-detail": lambda t: {"seq": 1},  # tenant creation always writes event #1
+    **{
+        f"integrations:connection-{name}": lambda t: {"pk": _connection_pk(t)}
+        for name in ("edit", "test", "enable", "field-map", "delete")
+    },
 }
 
 

@@ -21,7 +21,7 @@ class Area:
 AREAS = (
     Area("overview", _("Overview"), "console:tenant-home", roles.VIEW_CONSOLE),
     Area("members", _("Tenants & members"), "tenants:members", roles.VIEW_CONSOLE),
-    Area("connectors", _("Connectors"), "console:area-connectors", roles.MANAGE_CONNECTIONS),
+    Area("connectors", _("Connectors"), "integrations:connection-list", roles.MANAGE_CONNECTIONS),
     Area("sync", _("Sync"), "console:area-sync", roles.OPERATE_SYNC),
     Area("knowledge", _("Knowledge"), "console:area-knowledge", roles.EDIT_KNOWLEDGE),
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),

@@ -40,7 +40,9 @@ from connectors.http import HttpSession, redact
 logger = logging.getLogger(__name__)
 
 #: Names the console and the API use for the connection's own fields; a connector setting may not reuse them.
-RESERVED_NAMES = frozenset({"name", "kind", "endpoint_region", "enabled", "field_map", "settings", "credentials"})
+RESERVED_NAMES = frozenset(
+    {"name", "kind", "endpoint_region", "enabled", "field_map", "settings", "credentials"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,9 @@ def field_map_errors(cls: type[Connector], field_map: Any) -> list[str]:
             )
             continue
         if not isinstance(fields, Mapping):
-            problems.append(_("Stream “%(stream)s” must map canonical fields to vendor fields.") % {"stream": stream})
+            problems.append(
+                _("Stream “%(stream)s” must map canonical fields to vendor fields.") % {"stream": stream}
+            )
             continue
         for canonical, vendor in fields.items():
             if canonical not in defaults:
@@ -198,7 +202,9 @@ def _validate(
         try:
             cls({**clean_settings, **clean_secrets, "field_map": field_map}, session=HttpSession())
         except InvalidConfig as exc:
-            errors.setdefault("field_map" if "field_map" in str(exc) else "non_field_errors", []).append(str(exc))
+            errors.setdefault("field_map" if "field_map" in str(exc) else "non_field_errors", []).append(
+                str(exc)
+            )
     if errors:
         raise ValidationFailed(_("Please correct the errors below."), errors)
     return clean_settings, clean_secrets, dict(field_map)

@@ -98,22 +98,34 @@ def test_blank_secret_keeps_the_stored_one(tenant_a: Tenant, alice: Any, sims: d
     connection = make_connection(tenant_a, sims, "hubspot")
     token = sims["hubspot"]["private_app_token"]
     connection_update(
-        connection=connection, tenant=tenant_a, name="HubSpot EU", credentials={"access_token": ""}, actor=alice
+        connection=connection,
+        tenant=tenant_a,
+        name="HubSpot EU",
+        credentials={"access_token": ""},
+        actor=alice,
     )
     with tenant_context(tenant_a):
         stored = Connection.objects.get(pk=connection.pk)
         assert stored.secrets == {"access_token": token}
         assert stored.name == "HubSpot EU"
-        assert secrets_status(stored) == {"access_token": True, "client_secret": False, "refresh_token": False}
+        assert secrets_status(stored) == {
+            "access_token": True,
+            "client_secret": False,
+            "refresh_token": False,
+        }
     assert _events(tenant_a, "connection.credentials_changed") == []
     (updated,) = _events(tenant_a, "connection.updated")
     assert updated.changes == {"name": ["hubspot demo", "HubSpot EU"]}
 
 
-def test_credential_change_is_its_own_audited_action(tenant_a: Tenant, alice: Any, sims: dict[str, Any]) -> None:
+def test_credential_change_is_its_own_audited_action(
+    tenant_a: Tenant, alice: Any, sims: dict[str, Any]
+) -> None:
     connection = make_connection(tenant_a, sims, "sap")
     connection_test(connection=connection, tenant=tenant_a)
-    connection_update(connection=connection, tenant=tenant_a, credentials={"password": "n3w-Secret!"}, actor=alice)
+    connection_update(
+        connection=connection, tenant=tenant_a, credentials={"password": "n3w-Secret!"}, actor=alice
+    )
     (event,) = _events(tenant_a, "connection.credentials_changed")
     assert event.changes == {"fields": ["password"]}
     assert "n3w-Secret!" not in str(event.changes)
@@ -167,7 +179,15 @@ def test_settings_are_checked_against_the_schema(tenant_a: Tenant, sims: dict[st
             credentials={"pin": "1"},
         )
     errors = info.value.errors
-    assert set(errors) >= {"endpoint_region", "instance_url", "colour", "page_size", "auth", "username", "pin"}
+    assert set(errors) >= {
+        "endpoint_region",
+        "instance_url",
+        "colour",
+        "page_size",
+        "auth",
+        "username",
+        "pin",
+    }
     assert "password" in errors  # required secret
     with pytest.raises(ValidationFailed) as info:
         connection_create(tenant=tenant_a, kind="oracle", name="x", endpoint_region="eu")
@@ -182,7 +202,9 @@ def test_names_are_unique_per_tenant(tenant_a: Tenant, tenant_b: Tenant, sims: d
     make_connection(tenant_b, sims, "sap", name="ERP")  # another tenant may
 
 
-def test_residency_policy_refuses_a_foreign_endpoint(tenant_a: Tenant, alice: Any, sims: dict[str, Any]) -> None:
+def test_residency_policy_refuses_a_foreign_endpoint(
+    tenant_a: Tenant, alice: Any, sims: dict[str, Any]
+) -> None:
     policy_apply_preset(tenant=tenant_a, preset="strict")
     settings, credentials = demo_config("sap", sims["sap"])
     with pytest.raises(ValidationFailed) as info:

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from apps.integrations import views
+
+app_name = "integrations"
+
+urlpatterns = [
+    path("t/<slug:tenant_slug>/connections/", views.connection_list_view, name="connection-list"),
+    path("t/<slug:tenant_slug>/connections/new/", views.connection_create_view, name="connection-create"),
+    path("t/<slug:tenant_slug>/connections/<uuid:pk>/", views.connection_edit_view, name="connection-edit"),
+    path(
+        "t/<slug:tenant_slug>/connections/<uuid:pk>/test/", views.connection_test_view, name="connection-test"
+    ),
+    path(
+        "t/<slug:tenant_slug>/connections/<uuid:pk>/enabled/",
+        views.connection_enable_view,
+        name="connection-enable",
+    ),
+    path(
+        "t/<slug:tenant_slug>/connections/<uuid:pk>/field-map/",
+        views.connection_field_map_view,
+        name="connection-field-map",
+    ),
+    path(
+        "t/<slug:tenant_slug>/connections/<uuid:pk>/delete/",
+        views.connection_delete_view,
+        name="connection-delete",
+    ),
+]
