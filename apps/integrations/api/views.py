@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
@@ -52,7 +52,7 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 @contextmanager
-def connection_errors(kind: str | None) -> Iterator[None]:
+def connection_errors(kind: str | None, data: dict[str, Any]) -> Iterator[None]:
     """Report a service's refusal as 400, with per-setting errors nested where the request had them."""
     try:
         yield
@@ -61,8 +61,8 @@ def connection_errors(kind: str | None) -> Iterator[None]:
         schema = cls.config_schema if cls is not None else ()
         detail = nest_errors(
             exc.errors or {"non_field_errors": [str(exc)]},
-            settings={f.name for f in schema if not f.secret},
-            credentials={f.name for f in schema if f.secret},
+            settings={f.name for f in schema if not f.secret} | set(data.get("settings") or {}),
+            credentials={f.name for f in schema if f.secret} | set(data.get("credentials") or {}),
         )
         raise serializers.ValidationError(detail) from None
 
@@ -121,7 +121,7 @@ class ConnectionListView(ListModelMixin, ConnectionScopedView):
         serializer = ConnectionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        with connection_errors(data["kind"]):
+        with connection_errors(data["kind"], data):
             connection = connection_create(
                 tenant=self.tenant, **data, actor=request.user, request=request._request
             )
@@ -152,7 +152,7 @@ class ConnectionDetailView(ConnectionScopedView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         enabled = data.pop("enabled", None)
-        with connection_errors(connection.kind):
+        with connection_errors(connection.kind, data):
             if data:
                 connection = connection_update(
                     connection=connection,

@@ -1,0 +1,339 @@
+"""Connections console: create/edit/test per kind, write-only secrets, field map, access rules, queries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from apps.core.context import tenant_context
+from apps.integrations.models import Connection
+from apps.integrations.services import connection_grant
+from apps.tenants.models import Tenant
+from tests.auth import login_verified
+from tests.integrations.conftest import KINDS, demo_config, make_connection
+
+pytestmark = pytest.mark.django_db
+
+
+def url(name: str, tenant: Tenant, connection: Connection | None = None) -> str:
+    kwargs: dict[str, Any] = {"tenant_slug": tenant.slug}
+    if connection is not None:
+        kwargs["pk"] = connection.pk
+    return reverse(f"integrations:{name}", kwargs=kwargs)
+
+
+@pytest.fixture
+def manager_client(client: Client, connor: Any) -> Client:
+    client.force_login(connor)
+    return client
+
+
+def all_secrets(sims: dict[str, Any]) -> list[str]:
+    values = []
+    for kind in KINDS:
+        _settings, credentials = demo_config(kind, sims[kind])
+        values += [v for v in credentials.values() if v]
+    return values
+
+
+def test_empty_state_and_navigation(manager_client: Client, tenant_a: Tenant) -> None:
+    response = manager_client.get(url("connection-list", tenant_a))
+    assert response.status_code == 200
+    assert "No connections yet" in response.content.decode()
+    assert url("connection-create", tenant_a) in response.content.decode()
+    home = manager_client.get(reverse("console:tenant-home", kwargs={"tenant_slug": tenant_a.slug}))
+    assert url("connection-list", tenant_a) in home.content.decode()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_create_edit_and_test_each_kind(
+    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any], kind: str
+) -> None:
+    picker = manager_client.get(url("connection-create", tenant_a))
+    assert picker.status_code == 200
+    assert f'value="{kind}"' in picker.content.decode()
+    form_page = manager_client.get(url("connection-create", tenant_a), {"kind": kind})
+    assert form_page.status_code == 200
+    assert 'type="password"' in form_page.content.decode()
+    settings, credentials = demo_config(kind, sims[kind])
+    data = {"kind": kind, "name": f"My {kind}", "endpoint_region": "eu", **settings, **credentials}
+    response = manager_client.post(url("connection-create", tenant_a), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with tenant_context(tenant_a):
+        connection = Connection.objects.get(name=f"My {kind}")
+        assert connection.secrets == credentials
+    edit = manager_client.get(response["Location"])
+    page = edit.content.decode()
+    assert edit.status_code == 200
+    assert "Set — leave blank to keep it." in page
+    for secret in credentials.values():
+        assert secret not in page
+
+    # Save with blank secrets: they stay as they were.
+    response = manager_client.post(
+        url("connection-edit", tenant_a, connection),
+        {"name": f"My {kind} (EU)", "endpoint_region": "eu", **settings},
+    )
+    assert response.status_code == 302
+    with tenant_context(tenant_a):
+        connection.refresh_from_db()
+        assert connection.secrets == credentials
+    assert connection.name == f"My {kind} (EU)"
+
+    # "Test connection" over htmx returns just the result fragment.
+    fragment = manager_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200
+    body = fragment.content.decode()
+    assert "Connection test passed" in body
+    assert "<html" not in body
+
+
+def test_wrong_password_is_shown_in_plain_words(
+    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    connection = make_connection(tenant_a, sims, "servicenow")
+    response = manager_client.post(
+        url("connection-edit", tenant_a, connection),
+        {
+            "name": connection.name,
+            "endpoint_region": "eu",
+            "instance_url": sims["servicenow"]["instance_url"],
+            "username": sims["servicenow"]["username"],
+            "password": "not-the-password-42",
+        },
+    )
+    assert response.status_code == 302
+    response = manager_client.post(url("connection-test", tenant_a, connection), follow=True)
+    page = response.content.decode()
+    assert "The vendor refused the credentials" in page
+    assert "User Not Authenticated" in page
+    assert "not-the-password-42" not in page
+    assert "Traceback" not in page
+
+
+def test_secrets_never_appear_on_any_page(
+    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    created = [make_connection(tenant_a, sims, kind) for kind in KINDS]
+    pages = [manager_client.get(url("connection-list", tenant_a))]
+    for connection in created:
+        for name in ("connection-edit", "connection-field-map", "connection-delete"):
+            pages.append(manager_client.get(url(name, tenant_a, connection)))
+        pages.append(
+            manager_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
+        )
+        # A refused edit re-renders the form: the typed secret is not echoed back either.
+        pages.append(
+            manager_client.post(
+                url("connection-edit", tenant_a, connection),
+                {
+                    "name": "",
+                    "endpoint_region": "eu",
+                    "password": "typed-secret-9",
+                    "access_token": "typed-secret-9",
+                },
+            )
+        )
+    for response in pages:
+        assert response.status_code in (200, 400)
+        html = response.content.decode()
+        for secret in [*all_secrets(sims), "typed-secret-9"]:
+            assert secret not in html, (response.request["PATH_INFO"], secret)
+
+
+def test_form_errors(manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+    response = manager_client.post(
+        url("connection-create", tenant_a),
+        {"kind": "sap", "name": "", "endpoint_region": "eu", "endpoint_url": "", "username": "u"},
+    )
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+
+
+def test_field_map_editor(manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+    connection = make_connection(tenant_a, sims, "salesforce")
+    target = url("connection-field-map", tenant_a, connection)
+    page = manager_client.get(target)
+    assert page.status_code == 200
+    assert "MailingCountry" in page.content.decode()  # the defaults are shown for reference
+    bad = manager_client.post(target, {"field_map": "{not json"})
+    assert bad.status_code == 400
+    assert "Not valid JSON" in bad.content.decode()
+    bad = manager_client.post(target, {"field_map": json.dumps({"invoices": {"x": "y"}})})
+    assert bad.status_code == 400
+    assert "Unknown stream" in bad.content.decode()
+    good = manager_client.post(target, {"field_map": json.dumps({"contacts": {"phone": "MobilePhone"}})})
+    assert good.status_code == 302
+    with tenant_context(tenant_a):
+        connection.refresh_from_db()
+    assert connection.field_map == {"contacts": {"phone": "MobilePhone"}}
+    typo = manager_client.post(target, {"field_map": json.dumps({"contacts": {"phone": "Phone_Typo__c"}})})
+    assert typo.status_code == 302
+    result = manager_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
+    assert "Phone_Typo__c" in result.content.decode()
+
+
+def test_enable_disable_and_delete(manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+    connection = make_connection(tenant_a, sims, "hubspot")
+    assert manager_client.post(url("connection-enable", tenant_a, connection), {}).status_code == 302
+    with tenant_context(tenant_a):
+        connection.refresh_from_db()
+    assert connection.enabled is False
+    page = manager_client.get(url("connection-list", tenant_a)).content.decode()
+    assert "Disabled" in page
+    manager_client.post(url("connection-enable", tenant_a, connection), {"enabled": "on"})
+    with tenant_context(tenant_a):
+        connection.refresh_from_db()
+    assert connection.enabled is True
+    confirm = manager_client.get(url("connection-delete", tenant_a, connection))
+    assert "cannot be undone" in confirm.content.decode()
+    assert manager_client.post(url("connection-delete", tenant_a, connection)).status_code == 302
+    with tenant_context(tenant_a):
+        assert not Connection.objects.exists()
+
+
+def test_password_flow_warning_is_shown(
+    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    d = sims["salesforce"]
+    data = {
+        "kind": "salesforce",
+        "name": "Legacy org",
+        "endpoint_region": "eu",
+        "login_url": d["login_url"],
+        "auth": "password",
+        "client_id": d["client_id"],
+        "client_secret": d["client_secret"],
+        "username": d["username"],
+        "password": d["password"],
+        "security_token": d["security_token"],
+    }
+    response = manager_client.post(url("connection-create", tenant_a), data, follow=True)
+    assert "2027-02-20" in response.content.decode()
+
+
+def test_residency_refusal_is_a_field_error(
+    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    from apps.policies.services import policy_apply_preset
+
+    policy_apply_preset(tenant=tenant_a, preset="strict")
+    settings, credentials = demo_config("sap", sims["sap"])
+    response = manager_client.post(
+        url("connection-create", tenant_a),
+        {"kind": "sap", "name": "ERP", "endpoint_region": "us", **settings, **credentials},
+    )
+    assert response.status_code == 400
+    assert "refused by this tenant" in response.content.decode()
+
+
+def test_viewer_gets_403_everywhere(client: Client, bob: Any, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+    connection = make_connection(tenant_a, sims, "sap")
+    client.force_login(bob)
+    assert client.get(url("connection-list", tenant_a)).status_code == 403
+    assert client.get(url("connection-create", tenant_a)).status_code == 403
+    for name in ("connection-edit", "connection-field-map", "connection-delete"):
+        assert client.get(url(name, tenant_a, connection)).status_code == 403, name
+    for name in ("connection-edit", "connection-test", "connection-enable", "connection-delete"):
+        assert client.post(url(name, tenant_a, connection)).status_code == 403, name
+
+
+def test_object_permission_opens_one_connection(
+    client: Client, alice: Any, bob: Any, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    shared = make_connection(tenant_a, sims, "hubspot", name="Shared")
+    other = make_connection(tenant_a, sims, "sap", name="Other")
+    connection_grant(connection=shared, tenant=tenant_a, user=bob, actor=alice)
+    client.force_login(bob)
+    listing = client.get(url("connection-list", tenant_a))
+    assert listing.status_code == 200
+    assert "Shared" in listing.content.decode()
+    assert "Other" not in listing.content.decode()
+    assert url("connection-create", tenant_a) not in listing.content.decode()
+    assert client.get(url("connection-edit", tenant_a, shared)).status_code == 200
+    response = client.post(
+        url("connection-edit", tenant_a, shared),
+        {
+            "name": "Shared CRM",
+            "endpoint_region": "eu",
+            "base_url": sims["hubspot"]["base_url"],
+            "auth": "private_app",
+        },
+    )
+    assert response.status_code == 302
+    test = client.post(url("connection-test", tenant_a, shared), HTTP_HX_REQUEST="true")
+    assert "Connection test passed" in test.content.decode()
+    assert client.get(url("connection-edit", tenant_a, other)).status_code == 403
+    assert client.post(url("connection-test", tenant_a, other)).status_code == 403
+    assert client.get(url("connection-create", tenant_a)).status_code == 403
+    assert client.post(url("connection-delete", tenant_a, shared)).status_code == 403
+
+
+def test_admin_with_second_factor_manages_connections(client: Client, alice: Any, tenant_a: Tenant) -> None:
+    login_verified(client, alice)
+    assert client.get(url("connection-list", tenant_a)).status_code == 200
+
+
+def test_charlie_gets_404(client: Client, charlie: Any, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+    connection = make_connection(tenant_a, sims, "sap")
+    client.force_login(charlie)
+    for name in ("connection-list", "connection-create"):
+        assert client.get(url(name, tenant_a)).status_code == 404
+    for name in (
+        "connection-edit",
+        "connection-test",
+        "connection-enable",
+        "connection-field-map",
+        "connection-delete",
+    ):
+        assert client.get(url(name, tenant_a, connection)).status_code in (404, 405)
+        assert client.post(url(name, tenant_a, connection)).status_code == 404
+
+
+def test_other_tenants_connection_is_404_inside_own_tenant(
+    manager_client: Client, tenant_a: Tenant, tenant_b: Tenant, sims: dict[str, Any]
+) -> None:
+    """A's manager asks for B's connection id under A's slug: it does not exist there."""
+    foreign = make_connection(tenant_b, sims, "sap")
+    assert manager_client.get(url("connection-edit", tenant_a, foreign)).status_code == 404
+    assert manager_client.post(url("connection-test", tenant_a, foreign)).status_code == 404
+
+
+@contextmanager
+def count_queries() -> Iterator[list[CaptureQueriesContext]]:
+    with ExitStack() as stack:
+        yield [stack.enter_context(CaptureQueriesContext(connections[a])) for a in ("default", "region_eu")]
+
+
+def _list_queries(client: Client, tenant: Tenant) -> int:
+    with count_queries() as contexts:
+        assert client.get(url("connection-list", tenant)).status_code == 200
+    return sum(len(c.captured_queries) for c in contexts)
+
+
+def test_list_query_count_does_not_grow(
+    client: Client, connor: Any, bob: Any, alice: Any, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    first = [make_connection(tenant_a, sims, "sap", name=f"ERP {i:02}") for i in range(3)]
+    client.force_login(connor)
+    few = _list_queries(client, tenant_a)
+    for i in range(3, 20):
+        make_connection(tenant_a, sims, "sap", name=f"ERP {i:02}")
+    assert _list_queries(client, tenant_a) == few
+    # The same for a member who sees connections through object permissions.
+    for connection in first:
+        connection_grant(connection=connection, tenant=tenant_a, user=bob, actor=alice)
+    client.force_login(bob)
+    granted = _list_queries(client, tenant_a)
+    with tenant_context(tenant_a):
+        for connection in Connection.objects.exclude(pk__in=[c.pk for c in first])[:10]:
+            connection_grant(connection=connection, tenant=tenant_a, user=bob, actor=alice)
+    assert _list_queries(client, tenant_a) == granted
