@@ -128,8 +128,13 @@ def seed_demo() -> dict[str, Any]:
                     "totp_secret": _ensure_totp(user) if needs_totp else None,
                 }
             )
+    # One connection per running simulator for each tenant; skipped with a logged line when they are down.
+    from apps.integrations.demo import seed_demo_connections  # demo wiring only: integrations sits above
+
+    connections = seed_demo_connections(list(tenants.values()))
     return {
         "console_url": "/",
+        "connections": connections,
         "users": users,
         "tenants": [{"slug": t.slug, "name": t.name, "region": t.region_code} for t in tenants.values()],
     }

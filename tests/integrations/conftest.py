@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.services import connection_create
 from apps.tenants.models import Role, Tenant
@@ -31,20 +32,6 @@ def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[st
 def _trust_simulators(settings: Any, sims: dict[str, dict[str, Any]]) -> None:
     """Verify the simulators' TLS with their own CA (loopback is allow-listed outside production)."""
     settings.HUB_CONNECTOR_CA_BUNDLE = sims["salesforce"]["ca_bundle"]
-
-
-def demo_config(kind: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(settings, credentials) that log in to the `kind` simulator described by `d`."""
-    if kind == "salesforce":
-        return (
-            {"login_url": d["login_url"], "auth": "client_credentials", "client_id": d["client_id"]},
-            {"client_secret": d["client_secret"]},
-        )
-    if kind == "hubspot":
-        return {"base_url": d["base_url"], "auth": "private_app"}, {"access_token": d["private_app_token"]}
-    if kind == "servicenow":
-        return {"instance_url": d["instance_url"], "username": d["username"]}, {"password": d["password"]}
-    return {"endpoint_url": d["endpoint_url"], "username": d["username"]}, {"password": d["password"]}
 
 
 def secret_of(kind: str, credentials: dict[str, str]) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""`manage.py serve`: what `make run` runs. Services, migrations, demo, then web + worker + beat.
+"""`manage.py serve`: what `make run` runs. Services, migrations, simulators, demo, then web + worker + beat.
 
 Ctrl-C (or SIGTERM) stops every process this command started, and the embedded services if it started them.
 Data is kept in HUB_HOME, so running it again continues where it stopped.
@@ -35,6 +35,8 @@ class Command(BaseCommand):
         # Settings were read before the services had their ports: run the rest in a fresh interpreter.
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         subprocess.run([*manage, "migrate", "-v", "0"], check=True)
+        # The vendor simulators, before seed_demo points the demo connections at them.
+        subprocess.run([*manage, "simulators", "up"], check=True)
         if not options["no_seed"]:
             subprocess.run([*manage, "seed_demo"], check=True)
         bin_dir = os.path.dirname(sys.executable)
@@ -104,6 +106,7 @@ class Command(BaseCommand):
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            subprocess.run([*manage, "simulators", "down"], check=False)
             if started_services:
                 services.down()
             self.stdout.write("stopped")

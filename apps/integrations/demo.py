@@ -1,0 +1,72 @@
+"""Demo connections for `seed_demo`: one per simulator for each demo tenant, refreshed on every run.
+
+The simulators pick free ports each time they start, so an existing demo connection gets the current URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from apps.core.context import tenant_context
+from apps.integrations.conf import simulators_state_dir
+from apps.integrations.models import Connection
+from apps.integrations.services import connection_create, connection_update
+from connectors import simulators
+
+logger = logging.getLogger(__name__)
+
+DEMO_NAMES = {
+    "salesforce": "Salesforce (simulator)",
+    "hubspot": "HubSpot (simulator)",
+    "servicenow": "ServiceNow (simulator)",
+    "sap": "SAP S/4HANA (simulator)",
+}
+
+
+def demo_config(kind: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(settings, credentials) that log in to the `kind` simulator described by `d`."""
+    if kind == "salesforce":
+        return (
+            {"login_url": d["login_url"], "auth": "client_credentials", "client_id": d["client_id"]},
+            {"client_secret": d["client_secret"]},
+        )
+    if kind == "hubspot":
+        return {"base_url": d["base_url"], "auth": "private_app"}, {"access_token": d["private_app_token"]}
+    if kind == "servicenow":
+        return {"instance_url": d["instance_url"], "username": d["username"]}, {"password": d["password"]}
+    return {"endpoint_url": d["endpoint_url"], "username": d["username"]}, {"password": d["password"]}
+
+
+def seed_demo_connections(tenants: list[Any]) -> list[dict[str, str]]:
+    """Create or refresh the demo connections; skip (with a logged line) when the simulators are not up."""
+    state = simulators.status(simulators_state_dir())
+    if not state["running"]:
+        logger.warning(
+            "Simulators are not running: demo connections skipped (run `manage.py simulators up`)."
+        )
+        return []
+    seeded: list[dict[str, str]] = []
+    for tenant in tenants:
+        for kind, name in DEMO_NAMES.items():
+            description = state["simulators"].get(kind)
+            if description is None:
+                continue
+            settings, credentials = demo_config(kind, description)
+            with tenant_context(tenant):
+                existing = Connection.objects.filter(name=name).first()
+            if existing is None:
+                connection_create(
+                    tenant=tenant,
+                    kind=kind,
+                    name=name,
+                    endpoint_region=tenant.region_code,
+                    settings=settings,
+                    credentials=credentials,
+                )
+            else:
+                connection_update(
+                    connection=existing, tenant=tenant, settings=settings, credentials=credentials
+                )
+            seeded.append({"tenant": tenant.slug, "kind": kind, "name": name})
+    return seeded
