@@ -121,7 +121,8 @@ def connection_create_view(request: HttpRequest, tenant_slug: str) -> HttpRespon
                 request, _("Connection “%(name)s” created. Test it next.") % {"name": connection.name}
             )
             return redirect("integrations:connection-edit", tenant_slug=tenant.slug, pk=connection.pk)
-    context = {"form": form, "kind": kind, "connector": connector}
+    # The label, not the class: templates call callables, and a class would be instantiated.
+    context = {"form": form, "kind": kind, "connector_label": connector.label}
     return render(request, "integrations/connection_form.html", context, status=_status(form))
 
 
@@ -157,7 +158,7 @@ def connection_edit_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Htt
     context = {
         "form": form,
         "connection": connection,
-        "connector": connector,
+        "connector_label": connector.label,
         "warnings": connection_warnings(connection),
         "can_delete": manages_all(user=request.user, membership=membership),
     }

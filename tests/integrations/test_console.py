@@ -63,6 +63,8 @@ def test_create_edit_and_test_each_kind(
     form_page = manager_client.get(url("connection-create", tenant_a), {"kind": kind})
     assert form_page.status_code == 200
     assert 'type="password"' in form_page.content.decode()
+    label = {"salesforce": "Salesforce", "hubspot": "HubSpot", "servicenow": "ServiceNow", "sap": "SAP"}[kind]
+    assert f"New {label}" in form_page.content.decode()
     settings, credentials = demo_config(kind, sims[kind])
     data = {"kind": kind, "name": f"My {kind}", "endpoint_region": "eu", **settings, **credentials}
     response = manager_client.post(url("connection-create", tenant_a), data)
@@ -74,6 +76,7 @@ def test_create_edit_and_test_each_kind(
     page = edit.content.decode()
     assert edit.status_code == 200
     assert "Set — leave blank to keep it." in page
+    assert f"<dd>{label}" in page
     for secret in credentials.values():
         assert secret not in page
 
