@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import invitation_create
+from tests.sweep import _connection_pk
 
 pytestmark = pytest.mark.django_db
 
@@ -44,14 +45,15 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
         tenant=tenant_a, email="pending@example.com", role=Role.VIEWER, invited_by=alice, base_url="http://t/"
     )
     assert bob_like is not None
-    ids = {"members": bob_like.pk, "invitations": invitation.pk}
+    ids = {"members": bob_like.pk, "invitations": invitation.pk, "connections": _connection_pk(tenant_a)}
     urls = []
     for route in _api_patterns():
         url = "/" + route.replace("<slug:slug>", tenant_a.slug)
-        if "<int:id>" in url:
-            collection = url.split("/")[5]  # /api/v1/tenants/<slug>/<collection>/<id>/...
-            assert collection in ids, f"the sweep does not know how to fill in {route}"
-            url = url.replace("<int:id>", str(ids[collection]))
+        for marker in ("<int:id>", "<uuid:id>"):
+            if marker in url:
+                collection = url.split("/")[5]  # /api/v1/tenants/<slug>/<collection>/<id>/...
+                assert collection in ids, f"the sweep does not know how to fill in {route}"
+                url = url.replace(marker, str(ids[collection]))
         assert "<" not in url, f"the sweep does not know how to fill in {route}"
         urls.append(url)
     return urls
@@ -59,7 +61,7 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
 
 def test_the_sweep_covers_every_endpoint(tenant_a: Tenant, alice: Any) -> None:
     urls = _a_urls(tenant_a, alice)
-    assert len(urls) == 5
+    assert len(urls) >= 8
     assert any(url.endswith("/revoke/") for url in urls)
 
 
