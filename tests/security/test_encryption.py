@@ -133,10 +133,20 @@ def _pg_dump_all() -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_pg_dump_of_every_database_holds_no_plaintext_secret(tenant_a: Tenant, tenant_b: Tenant) -> None:
+    from apps.integrations.models import Connection
+
     for tenant in (tenant_a, tenant_b):
         with tenant_context(tenant):
             VaultEntry.objects.create(token=f"dump-{tenant.slug}", kind="secret", value=SECRET)
+            Connection.objects.create(
+                name=f"crm-{tenant.slug}",
+                kind="salesforce",
+                endpoint_region=tenant.region_code,
+                settings={"login_url": "https://login.example.com"},
+                credentials=json.dumps({"client_secret": SECRET, "password": "sk-live-hunter2"}),
+            )
     dump = _pg_dump_all()
+    assert "crm-tenant-a" in dump  # connection rows are there, their credentials are not
     assert "dump-tenant-a" in dump and "dump-tenant-b" in dump  # the rows are in the dump...
     assert SECRET not in dump  # ...but never their plaintext
     assert "sk-live" not in dump
