@@ -25,7 +25,7 @@ AREAS = (
     Area("sync", _("Sync"), "console:area-sync", roles.OPERATE_SYNC),
     Area("knowledge", _("Knowledge"), "console:area-knowledge", roles.EDIT_KNOWLEDGE),
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
-    Area("policies", _("Policies"), "policies:detail", roles.MANAGE_SETTINGS),
+    Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
     Area("channels", _("Channels & API keys"), "console:area-channels", roles.MANAGE_CHANNELS),
     Area("dashboards", _("Dashboards"), "console:area-dashboards", roles.VIEW_DASHBOARDS),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -25,11 +25,14 @@ def _initial(request: HttpRequest) -> dict[str, object]:
     return {name: getattr(policy, name) for name in fields}
 
 
-@tenant_permission_required(roles.MANAGE_SETTINGS)
+@tenant_permission_required(roles.VIEW_POLICIES)
 @require_http_methods(["GET", "POST"])
 def policy_detail_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
-    """Show the policy and what it means; save changes from the form on the same page."""
+    """Show the policy and what it means (compliance officers read it); admins change it on the same page."""
     tenant = request.tenant  # type: ignore[attr-defined]
+    can_edit = roles.can(request.user, request.membership, roles.MANAGE_SETTINGS)  # type: ignore[attr-defined]
+    if request.method == "POST" and not can_edit:
+        raise PermissionDenied
     form = PolicyForm(request.POST or None, initial=_initial(request), home_region=tenant.region_code)
     if request.method == "POST" and form.is_valid():
         try:
@@ -40,7 +43,12 @@ def policy_detail_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
             messages.success(request, _("Data policy saved."))
             return redirect("policies:detail", tenant_slug=tenant.slug)
     policy = policy_get(tenant=tenant)
-    context = {"form": form, "policy": policy, "explanation": policy_explain(tenant=tenant, policy=policy)}
+    context = {
+        "form": form,
+        "policy": policy,
+        "explanation": policy_explain(tenant=tenant, policy=policy),
+        "can_edit": can_edit,
+    }
     return render(request, "policies/detail.html", context, status=400 if form.errors else 200)
 
 

@@ -161,3 +161,25 @@ def test_navigation_links_to_the_policies_page(
     login_verified(client, bob)
     home = client.get(reverse("console:tenant-home", kwargs={"tenant_slug": tenant_a.slug}))
     assert url("policies:detail", tenant_a) not in home.content.decode()
+
+
+def test_compliance_officer_reads_the_policy_but_cannot_change_it(
+    client: Client, tenant_a: Tenant, alice: Any
+) -> None:
+    from apps.tenants.models import Role
+    from apps.tenants.services import membership_add
+    from tests.factories import UserFactory
+
+    cora = UserFactory.create(username="cora")
+    membership_add(tenant=tenant_a, user=cora, role=Role.COMPLIANCE_OFFICER)
+    login_verified(client, cora)
+    page = client.get(reverse("policies:detail", kwargs={"tenant_slug": tenant_a.slug}))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "What this policy does" in body
+    assert "Change the policy" not in body
+    denied = client.post(
+        reverse("policies:detail", kwargs={"tenant_slug": tenant_a.slug}), {"redact_transcripts": ""}
+    )
+    assert denied.status_code == 403
+    assert client.get(reverse("policies:erasure", kwargs={"tenant_slug": tenant_a.slug})).status_code == 403
