@@ -7,6 +7,7 @@ from connectors.errors import (
     ConnectorError,
     InvalidConfig,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "RateLimited",
     "Record",
     "Stream",
+    "UnexpectedResponse",
     "VendorUnavailable",
     "WriteOutcome",
     "WriteResult",

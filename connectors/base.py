@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 
@@ -16,13 +18,16 @@ from connectors.errors import (
     ConnectorError,
     InvalidConfig,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
-from connectors.http import generic_limit
+from connectors.http import generic_limit, safe_url
 
 if TYPE_CHECKING:
     from connectors.http import HttpSession
 
+#: Python errors that mean "the vendor's answer did not have the shape the connector parses".
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 CANONICAL_STREAMS = ("contacts", "accounts", "tickets", "orders", "articles", "leads")
 
 
@@ -207,6 +212,26 @@ class Connector(abc.ABC):
             raise ConnectorError(f"{self.kind}: stream '{stream}' has no mapping for field(s) {names}", True)
         return {mapping[k]: v for k, v in fields.items()}
 
+    @contextlib.contextmanager
+    def expecting(self, what: str) -> Iterator[None]:
+        """Turn a lookup or type error while picking a vendor answer apart into UnexpectedResponse naming
+        the call, so a changed API shape is a clear permanent error instead of a crash (or silence)."""
+        try:
+            yield
+        except SHAPE_ERRORS as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:200]
+            raise UnexpectedResponse(
+                self.session.redact(f"{self.label} answered {what} in an unexpected shape ({detail})")
+            ) from exc
+
+    def rows(self, body: Any, key: str, what: str) -> list[dict[str, Any]]:
+        """Return `body[key]` when it is a list of objects; a missing key must not read as "no rows"."""
+        rows = body.get(key) if isinstance(body, Mapping) else None
+        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+            found = "no" if rows is None else f"a {type(rows).__name__} as"
+            raise UnexpectedResponse(f"{self.label} answered {what} with {found} '{key}' instead of a list")
+        return rows
+
     @abc.abstractmethod
     def check_connection(self) -> None:
         """Authenticate and make one cheap call; raise ConnectorError with a message a person can act on."""
@@ -284,10 +309,13 @@ class HttpConnector(Connector):
         return self.session.redact(f"{self.label}: {text}")
 
     def json(self, response: requests.Response) -> Any:
-        """Decode a body, turning malformed JSON into a typed, retryable error."""
+        """Decode a body, turning malformed JSON (cut off, or an HTML page) into a typed, retryable error."""
         try:
             return response.json()
         except ValueError:
+            call = f"{response.request.method} {urlsplit(safe_url(response.url)).path}"
             raise VendorUnavailable(
-                f"{self.label} returned malformed JSON (HTTP {response.status_code})"
+                f"{self.label} returned malformed JSON for {call} (HTTP {response.status_code}): "
+                "the answer was cut off or is not JSON",
+                status=response.status_code,
             ) from None

@@ -61,6 +61,11 @@ class VendorUnavailable(ConnectorError):
     default_permanent = False
 
 
+class UnexpectedResponse(ConnectorError):
+    """The vendor answered in well-formed JSON/XML, but not in the documented shape (a changed API version,
+    a WSDL that does not match the system): retrying cannot help until the connector or system changes."""
+
+
 class InvalidConfig(ConnectorError):
     """The connection's settings are malformed or refer to something that does not exist."""
 

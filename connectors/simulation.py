@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
 # --- requests and responses --------------------------------------------------------------------
 
@@ -55,7 +56,44 @@ def json_response(status: int, payload: Any, **headers: str) -> SimResponse:
 Route = tuple[str, re.Pattern[str], Callable[[SimRequest], SimResponse]]
 
 
+def proxy_error_page(request: SimRequest) -> bytes:
+    """An HTML error page from a (badly configured) proxy that echoes the request, credentials and all:
+    a connector quoting a vendor body in its error message must still not leak a secret."""
+    echo = f"{request.method} {request.path}\nAuthorization: {request.headers.get('authorization', '')}\n"
+    echo += request.body[:2000].decode("utf-8", "replace")
+    return (
+        "<html><head><title>502 Proxy Error</title></head><body><h1>Proxy Error</h1>"
+        f"<p>The proxy received an invalid response from an upstream server.</p><pre>{escape(echo)}</pre>"
+        "</body></html>"
+    ).encode()
+
+
+def reshape_json(payload: Any, keys: tuple[str, ...], kind: str) -> Any:
+    """Drop (`missing`) or replace with a scalar (`wrong_type`) the part of `payload` holding the data."""
+    if isinstance(payload, list):
+        return [] if kind == "missing" else {"unexpected": "shape"}
+    if isinstance(payload, dict):
+        key = next((k for k in keys if k in payload), None)
+        if key is None:
+            key = next((k for k, v in payload.items() if isinstance(v, list | dict)), None)
+        if key is not None:
+            if kind == "missing":
+                del payload[key]
+            else:
+                payload[key] = "unexpected"
+    return payload
+
+
 # --- fault injection ---------------------------------------------------------------------------
+
+
+#: How an injected "malformed" fault corrupts a successful answer (status and headers stay as they were):
+#: truncated  - the body cut in half mid-document (a dropped connection behind a proxy);
+#: garbage    - an HTML proxy error page, echoing the request (credentials included), under the vendor's
+#:              JSON/XML content type;
+#: missing    - syntactically valid, but the element/key holding the data is absent (a changed contract);
+#: wrong_type - syntactically valid, but that element/key holds a scalar instead of rows.
+MALFORMED_KINDS = ("truncated", "garbage", "missing", "wrong_type")
 
 
 @dataclass(slots=True)
@@ -81,10 +119,12 @@ class Faults:
         self.rate_limit_policy = ""  # vendor-specific flavour, e.g. HubSpot "DAILY"
         self.outage: str | None = None  # "503" or "reset"
         self.drip: tuple[int, float] | None = None  # (chunk bytes, seconds between chunks)
+        self.malformed: str | None = None  # one of MALFORMED_KINDS: corrupt successful answers
+        self.malformed_remaining: int | None = None  # None: until cleared
 
     def configure(self, spec: Mapping[str, Any]) -> None:
         """Apply an admin spec: latency_ms, errors[{status, rate, count}], rate_limit{count, retry_after},
-        outage ("503"/"reset"/None), drip{chunk, delay_ms}, clear."""
+        outage ("503"/"reset"/None), drip{chunk, delay_ms}, malformed{kind, count}, clear."""
         with self._lock:
             if spec.get("clear"):
                 self.clear()
@@ -100,6 +140,12 @@ class Faults:
                 self.rate_limit_policy = str(storm.get("policy", "")) if storm else ""
             if "outage" in spec:
                 self.outage = spec["outage"] or None
+            if "malformed" in spec:
+                bad = spec["malformed"] or {}
+                kind = bad.get("kind") if bad else None
+                if kind is not None and kind not in MALFORMED_KINDS:
+                    raise ValueError(f"unknown malformed kind {kind!r}; expected one of {MALFORMED_KINDS}")
+                self.malformed, self.malformed_remaining = kind, bad.get("count") if bad else None
             if "drip" in spec:
                 drip = spec["drip"]
                 self.drip = None
@@ -116,6 +162,16 @@ class Faults:
                         rule.remaining -= 1
                     return rule.status
             return None
+
+    def take_malformed(self) -> str | None:
+        with self._lock:
+            if self.malformed is None:
+                return None
+            if self.malformed_remaining is not None:
+                if self.malformed_remaining <= 0:
+                    return None
+                self.malformed_remaining -= 1
+            return self.malformed
 
     def take_rate_limit(self) -> bool:
         with self._lock:
@@ -565,7 +621,7 @@ class Simulator:
                     match = pattern.match(request.path)
                     if match:
                         request.match = match
-                        return self.gate(request) or handler(request)
+                        return self.gate(request) or self._maybe_corrupt(request, handler(request))
             return self.error(404, "The requested resource does not exist")
         except Exception as exc:  # a simulator bug must surface as a vendor-style 500, not a hang
             return self.error(500, f"Internal simulator error: {exc!r}")
@@ -583,6 +639,25 @@ class Simulator:
         if status is not None:
             return self.error(status, "Injected failure")
         return None
+
+    def _maybe_corrupt(self, request: SimRequest, response: SimResponse) -> SimResponse:
+        if not 200 <= response.status < 300 or self.is_public(request):
+            return response
+        kind = self.faults.take_malformed()
+        return response if kind is None else self.malformed(request, response, kind)
+
+    def malformed(self, request: SimRequest, response: SimResponse, kind: str) -> SimResponse:
+        """Corrupt a successful answer as `kind` says (see MALFORMED_KINDS); XML vendors override."""
+        if kind == "truncated":
+            body = response.body[: len(response.body) // 2]
+        elif kind == "garbage":
+            body = proxy_error_page(request)
+        else:
+            body = json.dumps(reshape_json(json.loads(response.body), self.payload_keys, kind)).encode()
+        return SimResponse(response.status, body, response.content_type, dict(response.headers))
+
+    #: Top-level keys that hold a JSON answer's data, most specific first (for missing/wrong_type).
+    payload_keys: ClassVar[tuple[str, ...]] = ()
 
     def is_public(self, request: SimRequest) -> bool:
         return False

@@ -6,8 +6,9 @@ Usage (see tests/connectors/): subclass `ConnectorConformance`, provide a `simul
 
 from __future__ import annotations
 
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import pytest
@@ -19,10 +20,21 @@ from connectors.errors import (
     ConnectorError,
     InvalidConfig,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 from connectors.http import HttpSession, make_session
-from connectors.simulation import Simulator
+from connectors.simulation import MALFORMED_KINDS, Simulator
+
+#: What each injected malformed answer must become: a cut-off or non-JSON/XML body is a vendor hiccup
+#: (retry later); a well-formed body of the wrong shape is a contract mismatch (permanent, names the call).
+MALFORMED_ERRORS: dict[str, type[ConnectorError]] = {
+    "truncated": VendorUnavailable,
+    "garbage": VendorUnavailable,
+    "missing": UnexpectedResponse,
+    "wrong_type": UnexpectedResponse,
+}
+CALLS = ("check_connection", "read", "write")
 
 
 def simulator_session(simulator: Simulator, *, max_retries: int = 1) -> HttpSession:
@@ -30,6 +42,33 @@ def simulator_session(simulator: Simulator, *, max_retries: int = 1) -> HttpSess
     return make_session(
         allow_hosts=["127.0.0.1"], ca_bundle=simulator.ca_bundle, max_retries=max_retries, timeout=(2.0, 10.0)
     )
+
+
+def closed_port() -> int:
+    """Return a loopback port nothing listens on (connection refused), by binding and releasing it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def error_texts(exc: BaseException) -> list[str]:
+    """The message, args and those of every chained cause: all of it can end up in a log line."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current.args)]
+        current = current.__cause__ or current.__context__
+    return texts
+
+
+def assert_no_secrets(exc: BaseException, secrets: Mapping[str, str]) -> None:
+    """Fail when any secret value (configured, or learned by the session, e.g. tokens) appears in `exc`."""
+    for text in error_texts(exc):
+        for name, value in secrets.items():
+            assert value not in text, f"secret {name} leaked into the error: {text[:300]}"
 
 
 class ConnectorConformance:
@@ -43,6 +82,8 @@ class ConnectorConformance:
     expected_rate_limit: ClassVar[tuple[float, str]] = (7.0, "default")
     token_auth: ClassVar[bool] = True  # False for basic-auth-only connectors (no expiry to test)
     reads_retry_transient: ClassVar[bool] = True  # reads are idempotent HTTP calls (GET)
+    #: the name an UnexpectedResponse from reading `read_stream` must mention (object, table or operation)
+    read_operation: ClassVar[str] = ""
 
     # hooks -------------------------------------------------------------------------------------
 
@@ -57,6 +98,26 @@ class ConnectorConformance:
     def write_records(self, count: int, tag: str) -> list[dict[str, Any]]:
         """Return `count` canonical records for `write_stream`, with external ids containing `tag`."""
         raise NotImplementedError
+
+    def inject_malformed(self, simulator: Simulator, kind: str) -> None:
+        """Make the simulator corrupt its successful answers as `kind` says, until cleared."""
+        simulator.inject(malformed={"kind": kind})
+
+    def unreachable_config(self, simulator: Simulator, dead_base_url: str) -> dict[str, Any]:
+        """Return a working config whose URLs point at `dead_base_url` (a closed port) instead."""
+        config = self.config(simulator, page_size=self.page_size)
+        moved = {k: v.replace(simulator.base_url, dead_base_url) if isinstance(v, str) else v
+                 for k, v in config.items()}  # fmt: skip
+        assert moved != config, "override unreachable_config: no setting holds the simulator's URL"
+        return moved
+
+    def secrets(self, config: Mapping[str, Any], session: HttpSession) -> dict[str, str]:
+        """Every value that must never appear in an error: configured secrets and learned tokens."""
+        found = {
+            name: str(config[name]) for name in self.connector_class.sensitive_fields if config.get(name)
+        }
+        found |= {f"session secret {i}": value for i, value in enumerate(sorted(session.secrets))}
+        return found
 
     # fixtures ----------------------------------------------------------------------------------
 
@@ -104,9 +165,7 @@ class ConnectorConformance:
         with pytest.raises(AuthFailed) as info:
             connector.check_connection()
         assert info.value.permanent
-        for name in self.connector_class.sensitive_fields:
-            if config.get(name):
-                assert str(config[name]) not in str(info.value)
+        assert_no_secrets(info.value, self.secrets(config, connector.session))
 
     def test_unknown_setting_is_rejected(self, simulator: Simulator) -> None:
         with pytest.raises(InvalidConfig, match="no_such_setting"):
@@ -207,3 +266,42 @@ class ConnectorConformance:
         simulator.inject(token_ttl=0, expire_tokens=True)
         with pytest.raises(AuthExpired):
             self.read_all(connector)
+
+    # bad input from the vendor or the network ---------------------------------------------------
+
+    def run_call(self, connector: Connector, call: str) -> None:
+        if call == "check_connection":
+            connector.check_connection()
+        elif call == "read":
+            self.read_all(connector)
+        else:
+            connector.write(self.write_stream, self.write_records(1, uuid.uuid4().hex[:10]))
+
+    @pytest.mark.parametrize("call", CALLS)
+    @pytest.mark.parametrize("kind", MALFORMED_KINDS)
+    def test_malformed_answer_is_a_typed_error(
+        self, simulator: Simulator, connector: Connector, kind: str, call: str
+    ) -> None:
+        connector.check_connection()  # logged in: only the data call gets the bad answer
+        self.inject_malformed(simulator, kind)
+        with pytest.raises(ConnectorError) as info:
+            self.run_call(connector, call)
+        expected = MALFORMED_ERRORS[kind]
+        error = info.value
+        assert isinstance(error, expected), f"{type(error).__name__}: {error}"
+        assert error.permanent is (expected is UnexpectedResponse)
+        assert str(error).startswith(connector.label)
+        if expected is UnexpectedResponse and call == "read" and self.read_operation:
+            assert self.read_operation in str(error)
+        config = self.config(simulator, page_size=self.page_size)
+        assert_no_secrets(error, self.secrets(config, connector.session))
+
+    def test_unreachable_host_is_vendor_unavailable(self, simulator: Simulator) -> None:
+        dead = f"{simulator.scheme}://127.0.0.1:{closed_port()}"
+        config = self.unreachable_config(simulator, dead)
+        connector = self.connector_class(config, session=simulator_session(simulator))
+        with pytest.raises(VendorUnavailable) as info:
+            connector.check_connection()
+        assert not info.value.permanent
+        assert dead.split("://")[1] in str(info.value)
+        assert_no_secrets(info.value, self.secrets(config, connector.session))

@@ -87,9 +87,10 @@ class HubSpotConnector(HttpConnector):
         if response.status_code != 200:
             raise AuthFailed(self._message(response), status=response.status_code)
         body = self.json(response)
-        self._access = body["access_token"]
-        self.session.add_secret(body["access_token"])
-        self._expires_at = time.monotonic() + float(body.get("expires_in", 1800)) - 60
+        with self.expecting("the OAuth token request"):
+            self._access = str(body["access_token"])
+            self.session.add_secret(self._access)
+            self._expires_at = time.monotonic() + float(body.get("expires_in", 1800)) - 60
 
     def rate_limit(self, response: requests.Response) -> RateLimited | None:
         return hubspot_limit(response)
@@ -103,8 +104,10 @@ class HubSpotConnector(HttpConnector):
     def check_connection(self) -> None:
         """Fetch each object's property list and reject field-map entries the portal does not have."""
         for stream in self.streams():
+            what = f"the {stream.vendor_object} property list"
             response = self.request("GET", f"/crm/v3/properties/{stream.vendor_object}")
-            known = {p["name"] for p in self.json(response)["results"]}
+            with self.expecting(what):
+                known = {p["name"] for p in self.rows(self.json(response), "results", what)}
             missing = sorted(set(self.field_map[stream.name].values()) - known)
             if missing:
                 raise InvalidConfig(f"HubSpot {stream.vendor_object} has no property {', '.join(missing)}")
@@ -133,12 +136,16 @@ class HubSpotConnector(HttpConnector):
             if after:
                 query["after"] = after
             page = self.json(self.request("POST", f"/crm/v3/objects/{object_type}/search", json=query))
-            for raw in page.get("results", []):
-                record = self._record(stream, raw)
+            what = f"the {object_type} search"
+            with self.expecting(what):
+                records = [self._record(stream, raw) for raw in self.rows(page, "results", what)]
+                after = ((page.get("paging") or {}).get("next") or {}).get("after")
+                if after is not None:
+                    after = str(int(after))
+            for record in records:
                 if not seen.covers(record):
                     yield record
                     seen = seen.advance(record)
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return
             if int(after) + limit > cap:
@@ -172,18 +179,20 @@ class HubSpotConnector(HttpConnector):
                 "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
             )
             body = self.json(response)
-            done = {str(r["properties"].get(id_property)): r for r in body.get("results", [])}
-            failed = {
-                str(i): e["message"]
-                for e in body.get("errors", [])
-                for i in e.get("context", {}).get("ids", [])
-            }
+            what = f"the {object_type} batch upsert"
+            with self.expecting(what):
+                done = {str(r["properties"].get(id_property)): r for r in self.rows(body, "results", what)}
+                failed = {
+                    str(i): str(e["message"])
+                    for e in body.get("errors", [])
+                    for i in e.get("context", {}).get("ids", [])
+                }
             for record in batch:
                 ext = str(record["external_id"])
                 if ext in done:
-                    result.outcomes.append(
-                        WriteOutcome(ext, str(done[ext]["id"]), created=bool(done[ext].get("new")))
-                    )
+                    with self.expecting(what):
+                        vendor_id, created = str(done[ext]["id"]), bool(done[ext].get("new"))
+                    result.outcomes.append(WriteOutcome(ext, vendor_id, created=created))
                 else:
                     result.outcomes.append(
                         WriteOutcome(ext, error=failed.get(ext, "HubSpot returned no result"))

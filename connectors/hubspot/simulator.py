@@ -66,6 +66,7 @@ class HubSpotSimulator(Simulator):
     client_id = "hs-sim-client"
     client_secret = "hs-sim-secret-0001"  # noqa: S105
     refresh_token = "hs-sim-refresh-0001"  # noqa: S105
+    payload_keys = ("results",)
 
     def __init__(self, *, search_cap: int = 10_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -25,6 +25,7 @@ from connectors.errors import (
     ConnectorError,
     InvalidConfig,
     RateLimited,
+    UnexpectedResponse,
     VendorUnavailable,
 )
 from connectors.http import json_or_none, salesforce_quota
@@ -117,17 +118,23 @@ class SalesforceConnector(Connector):
     def _login(self) -> Salesforce:
         url = str(self.config["login_url"]).rstrip("/") + "/services/oauth2/token"
         response = self.session.post(url, data=self._token_request())
-        body = json_or_none(response) or {}
-        if response.status_code >= 500:
-            raise VendorUnavailable(f"Salesforce login failed with HTTP {response.status_code}")
+        body = json_or_none(response)
+        if response.status_code >= 500 or (response.status_code == 200 and not isinstance(body, dict)):
+            raise VendorUnavailable(
+                f"Salesforce login failed with HTTP {response.status_code}"
+                + ("" if response.status_code >= 500 else ": the token answer is not a JSON object")
+            )
+        body = body if isinstance(body, dict) else {}
         if response.status_code != 200 or "access_token" not in body:
             description = body.get("error_description") or body.get("error") or f"HTTP {response.status_code}"
             raise AuthFailed(self.session.redact(f"Salesforce login refused: {description}"),
                              status=response.status_code, code=body.get("error"))  # fmt: skip
-        self.session.add_secret(body["access_token"])
+        with self.expecting("the OAuth token request"):
+            access_token, instance_url = str(body["access_token"]), str(body["instance_url"])
+        self.session.add_secret(access_token)
         self._sf = Salesforce(
-            instance_url=body["instance_url"],
-            session_id=body["access_token"],
+            instance_url=instance_url,
+            session_id=access_token,
             session=self.session,
             version=str(self.config["api_version"]),
         )
@@ -153,6 +160,10 @@ class SalesforceConnector(Connector):
                     ) from exc
         except SalesforceError as exc:
             raise self._map_error(exc) from exc
+        except ValueError as exc:  # simple-salesforce decodes bodies itself: cut off, or an HTML page
+            raise VendorUnavailable(
+                f"Salesforce returned malformed JSON for {name}: the answer was cut off or is not JSON"
+            ) from exc
 
     def _map_error(self, exc: SalesforceError) -> ConnectorError:
         content = exc.content
@@ -176,7 +187,8 @@ class SalesforceConnector(Connector):
         self._login()
         for stream in self.streams():
             fields = ", ".join(self._select(stream.name))
-            self._call("query", f"SELECT {fields} FROM {stream.vendor_object} LIMIT 1")  # noqa: S608 - names checked
+            soql = f"SELECT {fields} FROM {stream.vendor_object} LIMIT 1"  # noqa: S608 - names checked
+            self.rows(self._call("query", soql), "records", f"the {stream.vendor_object} query")
 
     def streams(self) -> list[Stream]:
         return [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
@@ -196,14 +208,16 @@ class SalesforceConnector(Connector):
         headers = {"Sforce-Query-Options": f"batchSize={int(self.config['page_size'])}"}
         deleted = bool(self.config["include_deleted"])
         page = self._call("query", soql, include_deleted=deleted, headers=headers)
+        what = f"the {obj} query"
         while True:
-            for raw in page["records"]:
-                record = self._record(stream, raw)
+            with self.expecting(what):
+                records = [self._record(stream, raw) for raw in self.rows(page, "records", what)]
+                next_url = None if page.get("done", True) else str(page["nextRecordsUrl"])
+            for record in records:
                 if not cursor.covers(record):
                     yield record
-            if page.get("done", True):
+            if next_url is None:
                 return
-            next_url = page["nextRecordsUrl"]
             page = self._call("query_more", next_url, identifier_is_url=True, headers=headers)
 
     def _record(self, stream: str, raw: dict[str, Any]) -> Record:
@@ -234,18 +248,23 @@ class SalesforceConnector(Connector):
                 ],
             }
             answers = self._call("restful", f"composite/sobjects/{obj}/{ext}", method="PATCH", json=payload)
+            what = f"the {obj} Collections upsert"
             if not isinstance(answers, list) or len(answers) != len(batch):
-                raise VendorUnavailable("Salesforce returned an unexpected Collections response")
-            for record, answer in zip(batch, answers, strict=True):
-                errors = answer.get("errors") or []
-                result.outcomes.append(
-                    WriteOutcome(
-                        external_id=str(record["external_id"]),
-                        vendor_id=answer.get("id"),
-                        created=bool(answer.get("created")),
-                        error="; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
-                        if not answer.get("success")
-                        else None,
-                    )
+                raise UnexpectedResponse(
+                    f"Salesforce answered {what} with {len(answers) if isinstance(answers, list) else 'no'} "
+                    f"results for {len(batch)} records"
                 )
+            with self.expecting(what):
+                for record, answer in zip(batch, answers, strict=True):
+                    errors = answer.get("errors") or []
+                    result.outcomes.append(
+                        WriteOutcome(
+                            external_id=str(record["external_id"]),
+                            vendor_id=answer.get("id"),
+                            created=bool(answer.get("created")),
+                            error="; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
+                            if not answer.get("success")
+                            else None,
+                        )
+                    )
         return result

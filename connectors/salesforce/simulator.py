@@ -104,6 +104,7 @@ class SalesforceSimulator(Simulator):
     username = "integration@hub-demo.sim"
     password = "demo-Passw0rd"  # noqa: S105
     security_token = "SimSecTok123"  # noqa: S105
+    payload_keys = ("records",)
 
     def __init__(self, *, api_limit: int = 5_000_000, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -10,17 +10,20 @@ from typing import Any
 
 import requests
 import zeep
+from lxml import etree
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError, XMLSyntaxError
 from zeep.helpers import serialize_object
+from zeep.plugins import Plugin
 from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
 from connectors.base import ConfigField, Connector, Cursor, Record, Stream, WriteOutcome, WriteResult
-from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, VendorUnavailable
+from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, UnexpectedResponse, VendorUnavailable
 from connectors.http import HttpSession, generic_limit
 
 WSDL = Path(__file__).parent / "wsdl" / "zhub_bupa.wsdl"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 BINDING = "{urn:sap-com:document:sap:rfc:functions}ZHUB_BUPA_BINDING"
 STREAMS: dict[str, tuple[str, bool]] = {  # stream -> (vendor object, writable)
     "contacts": ("BusinessPartner/Person", True),
@@ -35,6 +38,37 @@ WSDL_FIELDS = {
     "orders": {"SALESDOCUMENT", "STATUS", "NET_VALUE", "CURRENCY", "SOLD_TO"},
 }
 WSDL_FIELDS["accounts"] = WSDL_FIELDS["contacts"]
+
+
+class BapiError(ConnectorError):
+    """A RETURN row of TYPE E/A: SAP refused this call's data (permanent; fix the data first)."""
+
+
+class _ShapeCheck(Plugin):
+    """Insist that every output element the WSDL declares is present in the answer.
+
+    The WSDL marks them optional and zeep reads a missing table exactly like an empty one, so an answer
+    from a system whose service differs from the shipped WSDL would otherwise read as "no rows".
+    SAP always sends every export parameter and table, empty ones as `<RETURN/>`.
+    """
+
+    def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> tuple[Any, Any]:
+        body = envelope.find(f"{{{SOAP_ENV}}}Body")
+        if body is None:  # not a SOAP envelope at all (an HTML page): zeep raises XMLSyntaxError next
+            return envelope, http_headers
+        answer = body[0] if len(body) else None
+        if answer is None:
+            raise UnexpectedResponse(f"SAP answered {operation.name} with an empty SOAP body")
+        if etree.QName(answer).localname == "Fault":
+            return envelope, http_headers
+        expected = {name for name, _ in operation.output.body.type.elements}
+        missing = sorted(expected - {etree.QName(child).localname for child in answer})
+        if missing:
+            raise UnexpectedResponse(
+                f"SAP answered {operation.name} without {', '.join(missing)}: the system's service does not "
+                "match the shipped WSDL"
+            )
+        return envelope, http_headers
 
 
 class _Transport(Transport):
@@ -101,35 +135,52 @@ class SapConnector(Connector):
         else:
             self.session.auth = (self.config["username"], self.config["password"])
         transport = _Transport(session=self.session, timeout=10, operation_timeout=30)
-        client = zeep.Client(str(WSDL), transport=transport, wsse=wsse)
+        client = zeep.Client(str(WSDL), transport=transport, wsse=wsse, plugins=[_ShapeCheck()])
         self.service = client.create_service(BINDING, str(self.config["endpoint_url"]))
 
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """Call one function module; map faults, transport errors and RETURN errors to our types."""
+    def _call(self, operation: str, *, check_return: bool = True, **params: Any) -> dict[str, Any]:
+        """Call one function module; map faults, transport errors, bad XML and RETURN errors to our types."""
         try:
             result = serialize_object(getattr(self.service, operation)(**params), dict)
         except Fault as exc:
             raise VendorUnavailable(
-                self.session.redact(f"SAP SOAP fault: {exc.message}"), code=str(exc.code)
+                self.session.redact(f"SAP SOAP fault in {operation}: {exc.message}"), code=str(exc.code)
             ) from exc
         except TransportError as exc:
             if exc.status_code == 401:
                 raise AuthFailed("SAP rejected the logon (HTTP 401)", status=401) from exc
+            if exc.status_code < 400:  # zeep's "invalid XML" (a cut-off answer) arrives as TransportError
+                raise VendorUnavailable(
+                    f"SAP answered {operation} with malformed XML (HTTP {exc.status_code}): the answer was "
+                    "cut off or is not XML",
+                    status=exc.status_code,
+                ) from exc
             permanent = 400 <= exc.status_code < 500
-            raise ConnectorError(f"SAP HTTP {exc.status_code}", permanent, status=exc.status_code) from exc
-        except (XMLSyntaxError, ZeepError) as exc:
-            raise VendorUnavailable(f"SAP answered with an unexpected shape: {exc}") from exc
-        # zeep unwraps single-part responses: then `result` is the RETURN table itself.
-        table = result.get("RETURN") if isinstance(result, dict) and "RETURN" in result else result
-        rows = (table.get("item") if isinstance(table, dict) else table) or []
-        errors = [r for r in rows if r.get("TYPE") in ("E", "A")]
-        if errors:
-            first = errors[0]
             raise ConnectorError(
-                f"SAP {first['ID']}/{first['NUMBER']}: {first['MESSAGE']}",
-                permanent=True,
-                code=f"{first['ID']}/{first['NUMBER']}",
-            )
+                f"SAP HTTP {exc.status_code} in {operation}", permanent, status=exc.status_code
+            ) from exc
+        except XMLSyntaxError as exc:  # well-formed, but not a SOAP envelope (an HTML page from a proxy)
+            raise VendorUnavailable(
+                f"SAP answered {operation} with a body that is not a SOAP envelope"
+            ) from exc
+        except ZeepError as exc:  # elements or types the shipped WSDL does not declare
+            raise UnexpectedResponse(
+                self.session.redact(
+                    f"SAP answered {operation} in a shape the shipped WSDL does not describe: {exc.message}"
+                )
+            ) from exc
+        # zeep unwraps single-part responses: then `result` is the RETURN table itself.
+        with self.expecting(operation):
+            table = result.get("RETURN") if isinstance(result, dict) and "RETURN" in result else result
+            rows = (table.get("item") if isinstance(table, dict) else table) or []
+            errors = [r for r in rows if r.get("TYPE") in ("E", "A")]
+            if errors and check_return:
+                first = errors[0]
+                raise BapiError(
+                    f"SAP {first['ID']}/{first['NUMBER']}: {first['MESSAGE']}",
+                    permanent=True,
+                    code=f"{first['ID']}/{first['NUMBER']}",
+                )
         return result if isinstance(result, dict) else {"RETURN": table}
 
     def check_connection(self) -> None:
@@ -190,8 +241,9 @@ class SapConnector(Connector):
             data = {
                 k: v for k, v in self.to_vendor(stream, record["fields"]).items() if k != "PARTNEREXTERNAL"
             }
-            found = self.service.BAPI_BUPA_GET_NUMBERS(BUSINESSPARTNEREXTERN=ext)
-            partner = (found["BUSINESSPARTNEROUT"] or "") if found is not None else ""
+            # "Does not exist" is an E row here, and the answer we want: read it, do not raise it.
+            found = self._call("BAPI_BUPA_GET_NUMBERS", check_return=False, BUSINESSPARTNEREXTERN=ext)
+            partner = str(found.get("BUSINESSPARTNEROUT") or "")
             try:
                 if partner:
                     self._call("BAPI_BUPA_CENTRAL_CHANGE", BUSINESSPARTNER=partner, DATA=data)
@@ -200,9 +252,11 @@ class SapConnector(Connector):
                     created = self._call(
                         "BAPI_BUPA_CREATE_FROM_DATA", PARTNERCATEGORY=category, PARTNEREXTERNAL=ext, DATA=data
                     )
-                    result.outcomes.append(WriteOutcome(ext, created["BUSINESSPARTNER"], created=True))
-            except ConnectorError as exc:
-                if not exc.permanent:
-                    raise
+                    if not created.get("BUSINESSPARTNER"):
+                        raise UnexpectedResponse(
+                            "SAP answered BAPI_BUPA_CREATE_FROM_DATA without a BUSINESSPARTNER number"
+                        )
+                    result.outcomes.append(WriteOutcome(ext, str(created["BUSINESSPARTNER"]), created=True))
+            except BapiError as exc:  # this record's data was refused; the others may still go through
                 result.outcomes.append(WriteOutcome(ext, error=exc.message))
         return result

@@ -17,6 +17,7 @@ from connectors.simulation import Row, SimRequest, SimResponse, Simulator, Table
 
 NS = "urn:sap-com:document:sap:rfc:functions"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 PATH = "/sap/bc/srt/rfc/sap/zhub_bupa/100/zhub_bupa/zhub_bupa_binding"
 WSDL = Path(__file__).parent / "wsdl" / "zhub_bupa.wsdl"
 PARTNER_FIELDS = (
@@ -172,6 +173,23 @@ class SapSimulator(Simulator):
         body += "</faultstring><detail/></soap-env:Fault>"
         return SimResponse(500, ENVELOPE.format(body).encode(), "text/xml; charset=utf-8")
 
+    def malformed(self, request: SimRequest, response: SimResponse, kind: str) -> SimResponse:
+        """`missing` drops the answer's first table (ET_*, else RETURN); `wrong_type` puts an element
+        the WSDL does not declare into it, as a system with a different service version would."""
+        if kind not in ("missing", "wrong_type"):
+            return super().malformed(request, response, kind)
+        root = etree.fromstring(response.body)
+        answer = root.find(f"{{{SOAP_ENV}}}Body")[0]
+        tables = [c for c in answer if etree.QName(c).localname.startswith("ET_")]
+        target = (tables or answer.findall("RETURN") or list(answer))[0]
+        if kind == "missing":
+            answer.remove(target)
+        else:
+            target.clear()
+            etree.SubElement(etree.SubElement(target, "item"), "ZZ_UNEXPECTED").text = "1"
+        body = etree.tostring(root, xml_declaration=False, encoding="utf-8")
+        return SimResponse(response.status, body, response.content_type, dict(response.headers))
+
     def wsdl(self, request: SimRequest) -> SimResponse:
         text = WSDL.read_text().replace("https://sap.example.invalid" + PATH, self.base_url + PATH)
         return SimResponse(200, text.encode(), "text/xml; charset=utf-8")
@@ -183,7 +201,7 @@ class SapSimulator(Simulator):
             root = etree.fromstring(request.body)
         except etree.XMLSyntaxError as exc:
             return self.fault(f"XML parse error: {exc}", "soap-env:Client")
-        body = root.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
+        body = root.find(f"{{{SOAP_ENV}}}Body")
         call = body[0] if body is not None and len(body) else None
         if call is None:
             return self.fault("SOAP body is empty", "soap-env:Client")

@@ -100,9 +100,12 @@ class ServiceNowConnector(HttpConnector):
                 "ServiceNow OAuth refused the credentials (access_denied)", status=response.status_code
             )
         body = self.json(response)
-        self._access, self._refresh = body["access_token"], body.get("refresh_token")
-        self.session.add_secret(body["access_token"])
-        self._expires_at = time.monotonic() + float(body.get("expires_in", 1800)) - 30
+        with self.expecting("the OAuth token request"):
+            self._access, self._refresh = str(body["access_token"]), body.get("refresh_token")
+            self.session.add_secret(self._access)
+            self._expires_at = time.monotonic() + float(body.get("expires_in", 1800)) - 30
+        if self._refresh:
+            self.session.add_secret(str(self._refresh))
         return None
 
     def rate_limit(self, response: requests.Response) -> RateLimited | None:
@@ -116,7 +119,9 @@ class ServiceNowConnector(HttpConnector):
 
     def check_connection(self) -> None:
         for stream in self.streams():
-            self.request("GET", f"/api/now/table/{stream.vendor_object}", params={"sysparm_limit": 1})
+            table = stream.vendor_object
+            response = self.request("GET", f"/api/now/table/{table}", params={"sysparm_limit": 1})
+            self.rows(self.json(response), "result", f"the {table} table")
 
     def streams(self) -> list[Stream]:
         return [Stream(name, table, writable=writable) for name, (table, writable) in TABLES.items()]
@@ -134,11 +139,11 @@ class ServiceNowConnector(HttpConnector):
                 params={"sysparm_query": query, "sysparm_limit": int(self.config["page_size"]),
                         "sysparm_fields": fields, "sysparm_exclude_reference_link": "true"},
             )  # fmt: skip
-            rows = self.json(response).get("result")
-            if not isinstance(rows, list):
-                raise VendorUnavailable("ServiceNow returned a body without a result list")
-            for raw in rows:
-                record = self._record(stream, raw)
+            what = f"the {table} table"
+            rows = self.rows(self.json(response), "result", what)
+            with self.expecting(what):
+                records = [self._record(stream, raw) for raw in rows]
+            for record in records:
                 if not cursor.covers(record):
                     yield record
             if not rows or "next" not in response.links:
@@ -161,14 +166,19 @@ class ServiceNowConnector(HttpConnector):
             if not all(SAFE_VALUE.match(i) for i in ids):
                 raise ConnectorError("ServiceNow: external ids must not contain '^' or ','", permanent=True)
             params = {"sysparm_query": f"{corr}IN{','.join(ids)}", "sysparm_fields": f"sys_id,{corr}"}
-            found = self.json(self.request("GET", f"/api/now/table/{table}", params=params))["result"]
-            existing = {row[corr]: row["sys_id"] for row in found}
+            what = f"the {table} lookup by {corr}"
+            found = self.rows(self.json(self.request("GET", f"/api/now/table/{table}", params=params)),
+                              "result", what)  # fmt: skip
+            with self.expecting(what):
+                existing = {str(row[corr]): str(row["sys_id"]) for row in found}
             for record, ext in zip(batch, ids, strict=True):
                 body = {**self.to_vendor(stream, record["fields"]), corr: ext}
                 if ext in existing:
                     self.request("PATCH", f"/api/now/table/{table}/{existing[ext]}", json=body)
                     result.outcomes.append(WriteOutcome(ext, existing[ext], created=False))
                 else:
-                    created = self.json(self.request("POST", f"/api/now/table/{table}", json=body))["result"]
-                    result.outcomes.append(WriteOutcome(ext, created["sys_id"], created=True))
+                    answer = self.json(self.request("POST", f"/api/now/table/{table}", json=body))
+                    with self.expecting(f"the {table} insert"):
+                        sys_id = str(answer["result"]["sys_id"])
+                    result.outcomes.append(WriteOutcome(ext, sys_id, created=True))
         return result

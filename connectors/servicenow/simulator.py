@@ -44,6 +44,7 @@ class ServiceNowSimulator(Simulator):
     password = "Sn0w-demo-pass"  # noqa: S105 - demo instance credential
     client_id = "sn-sim-client"
     client_secret = "sn-sim-secret-0001"  # noqa: S105
+    payload_keys = ("result",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

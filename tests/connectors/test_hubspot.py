@@ -38,6 +38,7 @@ class TestHubSpotConformance(ConnectorConformance):
     read_stream = "contacts"
     write_stream = "leads"
     page_size = 100
+    read_operation = "contacts search"
     expected_rate_limit = (10.0, "ten_secondly")  # from X-HubSpot-RateLimit-Interval-Milliseconds
     reads_retry_transient = False  # incremental reads use POST search, which is never retried blindly
 

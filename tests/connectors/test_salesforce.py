@@ -34,6 +34,7 @@ class TestSalesforceConformance(ConnectorConformance):
     read_stream = "contacts"
     write_stream = "leads"
     page_size = 200  # Salesforce's minimum batchSize
+    read_operation = "Contact query"
     expected_rate_limit = (3600.0, "daily")  # 403 REQUEST_LIMIT_EXCEEDED carries no Retry-After
 
     @pytest.fixture

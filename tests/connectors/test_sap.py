@@ -14,7 +14,7 @@ from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, VendorU
 from connectors.sap.connector import BINDING, WSDL, SapConnector
 from connectors.sap.simulator import SapSimulator
 from connectors.simulation import Simulator
-from connectors.testing import ConnectorConformance, simulator_session
+from connectors.testing import ConnectorConformance, assert_no_secrets, simulator_session
 
 
 def sap_config(sim: Simulator, **overrides: Any) -> dict[str, Any]:
@@ -32,6 +32,7 @@ class TestSapConformance(ConnectorConformance):
     read_stream = "contacts"
     write_stream = "contacts"
     page_size = 100
+    read_operation = "Z_HUB_BUPA_GET_CHANGED"
     expected_rate_limit = (7.0, "gateway")
     token_auth = False
     reads_retry_transient = False  # SOAP calls are POSTs
@@ -98,7 +99,8 @@ def test_soap_fault_maps_to_vendor_unavailable(sap_sim: SapSimulator) -> None:
     sap_sim.inject(errors=[{"status": 500, "count": 1}])
     try:
         with pytest.raises(
-            VendorUnavailable, match=r"SAP SOAP fault: Injected failure \(transaction [0-9A-F]{16}\)"
+            VendorUnavailable,
+            match=r"SAP SOAP fault in Z_HUB_BUPA_GET_CHANGED: Injected failure \(transaction [0-9A-F]{16}\)",
         ):
             conn.check_connection()
     finally:
@@ -113,6 +115,19 @@ def test_ws_security_username_token(sap_sim: SapSimulator) -> None:
     )
     with pytest.raises(AuthFailed):
         bad.check_connection()
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "missing", "wrong_type"])
+def test_ws_security_password_never_in_errors(sap_sim: SapSimulator, kind: str) -> None:
+    """With UsernameToken the password travels in the SOAP body, and the garbage page echoes that body."""
+    conn = SapConnector(sap_config(sap_sim, auth="ws_security"), session=simulator_session(sap_sim))
+    sap_sim.inject(malformed={"kind": kind})
+    try:
+        with pytest.raises(ConnectorError) as info:
+            conn.check_connection()
+    finally:
+        sap_sim.clear_faults()
+    assert_no_secrets(info.value, {"password": sap_sim.password})
 
 
 def test_orders_read_and_read_only(sap_sim: SapSimulator) -> None:

@@ -30,6 +30,7 @@ class TestServiceNowConformance(ConnectorConformance):
     read_stream = "contacts"
     write_stream = "tickets"
     page_size = 100
+    read_operation = "customer_contact table"
     expected_rate_limit = (7.0, "hourly")
 
     @pytest.fixture
