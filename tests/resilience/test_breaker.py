@@ -187,12 +187,17 @@ def test_exactly_one_probe_across_two_processes(breaker: CircuitBreaker, store: 
     assert breaker.state().state == "half_open"
 
 
-def test_a_failure_recorded_in_another_process_opens_it_here(breaker: CircuitBreaker, store: RedisBreakerStore) -> None:
+def test_a_failure_recorded_in_another_process_opens_it_here(
+    store: RedisBreakerStore, make_connection: MakeConnection
+) -> None:
+    # A cool-down longer than spawning a process takes, so the breaker is still open when we look.
+    breaker = breaker_for(make_connection(), store=store, failure_threshold=3, cooldown=30)
     for _ in range(2):
         breaker.record_failure()
     ctx = multiprocessing.get_context("spawn")
     config = dataclasses.asdict(breaker.config)
     _workers.spawn([(_workers.record_failures, (store.prefix, breaker.name, config, 1))], ctx=ctx)
+    assert breaker.state().state == "open"
     with pytest.raises(BreakerOpen):
         breaker.before_call()
 
