@@ -293,7 +293,8 @@ class RedisBreakerStore:
 
     def before_call(self, key: str, config: BreakerConfig) -> float | None:
         allowed, retry_at = self._before(
-            keys=[self._key(key)], args=[repr(config.probe_timeout), config.ttl_ms, repr(config.cooldown)],
+            keys=[self._key(key)],
+            args=[repr(config.probe_timeout), config.ttl_ms, repr(config.cooldown)],
             client=self.client,
         )
         return None if int(allowed) else float(retry_at)

@@ -87,7 +87,9 @@ def test_opens_on_error_ratio_once_the_window_is_full_enough(
     assert breaker.state().state == "open"
 
 
-def test_ratio_counts_only_the_rolling_window(store: RedisBreakerStore, make_connection: MakeConnection) -> None:
+def test_ratio_counts_only_the_rolling_window(
+    store: RedisBreakerStore, make_connection: MakeConnection
+) -> None:
     breaker = breaker_for(make_connection(), store=store, failure_threshold=100, window=10, min_calls=10)
     for _ in range(4):
         breaker.record_failure()
@@ -149,7 +151,14 @@ def test_late_outcomes_while_open_change_nothing(breaker: CircuitBreaker) -> Non
     assert breaker.state() == before
 
 
-def test_exactly_one_probe_among_eight_threads(breaker: CircuitBreaker) -> None:
+@pytest.fixture
+def slow_probe(store: RedisBreakerStore, make_connection: MakeConnection) -> CircuitBreaker:
+    """A probe claim that outlives a slow start of the racers, so the race is only about the claim."""
+    return breaker_for(make_connection(), store=store, **{**FAST, "probe_timeout": 30.0})
+
+
+def test_exactly_one_probe_among_eight_threads(slow_probe: CircuitBreaker) -> None:
+    breaker = slow_probe
     trip(breaker)
     wait_until_probe_due(breaker)
     barrier = threading.Barrier(8)
@@ -174,7 +183,8 @@ def test_exactly_one_probe_among_eight_threads(breaker: CircuitBreaker) -> None:
     assert sorted(outcomes) == ["denied"] * 7 + ["probe"]
 
 
-def test_exactly_one_probe_across_two_processes(breaker: CircuitBreaker, store: RedisBreakerStore) -> None:
+def test_exactly_one_probe_across_two_processes(slow_probe: CircuitBreaker, store: RedisBreakerStore) -> None:
+    breaker = slow_probe
     trip(breaker)
     wait_until_probe_due(breaker)
     ctx = multiprocessing.get_context("spawn")
@@ -231,10 +241,14 @@ def test_a_probe_claim_lapses_in_process_too(breaker: CircuitBreaker) -> None:
     breaker.before_call()
 
 
-def test_breakers_are_per_tenant_and_connection(store: RedisBreakerStore, make_connection: MakeConnection) -> None:
+def test_breakers_are_per_tenant_and_connection(
+    store: RedisBreakerStore, make_connection: MakeConnection
+) -> None:
     failing = make_connection(tenant_id=1)
     sibling = make_connection(tenant_id=1)  # same tenant, other connection
-    other_tenant = Connection(tenant_id=2, id=failing.id, kind=failing.kind, name="x")  # same id, other tenant
+    other_tenant = Connection(
+        tenant_id=2, id=failing.id, kind=failing.kind, name="x"
+    )  # same id, other tenant
     trip(breaker_for(failing, store=store, **FAST))
     for connection in (sibling, other_tenant):
         breaker = breaker_for(connection, store=store, **FAST)
@@ -293,4 +307,3 @@ def test_guarded_feeds_transient_failures_and_counts_answers_as_success(breaker:
     assert breaker.state().state == "open"
     with pytest.raises(BreakerOpen), guarded(breaker):
         pytest.fail("a refused call must not run")
-

@@ -21,7 +21,9 @@ def redis_now(bucket: TokenBucket) -> float:
     return seconds + micros / 1_000_000
 
 
-def test_grants_up_to_capacity_then_says_how_long_to_wait(prefix: str, make_connection: MakeConnection) -> None:
+def test_grants_up_to_capacity_then_says_how_long_to_wait(
+    prefix: str, make_connection: MakeConnection
+) -> None:
     bucket = bucket_for(make_connection(), capacity=5, rate=10.0, prefix=prefix)
     assert [bucket.acquire() for _ in range(5)] == [0.0] * 5
     wait = bucket.acquire()
