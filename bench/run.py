@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-MODULES = ["bench.bench_readiness", "bench.bench_pii", "bench.bench_trust"]
+MODULES = ["bench.bench_readiness", "bench.bench_pii", "bench.bench_trust", "bench.bench_resilience"]
 
 
 def main() -> int:
