@@ -148,7 +148,7 @@ class BreakerConfig:
             max_cooldown=10 * cooldown,
         )
         if "cooldown" in overrides and "max_cooldown" not in overrides:
-            overrides["max_cooldown"] = max(10 * float(overrides["cooldown"]), float(overrides["cooldown"]))
+            overrides["max_cooldown"] = 10 * float(overrides["cooldown"])
         return replace(base, **overrides)
 
     @property
