@@ -14,7 +14,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-MODULES = ["bench.bench_readiness", "bench.bench_pii", "bench.bench_trust", "bench.bench_resilience"]
+MODULES = [
+    "bench.bench_readiness",
+    "bench.bench_pii",
+    "bench.bench_trust",
+    "bench.bench_connectors",
+    "bench.bench_resilience",
+]
 
 
 def main() -> int:

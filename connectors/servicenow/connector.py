@@ -153,7 +153,10 @@ class ServiceNowConnector(HttpConnector):
             query = f"sys_updated_on>{last_ts}^NQsys_updated_on={last_ts}^sys_id>{last_id}{order}"
 
     def _record(self, stream: str, raw: dict[str, Any]) -> Record:
-        updated = datetime.strptime(raw["sys_updated_on"], FORMAT).replace(tzinfo=UTC)
+        value = raw["sys_updated_on"]
+        if len(value) != 19:  # "YYYY-MM-DD HH:MM:SS" in UTC; fromisoformat alone would accept more
+            raise ValueError(f"sys_updated_on is not 'YYYY-MM-DD HH:MM:SS': {value!r}")
+        updated = datetime.fromisoformat(value).replace(tzinfo=UTC)
         return Record(raw["sys_id"], updated, self.to_canonical(stream, raw), raw)
 
     def write(self, stream: str, records: Sequence[Mapping[str, Any]]) -> WriteResult:
