@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from apps.core.models import RegionObjectModel
+from apps.core.models import RegionModel, RegionObjectModel
 from apps.security.fields import EncryptedTextField
 
 #: The guardian permission that lets a member without the connector-manager role manage one connection.
@@ -61,3 +61,142 @@ class Connection(RegionObjectModel):
 
     def set_secrets(self, values: dict[str, Any]) -> None:
         self.credentials = json.dumps({k: v for k, v in sorted(values.items()) if v not in (None, "")})
+
+
+# --- sync state, runs and the synced-records store -----------------------------------------------------
+class Trigger(models.TextChoices):
+    SCHEDULE = "schedule", _("Schedule")
+    MANUAL = "manual", _("Manual")
+    BACKFILL = "backfill", _("Backfill")
+    WEBHOOK = "webhook", _("Webhook")
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped")
+
+
+class StreamState(RegionModel):
+    """Where one stream of one connection stands: its cursor, schedule and pause switch.
+
+    The cursor is only ever written in the transaction that stores the records it covers (sync.py).
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="stream_states")
+    stream = models.CharField(_("stream"), max_length=32)
+    cursor = models.JSONField(_("cursor"), default=dict, blank=True)
+    paused = models.BooleanField(_("paused"), default=False)
+    interval_seconds = models.PositiveIntegerField(_("sync every (seconds)"), default=900)
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True)
+    next_run_at = models.DateTimeField(_("next run"), null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["stream"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "connection", "stream"], name="streamstate_one_per_stream"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}/{self.stream}"
+
+
+class SyncRun(RegionModel):
+    """One sync of one stream, from queueing to its outcome, with the counts the console shows."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="sync_runs")
+    stream = models.CharField(_("stream"), max_length=32)
+    trigger = models.CharField(_("trigger"), max_length=16, choices=Trigger.choices)
+    backfill = models.BooleanField(_("backfill"), default=False)
+    status = models.CharField(_("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    read = models.PositiveIntegerField(_("read"), default=0)
+    created = models.PositiveIntegerField(_("created"), default=0)
+    updated = models.PositiveIntegerField(_("updated"), default=0)
+    unchanged = models.PositiveIntegerField(_("unchanged"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant_id", "connection", "stream", "-created_at"], name="syncrun_history"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.status}"
+
+
+class SyncAttempt(RegionModel):
+    """One try of a run (a run retried three times has four attempts), with why it ended."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField(_("attempt"))
+    error = models.TextField(_("error"), blank=True, default="")
+    retry_after = models.FloatField(_("retry after (s)"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.number}"
+
+
+class SyncedRecord(RegionModel):
+    """The hub's copy of one vendor record: queried columns, canonical fields, raw payload, content hash.
+
+    Written only by the bulk upsert in sync.py (no per-row ORM saves); `updated_at` is the vendor's change
+    time, `synced_at` when the hub last stored a different content.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    id = models.BigAutoField(primary_key=True)
+    # Fewer indexes, faster bulk upserts: the identity constraint already leads with tenant and connection.
+    tenant_id = models.BigIntegerField(editable=False)
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+", db_index=False)
+    stream = models.CharField(max_length=32)
+    external_id = models.CharField(max_length=255)
+    updated_at = models.DateTimeField()  # the vendor's change time, not auto_now
+    deleted = models.BooleanField(default=False)
+    email = models.CharField(max_length=254, blank=True, default="")
+    display_name = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=64, blank=True, default="")
+    number = models.CharField(max_length=64, blank=True, default="")
+    fields = models.JSONField(default=dict)
+    raw = models.JSONField(default=dict)
+    content_hash = models.CharField(max_length=64)
+    synced_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "connection", "stream", "external_id"], name="syncedrecord_identity"
+            ),
+        ]
+        indexes = [
+            # The chat looks people up by e-mail and orders by number, always within one tenant.
+            models.Index(
+                fields=["tenant_id", "email"], name="syncedrecord_email", condition=~models.Q(email="")
+            ),
+            models.Index(
+                fields=["tenant_id", "number"], name="syncedrecord_number", condition=~models.Q(number="")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream}:{self.external_id}"
