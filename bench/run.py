@@ -20,6 +20,7 @@ MODULES = [
     "bench.bench_trust",
     "bench.bench_connectors",
     "bench.bench_resilience",
+    "bench.bench_sync",
 ]
 
 
