@@ -48,7 +48,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "audit:event-detail": lambda t: {"seq": 1},  # tenant creation always writes event #1
     **{
         f"integrations:connection-{name}": lambda t: {"pk": _connection_pk(t)}
-        for name in ("edit", "test", "enable", "field-map", "delete")
+        for name in ("edit", "test", "enable", "field-map", "delete", "grant", "revoke")
     },
 }
 

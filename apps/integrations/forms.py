@@ -128,3 +128,17 @@ class FieldMapForm(forms.Form):
 
 class EnableForm(forms.Form):
     enabled = forms.BooleanField(required=False)
+
+
+class ConnectionAccessForm(forms.Form):
+    """Pick one member to grant (or revoke) access to a single connection; `users` bounds the choice."""
+
+    user: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
+        queryset=None, label=_("Member"), empty_label=None
+    )
+
+    def __init__(self, *args: Any, users: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        user_field: Any = self.fields["user"]
+        user_field.queryset = users
+        user_field.label_from_instance = lambda user: user.get_username()

@@ -68,3 +68,36 @@ def connection_warnings(connection: Connection) -> list[str]:
         return list(cls(connection.connector_config(), session=HttpSession()).warnings)
     except ConnectorError:
         return []
+
+
+def may_grant(*, user: Any, membership: Any) -> bool:
+    """Granting a member access to one connection is a people decision: it needs MANAGE_MEMBERS (admins,
+    who must have a second factor), not the connector-manager role, so holding a connection's credentials
+    never lets anyone hand that access on."""
+    return roles.can(user, membership, roles.MANAGE_MEMBERS)
+
+
+def connection_grantees(*, connection: Connection) -> list[Any]:
+    """Users holding the per-connection permission on `connection`, by username (two control queries)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.contenttypes.models import ContentType
+    from guardian.models import UserObjectPermission
+
+    user_ids = UserObjectPermission.objects.filter(
+        content_type=ContentType.objects.get_for_model(Connection),
+        object_pk=str(connection.pk),
+        permission__codename=CONNECTION_PERM.split(".", 1)[-1],
+    ).values_list("user_id", flat=True)
+    return list(get_user_model().objects.filter(pk__in=list(user_ids)).order_by("username"))
+
+
+def connection_grant_candidates(*, tenant: Any, connection: Connection) -> QuerySet[Any]:
+    """Members of `tenant` whose role does not already manage every connection, and not yet granted."""
+    from django.contrib.auth import get_user_model
+
+    from apps.tenants.models import Membership
+
+    managing = [role for role, perms in roles.ROLE_PERMISSIONS.items() if roles.MANAGE_CONNECTIONS in perms]
+    granted = [user.pk for user in connection_grantees(connection=connection)]
+    member_ids = Membership.objects.filter(tenant=tenant).exclude(role__in=managing).values_list("user_id")
+    return get_user_model().objects.filter(pk__in=member_ids).exclude(pk__in=granted).order_by("username")

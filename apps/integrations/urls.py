@@ -22,6 +22,16 @@ urlpatterns = [
         name="connection-field-map",
     ),
     path(
+        "t/<slug:tenant_slug>/connections/<uuid:pk>/access/grant/",
+        views.connection_grant_view,
+        name="connection-grant",
+    ),
+    path(
+        "t/<slug:tenant_slug>/connections/<uuid:pk>/access/revoke/",
+        views.connection_revoke_view,
+        name="connection-revoke",
+    ),
+    path(
         "t/<slug:tenant_slug>/connections/<uuid:pk>/delete/",
         views.connection_delete_view,
         name="connection-delete",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,13 +20,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
 from apps.integrations.conf import connector_class, connector_registry
-from apps.integrations.forms import ConnectionForm, EnableForm, FieldMapForm, KindForm
+from apps.integrations.forms import ConnectionAccessForm, ConnectionForm, EnableForm, FieldMapForm, KindForm
 from apps.integrations.models import Connection
 from apps.integrations.selectors import (
     connection_get,
+    connection_grant_candidates,
+    connection_grantees,
     connection_list,
     connection_warnings,
     manages_all,
+    may_grant,
     may_list_connections,
     may_manage,
     secrets_status,
@@ -33,6 +37,8 @@ from apps.integrations.selectors import (
 from apps.integrations.services import (
     connection_create,
     connection_delete,
+    connection_grant,
+    connection_revoke,
     connection_set_enabled,
     connection_test,
     connection_update,
@@ -161,8 +167,54 @@ def connection_edit_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Htt
         "connector_label": connector.label,
         "warnings": connection_warnings(connection),
         "can_delete": manages_all(user=request.user, membership=membership),
+        "can_grant": may_grant(user=request.user, membership=membership),
     }
+    if context["can_grant"]:
+        candidates = connection_grant_candidates(tenant=tenant, connection=connection)
+        context["grant_form"] = ConnectionAccessForm(users=candidates, auto_id="grant_%s")
+        context["grantees"] = connection_grantees(connection=connection)
     return render(request, "integrations/connection_edit.html", context, status=_status(form))
+
+
+def _access_change(request: HttpRequest, pk: Any, *, grant: bool) -> HttpResponse:
+    """Grant or revoke one member's access to one connection (audited by the service); admins only."""
+    tenant, membership = _tenant_view(request)
+    connection = _managed_connection(request, pk)
+    if not may_grant(user=request.user, membership=membership):
+        raise PermissionDenied
+    if grant:
+        users = connection_grant_candidates(tenant=tenant, connection=connection)
+    else:
+        granted = [user.pk for user in connection_grantees(connection=connection)]
+        users = get_user_model().objects.filter(pk__in=granted)
+    form = ConnectionAccessForm(request.POST, users=users)
+    if not form.is_valid():
+        messages.error(request, _("Choose a member from the list."))
+    else:
+        user = form.cleaned_data["user"]
+        change = connection_grant if grant else connection_revoke
+        try:
+            change(connection=connection, tenant=tenant, user=user, actor=request.user)
+        except HubError as exc:
+            messages.error(request, str(exc))
+        else:
+            text = (
+                _("%(member)s may now manage “%(name)s”.")
+                if grant
+                else _("%(member)s may no longer manage “%(name)s”.")
+            )
+            messages.success(request, text % {"member": user.get_username(), "name": connection.name})
+    return redirect("integrations:connection-edit", tenant_slug=tenant.slug, pk=connection.pk)
+
+
+@require_POST
+def connection_grant_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    return _access_change(request, pk, grant=True)
+
+
+@require_POST
+def connection_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    return _access_change(request, pk, grant=False)
 
 
 @require_POST

@@ -340,3 +340,88 @@ def test_list_query_count_does_not_grow(
         for connection in Connection.objects.exclude(pk__in=[c.pk for c in first])[:10]:
             connection_grant(connection=connection, tenant=tenant_a, user=bob, actor=alice)
     assert _list_queries(client, tenant_a) == granted
+
+
+# --- per-connection access, granted and revoked on the connection page -------------------------------
+
+
+def _access_events(tenant: Tenant) -> list[str]:
+    from apps.audit.models import AuditEvent
+
+    with tenant_context(tenant):
+        return list(
+            AuditEvent.objects.filter(action__startswith="member.object_permission_")
+            .order_by("seq")
+            .values_list("action", flat=True)
+        )
+
+
+def test_admin_grants_and_revokes_one_connection_on_its_page(
+    client: Client, alice: Any, bob: Any, connor: Any, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    connection = make_connection(tenant_a, sims, "servicenow", name="Tickets")
+    login_verified(client, alice)
+    page = client.get(url("connection-edit", tenant_a, connection)).content.decode()
+    assert url("connection-grant", tenant_a, connection) in page
+    # Only members whose role does not already manage every connection are offered.
+    assert f'<option value="{bob.pk}">bob</option>' in page
+    assert f'value="{connor.pk}"' not in page
+    assert f'value="{alice.pk}"' not in page
+
+    bob_client = Client()
+    bob_client.force_login(bob)
+    assert bob_client.get(url("connection-edit", tenant_a, connection)).status_code == 403
+
+    granted = client.post(url("connection-grant", tenant_a, connection), {"user": bob.pk})
+    assert granted.status_code == 302
+    assert bob_client.get(url("connection-edit", tenant_a, connection)).status_code == 200
+    page = client.get(url("connection-edit", tenant_a, connection)).content.decode()
+    assert "bob may now manage “Tickets”." in page
+    assert url("connection-revoke", tenant_a, connection) in page
+    assert f'<option value="{bob.pk}">' not in page  # already granted: no longer a candidate
+
+    revoked = client.post(url("connection-revoke", tenant_a, connection), {"user": bob.pk})
+    assert revoked.status_code == 302
+    assert bob_client.get(url("connection-edit", tenant_a, connection)).status_code == 403
+    assert _access_events(tenant_a) == [
+        "member.object_permission_granted",
+        "member.object_permission_revoked",
+    ]
+
+
+def test_grant_refuses_users_outside_the_candidates(
+    client: Client, alice: Any, connor: Any, charlie: Any, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    connection = make_connection(tenant_a, sims, "sap")
+    login_verified(client, alice)
+    for user in (charlie, connor, alice):  # another tenant's user; roles that manage all already
+        response = client.post(url("connection-grant", tenant_a, connection), {"user": user.pk}, follow=True)
+        assert "Choose a member from the list." in response.content.decode()
+    assert client.post(url("connection-revoke", tenant_a, connection), {"user": "x"}).status_code == 302
+    assert _access_events(tenant_a) == []
+
+
+def test_only_admins_grant_access(
+    client: Client, alice: Any, bob: Any, connor: Any, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    """Connector managers manage connections, not people; a granted member cannot pass access on."""
+    connection = make_connection(tenant_a, sims, "hubspot")
+    client.force_login(connor)
+    page = client.get(url("connection-edit", tenant_a, connection)).content.decode()
+    assert url("connection-grant", tenant_a, connection) not in page
+    assert client.post(url("connection-grant", tenant_a, connection), {"user": bob.pk}).status_code == 403
+    connection_grant(connection=connection, tenant=tenant_a, user=bob, actor=alice)
+    client.force_login(bob)
+    assert client.get(url("connection-edit", tenant_a, connection)).status_code == 200
+    assert client.post(url("connection-revoke", tenant_a, connection), {"user": bob.pk}).status_code == 403
+    assert client.get(url("connection-edit", tenant_a, connection)).status_code == 200
+
+
+def test_charlie_gets_404_on_access_changes(
+    client: Client, charlie: Any, bob: Any, tenant_a: Tenant, sims: dict[str, Any]
+) -> None:
+    connection = make_connection(tenant_a, sims, "sap")
+    client.force_login(charlie)
+    for name in ("connection-grant", "connection-revoke"):
+        assert client.post(url(name, tenant_a, connection), {"user": bob.pk}).status_code == 404, name
+        assert client.get(url(name, tenant_a, connection)).status_code in (404, 405), name
