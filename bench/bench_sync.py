@@ -103,6 +103,7 @@ def run() -> dict[str, Any]:
     from apps.integrations.services import connection_create, connection_delete
     from apps.integrations.sync import build_connector, sync_stream
     from apps.tenants.services import region_sync, tenant_create, tenant_update
+    from connectors.salesforce.connector import SalesforceConnector
 
     regions = {region.code: region for region in region_sync()}
     region = regions.get("eu") or next(iter(regions.values()))
@@ -127,6 +128,7 @@ def run() -> dict[str, Any]:
         )
         with tenant_context(tenant):
             connector = build_connector(connection)
+            assert isinstance(connector, SalesforceConnector)
             fields = ", ".join(connector._select("contacts"))  # the exact SOQL the connector sends
             soql = f"SELECT {fields} FROM Contact ORDER BY SystemModstamp, Id"  # noqa: S608 - constants
             page_size = int(connector.config["page_size"])

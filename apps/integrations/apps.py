@@ -10,3 +10,11 @@ class IntegrationsConfig(AppConfig):
         from apps.integrations.conf import connector_registry
 
         connector_registry()
+
+        from apps.integrations import sync
+        from apps.policies.models import Category
+        from apps.policies.registry import register_eraser, register_purger
+
+        register_purger(Category.SYNCED_RECORDS, sync.purge_synced_records)
+        register_purger(Category.SYNC_LOGS, sync.purge_sync_logs)
+        register_eraser("synced_records", sync.erase_synced_records)

@@ -14,26 +14,32 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import importlib
 import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
+import requests
 from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.context import current_tenant
+from apps.core.context import current_tenant, tenant_context
 from apps.integrations.conf import connector_class, connector_session
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
+from apps.integrations.resilience import BreakerOpen, CircuitBreaker, TokenBucket, breaker_for, bucket_for
+from apps.policies.registry import Subject
 from connectors.base import Connector, Cursor, Record
-from connectors.errors import ConnectorError, RateLimited
-from connectors.http import redact
+from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
+from connectors.http import HttpSession, redact
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ BATCH_SIZE = 2_000
 #: HTTP statuses that are worth retrying although the connector called them permanent (CONVENTIONS.md).
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 ERROR_LIMIT = 2_000
+#: Longest token-bucket wait slept inside a task; longer waits reschedule the task instead.
+MAX_BUCKET_SLEEP = 5.0
 
 _TABLE = SyncedRecord._meta.db_table
 # One statement per batch: the batch arrives as one JSON array (encoded in one C call, no per-value
@@ -86,9 +94,41 @@ class BatchCounts:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-def build_connector(connection: Connection) -> Connector:
+def build_connector(connection: Connection, *, session: HttpSession | None = None) -> Connector:
     """Instantiate the connection's connector with the hub's outbound session (guard, trust, redaction)."""
-    return connector_class(connection.kind)(connection.connector_config(), session=connector_session())
+    return connector_class(connection.kind)(
+        connection.connector_config(), session=session or connector_session()
+    )
+
+
+def guard_session(session: HttpSession, *, breaker: CircuitBreaker, bucket: TokenBucket) -> HttpSession:
+    """Make every request of `session` pass the connection's token bucket and circuit breaker.
+
+    Both live in Redis, so all workers share one quota and one view of the vendor's health. A short
+    bucket wait is slept here; a long one (a vendor limit penalty) becomes RateLimited so the task is
+    rescheduled instead of holding a worker. 5xx answers and transport errors count as breaker failures.
+    """
+    send = session.request
+
+    def request(method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        while (wait := bucket.acquire()) > 0:
+            if wait > MAX_BUCKET_SLEEP:
+                raise RateLimited("The connection's request quota is used up for now.", retry_after=wait)
+            time.sleep(wait)
+        breaker.before_call()
+        try:
+            response = send(method, url, *args, **kwargs)
+        except VendorUnavailable:
+            breaker.record_failure()
+            raise
+        if response.status_code >= 500:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        return response
+
+    session.request = request  # type: ignore[method-assign]
+    return session
 
 
 def is_transient(exc: ConnectorError) -> bool:
@@ -372,7 +412,10 @@ def _attempt(
     cursor = Cursor() if backfill else stored
     secrets = list(connection.secrets.values())
     try:
-        connector = build_connector(connection)
+        session = guard_session(
+            connector_session(), breaker=breaker_for(connection), bucket=bucket_for(connection)
+        )
+        connector = build_connector(connection, session=session)
         with _bulk_gc():
             for batch in prepared_batches(connector.read(stream, cursor=cursor), batch_size):
                 cursor = _advance(cursor, batch.records)
@@ -395,12 +438,20 @@ def _attempt(
                     run.updated += counts.updated
                     run.unchanged += counts.unchanged
                     run.save(update_fields=["read", "created", "updated", "unchanged", "updated_at"])
-    except ConnectorError as exc:
-        message = redact(exc.message, secrets)[:ERROR_LIMIT]
-        retry_after = retry_after_of(exc)
+    except (ConnectorError, BreakerOpen) as exc:
+        if isinstance(exc, BreakerOpen):
+            message = "The vendor is failing; the circuit breaker is open until it probes again."
+            retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
+            transient = True
+        else:
+            message = redact(exc.message, secrets)[:ERROR_LIMIT]
+            retry_after = retry_after_of(exc)
+            transient = is_transient(exc)
+            if isinstance(exc, RateLimited) and retry_after:
+                bucket_for(connection).penalize(retry_after)  # every worker holds back, not just this one
         attempt.error, attempt.retry_after, attempt.finished_at = message, retry_after, timezone.now()
         attempt.save(update_fields=["error", "retry_after", "finished_at", "updated_at"])
-        if not is_transient(exc):
+        if not transient:
             return _finish(run, RunStatus.FAILED, message)
         SyncRun.objects.filter(pk=run.pk).update(
             status=RunStatus.QUEUED, error=message, updated_at=timezone.now()
@@ -415,3 +466,144 @@ def _attempt(
         updated_at=finished,
     )
     return _finish(run, RunStatus.SUCCEEDED)
+
+
+def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | None:
+    """Close a run whose retries are used up, and hand it to the dead letters when that module exists.
+
+    The dead-letter module is optional (built separately); it is looked up at run time and must offer
+    `deadletter_sync_run(*, run, error)`. Without it the failed run, with its attempts, is the record.
+    """
+    message = f"Retries exhausted after {attempts} attempts. Last error: {error}"
+    run = sync_run_fail(run_id=run_id, error=message)
+    if run is None:
+        return None
+    try:
+        deadletters = importlib.import_module("apps.integrations.deadletters")
+    except ModuleNotFoundError:
+        return run
+    handler = getattr(deadletters, "deadletter_sync_run", None)
+    if handler is not None:
+        handler(run=run, error=message)
+    return run
+
+
+# --- scheduling and the console's controls ---------------------------------------------------------------
+def streams_claim_due(*, now: datetime | None = None) -> list[tuple[Any, list[tuple[Any, str]]]]:
+    """Claim the streams whose next run is due, in every region; return them grouped by tenant.
+
+    Claiming moves `next_run_at` one interval ahead with a compare-and-set, so two beat ticks (or two beat
+    processes by mistake) never queue the same stream twice. Paused streams, disabled connections and
+    inactive tenants are left alone.
+    """
+    from apps.tenants.models import Tenant
+
+    now = now or timezone.now()
+    tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
+    claimed: dict[int, list[tuple[Any, str]]] = {}
+    for alias in {t.home_region.db_alias for t in tenants.values()}:
+        due = (
+            StreamState.all_tenants.using(alias)
+            .filter(next_run_at__lte=now, paused=False, connection__enabled=True, tenant_id__in=list(tenants))
+            .values_list("pk", "tenant_id", "connection_id", "stream", "interval_seconds", "next_run_at")
+        )
+        for pk, tenant_id, connection_id, stream, interval, next_run_at in due:
+            won = (
+                StreamState.all_tenants.using(alias)
+                .filter(pk=pk, next_run_at=next_run_at)
+                .update(next_run_at=now + timedelta(seconds=interval))
+            )
+            if won:
+                claimed.setdefault(tenant_id, []).append((connection_id, stream))
+    return [(tenants[tenant_id], items) for tenant_id, items in claimed.items()]
+
+
+def sync_request(*, connection: Connection, stream: str, trigger: str, backfill: bool = False) -> None:
+    """Queue a sync of one stream once the caller's transaction commits (console, webhooks, API).
+
+    The run is recorded as queued right away, so the console shows it before a worker picks it up.
+    """
+    from apps.integrations.tasks import sync_stream_task
+
+    tenant = current_tenant()
+    connector_class(connection.kind)(connection.connector_config(), session=HttpSession()).stream(stream)
+    run = SyncRun.objects.create(connection=connection, stream=stream, trigger=trigger, backfill=backfill)
+    kwargs = {
+        "tenant_id": tenant.id,
+        "connection_id": str(connection.pk),
+        "stream": stream,
+        "trigger": trigger,
+        "backfill": backfill,
+        "run_id": run.pk,
+    }
+    transaction.on_commit(lambda: sync_stream_task.apply_async(kwargs=kwargs), using=tenant.db_alias)
+
+
+def stream_pause(*, connection: Connection, stream: str) -> StreamState:
+    """Stop scheduled syncs of a stream (a manual "sync now" still runs)."""
+    state = stream_state_get(connection=connection, stream=stream)
+    StreamState.objects.filter(pk=state.pk).update(paused=True, updated_at=timezone.now())
+    state.paused = True
+    return state
+
+
+def stream_resume(*, connection: Connection, stream: str) -> StreamState:
+    """Resume scheduled syncs; the stream is due at once, to catch up on what changed meanwhile."""
+    state = stream_state_get(connection=connection, stream=stream)
+    now = timezone.now()
+    StreamState.objects.filter(pk=state.pk).update(paused=False, next_run_at=now, updated_at=now)
+    state.paused, state.next_run_at = False, now
+    return state
+
+
+def stream_schedule_set(*, connection: Connection, stream: str, interval_seconds: int) -> StreamState:
+    """Sync a stream every `interval_seconds` (at least a minute), starting now."""
+    if interval_seconds < 60:
+        raise ValueError("interval_seconds must be at least 60")
+    state = stream_state_get(connection=connection, stream=stream)
+    now = timezone.now()
+    StreamState.objects.filter(pk=state.pk).update(
+        interval_seconds=interval_seconds, next_run_at=now, updated_at=now
+    )
+    state.interval_seconds, state.next_run_at = interval_seconds, now
+    return state
+
+
+# --- retention and erasure (registered in IntegrationsConfig.ready) -----------------------------------------
+def _delete_in_batches(queryset: Any, batch_size: int) -> int:
+    """Delete `queryset` a batch of primary keys at a time, each its own short statement."""
+    total = 0
+    while pks := list(queryset.values_list("pk", flat=True)[:batch_size]):
+        queryset.model.objects.filter(pk__in=pks).delete()
+        total += len(pks)  # rows of this model; cascaded attempts are not counted
+    return total
+
+
+def purge_synced_records(*, tenant: Any, cutoff: datetime, batch_size: int) -> int:
+    """Delete the hub's copies of vendor records that have not changed at the vendor since `cutoff`."""
+    with tenant_context(tenant):
+        return _delete_in_batches(SyncedRecord.objects.filter(updated_at__lt=cutoff), batch_size)
+
+
+def purge_sync_logs(*, tenant: Any, cutoff: datetime, batch_size: int) -> int:
+    """Delete sync runs (and their attempts) created before `cutoff`; runs still open are kept."""
+    open_states = (RunStatus.QUEUED, RunStatus.RUNNING)
+    with tenant_context(tenant):
+        old = SyncRun.objects.filter(created_at__lt=cutoff).exclude(status__in=open_states)
+        return _delete_in_batches(old, batch_size)
+
+
+def erase_synced_records(*, tenant: Any, subject: Subject) -> int:
+    """Delete the subject's synced records, found by e-mail (stored normalized) or external id.
+
+    The vendor still holds the person: erase there too, or the next backfill brings the record back.
+    """
+    query = Q()
+    if subject.email:
+        query |= Q(email=subject.email)
+    if subject.external_id:
+        query |= Q(external_id=subject.external_id)
+    if not query:
+        return 0
+    with tenant_context(tenant):
+        return _delete_in_batches(SyncedRecord.objects.filter(query), 1_000)

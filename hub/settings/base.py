@@ -172,9 +172,21 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Longer than any retry delay, so a late-acked task is not redelivered while it legitimately waits.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
+# Four queues, so a backlog of syncs never delays outbox deliveries, webhook processing or small jobs.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "apps.integrations.tasks.sync_stream_task": {"queue": "sync"},
+    "apps.integrations.tasks.outbox_*": {"queue": "outbox"},
+    "apps.integrations.tasks.webhook_*": {"queue": "webhooks"},
+}
+# Sync retries: exponential backoff with full jitter from the base, capped (a vendor's Retry-After too);
+# the cap must stay below the visibility timeout above.
+HUB_SYNC_MAX_RETRIES = env_int("HUB_SYNC_MAX_RETRIES", 10, minimum=0, maximum=100)
+HUB_SYNC_RETRY_BASE_MS = env_int("HUB_SYNC_RETRY_BASE_MS", 2000, minimum=1)
+HUB_SYNC_RETRY_MAX_SECONDS = env_int("HUB_SYNC_RETRY_MAX_SECONDS", 900, minimum=1)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -184,6 +196,8 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "apps.policies.tasks.retention_enforce_all",
         "schedule": crontab(hour=3, minute=15),
     },
+    # Queue the streams whose next scheduled sync is due (schedules live in StreamState, per connection).
+    "integrations-sync-due": {"task": "apps.integrations.tasks.sync_due", "schedule": 30.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
 

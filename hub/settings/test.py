@@ -5,7 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from hub.settings.base import *  # noqa: F403
-from hub.settings.base import CACHES, DATABASES, LOGGING
+from hub.settings.base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, LOGGING
 
 HUB_ENV = "test"
 DEBUG = False
@@ -23,3 +23,12 @@ for _config in DATABASES.values():
 CACHES["default"]["KEY_PREFIX"] = f"hubtest{TEST_RUN}"
 LOGGING["root"]["level"] = "WARNING"
 CELERY_TASK_ALWAYS_EAGER = False
+# A subprocess the tests start (e.g. a real Celery worker) must use the test databases of that run.
+if os.environ.get("HUB_USE_TEST_DATABASES") == "1":
+    for _config in DATABASES.values():
+        _config["NAME"] = _config["TEST"]["NAME"]
+# Concurrent runs share one Redis: each run's broker queues live under its own key prefix.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    "global_keyprefix": f"hubtest{TEST_RUN}:celery:",
+}

@@ -1,0 +1,88 @@
+"""Celery tasks of the integrations app: thin wrappers that take ids and call the sync services.
+
+Retries live here (the service runs one attempt): transient errors come back with exponential backoff and
+full jitter, honouring a vendor's Retry-After up to a cap; permanent errors already failed the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from apps.core.context import tenant_context
+from apps.core.tasks import TenantTask
+from apps.integrations.sync import SyncFailed, streams_claim_due, sync_run_exhausted, sync_stream
+
+logger = logging.getLogger(__name__)
+
+
+def retry_delay(*, retries: int, retry_after: float | None = None) -> float:
+    """Seconds before retry number `retries + 1`: full jitter over an exponential ceiling, capped.
+
+    A vendor's Retry-After is a floor (calling earlier is pointless), but never above the cap, which
+    stays below the broker's visibility timeout so a waiting task is not redelivered twice.
+    """
+    cap = float(settings.HUB_SYNC_RETRY_MAX_SECONDS)
+    ceiling = min(cap, settings.HUB_SYNC_RETRY_BASE_MS / 1000 * 2**retries)
+    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+    if retry_after:
+        delay = max(delay, retry_after)
+    return min(delay, cap)
+
+
+@shared_task(
+    base=TenantTask,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # counted against settings.HUB_SYNC_MAX_RETRIES below (read at run time)
+)
+def sync_stream_task(
+    self: Any,
+    *,
+    tenant_id: int,
+    connection_id: str,
+    stream: str,
+    trigger: str,
+    backfill: bool = False,
+    run_id: int | None = None,
+) -> str | None:
+    """Sync one stream of one connection; idempotent, so a redelivered message is harmless."""
+    try:
+        run = sync_stream(
+            connection_id=connection_id, stream=stream, trigger=trigger, backfill=backfill, run_id=run_id
+        )
+    except SyncFailed as exc:
+        retries = self.request.retries
+        if retries >= settings.HUB_SYNC_MAX_RETRIES:
+            sync_run_exhausted(run_id=exc.run_id, error=exc.message, attempts=retries + 1)
+            return "failed"
+        kwargs = {
+            "tenant_id": tenant_id,
+            "connection_id": connection_id,
+            "stream": stream,
+            "trigger": trigger,
+            "backfill": backfill,
+            "run_id": exc.run_id,
+        }
+        countdown = retry_delay(retries=retries, retry_after=exc.retry_after)
+        raise self.retry(kwargs=kwargs, countdown=countdown, exc=exc) from None
+    return None if run is None else str(run.status)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def sync_due() -> int:
+    """Queue every stream whose next scheduled sync is due (by beat, every 30 s); return how many."""
+    queued = 0
+    for tenant, items in streams_claim_due():
+        with tenant_context(tenant):
+            for connection_id, stream in items:
+                sync_stream_task.delay(
+                    tenant_id=tenant.id, connection_id=str(connection_id), stream=stream, trigger="schedule"
+                )
+                queued += 1
+    return queued
