@@ -1,0 +1,152 @@
+"""Chaos: a real Celery worker syncs 50,000 contacts while the vendor fails and workers are SIGKILLed.
+
+The worker is a separate `celery worker` process (prefork, two children) on this run's Redis and test
+databases. The simulator answers 10% of calls with 503 and 5% with 429; meanwhile the test kills worker
+children with SIGKILL at random moments (and would restart the whole worker if its parent died). At the
+end the hub's store must equal the vendor's data exactly: same ids, same content, no duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from apps.integrations.models import RunStatus, SyncAttempt, SyncRun
+from apps.integrations.tasks import sync_stream_task
+from apps.tenants.models import Tenant
+from connectors.salesforce.simulator import SalesforceSimulator
+from tests.sync.conftest import SMALL, content_digest, sf_connection, sim_rows, store_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTACTS = 50_000
+DEADLINE_S = 150
+KILLS = 5
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def chaos_sim(sim_state: Path, settings: Any) -> Iterator[SalesforceSimulator]:
+    sim = SalesforceSimulator(state_dir=sim_state, counts={**SMALL, "contacts": CONTACTS}).start()
+    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
+    yield sim
+    sim.stop()
+
+
+class Worker:
+    """A `celery worker` subprocess that uses this test run's databases and broker prefix."""
+
+    def __init__(self, log: Path, ca_bundle: str) -> None:
+        self.log = log
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "hub.settings.test",
+            "HUB_USE_TEST_DATABASES": "1",
+            "HUB_TEST_RUN": settings.TEST_RUN,
+            "HUB_HOME": str(settings.HUB_HOME),
+            "HUB_CONNECTOR_CA_BUNDLE": ca_bundle,
+            "HUB_SYNC_RETRY_BASE_MS": "100",
+            "HUB_SYNC_RETRY_MAX_SECONDS": "2",
+            "HUB_SYNC_MAX_RETRIES": "100",
+            "CELERY_VISIBILITY_TIMEOUT": "60",
+            "HUB_BREAKER_COOLDOWN_SECONDS": "1",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        celery = str(Path(sys.executable).parent / "celery")
+        argv = [celery, "-A", "celery_worker", "worker", "-Q", "sync,default", "--concurrency", "2",
+                "--pool", "prefork", "--loglevel", "WARNING", "-n", f"chaos{os.getpid()}@%h"]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=out)
+
+    def ensure_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.restarts += 1
+            self.start()
+
+    def children(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        try:
+            return psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        procs = [psutil.Process(self.proc.pid), *self.children()]
+        self.proc.send_signal(signal.SIGTERM)
+        _gone, alive = psutil.wait_procs(procs, timeout=20)
+        for proc in alive:
+            proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_store_equals_vendor_after_faults_and_sigkills(
+    tenant_a: Tenant, chaos_sim: SalesforceSimulator, tmp_path: Path
+) -> None:
+    connection = sf_connection(tenant_a, chaos_sim, page_size=500)
+    # 10% 503 and 5% 429 of all calls (the second rule only sees calls the first one let through).
+    chaos_sim.inject(
+        latency_ms=15, errors=[{"status": 503, "rate": 0.10}, {"status": 429, "rate": 0.05 / 0.9}]
+    )
+    worker = Worker(tmp_path / "worker.log", chaos_sim.ca_bundle or "")
+    worker.start()
+    alias = tenant_a.home_region.db_alias
+    runs = SyncRun.all_tenants.using(alias).filter(connection_id=connection.pk)
+    attempts = SyncAttempt.all_tenants.using(alias).filter(run__in=runs)
+    kills = 0
+    rng = random.Random(6)  # reproducible chaos
+    try:
+        kwargs = {"tenant_id": tenant_a.id, "connection_id": str(connection.pk), "stream": "contacts"}
+        sync_stream_task.apply_async(kwargs={**kwargs, "trigger": "manual"})
+        deadline = time.monotonic() + DEADLINE_S
+        next_kill = time.monotonic() + rng.uniform(0.5, 1.5)
+        while not runs.filter(status=RunStatus.SUCCEEDED).exists():
+            assert time.monotonic() < deadline, f"no successful run in {DEADLINE_S} s; see {worker.log}"
+            assert not runs.filter(error__startswith="Retries exhausted").exists(), list(runs.values())
+            worker.ensure_running()
+            in_flight = attempts.filter(finished_at=None).exists()
+            if kills < KILLS and in_flight and time.monotonic() >= next_kill:
+                # Every child: the one running the sync dies mid-batch, wherever it is.
+                for child in worker.children():
+                    os.kill(child.pid, signal.SIGKILL)
+                kills += 1
+                next_kill = time.monotonic() + rng.uniform(0.3, 1.5)
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        connections.close_all()
+
+    chaos_sim.clear_faults()
+    assert kills == KILLS
+    # Attempts cut short by SIGKILL never finish; vendor faults end attempts with an error.
+    assert attempts.filter(finished_at=None).count() >= KILLS
+    assert attempts.exclude(error="").exists()
+    vendor = sim_rows(chaos_sim)
+    store = store_rows(tenant_a, connection)
+    assert len(vendor) == CONTACTS
+    assert len(store) == len(vendor)
+    assert content_digest(store) == content_digest(vendor)
+    assert store == vendor
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT external_id) FROM integrations_syncedrecord "
+            "WHERE connection_id = %s AND stream = 'contacts'",
+            [connection.pk],
+        )
+        assert cursor.fetchone() == (CONTACTS, CONTACTS)
