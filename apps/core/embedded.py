@@ -231,11 +231,14 @@ class EmbeddedServices:
     def up(self, *, ephemeral: bool = False, free_ports: bool = False) -> dict[str, Any]:
         with self._locked():
             state = self._read(self.state_file)
+            new_password = "pg_password" not in self._read(self.config_file)
             config = self._config(free_ports=free_ports and not state)
             if os.environ.get("DATABASE_URL"):
                 self.log("postgres: DATABASE_URL is set; using it, nothing started")
             else:
-                state["postgres"] = self._pg_up(state.get("postgres"), config, ephemeral=ephemeral)
+                state["postgres"] = self._pg_up(
+                    state.get("postgres"), config, ephemeral=ephemeral, new_password=new_password
+                )
             if os.environ.get("REDIS_URL"):
                 self.log("redis: REDIS_URL is set; using it, nothing started")
             else:
@@ -271,7 +274,7 @@ class EmbeddedServices:
 
     # --- postgres ----------------------------------------------------------------------------------------
     def _pg_up(
-        self, previous: dict[str, Any] | None, config: dict[str, Any], *, ephemeral: bool
+        self, previous: dict[str, Any] | None, config: dict[str, Any], *, ephemeral: bool, new_password: bool
     ) -> dict[str, Any]:
         bin_dir = self._pg_bin()
         data = self._pg_data()
@@ -279,6 +282,14 @@ class EmbeddedServices:
             self.log(f"postgres: already running (pid {previous['pid']}, port {previous['port']})")
             self._pg_wait(previous["port"], config["pg_password"])
             return previous
+        if new_password and (data / "PG_VERSION").exists():
+            # The data outlived its HUB_HOME (and so its password): keep it aside, never log in blind.
+            aside = data.with_name(f"pgdata.orphaned-{int(time.time())}")
+            data.rename(aside)
+            self.log(
+                f"postgres: {data} belonged to an earlier {self.home} whose passwords are gone; "
+                f"moved it to {aside} and starting fresh"
+            )
         self._pg_init(bin_dir, data, config["pg_password"])
         self._pg_clear_stale_pid(data)
         port = self._pick_port(config, "pg_port", "HUB_PG_PORT")
@@ -309,8 +320,13 @@ class EmbeddedServices:
             tail = log_file.read_text()[-2000:] if log_file.exists() else result.stderr
             raise ServiceError(f"postgres did not start; its log ({log_file}) ends with:\n{tail}")
         pid = int((data / "postmaster.pid").read_text().split()[0])
-        self._pg_wait(port, config["pg_password"])
-        self._pg_create_databases(port, config["pg_password"])
+        try:
+            self._pg_wait(port, config["pg_password"])
+            self._pg_create_databases(port, config["pg_password"])
+        except Exception:
+            # Not recorded in the state file yet, so `down` could not find it: stop what we started.
+            self._pg_down({"pid": pid, "create_time": Proc.of(pid).create_time, "data_dir": str(data)})
+            raise
         self.log(f"postgres: running on 127.0.0.1:{port} (pid {pid}, data {data})")
         return {
             "port": port,

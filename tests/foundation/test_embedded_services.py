@@ -118,3 +118,16 @@ def test_as_root_the_server_runs_unprivileged_without_opening_private_dirs(
     assert psutil.Process(state["postgres"]["pid"]).username() == "hubsvc"
     assert services.home.parent.stat().st_mode & 0o777 == mode_before
     assert (services.home / "pgdata").is_symlink()
+
+
+def test_data_left_behind_by_a_wiped_hub_home_is_moved_aside(services: EmbeddedServices) -> None:
+    """A new clone at the same path must not try the old data with a new password (nor delete it)."""
+    first = services.up(ephemeral=True, free_ports=True)
+    data = Path(first["postgres"]["data_dir"])
+    services.down()
+    services.config_file.unlink()  # what deleting the checkout does; the data dir outlives it
+    services.state_file.unlink(missing_ok=True)
+    again = services.up(ephemeral=True, free_ports=True)
+    assert Proc(again["postgres"]["pid"], again["postgres"]["create_time"]).alive()
+    assert any("orphaned" in line for line in services.lines)  # type: ignore[attr-defined]
+    assert list(data.parent.glob("pgdata.orphaned-*"))
