@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
-from apps.core.context import tenant_context
+from apps.core.context import as_ref, tenant_context
 from apps.integrations import sync
 from apps.integrations.models import RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.sync import lock_key, sync_stream
@@ -220,16 +220,17 @@ def test_retention_and_erasure_handlers(tenant_a: Tenant, sf: SalesforceSimulato
 
     connection = sf_connection(tenant_a, sf)
     run_sync(tenant_a, connection)
+    ref = as_ref(tenant_a)
     erased = erasers()["synced_records"](
-        tenant=tenant_a,
+        tenant=ref,
         subject=Subject.of(email=" Contact1@Example-DE.test", phone=None, external_id="003Hb0000000002AAA"),
     )
     assert erased == 2
     now = datetime.now(UTC)
-    assert purgers()["sync_logs"](tenant=tenant_a, cutoff=now - timedelta(days=1), batch_size=10) == 0
-    assert purgers()["sync_logs"](tenant=tenant_a, cutoff=now + timedelta(seconds=1), batch_size=10) == 1
+    assert purgers()["sync_logs"](tenant=ref, cutoff=now - timedelta(days=1), batch_size=10) == 0
+    assert purgers()["sync_logs"](tenant=ref, cutoff=now + timedelta(seconds=1), batch_size=10) == 1
     # Seeded contacts changed at the vendor in 2024: all older than a cutoff of today.
-    purged = purgers()["synced_records"](tenant=tenant_a, cutoff=now, batch_size=300)
+    purged = purgers()["synced_records"](tenant=ref, cutoff=now, batch_size=300)
     assert purged == CONTACTS - 2
     with tenant_context(tenant_a):
         assert not SyncedRecord.objects.exists()
