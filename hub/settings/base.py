@@ -161,8 +161,8 @@ CACHES: dict[str, dict[str, Any]] = {
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
-# Per-connection circuit breaker (apps.integrations.resilience.BreakerConfig documents the other thresholds):
-# open after this many consecutive vendor failures, probe again after this many seconds (doubling per re-open).
+# Per-connection circuit breaker (resilience.BreakerConfig documents the other thresholds):
+# open after N consecutive vendor failures, probe again after this many seconds (doubling per re-open).
 HUB_BREAKER_FAILURE_THRESHOLD = env_int("HUB_BREAKER_FAILURE_THRESHOLD", 5, minimum=1, maximum=1000)
 HUB_BREAKER_COOLDOWN_SECONDS = env_int("HUB_BREAKER_COOLDOWN_SECONDS", 30, minimum=1, maximum=3600)
 
