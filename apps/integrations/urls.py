@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.integrations import views
+from apps.integrations.views import connections as views
 
 app_name = "integrations"
 
