@@ -200,3 +200,131 @@ class SyncedRecord(RegionModel):
 
     def __str__(self) -> str:
         return f"{self.stream}:{self.external_id}"
+
+
+# --- transactional outbox and dead letters ------------------------------------------------------------
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERING = "delivering", _("Delivering")
+    DELIVERED = "delivered", _("Delivered")
+    DEAD = "dead", _("Dead")
+    DISCARDED = "discarded", _("Discarded")
+
+
+class OutboxMessage(RegionModel):
+    """A write the hub owes a vendor (a captured lead, a ticket), committed with the change that caused it.
+
+    `external_id` is the hub's idempotency key: the vendor upserts by it, so delivering twice (a crash
+    after the vendor accepted) updates the same record instead of creating a second one. Messages with the
+    same `ordering_key` (the target record) are delivered strictly in `sequence` order; a message waits
+    while any predecessor is undelivered, including a dead one, until that is replayed or discarded.
+    `payload` holds personal data: the "outbox" eraser blanks it.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    id = models.BigAutoField(primary_key=True)
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="outbox_messages")
+    stream = models.CharField(_("stream"), max_length=32)
+    operation = models.CharField(_("operation"), max_length=16, default="upsert")
+    external_id = models.CharField(_("hub external id"), max_length=255)
+    payload = models.JSONField(_("payload"), default=dict)
+    ordering_key = models.CharField(_("ordering key"), max_length=255)
+    sequence = models.PositiveIntegerField(_("sequence"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"))
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    vendor_id = models.CharField(_("vendor id"), max_length=255, blank=True, default="")
+    last_error = models.TextField(_("last error"), blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Also the index of the relay's "no undelivered predecessor" check.
+            models.UniqueConstraint(
+                fields=["tenant_id", "connection", "ordering_key", "sequence"], name="outbox_key_sequence"
+            ),
+        ]
+        indexes = [
+            # The relay's scan: undelivered messages that are due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="outbox_due",
+                condition=models.Q(status__in=["pending", "delivering"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream}:{self.external_id}#{self.sequence}"
+
+
+class OutboxAttempt(RegionModel):
+    """One delivery try of one message (Saleor style: one row per try), with why it failed."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    message = models.ForeignKey(OutboxMessage, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField(_("attempt"))
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    retry_after = models.FloatField(_("retry after (s)"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["message", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}#{self.number}"
+
+
+class DeadLetterKind(models.TextChoices):
+    OUTBOX = "outbox", _("Outbox delivery")
+    SYNC = "sync", _("Sync")
+
+
+class DeadLetterStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    REPLAYED = "replayed", _("Replayed")
+    DISCARDED = "discarded", _("Discarded")
+
+
+class DeadLetter(RegionModel):
+    """Work that failed for good (a permanent error, or retries used up), kept for an operator to act on.
+
+    `errors` is the attempt history ([{number, started_at, finished_at, error, retry_after}]); `payload` is
+    what would be replayed (for outbox letters the message payload, blanked by the "outbox" eraser).
+    `resolved_by_id` is a plain user id: users live in the control database.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    kind = models.CharField(_("kind"), max_length=16, choices=DeadLetterKind.choices)
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="dead_letters")
+    stream = models.CharField(_("stream"), max_length=32)
+    message = models.OneToOneField(
+        OutboxMessage, on_delete=models.CASCADE, null=True, blank=True, related_name="dead_letter"
+    )
+    sync_run = models.OneToOneField(
+        SyncRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="dead_letter"
+    )
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True, default="")
+    errors = models.JSONField(_("error history"), default=list, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    status = models.CharField(
+        _("status"), max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.OPEN
+    )
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    resolved_by_id = models.BigIntegerField(_("resolved by"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant_id", "status", "-created_at"], name="deadletter_list"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.stream}#{self.pk}"
