@@ -13,6 +13,10 @@ from apps.security.fields import EncryptedTextField
 
 #: The guardian permission that lets a member without the connector-manager role manage one connection.
 CONNECTION_PERM = "integrations.change_connection"
+#: Keys the hub itself keeps beside a connector's own settings and credentials (webhook verification, see
+#: webhooks.py). A connector refuses unknown keys, so `connector_config` leaves these out.
+HUB_SETTING_KEYS = frozenset({"webhook_org_id"})
+HUB_SECRET_KEYS = frozenset({"webhook_secret"})
 
 
 class Connection(RegionObjectModel):
@@ -57,7 +61,9 @@ class Connection(RegionObjectModel):
 
     def connector_config(self) -> dict[str, Any]:
         """The full config a connector is built from: settings, decrypted secrets, field-map overrides."""
-        return {**self.settings, **self.secrets, "field_map": self.field_map}
+        config = {**self.settings, **self.secrets}
+        hub_owned = HUB_SETTING_KEYS | HUB_SECRET_KEYS
+        return {**{k: v for k, v in config.items() if k not in hub_owned}, "field_map": self.field_map}
 
     def set_secrets(self, values: dict[str, Any]) -> None:
         self.credentials = json.dumps({k: v for k, v in sorted(values.items()) if v not in (None, "")})

@@ -21,7 +21,7 @@ from apps.audit.services import audit_record
 from apps.core.context import as_ref, current_tenant, tenant_context
 from apps.core.errors import HubError, ValidationFailed
 from apps.integrations.conf import connector_class, connector_registry, connector_session
-from apps.integrations.models import CONNECTION_PERM, Connection
+from apps.integrations.models import CONNECTION_PERM, HUB_SECRET_KEYS, HUB_SETTING_KEYS, Connection
 from apps.policies.services import transfer_check
 from apps.tenants.selectors import region_list
 from apps.tenants.services import object_permission_grant, object_permission_revoke
@@ -86,7 +86,8 @@ def _clean_settings(
     schema = {f.name: f for f in cls.config_schema if not f.secret}
     cleaned: dict[str, Any] = {}
     for name in values:
-        if name not in schema:
+        # Hub-owned keys are not the form's to set; connection_update carries the stored ones over.
+        if name not in schema and name not in HUB_SETTING_KEYS:
             errors.setdefault(name, []).append(_("Unknown setting for this connector."))
     for name, config_field in schema.items():
         try:
@@ -114,7 +115,7 @@ def _clean_secrets(
 ) -> dict[str, str]:
     """Merge new secret values over the current ones: a blank value keeps what is stored."""
     schema = {f.name: f for f in cls.config_schema if f.secret}
-    merged = {k: v for k, v in current.items() if k in schema}
+    merged = {k: v for k, v in current.items() if k in schema or k in HUB_SECRET_KEYS}
     for name, value in values.items():
         if name not in schema:
             errors.setdefault(name, []).append(_("Unknown credential for this connector."))
@@ -200,7 +201,8 @@ def _validate(
     if not errors:
         # The connector's own checks (e.g. Salesforce field names must be identifiers); no network here.
         try:
-            cls({**clean_settings, **clean_secrets, "field_map": field_map}, session=HttpSession())
+            own_secrets = {k: v for k, v in clean_secrets.items() if k not in HUB_SECRET_KEYS}
+            cls({**clean_settings, **own_secrets, "field_map": field_map}, session=HttpSession())
         except InvalidConfig as exc:
             errors.setdefault("field_map" if "field_map" in str(exc) else "non_field_errors", []).append(
                 str(exc)
@@ -316,6 +318,7 @@ def connection_update(
             current_secrets=current_secrets,
             field_map=connection.field_map if field_map is None else field_map,
         )
+        clean_settings.update({k: v for k, v in connection.settings.items() if k in HUB_SETTING_KEYS})
         if new_region != connection.endpoint_region:
             _check_residency(tenant=ref, kind=connection.kind, endpoint_region=new_region, request=request)
         changes = {
