@@ -101,3 +101,54 @@ def connection_grant_candidates(*, tenant: Any, connection: Connection) -> Query
     granted = [user.pk for user in connection_grantees(connection=connection)]
     member_ids = Membership.objects.filter(tenant=tenant).exclude(role__in=managing).values_list("user_id")
     return get_user_model().objects.filter(pk__in=member_ids).exclude(pk__in=granted).order_by("username")
+
+
+# --- webhooks and the sync console ----------------------------------------------------------------------
+def webhook_connection_find(*, connection_id: Any) -> tuple[Any, Connection] | None:
+    """Find a connection by id alone, for a public webhook URL: (its active tenant, the connection) or None.
+
+    Connections live in region databases with globally unique UUID keys, so each configured region is
+    asked once (regions are few); the row only counts in its tenant's home region.
+    """
+    from django.conf import settings
+
+    from apps.core.context import region_alias
+    from apps.tenants.models import Tenant
+
+    for code in settings.HUB_REGIONS:
+        alias = region_alias(code)
+        connection = Connection.all_tenants.using(alias).filter(pk=connection_id).first()
+        if connection is None:
+            continue
+        tenant = Tenant.objects.select_related("home_region").filter(pk=connection.tenant_id).first()
+        if tenant is None or not tenant.is_active or tenant.home_region.db_alias != alias:
+            return None
+        return tenant, connection
+    return None
+
+
+def webhook_rejections(*, connections: list[Connection]) -> dict[Any, dict[str, int]]:
+    """Refused webhook deliveries of the last week per connection id and reason (one Redis round trip)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.integrations import webhooks
+    from apps.integrations.resilience import redis_client
+
+    now = timezone.now()
+    days = [webhooks.day_key(now - timedelta(days=n)) for n in range(webhooks.REJECTION_DAYS)]
+    pipe = redis_client().pipeline()
+    for connection in connections:
+        for day in days:
+            pipe.hgetall(webhooks.rejection_key(owner=webhooks.owner_key(connection), day=day))
+    replies = iter(pipe.execute())
+    counts: dict[Any, dict[str, int]] = {}
+    for connection in connections:
+        totals: dict[str, int] = {}
+        for _day in days:
+            for reason, count in next(replies).items():
+                name = reason.decode() if isinstance(reason, bytes) else str(reason)
+                totals[name] = totals.get(name, 0) + int(count)
+        counts[connection.pk] = totals
+    return counts

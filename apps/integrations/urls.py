@@ -37,3 +37,20 @@ urlpatterns = [
         name="connection-delete",
     ),
 ]
+
+# Public webhook endpoints (views/webhooks.py): no tenant slug, the connection id names the tenant.
+from apps.integrations.views import webhooks as webhook_views  # noqa: E402
+
+urlpatterns += [
+    path("hooks/hubspot/<uuid:connection_id>/", webhook_views.hubspot_webhook_view, name="webhook-hubspot"),
+    path(
+        "hooks/salesforce/<uuid:connection_id>/<str:token>/",
+        webhook_views.salesforce_webhook_view,
+        name="webhook-salesforce",
+    ),
+    path(
+        "hooks/servicenow/<uuid:connection_id>/",
+        webhook_views.servicenow_webhook_view,
+        name="webhook-servicenow",
+    ),
+]
