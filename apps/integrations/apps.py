@@ -18,3 +18,7 @@ class IntegrationsConfig(AppConfig):
         register_purger(Category.SYNCED_RECORDS, sync.purge_synced_records)
         register_purger(Category.SYNC_LOGS, sync.purge_sync_logs)
         register_eraser("synced_records", sync.erase_synced_records)
+
+        from apps.integrations import outbox
+
+        register_eraser("outbox", outbox.erase_outbox)

@@ -187,6 +187,14 @@ CELERY_TASK_ROUTES = {
 HUB_SYNC_MAX_RETRIES = env_int("HUB_SYNC_MAX_RETRIES", 10, minimum=0, maximum=100)
 HUB_SYNC_RETRY_BASE_MS = env_int("HUB_SYNC_RETRY_BASE_MS", 2000, minimum=1)
 HUB_SYNC_RETRY_MAX_SECONDS = env_int("HUB_SYNC_RETRY_MAX_SECONDS", 900, minimum=1)
+# Outbox relay: deliveries retry with full-jitter backoff from the base up to the cap, and go to the dead
+# letters after this many tries. A claimed message is leased for LEASE seconds (longer than a vendor call
+# with its timeouts): a relay killed mid-delivery leaves it to be claimed again once the lease runs out.
+HUB_OUTBOX_MAX_ATTEMPTS = env_int("HUB_OUTBOX_MAX_ATTEMPTS", 20, minimum=1, maximum=1000)
+HUB_OUTBOX_RETRY_BASE_MS = env_int("HUB_OUTBOX_RETRY_BASE_MS", 2000, minimum=1)
+HUB_OUTBOX_RETRY_MAX_SECONDS = env_int("HUB_OUTBOX_RETRY_MAX_SECONDS", 600, minimum=1)
+HUB_OUTBOX_LEASE_SECONDS = env_int("HUB_OUTBOX_LEASE_SECONDS", 300, minimum=1)
+HUB_OUTBOX_BATCH = env_int("HUB_OUTBOX_BATCH", 100, minimum=1, maximum=200)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
@@ -198,6 +206,8 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     },
     # Queue the streams whose next scheduled sync is due (schedules live in StreamState, per connection).
     "integrations-sync-due": {"task": "apps.integrations.tasks.sync_due", "schedule": 30.0},
+    # Deliver outbox messages that are due (new ones are also kicked on commit; this catches the rest).
+    "integrations-outbox-relay": {"task": "apps.integrations.tasks.outbox_relay_due", "schedule": 5.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
 
