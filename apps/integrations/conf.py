@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import requests.certs
 from django.conf import settings
@@ -76,3 +77,9 @@ def ca_bundle() -> str | None:
 def connector_session() -> HttpSession:
     """Build the outbound session every connection uses (timeouts, SSRF guard, redaction, trust)."""
     return make_session(allow_hosts=allow_hosts(), ca_bundle=ca_bundle())
+
+
+def build_connector(connection: Any, *, session: HttpSession | None = None) -> Connector:
+    """Instantiate the connection's connector with the hub's outbound session (guard, trust, redaction)."""
+    config = connection.connector_config()
+    return connector_class(connection.kind)(config, session=session or connector_session())

@@ -20,7 +20,7 @@ from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.context import as_ref, current_tenant, tenant_context
 from apps.core.errors import HubError, ValidationFailed
-from apps.integrations.conf import connector_class, connector_registry, connector_session
+from apps.integrations.conf import build_connector, connector_class, connector_registry
 from apps.integrations.models import CONNECTION_PERM, HUB_SECRET_KEYS, HUB_SETTING_KEYS, Connection
 from apps.policies.services import transfer_check
 from apps.tenants.selectors import region_list
@@ -388,7 +388,6 @@ def connection_test(
     *, connection: Connection, tenant: Any, actor: Any = None, request: HttpRequest | None = None
 ) -> TestResult:
     """Run the connector's check against the vendor, store the outcome and audit it."""
-    cls = connector_class(connection.kind)
     ref = as_ref(tenant)
     warnings: list[str] = []
     with tenant_context(ref):
@@ -397,7 +396,7 @@ def connection_test(
             _check_residency(
                 tenant=ref, kind=connection.kind, endpoint_region=connection.endpoint_region, request=request
             )
-            connector = cls(connection.connector_config(), session=connector_session())
+            connector = build_connector(connection)
             warnings = list(connector.warnings)
             connector.check_connection()
         except ValidationFailed as exc:

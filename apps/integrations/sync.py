@@ -33,11 +33,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.context import current_tenant, tenant_context
-from apps.integrations.conf import connector_class, connector_session
+from apps.integrations.conf import build_connector, connector_class, connector_session
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import BreakerOpen, CircuitBreaker, TokenBucket, breaker_for, bucket_for
 from apps.policies.registry import Subject
-from connectors.base import Connector, Cursor, Record
+from connectors.base import Cursor, Record
 from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, redact
 
@@ -94,13 +94,6 @@ class BatchCounts:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-def build_connector(connection: Connection, *, session: HttpSession | None = None) -> Connector:
-    """Instantiate the connection's connector with the hub's outbound session (guard, trust, redaction)."""
-    return connector_class(connection.kind)(
-        connection.connector_config(), session=session or connector_session()
-    )
-
-
 def guard_session(session: HttpSession, *, breaker: CircuitBreaker, bucket: TokenBucket) -> HttpSession:
     """Make every request of `session` pass the connection's token bucket and circuit breaker.
 
