@@ -38,6 +38,19 @@ def _connection_pk(tenant: Tenant) -> Any:
     return existing.pk
 
 
+def _sync_run_pk(tenant: Tenant) -> Any:
+    """One of tenant A's sync runs (queued, never run), on the sweep connection."""
+    from apps.core.context import tenant_context
+    from apps.integrations.models import SyncRun
+
+    connection_pk = _connection_pk(tenant)
+    with tenant_context(tenant):
+        run = SyncRun.objects.filter(connection_id=connection_pk).first()
+        if run is None:
+            run = SyncRun.objects.create(connection_id=connection_pk, stream="contacts", trigger="manual")
+    return run.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -50,6 +63,15 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         f"integrations:connection-{name}": lambda t: {"pk": _connection_pk(t)}
         for name in ("edit", "test", "enable", "field-map", "delete", "grant", "revoke")
     },
+    **{
+        f"integrations:sync-{name}": lambda t: {"pk": _connection_pk(t), "stream": "contacts"}
+        for name in ("stream", "now", "backfill", "pause", "resume", "schedule")
+    },
+    **{
+        f"integrations:sync-{name}": lambda t: {"pk": _connection_pk(t)}
+        for name in ("webhooks", "webhook-rotate", "webhook-org")
+    },
+    "integrations:sync-run": lambda t: {"run_id": _sync_run_pk(t)},
 }
 
 

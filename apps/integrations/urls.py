@@ -54,3 +54,31 @@ urlpatterns += [
         name="webhook-servicenow",
     ),
 ]
+
+# The sync console (views/sync.py).
+from apps.integrations.views import sync as sync_views  # noqa: E402
+
+_STREAM = "t/<slug:tenant_slug>/sync/<uuid:pk>/<slug:stream>/"
+urlpatterns += [
+    path("t/<slug:tenant_slug>/sync/", sync_views.sync_overview_view, name="sync-overview"),
+    path("t/<slug:tenant_slug>/sync/runs/<int:run_id>/", sync_views.sync_run_view, name="sync-run"),
+    path(
+        "t/<slug:tenant_slug>/sync/<uuid:pk>/webhooks/", sync_views.sync_webhooks_view, name="sync-webhooks"
+    ),
+    path(
+        "t/<slug:tenant_slug>/sync/<uuid:pk>/webhooks/rotate/",
+        sync_views.sync_webhook_rotate_view,
+        name="sync-webhook-rotate",
+    ),
+    path(
+        "t/<slug:tenant_slug>/sync/<uuid:pk>/webhooks/org/",
+        sync_views.sync_webhook_org_view,
+        name="sync-webhook-org",
+    ),
+    path(_STREAM, sync_views.sync_stream_view, name="sync-stream"),
+    path(_STREAM + "sync-now/", sync_views.sync_now_view, name="sync-now"),
+    path(_STREAM + "backfill/", sync_views.sync_backfill_view, name="sync-backfill"),
+    path(_STREAM + "pause/", sync_views.sync_pause_view, name="sync-pause"),
+    path(_STREAM + "resume/", sync_views.sync_resume_view, name="sync-resume"),
+    path(_STREAM + "schedule/", sync_views.sync_schedule_view, name="sync-schedule"),
+]
