@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.observability",
     "apps.integrations",
+    "apps.knowledge",
     "apps.console",
 ]
 
@@ -181,6 +183,7 @@ CELERY_TASK_ROUTES = {
     "apps.integrations.tasks.sync_stream_task": {"queue": "sync"},
     "apps.integrations.tasks.outbox_*": {"queue": "outbox"},
     "apps.integrations.tasks.webhook_*": {"queue": "webhooks"},
+    "apps.knowledge.tasks.*": {"queue": "default"},
 }
 # Sync retries: exponential backoff with full jitter from the base, capped (a vendor's Retry-After too);
 # the cap must stay below the visibility timeout above.
@@ -337,6 +340,27 @@ HUB_CONNECTOR_ALLOW_HOSTS: list[str] | None = (
 # A PEM bundle trusted for vendor TLS instead of the system's. Unset: the system trust, plus the local
 # simulators' CA outside production (apps.integrations.conf.ca_bundle).
 HUB_CONNECTOR_CA_BUNDLE = env_str("HUB_CONNECTOR_CA_BUNDLE", "")
+
+# --- Knowledge: embeddings and retrieval ---------------------------------------------------------------
+# The provider new vectors are made with (apps.knowledge.embeddings.EmbeddingProvider); its options as JSON.
+# Providers listed as previous keep embedding queries for knowledge bases still being re-indexed.
+HUB_EMBEDDING_PROVIDER = env_str("HUB_EMBEDDING_PROVIDER", "apps.knowledge.embeddings.UseProvider")
+HUB_EMBEDDING_PREVIOUS_PROVIDERS = env_list("HUB_EMBEDDING_PREVIOUS_PROVIDERS", [])
+try:
+    HUB_EMBEDDING_OPTIONS: dict[str, Any] = json.loads(env_str("HUB_EMBEDDING_OPTIONS", "{}"))
+except ValueError as _exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("Setting HUB_EMBEDDING_OPTIONS: not valid JSON") from _exc
+if not isinstance(HUB_EMBEDDING_OPTIONS, dict):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("Setting HUB_EMBEDDING_OPTIONS: must be a JSON object")
+# Locale every search falls back to after the user's (the knowledge base's source locale comes too).
+HUB_KNOWLEDGE_FALLBACK_LOCALE = env_str("HUB_KNOWLEDGE_FALLBACK_LOCALE", "en")
+# Candidates each half of the hybrid search contributes to the fusion, and HNSW's search breadth.
+HUB_KNOWLEDGE_CANDIDATES = env_int("HUB_KNOWLEDGE_CANDIDATES", 40, minimum=5, maximum=1000)
+HUB_KNOWLEDGE_EF_SEARCH = env_int("HUB_KNOWLEDGE_EF_SEARCH", 100, minimum=10, maximum=1000)
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

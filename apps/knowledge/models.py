@@ -1,0 +1,223 @@
+"""Knowledge bases (region silo): articles, per-locale translations, regional variants, revisions, chunks.
+
+A regional variant is a translation row with a `region` (the generic one has none): both share the workflow,
+the revision history and the indexing, and a variant simply wins over the generic text for its region.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from pgvector.django import HnswIndex, VectorField
+
+from apps.core.models import RegionModel, RegionObjectModel, TenantScopedManager
+from apps.tenants.models import locale_validator
+
+#: Dimensions of every stored vector (the USE model; other providers must project to it).
+EMBEDDING_DIMENSIONS = 512
+
+key_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$",
+    _("Use 1-100 lowercase letters, digits, dots, hyphens and underscores."),
+)
+region_validator = RegexValidator(r"^[A-Z0-9]{2,16}$", _("Use a region code such as “EU” or “US”."))
+
+
+class KnowledgeBase(RegionObjectModel):
+    """A tenant's collection of articles, written in a source locale and translated into others."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    name = models.CharField(_("name"), max_length=100)
+    source_locale = models.CharField(_("source locale"), max_length=16, validators=[locale_validator])
+    enabled_locales = ArrayField(
+        models.CharField(max_length=16, validators=[locale_validator]),
+        default=list,
+        blank=True,
+        verbose_name=_("enabled locales"),
+    )
+    regions = ArrayField(
+        models.CharField(max_length=16, validators=[region_validator]),
+        default=list,
+        blank=True,
+        verbose_name=_("regions served"),
+        help_text=_("Regions that may have regional variants, e.g. EU, US."),
+    )
+    four_eyes = models.BooleanField(
+        _("require four-eyes review"),
+        default=True,
+        help_text=_("The person who approves a change cannot be its last author."),
+    )
+    # Vectors of this model answer searches; while `reindex_model` is being built, search keeps using these.
+    embedding_model = models.CharField(_("embedding model"), max_length=200, blank=True, default="")
+    reindex_model = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant_id", "name"], name="knowledgebase_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def locales(self) -> list[str]:
+        """The source locale first, then the other enabled locales."""
+        return [self.source_locale, *[loc for loc in self.enabled_locales if loc != self.source_locale]]
+
+
+class Article(RegionModel):
+    """One piece of knowledge, identified by a stable key across locales, regions and imports."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    kb = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="articles")
+    key = models.CharField(_("key"), max_length=100, validators=[key_validator])
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["kb", "key"], name="article_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Status(models.TextChoices):
+    DRAFT = "draft", _("Draft")
+    IN_REVIEW = "in_review", _("In review")
+    PUBLISHED = "published", _("Published")
+    ARCHIVED = "archived", _("Archived")
+
+
+class Translation(RegionModel):
+    """An article's text in one locale (and, for a regional variant, one region): the working copy.
+
+    `published_revision` is what readers and search see; editing a published text starts a new draft
+    while the published revision stays live until the draft is approved.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="translations")
+    locale = models.CharField(_("locale"), max_length=16, validators=[locale_validator])
+    region = models.CharField(
+        _("region"), max_length=16, blank=True, default="", validators=[region_validator]
+    )
+    title = models.CharField(_("title"), max_length=300)
+    body = models.TextField(_("body (Markdown)"), blank=True)
+    tags = ArrayField(models.CharField(max_length=50), default=list, blank=True, verbose_name=_("tags"))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    needs_update = models.BooleanField(_("needs update"), default=False)
+    # The source text this translation was last brought in line with.
+    source_revision = models.ForeignKey(
+        "Revision", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    published_revision = models.ForeignKey(
+        "Revision", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["article__key", "locale", "region"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["article", "locale", "region"], name="translation_unique_locale_region"
+            )
+        ]
+
+    def __str__(self) -> str:
+        suffix = f"/{self.region}" if self.region else ""
+        return f"{self.article_id}:{self.locale}{suffix}"
+
+    @property
+    def is_variant(self) -> bool:
+        return bool(self.region)
+
+
+class VariantManager(TenantScopedManager):
+    def get_queryset(self) -> models.QuerySet[Any]:
+        return super().get_queryset().exclude(region="")
+
+
+class RegionalVariant(Translation):
+    """A translation that overrides the generic text of its locale for one region (e.g. EU returns)."""
+
+    objects: ClassVar[VariantManager] = VariantManager()
+
+    class Meta:
+        proxy = True
+
+
+class Revision(RegionModel):
+    """One saved version of a translation or variant; never changed after it is written."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    translation = models.ForeignKey(Translation, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    tags = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    author_id = models.BigIntegerField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["translation", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["translation", "number"], name="revision_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.translation_id}#{self.number}"
+
+
+class Chunk(RegionModel):
+    """A heading-aware piece of a published text with its vector and full-text index entry.
+
+    `chunk_hash` is stable for unchanged text, so re-publishing only embeds what changed; one chunk can
+    exist once per embedding model, which lets a new model be built beside the one search still uses.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    kb = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="+")
+    translation = models.ForeignKey(Translation, on_delete=models.CASCADE, related_name="chunks")
+    article_key = models.CharField(max_length=100)
+    locale = models.CharField(max_length=16)
+    region = models.CharField(max_length=16, blank=True, default="")  # "": the generic text
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PUBLISHED)
+    chunk_hash = models.CharField(max_length=64)
+    position = models.PositiveIntegerField()
+    title = models.CharField(max_length=300)
+    heading_path = ArrayField(models.CharField(max_length=300), default=list, blank=True)
+    text = models.TextField()
+    model_id = models.CharField(max_length=200)
+    embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS)
+    ts_config = models.CharField(max_length=32)
+    tsv = SearchVectorField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chunk_hash", "model_id"], name="chunk_unique_hash_model")
+        ]
+        indexes = [
+            HnswIndex(
+                name="chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["tsv"], name="chunk_tsv_gin"),
+            models.Index(fields=["tenant_id", "kb", "article_key"], name="chunk_article"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.article_key}/{self.locale}#{self.position}"

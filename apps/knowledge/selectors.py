@@ -1,0 +1,302 @@
+"""Reading knowledge: coverage, lists for the console, and `knowledge_search` (hybrid retrieval).
+
+Search in one SQL statement: the HNSW vector ranking and the full-text ranking are fused with reciprocal
+rank fusion; candidates are grouped per article, and each article answers with its best chunk in the
+most preferred text it has (user locale before fallbacks, the regional variant before the generic text).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import Count, Q, QuerySet
+from django.urls import NoReverseMatch, reverse
+
+from apps.core.context import as_ref, tenant_context
+from apps.knowledge.chunking import fts_text, ts_config
+from apps.knowledge.embeddings import provider_for_model
+from apps.knowledge.models import Article, KnowledgeBase, Status, Translation
+
+RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    kb_id: str
+    article_key: str
+    locale: str
+    region: str | None
+    title: str
+    heading_path: list[str]
+    text: str
+    score: float
+    citation_url: str
+    chunk_id: int = 0
+
+
+@dataclass
+class LocaleCoverage:
+    locale: str
+    is_source: bool
+    total: int
+    published: int = 0
+    needs_update: int = 0
+    in_progress: int = 0
+    missing: int = field(default=0)
+
+
+# --- console reads -------------------------------------------------------------------------------------
+def kb_list() -> QuerySet[KnowledgeBase]:
+    return KnowledgeBase.objects.annotate(article_count=Count("articles"))
+
+
+def kb_get(*, kb_id: Any) -> KnowledgeBase | None:
+    try:
+        pk = uuid.UUID(str(kb_id))
+    except ValueError:
+        return None
+    return KnowledgeBase.objects.filter(pk=pk).first()
+
+
+def kb_coverage(*, kb: KnowledgeBase) -> list[LocaleCoverage]:
+    """Per locale: how many articles are published, need an update after a source change, or are missing."""
+    total = Article.objects.filter(kb=kb).count()
+    live = Q(published_revision__isnull=False) & ~Q(status=Status.ARCHIVED)
+    rows = {
+        row["locale"]: row
+        for row in Translation.objects.filter(article__kb=kb, region="")
+        .exclude(status=Status.ARCHIVED)
+        .values("locale")
+        .annotate(
+            n_published=Count("pk", filter=live & Q(needs_update=False)),
+            n_needs_update=Count("pk", filter=Q(needs_update=True)),
+            n_in_progress=Count("pk", filter=Q(published_revision__isnull=True, needs_update=False)),
+        )
+    }
+    result = []
+    for locale in kb.locales:
+        row: Any = rows.get(locale, {})
+        cov = LocaleCoverage(
+            locale=locale,
+            is_source=locale == kb.source_locale,
+            total=total,
+            published=row.get("n_published", 0),
+            needs_update=row.get("n_needs_update", 0),
+            in_progress=row.get("n_in_progress", 0),
+        )
+        cov.missing = total - cov.published - cov.needs_update - cov.in_progress
+        result.append(cov)
+    return result
+
+
+def article_matrix(*, kb: KnowledgeBase) -> list[tuple[Article, dict[str, list[Translation]]]]:
+    """Articles with their translations per locale (generic first, then variants): two queries."""
+    articles = list(Article.objects.filter(kb=kb).order_by("key"))
+    by_article: dict[int, dict[str, list[Translation]]] = {a.pk: {} for a in articles}
+    for t in Translation.objects.filter(article__kb=kb).order_by("locale", "region"):
+        by_article[t.article_id].setdefault(t.locale, []).append(t)
+    return [(a, by_article[a.pk]) for a in articles]
+
+
+def review_queue(*, locales: Sequence[str] = (), regions: Sequence[str] = ()) -> QuerySet[Translation]:
+    """Texts waiting for review, limited to an editor's locales and regions when given."""
+    qs = Translation.objects.filter(status=Status.IN_REVIEW).select_related("article__kb")
+    if locales:
+        qs = qs.filter(locale__in=list(locales))
+    if regions:
+        qs = qs.filter(Q(region="") | Q(region__in=list(regions)))
+    return qs.order_by("updated_at")
+
+
+def member_may_edit(*, membership: Any, locale: str, region: str = "") -> bool:
+    """A localization editor limited to some locales/regions may edit only those (empty: no limit)."""
+    if membership is None:
+        return True  # platform operators
+    locales = list(getattr(membership, "locales", []) or [])
+    regions = [r.upper() for r in (getattr(membership, "regions", []) or [])]
+    if locales and locale not in locales:
+        return False
+    return not (region and regions and region.upper() not in regions)
+
+
+# --- search --------------------------------------------------------------------------------------------
+_LOCALE = re.compile(r"^([A-Za-z]{2,3})(?:[-_]([A-Za-z]{2}|[A-Za-z]{4}))?$")
+
+
+def normalize_locale(locale: str) -> str:
+    match = _LOCALE.match((locale or "").strip())
+    if not match:
+        return settings.HUB_KNOWLEDGE_FALLBACK_LOCALE
+    lang, sub = match.group(1).lower(), match.group(2)
+    if not sub:
+        return lang
+    return f"{lang}-{sub.upper() if len(sub) == 2 else sub.title()}"
+
+
+def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str]:
+    """The locales an answer may come from, most preferred first: fr-CA → fr → fallback → KB sources."""
+    locale = normalize_locale(locale)
+    chain = [locale, locale.split("-", 1)[0], settings.HUB_KNOWLEDGE_FALLBACK_LOCALE, *source_locales]
+    return list(dict.fromkeys(chain))
+
+
+_SEARCH_SQL = """
+WITH vec AS MATERIALIZED (
+    SELECT id, kb_id, article_key, row_number() OVER (ORDER BY d) AS r FROM (
+        SELECT c.id, c.kb_id, c.article_key, c.embedding <=> %(vec)s::vector AS d
+        FROM knowledge_chunk c
+        WHERE {filters}
+        ORDER BY c.embedding <=> %(vec)s::vector
+        LIMIT %(n)s
+    ) v
+),
+fts AS MATERIALIZED (
+    SELECT c.id, c.kb_id, c.article_key,
+           row_number() OVER (ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id) AS r
+    FROM knowledge_chunk c, (SELECT {tsquery} AS tsq) q
+    WHERE c.tsv @@ q.tsq AND {filters}
+    ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id
+    LIMIT %(n)s
+),
+cand AS (
+    SELECT id, kb_id, article_key, sum(1.0 / (%(rrf_k)s + r)) AS score
+    FROM (SELECT * FROM vec UNION ALL SELECT * FROM fts) u
+    GROUP BY id, kb_id, article_key
+),
+arts AS (
+    SELECT kb_id, article_key, max(score) AS score
+    FROM cand GROUP BY kb_id, article_key
+    ORDER BY max(score) DESC, article_key
+    LIMIT %(k)s
+),
+pref AS (
+    SELECT DISTINCT ON (c.kb_id, c.article_key) c.kb_id, c.article_key, c.translation_id
+    FROM arts a
+    JOIN knowledge_chunk c
+      ON c.tenant_id = %(tenant)s AND c.kb_id = a.kb_id AND c.article_key = a.article_key
+    WHERE {filters}
+    ORDER BY c.kb_id, c.article_key, array_position(%(chain)s::varchar[], c.locale::varchar),
+             c.region = ''
+),
+best AS (
+    SELECT DISTINCT ON (c.translation_id)
+           c.id, c.kb_id, c.article_key, c.locale, c.region, c.title, c.heading_path, c.text
+    FROM pref p
+    JOIN knowledge_chunk c ON c.translation_id = p.translation_id AND c.model_id = %(model)s
+    LEFT JOIN cand f ON f.id = c.id
+    ORDER BY c.translation_id, f.score DESC NULLS LAST, c.embedding <=> %(vec)s::vector
+)
+SELECT b.id, b.kb_id, b.article_key, b.locale, b.region, b.title, b.heading_path, b.text, a.score
+FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
+ORDER BY a.score DESC, b.article_key
+"""
+_FILTERS = (
+    "c.tenant_id = %(tenant)s AND c.kb_id = ANY(%(kbs)s::uuid[]) AND c.model_id = %(model)s"
+    " AND c.status = 'published' AND c.locale = ANY(%(chain)s::varchar[])"
+    " AND (c.region = '' OR c.region = %(region)s)"
+)
+
+
+def _tsquery_sql(configs: Sequence[str]) -> str:
+    """OR of the query's words, stemmed once per language of the chain (plainto_tsquery ANDs them)."""
+    parts = [
+        f"replace(plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)::text, '&', '|')::tsquery" for cfg in configs
+    ]
+    return " || ".join(parts)
+
+
+@cache
+def _search_sql(configs: tuple[str, ...]) -> str:
+    return _SEARCH_SQL.format(filters=_FILTERS, tsquery=_tsquery_sql(configs))
+
+
+def _citation_url(*, slug: str, kb_id: str, key: str, locale: str, region: str | None) -> str:
+    try:
+        url = reverse("knowledge:article", kwargs={"tenant_slug": slug, "kb_id": kb_id, "key": key})
+    except NoReverseMatch:
+        url = f"/t/{slug}/knowledge/{kb_id}/articles/{key}/"
+    return f"{url}?locale={locale}" + (f"&region={region}" if region else "")
+
+
+def knowledge_search(
+    *,
+    tenant: Any,
+    query: str,
+    locale: str,
+    region: str | None = None,
+    k: int = 5,
+    kb: KnowledgeBase | str | None = None,
+) -> list[SearchHit]:
+    """Find the `k` articles that best answer `query`, each with its best chunk, for a locale and region.
+
+    Only published text of the tenant is searched; a regional variant beats the generic text of its
+    locale, and the user's locale beats the fallbacks, but an article found in any locale of the chain
+    counts (so a German question finds an English-only article).
+    """
+    ref = as_ref(tenant)
+    query = (query or "").strip()[:2000]
+    if not query or k <= 0:
+        return []
+    region_code = (region or "").strip().upper()
+    with tenant_context(ref):
+        kbs = KnowledgeBase.objects.all()
+        if kb is not None:
+            kbs = kbs.filter(pk=kb.pk if isinstance(kb, KnowledgeBase) else kb)
+        rows = list(kbs.values_list("id", "source_locale", "embedding_model"))
+    if not rows:
+        return []
+    chain = locale_chain(locale=locale, source_locales=sorted({r[1] for r in rows}))
+    configs = tuple(dict.fromkeys(ts_config(loc) for loc in chain))
+    by_model: dict[str, list[str]] = {}
+    for kb_id, _source, model_id in rows:
+        by_model.setdefault(model_id, []).append(str(kb_id))
+    ef_search = max(settings.HUB_KNOWLEDGE_EF_SEARCH, settings.HUB_KNOWLEDGE_CANDIDATES)
+    hits: list[SearchHit] = []
+    alias = ref.db_alias
+    for model_id, kb_ids in by_model.items():
+        vector = provider_for_model(model_id).embed_query(query)
+        params: dict[str, Any] = {
+            "vec": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]",
+            "tenant": ref.id,
+            "kbs": kb_ids,
+            "model": model_id,
+            "chain": chain,
+            "region": region_code,
+            "n": settings.HUB_KNOWLEDGE_CANDIDATES,
+            "k": k,
+            "rrf_k": RRF_K,
+            "ftsq": fts_text(query),
+        }
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            # Breadth of the HNSW search; iterative scans keep going when filters reject candidates.
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)",
+                [str(ef_search), "relaxed_order"],
+            )
+            cursor.execute(_search_sql(configs), params)
+            for chunk_id, kb_id, key, loc, reg, title, path, text, score in cursor.fetchall():
+                hits.append(
+                    SearchHit(
+                        kb_id=str(kb_id),
+                        article_key=key,
+                        locale=loc,
+                        region=reg or None,
+                        title=title,
+                        heading_path=list(path or []),
+                        text=text,
+                        score=float(score),
+                        citation_url=_citation_url(
+                            slug=ref.slug, kb_id=str(kb_id), key=key, locale=loc, region=reg
+                        ),
+                        chunk_id=chunk_id,
+                    )
+                )
+    hits.sort(key=lambda h: -h.score)
+    return hits[:k]

@@ -1,0 +1,323 @@
+"""Writing knowledge: bases, translations and their workflow (draft → in review → published → archived).
+
+Every save of a translation or regional variant writes a Revision. Publishing is audited and queues the
+indexing task on commit; archiving removes the text from search at once (in the same transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from apps.audit.services import audit_record
+from apps.core.context import current_tenant, tenant_context
+from apps.core.errors import Conflict, ValidationFailed
+from apps.knowledge.models import (
+    Article,
+    Chunk,
+    KnowledgeBase,
+    Revision,
+    Status,
+    Translation,
+    key_validator,
+    region_validator,
+)
+from apps.tenants.models import locale_validator
+
+
+def _validate(validator: Any, value: str, field: str, errors: dict[str, list[str]]) -> None:
+    try:
+        validator(value)
+    except ValidationError as exc:
+        errors.setdefault(field, []).extend(exc.messages)
+
+
+def _clean_regions(regions: Iterable[str], errors: dict[str, list[str]]) -> list[str]:
+    cleaned = list(dict.fromkeys(r.strip().upper() for r in regions if r and r.strip()))
+    for region in cleaned:
+        _validate(region_validator, region, "regions", errors)
+    return cleaned
+
+
+def _actor_id(actor: Any) -> int | None:
+    return getattr(actor, "pk", None) if actor is not None else None
+
+
+# --- knowledge bases -----------------------------------------------------------------------------------
+def kb_create(
+    *,
+    tenant: Any,
+    name: str,
+    source_locale: str,
+    enabled_locales: Sequence[str] = (),
+    regions: Sequence[str] = (),
+    four_eyes: bool = True,
+    actor: Any = None,
+) -> KnowledgeBase:
+    """Create a knowledge base; its vectors start with the configured embedding model."""
+    from apps.knowledge.embeddings import get_provider
+
+    errors: dict[str, list[str]] = {}
+    name = name.strip()
+    if not name:
+        errors["name"] = [_("Enter a name.")]
+    _validate(locale_validator, source_locale, "source_locale", errors)
+    locales = list(dict.fromkeys([source_locale, *enabled_locales]))
+    for locale in locales:
+        _validate(locale_validator, locale, "enabled_locales", errors)
+    cleaned_regions = _clean_regions(regions, errors)
+    with tenant_context(tenant):
+        if name and KnowledgeBase.objects.filter(name=name).exists():
+            errors.setdefault("name", []).append(_("A knowledge base with this name already exists."))
+        if errors:
+            raise ValidationFailed(_("The knowledge base was not created."), errors)
+        with transaction.atomic(using=current_tenant().db_alias):
+            kb = KnowledgeBase(
+                name=name,
+                source_locale=source_locale,
+                enabled_locales=locales,
+                regions=cleaned_regions,
+                four_eyes=four_eyes,
+                embedding_model=get_provider().model_id,
+            )
+            kb.save()
+            audit_record(
+                "knowledge.kb_created",
+                tenant=tenant,
+                actor=actor,
+                target=kb,
+                changes={"source_locale": source_locale, "locales": locales, "regions": cleaned_regions},
+            )
+    return kb
+
+
+def kb_update(
+    *,
+    kb: KnowledgeBase,
+    enabled_locales: Sequence[str] | None = None,
+    regions: Sequence[str] | None = None,
+    four_eyes: bool | None = None,
+    actor: Any = None,
+) -> KnowledgeBase:
+    """Change the locales, regions or review rule of a knowledge base (the source locale stays fixed)."""
+    errors: dict[str, list[str]] = {}
+    changes: dict[str, Any] = {}
+    if enabled_locales is not None:
+        locales = list(dict.fromkeys([kb.source_locale, *enabled_locales]))
+        for locale in locales:
+            _validate(locale_validator, locale, "enabled_locales", errors)
+        changes["enabled_locales"] = kb.enabled_locales = locales
+    if regions is not None:
+        changes["regions"] = kb.regions = _clean_regions(regions, errors)
+    if four_eyes is not None:
+        changes["four_eyes"] = kb.four_eyes = four_eyes
+    if errors:
+        raise ValidationFailed(_("The knowledge base was not changed."), errors)
+    with transaction.atomic(using=current_tenant().db_alias):
+        kb.save()
+        audit_record("knowledge.kb_updated", tenant=current_tenant(), actor=actor, target=kb, changes=changes)
+    return kb
+
+
+# --- translations and regional variants ------------------------------------------------------------------
+def _source_translation(*, article: Article, source_locale: str, region: str) -> Translation | None:
+    """The source text a translation follows: the same region's source variant, else the generic one."""
+    rows = {t.region: t for t in Translation.objects.filter(article=article, locale=source_locale)}
+    return rows.get(region) or rows.get("")
+
+
+def _latest_revision(translation: Translation | None) -> Revision | None:
+    if translation is None:
+        return None
+    return translation.revisions.order_by("-number").first()
+
+
+def translation_save(
+    *,
+    kb: KnowledgeBase,
+    key: str,
+    locale: str,
+    region: str = "",
+    title: str,
+    body: str,
+    tags: Sequence[str] = (),
+    author: Any = None,
+    note: str = "",
+) -> Translation:
+    """Create or edit the text of article `key` in `locale` (and `region` for a regional variant).
+
+    Writes a new Revision when anything changed. A published or archived text goes back to draft (the
+    published revision stays live until the new one is approved). Changing the source-locale text marks
+    the article's other translations of that region as needing an update.
+    """
+    errors: dict[str, list[str]] = {}
+    region = (region or "").strip().upper()
+    title = title.strip()
+    tags = [t.strip() for t in tags if t and t.strip()]
+    _validate(key_validator, key, "key", errors)
+    _validate(locale_validator, locale, "locale", errors)
+    if not errors.get("locale") and locale not in kb.locales:
+        errors["locale"] = [_("This knowledge base does not use the locale %(locale)s.") % {"locale": locale}]
+    if region:
+        _validate(region_validator, region, "region", errors)
+        if not errors.get("region") and region not in kb.regions:
+            errors["region"] = [
+                _("This knowledge base does not serve the region %(region)s.") % {"region": region}
+            ]
+    if not title:
+        errors["title"] = [_("Enter a title.")]
+    elif len(title) > 300:
+        errors["title"] = [_("Use at most 300 characters.")]
+    if errors:
+        raise ValidationFailed(_("The text was not saved."), errors)
+
+    with transaction.atomic(using=current_tenant().db_alias):
+        article, _created = Article.objects.get_or_create(kb=kb, key=key)
+        translation = (
+            Translation.objects.select_for_update()
+            .filter(article=article, locale=locale, region=region)
+            .first()
+        )
+        if translation is None:
+            translation = Translation(article=article, locale=locale, region=region, title=title, body=body)
+        elif (translation.title, translation.body, list(translation.tags)) == (title, body, tags):
+            return translation  # nothing changed: no revision, no workflow change
+        text_changed = translation.pk is None or (translation.title, translation.body) != (title, body)
+        translation.title, translation.body, translation.tags = title, body, tags
+        if translation.status in (Status.PUBLISHED, Status.ARCHIVED):
+            translation.status = Status.DRAFT
+        is_source = locale == kb.source_locale
+        if not is_source:
+            source = _source_translation(article=article, source_locale=kb.source_locale, region=region)
+            translation.source_revision = _latest_revision(source)
+            translation.needs_update = False
+        translation.save()
+        number = (translation.revisions.aggregate(n=Max("number"))["n"] or 0) + 1
+        Revision(
+            translation=translation,
+            number=number,
+            title=title,
+            body=body,
+            tags=tags,
+            author_id=_actor_id(author),
+            note=note[:200],
+        ).save()
+        if is_source and text_changed and number > 1:
+            followers = Translation.objects.filter(article=article).exclude(locale=locale)
+            # A generic source change concerns every follower; a regional one only that region's variants.
+            if region:
+                followers = followers.filter(region=region)
+            followers.update(needs_update=True, updated_at=timezone.now())
+    return translation
+
+
+def translation_submit(*, translation: Translation, actor: Any = None) -> Translation:
+    """Ask for review of a draft."""
+    if translation.status != Status.DRAFT:
+        raise Conflict(_("Only a draft can be submitted for review."))
+    translation.status = Status.IN_REVIEW
+    translation.save(update_fields=["status", "updated_at"])
+    return translation
+
+
+def translation_publish(*, translation: Translation, actor: Any, request: Any = None) -> Translation:
+    """Approve and publish the latest revision; queue its indexing once the transaction commits.
+
+    With four-eyes review the text must be in review and the approver must not be its last author.
+    """
+    kb = translation.article.kb
+    revision = _latest_revision(translation)
+    if revision is None:
+        raise Conflict(_("There is no text to publish."))
+    if translation.status == Status.PUBLISHED and translation.published_revision_id == revision.pk:
+        raise Conflict(_("This text is already published."))
+    if kb.four_eyes:
+        if translation.status != Status.IN_REVIEW:
+            raise Conflict(_("This knowledge base requires review: submit the text for review first."))
+        if revision.author_id is not None and revision.author_id == _actor_id(actor):
+            raise Conflict(
+                _("Four-eyes review: you wrote the latest change, so someone else has to approve it.")
+            )
+    elif translation.status not in (Status.DRAFT, Status.IN_REVIEW):
+        raise Conflict(_("Only a draft or a text in review can be published."))
+    tenant = current_tenant()
+    with transaction.atomic(using=tenant.db_alias):
+        translation.status = Status.PUBLISHED
+        translation.published_revision = revision
+        translation.published_at = timezone.now()
+        translation.save(update_fields=["status", "published_revision", "published_at", "updated_at"])
+        audit_record(
+            "knowledge.published",
+            tenant=tenant,
+            actor=actor,
+            target=translation,
+            target_label=f"{kb.name}: {translation.article.key} ({translation.locale}"
+            f"{'/' + translation.region if translation.region else ''})",
+            changes={"revision": revision.number, "kb": str(kb.pk), "title": revision.title},
+            request=request,
+        )
+        index_on_commit(translation_ids=[translation.pk])
+    return translation
+
+
+def translation_archive(*, translation: Translation, actor: Any = None, request: Any = None) -> Translation:
+    """Take a text out of service: it leaves search in this transaction, and its history stays."""
+    if translation.status == Status.ARCHIVED:
+        raise Conflict(_("This text is already archived."))
+    tenant = current_tenant()
+    with transaction.atomic(using=tenant.db_alias):
+        translation.status = Status.ARCHIVED
+        translation.published_revision = None
+        translation.published_at = None
+        translation.save(update_fields=["status", "published_revision", "published_at", "updated_at"])
+        Chunk.objects.filter(translation=translation).delete()
+        audit_record("knowledge.archived", tenant=tenant, actor=actor, target=translation, request=request)
+    return translation
+
+
+def _on_commit(func: Any, *, using: str) -> None:
+    """Queue work for after the commit (tests swap this to run it at once, inside their transaction)."""
+    transaction.on_commit(func, using=using)
+
+
+def index_on_commit(*, translation_ids: list[int]) -> None:
+    """Queue indexing of these translations after the current transaction commits."""
+    from apps.knowledge.tasks import knowledge_index_task
+
+    tenant = current_tenant()
+    _on_commit(
+        lambda: knowledge_index_task.delay(tenant_id=tenant.id, translation_ids=translation_ids),
+        using=tenant.db_alias,
+    )
+
+
+def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
+    """Start building vectors of the configured model for `kb` in the background; False if current."""
+    from apps.knowledge.embeddings import get_provider
+    from apps.knowledge.tasks import knowledge_reindex_task
+
+    model_id = get_provider().model_id
+    if kb.embedding_model == model_id:
+        return False
+    tenant = current_tenant()
+    with transaction.atomic(using=tenant.db_alias):
+        kb.reindex_model = model_id
+        kb.save(update_fields=["reindex_model", "updated_at"])
+        audit_record(
+            "knowledge.reindex_started",
+            tenant=tenant,
+            actor=actor,
+            target=kb,
+            changes={"from": kb.embedding_model, "to": model_id},
+        )
+        kb_id = str(kb.pk)
+        _on_commit(
+            lambda: knowledge_reindex_task.delay(tenant_id=tenant.id, kb_id=kb_id), using=tenant.db_alias
+        )
+    return True
