@@ -47,6 +47,7 @@ from apps.integrations.models import (
 from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
 from apps.integrations.sync import ERROR_LIMIT, build_connector, guard_session, is_transient, retry_after_of
 from apps.policies.registry import Subject
+from connectors.base import Connector
 from connectors.errors import ConnectorError, RateLimited
 from connectors.http import HttpSession, redact
 
@@ -125,16 +126,18 @@ def outbox_enqueue(
 
 
 def outbox_kick(*, message: OutboxMessage) -> None:
-    """Queue an immediate delivery try once the current transaction commits.
+    """Queue a relay of the message's connection once the current transaction commits.
 
+    Kicks coalesce: while a relay of the connection is queued and not yet started, no other is queued,
+    so a burst of a thousand captures costs a handful of broker messages, each delivering in batches.
     Best effort (`robust`): with the broker down the commit still succeeds and the beat relay delivers.
     """
-    from apps.integrations.tasks import outbox_deliver_task
-
     tenant = current_tenant()
-    kwargs = {"tenant_id": tenant.id, "message_id": message.pk}
+    tenant_id, connection_id = tenant.id, message.connection_id
     transaction.on_commit(
-        lambda: outbox_deliver_task.apply_async(kwargs=kwargs), using=tenant.db_alias, robust=True
+        lambda: outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id),
+        using=tenant.db_alias,
+        robust=True,
     )
 
 
@@ -278,23 +281,46 @@ def _breaker_open(connection: Connection) -> bool:
     return state.state == "open" and state.retry_at is not None and state.retry_at > timezone.now()
 
 
-def _deliver(connection: Connection, claimed: list[Claimed]) -> tuple[int, bool]:
-    """Write the claimed messages, one connector call per stream; return (delivered, vendor failing)."""
-    secrets = list(connection.secrets.values())
-    delivered, failing = 0, False
-    by_stream: dict[str, list[Claimed]] = defaultdict(list)
-    for item in claimed:
-        by_stream[item.message.stream].append(item)
-    session = guard_session(
-        connector_session(), breaker=breaker_for(connection), bucket=bucket_for(connection)
-    )
-    try:
-        connector = build_connector(connection, session=session)
-    except ConnectorError as exc:  # a connection whose settings no longer parse: nothing can be delivered
+class _Courier:
+    """Delivers claimed messages of one connection; its connector (one vendor login) serves every batch.
+
+    Every request passes the connection's token bucket and circuit breaker, shared by all workers.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.secrets = list(connection.secrets.values())
+        self._connector: Connector | None = None
+
+    def _get_connector(self) -> Connector:
+        if self._connector is None:
+            session = guard_session(
+                connector_session(),
+                breaker=breaker_for(self.connection),
+                bucket=bucket_for(self.connection),
+            )
+            self._connector = build_connector(self.connection, session=session)
+        return self._connector
+
+    def deliver(self, claimed: list[Claimed]) -> tuple[int, bool]:
+        """Write the claimed messages, one call per stream; return (delivered, whether the vendor fails)."""
+        try:
+            connector = self._get_connector()
+        except ConnectorError as exc:  # settings that no longer parse: nothing can be delivered
+            for item in claimed:
+                _failed(item, error=redact(exc.message, self.secrets), transient=False, retry_after=None)
+            return 0, False
+        by_stream: dict[str, list[Claimed]] = defaultdict(list)
         for item in claimed:
-            _failed(item, error=redact(exc.message, secrets), transient=False, retry_after=None)
-        return 0, False
-    for stream, items in by_stream.items():
+            by_stream[item.message.stream].append(item)
+        delivered, failing = 0, False
+        for stream, items in by_stream.items():
+            count, transient_failure = self._write(connector, stream, items)
+            delivered += count
+            failing = failing or transient_failure
+        return delivered, failing
+
+    def _write(self, connector: Connector, stream: str, items: list[Claimed]) -> tuple[int, bool]:
         records = [{"external_id": c.message.external_id, "fields": c.message.payload} for c in items]
         try:
             result = connector.write(stream, records)
@@ -304,16 +330,16 @@ def _deliver(connection: Connection, claimed: list[Claimed]) -> tuple[int, bool]
                 retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
                 transient = True
             else:
-                error = redact(exc.message, secrets)
+                error = redact(exc.message, self.secrets)
                 retry_after = retry_after_of(exc)
                 transient = is_transient(exc)
                 if isinstance(exc, RateLimited) and retry_after:
-                    bucket_for(connection).penalize(retry_after)
-            failing = failing or transient
+                    bucket_for(self.connection).penalize(retry_after)  # every worker holds back
             for item in items:
                 _failed(item, error=error, transient=transient, retry_after=retry_after)
-            continue
+            return 0, transient
         outcomes = {o.external_id: o for o in result.outcomes}
+        delivered = 0
         for item in items:
             outcome = outcomes.get(item.message.external_id)
             if outcome is None:
@@ -321,15 +347,16 @@ def _deliver(connection: Connection, claimed: list[Claimed]) -> tuple[int, bool]
                         retry_after=None)  # fmt: skip
             elif outcome.error is not None:
                 # The vendor rejected this record (validation, a missing required field): permanent.
-                _failed(item, error=redact(outcome.error, secrets), transient=False, retry_after=None)
+                error = redact(outcome.error, self.secrets)
+                _failed(item, error=error, transient=False, retry_after=None)
             else:
                 _delivered(item, vendor_id=outcome.vendor_id)
                 delivered += 1
-    return delivered, failing
+        return delivered, False
 
 
 def outbox_deliver(*, message_id: int) -> str | None:
-    """Try to deliver one message now (the on-commit kick); return its status, None when it is gone.
+    """Try to deliver one message now; return its status, None when it is gone.
 
     Does nothing when the message is not due, is already claimed, or waits for a predecessor: the relay
     delivers it in its turn.
@@ -341,7 +368,7 @@ def outbox_deliver(*, message_id: int) -> str | None:
     if message.status in CLAIMABLE and connection.enabled and not _breaker_open(connection):
         claimed = _claim(connection=connection, limit=1, message_id=message_id)
         if claimed:
-            _deliver(connection, claimed)
+            _Courier(connection).deliver(claimed)
     return OutboxMessage.objects.filter(pk=message_id).values_list("status", flat=True).first()
 
 
@@ -357,13 +384,14 @@ def outbox_relay(
     if connection is None or not connection.enabled:
         return 0  # a disabled connection keeps its messages until it is enabled again
     limit = limit or settings.HUB_OUTBOX_BATCH
+    courier = _Courier(connection)
     deadline = time.monotonic() + budget_s
     delivered = 0
     while time.monotonic() < deadline and not _breaker_open(connection):
         claimed = _claim(connection=connection, limit=limit)
         if not claimed:
             break
-        count, failing = _deliver(connection, claimed)
+        count, failing = courier.deliver(claimed)
         delivered += count
         if failing:
             break
@@ -374,35 +402,46 @@ def _relay_key(tenant_id: int, connection_id: Any) -> str:
     return f"outbox:relay:{tenant_id}:{connection_id}"
 
 
+def outbox_relay_queue(*, tenant_id: int, connection_id: Any) -> bool:
+    """Queue a relay task for one connection unless one is queued already; return whether it queued.
+
+    The marker lives in Redis and expires by itself (a relay lost with its worker blocks nothing for
+    longer than that); the relay removes it when it starts, so changes committed meanwhile get a relay.
+    """
+    from apps.integrations.tasks import outbox_relay_task
+
+    key = _relay_key(tenant_id, connection_id)
+    ttl = min(RELAY_DEDUP_SECONDS, settings.HUB_OUTBOX_LEASE_SECONDS)
+    if not cache.add(key, 1, timeout=ttl):
+        return False
+    try:
+        outbox_relay_task.apply_async(kwargs={"tenant_id": tenant_id, "connection_id": str(connection_id)})
+    except Exception:
+        cache.delete(key)  # let the next kick or beat tick try again
+        raise
+    return True
+
+
 def outbox_relay_started(*, tenant_id: int, connection_id: Any) -> None:
-    """Let the beat queue another relay for this connection (its queued one is running now)."""
+    """Let kicks and the beat queue another relay for this connection (its queued one is running now)."""
     cache.delete(_relay_key(tenant_id, connection_id))
 
 
-def outbox_due(*, now: datetime | None = None) -> list[tuple[Any, list[Any]]]:
-    """Connections with deliverable messages, grouped by tenant, in every region.
-
-    A connection whose relay is still queued (a marker in Redis, expiring by itself) is left out, so a
-    stopped worker does not pile up one relay per beat tick in the broker.
-    """
+def outbox_due(*, now: datetime | None = None) -> list[tuple[int, Any]]:
+    """(tenant id, connection id) of every connection with deliverable messages, in every region."""
     from apps.tenants.models import Tenant
 
     now = now or timezone.now()
-    tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
-    found: dict[int, list[Any]] = {}
-    for alias in {t.home_region.db_alias for t in tenants.values()}:
+    tenants = Tenant.objects.select_related("home_region").filter(is_active=True)
+    ids = [t.id for t in tenants]
+    found: list[tuple[int, Any]] = []
+    for alias in {t.home_region.db_alias for t in tenants}:
         manager = OutboxMessage.all_tenants.db_manager(alias)
         due = manager.filter(
-            status__in=CLAIMABLE,
-            next_attempt_at__lte=now,
-            connection__enabled=True,
-            tenant_id__in=list(tenants),
+            status__in=CLAIMABLE, next_attempt_at__lte=now, connection__enabled=True, tenant_id__in=ids
         )
-        pairs = _heads(due, manager).values_list("tenant_id", "connection_id").distinct()
-        for tenant_id, connection_id in pairs:
-            if cache.add(_relay_key(tenant_id, connection_id), 1, timeout=RELAY_DEDUP_SECONDS):
-                found.setdefault(tenant_id, []).append(connection_id)
-    return [(tenants[tenant_id], ids) for tenant_id, ids in found.items()]
+        found.extend(_heads(due, manager).order_by().values_list("tenant_id", "connection_id").distinct())
+    return found
 
 
 # --- erasure (registered in IntegrationsConfig.ready) ---------------------------------------------------

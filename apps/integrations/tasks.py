@@ -90,14 +90,6 @@ def sync_due() -> int:
 
 # --- outbox relay (queue "outbox", see CELERY_TASK_ROUTES) ------------------------------------------------
 @shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
-def outbox_deliver_task(*, tenant_id: int, message_id: int) -> str | None:
-    """Deliver one message right after its transaction committed; the relay covers anything missed."""
-    from apps.integrations.outbox import outbox_deliver
-
-    return outbox_deliver(message_id=message_id)
-
-
-@shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def outbox_relay_task(*, tenant_id: int, connection_id: str) -> int:
     """Deliver one connection's due outbox messages in order; idempotent, so redelivery is harmless."""
     from apps.integrations.outbox import outbox_relay, outbox_relay_started
@@ -113,11 +105,9 @@ def outbox_relay_due() -> int:
     The messages live in the database, not the broker, so this also resumes delivery after a worker
     restart, a lost task or a vendor outage.
     """
-    from apps.integrations.outbox import outbox_due
+    from apps.integrations.outbox import outbox_due, outbox_relay_queue
 
-    queued = 0
-    for tenant, connection_ids in outbox_due():
-        for connection_id in connection_ids:
-            outbox_relay_task.delay(tenant_id=tenant.id, connection_id=str(connection_id))
-            queued += 1
-    return queued
+    return sum(
+        outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id)
+        for tenant_id, connection_id in outbox_due()
+    )

@@ -119,13 +119,13 @@ def test_order_per_target_with_interleaved_targets(
     tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes: list[list[str]] = []
-    original = outbox._deliver
+    original = outbox._Courier.deliver
 
-    def spy(conn: Connection, claimed: list[outbox.Claimed]) -> tuple[int, bool]:
+    def spy(courier: outbox._Courier, claimed: list[outbox.Claimed]) -> tuple[int, bool]:
         writes.append([c.message.ordering_key + str(c.message.sequence) for c in claimed])
-        return original(conn, claimed)
+        return original(courier, claimed)
 
-    monkeypatch.setattr(outbox, "_deliver", spy)
+    monkeypatch.setattr(outbox._Courier, "deliver", spy)
     with tenant_context(tenant_a):
         for n, key in enumerate(["a", "b", "a", "c", "b", "a", "c"]):
             enqueue(connection, key, lead(n, company=f"{key} v{n}"))
@@ -352,33 +352,53 @@ def test_erasure_reaches_the_outbox(
     assert letter.payload == {} and letter.status == DeadLetterStatus.DISCARDED
 
 
-def test_relay_due_finds_each_connection_once_until_its_relay_starts(
-    tenant_a: Tenant, connection: Connection
+def test_relay_due_queues_one_relay_per_connection_until_it_starts(
+    tenant_a: Tenant, connection: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from apps.integrations.outbox import outbox_relay_started
+    from apps.integrations.tasks import outbox_relay_due, outbox_relay_task
 
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(outbox_relay_task, "apply_async", lambda kwargs: sent.append(kwargs))
     with tenant_context(tenant_a):
         enqueue(connection, "a", lead(1))
         enqueue(connection, "b", lead(2))
-    due = outbox_due()
-    assert [(t.id, ids) for t, ids in due] == [(tenant_a.id, [connection.pk])]
-    assert outbox_due() == []  # a relay is already queued
+    assert outbox_due() == [(tenant_a.id, connection.pk)]
+    assert outbox_relay_due() == 1
+    assert outbox_relay_due() == 0  # a relay is already queued: kicks and ticks coalesce
     outbox_relay_started(tenant_id=tenant_a.id, connection_id=connection.pk)
-    assert len(outbox_due()) == 1
+    assert outbox_relay_due() == 1
+    assert sent == [{"tenant_id": tenant_a.id, "connection_id": str(connection.pk)}] * 2
 
 
-def test_tasks_return_quietly_when_rows_are_gone(tenant_a: Tenant, connection: Connection) -> None:
-    from apps.integrations.tasks import outbox_deliver_task, outbox_relay_task
+def test_kicks_queue_a_relay_after_commit(
+    tenant_a: Tenant,
+    connection: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from apps.integrations.tasks import outbox_relay_task
 
-    assert outbox_deliver_task.apply(kwargs={"tenant_id": tenant_a.id, "message_id": 123}).get() is None
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(outbox_relay_task, "apply_async", lambda kwargs: sent.append(kwargs))
+    alias = tenant_a.home_region.db_alias
+    with django_capture_on_commit_callbacks(using=alias, execute=True), tenant_context(tenant_a):
+        for n in range(3):
+            enqueue(connection, f"k{n}", lead(n))
+    assert sent == [{"tenant_id": tenant_a.id, "connection_id": str(connection.pk)}]
+
+
+def test_relay_task_returns_quietly_when_rows_are_gone(tenant_a: Tenant) -> None:
+    from apps.integrations.tasks import outbox_relay_task
+
     kwargs = {"tenant_id": tenant_a.id, "connection_id": "00000000-0000-0000-0000-000000000000"}
     assert outbox_relay_task.apply(kwargs=kwargs).get() == 0
-    assert outbox_deliver_task.apply(kwargs={"tenant_id": 10**9, "message_id": 1}).get() is None
+    assert outbox_relay_task.apply(kwargs={**kwargs, "tenant_id": 10**9}).get() is None
 
 
 def test_outbox_tasks_are_routed_to_the_outbox_queue() -> None:
     from hub.celery import app
 
-    for name in ("outbox_deliver_task", "outbox_relay_task", "outbox_relay_due"):
+    for name in ("outbox_relay_task", "outbox_relay_due"):
         route = app.amqp.router.route({}, f"apps.integrations.tasks.{name}")
         assert route["queue"].name == "outbox"

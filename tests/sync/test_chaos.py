@@ -11,17 +11,13 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -30,8 +26,8 @@ from apps.integrations.tasks import sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.sync.conftest import SMALL, content_digest, sf_connection, sim_rows, store_rows
+from tests.workers import Worker
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTACTS = 50_000
 DEADLINE_S = 150
 KILLS = 5
@@ -45,57 +41,6 @@ def chaos_sim(sim_state: Path, settings: Any) -> Iterator[SalesforceSimulator]:
     settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
     yield sim
     sim.stop()
-
-
-class Worker:
-    """A `celery worker` subprocess that uses this test run's databases and broker prefix."""
-
-    def __init__(self, log: Path, ca_bundle: str) -> None:
-        self.log = log
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "hub.settings.test",
-            "HUB_USE_TEST_DATABASES": "1",
-            "HUB_TEST_RUN": settings.TEST_RUN,
-            "HUB_HOME": str(settings.HUB_HOME),
-            "HUB_CONNECTOR_CA_BUNDLE": ca_bundle,
-            "HUB_SYNC_RETRY_BASE_MS": "100",
-            "HUB_SYNC_RETRY_MAX_SECONDS": "2",
-            "HUB_SYNC_MAX_RETRIES": "100",
-            "CELERY_VISIBILITY_TIMEOUT": "60",
-            "HUB_BREAKER_COOLDOWN_SECONDS": "1",
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-
-    def start(self) -> None:
-        celery = str(Path(sys.executable).parent / "celery")
-        argv = [celery, "-A", "celery_worker", "worker", "-Q", "sync,default", "--concurrency", "2",
-                "--pool", "prefork", "--loglevel", "WARNING", "-n", f"chaos{os.getpid()}@%h"]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=out)
-
-    def ensure_running(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            self.restarts += 1
-            self.start()
-
-    def children(self) -> list[psutil.Process]:
-        assert self.proc is not None
-        try:
-            return psutil.Process(self.proc.pid).children()
-        except psutil.NoSuchProcess:
-            return []
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        procs = [psutil.Process(self.proc.pid), *self.children()]
-        self.proc.send_signal(signal.SIGTERM)
-        _gone, alive = psutil.wait_procs(procs, timeout=20)
-        for proc in alive:
-            proc.kill()
-        self.proc.wait(timeout=10)
 
 
 def test_store_equals_vendor_after_faults_and_sigkills(

@@ -1,0 +1,93 @@
+"""A real Celery worker for tests: a `celery worker` subprocess on this run's test databases and broker.
+
+`HUB_USE_TEST_DATABASES=1` points the worker's settings at the test databases of this run
+(`HUB_TEST_RUN`), and the broker keys carry the run's prefix, so concurrent runs never share tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Worker:
+    """A `celery worker` subprocess that uses this test run's databases and broker prefix."""
+
+    def __init__(
+        self,
+        log: Path,
+        ca_bundle: str,
+        *,
+        queues: str = "sync,default",
+        name: str = "chaos",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.log = log
+        self.queues = queues
+        self.name = name
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "hub.settings.test",
+            "HUB_USE_TEST_DATABASES": "1",
+            "HUB_TEST_RUN": settings.TEST_RUN,
+            "HUB_HOME": str(settings.HUB_HOME),
+            "HUB_CONNECTOR_CA_BUNDLE": ca_bundle,
+            "HUB_SYNC_RETRY_BASE_MS": "100",
+            "HUB_SYNC_RETRY_MAX_SECONDS": "2",
+            "HUB_SYNC_MAX_RETRIES": "100",
+            "CELERY_VISIBILITY_TIMEOUT": "60",
+            "HUB_BREAKER_COOLDOWN_SECONDS": "1",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        celery = str(Path(sys.executable).parent / "celery")
+        argv = [celery, "-A", "celery_worker", "worker", "-Q", self.queues, "--concurrency", "2",
+                "--pool", "prefork", "--loglevel", "WARNING",
+                "-n", f"{self.name}{os.getpid()}@%h"]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=out)
+
+    def ensure_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.restarts += 1
+            self.start()
+
+    def children(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        try:
+            return psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, parent and children at once (a lost machine, not a clean shutdown)."""
+        assert self.proc is not None
+        procs = [psutil.Process(self.proc.pid), *self.children()]
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(procs, timeout=10)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        procs = [psutil.Process(self.proc.pid), *self.children()]
+        self.proc.send_signal(signal.SIGTERM)
+        _gone, alive = psutil.wait_procs(procs, timeout=20)
+        for proc in alive:
+            proc.kill()
+        self.proc.wait(timeout=10)
