@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -25,6 +25,9 @@ from apps.knowledge.embeddings import provider_for_model
 from apps.knowledge.models import Article, KnowledgeBase, Status, Translation
 
 RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
+# Full-text matches count half: a single shared word ("gültig") must not outrank the meaning of a question
+# that only an article in another language answers (measured on the evaluation set: recall@1 0.86 → 0.88).
+FTS_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str
 
 _SEARCH_SQL = """
 WITH vec AS MATERIALIZED (
-    SELECT id, kb_id, article_key, row_number() OVER (ORDER BY d) AS r FROM (
+    SELECT id, kb_id, article_key, row_number() OVER (ORDER BY d) AS r, 1.0 AS w FROM (
         SELECT c.id, c.kb_id, c.article_key, c.embedding <=> %(vec)s::vector AS d
         FROM knowledge_chunk c
         WHERE {filters}
@@ -159,14 +162,14 @@ WITH vec AS MATERIALIZED (
 ),
 fts AS MATERIALIZED (
     SELECT c.id, c.kb_id, c.article_key,
-           row_number() OVER (ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id) AS r
+           row_number() OVER (ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id) AS r, %(fts_w)s AS w
     FROM knowledge_chunk c, (SELECT {tsquery} AS tsq) q
     WHERE c.tsv @@ q.tsq AND {filters}
     ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id
     LIMIT %(n)s
 ),
 cand AS (
-    SELECT id, kb_id, article_key, sum(1.0 / (%(rrf_k)s + r)) AS score
+    SELECT id, kb_id, article_key, sum(w / (%(rrf_k)s + r)) AS score
     FROM (SELECT * FROM vec UNION ALL SELECT * FROM fts) u
     GROUP BY id, kb_id, article_key
 ),
@@ -272,6 +275,7 @@ def knowledge_search(
             "n": settings.HUB_KNOWLEDGE_CANDIDATES,
             "k": k,
             "rrf_k": RRF_K,
+            "fts_w": FTS_WEIGHT,
             "ftsq": fts_text(query),
         }
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
@@ -300,3 +304,21 @@ def knowledge_search(
                 )
     hits.sort(key=lambda h: -h.score)
     return hits[:k]
+
+
+def kb_export_rows(*, kb: KnowledgeBase) -> Iterator[dict[str, Any]]:
+    """Every translation and variant as an import line (the working copy and its status)."""
+    qs = (
+        Translation.objects.filter(article__kb=kb)
+        .select_related("article")
+        .order_by("article__key", "locale", "region")
+    )
+    for t in qs.iterator(chunk_size=500):
+        yield {
+            "key": t.article.key,
+            "locale": t.locale,
+            "region": t.region or None,
+            "title": t.title,
+            "body": t.body,
+            "status": t.status,
+        }

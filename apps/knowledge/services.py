@@ -6,7 +6,9 @@ indexing task on commit; archiving removes the text from search at once (in the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -321,3 +323,130 @@ def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
             lambda: knowledge_reindex_task.delay(tenant_id=tenant.id, kb_id=kb_id), using=tenant.db_alias
         )
     return True
+
+
+# --- import ------------------------------------------------------------------------------------------------
+IMPORT_FIELDS = ("key", "locale", "region", "title", "body", "status")
+
+
+@dataclass
+class ImportResult:
+    saved: int = 0
+    published: int = 0
+    translation_ids: list[int] = field(default_factory=list)
+
+
+def _parse_line(raw: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        row = json.loads(raw)
+    except ValueError as exc:
+        return None, _("not valid JSON (%(error)s)") % {"error": str(exc)}
+    if not isinstance(row, dict):
+        return None, _("expected a JSON object")
+    missing = [name for name in ("key", "locale", "title", "body") if name not in row]
+    if missing:
+        return None, _("missing %(fields)s") % {"fields": ", ".join(missing)}
+    unknown = sorted(set(row) - set(IMPORT_FIELDS))
+    if unknown:
+        return None, _("unknown fields %(fields)s") % {"fields": ", ".join(unknown)}
+    for name in ("key", "locale", "title", "body"):
+        if not isinstance(row[name], str):
+            return None, _("%(field)s must be a string") % {"field": name}
+    if row.get("region") is not None and not isinstance(row["region"], str):
+        return None, _("region must be a string or null")
+    status = row.get("status") or Status.DRAFT
+    if status not in Status.values:
+        return None, _("unknown status %(status)r") % {"status": status}
+    row["status"] = status
+    return row, None
+
+
+def kb_import(
+    *, kb: KnowledgeBase, lines: Iterable[str], actor: Any = None, index_now: bool = False
+) -> ImportResult:
+    """Import JSON lines ({key, locale, region, title, body, status}) in one transaction: all or nothing.
+
+    Errors are reported per line number. Published lines are published directly (an import is an
+    administrator's bulk load, not an edit to review) and audited each; indexing is queued on commit,
+    or done at once with `index_now` (seeding, where no worker may be running).
+    """
+    errors: list[str] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        row, error = _parse_line(raw)
+        if error:
+            errors.append(_("line %(line)d: %(error)s") % {"line": number, "error": error})
+        elif row is not None:
+            rows.append((number, row))
+    if errors:
+        raise ValidationFailed(_("Nothing was imported."), {"lines": errors})
+    result = ImportResult()
+    tenant = current_tenant()
+    with transaction.atomic(using=tenant.db_alias):
+        for number, row in rows:
+            try:
+                translation = translation_save(
+                    kb=kb,
+                    key=row["key"],
+                    locale=row["locale"],
+                    region=row.get("region") or "",
+                    title=row["title"],
+                    body=row["body"],
+                    author=actor,
+                    note="import",
+                )
+            except ValidationFailed as exc:
+                for name, messages in exc.errors.items():
+                    for message in messages:
+                        errors.append(
+                            _("line %(line)d: %(field)s: %(error)s")
+                            % {"line": number, "field": name, "error": message}
+                        )
+                continue
+            result.saved += 1
+            result.translation_ids.append(translation.pk)
+            if _apply_import_status(translation=translation, status=row["status"], actor=actor):
+                result.published += 1
+        if errors:
+            raise ValidationFailed(_("Nothing was imported."), {"lines": errors})
+        audit_record(
+            "knowledge.imported",
+            tenant=tenant,
+            actor=actor,
+            target=kb,
+            changes={"lines": len(rows), "published": result.published},
+        )
+        if not index_now:
+            index_on_commit(translation_ids=result.translation_ids)
+    if index_now:
+        from apps.knowledge.indexing import translations_index
+
+        translations_index(translation_ids=result.translation_ids)
+    return result
+
+
+def _apply_import_status(*, translation: Translation, status: str, actor: Any) -> bool:
+    """Bring an imported text to the status its line asks for; True when this published it."""
+    if status == Status.PUBLISHED:
+        revision = _latest_revision(translation)
+        if translation.status == Status.PUBLISHED and translation.published_revision_id == revision.pk:  # type: ignore[union-attr]
+            return False
+        translation.status = Status.PUBLISHED
+        translation.published_revision = revision
+        translation.published_at = timezone.now()
+        translation.save(update_fields=["status", "published_revision", "published_at", "updated_at"])
+        audit_record(
+            "knowledge.published",
+            tenant=current_tenant(),
+            actor=actor,
+            target=translation,
+            changes={"revision": revision.number if revision else None, "via": "import"},
+        )
+        return True
+    if status == Status.IN_REVIEW and translation.status == Status.DRAFT:
+        translation_submit(translation=translation, actor=actor)
+    elif status == Status.ARCHIVED and translation.status != Status.ARCHIVED:
+        translation_archive(translation=translation, actor=actor)
+    return False

@@ -132,9 +132,14 @@ def seed_demo() -> dict[str, Any]:
     from apps.integrations.demo import seed_demo_connections  # demo wiring only: integrations sits above
 
     connections = seed_demo_connections(list(tenants.values()))
+    # The multilingual help-center knowledge base, indexed in-process (no worker needed).
+    from apps.knowledge.demo import seed_demo_knowledge  # demo wiring only: knowledge sits above
+
+    knowledge = seed_demo_knowledge(list(tenants.values()))
     return {
         "console_url": "/",
         "connections": connections,
+        "knowledge": knowledge,
         "users": users,
         "tenants": [{"slug": t.slug, "name": t.name, "region": t.region_code} for t in tenants.values()],
     }
