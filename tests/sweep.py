@@ -51,6 +51,24 @@ def _sync_run_pk(tenant: Tenant) -> Any:
     return run.pk
 
 
+def _dead_letter_pk(tenant: Tenant) -> Any:
+    """One of tenant A's dead letters (a sync one, on the sweep run)."""
+    from apps.core.context import tenant_context
+    from apps.integrations.models import DeadLetter, DeadLetterKind
+
+    run_pk = _sync_run_pk(tenant)
+    with tenant_context(tenant):
+        letter = DeadLetter.objects.first()
+        if letter is None:
+            letter = DeadLetter.objects.create(
+                kind=DeadLetterKind.SYNC,
+                connection_id=_connection_pk(tenant),
+                stream="contacts",
+                sync_run_id=run_pk,
+            )
+    return letter.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -72,6 +90,10 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         for name in ("webhooks", "webhook-rotate", "webhook-org")
     },
     "integrations:sync-run": lambda t: {"run_id": _sync_run_pk(t)},
+    **{
+        f"integrations:deadletter-{name}": lambda t: {"pk": _dead_letter_pk(t)}
+        for name in ("detail", "replay", "discard")
+    },
 }
 
 

@@ -82,3 +82,25 @@ urlpatterns += [
     path(_STREAM + "resume/", sync_views.sync_resume_view, name="sync-resume"),
     path(_STREAM + "schedule/", sync_views.sync_schedule_view, name="sync-schedule"),
 ]
+
+# Dead letters (views/deadletters.py).
+from apps.integrations.views import deadletters as deadletter_views  # noqa: E402
+
+urlpatterns += [
+    path("t/<slug:tenant_slug>/dead-letters/", deadletter_views.deadletter_list_view, name="deadletter-list"),
+    path(
+        "t/<slug:tenant_slug>/dead-letters/<int:pk>/",
+        deadletter_views.deadletter_detail_view,
+        name="deadletter-detail",
+    ),
+    path(
+        "t/<slug:tenant_slug>/dead-letters/<int:pk>/replay/",
+        deadletter_views.deadletter_replay_view,
+        name="deadletter-replay",
+    ),
+    path(
+        "t/<slug:tenant_slug>/dead-letters/<int:pk>/discard/",
+        deadletter_views.deadletter_discard_view,
+        name="deadletter-discard",
+    ),
+]
