@@ -21,6 +21,7 @@ MODULES = [
     "bench.bench_connectors",
     "bench.bench_resilience",
     "bench.bench_sync",
+    "bench.bench_knowledge",
 ]
 
 

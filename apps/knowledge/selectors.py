@@ -162,10 +162,10 @@ WITH vec AS MATERIALIZED (
 ),
 fts AS MATERIALIZED (
     SELECT c.id, c.kb_id, c.article_key,
-           row_number() OVER (ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id) AS r, %(fts_w)s AS w
-    FROM knowledge_chunk c, (SELECT {tsquery} AS tsq) q
-    WHERE c.tsv @@ q.tsq AND {filters}
-    ORDER BY ts_rank_cd(c.tsv, q.tsq) DESC, c.id
+           row_number() OVER (ORDER BY ts_rank_cd(c.tsv, {tsquery}) DESC, c.id) AS r, %(fts_w)s AS w
+    FROM knowledge_chunk c
+    WHERE c.tsv @@ ({tsquery}) AND {filters}
+    ORDER BY ts_rank_cd(c.tsv, {tsquery}) DESC, c.id
     LIMIT %(n)s
 ),
 cand AS (

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 def line(**kw: Any) -> str:
-    row = {"key": "a", "locale": "en", "region": None, "title": "A", "body": "# A\n\nText.", "status": "published"}
+    row = {"key": "a", "locale": "en", "region": None, "title": "A", "body": "# A\n\nText."}
+    row["status"] = "published"
     return json.dumps({**row, **kw}, ensure_ascii=False)
 
 
@@ -43,7 +44,11 @@ def test_import_creates_kb_publishes_and_indexes(tenant_a: Tenant, tmp_path: Pat
         kb = KnowledgeBase.objects.get(name="Docs")
         assert (kb.source_locale, kb.locales, kb.regions) == ("en", ["en", "de"], ["EU"])
         statuses = {(t.locale, t.region): t.status for t in Translation.objects.all()}
-        assert statuses == {("en", ""): Status.PUBLISHED, ("de", ""): Status.DRAFT, ("en", "EU"): Status.IN_REVIEW}
+        assert statuses == {
+            ("en", ""): Status.PUBLISHED,
+            ("de", ""): Status.DRAFT,
+            ("en", "EU"): Status.IN_REVIEW,
+        }
         assert Chunk.objects.count() == 1
         assert AuditEvent.objects.filter(action="knowledge.published").count() == 1
     # Re-importing the same file changes nothing (no new revision, no new publish event).
