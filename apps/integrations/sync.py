@@ -30,8 +30,10 @@ from typing import Any
 import requests
 from django.db import connections, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.core.context import current_tenant, tenant_context
 from apps.integrations.conf import build_connector, connector_class, connector_session
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
@@ -511,16 +513,28 @@ def streams_claim_due(*, now: datetime | None = None) -> list[tuple[Any, list[tu
     return [(tenants[tenant_id], items) for tenant_id, items in claimed.items()]
 
 
-def sync_request(*, connection: Connection, stream: str, trigger: str, backfill: bool = False) -> None:
+def sync_request(
+    *,
+    connection: Connection,
+    stream: str,
+    trigger: str,
+    backfill: bool = False,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> None:
     """Queue a sync of one stream once the caller's transaction commits (console, webhooks, API).
 
-    The run is recorded as queued right away, so the console shows it before a worker picks it up.
+    The run is recorded as queued right away, so the console shows it before a worker picks it up. A person's
+    request (actor given) is audited; webhook- and schedule-triggered runs are not (they would flood the log).
     """
     from apps.integrations.tasks import sync_stream_task
 
     tenant = current_tenant()
     connector_class(connection.kind)(connection.connector_config(), session=HttpSession()).stream(stream)
     run = SyncRun.objects.create(connection=connection, stream=stream, trigger=trigger, backfill=backfill)
+    if actor is not None:
+        action = "sync.backfill_requested" if backfill else "sync.requested"
+        _audit_stream(action, connection=connection, stream=stream, actor=actor, request=request)
     kwargs = {
         "tenant_id": tenant.id,
         "connection_id": str(connection.pk),
@@ -532,33 +546,77 @@ def sync_request(*, connection: Connection, stream: str, trigger: str, backfill:
     transaction.on_commit(lambda: sync_stream_task.apply_async(kwargs=kwargs), using=tenant.db_alias)
 
 
-def stream_pause(*, connection: Connection, stream: str) -> StreamState:
+def _audit_stream(
+    action: str,
+    *,
+    connection: Connection,
+    stream: str,
+    actor: Any,
+    request: HttpRequest | None,
+    **changes: Any,
+) -> None:
+    audit_record(
+        action,
+        tenant=current_tenant(),
+        actor=actor,
+        request=request,
+        target=connection,
+        changes={"stream": stream, **changes},
+    )
+
+
+def stream_pause(
+    *, connection: Connection, stream: str, actor: Any = None, request: HttpRequest | None = None
+) -> StreamState:
     """Stop scheduled syncs of a stream (a manual "sync now" still runs)."""
-    state = stream_state_get(connection=connection, stream=stream)
-    StreamState.objects.filter(pk=state.pk).update(paused=True, updated_at=timezone.now())
-    state.paused = True
+    with transaction.atomic(using=current_tenant().db_alias):
+        state = stream_state_get(connection=connection, stream=stream)
+        StreamState.objects.filter(pk=state.pk).update(paused=True, updated_at=timezone.now())
+        state.paused = True
+        _audit_stream("sync.paused", connection=connection, stream=stream, actor=actor, request=request)
     return state
 
 
-def stream_resume(*, connection: Connection, stream: str) -> StreamState:
+def stream_resume(
+    *, connection: Connection, stream: str, actor: Any = None, request: HttpRequest | None = None
+) -> StreamState:
     """Resume scheduled syncs; the stream is due at once, to catch up on what changed meanwhile."""
-    state = stream_state_get(connection=connection, stream=stream)
-    now = timezone.now()
-    StreamState.objects.filter(pk=state.pk).update(paused=False, next_run_at=now, updated_at=now)
-    state.paused, state.next_run_at = False, now
+    with transaction.atomic(using=current_tenant().db_alias):
+        state = stream_state_get(connection=connection, stream=stream)
+        now = timezone.now()
+        StreamState.objects.filter(pk=state.pk).update(paused=False, next_run_at=now, updated_at=now)
+        state.paused, state.next_run_at = False, now
+        _audit_stream("sync.resumed", connection=connection, stream=stream, actor=actor, request=request)
     return state
 
 
-def stream_schedule_set(*, connection: Connection, stream: str, interval_seconds: int) -> StreamState:
+def stream_schedule_set(
+    *,
+    connection: Connection,
+    stream: str,
+    interval_seconds: int,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+) -> StreamState:
     """Sync a stream every `interval_seconds` (at least a minute), starting now."""
     if interval_seconds < 60:
         raise ValueError("interval_seconds must be at least 60")
-    state = stream_state_get(connection=connection, stream=stream)
-    now = timezone.now()
-    StreamState.objects.filter(pk=state.pk).update(
-        interval_seconds=interval_seconds, next_run_at=now, updated_at=now
-    )
-    state.interval_seconds, state.next_run_at = interval_seconds, now
+    with transaction.atomic(using=current_tenant().db_alias):
+        state = stream_state_get(connection=connection, stream=stream)
+        before = state.interval_seconds
+        now = timezone.now()
+        StreamState.objects.filter(pk=state.pk).update(
+            interval_seconds=interval_seconds, next_run_at=now, updated_at=now
+        )
+        state.interval_seconds, state.next_run_at = interval_seconds, now
+        _audit_stream(
+            "sync.schedule_changed",
+            connection=connection,
+            stream=stream,
+            actor=actor,
+            request=request,
+            interval_seconds=[before, interval_seconds],
+        )
     return state
 
 

@@ -279,7 +279,7 @@ def test_schedule_change_and_field_errors(
     with tenant_context(tenant_a):
         assert StreamState.objects.get(connection=servicenow, stream="tickets").interval_seconds == 300
     assert [e.changes for e in audits(tenant_a, "sync.schedule_changed")] == [
-        {"stream": "tickets", "interval_seconds": [None, 300]}
+        {"stream": "tickets", "interval_seconds": [900, 300]}  # 900: the default it had
     ]
     assert "Every 300 seconds" in text(operator_client.get(stream_url("sync-stream", tenant_a, servicenow)))
 

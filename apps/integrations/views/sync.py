@@ -21,7 +21,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
@@ -101,10 +100,6 @@ def _stream_url(connection: Connection, stream: str) -> str:
     )
 
 
-def _audit(request: HttpRequest, action: str, connection: Connection, **changes: Any) -> None:
-    audit_record(action, tenant=current_tenant(), request=request, target=connection, changes=changes)
-
-
 def _stream_page(
     request: HttpRequest, connection: Connection, stream: str, *, form: ScheduleForm | None = None
 ) -> HttpResponse:
@@ -160,9 +155,13 @@ def _request_sync(request: HttpRequest, pk: Any, stream: str, *, backfill: bool)
         return redirect(_stream_url(connection, stream))
     with transaction.atomic(using=current_tenant().db_alias):
         trigger = "backfill" if backfill else "manual"
-        sync_request(connection=connection, stream=stream, trigger=trigger, backfill=backfill)
-        _audit(
-            request, "sync.backfill_requested" if backfill else "sync.requested", connection, stream=stream
+        sync_request(
+            connection=connection,
+            stream=stream,
+            trigger=trigger,
+            backfill=backfill,
+            actor=request.user,
+            request=request,
         )
     text = _("A full resync of %(stream)s is queued.") if backfill else _("A sync of %(stream)s is queued.")
     messages.success(request, text % {"stream": stream})
@@ -184,12 +183,8 @@ def sync_backfill_view(request: HttpRequest, tenant_slug: str, pk: Any, stream: 
 def _pause(request: HttpRequest, pk: Any, stream: str, *, paused: bool) -> HttpResponse:
     connection = _connection(pk)
     stream = _stream(connection, stream)
-    with transaction.atomic(using=current_tenant().db_alias):
-        if paused:
-            stream_pause(connection=connection, stream=stream)
-        else:
-            stream_resume(connection=connection, stream=stream)
-        _audit(request, "sync.paused" if paused else "sync.resumed", connection, stream=stream)
+    change = stream_pause if paused else stream_resume
+    change(connection=connection, stream=stream, actor=request.user, request=request)
     text = (
         _("Scheduled syncs of %(stream)s are paused.")
         if paused
@@ -220,13 +215,9 @@ def sync_schedule_view(request: HttpRequest, tenant_slug: str, pk: Any, stream: 
     if not form.is_valid():
         return _stream_page(request, connection, stream, form=form)
     interval = form.cleaned_data["interval_seconds"]
-    state = stream_state_find(connection=connection, stream=stream)
-    before = state.interval_seconds if state is not None else None
-    with transaction.atomic(using=current_tenant().db_alias):
-        stream_schedule_set(connection=connection, stream=stream, interval_seconds=interval)
-        _audit(
-            request, "sync.schedule_changed", connection, stream=stream, interval_seconds=[before, interval]
-        )
+    stream_schedule_set(
+        connection=connection, stream=stream, interval_seconds=interval, actor=request.user, request=request
+    )
     messages.success(
         request,
         _("%(stream)s now syncs every %(seconds)s seconds, starting now.")
