@@ -1,6 +1,9 @@
 from django.urls import path
 
 from apps.integrations.views import connections as views
+from apps.integrations.views import deadletters as deadletter_views
+from apps.integrations.views import sync as sync_views
+from apps.integrations.views import webhooks as webhook_views
 
 app_name = "integrations"
 
@@ -39,7 +42,6 @@ urlpatterns = [
 ]
 
 # Public webhook endpoints (views/webhooks.py): no tenant slug, the connection id names the tenant.
-from apps.integrations.views import webhooks as webhook_views  # noqa: E402
 
 urlpatterns += [
     path("hooks/hubspot/<uuid:connection_id>/", webhook_views.hubspot_webhook_view, name="webhook-hubspot"),
@@ -56,7 +58,6 @@ urlpatterns += [
 ]
 
 # The sync console (views/sync.py).
-from apps.integrations.views import sync as sync_views  # noqa: E402
 
 _STREAM = "t/<slug:tenant_slug>/sync/<uuid:pk>/<slug:stream>/"
 urlpatterns += [
@@ -84,7 +85,6 @@ urlpatterns += [
 ]
 
 # Dead letters (views/deadletters.py).
-from apps.integrations.views import deadletters as deadletter_views  # noqa: E402
 
 urlpatterns += [
     path("t/<slug:tenant_slug>/dead-letters/", deadletter_views.deadletter_list_view, name="deadletter-list"),
