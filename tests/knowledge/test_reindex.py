@@ -1,4 +1,4 @@
-"""Switching the embedding model re-indexes in the background; search uses the old vectors until the switch."""
+"""A model switch re-indexes in the background; search uses the old vectors until the switch."""
 
 from __future__ import annotations
 
