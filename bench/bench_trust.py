@@ -20,29 +20,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from apps.audit.chain import HASHED_FIELDS  # pure module: safe before django.setup()
+
 AUDIT_EVENTS = 2_000
 THREADS = 4
 CRYPTO_OPS = 5_000
 VAULT_ROWS = 1_000
 PAYLOAD_SIZES = (64, 4_096)  # a connector secret; a transcript-sized personal-data field
-SCRATCH_COLUMNS = (
-    "seq",
-    "tenant_id",
-    "occurred_at",
-    "actor_id",
-    "actor_label",
-    "action",
-    "target_type",
-    "target_id",
-    "target_label",
-    "changes",
-    "ip",
-    "user_agent",
-    "request_id",
-    "outcome",
-    "prev_hash",
-    "hash",
-)
+SCRATCH_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")  # the baseline stores the same row shape
 
 
 def _setup_django() -> None:
