@@ -20,5 +20,6 @@ urlpatterns = [
     path("", include("apps.policies.urls")),
     path("", include("apps.audit.urls")),
     path("", include("apps.integrations.urls")),
+    path("", include("apps.knowledge.urls")),
     path("", include("apps.console.urls")),
 ]

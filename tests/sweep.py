@@ -69,6 +69,25 @@ def _dead_letter_pk(tenant: Tenant) -> Any:
     return letter.pk
 
 
+def _knowledge_translation(tenant: Tenant) -> Any:
+    """One of tenant A's knowledge texts (a knowledge base with one English draft, created on first use)."""
+    from apps.core.context import tenant_context
+    from apps.knowledge.models import Translation
+    from apps.knowledge.services import kb_create, translation_save
+
+    with tenant_context(tenant):
+        existing = Translation.objects.select_related("article").first()
+        if existing is None:
+            kb = kb_create(tenant=tenant, name="sweep", source_locale="en")
+            existing = translation_save(kb=kb, key="sweep", locale="en", title="Sweep", body="Sweep.")
+    return existing
+
+
+def _article_kwargs(tenant: Tenant) -> dict[str, Any]:
+    translation = _knowledge_translation(tenant)
+    return {"kb_id": translation.article.kb_id, "key": translation.article.key}
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -94,6 +113,9 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         f"integrations:deadletter-{name}": lambda t: {"pk": _dead_letter_pk(t)}
         for name in ("detail", "replay", "discard")
     },
+    "knowledge:kb-detail": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
+    "knowledge:article": _article_kwargs,
+    "knowledge:review-approve": lambda t: {"pk": _knowledge_translation(t).pk},
 }
 
 

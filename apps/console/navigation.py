@@ -23,7 +23,7 @@ AREAS = (
     Area("members", _("Tenants & members"), "tenants:members", roles.VIEW_CONSOLE),
     Area("connectors", _("Connectors"), "integrations:connection-list", roles.MANAGE_CONNECTIONS),
     Area("sync", _("Sync"), "integrations:sync-overview", roles.OPERATE_SYNC),
-    Area("knowledge", _("Knowledge"), "console:area-knowledge", roles.EDIT_KNOWLEDGE),
+    Area("knowledge", _("Knowledge"), "knowledge:kb-list", roles.EDIT_KNOWLEDGE),
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
     Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
     Area("channels", _("Channels & API keys"), "console:area-channels", roles.MANAGE_CHANNELS),

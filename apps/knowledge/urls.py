@@ -1,0 +1,20 @@
+from django.urls import path
+
+from apps.knowledge import views
+
+app_name = "knowledge"
+
+_KB = "t/<slug:tenant_slug>/knowledge/<uuid:kb_id>/"
+urlpatterns = [
+    path("t/<slug:tenant_slug>/knowledge/", views.kb_list_view, name="kb-list"),
+    path("t/<slug:tenant_slug>/knowledge/review/", views.review_queue_view, name="review-queue"),
+    path(
+        "t/<slug:tenant_slug>/knowledge/review/<int:pk>/approve/",
+        views.review_approve_view,
+        name="review-approve",
+    ),
+    path("t/<slug:tenant_slug>/knowledge/search/", views.search_preview_view, name="search-preview"),
+    path(_KB, views.kb_detail_view, name="kb-detail"),
+    # knowledge_search's citation URLs point here (selectors._citation_url).
+    path(_KB + "articles/<str:key>/", views.article_view, name="article"),
+]
