@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "apps.observability",
     "apps.integrations",
     "apps.knowledge",
+    "apps.chat",
     "apps.console",
 ]
 

@@ -1,0 +1,8 @@
+"""Chat API routes under /api/v1/: channel management (console users) and the channel-facing chat API."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("apps.chat.api.channel_urls")),
+    path("", include("apps.chat.api.conversation_urls")),
+]

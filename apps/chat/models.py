@@ -1,0 +1,241 @@
+"""Chat: channels and their API keys (control plane), conversations, messages, feedback, usage (region).
+
+The API-key index sits in the control database so a request can be authenticated, and its tenant found,
+before anything is known about the tenant's region. Everything a conversation says lives in the region.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.core.models import RegionModel, RegionObjectModel, TimeStampedModel
+from apps.security.fields import EncryptedTextField
+
+
+class ChannelKind(models.TextChoices):
+    WEB = "web", _("Web widget")
+    WHATSAPP = "whatsapp", _("WhatsApp")
+    SLACK = "slack", _("Slack")
+    TEAMS = "teams", _("Microsoft Teams")
+    SMS = "sms", _("SMS gateway")
+    CUSTOM = "custom", _("Custom bot")
+
+
+class Action(models.TextChoices):
+    """Business actions a channel may allow; knowledge answers and small talk are always allowed."""
+
+    ORDER_STATUS = "order_status", _("Order status")
+    CREATE_TICKET = "create_ticket", _("Create ticket")
+    CAPTURE_LEAD = "capture_lead", _("Capture lead")
+    HANDOFF = "handoff", _("Human handoff")
+
+
+class Channel(TimeStampedModel):
+    """One chatbot channel of a tenant (a web widget, a WhatsApp number, a Slack app)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="channels")
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=16, choices=ChannelKind.choices, default=ChannelKind.WEB)
+    default_locale = models.CharField(_("default locale"), max_length=16, default="en")
+    allowed_actions = models.JSONField(
+        _("allowed actions"),
+        default=list,
+        blank=True,
+        help_text=_("Business actions this channel may perform."),
+    )
+    knowledge_base_id = models.UUIDField(
+        _("knowledge base"),
+        null=True,
+        blank=True,
+        help_text=_("Answer only from this knowledge base (empty: all)."),
+    )
+    content_region = models.CharField(
+        _("content region"),
+        max_length=16,
+        blank=True,
+        default="",
+        help_text=_("Regional variants to prefer (empty: the tenant's home region)."),
+    )
+    ticket_connection_id = models.UUIDField(_("ticket connection"), null=True, blank=True)
+    lead_connection_id = models.UUIDField(_("lead connection"), null=True, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="channel_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKeyScope(models.TextChoices):
+    CHAT = "chat", _("Chat (create conversations, send messages)")
+    TRANSCRIPTS = "transcripts", _("Read transcripts")
+
+
+class ApiKey(TimeStampedModel):
+    """A channel's key for the chat API. Only a SHA-256 hash is stored; the prefix tells keys apart."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="api_keys")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(_("scopes"), default=list)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class ConversationStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    HANDOFF = "handoff", _("Handed off")
+    CLOSED = "closed", _("Closed")
+
+
+class Conversation(RegionObjectModel):
+    """A channel user's conversation. The channel's user reference is kept encrypted, with a keyed hash to
+    find a person's conversations for erasure."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    channel_id = models.UUIDField(db_index=True)
+    channel_kind = models.CharField(max_length=16)
+    user_ref = EncryptedTextField(blank=True, null=True)
+    user_ref_hash = models.CharField(max_length=64, db_index=True, blank=True, default="")
+    locale = models.CharField(max_length=16)
+    region = models.CharField(max_length=16)
+    metadata = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN
+    )
+    last_intent = models.CharField(max_length=32, blank=True, default="")
+    turns = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant_id", "created_at"], name="conversation_tenant_created")]
+
+
+class Role(models.TextChoices):
+    USER = "user", _("User")
+    ASSISTANT = "assistant", _("Assistant")
+
+
+class Outcome(models.TextChoices):
+    ANSWERED = "answered", _("Answered")
+    FALLBACK = "fallback", _("Fallback")
+    HANDOFF = "handoff", _("Handoff")
+    ACTION = "action", _("Action")
+    ERROR = "error", _("Error")
+
+
+class Message(RegionModel):
+    """One turn's text. A user message carries the channel's Idempotency-Key; its reply points back at it."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField()
+    reply_to = models.OneToOneField(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reply"
+    )
+    idempotency_key = models.CharField(max_length=128, blank=True, default="")
+    intent = models.CharField(max_length=32, blank=True, default="")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+    citations = models.JSONField(default=list, blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    handoff = models.BooleanField(default=False)
+    latency_ms = models.FloatField(null=True, blank=True)
+    model = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="message_idempotency",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant_id", "created_at"], name="message_tenant_created")]
+
+
+class Feedback(RegionModel):
+    hub_silo: ClassVar[str] = "region"
+
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="feedback")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    rating = models.SmallIntegerField()
+    comment = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class LlmUsage(RegionModel):
+    """Tokens and cost of one provider call, for cost reports per tenant, region, channel and model."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    id = models.BigAutoField(primary_key=True)
+    conversation_id = models.UUIDField(null=True, blank=True)
+    channel_kind = models.CharField(max_length=16)
+    region = models.CharField(max_length=16)
+    model = models.CharField(max_length=100)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant_id", "created_at"], name="llmusage_tenant_created")]
+
+
+class LlmProviderConfig(RegionObjectModel):
+    """An OpenAI-compatible provider for one tenant, used for conversations served from `region` (empty: any
+    region the residency policy allows the endpoint's region to receive data from)."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    name = models.CharField(_("name"), max_length=100)
+    region = models.CharField(_("conversation region"), max_length=16, blank=True, default="")
+    endpoint_region = models.CharField(
+        _("endpoint region"), max_length=16, help_text=_("Region the provider's endpoint is in.")
+    )
+    base_url = models.URLField(_("base URL"), max_length=300)
+    model = models.CharField(_("model"), max_length=100)
+    api_key = EncryptedTextField(_("API key"), blank=True, null=True)
+    prompt_price_per_1k = models.DecimalField(
+        _("prompt price per 1k tokens (USD)"), max_digits=10, decimal_places=6, default=0
+    )
+    completion_price_per_1k = models.DecimalField(
+        _("completion price per 1k tokens (USD)"), max_digits=10, decimal_places=6, default=0
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant_id", "name"], name="llmprovider_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
