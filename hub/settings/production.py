@@ -25,6 +25,10 @@ for _required in (
 if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("dev-only"):
     raise ImproperlyConfigured("Setting DJANGO_SECRET_KEY: must be a random value of at least 50 characters")
 
+if not (os.environ.get("HUB_METRICS_TOKEN") or os.environ.get("HUB_METRICS_ALLOW")):
+    raise ImproperlyConfigured(
+        "Setting HUB_METRICS_TOKEN or HUB_METRICS_ALLOW: one is required in production to protect /metrics"
+    )
 HUB_ENV = "production"
 DEBUG = False
 from apps.security.keys import parse_keys  # noqa: E402 - validate the key list at start-up, naming the variable

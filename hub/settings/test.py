@@ -32,3 +32,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     **CELERY_BROKER_TRANSPORT_OPTIONS,
     "global_keyprefix": f"hubtest{TEST_RUN}:celery:",
 }
+# Each run's metric files live in their own directory (tests/conftest.py empties it when the session starts
+# and removes it at the end); worker subprocesses of the run compute the same path and write there too.
+HUB_METRICS_DIR = str(HUB_HOME / f"metrics-test{TEST_RUN}")  # noqa: F405

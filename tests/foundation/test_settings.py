@@ -25,6 +25,7 @@ PRODUCTION_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
     "HUB_AUDIT_SIGNING_KEY": "C" * 43 + "=",
+    "HUB_METRICS_TOKEN": "metrics-token-for-tests",
 }
 
 

@@ -1,0 +1,275 @@
+"""Prometheus metric families of the hub (the catalog in docs/deploy.md) and the helpers code calls.
+
+Multi-process mode: every gunicorn worker and Celery worker process writes its samples to its own file in
+PROMETHEUS_MULTIPROC_DIR (set by the settings before prometheus_client is imported), and `/metrics`
+merges them all (`registry.scrape_registry`). Gauges that describe shared state (outbox depth, sync lag,
+breaker state, queue depth) are not kept by any process: they are read from Postgres and Redis at scrape
+time (`collectors.py`).
+
+Labels are bounded by construction: every helper maps free input onto a closed set or a safe token
+(tenant slug, region code, connector kind, route name). Never pass ids, paths, names or text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from django.conf import settings
+from prometheus_client import Counter, Histogram, values
+
+# Exported for the processes this one starts (Celery children, test workers), then the value class is
+# chosen again in case something imported prometheus_client before the directory was known.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.HUB_METRICS_DIR)
+Path(settings.HUB_METRICS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+values.ValueClass = values.get_value_class()
+
+__all__ = [
+    "METRIC_FAMILIES",
+    "SCRAPE_TIME_FAMILIES",
+    "enabled",
+    "observe_celery_task",
+    "observe_chat_turn",
+    "observe_http_request",
+    "observe_retrieval",
+    "observe_vendor_request",
+    "record_breaker_transition",
+    "record_llm_usage",
+    "record_rate_limit_hit",
+    "record_sync_records",
+    "record_vendor_error",
+    "status_class",
+]
+
+# --- closed label sets ---
+CHANNELS = frozenset({"web", "whatsapp", "slack", "teams", "sms", "custom"})
+CHAT_OUTCOMES = frozenset({"answered", "fallback", "handoff", "action", "error"})
+TOKEN_KINDS = frozenset({"prompt", "completion"})
+SYNC_RESULTS = ("created", "updated", "unchanged")
+VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
+RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor"})
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+TASK_STATES = frozenset({"success", "failure", "retry"})
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+QUEUES = ("sync", "outbox", "webhooks", "default")
+#: A slug, region, kind, stream, route or model id: short, no spaces, nothing that could carry text.
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,79}$")
+
+# --- buckets (seconds) ---
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+CHAT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)  # alert: p95 > 1 s
+RETRIEVAL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+VENDOR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0)
+
+# --- families written by processes ---
+HTTP_REQUEST_DURATION = Histogram(
+    "hub_http_request_duration_seconds",
+    "HTTP request latency by Django route name, method and status class.",
+    ["route", "method", "status"],
+    buckets=HTTP_BUCKETS,
+)
+CHAT_TURNS = Counter(
+    "hub_chat_turns_total", "Chat turns by outcome.", ["tenant", "region", "channel", "outcome"]
+)
+CHAT_TURN_DURATION = Histogram(
+    "hub_chat_turn_duration_seconds",
+    "Chat turn latency (request in, answer out).",
+    ["region", "channel"],
+    buckets=CHAT_BUCKETS,
+)
+RETRIEVAL_DURATION = Histogram(
+    "hub_retrieval_duration_seconds", "Knowledge retrieval latency.", ["region"], buckets=RETRIEVAL_BUCKETS
+)
+LLM_TOKENS = Counter(
+    "hub_llm_tokens_total",
+    "LLM tokens used, prompt and completion.",
+    ["tenant", "region", "channel", "model", "kind"],
+)
+LLM_COST = Counter(
+    "hub_llm_cost_usd_total", "LLM cost in US dollars.", ["tenant", "region", "channel", "model"]
+)
+SYNC_RECORDS = Counter(
+    "hub_sync_records_total",
+    "Records stored by syncs, by what the upsert did.",
+    ["tenant", "connector", "stream", "result"],
+)
+VENDOR_REQUEST_DURATION = Histogram(
+    "hub_vendor_request_duration_seconds",
+    "Outbound vendor HTTP call latency by connector and status class (error: no answer).",
+    ["connector", "status"],
+    buckets=VENDOR_BUCKETS,
+)
+VENDOR_ERRORS = Counter("hub_vendor_errors_total", "Failed vendor calls by kind.", ["connector", "kind"])
+RATE_LIMIT_HITS = Counter(
+    "hub_rate_limit_hits_total", "Requests held back by a rate limit, by whose limit.", ["scope"]
+)
+BREAKER_TRANSITIONS = Counter(
+    "hub_breaker_transitions_total",
+    "Circuit-breaker state changes, by the state entered.",
+    ["connector", "state"],
+)
+CELERY_TASK_DURATION = Histogram(
+    "hub_celery_task_duration_seconds",
+    "Celery task run time by task name and how it ended.",
+    ["task", "state"],
+    buckets=TASK_BUCKETS,
+)
+
+#: Families read at scrape time from Postgres and Redis (apps.observability.collectors).
+SCRAPE_TIME_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "hub_sync_lag_seconds": (
+        "gauge",
+        "Seconds since the last successful sync of a stream ended.",
+        ("tenant", "connector", "stream"),
+    ),
+    "hub_breaker_state": (
+        "gauge",
+        "Circuit-breaker state per tenant and connector: 0 closed, 1 half-open, 2 open (worst connection).",
+        ("tenant", "connector"),
+    ),
+    "hub_outbox_depth": ("gauge", "Undelivered outbox messages by state.", ("tenant", "state")),
+    "hub_dead_letters": ("gauge", "Open dead letters.", ("tenant",)),
+    "hub_celery_queue_depth": ("gauge", "Messages waiting in each Celery queue.", ("queue",)),
+}
+
+_PROCESS_FAMILIES = (
+    HTTP_REQUEST_DURATION,
+    CHAT_TURNS,
+    CHAT_TURN_DURATION,
+    RETRIEVAL_DURATION,
+    LLM_TOKENS,
+    LLM_COST,
+    SYNC_RECORDS,
+    VENDOR_REQUEST_DURATION,
+    VENDOR_ERRORS,
+    RATE_LIMIT_HITS,
+    BREAKER_TRANSITIONS,
+    CELERY_TASK_DURATION,
+)
+
+
+def _exposed_name(metric: Counter | Histogram) -> str:
+    name: str = metric._name  # prometheus_client strips "_total" from counter names
+    return f"{name}_total" if isinstance(metric, Counter) else name
+
+
+#: Every family `/metrics` exposes, as named in the text format (counters with `_total`).
+METRIC_FAMILIES: frozenset[str] = frozenset(
+    {_exposed_name(m) for m in _PROCESS_FAMILIES} | set(SCRAPE_TIME_FAMILIES)
+)
+
+
+# --- label hygiene ---
+def token(value: object, *, default: str = "unknown") -> str:
+    """Return `value` when it is a short identifier-like token, else `default` (never free text)."""
+    text = str(value) if value is not None else ""
+    return text if _TOKEN.match(text) else default
+
+
+def _one_of(value: str, allowed: Iterable[str], *, default: str) -> str:
+    return value if value in allowed else default
+
+
+def channel_label(channel: str) -> str:
+    """Map a channel kind onto the closed set; anything else is "custom"."""
+    return _one_of(channel, CHANNELS, default="custom")
+
+
+def status_class(status: int | None) -> str:
+    """2xx/3xx/4xx/5xx, or "error" when there was no HTTP answer."""
+    if status is None or not 100 <= status <= 599:
+        return "error"
+    return f"{status // 100}xx"
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "HUB_METRICS_ENABLED", True))
+
+
+# --- the helpers the rest of the code calls ---
+def observe_http_request(*, route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUEST_DURATION.labels(
+        route=token(route, default="unmatched"),
+        method=_one_of(method.upper(), HTTP_METHODS, default="other"),
+        status=status_class(status),
+    ).observe(seconds)
+
+
+def observe_chat_turn(*, tenant: str, region: str, channel: str, outcome: str, seconds: float) -> None:
+    """Count one chat turn and its latency; `channel` is the channel kind, never its name."""
+    if outcome not in CHAT_OUTCOMES:
+        raise ValueError(f"unknown chat outcome {outcome!r}; one of {sorted(CHAT_OUTCOMES)}")
+    channel = channel_label(channel)
+    region = token(region)
+    CHAT_TURNS.labels(tenant=token(tenant), region=region, channel=channel, outcome=outcome).inc()
+    CHAT_TURN_DURATION.labels(region=region, channel=channel).observe(seconds)
+
+
+def observe_retrieval(*, region: str, seconds: float) -> None:
+    RETRIEVAL_DURATION.labels(region=token(region)).observe(seconds)
+
+
+def record_llm_usage(
+    *,
+    tenant: str,
+    region: str,
+    channel: str,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cost_usd: float = 0.0,
+) -> None:
+    """Add one generation's token counts and cost (zero cost for the offline provider)."""
+    labels = {
+        "tenant": token(tenant),
+        "region": token(region),
+        "channel": channel_label(channel),
+        "model": token(model),
+    }
+    if prompt_tokens > 0:
+        LLM_TOKENS.labels(**labels, kind="prompt").inc(prompt_tokens)
+    if completion_tokens > 0:
+        LLM_TOKENS.labels(**labels, kind="completion").inc(completion_tokens)
+    if cost_usd > 0:
+        LLM_COST.labels(**labels).inc(cost_usd)
+
+
+def record_sync_records(
+    *, tenant: str, connector: str, stream: str, created: int, updated: int, unchanged: int
+) -> None:
+    labels = {"tenant": token(tenant), "connector": token(connector), "stream": token(stream)}
+    for result, count in zip(SYNC_RESULTS, (created, updated, unchanged), strict=True):
+        if count > 0:
+            SYNC_RECORDS.labels(**labels, result=result).inc(count)
+
+
+def observe_vendor_request(*, connector: str, status: int | None, seconds: float) -> None:
+    VENDOR_REQUEST_DURATION.labels(connector=token(connector), status=status_class(status)).observe(seconds)
+
+
+def record_vendor_error(*, connector: str, kind: str) -> None:
+    if kind not in VENDOR_ERROR_KINDS:
+        raise ValueError(f"unknown vendor error kind {kind!r}; one of {sorted(VENDOR_ERROR_KINDS)}")
+    VENDOR_ERRORS.labels(connector=token(connector), kind=kind).inc()
+
+
+def record_rate_limit_hit(scope: str) -> None:
+    """Count a request held back by a limit: an API key's, a tenant's, or a vendor quota."""
+    if scope not in RATE_LIMIT_SCOPES:
+        raise ValueError(f"unknown rate-limit scope {scope!r}; one of {sorted(RATE_LIMIT_SCOPES)}")
+    RATE_LIMIT_HITS.labels(scope=scope).inc()
+
+
+def record_breaker_transition(*, connector: str, state: str) -> None:
+    if state not in BREAKER_STATES:
+        raise ValueError(f"unknown breaker state {state!r}")
+    BREAKER_TRANSITIONS.labels(connector=token(connector), state=state).inc()
+
+
+def observe_celery_task(*, task: str, state: str, seconds: float) -> None:
+    CELERY_TASK_DURATION.labels(
+        task=token(task), state=_one_of(state, TASK_STATES, default="failure")
+    ).observe(seconds)
