@@ -1,0 +1,41 @@
+"""Gunicorn settings for the web role (deploy/entrypoint.sh web).
+
+Sized by environment so one image fits every node size: WEB_CONCURRENCY processes x GUNICORN_THREADS threads.
+The multi-process Prometheus registry needs each dead worker's files marked, or its gauges linger.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Requests wait on Postgres, Redis and LLM providers, not the CPU: threads are cheap concurrency.
+worker_class = "gthread"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 25  # below Kubernetes' default 30 s termination grace period
+keepalive = 5  # longer than nothing, shorter than a typical load balancer idle timeout (60 s)
+# Recycle workers now and then so a slow leak never becomes an outage; jitter avoids all restarting at once.
+max_requests = 2000
+max_requests_jitter = 200
+# /dev/shm, not the container's /tmp: the heartbeat file must not block on a slow or read-only disk.
+worker_tmp_dir = "/dev/shm"
+# Access log as JSON lines like the application logs; the path only (%(U)s), never the query string, which
+# may carry personal data; the request id joins the line to the application's log lines.
+accesslog = "-"
+access_log_format = (
+    '{"logger": "gunicorn.access", "method": "%(m)s", "path": "%(U)s", "status": "%(s)s", '
+    '"duration_ms": %(M)s, "bytes": "%(B)s", "request_id": "%({x-request-id}o)s"}'
+)
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Mark a dead worker's metric files so its live gauges stop counting (prometheus_client multiprocess)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
