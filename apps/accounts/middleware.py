@@ -30,6 +30,7 @@ TWO_FACTOR_EXEMPT_URL_NAMES = frozenset(
         "javascript-catalog",
         "healthz",
         "readyz",
+        "metrics",
     }
 )
 

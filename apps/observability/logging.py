@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextvars
 import logging
 
+from apps.core.context import current_tenant_or_none
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("hub_request_id", default=None)
 tenant_slug_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("hub_log_tenant", default=None)
 
@@ -17,5 +19,6 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
-        record.tenant = tenant_slug_var.get()
+        tenant = current_tenant_or_none()  # the tenant a task or request works for, when it has one
+        record.tenant = tenant.slug if tenant is not None else tenant_slug_var.get()
         return True

@@ -135,7 +135,7 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "hub_celery_queue_depth": ("gauge", "Messages waiting in each Celery queue.", ("queue",)),
 }
 
-_PROCESS_FAMILIES = (
+PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
     CHAT_TURNS,
     CHAT_TURN_DURATION,
@@ -158,7 +158,7 @@ def _exposed_name(metric: Counter | Histogram) -> str:
 
 #: Every family `/metrics` exposes, as named in the text format (counters with `_total`).
 METRIC_FAMILIES: frozenset[str] = frozenset(
-    {_exposed_name(m) for m in _PROCESS_FAMILIES} | set(SCRAPE_TIME_FAMILIES)
+    {_exposed_name(m) for m in PROCESS_FAMILIES} | set(SCRAPE_TIME_FAMILIES)
 )
 
 

@@ -1,11 +1,12 @@
-"""Liveness and readiness endpoints for load balancers and orchestrators."""
+"""Liveness and readiness endpoints for load balancers and orchestrators, and the Prometheus endpoint."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from apps.observability.access import check_scraper
 from apps.observability.health import readiness
 
 
@@ -25,3 +26,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Serve every process's metrics and the scrape-time gauges to an allowed scraper (see access.py)."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+    from apps.observability.collectors import scrape_registry
+
+    verdict = check_scraper(
+        authorization=request.headers.get("Authorization", ""), address=request.META.get("REMOTE_ADDR", "")
+    )
+    if verdict == "unauthorized":
+        response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if verdict == "forbidden":
+        return HttpResponse("This address may not read metrics.\n", status=403, content_type="text/plain")
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)

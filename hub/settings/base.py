@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.observability.middleware.MetricsMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -375,6 +376,12 @@ HUB_KNOWLEDGE_FALLBACK_LOCALE = env_str("HUB_KNOWLEDGE_FALLBACK_LOCALE", "en")
 # Candidates each half of the hybrid search contributes to the fusion, and HNSW's search breadth.
 HUB_KNOWLEDGE_CANDIDATES = env_int("HUB_KNOWLEDGE_CANDIDATES", 40, minimum=5, maximum=1000)
 HUB_KNOWLEDGE_EF_SEARCH = env_int("HUB_KNOWLEDGE_EF_SEARCH", 100, minimum=10, maximum=1000)
+
+# Chat API: the longest message text accepted, and how many articles an answer is composed from.
+HUB_CHAT_MAX_TEXT = env_int("HUB_CHAT_MAX_TEXT", 4000, minimum=100, maximum=100_000)
+HUB_CHAT_RETRIEVAL_K = env_int("HUB_CHAT_RETRIEVAL_K", 3, minimum=1, maximum=20)
+# Largest request body the chat API reads (bytes); larger bodies get 413 before parsing.
+HUB_CHAT_MAX_BODY = env_int("HUB_CHAT_MAX_BODY", 32_768, minimum=1024, maximum=10_000_000)
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

@@ -7,6 +7,7 @@ Data is kept in HUB_HOME, so running it again continues where it stopped.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,8 @@ class Command(BaseCommand):
                 "4",
                 "--access-logfile",
                 "-",
+                "--config",
+                "python:apps.observability.gunicorn",
             ],
             "worker": [
                 os.path.join(bin_dir, "celery"),
@@ -75,8 +78,13 @@ class Command(BaseCommand):
                 str(settings.HUB_HOME / "celerybeat-schedule"),
             ],
         }
+        # Every process writes its metrics to one directory that /metrics merges; start it empty.
+        metrics_dir = settings.HUB_METRICS_DIR
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         procs = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, start_new_session=True)
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env, start_new_session=True)
             for name, cmd in commands.items()
         }
         self.stdout.write(
