@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import shared_task
+from django.conf import settings
 
 from apps.core.tasks import TenantTask
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
@@ -21,3 +27,39 @@ def knowledge_reindex_task(*, tenant_id: int, kb_id: str) -> int:
     from apps.knowledge.indexing import kb_reindex
 
     return kb_reindex(kb_id=kb_id)
+
+
+@shared_task(base=TenantTask, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def knowledge_import_connection_task(
+    self: Any,
+    *,
+    tenant_id: int,
+    kb_id: str,
+    connection_id: str,
+    actor_id: int | None = None,
+    publish: bool = False,
+) -> dict[str, Any] | None:
+    """Import a connection's knowledge articles; idempotent, so a redelivered message is harmless.
+
+    A transient vendor failure (nothing was imported) is retried with backoff, honouring Retry-After,
+    up to HUB_SYNC_MAX_RETRIES; a permanent one (credentials, configuration, policy) is logged and ends.
+    """
+    from apps.core.errors import HubError
+    from apps.integrations.tasks import retry_delay
+    from apps.knowledge.importing import KnowledgeImportFailed, kb_import_connection_run
+
+    try:
+        result = kb_import_connection_run(
+            kb_id=kb_id, connection_id=connection_id, actor_id=actor_id, publish=publish
+        )
+    except KnowledgeImportFailed as exc:
+        retries = self.request.retries
+        if exc.transient and retries < settings.HUB_SYNC_MAX_RETRIES:
+            countdown = retry_delay(retries=retries, retry_after=exc.retry_after)
+            raise self.retry(countdown=countdown, exc=exc) from None
+        logger.warning("knowledge import failed", extra={"connection_id": connection_id, "error": str(exc)})
+        return {"error": str(exc)}
+    except HubError as exc:  # refused by policy, disabled or unsupported connection: retrying cannot help
+        logger.warning("knowledge import refused", extra={"connection_id": connection_id, "error": str(exc)})
+        return {"error": str(exc)}
+    return None if result is None else result.as_dict()

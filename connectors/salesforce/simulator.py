@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 
 from connectors.simulation import (
+    LOCALES,
     Row,
     SimRequest,
     SimResponse,
@@ -62,7 +63,16 @@ OBJECTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "Knowledge__kav": (
         "articles",
         "ka0",
-        ("Title", "Body__c", "Language", "UrlName", "PublishStatus", "ArticleNumber"),
+        (
+            "Title",
+            "Body__c",
+            "Language",
+            "UrlName",
+            "PublishStatus",
+            "ArticleNumber",
+            "KnowledgeArticleId",
+            "IsMasterLanguage",
+        ),
         ("Title", "UrlName"),
     ),
     "Lead": (
@@ -226,7 +236,11 @@ class SalesforceSimulator(Simulator):
                     "Language": LANGUAGE[a["locale"]],
                     "UrlName": a["url_name"],
                     "PublishStatus": "Online",
-                    "ArticleNumber": f"{i + 1:09d}",
+                    # Seed articles come in groups of one per locale: translations share the article's
+                    # id and number, and the first is the master language.
+                    "ArticleNumber": f"{i // len(LOCALES) + 1:09d}",
+                    "KnowledgeArticleId": sf_id("kA0", i // len(LOCALES)),
+                    "IsMasterLanguage": i % len(LOCALES) == 0,
                 },
             )
 

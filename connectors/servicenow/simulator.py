@@ -14,7 +14,16 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from connectors.simulation import Row, SimRequest, SimResponse, Simulator, Table, json_response, seed_ts
+from connectors.simulation import (
+    LOCALES,
+    Row,
+    SimRequest,
+    SimResponse,
+    Simulator,
+    Table,
+    json_response,
+    seed_ts,
+)
 
 TABLES = {  # canonical stream -> table
     "contacts": "customer_contact",
@@ -131,6 +140,10 @@ class ServiceNowSimulator(Simulator):
                     "language": a["locale"],
                     "workflow_state": "published",
                     "kb_knowledge_base": "IT",
+                    # Seed articles come in groups of one per locale: the first is the original.
+                    "translated_from": sys_id("kb_knowledge", i - i % len(LOCALES))
+                    if i % len(LOCALES)
+                    else "",
                 },
             )
         self._seq = max(n.values())  # fmt: skip
