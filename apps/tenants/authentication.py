@@ -16,7 +16,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from apps.core.context import set_tenant
+from apps.core.context import TenantRef, set_tenant
 from apps.observability.logging import tenant_slug_var
 from apps.tenants.models import ManagementToken, Membership, Tenant
 from apps.tenants.services import MANAGEMENT_TOKEN_SCHEME, management_token_hash, management_token_touch
@@ -76,7 +76,7 @@ class ManagementTokenAuthentication(BaseAuthentication):
         return token
 
 
-def enter_tenant(request: Request, tenant: Tenant) -> None:
+def enter_tenant(request: Request, tenant: Tenant | TenantRef) -> None:
     """Set the tenant context for the rest of an API request, once.
 
     TenantMiddleware resets whatever `_tenant_tokens` holds when the request ends, as for console pages.

@@ -1,0 +1,233 @@
+"""API-key authentication for the chat API: `Authorization: Bearer hub_<prefix>_<secret>`.
+
+One control-database lookup (key → channel → tenant) per key, cached in Redis under the key's hash for
+`CACHE_TTL` seconds, so a busy channel costs one cache read per request. The cache is dropped whenever it
+could lie: on revoke and rotate (`forget_keys`), on any channel change (`forget_channel_keys`) and on any
+tenant save, which covers suspension (`forget_tenant_keys`, connected in ChatConfig.ready). Expiry is checked
+against the cached expiry on every request, so an expired key is refused even while its entry is warm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import cache
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from apps.chat.models import ApiKey, ApiKeyScope
+from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.core.context import TenantRef
+from apps.tenants.authentication import enter_tenant
+from apps.tenants.services import management_token_hash
+
+KEYWORD = "Bearer"
+SCHEME = "hub"
+CACHE_TTL = 60  # seconds a key's lookup is trusted; every change that matters drops it sooner
+TOUCH_INTERVAL = 60  # seconds between two `last_used_at` writes of one key
+_MAX_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What the cache holds for one key hash: the principal and what decides whether it may be used now."""
+
+    principal: ChannelPrincipal
+    revoked: bool
+    expires_at: datetime | None
+    channel_enabled: bool
+    tenant_active: bool
+
+
+class ApiKeyUser:
+    """`request.user` of a chat API request: the key, not a person. Authenticated, never staff.
+
+    The audit log records it by its label (`apikey:<prefix>`) with no user id.
+    """
+
+    pk = None
+    id = None
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, prefix: str) -> None:
+        self.username = f"apikey:{prefix}"
+
+    def get_username(self) -> str:
+        return self.username
+
+    def __str__(self) -> str:
+        return self.username
+
+
+def _cache_key(key_hash: str) -> str:
+    return f"chat:apikey:{key_hash}"
+
+
+def _touch_key(key_id: int) -> str:
+    return f"chat:apikey-used:{key_id}"
+
+
+def _load(key_hash: str) -> _Entry | None:
+    key = ApiKey.objects.select_related("channel", "tenant__home_region").filter(key_hash=key_hash).first()
+    if key is None:
+        return None
+    channel, tenant = key.channel, key.tenant
+    ref = TenantRef(id=tenant.id, slug=tenant.slug, region=tenant.region_code)
+    info = ChannelInfo(
+        id=channel.id,
+        kind=channel.kind,
+        name=channel.name,
+        default_locale=channel.default_locale,
+        allowed_actions=tuple(channel.allowed_actions or ()),
+        knowledge_base_id=channel.knowledge_base_id,
+        content_region=channel.content_region or ref.region,
+        ticket_connection_id=channel.ticket_connection_id,
+        lead_connection_id=channel.lead_connection_id,
+    )
+    principal = ChannelPrincipal(
+        key_id=key.id, key_prefix=key.prefix, scopes=frozenset(key.scopes or ()), tenant=ref, channel=info
+    )
+    return _Entry(
+        principal=principal,
+        revoked=key.revoked_at is not None,
+        expires_at=key.expires_at,
+        channel_enabled=channel.enabled,
+        tenant_active=tenant.is_active,
+    )
+
+
+def lookup(key_hash: str) -> _Entry | None:
+    """The key's cached entry, loaded from the control database on a miss (unknown keys are not cached)."""
+    entry: _Entry | None = cache.get(_cache_key(key_hash))
+    if entry is None:
+        entry = _load(key_hash)
+        if entry is not None:
+            cache.set(_cache_key(key_hash), entry, CACHE_TTL)
+    return entry
+
+
+def forget_keys(*, key_hashes: Iterable[str]) -> None:
+    """Drop cached lookups, so the next request of these keys reads the database again."""
+    keys = [_cache_key(h) for h in key_hashes]
+    if keys:
+        cache.delete_many(keys)
+
+
+def forget_channel_keys(*, channel_id: Any) -> None:
+    forget_keys(key_hashes=ApiKey.objects.filter(channel_id=channel_id).values_list("key_hash", flat=True))
+
+
+def forget_tenant_keys(*, tenant_id: Any) -> None:
+    forget_keys(key_hashes=ApiKey.objects.filter(tenant_id=tenant_id).values_list("key_hash", flat=True))
+
+
+def on_tenant_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """Receiver for Tenant post_save: a suspended (or moved) tenant's keys must not live on in the cache."""
+    if not kwargs.get("created"):
+        forget_tenant_keys(tenant_id=instance.pk)
+
+
+def touch(principal: ChannelPrincipal) -> None:
+    """Record use at most once per TOUCH_INTERVAL per key, for all processes: a Redis `add` is the gate."""
+    if cache.add(_touch_key(principal.key_id), 1, TOUCH_INTERVAL):
+        ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """Authenticate a channel's API key and enter its tenant's context for the rest of the request.
+
+    Unknown, malformed, revoked or expired keys get 401 (`WWW-Authenticate: Bearer`); a key of a disabled
+    channel or suspended tenant gets 403. A request without a Bearer header is left to the permission
+    classes, which answer 401.
+    """
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyUser, ChannelPrincipal] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != KEYWORD.lower().encode():
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed(_("Malformed Authorization header: use “Bearer <API key>”."))
+        try:
+            plaintext = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed(_("Invalid API key.")) from None
+        scheme, _sep, rest = plaintext.partition("_")
+        if scheme != SCHEME or "_" not in rest or len(plaintext) > _MAX_KEY_LENGTH:
+            raise AuthenticationFailed(_("Invalid API key."))
+        entry = lookup(management_token_hash(plaintext))
+        if entry is None:
+            raise AuthenticationFailed(_("Invalid API key."))
+        if entry.revoked:
+            raise AuthenticationFailed(_("This API key has been revoked."))
+        if entry.expires_at is not None and entry.expires_at <= timezone.now():
+            raise AuthenticationFailed(_("This API key has expired."))
+        if not entry.tenant_active:
+            raise PermissionDenied(_("This API key's tenant is suspended."))
+        if not entry.channel_enabled:
+            raise PermissionDenied(_("This API key's channel is disabled."))
+        principal = entry.principal
+        touch(principal)
+        enter_tenant(request, principal.tenant)
+        return ApiKeyUser(principal.key_prefix), principal
+
+    def authenticate_header(self, request: Request) -> str:
+        return KEYWORD
+
+
+def principal_of(request: Request) -> ChannelPrincipal:
+    """The request's ChannelPrincipal, or 401 when the request carried no API key."""
+    auth = getattr(request, "auth", None)
+    if not isinstance(auth, ChannelPrincipal):
+        raise NotAuthenticated(_("Send the channel's API key: “Authorization: Bearer <API key>”."))
+    return auth
+
+
+class HasScope(BasePermission):
+    """Allow requests whose API key carries `scope` (401 without a key, 403 without the scope)."""
+
+    scope: str = ""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        principal = principal_of(request)
+        if not principal.has_scope(self.scope):
+            raise PermissionDenied(_("This API key lacks the “%(scope)s” scope.") % {"scope": self.scope})
+        return True
+
+
+class HasChatScope(HasScope):
+    scope = ApiKeyScope.CHAT
+
+
+class HasTranscriptScope(HasScope):
+    scope = ApiKeyScope.TRANSCRIPTS
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """Describe the channel API key in the OpenAPI schema as an HTTP bearer scheme."""
+
+    target_class = "apps.chat.auth.ApiKeyAuthentication"
+    name = "channelApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "hub_<prefix>_<secret>",
+            "description": (
+                "A channel's API key, created by a tenant admin in the console (Channels & API keys) or with "
+                "POST /api/v1/tenants/{slug}/channels/{id}/keys/. Scopes: `chat` (conversations and "
+                "messages), `transcripts` (read transcripts)."
+            ),
+        }
