@@ -17,6 +17,7 @@ from hub.settings.env import (
     env_int,
     env_list,
     env_networks,
+    env_rate,
     env_regions,
     env_str,
     env_url,
@@ -382,6 +383,10 @@ HUB_CHAT_MAX_TEXT = env_int("HUB_CHAT_MAX_TEXT", 4000, minimum=100, maximum=100_
 HUB_CHAT_RETRIEVAL_K = env_int("HUB_CHAT_RETRIEVAL_K", 3, minimum=1, maximum=20)
 # Largest request body the chat API reads (bytes); larger bodies get 413 before parsing.
 HUB_CHAT_MAX_BODY = env_int("HUB_CHAT_MAX_BODY", 32_768, minimum=1024, maximum=10_000_000)
+# Chat API rate limits (token buckets in Redis, shared by every web process): per API key and per tenant,
+# as (requests, seconds), written like "600/min"; a refused request gets 429 with Retry-After.
+HUB_CHAT_RATE_PER_KEY = env_rate("HUB_CHAT_RATE_PER_KEY", "600/min")
+HUB_CHAT_RATE_PER_TENANT = env_rate("HUB_CHAT_RATE_PER_TENANT", "3000/min")
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

@@ -60,6 +60,20 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return value
 
 
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_RATE_UNITS |= {"d": 86400, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int]:
+    """A rate such as "120/min", "10/s" or "1000/5min", as (requests, seconds)."""
+    raw = os.environ.get(name, default)
+    match = _RATE.match(raw)
+    if match is None or int(match[1]) < 1 or int(match[2] or 1) < 1:
+        raise _fail(name, f"expected a rate such as 120/min or 10/s, got {raw!r}")
+    return int(match[1]), int(match[2] or 1) * _RATE_UNITS[match[3]]
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
