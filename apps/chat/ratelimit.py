@@ -81,3 +81,8 @@ class TenantRateThrottle(_ChatThrottle):
 
 #: The throttles every chat API view lists, in this order.
 CHAT_THROTTLES: tuple[type[BaseThrottle], ...] = (ApiKeyRateThrottle, TenantRateThrottle)
+
+
+def chat_throttles() -> list[BaseThrottle]:
+    """Fresh throttle instances for a view's `get_throttles()` (key first, then tenant)."""
+    return [cls() for cls in CHAT_THROTTLES]
