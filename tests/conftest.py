@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(
                 pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__"), append=False
             )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metrics_dir() -> Iterator[None]:
+    """Start each run with an empty metrics directory (hub/settings/test.py) and remove it afterwards."""
+    path = Path(settings.HUB_METRICS_DIR)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    yield
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,7 @@ from uuid import UUID
 import redis
 from django.conf import settings
 
+from apps.observability import metrics
 from connectors.errors import ConnectorError, RateLimited
 
 if TYPE_CHECKING:
@@ -183,8 +184,8 @@ class BreakerStore(Protocol):
         """Admit a call (return None) or refuse it (return the epoch second the caller may retry)."""
         ...
 
-    def record(self, key: str, config: BreakerConfig, *, success: bool) -> None:
-        """Apply one call's outcome and any transition it causes."""
+    def record(self, key: str, config: BreakerConfig, *, success: bool) -> StateName | None:
+        """Apply one call's outcome; return the state it entered when it caused a transition, else None."""
         ...
 
     def snapshot(self, key: str) -> BreakerState:
@@ -218,6 +219,7 @@ _BREAKER_RECORD = (
     _LUA_NOW
     + """
 -- ARGV: success (1/0), failure_threshold, error_ratio, window, min_calls, cooldown, max_cooldown, ttl_ms
+-- Returns the state after the call, with a trailing '!' when this outcome changed it.
 local success = ARGV[1] == '1'
 local threshold, ratio = tonumber(ARGV[2]), tonumber(ARGV[3])
 local size, min_calls = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -233,7 +235,7 @@ local function open(n)
   redis.call('HSET', KEYS[1], 'state', 'open', 'failures', failures, 'window', '', 'trips', n,
              'opened_at', fmt(now), 'retry_at', fmt(now + wait), 'probe_until', '0')
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
-  return 'open'
+  return 'open!'
 end
 
 -- a late outcome of a call admitted before the breaker opened says nothing new
@@ -243,7 +245,7 @@ if state == 'half_open' then
     redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0, 'window', '', 'trips', 0,
                'opened_at', '0', 'retry_at', '0', 'probe_until', '0')
     redis.call('PEXPIRE', KEYS[1], ARGV[8])
-    return 'closed'
+    return 'closed!'
   end
   failures = failures + 1
   return open(trips + 1)
@@ -299,8 +301,8 @@ class RedisBreakerStore:
         )
         return None if int(allowed) else float(retry_at)
 
-    def record(self, key: str, config: BreakerConfig, *, success: bool) -> None:
-        self._record(
+    def record(self, key: str, config: BreakerConfig, *, success: bool) -> StateName | None:
+        result = self._record(
             keys=[self._key(key)],
             args=[
                 int(success),
@@ -314,6 +316,8 @@ class RedisBreakerStore:
             ],
             client=self.client,
         )
+        text = result.decode() if isinstance(result, bytes) else str(result)
+        return _STATES[text[:-1]] if text.endswith("!") else None
 
     def snapshot(self, key: str) -> BreakerState:
         state, failures, opened_at, retry_at = self._snapshot(keys=[self._key(key)], client=self.client)
@@ -329,8 +333,16 @@ class RedisBreakerStore:
 class CircuitBreaker:
     """A named breaker over a BreakerStore; see BreakerConfig for the thresholds."""
 
-    def __init__(self, name: str, *, config: BreakerConfig | None = None, store: BreakerStore | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: BreakerConfig | None = None,
+        store: BreakerStore | None = None,
+        kind: str = "",
+    ):
         self.name = name
+        self.kind = kind  # the connector kind, for metrics labels
         self.config = config or BreakerConfig.from_settings()
         self.store: BreakerStore = store or RedisBreakerStore()
 
@@ -344,10 +356,14 @@ class CircuitBreaker:
             raise BreakerOpen(datetime.fromtimestamp(retry_at, tz=UTC), name=self.name)
 
     def record_success(self) -> None:
-        self.store.record(self.name, self.config, success=True)
+        self._transitioned(self.store.record(self.name, self.config, success=True))
 
     def record_failure(self) -> None:
-        self.store.record(self.name, self.config, success=False)
+        self._transitioned(self.store.record(self.name, self.config, success=False))
+
+    def _transitioned(self, state: StateName | None) -> None:
+        if state is not None:
+            metrics.record_breaker_transition(connector=self.kind or "unknown", state=state)
 
     def state(self) -> BreakerState:
         return self.store.snapshot(self.name)
@@ -368,7 +384,7 @@ def breaker_for(
         config = BreakerConfig.from_settings(**overrides)
     elif overrides:
         config = replace(config, **overrides)
-    return CircuitBreaker(connection_key(connection), config=config, store=store)
+    return CircuitBreaker(connection_key(connection), config=config, store=store, kind=connection.kind)
 
 
 @contextmanager

@@ -38,10 +38,11 @@ from apps.core.context import current_tenant, tenant_context
 from apps.integrations.conf import build_connector, connector_class, connector_session
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import BreakerOpen, CircuitBreaker, TokenBucket, breaker_for, bucket_for
+from apps.observability import metrics
 from apps.policies.registry import Subject
 from connectors.base import Cursor, Record
 from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
-from connectors.http import HttpSession, redact
+from connectors.http import HttpSession, redact, salesforce_limit
 
 logger = logging.getLogger(__name__)
 
@@ -102,20 +103,34 @@ def guard_session(session: HttpSession, *, breaker: CircuitBreaker, bucket: Toke
     Both live in Redis, so all workers share one quota and one view of the vendor's health. A short
     bucket wait is slept here; a long one (a vendor limit penalty) becomes RateLimited so the task is
     rescheduled instead of holding a worker. 5xx answers and transport errors count as breaker failures.
+    Each call's latency and status class, and each failed call, go to the metrics.
     """
     send = session.request
+    kind = breaker.kind
 
     def request(method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        held_back = False
         while (wait := bucket.acquire()) > 0:
+            if not held_back:
+                held_back = True
+                metrics.record_rate_limit_hit("vendor")
             if wait > MAX_BUCKET_SLEEP:
                 raise RateLimited("The connection's request quota is used up for now.", retry_after=wait)
             time.sleep(wait)
         breaker.before_call()
+        started = time.perf_counter()
         try:
             response = send(method, url, *args, **kwargs)
-        except VendorUnavailable:
+        except VendorUnavailable as exc:
             breaker.record_failure()
+            metrics.observe_vendor_request(connector=kind, status=None, seconds=time.perf_counter() - started)
+            timed_out = isinstance(exc.__cause__, requests.Timeout)
+            metrics.record_vendor_error(connector=kind, kind="timeout" if timed_out else "unavailable")
             raise
+        status = response.status_code
+        metrics.observe_vendor_request(connector=kind, status=status, seconds=time.perf_counter() - started)
+        if status >= 400 and (error_kind := vendor_error_kind(response)):
+            metrics.record_vendor_error(connector=kind, kind=error_kind)
         if response.status_code >= 500:
             breaker.record_failure()
         else:
@@ -124,6 +139,20 @@ def guard_session(session: HttpSession, *, breaker: CircuitBreaker, bucket: Toke
 
     session.request = request  # type: ignore[method-assign]
     return session
+
+
+def vendor_error_kind(response: requests.Response) -> str | None:
+    """Classify a vendor's error answer for hub_vendor_errors_total (the connector still decides retries)."""
+    status = response.status_code
+    if status == 429 or (status == 403 and salesforce_limit(response) is not None):
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    if status >= 500:
+        return "unavailable"
+    if status == 408:
+        return "timeout"
+    return "permanent" if status >= 400 else None
 
 
 def is_transient(exc: ConnectorError) -> bool:
@@ -433,6 +462,14 @@ def _attempt(
                     run.updated += counts.updated
                     run.unchanged += counts.unchanged
                     run.save(update_fields=["read", "created", "updated", "unchanged", "updated_at"])
+                metrics.record_sync_records(
+                    tenant=tenant.slug,
+                    connector=connection.kind,
+                    stream=stream,
+                    created=counts.created,
+                    updated=counts.updated,
+                    unchanged=counts.unchanged,
+                )
     except (ConnectorError, BreakerOpen) as exc:
         if isinstance(exc, BreakerOpen):
             message = "The vendor is failing; the circuit breaker is open until it probes again."

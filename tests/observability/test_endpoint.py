@@ -1,0 +1,108 @@
+"""/metrics: every catalog family, protected by token and/or allow-list, never behind login or 2FA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from apps.observability.metrics import METRIC_FAMILIES
+from tests.observability.conftest import scrape
+
+pytestmark = pytest.mark.django_db
+
+CATALOG = {
+    "hub_http_request_duration_seconds",
+    "hub_chat_turns_total",
+    "hub_chat_turn_duration_seconds",
+    "hub_retrieval_duration_seconds",
+    "hub_llm_tokens_total",
+    "hub_llm_cost_usd_total",
+    "hub_sync_records_total",
+    "hub_sync_lag_seconds",
+    "hub_vendor_request_duration_seconds",
+    "hub_vendor_errors_total",
+    "hub_rate_limit_hits_total",
+    "hub_breaker_state",
+    "hub_outbox_depth",
+    "hub_dead_letters",
+    "hub_celery_queue_depth",
+    "hub_celery_task_duration_seconds",
+}
+
+
+def test_every_catalog_family_is_exposed_even_before_anything_happened() -> None:
+    assert CATALOG <= METRIC_FAMILIES
+    assert all(name.startswith("hub_") for name in METRIC_FAMILIES)
+    families = scrape()
+    assert set(METRIC_FAMILIES) <= set(families)
+
+
+def test_loopback_only_when_neither_token_nor_allow_list_is_set(settings: Any) -> None:
+    settings.HUB_METRICS_TOKEN, settings.HUB_METRICS_ALLOW = "", []
+    assert Client().get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    assert Client().get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    response = Client().get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert response.status_code == 403
+    assert b"hub_" not in response.content
+
+
+def test_bearer_token_is_required_when_configured(settings: Any) -> None:
+    settings.HUB_METRICS_TOKEN, settings.HUB_METRICS_ALLOW = "s3cret-metrics-token", []
+    anonymous = Client().get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert anonymous.status_code == 401
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
+    assert b"hub_" not in anonymous.content
+    wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope", REMOTE_ADDR="203.0.113.9")
+    assert wrong.status_code == 401
+    basic = Client().get("/metrics", HTTP_AUTHORIZATION="Basic czNjcmV0", REMOTE_ADDR="203.0.113.9")
+    assert basic.status_code == 401
+    ok = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics-token", REMOTE_ADDR="203.0.113.9")
+    assert ok.status_code == 200
+    assert b"# TYPE hub_outbox_depth gauge" in ok.content
+    assert ok["Content-Type"].startswith("text/plain")
+
+
+def test_allow_list_refuses_other_networks(settings: Any) -> None:
+    settings.HUB_METRICS_TOKEN, settings.HUB_METRICS_ALLOW = "", ["10.20.0.0/16", "2001:db8::/32"]
+    assert Client().get("/metrics", REMOTE_ADDR="10.20.3.4").status_code == 200
+    assert Client().get("/metrics", REMOTE_ADDR="2001:db8::7").status_code == 200
+    assert Client().get("/metrics", REMOTE_ADDR="10.21.0.1").status_code == 403
+    assert Client().get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403  # not listed: not special
+    assert Client().get("/metrics", REMOTE_ADDR="garbage").status_code == 403
+
+
+def test_token_and_allow_list_together_both_apply(settings: Any) -> None:
+    settings.HUB_METRICS_TOKEN, settings.HUB_METRICS_ALLOW = "tok-123456", ["10.0.0.0/8"]
+    auth = {"HTTP_AUTHORIZATION": "Bearer tok-123456"}
+    assert Client().get("/metrics", REMOTE_ADDR="10.1.1.1", **auth).status_code == 200
+    assert Client().get("/metrics", REMOTE_ADDR="192.0.2.1", **auth).status_code == 403
+    assert Client().get("/metrics", REMOTE_ADDR="10.1.1.1").status_code == 401
+
+
+def test_only_get_is_allowed() -> None:
+    assert Client().post("/metrics").status_code == 405
+
+
+def test_not_behind_login_or_two_factor(client: Client, alice: Any) -> None:
+    """A signed-in user who still owes a second factor is not redirected; nor is an anonymous scraper."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.create(user=alice, name="phone", confirmed=True)
+    client.force_login(alice)  # not OTP-verified
+    assert client.get("/t/tenant-a/").status_code in (302, 403)  # the console holds the user back
+    assert client.get("/metrics").status_code == 200
+    assert Client().get("/metrics").status_code == 200
+
+
+def test_settings_refuse_a_malformed_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from hub.settings.env import env_networks
+
+    monkeypatch.setenv("HUB_METRICS_ALLOW", "10.0.0.0/8, not-a-network")
+    with pytest.raises(ImproperlyConfigured, match="HUB_METRICS_ALLOW"):
+        env_networks("HUB_METRICS_ALLOW", [])
+    monkeypatch.setenv("HUB_METRICS_ALLOW", "10.0.0.0/8,192.0.2.7")
+    assert env_networks("HUB_METRICS_ALLOW", []) == ["10.0.0.0/8", "192.0.2.7"]
