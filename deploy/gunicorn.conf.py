@@ -21,7 +21,7 @@ keepalive = 5  # longer than nothing, shorter than a typical load balancer idle 
 max_requests = 2000
 max_requests_jitter = 200
 # /dev/shm, not the container's /tmp: the heartbeat file must not block on a slow or read-only disk.
-worker_tmp_dir = "/dev/shm"
+worker_tmp_dir = "/dev/shm"  # noqa: S108 - a RAM-backed mount private to the container
 # Access log as JSON lines like the application logs; the path only (%(U)s), never the query string, which
 # may carry personal data; the request id joins the line to the application's log lines.
 accesslog = "-"

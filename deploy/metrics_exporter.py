@@ -20,10 +20,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--addr", default="0.0.0.0")
+    parser.add_argument("--addr", default="0.0.0.0")  # noqa: S104 - Prometheus scrapes the pod's IP
     args = parser.parse_args()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        print("metrics_exporter: PROMETHEUS_MULTIPROC_DIR is not set", file=sys.stderr)
+        sys.stderr.write("metrics_exporter: PROMETHEUS_MULTIPROC_DIR is not set\n")
         return 2
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
