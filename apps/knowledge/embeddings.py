@@ -83,20 +83,39 @@ class UseProvider(EmbeddingProvider):
 class OpenAIProvider(EmbeddingProvider):
     """An OpenAI-compatible `/embeddings` endpoint (OpenAI, Azure, vLLM, Ollama, LiteLLM …).
 
-    Options: base_url, model, api_key (optional), timeout. `dimensions` is requested so the vectors fit
-    the 512-dimension column.
+    Options: base_url, model, api_key (optional), timeout (s, default 10), batch_size (inputs per request,
+    default 256; OpenAI accepts up to 2048), max_retries (default 2), retry_backoff (s, default 0.5) and
+    max_retry_wait (s, default 5). `dimensions` is requested so the vectors fit the 512-dimension column,
+    and the answer is checked: one vector per input, each of that size.
+
+    429 and 5xx answers are retried with exponential backoff, waiting at least the server's Retry-After;
+    a Retry-After above max_retry_wait fails at once instead (search must not hang on a quota). Error
+    messages carry the status and the server's own message with the API key removed, never the key.
     """
 
     label = "OpenAI-compatible embeddings"
+    RETRY_STATUSES: ClassVar[frozenset[int]] = frozenset({429, 500, 502, 503, 504})
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         for name in ("base_url", "model"):
             if not options.get(name):
                 raise ImproperlyConfigured(f"Setting HUB_EMBEDDING_OPTIONS: {name!r} is required")
+        try:
+            self.timeout = float(options.get("timeout", 10))
+            self.batch_size = int(options.get("batch_size", 256))
+            self.max_retries = int(options.get("max_retries", 2))
+            self.retry_backoff = float(options.get("retry_backoff", 0.5))
+            self.max_retry_wait = float(options.get("max_retry_wait", 5))
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"Setting HUB_EMBEDDING_OPTIONS: {exc}") from None
+        if self.timeout <= 0 or not 1 <= self.batch_size <= 2048 or self.max_retries < 0:
+            raise ImproperlyConfigured(
+                "Setting HUB_EMBEDDING_OPTIONS: timeout must be > 0, batch_size 1-2048, max_retries >= 0"
+            )
         self.base_url = str(options["base_url"]).rstrip("/")
         self.model = str(options["model"])
-        self.timeout = float(options.get("timeout", 10))
+        self._api_key = str(options.get("api_key") or "")
 
     @property
     def model_id(self) -> str:  # type: ignore[override]
@@ -105,22 +124,89 @@ class OpenAIProvider(EmbeddingProvider):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, EMBEDDING_DIMENSIONS), dtype=np.float32)
-        payload = {"model": self.model, "input": list(texts), "dimensions": EMBEDDING_DIMENSIONS}
-        request = urllib.request.Request(  # noqa: S310 - the URL comes from settings, not from users
-            f"{self.base_url}/embeddings",
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        if self.options.get("api_key"):
-            request.add_header("Authorization", f"Bearer {self.options['api_key']}")
+        texts = list(texts)
+        batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate([self._embed_batch(batch) for batch in batches])
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        data = self._post({"model": self.model, "input": texts, "dimensions": EMBEDDING_DIMENSIONS})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                data = json.loads(response.read())
             rows = sorted(data["data"], key=lambda row: row["index"])
-            return _normalize(np.array([row["embedding"] for row in rows], dtype=np.float32))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EmbeddingError(f"embedding endpoint failed: {type(exc).__name__}") from exc
+            if [row["index"] for row in rows] != list(range(len(texts))):
+                raise EmbeddingError(
+                    f"embedding endpoint answered {len(rows)} vectors for {len(texts)} texts"
+                )
+            vectors = np.array([row["embedding"] for row in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError(
+                f"embedding endpoint answered in an unexpected shape ({type(exc).__name__})"
+            ) from None
+        return _normalize(vectors)
+
+    def _post(self, payload: dict[str, Any]) -> Any:
+        """POST to /embeddings, retrying 429/5xx within the limits; return the decoded JSON answer."""
+        import time
+        from urllib.error import HTTPError
+
+        url = f"{self.base_url}/embeddings"
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        attempt = 0
+        while True:
+            # The URL comes from settings, never from users.
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                    raw = response.read()
+            except HTTPError as exc:
+                status, reason = exc.code, self._reason(exc)
+                wait = self._retry_wait(exc, attempt)
+                if status not in self.RETRY_STATUSES or attempt >= self.max_retries or wait is None:
+                    what = "rate limited" if status == 429 else "failed"
+                    raise EmbeddingError(
+                        f"embedding endpoint {what} (HTTP {status}): {reason}"
+                        + (f" after {attempt + 1} attempts" if attempt else "")
+                    ) from None
+                attempt += 1
+                time.sleep(wait)
+                continue
+            except (OSError, ValueError) as exc:  # refused, DNS, timeout, bad URL
+                raise EmbeddingError(
+                    f"embedding endpoint unreachable ({type(exc).__name__}: {self._redact(str(exc))[:200]})"
+                ) from None
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise EmbeddingError("embedding endpoint answered malformed JSON") from None
+
+    def _retry_wait(self, exc: Any, attempt: int) -> float | None:
+        """Seconds to wait before the next try; None when the server asks for longer than we may wait."""
+        backoff = self.retry_backoff * 2**attempt
+        header = exc.headers.get("Retry-After") if exc.headers is not None else None
+        try:
+            asked = float(header) if header is not None else 0.0
+        except ValueError:
+            asked = 0.0  # an HTTP date: rare for these APIs, fall back to the backoff
+        wait = max(backoff, asked)
+        return None if asked > self.max_retry_wait else min(wait, self.max_retry_wait)
+
+    def _reason(self, exc: Any) -> str:
+        """The server's error message (OpenAI envelope or plain text), short and without the API key."""
+        try:
+            text = exc.read().decode("utf-8", "replace")
+        except OSError:
+            text = ""
+        try:
+            error = json.loads(text).get("error")
+            text = str(error.get("message") if isinstance(error, dict) else error or text)
+        except (ValueError, AttributeError):
+            pass
+        return self._redact(" ".join(text.split()))[:200] or str(exc.reason)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
 
 
 def _load_class(path: str, setting: str) -> type[EmbeddingProvider]:

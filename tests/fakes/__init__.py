@@ -1,0 +1,1 @@
+"""Local stand-ins for third-party HTTP services (loopback only), shared by tests."""
