@@ -116,6 +116,8 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "knowledge:kb-detail": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     "knowledge:article": _article_kwargs,
     "knowledge:review-approve": lambda t: {"pk": _knowledge_translation(t).pk},
+    "knowledge:review-reject": lambda t: {"pk": _knowledge_translation(t).pk},
+    "knowledge:editor": lambda t: {**_article_kwargs(t), "locale": _knowledge_translation(t).locale},
 }
 
 

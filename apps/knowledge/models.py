@@ -26,7 +26,9 @@ key_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$",
     _("Use 1-100 lowercase letters, digits, dots, hyphens and underscores."),
 )
-region_validator = RegexValidator(r"^[A-Z0-9]{2,16}$", _("Use a region code such as “EU” or “US”."))
+# The hub's region codes (settings.HUB_REGIONS, the Region table): lower case, as in "eu" or "us". Services
+# lower-case input and check it against the configured regions; the format check guards the column.
+region_validator = RegexValidator(r"^[a-z][a-z0-9]{1,15}$", _("Use a region code such as “eu” or “us”."))
 
 
 class KnowledgeBase(RegionObjectModel):
@@ -47,7 +49,7 @@ class KnowledgeBase(RegionObjectModel):
         default=list,
         blank=True,
         verbose_name=_("regions served"),
-        help_text=_("Regions that may have regional variants, e.g. EU, US."),
+        help_text=_("Regions that may have regional variants, e.g. eu, us."),
     )
     four_eyes = models.BooleanField(
         _("require four-eyes review"),
@@ -123,6 +125,10 @@ class Translation(RegionModel):
         "Revision", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     published_at = models.DateTimeField(null=True, blank=True)
+    # The reviewer's reason when the last review sent the text back to draft (cleared on the next submit).
+    rejection_reason = models.TextField(_("reason for rejection"), blank=True, default="")
+    rejected_by_id = models.BigIntegerField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["article__key", "locale", "region"]

@@ -22,7 +22,7 @@ from django.urls import NoReverseMatch, reverse
 from apps.core.context import as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
 from apps.knowledge.embeddings import provider_for_model
-from apps.knowledge.models import Article, KnowledgeBase, Status, Translation
+from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
 
 RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
 # Full-text matches count half: a single shared word ("gültig") must not outrank the meaning of a question
@@ -58,6 +58,11 @@ class LocaleCoverage:
 
 
 # --- console reads -------------------------------------------------------------------------------------
+def normalize_region(region: str | None) -> str:
+    """A region code as the hub stores it: lower case ("EU" → "eu"), "" for none."""
+    return (region or "").strip().lower()
+
+
 def kb_list() -> QuerySet[KnowledgeBase]:
     return KnowledgeBase.objects.annotate(article_count=Count("articles"))
 
@@ -70,35 +75,51 @@ def kb_get(*, kb_id: Any) -> KnowledgeBase | None:
     return KnowledgeBase.objects.filter(pk=pk).first()
 
 
-def kb_coverage(*, kb: KnowledgeBase) -> list[LocaleCoverage]:
-    """Per locale: how many articles are published, need an update after a source change, or are missing."""
-    total = Article.objects.filter(kb=kb).count()
+def kbs_coverage(*, kbs: Sequence[KnowledgeBase]) -> dict[Any, list[LocaleCoverage]]:
+    """Coverage per locale of several knowledge bases (a list page) in two queries, whatever their size.
+
+    Per locale of each base: generic texts published and current, needing an update after a source
+    change, in progress (never published), and articles with no text at all (missing).
+    """
+    ids = [kb.pk for kb in kbs]
+    if not ids:
+        return {}
+    articles = Article.objects.filter(kb_id__in=ids).values("kb_id").annotate(n=Count("pk"))
+    totals = {row["kb_id"]: row["n"] for row in articles}
     live = Q(published_revision__isnull=False) & ~Q(status=Status.ARCHIVED)
     rows = {
-        row["locale"]: row
-        for row in Translation.objects.filter(article__kb=kb, region="")
+        (row["article__kb_id"], row["locale"]): row
+        for row in Translation.objects.filter(article__kb_id__in=ids, region="")
         .exclude(status=Status.ARCHIVED)
-        .values("locale")
+        .values("article__kb_id", "locale")
         .annotate(
             n_published=Count("pk", filter=live & Q(needs_update=False)),
             n_needs_update=Count("pk", filter=Q(needs_update=True)),
             n_in_progress=Count("pk", filter=Q(published_revision__isnull=True, needs_update=False)),
         )
     }
-    result = []
-    for locale in kb.locales:
-        row: Any = rows.get(locale, {})
-        cov = LocaleCoverage(
-            locale=locale,
-            is_source=locale == kb.source_locale,
-            total=total,
-            published=row.get("n_published", 0),
-            needs_update=row.get("n_needs_update", 0),
-            in_progress=row.get("n_in_progress", 0),
-        )
-        cov.missing = total - cov.published - cov.needs_update - cov.in_progress
-        result.append(cov)
+    result: dict[Any, list[LocaleCoverage]] = {}
+    for kb in kbs:
+        total = totals.get(kb.pk, 0)
+        result[kb.pk] = []
+        for locale in kb.locales:
+            row: Any = rows.get((kb.pk, locale), {})
+            cov = LocaleCoverage(
+                locale=locale,
+                is_source=locale == kb.source_locale,
+                total=total,
+                published=row.get("n_published", 0),
+                needs_update=row.get("n_needs_update", 0),
+                in_progress=row.get("n_in_progress", 0),
+            )
+            cov.missing = total - cov.published - cov.needs_update - cov.in_progress
+            result[kb.pk].append(cov)
     return result
+
+
+def kb_coverage(*, kb: KnowledgeBase) -> list[LocaleCoverage]:
+    """Per locale: how many articles are published, need an update after a source change, or are missing."""
+    return kbs_coverage(kbs=[kb])[kb.pk]
 
 
 def article_matrix(*, kb: KnowledgeBase) -> list[tuple[Article, dict[str, list[Translation]]]]:
@@ -116,7 +137,7 @@ def review_queue(*, locales: Sequence[str] = (), regions: Sequence[str] = ()) ->
     if locales:
         qs = qs.filter(locale__in=list(locales))
     if regions:
-        qs = qs.filter(Q(region="") | Q(region__in=list(regions)))
+        qs = qs.filter(Q(region="") | Q(region__in=[normalize_region(r) for r in regions]))
     return qs.order_by("updated_at")
 
 
@@ -125,10 +146,55 @@ def member_may_edit(*, membership: Any, locale: str, region: str = "") -> bool:
     if membership is None:
         return True  # platform operators
     locales = list(getattr(membership, "locales", []) or [])
-    regions = [r.upper() for r in (getattr(membership, "regions", []) or [])]
+    regions = [normalize_region(r) for r in (getattr(membership, "regions", []) or [])]
     if locales and locale not in locales:
         return False
-    return not (region and regions and region.upper() not in regions)
+    return not (region and regions and normalize_region(region) not in regions)
+
+
+@dataclass
+class EditorState:
+    """What the side-by-side editor shows for one article, locale and region."""
+
+    article: Article
+    target: Translation | None  # the text edited here; None while the translation or variant is missing
+    source: Translation | None  # the source-locale text it follows (the region's source variant first)
+    base: Translation | None  # a new variant starts from the generic text of its locale
+    existing: list[Translation]  # every text of the article, for links between them
+    revisions: list[Revision]  # the target's history, newest first
+
+
+def editor_state(*, kb: KnowledgeBase, article: Article, locale: str, region: str = "") -> EditorState:
+    """The texts around one translation or regional variant: three queries."""
+    texts = list(
+        Translation.objects.filter(article=article)
+        .select_related("published_revision", "source_revision")
+        .order_by("locale", "region")
+    )
+    by_key = {(t.locale, t.region): t for t in texts}
+    target = by_key.get((locale, region))
+    source = by_key.get((kb.source_locale, region)) or by_key.get((kb.source_locale, ""))
+    if source is not None and source is target:
+        source = None
+    base = by_key.get((locale, "")) if region and target is None else None
+    revisions = list(target.revisions.order_by("-number")) if target is not None else []
+    return EditorState(
+        article=article, target=target, source=source, base=base, existing=texts, revisions=revisions
+    )
+
+
+def latest_revision(*, translation: Translation) -> Revision | None:
+    return translation.revisions.order_by("-number").first()
+
+
+def user_labels(*, ids: Sequence[int | None]) -> dict[int, str]:
+    """Usernames of revision authors and reviewers (users live in the control database: one query)."""
+    from django.contrib.auth import get_user_model
+
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return dict(get_user_model().objects.filter(pk__in=wanted).values_list("pk", "username"))
 
 
 # --- search --------------------------------------------------------------------------------------------
@@ -262,7 +328,7 @@ def knowledge_search(
     query = (query or "").strip()[:2000]
     if not query or k <= 0:
         return []
-    region_code = (region or "").strip().upper()
+    region_code = normalize_region(region)
     with tenant_context(ref):
         kbs = KnowledgeBase.objects.all()
         if kb is not None:

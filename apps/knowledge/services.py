@@ -2,6 +2,10 @@
 
 Every save of a translation or regional variant writes a Revision. Publishing is audited and queues the
 indexing task on commit; archiving removes the text from search at once (in the same transaction).
+
+Writes check the actor here, not only in views (the API, commands and connectors call these too): the
+role must grant the permission (apps.tenants.roles) and a localization editor limited to some locales
+and regions may touch only those. `actor=None` is the system itself (seeding, a command line import).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -30,7 +35,11 @@ from apps.knowledge.models import (
     key_validator,
     region_validator,
 )
-from apps.tenants.models import locale_validator
+from apps.knowledge.selectors import member_may_edit, normalize_region
+from apps.tenants import roles
+from apps.tenants.models import Membership, locale_validator
+
+REASON_MAX = 2000
 
 
 def _validate(validator: Any, value: str, field: str, errors: dict[str, list[str]]) -> None:
@@ -41,14 +50,40 @@ def _validate(validator: Any, value: str, field: str, errors: dict[str, list[str
 
 
 def _clean_regions(regions: Iterable[str], errors: dict[str, list[str]]) -> list[str]:
-    cleaned = list(dict.fromkeys(r.strip().upper() for r in regions if r and r.strip()))
+    """The hub's region codes, lower-cased ("EU" → "eu"); a code this deployment does not run is refused."""
+    cleaned = list(dict.fromkeys(normalize_region(r) for r in regions if r and r.strip()))
     for region in cleaned:
+        before = len(errors.get("regions", []))
         _validate(region_validator, region, "regions", errors)
+        if len(errors.get("regions", [])) == before and region not in settings.HUB_REGIONS:
+            errors.setdefault("regions", []).append(
+                _("Unknown region %(region)s: use one of %(regions)s.")
+                % {"region": region, "regions": ", ".join(settings.HUB_REGIONS)}
+            )
     return cleaned
 
 
 def _actor_id(actor: Any) -> int | None:
     return getattr(actor, "pk", None) if actor is not None else None
+
+
+def check_allowed(*, actor: Any, perm: str, locale: str | None = None, region: str = "") -> None:
+    """Refuse (PermissionDenied) unless `actor` holds `perm` here and, if given, may edit `locale`/`region`.
+
+    `actor=None` is the system (seeding, command line imports) and may do anything.
+    """
+    if actor is None:
+        return
+    membership = None
+    if getattr(actor, "pk", None) is not None:
+        membership = Membership.objects.filter(user_id=actor.pk, tenant_id=current_tenant().id).first()
+    if not roles.can(actor, membership, perm):
+        raise PermissionDenied(_("Your role in this tenant does not allow this."))
+    if locale is not None and not member_may_edit(membership=membership, locale=locale, region=region):
+        raise PermissionDenied(
+            _("You may not edit texts in %(locale)s%(region)s.")
+            % {"locale": locale, "region": f"/{region}" if region else ""}
+        )
 
 
 # --- knowledge bases -----------------------------------------------------------------------------------
@@ -65,6 +100,8 @@ def kb_create(
     """Create a knowledge base; its vectors start with the configured embedding model."""
     from apps.knowledge.embeddings import get_provider
 
+    with tenant_context(tenant):
+        check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
     errors: dict[str, list[str]] = {}
     name = name.strip()
     if not name:
@@ -108,6 +145,7 @@ def kb_update(
     actor: Any = None,
 ) -> KnowledgeBase:
     """Change the locales, regions or review rule of a knowledge base (the source locale stays fixed)."""
+    check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
     errors: dict[str, list[str]] = {}
     changes: dict[str, Any] = {}
     if enabled_locales is not None:
@@ -156,10 +194,11 @@ def translation_save(
 
     Writes a new Revision when anything changed. A published or archived text goes back to draft (the
     published revision stays live until the new one is approved). Changing the source-locale text marks
-    the article's other translations of that region as needing an update.
+    the article's other translations of that region as needing an update. `author` is the acting user.
     """
+    check_allowed(actor=author, perm=roles.EDIT_KNOWLEDGE)
     errors: dict[str, list[str]] = {}
-    region = (region or "").strip().upper()
+    region = normalize_region(region)
     title = title.strip()
     tags = [t.strip() for t in tags if t and t.strip()]
     _validate(key_validator, key, "key", errors)
@@ -178,6 +217,7 @@ def translation_save(
         errors["title"] = [_("Use at most 300 characters.")]
     if errors:
         raise ValidationFailed(_("The text was not saved."), errors)
+    check_allowed(actor=author, perm=roles.EDIT_KNOWLEDGE, locale=locale, region=region)
 
     with transaction.atomic(using=current_tenant().db_alias):
         article, _created = Article.objects.get_or_create(kb=kb, key=key)
@@ -220,12 +260,69 @@ def translation_save(
 
 
 def translation_submit(*, translation: Translation, actor: Any = None) -> Translation:
-    """Ask for review of a draft."""
+    """Ask for review of a draft; a previous rejection's reason has been answered and is cleared."""
+    check_allowed(
+        actor=actor, perm=roles.EDIT_KNOWLEDGE, locale=translation.locale, region=translation.region
+    )
     if translation.status != Status.DRAFT:
         raise Conflict(_("Only a draft can be submitted for review."))
     translation.status = Status.IN_REVIEW
-    translation.save(update_fields=["status", "updated_at"])
+    translation.rejection_reason, translation.rejected_by_id, translation.rejected_at = "", None, None
+    translation.save(
+        update_fields=["status", "rejection_reason", "rejected_by_id", "rejected_at", "updated_at"]
+    )
     return translation
+
+
+def translation_reject(
+    *, translation: Translation, actor: Any, reason: str, request: Any = None
+) -> Translation:
+    """Send a text in review back to draft with the reviewer's reason, which its editors see in the editor.
+
+    Audited like publishing. The published revision (if any) stays live.
+    """
+    check_allowed(
+        actor=actor, perm=roles.REVIEW_KNOWLEDGE, locale=translation.locale, region=translation.region
+    )
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            _("The text was not rejected."),
+            {"reason": [_("Say what has to change before it can be published.")]},
+        )
+    if len(reason) > REASON_MAX:
+        raise ValidationFailed(
+            _("The text was not rejected."),
+            {"reason": [_("Use at most %(max)d characters.") % {"max": REASON_MAX}]},
+        )
+    if translation.status != Status.IN_REVIEW:
+        raise Conflict(_("Only a text in review can be rejected."))
+    kb = translation.article.kb
+    revision = _latest_revision(translation)
+    tenant = current_tenant()
+    with transaction.atomic(using=tenant.db_alias):
+        translation.status = Status.DRAFT
+        translation.rejection_reason = reason
+        translation.rejected_by_id = _actor_id(actor)
+        translation.rejected_at = timezone.now()
+        translation.save(
+            update_fields=["status", "rejection_reason", "rejected_by_id", "rejected_at", "updated_at"]
+        )
+        audit_record(
+            "knowledge.rejected",
+            tenant=tenant,
+            actor=actor,
+            target=translation,
+            target_label=_target_label(kb, translation),
+            changes={"revision": revision.number if revision else None, "kb": str(kb.pk), "reason": reason},
+            request=request,
+        )
+    return translation
+
+
+def _target_label(kb: KnowledgeBase, translation: Translation) -> str:
+    region = f"/{translation.region}" if translation.region else ""
+    return f"{kb.name}: {translation.article.key} ({translation.locale}{region})"
 
 
 def translation_publish(*, translation: Translation, actor: Any, request: Any = None) -> Translation:
@@ -233,6 +330,9 @@ def translation_publish(*, translation: Translation, actor: Any, request: Any = 
 
     With four-eyes review the text must be in review and the approver must not be its last author.
     """
+    check_allowed(
+        actor=actor, perm=roles.REVIEW_KNOWLEDGE, locale=translation.locale, region=translation.region
+    )
     kb = translation.article.kb
     revision = _latest_revision(translation)
     if revision is None:
@@ -259,8 +359,7 @@ def translation_publish(*, translation: Translation, actor: Any, request: Any = 
             tenant=tenant,
             actor=actor,
             target=translation,
-            target_label=f"{kb.name}: {translation.article.key} ({translation.locale}"
-            f"{'/' + translation.region if translation.region else ''})",
+            target_label=_target_label(kb, translation),
             changes={"revision": revision.number, "kb": str(kb.pk), "title": revision.title},
             request=request,
         )
@@ -270,6 +369,9 @@ def translation_publish(*, translation: Translation, actor: Any, request: Any = 
 
 def translation_archive(*, translation: Translation, actor: Any = None, request: Any = None) -> Translation:
     """Take a text out of service: it leaves search in this transaction, and its history stays."""
+    check_allowed(
+        actor=actor, perm=roles.REVIEW_KNOWLEDGE, locale=translation.locale, region=translation.region
+    )
     if translation.status == Status.ARCHIVED:
         raise Conflict(_("This text is already archived."))
     tenant = current_tenant()
@@ -304,6 +406,7 @@ def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
     from apps.knowledge.embeddings import get_provider
     from apps.knowledge.tasks import knowledge_reindex_task
 
+    check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
     model_id = get_provider().model_id
     if kb.embedding_model == model_id:
         return False
@@ -370,6 +473,7 @@ def kb_import(
     administrator's bulk load, not an edit to review) and audited each; indexing is queued on commit,
     or done at once with `index_now` (seeding, where no worker may be running).
     """
+    check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
     errors: list[str] = []
     rows: list[tuple[int, dict[str, Any]]] = []
     for number, raw in enumerate(lines, start=1):

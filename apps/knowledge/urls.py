@@ -13,8 +13,15 @@ urlpatterns = [
         views.review_approve_view,
         name="review-approve",
     ),
+    path(
+        "t/<slug:tenant_slug>/knowledge/review/<int:pk>/reject/",
+        views.review_reject_view,
+        name="review-reject",
+    ),
     path("t/<slug:tenant_slug>/knowledge/search/", views.search_preview_view, name="search-preview"),
     path(_KB, views.kb_detail_view, name="kb-detail"),
     # knowledge_search's citation URLs point here (selectors._citation_url).
     path(_KB + "articles/<str:key>/", views.article_view, name="article"),
+    # ?region=eu edits (or creates) that region's variant of the locale.
+    path(_KB + "articles/<str:key>/edit/<str:locale>/", views.editor_view, name="editor"),
 ]

@@ -1,8 +1,9 @@
 """Console pages for knowledge bases. Thin: check access, call a selector or service, render.
 
 EDIT_KNOWLEDGE opens the area; a localization editor limited to some locales and regions
-(Membership.locales/regions) sees and acts on those only (`member_may_edit`); approving needs
-REVIEW_KNOWLEDGE and goes through `translation_publish`, which enforces four-eyes review.
+(Membership.locales/regions) sees and acts on those only (`member_may_edit`); approving and rejecting
+need REVIEW_KNOWLEDGE and go through `translation_publish` (which enforces four-eyes review) and
+`translation_reject`. The services check the same rules again for every other caller.
 """
 
 from __future__ import annotations
@@ -14,22 +15,35 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from apps.core.errors import HubError
-from apps.knowledge.forms import SearchPreviewForm
-from apps.knowledge.models import Article, KnowledgeBase, Translation
+from apps.core.errors import HubError, ValidationFailed
+from apps.knowledge.diff import TextDiff, text_diff
+from apps.knowledge.forms import EditorForm, RejectForm, SearchPreviewForm
+from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
 from apps.knowledge.selectors import (
+    EditorState,
     article_matrix,
+    editor_state,
     kb_coverage,
     kb_get,
     kb_list,
+    kbs_coverage,
     knowledge_search,
     member_may_edit,
+    normalize_region,
     review_queue,
+    user_labels,
 )
-from apps.knowledge.services import translation_publish
+from apps.knowledge.services import (
+    translation_publish,
+    translation_reject,
+    translation_save,
+    translation_submit,
+)
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
@@ -55,8 +69,13 @@ def _kb_or_404(kb_id: Any) -> KnowledgeBase:
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)
 @require_GET
 def kb_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    """Knowledge bases with a compact coverage per locale (two queries for the whole page)."""
     page = Paginator(kb_list().order_by("name"), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "knowledge/kb_list.html", {"page_obj": page})
+    coverage = kbs_coverage(kbs=list(page.object_list))
+    rows = [
+        (kb, [cov for cov in coverage.get(kb.pk, []) if _may(request, cov.locale)]) for kb in page.object_list
+    ]
+    return render(request, "knowledge/kb_list.html", {"page_obj": page, "rows": rows})
 
 
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)
@@ -90,7 +109,7 @@ def article_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str) -
     if article is None:
         raise Http404
     locale = request.GET.get("locale", "")
-    region = request.GET.get("region", "").upper()
+    region = normalize_region(request.GET.get("region"))
     if locale and not _may(request, locale, region):
         raise PermissionDenied
     translations = [
@@ -106,8 +125,190 @@ def article_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str) -
         selected = next((t for t in translations if (t.locale, t.region) == (locale, "")), None)
     if selected is None and translations:
         selected = translations[0]
-    context = {"kb": kb, "article": article, "translations": translations, "selected": selected}
+    missing = [
+        locale
+        for locale in kb.locales
+        if _may(request, locale) and not any(t.locale == locale and not t.region for t in translations)
+    ]
+    context = {
+        "kb": kb,
+        "article": article,
+        "translations": translations,
+        "selected": selected,
+        "missing": missing,
+    }
     return render(request, "knowledge/article.html", context)
+
+
+def editor_url(*, tenant_slug: str, kb_id: Any, key: str, locale: str, region: str = "", **query: Any) -> str:
+    url = reverse(
+        "knowledge:editor", kwargs={"tenant_slug": tenant_slug, "kb_id": kb_id, "key": key, "locale": locale}
+    )
+    params = {"region": region, **query} if region else query
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def _revision_diff(
+    state: EditorState, params: Any
+) -> tuple[str, TextDiff | None, Revision | None, Revision | None, str]:
+    """The comparison to show: `?from=&to=` revision numbers, else the working copy against what is live.
+
+    Returns (kind, diff, old revision, new revision, error message for a bad request).
+    """
+    target = state.target
+    if target is None:
+        return "", None, None, None, ""
+    if "from" in params or "to" in params:
+        by_number = {r.number: r for r in state.revisions}
+        try:
+            old, new = by_number[int(params.get("from", ""))], by_number[int(params.get("to", ""))]
+        except (KeyError, ValueError):
+            return "", None, None, None, _("Choose two revisions of this text to compare.")
+        return "revisions", _diff(old.title, old.body, new.title, new.body), old, new, ""
+    live = target.published_revision
+    if live is not None and (live.title, live.body) != (target.title, target.body):
+        return "published", _diff(live.title, live.body, target.title, target.body), live, None, ""
+    return "", None, None, None, ""
+
+
+def _diff(old_title: str, old_body: str, new_title: str, new_body: str) -> TextDiff:
+    # The title is the first line of the compared text, so a retitled article shows as a change too.
+    return text_diff(f"{old_title}\n\n{old_body}", f"{new_title}\n\n{new_body}")
+
+
+def _source_diff(state: EditorState) -> TextDiff | None:
+    """What changed in the source text since this translation last followed it (for "needs update")."""
+    target, source = state.target, state.source
+    if target is None or source is None or not target.needs_update or target.source_revision is None:
+        return None
+    followed = target.source_revision
+    return _diff(followed.title, followed.body, source.title, source.body)
+
+
+@tenant_permission_required(roles.EDIT_KNOWLEDGE)
+@require_http_methods(["GET", "POST"])
+def editor_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str, locale: str) -> HttpResponse:
+    """Side-by-side editor: the source text on the left, this locale's (or region's) text on the right.
+
+    Also creates a missing translation or regional variant (`?region=`). Saving writes a draft revision
+    (`translation_save`); "Submit for review" saves, then asks for review (`translation_submit`).
+    """
+    kb = _kb_or_404(kb_id)
+    article = Article.objects.filter(kb=kb, key=key).first()
+    region = normalize_region(request.GET.get("region"))
+    if article is None or locale not in kb.locales or (region and region not in kb.regions):
+        raise Http404
+    if not _may(request, locale, region):
+        raise PermissionDenied
+    state = editor_state(kb=kb, article=article, locale=locale, region=region)
+    here = editor_url(tenant_slug=tenant_slug, kb_id=kb.pk, key=key, locale=locale, region=region)
+    status = 200
+    if request.method == "POST":
+        form = EditorForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                saved = translation_save(
+                    kb=kb,
+                    key=article.key,
+                    locale=locale,
+                    region=region,
+                    title=data["title"],
+                    body=data["body"],
+                    tags=data["tags"],
+                    author=request.user,
+                    note=data["note"],
+                )
+                if "submit" in request.POST and saved.status == Status.DRAFT:
+                    translation_submit(translation=saved, actor=request.user)
+            except ValidationFailed as exc:
+                for name, errors in exc.errors.items():
+                    form.add_error(name if name in form.fields else None, errors)
+            except HubError as exc:
+                messages.error(request, str(exc))
+                return redirect(here)
+            else:
+                if "submit" in request.POST:
+                    messages.success(request, _("The text is saved and waiting for review."))
+                else:
+                    messages.success(request, _("The draft is saved."))
+                return redirect(here)
+        status = 400
+    else:
+        start = state.target or state.base
+        initial = (
+            {"title": start.title, "body": start.body, "tags": ", ".join(start.tags)}
+            if start is not None
+            else {}
+        )
+        form = EditorForm(initial=initial)
+    form.fields["body"].widget.attrs["lang"] = locale
+    form.fields["title"].widget.attrs["lang"] = locale
+    diff_kind, diff, diff_old, diff_new, diff_error = _revision_diff(state, request.GET)
+    if diff_error:
+        status = 400
+    target = state.target
+    membership = _membership(request)
+    people = user_labels(
+        ids=[r.author_id for r in state.revisions] + [target.rejected_by_id if target is not None else None]
+    )
+    context = {
+        "kb": kb,
+        "article": article,
+        "locale": locale,
+        "region": region,
+        "state": state,
+        "target": target,
+        "form": form,
+        "diff_kind": diff_kind,
+        "diff": diff,
+        "diff_old": diff_old,
+        "diff_new": diff_new,
+        "diff_error": diff_error,
+        "source_diff": _source_diff(state),
+        "revisions": [(r, people.get(r.author_id or 0, "")) for r in state.revisions],
+        "rejected_by": people.get(target.rejected_by_id or 0, "") if target is not None else "",
+        "other_texts": _editor_links(request, kb, article, state, locale, region),
+        "new_variants": [
+            (reg, editor_url(tenant_slug=tenant_slug, kb_id=kb.pk, key=key, locale=locale, region=reg))
+            for reg in kb.regions
+            if not region
+            and _may(request, locale, reg)
+            and not any((t.locale, t.region) == (locale, reg) for t in state.existing)
+        ],
+        "can_review": roles.can(request.user, membership, roles.REVIEW_KNOWLEDGE),
+        "reject_form": RejectForm(),
+    }
+    return render(request, "knowledge/editor.html", context, status=status)
+
+
+def _editor_links(
+    request: HttpRequest, kb: KnowledgeBase, article: Article, state: EditorState, locale: str, region: str
+) -> list[dict[str, Any]]:
+    """Every locale (and region) this member may edit, existing or still missing, for the editor's tabs."""
+    existing = {(t.locale, t.region): t for t in state.existing}
+    links = []
+    for loc in kb.locales:
+        for reg in ["", *kb.regions]:
+            text = existing.get((loc, reg))
+            if (text is None and reg) or not _may(request, loc, reg):
+                continue  # a missing variant is offered from its locale's page, not as a tab of its own
+            links.append(
+                {
+                    "locale": loc,
+                    "region": reg,
+                    "text": text,
+                    "current": (loc, reg) == (locale, region),
+                    "url": editor_url(
+                        tenant_slug=request.tenant.slug,  # type: ignore[attr-defined]
+                        kb_id=kb.pk,
+                        key=article.key,
+                        locale=loc,
+                        region=reg,
+                    ),
+                }
+            )
+    return links
 
 
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)
@@ -142,6 +343,36 @@ def review_approve_view(request: HttpRequest, tenant_slug: str, pk: int) -> Http
         messages.success(
             request,
             _("“%(title)s” (%(locale)s) is published.")
+            % {"title": translation.title, "locale": translation.locale},
+        )
+    return redirect("knowledge:review-queue", tenant_slug=tenant_slug)
+
+
+@tenant_permission_required(roles.REVIEW_KNOWLEDGE)
+@require_POST
+def review_reject_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
+    """Send a text back to draft with a reason its editors see in the editor."""
+    translation = Translation.objects.select_related("article__kb").filter(pk=pk).first()
+    if translation is None:
+        raise Http404
+    if not _may(request, translation.locale, translation.region):
+        raise PermissionDenied
+    form = RejectForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(str(m) for errors in form.errors.values() for m in errors))
+        return redirect("knowledge:review-queue", tenant_slug=tenant_slug)
+    try:
+        translation_reject(
+            translation=translation, actor=request.user, reason=form.cleaned_data["reason"], request=request
+        )
+    except ValidationFailed as exc:
+        messages.error(request, " ".join(m for errors in exc.errors.values() for m in errors) or str(exc))
+    except HubError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            _("“%(title)s” (%(locale)s) went back to its editors.")
             % {"title": translation.title, "locale": translation.locale},
         )
     return redirect("knowledge:review-queue", tenant_slug=tenant_slug)

@@ -19,8 +19,9 @@ MANAGE_CONNECTIONS = "manage_connections"
 OPERATE_SYNC = "operate_sync"
 VIEW_AUDIT = "view_audit"
 VIEW_POLICIES = "view_policies"
-EDIT_KNOWLEDGE = "edit_knowledge"
-REVIEW_KNOWLEDGE = "review_knowledge"
+EDIT_KNOWLEDGE = "edit_knowledge"  # write drafts and submit them, within the member's locales/regions
+REVIEW_KNOWLEDGE = "review_knowledge"  # approve (publish), reject or archive texts
+MANAGE_KNOWLEDGE = "manage_knowledge"  # create and configure knowledge bases, bulk import, reindex
 MANAGE_CHANNELS = "manage_channels"
 VIEW_DASHBOARDS = "view_dashboards"
 
@@ -35,6 +36,7 @@ TENANT_PERMISSIONS = frozenset(
         VIEW_POLICIES,
         EDIT_KNOWLEDGE,
         REVIEW_KNOWLEDGE,
+        MANAGE_KNOWLEDGE,
         MANAGE_CHANNELS,
         VIEW_DASHBOARDS,
     }

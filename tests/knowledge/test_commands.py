@@ -42,12 +42,12 @@ def test_import_creates_kb_publishes_and_indexes(tenant_a: Tenant, tmp_path: Pat
     assert "Imported 3 texts (1 published)" in out.getvalue()
     with tenant_context(tenant_a):
         kb = KnowledgeBase.objects.get(name="Docs")
-        assert (kb.source_locale, kb.locales, kb.regions) == ("en", ["en", "de"], ["EU"])
+        assert (kb.source_locale, kb.locales, kb.regions) == ("en", ["en", "de"], ["eu"])  # region codes
         statuses = {(t.locale, t.region): t.status for t in Translation.objects.all()}
         assert statuses == {
             ("en", ""): Status.PUBLISHED,
             ("de", ""): Status.DRAFT,
-            ("en", "EU"): Status.IN_REVIEW,
+            ("en", "eu"): Status.IN_REVIEW,
         }
         assert Chunk.objects.count() == 1
         assert AuditEvent.objects.filter(action="knowledge.published").count() == 1

@@ -89,7 +89,7 @@ def test_source_change_marks_translations_needs_update(
         kb=kb, key="returns", locale="de", region="eu", title="Rückgabe EU", body="14 Tage", author=alice
     )
     assert de.source_revision_id == Revision.objects.get(translation=en).pk
-    assert RegionalVariant.objects.get().pk == de_eu.pk and de_eu.region == "EU"
+    assert RegionalVariant.objects.get().pk == de_eu.pk and de_eu.region == "eu"
     publish(de, reviewer=reviewer)
     translation_save(kb=kb, key="returns", locale="en", title="Returns", body=BODY + " More.", author=alice)
     de.refresh_from_db()
