@@ -22,6 +22,7 @@ MODULES = [
     "bench.bench_resilience",
     "bench.bench_sync",
     "bench.bench_knowledge",
+    "bench.bench_knowledge_quality",
 ]
 
 
