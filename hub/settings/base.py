@@ -203,6 +203,8 @@ HUB_OUTBOX_RETRY_MAX_SECONDS = env_int("HUB_OUTBOX_RETRY_MAX_SECONDS", 600, mini
 HUB_OUTBOX_LEASE_SECONDS = env_int("HUB_OUTBOX_LEASE_SECONDS", 300, minimum=1)
 HUB_OUTBOX_BATCH = env_int("HUB_OUTBOX_BATCH", 100, minimum=1, maximum=200)
 CELERY_TASK_SERIALIZER = "json"
+# Workers keep the LOGGING below (JSON lines with request id and tenant, PII filter) instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {

@@ -1,1 +1,27 @@
-urlpatterns: list = []
+from django.urls import path
+
+from apps.chat.api import conversations as views
+
+urlpatterns = [
+    path("conversations", views.ConversationCreateView.as_view(), name="chat-conversation-create"),
+    path(
+        "conversations/<str:conversation_id>",
+        views.ConversationDetailView.as_view(),
+        name="chat-conversation",
+    ),
+    path(
+        "conversations/<str:conversation_id>/messages",
+        views.MessageCreateView.as_view(),
+        name="chat-message-create",
+    ),
+    path(
+        "conversations/<str:conversation_id>/feedback",
+        views.FeedbackCreateView.as_view(),
+        name="chat-feedback-create",
+    ),
+    path(
+        "conversations/<str:conversation_id>/handoff",
+        views.HandoffCreateView.as_view(),
+        name="chat-handoff-create",
+    ),
+]

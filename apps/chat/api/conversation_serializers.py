@@ -1,0 +1,110 @@
+"""Serializers of the channel-facing chat API. Unknown fields are refused: a typo must not pass silently."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+_MAX_METADATA_BYTES = 2048
+
+
+class StrictSerializer(serializers.Serializer):
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ConversationCreateSerializer(StrictSerializer):
+    user_ref = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The channel's reference for the user (a phone number, a Slack user id); stored encrypted.",
+    )
+    locale = serializers.RegexField(
+        r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$",
+        max_length=16,
+        required=False,
+        help_text="BCP 47 locale of the user, e.g. fr-CA. Defaults to the channel's locale.",
+    )
+    metadata = serializers.DictField(
+        required=False, default=dict, help_text="Small JSON object kept with the conversation."
+    )
+
+    def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > _MAX_METADATA_BYTES:
+            raise serializers.ValidationError(_("Metadata is too large: at most 2 KB of JSON."))
+        return value
+
+
+class ConversationSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    locale = serializers.CharField()
+    region = serializers.CharField()
+    metadata = serializers.DictField()
+    turns = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class MessageCreateSerializer(StrictSerializer):
+    text = serializers.CharField(max_length=100_000, trim_whitespace=True, help_text="The user's message.")
+
+
+class CitationSerializer(serializers.Serializer):
+    article_key = serializers.CharField()
+    title = serializers.CharField()
+    locale = serializers.CharField()
+    url = serializers.CharField()
+
+
+class ReplySerializer(serializers.Serializer):
+    text = serializers.CharField()
+    citations = CitationSerializer(many=True)
+    intent = serializers.CharField()
+    actions = serializers.ListField(child=serializers.DictField())
+    handoff = serializers.BooleanField()
+
+
+class TurnSerializer(serializers.Serializer):
+    conversation_id = serializers.UUIDField()
+    message_id = serializers.IntegerField()
+    reply = ReplySerializer()
+
+
+class TranscriptMessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    role = serializers.CharField()
+    text = serializers.CharField()
+    intent = serializers.CharField()
+    citations = CitationSerializer(many=True)
+    actions = serializers.ListField(child=serializers.DictField())
+    handoff = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class TranscriptSerializer(ConversationSerializer):
+    messages = TranscriptMessageSerializer(many=True)
+
+
+class FeedbackCreateSerializer(StrictSerializer):
+    rating = serializers.IntegerField(min_value=1, max_value=5, help_text="1 (bad) to 5 (good).")
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    message_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class FeedbackSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    rating = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class HandoffCreateSerializer(StrictSerializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")

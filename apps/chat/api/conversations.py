@@ -1,0 +1,191 @@
+"""The channel-facing chat API: conversations, messages (JSON or Server-Sent Events), feedback, handoff.
+
+Views stay thin: authenticate the channel's key (which also enters the tenant context), validate, call a
+service, serialize. Nothing is kept between requests in the process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.chat.api import conversation_serializers as s
+from apps.chat.auth import ApiKeyAuthentication, HasChatScope, principal_of
+from apps.chat.models import Message
+from apps.chat.ratelimit import chat_throttles
+from apps.chat.services import conversations as svc
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Repeat a POST with the same key to get the first result, never a second answer or action.",
+)
+_SSE_CHUNK_WORDS = 8
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("Request body too large.")
+    default_code = "payload_too_large"
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets clients ask for `text/event-stream`; errors then arrive as one `error` event."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        return _event("error", data).encode()
+
+
+def _event(name: str, data: Any) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+def _stream(turn: svc.Turn) -> Iterator[str]:
+    yield _event("start", {"conversation_id": turn.conversation_id, "message_id": turn.message_id})
+    words = turn.reply["text"].split(" ")
+    for i in range(0, len(words), _SSE_CHUNK_WORDS):
+        piece = " ".join(words[i : i + _SSE_CHUNK_WORDS])
+        yield _event("delta", {"text": piece if i == 0 else " " + piece})
+    yield _event("done", s.TurnSerializer(turn).data)
+
+
+class ChatView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasChatScope]
+    renderer_classes = [JSONRenderer]
+
+    def get_throttles(self) -> list[Any]:
+        return chat_throttles()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if length.isdigit() and int(length) > settings.HUB_CHAT_MAX_BODY:
+            raise PayloadTooLarge(
+                _("Request body too large: at most %(max)d bytes.") % {"max": settings.HUB_CHAT_MAX_BODY}
+            )
+        super().initial(request, *args, **kwargs)
+
+
+class ConversationCreateView(ChatView):
+    @extend_schema(
+        operation_id="conversation_create",
+        tags=["chat"],
+        request=s.ConversationCreateSerializer,
+        responses={201: s.ConversationSerializer},
+        summary="Start a conversation",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.ConversationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = svc.conversation_start(principal=principal_of(request), **data.validated_data)
+        return Response(s.ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED)
+
+
+class ConversationDetailView(ChatView):
+    @extend_schema(
+        operation_id="conversation_get",
+        tags=["chat"],
+        responses={200: s.TranscriptSerializer},
+        summary="A conversation and its transcript",
+        description="Texts as stored: redacted when the tenant's data policy redacts transcripts.",
+    )
+    def get(self, request: Request, conversation_id: str) -> Response:
+        conversation = svc.conversation_for(principal=principal_of(request), conversation_id=conversation_id)
+        conversation.messages_list = list(Message.objects.filter(conversation=conversation).order_by("id"))  # type: ignore[attr-defined]
+        data = s.ConversationSerializer(conversation).data
+        data["messages"] = s.TranscriptMessageSerializer(conversation.messages_list, many=True).data  # type: ignore[attr-defined]
+        return Response(data)
+
+
+class MessageCreateView(ChatView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="message_create",
+        tags=["chat"],
+        request=s.MessageCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            200: OpenApiResponse(
+                s.TurnSerializer,
+                description="The reply. With `Accept: text/event-stream` it arrives as Server-Sent Events: "
+                "`start`, then `delta` events with text, then `done` with this same object.",
+            )
+        },
+        summary="Send the user's message and get the reply",
+    )
+    def post(self, request: Request, conversation_id: str) -> Any:
+        data = s.MessageCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        turn = svc.message_post(
+            principal=principal_of(request),
+            conversation_id=conversation_id,
+            text=data.validated_data["text"],
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+        )
+        headers = {"Idempotent-Replayed": "true"} if turn.replayed else {}
+        if isinstance(request.accepted_renderer, EventStreamRenderer):
+            response = StreamingHttpResponse(_stream(turn), content_type="text/event-stream; charset=utf-8")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            for name, value in headers.items():
+                response[name] = value
+            return response
+        return Response(s.TurnSerializer(turn).data, headers=headers)
+
+
+class FeedbackCreateView(ChatView):
+    @extend_schema(
+        operation_id="feedback_create",
+        tags=["chat"],
+        request=s.FeedbackCreateSerializer,
+        responses={201: s.FeedbackSerializer},
+        summary="Rate the conversation or one reply",
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        data = s.FeedbackCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        feedback = svc.feedback_add(
+            principal=principal_of(request), conversation_id=conversation_id, **data.validated_data
+        )
+        return Response(s.FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+
+class HandoffCreateView(ChatView):
+    @extend_schema(
+        operation_id="handoff_create",
+        tags=["chat"],
+        request=s.HandoffCreateSerializer,
+        responses={200: s.TurnSerializer},
+        summary="Ask for a human",
+        description="Opens a ticket with the transcript, detected intent, channel and locale.",
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        data = s.HandoffCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        turn = svc.handoff_request(
+            principal=principal_of(request),
+            conversation_id=conversation_id,
+            reason=data.validated_data["reason"],
+        )
+        return Response(s.TurnSerializer(turn).data)

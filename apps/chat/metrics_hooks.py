@@ -1,0 +1,33 @@
+"""The chat's metrics, in one place: bounded labels only (tenant slug, region, channel kind, model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.observability import metrics
+
+
+def turn(*, principal: Any, region: str, outcome: str, seconds: float) -> None:
+    metrics.observe_chat_turn(
+        tenant=principal.tenant.slug,
+        region=region,
+        channel=principal.channel.kind,
+        outcome=outcome,
+        seconds=seconds,
+    )
+
+
+def retrieval(*, region: str, seconds: float) -> None:
+    metrics.observe_retrieval(region=region, seconds=seconds)
+
+
+def llm_usage(*, principal: Any, region: str, answer: Any) -> None:
+    metrics.record_llm_usage(
+        tenant=principal.tenant.slug,
+        region=region,
+        channel=principal.channel.kind,
+        model=answer.model,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        cost_usd=float(answer.cost_usd),
+    )

@@ -1,0 +1,530 @@
+"""The chat turn: redact → route → act or retrieve → answer → store (with outbox actions) → metrics.
+
+State lives in the region database (and the shared cache), never in the process: any web process can serve
+any turn. One turn is one transaction: the user's message, the reply, the conversation's counters and any
+outbox action commit together, so a retried request (same Idempotency-Key) finds the first result whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import formats, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop as N_  # noqa: N812 - the gettext convention
+
+from apps.chat import metrics_hooks
+from apps.chat.models import Conversation, ConversationStatus, Feedback, LlmUsage, Message, Outcome, Role
+from apps.chat.principal import ChannelPrincipal
+from apps.chat.retention import user_ref_hash
+from apps.chat.services import actions, intents
+from apps.chat.services.llm import Answer, ProviderError
+from apps.chat.services.providers import answer_provider
+from apps.core.errors import NotFound, ValidationFailed
+from apps.knowledge.embeddings import get_provider
+from apps.knowledge.selectors import SearchHit, knowledge_search, normalize_locale
+from apps.knowledge.version import knowledge_version
+from apps.policies.services import redact_for_storage
+
+logger = logging.getLogger(__name__)
+
+ANSWER_CACHE_SECONDS = 300
+_TRANSCRIPT_TURNS = 20  # turns copied into a handoff ticket
+
+
+class ConversationNotFound(NotFound):
+    """No such conversation for this channel (another tenant's or channel's ids look the same: absent)."""
+
+
+class ChatInputError(ValidationFailed):
+    def __init__(self, message: str, *, field: str = "text") -> None:
+        super().__init__(message, {field: [message]})
+
+
+@dataclass
+class Turn:
+    """What the API returns for a turn; `replayed` when an Idempotency-Key matched an earlier turn."""
+
+    conversation_id: str
+    message_id: int
+    reply: dict[str, Any]
+    replayed: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --- conversations ----------------------------------------------------------------------------------------
+def conversation_start(
+    *,
+    principal: ChannelPrincipal,
+    user_ref: str,
+    locale: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Conversation:
+    channel = principal.channel
+    conversation = Conversation(
+        channel_id=channel.id,
+        channel_kind=channel.kind,
+        user_ref_hash=user_ref_hash(tenant_id=principal.tenant.id, user_ref=user_ref) if user_ref else "",
+        locale=normalize_locale(locale or channel.default_locale),
+        region=channel.content_region,
+        metadata=metadata or {},
+    )
+    if user_ref:
+        conversation.user_ref = user_ref  # encrypted on save
+    conversation.save()
+    return conversation
+
+
+def conversation_for(*, principal: ChannelPrincipal, conversation_id: Any) -> Conversation:
+    try:
+        pk = uuid.UUID(str(conversation_id))
+    except ValueError:
+        raise ConversationNotFound("conversation not found") from None
+    conversation = Conversation.objects.filter(pk=pk, channel_id=principal.channel.id).first()
+    if conversation is None:
+        raise ConversationNotFound("conversation not found")
+    return conversation
+
+
+# --- the turn ---------------------------------------------------------------------------------------------
+def _replayed(conversation: Conversation, key: str) -> Turn | None:
+    reply = (
+        Message.objects.filter(reply_to__conversation=conversation, reply_to__idempotency_key=key)
+        .select_related("reply_to")
+        .first()
+    )
+    if reply is None:
+        return None
+    return Turn(
+        conversation_id=str(conversation.pk), message_id=reply.pk, reply=_reply_dict(reply), replayed=True
+    )
+
+
+def _reply_dict(message: Message) -> dict[str, Any]:
+    return {
+        "text": message.text,
+        "citations": message.citations,
+        "intent": message.intent,
+        "actions": message.actions,
+        "handoff": message.handoff,
+    }
+
+
+@dataclass
+class _Draft:
+    text: str
+    intent: str
+    outcome: str
+    citations: list[dict[str, str]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    handoff: bool = False
+    answer: Answer | None = None
+    cache_key: str = ""
+
+
+def _t(locale: str, message: str, **params: Any) -> str:
+    """Translate `message` into the conversation's language."""
+    with translation.override(locale.split("-", 1)[0]):
+        return _(message) % params if params else _(message)
+
+
+def _cache_key(principal: ChannelPrincipal, conversation: Conversation, text: str) -> str:
+    version = knowledge_version(tenant_id=principal.tenant.id)
+    parts = (
+        str(principal.tenant.id),
+        str(version),
+        conversation.locale,
+        conversation.region,
+        str(principal.channel.knowledge_base_id or ""),
+        intents.normalize_question(text),
+    )
+    return "chat:answer:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _citations(hits: list[SearchHit], cited: tuple[int, ...]) -> list[dict[str, str]]:
+    return [
+        {
+            "article_key": hits[i].article_key,
+            "title": hits[i].title,
+            "locale": hits[i].locale,
+            "url": hits[i].citation_url,
+        }
+        for i in cited
+        if i < len(hits)
+    ]
+
+
+def _knowledge(
+    principal: ChannelPrincipal, conversation: Conversation, text: str, timings: dict[str, float]
+) -> _Draft:
+    key = _cache_key(principal, conversation, text)
+    cached = cache.get(key)
+    if cached is not None:
+        timings["cache_hit"] = 1.0
+        return _Draft(**cached)
+    started = time.perf_counter()
+    hits = knowledge_search(
+        tenant=principal.tenant,
+        query=text,
+        locale=conversation.locale,
+        region=conversation.region,
+        k=settings.HUB_CHAT_RETRIEVAL_K,
+        kb=str(principal.channel.knowledge_base_id) if principal.channel.knowledge_base_id else None,
+    )
+    timings["retrieval_ms"] = (time.perf_counter() - started) * 1000
+    metrics_hooks.retrieval(region=conversation.region, seconds=timings["retrieval_ms"] / 1000)
+    if not hits:
+        draft = _Draft(
+            text=_t(
+                conversation.locale,
+                N_("Sorry, I could not find an answer. Please rephrase the question, or ask for a person."),
+            ),
+            intent=intents.UNKNOWN,
+            outcome=Outcome.FALLBACK,
+        )
+        cache.set(key, draft.__dict__ | {"answer": None, "cache_key": ""}, ANSWER_CACHE_SECONDS)
+        return draft
+    provider = answer_provider(tenant=principal.tenant, region=conversation.region)
+    try:
+        answer = provider.answer(question=text, locale=conversation.locale, hits=hits)
+    except ProviderError as exc:
+        logger.warning("language model failed, answering offline", extra={"error": str(exc)})
+        from apps.chat.services.llm import ExtractiveProvider
+
+        answer = ExtractiveProvider().answer(question=text, locale=conversation.locale, hits=hits)
+    draft = _Draft(
+        text=answer.text,
+        intent=intents.KNOWLEDGE,
+        outcome=Outcome.ANSWERED,
+        citations=_citations(hits, answer.cited),
+        answer=answer,
+    )
+    cache.set(
+        key,
+        {"text": draft.text, "intent": draft.intent, "outcome": draft.outcome, "citations": draft.citations},
+        ANSWER_CACHE_SECONDS,
+    )
+    return draft
+
+
+def _transcript(conversation: Conversation) -> str:
+    rows = list(
+        Message.objects.filter(conversation=conversation)
+        .order_by("-id")
+        .values_list("role", "text")[: _TRANSCRIPT_TURNS * 2]
+    )
+    return "\n".join(f"{role}: {text}" for role, text in reversed(rows))
+
+
+def _action_reply(locale: str, result: actions.ActionResult, *, queued: str, unavailable: str) -> str:
+    if result.status != "queued":
+        return _t(locale, unavailable)
+    text = _t(locale, queued, reference=result.reference)
+    if result.degraded:
+        text += " " + _t(
+            locale,
+            N_("Our system is catching up right now: your request is saved and will be completed shortly."),
+        )
+    return text
+
+
+def _route_action(
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    routed: intents.Routed,
+    stored_text: str,
+    reason: str = "",
+) -> _Draft | None:
+    """Run an allowed action intent; None when the channel does not allow it (then it is a question)."""
+    channel, locale = principal.channel, conversation.locale
+    if routed.intent not in channel.allowed_actions:
+        return None
+    if routed.intent == intents.HANDOFF:
+        return _handoff(principal, conversation, reason=reason)
+    if routed.intent == intents.ORDER_STATUS:
+        number = routed.params.get("number")
+        if not number:
+            return _Draft(
+                text=_t(locale, N_("Which order do you mean? Please send the order number.")),
+                intent=routed.intent,
+                outcome=Outcome.ACTION,
+            )
+        order = actions.order_lookup(number=number)
+        if order is None:
+            text = _t(
+                locale, N_("I could not find order %(number)s. Please check the number."), number=number
+            )
+            return _Draft(text=text, intent=routed.intent, outcome=Outcome.FALLBACK)
+        with translation.override(locale.split("-", 1)[0]):
+            when = formats.date_format(order.updated_at, "SHORT_DATE_FORMAT")
+        text = _t(
+            locale,
+            N_("Order %(number)s: %(status)s (last updated %(date)s)."),
+            number=order.number,
+            status=order.status or "?",
+            date=when,
+        )
+        action = {
+            "type": intents.ORDER_STATUS,
+            "status": "done",
+            "order": order.number,
+            "state": order.status,
+        }
+        return _Draft(text=text, intent=routed.intent, outcome=Outcome.ACTION, actions=[action])
+    if routed.intent == intents.CREATE_TICKET:
+        result = actions.ticket_create(
+            channel=channel,
+            conversation_id=conversation.pk,
+            subject=stored_text[:120],
+            description=_transcript(conversation) + f"\nuser: {stored_text}",
+            locale=locale,
+        )
+        text = _action_reply(
+            locale,
+            result,
+            queued=N_("I have opened a support ticket for you (reference %(reference)s)."),
+            unavailable=N_("I cannot open tickets here yet. Please contact support directly."),
+        )
+        return _Draft(text=text, intent=routed.intent, outcome=Outcome.ACTION, actions=[result.as_dict()])
+    if routed.intent == intents.CAPTURE_LEAD:
+        email = routed.params.get("email")
+        if not email:
+            return _Draft(
+                text=_t(
+                    locale, N_("Happy to help! Which e-mail address should our team use to contact you?")
+                ),
+                intent=routed.intent,
+                outcome=Outcome.ACTION,
+            )
+        result = actions.lead_capture(
+            channel=channel, conversation_id=conversation.pk, email=email, note=stored_text[:500]
+        )
+        text = _action_reply(
+            locale,
+            result,
+            queued=N_("Thank you! Our team will contact you shortly (reference %(reference)s)."),
+            unavailable=N_("I cannot pass on contact requests here yet. Please contact sales directly."),
+        )
+        return _Draft(text=text, intent=routed.intent, outcome=Outcome.ACTION, actions=[result.as_dict()])
+    return None
+
+
+def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason: str) -> _Draft:
+    locale = conversation.locale
+    if conversation.status == ConversationStatus.HANDOFF:
+        return _Draft(
+            text=_t(locale, N_("A colleague has already been asked to take over and will reply here.")),
+            intent=intents.HANDOFF,
+            outcome=Outcome.HANDOFF,
+            handoff=True,
+        )
+    result = actions.handoff_ticket(
+        channel=principal.channel,
+        conversation_id=conversation.pk,
+        transcript=_transcript(conversation),
+        intent=conversation.last_intent,
+        locale=locale,
+        reason=reason,
+    )
+    conversation.status = ConversationStatus.HANDOFF
+    text = _action_reply(
+        locale,
+        result,
+        queued=N_(
+            "A colleague will take over and can see our conversation so far (reference %(reference)s)."
+        ),
+        unavailable=N_(
+            "No colleague can take over in this channel right now. Please contact support directly."
+        ),
+    )
+    return _Draft(
+        text=text,
+        intent=intents.HANDOFF,
+        outcome=Outcome.HANDOFF,
+        actions=[result.as_dict()],
+        handoff=result.status == "queued",
+    )
+
+
+def _compose(
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    text: str,
+    stored_text: str,
+    timings: dict[str, float],
+) -> _Draft:
+    locale = conversation.locale
+    if conversation.status == ConversationStatus.HANDOFF:
+        return _handoff(principal, conversation, reason="")
+    routed = intents.route(text)
+    if routed.intent == intents.KNOWLEDGE:
+        # Only open questions pay for the embedding; it also catches paraphrased action requests.
+        provider = get_provider()
+        started = time.perf_counter()
+        vector = provider.embed_query(text)
+        timings["embed_ms"] = (time.perf_counter() - started) * 1000
+        routed = intents.route(text, vector=vector, provider=provider)
+    if routed.intent == intents.SMALL_TALK:
+        return _Draft(
+            text=_t(locale, N_("Hello! Ask me a question, or tell me what you need help with.")),
+            intent=routed.intent,
+            outcome=Outcome.ANSWERED,
+        )
+    if routed.intent in intents.ACTION_INTENTS:
+        draft = _route_action(principal, conversation, routed, stored_text)
+        if draft is not None:
+            return draft
+    return _knowledge(principal, conversation, text, timings)
+
+
+def message_post(
+    *, principal: ChannelPrincipal, conversation_id: Any, text: str, idempotency_key: str = ""
+) -> Turn:
+    """Answer one user message; a repeated Idempotency-Key returns the first answer, never a second one."""
+    started = time.perf_counter()
+    text = (text or "").strip()
+    if not text:
+        raise ChatInputError(_("Text must not be empty."))
+    if len(text) > settings.HUB_CHAT_MAX_TEXT:
+        raise ChatInputError(
+            _("Text is too long: at most %(max)d characters.") % {"max": settings.HUB_CHAT_MAX_TEXT}
+        )
+    if len(idempotency_key) > 128:
+        raise ChatInputError(
+            _("Idempotency-Key is too long: at most 128 characters."), field="Idempotency-Key"
+        )
+    conversation = conversation_for(principal=principal, conversation_id=conversation_id)
+    if idempotency_key and (earlier := _replayed(conversation, idempotency_key)):
+        return earlier
+    timings: dict[str, float] = {}
+    stored_text = redact_for_storage(tenant=principal.tenant, text=text)
+    alias = principal.tenant.db_alias
+    try:
+        with transaction.atomic(using=alias):
+            draft = _compose(principal, conversation, text, stored_text, timings)
+            user_message = Message.objects.create(
+                conversation=conversation,
+                role=Role.USER,
+                text=stored_text,
+                idempotency_key=idempotency_key,
+                intent=draft.intent,
+            )
+            latency_ms = (time.perf_counter() - started) * 1000
+            reply = Message.objects.create(
+                conversation=conversation,
+                role=Role.ASSISTANT,
+                text=draft.text,
+                reply_to=user_message,
+                intent=draft.intent,
+                outcome=draft.outcome,
+                citations=draft.citations,
+                actions=draft.actions,
+                handoff=draft.handoff,
+                latency_ms=latency_ms,
+                model=draft.answer.model if draft.answer else "",
+            )
+            Conversation.objects.filter(pk=conversation.pk).update(
+                turns=F("turns") + 1, last_intent=draft.intent, status=conversation.status
+            )
+            if (
+                draft.answer
+                and draft.answer.model
+                and (draft.answer.prompt_tokens or draft.answer.completion_tokens)
+            ):
+                _record_usage(principal, conversation, draft.answer)
+    except IntegrityError:
+        # A concurrent retry with the same key committed first: its answer is the answer.
+        if idempotency_key and (earlier := _replayed(conversation, idempotency_key)):
+            return earlier
+        raise
+    seconds = time.perf_counter() - started
+    metrics_hooks.turn(
+        principal=principal, region=conversation.region, outcome=draft.outcome, seconds=seconds
+    )
+    return Turn(
+        conversation_id=str(conversation.pk), message_id=reply.pk, reply=_reply_dict(reply), timings=timings
+    )
+
+
+def _record_usage(principal: ChannelPrincipal, conversation: Conversation, answer: Answer) -> None:
+    LlmUsage.objects.create(
+        conversation_id=conversation.pk,
+        channel_kind=principal.channel.kind,
+        region=conversation.region,
+        model=answer.model,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        cost_usd=answer.cost_usd,
+    )
+    metrics_hooks.llm_usage(principal=principal, region=conversation.region, answer=answer)
+
+
+# --- explicit handoff and feedback ------------------------------------------------------------------------
+def handoff_request(*, principal: ChannelPrincipal, conversation_id: Any, reason: str = "") -> Turn:
+    """The channel asks for a human explicitly (a button): a handoff ticket with the transcript."""
+    started = time.perf_counter()
+    conversation = conversation_for(principal=principal, conversation_id=conversation_id)
+    with transaction.atomic(using=principal.tenant.db_alias):
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if intents.HANDOFF in principal.channel.allowed_actions:
+            draft = _handoff(principal, conversation, reason=reason[:500])
+        else:
+            draft = _Draft(
+                text=_t(
+                    conversation.locale,
+                    N_("No colleague can take over in this channel. Please contact support."),
+                ),
+                intent=intents.HANDOFF,
+                outcome=Outcome.FALLBACK,
+            )
+        reply = Message.objects.create(
+            conversation=conversation,
+            role=Role.ASSISTANT,
+            text=draft.text,
+            intent=draft.intent,
+            outcome=draft.outcome,
+            actions=draft.actions,
+            handoff=draft.handoff,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(status=conversation.status)
+    metrics_hooks.turn(
+        principal=principal,
+        region=conversation.region,
+        outcome=draft.outcome,
+        seconds=time.perf_counter() - started,
+    )
+    return Turn(conversation_id=str(conversation.pk), message_id=reply.pk, reply=_reply_dict(reply))
+
+
+def feedback_add(
+    *,
+    principal: ChannelPrincipal,
+    conversation_id: Any,
+    rating: int,
+    comment: str = "",
+    message_id: int | None = None,
+) -> Feedback:
+    conversation = conversation_for(principal=principal, conversation_id=conversation_id)
+    message = None
+    if message_id is not None:
+        message = Message.objects.filter(
+            pk=message_id, conversation=conversation, role=Role.ASSISTANT
+        ).first()
+        if message is None:
+            raise ChatInputError(_("No such reply in this conversation."), field="message_id")
+    return Feedback.objects.create(
+        conversation=conversation,
+        message=message,
+        rating=rating,
+        comment=redact_for_storage(tenant=principal.tenant, text=comment.strip()),
+    )
