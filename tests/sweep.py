@@ -88,6 +88,16 @@ def _article_kwargs(tenant: Tenant) -> dict[str, Any]:
     return {"kb_id": translation.article.kb_id, "key": translation.article.key}
 
 
+def _channel_and_key(tenant: Tenant) -> tuple[Any, Any]:
+    """One of tenant A's chat channels and one of its API keys (created on first use)."""
+    from apps.chat.models import ApiKey, Channel
+    from apps.chat.services.channels import api_key_create, channel_create
+
+    channel = Channel.objects.filter(tenant=tenant).first() or channel_create(tenant=tenant, name="sweep")
+    key = ApiKey.objects.filter(channel=channel).first() or api_key_create(channel=channel, name="sweep")[0]
+    return channel.pk, key.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -116,6 +126,11 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "knowledge:kb-detail": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     "knowledge:article": _article_kwargs,
     "knowledge:review-approve": lambda t: {"pk": _knowledge_translation(t).pk},
+    **{
+        f"chat:channel-{name}": lambda t: {"pk": _channel_and_key(t)[0]}
+        for name in ("detail", "enable", "key-create")
+    },
+    **{f"chat:key-{name}": lambda t: {"pk": _channel_and_key(t)[1]} for name in ("revoke", "rotate")},
     "knowledge:review-reject": lambda t: {"pk": _knowledge_translation(t).pk},
     "knowledge:editor": lambda t: {**_article_kwargs(t), "locale": _knowledge_translation(t).locale},
 }

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import invitation_create
-from tests.sweep import _connection_pk
+from tests.sweep import _channel_and_key, _connection_pk
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,14 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
         tenant=tenant_a, email="pending@example.com", role=Role.VIEWER, invited_by=alice, base_url="http://t/"
     )
     assert bob_like is not None
-    ids = {"members": bob_like.pk, "invitations": invitation.pk, "connections": _connection_pk(tenant_a)}
+    channel, key = _channel_and_key(tenant_a)
+    ids = {
+        "members": bob_like.pk,
+        "invitations": invitation.pk,
+        "connections": _connection_pk(tenant_a),
+        "channels": channel,
+        "api-keys": key,
+    }
     urls = []
     for route in _api_patterns():
         url = "/" + route.replace("<slug:slug>", tenant_a.slug)

@@ -54,15 +54,19 @@ def api_key_list(*, channel: Channel) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(channel=channel).select_related("created_by").order_by("-created_at", "-id")
 
 
-def api_key_get(*, channel: Channel, pk: Any) -> ApiKey:
-    """One key of the channel, or NotFound."""
+def api_key_get(*, tenant: Tenant, pk: Any) -> ApiKey:
+    """One of the tenant's keys, or NotFound."""
     try:
         key_id = int(pk)
     except (TypeError, ValueError):
         key_id = None
     key = None
     if key_id is not None:
-        key = ApiKey.objects.filter(channel=channel, pk=key_id).select_related("channel__tenant").first()
+        key = (
+            ApiKey.objects.filter(tenant=tenant, pk=key_id)
+            .select_related("channel__tenant", "created_by")
+            .first()
+        )
     if key is None:
         raise NotFound("API key not found.")
     return key

@@ -1,0 +1,169 @@
+"""Serializers of the channel and API-key management API. A key's plaintext appears only in the response
+that creates it (create, rotate); every other response shows its prefix."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from apps.chat.models import Action, ApiKey, ApiKeyScope, Channel, ChannelKind
+from apps.chat.selectors.channels import api_key_state
+from apps.chat.services.channels import MAX_OVERLAP_HOURS
+from apps.tenants.api.serializers import StrictSerializer
+
+_ACTIONS_HELP = _(
+    "Business actions the channel may perform: order_status, create_ticket, capture_lead, handoff."
+)
+_KB_HELP = _("Answer only from this knowledge base of the tenant (null: all of them).")
+_REGION_HELP = _("Region whose regional variants to prefer (blank: the tenant's home region).")
+_TICKET_HELP = _("Connection that receives tickets and handoffs (it must be able to create tickets).")
+_LEAD_HELP = _("Connection that receives captured leads (it must be able to create leads).")
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    active_keys = serializers.SerializerMethodField(help_text=_("Keys that authenticate now."))
+
+    class Meta:
+        model = Channel
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "default_locale",
+            "allowed_actions",
+            "knowledge_base_id",
+            "content_region",
+            "ticket_connection_id",
+            "lead_connection_id",
+            "enabled",
+            "active_keys",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_active_keys(self, obj: Channel) -> int:
+        count = getattr(obj, "active_keys", None)
+        if count is None:
+            from apps.chat.selectors.channels import active_keys_q
+
+            count = obj.api_keys.filter(active_keys_q()).count()
+        return int(count)
+
+
+class ChannelCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=ChannelKind.choices, default=ChannelKind.WEB)
+    default_locale = serializers.CharField(
+        max_length=16,
+        required=False,
+        help_text=_("Locale of conversations that name none (default: the tenant's)."),
+    )
+    allowed_actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=Action.choices),
+        required=False,
+        default=list,
+        help_text=_ACTIONS_HELP,
+    )
+    knowledge_base_id = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text=_KB_HELP
+    )
+    content_region = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, default="", help_text=_REGION_HELP
+    )
+    ticket_connection_id = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text=_TICKET_HELP
+    )
+    lead_connection_id = serializers.UUIDField(
+        required=False, allow_null=True, default=None, help_text=_LEAD_HELP
+    )
+
+
+class ChannelUpdateSerializer(StrictSerializer):
+    immutable_fields = ("id", "active_keys", "created_at", "updated_at")
+
+    name = serializers.CharField(max_length=100, required=False)
+    kind = serializers.ChoiceField(choices=ChannelKind.choices, required=False)
+    default_locale = serializers.CharField(max_length=16, required=False)
+    allowed_actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=Action.choices), required=False, help_text=_ACTIONS_HELP
+    )
+    knowledge_base_id = serializers.UUIDField(required=False, allow_null=True, help_text=_KB_HELP)
+    content_region = serializers.CharField(
+        max_length=16, required=False, allow_blank=True, help_text=_REGION_HELP
+    )
+    ticket_connection_id = serializers.UUIDField(required=False, allow_null=True, help_text=_TICKET_HELP)
+    lead_connection_id = serializers.UUIDField(required=False, allow_null=True, help_text=_LEAD_HELP)
+    enabled = serializers.BooleanField(
+        required=False,
+        help_text=_("A disabled channel's keys are refused with 403 until it is enabled again."),
+    )
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    channel = serializers.UUIDField(source="channel_id", read_only=True)
+    state = serializers.SerializerMethodField(help_text=_("active, expiring, expired or revoked."))
+    created_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "channel",
+            "name",
+            "prefix",
+            "scopes",
+            "state",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+            "created_at",
+            "created_by",
+        ]
+        read_only_fields = fields
+
+    def get_state(self, obj: ApiKey) -> str:
+        return api_key_state(obj)
+
+    def get_created_by(self, obj: ApiKey) -> str | None:
+        return obj.created_by.get_username() if obj.created_by is not None else None
+
+
+class ApiKeyIssuedSerializer(ApiKeySerializer):
+    key = serializers.CharField(
+        read_only=True, help_text=_("The key itself. Shown only in this response: store it now.")
+    )
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ApiKeyScope.choices),
+        min_length=1,
+        default=[ApiKeyScope.CHAT],
+        help_text=_("chat (conversations and messages), transcripts (read transcripts)."),
+    )
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=_("When the key stops working (null: never)."),
+    )
+
+
+class ApiKeyRotateSerializer(StrictSerializer):
+    overlap_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_OVERLAP_HOURS,
+        default=24,
+        help_text=_("How long the old key keeps working next to the new one (0: stop it now)."),
+    )
+
+
+class ApiKeyRotatedSerializer(serializers.Serializer):
+    key = ApiKeyIssuedSerializer(help_text=_("The new key, with its plaintext (shown only here)."))
+    previous = ApiKeySerializer(help_text=_("The old key, now expiring at the end of the overlap."))

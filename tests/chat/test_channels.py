@@ -1,0 +1,274 @@
+"""Channels: the services' validation and role checks, and the management API (incl. cross-tenant 404s)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from rest_framework.test import APIClient
+
+from apps.audit.models import AuditEvent
+from apps.chat.models import Action, ApiKey, Channel
+from apps.chat.services.channels import channel_create, channel_set_enabled, channel_update
+from apps.core.context import tenant_context
+from apps.core.errors import ValidationFailed
+from apps.integrations.services import connection_create
+from apps.knowledge.services import kb_create
+from apps.tenants.models import Membership, Role, Tenant
+from tests.api.conftest import issue_token, token_client
+
+pytestmark = pytest.mark.django_db
+
+
+def _connection(tenant: Tenant, kind: str, name: str) -> Any:
+    settings = {
+        "servicenow": ({"instance_url": "https://x.service-now.example", "username": "u"}, {"password": "p"}),
+        "sap": ({"endpoint_url": "https://sap.example/soap", "username": "u"}, {"password": "p"}),
+    }[kind]
+    return connection_create(
+        tenant=tenant,
+        kind=kind,
+        name=name,
+        endpoint_region=tenant.region_code,
+        settings=settings[0],
+        credentials=settings[1],
+    )
+
+
+def _errors(fn: Any, **kwargs: Any) -> dict[str, list[str]]:
+    with pytest.raises(ValidationFailed) as info:
+        fn(**kwargs)
+    return info.value.errors
+
+
+# --- services ------------------------------------------------------------------------------------------
+def test_create_normalizes_and_audits(tenant_a: Tenant, alice: Any) -> None:
+    with tenant_context(tenant_a):
+        kb = kb_create(tenant=tenant_a, name="Help", source_locale="en")
+    ticket = _connection(tenant_a, "servicenow", "Service desk")
+    channel = channel_create(
+        tenant=tenant_a,
+        name="  Website  ",
+        kind="web",
+        allowed_actions=["handoff", "order_status", "handoff"],
+        knowledge_base_id=str(kb.pk),
+        content_region="us",
+        ticket_connection_id=ticket.pk,
+        actor=alice,
+    )
+    channel.refresh_from_db()
+    assert channel.name == "Website"
+    assert channel.default_locale == "en"  # the tenant's
+    assert channel.allowed_actions == ["order_status", "handoff"]  # documented order, no repeats
+    assert channel.knowledge_base_id == kb.pk
+    assert channel.content_region == "us"
+    assert channel.ticket_connection_id == ticket.pk
+    with tenant_context(tenant_a):
+        event = AuditEvent.objects.filter(action="channel.created").get()
+    assert event.target_id == str(channel.pk)
+    assert event.changes["allowed_actions"] == ["order_status", "handoff"]
+    assert event.actor_label == "alice"
+
+
+def test_create_refuses_bad_fields_with_field_messages(tenant_a: Tenant, tenant_b: Tenant) -> None:
+    with tenant_context(tenant_b):
+        foreign_kb = kb_create(tenant=tenant_b, name="B help", source_locale="en")
+    errors = _errors(
+        channel_create,
+        tenant=tenant_a,
+        name=" ",
+        kind="fax",
+        default_locale="xx_YY!",
+        allowed_actions=["order_status", "launch_rockets"],
+        knowledge_base_id=foreign_kb.pk,
+        content_region="mars",
+        ticket_connection_id=uuid.uuid4(),
+    )
+    assert set(errors) == {
+        "name",
+        "kind",
+        "default_locale",
+        "allowed_actions",
+        "knowledge_base_id",
+        "content_region",
+        "ticket_connection_id",
+    }
+    assert "launch_rockets" in errors["allowed_actions"][0]
+    assert "mars" in errors["content_region"][0]
+    assert Channel.objects.count() == 0
+
+
+def test_locale_must_be_one_of_the_tenants(tenant_a: Tenant) -> None:
+    errors = _errors(channel_create, tenant=tenant_a, name="W", default_locale="ja")
+    assert errors["default_locale"] == ["Use one of the tenant's locales: en, de."]
+    assert channel_create(tenant=tenant_a, name="W", default_locale="de").default_locale == "de"
+
+
+def test_connections_must_support_the_stream(tenant_a: Tenant) -> None:
+    sap = _connection(tenant_a, "sap", "ERP")  # SAP cannot create tickets nor leads
+    servicenow = _connection(tenant_a, "servicenow", "Desk")  # tickets yes, leads no
+    errors = _errors(
+        channel_create,
+        tenant=tenant_a,
+        name="W",
+        ticket_connection_id=sap.pk,
+        lead_connection_id=servicenow.pk,
+    )
+    assert errors["ticket_connection_id"] == ["The connection “ERP” cannot create tickets."]
+    assert errors["lead_connection_id"] == ["The connection “Desk” cannot create leads."]
+
+
+def test_duplicate_name_is_a_field_error(tenant_a: Tenant, channel_a: Channel) -> None:
+    errors = _errors(channel_create, tenant=tenant_a, name="Website")
+    assert errors == {"name": ["A channel with this name already exists."]}
+
+
+def test_viewer_may_not_manage_channels(tenant_a: Tenant, bob: Any, channel_a: Channel) -> None:
+    with pytest.raises(PermissionDenied):
+        channel_create(tenant=tenant_a, name="Nope", actor=bob)
+    with pytest.raises(PermissionDenied):
+        channel_update(channel=channel_a, changes={"name": "Nope"}, actor=bob)
+    with pytest.raises(PermissionDenied):
+        channel_set_enabled(channel=channel_a, enabled=False, actor=bob)
+    channel_a.refresh_from_db()
+    assert (channel_a.name, channel_a.enabled) == ("Website", True)
+
+
+def test_admin_of_another_tenant_may_not_manage(channel_a: Channel, charlie: Any) -> None:
+    with pytest.raises(PermissionDenied):
+        channel_update(channel=channel_a, changes={"name": "Mine"}, actor=charlie)
+
+
+def test_update_changes_only_what_differs_and_audits_before_after(
+    tenant_a: Tenant, alice: Any, channel_a: Channel
+) -> None:
+    channel_update(
+        channel=channel_a, changes={"allowed_actions": ["handoff"], "name": "Website"}, actor=alice
+    )
+    channel_a.refresh_from_db()
+    assert channel_a.allowed_actions == ["handoff"]
+    with tenant_context(tenant_a):
+        event = AuditEvent.objects.filter(action="channel.updated").get()
+    assert event.changes == {
+        "before": {"allowed_actions": Action.values},
+        "after": {"allowed_actions": ["handoff"]},
+    }
+    channel_update(channel=channel_a, changes={"name": "Website"}, actor=alice)  # nothing changes
+    with tenant_context(tenant_a):
+        assert AuditEvent.objects.filter(action="channel.updated").count() == 1
+
+
+def test_clearing_optional_references(tenant_a: Tenant, channel_a: Channel) -> None:
+    with tenant_context(tenant_a):
+        kb = kb_create(tenant=tenant_a, name="Help", source_locale="en")
+    channel_update(channel=channel_a, changes={"knowledge_base_id": kb.pk})
+    channel_update(channel=channel_a, changes={"knowledge_base_id": None, "content_region": ""})
+    channel_a.refresh_from_db()
+    assert channel_a.knowledge_base_id is None
+
+
+def test_disable_and_enable_are_audited(tenant_a: Tenant, alice: Any, channel_a: Channel) -> None:
+    channel_set_enabled(channel=channel_a, enabled=False, actor=alice)
+    channel_set_enabled(channel=channel_a, enabled=False, actor=alice)  # idempotent
+    channel_set_enabled(channel=channel_a, enabled=True, actor=alice)
+    with tenant_context(tenant_a):
+        events = AuditEvent.objects.filter(action__startswith="channel.").order_by("seq")
+        actions = list(events.values_list("action", flat=True))
+    assert actions == ["channel.created", "channel.disabled", "channel.enabled"]
+
+
+# --- management API ------------------------------------------------------------------------------------
+@pytest.fixture
+def alice_api(tenant_a: Tenant, alice: Any) -> APIClient:
+    return token_client(issue_token(tenant_a, alice))
+
+
+@pytest.fixture
+def bob_api(tenant_a: Tenant, bob: Any) -> APIClient:
+    return token_client(issue_token(tenant_a, bob))
+
+
+@pytest.fixture
+def charlie_api(tenant_b: Tenant, charlie: Any) -> APIClient:
+    """charlie as an admin of B: even with every permission there he sees nothing of A."""
+    Membership.objects.filter(tenant=tenant_b, user=charlie).update(role=Role.ADMIN)
+    return token_client(issue_token(tenant_b, charlie))
+
+
+BASE = "/api/v1/tenants/tenant-a/channels/"
+
+
+def test_api_create_list_get_patch(alice_api: APIClient) -> None:
+    response = alice_api.post(
+        BASE, {"name": "WhatsApp", "kind": "whatsapp", "allowed_actions": ["handoff"]}, format="json"
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["kind"] == "whatsapp"
+    assert body["allowed_actions"] == ["handoff"]
+    assert body["active_keys"] == 0
+    assert body["enabled"] is True
+    listed = alice_api.get(BASE, {"kind": "whatsapp"}).json()
+    assert listed["count"] == 1
+    assert listed["results"][0]["id"] == body["id"]
+    assert alice_api.get(BASE, {"kind": "web"}).json()["count"] == 0
+    url = f"{BASE}{body['id']}/"
+    assert alice_api.get(url).json()["name"] == "WhatsApp"
+    patched = alice_api.patch(url, {"enabled": False, "default_locale": "de"}, format="json").json()
+    assert (patched["enabled"], patched["default_locale"]) == (False, "de")
+
+
+def test_api_bad_input_is_400_with_field_messages(alice_api: APIClient, channel_a: Channel) -> None:
+    response = alice_api.post(
+        BASE, {"name": "X", "kind": "fax", "allowed_actions": ["nope"], "colour": "red"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["colour"] == ["Unknown field."]
+    response = alice_api.post(BASE, {"name": "X", "allowed_actions": ["nope"]}, format="json")
+    assert response.status_code == 400
+    assert "allowed_actions" in response.json()
+    response = alice_api.post(BASE, {"name": "Website"}, format="json")  # service-level refusal
+    assert response.status_code == 400
+    assert response.json() == {"name": ["A channel with this name already exists."]}
+    response = alice_api.patch(f"{BASE}{channel_a.pk}/", {"content_region": "mars"}, format="json")
+    assert response.status_code == 400
+    assert "content_region" in response.json()
+    response = alice_api.patch(f"{BASE}{channel_a.pk}/", {"id": str(uuid.uuid4())}, format="json")
+    assert response.json() == {"id": ["This field cannot be changed."]}
+
+
+def test_api_viewer_gets_403(bob_api: APIClient, channel_a: Channel) -> None:
+    assert bob_api.get(BASE).status_code == 403
+    assert bob_api.post(BASE, {"name": "X"}, format="json").status_code == 403
+    assert bob_api.patch(f"{BASE}{channel_a.pk}/", {"name": "X"}, format="json").status_code == 403
+
+
+def test_api_cross_tenant_is_404(
+    charlie_api: APIClient, channel_a: Channel, channel_b: Channel, api_key_a: Any
+) -> None:
+    """charlie sees nothing of A: not under A's slug, and not A's ids under his own slug."""
+    for url in (BASE, f"{BASE}{channel_a.pk}/", f"{BASE}{channel_a.pk}/keys/"):
+        for method in ("get", "post", "patch"):
+            response = getattr(charlie_api, method)(url, {"name": "pwned"}, format="json")
+            assert response.status_code in (404, 405), (method, url)
+    own = "/api/v1/tenants/tenant-b"
+    assert charlie_api.get(f"{own}/channels/{channel_a.pk}/").status_code == 404
+    response = charlie_api.patch(f"{own}/channels/{channel_a.pk}/", {"name": "x"}, format="json")
+    assert response.status_code == 404
+    assert charlie_api.get(f"{own}/channels/{channel_a.pk}/keys/").status_code == 404
+    for suffix in ("", "revoke/", "rotate/"):
+        method = "get" if not suffix else "post"
+        url = f"{own}/api-keys/{api_key_a.key.pk}/{suffix}"
+        assert getattr(charlie_api, method)(url, {}, format="json").status_code == 404, url
+    assert charlie_api.get(f"{own}/channels/").json()["count"] == 1  # his own only
+    channel_a.refresh_from_db()
+    assert channel_a.name == "Website"
+    assert ApiKey.objects.get(pk=api_key_a.key.pk).revoked_at is None
+
+
+def test_api_malformed_ids_are_404(alice_api: APIClient) -> None:
+    assert alice_api.get(f"{BASE}not-a-uuid/").status_code == 404
+    assert alice_api.get(f"{BASE}{uuid.uuid4()}/").status_code == 404
+    assert alice_api.get("/api/v1/tenants/tenant-a/api-keys/999999/").status_code == 404
