@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["PiiKind", "PiiMatch", "PiiRedactingFilter", "detect", "redact", "redact_with"]
 
@@ -513,6 +513,19 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict
 }
 
 
+def _redact_nested(value: Any, depth: int = 0) -> Any:
+    """Redact the strings inside a dict/list extra (Celery logs task kwargs as one); deeper, its repr."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth >= 4:
+        return redact(repr(value))
+    if isinstance(value, dict):
+        return {k: _redact_nested(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_nested(v, depth + 1) for v in value]
+    return value
+
+
 class PiiRedactingFilter(logging.Filter):
     """Redact PII from the rendered message, string extras, tracebacks and stack info of every record.
 
@@ -535,8 +548,8 @@ class PiiRedactingFilter(logging.Filter):
             record.msg = redact(message)
             record.args = None
         for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRS and isinstance(value, str):
-                record.__dict__[key] = redact(value)
+            if key not in _RECORD_ATTRS and isinstance(value, str | dict | list | tuple):
+                record.__dict__[key] = _redact_nested(value)
         if record.exc_info and not record.exc_text:
             rendered = logging.Formatter().formatException(record.exc_info)
             redacted = redact(rendered)

@@ -75,9 +75,9 @@ def test_allow_list_refuses_other_networks(settings: Any) -> None:
 
 def test_token_and_allow_list_together_both_apply(settings: Any) -> None:
     settings.HUB_METRICS_TOKEN, settings.HUB_METRICS_ALLOW = "tok-123456", ["10.0.0.0/8"]
-    auth = {"HTTP_AUTHORIZATION": "Bearer tok-123456"}
-    assert Client().get("/metrics", REMOTE_ADDR="10.1.1.1", **auth).status_code == 200
-    assert Client().get("/metrics", REMOTE_ADDR="192.0.2.1", **auth).status_code == 403
+    auth = "Bearer tok-123456"
+    assert Client().get("/metrics", REMOTE_ADDR="10.1.1.1", HTTP_AUTHORIZATION=auth).status_code == 200
+    assert Client().get("/metrics", REMOTE_ADDR="192.0.2.1", HTTP_AUTHORIZATION=auth).status_code == 403
     assert Client().get("/metrics", REMOTE_ADDR="10.1.1.1").status_code == 401
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -117,7 +118,9 @@ def test_a_failing_vendor_moves_vendor_errors_breaker_state_and_transitions(
     )
 
 
-def test_an_unreachable_vendor_counts_as_an_error_without_status(tenant_a: Tenant, sf: SalesforceSimulator) -> None:
+def test_an_unreachable_vendor_counts_as_an_error_without_status(
+    tenant_a: Tenant, sf: SalesforceSimulator
+) -> None:
     connection = sf_connection(tenant_a, sf)
     sf.stop()  # nothing listens on the port any more
     before = scrape()
@@ -138,7 +141,10 @@ def _enqueue(tenant: Tenant, connection: Any, n: int) -> None:
     with tenant_context(tenant), transaction.atomic(using=tenant.home_region.db_alias):
         for i in range(n):
             outbox_enqueue(
-                connection=connection, stream="leads", payload={"email": f"p{i}@example.test"}, ordering_key=f"k{i}"
+                connection=connection,
+                stream="leads",
+                payload={"email": f"p{i}@example.test"},
+                ordering_key=f"k{i}",
             )
 
 
@@ -207,15 +213,19 @@ def test_database_gauges_are_cached_briefly(tenant_a: Tenant, sf: SalesforceSimu
     assert value(scrape(), "hub_outbox_depth", tenant="tenant-a", state="pending") == 2
 
 
-def test_sync_lag_counts_from_creation_until_the_first_success(tenant_a: Tenant, sf: SalesforceSimulator) -> None:
+def test_sync_lag_counts_from_creation_until_the_first_success(
+    tenant_a: Tenant, sf: SalesforceSimulator
+) -> None:
     connection = sf_connection(tenant_a, sf)
     with tenant_context(tenant_a):
         state = StreamState.objects.create(connection=connection, stream="accounts")
-        StreamState.objects.filter(pk=state.pk).update(created_at=timezone.now() - timezone.timedelta(hours=2))
+        StreamState.objects.filter(pk=state.pk).update(created_at=timezone.now() - timedelta(hours=2))
         paused = StreamState.objects.create(connection=connection, stream="tickets", paused=True)
         assert paused.pk
     families = scrape()
-    lag = value(families, "hub_sync_lag_seconds", tenant="tenant-a", connector="salesforce", stream="accounts")
+    lag = value(
+        families, "hub_sync_lag_seconds", tenant="tenant-a", connector="salesforce", stream="accounts"
+    )
     assert 7200 <= lag < 7400
     streams = {s.labels["stream"] for s in families["hub_sync_lag_seconds"]}
     assert "tickets" not in streams  # paused on purpose: no lag alert
@@ -248,7 +258,9 @@ def test_helpers_refuse_unbounded_label_values() -> None:
 
 def test_chat_llm_retrieval_and_rate_limit_helpers_move_their_families() -> None:
     before = scrape()
-    metrics.observe_chat_turn(tenant="tenant-a", region="eu", channel="whatsapp", outcome="fallback", seconds=0.4)
+    metrics.observe_chat_turn(
+        tenant="tenant-a", region="eu", channel="whatsapp", outcome="fallback", seconds=0.4
+    )
     metrics.observe_retrieval(region="eu", seconds=0.02)
     metrics.record_llm_usage(
         tenant="tenant-a", region="eu", channel="whatsapp", model="extractive", prompt_tokens=120,
