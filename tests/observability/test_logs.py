@@ -70,5 +70,6 @@ def test_a_tasks_log_lines_carry_the_request_id_and_tenant_that_queued_it(
     text = log.read_text()
     assert "jane.doe@example.com" not in text  # the PII filter stays on in workers
     count = "hub_celery_task_duration_seconds_count"
-    failures = value(after, count, task=TASK, state="failure") - value(before, count, task=TASK, state="failure")
+    labels = {"task": TASK, "state": "failure"}
+    failures = value(after, count, **labels) - value(before, count, **labels)
     assert failures == 1  # written by the worker's child process, seen by this process's scrape
