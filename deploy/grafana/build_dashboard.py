@@ -359,7 +359,7 @@ def build() -> dict[str, Any]:
         "Circuit breakers",
         [(f"tenant_connector:hub_breaker_state:max{{{SYNC}}}", "{{tenant}} {{connector}}")],
         kind="state-timeline",
-        width=16,
+        width=24,
         mappings=[
             {
                 "type": "value",
@@ -373,8 +373,20 @@ def build() -> dict[str, Any]:
         thresholds=[(None, "green"), (1, "orange"), (2, "red")],
     )
     panel(
+        "Breaker transitions / min by state entered",
+        [
+            (
+                f"sum by (connector, state) "
+                f'(rate(hub_breaker_transitions_total{{connector=~"$connector"}}[{RATE}])) * 60',
+                "{{connector}} {{state}}",
+            )
+        ],
+        width=12,
+    )
+    panel(
         "Rate-limit hits / min by scope",
         [(f"sum by (scope) (rate(hub_rate_limit_hits_total[{RATE}])) * 60", "{{scope}}")],
+        width=12,
     )
 
     row("Outbox and dead letters")
