@@ -23,7 +23,7 @@ class IssuedKey:
     plaintext: str
 
     @property
-    def headers(self) -> dict[str, str]:
+    def headers(self) -> dict[str, Any]:
         return {"HTTP_AUTHORIZATION": f"Bearer {self.plaintext}"}
 
 

@@ -1,0 +1,233 @@
+"""API-key lifecycle: shown once, only a hash stored, revoke, rotation overlap, expiry; services and API."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apps.audit.models import AuditEvent
+from apps.chat.models import ApiKey, Channel
+from apps.chat.services.channels import api_key_create, api_key_revoke, api_key_rotate
+from apps.core.context import tenant_context
+from apps.core.errors import Conflict, ValidationFailed
+from apps.tenants.models import Membership, Role, Tenant
+from tests.api.conftest import issue_token, token_client
+from tests.chat.conftest import IssuedKey, issue_key
+
+pytestmark = pytest.mark.django_db
+
+CONVERSATIONS = "/api/v1/conversations"
+
+
+def _row_text(key_id: int) -> str:
+    """Every column of the key's row, as the database holds it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM chat_apikey WHERE id = %s", [key_id])
+        return json.dumps(cursor.fetchone(), default=str)
+
+
+def _start(client: APIClient, plaintext: str) -> int:
+    response = client.post(
+        CONVERSATIONS, {"user_ref": "u-1"}, format="json", HTTP_AUTHORIZATION=f"Bearer {plaintext}"
+    )
+    return response.status_code
+
+
+@pytest.fixture
+def later(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Move the clock forward (everything that asks django.utils.timezone.now sees the future)."""
+    real_now = timezone.now
+
+    def move(delta: timedelta) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + delta)
+
+    return move
+
+
+# --- services ------------------------------------------------------------------------------------------
+def test_create_returns_the_plaintext_once_and_stores_only_a_hash(
+    tenant_a: Tenant, alice: Any, channel_a: Channel
+) -> None:
+    key, plaintext = api_key_create(channel=channel_a, name="Widget", scopes=["chat"], actor=alice)
+    scheme, prefix_part, secret = plaintext.split("_", 2)
+    assert scheme == "hub"
+    assert key.prefix == f"hub_{prefix_part}"
+    assert len(secret) >= 40
+    row = _row_text(key.pk)
+    assert secret not in row
+    assert plaintext not in row
+    assert key.key_hash in row and len(key.key_hash) == 64
+    stored = ApiKey.objects.get(pk=key.pk)
+    assert stored.scopes == ["chat"]
+    assert stored.created_by == alice
+    assert stored.tenant_id == tenant_a.pk
+    with tenant_context(tenant_a):
+        events = list(AuditEvent.objects.filter(action__startswith="api_key."))
+    assert [e.action for e in events] == ["api_key.created"]
+    assert events[0].changes["prefix"] == key.prefix
+    assert secret not in json.dumps(events[0].changes)
+
+
+def test_create_refuses_bad_input(channel_a: Channel) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        api_key_create(
+            channel=channel_a, name=" ", scopes=["chat", "admin"], expires_at=timezone.now() - timedelta(1)
+        )
+    assert set(info.value.errors) == {"name", "scopes", "expires_at"}
+    assert "admin" in info.value.errors["scopes"][0]
+    with pytest.raises(ValidationFailed) as info:
+        api_key_create(channel=channel_a, name="k", scopes=[])
+    assert info.value.errors == {"scopes": ["Choose at least one scope."]}
+    assert ApiKey.objects.count() == 0
+
+
+def test_viewer_may_not_create_revoke_or_rotate(bob: Any, api_key_a: IssuedKey) -> None:
+    with pytest.raises(PermissionDenied):
+        api_key_create(channel=api_key_a.key.channel, name="k", actor=bob)
+    with pytest.raises(PermissionDenied):
+        api_key_revoke(key=api_key_a.key, actor=bob)
+    with pytest.raises(PermissionDenied):
+        api_key_rotate(key=api_key_a.key, actor=bob)
+    assert ApiKey.objects.filter(revoked_at__isnull=True).count() == 1
+
+
+def test_revoke_is_immediate_even_with_the_cache_warm(
+    tenant_a: Tenant, alice: Any, api_key_a: IssuedKey, api_client: APIClient
+) -> None:
+    assert _start(api_client, api_key_a.plaintext) == 201  # the lookup is now cached
+    api_key_revoke(key=api_key_a.key, actor=alice)
+    api_key_revoke(key=api_key_a.key, actor=alice)  # idempotent
+    response = api_client.post(CONVERSATIONS, {}, format="json", **api_key_a.headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "This API key has been revoked."}
+    with tenant_context(tenant_a):
+        assert AuditEvent.objects.filter(action="api_key.revoked").count() == 1
+
+
+def test_expired_key_is_refused_even_with_the_cache_warm(
+    channel_a: Channel, api_client: APIClient, later: Any
+) -> None:
+    issued = issue_key(channel_a, expires_at=timezone.now() + timedelta(hours=1))
+    assert _start(api_client, issued.plaintext) == 201
+    later(timedelta(hours=2))
+    response = api_client.post(CONVERSATIONS, {}, format="json", **issued.headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "This API key has expired."}
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_rotation_overlap_both_keys_work_until_the_old_expires(
+    tenant_a: Tenant, alice: Any, api_key_a: IssuedKey, api_client: APIClient, later: Any
+) -> None:
+    old = api_key_a
+    assert _start(api_client, old.plaintext) == 201  # warm
+    new_key, new_plaintext = api_key_rotate(key=old.key, overlap=timedelta(hours=6), actor=alice)
+    assert new_key.pk != old.key.pk
+    assert (new_key.name, new_key.scopes, new_key.expires_at) == (old.key.name, old.key.scopes, None)
+    old.key.refresh_from_db()
+    assert old.key.expires_at is not None
+    assert timedelta(hours=5, minutes=59) < old.key.expires_at - timezone.now() <= timedelta(hours=6)
+    assert _start(api_client, old.plaintext) == 201
+    assert _start(api_client, new_plaintext) == 201
+    later(timedelta(hours=7))
+    assert _start(api_client, old.plaintext) == 401
+    assert _start(api_client, new_plaintext) == 201
+    with tenant_context(tenant_a):
+        event = AuditEvent.objects.get(action="api_key.rotated")
+    assert event.changes["successor_prefix"] == new_key.prefix
+    assert event.changes["overlap_hours"] == 6
+    assert new_plaintext.split("_", 2)[2] not in json.dumps(event.changes)
+
+
+def test_rotate_keeps_a_later_expiry_and_refuses_dead_keys(alice: Any, channel_a: Channel) -> None:
+    far = timezone.now() + timedelta(days=90)
+    issued = issue_key(channel_a, expires_at=far)
+    new_key, _plaintext = api_key_rotate(key=issued.key, overlap=timedelta(hours=1), actor=alice)
+    assert new_key.expires_at == far
+    with pytest.raises(ValidationFailed):
+        api_key_rotate(key=new_key, overlap=timedelta(days=31), actor=alice)
+    api_key_revoke(key=new_key, actor=alice)
+    with pytest.raises(Conflict):
+        api_key_rotate(key=new_key, actor=alice)
+
+
+def test_zero_overlap_stops_the_old_key_now(alice: Any, api_key_a: IssuedKey, api_client: APIClient) -> None:
+    _new, new_plaintext = api_key_rotate(key=api_key_a.key, overlap=timedelta(0), actor=alice)
+    assert _start(api_client, api_key_a.plaintext) == 401
+    assert _start(api_client, new_plaintext) == 201
+
+
+# --- management API ------------------------------------------------------------------------------------
+@pytest.fixture
+def alice_api(tenant_a: Tenant, alice: Any) -> APIClient:
+    return token_client(issue_token(tenant_a, alice))
+
+
+def test_api_key_shown_only_in_the_create_response(
+    alice_api: APIClient, channel_a: Channel, api_client: APIClient
+) -> None:
+    url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
+    response = alice_api.post(url, {"name": "Widget", "scopes": ["chat"]}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    plaintext = body["key"]
+    assert plaintext.startswith(body["prefix"] + "_")
+    assert body["state"] == "active"
+    assert body["created_by"] == "alice"
+    assert _start(api_client, plaintext) == 201
+    listed = alice_api.get(url).json()
+    assert listed["count"] == 1
+    detail = alice_api.get(f"/api/v1/tenants/tenant-a/api-keys/{body['id']}/").json()
+    for shown in (listed, detail):
+        assert plaintext not in json.dumps(shown)
+    assert detail["last_used_at"] is not None
+
+
+def test_api_revoke_and_rotate(alice_api: APIClient, api_key_a: IssuedKey, api_client: APIClient) -> None:
+    base = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}"
+    response = alice_api.post(f"{base}/rotate/", {"overlap_hours": 1}, format="json")
+    assert response.status_code == 201, response.json()
+    rotated = response.json()
+    assert rotated["previous"]["state"] == "expiring"
+    assert rotated["key"]["key"].startswith("hub_")
+    assert _start(api_client, rotated["key"]["key"]) == 201
+    revoked = alice_api.post(f"{base}/revoke/").json()
+    assert revoked["state"] == "revoked"
+    assert _start(api_client, api_key_a.plaintext) == 401
+    response = alice_api.post(f"{base}/rotate/", {}, format="json")
+    assert response.status_code == 409
+    states = alice_api.get(
+        f"/api/v1/tenants/tenant-a/channels/{api_key_a.key.channel_id}/keys/", {"state": "revoked"}
+    ).json()
+    assert [k["id"] for k in states["results"]] == [api_key_a.key.pk]
+
+
+def test_api_key_bad_input_is_400(alice_api: APIClient, api_key_a: IssuedKey, channel_a: Channel) -> None:
+    url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
+    response = alice_api.post(url, {"name": "", "scopes": ["root"], "secret": "x"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["secret"] == ["Unknown field."]
+    response = alice_api.post(url, {"name": "k", "scopes": ["root"]}, format="json")
+    assert response.status_code == 400
+    assert "scopes" in response.json()
+    response = alice_api.post(url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, format="json")
+    assert response.json() == {"expires_at": ["The expiry must be in the future."]}
+    rotate = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/rotate/"
+    response = alice_api.post(rotate, {"overlap_hours": -1}, format="json")
+    assert response.status_code == 400
+    assert "overlap_hours" in response.json()
+
+
+def test_api_viewer_gets_403(tenant_a: Tenant, bob: Any, api_key_a: IssuedKey) -> None:
+    bob_api = token_client(issue_token(tenant_a, bob))
+    assert bob_api.get(f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/").status_code == 403
+    assert bob_api.post(f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/revoke/").status_code == 403
+    assert Membership.objects.get(user=bob).role == Role.VIEWER
+    assert ApiKey.objects.get(pk=api_key_a.key.pk).revoked_at is None
