@@ -23,6 +23,7 @@ MODULES = [
     "bench.bench_sync",
     "bench.bench_knowledge",
     "bench.bench_knowledge_quality",
+    "bench.bench_metrics",
 ]
 
 
