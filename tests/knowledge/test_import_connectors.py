@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -393,3 +394,58 @@ def test_task_imports_and_retries_transient_failures(
     assert (done["saved"], done["published"], done["errors"]) == (10, 10, [])
     with tenant_context(tenant_a):
         assert Revision.objects.filter(author_id=alice.pk).count() == 10
+
+
+# --- a real worker -------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_queued_import_runs_in_a_real_worker_through_an_outage(
+    tenant_a: Tenant, alice: Any, sn: ServiceNowSimulator, tmp_path: Path
+) -> None:
+    """Queued from the console path, the task meets a vendor outage, retries, then imports and indexes."""
+    from django.db import connections, transaction
+
+    from apps.knowledge.importing import kb_import_connection_queue
+    from apps.knowledge.services import kb_create
+    from tests.workers import Worker
+
+    alias = tenant_a.home_region.db_alias
+    with tenant_context(tenant_a):
+        kb = kb_create(tenant=tenant_a, name="Docs", source_locale="en", enabled_locales=LOCALES, actor=alice)
+    connection = connect(tenant_a, sn, "servicenow")
+    seen = 0
+    dispatch = sn.dispatch
+
+    def counting(request: Any) -> Any:
+        nonlocal seen
+        seen += 1
+        return dispatch(request)
+
+    sn.dispatch = counting  # type: ignore[method-assign]
+    sn.inject(outage="503")
+    worker = Worker(tmp_path / "worker.log", "", queues="default", name="kbimport")
+    worker.start()
+    chunks = Chunk.all_tenants.using(alias).filter(kb_id=kb.pk)
+    try:
+        with tenant_context(tenant_a), transaction.atomic(using=alias):
+            kb_import_connection_queue(kb=kb, connection=connection, actor=alice, publish=True)
+        deadline = time.monotonic() + 60
+        while seen == 0:
+            assert time.monotonic() < deadline, f"the worker never called the vendor; see {worker.log}"
+            time.sleep(0.2)
+        assert not Translation.all_tenants.using(alias).filter(article__kb_id=kb.pk).exists()
+        sn.clear_faults()
+        deadline = time.monotonic() + 90
+        while chunks.values("translation").distinct().count() < 10:
+            assert time.monotonic() < deadline, f"not imported and indexed in time; see {worker.log}"
+            time.sleep(0.5)
+    finally:
+        worker.stop()
+        connections.close_all()
+    translations = Translation.all_tenants.using(alias).filter(article__kb_id=kb.pk)
+    assert translations.filter(status=Status.PUBLISHED).count() == 10
+    assert Revision.all_tenants.using(alias).filter(translation__article__kb_id=kb.pk).count() == 10
+    assert (
+        AuditEvent.all_tenants.using(alias).filter(tenant_id=tenant_a.id, action="knowledge.imported").count()
+        == 1
+    )
