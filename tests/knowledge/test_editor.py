@@ -112,7 +112,8 @@ def test_diff_between_two_revisions_and_bad_revision_numbers(
     assert response.status_code == 200
     diff = section(response.content.decode(), "revision-diff")
     assert "Revision #1" in diff and "Revision #2" in diff and "<ins>45</ins>" in diff
-    for bad in ({"from": 1, "to": 9}, {"from": "x", "to": 2}, {"to": 2}):
+    bad_requests: list[dict[str, str]] = [{"from": "1", "to": "9"}, {"from": "x", "to": "2"}, {"to": "2"}]
+    for bad in bad_requests:
         response = admin_client.get(editor(tenant_a, kb, "de"), bad)
         assert response.status_code == 400, bad
         assert "Choose two revisions of this text to compare." in text(response)

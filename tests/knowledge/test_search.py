@@ -66,7 +66,7 @@ def test_cross_lingual_falls_back_to_english(tenant_a: Tenant, demo_kb: Knowledg
 def test_regional_variant_preferred(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
     q = "Welche Zahlungsarten gibt es?"
     eu = knowledge_search(tenant=tenant_a, query=q, locale="de", region="EU", k=3)
-    assert (eu[0].article_key, eu[0].locale, eu[0].region) == ("payment-methods", "de", "eu")  # stored as the region code
+    assert (eu[0].article_key, eu[0].locale, eu[0].region) == ("payment-methods", "de", "eu")
     us = knowledge_search(tenant=tenant_a, query=q, locale="de", region="US", k=3)
     # No German US variant: the German generic text beats the English US variant (locale first).
     assert (us[0].article_key, us[0].locale, us[0].region) == ("payment-methods", "de", None)
