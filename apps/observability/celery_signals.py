@@ -87,3 +87,11 @@ def forget_process(**_: Any) -> None:
     """Drop this prefork child's live gauges; its counters and histograms stay in the merged totals."""
     with contextlib.suppress(OSError):
         multiprocess.mark_process_dead(os.getpid(), str(settings.HUB_METRICS_DIR))
+
+
+@signals.worker_ready.connect(dispatch_uid="hub-observability-exporter")
+def start_exporter(**_: Any) -> None:
+    """Serve this worker's metrics when HUB_METRICS_WORKER_PORT is set (see exporter.py)."""
+    from apps.observability.exporter import start_worker_exporter
+
+    start_worker_exporter()

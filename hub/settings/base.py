@@ -315,6 +315,9 @@ HUB_METRICS_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(HUB_HOME / "metrics"))
 # Production requires at least one of them; elsewhere an unset pair means loopback only.
 HUB_METRICS_TOKEN = env_str("HUB_METRICS_TOKEN", "")
 HUB_METRICS_ALLOW = env_networks("HUB_METRICS_ALLOW", [])
+# A Celery worker on a machine without a web process serves its own samples on this port (0: off).
+HUB_METRICS_WORKER_PORT = env_int("HUB_METRICS_WORKER_PORT", 0, minimum=0, maximum=65535)
+HUB_METRICS_WORKER_BIND = env_str("HUB_METRICS_WORKER_BIND", "0.0.0.0")  # noqa: S104 - gated by access rules
 # Scrape-time database gauges (outbox, dead letters, sync lag) are cached this long in Redis.
 HUB_METRICS_CACHE_SECONDS = env_int("HUB_METRICS_CACHE_SECONDS", 5, minimum=0, maximum=300)
 
@@ -389,6 +392,8 @@ HUB_CHAT_MAX_BODY = env_int("HUB_CHAT_MAX_BODY", 32_768, minimum=1024, maximum=1
 # as (requests, seconds), written like "600/min"; a refused request gets 429 with Retry-After.
 HUB_CHAT_RATE_PER_KEY = env_rate("HUB_CHAT_RATE_PER_KEY", "600/min")
 HUB_CHAT_RATE_PER_TENANT = env_rate("HUB_CHAT_RATE_PER_TENANT", "3000/min")
+# Bench-only baseline endpoints under /api/v1/bench/ (apps/chat/api/bench_views.py); never on in a deployment.
+HUB_BENCH_ENDPOINTS = env_bool("HUB_BENCH_ENDPOINTS", False)
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")

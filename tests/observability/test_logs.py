@@ -73,3 +73,31 @@ def test_a_tasks_log_lines_carry_the_request_id_and_tenant_that_queued_it(
     labels = {"task": TASK, "state": "failure"}
     failures = value(after, count, **labels) - value(before, count, **labels)
     assert failures == 1  # written by the worker's child process, seen by this process's scrape
+
+
+def test_a_worker_serves_its_own_metrics_when_given_a_port(tenant_a: Tenant, tmp_path: Path) -> None:
+    import requests
+
+    from apps.core.embedded import free_port
+
+    port = free_port()
+    log = tmp_path / "worker.log"
+    worker = Worker(log, "", queues="default", name="exp", env={"HUB_METRICS_WORKER_PORT": str(port)})
+    worker.start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                response = requests.get(url, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, f"the exporter never answered; see {log}"
+                time.sleep(0.5)
+        assert requests.get(url.replace("/metrics", "/other"), timeout=5).status_code == 404
+    finally:
+        worker.stop()
+        connections.close_all()
+    assert response.status_code == 200
+    assert "# TYPE hub_celery_task_duration_seconds histogram" in response.text
+    assert "hub_outbox_depth" not in response.text  # the web processes serve the scrape-time gauges
