@@ -25,6 +25,7 @@ from apps.knowledge.chunking import (
 )
 from apps.knowledge.embeddings import provider_for_model
 from apps.knowledge.models import Chunk, KnowledgeBase, Status, Translation
+from apps.knowledge.version import knowledge_version_bump
 
 logger = logging.getLogger(__name__)
 EMBED_BATCH = 64
@@ -144,6 +145,7 @@ def translations_index(*, translation_ids: Iterable[int], model_ids: list[str] |
         if gone:
             Chunk.objects.filter(translation_id__in=gone).delete()
         Chunk.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+    knowledge_version_bump(tenant_id=tenant_id)  # cached chat answers from the old text are now stale
     return len(rows)
 
 

@@ -400,3 +400,27 @@ def test_reply_streams_as_server_sent_events(
     )
     assert streamed == done["reply"]["text"]
     assert done["reply"]["citations"][0]["article_key"] == "returns-policy"
+
+
+def test_cached_answer_is_dropped_when_the_article_changes(
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, demo_kb_a: None
+) -> None:
+    from apps.knowledge.models import KnowledgeBase
+    from apps.knowledge.services import kb_import
+
+    question = "How long is the warranty on the espresso machine?"
+    body = "# Espresso machine warranty\n\nThe espresso machine has a {} warranty."
+    line = {"key": "warranty-espresso", "locale": "en", "region": None, "title": "Espresso machine warranty",
+            "status": "published", "body": body}  # fmt: skip
+    with tenant_context(tenant_a):
+        kb = KnowledgeBase.objects.get()
+        kb_import(kb=kb, lines=[json.dumps(line | {"body": line["body"].format("two-year")})], index_now=True)
+    conversation = start(api_client, api_key_a)
+    first = say(api_client, api_key_a, conversation["id"], question).json()["reply"]
+    assert "two-year" in first["text"]
+    with tenant_context(tenant_a):
+        kb_import(
+            kb=kb, lines=[json.dumps(line | {"body": line["body"].format("five-year")})], index_now=True
+        )
+    second = say(api_client, api_key_a, conversation["id"], question).json()["reply"]
+    assert "five-year" in second["text"]
