@@ -14,8 +14,8 @@ from django.urls import reverse
 
 from apps.core.context import tenant_context
 from apps.knowledge.models import KnowledgeBase, Status, Translation
-from apps.knowledge.selectors import knowledge_search
-from apps.knowledge.services import translation_publish, translation_save, translation_submit
+from apps.knowledge.selectors import kbs_coverage, knowledge_search
+from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
 from apps.tenants.models import Membership, Role, Tenant
 from apps.tenants.services import membership_add
 from tests.auth import login_verified
@@ -281,3 +281,52 @@ def test_pages_do_not_grow_queries_with_content(
     for path in paths:
         with django_assert_max_num_queries(12, connection=connections["region_eu"]):
             admin_client.get(path)
+
+
+def compact_coverage(html: str, kb: KnowledgeBase) -> dict[str, str]:
+    row = re.search(rf'<tr class="kb" data-kb="{kb.pk}">(.*?)</tr>', html, re.S).group(1)  # type: ignore[union-attr]
+    return dict(re.findall(r'data-locale="([^"]+)"[^>]*>[^<]*<span class="n">([\d/]+)</span>', row))
+
+
+def test_kb_list_shows_coverage_per_locale_in_constant_queries(
+    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any, alice: Any, editor: Any
+) -> None:
+    path = url("kb-list", tenant_a)
+    # published / needs update / missing
+    assert compact_coverage(admin_client.get(path).content.decode(), kb) == {
+        "en": "1/0/0",
+        "de": "0/1/1",
+        "fr": "0/0/2",
+        "es": "0/0/2",
+        "ja": "0/0/2",
+    }
+    before = page_queries(admin_client, path)
+    with tenant_context(tenant_a):
+        for n in range(3):
+            other = kb_create(tenant=tenant_a, name=f"KB {n}", source_locale="de", enabled_locales=["en"])
+            for m in range(3):
+                save(other, f"a{m}", "de", author=alice)
+    html = admin_client.get(path).content.decode()
+    assert page_queries(admin_client, path) == before
+    assert compact_coverage(html, other) == {"de": "0/0/0", "en": "0/0/3"}  # de: 3 drafts in progress
+    assert 'title="0 published, 0 need an update, 3 in progress, 0 missing"' in html
+    # An editor limited to German sees German coverage only.
+    limit(editor, tenant_a, locales=["de"])
+    login_verified(admin_client, editor)
+    assert compact_coverage(admin_client.get(path).content.decode(), kb) == {"de": "0/1/1"}
+
+
+def test_kbs_coverage_is_two_queries(
+    tenant_a: Tenant, kb: KnowledgeBase, content: Any, django_assert_num_queries: Any
+) -> None:
+    with tenant_context(tenant_a):
+        kbs = list(KnowledgeBase.objects.all())
+        with django_assert_num_queries(2, connection=connections["region_eu"]):
+            coverage = kbs_coverage(kbs=kbs)
+        assert [(c.locale, c.published, c.needs_update, c.in_progress, c.missing) for c in coverage[kb.pk]][
+            :2
+        ] == [
+            ("en", 1, 0, 1, 0),
+            ("de", 0, 1, 0, 1),
+        ]
+        assert kbs_coverage(kbs=[]) == {}
