@@ -106,3 +106,14 @@ def test_settings_refuse_a_malformed_allow_list(monkeypatch: pytest.MonkeyPatch)
         env_networks("HUB_METRICS_ALLOW", [])
     monkeypatch.setenv("HUB_METRICS_ALLOW", "10.0.0.0/8,192.0.2.7")
     assert env_networks("HUB_METRICS_ALLOW", []) == ["10.0.0.0/8", "192.0.2.7"]
+
+
+def test_production_refuses_to_start_with_an_unprotected_metrics_endpoint() -> None:
+    from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "HUB_METRICS_TOKEN"}
+    refused = _manage(env, "check")
+    assert refused.returncode != 0
+    assert "HUB_METRICS_TOKEN or HUB_METRICS_ALLOW" in refused.stderr
+    allowed = _manage({**env, "HUB_METRICS_ALLOW": "10.0.0.0/8"}, "check")
+    assert allowed.returncode == 0, allowed.stderr
