@@ -12,6 +12,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.core.models import RegionModel, RegionObjectModel, TimeStampedModel
 from apps.security.fields import EncryptedTextField
@@ -104,7 +105,7 @@ class ApiKey(TimeStampedModel):
 
 
 class ConversationStatus(models.TextChoices):
-    OPEN = "open", _("Open")
+    OPEN = "open", pgettext_lazy("status", "Open")
     HANDOFF = "handoff", _("Handed off")
     CLOSED = "closed", _("Closed")
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.core.models import RegionModel, RegionObjectModel
 from apps.security.fields import EncryptedTextField
@@ -81,7 +82,7 @@ class RunStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
     SUCCEEDED = "succeeded", _("Succeeded")
-    FAILED = "failed", _("Failed")
+    FAILED = "failed", pgettext_lazy("status", "Failed")
     SKIPPED = "skipped", _("Skipped")
 
 
@@ -292,7 +293,7 @@ class DeadLetterKind(models.TextChoices):
 
 
 class DeadLetterStatus(models.TextChoices):
-    OPEN = "open", _("Open")
+    OPEN = "open", pgettext_lazy("status", "Open")
     REPLAYED = "replayed", _("Replayed")
     DISCARDED = "discarded", _("Discarded")
 

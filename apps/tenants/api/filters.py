@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.tenants.filters import MembershipFilter
 from apps.tenants.models import Invitation, Tenant
@@ -28,7 +29,7 @@ class TenantFilter(django_filters.FilterSet):
 
 class InvitationFilter(django_filters.FilterSet):
     STATUSES = [
-        ("open", _("Open")),
+        ("open", pgettext_lazy("status", "Open")),
         ("accepted", _("Accepted")),
         ("revoked", _("Revoked")),
         ("expired", _("Expired")),
