@@ -23,5 +23,6 @@ urlpatterns = [
     path("", include("apps.audit.urls")),
     path("", include("apps.integrations.urls")),
     path("", include("apps.knowledge.urls")),
+    path("", include("apps.chat.urls")),
     path("", include("apps.console.urls")),
 ]

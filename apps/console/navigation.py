@@ -26,6 +26,6 @@ AREAS = (
     Area("knowledge", _("Knowledge"), "knowledge:kb-list", roles.EDIT_KNOWLEDGE),
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
     Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
-    Area("channels", _("Channels & API keys"), "console:area-channels", roles.MANAGE_CHANNELS),
+    Area("channels", _("Channels & API keys"), "chat:channel-list", roles.MANAGE_CHANNELS),
     Area("dashboards", _("Dashboards"), "console:area-dashboards", roles.VIEW_DASHBOARDS),
 )

@@ -56,7 +56,6 @@ def tenant_home(request: HttpRequest, tenant_slug: str) -> HttpResponse:
 
 
 AREA_TEXT = {
-    "channels": _("Chat channels and their API keys will be managed here."),
     "dashboards": _("Conversation, sync and cost dashboards will be shown here."),
 }
 

@@ -1,0 +1,132 @@
+"""Console forms for channels and API keys. They shape input; the services validate and decide."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from django import forms
+from django.conf import settings
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from apps.chat.models import Action, ApiKeyScope, Channel, ChannelKind
+from apps.chat.services.channels import CHANNEL_FIELDS
+from apps.core.context import tenant_context
+from apps.integrations.models import Connection
+from apps.knowledge.selectors import kb_list
+from apps.tenants.models import Tenant
+
+
+class ChannelForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=100,
+        help_text=_("How the console shows it, e.g. “Website” or “WhatsApp DE”."),
+    )
+    kind = forms.ChoiceField(label=_("Kind"), choices=ChannelKind.choices, initial=ChannelKind.WEB)
+    default_locale = forms.ChoiceField(
+        label=_("Default locale"),
+        help_text=_("Used when a conversation does not name the user's locale."),
+    )
+    allowed_actions = forms.MultipleChoiceField(
+        label=_("Allowed actions"),
+        choices=Action.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Knowledge answers are always allowed; business actions only when ticked here."),
+    )
+    knowledge_base_id = forms.ChoiceField(label=_("Knowledge base"), required=False)
+    content_region = forms.ChoiceField(
+        label=_("Content region"),
+        required=False,
+        help_text=_("Regional variants of articles to prefer. Empty: the tenant's home region."),
+    )
+    ticket_connection_id = forms.ChoiceField(
+        label=_("Ticket connection"),
+        required=False,
+        help_text=_("Where tickets and human handoffs go (ServiceNow, Salesforce or HubSpot)."),
+    )
+    lead_connection_id = forms.ChoiceField(
+        label=_("Lead connection"),
+        required=False,
+        help_text=_("Where captured leads go (Salesforce or HubSpot)."),
+    )
+
+    def __init__(self, *args: Any, tenant: Tenant, channel: Channel | None = None, **kwargs: Any) -> None:
+        if channel is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                f: ("" if getattr(channel, f) is None else getattr(channel, f)) for f in CHANNEL_FIELDS
+            }
+        super().__init__(*args, **kwargs)
+        locales = tenant.enabled_locales or [tenant.default_locale]
+        with tenant_context(tenant):
+            kbs = list(kb_list().order_by("name").values_list("pk", "name"))
+            connections = list(Connection.objects.order_by("name").values_list("pk", "name", "kind"))
+        home = _("Home region (%(region)s)") % {"region": tenant.region_code}
+        connection_choices = [(str(pk), f"{name} ({kind})") for pk, name, kind in connections]
+        choices: dict[str, list[tuple[str, Any]]] = {
+            "default_locale": [(code, code) for code in locales],
+            "knowledge_base_id": [("", _("All knowledge bases")), *((str(pk), name) for pk, name in kbs)],
+            "content_region": [("", home), *((code, code.upper()) for code in settings.HUB_REGIONS)],
+            "ticket_connection_id": [("", _("None")), *connection_choices],
+            "lead_connection_id": [("", _("None")), *connection_choices],
+        }
+        for name, options in choices.items():
+            cast(forms.ChoiceField, self.fields[name]).choices = options
+        self.fields["default_locale"].initial = self.initial.get("default_locale") or tenant.default_locale
+
+    def channel_data(self) -> dict[str, Any]:
+        data = {f: self.cleaned_data.get(f) for f in CHANNEL_FIELDS}
+        for field in ("knowledge_base_id", "ticket_connection_id", "lead_connection_id"):
+            data[field] = data[field] or None
+        data["content_region"] = data["content_region"] or ""
+        data["allowed_actions"] = list(data["allowed_actions"] or [])
+        return data
+
+
+class EnableForm(forms.Form):
+    enabled = forms.BooleanField(required=False)
+
+
+class ApiKeyForm(forms.Form):
+    EXPIRY_CHOICES = [
+        ("never", _("Never")),
+        ("30", _("In 30 days")),
+        ("90", _("In 90 days")),
+        ("365", _("In a year")),
+    ]
+
+    name = forms.CharField(
+        label=_("Name"), max_length=100, help_text=_("What uses the key, e.g. “production widget”.")
+    )
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"),
+        choices=ApiKeyScope.choices,
+        initial=[ApiKeyScope.CHAT],
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("Give a bot only what it needs: most need “chat” alone."),
+    )
+    expires = forms.ChoiceField(label=_("Expires"), choices=EXPIRY_CHOICES, initial="never")
+
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data["expires"]
+        return None if days == "never" else timezone.now() + timedelta(days=int(days))
+
+
+class RotateForm(forms.Form):
+    OVERLAP_CHOICES = [
+        ("0", _("Stop the old key now")),
+        ("1", _("1 hour")),
+        ("24", _("24 hours")),
+        ("72", _("3 days")),
+        ("168", _("7 days")),
+    ]
+
+    overlap_hours = forms.TypedChoiceField(
+        label=_("Keep the old key working for"),
+        choices=OVERLAP_CHOICES,
+        coerce=int,
+        initial="24",
+        help_text=_("Time to deploy the new key everywhere before the old one stops."),
+    )

@@ -1,0 +1,219 @@
+"""Console pages for chat channels and their API keys (admins: MANAGE_CHANNELS). Thin: forms shape input,
+the services validate, check the role and audit.
+
+A new key's plaintext is rendered into the response that creates it (never redirected, never stored), with
+`Cache-Control: no-store`; htmx requests get it as a fragment next to the refreshed key table.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.chat.forms import ApiKeyForm, ChannelForm, EnableForm, RotateForm
+from apps.chat.models import ApiKey, Channel
+from apps.chat.selectors.channels import api_key_get, api_key_list, api_key_state, channel_get, channel_list
+from apps.chat.services.channels import (
+    api_key_create,
+    api_key_revoke,
+    api_key_rotate,
+    channel_create,
+    channel_set_enabled,
+    channel_update,
+)
+from apps.core.errors import HubError, NotFound
+from apps.core.forms import add_service_errors
+from apps.tenants import roles
+from apps.tenants.decorators import tenant_permission_required
+
+PAGE_SIZE = 25
+manage = tenant_permission_required(roles.MANAGE_CHANNELS)
+
+
+def _channel(request: HttpRequest, pk: Any) -> Channel:
+    try:
+        return channel_get(tenant=request.tenant, pk=pk)  # type: ignore[attr-defined]
+    except NotFound:
+        raise Http404 from None
+
+
+def _key(request: HttpRequest, pk: Any) -> ApiKey:
+    try:
+        return api_key_get(tenant=request.tenant, pk=pk)  # type: ignore[attr-defined]
+    except NotFound:
+        raise Http404 from None
+
+
+def _key_rows(channel: Channel) -> list[tuple[ApiKey, str]]:
+    return [(key, api_key_state(key)) for key in api_key_list(channel=channel)]
+
+
+def _detail(
+    request: HttpRequest,
+    channel: Channel,
+    *,
+    form: ChannelForm | None = None,
+    key_form: ApiKeyForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "channel": channel,
+        "form": form or ChannelForm(tenant=request.tenant, channel=channel),  # type: ignore[attr-defined]
+        "key_form": key_form or ApiKeyForm(),
+        "rotate_form": RotateForm(),
+        "key_rows": _key_rows(channel),
+    }
+    return render(request, "chat/channel_detail.html", context, status=status)
+
+
+def _issued(
+    request: HttpRequest, channel: Channel, key: ApiKey, plaintext: str, *, rotated: bool
+) -> HttpResponse:
+    """Show a new key's plaintext once: a fragment for htmx (plus the refreshed key table), else a page."""
+    context = {
+        "channel": channel,
+        "key": key,
+        "plaintext": plaintext,
+        "rotated": rotated,
+        "key_rows": _key_rows(channel),
+        "rotate_form": RotateForm(),
+    }
+    template = "chat/_key_issued.html" if request.htmx else "chat/key_issued.html"  # type: ignore[attr-defined]
+    response = render(request, template, context, status=201)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@manage
+@require_http_methods(["GET"])
+def channel_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    page = Paginator(channel_list(tenant=request.tenant), PAGE_SIZE).get_page(request.GET.get("page"))  # type: ignore[attr-defined]
+    return render(request, "chat/channel_list.html", {"page_obj": page})
+
+
+@manage
+@require_http_methods(["GET", "POST"])
+def channel_create_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    form = ChannelForm(request.POST or None, tenant=tenant)
+    if request.method == "POST" and form.is_valid():
+        try:
+            channel = channel_create(
+                tenant=tenant, **form.channel_data(), actor=request.user, request=request
+            )
+        except (HubError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(
+                request,
+                _("Channel “%(name)s” created. Create its first API key below.") % {"name": channel.name},
+            )
+            return redirect("chat:channel-detail", tenant_slug=tenant.slug, pk=channel.pk)
+    return render(request, "chat/channel_form.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@manage
+@require_http_methods(["GET", "POST"])
+def channel_detail_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    """The channel's settings (a form) and its keys."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    channel = _channel(request, pk)
+    if request.method != "POST":
+        return _detail(request, channel)
+    form = ChannelForm(request.POST, tenant=tenant, channel=channel)
+    if form.is_valid():
+        try:
+            channel_update(channel=channel, changes=form.channel_data(), actor=request.user, request=request)
+        except (HubError, ValidationError) as exc:
+            channel.refresh_from_db()
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("Channel “%(name)s” saved.") % {"name": channel.name})
+            return redirect("chat:channel-detail", tenant_slug=tenant.slug, pk=channel.pk)
+    return _detail(request, channel, form=form, status=400)
+
+
+@manage
+@require_POST
+def channel_enable_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    channel = _channel(request, pk)
+    form = EnableForm(request.POST)
+    form.is_valid()
+    enabled = bool(form.cleaned_data.get("enabled"))
+    channel_set_enabled(channel=channel, enabled=enabled, actor=request.user, request=request)
+    text = (
+        _("Channel “%(name)s” enabled: its keys work again.")
+        if enabled
+        else _("Channel “%(name)s” disabled: its keys are refused until you enable it.")
+    )
+    messages.success(request, text % {"name": channel.name})
+    return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=channel.pk)
+
+
+@manage
+@require_POST
+def key_create_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    channel = _channel(request, pk)
+    form = ApiKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            key, plaintext = api_key_create(
+                channel=channel,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=form.expires_at(),
+                actor=request.user,
+                request=request,
+            )
+        except (HubError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            return _issued(request, channel, key, plaintext, rotated=False)
+    if request.htmx:  # type: ignore[attr-defined]
+        # htmx swaps only 2xx answers: send the form with its errors back into its own place.
+        response = render(request, "chat/_key_form.html", {"channel": channel, "key_form": form})
+        response["HX-Retarget"] = "#key-form"
+        return response
+    return _detail(request, channel, key_form=form, status=400)
+
+
+@manage
+@require_POST
+def key_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    key = _key(request, pk)
+    api_key_revoke(key=key, actor=request.user, request=request)
+    messages.success(
+        request,
+        _("Key “%(name)s” (%(prefix)s…) revoked: it is refused from now on.")
+        % {"name": key.name, "prefix": key.prefix},
+    )
+    return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=key.channel_id)
+
+
+@manage
+@require_POST
+def key_rotate_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    key = _key(request, pk)
+    form = RotateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose how long the old key keeps working."))
+        return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=key.channel_id)
+    try:
+        new_key, plaintext = api_key_rotate(
+            key=key,
+            overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
+            actor=request.user,
+            request=request,
+        )
+    except HubError as exc:
+        messages.error(request, str(exc))
+        return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=key.channel_id)
+    return _issued(request, key.channel, new_key, plaintext, rotated=True)
