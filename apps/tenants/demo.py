@@ -136,10 +136,17 @@ def seed_demo() -> dict[str, Any]:
     from apps.knowledge.demo import seed_demo_knowledge  # demo wiring only: knowledge sits above
 
     knowledge = seed_demo_knowledge(list(tenants.values()))
+    # A web channel per tenant with an API key to try the chat API with (after the KB and connections).
+    from apps.chat.demo import seed_demo_channels  # demo wiring only: chat sits above
+
+    api_keys = seed_demo_channels(list(tenants.values()))
     return {
         "console_url": "/",
         "connections": connections,
         "knowledge": knowledge,
         "users": users,
-        "tenants": [{"slug": t.slug, "name": t.name, "region": t.region_code} for t in tenants.values()],
+        "tenants": [
+            {"slug": t.slug, "name": t.name, "region": t.region_code, "api_keys": api_keys.get(t.slug, [])}
+            for t in tenants.values()
+        ],
     }

@@ -33,3 +33,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  {user['username']:<10} {user['password']:<20} {where}{totp}")
         for tenant in demo["tenants"]:
             self.stdout.write(f"  tenant {tenant['slug']} ({tenant['region']})")
+            for key in tenant.get("api_keys", []):
+                self.stdout.write(f"    chat API key of channel {key['channel']}: {key['key']}")
