@@ -27,5 +27,5 @@ AREAS = (
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
     Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
     Area("channels", _("Channels & API keys"), "chat:channel-list", roles.MANAGE_CHANNELS),
-    Area("dashboards", _("Dashboards"), "console:area-dashboards", roles.VIEW_DASHBOARDS),
+    Area("dashboards", _("Dashboards"), "console:dashboard", roles.VIEW_DASHBOARDS),
 )

@@ -1,4 +1,4 @@
-"""Console entry pages: tenant picker, tenant overview, and the areas later features fill."""
+"""Console entry pages: tenant picker, tenant overview, dashboards, and the areas later features fill."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import Any, cast
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
+from apps.console import charts
+from apps.console.forms import WindowForm
 from apps.console.navigation import AREAS
+from apps.console.selectors import OUTCOMES, WINDOWS, platform_dashboard, tenant_dashboard
 from apps.tenants import roles
-from apps.tenants.decorators import tenant_permission_required
+from apps.tenants.decorators import operator_required, tenant_permission_required
 from apps.tenants.models import Membership, Tenant
 
 
@@ -55,9 +57,7 @@ def tenant_home(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     return render(request, "console/tenant_home.html", context)
 
 
-AREA_TEXT = {
-    "dashboards": _("Conversation, sync and cost dashboards will be shown here."),
-}
+AREA_TEXT: dict[str, Any] = {}
 
 
 def _area_view(key: str) -> Callable[..., HttpResponse]:
@@ -75,3 +75,36 @@ def _area_view(key: str) -> Callable[..., HttpResponse]:
 
 
 area_views = {key: _area_view(key) for key in AREA_TEXT}
+
+
+def _window(request: HttpRequest) -> tuple[WindowForm, Any]:
+    """The dashboard's period from the query string; None when it is not one of the offered ones."""
+    form = WindowForm(request.GET)
+    return form, WINDOWS[form.cleaned_data["window"]] if form.is_valid() else None
+
+
+@tenant_permission_required(roles.VIEW_DASHBOARDS)
+@require_GET
+def dashboard(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    """The tenant's conversations, answer quality and latency, sync health, costs and translation coverage."""
+    form, window = _window(request)
+    context: dict[str, Any] = {"form": form, "windows": WINDOWS, "outcomes": OUTCOMES}
+    if window is None:
+        return render(request, "console/dashboard.html", context, status=400)
+    data = tenant_dashboard(window=window)
+    context.update(dashboard=data, charts=charts.tenant_charts(data))
+    return render(request, "console/dashboard.html", context)
+
+
+@login_required
+@operator_required
+@require_GET
+def platform_dashboard_view(request: HttpRequest) -> HttpResponse:
+    """Every tenant at a glance, for platform operators: activity, fallbacks, latency, cost, sync health."""
+    form, window = _window(request)
+    context: dict[str, Any] = {"form": form, "windows": WINDOWS, "outcomes": OUTCOMES}
+    if window is None:
+        return render(request, "console/platform_dashboard.html", context, status=400)
+    data = platform_dashboard(window=window)
+    context.update(dashboard=data, charts=charts.platform_charts(data))
+    return render(request, "console/platform_dashboard.html", context)
