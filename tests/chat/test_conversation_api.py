@@ -366,15 +366,28 @@ def test_oversized_body_is_413(api_client: Client, api_key_a: IssuedKey) -> None
     assert response.status_code == 413
 
 
-def test_other_tenants_conversation_is_404_everywhere(
+def test_other_tenants_conversation_is_404_on_every_chat_url(
     api_client: Client, api_key_a: IssuedKey, api_key_b: IssuedKey
 ) -> None:
+    """Walks the chat URL configuration, so a conversation endpoint added later is swept too."""
+    from django.urls import reverse
+
+    from apps.chat.api import conversation_urls
+
     conversation = start(api_client, api_key_a)
-    base = f"/api/v1/conversations/{conversation['id']}"
-    assert api_client.get(base, **h(api_key_b)).status_code == 404
-    for suffix, body in (("/messages", {"text": "hi"}), ("/feedback", {"rating": 3}), ("/handoff", {})):
-        assert api_client.post(base + suffix, body, content_type=JSON, **h(api_key_b)).status_code == 404
-    assert api_client.get("/api/v1/conversations/not-a-uuid", **h(api_key_a)).status_code == 404
+    checked = 0
+    for pattern in conversation_urls.urlpatterns:
+        if "conversation_id" not in str(pattern.pattern):
+            continue
+        path = reverse(pattern.name, kwargs={"conversation_id": conversation["id"]})
+        for method in ("get", "post"):
+            response = getattr(api_client, method)(path, {}, content_type=JSON, **h(api_key_b))
+            assert response.status_code in (404, 405), f"{method} {path} -> {response.status_code}"
+            checked += response.status_code == 404
+            assert conversation["id"] not in response.content.decode()
+        bad = api_client.get(reverse(pattern.name, kwargs={"conversation_id": "not-a-uuid"}), **h(api_key_a))
+        assert bad.status_code in (404, 405)
+    assert checked >= 4  # transcript GET and the three POSTs
 
 
 def test_reply_streams_as_server_sent_events(

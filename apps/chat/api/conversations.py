@@ -135,11 +135,13 @@ class MessageCreateView(ChatView):
         summary="Send the user's message and get the reply",
     )
     def post(self, request: Request, conversation_id: str) -> Any:
+        principal = principal_of(request)
+        conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
         data = s.MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         turn = svc.message_post(
-            principal=principal_of(request),
-            conversation_id=conversation_id,
+            principal=principal,
+            conversation=conversation,
             text=data.validated_data["text"],
             idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
         )
@@ -163,11 +165,11 @@ class FeedbackCreateView(ChatView):
         summary="Rate the conversation or one reply",
     )
     def post(self, request: Request, conversation_id: str) -> Response:
+        principal = principal_of(request)
+        conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
         data = s.FeedbackCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        feedback = svc.feedback_add(
-            principal=principal_of(request), conversation_id=conversation_id, **data.validated_data
-        )
+        feedback = svc.feedback_add(principal=principal, conversation=conversation, **data.validated_data)
         return Response(s.FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
 
 
@@ -181,11 +183,11 @@ class HandoffCreateView(ChatView):
         description="Opens a ticket with the transcript, detected intent, channel and locale.",
     )
     def post(self, request: Request, conversation_id: str) -> Response:
+        principal = principal_of(request)
+        conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
         data = s.HandoffCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         turn = svc.handoff_request(
-            principal=principal_of(request),
-            conversation_id=conversation_id,
-            reason=data.validated_data["reason"],
+            principal=principal, conversation=conversation, reason=data.validated_data["reason"]
         )
         return Response(s.TurnSerializer(turn).data)

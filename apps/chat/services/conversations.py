@@ -387,7 +387,7 @@ def _compose(
 
 
 def message_post(
-    *, principal: ChannelPrincipal, conversation_id: Any, text: str, idempotency_key: str = ""
+    *, principal: ChannelPrincipal, conversation: Conversation, text: str, idempotency_key: str = ""
 ) -> Turn:
     """Answer one user message; a repeated Idempotency-Key returns the first answer, never a second one."""
     started = time.perf_counter()
@@ -402,7 +402,6 @@ def message_post(
         raise ChatInputError(
             _("Idempotency-Key is too long: at most 128 characters."), field="Idempotency-Key"
         )
-    conversation = conversation_for(principal=principal, conversation_id=conversation_id)
     if idempotency_key and (earlier := _replayed(conversation, idempotency_key)):
         return earlier
     timings: dict[str, float] = {}
@@ -469,10 +468,9 @@ def _record_usage(principal: ChannelPrincipal, conversation: Conversation, answe
 
 
 # --- explicit handoff and feedback ------------------------------------------------------------------------
-def handoff_request(*, principal: ChannelPrincipal, conversation_id: Any, reason: str = "") -> Turn:
+def handoff_request(*, principal: ChannelPrincipal, conversation: Conversation, reason: str = "") -> Turn:
     """The channel asks for a human explicitly (a button): a handoff ticket with the transcript."""
     started = time.perf_counter()
-    conversation = conversation_for(principal=principal, conversation_id=conversation_id)
     with transaction.atomic(using=principal.tenant.db_alias):
         conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
         if intents.HANDOFF in principal.channel.allowed_actions:
@@ -509,12 +507,11 @@ def handoff_request(*, principal: ChannelPrincipal, conversation_id: Any, reason
 def feedback_add(
     *,
     principal: ChannelPrincipal,
-    conversation_id: Any,
+    conversation: Conversation,
     rating: int,
     comment: str = "",
     message_id: int | None = None,
 ) -> Feedback:
-    conversation = conversation_for(principal=principal, conversation_id=conversation_id)
     message = None
     if message_id is not None:
         message = Message.objects.filter(
