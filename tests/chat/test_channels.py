@@ -272,3 +272,33 @@ def test_api_malformed_ids_are_404(alice_api: APIClient) -> None:
     assert alice_api.get(f"{BASE}not-a-uuid/").status_code == 404
     assert alice_api.get(f"{BASE}{uuid.uuid4()}/").status_code == 404
     assert alice_api.get("/api/v1/tenants/tenant-a/api-keys/999999/").status_code == 404
+
+
+def test_lists_use_a_fixed_number_of_queries(
+    alice_api: APIClient, client: Any, alice: Any, tenant_a: Tenant, channel_a: Channel
+) -> None:
+    """No query per channel or per key: the list counts active keys in the same query."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.auth import login_verified
+    from tests.chat.conftest import issue_key
+
+    login_verified(client, alice)
+    console = f"/t/{tenant_a.slug}/channels/"
+
+    def counts() -> tuple[int, int]:
+        with CaptureQueriesContext(connection) as api:
+            assert alice_api.get(BASE).status_code == 200
+        with CaptureQueriesContext(connection) as page:
+            assert client.get(console).status_code == 200
+        return len(api.captured_queries), len(page.captured_queries)
+
+    counts()  # warm-up: the token's first use records last_used_at once
+    before = counts()
+    for n in range(3):
+        channel = channel_create(tenant=tenant_a, name=f"Bot {n}")
+        issue_key(channel)
+    issue_key(channel_a)
+    assert counts() == before
+    assert alice_api.get(BASE).json()["results"][0]["active_keys"] == 1

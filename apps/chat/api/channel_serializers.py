@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from apps.chat.models import Action, ApiKey, ApiKeyScope, Channel, ChannelKind
 from apps.chat.selectors.channels import api_key_state
-from apps.chat.services.channels import MAX_OVERLAP_HOURS
+from apps.chat.services.channels import CHANNEL_FIELDS, MAX_OVERLAP_HOURS
 from apps.tenants.api.serializers import StrictSerializer
 
 _ACTIONS_HELP = _(
@@ -25,21 +25,7 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Channel
-        fields = [
-            "id",
-            "name",
-            "kind",
-            "default_locale",
-            "allowed_actions",
-            "knowledge_base_id",
-            "content_region",
-            "ticket_connection_id",
-            "lead_connection_id",
-            "enabled",
-            "active_keys",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *CHANNEL_FIELDS, "enabled", "active_keys", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_active_keys(self, obj: Channel) -> int:
