@@ -67,6 +67,21 @@ def _actor_id(actor: Any) -> int | None:
     return getattr(actor, "pk", None) if actor is not None else None
 
 
+def _membership_of(actor: Any) -> Membership | None:
+    """The actor's membership in the current tenant, looked up once per actor object (a bulk import
+    saves thousands of texts as one actor; a request's user lives as long as the request)."""
+    if getattr(actor, "pk", None) is None:
+        return None
+    tenant_id = current_tenant().id
+    memo: dict[int, Membership | None] | None = getattr(actor, "_knowledge_memberships", None)
+    if memo is None:
+        memo = {}
+        actor._knowledge_memberships = memo
+    if tenant_id not in memo:
+        memo[tenant_id] = Membership.objects.filter(user_id=actor.pk, tenant_id=tenant_id).first()
+    return memo[tenant_id]
+
+
 def check_allowed(*, actor: Any, perm: str, locale: str | None = None, region: str = "") -> None:
     """Refuse (PermissionDenied) unless `actor` holds `perm` here and, if given, may edit `locale`/`region`.
 
@@ -74,9 +89,7 @@ def check_allowed(*, actor: Any, perm: str, locale: str | None = None, region: s
     """
     if actor is None:
         return
-    membership = None
-    if getattr(actor, "pk", None) is not None:
-        membership = Membership.objects.filter(user_id=actor.pk, tenant_id=current_tenant().id).first()
+    membership = _membership_of(actor)
     if not roles.can(actor, membership, perm):
         raise PermissionDenied(_("Your role in this tenant does not allow this."))
     if locale is not None and not member_may_edit(membership=membership, locale=locale, region=region):

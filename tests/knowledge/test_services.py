@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
@@ -283,3 +285,15 @@ def test_migration_lower_cases_existing_regions(in_tenant_a: Tenant, kb: Knowled
     kb.refresh_from_db()
     t.refresh_from_db()
     assert (kb.regions, t.region) == (["eu", "us"], "eu")
+
+
+def test_an_import_looks_the_actor_up_once(in_tenant_a: Tenant, kb: KnowledgeBase, alice: Any) -> None:
+    lines = [
+        json.dumps({"key": f"a{n}", "locale": "en", "title": f"A{n}", "body": "x", "status": "draft"})
+        for n in range(5)
+    ]
+    actor = type(alice).objects.get(pk=alice.pk)  # a fresh object, as in a new request or command
+    with CaptureQueriesContext(connections["default"]) as control:
+        result = kb_import(kb=kb, lines=lines, actor=actor)
+    assert result.saved == 5
+    assert sum("tenants_membership" in q["sql"] for q in control.captured_queries) == 1
