@@ -63,6 +63,8 @@ MIDDLEWARE = [
     "apps.observability.middleware.MetricsMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app server itself (compressed, cached forever when hashed): no proxy needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -254,6 +256,9 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = HUB_HOME / "staticfiles"
+# Serve straight from the app and static/ directories until `collectstatic` has run (dev, tests, make run);
+# production serves the collected, hashed and compressed files (see production.py).
+WHITENOISE_USE_FINDERS = True
 
 # --- DRF -----------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -48,3 +48,6 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# WhiteNoise serves what `collectstatic` (run in the image build) put in STATIC_ROOT, not the source dirs.
+WHITENOISE_USE_FINDERS = False

@@ -36,6 +36,8 @@ class Command(BaseCommand):
         # Settings were read before the services had their ports: run the rest in a fresh interpreter.
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         subprocess.run([*manage, "migrate", "-v", "0"], check=True)
+        # gunicorn serves static files through WhiteNoise from STATIC_ROOT, as in production.
+        subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], check=True)
         # The vendor simulators, before seed_demo points the demo connections at them.
         subprocess.run([*manage, "simulators", "up"], check=True)
         if not options["no_seed"]:
