@@ -1,4 +1,4 @@
-"""The app server serves its own static files (WhiteNoise): `make run` and containers need no proxy for them."""
+"""The app serves its own static files (WhiteNoise): `make run` and containers need no proxy for them."""
 
 from __future__ import annotations
 
