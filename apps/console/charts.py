@@ -15,7 +15,7 @@ from typing import Any
 
 WIDTH = 640
 HEIGHT = 220
-LEFT = 56  # room for the y-axis labels
+LEFT = 64  # room for the y-axis labels
 RIGHT = 8
 TOP = 10
 BOTTOM = 26  # room for the x-axis labels
@@ -42,8 +42,14 @@ class Rect:
 
 @dataclass(frozen=True, slots=True)
 class Line:
+    """A run of consecutive values: a polyline through them and a marker on each (a lone value shows too)."""
+
     series: str
-    points: str  # "x,y x,y …" for <polyline points>
+    markers: list[tuple[float, float]]
+
+    @property
+    def points(self) -> str:
+        return " ".join(f"{x},{y}" for x, y in self.markers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,22 +211,16 @@ def lines(
     plot = HEIGHT - BOTTOM - TOP
     drawn = []
     for s in series:
-        segment: list[str] = []
-        for i, value in enumerate(values[s.key]):
+        segment: list[tuple[float, float]] = []
+        for i, value in enumerate([*values[s.key], None]):  # a trailing None closes the last segment
             if value is None:
                 if segment:
-                    drawn.append(Line(series=s.key, points=" ".join(segment)))
+                    drawn.append(Line(series=s.key, markers=segment))
                 segment = []
                 continue
-            x = LEFT + slot * (i + 0.5)
-            y = HEIGHT - BOTTOM - plot * value / top
-            segment.append(f"{x:.1f},{y:.1f}")
-        if segment:
-            # A lone point still needs two to be visible as a polyline: a short flat dash.
-            if len(segment) == 1:
-                x_text, y_text = segment[0].split(",")
-                segment = [f"{float(x_text) - 2:.1f},{y_text}", f"{float(x_text) + 2:.1f},{y_text}"]
-            drawn.append(Line(series=s.key, points=" ".join(segment)))
+            segment.append(
+                (round(LEFT + slot * (i + 0.5), 1), round(HEIGHT - BOTTOM - plot * value / top, 1))
+            )
     return Chart(
         id=id,
         title=title,
@@ -316,7 +316,7 @@ def tenant_charts(dashboard: Any) -> dict[str, Chart]:
         "outcomes": outcomes,
         "latency": lines(
             id="chart-latency",
-            title=_("Answer latency p50 and p95 (%(step)s)") % {"step": dashboard.window.step_label},
+            title=_("Answer latency p50 and p95 in ms (%(step)s)") % {"step": dashboard.window.step_label},
             desc=_("Median and 95th percentile of the time to answer a turn, in milliseconds."),
             starts=dashboard.starts,
             series=[Series("p50", _("p50")), Series("p95", _("p95"))],

@@ -40,6 +40,14 @@ def metric(value: Any, unit: str = "") -> str:
 
 
 @register.filter
+def tick(value: Any, unit: str = "") -> str:
+    """An axis label: the number without needless decimals, a percent sign for shares (the title names ms)."""
+    number = float(value)
+    text = _number(number, 0 if number.is_integer() else 1)
+    return _("%(value)s %%") % {"value": text} if unit == "%" else text
+
+
+@register.filter
 def duration(value: Any) -> str:
     """A lag or age (timedelta or seconds) in its largest sensible unit, e.g. "3,5 h" in German."""
     if value is None:
