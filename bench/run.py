@@ -24,6 +24,7 @@ MODULES = [
     "bench.bench_knowledge",
     "bench.bench_knowledge_quality",
     "bench.bench_metrics",
+    "bench.bench_chat",
 ]
 
 
