@@ -98,6 +98,31 @@ def _channel_and_key(tenant: Tenant) -> tuple[Any, Any]:
     return channel.pk, key.pk
 
 
+def _conversation_pk(tenant: Tenant) -> Any:
+    """One of tenant A's conversations (on the sweep channel)."""
+    from apps.chat.models import Conversation
+    from apps.core.context import tenant_context
+
+    channel_pk = _channel_and_key(tenant)[0]
+    with tenant_context(tenant):
+        conversation = Conversation.objects.first() or Conversation.objects.create(
+            channel_id=channel_pk, channel_kind="web", locale="en", region=tenant.region_code
+        )
+    return conversation.pk
+
+
+def _llm_provider_pk(tenant: Tenant) -> Any:
+    """One of tenant A's language-model providers (never called by the sweep)."""
+    from apps.chat.models import LlmProviderConfig
+    from apps.core.context import tenant_context
+
+    with tenant_context(tenant):
+        config = LlmProviderConfig.objects.first() or LlmProviderConfig.objects.create(
+            name="sweep", endpoint_region=tenant.region_code, base_url="https://llm.example/v1", model="m"
+        )
+    return config.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -132,6 +157,8 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     },
     **{f"chat:key-{name}": lambda t: {"pk": _channel_and_key(t)[1]} for name in ("revoke", "rotate")},
     "knowledge:review-reject": lambda t: {"pk": _knowledge_translation(t).pk},
+    "chat:conversation-detail": lambda t: {"pk": _conversation_pk(t)},
+    **{f"chat:llm-provider-{name}": lambda t: {"pk": _llm_provider_pk(t)} for name in ("edit", "delete")},
     "knowledge:editor": lambda t: {**_article_kwargs(t), "locale": _knowledge_translation(t).locale},
 }
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.chat.models import Action, ApiKeyScope, Channel, ChannelKind
+from apps.chat.models import Action, ApiKeyScope, Channel, ChannelKind, ConversationStatus
 from apps.chat.services.channels import CHANNEL_FIELDS
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
@@ -130,3 +130,51 @@ class RotateForm(forms.Form):
         initial="24",
         help_text=_("Time to deploy the new key everywhere before the old one stops."),
     )
+
+
+class ConversationFilterForm(forms.Form):
+    channel = forms.ChoiceField(label=_("Channel"), required=False)
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("Any")), *ConversationStatus.choices]
+    )
+
+    def __init__(self, *args: Any, channels: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = [("", _("Any")), *sorted(channels.items(), key=lambda kv: kv[1])]
+        cast(forms.ChoiceField, self.fields["channel"]).choices = options
+
+
+class LlmProviderForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+    base_url = forms.CharField(
+        label=_("Base URL"), max_length=300, help_text=_("The API root, e.g. https://api.openai.com/v1.")
+    )
+    model = forms.CharField(label=_("Model"), max_length=100, help_text=_("e.g. gpt-4o-mini"))
+    api_key = forms.CharField(
+        label=_("API key"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Stored encrypted and never shown again. Leave empty to keep the current key."),
+    )
+    region = forms.ChoiceField(
+        label=_("Conversations from region"),
+        required=False,
+        help_text=_("Use this provider for conversations served from this region (empty: any region)."),
+    )
+    endpoint_region = forms.ChoiceField(
+        label=_("Endpoint region"),
+        help_text=_("Where the provider processes data; the tenant's residency policy must allow it."),
+    )
+    prompt_price_per_1k = forms.DecimalField(
+        label=_("Prompt price per 1,000 tokens (USD)"), required=False, min_value=0, decimal_places=6
+    )
+    completion_price_per_1k = forms.DecimalField(
+        label=_("Completion price per 1,000 tokens (USD)"), required=False, min_value=0, decimal_places=6
+    )
+    enabled = forms.BooleanField(label=_("Enabled"), required=False, initial=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        regions = [(code, code.upper()) for code in settings.HUB_REGIONS]
+        cast(forms.ChoiceField, self.fields["region"]).choices = [("", _("Any region")), *regions]
+        cast(forms.ChoiceField, self.fields["endpoint_region"]).choices = regions

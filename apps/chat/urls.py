@@ -14,4 +14,24 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/channels/<uuid:pk>/keys/", views.key_create_view, name="channel-key-create"),
     path("t/<slug:tenant_slug>/api-keys/<int:pk>/revoke/", views.key_revoke_view, name="key-revoke"),
     path("t/<slug:tenant_slug>/api-keys/<int:pk>/rotate/", views.key_rotate_view, name="key-rotate"),
+    path("t/<slug:tenant_slug>/conversations/", views.conversation_list_view, name="conversation-list"),
+    path(
+        "t/<slug:tenant_slug>/conversations/<uuid:pk>/",
+        views.conversation_detail_view,
+        name="conversation-detail",
+    ),
+    path("t/<slug:tenant_slug>/language-models/", views.llm_provider_list_view, name="llm-provider-list"),
+    path(
+        "t/<slug:tenant_slug>/language-models/new/", views.llm_provider_edit_view, name="llm-provider-create"
+    ),
+    path(
+        "t/<slug:tenant_slug>/language-models/<uuid:pk>/",
+        views.llm_provider_edit_view,
+        name="llm-provider-edit",
+    ),
+    path(
+        "t/<slug:tenant_slug>/language-models/<uuid:pk>/delete/",
+        views.llm_provider_delete_view,
+        name="llm-provider-delete",
+    ),
 ]

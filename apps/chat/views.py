@@ -18,9 +18,25 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.chat.forms import ApiKeyForm, ChannelForm, EnableForm, RotateForm
-from apps.chat.models import ApiKey, Channel
+from apps.audit.services import audit_record
+from apps.chat.forms import (
+    ApiKeyForm,
+    ChannelForm,
+    ConversationFilterForm,
+    EnableForm,
+    LlmProviderForm,
+    RotateForm,
+)
+from apps.chat.models import ApiKey, Channel, LlmProviderConfig
 from apps.chat.selectors.channels import api_key_get, api_key_list, api_key_state, channel_get, channel_list
+from apps.chat.selectors.conversations import (
+    channel_names,
+    conversation_get,
+    conversation_list,
+    llm_provider_get,
+    llm_provider_list,
+    transcript,
+)
 from apps.chat.services.channels import (
     api_key_create,
     api_key_revoke,
@@ -29,6 +45,8 @@ from apps.chat.services.channels import (
     channel_set_enabled,
     channel_update,
 )
+from apps.chat.services.llm_config import FIELDS as LLM_FIELDS
+from apps.chat.services.llm_config import llm_provider_delete, llm_provider_save
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
 from apps.tenants import roles
@@ -217,3 +235,105 @@ def key_rotate_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResp
         messages.error(request, str(exc))
         return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=key.channel_id)
     return _issued(request, key.channel, new_key, plaintext, rotated=True)
+
+
+# --- conversations (transcripts hold personal data: reading one is audited) ---------------------------
+view_transcripts = tenant_permission_required(roles.VIEW_TRANSCRIPTS)
+
+
+@view_transcripts
+@require_http_methods(["GET"])
+def conversation_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    names = channel_names(tenant=tenant)
+    form = ConversationFilterForm(request.GET or None, channels=names)
+    filters = form.cleaned_data if form.is_valid() else {}
+    queryset = conversation_list(channel_id=filters.get("channel") or None, status=filters.get("status", ""))
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    for conversation in page:
+        conversation.channel_name = names.get(str(conversation.channel_id), "")  # type: ignore[attr-defined]
+    return render(request, "chat/conversation_list.html", {"page_obj": page, "form": form})
+
+
+@view_transcripts
+@require_http_methods(["GET"])
+def conversation_detail_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    tenant = request.tenant  # type: ignore[attr-defined]
+    try:
+        conversation = conversation_get(pk=pk)
+    except NotFound:
+        raise Http404 from None
+    audit_record(
+        "chat.transcript_viewed",
+        tenant=tenant,
+        actor=request.user,
+        request=request,
+        target_type="conversation",
+        target_id=str(conversation.pk),
+        target_label=str(conversation.pk)[:8],
+    )
+    context = {
+        "conversation": conversation,
+        "channel_name": channel_names(tenant=tenant).get(str(conversation.channel_id), ""),
+        **transcript(conversation=conversation),
+    }
+    return render(request, "chat/conversation_detail.html", context)
+
+
+# --- language-model providers ---------------------------------------------------------------------------
+def _provider(pk: Any) -> LlmProviderConfig:
+    try:
+        return llm_provider_get(pk=pk)
+    except NotFound:
+        raise Http404 from None
+
+
+def _provider_data(form: LlmProviderForm) -> dict[str, Any]:
+    return {k: v for k, v in form.cleaned_data.items() if k != "api_key"}
+
+
+@manage
+@require_http_methods(["GET"])
+def llm_provider_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    return render(request, "chat/llm_provider_list.html", {"providers": list(llm_provider_list())})
+
+
+@manage
+@require_http_methods(["GET", "POST"])
+def llm_provider_edit_view(request: HttpRequest, tenant_slug: str, pk: Any = None) -> HttpResponse:
+    """Create (no pk) or edit a provider; the API key is write-only and kept when left empty."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    config = _provider(pk) if pk is not None else None
+    initial = {f: getattr(config, f) for f in LLM_FIELDS} if config else {"enabled": True}
+    form = LlmProviderForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        key = form.cleaned_data["api_key"]
+        try:
+            saved = llm_provider_save(
+                tenant=tenant,
+                data=_provider_data(form),
+                api_key=key if key else None,
+                config=config,
+                actor=request.user,
+                request=request,
+            )
+        except (HubError, ValidationError) as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, _("Language model “%(name)s” saved.") % {"name": saved.name})
+            return redirect("chat:llm-provider-list", tenant_slug=tenant.slug)
+    context = {"form": form, "config": config}
+    return render(request, "chat/llm_provider_form.html", context, status=400 if form.errors else 200)
+
+
+@manage
+@require_POST
+def llm_provider_delete_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    config = _provider(pk)
+    llm_provider_delete(tenant=request.tenant, config=config, actor=request.user, request=request)  # type: ignore[attr-defined]
+    messages.success(
+        request,
+        _("Language model “%(name)s” deleted: answers are composed offline unless another one applies.")
+        % {"name": config.name},
+    )
+    return redirect("chat:llm-provider-list", tenant_slug=tenant_slug)

@@ -27,5 +27,6 @@ AREAS = (
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
     Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
     Area("channels", _("Channels & API keys"), "chat:channel-list", roles.MANAGE_CHANNELS),
+    Area("conversations", _("Conversations"), "chat:conversation-list", roles.VIEW_TRANSCRIPTS),
     Area("dashboards", _("Dashboards"), "console:dashboard", roles.VIEW_DASHBOARDS),
 )

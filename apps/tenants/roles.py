@@ -24,6 +24,7 @@ REVIEW_KNOWLEDGE = "review_knowledge"  # approve (publish), reject or archive te
 MANAGE_KNOWLEDGE = "manage_knowledge"  # create and configure knowledge bases, bulk import, reindex
 MANAGE_CHANNELS = "manage_channels"
 VIEW_DASHBOARDS = "view_dashboards"
+VIEW_TRANSCRIPTS = "view_transcripts"  # read chat conversations (personal data: every view is audited)
 
 TENANT_PERMISSIONS = frozenset(
     {
@@ -39,13 +40,16 @@ TENANT_PERMISSIONS = frozenset(
         MANAGE_KNOWLEDGE,
         MANAGE_CHANNELS,
         VIEW_DASHBOARDS,
+        VIEW_TRANSCRIPTS,
     }
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.ADMIN: TENANT_PERMISSIONS,
     Role.CONNECTOR_MANAGER: frozenset({VIEW_CONSOLE, MANAGE_CONNECTIONS, OPERATE_SYNC, VIEW_DASHBOARDS}),
-    Role.COMPLIANCE_OFFICER: frozenset({VIEW_CONSOLE, VIEW_AUDIT, VIEW_POLICIES, VIEW_DASHBOARDS}),
+    Role.COMPLIANCE_OFFICER: frozenset(
+        {VIEW_CONSOLE, VIEW_AUDIT, VIEW_POLICIES, VIEW_DASHBOARDS, VIEW_TRANSCRIPTS}
+    ),
     Role.LOCALIZATION_EDITOR: frozenset({VIEW_CONSOLE, EDIT_KNOWLEDGE, REVIEW_KNOWLEDGE, VIEW_DASHBOARDS}),
     Role.VIEWER: frozenset({VIEW_CONSOLE, VIEW_DASHBOARDS}),
 }
