@@ -6,9 +6,20 @@ import json
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 _MAX_METADATA_BYTES = 2048
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class StrictSerializer(serializers.Serializer):
@@ -18,6 +29,18 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
         return super().to_internal_value(data)
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Say in the schema what StrictSerializer enforces: no properties beyond the declared ones."""
+
+    target_class = "apps.chat.api.conversation_serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = False
+        return schema
 
 
 class ConversationCreateSerializer(StrictSerializer):
@@ -39,8 +62,11 @@ class ConversationCreateSerializer(StrictSerializer):
     )
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > _MAX_METADATA_BYTES:
+        encoded = json.dumps(value)
+        if len(encoded) > _MAX_METADATA_BYTES:
             raise serializers.ValidationError(_("Metadata is too large: at most 2 KB of JSON."))
+        if _has_nul(value):  # PostgreSQL's jsonb cannot store NUL characters: a 400, not a 500
+            raise serializers.ValidationError(_("Metadata must not contain NUL characters."))
         return value
 
 

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,6 +36,32 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="Repeat a POST with the same key to get the first result, never a second answer or action.",
 )
 _SSE_CHUNK_WORDS = 8
+_SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "description": "One Server-Sent Event of a streamed reply (`event:` and `data:` lines).",
+    "properties": {
+        "event": {"type": "string", "enum": ["start", "delta", "done", "error"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: `start` {conversation_id, message_id}; `delta` {text}; `done` the Turn "
+            "object; `error` the error body.",
+        },
+    },
+    "required": ["event", "data"],
+}
+_ERROR_RESPONSES: dict[int, OpenApiResponse] = {
+    400: OpenApiResponse(description="Invalid input: field errors, or `Unknown field.` for extra fields."),
+    401: OpenApiResponse(description="No API key, or the key is unknown, malformed, revoked or expired."),
+    403: OpenApiResponse(description="The key lacks the scope, or its channel or tenant is disabled."),
+    404: OpenApiResponse(description="No such conversation for this channel."),
+    413: OpenApiResponse(description="The request body is larger than the API accepts."),
+    429: OpenApiResponse(description="Rate limit of the key or the tenant reached; see `Retry-After`."),
+}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Documented error answers (the body is `{"detail": ...}` or field errors, described, not typed)."""
+    return {code: _ERROR_RESPONSES[code] for code in codes}
 
 
 class PayloadTooLarge(APIException):
@@ -72,6 +99,7 @@ def _stream(turn: svc.Turn) -> Iterator[str]:
 class ChatView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasChatScope]
+    parser_classes = [JSONParser]  # channels send JSON; form encodings cannot carry `metadata` faithfully
     renderer_classes = [JSONRenderer]
 
     def get_throttles(self) -> list[Any]:
@@ -91,7 +119,7 @@ class ConversationCreateView(ChatView):
         operation_id="conversation_create",
         tags=["chat"],
         request=s.ConversationCreateSerializer,
-        responses={201: s.ConversationSerializer},
+        responses={201: s.ConversationSerializer, **_errors(400, 401, 403, 413, 429)},
         summary="Start a conversation",
     )
     def post(self, request: Request) -> Response:
@@ -105,7 +133,7 @@ class ConversationDetailView(ChatView):
     @extend_schema(
         operation_id="conversation_get",
         tags=["chat"],
-        responses={200: s.TranscriptSerializer},
+        responses={200: s.TranscriptSerializer, **_errors(401, 403, 404, 429)},
         summary="A conversation and its transcript",
         description="Texts as stored: redacted when the tenant's data policy redacts transcripts.",
     )
@@ -126,11 +154,15 @@ class MessageCreateView(ChatView):
         request=s.MessageCreateSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
-            200: OpenApiResponse(
+            (200, "application/json"): OpenApiResponse(
                 s.TurnSerializer,
                 description="The reply. With `Accept: text/event-stream` it arrives as Server-Sent Events: "
                 "`start`, then `delta` events with text, then `done` with this same object.",
-            )
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                _SSE_EVENT_SCHEMA, description="One Server-Sent Event of the reply stream."
+            ),
+            **_errors(400, 401, 403, 404, 413, 429),
         },
         summary="Send the user's message and get the reply",
     )
@@ -161,7 +193,7 @@ class FeedbackCreateView(ChatView):
         operation_id="feedback_create",
         tags=["chat"],
         request=s.FeedbackCreateSerializer,
-        responses={201: s.FeedbackSerializer},
+        responses={201: s.FeedbackSerializer, **_errors(400, 401, 403, 404, 413, 429)},
         summary="Rate the conversation or one reply",
     )
     def post(self, request: Request, conversation_id: str) -> Response:
@@ -178,7 +210,7 @@ class HandoffCreateView(ChatView):
         operation_id="handoff_create",
         tags=["chat"],
         request=s.HandoffCreateSerializer,
-        responses={200: s.TurnSerializer},
+        responses={200: s.TurnSerializer, **_errors(400, 401, 403, 404, 413, 429)},
         summary="Ask for a human",
         description="Opens a ticket with the transcript, detected intent, channel and locale.",
     )
