@@ -28,8 +28,9 @@ RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
 # Full-text matches count half: a single shared word ("gültig") must not outrank the meaning of a question
 # that only an article in another language answers (measured on the evaluation set: recall@1 0.86 → 0.88).
 FTS_WEIGHT = 0.5
-# Full-text matches ranked per query: ranking every chunk that shares one common word dominated latency.
-FTS_CAP = 200
+# Full-text matches ranked per query (all-word matches first): ranking every chunk that shares one common word
+# dominated latency.
+FTS_CAP = 100
 
 
 @dataclass(frozen=True)
@@ -223,34 +224,45 @@ _SETUP_SQL = (
     "SELECT set_config('hnsw.ef_search', %(ef)s, true),"
     " set_config('hnsw.iterative_scan', 'relaxed_order', true);\n"
 )
+# The vector half reads the half-precision HNSW index (migration 0003: half the size of a float32 index, so it
+# stays in memory; recall is measured by bench_knowledge). Ranks come from the index order itself: no distance
+# is selected, so no vector is read back from the table. The full-text half ranks a bounded set of matches
+# that the GIN index finds (a common word matches thousands of chunks; ranking them all dominated latency).
 _SEARCH_SQL = """
 WITH vec AS MATERIALIZED (
-    SELECT c.id, c.kb_id, c.article_key, c.embedding <=> %(vec)s::vector AS d
-    FROM knowledge_chunk c
-    WHERE {filters}
-    ORDER BY c.embedding <=> %(vec)s::vector
-    LIMIT %(n)s
+    SELECT id, kb_id, article_key, row_number() OVER () AS r
+    FROM (
+        SELECT c.id, c.kb_id, c.article_key FROM knowledge_chunk c
+        WHERE {filters}
+        ORDER BY {distance}
+        LIMIT %(n)s
+    ) hnsw
 ),
 fts_match AS MATERIALIZED (
-    -- Ranking is the expensive part of full text (a common word matches thousands of chunks):
-    -- rank a bounded set of matches, not all of them.
-    SELECT c.id, c.kb_id, c.article_key, ts_rank_cd(c.tsv, {tsquery}) AS rank
-    FROM (
-        SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
-        WHERE c.tsv @@ ({tsquery}) AND {filters}
-        LIMIT %(fts_cap)s
-    ) c
+    -- Planned for all matches (as a CTE is), so the GIN index serves it whenever matches are few; read
+    -- lazily, so only the first FTS_CAP are fetched: chunks with all the words of the question (in one of
+    -- the chain's languages) first, then chunks with any of them.
+    SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
+    WHERE c.tsv @@ ({all_words}) AND {filters}
+    UNION ALL
+    SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
+    WHERE c.tsv @@ ({any_word}) AND NOT c.tsv @@ ({all_words}) AND {filters}
 ),
-fts AS (
-    SELECT id, kb_id, article_key, rank FROM fts_match ORDER BY rank DESC, id LIMIT %(n)s
+fts AS MATERIALIZED (
+    SELECT id, kb_id, article_key, row_number() OVER (ORDER BY rank DESC, id) AS r
+    FROM (
+        SELECT m.id, m.kb_id, m.article_key, ts_rank(m.tsv, {any_word}) AS rank
+        FROM fts_match m LIMIT %(fts_cap)s
+    ) m
+    ORDER BY rank DESC, id
+    LIMIT %(n)s
 ),
 cand AS (
     SELECT id, kb_id, article_key, sum(w / (%(rrf_k)s + r)) AS score
     FROM (
-        SELECT id, kb_id, article_key, row_number() OVER (ORDER BY d, id) AS r, 1.0 AS w FROM vec
+        SELECT id, kb_id, article_key, r, 1.0 AS w FROM vec
         UNION ALL
-        SELECT id, kb_id, article_key, row_number() OVER (ORDER BY rank DESC, id) AS r, %(fts_w)s AS w
-        FROM fts
+        SELECT id, kb_id, article_key, r, %(fts_w)s AS w FROM fts
     ) u
     GROUP BY id, kb_id, article_key
 ),
@@ -275,12 +287,14 @@ best AS (
     FROM pref p
     JOIN knowledge_chunk c ON c.translation_id = p.translation_id AND c.model_id = %(model)s
     LEFT JOIN cand f ON f.id = c.id
-    ORDER BY c.translation_id, f.score DESC NULLS LAST, c.embedding <=> %(vec)s::vector
+    ORDER BY c.translation_id, f.score DESC NULLS LAST, {distance}
 )
 SELECT b.id, b.kb_id, b.article_key, b.locale, b.region, b.title, b.heading_path, b.text, a.score
 FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
 ORDER BY a.score DESC, b.article_key
 """
+# Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it.
+DISTANCE_SQL = "(c.embedding::halfvec(512)) <=> %(vec)s::halfvec(512)"
 _FILTERS = (
     "c.tenant_id = %(tenant)s AND c.kb_id = ANY(%(kbs)s::uuid[]) AND c.model_id = %(model)s"
     " AND c.status = 'published' AND c.locale = ANY(%(chain)s::varchar[])"
@@ -288,17 +302,28 @@ _FILTERS = (
 )
 
 
-def _tsquery_sql(configs: Sequence[str]) -> str:
-    """OR of the query's words, stemmed once per language of the chain (plainto_tsquery ANDs them)."""
-    parts = [
-        f"replace(plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)::text, '&', '|')::tsquery" for cfg in configs
-    ]
-    return " || ".join(parts)
+def _tsquery_sql(configs: Sequence[str], *, any_word: bool) -> str:
+    """The query's words stemmed once per language of the chain: all of them (plainto_tsquery), or any."""
+    query = "plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)"
+    if any_word:
+        query = f"replace({query}::text, '&', '|')::tsquery"
+    return " || ".join(query.format(cfg=cfg) for cfg in configs)
 
 
 @cache
 def _search_sql(configs: tuple[str, ...]) -> str:
-    return _SETUP_SQL + _SEARCH_SQL.format(filters=_FILTERS, tsquery=_tsquery_sql(configs))
+    return _SETUP_SQL + _SEARCH_SQL.format(
+        filters=_FILTERS,
+        all_words=_tsquery_sql(configs, any_word=False),
+        any_word=_tsquery_sql(configs, any_word=True),
+        distance=DISTANCE_SQL,
+    )
+
+
+def search_breadth(*, k: int) -> tuple[int, int]:
+    """Candidates per half of the fusion (at least 4 chunks per requested article) and HNSW's ef_search."""
+    candidates = max(settings.HUB_KNOWLEDGE_CANDIDATES, 4 * k)
+    return candidates, max(settings.HUB_KNOWLEDGE_EF_SEARCH, candidates)
 
 
 def _citation_url(*, slug: str, kb_id: str, key: str, locale: str, region: str | None) -> str:
@@ -341,19 +366,20 @@ def knowledge_search(
     by_model: dict[str, list[str]] = {}
     for kb_id, _source, model_id in rows:
         by_model.setdefault(model_id, []).append(str(kb_id))
-    ef_search = max(settings.HUB_KNOWLEDGE_EF_SEARCH, settings.HUB_KNOWLEDGE_CANDIDATES)
+    candidates, ef_search = search_breadth(k=k)
     hits: list[SearchHit] = []
     alias = ref.db_alias
     for model_id, kb_ids in by_model.items():
         vector = provider_for_model(model_id).embed_query(query)
         params: dict[str, Any] = {
-            "vec": "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]",
+            # Five significant digits: more than half precision keeps, and a shorter literal to parse.
+            "vec": "[" + ",".join(f"{x:.5g}" for x in vector.tolist()) + "]",
             "tenant": ref.id,
             "kbs": kb_ids,
             "model": model_id,
             "chain": chain,
             "region": region_code,
-            "n": settings.HUB_KNOWLEDGE_CANDIDATES,
+            "n": candidates,
             "k": k,
             "rrf_k": RRF_K,
             "fts_w": FTS_WEIGHT,

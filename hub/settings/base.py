@@ -384,9 +384,11 @@ if not isinstance(HUB_EMBEDDING_OPTIONS, dict):
     raise ImproperlyConfigured("Setting HUB_EMBEDDING_OPTIONS: must be a JSON object")
 # Locale every search falls back to after the user's (the knowledge base's source locale comes too).
 HUB_KNOWLEDGE_FALLBACK_LOCALE = env_str("HUB_KNOWLEDGE_FALLBACK_LOCALE", "en")
-# Candidates each half of the hybrid search contributes to the fusion, and HNSW's search breadth.
-HUB_KNOWLEDGE_CANDIDATES = env_int("HUB_KNOWLEDGE_CANDIDATES", 40, minimum=5, maximum=1000)
-HUB_KNOWLEDGE_EF_SEARCH = env_int("HUB_KNOWLEDGE_EF_SEARCH", 100, minimum=10, maximum=1000)
+# Candidates each half of the hybrid search contributes to the fusion (at least 4 per requested article), and
+# HNSW's search breadth. Measured at 100k chunks (bench_knowledge): 20/60 halves the index pages read compared
+# with 40/100, with HNSW recall@10 still 1.0 and the evaluation set's recall unchanged.
+HUB_KNOWLEDGE_CANDIDATES = env_int("HUB_KNOWLEDGE_CANDIDATES", 20, minimum=5, maximum=1000)
+HUB_KNOWLEDGE_EF_SEARCH = env_int("HUB_KNOWLEDGE_EF_SEARCH", 60, minimum=10, maximum=1000)
 
 # Chat API: the longest message text accepted, and how many articles an answer is composed from.
 HUB_CHAT_MAX_TEXT = env_int("HUB_CHAT_MAX_TEXT", 4000, minimum=100, maximum=100_000)
