@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -32,11 +33,39 @@ def policy_get(*, tenant: Any) -> DataPolicy:
             return DataPolicy.objects.get()
 
 
+_FLAGS_SECONDS = 300
+
+
+def _flags_key(tenant_id: int) -> str:
+    return f"policies:flags:{tenant_id}"
+
+
+def policy_flags(*, tenant: Any) -> dict[str, Any]:
+    """The policy fields hot paths read on every request (a chat turn), from the shared cache.
+
+    `policy_update` drops the entry when it commits, so a change applies to the next request everywhere.
+    """
+    ref = as_ref(tenant)
+    flags: dict[str, Any] | None = cache.get(_flags_key(ref.id))
+    if flags is None:
+        policy = policy_get(tenant=ref)
+        flags = {
+            "redact_transcripts": policy.redact_transcripts,
+            "allowed_regions": list(policy.allowed_regions),
+        }
+        cache.set(_flags_key(ref.id), flags, _FLAGS_SECONDS)
+    return flags
+
+
+def policy_flags_forget(*, tenant_id: int) -> None:
+    cache.delete(_flags_key(tenant_id))
+
+
 def allowed_regions(*, tenant: Any, policy: DataPolicy | None = None) -> list[str]:
     """Region codes the tenant's data may be sent to: its home region first, then the policy's others."""
     ref = as_ref(tenant)
-    policy = policy or policy_get(tenant=ref)
-    return [ref.region, *(code for code in policy.allowed_regions if code != ref.region)]
+    others = policy.allowed_regions if policy is not None else policy_flags(tenant=ref)["allowed_regions"]
+    return [ref.region, *(code for code in others if code != ref.region)]
 
 
 def transfer_allowed(*, tenant: Any, destination_region: str) -> bool:

@@ -27,7 +27,7 @@ from apps.policies.models import (
     DataPolicy,
 )
 from apps.policies.registry import Subject, erasers, purgers
-from apps.policies.selectors import policy_get, transfer_allowed
+from apps.policies.selectors import policy_flags, policy_flags_forget, policy_get, transfer_allowed
 from apps.security import pii
 from apps.security.services import vault_tokenize
 from apps.tenants.models import Region
@@ -146,6 +146,9 @@ def policy_update(
         for name, (_before, after) in changes.items():
             setattr(policy, name, after)
         policy.save(update_fields=[*changes, "updated_at"])
+        # Now, and again at commit: a reader between the two could have cached the old values.
+        policy_flags_forget(tenant_id=ref.id)
+        transaction.on_commit(lambda: policy_flags_forget(tenant_id=ref.id), using=ref.db_alias)
     audit_record(
         "policy.updated",
         tenant=ref,
@@ -239,7 +242,7 @@ def retention_enforce(
 # --- redaction and tokenization ---------------------------------------------------------------------------
 def redact_for_storage(*, tenant: Any, text: str) -> str:
     """Redact a transcript before it is stored, when the tenant's policy asks for it."""
-    if policy_get(tenant=tenant).redact_transcripts:
+    if policy_flags(tenant=tenant)["redact_transcripts"]:
         return pii.redact(text)
     return text
 
