@@ -427,13 +427,11 @@ def test_cached_answer_is_dropped_when_the_article_changes(
             "status": "published", "body": body}  # fmt: skip
     with tenant_context(tenant_a):
         kb = KnowledgeBase.objects.get()
-        kb_import(kb=kb, lines=[json.dumps(line | {"body": line["body"].format("two-year")})], index_now=True)
+        kb_import(kb=kb, lines=[json.dumps(line | {"body": body.format("two-year")})], index_now=True)
     conversation = start(api_client, api_key_a)
     first = say(api_client, api_key_a, conversation["id"], question).json()["reply"]
     assert "two-year" in first["text"]
     with tenant_context(tenant_a):
-        kb_import(
-            kb=kb, lines=[json.dumps(line | {"body": line["body"].format("five-year")})], index_now=True
-        )
+        kb_import(kb=kb, lines=[json.dumps(line | {"body": body.format("five-year")})], index_now=True)
     second = say(api_client, api_key_a, conversation["id"], question).json()["reply"]
     assert "five-year" in second["text"]
