@@ -57,9 +57,10 @@ def _normalize(vectors: np.ndarray) -> np.ndarray:
 class UseProvider(EmbeddingProvider):
     """Multilingual Universal Sentence Encoder v3 (16 languages, 512 dims), pure numpy and offline.
 
-    Option `threads` (default 1): BLAS threads per process. The library's default of 4 oversubscribes small
-    machines: with web and worker processes busy on 2 cores, embedding one query took ~18 ms instead of
-    ~1.3 ms, and batches gained nothing. Parallelism comes from processes (web workers, Celery concurrency).
+    Option `threads` (default 1): BLAS threads per process (applied through threadpoolctl). Measured on
+    2 cores: two BLAS threads embed ~960 chunks/s while the other core is idle, but only 90-200/s (and a
+    query's p90 rose from 1 to 14 ms) as soon as another process used it; one thread gives a steady ~700/s
+    and ~0.9 ms per query. Indexing overlaps embedding with the database's work instead (indexing.py).
     """
 
     model_id = "use-multilingual-v3"

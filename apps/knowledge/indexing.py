@@ -7,13 +7,16 @@ task or an unchanged re-publish embeds nothing; text that is no longer published
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from django.contrib.postgres.search import SearchVector
-from django.db import transaction
-from django.db.models import Value
-from django.db.models.expressions import Combinable
+import numpy as np
+import psycopg
+from django.db import connections, transaction
+from pgvector.psycopg.vector import register_vector_info
+from psycopg.types import TypeInfo
 
 from apps.core.context import current_tenant
 from apps.knowledge.chunking import (
@@ -28,7 +31,7 @@ from apps.knowledge.models import Chunk, KnowledgeBase, Status, Translation
 from apps.knowledge.version import knowledge_version_bump
 
 logger = logging.getLogger(__name__)
-EMBED_BATCH = 64
+EMBED_BATCH = 128  # chunks per embedding call and per INSERT
 
 
 @dataclass
@@ -42,12 +45,102 @@ class _Pending:
     text: str
 
 
-def _tsvector(*, config: str, title: str, heading_path: tuple[str, ...], text: str) -> Combinable:
-    """Title and headings weigh more than body text (weights A and B)."""
-    head = fts_text(" ".join([title, *heading_path]))
-    return SearchVector(Value(head), config=Value(config), weight="A") + SearchVector(
-        Value(fts_text(text)), config=Value(config), weight="B"
-    )
+_INSERT_SQL = """
+INSERT INTO knowledge_chunk (
+    created_at, updated_at, tenant_id, kb_id, translation_id, article_key, locale, region, status,
+    chunk_hash, position, title, heading_path, text, model_id, embedding, ts_config, tsv
+)
+SELECT now(), now(), %(tenant)s, u.kb_id, u.translation_id, u.article_key, u.locale, u.region, 'published',
+       u.chunk_hash, u.position, u.title, string_to_array(u.heading_path, E'\\x1f'), u.text, %(model)s,
+       u.embedding, u.ts_config,
+       -- Title and headings weigh more than body text (weights A and B).
+       setweight(to_tsvector(u.ts_config::regconfig, u.head), 'A')
+       || setweight(to_tsvector(u.ts_config::regconfig, u.body), 'B')
+FROM unnest(
+    %(kb_id)s::uuid[], %(translation_id)s::bigint[], %(article_key)s::text[], %(locale)s::text[],
+    %(region)s::text[], %(chunk_hash)s::text[], %(position)s::int[], %(title)s::text[],
+    %(heading_path)s::text[], %(text)s::text[], %(embedding)b::vector[], %(ts_config)s::text[],
+    %(head)s::text[], %(body)s::text[]
+) AS u(kb_id, translation_id, article_key, locale, region, chunk_hash, position, title, heading_path, text,
+       embedding, ts_config, head, body)
+ON CONFLICT (chunk_hash, model_id) DO NOTHING
+"""
+
+
+def _embedded(items: list[_Pending], model_id: str) -> Iterator[tuple[list[_Pending], np.ndarray]]:
+    """Yield batches with their vectors; the next batch is embedded in a thread meanwhile.
+
+    The model computes in numpy (which releases the GIL) on one core while the caller inserts the
+    previous batch, whose HNSW and GIN updates run in Postgres on the other.
+    """
+    provider = provider_for_model(model_id)
+    batches = [items[start : start + EMBED_BATCH] for start in range(0, len(items), EMBED_BATCH)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
+        futures = [
+            pool.submit(
+                provider.embed,
+                [embedding_input(title=p.title, heading_path=p.heading_path, text=p.text) for p in batch],
+            )
+            for batch in batches
+        ]
+        try:
+            for batch, future in zip(batches, futures, strict=True):
+                yield batch, future.result()
+        finally:
+            for future in futures:
+                future.cancel()  # after an error, do not embed what will not be stored
+
+
+def _embed_and_insert(todo: list[_Pending], *, tenant_id: int, alias: str) -> None:
+    """Insert new chunks in bulk: one statement per batch, vectors sent in binary, tsvectors made in SQL."""
+    by_model: dict[str, list[_Pending]] = {}
+    for item in todo:
+        by_model.setdefault(item.model_id, []).append(item)
+    connection = connections[alias]
+    connection.ensure_connection()
+    # A server-side-binding cursor on Django's connection (so in its transaction) that sends vectors binary.
+    raw = connection.connection
+    with psycopg.Cursor(raw) as cursor:
+        # Registered on this cursor only (its own adapters), so Django's connection is left as it is.
+        register_vector_info(cursor, TypeInfo.fetch(raw, "vector"))  # type: ignore[arg-type]
+        for model_id, items in by_model.items():
+            for batch, vectors in _embedded(items, model_id):
+                columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+                for item, vector in zip(batch, vectors, strict=True):
+                    t = item.translation
+                    columns["kb_id"].append(t.article.kb_id)
+                    columns["translation_id"].append(t.pk)
+                    columns["article_key"].append(t.article.key)
+                    columns["locale"].append(t.locale)
+                    columns["region"].append(t.region)
+                    columns["chunk_hash"].append(item.hash)
+                    columns["position"].append(item.position)
+                    columns["title"].append(item.title)
+                    columns["heading_path"].append("\x1f".join(item.heading_path))
+                    columns["text"].append(item.text)
+                    columns["embedding"].append(vector)
+                    columns["ts_config"].append(ts_config(t.locale))
+                    columns["head"].append(fts_text(" ".join([item.title, *item.heading_path])))
+                    columns["body"].append(fts_text(item.text))
+                cursor.execute(_INSERT_SQL, {"tenant": tenant_id, "model": model_id, **columns})
+
+
+_COLUMNS = (
+    "kb_id",
+    "translation_id",
+    "article_key",
+    "locale",
+    "region",
+    "chunk_hash",
+    "position",
+    "title",
+    "heading_path",
+    "text",
+    "embedding",
+    "ts_config",
+    "head",
+    "body",
+)
 
 
 def _models_for(kb: KnowledgeBase) -> list[str]:
@@ -94,45 +187,9 @@ def translations_index(*, translation_ids: Iterable[int], model_ids: list[str] |
                 )
     existing = set(Chunk.objects.filter(translation_id__in=list(keep)).values_list("chunk_hash", "model_id"))
     todo = [p for p in pending if (p.hash, p.model_id) not in existing]
-    rows: list[Chunk] = []
-    by_model: dict[str, list[_Pending]] = {}
-    for item in todo:
-        by_model.setdefault(item.model_id, []).append(item)
-    for model_id, items in by_model.items():
-        provider = provider_for_model(model_id)
-        for start in range(0, len(items), EMBED_BATCH):
-            batch = items[start : start + EMBED_BATCH]
-            vectors = provider.embed(
-                [embedding_input(title=p.title, heading_path=p.heading_path, text=p.text) for p in batch]
-            )
-            for item, vector in zip(batch, vectors, strict=True):
-                t = item.translation
-                config = ts_config(t.locale)
-                rows.append(
-                    Chunk(
-                        kb_id=t.article.kb_id,
-                        translation=t,
-                        article_key=t.article.key,
-                        locale=t.locale,
-                        region=t.region,
-                        status=Status.PUBLISHED,
-                        chunk_hash=item.hash,
-                        position=item.position,
-                        title=item.title,
-                        heading_path=list(item.heading_path),
-                        text=item.text,
-                        model_id=model_id,
-                        embedding=vector,
-                        ts_config=config,
-                        tsv=_tsvector(
-                            config=config, title=item.title, heading_path=item.heading_path, text=item.text
-                        ),
-                    )
-                )
-    tenant_id = current_tenant().id
-    for row in rows:
-        row.tenant_id = tenant_id
-    with transaction.atomic(using=current_tenant().db_alias):
+    tenant = current_tenant()
+    tenant_id = tenant.id
+    with transaction.atomic(using=tenant.db_alias):
         stale = [
             pk
             for pk, translation_id, digest, model_id in Chunk.objects.filter(
@@ -144,9 +201,10 @@ def translations_index(*, translation_ids: Iterable[int], model_ids: list[str] |
             Chunk.objects.filter(pk__in=stale).delete()
         if gone:
             Chunk.objects.filter(translation_id__in=gone).delete()
-        Chunk.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        if todo:
+            _embed_and_insert(todo, tenant_id=tenant_id, alias=tenant.db_alias)
     knowledge_version_bump(tenant_id=tenant_id)  # cached chat answers from the old text are now stale
-    return len(rows)
+    return len(todo)
 
 
 def kb_reindex(*, kb_id: str) -> int:
