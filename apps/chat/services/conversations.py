@@ -163,14 +163,25 @@ def _citations(hits: list[SearchHit], cited: tuple[int, ...]) -> list[dict[str, 
     ]
 
 
-def _knowledge(
-    principal: ChannelPrincipal, conversation: Conversation, text: str, timings: dict[str, float]
-) -> _Draft:
-    key = _cache_key(principal, conversation, text)
+def _cached_answer(key: str, timings: dict[str, float]) -> _Draft | None:
     cached = cache.get(key)
-    if cached is not None:
-        timings["cache_hit"] = 1.0
-        return _Draft(**cached)
+    if cached is None:
+        return None
+    timings["cache_hit"] = 1.0
+    return _Draft(**cached)
+
+
+def _knowledge(
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    text: str,
+    timings: dict[str, float],
+    *,
+    key: str | None = None,
+) -> _Draft:
+    key = key or _cache_key(principal, conversation, text)
+    if (cached := _cached_answer(key, timings)) is not None:
+        return cached
     started = time.perf_counter()
     hits = knowledge_search(
         tenant=principal.tenant,
@@ -366,8 +377,14 @@ def _compose(
     if conversation.status == ConversationStatus.HANDOFF:
         return _handoff(principal, conversation, reason="")
     routed = intents.route(text)
+    key = None
     if routed.intent == intents.KNOWLEDGE:
-        # Only open questions pay for the embedding; it also catches paraphrased action requests.
+        # A question answered before is answered from the cache (routing is deterministic, so the same
+        # words would route the same way again); only new open questions pay for the embedding, which
+        # also catches paraphrased action requests.
+        key = _cache_key(principal, conversation, text)
+        if (cached := _cached_answer(key, timings)) is not None:
+            return cached
         provider = get_provider()
         started = time.perf_counter()
         vector = provider.embed_query(text)
@@ -383,7 +400,7 @@ def _compose(
         draft = _route_action(principal, conversation, routed, stored_text)
         if draft is not None:
             return draft
-    return _knowledge(principal, conversation, text, timings)
+    return _knowledge(principal, conversation, text, timings, key=key)
 
 
 def message_post(
