@@ -4,10 +4,12 @@ Set-up (dev services of HUB_HOME, a throwaway tenant `bench-chat-<random>` unles
 to keep and reuse):
 - the demo help center (apps/knowledge/demo_data, indexed with the real model) enlarged to BENCH_CHAT_ARTICLES
   (10,000) articles: synthetic articles in en plus one of de/fr/es/ja, one chunk per translation, bulk-loaded
-  (COPY). Embedding 20,000 synthetic texts with USE would take minutes on 2 cores, so a pool of 300 distinct
-  texts (5 locales x 10 topics x 6 products) is embedded with the real model and every synthetic chunk takes
-  its template's vector plus a little noise (renormalized); `synthetic.embed_ms_per_text` is measured and
-  `synthetic.full_embed_estimate_s` says what embedding all of them would have cost;
+  (COPY); a body is a headline plus three of eight stock sentences per language, so words are shared the
+  way articles share them, not by every chunk. Embedding 20,000 synthetic texts with USE would take minutes
+  on 2 cores, so a pool of 300 distinct headlines (5 locales x 10 topics x 6 products) is embedded with the
+  real model and every synthetic chunk takes its headline's vector plus a little noise (renormalized);
+  `synthetic.embed_ms_per_text` is measured and `synthetic.full_embed_estimate_s` says what embedding all of
+  them would have cost;
 - a web channel with every action allowed, one API key (chat scope), 50 synced orders for order status.
 
 Server: gunicorn with hub.settings.production (secrets, hosts, metrics token and database/Redis URLs
@@ -26,7 +28,11 @@ the load generator costs little of the 2 shared cores), each phase for BENCH_CHA
    every 25 turns), with an Idempotency-Key, mixing fresh knowledge questions (evaluation questions with two
    random extra words: answer-cache misses), repeated questions (answer-cache hits), small talk and order
    status;
-4. `turns_metrics_off`: gunicorn restarted with HUB_METRICS_ENABLED=0, the same turn mix.
+4. `turns_metrics_off`: gunicorn restarted with HUB_METRICS_ENABLED=0, the same turn mix; then
+   `turns_metrics_on_again` with metrics on, so the two "on" runs bracket the "off" one.
+Before the warm-up, `first_turns_after_start`: 2 x workers concurrent knowledge turns on a fresh server (each
+worker loads the embedding model on its first one). Per phase, the CPU the gunicorn workers and the
+PostgreSQL/Redis servers spent per request (psutil), and `by_cpu` projects it to all cores.
 Also, in this process with the dev settings: queries per turn kind (Django test client and
 CaptureQueriesContext per database alias) and where the time of a turn goes (`Turn.timings` of the service).
 Other agents may share the machine: `load_average` is recorded before and after.
@@ -64,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTICLES = int(os.environ.get("BENCH_CHAT_ARTICLES", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CHAT_CLIENTS", "32"))
 SECONDS = float(os.environ.get("BENCH_CHAT_SECONDS", "20"))
-WARMUP_SECONDS = float(os.environ.get("BENCH_CHAT_WARMUP_SECONDS", "5"))
+WARMUP_SECONDS = float(os.environ.get("BENCH_CHAT_WARMUP_SECONDS", "10"))
 WORKERS = int(os.environ.get("BENCH_CHAT_WORKERS", str(2 * (os.cpu_count() or 1))))
 THREADS = int(os.environ.get("BENCH_CHAT_THREADS", "4"))
 LOCALES = ["en", "de", "fr", "es", "ja"]
@@ -87,17 +93,33 @@ _TOPICS = {
 }  # fmt: skip
 _PRODUCTS = ["Trailblazer", "Nimbus", "Aurora", "Kestrel", "Solstice", "Meridian"]
 _TEMPLATES = {
-    "en": "{product}: {topic}. Everything about the {topic} of the {product} series, step by step, with the "
-    "conditions that apply and what to do when something goes wrong.",
-    "de": "{product}: {topic}. Alles zu {topic} der Serie {product}, Schritt für Schritt, mit den geltenden "
-    "Bedingungen und was zu tun ist, wenn etwas schiefgeht.",
-    "fr": "{product} : {topic}. Tout sur {topic} de la gamme {product}, étape par étape, avec les conditions "
-    "applicables et que faire en cas de problème.",
-    "es": "{product}: {topic}. Todo sobre {topic} de la serie {product}, paso a paso, con las condiciones "
-    "aplicables y qué hacer si algo sale mal.",
-    "ja": "{product}:{topic}。{product}シリーズの{topic}について、適用される条件と問題が起きたときの対処法を"
-    "順を追って説明します。",
+    "en": "{product}: {topic}. How the {topic} of the {product} series works.",
+    "de": "{product}: {topic}. So funktioniert {topic} der Serie {product}.",
+    "fr": "{product} : {topic}. Comment fonctionne {topic} de la gamme {product}.",
+    "es": "{product}: {topic}. Cómo funciona {topic} de la serie {product}.",
+    "ja": "{product}:{topic}。{product}シリーズの{topic}の仕組み。",
 }
+# Each synthetic body adds three of these, so no content word sits in every chunk (a template sentence
+# repeated in all 20,000 chunks would make every full-text query match them all: a worst case, not a KB).
+_SENTENCES = {
+    "en": ["Keep the receipt.", "Register the device online.", "Check the label on the box.",
+           "Updates install overnight.", "Colours may vary slightly.", "Spare parts are sold separately.",
+           "The manual lists every setting.", "Our stores can help in person."],
+    "de": ["Bewahren Sie den Beleg auf.", "Registrieren Sie das Gerät online.", "Prüfen Sie das Etikett.",
+           "Updates laufen über Nacht.", "Farben können leicht abweichen.", "Ersatzteile gibt es einzeln.",
+           "Das Handbuch nennt jede Einstellung.", "Unsere Filialen helfen vor Ort."],
+    "fr": ["Conservez le ticket.", "Enregistrez l'appareil en ligne.", "Vérifiez l'étiquette.",
+           "Les mises à jour se font la nuit.", "Les couleurs peuvent varier.",
+           "Les pièces sont vendues à part.", "Le manuel décrit chaque réglage.",
+           "Nos magasins vous aident sur place."],
+    "es": ["Guarde el recibo.", "Registre el dispositivo en línea.", "Revise la etiqueta de la caja.",
+           "Las actualizaciones se instalan de noche.", "Los colores pueden variar.",
+           "Los repuestos se venden aparte.", "El manual describe cada ajuste.",
+           "Nuestras tiendas le ayudan."],
+    "ja": ["レシートを保管してください。", "製品をオンラインで登録してください。",
+           "箱のラベルを確認してください。", "更新は夜間に行われます。", "色は多少異なる場合があります。",
+           "部品は別売りです。", "説明書にすべての設定があります。", "店舗でもご相談いただけます。"],
+}  # fmt: skip
 _SMALL_TALK = {
     "en": ["Hello", "Thanks!", "Good morning"],
     "de": ["Hallo", "Danke!", "Guten Tag"],
@@ -162,6 +184,7 @@ def _enlarge(tenant: Any, kb: Any, target: int) -> dict[str, Any]:
         topic, product = i % 10, (i // 10) % len(_PRODUCTS)
         for loc in ("en", LOCALES[1 + i % 4]):
             specs.append((article, loc, topic, product))
+    pick = random.Random(13)
     translations = Translation.objects.bulk_create(
         [
             Translation(
@@ -169,7 +192,12 @@ def _enlarge(tenant: Any, kb: Any, target: int) -> dict[str, Any]:
                 locale=loc,
                 region="",
                 title=f"{_PRODUCTS[product]} {article.key[4:]}: {_TOPICS[loc][topic]}",
-                body=_TEMPLATES[loc].format(product=_PRODUCTS[product], topic=_TOPICS[loc][topic]),
+                body=" ".join(
+                    [
+                        _TEMPLATES[loc].format(product=_PRODUCTS[product], topic=_TOPICS[loc][topic]),
+                        *pick.sample(_SENTENCES[loc], 3),
+                    ]
+                ),
                 status="published",
                 published_at=now,
                 tenant_id=tenant.id,
@@ -669,10 +697,12 @@ async def _phase(
         finally:
             conn.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(i) for i in range(CLIENTS)))
     elapsed = time.perf_counter() - started
     result = _summary(samples, elapsed)
+    # The load generator's own CPU (of one core): it shares the machine with the server it measures.
+    result["client_cpu_pct"] = round(100 * (time.process_time() - cpu) / elapsed, 1)
     result["statuses"] = dict(statuses)
     if errors:
         result["errors_sample"] = errors[:5]
@@ -683,8 +713,82 @@ async def _phase(
     return result
 
 
-def _load(port: int, key: str, kind: str, seconds: float, questions: dict[str, list[str]]) -> dict[str, Any]:
-    return asyncio.run(_phase(port, key, kind, seconds, questions))
+def _cpu_seconds(root_pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of these processes and their children, by pid (gone ones are skipped)."""
+    import psutil
+
+    out: dict[int, float] = {}
+    for root in root_pids:
+        try:
+            proc = psutil.Process(root)
+            procs = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in procs:
+            try:
+                times = p.cpu_times()
+                out[p.pid] = times.user + times.system
+            except psutil.Error:
+                continue
+    return out
+
+
+def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(after[pid] - before.get(pid, 0.0) for pid in after)
+
+
+def _service_pids() -> list[int]:
+    """The embedded PostgreSQL and Redis servers (their CPU is shared with whatever else uses them)."""
+    from hub.settings.env import embedded_state
+
+    state = embedded_state() or {}
+    return [int(state[name]["pid"]) for name in ("postgres", "redis") if state.get(name, {}).get("pid")]
+
+
+def _load(
+    server: Server, key: str, kind: str, seconds: float, questions: dict[str, list[str]]
+) -> dict[str, Any]:
+    """One phase, with the CPU the web server (and the database/Redis servers) spent per request."""
+    assert server.proc is not None
+    web_before, db_before = _cpu_seconds([server.proc.pid]), _cpu_seconds(_service_pids())
+    result = asyncio.run(_phase(server.port, key, kind, seconds, questions))
+    web = _cpu_used(web_before, _cpu_seconds([server.proc.pid]))
+    db = _cpu_used(db_before, _cpu_seconds(_service_pids()))
+    n = max(1, result.get("n", 0) + result.get("conversation_create", {}).get("n", 0))
+    result["web_cpu_ms_per_request"] = round(1000 * web / n, 2)
+    result["db_redis_cpu_ms_per_request"] = round(1000 * db / n, 2)
+    return result
+
+
+async def _first_turns(port: int, key: str, questions: dict[str, list[str]]) -> dict[str, Any]:
+    """Right after start: 2 x workers concurrent knowledge turns, each on a new connection.
+
+    Each worker loads the embedding model on its first knowledge turn, so these show what the first users
+    after a (re)start wait.
+    """
+    auth = {"Authorization": f"Bearer {key}"}
+
+    async def one(i: int) -> float:
+        conn = Conn("127.0.0.1", port)
+        try:
+            locale = LOCALES[i % len(LOCALES)]
+            status, data = await conn.request(
+                "POST", "/api/v1/conversations", headers=auth, body={"locale": locale}
+            )
+            conversation = json.loads(data)["id"]
+            text = questions[locale][i % len(questions[locale])]
+            t0 = time.perf_counter()
+            status, data = await conn.request(
+                "POST", f"/api/v1/conversations/{conversation}/messages", headers=auth, body={"text": text}
+            )
+            if status != 200:
+                raise RuntimeError(f"first turn answered {status}: {data[:200]!r}")
+            return (time.perf_counter() - t0) * 1000
+        finally:
+            conn.close()
+
+    samples = await asyncio.gather(*(one(i) for i in range(2 * WORKERS)))
+    return {"n": len(samples), "max_ms": round(max(samples), 1), "min_ms": round(min(samples), 1)}
 
 
 def _loadavg() -> list[float]:
@@ -709,13 +813,19 @@ def run() -> dict[str, Any]:
     questions = _questions()
     try:
         with Server(metrics=True) as server:
-            _load(server.port, key, "turns", WARMUP_SECONDS, questions)  # connections, models, caches
-            result["trivial"] = _load(server.port, key, "trivial", SECONDS, questions)
-            result["one_select"] = _load(server.port, key, "one_select", SECONDS, questions)
-            result["turns"] = _load(server.port, key, "turns", SECONDS, questions)
+            result["first_turns_after_start"] = asyncio.run(_first_turns(server.port, key, questions))
+            _load(server, key, "turns", WARMUP_SECONDS, questions)  # connections, models, caches
+            result["trivial"] = _load(server, key, "trivial", SECONDS, questions)
+            result["one_select"] = _load(server, key, "one_select", SECONDS, questions)
+            result["turns"] = _load(server, key, "turns", SECONDS, questions)
+        # Metrics off, then on again: the mean of the two "on" runs brackets the "off" one, so a change in
+        # what else runs on the machine does not pass for the cost of metrics.
         with Server(metrics=False) as server:
-            _load(server.port, key, "turns", WARMUP_SECONDS, questions)
-            result["turns_metrics_off"] = _load(server.port, key, "turns", SECONDS, questions)
+            _load(server, key, "turns", WARMUP_SECONDS, questions)
+            result["turns_metrics_off"] = _load(server, key, "turns", SECONDS, questions)
+        with Server(metrics=True) as server:
+            _load(server, key, "turns", WARMUP_SECONDS, questions)
+            result["turns_metrics_on_again"] = _load(server, key, "turns", SECONDS, questions)
         result["load_average_after"] = _loadavg()
         result["queries_per_turn"] = _queries_per_turn(key, questions)
         result["time_per_turn_in_process"] = _where_time_goes(tenant, questions, key)
@@ -727,9 +837,25 @@ def run() -> dict[str, Any]:
     result["turns_rps_pct_of_one_select"] = round(
         100 * turns.get("rps", 0) / (result["one_select"].get("rps") or 1), 1
     )
-    result["metrics_off_over_on_rps"] = round(
-        result["turns_metrics_off"].get("rps", 0) / (turns.get("rps") or 1), 3
-    )
+    on_rps = (turns.get("rps", 0) + result["turns_metrics_on_again"].get("rps", 0)) / 2
+    result["metrics_off_over_on_rps"] = round(result["turns_metrics_off"].get("rps", 0) / (on_rps or 1), 3)
+    # CPU per request (web workers + database + Redis) tells what the work costs whatever else the machine
+    # runs; the projection is what all cores would serve if nothing else ran (load generator excluded).
+    cores = os.cpu_count() or 1
+    by_cpu: dict[str, Any] = {}
+    for phase in ("trivial", "one_select", "turns", "turns_metrics_off", "turns_metrics_on_again"):
+        ms = result[phase].get("web_cpu_ms_per_request", 0) + result[phase].get(
+            "db_redis_cpu_ms_per_request", 0
+        )
+        by_cpu[phase] = {
+            "cpu_ms_per_request": round(ms, 2),
+            "projected_rps": round(1000 * cores / ms, 1) if ms else None,
+        }
+    if by_cpu["trivial"]["projected_rps"] and by_cpu["turns"]["projected_rps"]:
+        by_cpu["turns_pct_of_trivial"] = round(
+            100 * by_cpu["turns"]["projected_rps"] / by_cpu["trivial"]["projected_rps"], 1
+        )
+    result["by_cpu"] = by_cpu
     result["targets"] = {"turn_p99_ms": 150, "turns_rps_pct_of_trivial": 8}
     result["meets_targets"] = {
         "turn_p99": turns.get("p99_ms", 1e9) <= 150,
