@@ -243,10 +243,11 @@ fts_match AS MATERIALIZED (
     -- lazily, so only the first FTS_CAP are fetched: chunks with all the words of the question (in one of
     -- the chain's languages) first, then chunks with any of them.
     SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
-    WHERE c.tsv @@ ({all_words}) AND {filters}
+    WHERE {localized_tsv} @@ (({all_words}) && %(locale_terms)s::tsquery) AND {filters}
     UNION ALL
     SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
-    WHERE c.tsv @@ ({any_word}) AND NOT c.tsv @@ ({all_words}) AND {filters}
+    WHERE {localized_tsv} @@ (({any_word}) && %(locale_terms)s::tsquery) AND NOT c.tsv @@ ({all_words})
+      AND {filters}
 ),
 fts AS MATERIALIZED (
     SELECT id, kb_id, article_key, row_number() OVER (ORDER BY rank DESC, id) AS r
@@ -295,6 +296,9 @@ ORDER BY a.score DESC, b.article_key
 """
 # Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it.
 DISTANCE_SQL = "(c.embedding::halfvec(512)) <=> %(vec)s::halfvec(512)"
+# The expression of the full-text index (chunk_tsv_locale_gin, migration 0004): each chunk's words plus a
+# "~<locale>" term, so the GIN index applies the locale filter too and only rows of the chain are read.
+LOCALIZED_TSV_SQL = "(c.tsv || array_to_tsvector(ARRAY['~' || c.locale::text]))"
 _FILTERS = (
     "c.tenant_id = %(tenant)s AND c.kb_id = ANY(%(kbs)s::uuid[]) AND c.model_id = %(model)s"
     " AND c.status = 'published' AND c.locale = ANY(%(chain)s::varchar[])"
@@ -317,6 +321,7 @@ def _search_sql(configs: tuple[str, ...]) -> str:
         all_words=_tsquery_sql(configs, any_word=False),
         any_word=_tsquery_sql(configs, any_word=True),
         distance=DISTANCE_SQL,
+        localized_tsv=LOCALIZED_TSV_SQL,
     )
 
 
@@ -324,6 +329,44 @@ def search_breadth(*, k: int) -> tuple[int, int]:
     """Candidates per half of the fusion (at least 4 chunks per requested article) and HNSW's ef_search."""
     candidates = max(settings.HUB_KNOWLEDGE_CANDIDATES, 4 * k)
     return candidates, max(settings.HUB_KNOWLEDGE_EF_SEARCH, candidates)
+
+
+def search_statement(
+    *,
+    tenant_id: int,
+    query: str,
+    vector: Any,
+    chain: list[str],
+    kb_ids: list[str],
+    model_id: str,
+    region: str,
+    k: int,
+) -> tuple[str, dict[str, Any]]:
+    """The setup and search SQL for the knowledge bases of one embedding model, with its parameters."""
+    candidates, ef_search = search_breadth(k=k)
+    configs = tuple(dict.fromkeys(ts_config(loc) for loc in chain))
+    params: dict[str, Any] = {
+        # Five significant digits: more than half precision keeps, and a shorter literal to parse.
+        "vec": "[" + ",".join(f"{x:.5g}" for x in vector.tolist()) + "]",
+        "tenant": tenant_id,
+        "kbs": kb_ids,
+        "model": model_id,
+        "chain": chain,
+        "region": region,
+        "n": candidates,
+        "k": k,
+        "rrf_k": RRF_K,
+        "fts_w": FTS_WEIGHT,
+        "ftsq": fts_text(query),
+        # tsquery quoting: a quote is doubled, a backslash escaped (locale codes have neither, but a setting
+        # may be malformed).
+        "locale_terms": " | ".join(
+            "'~{}'".format(loc.replace("\\", "\\\\").replace("'", "''")) for loc in chain
+        ),
+        "fts_cap": FTS_CAP,
+        "ef": str(ef_search),
+    }
+    return _search_sql(configs), params
 
 
 def _citation_url(*, slug: str, kb_id: str, key: str, locale: str, region: str | None) -> str:
@@ -362,35 +405,26 @@ def knowledge_search(
     if not rows:
         return []
     chain = locale_chain(locale=locale, source_locales=sorted({r[1] for r in rows}))
-    configs = tuple(dict.fromkeys(ts_config(loc) for loc in chain))
     by_model: dict[str, list[str]] = {}
     for kb_id, _source, model_id in rows:
         by_model.setdefault(model_id, []).append(str(kb_id))
-    candidates, ef_search = search_breadth(k=k)
     hits: list[SearchHit] = []
     alias = ref.db_alias
     for model_id, kb_ids in by_model.items():
-        vector = provider_for_model(model_id).embed_query(query)
-        params: dict[str, Any] = {
-            # Five significant digits: more than half precision keeps, and a shorter literal to parse.
-            "vec": "[" + ",".join(f"{x:.5g}" for x in vector.tolist()) + "]",
-            "tenant": ref.id,
-            "kbs": kb_ids,
-            "model": model_id,
-            "chain": chain,
-            "region": region_code,
-            "n": candidates,
-            "k": k,
-            "rrf_k": RRF_K,
-            "fts_w": FTS_WEIGHT,
-            "ftsq": fts_text(query),
-            "fts_cap": FTS_CAP,
-            "ef": str(ef_search),
-        }
+        sql, params = search_statement(
+            tenant_id=ref.id,
+            query=query,
+            vector=provider_for_model(model_id).embed_query(query),
+            chain=chain,
+            kb_ids=kb_ids,
+            model_id=model_id,
+            region=region_code,
+            k=k,
+        )
         with connections[alias].cursor() as cursor:
             # Setup (HNSW breadth; iterative scans keep going when filters reject candidates) and search
             # in one round trip and one implicit transaction: the first result set is the setup's.
-            cursor.execute(_search_sql(configs), params)
+            cursor.execute(sql, params)
             cursor.nextset()
             for chunk_id, kb_id, key, loc, reg, title, path, text, score in cursor.fetchall():
                 hits.append(

@@ -7,10 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections, transaction
 
 from apps.core.context import tenant_context
+from apps.knowledge.embeddings import get_provider
 from apps.knowledge.models import Chunk, KnowledgeBase
-from apps.knowledge.selectors import knowledge_search, locale_chain
+from apps.knowledge.selectors import (
+    DISTANCE_SQL,
+    LOCALIZED_TSV_SQL,
+    knowledge_search,
+    locale_chain,
+    search_statement,
+)
 from apps.knowledge.services import kb_create, kb_import
 from apps.tenants.models import Tenant
 
@@ -122,3 +130,42 @@ def test_eval_recall_at_3(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
     scores = evaluate(tenant_a)
     print(json.dumps(scores, indent=1))  # noqa: T201 - shown with -s when tuning
     assert scores["all"]["recall@3"] >= RECALL_AT_3_MIN, scores
+
+
+def test_search_expressions_match_the_indexes(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
+    """The SQL's expressions are the indexes' (a mismatch silently turns each half into a full scan)."""
+    _sql, params = search_statement(
+        tenant_id=tenant_a.id,
+        query="Wie lange dauert der Versand?",
+        vector=get_provider().embed_query("Wie lange dauert der Versand?"),
+        chain=locale_chain(locale="de", source_locales=["en"]),
+        kb_ids=[str(demo_kb.pk)],
+        model_id=demo_kb.embedding_model,
+        region="eu",
+        k=5,
+    )
+    alias = tenant_a.home_region.db_alias
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        # The demo table is small enough to scan and sort: leave the planner only the indexes.
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
+        nearest = f"SELECT c.id FROM knowledge_chunk c ORDER BY {DISTANCE_SQL} LIMIT 5"  # noqa: S608 - constants
+        cursor.execute("EXPLAIN " + nearest, params)
+        assert "Index Scan using chunk_embedding_hnsw_half" in str(cursor.fetchall())
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        title = "plainto_tsquery('german', 'Lieferzeiten')"
+        words = f"{LOCALIZED_TSV_SQL} @@ ({title} && %(locale_terms)s::tsquery)"
+        matches = f"SELECT c.locale FROM knowledge_chunk c WHERE {words}"  # noqa: S608 - constants
+        cursor.execute("EXPLAIN " + matches, params)
+        assert "Bitmap Index Scan on chunk_tsv_locale_gin" in str(cursor.fetchall())
+        cursor.execute(matches, params)
+        assert {row[0] for row in cursor.fetchall()} == {"de"}  # "Lieferzeiten" is a German title
+        cursor.execute(matches, {**params, "locale_terms": "'~en' | '~fr'"})
+        assert cursor.fetchall() == []  # the index filters by locale
+
+
+def test_a_malformed_fallback_locale_setting_does_not_break_full_text(
+    tenant_a: Tenant, demo_kb: KnowledgeBase, settings: Any
+) -> None:
+    settings.HUB_KNOWLEDGE_FALLBACK_LOCALE = "e'n\\"  # quoted into the full-text query: must stay a term
+    hits = knowledge_search(tenant=tenant_a, query="Wie lange dauert der Versand?", locale="de")
+    assert (hits[0].article_key, hits[0].locale) == ("shipping-times", "de")
