@@ -393,11 +393,12 @@ def _queries_per_turn(key: str, questions: dict[str, list[str]]) -> dict[str, An
     texts = _turn_texts("de", random.Random(5), questions)
     result: dict[str, Any] = {"conversation_create": started}
     counted("post", url, {"text": "warm the key cache and touch gate"})
-    result["knowledge_fresh"] = counted("post", url, {"text": texts["fresh"]})
+    fresh = f"{texts['fresh']} {uuid.uuid4().hex[:8]}"  # never asked before: an answer-cache miss
+    result["knowledge_fresh"] = counted("post", url, {"text": fresh})
     result["knowledge_fresh_with_idempotency_key"] = counted(
-        "post", url, {"text": texts["fresh"] + " x"}, HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex
+        "post", url, {"text": fresh + " x"}, HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex
     )
-    result["knowledge_cache_hit"] = counted("post", url, {"text": texts["fresh"]})
+    result["knowledge_cache_hit"] = counted("post", url, {"text": fresh})
     result["small_talk"] = counted("post", url, {"text": texts["small_talk"]})
     result["order_status"] = counted("post", url, {"text": texts["order_status"]})
     result["transcript"] = counted("get", f"/api/v1/conversations/{conversation}")
