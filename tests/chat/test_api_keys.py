@@ -35,7 +35,7 @@ def _row_text(key_id: int) -> str:
 
 def _start(client: APIClient, plaintext: str) -> int:
     response = client.post(
-        CONVERSATIONS, {"user_ref": "u-1"}, format="json", HTTP_AUTHORIZATION=f"Bearer {plaintext}"
+        CONVERSATIONS, {"user_ref": "u-1"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {plaintext}"
     )
     return response.status_code
 
@@ -104,7 +104,7 @@ def test_revoke_is_immediate_even_with_the_cache_warm(
     assert _start(api_client, api_key_a.plaintext) == 201  # the lookup is now cached
     api_key_revoke(key=api_key_a.key, actor=alice)
     api_key_revoke(key=api_key_a.key, actor=alice)  # idempotent
-    response = api_client.post(CONVERSATIONS, {}, format="json", **api_key_a.headers)
+    response = api_client.post(CONVERSATIONS, {}, content_type="application/json", **api_key_a.headers)
     assert response.status_code == 401
     assert response.json() == {"detail": "This API key has been revoked."}
     with tenant_context(tenant_a):
@@ -117,7 +117,7 @@ def test_expired_key_is_refused_even_with_the_cache_warm(
     issued = issue_key(channel_a, expires_at=timezone.now() + timedelta(hours=1))
     assert _start(api_client, issued.plaintext) == 201
     later(timedelta(hours=2))
-    response = api_client.post(CONVERSATIONS, {}, format="json", **issued.headers)
+    response = api_client.post(CONVERSATIONS, {}, content_type="application/json", **issued.headers)
     assert response.status_code == 401
     assert response.json() == {"detail": "This API key has expired."}
     assert response["WWW-Authenticate"] == "Bearer"
@@ -174,7 +174,7 @@ def test_api_key_shown_only_in_the_create_response(
     alice_api: APIClient, channel_a: Channel, api_client: APIClient
 ) -> None:
     url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
-    response = alice_api.post(url, {"name": "Widget", "scopes": ["chat"]}, format="json")
+    response = alice_api.post(url, {"name": "Widget", "scopes": ["chat"]}, content_type="application/json")
     assert response.status_code == 201, response.json()
     body = response.json()
     plaintext = body["key"]
@@ -192,7 +192,7 @@ def test_api_key_shown_only_in_the_create_response(
 
 def test_api_revoke_and_rotate(alice_api: APIClient, api_key_a: IssuedKey, api_client: APIClient) -> None:
     base = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}"
-    response = alice_api.post(f"{base}/rotate/", {"overlap_hours": 1}, format="json")
+    response = alice_api.post(f"{base}/rotate/", {"overlap_hours": 1}, content_type="application/json")
     assert response.status_code == 201, response.json()
     rotated = response.json()
     assert rotated["previous"]["state"] == "expiring"
@@ -201,7 +201,7 @@ def test_api_revoke_and_rotate(alice_api: APIClient, api_key_a: IssuedKey, api_c
     revoked = alice_api.post(f"{base}/revoke/").json()
     assert revoked["state"] == "revoked"
     assert _start(api_client, api_key_a.plaintext) == 401
-    response = alice_api.post(f"{base}/rotate/", {}, format="json")
+    response = alice_api.post(f"{base}/rotate/", {}, content_type="application/json")
     assert response.status_code == 409
     states = alice_api.get(
         f"/api/v1/tenants/tenant-a/channels/{api_key_a.key.channel_id}/keys/", {"state": "revoked"}
@@ -211,16 +211,16 @@ def test_api_revoke_and_rotate(alice_api: APIClient, api_key_a: IssuedKey, api_c
 
 def test_api_key_bad_input_is_400(alice_api: APIClient, api_key_a: IssuedKey, channel_a: Channel) -> None:
     url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
-    response = alice_api.post(url, {"name": "", "scopes": ["root"], "secret": "x"}, format="json")
+    response = alice_api.post(url, {"name": "", "scopes": ["root"], "secret": "x"}, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["secret"] == ["Unknown field."]
-    response = alice_api.post(url, {"name": "k", "scopes": ["root"]}, format="json")
+    response = alice_api.post(url, {"name": "k", "scopes": ["root"]}, content_type="application/json")
     assert response.status_code == 400
     assert "scopes" in response.json()
-    response = alice_api.post(url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, format="json")
+    response = alice_api.post(url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, content_type="application/json")
     assert response.json() == {"expires_at": ["The expiry must be in the future."]}
     rotate = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/rotate/"
-    response = alice_api.post(rotate, {"overlap_hours": -1}, format="json")
+    response = alice_api.post(rotate, {"overlap_hours": -1}, content_type="application/json")
     assert response.status_code == 400
     assert "overlap_hours" in response.json()
 

@@ -29,7 +29,7 @@ CONVERSATIONS = "/api/v1/conversations"
 
 def _post(client: APIClient, authorization: str | None) -> Any:
     headers: dict[str, Any] = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
-    return client.post(CONVERSATIONS, {"user_ref": "u-1"}, format="json", **headers)
+    return client.post(CONVERSATIONS, {"user_ref": "u-1"}, content_type="application/json", **headers)
 
 
 def test_a_valid_key_starts_a_conversation_in_its_tenant(
@@ -64,7 +64,7 @@ def test_missing_malformed_or_unknown_keys_get_401(
 
 def test_non_ascii_key_gets_401(api_client: APIClient) -> None:
     response = api_client.post(
-        CONVERSATIONS, {}, format="json", HTTP_AUTHORIZATION="Bearer hub_é_x".encode().decode("latin-1")
+        CONVERSATIONS, {}, content_type="application/json", HTTP_AUTHORIZATION="Bearer hub_é_x".encode().decode("latin-1")
     )
     assert response.status_code == 401
 

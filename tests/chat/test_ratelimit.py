@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(client: APIClient, key: IssuedKey) -> Any:
-    return client.post(CONVERSATIONS, {"user_ref": "u"}, format="json", **key.headers)
+    return client.post(CONVERSATIONS, {"user_ref": "u"}, content_type="application/json", **key.headers)
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_requests_without_a_key_are_not_throttled_but_refused(
 ) -> None:
     limits(per_key=(1, 60), per_tenant=(1, 60))
     for _ in range(3):
-        assert api_client.post(CONVERSATIONS, {}, format="json").status_code == 401
+        assert api_client.post(CONVERSATIONS, {}, content_type="application/json").status_code == 401
     assert _start(api_client, api_key_a).status_code == 201
 
 
