@@ -35,7 +35,10 @@ def _row_text(key_id: int) -> str:
 
 def _start(client: APIClient, plaintext: str) -> int:
     response = client.post(
-        CONVERSATIONS, {"user_ref": "u-1"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {plaintext}"
+        CONVERSATIONS,
+        {"user_ref": "u-1"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {plaintext}",
     )
     return response.status_code
 
@@ -211,13 +214,17 @@ def test_api_revoke_and_rotate(alice_api: APIClient, api_key_a: IssuedKey, api_c
 
 def test_api_key_bad_input_is_400(alice_api: APIClient, api_key_a: IssuedKey, channel_a: Channel) -> None:
     url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
-    response = alice_api.post(url, {"name": "", "scopes": ["root"], "secret": "x"}, content_type="application/json")
+    response = alice_api.post(
+        url, {"name": "", "scopes": ["root"], "secret": "x"}, content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["secret"] == ["Unknown field."]
     response = alice_api.post(url, {"name": "k", "scopes": ["root"]}, content_type="application/json")
     assert response.status_code == 400
     assert "scopes" in response.json()
-    response = alice_api.post(url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, content_type="application/json")
+    response = alice_api.post(
+        url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, content_type="application/json"
+    )
     assert response.json() == {"expires_at": ["The expiry must be in the future."]}
     rotate = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/rotate/"
     response = alice_api.post(rotate, {"overlap_hours": -1}, content_type="application/json")

@@ -64,7 +64,10 @@ def test_missing_malformed_or_unknown_keys_get_401(
 
 def test_non_ascii_key_gets_401(api_client: APIClient) -> None:
     response = api_client.post(
-        CONVERSATIONS, {}, content_type="application/json", HTTP_AUTHORIZATION="Bearer hub_é_x".encode().decode("latin-1")
+        CONVERSATIONS,
+        {},
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer hub_é_x".encode().decode("latin-1"),
     )
     assert response.status_code == 401
 
