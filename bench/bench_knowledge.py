@@ -6,7 +6,13 @@ embedding with the real model, KB lookup, the hybrid SQL). Recall@10 compares th
 search runs with an exact scan of the same rows, in the same run. Indexing throughput embeds and stores real
 demo text through `translations_index` (chunking, USE embeddings, tsvector, insert).
 
-Runs against the dev services (HUB_HOME) in a throwaway tenant `bench-kb-<random>`, deleted at the end.
+Baselines in the same run: an exact float32 scan for recall, raw pgvector top-10 (no filters, no fusion),
+the query embedding alone, and EXPLAIN ANALYZE of each part of the search SQL (time and pages read; pages
+do not depend on how busy the machine is). The 1-minute load average before and after says how much other
+processes competed for the cores.
+
+Runs against the dev services (HUB_HOME) in a throwaway tenant `bench-kb-<random>`, deleted at the end;
+BENCH_KB_TENANT=<slug> loads into that tenant once and reuses it (the load takes minutes).
 """
 
 from __future__ import annotations
@@ -185,7 +191,7 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
     from pathlib import Path
 
     from apps.knowledge.indexing import translations_index
-    from apps.knowledge.models import Chunk
+    from apps.knowledge.models import Chunk, KnowledgeBase
     from apps.knowledge.services import kb_create, kb_import
 
     lines = (
@@ -193,6 +199,7 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
         .read_text()
         .splitlines()
     )
+    KnowledgeBase.objects.filter(name="bench-index").delete()  # left by an interrupted run
     kb = kb_create(
         tenant=tenant, name="bench-index", source_locale="en", enabled_locales=LOCALES, regions=["eu", "us"]
     )
