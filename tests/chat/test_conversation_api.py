@@ -435,3 +435,16 @@ def test_cached_answer_is_dropped_when_the_article_changes(
         kb_import(kb=kb, lines=[json.dumps(line | {"body": body.format("five-year")})], index_now=True)
     second = say(api_client, api_key_a, conversation["id"], question).json()["reply"]
     assert "five-year" in second["text"]
+
+
+def test_reading_a_transcript_needs_the_transcripts_scope(
+    api_client: Client, api_key_a: IssuedKey, channel_a: Any
+) -> None:
+    from tests.chat.conftest import issue_key
+
+    chat_only = issue_key(channel_a, name="chat only", scopes=["chat"])
+    conversation = start(api_client, chat_only)
+    response = api_client.get(f"/api/v1/conversations/{conversation['id']}", **h(chat_only))
+    assert response.status_code == 403
+    assert "transcripts" in response.json()["detail"]
+    assert api_client.get(f"/api/v1/conversations/{conversation['id']}", **h(api_key_a)).status_code == 200

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.chat.api import conversation_serializers as s
-from apps.chat.auth import ApiKeyAuthentication, HasChatScope, principal_of
+from apps.chat.auth import ApiKeyAuthentication, HasChatScope, HasTranscriptScope, principal_of
 from apps.chat.models import Message
 from apps.chat.ratelimit import chat_throttles
 from apps.chat.services import conversations as svc
@@ -130,18 +130,21 @@ class ConversationCreateView(ChatView):
 
 
 class ConversationDetailView(ChatView):
+    permission_classes = [HasTranscriptScope]
+
     @extend_schema(
         operation_id="conversation_get",
         tags=["chat"],
         responses={200: s.TranscriptSerializer, **_errors(401, 403, 404, 429)},
         summary="A conversation and its transcript",
-        description="Texts as stored: redacted when the tenant's data policy redacts transcripts.",
+        description="Needs a key with the `transcripts` scope. Texts as stored: redacted when the tenant's "
+        "data policy redacts transcripts.",
     )
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = svc.conversation_for(principal=principal_of(request), conversation_id=conversation_id)
-        conversation.messages_list = list(Message.objects.filter(conversation=conversation).order_by("id"))  # type: ignore[attr-defined]
+        messages = list(Message.objects.filter(conversation=conversation).order_by("id"))
         data = s.ConversationSerializer(conversation).data
-        data["messages"] = s.TranscriptMessageSerializer(conversation.messages_list, many=True).data  # type: ignore[attr-defined]
+        data["messages"] = s.TranscriptMessageSerializer(messages, many=True).data
         return Response(data)
 
 
