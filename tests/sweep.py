@@ -149,6 +149,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         for name in ("detail", "replay", "discard")
     },
     "knowledge:kb-detail": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
+    "knowledge:kb-import-connection": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     "knowledge:article": _article_kwargs,
     "knowledge:review-approve": lambda t: {"pk": _knowledge_translation(t).pk},
     **{

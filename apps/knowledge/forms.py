@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -56,3 +58,18 @@ class EditorForm(forms.Form):
 
 class RejectForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ConnectionImportForm(forms.Form):
+    """Import a vendor knowledge base (ServiceNow kb_knowledge, Salesforce Knowledge) through a connection."""
+
+    connection = forms.TypedChoiceField(label=_("Connection"), coerce=str)
+    publish = forms.BooleanField(
+        label=_("Publish imported texts at once"),
+        required=False,
+        help_text=_("Otherwise new and changed texts wait in the review queue."),
+    )
+
+    def __init__(self, *args: Any, connections: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.TypedChoiceField, self.fields["connection"]).choices = connections

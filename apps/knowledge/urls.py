@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path("t/<slug:tenant_slug>/knowledge/search/", views.search_preview_view, name="search-preview"),
     path(_KB, views.kb_detail_view, name="kb-detail"),
+    path(_KB + "import/", views.kb_import_connection_view, name="kb-import-connection"),
     # knowledge_search's citation URLs point here (selectors._citation_url).
     path(_KB + "articles/<str:key>/", views.article_view, name="article"),
     # ?region=eu edits (or creates) that region's variant of the locale.

@@ -22,7 +22,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.core.errors import HubError, ValidationFailed
 from apps.knowledge.diff import TextDiff, text_diff
-from apps.knowledge.forms import EditorForm, RejectForm, SearchPreviewForm
+from apps.knowledge.forms import ConnectionImportForm, EditorForm, RejectForm, SearchPreviewForm
+from apps.knowledge.importing import SUPPORTED_KINDS, kb_import_connection_queue
 from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
 from apps.knowledge.selectors import (
     EditorState,
@@ -97,7 +98,40 @@ def kb_detail_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> HttpRe
     ]
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"kb": kb, "locales": locales, "coverage": coverage, "page_obj": page}
+    if roles.can(request.user, _membership(request), roles.MANAGE_KNOWLEDGE):
+        context["import_form"] = ConnectionImportForm(connections=_import_connections())
     return render(request, "knowledge/kb_detail.html", context)
+
+
+def _import_connections() -> list[tuple[str, str]]:
+    """The tenant's enabled connections knowledge can be imported from, as form choices."""
+    from apps.integrations.models import Connection
+
+    found = Connection.objects.filter(enabled=True, kind__in=SUPPORTED_KINDS).order_by("name")
+    return [(str(c.pk), f"{c.name} ({c.kind})") for c in found]
+
+
+@tenant_permission_required(roles.MANAGE_KNOWLEDGE)
+@require_POST
+def kb_import_connection_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> HttpResponse:
+    """Queue an import of the vendor's articles into this knowledge base (a Celery task)."""
+    from apps.integrations.models import Connection
+
+    kb = _kb_or_404(kb_id)
+    form = ConnectionImportForm(request.POST, connections=_import_connections())
+    if not form.is_valid():
+        messages.error(request, _("Choose a ServiceNow or Salesforce connection to import from."))
+        return redirect("knowledge:kb-detail", tenant_slug=tenant_slug, kb_id=kb.pk)
+    connection = Connection.objects.get(pk=form.cleaned_data["connection"])
+    kb_import_connection_queue(
+        kb=kb, connection=connection, actor=request.user, publish=form.cleaned_data["publish"]
+    )
+    messages.success(
+        request,
+        _("Import from “%(name)s” queued: imported texts appear here (or in the review queue) shortly.")
+        % {"name": connection.name},
+    )
+    return redirect("knowledge:kb-detail", tenant_slug=tenant_slug, kb_id=kb.pk)
 
 
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)

@@ -449,3 +449,35 @@ def test_queued_import_runs_in_a_real_worker_through_an_outage(
         AuditEvent.all_tenants.using(alias).filter(tenant_id=tenant_a.id, action="knowledge.imported").count()
         == 1
     )
+
+
+# --- console ---------------------------------------------------------------------------------------------
+def test_console_queues_an_import_and_lists_only_importable_connections(
+    client: Any, alice: Any, bob: Any, tenant_a: Tenant, kb: KnowledgeBase, sn: ServiceNowSimulator
+) -> None:
+    from unittest import mock
+
+    from django.urls import reverse
+
+    from tests.auth import login_verified
+
+    connection = connect(tenant_a, sn, "servicenow", name="ServiceNow")
+    url = reverse("knowledge:kb-detail", kwargs={"tenant_slug": tenant_a.slug, "kb_id": kb.pk})
+    post = reverse("knowledge:kb-import-connection", kwargs={"tenant_slug": tenant_a.slug, "kb_id": kb.pk})
+    login_verified(client, alice)
+    page = client.get(url).content.decode()
+    assert "Import from a connection" in page and "ServiceNow (servicenow)" in page
+    with (
+        mock.patch.object(knowledge_import_connection_task, "delay") as delay,
+        mock.patch("apps.knowledge.services._on_commit", lambda func, using: func()),
+    ):
+        response = client.post(post, {"connection": str(connection.pk), "publish": "on"})
+        assert response.status_code == 302
+        assert delay.call_args.kwargs["connection_id"] == str(connection.pk)
+        assert delay.call_args.kwargs["publish"] is True
+        bad = client.post(post, {"connection": "not-a-connection"}, follow=True)
+        assert "Choose a ServiceNow or Salesforce connection" in bad.content.decode()
+        assert delay.call_count == 1
+    client.logout()
+    login_verified(client, bob)
+    assert client.post(post, {"connection": str(connection.pk)}).status_code == 403
