@@ -14,7 +14,7 @@ to keep and reuse):
 
 Server: gunicorn with hub.settings.production (secrets, hosts, metrics token and database/Redis URLs
 pointing at the embedded services are passed in the environment), `manage.py serve`'s worker class and
-metrics hooks (gthread, 4 threads, python:apps.observability.gunicorn), 2 x cores workers, no access log,
+metrics and warm-up hooks (gthread, 4 threads, python:hub.gunicorn), 2 x cores workers, no access log,
 rate limits raised through HUB_CHAT_RATE_PER_KEY / _PER_TENANT, HUB_BENCH_ENDPOINTS=1 for the baselines,
 one BLAS thread per process (OPENBLAS_NUM_THREADS=1, see BLAS_THREADS). Clients send
 `X-Forwarded-Proto: https` as the TLS-terminating proxy of a deployment would, so the production HTTPS
@@ -523,7 +523,7 @@ class Server:
                 "--threads",
                 str(THREADS),
                 "--config",
-                "python:apps.observability.gunicorn",
+                "python:hub.gunicorn",
                 "--log-level",
                 "warning",
             ],

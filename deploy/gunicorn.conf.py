@@ -39,3 +39,10 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Load the embedding model before taking requests (see hub/gunicorn.py)."""
+    from hub.gunicorn import post_worker_init as warm_up
+
+    warm_up(worker)

@@ -57,7 +57,7 @@ class Command(BaseCommand):
                 "--access-logfile",
                 "-",
                 "--config",
-                "python:apps.observability.gunicorn",
+                "python:hub.gunicorn",
             ],
             "worker": [
                 os.path.join(bin_dir, "celery"),
