@@ -294,8 +294,9 @@ SELECT b.id, b.kb_id, b.article_key, b.locale, b.region, b.title, b.heading_path
 FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
 ORDER BY a.score DESC, b.article_key
 """
-# Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it.
-DISTANCE_SQL = "(c.embedding::halfvec(512)) <=> %(vec)s::halfvec(512)"
+# Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it; in
+# parentheses, because <=> binds more loosely than arithmetic ("1 - a <=> b" is "(1 - a) <=> b").
+DISTANCE_SQL = "((c.embedding::halfvec(512)) <=> %(vec)s::halfvec(512))"
 # The expression of the full-text index (chunk_tsv_locale_gin, migration 0004): each chunk's words plus a
 # "~<locale>" term, so the GIN index applies the locale filter too and only rows of the chain are read.
 LOCALIZED_TSV_SQL = "(c.tsv || array_to_tsvector(ARRAY['~' || c.locale::text]))"
