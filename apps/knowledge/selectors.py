@@ -21,7 +21,7 @@ from django.urls import NoReverseMatch, reverse
 
 from apps.core.context import as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
-from apps.knowledge.embeddings import provider_for_model
+from apps.knowledge.embeddings import get_provider, provider_for_model
 from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
 
 RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
@@ -45,6 +45,10 @@ class SearchHit:
     score: float
     citation_url: str
     chunk_id: int = 0
+    # Cosine similarity of the closest searched chunk to the question (the same for every hit of a search):
+    # how much the knowledge base knows about it at all, whatever the ranking. The chat falls back below a
+    # threshold instead of answering an off-topic question with the least unrelated article.
+    relevance: float = 1.0
 
 
 @dataclass
@@ -290,7 +294,8 @@ best AS (
     LEFT JOIN cand f ON f.id = c.id
     ORDER BY c.translation_id, f.score DESC NULLS LAST, {distance}
 )
-SELECT b.id, b.kb_id, b.article_key, b.locale, b.region, b.title, b.heading_path, b.text, a.score
+SELECT b.id, b.kb_id, b.article_key, b.locale, b.region, b.title, b.heading_path, b.text, a.score,
+       (SELECT 1 - {distance} FROM knowledge_chunk c JOIN vec v ON v.id = c.id WHERE v.r = 1) AS relevance
 FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
 ORDER BY a.score DESC, b.article_key
 """
@@ -386,8 +391,12 @@ def knowledge_search(
     region: str | None = None,
     k: int = 5,
     kb: KnowledgeBase | str | None = None,
+    query_vector: Any = None,
 ) -> list[SearchHit]:
     """Find the `k` articles that best answer `query`, each with its best chunk, for a locale and region.
+
+    `query_vector` is the question's embedding when the caller already made it with the current provider
+    (the chat does, to route intents): it is used for knowledge bases indexed with that provider's model.
 
     Only published text of the tenant is searched; a regional variant beats the generic text of its
     locale, and the user's locale beats the fallbacks, but an article found in any locale of the chain
@@ -411,11 +420,16 @@ def knowledge_search(
         by_model.setdefault(model_id, []).append(str(kb_id))
     hits: list[SearchHit] = []
     alias = ref.db_alias
+    current_model = get_provider().model_id if query_vector is not None else ""
     for model_id, kb_ids in by_model.items():
         sql, params = search_statement(
             tenant_id=ref.id,
             query=query,
-            vector=provider_for_model(model_id).embed_query(query),
+            vector=(
+                query_vector
+                if query_vector is not None and model_id == current_model
+                else provider_for_model(model_id).embed_query(query)
+            ),
             chain=chain,
             kb_ids=kb_ids,
             model_id=model_id,
@@ -427,7 +441,7 @@ def knowledge_search(
             # in one round trip and one implicit transaction: the first result set is the setup's.
             cursor.execute(sql, params)
             cursor.nextset()
-            for chunk_id, kb_id, key, loc, reg, title, path, text, score in cursor.fetchall():
+            for chunk_id, kb_id, key, loc, reg, title, path, text, score, relevance in cursor.fetchall():
                 hits.append(
                     SearchHit(
                         kb_id=str(kb_id),
@@ -442,6 +456,7 @@ def knowledge_search(
                             slug=ref.slug, kb_id=str(kb_id), key=key, locale=loc, region=reg
                         ),
                         chunk_id=chunk_id,
+                        relevance=float(relevance if relevance is not None else 0.0),
                     )
                 )
     hits.sort(key=lambda h: -h.score)

@@ -14,6 +14,7 @@ from hub.settings.env import (
     embedded_state,
     env_bool,
     env_db,
+    env_float,
     env_int,
     env_list,
     env_networks,
@@ -393,6 +394,9 @@ HUB_KNOWLEDGE_EF_SEARCH = env_int("HUB_KNOWLEDGE_EF_SEARCH", 60, minimum=10, max
 # Chat API: the longest message text accepted, and how many articles an answer is composed from.
 HUB_CHAT_MAX_TEXT = env_int("HUB_CHAT_MAX_TEXT", 4000, minimum=100, maximum=100_000)
 HUB_CHAT_RETRIEVAL_K = env_int("HUB_CHAT_RETRIEVAL_K", 3, minimum=1, maximum=20)
+# Below this cosine similarity between the question and the closest published chunk the chat says it does not
+# know (measured on the evaluation set with the USE model: on-topic questions ≥ 0.34, off-topic ≤ 0.24).
+HUB_CHAT_MIN_RELEVANCE = env_float("HUB_CHAT_MIN_RELEVANCE", 0.28, minimum=0.0, maximum=1.0)
 # Largest request body the chat API reads (bytes); larger bodies get 413 before parsing.
 HUB_CHAT_MAX_BODY = env_int("HUB_CHAT_MAX_BODY", 32_768, minimum=1024, maximum=10_000_000)
 # Chat API rate limits (token buckets in Redis, shared by every web process): per API key and per tenant,

@@ -60,6 +60,23 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return value
 
 
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _fail(name, f"expected a number, got {raw!r}") from None
+    if value != value or (minimum is not None and value < minimum):  # NaN compares false with everything
+        raise _fail(name, f"must be >= {minimum}, got {raw}")
+    if maximum is not None and value > maximum:
+        raise _fail(name, f"must be <= {maximum}, got {value}")
+    return value
+
+
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
 _RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 _RATE_UNITS |= {"d": 86400, "day": 86400}

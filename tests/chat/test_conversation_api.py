@@ -138,6 +138,34 @@ def test_unanswerable_question_falls_back(api_client: Client, api_key_a: IssuedK
         assert Message.objects.get(role="assistant").outcome == "fallback"
 
 
+@pytest.mark.parametrize(
+    "question",
+    ["What is the airspeed of a swallow?", "Wie wird das Wetter morgen in Berlin?", "猫の名前を考えて"],
+)
+def test_off_topic_question_falls_back_even_with_a_knowledge_base(
+    api_client: Client, api_key_a: IssuedKey, demo_kb_a: None, question: str
+) -> None:
+    conversation = start(api_client, api_key_a)
+    reply = say(api_client, api_key_a, conversation["id"], question).json()["reply"]
+    assert reply["intent"] == "unknown"
+    assert reply["citations"] == []
+
+
+def test_the_question_is_embedded_once_per_turn(
+    api_client: Client, api_key_a: IssuedKey, demo_kb_a: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.knowledge.embeddings import get_provider
+
+    provider = get_provider()
+    calls: list[str] = []
+    original = provider.embed_query
+    monkeypatch.setattr(provider, "embed_query", lambda text: calls.append(text) or original(text))
+    conversation = start(api_client, api_key_a)
+    reply = say(api_client, api_key_a, conversation["id"], "How long do I have to return an item?").json()
+    assert reply["reply"]["citations"][0]["article_key"] == "returns-policy"
+    assert calls == ["How long do I have to return an item?"]
+
+
 def test_small_talk_is_answered_without_retrieval(api_client: Client, api_key_a: IssuedKey) -> None:
     conversation = start(api_client, api_key_a, locale="fr")
     reply = say(api_client, api_key_a, conversation["id"], "Bonjour !").json()["reply"]

@@ -105,3 +105,14 @@ def test_production_refuses_a_malformed_master_key() -> None:
     assert result.returncode != 0
     assert "HUB_MASTER_KEYS" in result.stderr
     assert "tooshort" not in result.stderr
+
+
+@pytest.mark.parametrize("raw", ["abc", "nan", "-0.1", "1.5"])
+def test_malformed_float_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from hub.settings.env import env_float
+
+    monkeypatch.setenv("HUB_CHAT_MIN_RELEVANCE", raw)
+    with pytest.raises(ImproperlyConfigured, match="HUB_CHAT_MIN_RELEVANCE"):
+        env_float("HUB_CHAT_MIN_RELEVANCE", 0.28, minimum=0.0, maximum=1.0)

@@ -178,6 +178,7 @@ def _knowledge(
     timings: dict[str, float],
     *,
     key: str | None = None,
+    vector: Any = None,
 ) -> _Draft:
     key = key or _cache_key(principal, conversation, text)
     if (cached := _cached_answer(key, timings)) is not None:
@@ -190,10 +191,12 @@ def _knowledge(
         region=conversation.region,
         k=settings.HUB_CHAT_RETRIEVAL_K,
         kb=str(principal.channel.knowledge_base_id) if principal.channel.knowledge_base_id else None,
+        query_vector=vector,
     )
     timings["retrieval_ms"] = (time.perf_counter() - started) * 1000
     metrics_hooks.retrieval(region=conversation.region, seconds=timings["retrieval_ms"] / 1000)
-    if not hits:
+    if not hits or hits[0].relevance < settings.HUB_CHAT_MIN_RELEVANCE:
+        # Nothing in the knowledge base is about this: say so rather than cite the least unrelated article.
         draft = _Draft(
             text=_t(
                 conversation.locale,
@@ -377,7 +380,7 @@ def _compose(
     if conversation.status == ConversationStatus.HANDOFF:
         return _handoff(principal, conversation, reason="")
     routed = intents.route(text)
-    key = None
+    key = vector = None
     if routed.intent == intents.KNOWLEDGE:
         # A question answered before is answered from the cache (routing is deterministic, so the same
         # words would route the same way again); only new open questions pay for the embedding, which
@@ -400,7 +403,7 @@ def _compose(
         draft = _route_action(principal, conversation, routed, stored_text)
         if draft is not None:
             return draft
-    return _knowledge(principal, conversation, text, timings, key=key)
+    return _knowledge(principal, conversation, text, timings, key=key, vector=vector)
 
 
 def message_post(
