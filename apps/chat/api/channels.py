@@ -40,15 +40,12 @@ from apps.chat.services.channels import (
 )
 from apps.core.errors import NotFound as ServiceNotFound
 from apps.tenants import roles
-from apps.tenants.api.views import ERROR_RESPONSES, TenantScopedView, service_errors
+from apps.tenants.api.views import TenantScopedView, service_errors
+from apps.tenants.api.views import error_responses as _errors
 
 TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 CHANNEL_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Channel id.")
 KEY_PARAM = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="API key id.")
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 def _issued(key: ApiKey, plaintext: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.mixins import ListModelMixin
@@ -41,14 +41,11 @@ from apps.integrations.services import (
     connection_test,
     connection_update,
 )
-from apps.tenants.api.views import ERROR_RESPONSES, TenantScopedView
+from apps.tenants.api.views import TenantScopedView
+from apps.tenants.api.views import error_responses as _errors
 
 TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Connection id.")
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 @contextmanager

@@ -59,6 +59,11 @@ ERROR_RESPONSES: dict[int, OpenApiResponse] = {
 }
 
 
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """The documented error answers of an operation, for `extend_schema(responses=...)`."""
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
 @contextmanager
 def service_errors() -> Iterator[None]:
     """Report a service's refusal of input as a 400 with field errors, the same shape serializers use."""
