@@ -231,6 +231,55 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
     }
 
 
+# The parameters of knowledge_search_chunks (migration 0006) in order, then the two tsqueries its body builds.
+_FUNCTION_ARGS = [
+    "tenant:bigint",
+    "kbs:uuid[]",
+    "model:varchar",
+    "chain:varchar[]",
+    "region:varchar",
+    "vec:halfvec",
+    "configs:regconfig[]",
+    "ftsq:text",
+    "locale_terms:tsquery",
+    "n:integer",
+    "k:integer",
+    "ef:integer",
+    "fts_cap:integer",
+    "rrf_k:float8",
+    "fts_w:float8",
+]
+
+
+def _prepare_function_query(cursor: Any) -> None:
+    """PREPARE the query inside the search function, so EXPLAIN ANALYZE can show its parts.
+
+    EXPLAIN of the function call shows one opaque node. The prepared statement is the function's own text
+    (read from the database, so it is what search runs), planned as PL/pgSQL plans it: custom plans for
+    the first five executions, then the generic plan if it is not costlier.
+    """
+    import re
+
+    cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'knowledge_search_chunks'")
+    body = cursor.fetchone()[0]
+    query = body[body.index("RETURN QUERY") + len("RETURN QUERY") : body.rindex(";")]
+    names = [a.split(":")[0] for a in _FUNCTION_ARGS]
+    slots = {f"p_{name}": f"${i}" for i, name in enumerate(names, 1)}
+    slots.update({"all_words": f"${len(names) + 1}", "any_word": f"${len(names) + 2}"})
+    query = re.sub(r"\b(" + "|".join(slots) + r")\b", lambda m: slots[m.group(1)], query)
+    types = ", ".join([a.split(":")[1] for a in _FUNCTION_ARGS] + ["tsquery", "tsquery"])
+    cursor.execute(f"PREPARE bench_knowledge_parts({types}) AS {query}")
+
+
+def _tsqueries(configs: list[str]) -> str:
+    """The function's all-words and any-word tsqueries as SQL expressions (arguments of EXECUTE)."""
+    all_words = " || ".join(f"plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)" for cfg in configs)
+    any_word = " || ".join(
+        f"replace(plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)::text, '&', '|')::tsquery" for cfg in configs
+    )
+    return f"{all_words}, {any_word}"
+
+
 def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
     """Where a search's time goes: the query embedding alone, and EXPLAIN ANALYZE of each part of its SQL.
 
@@ -258,12 +307,15 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
             walk(child)
 
     alias = tenant.home_region.db_alias
+    with connections[alias].cursor() as cursor:
+        _prepare_function_query(cursor)
+    arguments = ", ".join(f"%({a.split(':')[0]})s::{a.split(':')[1]}" for a in _FUNCTION_ARGS)
     for i, text in enumerate(texts):
         t0 = time.perf_counter()
         vector = provider.embed_query(text)
         embed_ms.append((time.perf_counter() - t0) * 1000)
         chain = locale_chain(locale=LOCALES[i % len(LOCALES)], source_locales=[kb.source_locale])
-        sql, params = search_statement(
+        _sql, params = search_statement(
             tenant_id=tenant.id,
             query=text,
             vector=vector,
@@ -273,14 +325,20 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
             region="eu",
             k=5,
         )
-        setup, search = sql.split(";\n", 1)
+        execute = f"EXECUTE bench_knowledge_parts({arguments}, {_tsqueries(params['configs'])})"
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-            cursor.execute(setup, params)
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + search, params)
+            cursor.execute(
+                "SELECT set_config('hnsw.ef_search', %(ef)s::text, true),"
+                " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                params,
+            )
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + execute, params)
             plan = cursor.fetchone()[0][0]
         walk(plan["Plan"])
-        parts.setdefault("(planning)", []).append((plan["Planning Time"], 0))
+        parts.setdefault("(planning)", []).append((plan.get("Planning Time", 0.0), 0))
         parts.setdefault("(execution)", []).append((plan["Execution Time"], 0))
+    with connections[alias].cursor() as cursor:
+        cursor.execute("DEALLOCATE bench_knowledge_parts")
     return {
         "embed_query_ms": summarize(embed_ms),
         "sql_ms_p50": {k: round(statistics.median(v[0] for v in vs), 3) for k, vs in parts.items()},

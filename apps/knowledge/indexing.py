@@ -233,5 +233,6 @@ def kb_reindex(*, kb_id: str) -> int:
         kb.embedding_model, kb.reindex_model = target, ""
         kb.save(update_fields=["embedding_model", "reindex_model", "updated_at"])
         Chunk.objects.filter(kb=kb).exclude(model_id=target).delete()
+    knowledge_version_bump(tenant_id=current_tenant().id)  # search's cached list has the old model
     logger.info("knowledge base re-indexed", extra={"kb": str(kb.pk), "model": target, "chunks": embedded})
     return embedded

@@ -11,7 +11,6 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +22,7 @@ from apps.core.context import as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
 from apps.knowledge.embeddings import get_provider, provider_for_model
 from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
+from apps.knowledge.version import knowledge_cached
 
 RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
 # Full-text matches count half: a single shared word ("gültig") must not outrank the meaning of a question
@@ -223,82 +223,19 @@ def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str
     return list(dict.fromkeys(chain))
 
 
-# One round trip: the HNSW settings are local to the implicit transaction of this multi-statement query.
-_SETUP_SQL = (
-    "SELECT set_config('hnsw.ef_search', %(ef)s, true),"
-    " set_config('hnsw.iterative_scan', 'relaxed_order', true);\n"
+# The hybrid search is a database function (migration 0006), so a search sends a short call instead of its
+# ~12 KB of SQL and reuses the plan that PL/pgSQL keeps per connection. In one round trip: the HNSW settings
+# are attributes of the function. The vector half reads the half-precision HNSW index (migration 0003: half
+# the size of a float32 index, so it stays in memory; recall is measured by bench_knowledge) and takes ranks
+# from the index order itself. The full-text half ranks a bounded set of the matches that the GIN index finds
+# (a common word matches thousands of chunks; ranking them all dominated latency), chunks with all the words
+# of the question first. Reciprocal-rank fusion scores articles; each keeps its best chunk in the preferred
+# locale and region.
+_SEARCH_SQL = (
+    "SELECT * FROM knowledge_search_chunks(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
+    " %(region)s, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s, %(locale_terms)s::tsquery,"
+    " %(n)s, %(k)s, %(ef)s, %(fts_cap)s, %(rrf_k)s, %(fts_w)s)"
 )
-# The vector half reads the half-precision HNSW index (migration 0003: half the size of a float32 index, so it
-# stays in memory; recall is measured by bench_knowledge). Ranks come from the index order itself: no distance
-# is selected, so no vector is read back from the table. The full-text half ranks a bounded set of matches
-# that the GIN index finds (a common word matches thousands of chunks; ranking them all dominated latency).
-_SEARCH_SQL = """
-WITH vec AS MATERIALIZED (
-    SELECT id, kb_id, article_key, row_number() OVER () AS r
-    FROM (
-        SELECT c.id, c.kb_id, c.article_key FROM knowledge_chunk c
-        WHERE {filters}
-        ORDER BY {distance}
-        LIMIT %(n)s
-    ) hnsw
-),
-fts_match AS MATERIALIZED (
-    -- Planned for all matches (as a CTE is), so the GIN index serves it whenever matches are few; read
-    -- lazily, so only the first FTS_CAP are fetched: chunks with all the words of the question (in one of
-    -- the chain's languages) first, then chunks with any of them.
-    SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
-    WHERE {localized_tsv} @@ (({all_words}) && %(locale_terms)s::tsquery) AND {filters}
-    UNION ALL
-    SELECT c.id, c.kb_id, c.article_key, c.tsv FROM knowledge_chunk c
-    WHERE {localized_tsv} @@ (({any_word}) && %(locale_terms)s::tsquery) AND NOT c.tsv @@ ({all_words})
-      AND {filters}
-),
-fts AS MATERIALIZED (
-    SELECT id, kb_id, article_key, row_number() OVER (ORDER BY rank DESC, id) AS r
-    FROM (
-        SELECT m.id, m.kb_id, m.article_key, ts_rank(m.tsv, {any_word}) AS rank
-        FROM fts_match m LIMIT %(fts_cap)s
-    ) m
-    ORDER BY rank DESC, id
-    LIMIT %(n)s
-),
-cand AS (
-    SELECT id, kb_id, article_key, sum(w / (%(rrf_k)s + r)) AS score
-    FROM (
-        SELECT id, kb_id, article_key, r, 1.0 AS w FROM vec
-        UNION ALL
-        SELECT id, kb_id, article_key, r, %(fts_w)s AS w FROM fts
-    ) u
-    GROUP BY id, kb_id, article_key
-),
-arts AS (
-    SELECT kb_id, article_key, max(score) AS score
-    FROM cand GROUP BY kb_id, article_key
-    ORDER BY max(score) DESC, article_key
-    LIMIT %(k)s
-),
-pref AS (
-    SELECT DISTINCT ON (c.kb_id, c.article_key) c.kb_id, c.article_key, c.translation_id
-    FROM arts a
-    JOIN knowledge_chunk c
-      ON c.tenant_id = %(tenant)s AND c.kb_id = a.kb_id AND c.article_key = a.article_key
-    WHERE {filters}
-    ORDER BY c.kb_id, c.article_key, array_position(%(chain)s::varchar[], c.locale::varchar),
-             c.region = ''
-),
-best AS (
-    SELECT DISTINCT ON (c.translation_id)
-           c.id, c.kb_id, c.article_key, c.locale, c.region, c.title, c.heading_path, c.text
-    FROM pref p
-    JOIN knowledge_chunk c ON c.translation_id = p.translation_id AND c.model_id = %(model)s
-    LEFT JOIN cand f ON f.id = c.id
-    ORDER BY c.translation_id, f.score DESC NULLS LAST, {distance}
-)
-SELECT b.id, b.kb_id, b.article_key, b.locale, b.region, b.title, b.heading_path, b.text, a.score,
-       (SELECT 1 - {distance} FROM knowledge_chunk c JOIN vec v ON v.id = c.id WHERE v.r = 1) AS relevance
-FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
-ORDER BY a.score DESC, b.article_key
-"""
 # Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it; in
 # parentheses, because <=> binds more loosely than arithmetic ("1 - a <=> b" is "(1 - a) <=> b").
 DISTANCE_SQL = "((c.embedding::halfvec(512)) <=> %(vec)s::halfvec(512))"
@@ -310,25 +247,6 @@ _FILTERS = (
     " AND c.status = 'published' AND c.locale = ANY(%(chain)s::varchar[])"
     " AND (c.region = '' OR c.region = %(region)s)"
 )
-
-
-def _tsquery_sql(configs: Sequence[str], *, any_word: bool) -> str:
-    """The query's words stemmed once per language of the chain: all of them (plainto_tsquery), or any."""
-    query = "plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)"
-    if any_word:
-        query = f"replace({query}::text, '&', '|')::tsquery"
-    return " || ".join(query.format(cfg=cfg) for cfg in configs)
-
-
-@cache
-def _search_sql(configs: tuple[str, ...]) -> str:
-    return _SETUP_SQL + _SEARCH_SQL.format(
-        filters=_FILTERS,
-        all_words=_tsquery_sql(configs, any_word=False),
-        any_word=_tsquery_sql(configs, any_word=True),
-        distance=DISTANCE_SQL,
-        localized_tsv=LOCALIZED_TSV_SQL,
-    )
 
 
 def search_breadth(*, k: int) -> tuple[int, int]:
@@ -348,7 +266,7 @@ def search_statement(
     region: str,
     k: int,
 ) -> tuple[str, dict[str, Any]]:
-    """The setup and search SQL for the knowledge bases of one embedding model, with its parameters."""
+    """The search call for the knowledge bases of one embedding model, with its parameters."""
     candidates, ef_search = search_breadth(k=k)
     configs = tuple(dict.fromkeys(ts_config(loc) for loc in chain))
     params: dict[str, Any] = {
@@ -363,6 +281,7 @@ def search_statement(
         "k": k,
         "rrf_k": RRF_K,
         "fts_w": FTS_WEIGHT,
+        "configs": list(configs),
         "ftsq": fts_text(query),
         # tsquery quoting: a quote is doubled, a backslash escaped (locale codes have neither, but a setting
         # may be malformed).
@@ -370,9 +289,25 @@ def search_statement(
             "'~{}'".format(loc.replace("\\", "\\\\").replace("'", "''")) for loc in chain
         ),
         "fts_cap": FTS_CAP,
-        "ef": str(ef_search),
+        "ef": ef_search,
     }
-    return _search_sql(configs), params
+    return _SEARCH_SQL, params
+
+
+def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:
+    """Id, source locale and embedding model of each of the tenant's knowledge bases, as search needs them.
+
+    Cached per knowledge version (bumped when a knowledge base is created or switches model): a search
+    asks the cache, not the database, saving a query on every search.
+    """
+    ref = as_ref(tenant)
+
+    def load() -> list[tuple[str, str, str]]:
+        with tenant_context(ref):
+            rows = KnowledgeBase.objects.values_list("id", "source_locale", "embedding_model")
+            return [(str(kb_id), source, model) for kb_id, source, model in rows]
+
+    return knowledge_cached(tenant_id=ref.id, name="search-kbs", load=load)
 
 
 def _citation_url(*, slug: str, kb_id: str, key: str, locale: str, region: str | None) -> str:
@@ -407,17 +342,16 @@ def knowledge_search(
     if not query or k <= 0:
         return []
     region_code = normalize_region(region)
-    with tenant_context(ref):
-        kbs = KnowledgeBase.objects.all()
-        if kb is not None:
-            kbs = kbs.filter(pk=kb.pk if isinstance(kb, KnowledgeBase) else kb)
-        rows = list(kbs.values_list("id", "source_locale", "embedding_model"))
+    rows = search_kbs(tenant=ref)
+    if kb is not None:
+        wanted = str(kb.pk if isinstance(kb, KnowledgeBase) else kb)
+        rows = [r for r in rows if r[0] == wanted]
     if not rows:
         return []
     chain = locale_chain(locale=locale, source_locales=sorted({r[1] for r in rows}))
     by_model: dict[str, list[str]] = {}
     for kb_id, _source, model_id in rows:
-        by_model.setdefault(model_id, []).append(str(kb_id))
+        by_model.setdefault(model_id, []).append(kb_id)
     hits: list[SearchHit] = []
     alias = ref.db_alias
     current_model = get_provider().model_id if query_vector is not None else ""
@@ -437,10 +371,7 @@ def knowledge_search(
             k=k,
         )
         with connections[alias].cursor() as cursor:
-            # Setup (HNSW breadth; iterative scans keep going when filters reject candidates) and search
-            # in one round trip and one implicit transaction: the first result set is the setup's.
             cursor.execute(sql, params)
-            cursor.nextset()
             for chunk_id, kb_id, key, loc, reg, title, path, text, score, relevance in cursor.fetchall():
                 hits.append(
                     SearchHit(

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.audit.services import audit_record
-from apps.core.context import current_tenant, tenant_context
+from apps.core.context import as_ref, current_tenant, tenant_context
 from apps.core.errors import Conflict, ValidationFailed
 from apps.knowledge.models import (
     Article,
@@ -36,6 +36,7 @@ from apps.knowledge.models import (
     region_validator,
 )
 from apps.knowledge.selectors import member_may_edit, normalize_region
+from apps.knowledge.version import knowledge_version_bump
 from apps.tenants import roles
 from apps.tenants.models import Membership, locale_validator
 
@@ -146,6 +147,7 @@ def kb_create(
                 target=kb,
                 changes={"source_locale": source_locale, "locales": locales, "regions": cleaned_regions},
             )
+    knowledge_version_bump(tenant_id=as_ref(tenant).id)  # search's cached list of knowledge bases
     return kb
 
 

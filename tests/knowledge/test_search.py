@@ -17,6 +17,7 @@ from apps.knowledge.selectors import (
     LOCALIZED_TSV_SQL,
     knowledge_search,
     locale_chain,
+    search_kbs,
     search_statement,
 )
 from apps.knowledge.services import kb_create, kb_import
@@ -161,6 +162,38 @@ def test_search_expressions_match_the_indexes(tenant_a: Tenant, demo_kb: Knowled
         assert {row[0] for row in cursor.fetchall()} == {"de"}  # "Lieferzeiten" is a German title
         cursor.execute(matches, {**params, "locale_terms": "'~en' | '~fr'"})
         assert cursor.fetchall() == []  # the index filters by locale
+        # The search function (migration 0006) uses these very expressions.
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'knowledge_search_chunks'")
+        body = cursor.fetchone()[0]
+    assert DISTANCE_SQL.replace("%(vec)s::halfvec(512)", "p_vec") in body
+    assert f"{LOCALIZED_TSV_SQL} @@ (all_words && p_locale_terms)" in body
+    assert f"{LOCALIZED_TSV_SQL} @@ (any_word && p_locale_terms)" in body
+
+
+def test_knowledge_base_list_is_cached_until_the_knowledge_version_changes(
+    tenant_a: Tenant, tenant_b: Tenant, demo_kb: KnowledgeBase
+) -> None:
+    assert search_kbs(tenant=tenant_a) == [(str(demo_kb.pk), "en", demo_kb.embedding_model)]
+    assert search_kbs(tenant=tenant_b) == []
+    with tenant_context(tenant_a):
+        # Changed behind the services' back: the cached list is served until the version moves.
+        KnowledgeBase.objects.filter(pk=demo_kb.pk).update(source_locale="de")
+        assert search_kbs(tenant=tenant_a)[0][1] == "en"
+        other = kb_create(tenant=tenant_a, name="Second", source_locale="fr")  # bumps the version
+    listed = {row[0]: row for row in search_kbs(tenant=tenant_a)}
+    assert listed == {
+        str(demo_kb.pk): (str(demo_kb.pk), "de", demo_kb.embedding_model),
+        str(other.pk): (str(other.pk), "fr", other.embedding_model),
+    }
+    assert search_kbs(tenant=tenant_b) == []
+
+
+def test_search_with_a_malformed_or_foreign_kb_id(
+    tenant_a: Tenant, tenant_b: Tenant, demo_kb: KnowledgeBase
+) -> None:
+    assert knowledge_search(tenant=tenant_a, query="password", locale="en", kb="not-a-uuid") == []
+    assert knowledge_search(tenant=tenant_a, query="password", locale="en", kb=demo_kb)
+    assert knowledge_search(tenant=tenant_b, query="password", locale="en", kb=demo_kb) == []
 
 
 def test_a_malformed_fallback_locale_setting_does_not_break_full_text(
