@@ -159,7 +159,12 @@ def test_the_question_is_embedded_once_per_turn(
     provider = get_provider()
     calls: list[str] = []
     original = provider.embed_query
-    monkeypatch.setattr(provider, "embed_query", lambda text: calls.append(text) or original(text))
+
+    def counting(text: str) -> Any:
+        calls.append(text)
+        return original(text)
+
+    monkeypatch.setattr(provider, "embed_query", counting)
     conversation = start(api_client, api_key_a)
     reply = say(api_client, api_key_a, conversation["id"], "How long do I have to return an item?").json()
     assert reply["reply"]["citations"][0]["article_key"] == "returns-policy"
