@@ -2,14 +2,15 @@
 
 Latency and recall use synthetic chunks (clustered 512-dim unit vectors, Zipf-distributed words over five
 locales, 10 % regional variants) loaded with COPY; the timed call is the whole `knowledge_search` (query
-embedding with the real model, KB lookup, the hybrid SQL). Recall@10 compares the filtered HNSW scan that
+embedding with the real model, KB lookup, the hybrid SQL), and again with the query's vector given, as the
+chat calls it. Recall@10 compares the filtered HNSW scan that
 search runs with an exact scan of the same rows, in the same run. Indexing throughput embeds and stores real
 demo text through `translations_index` (chunking, USE embeddings, tsvector, insert).
 
 Baselines in the same run: an exact float32 scan for recall, raw pgvector top-10 (no filters, no fusion),
-the query embedding alone, and EXPLAIN ANALYZE of each part of the search SQL (time and pages read; pages
-do not depend on how busy the machine is). The 1-minute load average before and after says how much other
-processes competed for the cores.
+the query embedding alone, and EXPLAIN ANALYZE of each part of the search function's query (time and pages
+read; pages do not depend on how busy the machine is). The 1-minute load average before and after says how
+much other processes competed for the cores.
 
 Runs against the dev services (HUB_HOME) in a throwaway tenant `bench-kb-<random>`, deleted at the end;
 BENCH_KB_TENANT=<slug> loads into that tenant once and reuses it (the load takes minutes).
@@ -251,17 +252,17 @@ _FUNCTION_ARGS = [
 ]
 
 
-def _prepare_function_query(cursor: Any) -> None:
+def _prepare_function_query(cursor: Any) -> list[tuple[str, str]]:
     """PREPARE the query inside the search function, so EXPLAIN ANALYZE can show its parts.
 
     EXPLAIN of the function call shows one opaque node. The prepared statement is the function's own text
-    (read from the database, so it is what search runs), planned as PL/pgSQL plans it: custom plans for
-    the first five executions, then the generic plan if it is not costlier.
+    (read from the database, so it is what search runs); returns the function's settings (its generic plan,
+    no parallel workers, HNSW), to apply around each EXECUTE as the function does.
     """
     import re
 
-    cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'knowledge_search_chunks'")
-    body = cursor.fetchone()[0]
+    cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'knowledge_search_chunks'")
+    body, config = cursor.fetchone()
     query = body[body.index("RETURN QUERY") + len("RETURN QUERY") : body.rindex(";")]
     names = [a.split(":")[0] for a in _FUNCTION_ARGS]
     slots = {f"p_{name}": f"${i}" for i, name in enumerate(names, 1)}
@@ -269,6 +270,8 @@ def _prepare_function_query(cursor: Any) -> None:
     query = re.sub(r"\b(" + "|".join(slots) + r")\b", lambda m: slots[m.group(1)], query)
     types = ", ".join([a.split(":")[1] for a in _FUNCTION_ARGS] + ["tsquery", "tsquery"])
     cursor.execute(f"PREPARE bench_knowledge_parts({types}) AS {query}")
+    pairs = [item.split("=", 1) for item in config or []]
+    return [(name, value) for name, value in pairs]
 
 
 def _tsqueries(configs: list[str]) -> str:
@@ -308,7 +311,7 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
 
     alias = tenant.home_region.db_alias
     with connections[alias].cursor() as cursor:
-        _prepare_function_query(cursor)
+        function_settings = _prepare_function_query(cursor)
     arguments = ", ".join(f"%({a.split(':')[0]})s::{a.split(':')[1]}" for a in _FUNCTION_ARGS)
     for i, text in enumerate(texts):
         t0 = time.perf_counter()
@@ -327,11 +330,9 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
         )
         execute = f"EXECUTE bench_knowledge_parts({arguments}, {_tsqueries(params['configs'])})"
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('hnsw.ef_search', %(ef)s::text, true),"
-                " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                params,
-            )
+            for name, value in function_settings:
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+            cursor.execute("SELECT set_config('hnsw.ef_search', %(ef)s::text, true)", params)
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + execute, params)
             plan = cursor.fetchone()[0][0]
         walk(plan["Plan"])
@@ -417,6 +418,19 @@ def run() -> dict[str, Any]:
                 samples.append((time.perf_counter() - t0) * 1000)
                 assert hits, "search returned nothing"
             result["knowledge_search"] = summarize(samples)
+            # The chat embeds the question once per turn and passes its vector: search without embedding.
+            from apps.knowledge.embeddings import get_provider
+
+            vectors = [get_provider().embed_query(text) for text in texts]
+            samples = []
+            for i, (text, vector) in enumerate(zip(texts, vectors, strict=True)):
+                locale = LOCALES[i % len(LOCALES)]
+                t0 = time.perf_counter()
+                knowledge_search(
+                    tenant=tenant, query=text, locale=locale, region="eu", k=5, query_vector=vector
+                )
+                samples.append((time.perf_counter() - t0) * 1000)
+            result["knowledge_search_given_vector"] = summarize(samples)
             result["knowledge_search_parts"] = _parts(tenant, kb, texts[:100])
             result["indexing"] = _indexing_throughput(tenant)
     finally:
