@@ -20,6 +20,55 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.core.embedded import EmbeddedServices
 
 
+def worker_queues() -> list[str]:
+    """Every queue a task is routed to, and the default one: the local worker must consume them all."""
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *routed})
+
+
+def process_commands(*, port: int) -> dict[str, list[str]]:
+    """The web server, one Celery worker for every queue, and beat."""
+    bin_dir = os.path.dirname(sys.executable)
+    return {
+        "web": [
+            os.path.join(bin_dir, "gunicorn"),
+            "hub.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+            "--config",
+            "python:hub.gunicorn",
+        ],
+        "worker": [
+            os.path.join(bin_dir, "celery"),
+            "-A",
+            "celery_worker",
+            "worker",
+            "-Q",
+            ",".join(worker_queues()),
+            "-l",
+            "info",
+            "--concurrency",
+            "2",
+        ],
+        "beat": [
+            os.path.join(bin_dir, "celery"),
+            "-A",
+            "celery_worker",
+            "beat",
+            "-l",
+            "info",
+            "-s",
+            str(settings.HUB_HOME / "celerybeat-schedule"),
+        ],
+    }
+
+
 class Command(BaseCommand):
     help = "Run the hub locally: embedded services, migrate, seed demo, gunicorn, Celery worker and beat."
 
@@ -42,44 +91,8 @@ class Command(BaseCommand):
         subprocess.run([*manage, "simulators", "up"], check=True)
         if not options["no_seed"]:
             subprocess.run([*manage, "seed_demo"], check=True)
-        bin_dir = os.path.dirname(sys.executable)
         port = options["port"]
-        commands = {
-            "web": [
-                os.path.join(bin_dir, "gunicorn"),
-                "hub.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
-                "--config",
-                "python:hub.gunicorn",
-            ],
-            "worker": [
-                os.path.join(bin_dir, "celery"),
-                "-A",
-                "celery_worker",
-                "worker",
-                "-l",
-                "info",
-                "--concurrency",
-                "2",
-            ],
-            "beat": [
-                os.path.join(bin_dir, "celery"),
-                "-A",
-                "celery_worker",
-                "beat",
-                "-l",
-                "info",
-                "-s",
-                str(settings.HUB_HOME / "celerybeat-schedule"),
-            ],
-        }
+        commands = process_commands(port=port)
         # Every process writes its metrics to one directory that /metrics merges; start it empty.
         metrics_dir = settings.HUB_METRICS_DIR
         shutil.rmtree(metrics_dir, ignore_errors=True)
