@@ -13,6 +13,26 @@ from prometheus_client.samples import Sample
 
 from connectors.salesforce.simulator import SalesforceSimulator
 
+#: The metric families of the issue-9 contract (alert rules and the Grafana dashboard are built on them).
+CATALOG = {
+    "hub_http_request_duration_seconds",
+    "hub_chat_turns_total",
+    "hub_chat_turn_duration_seconds",
+    "hub_retrieval_duration_seconds",
+    "hub_llm_tokens_total",
+    "hub_llm_cost_usd_total",
+    "hub_sync_records_total",
+    "hub_sync_lag_seconds",
+    "hub_vendor_request_duration_seconds",
+    "hub_vendor_errors_total",
+    "hub_rate_limit_hits_total",
+    "hub_breaker_state",
+    "hub_outbox_depth",
+    "hub_dead_letters",
+    "hub_celery_queue_depth",
+    "hub_celery_task_duration_seconds",
+}
+
 SMALL = {"contacts": 50, "accounts": 5, "tickets": 5, "orders": 5, "articles": 5, "leads": 0}
 
 

@@ -8,28 +8,9 @@ import pytest
 from django.test import Client
 
 from apps.observability.metrics import METRIC_FAMILIES
-from tests.observability.conftest import scrape
+from tests.observability.conftest import CATALOG, scrape
 
 pytestmark = pytest.mark.django_db
-
-CATALOG = {
-    "hub_http_request_duration_seconds",
-    "hub_chat_turns_total",
-    "hub_chat_turn_duration_seconds",
-    "hub_retrieval_duration_seconds",
-    "hub_llm_tokens_total",
-    "hub_llm_cost_usd_total",
-    "hub_sync_records_total",
-    "hub_sync_lag_seconds",
-    "hub_vendor_request_duration_seconds",
-    "hub_vendor_errors_total",
-    "hub_rate_limit_hits_total",
-    "hub_breaker_state",
-    "hub_outbox_depth",
-    "hub_dead_letters",
-    "hub_celery_queue_depth",
-    "hub_celery_task_duration_seconds",
-}
 
 
 def test_every_catalog_family_is_exposed_even_before_anything_happened() -> None:
