@@ -232,28 +232,42 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
     }
 
 
-# The parameters of knowledge_search_chunks (migration 0006) in order, then the two tsqueries its body builds.
-_FUNCTION_ARGS = [
-    "tenant:bigint",
-    "kbs:uuid[]",
-    "model:varchar",
-    "chain:varchar[]",
-    "region:varchar",
-    "vec:halfvec",
-    "configs:regconfig[]",
-    "ftsq:text",
-    "locale_terms:tsquery",
-    "n:integer",
-    "k:integer",
-    "ef:integer",
-    "fts_cap:integer",
-    "rrf_k:float8",
-    "fts_w:float8",
-]
+# The parameters of the search functions (migration 0007) in order (the full-text one builds two tsqueries).
+_FUNCTION_ARGS = {
+    "knowledge_search_fts": [
+        "tenant:bigint",
+        "kbs:uuid[]",
+        "model:varchar",
+        "chain:varchar[]",
+        "region:varchar",
+        "configs:regconfig[]",
+        "ftsq:text",
+        "locale_terms:tsquery",
+        "n:integer",
+        "fts_cap:integer",
+    ],
+    "knowledge_search_fuse": [
+        "tenant:bigint",
+        "kbs:uuid[]",
+        "model:varchar",
+        "chain:varchar[]",
+        "region:varchar",
+        "vec:halfvec",
+        "fts_ids:bigint[]",
+        "fts_kb_ids:uuid[]",
+        "fts_article_keys:varchar[]",
+        "n:integer",
+        "k:integer",
+        "ef:integer",
+        "rrf_k:float8",
+        "fts_w:float8",
+    ],
+}
+_TSQUERY_SLOTS = ("all_words", "any_word")
 
 
-def _prepare_function_query(cursor: Any) -> list[tuple[str, str]]:
-    """PREPARE the query inside the search function, so EXPLAIN ANALYZE can show its parts.
+def _prepare_function_query(cursor: Any, function: str) -> list[tuple[str, str]]:
+    """PREPARE the query inside a search function as `bench_<function>`, so EXPLAIN ANALYZE shows its parts.
 
     EXPLAIN of the function call shows one opaque node. The prepared statement is the function's own text
     (read from the database, so it is what search runs); returns the function's settings (its generic plan,
@@ -261,15 +275,21 @@ def _prepare_function_query(cursor: Any) -> list[tuple[str, str]]:
     """
     import re
 
-    cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'knowledge_search_chunks'")
+    cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = %s", [function])
     body, config = cursor.fetchone()
-    query = body[body.index("RETURN QUERY") + len("RETURN QUERY") : body.rindex(";")]
-    names = [a.split(":")[0] for a in _FUNCTION_ARGS]
+    if "RETURN QUERY" in body:
+        query = body[body.index("RETURN QUERY") + len("RETURN QUERY") : body.rindex(";")]
+    else:  # the full-text function selects INTO its OUT parameters
+        query = body[body.index("WITH ") : body.rindex(";")]
+        query = re.sub(r"\bINTO\b[^\n]*\n", "", query, count=1)
+    args = _FUNCTION_ARGS[function]
+    names = [a.split(":")[0] for a in args]
     slots = {f"p_{name}": f"${i}" for i, name in enumerate(names, 1)}
-    slots.update({"all_words": f"${len(names) + 1}", "any_word": f"${len(names) + 2}"})
+    tsqueries = [name for name in _TSQUERY_SLOTS if re.search(rf"\b{name}\b", query)]
+    slots.update({name: f"${len(names) + i}" for i, name in enumerate(tsqueries, 1)})
     query = re.sub(r"\b(" + "|".join(slots) + r")\b", lambda m: slots[m.group(1)], query)
-    types = ", ".join([a.split(":")[1] for a in _FUNCTION_ARGS] + ["tsquery", "tsquery"])
-    cursor.execute(f"PREPARE bench_knowledge_parts({types}) AS {query}")
+    types = ", ".join([a.split(":")[1] for a in args] + ["tsquery"] * len(tsqueries))
+    cursor.execute(f"PREPARE bench_{function}({types}) AS {query}")
     pairs = [item.split("=", 1) for item in config or []]
     return [(name, value) for name, value in pairs]
 
@@ -286,64 +306,89 @@ def _tsqueries(configs: list[str]) -> str:
 def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
     """Where a search's time goes: the query embedding alone, and EXPLAIN ANALYZE of each part of its SQL.
 
-    CTE times are cumulative as Postgres reports them (the fusion includes both halves); buffers are page
-    reads, a measure that does not depend on how busy the machine is.
+    The full-text call ("fts:" parts) runs while the question is embedded; the second call ("fuse:" parts,
+    the vector half, the fusion and the best chunks) after. CTE times are cumulative as Postgres reports
+    them (the fusion includes the vector half); buffers are page reads, a measure that does not depend on
+    how busy the machine is.
     """
     import statistics
 
     from django.db import connections, transaction
 
     from apps.knowledge.embeddings import provider_for_model
-    from apps.knowledge.selectors import locale_chain, search_statement
+    from apps.knowledge.selectors import locale_chain, search_params, vector_literal
     from bench.common import summarize
 
     provider = provider_for_model(kb.embedding_model)
     embed_ms: list[float] = []
     parts: dict[str, list[tuple[float, int]]] = {}
 
-    def walk(node: dict[str, Any]) -> None:
+    def walk(prefix: str, node: dict[str, Any]) -> None:
         name = node.get("Subplan Name") or ""
         if name.startswith("CTE "):
             reads = node.get("Shared Hit Blocks", 0) + node.get("Shared Read Blocks", 0)
-            parts.setdefault(name[4:], []).append((node["Actual Total Time"], reads))
+            parts.setdefault(f"{prefix}:{name[4:]}", []).append((node["Actual Total Time"], reads))
         for child in node.get("Plans", []):
-            walk(child)
+            walk(prefix, child)
+
+    def explain(prefix: str, function: str, execute: str, params: dict[str, Any]) -> None:
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            for name, value in function_settings[function]:
+                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+            if "ef" in params:
+                cursor.execute("SELECT set_config('hnsw.ef_search', %(ef)s::text, true)", params)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + execute, params)
+            plan = cursor.fetchone()[0][0]
+        walk(prefix, plan["Plan"])
+        reads = plan["Plan"].get("Shared Hit Blocks", 0) + plan["Plan"].get("Shared Read Blocks", 0)
+        parts.setdefault(f"{prefix}:(all)", []).append((plan["Execution Time"], reads))
 
     alias = tenant.home_region.db_alias
     with connections[alias].cursor() as cursor:
-        function_settings = _prepare_function_query(cursor)
-    arguments = ", ".join(f"%({a.split(':')[0]})s::{a.split(':')[1]}" for a in _FUNCTION_ARGS)
+        function_settings = {name: _prepare_function_query(cursor, name) for name in _FUNCTION_ARGS}
+    arguments = {
+        name: ", ".join(f"%({a.split(':')[0]})s::{a.split(':')[1]}" for a in args)
+        for name, args in _FUNCTION_ARGS.items()
+    }
     for i, text in enumerate(texts):
         t0 = time.perf_counter()
         vector = provider.embed_query(text)
         embed_ms.append((time.perf_counter() - t0) * 1000)
         chain = locale_chain(locale=LOCALES[i % len(LOCALES)], source_locales=[kb.source_locale])
-        _sql, params = search_statement(
+        params = search_params(
             tenant_id=tenant.id,
             query=text,
-            vector=vector,
             chain=chain,
             kb_ids=[str(kb.pk)],
             model_id=kb.embedding_model,
             region="eu",
             k=5,
         )
-        execute = f"EXECUTE bench_knowledge_parts({arguments}, {_tsqueries(params['configs'])})"
-        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-            for name, value in function_settings:
-                cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
-            cursor.execute("SELECT set_config('hnsw.ef_search', %(ef)s::text, true)", params)
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + execute, params)
-            plan = cursor.fetchone()[0][0]
-        walk(plan["Plan"])
-        parts.setdefault("(planning)", []).append((plan.get("Planning Time", 0.0), 0))
-        parts.setdefault("(execution)", []).append((plan["Execution Time"], 0))
+        fts = "knowledge_search_fts"
+        explain("fts", fts, f"EXECUTE bench_{fts}({arguments[fts]}, {_tsqueries(params['configs'])})", params)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {fts}({arguments[fts]})", params)  # noqa: S608 - constants
+            fts_ids, fts_kb_ids, fts_article_keys = cursor.fetchone()
+        fuse = "knowledge_search_fuse"
+        explain(
+            "fuse",
+            fuse,
+            f"EXECUTE bench_{fuse}({arguments[fuse]})",
+            {
+                **params,
+                "vec": vector_literal(vector),
+                "fts_ids": fts_ids,
+                "fts_kb_ids": fts_kb_ids,
+                "fts_article_keys": fts_article_keys,
+            },
+        )
     with connections[alias].cursor() as cursor:
-        cursor.execute("DEALLOCATE bench_knowledge_parts")
+        for name in _FUNCTION_ARGS:
+            cursor.execute(f"DEALLOCATE bench_{name}")
     return {
         "embed_query_ms": summarize(embed_ms),
         "sql_ms_p50": {k: round(statistics.median(v[0] for v in vs), 3) for k, vs in parts.items()},
-        "sql_pages_p50": {k: statistics.median(v[1] for v in vs) for k, vs in parts.items() if k[0] != "("},
+        "sql_pages_p50": {k: statistics.median(v[1] for v in vs) for k, vs in parts.items()},
     }
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -223,18 +224,30 @@ def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str
     return list(dict.fromkeys(chain))
 
 
-# The hybrid search is a database function (migration 0006), so a search sends a short call instead of its
-# ~12 KB of SQL and reuses the plan that PL/pgSQL keeps per connection. In one round trip: the HNSW settings
-# are attributes of the function. The vector half reads the half-precision HNSW index (migration 0003: half
-# the size of a float32 index, so it stays in memory; recall is measured by bench_knowledge) and takes ranks
-# from the index order itself. The full-text half ranks a bounded set of the matches that the GIN index finds
-# (a common word matches thousands of chunks; ranking them all dominated latency), chunks with all the words
-# of the question first. Reciprocal-rank fusion scores articles; each keeps its best chunk in the preferred
-# locale and region.
+# The hybrid search is in database functions (migrations 0006, 0007), so a search sends short calls instead
+# of ~12 KB of SQL and reuses the plans that PL/pgSQL keeps per connection; the HNSW settings are attributes
+# of the function. The vector half reads the half-precision HNSW index (migration 0003: half the size of a
+# float32 index, so it stays in memory; recall is measured by bench_knowledge) and takes ranks from the index
+# order itself. The full-text half ranks a bounded set of the matches that the GIN index finds (a common word
+# matches thousands of chunks; ranking them all dominated latency), chunks with all the words of the question
+# first. Reciprocal-rank fusion scores articles; each keeps its best chunk in the preferred locale and region.
+#
+# Two calls when the question still has to be embedded: the full-text half (_FTS_SQL) is sent first and runs
+# on the database's core while this process embeds the question; the second (_FUSE_SQL) runs the vector half
+# and the fusion, with the full-text ranking as arguments. With a vector given, one call does both.
 _SEARCH_SQL = (
     "SELECT * FROM knowledge_search_chunks(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
     " %(region)s, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s, %(locale_terms)s::tsquery,"
     " %(n)s, %(k)s, %(ef)s, %(fts_cap)s, %(rrf_k)s, %(fts_w)s)"
+)
+_FTS_SQL = (
+    "SELECT * FROM knowledge_search_fts(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
+    " %(region)s, %(configs)s::regconfig[], %(ftsq)s, %(locale_terms)s::tsquery, %(n)s, %(fts_cap)s)"
+)
+_FUSE_SQL = (
+    "SELECT * FROM knowledge_search_fuse(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
+    " %(region)s, %(vec)s::halfvec, %(fts_ids)s::bigint[], %(fts_kb_ids)s::uuid[],"
+    " %(fts_article_keys)s::varchar[], %(n)s, %(k)s, %(ef)s, %(rrf_k)s, %(fts_w)s)"
 )
 # Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it; in
 # parentheses, because <=> binds more loosely than arithmetic ("1 - a <=> b" is "(1 - a) <=> b").
@@ -255,23 +268,25 @@ def search_breadth(*, k: int) -> tuple[int, int]:
     return candidates, max(settings.HUB_KNOWLEDGE_EF_SEARCH, candidates)
 
 
-def search_statement(
+def vector_literal(vector: Any) -> str:
+    """A query vector as a halfvec literal: five significant digits keep more than half precision does."""
+    return "[" + ",".join(f"{x:.5g}" for x in vector.tolist()) + "]"
+
+
+def search_params(
     *,
     tenant_id: int,
     query: str,
-    vector: Any,
     chain: list[str],
     kb_ids: list[str],
     model_id: str,
     region: str,
     k: int,
-) -> tuple[str, dict[str, Any]]:
-    """The search call for the knowledge bases of one embedding model, with its parameters."""
+) -> dict[str, Any]:
+    """The parameters of the search calls for the knowledge bases of one embedding model, but the vector."""
     candidates, ef_search = search_breadth(k=k)
     configs = tuple(dict.fromkeys(ts_config(loc) for loc in chain))
-    params: dict[str, Any] = {
-        # Five significant digits: more than half precision keeps, and a shorter literal to parse.
-        "vec": "[" + ",".join(f"{x:.5g}" for x in vector.tolist()) + "]",
+    return {
         "tenant": tenant_id,
         "kbs": kb_ids,
         "model": model_id,
@@ -291,7 +306,58 @@ def search_statement(
         "fts_cap": FTS_CAP,
         "ef": ef_search,
     }
-    return _SEARCH_SQL, params
+
+
+def search_statement(
+    *,
+    tenant_id: int,
+    query: str,
+    vector: Any,
+    chain: list[str],
+    kb_ids: list[str],
+    model_id: str,
+    region: str,
+    k: int,
+) -> tuple[str, dict[str, Any]]:
+    """The one-call search (both halves) for the knowledge bases of one model, with its parameters."""
+    params = search_params(
+        tenant_id=tenant_id, query=query, chain=chain, kb_ids=kb_ids, model_id=model_id, region=region, k=k
+    )
+    return _SEARCH_SQL, {**params, "vec": vector_literal(vector)}
+
+
+def _embed_query(*, model_id: str, text: str) -> Any:
+    return provider_for_model(model_id).embed_query(text)
+
+
+def _search_rows(*, alias: str, params: dict[str, Any], vector: Any, embed: Callable[[], Any]) -> list[Any]:
+    """Run a search; without `vector`, embed the question while the database runs the full-text half.
+
+    The full-text call is sent in pipeline mode, which does not wait for its answer; the database works on
+    it while `embed()` runs here (the forward pass is numpy, on the other core), so only the vector half
+    and the fusion are left when the vector is ready.
+    """
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if vector is not None:
+            cursor.execute(_SEARCH_SQL, {**params, "vec": vector_literal(vector)})
+            return cursor.fetchall()
+        with connection.cursor() as fts_cursor, connection.connection.pipeline():
+            fts_cursor.execute(_FTS_SQL, params)
+            literal = vector_literal(embed())
+            fts_ids, fts_kb_ids, fts_article_keys = fts_cursor.fetchone()
+            cursor.execute(
+                _FUSE_SQL,
+                {
+                    **params,
+                    "vec": literal,
+                    "fts_ids": fts_ids,
+                    "fts_kb_ids": fts_kb_ids,
+                    "fts_article_keys": fts_article_keys,
+                },
+            )
+        # Fetched by leaving pipeline mode: its closing sync waits for this answer, in the same round trip.
+        return cursor.fetchall()
 
 
 def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:
@@ -356,40 +422,39 @@ def knowledge_search(
     alias = ref.db_alias
     current_model = get_provider().model_id if query_vector is not None else ""
     for model_id, kb_ids in by_model.items():
-        sql, params = search_statement(
+        params = search_params(
             tenant_id=ref.id,
             query=query,
-            vector=(
-                query_vector
-                if query_vector is not None and model_id == current_model
-                else provider_for_model(model_id).embed_query(query)
-            ),
             chain=chain,
             kb_ids=kb_ids,
             model_id=model_id,
             region=region_code,
             k=k,
         )
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            for chunk_id, kb_id, key, loc, reg, title, path, text, score, relevance in cursor.fetchall():
-                hits.append(
-                    SearchHit(
-                        kb_id=str(kb_id),
-                        article_key=key,
-                        locale=loc,
-                        region=reg or None,
-                        title=title,
-                        heading_path=list(path or []),
-                        text=text,
-                        score=float(score),
-                        citation_url=_citation_url(
-                            slug=ref.slug, kb_id=str(kb_id), key=key, locale=loc, region=reg
-                        ),
-                        chunk_id=chunk_id,
-                        relevance=float(relevance if relevance is not None else 0.0),
-                    )
+        found = _search_rows(
+            alias=alias,
+            params=params,
+            vector=query_vector if query_vector is not None and model_id == current_model else None,
+            embed=partial(_embed_query, model_id=model_id, text=query),
+        )
+        for chunk_id, kb_id, key, loc, reg, title, path, text, score, relevance in found:
+            hits.append(
+                SearchHit(
+                    kb_id=str(kb_id),
+                    article_key=key,
+                    locale=loc,
+                    region=reg or None,
+                    title=title,
+                    heading_path=list(path or []),
+                    text=text,
+                    score=float(score),
+                    citation_url=_citation_url(
+                        slug=ref.slug, kb_id=str(kb_id), key=key, locale=loc, region=reg
+                    ),
+                    chunk_id=chunk_id,
+                    relevance=float(relevance if relevance is not None else 0.0),
                 )
+            )
     hits.sort(key=lambda h: -h.score)
     return hits[:k]
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connections, transaction
 
 from apps.core.context import tenant_context
-from apps.knowledge.embeddings import get_provider
+from apps.knowledge.embeddings import EmbeddingError, get_provider
 from apps.knowledge.models import Chunk, KnowledgeBase
 from apps.knowledge.selectors import (
     DISTANCE_SQL,
@@ -21,6 +21,7 @@ from apps.knowledge.selectors import (
     search_statement,
 )
 from apps.knowledge.services import kb_create, kb_import
+from apps.knowledge.version import knowledge_version_bump
 from apps.tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -162,12 +163,54 @@ def test_search_expressions_match_the_indexes(tenant_a: Tenant, demo_kb: Knowled
         assert {row[0] for row in cursor.fetchall()} == {"de"}  # "Lieferzeiten" is a German title
         cursor.execute(matches, {**params, "locale_terms": "'~en' | '~fr'"})
         assert cursor.fetchall() == []  # the index filters by locale
-        # The search function (migration 0006) uses these very expressions.
-        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'knowledge_search_chunks'")
-        body = cursor.fetchone()[0]
-    assert DISTANCE_SQL.replace("%(vec)s::halfvec(512)", "p_vec") in body
-    assert f"{LOCALIZED_TSV_SQL} @@ (all_words && p_locale_terms)" in body
-    assert f"{LOCALIZED_TSV_SQL} @@ (any_word && p_locale_terms)" in body
+        # The search functions (migration 0007) use these very expressions.
+        cursor.execute(
+            "SELECT proname, prosrc FROM pg_proc"
+            " WHERE proname IN ('knowledge_search_fts', 'knowledge_search_fuse')"
+        )
+        body = dict(cursor.fetchall())
+    assert DISTANCE_SQL.replace("%(vec)s::halfvec(512)", "p_vec") in body["knowledge_search_fuse"]
+    assert f"{LOCALIZED_TSV_SQL} @@ (all_words && p_locale_terms)" in body["knowledge_search_fts"]
+    assert f"{LOCALIZED_TSV_SQL} @@ (any_word && p_locale_terms)" in body["knowledge_search_fts"]
+
+
+def test_embedding_overlapped_with_full_text_finds_what_one_call_finds(
+    tenant_a: Tenant, demo_kb: KnowledgeBase
+) -> None:
+    """The two-call search (full text sent before the question is embedded) answers like the one call."""
+    cases = [json.loads(line) for line in EVAL.read_text().splitlines()][::3]
+    assert len({case["locale"] for case in cases}) >= 3
+    for case in cases:
+        args = {"query": case["question"], "locale": case["locale"], "region": case["region"]}
+        overlapped = knowledge_search(tenant=tenant_a, **args)
+        vector = get_provider().embed_query(case["question"])
+        one_call = knowledge_search(tenant=tenant_a, **args, query_vector=vector)
+        assert overlapped, case
+        assert [(h.chunk_id, h.article_key, h.locale, h.region) for h in overlapped] == [
+            (h.chunk_id, h.article_key, h.locale, h.region) for h in one_call
+        ]
+        assert [h.score for h in overlapped] == pytest.approx([h.score for h in one_call], abs=1e-9)
+        assert overlapped[0].relevance == pytest.approx(one_call[0].relevance, abs=1e-6)
+
+
+def test_words_found_nowhere_leave_the_vector_half(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
+    """No full-text match at all (empty ranking passed to the second call): the vector half still answers."""
+    hits = knowledge_search(tenant=tenant_a, query="zzqx vvkjw", locale="en", k=3)
+    assert len(hits) == 3 and all(h.score > 0 for h in hits)
+
+
+def test_a_failed_embedding_leaves_the_connection_usable(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
+    """The full-text call is already sent when embedding fails: the error surfaces, the connection goes on."""
+    with tenant_context(tenant_a):
+        KnowledgeBase.objects.filter(pk=demo_kb.pk).update(embedding_model="retired-model")
+    knowledge_version_bump(tenant_id=tenant_a.id)
+    with pytest.raises(EmbeddingError, match="retired-model"):
+        knowledge_search(tenant=tenant_a, query="Wie lange dauert der Versand?", locale="de")
+    with tenant_context(tenant_a):
+        KnowledgeBase.objects.filter(pk=demo_kb.pk).update(embedding_model=get_provider().model_id)
+    knowledge_version_bump(tenant_id=tenant_a.id)
+    hits = knowledge_search(tenant=tenant_a, query="Wie lange dauert der Versand?", locale="de")
+    assert (hits[0].article_key, hits[0].locale) == ("shipping-times", "de")
 
 
 def test_knowledge_base_list_is_cached_until_the_knowledge_version_changes(
