@@ -113,7 +113,12 @@ if HUB_DEFAULT_REGION not in HUB_REGIONS:
 _DB_OPTIONS: dict[str, Any] = {
     "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
     "CONN_HEALTH_CHECKS": True,
-    "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1)},
+    "OPTIONS": {
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
+        # The ORM binds on the client and never prepares; apps/core/sql.py prepares its hot-path statements
+        # explicitly, which psycopg allows only when a threshold is set (None turns it off).
+        "prepare_threshold": 2**31 - 1 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
+    },
 }
 _state = embedded_state()
 HUB_EMBEDDED_SERVICES = "DATABASE_URL" not in os.environ
@@ -162,7 +167,7 @@ else:
 
 CACHES: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "hub.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "hub",
         "TIMEOUT": 300,

@@ -171,14 +171,18 @@ class MessageCreateView(ChatView):
     )
     def post(self, request: Request, conversation_id: str) -> Any:
         principal = principal_of(request)
-        conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
+        idempotency_key = request.headers.get("Idempotency-Key", "").strip()
+        start = svc.turn_start(
+            principal=principal, conversation_id=conversation_id, idempotency_key=idempotency_key
+        )
         data = s.MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         turn = svc.message_post(
             principal=principal,
-            conversation=conversation,
+            conversation=start.conversation,
             text=data.validated_data["text"],
-            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+            idempotency_key=idempotency_key,
+            start=start,
         )
         headers = {"Idempotent-Replayed": "true"} if turn.replayed else {}
         if isinstance(request.accepted_renderer, EventStreamRenderer):

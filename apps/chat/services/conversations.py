@@ -8,19 +8,21 @@ outbox action commit together, so a retried request (same Idempotency-Key) finds
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import formats, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop as N_  # noqa: N812 - the gettext convention
+from psycopg.types.json import Jsonb
 
 from apps.chat import metrics_hooks
 from apps.chat.models import Conversation, ConversationStatus, Feedback, LlmUsage, Message, Outcome, Role
@@ -29,6 +31,7 @@ from apps.chat.retention import user_ref_hash
 from apps.chat.services import actions, intents
 from apps.chat.services.llm import Answer, ProviderError
 from apps.chat.services.providers import answer_provider
+from apps.core import sql
 from apps.core.errors import NotFound, ValidationFailed
 from apps.knowledge.embeddings import get_provider
 from apps.knowledge.selectors import SearchHit, knowledge_search, normalize_locale
@@ -84,29 +87,140 @@ def conversation_start(
     return conversation
 
 
-def conversation_for(*, principal: ChannelPrincipal, conversation_id: Any) -> Conversation:
+# The turn's fixed statements, prepared once per connection (apps/core/sql.py): ORM compilation and
+# planning were a fifth of a turn's CPU. The conversation is loaded without its encrypted user reference and
+# metadata, which a turn never reads.
+# In the model's field order, as Model.from_db expects for a partial row. Django's connections leave jsonb
+# as text (JSONField decodes it), so the raw rows carry JSON text.
+_CONVERSATION_FIELDS = (
+    "created_at",
+    "updated_at",
+    "tenant_id",
+    "id",
+    "channel_id",
+    "channel_kind",
+    "locale",
+    "region",
+    "status",
+    "last_intent",
+    "turns",
+)
+_TURN_START_SQL = """
+SELECT c.created_at, c.updated_at, c.tenant_id, c.id, c.channel_id, c.channel_kind, c.locale, c.region,
+       c.status, c.last_intent, c.turns,
+       r.id, r.text, r.citations, r.intent, r.actions, r.handoff
+FROM chat_conversation c
+LEFT JOIN chat_message u
+    ON u.conversation_id = c.id AND u.idempotency_key = %(key)s AND NOT u.idempotency_key = ''
+LEFT JOIN chat_message r ON r.reply_to_id = u.id
+WHERE c.id = %(id)s AND c.channel_id = %(channel)s AND c.tenant_id = %(tenant)s
+"""
+# The user's message, the reply and the conversation's counters in one statement (atomic on its own; inside
+# the turn's transaction when an action wrote to the outbox). A concurrent retry with the same
+# Idempotency-Key fails the unique index and the whole statement.
+_TURN_WRITE_SQL = """
+WITH asked AS (
+    INSERT INTO chat_message (created_at, updated_at, tenant_id, conversation_id, role, text,
+                              idempotency_key, intent, outcome, citations, actions, handoff, latency_ms,
+                              model, reply_to_id)
+    VALUES (%(now)s, %(now)s, %(tenant)s, %(conversation)s, %(user_role)s, %(asked)s, %(key)s, %(intent)s,
+            '', '[]', '[]', false, NULL, '', NULL)
+    RETURNING id
+), replied AS (
+    INSERT INTO chat_message (created_at, updated_at, tenant_id, conversation_id, role, text,
+                              idempotency_key, intent, outcome, citations, actions, handoff, latency_ms,
+                              model, reply_to_id)
+    SELECT %(now)s, %(now)s, %(tenant)s, %(conversation)s, %(bot_role)s, %(reply)s, '', %(intent)s,
+           %(outcome)s, %(citations)s, %(actions)s, %(handoff)s, %(latency)s, %(model)s, asked.id
+    FROM asked
+    RETURNING id
+), counted AS (
+    UPDATE chat_conversation SET turns = turns + 1, last_intent = %(intent)s, status = %(status)s
+    WHERE id = %(conversation)s AND tenant_id = %(tenant)s
+)
+SELECT id FROM replied
+"""
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """A turn's conversation and, when its Idempotency-Key was used before, the turn that answered it."""
+
+    conversation: Conversation
+    earlier: Turn | None = None
+
+
+def turn_start(*, principal: ChannelPrincipal, conversation_id: Any, idempotency_key: str = "") -> TurnStart:
+    """The channel's conversation and any earlier turn with this Idempotency-Key, in one prepared query.
+
+    Another tenant's or channel's conversation id is absent (ConversationNotFound), like an unknown one.
+    """
     try:
         pk = uuid.UUID(str(conversation_id))
     except ValueError:
         raise ConversationNotFound("conversation not found") from None
-    conversation = Conversation.objects.filter(pk=pk, channel_id=principal.channel.id).first()
-    if conversation is None:
+    alias = principal.tenant.db_alias
+    rows = sql.fetch(
+        alias,
+        _TURN_START_SQL,
+        {"key": idempotency_key, "id": pk, "channel": principal.channel.id, "tenant": principal.tenant.id},
+    )
+    if not rows:
         raise ConversationNotFound("conversation not found")
-    return conversation
+    row = rows[0]
+    count = len(_CONVERSATION_FIELDS)
+    conversation = Conversation.from_db(alias, _CONVERSATION_FIELDS, row[:count])
+    reply_id, (text, citations, intent, acts, handoff) = row[count], row[count + 1 :]
+    if reply_id is None:
+        return TurnStart(conversation=conversation)
+    earlier = Turn(
+        conversation_id=str(pk),
+        message_id=reply_id,
+        reply={
+            "text": text,
+            "citations": json.loads(citations),
+            "intent": intent,
+            "actions": json.loads(acts),
+            "handoff": handoff,
+        },
+        replayed=True,
+    )
+    return TurnStart(conversation=conversation, earlier=earlier)
 
 
-# --- the turn ---------------------------------------------------------------------------------------------
-def _replayed(conversation: Conversation, key: str) -> Turn | None:
-    reply = (
-        Message.objects.filter(reply_to__conversation=conversation, reply_to__idempotency_key=key)
-        .select_related("reply_to")
-        .first()
-    )
-    if reply is None:
-        return None
-    return Turn(
-        conversation_id=str(conversation.pk), message_id=reply.pk, reply=_reply_dict(reply), replayed=True
-    )
+def conversation_for(*, principal: ChannelPrincipal, conversation_id: Any) -> Conversation:
+    return turn_start(principal=principal, conversation_id=conversation_id).conversation
+
+
+def _write_turn(
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    *,
+    asked: str,
+    idempotency_key: str,
+    draft: _Draft,
+    latency_ms: float,
+) -> int:
+    """Store the user's message and the reply and count the turn; return the reply's id."""
+    params = {
+        "now": timezone.now(),
+        "tenant": principal.tenant.id,
+        "conversation": conversation.pk,
+        "user_role": Role.USER.value,
+        "bot_role": Role.ASSISTANT.value,
+        "asked": asked,
+        "key": idempotency_key,
+        "intent": draft.intent,
+        "outcome": draft.outcome,
+        "reply": draft.text,
+        "citations": Jsonb(draft.citations),
+        "actions": Jsonb(draft.actions),
+        "handoff": draft.handoff,
+        "latency": latency_ms,
+        "model": draft.answer.model if draft.answer else "",
+        "status": conversation.status,
+    }
+    return int(sql.fetch(principal.tenant.db_alias, _TURN_WRITE_SQL, params)[0][0])
 
 
 def _reply_dict(message: Message) -> dict[str, Any]:
@@ -375,6 +489,7 @@ def _compose(
     text: str,
     stored_text: str,
     timings: dict[str, float],
+    transaction_scope: ExitStack,
 ) -> _Draft:
     locale = conversation.locale
     if conversation.status == ConversationStatus.HANDOFF:
@@ -400,6 +515,9 @@ def _compose(
             outcome=Outcome.ANSWERED,
         )
     if routed.intent in intents.ACTION_INTENTS:
+        if routed.intent in intents.OUTBOX_INTENTS:
+            # The outbox message and the turn commit together: a retried request finds both or neither.
+            transaction_scope.enter_context(transaction.atomic(using=principal.tenant.db_alias))
         draft = _route_action(principal, conversation, routed, stored_text)
         if draft is not None:
             return draft
@@ -407,9 +525,18 @@ def _compose(
 
 
 def message_post(
-    *, principal: ChannelPrincipal, conversation: Conversation, text: str, idempotency_key: str = ""
+    *,
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    text: str,
+    idempotency_key: str = "",
+    start: TurnStart | None = None,
 ) -> Turn:
-    """Answer one user message; a repeated Idempotency-Key returns the first answer, never a second one."""
+    """Answer one user message; a repeated Idempotency-Key returns the first answer, never a second one.
+
+    `start` is what `turn_start` found for this conversation and key (the API looks it up before it
+    validates the body); without it the earlier turn is looked up here.
+    """
     started = time.perf_counter()
     text = (text or "").strip()
     if not text:
@@ -422,55 +549,59 @@ def message_post(
         raise ChatInputError(
             _("Idempotency-Key is too long: at most 128 characters."), field="Idempotency-Key"
         )
-    if idempotency_key and (earlier := _replayed(conversation, idempotency_key)):
-        return earlier
+    if idempotency_key:
+        if start is None:
+            start = turn_start(
+                principal=principal, conversation_id=conversation.pk, idempotency_key=idempotency_key
+            )
+        if start.earlier is not None:
+            return start.earlier
     timings: dict[str, float] = {}
     stored_text = redact_for_storage(tenant=principal.tenant, text=text)
-    alias = principal.tenant.db_alias
     try:
-        with transaction.atomic(using=alias):
-            draft = _compose(principal, conversation, text, stored_text, timings)
-            user_message = Message.objects.create(
-                conversation=conversation,
-                role=Role.USER,
-                text=stored_text,
+        # A turn that writes to the outbox opens a transaction (see _compose); the others need none, their
+        # one write statement is atomic by itself.
+        with ExitStack() as transaction_scope:
+            draft = _compose(principal, conversation, text, stored_text, timings, transaction_scope)
+            usage = draft.answer if draft.answer and draft.answer.model else None
+            if usage and (usage.prompt_tokens or usage.completion_tokens):
+                transaction_scope.enter_context(transaction.atomic(using=principal.tenant.db_alias))
+            else:
+                usage = None
+            reply_id = _write_turn(
+                principal,
+                conversation,
+                asked=stored_text,
                 idempotency_key=idempotency_key,
-                intent=draft.intent,
+                draft=draft,
+                latency_ms=(time.perf_counter() - started) * 1000,
             )
-            latency_ms = (time.perf_counter() - started) * 1000
-            reply = Message.objects.create(
-                conversation=conversation,
-                role=Role.ASSISTANT,
-                text=draft.text,
-                reply_to=user_message,
-                intent=draft.intent,
-                outcome=draft.outcome,
-                citations=draft.citations,
-                actions=draft.actions,
-                handoff=draft.handoff,
-                latency_ms=latency_ms,
-                model=draft.answer.model if draft.answer else "",
-            )
-            Conversation.objects.filter(pk=conversation.pk).update(
-                turns=F("turns") + 1, last_intent=draft.intent, status=conversation.status
-            )
-            if (
-                draft.answer
-                and draft.answer.model
-                and (draft.answer.prompt_tokens or draft.answer.completion_tokens)
-            ):
-                _record_usage(principal, conversation, draft.answer)
+            if usage is not None:
+                _record_usage(principal, conversation, usage)
     except IntegrityError:
         # A concurrent retry with the same key committed first: its answer is the answer.
-        if idempotency_key and (earlier := _replayed(conversation, idempotency_key)):
-            return earlier
+        if idempotency_key:
+            earlier = turn_start(
+                principal=principal, conversation_id=conversation.pk, idempotency_key=idempotency_key
+            ).earlier
+            if earlier is not None:
+                return earlier
         raise
     seconds = time.perf_counter() - started
     metrics_hooks.turn(
         principal=principal, region=conversation.region, outcome=draft.outcome, seconds=seconds
     )
     return Turn(
-        conversation_id=str(conversation.pk), message_id=reply.pk, reply=_reply_dict(reply), timings=timings
+        conversation_id=str(conversation.pk),
+        message_id=reply_id,
+        reply={
+            "text": draft.text,
+            "citations": draft.citations,
+            "intent": draft.intent,
+            "actions": draft.actions,
+            "handoff": draft.handoff,
+        },
+        timings=timings,
     )
 
 

@@ -26,6 +26,8 @@ SMALL_TALK = "small_talk"
 UNKNOWN = "unknown"
 
 ACTION_INTENTS = (ORDER_STATUS, CREATE_TICKET, CAPTURE_LEAD, HANDOFF)
+# Actions that write to the outbox (order status only reads synced records).
+OUTBOX_INTENTS = (CREATE_TICKET, CAPTURE_LEAD, HANDOFF)
 
 
 @dataclass(frozen=True)

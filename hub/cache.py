@@ -1,0 +1,33 @@
+"""The Redis cache backend, with one redis-py client per connection pool instead of one per call.
+
+Django's RedisCacheClient builds a new `redis.Redis` for every cache operation; redis-py's constructor sets up
+a few hundred response callbacks, about 0.1 ms of CPU each time, as much as the Redis round trip itself. A
+chat turn makes about six cache calls. A client holds no state but its pool, so reusing it is safe across
+threads, and across a fork (the pool reconnects in the child).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache.backends import redis as django_redis
+
+
+class RedisCacheClient(django_redis.RedisCacheClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]
+        client = self._clients.get(index)
+        if client is None:
+            pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
+            client = self._clients.setdefault(index, self._client(connection_pool=pool))  # type: ignore[attr-defined]
+        return client
+
+
+class RedisCache(django_redis.RedisCache):
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = RedisCacheClient

@@ -1,0 +1,108 @@
+"""The turn's hand-written statements (apps/core/sql.py): prepared, like the ORM, atomic with the outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import Client
+
+from apps.chat.auth import lookup
+from apps.chat.models import Conversation, Message
+from apps.chat.services import conversations as svc
+from apps.core.context import tenant_context
+from apps.integrations.models import Connection, OutboxMessage
+from apps.tenants.models import Tenant
+from apps.tenants.services import management_token_hash
+from tests.chat.conftest import IssuedKey
+from tests.chat.test_conversation_api import say, sf_conn, start  # noqa: F401 - sf_conn is a fixture
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def principal_of_key(key: IssuedKey) -> Any:
+    entry = lookup(management_token_hash(key.plaintext))
+    assert entry is not None
+    return entry.principal
+
+
+def test_partial_conversation_row_is_in_model_field_order() -> None:
+    """Model.from_db maps a partial row by the model's field order: a reordered tuple would mix up fields."""
+    order = [f.attname for f in Conversation._meta.concrete_fields]
+    positions = [order.index(name) for name in svc._CONVERSATION_FIELDS]
+    assert positions == sorted(positions)
+
+
+def test_turn_start_loads_what_the_orm_loads(
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant
+) -> None:
+    conversation_id = start(api_client, api_key_a, locale="de")["id"]
+    assert say(api_client, api_key_a, conversation_id, "Hallo").status_code == 200
+    loaded = svc.turn_start(
+        principal=principal_of_key(api_key_a), conversation_id=conversation_id
+    ).conversation
+    with tenant_context(tenant_a):
+        orm = Conversation.objects.get(pk=conversation_id)
+    for name in svc._CONVERSATION_FIELDS:
+        assert getattr(loaded, name) == getattr(orm, name), name
+    assert (loaded.turns, loaded.locale, loaded.last_intent) == (1, "de", "small_talk")
+    assert loaded.get_deferred_fields() == {"user_ref", "user_ref_hash", "metadata"}
+
+
+def test_turn_statements_are_prepared_once_per_connection(
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant
+) -> None:
+    conversation_id = start(api_client, api_key_a)["id"]
+    for i in range(3):
+        assert (
+            say(api_client, api_key_a, conversation_id, "Hello", HTTP_IDEMPOTENCY_KEY=f"k{i}").status_code
+            == 200
+        )
+    with connections[f"region_{tenant_a.home_region.code}"].cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert sum("WITH asked AS" in s for s in prepared) == 1
+    assert sum("LEFT JOIN chat_message u" in s for s in prepared) == 1
+    with tenant_context(tenant_a):
+        assert Message.objects.filter(conversation_id=conversation_id).count() == 6
+
+
+def test_a_lost_race_rolls_back_the_outbox_message_and_returns_the_first_turn(
+    api_client: Client,
+    api_key_a: IssuedKey,
+    tenant_a: Tenant,
+    sf_conn: Connection,  # noqa: F811
+) -> None:
+    """Two requests with one Idempotency-Key: the second looked before the first committed, so it saw no
+    earlier turn; its own write then fails on the unique index, and its ticket must not stay in the outbox."""
+    conversation_id = start(api_client, api_key_a)["id"]
+    principal = principal_of_key(api_key_a)
+    stale = svc.turn_start(principal=principal, conversation_id=conversation_id, idempotency_key="same")
+    first = say(api_client, api_key_a, conversation_id, "Please open a ticket, my printer is broken",
+                HTTP_IDEMPOTENCY_KEY="same")  # fmt: skip
+    assert first.status_code == 200
+    with tenant_context(tenant_a):
+        assert OutboxMessage.objects.filter(stream="tickets").count() == 1
+        turn = svc.message_post(
+            principal=principal,
+            conversation=stale.conversation,
+            text="Please open a ticket, my printer is broken",
+            idempotency_key="same",
+            start=stale,
+        )
+        assert turn.replayed and turn.message_id == first.json()["message_id"]
+        assert turn.reply == first.json()["reply"]
+        assert OutboxMessage.objects.filter(stream="tickets").count() == 1
+        assert Message.objects.filter(conversation_id=conversation_id).count() == 2
+        assert Conversation.objects.get(pk=conversation_id).turns == 1
+
+
+def test_another_channels_conversation_is_not_found(
+    api_client: Client, api_key_a: IssuedKey, api_key_b: IssuedKey
+) -> None:
+    conversation_id = start(api_client, api_key_a)["id"]
+    with pytest.raises(svc.ConversationNotFound):
+        svc.turn_start(principal=principal_of_key(api_key_b), conversation_id=conversation_id)
+    with pytest.raises(svc.ConversationNotFound):
+        svc.turn_start(principal=principal_of_key(api_key_a), conversation_id="not-a-uuid")
