@@ -240,9 +240,12 @@ _SEARCH_SQL = (
     " %(region)s, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s, %(locale_terms)s::tsquery,"
     " %(n)s, %(k)s, %(ef)s, %(fts_cap)s, %(rrf_k)s, %(fts_w)s)"
 )
+# The full-text ranking comes back as array literals and goes back as they are: parsing it into Python
+# objects and quoting them again cost more than the arrays' own round trip.
 _FTS_SQL = (
-    "SELECT * FROM knowledge_search_fts(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
-    " %(region)s, %(configs)s::regconfig[], %(ftsq)s, %(locale_terms)s::tsquery, %(n)s, %(fts_cap)s)"
+    "SELECT fts_ids::text, fts_kb_ids::text, fts_article_keys::text FROM knowledge_search_fts(%(tenant)s,"
+    " %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[], %(region)s, %(configs)s::regconfig[], %(ftsq)s,"
+    " %(locale_terms)s::tsquery, %(n)s, %(fts_cap)s)"
 )
 _FUSE_SQL = (
     "SELECT * FROM knowledge_search_fuse(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
@@ -269,8 +272,12 @@ def search_breadth(*, k: int) -> tuple[int, int]:
 
 
 def vector_literal(vector: Any) -> str:
-    """A query vector as a halfvec literal: five significant digits keep more than half precision does."""
-    return "[" + ",".join(f"{x:.5g}" for x in vector.tolist()) + "]"
+    """A query vector as a halfvec literal: five significant digits keep more than half precision does.
+
+    One %-format of all the values: a third faster than formatting them one by one.
+    """
+    values = vector.tolist()
+    return ("[" + ",".join(["%.5g"] * len(values)) + "]") % tuple(values)
 
 
 def search_params(
