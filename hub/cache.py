@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.cache import caches
 from django.core.cache.backends import redis as django_redis
 
 
@@ -31,3 +32,28 @@ class RedisCache(django_redis.RedisCache):
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+    def get_and_add(self, key: str, add_key: str, add_value: Any, add_timeout: int) -> tuple[Any, bool]:
+        """`get(key)` and `add(add_key, add_value, add_timeout)` in one round trip (a read and a gate)."""
+        client = self._cache.get_client(key, write=True)
+        serializer = self._cache._serializer  # type: ignore[attr-defined]
+        pipe = client.pipeline(transaction=False)
+        pipe.get(self.make_and_validate_key(key))
+        pipe.set(
+            self.make_and_validate_key(add_key),
+            serializer.dumps(add_value),
+            ex=int(add_timeout),
+            nx=True,
+        )
+        raw, added = pipe.execute()
+        return (None if raw is None else serializer.loads(raw)), bool(added)
+
+
+def get_and_add(
+    key: str, add_key: str, add_value: Any, add_timeout: int, *, using: str = "default"
+) -> tuple[Any, bool]:
+    """`RedisCache.get_and_add` on the cache `using` when it is this backend, two calls on any other."""
+    cache = caches[using]
+    if isinstance(cache, RedisCache):
+        return cache.get_and_add(key, add_key, add_value, add_timeout)
+    return cache.get(key), cache.add(add_key, add_value, add_timeout)

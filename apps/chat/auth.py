@@ -28,6 +28,7 @@ from apps.chat.principal import ChannelInfo, ChannelPrincipal
 from apps.core.context import TenantRef
 from apps.tenants.authentication import enter_tenant
 from apps.tenants.services import management_token_hash
+from hub.cache import get_and_add
 
 KEYWORD = "Bearer"
 SCHEME = "hub"
@@ -75,8 +76,8 @@ def _cache_key(key_hash: str) -> str:
     return f"chat:apikey:{key_hash}"
 
 
-def _touch_key(key_id: int) -> str:
-    return f"chat:apikey-used:{key_id}"
+def _touch_key(key_hash: str) -> str:
+    return f"chat:apikey-used:{key_hash}"
 
 
 def _load(key_hash: str) -> _Entry | None:
@@ -110,12 +111,18 @@ def _load(key_hash: str) -> _Entry | None:
 
 def lookup(key_hash: str) -> _Entry | None:
     """The key's cached entry, loaded from the control database on a miss (unknown keys are not cached)."""
-    entry: _Entry | None = cache.get(_cache_key(key_hash))
+    return _lookup_and_gate(key_hash)[0]
+
+
+def _lookup_and_gate(key_hash: str) -> tuple[_Entry | None, bool]:
+    """The key's entry, and whether this is its first use in TOUCH_INTERVAL (for all processes: a Redis `add`
+    is the gate), in one round trip."""
+    entry, first_use = get_and_add(_cache_key(key_hash), _touch_key(key_hash), 1, TOUCH_INTERVAL)
     if entry is None:
         entry = _load(key_hash)
         if entry is not None:
             cache.set(_cache_key(key_hash), entry, CACHE_TTL)
-    return entry
+    return entry, first_use
 
 
 def forget_keys(*, key_hashes: Iterable[str]) -> None:
@@ -139,12 +146,6 @@ def on_tenant_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
         forget_tenant_keys(tenant_id=instance.pk)
 
 
-def touch(principal: ChannelPrincipal) -> None:
-    """Record use at most once per TOUCH_INTERVAL per key, for all processes: a Redis `add` is the gate."""
-    if cache.add(_touch_key(principal.key_id), 1, TOUCH_INTERVAL):
-        ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
-
-
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticate a channel's API key and enter its tenant's context for the rest of the request.
 
@@ -166,7 +167,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         scheme, _sep, rest = plaintext.partition("_")
         if scheme != SCHEME or "_" not in rest or len(plaintext) > _MAX_KEY_LENGTH:
             raise AuthenticationFailed(_("Invalid API key."))
-        entry = lookup(management_token_hash(plaintext))
+        entry, first_use = _lookup_and_gate(management_token_hash(plaintext))
         if entry is None:
             raise AuthenticationFailed(_("Invalid API key."))
         if entry.revoked:
@@ -178,7 +179,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not entry.channel_enabled:
             raise PermissionDenied(_("This API key's channel is disabled."))
         principal = entry.principal
-        touch(principal)
+        if first_use:  # last-used is written at most once a minute per key
+            ApiKey.objects.filter(pk=principal.key_id).update(last_used_at=timezone.now())
         enter_tenant(request, principal.tenant)
         return ApiKeyUser(principal.key_prefix), principal
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -458,6 +458,29 @@ return {1, '0'}
 """
 )
 
+_BUCKETS_ACQUIRE = (
+    _LUA_NOW
+    + """
+-- KEYS: buckets, checked in order; ARGV: n, then capacity and rate of each bucket.
+-- Returns {index of the first bucket that refused (0: none), wait_seconds}. Buckets before a refusal keep
+-- the tokens they gave; the refusing one and those after it are not charged.
+local n = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+    local capacity, rate = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+    local f = redis.call('HMGET', key, 'tokens', 'ts')
+    local tokens, ts = tonumber(f[1]), tonumber(f[2])
+    if not tokens then tokens, ts = capacity, now end
+    if now < ts then return {i, fmt(ts - now + n / rate)} end
+    tokens = math.min(capacity, tokens + (now - ts) * rate)
+    if tokens < n then return {i, fmt((n - tokens) / rate)} end
+    tokens = tokens - n
+    redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(now))
+    redis.call('PEXPIRE', key, math.ceil(((capacity - tokens) / rate + 1) * 1000))
+end
+return {0, '0'}
+"""
+)
+
 _BUCKET_PENALIZE = (
     _LUA_NOW
     + """
@@ -507,6 +530,28 @@ class TokenBucket:
             args=[self.config.capacity, repr(self.config.rate), repr(float(retry_after_s))],
             client=self.client,
         )
+
+
+def acquire_in_order(buckets: Sequence[TokenBucket], n: int = 1) -> tuple[TokenBucket | None, float]:
+    """Take `n` tokens from each bucket in turn, in one Redis round trip; stop at the first that refuses.
+
+    Returns (None, 0.0) when all gave, else (the refusing bucket, seconds until it would give). Buckets
+    before it keep their tokens, like separate `acquire` calls in the same order would. All buckets use
+    the first one's client.
+    """
+    if not buckets:
+        return None, 0.0
+    args: list[Any] = [n]
+    for bucket in buckets:
+        if not 1 <= n <= bucket.config.capacity:
+            raise ValueError(f"cannot acquire {n} tokens from a bucket of {bucket.config.capacity}")
+        args += [bucket.config.capacity, repr(bucket.config.rate)]
+    refused, wait = _script(_BUCKETS_ACQUIRE)(
+        keys=[bucket.key for bucket in buckets], args=args, client=buckets[0].client
+    )
+    if not int(refused):
+        return None, 0.0
+    return buckets[int(refused) - 1], max(float(wait), 1e-6)
 
 
 def bucket_for(

@@ -165,7 +165,7 @@ def test_last_used_is_written_at_most_once_per_minute(api_client: APIClient, api
     ApiKey.objects.filter(pk=api_key_a.key.pk).update(last_used_at=None)
     assert _post(api_client, f"Bearer {api_key_a.plaintext}").status_code == 201
     assert ApiKey.objects.get(pk=api_key_a.key.pk).last_used_at is None  # the gate held: no write
-    cache.delete(_touch_key(api_key_a.key.pk))  # the minute is over
+    cache.delete(_touch_key(api_key_a.key.key_hash))  # the minute is over
     assert _post(api_client, f"Bearer {api_key_a.plaintext}").status_code == 201
     assert ApiKey.objects.get(pk=api_key_a.key.pk).last_used_at is not None
 

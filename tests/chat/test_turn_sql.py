@@ -106,3 +106,22 @@ def test_another_channels_conversation_is_not_found(
         svc.turn_start(principal=principal_of_key(api_key_b), conversation_id=conversation_id)
     with pytest.raises(svc.ConversationNotFound):
         svc.turn_start(principal=principal_of_key(api_key_a), conversation_id="not-a-uuid")
+
+
+def test_turn_data_renders_what_the_documented_serializer_renders() -> None:
+    from apps.chat.api.conversation_serializers import TurnSerializer, turn_data
+
+    turn = svc.Turn(
+        conversation_id="6631b8e0-357b-4e35-b3b5-c07661fcb2ba",
+        message_id=7,
+        reply={
+            "text": "Rücksendungen: 30 Tage.",
+            "citations": [{"article_key": "returns", "title": "Rückgabe", "locale": "de", "url": "/kb/x"}],
+            "intent": "knowledge",
+            "actions": [{"type": "create_ticket", "status": "queued", "reference": "T-1", "degraded": True}],
+            "handoff": False,
+        },
+    )
+    assert turn_data(turn) == TurnSerializer(turn).data
+    turn.reply = {**turn.reply, "citations": [], "actions": [], "handoff": True}
+    assert turn_data(turn) == TurnSerializer(turn).data

@@ -113,3 +113,28 @@ def test_processes_together_never_exceed_capacity_plus_refill(prefix: str) -> No
     assert granted <= bound
     # and the bucket is not merely refusing everything
     assert granted >= 0.5 * (capacity + rate * seconds)
+
+
+def test_acquire_in_order_stops_at_the_first_refusal_and_charges_only_the_buckets_before_it(
+    prefix: str,
+) -> None:
+    from apps.integrations.resilience import acquire_in_order
+
+    tag = uuid.uuid4().hex
+    first = TokenBucket(f"{tag}:first", config=BucketConfig(capacity=2, rate=0.001), prefix=prefix)
+    second = TokenBucket(f"{tag}:second", config=BucketConfig(capacity=3, rate=0.001), prefix=prefix)
+    assert acquire_in_order([first, second]) == (None, 0.0)
+    assert acquire_in_order([first, second]) == (None, 0.0)
+    refused, wait = acquire_in_order([first, second])
+    assert refused is first and 900 < wait <= 1000  # 1 token at 0.001/s
+    assert second.acquire() == 0.0, "the refused request was not charged to the second bucket"
+    assert second.acquire() > 0
+    third = TokenBucket(f"{tag}:third", config=BucketConfig(capacity=5, rate=0.001), prefix=prefix)
+    refused, _wait = acquire_in_order([third, second])
+    assert refused is second
+    assert [third.acquire() == 0.0 for _ in range(5)] == [True] * 4 + [False], (
+        "the first bucket kept its token"
+    )
+    assert acquire_in_order([]) == (None, 0.0)
+    with pytest.raises(ValueError, match="cannot acquire 4 tokens"):
+        acquire_in_order([first, second], 4)

@@ -105,6 +105,26 @@ class TurnSerializer(serializers.Serializer):
     reply = ReplySerializer()
 
 
+def turn_data(turn: Any) -> dict[str, Any]:
+    """What TurnSerializer renders, built directly: the serializer documents the shape in the schema, but
+    instantiating it deep-copies its nested fields on every turn (a tenth of a cached turn's CPU)."""
+    reply = turn.reply
+    return {
+        "conversation_id": str(turn.conversation_id),
+        "message_id": int(turn.message_id),
+        "reply": {
+            "text": str(reply["text"]),
+            "citations": [
+                {name: str(c[name]) for name in ("article_key", "title", "locale", "url")}
+                for c in reply["citations"]
+            ],
+            "intent": str(reply["intent"]),
+            "actions": [dict(action) for action in reply["actions"]],
+            "handoff": bool(reply["handoff"]),
+        },
+    }
+
+
 class TranscriptMessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     role = serializers.CharField()

@@ -93,7 +93,7 @@ def _stream(turn: svc.Turn) -> Iterator[str]:
     for i in range(0, len(words), _SSE_CHUNK_WORDS):
         piece = " ".join(words[i : i + _SSE_CHUNK_WORDS])
         yield _event("delta", {"text": piece if i == 0 else " " + piece})
-    yield _event("done", s.TurnSerializer(turn).data)
+    yield _event("done", s.turn_data(turn))
 
 
 class ChatView(APIView):
@@ -192,7 +192,7 @@ class MessageCreateView(ChatView):
             for name, value in headers.items():
                 response[name] = value
             return response
-        return Response(s.TurnSerializer(turn).data, headers=headers)
+        return Response(s.turn_data(turn), headers=headers)
 
 
 class FeedbackCreateView(ChatView):
@@ -229,4 +229,4 @@ class HandoffCreateView(ChatView):
         turn = svc.handoff_request(
             principal=principal, conversation=conversation, reason=data.validated_data["reason"]
         )
-        return Response(s.TurnSerializer(turn).data)
+        return Response(s.turn_data(turn))
