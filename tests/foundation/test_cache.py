@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.core.cache import cache, caches
-from pytest_django.fixtures import SettingsWrapper
 
 from hub.cache import RedisCache, get_and_add
 
@@ -28,7 +28,7 @@ def test_get_and_add_reads_and_gates_once() -> None:
     assert get_and_add(key, gate, 1, 60) == (["entry", 2], True)
 
 
-def test_get_and_add_works_on_any_backend(settings: SettingsWrapper) -> None:
+def test_get_and_add_works_on_any_backend(settings: Any) -> None:
     settings.CACHES = {
         **settings.CACHES,
         "other": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "hub-cache-test"},
