@@ -8,12 +8,14 @@ most preferred text it has (user locale before fallbacks, the regional variant b
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connections
 from django.db.models import Count, Q, QuerySet
@@ -236,21 +238,24 @@ def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str
 # on the database's core while this process embeds the question; the second (_FUSE_SQL) runs the vector half
 # and the fusion, with the full-text ranking as arguments. With a vector given, one call does both.
 _SEARCH_SQL = (
-    "SELECT * FROM knowledge_search_chunks(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
-    " %(region)s, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s, %(locale_terms)s::tsquery,"
-    " %(n)s, %(k)s, %(ef)s, %(fts_cap)s, %(rrf_k)s, %(fts_w)s)"
+    "SELECT * FROM knowledge_search_chunks(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
+    " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s::text,"
+    " %(locale_terms)s::tsquery, %(n)s::integer, %(k)s::integer, %(ef)s::integer, %(fts_cap)s::integer,"
+    " %(rrf_k)s::float8, %(fts_w)s::float8)"
 )
 # The full-text ranking comes back as array literals and goes back as they are: parsing it into Python
-# objects and quoting them again cost more than the arrays' own round trip.
+# objects and adapting them again cost more than the arrays' own round trip.
 _FTS_SQL = (
-    "SELECT fts_ids::text, fts_kb_ids::text, fts_article_keys::text FROM knowledge_search_fts(%(tenant)s,"
-    " %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[], %(region)s, %(configs)s::regconfig[], %(ftsq)s,"
-    " %(locale_terms)s::tsquery, %(n)s, %(fts_cap)s)"
+    "SELECT fts_ids::text, fts_kb_ids::text, fts_article_keys::text FROM knowledge_search_fts("
+    "%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar, %(chain)s::varchar[], %(region)s::varchar,"
+    " %(configs)s::regconfig[], %(ftsq)s::text, %(locale_terms)s::tsquery, %(n)s::integer,"
+    " %(fts_cap)s::integer)"
 )
 _FUSE_SQL = (
-    "SELECT * FROM knowledge_search_fuse(%(tenant)s, %(kbs)s::uuid[], %(model)s, %(chain)s::varchar[],"
-    " %(region)s, %(vec)s::halfvec, %(fts_ids)s::bigint[], %(fts_kb_ids)s::uuid[],"
-    " %(fts_article_keys)s::varchar[], %(n)s, %(k)s, %(ef)s, %(rrf_k)s, %(fts_w)s)"
+    "SELECT * FROM knowledge_search_fuse(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
+    " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(fts_ids)s::bigint[],"
+    " %(fts_kb_ids)s::uuid[], %(fts_article_keys)s::varchar[], %(n)s::integer, %(k)s::integer,"
+    " %(ef)s::integer, %(rrf_k)s::float8, %(fts_w)s::float8)"
 )
 # Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it; in
 # parentheses, because <=> binds more loosely than arithmetic ("1 - a <=> b" is "(1 - a) <=> b").
@@ -343,28 +348,39 @@ def _search_rows(*, alias: str, params: dict[str, Any], vector: Any, embed: Call
     The full-text call is sent in pipeline mode, which does not wait for its answer; the database works on
     it while `embed()` runs here (the forward pass is numpy, on the other core), so only the vector half
     and the fusion are left when the vector is ready.
+
+    The calls are server-side prepared statements, as apps/core/sql.py runs the chat's hot path (~0.2 ms
+    less per search than client-side binding: no quoting of the 5 KB vector, no parsing and planning of
+    the call): on the Django connection, so they join its transaction, raise Django's database errors and
+    are logged with the ORM's queries.
     """
     connection = connections[alias]
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         if vector is not None:
-            cursor.execute(_SEARCH_SQL, {**params, "vec": vector_literal(vector)})
-            return cursor.fetchall()
-        with connection.cursor() as fts_cursor, connection.connection.pipeline():
-            fts_cursor.execute(_FTS_SQL, params)
-            literal = vector_literal(embed())
-            fts_ids, fts_kb_ids, fts_article_keys = fts_cursor.fetchone()
-            cursor.execute(
-                _FUSE_SQL,
-                {
+            statements = [_SEARCH_SQL]
+            cursor.execute(_SEARCH_SQL, {**params, "vec": vector_literal(vector)}, prepare=True)
+        else:
+            statements = [_FTS_SQL, _FUSE_SQL]
+            with psycopg.Cursor(connection.connection) as fts_cursor, connection.connection.pipeline():
+                fts_cursor.execute(_FTS_SQL, params, prepare=True)
+                literal = vector_literal(embed())
+                fts_ids, fts_kb_ids, fts_article_keys = fts_cursor.fetchone() or ("{}", "{}", "{}")
+                fused = {
                     **params,
                     "vec": literal,
                     "fts_ids": fts_ids,
                     "fts_kb_ids": fts_kb_ids,
                     "fts_article_keys": fts_article_keys,
-                },
-            )
-        # Fetched by leaving pipeline mode: its closing sync waits for this answer, in the same round trip.
-        return cursor.fetchall()
+                }
+                cursor.execute(_FUSE_SQL, fused, prepare=True)
+            # Fetched by leaving pipeline mode: its closing sync waits for this answer in the same round trip.
+        rows = cursor.fetchall()
+    if connection.queries_logged:
+        elapsed = f"{time.monotonic() - started:.3f}"
+        connection.queries_log.extend({"sql": sql, "time": elapsed, "alias": alias} for sql in statements)
+    return rows
 
 
 def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:

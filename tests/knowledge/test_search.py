@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.core.context import tenant_context
+from apps.knowledge import selectors
 from apps.knowledge.embeddings import EmbeddingError, get_provider
 from apps.knowledge.models import Chunk, KnowledgeBase
 from apps.knowledge.selectors import (
@@ -245,3 +247,25 @@ def test_a_malformed_fallback_locale_setting_does_not_break_full_text(
     settings.HUB_KNOWLEDGE_FALLBACK_LOCALE = "e'n\\"  # quoted into the full-text query: must stay a term
     hits = knowledge_search(tenant=tenant_a, query="Wie lange dauert der Versand?", locale="de")
     assert (hits[0].article_key, hits[0].locale) == ("shipping-times", "de")
+
+
+def test_search_statements_are_logged_like_orm_queries(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
+    """Prepared on the Django connection: in its transaction (the demo base is not committed) and its log."""
+    alias = tenant_a.home_region.db_alias
+    question = "Wie lange dauert der Versand?"
+    with CaptureQueriesContext(connections[alias]) as overlapped:
+        hits = knowledge_search(tenant=tenant_a, query=question, locale="de")
+    assert hits[0].article_key == "shipping-times"
+    called = [
+        ("knowledge_search_fts(" in q["sql"], "knowledge_search_fuse(" in q["sql"])
+        for q in overlapped.captured_queries
+        if "knowledge_search_" in q["sql"]  # not the knowledge base list, loaded once per knowledge version
+    ]
+    assert called == [(True, False), (False, True)]  # full text first, sent before the embedding
+    vector = get_provider().embed_query(question)
+    with CaptureQueriesContext(connections[alias]) as one_call:
+        knowledge_search(tenant=tenant_a, query=question, locale="de", query_vector=vector)
+    assert [q["sql"] for q in one_call.captured_queries if "knowledge_search_" in q["sql"]] == [
+        selectors._SEARCH_SQL
+    ]
+    assert selectors._SEARCH_SQL.startswith("SELECT * FROM knowledge_search_chunks(")
