@@ -232,7 +232,7 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
     }
 
 
-# The parameters of the search functions (migration 0007) in order (the full-text one builds two tsqueries).
+# The parameters of the search functions (migrations 0007, 0009) in order (the full-text one builds two more).
 _FUNCTION_ARGS = {
     "knowledge_search_fts": [
         "tenant:bigint",
@@ -245,6 +245,8 @@ _FUNCTION_ARGS = {
         "locale_terms:tsquery",
         "n:integer",
         "fts_cap:integer",
+        "fts_common:float8",
+        "fts_common_chunks:integer",
     ],
     "knowledge_search_fuse": [
         "tenant:bigint",
@@ -294,13 +296,31 @@ def _prepare_function_query(cursor: Any, function: str) -> list[tuple[str, str]]
     return [(name, value) for name, value in pairs]
 
 
+# The words the full-text function leaves out (migration 0009): in more than `fts_common` of all chunks, and
+# in more than `fts_common_chunks` chunks.
+_COMMON_WORDS_SQL = (
+    "(SELECT coalesce(array_agg(m.lexeme), '{}') FROM pg_stats s"
+    " JOIN pg_class t ON t.oid = 'knowledge_chunk'::regclass"
+    " CROSS JOIN unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS m(lexeme, share)"
+    " WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_chunk' AND s.attname = 'tsv'"
+    " AND m.lexeme IS NOT NULL AND m.share > %(fts_common)s"
+    " AND m.share * t.reltuples > %(fts_common_chunks)s)"
+)
+# A lexeme quoted for tsquery input, as the function quotes it.
+_QUOTED_WORD_SQL = r"'''' || replace(replace(w, '\', '\\'), '''', '''''') || ''''"
+
+
 def _tsqueries(configs: list[str]) -> str:
-    """The function's all-words and any-word tsqueries as SQL expressions (arguments of EXECUTE)."""
-    all_words = " || ".join(f"plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)" for cfg in configs)
-    any_word = " || ".join(
-        f"replace(plainto_tsquery('{cfg}'::regconfig, %(ftsq)s)::text, '&', '|')::tsquery" for cfg in configs
-    )
-    return f"{all_words}, {any_word}"
+    """A query of the function's all-words and any-word tsqueries (EXECUTE takes no subquery argument)."""
+
+    def words(cfg: str, operator: str) -> str:
+        lexemes = f"unnest(tsvector_to_array(to_tsvector('{cfg}'::regconfig, %(ftsq)s))) AS w"
+        select = f"SELECT {_QUOTED_WORD_SQL} FROM {lexemes} WHERE w <> ALL ({_COMMON_WORDS_SQL}::text[])"  # noqa: S608
+        return f"array_to_string(ARRAY({select}), ' {operator} ')::tsquery"
+
+    all_words = " || ".join(words(cfg, "&") for cfg in configs)
+    any_word = " || ".join(words(cfg, "|") for cfg in configs)
+    return f"SELECT ({all_words})::text, ({any_word})::text"
 
 
 def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
@@ -365,7 +385,15 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
             k=5,
         )
         fts = "knowledge_search_fts"
-        explain("fts", fts, f"EXECUTE bench_{fts}({arguments[fts]}, {_tsqueries(params['configs'])})", params)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(_tsqueries(params["configs"]), params)
+            all_words, any_word = cursor.fetchone()
+        explain(
+            "fts",
+            fts,
+            f"EXECUTE bench_{fts}({arguments[fts]}, %(all_words)s::tsquery, %(any_word)s::tsquery)",
+            {**params, "all_words": all_words, "any_word": any_word},
+        )
         with connections[alias].cursor() as cursor:
             cursor.execute(f"SELECT * FROM {fts}({arguments[fts]})", params)  # noqa: S608 - constants
             fts_ids, fts_kb_ids, fts_article_keys = cursor.fetchone()

@@ -34,6 +34,12 @@ FTS_WEIGHT = 0.5
 # Full-text matches ranked per query (all-word matches first): ranking every chunk that shares one common word
 # dominated latency.
 FTS_CAP = 100
+# Words in more than this share of all chunks, and in more than this many, are left out of the full-text half
+# like stop words (migration 0009): the GIN index decodes the list of every chunk containing a word it looks
+# up, so four such words took ~8 ms at 100,000 chunks, and they rank nothing (ts_rank has no inverse
+# document frequency). The count keeps a small knowledge base's words, which may still decide there.
+FTS_COMMON_SHARE = 0.1
+FTS_COMMON_CHUNKS = 10_000
 
 
 @dataclass(frozen=True)
@@ -241,7 +247,7 @@ _SEARCH_SQL = (
     "SELECT * FROM knowledge_search_chunks(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
     " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s::text,"
     " %(locale_terms)s::tsquery, %(n)s::integer, %(k)s::integer, %(ef)s::integer, %(fts_cap)s::integer,"
-    " %(rrf_k)s::float8, %(fts_w)s::float8)"
+    " %(rrf_k)s::float8, %(fts_w)s::float8, %(fts_common)s::float8, %(fts_common_chunks)s::integer)"
 )
 # The full-text ranking comes back as array literals and goes back as they are: parsing it into Python
 # objects and adapting them again cost more than the arrays' own round trip.
@@ -249,7 +255,7 @@ _FTS_SQL = (
     "SELECT fts_ids::text, fts_kb_ids::text, fts_article_keys::text FROM knowledge_search_fts("
     "%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar, %(chain)s::varchar[], %(region)s::varchar,"
     " %(configs)s::regconfig[], %(ftsq)s::text, %(locale_terms)s::tsquery, %(n)s::integer,"
-    " %(fts_cap)s::integer)"
+    " %(fts_cap)s::integer, %(fts_common)s::float8, %(fts_common_chunks)s::integer)"
 )
 _FUSE_SQL = (
     "SELECT * FROM knowledge_search_fuse(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
@@ -316,6 +322,8 @@ def search_params(
             "'~{}'".format(loc.replace("\\", "\\\\").replace("'", "''")) for loc in chain
         ),
         "fts_cap": FTS_CAP,
+        "fts_common": FTS_COMMON_SHARE,
+        "fts_common_chunks": FTS_COMMON_CHUNKS,
         "ef": ef_search,
     }
 

@@ -20,6 +20,7 @@ from apps.knowledge.selectors import (
     knowledge_search,
     locale_chain,
     search_kbs,
+    search_params,
     search_statement,
 )
 from apps.knowledge.services import kb_create, kb_import
@@ -269,3 +270,48 @@ def test_search_statements_are_logged_like_orm_queries(tenant_a: Tenant, demo_kb
         selectors._SEARCH_SQL
     ]
     assert selectors._SEARCH_SQL.startswith("SELECT * FROM knowledge_search_chunks(")
+
+
+def _fts_ids(tenant: Tenant, kb: KnowledgeBase, query: str, *, common: float, chunks: int = 0) -> list[int]:
+    params = search_params(
+        tenant_id=tenant.id,
+        query=query,
+        chain=locale_chain(locale="en"),
+        kb_ids=[str(kb.pk)],
+        model_id=kb.embedding_model,
+        region="",
+        k=5,
+    )
+    with connections[tenant.home_region.db_alias].cursor() as cursor:
+        cursor.execute(selectors._FTS_SQL, {**params, "fts_common": common, "fts_common_chunks": chunks})
+        return json.loads(cursor.fetchone()[0].replace("{", "[").replace("}", "]"))
+
+
+def test_words_in_most_chunks_are_left_out_of_the_full_text_half(
+    tenant_a: Tenant, demo_kb: KnowledgeBase
+) -> None:
+    """A word most chunks contain is skipped like a stop word (its GIN list is the costly part, it ranks
+    nothing) once the table is large; other words still match; a question without words matches nothing."""
+    alias = tenant_a.home_region.db_alias
+    with connections[alias].cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_chunk")  # the common words come from ANALYZE's statistics
+        cursor.execute(
+            "SELECT m.lexeme, m.share FROM pg_stats s,"
+            " unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS m(lexeme, share)"
+            " WHERE s.tablename = 'knowledge_chunk' AND s.attname = 'tsv' AND m.lexeme IS NOT NULL"
+            " ORDER BY m.share DESC LIMIT 1"
+        )
+        word, share = cursor.fetchone()
+    assert share > selectors.FTS_COMMON_SHARE, (word, share)
+    share_only = {"common": selectors.FTS_COMMON_SHARE, "chunks": 0}  # as if the table were large
+    assert _fts_ids(tenant_a, demo_kb, word, common=1.0)  # counted: the word matches chunks
+    assert _fts_ids(tenant_a, demo_kb, word, **share_only) == []
+    assert _fts_ids(tenant_a, demo_kb, f"{word} password", **share_only)
+    # The demo's few dozen chunks are far below FTS_COMMON_CHUNKS: a small base keeps all its words.
+    assert _fts_ids(
+        tenant_a, demo_kb, word, common=selectors.FTS_COMMON_SHARE, chunks=selectors.FTS_COMMON_CHUNKS
+    )
+    # Only stop words: no match at all (not every chunk of the locales, as an empty word query did).
+    assert _fts_ids(tenant_a, demo_kb, "how do I", common=1.0) == []
+    hits = knowledge_search(tenant=tenant_a, query="how do I", locale="en", k=3)
+    assert len(hits) == 3  # the vector half answers alone
