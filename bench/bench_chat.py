@@ -13,23 +13,26 @@ to keep and reuse):
 - a web channel with every action allowed, one API key (chat scope), 50 synced orders for order status.
 
 Server: gunicorn with hub.settings.production (secrets, hosts, metrics token and database/Redis URLs
-pointing at the embedded services are passed in the environment), `manage.py serve`'s worker class and
-metrics and warm-up hooks (gthread, 4 threads, python:hub.gunicorn), 2 x cores workers, no access log,
-rate limits raised through HUB_CHAT_RATE_PER_KEY / _PER_TENANT, HUB_BENCH_ENDPOINTS=1 for the baselines,
-one BLAS thread per process (OPENBLAS_NUM_THREADS=1, see BLAS_THREADS). Clients send
-`X-Forwarded-Proto: https` as the TLS-terminating proxy of a deployment would, so the production HTTPS
-redirect stays on.
+pointing at the embedded services are passed in the environment), the metrics and warm-up hooks
+(python:hub.gunicorn), 2 x cores + 1 single-threaded (sync) workers as deploy/gunicorn.conf.py and
+`manage.py serve` run them by default, no access log, rate limits raised through HUB_CHAT_RATE_PER_KEY /
+_PER_TENANT, HUB_BENCH_ENDPOINTS=1 for the baselines, one BLAS thread per process (OPENBLAS_NUM_THREADS=1,
+see BLAS_THREADS). Clients send `X-Forwarded-Proto: https` as the TLS-terminating proxy of a deployment
+would, so the production HTTPS redirect stays on.
 
-Load: BENCH_CHAT_CLIENTS (32) channel clients on keep-alive connections (a small asyncio HTTP/1.1 client, so
-the load generator costs little of the 2 shared cores), each phase for BENCH_CHAT_SECONDS:
+Load: BENCH_CHAT_CLIENTS (32) channel clients (a small asyncio HTTP/1.1 client, so the load generator costs
+little of the 2 shared cores; it keeps connections alive where the server does, and reconnects after sync
+workers close them, as they do behind a proxy), each phase for BENCH_CHAT_SECONDS:
 1. baseline `trivial`: GET /api/v1/bench/ping (API-key auth, chat scope, both throttles, nothing else);
 2. baseline `one_select`: GET /api/v1/bench/select/<id> (the same, plus one SELECT by primary key);
 3. `turns`: POST .../messages, each client in its own locale (en, de, fr, es, ja) and conversation (a new one
    every 25 turns), with an Idempotency-Key, mixing fresh knowledge questions (evaluation questions with two
-   random extra words: answer-cache misses), repeated questions (answer-cache hits), small talk and order
-   status;
+   random topic words and a random made-up word: never asked before, answer-cache misses), repeated
+   questions (answer-cache hits), small talk and order status;
 4. `turns_metrics_off`: gunicorn restarted with HUB_METRICS_ENABLED=0, the same turn mix; then
-   `turns_metrics_on_again` with metrics on, so the two "on" runs bracket the "off" one.
+   `turns_metrics_on_again` with metrics on, so the two "on" runs bracket the "off" one;
+5. `turns_threaded_workers`: the same turns on 2 x cores workers of 4 threads (gthread), the configuration
+   deploy/gunicorn.conf.py switches to when GUNICORN_THREADS > 1.
 Before the warm-up, `first_turns_after_start`: 2 x workers concurrent knowledge turns on a fresh server (each
 worker loads the embedding model on its first one). Per phase, the CPU the gunicorn workers and the
 PostgreSQL/Redis servers spent per request (psutil), and `by_cpu` projects it to all cores.
@@ -47,6 +50,7 @@ import os
 import random
 import secrets
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -71,8 +75,8 @@ ARTICLES = int(os.environ.get("BENCH_CHAT_ARTICLES", "10000"))
 CLIENTS = int(os.environ.get("BENCH_CHAT_CLIENTS", "32"))
 SECONDS = float(os.environ.get("BENCH_CHAT_SECONDS", "20"))
 WARMUP_SECONDS = float(os.environ.get("BENCH_CHAT_WARMUP_SECONDS", "10"))
-WORKERS = int(os.environ.get("BENCH_CHAT_WORKERS", str(2 * (os.cpu_count() or 1))))
-THREADS = int(os.environ.get("BENCH_CHAT_THREADS", "4"))
+WORKERS = int(os.environ.get("BENCH_CHAT_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
+THREADS = int(os.environ.get("BENCH_CHAT_THREADS", "1"))
 LOCALES = ["en", "de", "fr", "es", "ja"]
 TURNS_PER_CONVERSATION = 25
 # Share of each kind of turn in the mix (cumulative order below).
@@ -350,7 +354,10 @@ def _prepare() -> dict[str, Any]:
 
 # --- in-process analysis: queries and timings per turn ----------------------------------------------------
 def _turn_texts(locale: str, rng: random.Random, questions: dict[str, list[str]]) -> dict[str, str]:
-    extra = " ".join(rng.sample(_TOPICS[locale], 2))
+    # Two topic words, and a made-up six-letter word so that no fresh question repeats (10 topics alone
+    # gave only 90 pairs per question: within a phase most "fresh" questions were answer-cache hits).
+    nonce = "".join(rng.choices(string.ascii_lowercase, k=6))
+    extra = " ".join([*rng.sample(_TOPICS[locale], 2), nonce])
     return {
         "fresh": f"{rng.choice(questions[locale])} {extra}",
         "repeated": questions[locale][0],
@@ -501,9 +508,10 @@ def _production_env(metrics_dir: str, *, metrics: bool) -> dict[str, str]:
 class Server:
     """gunicorn with the production settings on 127.0.0.1 (what `manage.py serve` runs, minus access logs)."""
 
-    def __init__(self, *, metrics: bool) -> None:
+    def __init__(self, *, metrics: bool, workers: int = WORKERS, threads: int = THREADS) -> None:
         from apps.core.embedded import free_port
 
+        self.workers, self.threads = workers, threads
         self.port = free_port()
         self.metrics_dir = tempfile.mkdtemp(prefix="hub-bench-metrics-")
         self.log = tempfile.NamedTemporaryFile(prefix="hub-bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
@@ -519,9 +527,9 @@ class Server:
                 "--bind",
                 f"127.0.0.1:{self.port}",
                 "--workers",
-                str(WORKERS),
+                str(self.workers),
                 "--threads",
-                str(THREADS),
+                str(self.threads),
                 "--config",
                 "python:hub.gunicorn",
                 "--log-level",
@@ -827,6 +835,14 @@ def run() -> dict[str, Any]:
         with Server(metrics=True) as server:
             _load(server, key, "turns", WARMUP_SECONDS, questions)
             result["turns_metrics_on_again"] = _load(server, key, "turns", SECONDS, questions)
+        # The alternative deploy/gunicorn.conf.py offers (GUNICORN_THREADS > 1): threaded workers.
+        with Server(metrics=True, workers=2 * (os.cpu_count() or 1), threads=4) as server:
+            _load(server, key, "turns", WARMUP_SECONDS, questions)
+            result["turns_threaded_workers"] = {
+                "workers": server.workers,
+                "threads": server.threads,
+                **_load(server, key, "turns", SECONDS, questions),
+            }
         result["load_average_after"] = _loadavg()
         result["queries_per_turn"] = _queries_per_turn(key, questions)
         result["time_per_turn_in_process"] = _where_time_goes(tenant, questions, key)

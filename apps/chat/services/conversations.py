@@ -294,9 +294,10 @@ def _knowledge(
     key: str | None = None,
     vector: Any = None,
 ) -> _Draft:
-    key = key or _cache_key(principal, conversation, text)
-    if (cached := _cached_answer(key, timings)) is not None:
-        return cached
+    if key is None:  # with a key, the caller has looked in the answer cache already
+        key = _cache_key(principal, conversation, text)
+        if (cached := _cached_answer(key, timings)) is not None:
+            return cached
     started = time.perf_counter()
     hits = knowledge_search(
         tenant=principal.tenant,

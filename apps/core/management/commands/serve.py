@@ -36,9 +36,9 @@ def process_commands(*, port: int) -> dict[str, list[str]]:
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
-            "2",
+            "3",
             "--threads",
-            "4",
+            "1",  # single-threaded (sync) workers, as deploy/gunicorn.conf.py explains
             "--access-logfile",
             "-",
             "--config",
