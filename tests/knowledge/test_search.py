@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from apps.core.context import tenant_context
 from apps.knowledge import selectors
@@ -303,10 +304,10 @@ def test_words_in_most_chunks_are_left_out_of_the_full_text_half(
         )
         word, share = cursor.fetchone()
     assert share > selectors.FTS_COMMON_SHARE, (word, share)
-    share_only = {"common": selectors.FTS_COMMON_SHARE, "chunks": 0}  # as if the table were large
+    threshold = selectors.FTS_COMMON_SHARE  # with chunks=0 below: as if the table were large
     assert _fts_ids(tenant_a, demo_kb, word, common=1.0)  # counted: the word matches chunks
-    assert _fts_ids(tenant_a, demo_kb, word, **share_only) == []
-    assert _fts_ids(tenant_a, demo_kb, f"{word} password", **share_only)
+    assert _fts_ids(tenant_a, demo_kb, word, common=threshold, chunks=0) == []
+    assert _fts_ids(tenant_a, demo_kb, f"{word} password", common=threshold, chunks=0)
     # The demo's few dozen chunks are far below FTS_COMMON_CHUNKS: a small base keeps all its words.
     assert _fts_ids(
         tenant_a, demo_kb, word, common=selectors.FTS_COMMON_SHARE, chunks=selectors.FTS_COMMON_CHUNKS
@@ -315,3 +316,15 @@ def test_words_in_most_chunks_are_left_out_of_the_full_text_half(
     assert _fts_ids(tenant_a, demo_kb, "how do I", common=1.0) == []
     hits = knowledge_search(tenant=tenant_a, query="how do I", locale="en", k=3)
     assert len(hits) == 3  # the vector half answers alone
+
+
+def test_citation_urls_are_the_article_pages(tenant_a: Tenant, demo_kb: KnowledgeBase) -> None:
+    hits = knowledge_search(tenant=tenant_a, query="Welche Zahlungsarten gibt es?", locale="de", region="EU")
+    assert hits and any(h.region for h in hits)
+    for hit in hits:
+        page = reverse(
+            "knowledge:article",
+            kwargs={"tenant_slug": "tenant-a", "kb_id": str(demo_kb.pk), "key": hit.article_key},
+        )
+        query = f"?locale={hit.locale}" + (f"&region={hit.region}" if hit.region else "")
+        assert hit.citation_url == page + query
