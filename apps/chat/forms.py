@@ -172,6 +172,15 @@ class LlmProviderForm(forms.Form):
         label=_("Completion price per 1,000 tokens (USD)"), required=False, min_value=0, decimal_places=6
     )
     enabled = forms.BooleanField(label=_("Enabled"), required=False, initial=True)
+    classify_intents = forms.BooleanField(
+        label=_("Classify intents"),
+        required=False,
+        help_text=_(
+            "Ask this provider to classify messages the fast classifier is unsure about. It only names an "
+            "intent: details such as an order number or e-mail address come from the user's own words, and "
+            "the channel's allowed actions still apply."
+        ),
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

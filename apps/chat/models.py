@@ -233,6 +233,11 @@ class LlmProviderConfig(RegionObjectModel):
         _("completion price per 1k tokens (USD)"), max_digits=10, decimal_places=6, default=0
     )
     enabled = models.BooleanField(_("enabled"), default=True)
+    classify_intents = models.BooleanField(
+        _("classify intents"),
+        default=False,
+        help_text=_("Ask this provider to classify messages the fast classifier is unsure about."),
+    )
 
     class Meta:
         ordering = ["name"]

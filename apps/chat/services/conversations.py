@@ -29,8 +29,8 @@ from apps.chat.models import Conversation, ConversationStatus, Feedback, LlmUsag
 from apps.chat.principal import ChannelPrincipal
 from apps.chat.retention import user_ref_hash
 from apps.chat.services import actions, intents
-from apps.chat.services.llm import Answer, ProviderError
-from apps.chat.services.providers import answer_provider
+from apps.chat.services.llm import Answer, Classification, OpenAICompatibleProvider, ProviderError
+from apps.chat.services.providers import TurnModels, choice_key
 from apps.core import sql
 from apps.core.errors import NotFound, ValidationFailed
 from apps.knowledge.embeddings import get_provider
@@ -243,6 +243,7 @@ class _Draft:
     handoff: bool = False
     answer: Answer | None = None
     cache_key: str = ""
+    classification: Classification | None = None  # when a provider routed the turn
 
 
 def _t(locale: str, message: str, **params: Any) -> str:
@@ -277,12 +278,18 @@ def _citations(hits: list[SearchHit], cited: tuple[int, ...]) -> list[dict[str, 
     ]
 
 
-def _cached_answer(key: str, timings: dict[str, float]) -> _Draft | None:
-    cached = cache.get(key)
+def _cached_answer(
+    principal: ChannelPrincipal, conversation: Conversation, key: str, timings: dict[str, float]
+) -> tuple[_Draft | None, TurnModels]:
+    """The cached answer, if any, and the turn's language models: both read in one cache round trip."""
+    models_key = choice_key(tenant_id=principal.tenant.id, region=conversation.region)
+    found = cache.get_many([key, models_key])
+    models = TurnModels(tenant=principal.tenant, region=conversation.region, cached=found.get(models_key))
+    cached = found.get(key)
     if cached is None:
-        return None
+        return None, models
     timings["cache_hit"] = 1.0
-    return _Draft(**cached)
+    return _Draft(**cached), models
 
 
 def _knowledge(
@@ -293,10 +300,12 @@ def _knowledge(
     *,
     key: str | None = None,
     vector: Any = None,
+    models: TurnModels | None = None,
 ) -> _Draft:
-    if key is None:  # with a key, the caller has looked in the answer cache already
+    if key is None or models is None:  # with a key, the caller has looked in the answer cache already
         key = _cache_key(principal, conversation, text)
-        if (cached := _cached_answer(key, timings)) is not None:
+        cached, models = _cached_answer(principal, conversation, key, timings)
+        if cached is not None:
             return cached
     started = time.perf_counter()
     hits = knowledge_search(
@@ -320,9 +329,13 @@ def _knowledge(
             intent=intents.UNKNOWN,
             outcome=Outcome.FALLBACK,
         )
-        cache.set(key, draft.__dict__ | {"answer": None, "cache_key": ""}, ANSWER_CACHE_SECONDS)
+        cache.set(
+            key,
+            draft.__dict__ | {"answer": None, "cache_key": "", "classification": None},
+            ANSWER_CACHE_SECONDS,
+        )
         return draft
-    provider = answer_provider(tenant=principal.tenant, region=conversation.region)
+    provider = models.answer
     try:
         answer = provider.answer(question=text, locale=conversation.locale, hits=hits)
     except ProviderError as exc:
@@ -492,23 +505,64 @@ def _compose(
     timings: dict[str, float],
     transaction_scope: ExitStack,
 ) -> _Draft:
-    locale = conversation.locale
     if conversation.status == ConversationStatus.HANDOFF:
         return _handoff(principal, conversation, reason="")
     routed = intents.route(text)
-    key = vector = None
+    key = vector = models = classification = None
     if routed.intent == intents.KNOWLEDGE:
         # A question answered before is answered from the cache (routing is deterministic, so the same
         # words would route the same way again); only new open questions pay for the embedding, which
         # also catches paraphrased action requests.
         key = _cache_key(principal, conversation, text)
-        if (cached := _cached_answer(key, timings)) is not None:
+        cached, models = _cached_answer(principal, conversation, key, timings)
+        if cached is not None:
             return cached
         provider = get_provider()
         started = time.perf_counter()
         vector = provider.embed_query(text)
         timings["embed_ms"] = (time.perf_counter() - started) * 1000
         routed = intents.route(text, vector=vector, provider=provider)
+        if routed.via == "default" and (classifier := models.classifier) is not None:
+            # Neither a rule nor an example was sure: the tenant's provider may name the intent.
+            routed, classification = _classify(classifier, text, timings)
+    draft = _respond(
+        principal, conversation, routed, text, stored_text, timings, transaction_scope, key, vector, models
+    )
+    draft.classification = classification
+    return draft
+
+
+def _classify(
+    classifier: OpenAICompatibleProvider, text: str, timings: dict[str, float]
+) -> tuple[intents.Routed, Classification | None]:
+    """The intent the provider names for `text`; on any failure the turn stays a knowledge question."""
+    started = time.perf_counter()
+    try:
+        classification = classifier.classify(text, intents=intents.CLASSIFIER_INTENTS)
+    except ProviderError as exc:
+        logger.warning(
+            "language model could not classify, answering as a question", extra={"error": str(exc)}
+        )
+        return intents.Routed(intents.KNOWLEDGE, confidence=0.0, via="default"), None
+    finally:
+        timings["classify_ms"] = (time.perf_counter() - started) * 1000
+    return intents.classified(text, intent=classification.intent), classification
+
+
+def _respond(
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    routed: intents.Routed,
+    text: str,
+    stored_text: str,
+    timings: dict[str, float],
+    transaction_scope: ExitStack,
+    key: str | None,
+    vector: Any,
+    models: TurnModels | None,
+) -> _Draft:
+    """The reply to a routed message: a greeting, an allowed action, or an answer from the knowledge base."""
+    locale = conversation.locale
     if routed.intent == intents.SMALL_TALK:
         return _Draft(
             text=_t(locale, N_("Hello! Ask me a question, or tell me what you need help with.")),
@@ -522,7 +576,7 @@ def _compose(
         draft = _route_action(principal, conversation, routed, stored_text)
         if draft is not None:
             return draft
-    return _knowledge(principal, conversation, text, timings, key=key, vector=vector)
+    return _knowledge(principal, conversation, text, timings, key=key, vector=vector, models=models)
 
 
 def message_post(
@@ -564,11 +618,13 @@ def message_post(
         # one write statement is atomic by itself.
         with ExitStack() as transaction_scope:
             draft = _compose(principal, conversation, text, stored_text, timings, transaction_scope)
-            usage = draft.answer if draft.answer and draft.answer.model else None
-            if usage and (usage.prompt_tokens or usage.completion_tokens):
+            usages = [
+                used
+                for used in (draft.classification, draft.answer)
+                if used is not None and used.model and (used.prompt_tokens or used.completion_tokens)
+            ]
+            if usages:
                 transaction_scope.enter_context(transaction.atomic(using=principal.tenant.db_alias))
-            else:
-                usage = None
             reply_id = _write_turn(
                 principal,
                 conversation,
@@ -577,8 +633,8 @@ def message_post(
                 draft=draft,
                 latency_ms=(time.perf_counter() - started) * 1000,
             )
-            if usage is not None:
-                _record_usage(principal, conversation, usage)
+            for used in usages:
+                _record_usage(principal, conversation, used)
     except IntegrityError:
         # A concurrent retry with the same key committed first: its answer is the answer.
         if idempotency_key:
@@ -606,17 +662,19 @@ def message_post(
     )
 
 
-def _record_usage(principal: ChannelPrincipal, conversation: Conversation, answer: Answer) -> None:
+def _record_usage(
+    principal: ChannelPrincipal, conversation: Conversation, used: Answer | Classification
+) -> None:
     LlmUsage.objects.create(
         conversation_id=conversation.pk,
         channel_kind=principal.channel.kind,
         region=conversation.region,
-        model=answer.model,
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        cost_usd=answer.cost_usd,
+        model=used.model,
+        prompt_tokens=used.prompt_tokens,
+        completion_tokens=used.completion_tokens,
+        cost_usd=used.cost_usd,
     )
-    metrics_hooks.llm_usage(principal=principal, region=conversation.region, answer=answer)
+    metrics_hooks.llm_usage(principal=principal, region=conversation.region, answer=used)
 
 
 # --- explicit handoff and feedback ------------------------------------------------------------------------

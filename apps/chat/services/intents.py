@@ -28,6 +28,16 @@ UNKNOWN = "unknown"
 ACTION_INTENTS = (ORDER_STATUS, CREATE_TICKET, CAPTURE_LEAD, HANDOFF)
 # Actions that write to the outbox (order status only reads synced records).
 OUTBOX_INTENTS = (CREATE_TICKET, CAPTURE_LEAD, HANDOFF)
+# What a provider-backed classifier may name, with a one-line meaning each (the prompt lists them). Fixed,
+# not per channel: the channel's allowed actions still decide what runs.
+CLASSIFIER_INTENTS = {
+    KNOWLEDGE: "a question the help articles may answer (the default)",
+    ORDER_STATUS: "asks where an order is or what its status is",
+    CREATE_TICKET: "reports a problem or asks for a support case",
+    CAPTURE_LEAD: "wants sales to get in touch, a quote or a demo",
+    HANDOFF: "wants to talk to a human",
+    SMALL_TALK: "a greeting or thanks with no request",
+}
 
 
 @dataclass(frozen=True)
@@ -187,3 +197,15 @@ def route(text: str, *, vector: np.ndarray | None = None, provider: Any = None) 
                 params["email"] = email
             return Routed(top, params, confidence=round(top_score, 3), via="examples")
     return Routed(KNOWLEDGE, confidence=0.0, via="default")
+
+
+def classified(text: str, *, intent: str) -> Routed:
+    """Route `text` to the intent a language model named; parameters only from the user's own words."""
+    if intent not in CLASSIFIER_INTENTS:
+        return Routed(KNOWLEDGE, confidence=0.0, via="default")
+    params: dict[str, str] = {}
+    if intent == ORDER_STATUS and (number := extract_order_number(text)):
+        params["number"] = number
+    elif intent == CAPTURE_LEAD and (email := extract_email(text)):
+        params["email"] = email
+    return Routed(intent, params, confidence=0.0, via="provider")

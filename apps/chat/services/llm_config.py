@@ -33,6 +33,7 @@ FIELDS = (
     "prompt_price_per_1k",
     "completion_price_per_1k",
     "enabled",
+    "classify_intents",
 )
 
 
@@ -73,6 +74,7 @@ def _clean(*, tenant: Tenant, data: dict[str, Any]) -> dict[str, Any]:
         data.get("completion_price_per_1k"), "completion_price_per_1k", errors
     )
     clean["enabled"] = bool(data.get("enabled", True))
+    clean["classify_intents"] = bool(data.get("classify_intents", False))
     if clean["enabled"] and "endpoint_region" not in errors:
         try:
             transfer_check(tenant=tenant, destination_region=clean["endpoint_region"], purpose="llm.generate")
