@@ -232,7 +232,7 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
     }
 
 
-# The parameters of the search functions (migrations 0007, 0009) in order (the full-text one builds two more).
+# The parameters of the search functions (migrations 0007, 0010) in order (the full-text one builds two more).
 _FUNCTION_ARGS = {
     "knowledge_search_fts": [
         "tenant:bigint",
@@ -245,8 +245,7 @@ _FUNCTION_ARGS = {
         "locale_terms:tsquery",
         "n:integer",
         "fts_cap:integer",
-        "fts_common:float8",
-        "fts_common_chunks:integer",
+        "common_words:text[]",
     ],
     "knowledge_search_fuse": [
         "tenant:bigint",
@@ -296,16 +295,6 @@ def _prepare_function_query(cursor: Any, function: str) -> list[tuple[str, str]]
     return [(name, value) for name, value in pairs]
 
 
-# The words the full-text function leaves out (migration 0009): in more than `fts_common` of all chunks, and
-# in more than `fts_common_chunks` chunks.
-_COMMON_WORDS_SQL = (
-    "(SELECT coalesce(array_agg(m.lexeme), '{}') FROM pg_stats s"
-    " JOIN pg_class t ON t.oid = 'knowledge_chunk'::regclass"
-    " CROSS JOIN unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS m(lexeme, share)"
-    " WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_chunk' AND s.attname = 'tsv'"
-    " AND m.lexeme IS NOT NULL AND m.share > %(fts_common)s"
-    " AND m.share * t.reltuples > %(fts_common_chunks)s)"
-)
 # A lexeme quoted for tsquery input, as the function quotes it.
 _QUOTED_WORD_SQL = r"'''' || replace(replace(w, '\', '\\'), '''', '''''') || ''''"
 
@@ -315,7 +304,7 @@ def _tsqueries(configs: list[str]) -> str:
 
     def words(cfg: str, operator: str) -> str:
         lexemes = f"unnest(tsvector_to_array(to_tsvector('{cfg}'::regconfig, %(ftsq)s))) AS w"
-        select = f"SELECT {_QUOTED_WORD_SQL} FROM {lexemes} WHERE w <> ALL ({_COMMON_WORDS_SQL}::text[])"  # noqa: S608
+        select = f"SELECT {_QUOTED_WORD_SQL} FROM {lexemes} WHERE w <> ALL (%(common_words)s::text[])"  # noqa: S608
         return f"array_to_string(ARRAY({select}), ' {operator} ')::tsquery"
 
     all_words = " || ".join(words(cfg, "&") for cfg in configs)
@@ -336,7 +325,7 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
     from django.db import connections, transaction
 
     from apps.knowledge.embeddings import provider_for_model
-    from apps.knowledge.selectors import locale_chain, search_params, vector_literal
+    from apps.knowledge.selectors import common_words, locale_chain, search_params, vector_literal
     from bench.common import summarize
 
     provider = provider_for_model(kb.embedding_model)
@@ -364,6 +353,7 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
         parts.setdefault(f"{prefix}:(all)", []).append((plan["Execution Time"], reads))
 
     alias = tenant.home_region.db_alias
+    common = common_words(alias=alias)
     with connections[alias].cursor() as cursor:
         function_settings = {name: _prepare_function_query(cursor, name) for name in _FUNCTION_ARGS}
     arguments = {
@@ -383,6 +373,7 @@ def _parts(tenant: Any, kb: Any, texts: list[str]) -> dict[str, Any]:
             model_id=kb.embedding_model,
             region="eu",
             k=5,
+            common_words=common,
         )
         fts = "knowledge_search_fts"
         with connections[alias].cursor() as cursor:

@@ -35,9 +35,10 @@ FTS_WEIGHT = 0.5
 # dominated latency.
 FTS_CAP = 100
 # Words in more than this share of all chunks, and in more than this many, are left out of the full-text half
-# like stop words (migration 0009): the GIN index decodes the list of every chunk containing a word it looks
-# up, so four such words took ~8 ms at 100,000 chunks, and they rank nothing (ts_rank has no inverse
-# document frequency). The count keeps a small knowledge base's words, which may still decide there.
+# like stop words (migrations 0009, 0010; common_words): the GIN index decodes the list of every chunk
+# containing a word it looks up, so four such words took ~8 ms at 100,000 chunks, and they rank nothing
+# (ts_rank has no inverse document frequency). The count keeps a small knowledge base's words, which may
+# still decide there (the evaluation set lost a recall@1 answer when "return" was left out of 72 chunks).
 FTS_COMMON_SHARE = 0.1
 FTS_COMMON_CHUNKS = 10_000
 
@@ -247,7 +248,7 @@ _SEARCH_SQL = (
     "SELECT * FROM knowledge_search_chunks(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
     " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s::text,"
     " %(locale_terms)s::tsquery, %(n)s::integer, %(k)s::integer, %(ef)s::integer, %(fts_cap)s::integer,"
-    " %(rrf_k)s::float8, %(fts_w)s::float8, %(fts_common)s::float8, %(fts_common_chunks)s::integer)"
+    " %(rrf_k)s::float8, %(fts_w)s::float8, %(common_words)s::text[])"
 )
 # The full-text ranking comes back as array literals and goes back as they are: parsing it into Python
 # objects and adapting them again cost more than the arrays' own round trip.
@@ -255,7 +256,7 @@ _FTS_SQL = (
     "SELECT fts_ids::text, fts_kb_ids::text, fts_article_keys::text FROM knowledge_search_fts("
     "%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar, %(chain)s::varchar[], %(region)s::varchar,"
     " %(configs)s::regconfig[], %(ftsq)s::text, %(locale_terms)s::tsquery, %(n)s::integer,"
-    " %(fts_cap)s::integer, %(fts_common)s::float8, %(fts_common_chunks)s::integer)"
+    " %(fts_cap)s::integer, %(common_words)s::text[])"
 )
 _FUSE_SQL = (
     "SELECT * FROM knowledge_search_fuse(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
@@ -300,6 +301,7 @@ def search_params(
     model_id: str,
     region: str,
     k: int,
+    common_words: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The parameters of the search calls for the knowledge bases of one embedding model, but the vector."""
     candidates, ef_search = search_breadth(k=k)
@@ -322,8 +324,7 @@ def search_params(
             "'~{}'".format(loc.replace("\\", "\\\\").replace("'", "''")) for loc in chain
         ),
         "fts_cap": FTS_CAP,
-        "fts_common": FTS_COMMON_SHARE,
-        "fts_common_chunks": FTS_COMMON_CHUNKS,
+        "common_words": list(common_words),
         "ef": ef_search,
     }
 
@@ -338,10 +339,18 @@ def search_statement(
     model_id: str,
     region: str,
     k: int,
+    common_words: Sequence[str] = (),
 ) -> tuple[str, dict[str, Any]]:
     """The one-call search (both halves) for the knowledge bases of one model, with its parameters."""
     params = search_params(
-        tenant_id=tenant_id, query=query, chain=chain, kb_ids=kb_ids, model_id=model_id, region=region, k=k
+        tenant_id=tenant_id,
+        query=query,
+        chain=chain,
+        kb_ids=kb_ids,
+        model_id=model_id,
+        region=region,
+        k=k,
+        common_words=common_words,
     )
     return _SEARCH_SQL, {**params, "vec": vector_literal(vector)}
 
@@ -391,20 +400,49 @@ def _search_rows(*, alias: str, params: dict[str, Any], vector: Any, embed: Call
     return rows
 
 
-def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:
-    """Id, source locale and embedding model of each of the tenant's knowledge bases, as search needs them.
+_COMMON_WORDS_SQL = (
+    "SELECT coalesce(array_agg(m.lexeme ORDER BY m.lexeme), '{}') FROM pg_stats s"
+    " JOIN pg_class t ON t.oid = 'knowledge_chunk'::regclass"
+    " CROSS JOIN unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS m(lexeme, share)"
+    " WHERE s.schemaname = current_schema() AND s.tablename = 'knowledge_chunk' AND s.attname = 'tsv'"
+    " AND m.lexeme IS NOT NULL AND m.share > %(share)s AND m.share * t.reltuples > %(chunks)s"
+)
 
-    Cached per knowledge version (bumped when a knowledge base is created or switches model): a search
-    asks the cache, not the database, saving a query on every search.
+
+def common_words(
+    *, alias: str, share: float = FTS_COMMON_SHARE, chunks: int = FTS_COMMON_CHUNKS
+) -> list[str]:
+    """Lexemes in more than `share` of all chunks and more than `chunks` chunks of a region's database.
+
+    From ANALYZE's most common elements of the tsvector column (all tenants: the GIN lists that cost are
+    the whole table's). Search reads them with the knowledge base list, from the cache.
+    """
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_COMMON_WORDS_SQL, {"share": share, "chunks": chunks})
+        return list(cursor.fetchone()[0])
+
+
+def _search_setup(*, tenant: Any) -> dict[str, Any]:
+    """What every search needs first, cached per knowledge version (bumped when text is indexed or a
+    knowledge base is created or switches model): a search asks the cache, not the database.
+
+    `kbs`: id, source locale and embedding model of each knowledge base; `common_words`: see common_words
+    (as of the last version bump: statistics only move with indexing, and ANALYZE follows it).
     """
     ref = as_ref(tenant)
 
-    def load() -> list[tuple[str, str, str]]:
+    def load() -> dict[str, Any]:
         with tenant_context(ref):
             rows = KnowledgeBase.objects.values_list("id", "source_locale", "embedding_model")
-            return [(str(kb_id), source, model) for kb_id, source, model in rows]
+            kbs = [(str(kb_id), source, model) for kb_id, source, model in rows]
+        return {"kbs": kbs, "common_words": common_words(alias=ref.db_alias) if kbs else []}
 
-    return knowledge_cached(tenant_id=ref.id, name="search-kbs", load=load)
+    return knowledge_cached(tenant_id=ref.id, name="search-setup", load=load)
+
+
+def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:
+    """Id, source locale and embedding model of each of the tenant's knowledge bases, as search needs them."""
+    return list(_search_setup(tenant=tenant)["kbs"])
 
 
 # Article keys as the key validator allows them: nothing in them that a URL would quote.
@@ -455,7 +493,8 @@ def knowledge_search(
     if not query or k <= 0:
         return []
     region_code = normalize_region(region)
-    rows = search_kbs(tenant=ref)
+    setup = _search_setup(tenant=ref)
+    rows: list[tuple[str, str, str]] = setup["kbs"]
     if kb is not None:
         wanted = str(kb.pk if isinstance(kb, KnowledgeBase) else kb)
         rows = [r for r in rows if r[0] == wanted]
@@ -478,6 +517,7 @@ def knowledge_search(
             model_id=model_id,
             region=region_code,
             k=k,
+            common_words=setup["common_words"],
         )
         found = _search_rows(
             alias=alias,

@@ -273,7 +273,7 @@ def test_search_statements_are_logged_like_orm_queries(tenant_a: Tenant, demo_kb
     assert selectors._SEARCH_SQL.startswith("SELECT * FROM knowledge_search_chunks(")
 
 
-def _fts_ids(tenant: Tenant, kb: KnowledgeBase, query: str, *, common: float, chunks: int = 0) -> list[int]:
+def _fts_ids(tenant: Tenant, kb: KnowledgeBase, query: str, *, common: list[str]) -> list[int]:
     params = search_params(
         tenant_id=tenant.id,
         query=query,
@@ -284,7 +284,7 @@ def _fts_ids(tenant: Tenant, kb: KnowledgeBase, query: str, *, common: float, ch
         k=5,
     )
     with connections[tenant.home_region.db_alias].cursor() as cursor:
-        cursor.execute(selectors._FTS_SQL, {**params, "fts_common": common, "fts_common_chunks": chunks})
+        cursor.execute(selectors._FTS_SQL, {**params, "common_words": common})
         return json.loads(cursor.fetchone()[0].replace("{", "[").replace("}", "]"))
 
 
@@ -304,16 +304,16 @@ def test_words_in_most_chunks_are_left_out_of_the_full_text_half(
         )
         word, share = cursor.fetchone()
     assert share > selectors.FTS_COMMON_SHARE, (word, share)
-    threshold = selectors.FTS_COMMON_SHARE  # with chunks=0 below: as if the table were large
-    assert _fts_ids(tenant_a, demo_kb, word, common=1.0)  # counted: the word matches chunks
-    assert _fts_ids(tenant_a, demo_kb, word, common=threshold, chunks=0) == []
-    assert _fts_ids(tenant_a, demo_kb, f"{word} password", common=threshold, chunks=0)
+    # As if the table were large (no minimum count): the word is common.
+    common = selectors.common_words(alias=alias, chunks=0)
+    assert word in common
+    assert _fts_ids(tenant_a, demo_kb, word, common=[])  # counted: the word matches chunks
+    assert _fts_ids(tenant_a, demo_kb, word, common=common) == []
+    assert _fts_ids(tenant_a, demo_kb, f"{word} password", common=common)
     # The demo's few dozen chunks are far below FTS_COMMON_CHUNKS: a small base keeps all its words.
-    assert _fts_ids(
-        tenant_a, demo_kb, word, common=selectors.FTS_COMMON_SHARE, chunks=selectors.FTS_COMMON_CHUNKS
-    )
+    assert word not in selectors.common_words(alias=alias)
     # Only stop words: no match at all (not every chunk of the locales, as an empty word query did).
-    assert _fts_ids(tenant_a, demo_kb, "how do I", common=1.0) == []
+    assert _fts_ids(tenant_a, demo_kb, "how do I", common=[]) == []
     hits = knowledge_search(tenant=tenant_a, query="how do I", locale="en", k=3)
     assert len(hits) == 3  # the vector half answers alone
 
