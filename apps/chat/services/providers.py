@@ -100,8 +100,5 @@ class TurnModels:
 
 
 def answer_provider(*, tenant: Any, region: str) -> LLMProvider:
+    """The provider that answers outside a turn (a turn shares one `TurnModels` with its classifier)."""
     return TurnModels(tenant=tenant, region=region).answer
-
-
-def intent_classifier(*, tenant: Any, region: str) -> OpenAICompatibleProvider | None:
-    return TurnModels(tenant=tenant, region=region).classifier
