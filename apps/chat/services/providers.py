@@ -97,8 +97,3 @@ class TurnModels:
     def classifier(self) -> OpenAICompatibleProvider | None:
         """The provider when it is asked to classify unsure messages, else None."""
         return self.remote[0] if self.remote and self.remote[1] else None
-
-
-def answer_provider(*, tenant: Any, region: str) -> LLMProvider:
-    """The provider that answers outside a turn (a turn shares one `TurnModels` with its classifier)."""
-    return TurnModels(tenant=tenant, region=region).answer
