@@ -1,8 +1,9 @@
 """Reading knowledge: coverage, lists for the console, and `knowledge_search` (hybrid retrieval).
 
-Search in one SQL statement: the HNSW vector ranking and the full-text ranking are fused with reciprocal
+Search in database functions: the HNSW vector ranking and the full-text ranking are fused with reciprocal
 rank fusion; candidates are grouped per article, and each article answers with its best chunk in the
 most preferred text it has (user locale before fallbacks, the regional variant before the generic text).
+The full-text half runs while the question is embedded (see _search_rows).
 """
 
 from __future__ import annotations
