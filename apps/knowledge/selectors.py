@@ -25,7 +25,7 @@ from django.urls import NoReverseMatch, reverse
 from apps.core.context import as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
 from apps.knowledge.embeddings import get_provider, provider_for_model
-from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
+from apps.knowledge.models import Article, Chunk, KnowledgeBase, Revision, Status, Translation
 from apps.knowledge.version import knowledge_cached
 
 RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
@@ -42,6 +42,13 @@ FTS_CAP = 100
 # still decide there (the evaluation set lost a recall@1 answer when "return" was left out of 72 chunks).
 FTS_COMMON_SHARE = 0.1
 FTS_COMMON_CHUNKS = 10_000
+# Up to this many chunks in the searched knowledge bases (of one embedding model), the vector half ranks
+# them all exactly instead of reading the region's shared HNSW index (migration 0011): the index filters
+# tenants after its scan, so a small tenant next to a large one waited for the large one's neighbours and
+# lost some of its own. Measured next to 100,000 chunks (bench/bench_knowledge_exact.py, vector half alone):
+# exact 1.8 ms for 1,000 chunks, 12.8 ms for 5,000, 24.8 ms for 10,000 (~2.5 us a chunk); HNSW 36.7, 13.9 and
+# 7.1 ms with 87-88 % of the exact candidates. Exact is cheaper up to ~5,000 and always complete.
+EXACT_SCAN_MAX_CHUNKS = 5_000
 
 
 @dataclass(frozen=True)
@@ -238,8 +245,10 @@ def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str
 # of ~12 KB of SQL and reuses the plans that PL/pgSQL keeps per connection; the HNSW settings are attributes
 # of the function. The vector half reads the half-precision HNSW index (migration 0003: half the size of a
 # float32 index, so it stays in memory; recall is measured by bench_knowledge) and takes ranks from the index
-# order itself. The full-text half ranks a bounded set of the matches that the GIN index finds (a common word
-# matches thousands of chunks; ranking them all dominated latency), chunks with all the words of the question
+# order itself; knowledge bases with few chunks are ranked by an exact scan of just their chunks instead
+# (migration 0011, EXACT_SCAN_MAX_CHUNKS), which the shared index's other tenants cannot slow down. The
+# full-text half ranks a bounded set of the matches that the GIN index finds (a common word matches
+# thousands of chunks; ranking them all dominated latency), chunks with all the words of the question
 # first. Reciprocal-rank fusion scores articles; each keeps its best chunk in the preferred locale and region.
 #
 # Two calls when the question still has to be embedded: the full-text half (_FTS_SQL) is sent first and runs
@@ -249,7 +258,7 @@ _SEARCH_SQL = (
     "SELECT * FROM knowledge_search_chunks(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
     " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s::text,"
     " %(locale_terms)s::tsquery, %(n)s::integer, %(k)s::integer, %(ef)s::integer, %(fts_cap)s::integer,"
-    " %(rrf_k)s::float8, %(fts_w)s::float8, %(common_words)s::text[])"
+    " %(rrf_k)s::float8, %(fts_w)s::float8, %(common_words)s::text[], %(exact)s::boolean)"
 )
 # The full-text ranking comes back as array literals and goes back as they are: parsing it into Python
 # objects and adapting them again cost more than the arrays' own round trip.
@@ -263,7 +272,7 @@ _FUSE_SQL = (
     "SELECT * FROM knowledge_search_fuse(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
     " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(fts_ids)s::bigint[],"
     " %(fts_kb_ids)s::uuid[], %(fts_article_keys)s::varchar[], %(n)s::integer, %(k)s::integer,"
-    " %(ef)s::integer, %(rrf_k)s::float8, %(fts_w)s::float8)"
+    " %(ef)s::integer, %(rrf_k)s::float8, %(fts_w)s::float8, %(exact)s::boolean)"
 )
 # Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it; in
 # parentheses, because <=> binds more loosely than arithmetic ("1 - a <=> b" is "(1 - a) <=> b").
@@ -303,8 +312,13 @@ def search_params(
     region: str,
     k: int,
     common_words: Sequence[str] = (),
+    exact: bool = False,
 ) -> dict[str, Any]:
-    """The parameters of the search calls for the knowledge bases of one embedding model, but the vector."""
+    """The parameters of the search calls for the knowledge bases of one embedding model, but the vector.
+
+    `exact`: rank the vector half by an exact scan of these knowledge bases' chunks, not the HNSW index
+    (for few chunks: see EXACT_SCAN_MAX_CHUNKS).
+    """
     candidates, ef_search = search_breadth(k=k)
     configs = tuple(dict.fromkeys(ts_config(loc) for loc in chain))
     return {
@@ -327,6 +341,7 @@ def search_params(
         "fts_cap": FTS_CAP,
         "common_words": list(common_words),
         "ef": ef_search,
+        "exact": exact,
     }
 
 
@@ -341,6 +356,7 @@ def search_statement(
     region: str,
     k: int,
     common_words: Sequence[str] = (),
+    exact: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The one-call search (both halves) for the knowledge bases of one model, with its parameters."""
     params = search_params(
@@ -352,6 +368,7 @@ def search_statement(
         region=region,
         k=k,
         common_words=common_words,
+        exact=exact,
     )
     return _SEARCH_SQL, {**params, "vec": vector_literal(vector)}
 
@@ -428,7 +445,8 @@ def _search_setup(*, tenant: Any) -> dict[str, Any]:
     knowledge base is created or switches model): a search asks the cache, not the database.
 
     `kbs`: id, source locale and embedding model of each knowledge base; `common_words`: see common_words
-    (as of the last version bump: statistics only move with indexing, and ANALYZE follows it).
+    (as of the last version bump: statistics only move with indexing, and ANALYZE follows it); `chunks`:
+    published chunks per knowledge base in its embedding model, which decides the exact vector scan.
     """
     ref = as_ref(tenant)
 
@@ -436,14 +454,38 @@ def _search_setup(*, tenant: Any) -> dict[str, Any]:
         with tenant_context(ref):
             rows = KnowledgeBase.objects.values_list("id", "source_locale", "embedding_model")
             kbs = [(str(kb_id), source, model) for kb_id, source, model in rows]
-        return {"kbs": kbs, "common_words": common_words(alias=ref.db_alias) if kbs else []}
+            counted = (
+                Chunk.objects.filter(status=Status.PUBLISHED)
+                .values_list("kb_id", "model_id")
+                .annotate(n=Count("pk"))
+                if kbs
+                else []
+            )
+            models = {kb_id: model for kb_id, _source, model in kbs}
+            chunks = {str(kb_id): n for kb_id, model, n in counted if models.get(str(kb_id)) == model}
+        return {
+            "kbs": kbs,
+            "common_words": common_words(alias=ref.db_alias) if kbs else [],
+            "chunks": chunks,
+        }
 
-    return knowledge_cached(tenant_id=ref.id, name="search-setup", load=load)
+    # "-2": entries cached before the chunk counts were added are not read.
+    return knowledge_cached(tenant_id=ref.id, name="search-setup-2", load=load)
 
 
 def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:
     """Id, source locale and embedding model of each of the tenant's knowledge bases, as search needs them."""
     return list(_search_setup(tenant=tenant)["kbs"])
+
+
+def search_chunk_counts(*, tenant: Any) -> dict[str, int]:
+    """Published chunks per knowledge base (in its embedding model) as search last counted them."""
+    return dict(_search_setup(tenant=tenant)["chunks"])
+
+
+def exact_vector_scan(*, chunks: dict[str, int], kb_ids: Sequence[str]) -> bool:
+    """Whether the vector half scans these knowledge bases exactly (few chunks) or uses the HNSW index."""
+    return sum(chunks.get(kb_id, 0) for kb_id in kb_ids) <= EXACT_SCAN_MAX_CHUNKS
 
 
 # Article keys as the key validator allows them: nothing in them that a URL would quote.
@@ -519,6 +561,7 @@ def knowledge_search(
             region=region_code,
             k=k,
             common_words=setup["common_words"],
+            exact=exact_vector_scan(chunks=setup["chunks"], kb_ids=kb_ids),
         )
         found = _search_rows(
             alias=alias,
