@@ -15,8 +15,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # One request per process by default: a chat turn with the offline providers is CPU-bound, and Python threads
 # share one core per process (the GIL), so under load threads interleave unevenly and the slowest turns wait
 # longest; single-threaded workers take requests from the kernel's accept queue in arrival order
-# (bench_chat, 32 clients: p99 141 ms sync vs 330 ms with 4 threads, same throughput). With a remote LLM
-# provider turns mostly wait on it: then raise GUNICORN_THREADS, which switches to threads (gthread).
+# (bench_chat, 32 clients: p99 125-148 ms sync vs 249-272 ms with 4 threads, similar throughput). With a
+# remote LLM provider turns mostly wait on it: then raise GUNICORN_THREADS, which switches to gthread.
 worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 25  # below Kubernetes' default 30 s termination grace period
