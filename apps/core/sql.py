@@ -14,23 +14,32 @@ they are logged like ORM queries.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from django.db import connections
 
 
-def fetch(alias: str, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """Run one statement on `alias` with server-side parameters, prepared, and return its rows."""
+@contextmanager
+def prepared_cursor(alias: str, *, statements: Sequence[str]) -> Iterator[psycopg.Cursor[Any]]:
+    """A server-side binding cursor on the Django connection of `alias`; execute with `prepare=True`.
+
+    `statements` are what the caller will run, for the query log (DEBUG, `CaptureQueriesContext`).
+    """
     connection = connections[alias]
     connection.ensure_connection()
     started = time.monotonic()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        rows = cursor.fetchall() if cursor.description is not None else []
+        yield cursor
     if connection.queries_logged:
-        connection.queries_log.append(
-            {"sql": sql, "time": f"{time.monotonic() - started:.3f}", "alias": alias}
-        )
-    return rows
+        elapsed = f"{time.monotonic() - started:.3f}"
+        connection.queries_log.extend({"sql": sql, "time": elapsed, "alias": alias} for sql in statements)
+
+
+def fetch(alias: str, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one statement on `alias` with server-side parameters, prepared, and return its rows."""
+    with prepared_cursor(alias, statements=[sql]) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall() if cursor.description is not None else []

@@ -9,7 +9,6 @@ The full-text half runs while the question is embedded (see _search_rows).
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from django.db import connections
 from django.db.models import Count, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 
+from apps.core import sql
 from apps.core.context import as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
 from apps.knowledge.embeddings import get_provider, provider_for_model
@@ -389,33 +389,24 @@ def _search_rows(*, alias: str, params: dict[str, Any], vector: Any, embed: Call
     the call): on the Django connection, so they join its transaction, raise Django's database errors and
     are logged with the ORM's queries.
     """
-    connection = connections[alias]
-    connection.ensure_connection()
-    started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        if vector is not None:
-            statements = [_SEARCH_SQL]
-            cursor.execute(_SEARCH_SQL, {**params, "vec": vector_literal(vector)}, prepare=True)
-        else:
-            statements = [_FTS_SQL, _FUSE_SQL]
-            with psycopg.Cursor(connection.connection) as fts_cursor, connection.connection.pipeline():
-                fts_cursor.execute(_FTS_SQL, params, prepare=True)
-                literal = vector_literal(embed())
-                fts_ids, fts_kb_ids, fts_article_keys = fts_cursor.fetchone() or ("{}", "{}", "{}")
-                fused = {
-                    **params,
-                    "vec": literal,
-                    "fts_ids": fts_ids,
-                    "fts_kb_ids": fts_kb_ids,
-                    "fts_article_keys": fts_article_keys,
-                }
-                cursor.execute(_FUSE_SQL, fused, prepare=True)
-            # Fetched by leaving pipeline mode: its closing sync waits for this answer in the same round trip.
-        rows = cursor.fetchall()
-    if connection.queries_logged:
-        elapsed = f"{time.monotonic() - started:.3f}"
-        connection.queries_log.extend({"sql": sql, "time": elapsed, "alias": alias} for sql in statements)
-    return rows
+    if vector is not None:
+        return sql.fetch(alias, _SEARCH_SQL, {**params, "vec": vector_literal(vector)})
+    with sql.prepared_cursor(alias, statements=[_FTS_SQL, _FUSE_SQL]) as cursor:
+        connection = cursor.connection
+        with psycopg.Cursor(connection) as fts_cursor, connection.pipeline():
+            fts_cursor.execute(_FTS_SQL, params, prepare=True)
+            literal = vector_literal(embed())
+            fts_ids, fts_kb_ids, fts_article_keys = fts_cursor.fetchone() or ("{}", "{}", "{}")
+            fused = {
+                **params,
+                "vec": literal,
+                "fts_ids": fts_ids,
+                "fts_kb_ids": fts_kb_ids,
+                "fts_article_keys": fts_article_keys,
+            }
+            cursor.execute(_FUSE_SQL, fused, prepare=True)
+        # Fetched by leaving pipeline mode: its closing sync waits for this answer in the same round trip.
+        return cursor.fetchall()
 
 
 _COMMON_WORDS_SQL = (
