@@ -41,7 +41,7 @@ class RedisCache(django_redis.RedisCache):
         """
         client = self._cache.get_client(key, write=True)
         serializer = self._cache._serializer  # type: ignore[attr-defined]
-        raw, added = _get_and_add_script(client)(
+        raw, added = _get_and_add(client)(
             keys=[self.make_and_validate_key(key), self.make_and_validate_key(add_key)],
             args=[serializer.dumps(add_value), int(add_timeout)],
             client=client,
@@ -54,14 +54,14 @@ local value = redis.call('GET', KEYS[1])
 local added = redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2])
 return {value or false, added and 1 or 0}
 """
-_scripts: dict[int, Any] = {}
+_get_and_add_script: Any = None  # a redis-py Script: its SHA, run on whichever client calls it
 
 
-def _get_and_add_script(client: Any) -> Any:
-    script = _scripts.get(id(client.connection_pool))
-    if script is None:
-        script = _scripts.setdefault(id(client.connection_pool), client.register_script(_GET_AND_ADD))
-    return script
+def _get_and_add(client: Any) -> Any:
+    global _get_and_add_script  # a constant, built on first use
+    if _get_and_add_script is None:
+        _get_and_add_script = client.register_script(_GET_AND_ADD)
+    return _get_and_add_script
 
 
 def get_and_add(
