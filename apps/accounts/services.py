@@ -24,10 +24,9 @@ from django.utils.translation import gettext as _
 from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
 from django_otp import login as otp_login
 from django_otp.models import Device
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts import selectors
+from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, ValidationFailed
@@ -227,11 +226,14 @@ def totp_enrollment_confirm(*, request: HttpRequest, user: Any, token: str) -> l
 
 
 def _backup_codes_replace(*, user: Any) -> list[str]:
+    """Replace the user's backup codes; only their keyed digests are stored, the codes are returned once."""
     codes = [secrets.token_hex(5) for _ in range(settings.OTP_BACKUP_CODE_COUNT)]
     with transaction.atomic():
-        StaticDevice.objects.filter(user=user).delete()
-        device = StaticDevice.objects.create(user=user, name=str(_("Backup codes")), confirmed=True)
-        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+        BackupCodeDevice.objects.filter(user=user).delete()
+        device = BackupCodeDevice.objects.create(user=user, name=str(_("Backup codes")), confirmed=True)
+        BackupCode.objects.bulk_create(
+            BackupCode(device=device, digest=device.digest(code)) for code in codes
+        )
     return codes
 
 
@@ -258,7 +260,7 @@ def two_factor_remove(*, request: HttpRequest, user: Any, token: str) -> None:
         raise ValidationFailed(_("Wrong code."), {"token": [_("That code is not valid.")]})
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
-        StaticDevice.objects.filter(user=user).delete()
+        BackupCodeDevice.objects.filter(user=user).delete()
     request.session.pop(DEVICE_ID_SESSION_KEY, None)
     record_security_event("otp_remove", user=user, request=request, outcome="success")
 
