@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django_otp.admin import OTPAdminSite
 
+from apps.accounts import services
 from apps.accounts.models import BackupCodeDevice, TOTPDevice, User
 
 admin.site.__class__ = OTPAdminSite
@@ -36,6 +37,15 @@ class SecondFactorAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: Any) -> bool:
         return False
+
+    def delete_model(self, request: Any, obj: Any) -> None:
+        """Deleting one factor resets them all: a TOTP device without its backup codes (or the reverse) would
+        be a half-reset; audited."""
+        services.two_factor_reset_by_operator(user=obj.user, actor=request.user, request=request)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for user in {device.user for device in queryset.select_related("user")}:
+            services.two_factor_reset_by_operator(user=user, actor=request.user, request=request)
 
 
 admin.site.register(TOTPDevice, SecondFactorAdmin)

@@ -30,6 +30,8 @@ from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, ValidationFailed
+from apps.security import sealed
+from apps.security.keys import master_key_provider
 from apps.tenants.models import Invitation, Membership, Tenant
 from apps.tenants.services import invitation_accept, invitation_resolve
 
@@ -263,6 +265,42 @@ def two_factor_remove(*, request: HttpRequest, user: Any, token: str) -> None:
         BackupCodeDevice.objects.filter(user=user).delete()
     request.session.pop(DEVICE_ID_SESSION_KEY, None)
     record_security_event("otp_remove", user=user, request=request, outcome="success")
+
+
+def two_factor_reset_by_operator(*, user: Any, actor: Any, request: HttpRequest | None = None) -> None:
+    """Remove every second factor of `user` for an operator (a lost phone); the user enrols again."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).delete()
+        BackupCodeDevice.objects.filter(user=user).delete()
+    record_security_event("otp_reset", user=user, request=request, outcome="success", actor_id=actor.pk)
+
+
+def second_factor_secrets_reseal(*, actor: Any = None) -> int:
+    """Re-seal TOTP seeds and backup-code keys under the current master key, so an old one can be removed.
+
+    Run after adding a master key (`rotate_keys --master` does the same for the tenants' data keys). Each row
+    is locked while it is rewritten, so a concurrent sign-in never loses its drift or replay state.
+    """
+    current = f"{sealed.PREFIX}${master_key_provider().current_key_id}$"
+    count = 0
+    for model, field in ((TOTPDevice, "seed"), (BackupCodeDevice, "hmac_key")):
+        stale = model.objects.exclude(**{f"{field}__startswith": current}).values_list("pk", flat=True)
+        for pk in list(stale):
+            with transaction.atomic():
+                device = model.objects.select_for_update().filter(pk=pk).first()
+                if device is None:
+                    continue
+                setattr(device, field, bytes(getattr(device, field)))  # the secret again: sealed anew on save
+                device.save(update_fields=[field])
+                count += 1
+    audit_record(
+        "security.second_factors_resealed",
+        actor=actor,
+        target_type="master_key",
+        target_label=master_key_provider().current_key_id,
+        changes={"devices": count},
+    )
+    return count
 
 
 # --- profile ----------------------------------------------------------------------------------------------

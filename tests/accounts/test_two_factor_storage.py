@@ -7,23 +7,30 @@ no seed to clone an authenticator app from and no backup code to type in.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pyotp
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from apps.accounts import selectors, services
 from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
+from apps.audit.models import PlatformAuditEvent
+from apps.security.keys import master_key_provider
 from apps.security.sealed import Sealed, UnsealFailed, seal_is_current
 from apps.tenants.demo import _demo_totp_seed, _ensure_totp
-from tests.accounts.conftest import PASSWORD, totp_for
+from tests.accounts.conftest import PASSWORD, login_verified, totp_for
 from tests.factories import UserFactory
 from tests.security.test_encryption import _pg_dump_all
 
@@ -219,3 +226,53 @@ def test_migration_seals_legacy_devices_and_nobody_is_locked_out(legacy_tables: 
     assert backup.verify_token("a1b2c3d4e5") is True
     assert BackupCodeDevice.objects.get(pk=backup.pk).verify_token("0f0f0f0f0f") is True
     assert BackupCode.objects.filter(device=backup).count() == 0
+
+
+# --- master key rotation and operator reset ---------------------------------------------------------------
+@pytest.fixture
+def fresh_provider() -> Iterator[None]:
+    master_key_provider.cache_clear()
+    yield
+    master_key_provider.cache_clear()
+
+
+@pytest.mark.django_db
+def test_reseal_lets_the_old_master_key_go(bob: Any, fresh_provider: None) -> None:
+    device = TOTPDevice.objects.create(user=bob, name="phone", confirmed=True)
+    seed = device.bin_key
+    codes = services._backup_codes_replace(user=bob)
+    keys = json.loads(Path(settings.HUB_MASTER_KEY_FILE).read_text())["keys"][0]
+    new_b64 = base64.b64encode(b"N" * 32).decode()
+    with override_settings(HUB_MASTER_KEYS=f"new-1:{new_b64},{keys['id']}:{keys['key']}"):
+        master_key_provider.cache_clear()
+        out = StringIO()
+        call_command("reseal_second_factors", stdout=out)
+        assert "re-sealed 2 second-factor device(s)" in out.getvalue()
+        assert services.second_factor_secrets_reseal() == 0  # idempotent
+    with override_settings(HUB_MASTER_KEYS=f"new-1:{new_b64}"):  # the old master key is gone
+        master_key_provider.cache_clear()
+        assert TOTPDevice.objects.get(pk=device.pk).bin_key == seed
+        assert BackupCodeDevice.objects.get(user=bob).verify_token(codes[0]) is True
+
+
+@pytest.mark.django_db
+def test_an_operator_resets_a_users_second_factors_in_the_admin(
+    client: Client, bob: Any, operator: Any, tenant_a: Any
+) -> None:
+    operator.is_superuser = True
+    operator.save()
+    victim = TOTPDevice.objects.create(user=bob, name="phone", confirmed=True)
+    services._backup_codes_replace(user=bob)
+    login_verified(client, operator)
+    changelist = client.get(reverse("admin:accounts_totpdevice_changelist"))
+    assert changelist.status_code == 200
+    change = client.get(reverse("admin:accounts_totpdevice_change", args=[victim.pk]))
+    assert change.status_code == 200
+    assert "seal1$" not in change.content.decode()  # the seed is not shown, not even sealed
+    assert client.get(reverse("admin:accounts_totpdevice_add")).status_code == 403
+    response = client.post(reverse("admin:accounts_totpdevice_delete", args=[victim.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not TOTPDevice.objects.filter(user=bob).exists()
+    assert not BackupCodeDevice.objects.filter(user=bob).exists()
+    event = PlatformAuditEvent.objects.filter(action="security.otp_reset").get()
+    assert (event.target_id, event.changes["actor_id"]) == (str(bob.pk), operator.pk)
