@@ -17,6 +17,8 @@ from typing import Any
 import pyotp
 import pytest
 from django.conf import settings
+from django.contrib.sessions.backends.cached_db import SessionStore
+from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -206,8 +208,17 @@ def test_migration_seals_legacy_devices_and_nobody_is_locked_out(legacy_tables: 
                 "INSERT INTO otp_static_statictoken (device_id, token) VALUES (%s, %s)", [static_id, token]
             )
 
+    parked = SessionStore()  # the old enrolment page parked fresh codes here until they were shown
+    parked.update({"_auth_user_id": str(user.pk), "accounts:new_backup_codes": ["a1b2c3d4e5", "0f0f0f0f0f"]})
+    parked.create()
+
     _migrate(AFTER)
 
+    after = SessionStore(session_key=parked.session_key)
+    assert "accounts:new_backup_codes" not in after.load()
+    assert after["_auth_user_id"] == str(user.pk)  # the session itself lives on
+    stored_session = Session.objects.get(session_key=parked.session_key).get_decoded()
+    assert "accounts:new_backup_codes" not in stored_session
     with connection.cursor() as cursor:
         for table in LEGACY_TABLES:
             cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608

@@ -1,10 +1,13 @@
 """Move second factors out of django-otp's plain-text tables into the sealed devices of 0002.
 
-`otp_totp_totpdevice.key` held each TOTP seed in hex and `otp_static_statictoken.token` each backup code in the
-clear. Every seed is sealed under the master key as it is (the user's authenticator app keeps working, with the
-same drift, replay guard and throttling state); every unused backup code is kept as its keyed digest (the
-user's printed codes keep working). The old rows are then deleted. The tables are read with SQL because their
-apps are no longer installed; a database created after the switch has no such tables and nothing to move.
+`otp_totp_totpdevice.key` held each TOTP seed in hex and `otp_static_statictoken.token` each backup code in
+the clear. Every seed is sealed under the master key as it is (the user's authenticator app keeps working,
+with the same drift, replay guard and throttling state); every unused backup code is kept as its keyed
+digest (the user's printed codes keep working). The old rows are then deleted. The tables are read with SQL
+because their apps are no longer installed; a database created after the switch has none and nothing to move.
+
+Sessions lose the `accounts:new_backup_codes` key in which the old enrolment page parked fresh codes until
+they were shown (cached_db sessions sit in the control database too).
 
 Backwards, seeds are written back in hex (for a rollback to code that still uses django-otp's plugins);
 backup codes cannot be recovered from their digests, so users regenerate them after such a rollback.
@@ -19,7 +22,7 @@ from django.utils import timezone
 
 LEGACY_TOTP = "otp_totp_totpdevice"
 LEGACY_STATIC_DEVICE = "otp_static_staticdevice"
-LEGACY_STATIC_TOKEN = "otp_static_statictoken"
+LEGACY_STATIC_TOKEN = "otp_static_statictoken"  # noqa: S105 - a table name
 
 _THROTTLING = ("throttling_failure_timestamp", "throttling_failure_count")
 
@@ -70,7 +73,8 @@ def seal_legacy_devices(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor
                 device = backup_model(**_common(row))
                 device.save(using=alias)
                 code_model.objects.using(alias).bulk_create(
-                    code_model(device=device, digest=_digest(device, token)) for token in tokens.get(row["id"], [])
+                    code_model(device=device, digest=_digest(device, token))
+                    for token in tokens.get(row["id"], [])
                 )
             cursor.execute(f"DELETE FROM {LEGACY_STATIC_TOKEN}")  # noqa: S608
             cursor.execute(f"DELETE FROM {LEGACY_STATIC_DEVICE}")  # noqa: S608
@@ -90,7 +94,9 @@ def unseal_to_legacy_devices(apps: StateApps, schema_editor: BaseDatabaseSchemaE
     if LEGACY_TOTP not in set(connection.introspection.table_names()):
         return
     totp_model = apps.get_model("accounts", "TOTPDevice")
-    columns = {c.name for c in connection.introspection.get_table_description(connection.cursor(), LEGACY_TOTP)}
+    columns = {
+        c.name for c in connection.introspection.get_table_description(connection.cursor(), LEGACY_TOTP)
+    }
     with connection.cursor() as cursor:
         for device in totp_model.objects.using(connection.alias).order_by("pk"):
             values = {
@@ -119,9 +125,31 @@ def unseal_to_legacy_devices(apps: StateApps, schema_editor: BaseDatabaseSchemaE
         totp_model.objects.using(connection.alias).all().delete()
 
 
+OLD_SESSION_KEY = "accounts:new_backup_codes"
+
+
+def drop_backup_codes_from_sessions(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
+    # The configured session store (not a historical model): it decodes, and re-saves to cache and database.
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    store_class = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    session_model = apps.get_model("sessions", "Session")
+    rows = session_model.objects.using(schema_editor.connection.alias).filter(expire_date__gt=timezone.now())
+    for session_key, data in rows.values_list("session_key", "session_data").iterator():
+        if OLD_SESSION_KEY not in store_class().decode(data):
+            continue
+        store = store_class(session_key=session_key)
+        store.pop(OLD_SESSION_KEY, None)
+        store.save(must_create=False)
+
+
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0002_otp_devices")]
+    dependencies = [("accounts", "0002_otp_devices"), ("sessions", "0001_initial")]
 
     operations = [
         migrations.RunPython(seal_legacy_devices, unseal_to_legacy_devices, hints={"silo": "control"}),
+        migrations.RunPython(
+            drop_backup_codes_from_sessions, migrations.RunPython.noop, hints={"silo": "control"}
+        ),
     ]
