@@ -6,7 +6,8 @@ from typing import Any
 
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from apps.accounts.models import TOTPDevice
 
 
 def login_verified(client: Client, user: Any) -> TOTPDevice:

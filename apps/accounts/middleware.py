@@ -25,7 +25,6 @@ TWO_FACTOR_EXEMPT_URL_NAMES = frozenset(
         "accounts:logout",
         "accounts:otp-verify",
         "accounts:twofactor-enroll",
-        "accounts:twofactor-backup-codes",
         "set_language",
         "javascript-catalog",
         "healthz",

@@ -10,9 +10,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Q
 from django_otp import user_has_device
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
 from apps.tenants.models import Membership
 from apps.tenants.roles import ROLES_REQUIRING_2FA
 
@@ -85,11 +84,11 @@ def totp_device_pending(*, user: Any) -> TOTPDevice | None:
 
 
 def backup_codes_remaining(*, user: Any) -> int:
-    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+    return BackupCode.objects.filter(device__user=user, device__confirmed=True).count()
 
 
-def backup_device(*, user: Any) -> StaticDevice | None:
-    return StaticDevice.objects.filter(user=user, confirmed=True).first()
+def backup_device(*, user: Any) -> BackupCodeDevice | None:
+    return BackupCodeDevice.objects.filter(user=user, confirmed=True).first()
 
 
 def user_by_email(*, email: str) -> Any | None:

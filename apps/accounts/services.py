@@ -24,13 +24,14 @@ from django.utils.translation import gettext as _
 from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
 from django_otp import login as otp_login
 from django_otp.models import Device
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts import selectors
+from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, ValidationFailed
+from apps.security import sealed
+from apps.security.keys import master_key_provider
 from apps.tenants.models import Invitation, Membership, Tenant
 from apps.tenants.services import invitation_accept, invitation_resolve
 
@@ -227,11 +228,14 @@ def totp_enrollment_confirm(*, request: HttpRequest, user: Any, token: str) -> l
 
 
 def _backup_codes_replace(*, user: Any) -> list[str]:
+    """Replace the user's backup codes; only their keyed digests are stored, the codes are returned once."""
     codes = [secrets.token_hex(5) for _ in range(settings.OTP_BACKUP_CODE_COUNT)]
     with transaction.atomic():
-        StaticDevice.objects.filter(user=user).delete()
-        device = StaticDevice.objects.create(user=user, name=str(_("Backup codes")), confirmed=True)
-        StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+        BackupCodeDevice.objects.filter(user=user).delete()
+        device = BackupCodeDevice.objects.create(user=user, name=str(_("Backup codes")), confirmed=True)
+        BackupCode.objects.bulk_create(
+            BackupCode(device=device, digest=device.digest(code)) for code in codes
+        )
     return codes
 
 
@@ -258,9 +262,45 @@ def two_factor_remove(*, request: HttpRequest, user: Any, token: str) -> None:
         raise ValidationFailed(_("Wrong code."), {"token": [_("That code is not valid.")]})
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
-        StaticDevice.objects.filter(user=user).delete()
+        BackupCodeDevice.objects.filter(user=user).delete()
     request.session.pop(DEVICE_ID_SESSION_KEY, None)
     record_security_event("otp_remove", user=user, request=request, outcome="success")
+
+
+def two_factor_reset_by_operator(*, user: Any, actor: Any, request: HttpRequest | None = None) -> None:
+    """Remove every second factor of `user` for an operator (a lost phone); the user enrols again."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).delete()
+        BackupCodeDevice.objects.filter(user=user).delete()
+    record_security_event("otp_reset", user=user, request=request, outcome="success", actor_id=actor.pk)
+
+
+def second_factor_secrets_reseal(*, actor: Any = None) -> int:
+    """Re-seal TOTP seeds and backup-code keys under the current master key, so an old one can be removed.
+
+    Run after adding a master key (`rotate_keys --master` does the same for the tenants' data keys). Each row
+    is locked while it is rewritten, so a concurrent sign-in never loses its drift or replay state.
+    """
+    current = f"{sealed.PREFIX}${master_key_provider().current_key_id}$"
+    count = 0
+    for model, field in ((TOTPDevice, "seed"), (BackupCodeDevice, "hmac_key")):
+        stale = model.objects.exclude(**{f"{field}__startswith": current}).values_list("pk", flat=True)
+        for pk in list(stale):
+            with transaction.atomic():
+                device = model.objects.select_for_update().filter(pk=pk).first()
+                if device is None:
+                    continue
+                setattr(device, field, bytes(getattr(device, field)))  # the secret again: sealed anew on save
+                device.save(update_fields=[field])
+                count += 1
+    audit_record(
+        "security.second_factors_resealed",
+        actor=actor,
+        target_type="master_key",
+        target_label=master_key_provider().current_key_id,
+        changes={"devices": count},
+    )
+    return count
 
 
 # --- profile ----------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ urlpatterns = [
     path("password/reset/done/", views.password_reset_complete_view, name="password-reset-complete"),
     path("two-factor/", views.twofactor_view, name="twofactor"),
     path("two-factor/enroll/", views.twofactor_enroll_view, name="twofactor-enroll"),
-    path("two-factor/backup-codes/", views.backup_codes_view, name="twofactor-backup-codes"),
     path(
         "two-factor/backup-codes/regenerate/",
         views.backup_codes_regenerate_view,

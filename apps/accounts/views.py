@@ -41,8 +41,6 @@ from apps.tenants.decorators import tenant_permission_required
 from apps.tenants.models import Membership, Role
 from apps.tenants.services import invitation_resolve
 
-NEW_BACKUP_CODES_SESSION_KEY = "accounts:new_backup_codes"
-
 
 def _lockout_message() -> str:
     minutes = max(1, settings.LOGIN_LOCKOUT_WINDOW // 60)
@@ -258,9 +256,8 @@ def twofactor_enroll_view(request: HttpRequest) -> HttpResponse:
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
         else:
-            request.session[NEW_BACKUP_CODES_SESSION_KEY] = codes
             messages.success(request, _("Two-factor authentication is on."))
-            return redirect(_with_next("accounts:twofactor-backup-codes", next_url))
+            return _backup_codes_page(request, codes=codes, next_url=next_url)
     secret = b32encode(device.bin_key).decode()
     context = {
         "form": form,
@@ -272,18 +269,14 @@ def twofactor_enroll_view(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/twofactor_enroll.html", context, status=400 if form.errors else 200)
 
 
-@never_cache
-@login_required
-@require_http_methods(["GET"])
-def backup_codes_view(request: HttpRequest) -> HttpResponse:
-    """Show freshly generated backup codes, once: they are gone from the session after this page."""
-    codes = request.session.pop(NEW_BACKUP_CODES_SESSION_KEY, None)
-    if not codes:
-        return redirect("accounts:twofactor")
-    next_url = safe_next(request, default="accounts:twofactor")
+def _backup_codes_page(request: HttpRequest, *, codes: list[str], next_url: str) -> HttpResponse:
+    """Show freshly generated backup codes in the answer to the POST that made them: the only time they exist
+    in the clear (the database keeps digests, the session nothing). `never_cache` on the views keeps them out
+    of caches."""
     return render(request, "accounts/backup_codes.html", {"codes": codes, "next": next_url})
 
 
+@never_cache
 @login_required
 @require_POST
 def backup_codes_regenerate_view(request: HttpRequest) -> HttpResponse:
@@ -292,8 +285,7 @@ def backup_codes_regenerate_view(request: HttpRequest) -> HttpResponse:
     except Conflict as exc:
         messages.error(request, str(exc))
         return redirect("accounts:twofactor")
-    request.session[NEW_BACKUP_CODES_SESSION_KEY] = codes
-    return redirect("accounts:twofactor-backup-codes")
+    return _backup_codes_page(request, codes=codes, next_url=safe_next(request, default="accounts:twofactor"))
 
 
 @login_required

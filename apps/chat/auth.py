@@ -5,6 +5,12 @@ One control-database lookup (key → channel → tenant) per key, cached in Redi
 could lie: on revoke and rotate (`forget_keys`), on any channel change (`forget_channel_keys`) and on any
 tenant save, which covers suspension (`forget_tenant_keys`, connected in ChatConfig.ready). Expiry is checked
 against the cached expiry on every request, so an expired key is refused even while its entry is warm.
+
+Dropping is not enough under concurrency: a lookup that read the row just before a revoke commits would
+write its stale entry after the drop, and the revoked key would work for another `CACHE_TTL`. So each key
+has a guard token in Redis that every drop replaces (before and after the change commits); a lookup reads
+the token with the entry (the same Lua call as before) and fills the cache only if the token is unchanged
+(`hub.cache.set_if_guard`, one atomic script in place of the plain `set`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -28,12 +34,15 @@ from apps.chat.principal import ChannelInfo, ChannelPrincipal
 from apps.core.context import TenantRef
 from apps.tenants.authentication import enter_tenant
 from apps.tenants.services import management_token_hash
-from hub.cache import get_and_add
+from hub.cache import get_add_and_guard, guard_and_delete, set_if_guard
 
 KEYWORD = "Bearer"
 SCHEME = "hub"
 CACHE_TTL = 60  # seconds a key's lookup is trusted; every change that matters drops it sooner
 TOUCH_INTERVAL = 60  # seconds between two `last_used_at` writes of one key
+# Seconds a guard token outlives its drop: longer than any lookup can take between its database read and its
+# cache fill (statement and request timeouts are far shorter), so a fill read before the drop never matches.
+GUARD_TTL = 24 * 3600
 _MAX_KEY_LENGTH = 200
 
 
@@ -80,6 +89,10 @@ def _touch_key(key_hash: str) -> str:
     return f"chat:apikey-used:{key_hash}"
 
 
+def _guard_key(key_hash: str) -> str:
+    return f"chat:apikey-guard:{key_hash}"
+
+
 def _load(key_hash: str) -> _Entry | None:
     key = ApiKey.objects.select_related("channel", "tenant__home_region").filter(key_hash=key_hash).first()
     if key is None:
@@ -116,20 +129,33 @@ def lookup(key_hash: str) -> _Entry | None:
 
 def _lookup_and_gate(key_hash: str) -> tuple[_Entry | None, bool]:
     """The key's entry, and whether this is its first use in TOUCH_INTERVAL (for all processes: a Redis `add`
-    is the gate), in one round trip."""
-    entry, first_use = get_and_add(_cache_key(key_hash), _touch_key(key_hash), 1, TOUCH_INTERVAL)
+    is the gate), in one round trip; on a miss, the row, cached unless the key was dropped meanwhile."""
+    entry, first_use, guard = get_add_and_guard(
+        _cache_key(key_hash), _touch_key(key_hash), 1, TOUCH_INTERVAL, _guard_key(key_hash)
+    )
     if entry is None:
         entry = _load(key_hash)
         if entry is not None:
-            cache.set(_cache_key(key_hash), entry, CACHE_TTL)
+            set_if_guard(_cache_key(key_hash), entry, CACHE_TTL, _guard_key(key_hash), guard)
     return entry, first_use
 
 
+def _drop(key_hashes: list[str]) -> None:
+    guard_and_delete([_guard_key(h) for h in key_hashes], [_cache_key(h) for h in key_hashes], GUARD_TTL)
+
+
 def forget_keys(*, key_hashes: Iterable[str]) -> None:
-    """Drop cached lookups, so the next request of these keys reads the database again."""
-    keys = [_cache_key(h) for h in key_hashes]
-    if keys:
-        cache.delete_many(keys)
+    """Drop cached lookups and refuse fills read before now, so the next request reads the database again.
+
+    Called inside a transaction, the drop happens again when it commits: a lookup between now and the commit
+    still reads the old row.
+    """
+    hashes = list(key_hashes)
+    if not hashes:
+        return
+    _drop(hashes)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: _drop(hashes))
 
 
 def forget_channel_keys(*, channel_id: Any) -> None:

@@ -9,9 +9,9 @@ import base64
 import hashlib
 from typing import Any
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.tenants.models import Membership, Region, Role, Tenant
 from apps.tenants.roles import ROLES_REQUIRING_2FA
@@ -46,15 +46,18 @@ DEMO_MEMBERS = [
 ]
 
 
-def _demo_totp_key(username: str) -> str:
-    """Return a stable per-user TOTP key (hex, as django-otp stores it): re-seeding keeps apps working."""
-    return hashlib.sha256(f"hub-demo-totp:{username}".encode()).hexdigest()[:40]
+def _demo_totp_seed(username: str) -> bytes:
+    """Return a stable per-user TOTP seed: re-seeding keeps the authenticator apps working."""
+    return hashlib.sha256(f"hub-demo-totp:{username}".encode()).digest()[:20]
 
 
 def _ensure_totp(user: Any) -> str:
-    key = _demo_totp_key(user.username)
-    TOTPDevice.objects.update_or_create(user=user, name="demo", defaults={"key": key, "confirmed": True})
-    return base64.b32encode(bytes.fromhex(key)).decode()
+    """Give `user` a confirmed TOTP device with the demo seed (stored sealed, like every seed)."""
+    # Looked up by name like the user model: the device model lives in apps.accounts, above this app.
+    device_model = apps.get_model("accounts", "TOTPDevice")
+    seed = _demo_totp_seed(user.username)
+    device_model.objects.update_or_create(user=user, name="demo", defaults={"seed": seed, "confirmed": True})
+    return base64.b32encode(seed).decode()
 
 
 def _ensure_tenant(spec: dict[str, Any]) -> Tenant:

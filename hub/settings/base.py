@@ -44,9 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_htmx",
     "guardian",
-    "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
+    "django_otp",  # its device plugins are replaced by apps.accounts' devices, whose secrets are sealed
     "apps.core",
     "apps.accounts",
     "apps.security",

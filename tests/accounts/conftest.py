@@ -10,8 +10,8 @@ import pyotp
 import pytest
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import TOTPDevice
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
 from tests.factories import UserFactory

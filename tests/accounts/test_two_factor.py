@@ -11,10 +11,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_static.models import StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts import selectors
+from apps.accounts.models import BackupCode, TOTPDevice
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add, tenant_update
 from tests.accounts.conftest import PASSWORD, enroll, login_verified, next_code, totp_for
@@ -35,10 +34,9 @@ def _enroll_via_ui(client: Client, user: Any) -> tuple[TOTPDevice, list[str]]:
     assert page.status_code == 200
     device = TOTPDevice.objects.get(user=user, confirmed=False)
     response = client.post(ENROLL, {"token": totp_for(device).now()})
-    assert response.status_code == 302
-    codes_page = client.get(response["Location"])
-    assert codes_page.status_code == 200
-    return TOTPDevice.objects.get(pk=device.pk), list(codes_page.context["codes"])
+    assert response.status_code == 200, "the codes are shown in the answer to the POST that made them"
+    assert "no-store" in response["Cache-Control"]
+    return TOTPDevice.objects.get(pk=device.pk), list(response.context["codes"])
 
 
 # --- enrollment -------------------------------------------------------------------------------------------
@@ -68,10 +66,9 @@ def test_enrollment_confirms_with_a_code_and_shows_ten_backup_codes_once(client:
     assert len(set(codes)) == 10
     assert selectors.backup_codes_remaining(user=bob) == 10
     assert client.session[DEVICE_ID_SESSION_KEY] == device.persistent_id
-    # Shown once: the page is gone afterwards.
-    second = client.get(reverse("accounts:twofactor-backup-codes"))
-    assert second.status_code == 302
-    assert second["Location"] == reverse("accounts:twofactor")
+    # Shown once: nothing keeps them, neither the session nor the database.
+    assert not any(code in str(dict(client.session)) for code in codes)
+    assert not BackupCode.objects.filter(digest__in=codes).exists()
     status = client.get(reverse("accounts:twofactor"))
     assert status.status_code == 200
     assert status.context["backup_codes_remaining"] == 10
@@ -148,18 +145,23 @@ def test_regenerate_backup_codes_replaces_the_old_ones(client: Client, bob: Any)
     client.force_login(bob)
     _, old = _enroll_via_ui(client, bob)
     response = client.post(reverse("accounts:twofactor-backup-codes-regenerate"))
-    assert response.status_code == 302
-    new = client.get(response["Location"]).context["codes"]
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    new = response.context["codes"]
     assert len(new) == 10
     assert set(new).isdisjoint(old)
-    assert set(StaticToken.objects.filter(device__user=bob).values_list("token", flat=True)) == set(new)
+    device = selectors.backup_device(user=bob)
+    assert device is not None
+    stored = set(BackupCode.objects.filter(device__user=bob).values_list("digest", flat=True))
+    assert stored == {device.digest(code) for code in new}
+    assert stored.isdisjoint(new)
 
 
 def test_regenerate_without_device_is_refused(client: Client, bob: Any) -> None:
     client.force_login(bob)
     response = client.post(reverse("accounts:twofactor-backup-codes-regenerate"))
     assert response.status_code == 302
-    assert StaticToken.objects.filter(device__user=bob).count() == 0
+    assert BackupCode.objects.filter(device__user=bob).count() == 0
 
 
 def test_remove_device_requires_a_current_code(client: Client, bob: Any, no_otp_throttle: None) -> None:
@@ -205,8 +207,8 @@ def test_admin_after_enrollment_reaches_the_page_they_wanted(
     assert redirect_to == ENROLL + "?next=%2Ft%2Ftenant-a%2Fmembers%2F"
     client.get(redirect_to)
     device = TOTPDevice.objects.get(user=alice)
-    confirmed = client.post(ENROLL, {"token": totp_for(device).now(), "next": target})
-    codes = client.get(confirmed["Location"])
+    codes = client.post(ENROLL, {"token": totp_for(device).now(), "next": target})
+    assert codes.status_code == 200
     assert codes.context["next"] == target
     assert client.get(target).status_code == 200
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from apps.accounts.models import TOTPDevice
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import management_token_create, membership_add
 from tests.factories import UserFactory

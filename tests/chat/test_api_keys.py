@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
+from apps.chat import auth
 from apps.chat.models import ApiKey, Channel
 from apps.chat.services.channels import api_key_create, api_key_revoke, api_key_rotate
 from apps.core.context import tenant_context
@@ -238,3 +241,92 @@ def test_api_viewer_gets_403(tenant_a: Tenant, bob: Any, api_key_a: IssuedKey) -
     assert bob_api.post(f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/revoke/").status_code == 403
     assert Membership.objects.get(user=bob).role == Role.VIEWER
     assert ApiKey.objects.get(pk=api_key_a.key.pk).revoked_at is None
+
+
+# --- revocation under concurrency: a lookup that read the row before a change must not cache it after ----
+class HeldLookup:
+    """A real key lookup in another thread (its own database connection), held after its database read and
+    before its cache fill: the window in which a revoke or rotation commits."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, key_hash: str) -> None:
+        self.loaded, self.release = threading.Event(), threading.Event()
+        self.entry: Any = None
+        self.errors: list[BaseException] = []
+        real_load = auth._load
+
+        def load_then_wait(hash_: str) -> Any:
+            entry = real_load(hash_)
+            if threading.current_thread() is self.thread:
+                self.loaded.set()
+                self.release.wait(10)
+            return entry
+
+        monkeypatch.setattr(auth, "_load", load_then_wait)
+        self.thread = threading.Thread(target=self._run, args=(key_hash,))
+        self.thread.start()
+        assert self.loaded.wait(10), "the lookup never read the row"
+
+    def _run(self, key_hash: str) -> None:
+        try:
+            self.entry = auth.lookup(key_hash)
+        except BaseException as exc:
+            self.errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def finish(self) -> Any:
+        self.release.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive() and not self.errors, self.errors
+        return self.entry
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_racing_a_revoke_cannot_bring_the_key_back(
+    alice: Any, api_key_a: IssuedKey, api_client: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held = HeldLookup(monkeypatch, api_key_a.key.key_hash)  # has read the row: not revoked
+    api_key_revoke(key=api_key_a.key, actor=alice)  # commits and drops the cache
+    stale = held.finish()  # ...then the lookup tries to cache what it read
+    assert stale is not None and stale.revoked is False, "the lookup did read the row before the revoke"
+    assert cache.get(auth._cache_key(api_key_a.key.key_hash)) is None, "its fill was refused"
+    response = api_client.post(CONVERSATIONS, {}, content_type="application/json", **api_key_a.headers)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "This API key has been revoked."}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_between_the_drop_and_the_commit_cannot_bring_the_key_back(
+    alice: Any, api_key_a: IssuedKey, api_client: APIClient
+) -> None:
+    """A revoke inside a caller's transaction drops the cache before it commits: a lookup in that window reads
+    the old row and caches it; the drop on commit must undo that."""
+    result: list[Any] = []
+
+    def lookup_elsewhere() -> None:
+        try:
+            result.append(auth.lookup(api_key_a.key.key_hash))
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        api_key_revoke(key=api_key_a.key, actor=alice)
+        thread = threading.Thread(target=lookup_elsewhere)
+        thread.start()
+        thread.join(10)
+        assert result and result[0].revoked is False  # the uncommitted revoke is invisible to it
+    response = api_client.post(CONVERSATIONS, {}, content_type="application/json", **api_key_a.headers)
+    assert response.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_racing_a_rotation_keeps_the_old_key_only_until_its_expiry(
+    alice: Any, api_key_a: IssuedKey, api_client: APIClient, monkeypatch: pytest.MonkeyPatch, later: Any
+) -> None:
+    held = HeldLookup(monkeypatch, api_key_a.key.key_hash)  # has read the row: no expiry
+    _new_key, new_plaintext = api_key_rotate(key=api_key_a.key, overlap=timedelta(hours=1), actor=alice)
+    assert held.finish().expires_at is None
+    assert _start(api_client, api_key_a.plaintext) == 201  # within the overlap
+    later(timedelta(hours=2))
+    assert _start(api_client, api_key_a.plaintext) == 401
+    assert _start(api_client, new_plaintext) == 201

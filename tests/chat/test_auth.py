@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -177,3 +177,16 @@ def test_a_key_cannot_read_another_tenants_conversation(
     response = api_client.get(f"{CONVERSATIONS}/{created['id']}", **api_key_a.headers)
     assert response.status_code == 404
     assert api_client.get(f"{CONVERSATIONS}/{created['id']}", **api_key_b.headers).status_code == 200
+
+
+def test_a_warm_lookup_is_still_one_redis_round_trip(api_key_a: IssuedKey) -> None:
+    """The guard against stale fills rides in the lookup's existing Lua call: no extra round trip."""
+    key_hash = api_key_hash(api_key_a.plaintext)
+    assert lookup(key_hash) is not None  # cold: the read script, the database, the guarded fill
+    redis = caches["default"]._cache.get_client(write=True)  # type: ignore[attr-defined]
+    redis.config_resetstat()
+    assert lookup(key_hash) is not None
+    stats = {name: value["calls"] for name, value in redis.info("commandstats").items()}
+    stats = {name: calls for name, calls in stats.items() if not name.startswith("cmdstat_config")}
+    # One EVALSHA; Redis counts the commands the script ran too (GET entry, SET NX gate, GET guard).
+    assert stats == {"cmdstat_evalsha": 1, "cmdstat_get": 2, "cmdstat_set": 1}, stats

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.cache import cache, caches
 
-from hub.cache import RedisCache, get_and_add
+from hub.cache import RedisCache, get_add_and_guard, get_and_add, guard_and_delete, set_if_guard
 
 
 def test_the_backend_reuses_its_redis_client() -> None:
@@ -36,3 +36,29 @@ def test_get_and_add_works_on_any_backend(settings: Any) -> None:
     assert get_and_add("v", "g", 1, 60, using="other") == (None, True)
     caches["other"].set("v", 3)
     assert get_and_add("v", "g", 1, 60, using="other") == (3, False)
+
+
+def test_set_if_guard_refuses_a_fill_read_before_an_invalidation() -> None:
+    key, gate, guard = f"v-{uuid.uuid4()}", f"g-{uuid.uuid4()}", f"guard-{uuid.uuid4()}"
+    _value, _added, token = get_add_and_guard(key, gate, 1, 60, guard)
+    assert token == b""
+    guard_and_delete([guard], [key], 60)  # a change commits while the reader is busy
+    assert set_if_guard(key, "stale", 60, guard, token) is False
+    assert cache.get(key) is None
+    _value, _added, fresh = get_add_and_guard(key, gate, 1, 60, guard)
+    assert fresh not in {b"", token}
+    assert set_if_guard(key, "fresh", 60, guard, fresh) is True
+    assert get_and_add(key, gate, 1, 60) == ("fresh", False)
+
+
+def test_guarded_fills_work_on_any_backend(settings: Any) -> None:
+    settings.CACHES = {
+        **settings.CACHES,
+        "other": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "hub-guard-test"},
+    }
+    _value, _added, token = get_add_and_guard("v", "g", 1, 60, "guard", using="other")
+    guard_and_delete(["guard"], ["v"], 60, using="other")
+    assert set_if_guard("v", 1, 60, "guard", token, using="other") is False
+    _value, _added, token = get_add_and_guard("v", "g", 1, 60, "guard", using="other")
+    assert set_if_guard("v", 1, 60, "guard", token, using="other") is True
+    assert caches["other"].get("v") == 1

@@ -68,7 +68,7 @@ def test_only_get_is_allowed() -> None:
 
 def test_not_behind_login_or_two_factor(client: Client, alice: Any) -> None:
     """A signed-in user who still owes a second factor is not redirected; nor is an anonymous scraper."""
-    from django_otp.plugins.otp_totp.models import TOTPDevice
+    from apps.accounts.models import TOTPDevice
 
     TOTPDevice.objects.create(user=alice, name="phone", confirmed=True)
     client.force_login(alice)  # not OTP-verified
