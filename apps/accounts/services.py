@@ -31,6 +31,7 @@ from apps.accounts import selectors
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, ValidationFailed
+from apps.observability.access import client_address
 from apps.tenants.models import Invitation, Membership, Tenant
 from apps.tenants.services import invitation_accept, invitation_resolve
 
@@ -81,11 +82,6 @@ def record_security_event(
 
 
 # --- sign-in and lockout ----------------------------------------------------------------------------------
-def client_ip(request: HttpRequest) -> str:
-    """Return the client address the lockout counts by (REMOTE_ADDR; a proxy must set it correctly)."""
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
-
-
 def _increment(key: str) -> int:
     window = settings.LOGIN_LOCKOUT_WINDOW
     cache.add(key, 0, timeout=window)  # starts the window at the first failure
@@ -123,7 +119,7 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
     exists. A user with a confirmed device is signed in but unverified; the two-factor middleware then
     allows nothing but the OTP step.
     """
-    ip = client_ip(request)
+    ip = client_address(request.META)
     if selectors.login_is_locked(username=username, ip=ip):
         record_security_event("login", user=None, request=request, outcome="locked")
         return LoginResult(LoginOutcome.LOCKED)
@@ -180,7 +176,7 @@ def otp_verify(*, request: HttpRequest, user: Any, token: str) -> Device | None:
                     device = candidate
                     break
     if device is None:
-        login_failure_record(username=user.get_username(), ip=client_ip(request))
+        login_failure_record(username=user.get_username(), ip=client_address(request.META))
         record_security_event("otp_verify", user=user, request=request, outcome="failure")
         return None
     otp_login(request, device)
