@@ -98,6 +98,11 @@ def login_failure_record(*, username: str, ip: str) -> None:
     _increment(selectors.lockout_ip_key(ip))
 
 
+def login_success_record(*, username: str) -> None:
+    """Forget the failed attempts of an account name once its owner has signed in."""
+    cache.delete(selectors.lockout_account_key(username))
+
+
 class LoginOutcome(enum.Enum):
     OK = "ok"
     NEEDS_OTP = "needs_otp"
@@ -133,7 +138,7 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
         if selectors.login_is_locked(username=username, ip=ip):
             return LoginResult(LoginOutcome.LOCKED)
         return LoginResult(LoginOutcome.INVALID)
-    cache.delete(selectors.lockout_account_key(username))
+    login_success_record(username=username)
     auth_login(request, user)
     needs_otp = selectors.user_has_confirmed_device(user=user)
     record_security_event(
