@@ -440,3 +440,6 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 10, minimum=1, maximum=300)
 # Default: trust nobody, so a client can never choose its own address with X-Forwarded-For.
 HUB_TRUSTED_PROXY_COUNT = env_int("HUB_TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 HUB_TRUSTED_PROXIES = env_networks("HUB_TRUSTED_PROXIES", [])
+# Log lines blank the secret segment of password-reset, invitation and Salesforce webhook paths
+# (apps/observability/redact.py; gunicorn's logs through hub.gunicorn.RedactingLogger). Always on.
+LOGGING["formatters"]["json"]["()"] = "apps.observability.logging.RedactingJsonFormatter"
