@@ -142,3 +142,13 @@ def test_bad_admin_passwords_lock_the_account(client: Client, operator: Any, no_
     response = _admin_attempt(client, "operator", PASSWORD, device, ip="192.0.2.99")
     assert LOCKED_TEXT in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_metrics_allow_list_checks_the_client_behind_the_ingress(client: Client, settings: Any) -> None:
+    """An allow-list of the cluster network must not admit the internet through the cluster's own ingress."""
+    settings.HUB_METRICS_TOKEN = ""
+    settings.HUB_METRICS_ALLOW = ["10.0.0.0/8"]
+    settings.HUB_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    outsider = client.get("/metrics", REMOTE_ADDR=INGRESS, HTTP_X_FORWARDED_FOR="10.9.9.9, 203.0.113.9")
+    assert outsider.status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200  # Prometheus, scraping the pod
