@@ -34,6 +34,8 @@ access_log_format = (
     '"duration_ms": %(M)s, "bytes": "%(B)s", "request_id": "%({x-request-id}o)s"}'
 )
 errorlog = "-"
+# Both logs blank the secrets that password-reset, invitation and Salesforce webhook URLs carry in their path.
+logger_class = "hub.gunicorn.RedactingLogger"
 loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 
 

@@ -3,6 +3,8 @@
 - `child_exit`: drop a dead worker's live metric gauges (multi-process Prometheus).
 - `post_worker_init`: load the embedding model before the worker takes requests, so the first chat users of
   a fresh worker do not wait for it (about 2 s per worker otherwise).
+- `logger_class`: gunicorn's access and error logs with the secrets of password-reset, invitation and
+  webhook URLs blanked (apps/observability/redact.py), whatever the access-log format prints.
 """
 
 from __future__ import annotations
@@ -10,9 +12,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from apps.observability.gunicorn import child_exit
+from gunicorn.glogging import Logger
 
-__all__ = ["child_exit", "post_worker_init"]
+from apps.observability.gunicorn import child_exit
+from apps.observability.redact import SecretPathFilter
+
+__all__ = ["RedactingLogger", "child_exit", "logger_class", "post_worker_init"]
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger whose access and error lines never carry a secret from a URL path."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            if not any(isinstance(f, SecretPathFilter) for f in log.filters):  # setup runs again on reopen
+                log.addFilter(SecretPathFilter())
+
+
+logger_class = RedactingLogger
 
 
 def post_worker_init(worker: Any) -> None:

@@ -1,6 +1,6 @@
 """The Django admin for platform operators, behind django-otp: only a session verified with a second
 factor may enter. The default site object is reused (every app's registrations stay); only its class
-changes to OTPAdminSite."""
+changes to OTPAdminSite. Its sign-in form counts towards the same lockout as the console's."""
 
 from typing import Any
 
@@ -9,10 +9,12 @@ from django.contrib.auth.admin import UserAdmin
 from django_otp.admin import OTPAdminSite
 
 from apps.accounts import services
+from apps.accounts.forms import AdminLoginForm
 from apps.accounts.models import BackupCodeDevice, TOTPDevice, User
 
 admin.site.__class__ = OTPAdminSite
 admin_site = admin.site
+admin_site.login_form = AdminLoginForm
 
 
 @admin.register(User)

@@ -10,7 +10,21 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import password_validators_help_texts
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django_otp.admin import OTPAdminAuthenticationForm
+
+from apps.accounts import selectors, services
+from apps.observability.access import client_address
+
+
+def lockout_message() -> str:
+    minutes = max(1, settings.LOGIN_LOCKOUT_WINDOW // 60)
+    return gettext(
+        "Too many failed sign-in attempts. Try again in %(minutes)s minutes, "
+        "or ask an administrator to unlock your account."
+    ) % {"minutes": minutes}
 
 
 class LoginForm(forms.Form):
@@ -25,6 +39,33 @@ class LoginForm(forms.Form):
         max_length=4096,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+
+
+class AdminLoginForm(OTPAdminAuthenticationForm):
+    """The Django admin's sign-in (password and second factor in one form) behind the console's lockout.
+
+    Same counters as the console's sign-in (per account name and per client address, in Redis): a locked
+    account or address is refused before the password is checked, and every refusal of the form counts.
+    """
+
+    def clean(self) -> dict[str, Any]:
+        username = str(self.cleaned_data.get("username") or "")
+        ip = client_address(self.request.META) if self.request is not None else "unknown"
+        if selectors.login_is_locked(username=username, ip=ip):
+            services.record_security_event("admin_login", user=None, request=self.request, outcome="locked")
+            raise ValidationError(lockout_message(), code="locked")
+        try:
+            cleaned: dict[str, Any] = super().clean()
+        except ValidationError:
+            services.login_failure_record(username=username, ip=ip)
+            user = selectors.user_by_username(username=username)
+            services.record_security_event("admin_login", user=user, request=self.request, outcome="failure")
+            raise
+        services.login_success_record(username=username)
+        services.record_security_event(
+            "admin_login", user=self.get_user(), request=self.request, outcome="success"
+        )
+        return cleaned
 
 
 class OTPTokenForm(forms.Form):

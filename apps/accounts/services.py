@@ -30,6 +30,7 @@ from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, ValidationFailed
+from apps.observability.access import client_address
 from apps.security import sealed
 from apps.security.keys import master_key_provider
 from apps.tenants.models import Invitation, Membership, Tenant
@@ -82,11 +83,6 @@ def record_security_event(
 
 
 # --- sign-in and lockout ----------------------------------------------------------------------------------
-def client_ip(request: HttpRequest) -> str:
-    """Return the client address the lockout counts by (REMOTE_ADDR; a proxy must set it correctly)."""
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
-
-
 def _increment(key: str) -> int:
     window = settings.LOGIN_LOCKOUT_WINDOW
     cache.add(key, 0, timeout=window)  # starts the window at the first failure
@@ -101,6 +97,11 @@ def login_failure_record(*, username: str, ip: str) -> None:
     """Count one failed attempt against the account name (known or not) and the client address."""
     _increment(selectors.lockout_account_key(username))
     _increment(selectors.lockout_ip_key(ip))
+
+
+def login_success_record(*, username: str) -> None:
+    """Forget the failed attempts of an account name once its owner has signed in."""
+    cache.delete(selectors.lockout_account_key(username))
 
 
 class LoginOutcome(enum.Enum):
@@ -124,7 +125,7 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
     exists. A user with a confirmed device is signed in but unverified; the two-factor middleware then
     allows nothing but the OTP step.
     """
-    ip = client_ip(request)
+    ip = client_address(request.META)
     if selectors.login_is_locked(username=username, ip=ip):
         record_security_event("login", user=None, request=request, outcome="locked")
         return LoginResult(LoginOutcome.LOCKED)
@@ -138,7 +139,7 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
         if selectors.login_is_locked(username=username, ip=ip):
             return LoginResult(LoginOutcome.LOCKED)
         return LoginResult(LoginOutcome.INVALID)
-    cache.delete(selectors.lockout_account_key(username))
+    login_success_record(username=username)
     auth_login(request, user)
     needs_otp = selectors.user_has_confirmed_device(user=user)
     record_security_event(
@@ -181,7 +182,7 @@ def otp_verify(*, request: HttpRequest, user: Any, token: str) -> Device | None:
                     device = candidate
                     break
     if device is None:
-        login_failure_record(username=user.get_username(), ip=client_ip(request))
+        login_failure_record(username=user.get_username(), ip=client_address(request.META))
         record_security_event("otp_verify", user=user, request=request, outcome="failure")
         return None
     otp_login(request, device)

@@ -33,6 +33,7 @@ from apps.accounts.forms import (
     PreferencesForm,
     TOTPConfirmForm,
     TwoFactorRemoveForm,
+    lockout_message,
 )
 from apps.core.errors import Conflict, HubError, NotFound
 from apps.core.forms import add_service_errors
@@ -43,11 +44,7 @@ from apps.tenants.services import invitation_resolve
 
 
 def _lockout_message() -> str:
-    minutes = max(1, settings.LOGIN_LOCKOUT_WINDOW // 60)
-    return _(
-        "Too many failed sign-in attempts. Try again in %(minutes)s minutes, "
-        "or ask an administrator to unlock your account."
-    ) % {"minutes": minutes}
+    return lockout_message()
 
 
 def _invalid_login_message() -> str:

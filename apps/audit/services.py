@@ -20,6 +20,7 @@ from apps.audit.chain import GENESIS, HASHED_FIELDS, canonical, link_hash
 from apps.audit.models import AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
 from apps.audit.selectors import VerifyResult, audit_verify_chain
 from apps.core.context import TenantRef, as_ref, tenant_context
+from apps.observability.access import client_address
 from apps.observability.logging import request_id_var
 
 SENSITIVE_KEYS = ("password", "secret", "token", "key", "credential", "authorization", "otp", "private")
@@ -46,8 +47,9 @@ def censor(changes: Mapping[str, Any] | None, sensitive: Iterable[str] = ()) -> 
 
 
 def _client_ip(request: HttpRequest | None) -> str | None:
-    """REMOTE_ADDR, normalized as PostgreSQL stores it (the hash must survive the round trip)."""
-    raw = request.META.get("REMOTE_ADDR") if request is not None else None
+    """The client's address (behind trusted proxies too), normalized as PostgreSQL stores it (the hash
+    must survive the round trip)."""
+    raw = client_address(request.META) if request is not None else None
     try:
         return ipaddress.ip_address(raw).compressed if raw else None
     except ValueError:

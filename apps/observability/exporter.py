@@ -28,6 +28,7 @@ def metrics_app(environ: dict[str, Any], start_response: StartResponse) -> Itera
     if environ.get("PATH_INFO") != "/metrics":
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"Not found.\n"]
+    # No proxy stands in front of a worker's own port: the direct peer is the scraper.
     verdict = check_scraper(
         authorization=environ.get("HTTP_AUTHORIZATION", ""), address=environ.get("REMOTE_ADDR", "")
     )

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from apps.observability.access import check_scraper
+from apps.observability.access import check_scraper, client_address
 from apps.observability.health import readiness
 
 
@@ -37,7 +37,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     from apps.observability.collectors import scrape_registry
 
     verdict = check_scraper(
-        authorization=request.headers.get("Authorization", ""), address=request.META.get("REMOTE_ADDR", "")
+        authorization=request.headers.get("Authorization", ""), address=client_address(request.META)
     )
     if verdict == "unauthorized":
         response = HttpResponse("A valid bearer token is required.\n", status=401, content_type="text/plain")

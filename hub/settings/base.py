@@ -14,6 +14,7 @@ from hub.settings.env import (
     embedded_state,
     env_bool,
     env_db,
+    env_email,
     env_float,
     env_int,
     env_list,
@@ -409,5 +410,34 @@ HUB_CHAT_RATE_PER_TENANT = env_rate("HUB_CHAT_RATE_PER_TENANT", "3000/min")
 # Bench-only baseline endpoints under /api/v1/bench/ (apps/chat/api/bench_views.py); never on in a deployment.
 HUB_BENCH_ENDPOINTS = env_bool("HUB_BENCH_ENDPOINTS", False)
 
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# --- Security hardening (issue 14), accounts slice: outgoing e-mail and the client address -----------------
+# Outgoing e-mail (password resets, invitations) from one URL, parsed by django-environ:
+# EMAIL_URL=smtp+tls://user:password@smtp.example.com:587 (STARTTLS; smtp+ssl:// for implicit TLS, smtp://
+# for a relay without TLS). Default: unset, which means the console backend (development; the test runner
+# swaps in its outbox). Production refuses to start without an SMTP URL (production.py). The parsed values
+# become EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS/SSL; the URL is not kept.
+_email = env_email("EMAIL_URL", smtp_only=False) or {}
+EMAIL_BACKEND = _email.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+if "EMAIL_FILE_PATH" in _email:
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+# Sender of every message. Default: hub@localhost; production requires it to be set.
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds an SMTP connection may block a request (Django's default is forever). Default: 10.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 10, minimum=1, maximum=300)
+# Reverse proxies in front of the web processes (apps/observability/access.py: client_address). The client
+# address is REMOTE_ADDR unless that peer is trusted; then X-Forwarded-For is read from the right past every
+# trusted hop. Trusted are the HUB_TRUSTED_PROXY_COUNT nearest hops (default 0: none; use it only when the
+# pods are reachable through the proxies alone) and any hop in HUB_TRUSTED_PROXIES (CIDR list, default empty).
+# Default: trust nobody, so a client can never choose its own address with X-Forwarded-For.
+HUB_TRUSTED_PROXY_COUNT = env_int("HUB_TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
+HUB_TRUSTED_PROXIES = env_networks("HUB_TRUSTED_PROXIES", [])
+# Log lines blank the secret segment of password-reset, invitation and Salesforce webhook paths
+# (apps/observability/redact.py; gunicorn's logs through hub.gunicorn.RedactingLogger). Always on.
+LOGGING["formatters"]["json"]["()"] = "apps.observability.logging.RedactingJsonFormatter"

@@ -160,3 +160,37 @@ def embedded_state() -> dict[str, Any] | None:
         raise ImproperlyConfigured(
             f"{path} is unreadable ({exc}); run `python manage.py services down` then `up` again"
         ) from None
+
+
+SMTP_SCHEMES = ("smtp", "smtp+tls", "smtps", "smtp+ssl")
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def env_email(name: str, *, smtp_only: bool) -> dict[str, Any] | None:
+    """Parse an e-mail URL (django-environ's, e.g. smtp+tls://user:pass@host:587) into EMAIL_* settings.
+
+    None when unset. The value carries a password, so no error message ever repeats it. With `smtp_only`
+    (production) only SMTP is accepted, and plain smtp:// only to a loopback relay or without credentials:
+    a password never crosses the network in clear text.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    scheme = raw.partition("://")[0].lower()
+    allowed = SMTP_SCHEMES if smtp_only else tuple(environ.Env.EMAIL_SCHEMES)
+    if scheme not in allowed:
+        raise _fail(name, f"must start with one of {', '.join(s + '://' for s in allowed)}")
+    try:
+        config = environ.Env.email_url_config(raw)
+    except Exception:  # django-environ raises several types for garbage input (bad port, bad scheme)
+        raise _fail(name, "is not a valid e-mail URL") from None
+    if scheme in SMTP_SCHEMES:
+        if not config.get("EMAIL_HOST"):
+            raise _fail(name, "must name the SMTP host")
+        clear_text = scheme == "smtp" and config.get("EMAIL_HOST_PASSWORD")
+        if smtp_only and clear_text and config["EMAIL_HOST"] not in _LOOPBACK_HOSTS:
+            raise _fail(name, "would send the password in clear text: use smtp+tls:// or smtp+ssl://")
+    settings = {key: value for key, value in config.items() if key.startswith("EMAIL_")}
+    if scheme != "filemail":
+        settings.pop("EMAIL_FILE_PATH", None)
+    return {key: value for key, value in settings.items() if value not in (None, "")}

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from hub.settings.base import *  # noqa: F403
 from hub.settings.base import SECRET_KEY
-from hub.settings.env import env_bool, env_int, env_list
+from hub.settings.env import env_bool, env_email, env_int, env_list
 
 for _required in (
     "DJANGO_SECRET_KEY",
@@ -51,3 +51,16 @@ X_FRAME_OPTIONS = "DENY"
 
 # WhiteNoise serves what `collectstatic` (run in the image build) put in STATIC_ROOT, not the source dirs.
 WHITENOISE_USE_FINDERS = False
+
+# --- Security hardening (issue 14), accounts slice: outgoing e-mail ----------------------------------------
+# Production sends e-mail over SMTP or does not start: the console backend would print reset and invitation
+# links (secrets) into the logs. EMAIL_URL (no default) is parsed in base.py; here it must be an SMTP URL
+# (plain smtp:// with a password only to a loopback relay), and DEFAULT_FROM_EMAIL (no default) must be set.
+# The client address settings (HUB_TRUSTED_PROXY_COUNT / HUB_TRUSTED_PROXIES) keep base.py's default: trust
+# no proxy until the deployment names its ingress.
+if env_email("EMAIL_URL", smtp_only=True) is None:
+    raise ImproperlyConfigured(
+        "Setting EMAIL_URL: is required in production (e.g. smtp+tls://user:password@smtp.example.com:587)"
+    )
+if not os.environ.get("DEFAULT_FROM_EMAIL"):
+    raise ImproperlyConfigured("Setting DEFAULT_FROM_EMAIL: is required in production")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
+from apps.audit.models import AuditEvent
+from apps.core.context import tenant_context
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import membership_add
+from tests.api.conftest import session_client
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -77,21 +82,53 @@ def test_member_list_is_paginated(tenant_a: Tenant, bob_api: APIClient) -> None:
 
 
 # --- add or invite ----------------------------------------------------------------------------------------
-def test_admin_adds_an_existing_user_by_email(alice_api: APIClient, tenant_a: Tenant) -> None:
-    dora = UserFactory.create(username="dora", email="dora@example.com")
-    response = alice_api.post(
-        MEMBERS,
-        {"email": "DORA@example.com", "role": "localization_editor", "locales": ["de"], "regions": ["eu"]},
-        format="json",
-    )
-    assert response.status_code == 201, response.content
-    assert response.json()["user"]["username"] == "dora"
-    membership = Membership.objects.get(tenant=tenant_a, user=dora)
-    assert (membership.role, membership.locales, membership.regions) == (
-        "localization_editor",
-        ["de"],
-        ["eu"],
-    )
+INVITATION_FIELDS = {"id", "email", "role", "status", "invited_by", "expires_at", "accepted_at"}
+INVITATION_FIELDS |= {"revoked_at", "created_at"}
+
+
+def _shape(value: Any) -> Any:
+    """The structure of a JSON value: keys and value types, not the values."""
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    return type(value).__name__
+
+
+def test_adding_by_email_never_tells_whether_the_person_has_an_account(
+    alice_api: APIClient, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    """The enumeration attack: an admin of A probes an address of a user of B and an unknown address."""
+    dora = UserFactory.create(username="dora", email="dora@example.com", first_name="Dora")
+    membership_add(tenant=tenant_b, user=dora, role=Role.ADMIN)
+    with tenant_context(tenant_a):
+        audit_before = AuditEvent.objects.filter(action="member.invited").count()
+
+    known = alice_api.post(MEMBERS, {"email": "DORA@example.com", "role": "admin"}, format="json")
+    unknown = alice_api.post(MEMBERS, {"email": "nobody@example.com", "role": "admin"}, format="json")
+
+    assert known.status_code == unknown.status_code == 202, (known.content, unknown.content)
+    assert known.headers["Content-Type"] == unknown.headers["Content-Type"]
+    assert _shape(known.json()) == _shape(unknown.json())
+    assert set(known.json()) == INVITATION_FIELDS
+    # Nothing of the account comes back: no user id, username or name.
+    assert "Dora" not in known.content.decode()
+    # No membership until dora accepts in the console; both invitations are recorded and audited.
+    assert not Membership.objects.filter(tenant=tenant_a, user=dora).exists()
+    assert set(Invitation.objects.filter(tenant=tenant_a).values_list("email", flat=True)) == {
+        "dora@example.com",
+        "nobody@example.com",
+    }
+    assert len(mail.outbox) == 2
+    with tenant_context(tenant_a):
+        assert AuditEvent.objects.filter(action="member.invited").count() == audit_before + 2
+
+    link = re.search(r"https?://\S+/accounts/invitations/\S+/", str(mail.outbox[0].body))
+    assert link is not None
+    # dora is an admin of B: her session has passed a second factor.
+    response = session_client(dora).post(urlparse(link[0]).path)
+    assert response.status_code == 302, response.content
+    assert Membership.objects.get(tenant=tenant_a, user=dora).role == Role.ADMIN
 
 
 def test_admin_invites_an_unknown_email(alice_session: APIClient, tenant_a: Tenant) -> None:

@@ -26,6 +26,8 @@ PRODUCTION_ENV = {
     "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
     "HUB_AUDIT_SIGNING_KEY": "C" * 43 + "=",
     "HUB_METRICS_TOKEN": "metrics-token-for-tests",
+    "EMAIL_URL": "smtp+tls://hub:mail-password@smtp.example.com:587",
+    "DEFAULT_FROM_EMAIL": "hub@example.com",
 }
 
 
@@ -78,7 +80,15 @@ def test_passwords_are_hashed_with_argon2_in_real_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    "missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "REGION_US_DATABASE_URL"]
+    "missing",
+    [
+        "DJANGO_SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "REGION_US_DATABASE_URL",
+        "EMAIL_URL",
+        "DEFAULT_FROM_EMAIL",
+    ],
 )
 def test_production_refuses_to_start_without_required_env(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
@@ -116,3 +126,36 @@ def test_malformed_float_setting_names_the_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HUB_CHAT_MIN_RELEVANCE", raw)
     with pytest.raises(ImproperlyConfigured, match="HUB_CHAT_MIN_RELEVANCE"):
         env_float("HUB_CHAT_MIN_RELEVANCE", 0.28, minimum=0.0, maximum=1.0)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("consolemail://", "must start with one of smtp://"),
+        ("smtp://hub:mail-password@smtp.example.com:25", "clear text"),
+        ("smtp+tls://hub:mail-password@smtp.example.com:notaport", "not a valid e-mail URL"),
+        ("smtp+tls://", "must name the SMTP host"),
+    ],
+)
+def test_production_refuses_an_email_url_that_would_leak(url: str, fragment: str) -> None:
+    """Console mail prints reset links into the logs; clear-text SMTP sends the password over the network."""
+    result = _manage({**PRODUCTION_ENV, "EMAIL_URL": url}, "check")
+    assert result.returncode != 0
+    assert "EMAIL_URL" in result.stderr and fragment in result.stderr
+    assert "mail-password" not in result.stderr
+
+
+def test_email_url_becomes_the_smtp_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.settings.env import env_email
+
+    monkeypatch.setenv("EMAIL_URL", "smtp+ssl://hub%40example.com:p%2Fw@smtp.example.com:465")
+    assert env_email("EMAIL_URL", smtp_only=True) == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_PORT": 465,
+        "EMAIL_HOST_USER": "hub@example.com",
+        "EMAIL_HOST_PASSWORD": "p/w",
+        "EMAIL_USE_SSL": True,
+    }
+    monkeypatch.setenv("EMAIL_URL", "smtp://127.0.0.1:2525")
+    assert env_email("EMAIL_URL", smtp_only=True)["EMAIL_PORT"] == 2525  # type: ignore[index]

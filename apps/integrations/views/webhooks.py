@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from apps.core.context import tenant_context
 from apps.integrations import webhooks
 from apps.integrations.selectors import webhook_connection_find
+from apps.observability.access import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _unauthorized() -> HttpResponse:
 def _ingest(
     request: HttpRequest, *, vendor: webhooks.Vendor, connection_id: Any, token: str = ""
 ) -> HttpResponse:
-    ip = request.META.get("REMOTE_ADDR") or "unknown"
+    ip = client_address(request.META)  # behind the ingress, each sender still gets its own bucket
     if wait := webhooks.throttle_wait(scope=f"ip:{ip}", config=webhooks.IP_RATE):
         return _too_many(wait)
     found = webhook_connection_find(connection_id=connection_id)

@@ -123,7 +123,7 @@ class _MembershipScopeMixin(serializers.Serializer):
 
 class MemberCreateSerializer(StrictSerializer, _MembershipScopeMixin):
     email = serializers.EmailField(
-        help_text=_("A registered user is added at once; anyone else gets an e-mail invitation.")
+        help_text=_("The person is sent an invitation; they become a member when they accept it.")
     )
     role = serializers.ChoiceField(choices=Role.choices, default=Role.VIEWER)
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
@@ -42,7 +41,6 @@ from apps.tenants.selectors import tenant_list
 from apps.tenants.services import (
     invitation_create,
     invitation_revoke,
-    membership_add,
     membership_change_role,
     membership_remove,
     tenant_create,
@@ -201,7 +199,7 @@ class TenantDetailView(TenantScopedView):
 # --- members --------------------------------------------------------------------------------------------
 @extend_schema(tags=["members"], parameters=[SLUG_PARAM])
 class MemberListView(ListModelMixin, TenantScopedView):
-    """Members of a tenant: every member reads, `manage_members` adds or invites."""
+    """Members of a tenant: every member reads, `manage_members` invites (never adds directly)."""
 
     serializer_class = MemberSerializer
     filterset_class = MembershipFilter
@@ -223,37 +221,21 @@ class MemberListView(ListModelMixin, TenantScopedView):
         return self.list(request)
 
     @extend_schema(
-        summary="Add a member or invite one",
+        summary="Invite a member by e-mail",
         description=(
-            "A registered user with this e-mail address becomes a member at once (201, the membership); "
-            "anyone else is sent an invitation (202, the invitation)."
+            "Always sends an invitation (202, the invitation); the person becomes a member only when they "
+            "accept it in the console. The answer is the same whether or not an account with this address "
+            "exists, so the endpoint cannot be used to find out who has an account. Locales and regions are "
+            "set once the person has joined (`PATCH .../members/{id}/`)."
         ),
         request=MemberCreateSerializer,
-        responses={201: MemberSerializer, 202: InvitationSerializer, **_errors(400, 401, 403, 404)},
+        responses={202: InvitationSerializer, **_errors(400, 401, 403, 404)},
     )
     def post(self, request: Request, slug: str) -> Response:
         self.require(roles.MANAGE_MEMBERS)
         serializer = MemberCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        user = get_user_model().objects.filter(email__iexact=data["email"], is_active=True).first()
-        if user is None:
-            return self._invite(request, data)
-        if Membership.objects.filter(tenant=self.tenant, user=user).exists():
-            raise serializers.ValidationError({"email": [_("This person is already a member.")]})
-        with service_errors():
-            membership = membership_add(
-                tenant=self.tenant,
-                user=user,
-                role=data["role"],
-                locales=data.get("locales", ()),
-                regions=data.get("regions", ()),
-                actor=request.user,
-                request=request._request,
-            )
-        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
-
-    def _invite(self, request: Request, data: dict[str, Any]) -> Response:
         if data.get("locales") or data.get("regions"):
             message = _("Locales and regions can be set once the invited person has joined.")
             raise serializers.ValidationError(
