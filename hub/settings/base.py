@@ -413,3 +413,10 @@ HUB_BENCH_ENDPOINTS = env_bool("HUB_BENCH_ENDPOINTS", False)
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
+
+# --- Security hardening (issue 14), slice "keys": data key cache, API pagination, user reference keys -----
+# Unwrapped data keys each process caches: at most HUB_DATA_KEY_CACHE_SIZE (default 1024, least recently used
+# evicted) for HUB_DATA_KEY_CACHE_TTL seconds each (default 60): a version destroyed by another process
+# (`rotate_keys --destroy-retired`) stops decrypting here at most that long after.
+HUB_DATA_KEY_CACHE_SIZE = env_int("HUB_DATA_KEY_CACHE_SIZE", 1024, minimum=1, maximum=1_000_000)
+HUB_DATA_KEY_CACHE_TTL = env_int("HUB_DATA_KEY_CACHE_TTL", 60, minimum=1, maximum=3600)
