@@ -420,3 +420,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
 # (`rotate_keys --destroy-retired`) stops decrypting here at most that long after.
 HUB_DATA_KEY_CACHE_SIZE = env_int("HUB_DATA_KEY_CACHE_SIZE", 1024, minimum=1, maximum=1_000_000)
 HUB_DATA_KEY_CACHE_TTL = env_int("HUB_DATA_KEY_CACHE_TTL", 60, minimum=1, maximum=3600)
+# API list paging (apps/core/api.py): `limit` may be 1..HUB_API_MAX_LIMIT (default 500; REST_FRAMEWORK's
+# PAGE_SIZE, 50, when absent) and `offset` 0..HUB_API_MAX_OFFSET (default 1,000,000); anything else, or a
+# value that is not a plain whole number, gets a 400 naming the parameter. The schema states both bounds.
+HUB_API_MAX_LIMIT = env_int("HUB_API_MAX_LIMIT", 500, minimum=1, maximum=10_000)
+HUB_API_MAX_OFFSET = env_int("HUB_API_MAX_OFFSET", 1_000_000, minimum=0, maximum=2**31 - 1)
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "apps.core.api.BoundedLimitOffsetPagination"
