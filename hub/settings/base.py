@@ -426,3 +426,9 @@ HUB_DATA_KEY_CACHE_TTL = env_int("HUB_DATA_KEY_CACHE_TTL", 60, minimum=1, maximu
 HUB_API_MAX_LIMIT = env_int("HUB_API_MAX_LIMIT", 500, minimum=1, maximum=10_000)
 HUB_API_MAX_OFFSET = env_int("HUB_API_MAX_OFFSET", 1_000_000, minimum=0, maximum=2**31 - 1)
 REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "apps.core.api.BoundedLimitOffsetPagination"
+# Keys of the user reference hashes (chat conversations' user_ref_hash, how erasure finds a person's
+# conversations): "id:base64(32 bytes),…", the first current, the others previous (still matched by lookups).
+# Default: unset, and then a key file under HUB_HOME created on first use (dev and test only); production
+# requires HUB_USER_REF_KEYS. Independent of SECRET_KEY, whose rotation no longer changes these hashes.
+HUB_USER_REF_KEYS = env_str("HUB_USER_REF_KEYS", "")
+HUB_USER_REF_KEY_FILE = env_str("HUB_USER_REF_KEY_FILE", str(HUB_HOME / "user-ref-keys.json"))

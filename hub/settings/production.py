@@ -51,3 +51,10 @@ X_FRAME_OPTIONS = "DENY"
 
 # WhiteNoise serves what `collectstatic` (run in the image build) put in STATIC_ROOT, not the source dirs.
 WHITENOISE_USE_FINDERS = False
+
+# --- Security hardening (issue 14), slice "keys" ---------------------------------------------------------
+# The user reference hash key is required (no key file in production), validated at start-up like the master
+# keys: a person's conversations must stay findable for erasure across SECRET_KEY rotations.
+if not os.environ.get("HUB_USER_REF_KEYS"):
+    raise ImproperlyConfigured("Setting HUB_USER_REF_KEYS: is required in production but not set")
+parse_keys(os.environ["HUB_USER_REF_KEYS"], "Setting HUB_USER_REF_KEYS")

@@ -26,6 +26,7 @@ PRODUCTION_ENV = {
     "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
     "HUB_AUDIT_SIGNING_KEY": "C" * 43 + "=",
     "HUB_METRICS_TOKEN": "metrics-token-for-tests",
+    "HUB_USER_REF_KEYS": "ref-1:" + "D" * 43 + "=",
 }
 
 
