@@ -1,10 +1,15 @@
-"""DRF glue shared by every API: errors as JSON with a message, never a stack trace."""
+"""DRF glue shared by every API: errors as JSON with a message, never a stack trace; bounded pagination."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils.translation import gettext as _
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -20,3 +25,58 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, Conflict):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)
+
+
+def bounded_int(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """Read a whole-number query parameter within [minimum, maximum], or refuse it with a 400 naming it.
+
+    Only plain ASCII digits: no sign, no fraction or exponent, no other scripts' digits (int() would take
+    "١٢" and " 12 "), and the length is checked before converting, so a 10,000-digit value costs nothing.
+    A value the database cannot hold never reaches it.
+    """
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(maximum))) or not (
+        minimum <= int(raw) <= maximum
+    ):
+        message = _("Enter a whole number from %(minimum)d to %(maximum)d.") % {
+            "minimum": minimum,
+            "maximum": maximum,
+        }
+        raise ValidationError({name: [message]})
+    return int(raw)
+
+
+class BoundedLimitOffsetPagination(LimitOffsetPagination):
+    """`limit`/`offset` paging whose values are checked and bounded; the schema states the bounds.
+
+    Out-of-range, negative, fractional or non-numeric values get a 400 naming the parameter (DRF silently
+    used the default for those, and passed any large `limit` to the database: a 500). Refused rather than
+    clamped, so a client learns the maximum at once instead of receiving fewer rows than it asked for.
+    """
+
+    def __init__(self) -> None:
+        self.max_limit: int = settings.HUB_API_MAX_LIMIT
+        self.max_offset: int = settings.HUB_API_MAX_OFFSET
+
+    def get_default(self) -> int:
+        return min(self.default_limit or self.max_limit, self.max_limit)
+
+    def get_limit(self, request: Request) -> int:
+        return bounded_int(
+            request, self.limit_query_param, default=self.get_default(), minimum=1, maximum=self.max_limit
+        )
+
+    def get_offset(self, request: Request) -> int:
+        return bounded_int(request, self.offset_query_param, default=0, minimum=0, maximum=self.max_offset)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.get_default()},
+            self.offset_query_param: {"minimum": 0, "maximum": self.max_offset, "default": 0},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters

@@ -2,18 +2,25 @@
 
 Ciphertext format: ``hub1$<data key version>$<base64(nonce || ciphertext+tag)>``. The associated data binds
 each ciphertext to tenant, model, field and row, so a value copied elsewhere does not decrypt.
-Unwrapped keys are cached per (region, tenant, version): a version's key material never changes, so the
-cache can never be stale; which version is *active* is always read from the database.
+Unwrapped keys are cached per (region, tenant, version) in a bounded LRU whose entries expire: a version's key
+material never changes, but a retired version can be destroyed (`rotate_keys --destroy-retired`), perhaps by
+another process. The process that destroys evicts at once; any other stops using the material at most
+HUB_DATA_KEY_CACHE_TTL seconds later, after which the destroyed row makes decryption fail clearly. Which
+version is *active* is always read from the database.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from cachetools import TTLCache
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.core.context import TenantRef, current_tenant
@@ -23,11 +30,59 @@ if TYPE_CHECKING:
     from apps.security.models import DataKey
 
 PREFIX = "hub1"
-_key_cache: dict[tuple[str, int, int], AESGCM] = {}
+
+CacheKey = tuple[str, int, int]  # (region, tenant id, data key version)
 
 
 class DecryptionFailed(Exception):
     """A ciphertext did not decrypt: wrong tenant/row/field, altered, or its key is unavailable."""
+
+
+class KeyCache:
+    """This process's unwrapped data keys: at most HUB_DATA_KEY_CACHE_SIZE, each HUB_DATA_KEY_CACHE_TTL s.
+
+    cachetools' TTLCache evicts the least recently used entry when full and drops expired ones; it is not
+    thread-safe, hence the lock. The store is built on first use, so clear() also re-reads the settings.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._store: TTLCache[CacheKey, AESGCM] | None = None
+
+    def _entries(self) -> TTLCache[CacheKey, AESGCM]:
+        if self._store is None:
+            self._store = TTLCache(
+                maxsize=settings.HUB_DATA_KEY_CACHE_SIZE, ttl=settings.HUB_DATA_KEY_CACHE_TTL
+            )
+        return self._store
+
+    def get(self, key: CacheKey) -> AESGCM | None:
+        with self._lock:
+            return self._entries().get(key)
+
+    def put(self, key: CacheKey, aead: AESGCM) -> None:
+        with self._lock:
+            self._entries()[key] = aead
+
+    def evict(self, keys: Iterable[CacheKey]) -> None:
+        with self._lock:
+            for key in keys:
+                self._entries().pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._store = None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries())
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._entries()
+
+
+_key_cache = KeyCache()
 
 
 def _wrap_context(tenant: TenantRef, version: int) -> bytes:
@@ -43,11 +98,19 @@ def _load_key(tenant: TenantRef, version: int) -> AESGCM:
         row = DataKey.objects.filter(version=version).first()
         if row is None:
             raise DecryptionFailed(f"data key version {version} does not exist for this tenant")
+        if row.status == DataKey.Status.DESTROYED or row.wrapped_key is None:
+            raise DecryptionFailed(f"data key version {version} was destroyed: values under it are lost")
         material = master_key_provider().unwrap(
             bytes(row.wrapped_key), key_id=row.master_key_id, context=_wrap_context(tenant, version)
         )
-        aead = _key_cache[cache_key] = AESGCM(material)
+        aead = AESGCM(material)
+        _key_cache.put(cache_key, aead)
     return aead
+
+
+def forget_keys(tenant: TenantRef, versions: Iterable[int]) -> None:
+    """Drop versions from this process's cache (they were destroyed: no stale material may decrypt)."""
+    _key_cache.evict((tenant.region, tenant.id, version) for version in versions)
 
 
 def active_version(tenant: TenantRef | None = None) -> int:

@@ -1,8 +1,10 @@
-"""Master key providers: what wraps the per-tenant data keys.
+"""Master key providers (what wraps the per-tenant data keys), and the keys of user reference hashes.
 
 The default provider reads AES-256 keys from HUB_MASTER_KEYS (production) or from a key file that
 `services up` generates (development and tests). The first key is current; older keys stay listed until
 `rotate_keys --master` has rewrapped every data key. A KMS or Vault provider implements the same interface.
+The user reference keys (HUB_USER_REF_KEYS, same format and the same development key file scheme) key the
+hashes that find a person's conversations again for erasure, independently of SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def parse_keys(raw: str, source: str) -> list[tuple[str, bytes]]:
             raise ImproperlyConfigured(f"{source}: each entry must be <id>:<base64 of 32 random bytes>")
         keys.append((key_id, key))
     if not keys:
-        raise ImproperlyConfigured(f"{source}: no master key configured")
+        raise ImproperlyConfigured(f"{source}: no key configured")
     if len({k for k, _ in keys}) != len(keys):
         raise ImproperlyConfigured(f"{source}: a key id is listed twice")
     return keys
@@ -72,17 +74,17 @@ def generate_key_file(path: Path) -> None:
         json.dump({"keys": [entry]}, fh)
 
 
-def read_key_file(path: Path) -> str:
+def read_key_file(path: Path, *, what: str = "Master key", variable: str = "HUB_MASTER_KEYS") -> str:
     try:
         data = json.loads(path.read_text())
         return ",".join(f"{entry['id']}:{entry['key']}" for entry in data["keys"])
     except FileNotFoundError:
         raise ImproperlyConfigured(
-            f"Master key file {path} is missing: run `python manage.py services up` (development) or set "
-            "HUB_MASTER_KEYS (production)"
+            f"{what} file {path} is missing: run `python manage.py services up` (development) or set "
+            f"{variable} (production)"
         ) from None
     except (ValueError, KeyError, TypeError):
-        raise ImproperlyConfigured(f"Master key file {path} is malformed") from None
+        raise ImproperlyConfigured(f"{what} file {path} is malformed") from None
 
 
 class LocalMasterKeyProvider:
@@ -125,3 +127,21 @@ def master_key_provider() -> MasterKeyProvider:
     provider_class = import_string(settings.HUB_MASTER_KEY_PROVIDER)
     provider: MasterKeyProvider = provider_class.from_settings()
     return provider
+
+
+@lru_cache(maxsize=1)
+def user_ref_keys() -> tuple[bytes, ...]:
+    """The keys of user reference hashes, current first, built once per process from immutable settings.
+
+    HUB_USER_REF_KEYS in production (required there); in development and tests a key file under HUB_HOME,
+    created on first use like the master key file.
+    """
+    if settings.HUB_USER_REF_KEYS:
+        entries = parse_keys(settings.HUB_USER_REF_KEYS, "HUB_USER_REF_KEYS")
+    else:
+        path = Path(settings.HUB_USER_REF_KEY_FILE)
+        if settings.HUB_ENV in {"dev", "test"}:
+            generate_key_file(path)
+        raw = read_key_file(path, what="User reference key", variable="HUB_USER_REF_KEYS")
+        entries = parse_keys(raw, str(path))
+    return tuple(key for _key_id, key in entries)

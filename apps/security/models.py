@@ -12,24 +12,35 @@ from apps.security.fields import EncryptedTextField
 
 
 class DataKey(RegionModel):
-    """An AES-256 data key of one tenant, stored only wrapped by a master key. Versions never change."""
+    """An AES-256 data key of one tenant, stored only wrapped by a master key. Versions never change.
+
+    Lifecycle: active (encrypts) → retired (only decrypts, after a rotation) → destroyed (the wrapped material
+    is deleted, once no row uses the version: what remains of it in old backups can no longer be read).
+    """
 
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
         RETIRED = "retired", _("Retired")
+        DESTROYED = "destroyed", _("Destroyed")
 
     hub_silo: ClassVar[str] = "region"
 
     version = models.PositiveIntegerField()
     master_key_id = models.CharField(max_length=64)
-    wrapped_key = models.BinaryField()
+    wrapped_key = models.BinaryField(null=True)  # NULL once destroyed
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["tenant_id", "version"], name="datakey_unique_version"),
             models.UniqueConstraint(
                 fields=["tenant_id"], condition=models.Q(status="active"), name="datakey_one_active"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="destroyed", wrapped_key__isnull=True, destroyed_at__isnull=False)
+                | (~models.Q(status="destroyed") & models.Q(wrapped_key__isnull=False)),
+                name="datakey_material_until_destroyed",
             ),
         ]
 

@@ -11,13 +11,24 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.context import TenantRef, as_ref, tenant_context
+from apps.core.errors import Conflict
 from apps.security import crypto
 from apps.security.fields import associated_data
 from apps.security.keys import master_key_provider
 from apps.security.models import DataKey, KeyRotation, VaultEntry
-from apps.security.selectors import encrypted_columns
+from apps.security.selectors import data_key_usage, encrypted_columns
 
 Progress = Callable[[KeyRotation], None]
+
+
+class RetiredKeyInUse(Conflict):
+    """Retired data key versions still encrypt some rows: destroying them would lose those values."""
+
+    def __init__(self, *, versions: list[int], usage: dict[str, int]) -> None:
+        self.versions, self.usage = versions, usage
+        listed = ", ".join(f"{label}: {count}" for label, count in usage.items())
+        names = ", ".join(f"v{v}" for v in versions)
+        super().__init__(f"data key {names} still encrypts {sum(usage.values())} value(s) ({listed})")
 
 
 def rotate_data_key(
@@ -132,7 +143,10 @@ def rewrap_data_keys(*, tenant: Any, actor: Any = None) -> int:
     provider = master_key_provider()
     count = 0
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        for key in DataKey.objects.select_for_update().exclude(master_key_id=provider.current_key_id):
+        stale = DataKey.objects.select_for_update().exclude(master_key_id=provider.current_key_id)
+        for key in stale.exclude(status=DataKey.Status.DESTROYED):
+            if key.wrapped_key is None:  # only destroyed keys lack material (a database constraint)
+                continue
             context = crypto._wrap_context(ref, key.version)
             material = provider.unwrap(bytes(key.wrapped_key), key_id=key.master_key_id, context=context)
             key.master_key_id, key.wrapped_key = provider.wrap(material, context=context)
@@ -150,6 +164,47 @@ def rewrap_data_keys(*, tenant: Any, actor: Any = None) -> int:
         changes={"data_keys": count},
     )
     return count
+
+
+def data_keys_destroy_retired(*, tenant: Any, actor: Any = None) -> list[int]:
+    """Delete the wrapped material of the tenant's retired data keys, so old backups cannot be read with them.
+
+    Only once no row, in any database, still holds a value under one of those versions (a rotation that
+    finished without failures rewrote them all); otherwise raise RetiredKeyInUse with counts per model and
+    destroy nothing. Returns the destroyed versions; audited either way.
+    """
+    ref = as_ref(tenant)
+    with tenant_context(ref), transaction.atomic(using=ref.db_alias):
+        # Locking the retired rows keeps two operators (or a rotation's retire) from racing this check.
+        retired = list(
+            DataKey.objects.select_for_update().filter(status=DataKey.Status.RETIRED).order_by("version")
+        )
+        versions = [key.version for key in retired]
+        if not versions:
+            return []
+        usage = data_key_usage(tenant=ref, versions=versions)
+        if not usage:
+            DataKey.objects.filter(pk__in=[key.pk for key in retired]).update(
+                status=DataKey.Status.DESTROYED,
+                wrapped_key=None,
+                destroyed_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+    if not usage:
+        crypto.forget_keys(ref, versions)
+    audit_record(
+        "security.data_key_destroyed",
+        tenant=ref,
+        actor=actor,
+        target_type="data_key",
+        target_id=",".join(str(v) for v in versions),
+        target_label=", ".join(f"v{v}" for v in versions),
+        changes={"versions": versions, "rows_using": usage},
+        outcome="failure" if usage else "success",
+    )
+    if usage:
+        raise RetiredKeyInUse(versions=versions, usage=usage)
+    return versions
 
 
 # --- tokenization vault --------------------------------------------------------------------------------

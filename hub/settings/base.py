@@ -441,3 +441,22 @@ HUB_TRUSTED_PROXIES = env_networks("HUB_TRUSTED_PROXIES", [])
 # Log lines blank the secret segment of password-reset, invitation and Salesforce webhook paths
 # (apps/observability/redact.py; gunicorn's logs through hub.gunicorn.RedactingLogger). Always on.
 LOGGING["formatters"]["json"]["()"] = "apps.observability.logging.RedactingJsonFormatter"
+
+# --- Security hardening (issue 14), slice "keys": data key cache, API pagination, user reference keys -----
+# Unwrapped data keys each process caches: at most HUB_DATA_KEY_CACHE_SIZE (default 1024, least recently used
+# evicted) for HUB_DATA_KEY_CACHE_TTL seconds each (default 60): a version destroyed by another process
+# (`rotate_keys --destroy-retired`) stops decrypting here at most that long after.
+HUB_DATA_KEY_CACHE_SIZE = env_int("HUB_DATA_KEY_CACHE_SIZE", 1024, minimum=1, maximum=1_000_000)
+HUB_DATA_KEY_CACHE_TTL = env_int("HUB_DATA_KEY_CACHE_TTL", 60, minimum=1, maximum=3600)
+# API list paging (apps/core/api.py): `limit` may be 1..HUB_API_MAX_LIMIT (default 500; REST_FRAMEWORK's
+# PAGE_SIZE, 50, when absent) and `offset` 0..HUB_API_MAX_OFFSET (default 1,000,000); anything else, or a
+# value that is not a plain whole number, gets a 400 naming the parameter. The schema states both bounds.
+HUB_API_MAX_LIMIT = env_int("HUB_API_MAX_LIMIT", 500, minimum=1, maximum=10_000)
+HUB_API_MAX_OFFSET = env_int("HUB_API_MAX_OFFSET", 1_000_000, minimum=0, maximum=2**31 - 1)
+REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "apps.core.api.BoundedLimitOffsetPagination"
+# Keys of the user reference hashes (chat conversations' user_ref_hash, how erasure finds a person's
+# conversations): "id:base64(32 bytes),…", the first current, the others previous (still matched by lookups).
+# Default: unset, and then a key file under HUB_HOME created on first use (dev and test only); production
+# requires HUB_USER_REF_KEYS. Independent of SECRET_KEY, whose rotation no longer changes these hashes.
+HUB_USER_REF_KEYS = env_str("HUB_USER_REF_KEYS", "")
+HUB_USER_REF_KEY_FILE = env_str("HUB_USER_REF_KEY_FILE", str(HUB_HOME / "user-ref-keys.json"))

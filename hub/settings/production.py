@@ -64,3 +64,9 @@ if env_email("EMAIL_URL", smtp_only=True) is None:
     )
 if not os.environ.get("DEFAULT_FROM_EMAIL"):
     raise ImproperlyConfigured("Setting DEFAULT_FROM_EMAIL: is required in production")
+# --- Security hardening (issue 14), slice "keys" ---------------------------------------------------------
+# The user reference hash key is required (no key file in production), validated at start-up like the master
+# keys: a person's conversations must stay findable for erasure across SECRET_KEY rotations.
+if not os.environ.get("HUB_USER_REF_KEYS"):
+    raise ImproperlyConfigured("Setting HUB_USER_REF_KEYS: is required in production but not set")
+parse_keys(os.environ["HUB_USER_REF_KEYS"], "Setting HUB_USER_REF_KEYS")

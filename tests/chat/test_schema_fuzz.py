@@ -6,8 +6,7 @@ derandomized set of valid (positive) and invalid (negative) examples, and every 
 5xx, a documented status code, the documented content type, headers and body schema, no answer without
 credentials. Two default checks are left out because they judge the API's deliberate rules as faults:
 `positive_data_acceptance` (a schema-valid body may still be refused: an unknown `message_id`, a whitespace
-text that trims to nothing) and `negative_data_rejection` (413 for an oversized body is not in its list,
-and DRF's pagination ignores a malformed `limit` rather than refusing it).
+text that trims to nothing) and `negative_data_rejection` (413 for an oversized body is not in its list).
 
 Chat operations send tenant A's channel key and one of its conversations; management operations send alice's
 management token with tenant A's slug, and the ids of objects that exist (a channel, a second key, bob's

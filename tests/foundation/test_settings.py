@@ -28,6 +28,7 @@ PRODUCTION_ENV = {
     "HUB_METRICS_TOKEN": "metrics-token-for-tests",
     "EMAIL_URL": "smtp+tls://hub:mail-password@smtp.example.com:587",
     "DEFAULT_FROM_EMAIL": "hub@example.com",
+    "HUB_USER_REF_KEYS": "ref-1:" + "D" * 43 + "=",
 }
 
 

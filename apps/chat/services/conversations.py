@@ -475,7 +475,9 @@ def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason:
         transcript=_transcript(conversation),
         intent=conversation.last_intent,
         locale=locale,
-        reason=reason,
+        # The reason is the user's own words, like a message: redacted the same way before it is stored
+        # in the outbox and sent to the ticket system (then cut, so no half e-mail escapes the patterns).
+        reason=redact_for_storage(tenant=principal.tenant, text=reason)[:500] if reason else "",
     )
     conversation.status = ConversationStatus.HANDOFF
     text = _action_reply(
@@ -684,7 +686,7 @@ def handoff_request(*, principal: ChannelPrincipal, conversation: Conversation, 
     with transaction.atomic(using=principal.tenant.db_alias):
         conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
         if intents.HANDOFF in principal.channel.allowed_actions:
-            draft = _handoff(principal, conversation, reason=reason[:500])
+            draft = _handoff(principal, conversation, reason=reason)
         else:
             draft = _Draft(
                 text=_t(

@@ -99,7 +99,7 @@ class ConnectionListView(ListModelMixin, ConnectionScopedView):
 
     @extend_schema(
         summary="List connections",
-        responses={200: ConnectionSerializer(many=True), **_errors(401, 403, 404)},
+        responses={200: ConnectionSerializer(many=True), **_errors(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         if not may_list_connections(user=request.user, membership=self.membership):
