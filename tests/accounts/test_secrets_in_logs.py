@@ -35,6 +35,7 @@ from django.db import connections
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import management_token_create, membership_add
 from tests.factories import UserFactory
+from tests.foundation.test_settings import PRODUCTION_ENV
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__"), pytest.mark.slow]
 
@@ -144,9 +145,8 @@ def hub(smtp: tuple[Inbox, int], tmp_path: Path) -> Iterator[Hub]:
         "HUB_REGIONS": ",".join(settings.HUB_REGIONS),
         "REDIS_URL": settings.REDIS_URL,
         "HUB_HOME": str(settings.HUB_HOME),
-        "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
-        "HUB_AUDIT_SIGNING_KEY": "C" * 43 + "=",
-        "HUB_METRICS_TOKEN": "metrics-token-for-tests",
+        # The production secrets every start needs (one list: tests/foundation/test_settings.py).
+        **{k: v for k, v in PRODUCTION_ENV.items() if k.startswith("HUB_") and k != "HUB_REGIONS"},
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         # The listener speaks plain SMTP on loopback, which production allows without a password only.
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
