@@ -51,3 +51,7 @@ X_FRAME_OPTIONS = "DENY"
 
 # WhiteNoise serves what `collectstatic` (run in the image build) put in STATIC_ROOT, not the source dirs.
 WHITENOISE_USE_FINDERS = False
+
+# --- Content and browser (issue 14) -----------------------------------------------------------------------
+# API docs and schema only for signed-in users and token holders unless explicitly published (default off).
+HUB_API_DOCS_PUBLIC = env_bool("HUB_API_DOCS_PUBLIC", False)
