@@ -454,3 +454,7 @@ SPECTACULAR_SETTINGS |= {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["hub.api_docs.ApiDocsAccess"],
 }
+# /readyz keeps its result in Redis this many seconds (default 5; 0 = check on every call), shared by the
+# processes of one host, and gives Redis this many seconds (default 0.5) before calling it unreachable.
+HUB_READYZ_CACHE_SECONDS = env_int("HUB_READYZ_CACHE_SECONDS", 5, minimum=0, maximum=60)
+HUB_READYZ_REDIS_TIMEOUT = env_float("HUB_READYZ_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=5.0)
