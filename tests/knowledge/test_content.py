@@ -124,3 +124,20 @@ def test_text_plain_leaves_nothing_a_browser_parses_as_a_tag(text: str, plain: s
     assert text_plain(text) == plain
     assert live_markup(text_plain(text)) == []
     assert text_plain(plain) == plain  # idempotent
+
+
+def test_json_lines_import_refuses_raw_html_and_imports_nothing(
+    tenant_a: Tenant, kb: KnowledgeBase, alice: Any
+) -> None:
+    import json
+
+    from apps.core.errors import ValidationFailed
+    from apps.knowledge.services import kb_import
+
+    good = {"key": "ok", "locale": "en", "title": "Fine", "body": "Plain text.", "status": "published"}
+    bad = good | {"key": "bad", "body": "Hi <img src=x onerror=alert(1)>"}
+    with tenant_context(tenant_a), pytest.raises(ValidationFailed) as raised:
+        kb_import(kb=kb, lines=[json.dumps(good), json.dumps(bad)], actor=alice)
+    assert any(m.startswith("line 2: body: Write Markdown, not HTML") for m in raised.value.errors["lines"])
+    with tenant_context(tenant_a):
+        assert not Translation.objects.filter(article__kb=kb).exists()
