@@ -25,6 +25,7 @@ from markdownify import MarkdownConverter
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import Conflict, HubError, NotFound, ValidationFailed
+from apps.knowledge.content import html_sanitize, markdown_escape_tags
 from apps.knowledge.models import KnowledgeBase, Status, Translation
 from apps.knowledge.services import (
     _apply_import_status,
@@ -128,24 +129,37 @@ class _Text:
 
 # --- HTML to Markdown ------------------------------------------------------------------------------------
 class _SafeMarkdown(MarkdownConverter):
-    """markdownify drops <script>/<style>; this also keeps only http(s)/mailto links and http(s) images
-    (a `javascript:` link or a vendor-relative attachment URL would be broken or unsafe in the hub)."""
+    """Markdown from sanitised HTML: keeps only http(s)/mailto links and http(s) images (a vendor-relative
+    attachment URL would be broken in the hub), and escapes text that reads like a tag, so an entity-encoded
+    `&lt;script&gt;` stays the text it was instead of becoming a tag in the Markdown."""
+
+    def escape(self, text: str, parent_tags: Any) -> str:
+        return markdown_escape_tags(str(super().escape(text, parent_tags)))  # type: ignore[misc]
 
     def convert_a(self, el: Any, text: str, parent_tags: Any) -> str:
         if not SAFE_URL.match(str(el.get("href") or "").strip()):
             return text
+        if el.get("title"):
+            el["title"] = markdown_escape_tags(str(el["title"]))
         return str(super().convert_a(el, text, parent_tags))  # type: ignore[misc]
 
     def convert_img(self, el: Any, text: str, parent_tags: Any) -> str:
+        for name in ("alt", "title"):
+            if el.get(name):
+                el[name] = markdown_escape_tags(str(el[name]))
         if not str(el.get("src") or "").strip().lower().startswith(("https://", "http://")):
             return str(el.get("alt") or "")
         return str(super().convert_img(el, text, parent_tags))  # type: ignore[misc]
 
 
 def html_to_markdown(html: str) -> str:
-    """Convert a vendor's rich-text body to Markdown with ATX headings (the chunker splits on them)."""
-    converter = _SafeMarkdown(heading_style="ATX", bullets="-", strip=["iframe", "object", "embed", "form"])
-    text = str(converter.convert(html or ""))
+    """Convert a vendor's rich-text body to Markdown with ATX headings (the chunker splits on them).
+
+    The HTML is sanitised first (`html_sanitize`: scripts, handlers, frames, SVG and non-http(s) URLs go),
+    and the Markdown holds no raw HTML (see apps/knowledge/content.py).
+    """
+    converter = _SafeMarkdown(heading_style="ATX", bullets="-")
+    text = str(converter.convert(html_sanitize(html or "")))
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from apps.audit.services import audit_record
 from apps.core.context import as_ref, current_tenant, tenant_context
 from apps.core.errors import Conflict, ValidationFailed
+from apps.knowledge.content import markdown_problems
 from apps.knowledge.models import (
     Article,
     Chunk,
@@ -230,6 +231,18 @@ def translation_save(
         errors["title"] = [_("Enter a title.")]
     elif len(title) > 300:
         errors["title"] = [_("Use at most 300 characters.")]
+    if problems := markdown_problems(body):
+        # Stored bodies hold no live markup (apps/knowledge/content.py): say what to change, not just "no".
+        if any(p.startswith("html:") for p in problems):
+            errors["body"] = [
+                _("Write Markdown, not HTML: remove %(markup)s (to show it as text, put it in `backticks`).")
+                % {"markup": next(p[5:] for p in problems if p.startswith("html:"))}
+            ]
+        else:
+            errors["body"] = [
+                _("Links may only use http, https or mailto, not %(scheme)s.")
+                % {"scheme": next(p[4:] for p in problems if p.startswith("url:"))}
+            ]
     if errors:
         raise ValidationFailed(_("The text was not saved."), errors)
     check_allowed(actor=author, perm=roles.EDIT_KNOWLEDGE, locale=locale, region=region)

@@ -1,8 +1,16 @@
-"""Readiness checks: every database reachable and migrated, Redis reachable."""
+"""Readiness checks: every database reachable and migrated, Redis reachable.
+
+Building the migration graph of every database costs tens of milliseconds and several queries, and /readyz is
+public and probed by every load balancer: `readiness_cached` keeps the result in Redis for
+HUB_READYZ_CACHE_SECONDS, shared by every process of the host (pods keep their own verdict), and reads it
+with a short timeout so a stalled Redis makes readiness fail fast instead of hanging the probe.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 
 import redis
 from django.conf import settings
@@ -27,20 +35,35 @@ def check_database(alias: str) -> str | None:
     return None
 
 
-def check_redis() -> str | None:
+def _check_databases() -> dict[str, str]:
+    return {f"database:{alias}": check_database(alias) or "ok" for alias in settings.DATABASES}
+
+
+def _cache_key() -> str:
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "hub")
+    return f"{prefix}:readyz:v1:{socket.gethostname()}"
+
+
+def readiness_cached() -> dict[str, str]:
+    """Map each dependency to "ok" or what is wrong, from Redis when a process of this host checked within
+    HUB_READYZ_CACHE_SECONDS."""
+    ttl: int = settings.HUB_READYZ_CACHE_SECONDS
+    timeout: float = settings.HUB_READYZ_REDIS_TIMEOUT
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
+    key = _cache_key()
     try:
-        with redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2) as client:
-            client.ping()
-    except Exception as exc:
+        with client:
+            if not ttl:
+                client.ping()
+            elif (cached := client.get(key)) is not None:
+                return dict(json.loads(cached))
+            # Redis answered, so it is reachable: only the databases need checking.
+            results = {**_check_databases(), "redis": "ok"}
+            if ttl:
+                client.set(key, json.dumps(results), ex=ttl)
+    except redis.RedisError as exc:
         logger.warning("readiness: redis failed: %s", type(exc).__name__)
-        return f"unreachable ({type(exc).__name__})"
-    return None
-
-
-def readiness() -> dict[str, str]:
-    """Map each dependency to "ok" or the reason it is not ready."""
-    results: dict[str, str] = {}
-    for alias in settings.DATABASES:
-        results[f"database:{alias}"] = check_database(alias) or "ok"
-    results["redis"] = check_redis() or "ok"
+        results = {**_check_databases(), "redis": f"unreachable ({type(exc).__name__})"}
+    if any(value != "ok" for value in results.values()):
+        logger.warning("readiness: not ready", extra={"checks": results})
     return results

@@ -460,3 +460,48 @@ REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"] = "apps.core.api.BoundedLimitOffsetPa
 # requires HUB_USER_REF_KEYS. Independent of SECRET_KEY, whose rotation no longer changes these hashes.
 HUB_USER_REF_KEYS = env_str("HUB_USER_REF_KEYS", "")
 HUB_USER_REF_KEY_FILE = env_str("HUB_USER_REF_KEY_FILE", str(HUB_HOME / "user-ref-keys.json"))
+
+# --- Content and browser (issue 14: CSP, API docs, readiness) -------------------------------------------
+from csp.constants import NONE, SELF  # noqa: E402 - django-csp's directive values, used only below
+
+INSTALLED_APPS += [
+    "csp",  # django-csp: the Content-Security-Policy header
+    "drf_spectacular_sidecar",  # Swagger UI files served from our own static files (no CDN)
+]
+# The header goes on every response (console, admin, API docs, API errors), right after SecurityMiddleware.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "csp.middleware.CSPMiddleware"
+)
+# Content-Security-Policy (django-csp v4 format), the same in every environment. Default: everything from our
+# own origin only: scripts and styles from /static/ files (no 'unsafe-inline', no 'unsafe-eval': templates
+# carry no inline script, handler or style, and htmx runs with allowEval off; tests/console/test_csp.py
+# scans them), images also as data: URIs (Swagger UI's icons), no plugins, no framing (X-Frame-Options too),
+# <base> and form targets on our origin only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Whether /api/docs/ and /api/schema/ answer anonymous callers. Default: on in dev and test, off in production
+# (hub/settings/production.py), where only signed-in console users and management-token holders get them
+# and anyone else gets 401 (hub/api_docs.py).
+HUB_API_DOCS_PUBLIC = env_bool("HUB_API_DOCS_PUBLIC", True)
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",  # drf-spectacular-sidecar's copy, from STATIC_URL
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["hub.api_docs.ApiDocsAccess"],
+}
+# /readyz keeps its result in Redis this many seconds (default 5; 0 = check on every call), shared by the
+# processes of one host, and gives Redis this many seconds (default 0.5) before calling it unreachable.
+HUB_READYZ_CACHE_SECONDS = env_int("HUB_READYZ_CACHE_SECONDS", 5, minimum=0, maximum=60)
+HUB_READYZ_REDIS_TIMEOUT = env_float("HUB_READYZ_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=5.0)

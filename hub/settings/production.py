@@ -64,9 +64,14 @@ if env_email("EMAIL_URL", smtp_only=True) is None:
     )
 if not os.environ.get("DEFAULT_FROM_EMAIL"):
     raise ImproperlyConfigured("Setting DEFAULT_FROM_EMAIL: is required in production")
+
 # --- Security hardening (issue 14), slice "keys" ---------------------------------------------------------
 # The user reference hash key is required (no key file in production), validated at start-up like the master
 # keys: a person's conversations must stay findable for erasure across SECRET_KEY rotations.
 if not os.environ.get("HUB_USER_REF_KEYS"):
     raise ImproperlyConfigured("Setting HUB_USER_REF_KEYS: is required in production but not set")
 parse_keys(os.environ["HUB_USER_REF_KEYS"], "Setting HUB_USER_REF_KEYS")
+
+# --- Content and browser (issue 14) -----------------------------------------------------------------------
+# API docs and schema only for signed-in users and token holders unless explicitly published (default off).
+HUB_API_DOCS_PUBLIC = env_bool("HUB_API_DOCS_PUBLIC", False)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
+
+from tests.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -51,3 +57,54 @@ def test_swagger_ui_loads(client: Client) -> None:
     response = client.get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+# --- the docs page: our own static files, public only when configured (issue 14) --------------------------
+def _assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]*)"', html)
+
+
+def test_swagger_ui_uses_only_same_origin_assets_and_no_inline_code(client: Client) -> None:
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assets = _assets(html)
+    assert len(assets) >= 4 and "/api/docs/?script=" in assets
+    for url in assets:
+        assert url.startswith("/") and not url.startswith("//"), url  # no CDN, no other origin
+        if url.startswith(settings.STATIC_URL):
+            assert finders.find(url.removeprefix(settings.STATIC_URL)), url  # shipped, not a dead link
+    assert "<style" not in html and not re.search(r"<script(?![^>]*\bsrc=)", html)  # CSP: no inline code
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    script = client.get("/api/docs/", {"script": ""})
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+
+
+@pytest.mark.parametrize("url", ["/api/docs/", "/api/docs/?script=", "/api/schema/"])
+def test_private_api_docs_refuse_anonymous_callers(
+    client: Client, settings: Any, alice: Any, url: str
+) -> None:
+    settings.HUB_API_DOCS_PUBLIC = False  # the production default
+    response = client.get(url)
+    assert response.status_code == 401
+    assert b"paths" not in response.content and b"swagger-ui" not in response.content
+    login_verified(client, alice)
+    assert client.get(url).status_code == 200
+    settings.HUB_API_DOCS_PUBLIC = True
+    assert Client().get(url).status_code == 200
+
+
+def test_production_settings_keep_api_docs_private() -> None:
+    """A real request through the production settings (no HUB_API_DOCS_PUBLIC): anonymous gets 401."""
+    from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+
+    code = (
+        "from django.conf import settings; from django.test import Client; "
+        "print(settings.HUB_API_DOCS_PUBLIC, "
+        "*(Client().get(u, secure=True, HTTP_HOST='hub.example.com').status_code "
+        "for u in ('/api/docs/', '/api/schema/')))"
+    )
+    result = _manage(PRODUCTION_ENV, "shell", "-c", code)
+    assert result.stdout.splitlines()[-1].split() == ["False", "401", "401"], result.stderr[-2000:]
+    published = _manage({**PRODUCTION_ENV, "HUB_API_DOCS_PUBLIC": "true"}, "shell", "-c", code)
+    assert published.stdout.splitlines()[-1].split()[:2] == ["True", "200"], published.stderr[-2000:]

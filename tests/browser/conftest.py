@@ -48,14 +48,33 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
         browser.close()
 
 
+# Reports every Content-Security-Policy violation of every page (and frame) to the test: an init script runs
+# before the page's own scripts and is not subject to the page's policy.
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__hubCspViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"} `
+    + `at ${event.sourceFile || document.location.pathname}:${event.lineNumber}`);
+}, true);
+"""
+
+
 @pytest.fixture
-def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
-    """Open pages in fresh browser contexts (one person each); all are closed after the test."""
+def csp_violations() -> list[str]:
+    """Every CSP violation seen by any page of the test (checked empty when the test ends)."""
+    return []
+
+
+@pytest.fixture
+def new_page(browser: Browser, csp_violations: list[str]) -> Iterator[Callable[[], Page]]:
+    """Open pages in fresh browser contexts (one person each); all are closed after the test, which fails if
+    any page broke the Content-Security-Policy (a blocked script or style is a broken page)."""
     contexts: list[BrowserContext] = []
 
     def open_page() -> Page:
         context = browser.new_context(locale="en-US", timezone_id="UTC")
         context.set_default_timeout(TIMEOUT_MS)
+        context.expose_binding("__hubCspViolation", lambda source, text: csp_violations.append(text))
+        context.add_init_script(_REPORT_CSP_VIOLATIONS)
         contexts.append(context)
         return context.new_page()
 
@@ -64,6 +83,7 @@ def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
     finally:
         for context in contexts:
             context.close()
+    assert csp_violations == [], "the Content-Security-Policy blocked something on a console page"
 
 
 @pytest.fixture

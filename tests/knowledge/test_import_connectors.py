@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
+from markdown_it import MarkdownIt
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
@@ -17,6 +19,7 @@ from apps.core.errors import Conflict, NotFound
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.services import connection_create, connection_set_enabled
+from apps.knowledge.content import markdown_problems
 from apps.knowledge.importing import (
     KnowledgeImportFailed,
     html_to_markdown,
@@ -30,6 +33,8 @@ from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator, sf_id, sf_time
 from connectors.servicenow.simulator import ServiceNowSimulator, sn_time, sys_id
 from connectors.simulation import Row, now_s
+from tests.auth import login_verified
+from tests.knowledge.markup import live_markup
 
 pytestmark = pytest.mark.django_db
 
@@ -212,6 +217,48 @@ def test_html_is_converted_safely() -> None:
         "# Reset\n\nGo to this or [help](https://help.example.com/a).\n\n- one\n- two\n\ndiagram"
     )
     assert html_to_markdown("") == ""
+
+
+#: What an attacker with write access to the vendor's knowledge base puts into an article.
+ATTACK_HTML = (
+    "<h2>Printer setup</h2>"
+    "<p>&lt;script&gt;alert('entity')&lt;/script&gt; and &lt;img src=x onerror=alert('enc')&gt;</p>"
+    "<p><img src='https://cdn.example.com/a.png' onerror=\"alert('img')\""
+    " alt='&lt;b onmouseover=alert(1)&gt;'>"
+    "<a href='javascript:alert(\"link\")'>click</a> <a href=' JaVaScRiPt:alert(2)'>spaced</a>"
+    "<a href='data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg=='>data link</a>"
+    "<img src='data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+'></p>"
+    "<iframe src='https://evil.example/frame'></iframe>"
+    "<svg onload=\"alert('svg')\"><script>alert('in-svg')</script></svg>"
+    "<p onclick=\"alert('p')\">Safe text &amp; a &lt; b.</p>"
+)
+
+
+def test_imported_vendor_html_is_stored_and_shown_without_live_markup(
+    tenant_a: Tenant, alice: Any, kb: KnowledgeBase, sn: ServiceNowSimulator, client: Any, run_tasks: Any
+) -> None:
+    sn_add(sn, 12, number="KB0000666", short_description="Printer", text=ATTACK_HTML)
+    result = run_import(tenant_a, kb, connect(tenant_a, sn, "servicenow"), actor=alice, publish=True)
+    assert result.errors == [] and result.saved == 11
+    body = texts(tenant_a)[("kb0000666", "en")].body
+    assert "Safe text & a < b." in body and "[click]" not in body and "click" in body
+    # The Markdown holds no raw HTML and no unsafe link, so even a renderer that passes HTML through
+    # (CommonMark with html on, as marked.js and most widgets) makes nothing live of it.
+    assert markdown_problems(body) == []
+    rendered = MarkdownIt("commonmark").render(body)
+    assert live_markup(rendered) == [], rendered
+    assert "&lt;script&gt;alert('entity')&lt;/script&gt;" in rendered  # still there, as text
+    # The console article page shows it as text.
+    login_verified(client, alice)
+    page = client.get(
+        reverse(
+            "knowledge:article", kwargs={"tenant_slug": tenant_a.slug, "kb_id": kb.pk, "key": "kb0000666"}
+        )
+    )
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Printer setup" in html and "&lt;script&gt;alert(" in html
+    assert live_markup(html, allow_static_scripts=True) == []
 
 
 # --- Salesforce ----------------------------------------------------------------------------------------
@@ -458,8 +505,6 @@ def test_console_queues_an_import_and_lists_only_importable_connections(
     from unittest import mock
 
     from django.urls import reverse
-
-    from tests.auth import login_verified
 
     connection = connect(tenant_a, sn, "servicenow", name="ServiceNow")
     url = reverse("knowledge:kb-detail", kwargs={"tenant_slug": tenant_a.slug, "kb_id": kb.pk})

@@ -86,13 +86,25 @@ class MessageCreateSerializer(StrictSerializer):
 
 class CitationSerializer(serializers.Serializer):
     article_key = serializers.CharField()
-    title = serializers.CharField()
+    title = serializers.CharField(help_text="The article's title as plain text (never HTML).")
     locale = serializers.CharField()
     url = serializers.CharField()
 
 
+#: The contract of `reply.text`, shown in the OpenAPI schema.
+REPLY_TEXT_HELP = (
+    "The reply as plain UTF-8 text, never HTML: markup in knowledge articles or in a language model's "
+    "answer is removed before the reply is stored (tags dropped, entities decoded, nothing left that a "
+    "browser would parse as a tag). Lines are separated by `\\n`; `[n]` cites `citations[n-1]`. Articles "
+    "are written in "
+    "Markdown, so a reply may keep light Markdown punctuation (`**bold**`, `- ` list items). Messaging "
+    "channels (WhatsApp, SMS, Slack, Teams) send it as text; a web widget shows it as text "
+    "(`textContent`) or renders it as Markdown with raw HTML disabled."
+)
+
+
 class ReplySerializer(serializers.Serializer):
-    text = serializers.CharField()
+    text = serializers.CharField(help_text=REPLY_TEXT_HELP)
     citations = CitationSerializer(many=True)
     intent = serializers.CharField()
     actions = serializers.ListField(child=serializers.DictField())

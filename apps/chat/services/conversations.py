@@ -33,6 +33,7 @@ from apps.chat.services.llm import Answer, Classification, OpenAICompatibleProvi
 from apps.chat.services.providers import TurnModels, choice_key
 from apps.core import sql
 from apps.core.errors import NotFound, ValidationFailed
+from apps.knowledge.content import text_plain
 from apps.knowledge.embeddings import get_provider
 from apps.knowledge.selectors import SearchHit, knowledge_search, normalize_locale
 from apps.knowledge.version import knowledge_version
@@ -269,7 +270,7 @@ def _citations(hits: list[SearchHit], cited: tuple[int, ...]) -> list[dict[str, 
     return [
         {
             "article_key": hits[i].article_key,
-            "title": hits[i].title,
+            "title": text_plain(hits[i].title),
             "locale": hits[i].locale,
             "url": hits[i].citation_url,
         }
@@ -344,7 +345,8 @@ def _knowledge(
 
         answer = ExtractiveProvider().answer(question=text, locale=conversation.locale, hits=hits)
     draft = _Draft(
-        text=answer.text,
+        # reply.text is plain text (ReplySerializer): no markup from an article or a model reaches a channel.
+        text=text_plain(answer.text),
         intent=intents.KNOWLEDGE,
         outcome=Outcome.ANSWERED,
         citations=_citations(hits, answer.cited),
