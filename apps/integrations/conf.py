@@ -75,8 +75,12 @@ def ca_bundle() -> str | None:
 
 
 def connector_session() -> HttpSession:
-    """Build the outbound session every connection uses (timeouts, SSRF guard, redaction, trust)."""
-    return make_session(allow_hosts=allow_hosts(), ca_bundle=ca_bundle())
+    """Build the outbound session every connection uses (timeouts, SSRF guard, redaction, trust, https)."""
+    return make_session(
+        allow_hosts=allow_hosts(),
+        ca_bundle=ca_bundle(),
+        require_https=settings.HUB_OUTBOUND_REQUIRE_HTTPS,
+    )
 
 
 def build_connector(connection: Any, *, session: HttpSession | None = None) -> Connector:

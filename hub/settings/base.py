@@ -413,3 +413,9 @@ HUB_BENCH_ENDPOINTS = env_bool("HUB_BENCH_ENDPOINTS", False)
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
+
+# --- Security hardening (issue 14): outbound requests (SSRF) and stored credentials ---------------------
+# Refuse plain-http vendor, language-model and embedding URLs, when a URL is entered and again on every
+# request, so Basic auth, WS-Security passwords and bearer tokens never travel in clear text. Default: off
+# here, for the simulators and fakes on http://127.0.0.1 in dev and test; ON in production (production.py).
+HUB_OUTBOUND_REQUIRE_HTTPS = env_bool("HUB_OUTBOUND_REQUIRE_HTTPS", False)

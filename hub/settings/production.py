@@ -51,3 +51,7 @@ X_FRAME_OPTIONS = "DENY"
 
 # WhiteNoise serves what `collectstatic` (run in the image build) put in STATIC_ROOT, not the source dirs.
 WHITENOISE_USE_FINDERS = False
+
+# --- Security hardening (issue 14): outbound requests (SSRF) and stored credentials ---------------------
+# Default ON in production: vendor, language-model and embedding URLs must be https (see base.py).
+HUB_OUTBOUND_REQUIRE_HTTPS = env_bool("HUB_OUTBOUND_REQUIRE_HTTPS", True)
