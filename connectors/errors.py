@@ -84,3 +84,7 @@ class InsecureUrl(InvalidConfig):
 
 class RedirectRefused(InvalidConfig):
     """The endpoint answered with a redirect; the hub does not follow redirects (enter the final address)."""
+
+
+class CredentialsNotBound(InvalidConfig):
+    """The stored credentials were entered for another endpoint address: they must be entered again."""

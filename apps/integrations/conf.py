@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests.certs
 from django.conf import settings
@@ -33,6 +35,30 @@ def connector_registry() -> dict[str, type[Connector]]:
 
 def connector_class(kind: str) -> type[Connector]:
     return get_connector_class(kind, registry=connector_registry())
+
+
+def url_origin(url: str) -> str:
+    """scheme://host:port of `url`, lower-cased with the port spelled out ("" when it is not a URL)."""
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
+
+
+def endpoint_origins(kind: str, settings: Mapping[str, Any]) -> list[str]:
+    """The origins a connection of `kind` with `settings` sends its credentials to (its URL fields)."""
+    origins = {
+        url_origin(settings.get(f.name) or f.default or "")
+        for f in connector_class(kind).config_schema
+        if f.url and not f.secret
+    }
+    return sorted(origins - {""})
 
 
 def allow_hosts() -> tuple[str, ...]:
