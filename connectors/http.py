@@ -317,6 +317,23 @@ def make_session(
     )
 
 
+def url_origin(url: str) -> str:
+    """scheme://host:port of `url`, lower-cased with the port spelled out ("" when it is not an http(s) URL).
+
+    Credentials are bound to the origins they were entered for; a changed origin means entering them again.
+    """
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Strip credential query parameters and any known secret value from `text`."""
     text = SECRET_PARAMS.sub(r"\1***", text)

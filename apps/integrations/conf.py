@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests.certs
 from django.conf import settings
@@ -14,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from connectors.base import Connector
 from connectors.errors import InvalidConfig
-from connectors.http import HttpSession, make_session
+from connectors.http import HttpSession, make_session, url_origin
 from connectors.registry import get_connector_class, load_registry
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -35,20 +34,6 @@ def connector_registry() -> dict[str, type[Connector]]:
 
 def connector_class(kind: str) -> type[Connector]:
     return get_connector_class(kind, registry=connector_registry())
-
-
-def url_origin(url: str) -> str:
-    """scheme://host:port of `url`, lower-cased with the port spelled out ("" when it is not a URL)."""
-    try:
-        parts = urlsplit(str(url).strip())
-        port = parts.port
-    except ValueError:
-        return ""
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
-        return ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
 
 
 def endpoint_origins(kind: str, settings: Mapping[str, Any]) -> list[str]:
