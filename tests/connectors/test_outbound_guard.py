@@ -13,9 +13,16 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import AddressNotAllowed, InsecureUrl, RedirectRefused, VendorUnavailable
+from connectors.errors import (
+    AddressNotAllowed,
+    ConnectorError,
+    InsecureUrl,
+    RedirectRefused,
+    VendorUnavailable,
+)
 from connectors.http import address_problem, make_session
 from connectors.hubspot.connector import HubSpotConnector
+from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -198,3 +205,22 @@ def test_plain_http_is_refused_when_https_is_required(vendor: FakeOpenAI) -> Non
 def test_non_http_schemes_are_refused() -> None:
     with pytest.raises(InsecureUrl):
         make_session().get("file:///etc/passwd")
+
+
+def test_salesforce_login_does_not_follow_a_redirect_with_the_consumer_secret(
+    vendor: FakeOpenAI, internal: FakeOpenAI
+) -> None:
+    secret = "consumer-secret-5d1e9a"
+    vendor.fail_next(307, body=b"", headers={"Location": f"http://127.0.0.1:{port_of(internal)}/token"})
+    connector = SalesforceConnector(
+        {
+            "login_url": f"http://localhost:{port_of(vendor)}",
+            "auth": "client_credentials",
+            "client_id": "key",
+            "client_secret": secret,
+        },
+        session=make_session(allow_hosts=["localhost"], max_retries=0),
+    )
+    with pytest.raises(ConnectorError):
+        connector.check_connection()
+    assert internal.requests == []

@@ -190,3 +190,20 @@ def test_plain_http_endpoints_are_refused_when_https_is_required(
     tested = client.post(f"{detail_url(tenant_a, connection)}test/")
     assert tested.json()["ok"] is False
     assert "use https" in tested.json()["message"]
+
+
+def test_sync_does_not_send_stored_secrets_to_a_moved_endpoint(
+    tenant_a: Tenant, sims: dict[str, Any], listener: FakeOpenAI
+) -> None:
+    from apps.integrations.sync import sync_stream
+
+    connection = make_connection(tenant_a, sims, "hubspot", name="CRM")
+    with tenant_context(tenant_a):
+        Connection.objects.filter(pk=connection.pk).update(
+            settings={**connection.settings, "base_url": listener_root(listener)}
+        )
+        run = sync_stream(connection_id=connection.pk, stream="contacts", trigger="manual")
+    assert run is not None
+    assert run.status == "failed"
+    assert "Enter the credentials again" in run.error
+    assert listener.requests == []
