@@ -18,8 +18,10 @@ from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
 from apps.integrations.services import connection_grant
-from apps.tenants.models import Tenant
+from apps.tenants.models import Role, Tenant
+from apps.tenants.services import membership_add
 from tests.api.conftest import session_client
+from tests.factories import UserFactory
 from tests.fakes.openai_server import FakeOpenAI, FakeRequest
 from tests.integrations.conftest import demo_config, make_connection
 
@@ -136,20 +138,19 @@ def test_stored_secrets_never_reach_an_endpoint_they_were_not_entered_for(
     assert listener.requests == []
 
 
-def test_other_tenant_cannot_repoint(
-    tenant_a: Tenant, charlie: Any, sims: dict[str, Any], listener: FakeOpenAI
+def test_another_tenants_admin_cannot_repoint(
+    tenant_a: Tenant, tenant_b: Tenant, sims: dict[str, Any], listener: FakeOpenAI
 ) -> None:
     connection = make_connection(tenant_a, sims, "sap", name="ERP")
     settings, _credentials = demo_config("sap", sims["sap"])
     evil = {**settings, "endpoint_url": f"{listener_root(listener)}/x"}
-    client = session_client(charlie, verified=False)
-    response = client.patch(
-        detail_url(tenant_a, connection),
-        {"settings": evil, "credentials": {"password": "x1234"}},
-        format="json",
-    )
-    assert response.status_code == 404
-    assert client.post(f"{detail_url(tenant_a, connection)}test/").status_code == 404
+    mallory = UserFactory.create(username="mallory")
+    membership_add(tenant=tenant_b, user=mallory, role=Role.ADMIN)
+    client = session_client(mallory)
+    body = {"settings": evil, "credentials": {"password": "x1234"}}
+    for tenant in (tenant_a, tenant_b):
+        assert client.patch(detail_url(tenant, connection), body, format="json").status_code == 404
+        assert client.post(f"{detail_url(tenant, connection)}test/").status_code == 404
     assert stored(tenant_a, connection).settings["endpoint_url"] == settings["endpoint_url"]
     assert listener.requests == []
 
