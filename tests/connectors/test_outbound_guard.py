@@ -24,6 +24,7 @@ from connectors.http import address_problem, make_session
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.simulator import SalesforceSimulator
+from connectors.sap.connector import SapConnector
 from tests.fakes.openai_server import FakeOpenAI
 
 SECRET = "Bearer sk-outbound-secret-7f3a"
@@ -224,3 +225,33 @@ def test_salesforce_login_does_not_follow_a_redirect_with_the_consumer_secret(
     with pytest.raises(ConnectorError):
         connector.check_connection()
     assert internal.requests == []
+
+
+@pytest.mark.parametrize("auth", ["basic", "ws_security"])
+def test_sap_password_never_travels_over_plain_http_when_https_is_required(
+    vendor: FakeOpenAI, auth: str
+) -> None:
+    connector = SapConnector(
+        {
+            "endpoint_url": f"http://localhost:{port_of(vendor)}/sap/bc/srt/scs",
+            "username": "HUB",
+            "password": "sap-password-8c2d",
+            "auth": auth,
+        },
+        session=make_session(allow_hosts=["localhost"], require_https=True, max_retries=0),
+    )
+    with pytest.raises(InsecureUrl):
+        connector.check_connection()
+    assert vendor.requests == []
+
+
+def test_production_requires_https_and_allow_lists_nothing() -> None:
+    from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+
+    code = (
+        "from apps.integrations.conf import allow_hosts, connector_session; s = connector_session(); "
+        "print(s.require_https, sorted(s.allow_hosts), allow_hosts())"
+    )
+    result = _manage(PRODUCTION_ENV, "shell", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["True", "[]", "()"]
