@@ -355,6 +355,15 @@ def connection_update(
                     "The endpoint address changed: enter the credentials again for the new address "
                     "(stored credentials are never sent to another host)."
                 )
+                audit_record(
+                    "connection.repoint_refused",
+                    tenant=ref,
+                    actor=actor,
+                    request=request,
+                    target=connection,
+                    changes={"entered_for": bound, "requested": origins},
+                    outcome=Outcome.DENIED,
+                )
                 raise ValidationFailed(
                     message, {"non_field_errors": [message]} | {k: [message] for k in stored}
                 )

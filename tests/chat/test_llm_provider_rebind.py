@@ -125,6 +125,8 @@ def test_service_refuses_a_new_origin_without_the_key(
     with pytest.raises(ValidationFailed) as refused:
         llm_provider_save(tenant=tenant_a, actor=alice, config=provider, data=data)
     assert "api_key" in refused.value.errors
+    with tenant_context(tenant_a):
+        assert AuditEvent.objects.get(action="chat.llm_provider_repoint_refused").outcome == "denied"
     # The same origin with another path keeps the key (nothing leaves for a new host).
     same = {**data, "base_url": provider.base_url.removesuffix("/v1") + "/v2"}
     saved = llm_provider_save(tenant=tenant_a, actor=alice, config=provider, data=same)

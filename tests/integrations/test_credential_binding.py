@@ -76,6 +76,9 @@ def test_grantee_repointing_over_the_api_must_enter_credentials_again(
     assert refused.status_code == 400, refused.json()
     assert "enter the credentials again" in str(refused.json())
     assert stored(tenant_a, connection).settings["endpoint_url"] == settings["endpoint_url"]
+    with tenant_context(tenant_a):
+        denied = AuditEvent.objects.get(action="connection.repoint_refused")
+    assert (denied.outcome, denied.actor_id) == ("denied", bob.pk)
     tested = client.post(f"{detail}test/")
     assert tested.status_code == 200
     assert tested.json()["ok"] is True  # still the simulator it was entered for

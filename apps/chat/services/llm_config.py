@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
+from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.chat.models import LlmProviderConfig
 from apps.chat.services.channels import require_channel_manager
@@ -126,6 +127,17 @@ def llm_provider_save(
             message = _(
                 "The base URL moved to another address: enter the API key again for it (a stored key is "
                 "never sent to another host)."
+            )
+            audit_record(
+                "chat.llm_provider_repoint_refused",
+                tenant=tenant,
+                actor=actor,
+                request=request,
+                target_type="llm_provider",
+                target_id=str(config.pk),
+                target_label=config.name,
+                changes={"entered_for": config.api_key_origin, "requested": origin},
+                outcome=Outcome.DENIED,
             )
             raise ValidationFailed(_("The provider was not saved."), {"api_key": [message]})
         for name, value in clean.items():
