@@ -130,6 +130,8 @@ class ConfigField:
     default: Any = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    # An endpoint URL: checked as one when entered, and the stored credentials are bound to its origin.
+    url: bool = False
 
 
 def utc(dt: datetime) -> datetime:

@@ -76,3 +76,15 @@ class UnknownConnectorKind(InvalidConfig):
 
 class AddressNotAllowed(InvalidConfig):
     """The configured host resolves to a private or loopback address that is not allow-listed."""
+
+
+class InsecureUrl(InvalidConfig):
+    """The URL is not https where https is required (or not http(s) at all): secrets would travel in clear."""
+
+
+class RedirectRefused(InvalidConfig):
+    """The endpoint answered with a redirect; the hub does not follow redirects (enter the final address)."""
+
+
+class CredentialsNotBound(InvalidConfig):
+    """The stored credentials were entered for another endpoint address: they must be entered again."""

@@ -226,6 +226,8 @@ class LlmProviderConfig(RegionObjectModel):
     base_url = models.URLField(_("base URL"), max_length=300)
     model = models.CharField(_("model"), max_length=100)
     api_key = EncryptedTextField(_("API key"), blank=True, null=True)
+    # The base URL origin the API key was entered for: the key is never sent anywhere else.
+    api_key_origin = models.CharField(_("API key entered for"), max_length=300, blank=True, default="")
     prompt_price_per_1k = models.DecimalField(
         _("prompt price per 1k tokens (USD)"), max_digits=10, decimal_places=6, default=0
     )

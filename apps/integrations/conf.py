@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from connectors.base import Connector
 from connectors.errors import InvalidConfig
-from connectors.http import HttpSession, make_session
+from connectors.http import HttpSession, make_session, url_origin
 from connectors.registry import get_connector_class, load_registry
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
@@ -33,6 +34,16 @@ def connector_registry() -> dict[str, type[Connector]]:
 
 def connector_class(kind: str) -> type[Connector]:
     return get_connector_class(kind, registry=connector_registry())
+
+
+def endpoint_origins(kind: str, settings: Mapping[str, Any]) -> list[str]:
+    """The origins a connection of `kind` with `settings` sends its credentials to (its URL fields)."""
+    origins = {
+        url_origin(settings.get(f.name) or f.default or "")
+        for f in connector_class(kind).config_schema
+        if f.url and not f.secret
+    }
+    return sorted(origins - {""})
 
 
 def allow_hosts() -> tuple[str, ...]:
@@ -75,8 +86,12 @@ def ca_bundle() -> str | None:
 
 
 def connector_session() -> HttpSession:
-    """Build the outbound session every connection uses (timeouts, SSRF guard, redaction, trust)."""
-    return make_session(allow_hosts=allow_hosts(), ca_bundle=ca_bundle())
+    """Build the outbound session every connection uses (timeouts, SSRF guard, redaction, trust, https)."""
+    return make_session(
+        allow_hosts=allow_hosts(),
+        ca_bundle=ca_bundle(),
+        require_https=settings.HUB_OUTBOUND_REQUIRE_HTTPS,
+    )
 
 
 def build_connector(connection: Any, *, session: HttpSession | None = None) -> Connector:

@@ -6,11 +6,12 @@ import json
 from typing import Any, ClassVar
 
 from django.db import models
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from apps.core.models import RegionModel, RegionObjectModel
 from apps.security.fields import EncryptedTextField
+from connectors.errors import CredentialsNotBound
 
 #: The guardian permission that lets a member without the connector-manager role manage one connection.
 CONNECTION_PERM = "integrations.change_connection"
@@ -33,6 +34,8 @@ class Connection(RegionObjectModel):
     kind = models.CharField(_("kind"), max_length=32)
     settings = models.JSONField(_("settings"), default=dict, blank=True)
     credentials = EncryptedTextField(_("credentials"), blank=True, null=True)
+    # The endpoint origins the credentials were entered for: they are never sent anywhere else.
+    credentials_origins = models.JSONField(_("credentials entered for"), default=list, blank=True)
     field_map = models.JSONField(_("field map"), default=dict, blank=True)
     endpoint_region = models.CharField(
         _("endpoint region"), max_length=16, help_text=_("Region the vendor endpoint is in.")
@@ -61,13 +64,37 @@ class Connection(RegionObjectModel):
         return data
 
     def connector_config(self) -> dict[str, Any]:
-        """The full config a connector is built from: settings, decrypted secrets, field-map overrides."""
-        config = {**self.settings, **self.secrets}
+        """The full config a connector is built from: settings, decrypted secrets, field-map overrides.
+
+        Refuses (CredentialsNotBound) when the endpoint is no longer the one the credentials were entered for,
+        so stored secrets never reach a host they were not meant for, however the settings changed.
+        """
+        from apps.integrations.conf import endpoint_origins
+
+        secrets = self.secrets
+        if any(k not in HUB_SECRET_KEYS for k in secrets):
+            origins = endpoint_origins(self.kind, self.settings)
+            if not set(origins) <= set(self.credentials_origins or ()):
+                raise CredentialsNotBound(
+                    gettext(
+                        "The stored credentials were entered for another address (%(bound)s); the connection "
+                        "now points at %(now)s. Enter the credentials again."
+                    )
+                    % {"bound": ", ".join(self.credentials_origins or ()) or "-", "now": ", ".join(origins)}
+                )
+        config = {**self.settings, **secrets}
         hub_owned = HUB_SETTING_KEYS | HUB_SECRET_KEYS
         return {**{k: v for k, v in config.items() if k not in hub_owned}, "field_map": self.field_map}
 
     def set_secrets(self, values: dict[str, Any]) -> None:
-        self.credentials = json.dumps({k: v for k, v in sorted(values.items()) if v not in (None, "")})
+        """Store the credentials; new connector credentials are bound to the endpoint in `settings` now."""
+        from apps.integrations.conf import endpoint_origins
+
+        before = {k: v for k, v in self.secrets.items() if k not in HUB_SECRET_KEYS}
+        kept = {k: v for k, v in sorted(values.items()) if v not in (None, "")}
+        self.credentials = json.dumps(kept)
+        if {k: v for k, v in kept.items() if k not in HUB_SECRET_KEYS} != before:
+            self.credentials_origins = endpoint_origins(self.kind, self.settings)
 
 
 # --- sync state, runs and the synced-records store -----------------------------------------------------

@@ -9,8 +9,10 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -20,7 +22,13 @@ from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.core.context import as_ref, current_tenant, tenant_context
 from apps.core.errors import HubError, ValidationFailed
-from apps.integrations.conf import build_connector, connector_class, connector_registry
+from apps.integrations.conf import (
+    build_connector,
+    connector_class,
+    connector_registry,
+    endpoint_origins,
+    url_origin,
+)
 from apps.integrations.models import CONNECTION_PERM, HUB_SECRET_KEYS, HUB_SETTING_KEYS, Connection
 from apps.policies.services import transfer_check
 from apps.tenants.selectors import region_list
@@ -31,8 +39,11 @@ from connectors.errors import (
     AuthExpired,
     AuthFailed,
     ConnectorError,
+    CredentialsNotBound,
+    InsecureUrl,
     InvalidConfig,
     RateLimited,
+    RedirectRefused,
     VendorUnavailable,
 )
 from connectors.http import HttpSession, redact
@@ -103,8 +114,22 @@ def _clean_settings(
             errors.setdefault(name, []).append(
                 _("Choose one of: %(choices)s.") % {"choices": ", ".join(config_field.choices)}
             )
+        elif config_field.url and value not in (None, ""):
+            problem = url_problem(str(value))
+            if problem:
+                errors.setdefault(name, []).append(problem)
         cleaned[name] = value
     return cleaned
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be an endpoint (None: fine): not http(s), no host, or http where https is required."""
+    origin = url_origin(url)
+    if not origin:
+        return _("Enter a full URL, e.g. https://vendor.example.com.")
+    if django_settings.HUB_OUTBOUND_REQUIRE_HTTPS and not origin.startswith("https://"):
+        return _("Enter an https:// URL: credentials must never travel in clear text.")
+    return None
 
 
 def _clean_secrets(
@@ -265,7 +290,7 @@ def connection_create(
             endpoint_region=endpoint_region,
             enabled=enabled,
         )
-        connection.set_secrets(secrets)
+        connection.set_secrets(secrets)  # binds them to the endpoint in clean_settings
         _saved(connection)
         audit_record(
             "connection.created",
@@ -309,15 +334,41 @@ def connection_update(
         current_secrets = connection.secrets
         new_name = connection.name if name is None else name
         new_region = connection.endpoint_region if endpoint_region is None else endpoint_region
-        clean_settings, secrets, clean_map = _validate(
+        validate = partial(
+            _validate,
             cls=cls,
             name=new_name,
             endpoint_region=new_region,
             settings=connection.settings if settings is None else settings,
             credentials=credentials or {},
-            current_secrets=current_secrets,
             field_map=connection.field_map if field_map is None else field_map,
         )
+        clean_settings, secrets, clean_map = validate(current_secrets=current_secrets)
+        bound = list(connection.credentials_origins or ())
+        origins = endpoint_origins(connection.kind, clean_settings)
+        repointed = bool(set(origins) - set(bound))
+        stored = sorted(k for k in current_secrets if k not in HUB_SECRET_KEYS)
+        if repointed and stored:
+            # Stored secrets never follow the endpoint to a new host: the same change must enter them again.
+            if not any(v not in (None, "") for v in (credentials or {}).values()):
+                message = _(
+                    "The endpoint address changed: enter the credentials again for the new address "
+                    "(stored credentials are never sent to another host)."
+                )
+                audit_record(
+                    "connection.repoint_refused",
+                    tenant=ref,
+                    actor=actor,
+                    request=request,
+                    target=connection,
+                    changes={"entered_for": bound, "requested": origins},
+                    outcome=Outcome.DENIED,
+                )
+                raise ValidationFailed(
+                    message, {"non_field_errors": [message]} | {k: [message] for k in stored}
+                )
+            kept = {k: v for k, v in current_secrets.items() if k in HUB_SECRET_KEYS}
+            clean_settings, secrets, clean_map = validate(current_secrets=kept)
         clean_settings.update({k: v for k, v in connection.settings.items() if k in HUB_SETTING_KEYS})
         if new_region != connection.endpoint_region:
             _check_residency(tenant=ref, kind=connection.kind, endpoint_region=new_region, request=request)
@@ -340,6 +391,8 @@ def connection_update(
             setattr(connection, attr, after)
         if changed_secrets:
             connection.set_secrets(secrets)
+        if repointed and not changed_secrets:  # no credentials to rebind (set_secrets binds new ones)
+            connection.credentials_origins = origins
         # What was tested is no longer what is configured.
         connection.last_test_at, connection.last_test_ok, connection.last_test_message = None, None, ""
         _saved(connection)
@@ -360,7 +413,8 @@ def connection_update(
                 actor=actor,
                 request=request,
                 target=connection,
-                changes={"fields": changed_secrets},
+                changes={"fields": changed_secrets}
+                | ({"entered_for": [bound, origins]} if origins != bound else {}),
             )
     return connection
 
@@ -377,8 +431,14 @@ def _plain_message(exc: ConnectorError) -> str:
         }
     if isinstance(exc, VendorUnavailable):
         return _("The vendor could not be reached or is unavailable: %(detail)s") % {"detail": detail}
-    if isinstance(exc, AddressNotAllowed):
+    if isinstance(exc, AddressNotAllowed | InsecureUrl):
         return _("The endpoint address is not allowed: %(detail)s") % {"detail": detail}
+    if isinstance(exc, RedirectRefused):
+        return _("The endpoint answered with a redirect, which the hub does not follow: %(detail)s") % {
+            "detail": detail
+        }
+    if isinstance(exc, CredentialsNotBound):
+        return detail
     if isinstance(exc, InvalidConfig):
         return _("The vendor refused the configuration: %(detail)s") % {"detail": detail}
     return _("The vendor reported an error: %(detail)s") % {"detail": detail}

@@ -92,6 +92,16 @@ class UseProvider(EmbeddingProvider):
         return _normalize(self._load().encode(list(texts)))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib would resend the Authorization header to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises the 3xx as an HTTPError, reported like any failed call
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class OpenAIProvider(EmbeddingProvider):
     """An OpenAI-compatible `/embeddings` endpoint (OpenAI, Azure, vLLM, Ollama, LiteLLM …).
 
@@ -126,6 +136,13 @@ class OpenAIProvider(EmbeddingProvider):
                 "Setting HUB_EMBEDDING_OPTIONS: timeout must be > 0, batch_size 1-2048, max_retries >= 0"
             )
         self.base_url = str(options["base_url"]).rstrip("/")
+        if not self.base_url.startswith(("https://", "http://")):
+            raise ImproperlyConfigured("Setting HUB_EMBEDDING_OPTIONS: base_url must be an http(s) URL")
+        if settings.HUB_OUTBOUND_REQUIRE_HTTPS and not self.base_url.startswith("https://"):
+            raise ImproperlyConfigured(
+                "Setting HUB_EMBEDDING_OPTIONS: base_url must be https (HUB_OUTBOUND_REQUIRE_HTTPS is on), "
+                "so the API key and the texts never travel in clear text"
+            )
         self.model = str(options["model"])
         self._api_key = str(options.get("api_key") or "")
 
@@ -170,7 +187,7 @@ class OpenAIProvider(EmbeddingProvider):
             # The URL comes from settings, never from users.
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                with _OPENER.open(request, timeout=self.timeout) as response:
                     raw = response.read()
             except HTTPError as exc:
                 status, reason = exc.code, self._reason(exc)

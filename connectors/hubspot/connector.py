@@ -32,7 +32,7 @@ class HubSpotConnector(HttpConnector):
     kind = "hubspot"
     label = "HubSpot"
     config_schema = (
-        ConfigField("base_url", "API base URL", default="https://api.hubapi.com"),
+        ConfigField("base_url", "API base URL", default="https://api.hubapi.com", url=True),
         ConfigField("auth", "Auth", default="private_app", choices=("private_app", "oauth")),
         ConfigField("access_token", "Private app token", secret=True),
         ConfigField("client_id", "OAuth client id"),

@@ -47,7 +47,7 @@ class SalesforceConnector(Connector):
     kind = "salesforce"
     label = "Salesforce"
     config_schema = (
-        ConfigField("login_url", "Login URL (My Domain for client credentials)", required=True),
+        ConfigField("login_url", "Login URL (My Domain for client credentials)", required=True, url=True),
         ConfigField("auth", "Auth flow", default="client_credentials",
                     choices=("client_credentials", "jwt_bearer", "password")),
         ConfigField("client_id", "Consumer key", required=True),

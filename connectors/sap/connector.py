@@ -92,7 +92,7 @@ class SapConnector(Connector):
     kind = "sap"
     label = "SAP"
     config_schema = (
-        ConfigField("endpoint_url", "SOAP endpoint URL", required=True),
+        ConfigField("endpoint_url", "SOAP endpoint URL", required=True, url=True),
         ConfigField("username", "User", required=True),
         ConfigField("password", "Password", required=True, secret=True),
         ConfigField("auth", "Auth", default="basic", choices=("basic", "ws_security")),

@@ -39,7 +39,7 @@ class ServiceNowConnector(HttpConnector):
     kind = "servicenow"
     label = "ServiceNow"
     config_schema = (
-        ConfigField("instance_url", "Instance URL", required=True),
+        ConfigField("instance_url", "Instance URL", required=True, url=True),
         ConfigField("auth", "Auth", default="basic", choices=("basic", "oauth")),
         ConfigField("username", "User", required=True),
         ConfigField("password", "Password", required=True, secret=True),

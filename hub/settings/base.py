@@ -505,3 +505,9 @@ SPECTACULAR_SETTINGS |= {
 # processes of one host, and gives Redis this many seconds (default 0.5) before calling it unreachable.
 HUB_READYZ_CACHE_SECONDS = env_int("HUB_READYZ_CACHE_SECONDS", 5, minimum=0, maximum=60)
 HUB_READYZ_REDIS_TIMEOUT = env_float("HUB_READYZ_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=5.0)
+
+# --- Security hardening (issue 14): outbound requests (SSRF) and stored credentials ---------------------
+# Refuse plain-http vendor, language-model and embedding URLs, when a URL is entered and again on every
+# request, so Basic auth, WS-Security passwords and bearer tokens never travel in clear text. Default: off
+# here, for the simulators and fakes on http://127.0.0.1 in dev and test; ON in production (production.py).
+HUB_OUTBOUND_REQUIRE_HTTPS = env_bool("HUB_OUTBOUND_REQUIRE_HTTPS", False)

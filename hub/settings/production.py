@@ -75,3 +75,7 @@ parse_keys(os.environ["HUB_USER_REF_KEYS"], "Setting HUB_USER_REF_KEYS")
 # --- Content and browser (issue 14) -----------------------------------------------------------------------
 # API docs and schema only for signed-in users and token holders unless explicitly published (default off).
 HUB_API_DOCS_PUBLIC = env_bool("HUB_API_DOCS_PUBLIC", False)
+
+# --- Security hardening (issue 14): outbound requests (SSRF) and stored credentials ---------------------
+# Default ON in production: vendor, language-model and embedding URLs must be https (see base.py).
+HUB_OUTBOUND_REQUIRE_HTTPS = env_bool("HUB_OUTBOUND_REQUIRE_HTTPS", True)

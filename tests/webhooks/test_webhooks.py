@@ -412,7 +412,10 @@ def test_webhook_secret_survives_credential_edits_and_stays_out_of_the_connector
 def test_org_id_survives_settings_edits(tenant_a: Tenant, salesforce: tuple[Connection, str]) -> None:
     connection, _token = salesforce
     settings = {"login_url": "https://acme2.my.salesforce.example", "client_id": "consumer-key"}
-    connection_update(connection=connection, tenant=tenant_a, settings=settings)
+    # A new login URL needs the credentials again (they are bound to the address they were entered for).
+    connection_update(
+        connection=connection, tenant=tenant_a, settings=settings, credentials={"client_secret": "s3cret-2"}
+    )
     connection_update(connection=connection, tenant=tenant_a, name="Renamed")
     with tenant_context(tenant_a):
         stored = Connection.objects.get(pk=connection.pk)

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
+from apps.audit.models import Outcome
 from apps.audit.services import audit_record
 from apps.chat.models import LlmProviderConfig
 from apps.chat.services.channels import require_channel_manager
@@ -23,6 +24,7 @@ from apps.core.context import as_ref, tenant_context
 from apps.core.errors import ValidationFailed
 from apps.policies.services import TransferRefused, transfer_check
 from apps.tenants.models import Tenant
+from connectors.http import url_origin
 
 FIELDS = (
     "name",
@@ -63,8 +65,10 @@ def _clean(*, tenant: Tenant, data: dict[str, Any]) -> dict[str, Any]:
         errors["endpoint_region"] = [_("Say which region the provider's endpoint is in.")]
     url = str(data.get("base_url") or "").strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
+    if parts.scheme not in ("https", "http") or not parts.netloc or not url_origin(url):
         errors["base_url"] = [_("Enter the API root URL, e.g. https://api.openai.com/v1.")]
+    elif settings.HUB_OUTBOUND_REQUIRE_HTTPS and parts.scheme != "https":
+        errors["base_url"] = [_("Enter an https:// URL: the API key must never travel in clear text.")]
     clean["base_url"] = url.rstrip("/")
     clean["model"] = str(data.get("model") or "").strip()[:100]
     if not clean["model"]:
@@ -95,7 +99,7 @@ def _audit(action: str, config: LlmProviderConfig, *, tenant: Tenant, actor: Any
         target_id=str(config.pk),
         target_label=config.name,
         changes={f: str(getattr(config, f)) for f in FIELDS}
-        | {"api_key": "set" if config.api_key else "not set"},
+        | {"api_key": "set" if config.api_key else "not set", "api_key_entered_for": config.api_key_origin},
     )
 
 
@@ -108,16 +112,39 @@ def llm_provider_save(
     actor: Any = None,
     request: HttpRequest | None = None,
 ) -> LlmProviderConfig:
-    """Create (config=None) or update a provider. `api_key=None` keeps the stored key; "" clears it."""
+    """Create (config=None) or update a provider. `api_key=None` keeps the stored key; "" clears it.
+
+    The key is bound to the base URL's origin: moving the base URL to another origin needs the key again in
+    the same change, so a stored key is never sent to a host it was not entered for.
+    """
     require_channel_manager(tenant=tenant, actor=actor)
     clean = _clean(tenant=tenant, data=data)
     with tenant_context(tenant):
         target = config or LlmProviderConfig()
         old_regions = [target.region] if config else []
+        origin = url_origin(clean["base_url"])
+        if config is not None and api_key is None and config.api_key and origin != config.api_key_origin:
+            message = _(
+                "The base URL moved to another address: enter the API key again for it (a stored key is "
+                "never sent to another host)."
+            )
+            audit_record(
+                "chat.llm_provider_repoint_refused",
+                tenant=tenant,
+                actor=actor,
+                request=request,
+                target_type="llm_provider",
+                target_id=str(config.pk),
+                target_label=config.name,
+                changes={"entered_for": config.api_key_origin, "requested": origin},
+                outcome=Outcome.DENIED,
+            )
+            raise ValidationFailed(_("The provider was not saved."), {"api_key": [message]})
         for name, value in clean.items():
             setattr(target, name, value)
         if api_key is not None:
             target.api_key = api_key.strip() or None
+        target.api_key_origin = origin if target.api_key else ""
         try:
             with transaction.atomic(using=as_ref(tenant).db_alias):
                 target.save()

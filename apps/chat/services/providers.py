@@ -9,6 +9,7 @@ briefly in the shared cache (ids only, no secrets); a turn reads it together wit
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import Any
 
@@ -19,6 +20,9 @@ from apps.chat.models import LlmProviderConfig
 from apps.chat.services.llm import ExtractiveProvider, LLMProvider, OpenAICompatibleProvider
 from apps.core.context import as_ref
 from apps.policies.services import TransferRefused, transfer_check
+from connectors.http import url_origin
+
+logger = logging.getLogger(__name__)
 
 _CACHE_SECONDS = 30
 _NONE = "-"
@@ -78,6 +82,11 @@ class TurnModels:
             return None
         from apps.integrations.conf import connector_session
 
+        if config.api_key and url_origin(config.base_url) != config.api_key_origin:
+            # The base URL moved without the key being entered again (not through llm_provider_save): the key
+            # stays home and the turn is answered offline.
+            logger.warning("language model %s skipped: its key was entered for another address", config.pk)
+            return None
         provider = OpenAICompatibleProvider(
             base_url=config.base_url,
             model=config.model,
