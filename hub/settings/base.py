@@ -129,7 +129,8 @@ def _embedded_db(name: str) -> dict[str, Any]:
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
-        "USER": pg.get("user", "postgres"),
+        # The runtime role, never the superuser (HUB_DATABASE_ADMIN at the end of this file has that one).
+        "USER": pg.get("user", "hub_app"),
         "PASSWORD": pg.get("password", ""),
         "HOST": "127.0.0.1",
         "PORT": str(pg.get("port", env_int("HUB_PG_PORT", 54329, minimum=1, maximum=65535))),
@@ -413,3 +414,43 @@ HUB_BENCH_ENDPOINTS = env_bool("HUB_BENCH_ENDPOINTS", False)
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hub@localhost")
+
+# --- Issue 14 "Audit and exports": database roles and chain anchors -----------------------------------------
+# The hub connects as a non-superuser runtime role (DATABASES above). A privileged connection is used only
+# by `migrate` and `manage.py db_roles` (apps/core/db_admin.py): to install pgvector, create the NOLOGIN role
+# that owns the audit tables and the SECURITY DEFINER purge function, and hand those objects to it, so the
+# runtime role can only SELECT/INSERT audit rows. Embedded: the postgres superuser of `services up`.
+# Otherwise DATABASE_ADMIN_URL and REGION_<CODE>_DATABASE_ADMIN_URL (default: unset, no privileged step: the
+# DBA runs the SQL of `manage.py db_roles --print-sql` after each migrate instead; see docs/deploy.md).
+HUB_DATABASE_ADMIN: dict[str, dict[str, Any]] = {}
+if HUB_EMBEDDED_SERVICES:
+    _pg_admin = (_state or {}).get("postgres", {})
+    if _pg_admin.get("admin_password"):
+        for _alias in DATABASES:
+            HUB_DATABASE_ADMIN[_alias] = {
+                "USER": _pg_admin["admin_user"],
+                "PASSWORD": _pg_admin["admin_password"],
+                "HOST": "127.0.0.1",
+                "PORT": str(_pg_admin["port"]),
+            }
+else:
+    for _alias, _variable in [
+        ("default", "DATABASE_ADMIN_URL"),
+        *((_region_alias(c), f"REGION_{c.upper()}_DATABASE_ADMIN_URL") for c in HUB_REGIONS),
+    ]:
+        if _variable in os.environ:
+            HUB_DATABASE_ADMIN[_alias] = env_db(_variable)
+# The NOLOGIN role owning the audit objects (default hub_audit_owner); the runtime role must not be a member.
+HUB_DB_AUDIT_OWNER_ROLE = env_str("HUB_DB_AUDIT_OWNER_ROLE", "hub_audit_owner")
+_owner = HUB_DB_AUDIT_OWNER_ROLE
+if not (_owner.isidentifier() and _owner.isascii() and _owner.islower() and len(_owner) < 64):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("Setting HUB_DB_AUDIT_OWNER_ROLE: lowercase letters, digits and _ only")
+# Every chain head (sequence + hash) is signed and anchored in the control database this often (default
+# 300 s), besides on every export and console verification; audit_verify then detects a truncated tail.
+HUB_AUDIT_ANCHOR_SECONDS = env_int("HUB_AUDIT_ANCHOR_SECONDS", 300, minimum=10, maximum=86400)
+CELERY_BEAT_SCHEDULE["audit-anchor"] = {
+    "task": "apps.audit.tasks.audit_anchor_all_task",
+    "schedule": float(HUB_AUDIT_ANCHOR_SECONDS),
+}

@@ -2,6 +2,11 @@
 
 With `--database ALIAS` only that alias is migrated (what the test runner does per alias). The router's
 allow_migrate keeps each alias to its own models.
+
+Migrations run as the runtime role. Where a privileged connection is configured (settings.HUB_DATABASE_ADMIN)
+each alias is prepared before (pgvector; audit objects handed back to the runtime role while audit migrations
+are pending) and locked after: the audit tables and functions belong to the NOLOGIN audit owner role
+(apps/audit/roles.py).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandParser
 from django.core.management.commands.migrate import Command as DjangoMigrate
+
+from apps.core.db_admin import db_prepare
 
 
 class Command(DjangoMigrate):
@@ -28,16 +35,30 @@ class Command(DjangoMigrate):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["database"] is not None:
+            self._before(options["database"], options)
             super().handle(*args, **options)
             self._after(options["database"], options)
             return
         for alias in settings.DATABASES:
             if options["verbosity"] >= 1:
                 self.stdout.write(self.style.MIGRATE_HEADING(f"Database {alias}:"))
+            self._before(alias, options)
             super().handle(*args, **{**options, "database": alias})
             self._after(alias, options)
 
+    def _before(self, alias: str, options: dict[str, Any]) -> None:
+        if options["plan"] or not db_prepare(alias=alias):
+            return
+        from apps.audit.roles import audit_migrations_pending, audit_roles_apply
+
+        if audit_migrations_pending(alias=alias):
+            audit_roles_apply(alias=alias, lock=False)
+
     def _after(self, alias: str, options: dict[str, Any]) -> None:
+        if not options["plan"]:
+            from apps.audit.roles import audit_roles_apply
+
+            audit_roles_apply(alias=alias)
         if alias == "default" and not options["plan"] and not options["app_label"]:
             from apps.tenants.services import region_sync
 
