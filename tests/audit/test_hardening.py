@@ -260,7 +260,7 @@ def test_a_rewritten_tail_with_valid_hashes_is_detected(
     # Re-append #4 and #5 with other content; the chain is unkeyed, so the hashes can be recomputed.
     prev = _events(tenant_a)[-1][2]
     for seq in (4, 5):
-        event = {
+        event: dict[str, Any] = {
             "seq": seq,
             "tenant_id": tenant_a.id,
             "occurred_at": timezone.now(),
