@@ -108,6 +108,22 @@ def audit_roles_apply(*, alias: str, lock: bool = True) -> bool:
     return True
 
 
+def audit_roles_unprotected(*, alias: str) -> bool:
+    """Tell whether the runtime role could alter the audit records of `alias` (superuser, or the owner)."""
+    from django.db import connections
+
+    tables = list(_objects(alias)[0])
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT rolsuper OR EXISTS (SELECT 1 FROM pg_class c "
+            "  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' "
+            "  WHERE c.relname = ANY(%s) AND pg_has_role(c.relowner, 'MEMBER')) "
+            "FROM pg_roles WHERE rolname = current_user",
+            [tables],
+        )
+        return bool(cursor.fetchone()[0])
+
+
 def audit_migrations_pending(*, alias: str) -> bool:
     """Tell whether migrating `alias` will run audit migrations (which need the runtime role as owner)."""
     from django.db import connections

@@ -379,3 +379,25 @@ def test_anchor_beat_schedule_is_configured() -> None:
     assert entry["task"] == audit_anchor_all_task.name
     assert entry["schedule"] == float(settings.HUB_AUDIT_ANCHOR_SECONDS) == 300.0
     assert timedelta(seconds=entry["schedule"]) <= timedelta(hours=1)
+
+
+# --- the DBA's side -----------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_db_roles_prints_the_sql_for_a_dba_and_grants_no_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    call_command("db_roles", "--print-sql", "--runtime-role", "hub_rt")
+    sql = capsys.readouterr().out
+    assert 'GRANT SELECT, INSERT ON public.audit_auditevent TO "hub_rt";' in sql
+    assert 'ALTER FUNCTION public.audit_purge(bigint, timestamptz) OWNER TO "hub_audit_owner";' in sql
+    assert 'GRANT EXECUTE ON FUNCTION public.audit_purge(bigint, timestamptz) TO "hub_rt";' in sql
+    assert "DELETE" not in sql and "TRUNCATE" not in sql and "UPDATE" not in sql
+
+
+@pytest.mark.django_db(transaction=True)
+def test_db_roles_applies_idempotently_and_leaves_the_runtime_role_unprivileged(tenant_a: Tenant) -> None:
+    from apps.audit.roles import audit_roles_unprotected
+
+    call_command("db_roles")
+    for alias in settings.DATABASES:
+        assert not audit_roles_unprotected(alias=alias)
+    with pytest.raises(DatabaseError, match="permission denied"):
+        _as_runtime_role("region_eu", "DELETE FROM audit_auditevent")

@@ -56,9 +56,14 @@ class Command(DjangoMigrate):
 
     def _after(self, alias: str, options: dict[str, Any]) -> None:
         if not options["plan"]:
-            from apps.audit.roles import audit_roles_apply
+            from apps.audit.roles import audit_roles_apply, audit_roles_unprotected
 
-            audit_roles_apply(alias=alias)
+            if not audit_roles_apply(alias=alias) and audit_roles_unprotected(alias=alias):
+                self.stderr.write(
+                    f"WARNING: {alias}: the hub's database role can change or delete audit records (it is a "
+                    "superuser or owns the audit tables). Set the *_DATABASE_ADMIN_URL variables or run the "
+                    "SQL of `manage.py db_roles --print-sql` as an administrator (docs/deploy.md)."
+                )
         if alias == "default" and not options["plan"] and not options["app_label"]:
             from apps.tenants.services import region_sync
 
