@@ -64,6 +64,11 @@ def audit_roles_sql(
         if lock:
             statements.append(f"REVOKE ALL ON public.{table} FROM PUBLIC, {rt}")
             statements.append(f"GRANT {grant} ON public.{table} TO {rt}")
+            # Reading the id sequence (what pg_dump does) is harmless; nextval/setval stay the owner's.
+            statements.append(
+                "DO $$ BEGIN EXECUTE format('GRANT SELECT ON SEQUENCE %s TO %I', "
+                f"pg_get_serial_sequence('public.{table}', 'id'), '{literal_runtime}'); END $$"
+            )
     for function, grant in functions.items():
         if existing is not None and function not in existing:
             continue
