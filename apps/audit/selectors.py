@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,16 +131,27 @@ def _verify_rows(
     return VerifyResult(True, checked)
 
 
-def audit_verify_chain(*, tenant: Any = None) -> VerifyResult:
+def audit_verify_chain(*, tenant: Any = None, export_anchors: Iterable[dict[str, Any]] = ()) -> VerifyResult:
     """Recompute the whole chain of a tenant (or the platform) and name the first broken link.
 
     Also checked against the signed heads anchored in the control database (apps/audit/services.py
-    audit_anchor): every anchor's signature, the anchored hash of each event still present, and that no
-    anchored event is missing from the tail, so deleting the newest events is detected too.
+    audit_anchor), and any `export_anchors` (the `anchor` of export manifests, kept elsewhere): every
+    anchor's signature, the anchored hash of each event still present, and that no anchored event is
+    missing from the tail, so deleting the newest events is detected too.
     """
     chain_id = as_ref(tenant).id if tenant is not None else 0
     # Anchors first: any anchor written later covers events this walk may not see, and is left to next time.
     anchors = list(AuditAnchor.objects.filter(tenant_id=chain_id).order_by("seq", "id"))
+    anchors += [
+        AuditAnchor(
+            tenant_id=int(a["tenant_id"]),
+            seq=int(a["seq"]),
+            hash=str(a["hash"]),
+            anchored_at=a["anchored_at"],
+            signature=str(a["signature"]),
+        )
+        for a in export_anchors
+    ]
     public_key = signing.public_key_b64()
     for anchor in anchors:
         message = anchor_message(

@@ -401,3 +401,25 @@ def test_db_roles_applies_idempotently_and_leaves_the_runtime_role_unprivileged(
         assert not audit_roles_unprotected(alias=alias)
     with pytest.raises(DatabaseError, match="permission denied"):
         _as_runtime_role("region_eu", "DELETE FROM audit_auditevent")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_kept_elsewhere_still_catches_a_truncation_when_the_anchors_are_gone_too(
+    tenant_a: Tenant, alice: Any, tmp_path: Path, superuser_sql: SuperuserSql
+) -> None:
+    _record_many(tenant_a, 3)  # seq 1-5
+    with tenant_context(tenant_a):
+        data = audit_export(tenant=tenant_a, events=audit_event_list(), fmt="jsonl", actor=alice)
+    path = tmp_path / "export.zip"
+    path.write_bytes(data)
+    # A superuser removes the tail (#4 onwards, the export's own audit event included) and every anchor.
+    superuser_sql(
+        "region_eu", "DELETE FROM audit_auditevent WHERE tenant_id = %s AND seq >= 4", [tenant_a.id]
+    )
+    superuser_sql("default", "DELETE FROM audit_auditanchor WHERE tenant_id = %s", [tenant_a.id])
+    assert audit_verify_chain(tenant=tenant_a).ok  # nothing left in the database to tell
+    call_command("audit_verify", "--tenant", tenant_a.slug)
+    with pytest.raises(CommandError, match="broken chain"):
+        call_command("audit_verify", "--tenant", tenant_a.slug, "--anchors-from", str(path))
+    with pytest.raises(CommandError, match="needs --tenant"):
+        call_command("audit_verify", "--anchors-from", str(path))
