@@ -434,12 +434,11 @@ if HUB_EMBEDDED_SERVICES:
                 "PORT": str(_pg_admin["port"]),
             }
 else:
-    for _alias, _variable in [
-        ("default", "DATABASE_ADMIN_URL"),
-        *((_region_alias(c), f"REGION_{c.upper()}_DATABASE_ADMIN_URL") for c in HUB_REGIONS),
-    ]:
-        if _variable in os.environ:
-            HUB_DATABASE_ADMIN[_alias] = env_db(_variable)
+    if "DATABASE_ADMIN_URL" in os.environ:
+        HUB_DATABASE_ADMIN["default"] = env_db("DATABASE_ADMIN_URL")
+    for _code in HUB_REGIONS:
+        if f"REGION_{_code.upper()}_DATABASE_ADMIN_URL" in os.environ:
+            HUB_DATABASE_ADMIN[_region_alias(_code)] = env_db(f"REGION_{_code.upper()}_DATABASE_ADMIN_URL")
 # The NOLOGIN role owning the audit objects (default hub_audit_owner); the runtime role must not be a member.
 HUB_DB_AUDIT_OWNER_ROLE = env_str("HUB_DB_AUDIT_OWNER_ROLE", "hub_audit_owner")
 _owner = HUB_DB_AUDIT_OWNER_ROLE

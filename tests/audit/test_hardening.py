@@ -11,6 +11,9 @@ import base64
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from datetime import timedelta
 from pathlib import Path
@@ -423,3 +426,40 @@ def test_an_export_kept_elsewhere_still_catches_a_truncation_when_the_anchors_ar
         call_command("audit_verify", "--tenant", tenant_a.slug, "--anchors-from", str(path))
     with pytest.raises(CommandError, match="needs --tenant"):
         call_command("audit_verify", "--anchors-from", str(path))
+
+
+def _settings_in_subprocess(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REGION_"))}
+    base = {
+        "DJANGO_SETTINGS_MODULE": "hub.settings.test",
+        "DATABASE_URL": "postgres://hub_app:pw@127.0.0.1:5432/hub_control",
+        "REGION_EU_DATABASE_URL": "postgres://hub_app:pw@127.0.0.1:5432/hub_eu",
+        "REGION_US_DATABASE_URL": "postgres://hub_app:pw@127.0.0.1:5432/hub_us",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; {code}"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**clean, **base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_admin_urls_are_read_per_alias_and_malformed_values_fail_loudly() -> None:
+    show = "print(sorted(settings.HUB_DATABASE_ADMIN), settings.HUB_DATABASE_ADMIN['default']['USER'])"
+    result = _settings_in_subprocess(
+        {
+            "DATABASE_ADMIN_URL": "postgres://dba:secret@10.0.0.5:5432/hub_control",
+            "REGION_EU_DATABASE_ADMIN_URL": "postgres://dba:secret@10.0.0.6:5432/hub_eu",
+        },
+        show,
+    )
+    assert result.stdout.split() == ["['default',", "'region_eu']", "dba"], result.stderr
+    assert _settings_in_subprocess({}, "print(settings.HUB_DATABASE_ADMIN)").stdout.strip() == "{}"
+    bad_url = _settings_in_subprocess({"DATABASE_ADMIN_URL": "mysql://dba:secret@h/db"}, show)
+    assert bad_url.returncode != 0 and "Setting DATABASE_ADMIN_URL" in bad_url.stderr
+    assert "secret" not in bad_url.stderr
+    bad_role = _settings_in_subprocess({"HUB_DB_AUDIT_OWNER_ROLE": 'x"; DROP TABLE y; --'}, show)
+    assert bad_role.returncode != 0 and "Setting HUB_DB_AUDIT_OWNER_ROLE" in bad_role.stderr
