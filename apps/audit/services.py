@@ -162,6 +162,25 @@ def _chain_head(ref: TenantRef | None) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else _last_checkpoint(alias, chain_id, model)
 
 
+def _hash_at(ref: TenantRef | None, seq: int) -> str | None:
+    """The hash of event `seq` of a chain, or of the purge checkpoint at `seq`; None when purged past it."""
+    model, alias, chain_id = _chain_target(ref)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            f"SELECT hash FROM {model._meta.db_table} WHERE tenant_id = %s AND seq = %s",  # noqa: S608
+            [chain_id, seq],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return str(row[0])
+    checkpoint = _last_checkpoint(alias, chain_id, model)
+    if checkpoint is not None and checkpoint[0] == seq:
+        return checkpoint[1]
+    if checkpoint is not None and checkpoint[0] > seq:
+        return None
+    return ""  # neither there nor purged: missing
+
+
 def audit_anchor(*, tenant: Any = None) -> AuditAnchor | None:
     """Sign the head of a tenant's chain (or the platform's) and keep it in the control database.
 
@@ -177,8 +196,8 @@ def audit_anchor(*, tenant: Any = None) -> AuditAnchor | None:
     latest = AuditAnchor.objects.filter(tenant_id=chain_id).order_by("-seq", "-id").first()
     if latest is not None and (latest.seq, latest.hash) == head:
         return latest
-    if latest is not None and latest.seq > head[0]:
-        return None  # truncated: audit_verify reports it; anchoring the shorter head would hide nothing
+    if latest is not None and (latest.seq > head[0] or _hash_at(ref, latest.seq) not in (latest.hash, None)):
+        return None  # truncated or rewritten: audit_verify reports it; a new anchor must not paper over it
     anchored_at = timezone.now()
     anchor = AuditAnchor(
         tenant_id=chain_id,

@@ -291,6 +291,11 @@ def test_a_rewritten_tail_with_valid_hashes_is_detected(
     result = audit_verify_chain(tenant=tenant_a)
     assert (result.ok, result.broken_seq, result.kind) == (False, 5, "modified")
     assert "anchored" in result.reason
+    # Nor does anchoring bless the rewritten tail once it grows past the anchor.
+    audit_record("later.event", tenant=tenant_a)
+    assert audit_anchor(tenant=tenant_a) is None
+    assert AuditAnchor.objects.filter(tenant_id=tenant_a.id).count() == 1
+    assert audit_verify_chain(tenant=tenant_a).kind == "modified"
 
 
 @pytest.mark.django_db
