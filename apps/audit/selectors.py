@@ -152,12 +152,12 @@ def audit_verify_chain(*, tenant: Any = None, export_anchors: Iterable[dict[str,
         )
         for a in export_anchors
     ]
-    public_key = signing.public_key_b64()
+    trusted = signing.trusted_public_keys()
     for anchor in anchors:
         message = anchor_message(
             tenant_id=chain_id, seq=anchor.seq, hash=anchor.hash, anchored_at=anchor.anchored_at
         )
-        if not signing.verify(message, anchor.signature, public_key):
+        if not any(signing.verify(message, anchor.signature, key) for key in trusted):
             return VerifyResult(
                 False, 0, anchor.seq, f"the anchor of event #{anchor.seq} has an invalid signature", "forged"
             )

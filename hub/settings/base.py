@@ -449,6 +449,20 @@ if not (_owner.isidentifier() and _owner.isascii() and _owner.islower() and len(
 # Every chain head (sequence + hash) is signed and anchored in the control database this often (default
 # 300 s), besides on every export and console verification; audit_verify then detects a truncated tail.
 HUB_AUDIT_ANCHOR_SECONDS = env_int("HUB_AUDIT_ANCHOR_SECONDS", 300, minimum=10, maximum=86400)
+# Base64 public keys of earlier HUB_AUDIT_SIGNING_KEYs: anchors they signed still verify after the signing key
+# changes (default: none, so only the current key is trusted).
+HUB_AUDIT_PREVIOUS_PUBLIC_KEYS = env_list("HUB_AUDIT_PREVIOUS_PUBLIC_KEYS", [])
+for _key in HUB_AUDIT_PREVIOUS_PUBLIC_KEYS:
+    import base64
+
+    try:
+        _raw = base64.b64decode(_key, validate=True)
+    except ValueError:
+        _raw = b""
+    if len(_raw) != 32:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("Setting HUB_AUDIT_PREVIOUS_PUBLIC_KEYS: base64 Ed25519 public keys only")
 CELERY_BEAT_SCHEDULE["audit-anchor"] = {
     "task": "apps.audit.tasks.audit_anchor_all_task",
     "schedule": float(HUB_AUDIT_ANCHOR_SECONDS),

@@ -468,3 +468,21 @@ def test_admin_urls_are_read_per_alias_and_malformed_values_fail_loudly() -> Non
     assert "secret" not in bad_url.stderr
     bad_role = _settings_in_subprocess({"HUB_DB_AUDIT_OWNER_ROLE": 'x"; DROP TABLE y; --'}, show)
     assert bad_role.returncode != 0 and "Setting HUB_DB_AUDIT_OWNER_ROLE" in bad_role.stderr
+
+
+@pytest.mark.django_db
+def test_anchors_of_a_previous_signing_key_verify_only_while_that_key_is_trusted(
+    tenant_a: Tenant, settings: Any
+) -> None:
+    _record_many(tenant_a, 1)
+    old_public = signing.public_key_b64()
+    assert audit_anchor(tenant=tenant_a) is not None
+    settings.HUB_AUDIT_SIGNING_KEY = base64.b64encode(b"\x07" * 32).decode()
+    signing.signing_key.cache_clear()
+    try:
+        assert signing.public_key_b64() != old_public
+        assert audit_verify_chain(tenant=tenant_a).kind == "forged"
+        settings.HUB_AUDIT_PREVIOUS_PUBLIC_KEYS = [old_public]
+        assert audit_verify_chain(tenant=tenant_a).ok
+    finally:
+        signing.signing_key.cache_clear()
