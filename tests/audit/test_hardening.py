@@ -486,3 +486,24 @@ def test_anchors_of_a_previous_signing_key_verify_only_while_that_key_is_trusted
         assert audit_verify_chain(tenant=tenant_a).ok
     finally:
         signing.signing_key.cache_clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_later_audit_migration_runs_as_the_runtime_role_and_the_tables_are_locked_again() -> None:
+    """migrate hands the audit objects to the runtime role while audit migrations run, then locks them."""
+
+    def owner_of(table: str) -> str:
+        with connections["region_eu"].cursor() as cursor:
+            cursor.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = %s", [table])
+            return str(cursor.fetchone()[0])
+
+    call_command("migrate", "audit", "0002", database="region_eu", verbosity=0)
+    try:
+        assert owner_of("audit_auditevent") == OWNER
+        # 0003 drops and creates triggers: only the owner may, so this fails unless migrate hands it back.
+        call_command("migrate", database="region_eu", verbosity=0)
+    finally:
+        call_command("migrate", database="region_eu", verbosity=0)
+    assert owner_of("audit_auditevent") == OWNER
+    with pytest.raises(DatabaseError, match="permission denied"):
+        _as_runtime_role("region_eu", "TRUNCATE audit_auditevent")

@@ -17,6 +17,7 @@ def guard(table: str, *, purgeable: bool) -> str:
     argument = "'purgeable'" if purgeable else ""
     return (
         f"DROP TRIGGER IF EXISTS {table}_append_only ON {table};"
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table};"
         f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION audit_reject_change({argument});"
         f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
