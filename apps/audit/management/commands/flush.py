@@ -55,6 +55,7 @@ class Command(DjangoFlush):
             raise CommandError(f"Database {connection.settings_dict['NAME']} couldn't be flushed.") from exc
         if kept and admin_configured(database):
             with admin_connection(database) as conn, conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '30s'")  # a stuck session fails the flush
                 conn.execute("SET LOCAL session_replication_role = replica")
                 conn.execute("TRUNCATE " + ", ".join(f"public.{t}" for t in kept))
         elif kept:
