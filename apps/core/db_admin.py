@@ -50,8 +50,9 @@ def runtime_role(alias: str) -> str:
         return str(cursor.fetchone()[0])
 
 
-# Objects a migrate run as the admin left behind (before the hub had a runtime role) move to the runtime
-# role, so that Django's migrations, run as that role, can alter them. Extension members stay where they are.
+# Objects a migrate run as the admin left behind (before the hub had a runtime role: older embedded data
+# directories, Compose volumes) move to the runtime role, so that Django's migrations, run as that role, can
+# alter them. Extension members stay where they are.
 ADOPT_SQL = """
 DO $$
 DECLARE
@@ -90,6 +91,6 @@ def db_prepare(*, alias: str) -> bool:
     with admin_connection(alias) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         admin = conn.execute("SELECT current_user").fetchone()[0]
-        if settings.HUB_EMBEDDED_SERVICES and admin != runtime:  # production: the DBA's ownership stays
+        if admin != runtime:
             conn.execute(ADOPT_SQL.format(admin=admin.replace("'", "''"), runtime=runtime.replace("'", "''")))
     return True
