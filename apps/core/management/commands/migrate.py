@@ -34,17 +34,19 @@ class Command(DjangoMigrate):
         return kwargs
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["database"] is not None:
-            self._before(options["database"], options)
-            super().handle(*args, **options)
-            self._after(options["database"], options)
-            return
-        for alias in settings.DATABASES:
-            if options["verbosity"] >= 1:
+        aliases = list(settings.DATABASES) if options["database"] is None else [options["database"]]
+        for alias in aliases:
+            if options["database"] is None and options["verbosity"] >= 1:
                 self.stdout.write(self.style.MIGRATE_HEADING(f"Database {alias}:"))
             self._before(alias, options)
-            super().handle(*args, **{**options, "database": alias})
-            self._after(alias, options)
+            try:
+                super().handle(*args, **{**options, "database": alias})
+            finally:  # a failed migration must not leave the audit objects with the runtime role
+                self._lock(alias, options)
+            if alias == "default" and not options["plan"] and not options["app_label"]:
+                from apps.tenants.services import region_sync
+
+                region_sync()
 
     def _before(self, alias: str, options: dict[str, Any]) -> None:
         if options["plan"] or not db_prepare(alias=alias):
@@ -54,17 +56,14 @@ class Command(DjangoMigrate):
         if audit_migrations_pending(alias=alias):
             audit_roles_apply(alias=alias, lock=False)
 
-    def _after(self, alias: str, options: dict[str, Any]) -> None:
-        if not options["plan"]:
-            from apps.audit.roles import audit_roles_apply, audit_roles_unprotected
+    def _lock(self, alias: str, options: dict[str, Any]) -> None:
+        if options["plan"]:
+            return
+        from apps.audit.roles import audit_roles_apply, audit_roles_unprotected
 
-            if not audit_roles_apply(alias=alias) and audit_roles_unprotected(alias=alias):
-                self.stderr.write(
-                    f"WARNING: {alias}: the hub's database role can change or delete audit records (it is a "
-                    "superuser or owns the audit tables). Set the *_DATABASE_ADMIN_URL variables or run the "
-                    "SQL of `manage.py db_roles --print-sql` as an administrator (docs/deploy.md)."
-                )
-        if alias == "default" and not options["plan"] and not options["app_label"]:
-            from apps.tenants.services import region_sync
-
-            region_sync()
+        if not audit_roles_apply(alias=alias) and audit_roles_unprotected(alias=alias):
+            self.stderr.write(
+                f"WARNING: {alias}: the hub's database role can change or delete audit records (it is a "
+                "superuser or owns the audit tables). Set the *_DATABASE_ADMIN_URL variables or run the "
+                "SQL of `manage.py db_roles --print-sql` as an administrator (docs/deploy.md)."
+            )
