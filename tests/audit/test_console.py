@@ -283,6 +283,25 @@ def test_verify_button_names_a_deleted_event(
     assert "Event #2 is missing" in body
 
 
+@pytest.mark.django_db(transaction=True)
+def test_verify_button_reports_a_truncated_tail_through_the_anchor(
+    client: Client, officer: Any, events: Tenant, superuser_sql: SuperuserSql
+) -> None:
+    login_verified(client, officer)
+    assert "The chain is intact" in client.post(url("audit:verify", events)).content.decode()  # anchors it
+    head = max(actions_by_seq(events).values())
+    superuser_sql(
+        "region_eu", "DELETE FROM audit_auditevent WHERE tenant_id = %s AND seq >= %s", [events.id, head - 1]
+    )
+    response = client.post(url("audit:verify", events))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f"The chain is broken at event #{head - 1}." in body
+    # Anchored at head - 1 (audit.verified came after the anchor): the reason names the missing range.
+    assert f"events #{head - 1} to #{head - 1} are missing" in body
+    assert url("audit:event-detail", events, seq=head - 1) not in body  # no link to an event that is gone
+
+
 # --- export ------------------------------------------------------------------------------------------------
 def _download(response: Any, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     assert response.status_code == 200
