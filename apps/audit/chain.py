@@ -47,3 +47,18 @@ def link_hash(prev_hash: str, event: dict[str, Any]) -> str:
 
 def event_dict(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in (*HASHED_FIELDS, "prev_hash", "hash")}
+
+
+ANCHOR_PURPOSE = "hub-audit-anchor/v1"
+
+
+def anchor_message(*, tenant_id: int, seq: int, hash: str, anchored_at: datetime | str) -> bytes:
+    """What an anchor's Ed25519 signature covers; the purpose keeps other signed bytes from passing for it."""
+    payload = {
+        "purpose": ANCHOR_PURPOSE,
+        "tenant_id": tenant_id,
+        "seq": seq,
+        "hash": hash,
+        "anchored_at": _iso(anchored_at),
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()

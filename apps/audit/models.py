@@ -1,6 +1,7 @@
 """The tamper-evident audit log: one hash chain per tenant (region silo) and one for the platform (control).
 
-Rows are append-only in the database itself (a trigger rejects UPDATE and DELETE); retention purges go
+Rows are append-only in the database itself: the tables belong to a NOLOGIN owner role, the runtime role may
+only SELECT and INSERT, and a trigger rejects UPDATE, DELETE and TRUNCATE; retention purges go
 through the `audit_purge` SQL function, which records a checkpoint so the remaining chain stays verifiable.
 """
 
@@ -96,3 +97,25 @@ class AuditCheckpoint(AuditCheckpointBase):
 
 class PlatformAuditCheckpoint(AuditCheckpointBase):
     pass
+
+
+class AuditAnchor(models.Model):
+    """A signed chain head (seq + hash), kept in the control database, away from the region it vouches for.
+
+    Verification refuses a chain whose newest anchored event is missing or different: deleting the newest
+    events (which leaves a chain that still links) is caught. Append-only like the events.
+    """
+
+    tenant_id = models.BigIntegerField()  # 0: the platform chain
+    seq = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+    anchored_at = models.DateTimeField()
+    public_key = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["-seq", "-id"]
+        indexes = [models.Index(fields=["tenant_id", "seq"], name="auditanchor_chain_seq")]
+
+    def __str__(self) -> str:
+        return f"anchor of {self.tenant_id} at #{self.seq}"

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from apps.audit import signing
-from apps.audit.chain import GENESIS, link_hash
+from apps.audit.chain import GENESIS, anchor_message, link_hash
 from apps.audit.models import (
+    AuditAnchor,
     AuditCheckpoint,
     AuditEvent,
     AuditEventBase,
@@ -23,6 +25,7 @@ from apps.audit.models import (
     PlatformAuditEvent,
 )
 from apps.core.context import as_ref, tenant_context
+from apps.core.spreadsheet import csv_cell_value
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class VerifyResult:
     checked: int
     broken_seq: int | None = None
     reason: str = ""
-    # What is wrong at broken_seq, for messages in plain words: missing, duplicated, unlinked, modified.
+    # What is wrong at broken_seq, for messages in plain words: missing, duplicated, unlinked, modified,
+    # truncated (events up to an anchored head are gone), forged (an anchor's signature is invalid).
     kind: str = ""
 
 
@@ -98,8 +102,11 @@ def audit_event_changes(event: AuditEventBase) -> list[ChangeRow]:
     return rows
 
 
-def _verify_rows(rows: Any, start_seq: int, start_hash: str) -> VerifyResult:
+def _verify_rows(
+    rows: Any, start_seq: int, start_hash: str, anchored: dict[int, str] | None = None
+) -> VerifyResult:
     expected_seq, expected_prev, checked = start_seq, start_hash, 0
+    anchored = anchored or {}
     for row in rows:
         event = row if isinstance(row, dict) else {f.name: getattr(row, f.name) for f in row._meta.fields}
         seq = int(event["seq"])
@@ -116,19 +123,80 @@ def _verify_rows(rows: Any, start_seq: int, start_hash: str) -> VerifyResult:
             return VerifyResult(
                 False, checked, seq, f"event #{seq} was modified after it was recorded", "modified"
             )
+        if seq in anchored and anchored[seq] != event["hash"]:
+            return VerifyResult(
+                False, checked, seq, f"event #{seq} differs from the one anchored at #{seq}", "modified"
+            )
         expected_seq, expected_prev, checked = seq + 1, event["hash"], checked + 1
     return VerifyResult(True, checked)
 
 
-def audit_verify_chain(*, tenant: Any = None) -> VerifyResult:
-    """Recompute the whole chain of a tenant (or the platform) and name the first broken link."""
+def audit_verify_chain(*, tenant: Any = None, export_anchors: Iterable[dict[str, Any]] = ()) -> VerifyResult:
+    """Recompute the whole chain of a tenant (or the platform) and name the first broken link.
+
+    Also checked against the signed heads anchored in the control database (apps/audit/services.py
+    audit_anchor), and any `export_anchors` (the `anchor` of export manifests, kept elsewhere): every
+    anchor's signature, the anchored hash of each event still present, and that no anchored event is
+    missing from the tail, so deleting the newest events is detected too.
+    """
+    chain_id = as_ref(tenant).id if tenant is not None else 0
+    # Anchors first: any anchor written later covers events this walk may not see, and is left to next time.
+    anchors = list(AuditAnchor.objects.filter(tenant_id=chain_id).order_by("seq", "id"))
+    anchors += [
+        AuditAnchor(
+            tenant_id=int(a["tenant_id"]),
+            seq=int(a["seq"]),
+            hash=str(a["hash"]),
+            anchored_at=a["anchored_at"],
+            signature=str(a["signature"]),
+        )
+        for a in export_anchors
+    ]
+    trusted = signing.trusted_public_keys()
+    for anchor in anchors:
+        message = anchor_message(
+            tenant_id=chain_id, seq=anchor.seq, hash=anchor.hash, anchored_at=anchor.anchored_at
+        )
+        if not any(signing.verify(message, anchor.signature, key) for key in trusted):
+            return VerifyResult(
+                False, 0, anchor.seq, f"the anchor of event #{anchor.seq} has an invalid signature", "forged"
+            )
     if tenant is None:
-        platform_cp = PlatformAuditCheckpoint.objects.filter(tenant_id=0).first()
-        rows = PlatformAuditEvent.objects.filter(tenant_id=0).order_by("seq").iterator(chunk_size=2000)
-        return _verify_rows(rows, *_start(platform_cp))
+        platform = PlatformAuditEvent.objects.filter(tenant_id=0).order_by("seq").iterator(chunk_size=2000)
+        return _verify_anchored(
+            platform, PlatformAuditCheckpoint.objects.filter(tenant_id=0).first(), anchors
+        )
     with tenant_context(as_ref(tenant)):
-        tenant_cp = AuditCheckpoint.objects.first()
-        return _verify_rows(AuditEvent.objects.order_by("seq").iterator(chunk_size=2000), *_start(tenant_cp))
+        events = AuditEvent.objects.order_by("seq").iterator(chunk_size=2000)
+        return _verify_anchored(events, AuditCheckpoint.objects.first(), anchors)
+
+
+def _verify_anchored(rows: Any, checkpoint: Any, anchors: list[AuditAnchor]) -> VerifyResult:
+    start_seq, start_hash = _start(checkpoint)
+    purged_through = start_seq - 1
+    for anchor in anchors:  # an anchor at the purge cut must match the checkpoint's hash
+        if anchor.seq == purged_through and anchor.hash != start_hash:
+            return VerifyResult(
+                False,
+                0,
+                anchor.seq,
+                f"the purge checkpoint differs from the anchor at #{anchor.seq}",
+                "modified",
+            )
+    result = _verify_rows(rows, start_seq, start_hash, {a.seq: a.hash for a in anchors})
+    if not result.ok:
+        return result
+    head = purged_through + result.checked
+    anchored_head = max((a.seq for a in anchors), default=0)
+    if anchored_head > head:
+        return VerifyResult(
+            False,
+            result.checked,
+            head + 1,
+            f"events #{head + 1} to #{anchored_head} are missing: the chain was anchored at #{anchored_head}",
+            "truncated",
+        )
+    return result
 
 
 def _start(checkpoint: Any) -> tuple[int, str]:
@@ -153,6 +221,8 @@ def audit_verify_export(path: Path, *, public_key: str | None = None) -> VerifyR
     else:
         rows = list(csv.DictReader(io.StringIO(content.decode())))
         for row in rows:
+            if manifest.get("csv_cells") == "formula-quoted":
+                row.update({name: csv_cell_value(value) for name, value in row.items()})
             row["changes"] = json.loads(row["changes"])
             for name in ("seq", "tenant_id", "actor_id"):
                 row[name] = int(row[name]) if row[name] not in ("", None) else None
@@ -171,4 +241,21 @@ def audit_verify_export(path: Path, *, public_key: str | None = None) -> VerifyR
             return result
     if rows and rows[-1]["hash"] != manifest["last_hash"]:
         return VerifyResult(False, len(rows), None, "the last hash differs from the manifest")
+    anchor = manifest.get("anchor")
+    if anchor:
+        message = anchor_message(
+            tenant_id=anchor["tenant_id"],
+            seq=anchor["seq"],
+            hash=anchor["hash"],
+            anchored_at=anchor["anchored_at"],
+        )
+        if not signing.verify(message, anchor["signature"], key):
+            return VerifyResult(
+                False, len(rows), anchor["seq"], "the anchor's signature is invalid", "forged"
+            )
+        exported = {row["seq"]: row["hash"] for row in rows}
+        if anchor["seq"] in exported and exported[anchor["seq"]] != anchor["hash"]:
+            return VerifyResult(
+                False, len(rows), anchor["seq"], f"event #{anchor['seq']} differs from the anchor", "modified"
+            )
     return VerifyResult(True, len(rows))

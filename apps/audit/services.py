@@ -16,10 +16,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit import signing
-from apps.audit.chain import GENESIS, HASHED_FIELDS, canonical, link_hash
-from apps.audit.models import AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
+from apps.audit.chain import GENESIS, HASHED_FIELDS, anchor_message, canonical, link_hash
+from apps.audit.models import AuditAnchor, AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
 from apps.audit.selectors import VerifyResult, audit_verify_chain
 from apps.core.context import TenantRef, as_ref, tenant_context
+from apps.core.spreadsheet import csv_cell
 from apps.observability.access import client_address
 from apps.observability.logging import request_id_var
 
@@ -138,16 +139,88 @@ def _last_checkpoint(alias: str, chain_id: int, model: type[AuditEventBase]) -> 
 
 
 def audit_purge(*, tenant: Any, before: Any) -> int:
-    """Delete the tenant's events older than `before` through the privileged SQL function (checkpointed)."""
+    """Delete the tenant's events older than `before` through the privileged SQL function (checkpointed).
+
+    audit_purge() runs as the audit tables' owner (SECURITY DEFINER): the hub's own role cannot delete.
+    """
     ref = as_ref(tenant)
     with transaction.atomic(using=ref.db_alias), connections[ref.db_alias].cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hub-audit'), %s)", [ref.id])
-        cursor.execute(
-            "SELECT audit_purge('audit_auditevent'::regclass, 'audit_auditcheckpoint'::regclass, %s, %s)",
-            [ref.id, before],
-        )
+        cursor.execute("SELECT audit_purge(%s::bigint, %s::timestamptz)", [ref.id, before])
         count = int(cursor.fetchone()[0])
     return count
+
+
+# --- anchors -------------------------------------------------------------------------------------------
+def _chain_head(ref: TenantRef | None) -> tuple[int, str] | None:
+    """The newest (seq, hash) of a chain: its last event, or the checkpoint of a purge that took them all."""
+    model, alias, chain_id = _chain_target(ref)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            f"SELECT seq, hash FROM {model._meta.db_table} WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1",  # noqa: S608
+            [chain_id],
+        )
+        row = cursor.fetchone()
+    return (int(row[0]), str(row[1])) if row else _last_checkpoint(alias, chain_id, model)
+
+
+def _hash_at(ref: TenantRef | None, seq: int) -> str | None:
+    """The hash of event `seq` of a chain, or of the purge checkpoint at `seq`; None when purged past it."""
+    model, alias, chain_id = _chain_target(ref)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            f"SELECT hash FROM {model._meta.db_table} WHERE tenant_id = %s AND seq = %s",  # noqa: S608
+            [chain_id, seq],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return str(row[0])
+    checkpoint = _last_checkpoint(alias, chain_id, model)
+    if checkpoint is not None and checkpoint[0] == seq:
+        return checkpoint[1]
+    if checkpoint is not None and checkpoint[0] > seq:
+        return None
+    return ""  # neither there nor purged: missing
+
+
+def audit_anchor(*, tenant: Any = None) -> AuditAnchor | None:
+    """Sign the head of a tenant's chain (or the platform's) and keep it in the control database.
+
+    With the head anchored outside the region, deleting the newest events no longer leaves a chain that
+    verifies. Nothing is written when the head has not moved since the last anchor, nor (the chain must be
+    verified first) when it no longer holds the last anchored event.
+    """
+    ref = as_ref(tenant) if tenant is not None else None
+    head = _chain_head(ref)
+    if head is None:
+        return None
+    chain_id = ref.id if ref is not None else 0
+    latest = AuditAnchor.objects.filter(tenant_id=chain_id).order_by("-seq", "-id").first()
+    if latest is not None and (latest.seq, latest.hash) == head:
+        return latest
+    if latest is not None and (latest.seq > head[0] or _hash_at(ref, latest.seq) not in (latest.hash, None)):
+        return None  # truncated or rewritten: audit_verify reports it; a new anchor must not paper over it
+    anchored_at = timezone.now()
+    anchor = AuditAnchor(
+        tenant_id=chain_id,
+        seq=head[0],
+        hash=head[1],
+        anchored_at=anchored_at,
+        public_key=signing.public_key_b64(),
+        signature=signing.sign(
+            anchor_message(tenant_id=chain_id, seq=head[0], hash=head[1], anchored_at=anchored_at)
+        ),
+    )
+    anchor.save(using="default")
+    return anchor
+
+
+def audit_anchor_all() -> int:
+    """Anchor the head of every chain, the platform's and each tenant's; return how many have an anchor."""
+    from apps.tenants.models import Tenant
+
+    tenants = Tenant.objects.select_related("home_region").order_by("pk")
+    return sum(audit_anchor(tenant=tenant) is not None for tenant in [None, *tenants])
 
 
 # --- export --------------------------------------------------------------------------------------------
@@ -169,6 +242,8 @@ def audit_export(
     """Build a zip with the events (CSV or JSONL) and a signed manifest; the export itself is audited."""
     if fmt not in {"csv", "jsonl"}:
         raise ValueError("format must be csv or jsonl")
+    ref = as_ref(tenant)
+    anchor = audit_anchor(tenant=ref)  # first: the exported events then reach at least the anchored head
     rows = [_row(event) for event in events]
     rows.sort(key=lambda r: r["seq"])
     buffer = io.StringIO()
@@ -179,11 +254,9 @@ def audit_export(
         writer = csv.DictWriter(buffer, fieldnames=list(EXPORT_FIELDS))
         writer.writeheader()
         for row in rows:
-            writer.writerow(
-                {**row, "changes": json.dumps(row["changes"], sort_keys=True, ensure_ascii=False)}
-            )
+            cells = {**row, "changes": json.dumps(row["changes"], sort_keys=True, ensure_ascii=False)}
+            writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     content = buffer.getvalue().encode()
-    ref = as_ref(tenant)
     manifest: dict[str, Any] = {
         "tenant": ref.slug,
         "format": fmt,
@@ -197,6 +270,10 @@ def audit_export(
         "exported_at": timezone.now().isoformat(),
         "algorithm": "Ed25519",
         "public_key": signing.public_key_b64(),
+        # Cells a spreadsheet would run as formulas carry a leading quote (apps/core/spreadsheet.py).
+        "csv_cells": "formula-quoted" if fmt == "csv" else None,
+        # The chain head as anchored in the control database: proof of how long the chain was.
+        "anchor": _anchor_json(anchor),
     }
     manifest["signature"] = signing.sign(manifest_bytes(manifest))
     archive = io.BytesIO()
@@ -215,6 +292,18 @@ def audit_export(
     return archive.getvalue()
 
 
+def _anchor_json(anchor: AuditAnchor | None) -> dict[str, Any] | None:
+    if anchor is None:
+        return None
+    return {
+        "tenant_id": anchor.tenant_id,
+        "seq": anchor.seq,
+        "hash": anchor.hash,
+        "anchored_at": json.loads(canonical({"occurred_at": anchor.anchored_at}))["occurred_at"],
+        "signature": anchor.signature,
+    }
+
+
 def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     """What the signature covers: the manifest without its signature, canonically encoded."""
     unsigned = {k: v for k, v in manifest.items() if k != "signature"}
@@ -224,8 +313,10 @@ def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
 
 
 def audit_verify(*, tenant: Any, actor: Any = None, request: HttpRequest | None = None) -> VerifyResult:
-    """Verify the tenant's whole chain and record that it was checked, with the outcome."""
+    """Verify the tenant's whole chain, anchor its head when intact, and record the check with its outcome."""
     result = audit_verify_chain(tenant=tenant)
+    if result.ok:
+        audit_anchor(tenant=tenant)
     audit_record(
         "audit.verified",
         tenant=tenant,

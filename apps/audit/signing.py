@@ -50,6 +50,11 @@ def public_key_b64() -> str:
     return base64.b64encode(signing_key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
+def trusted_public_keys() -> list[str]:
+    """The current public key, then the earlier ones (HUB_AUDIT_PREVIOUS_PUBLIC_KEYS) anchors may carry."""
+    return [public_key_b64(), *settings.HUB_AUDIT_PREVIOUS_PUBLIC_KEYS]
+
+
 def sign(message: bytes) -> str:
     return base64.b64encode(signing_key().sign(message)).decode()
 

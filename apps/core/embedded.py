@@ -5,6 +5,11 @@ redis-server when installed. `up` is idempotent, `down` stops exactly the proces
 process start time, so a recycled pid is never killed). Nothing here is used when DATABASE_URL/REDIS_URL are
 set: production runs against managed services.
 
+The application never connects as the `postgres` superuser: `up` creates the login role `hub_app` (no
+superuser, CREATEDB for the test runner's databases), makes it own the hub databases, and installs pgvector
+in template1 so databases it creates have the extension. The superuser's password stays in config.json for
+the privileged steps only (`migrate`'s role setup, see apps/core/db_admin.py).
+
 PostgreSQL refuses to run as root, so under root the server runs as an unprivileged system user. Its data
 directory then lives under /var/lib/hub-services/<hash of HUB_HOME> (reachable by that user without making
 any private parent directory world-readable), with HUB_HOME/pgdata a symlink to it.
@@ -37,6 +42,7 @@ SERVICE_USER = "hubsvc"
 SHARED_ROOT = Path("/var/lib/hub-services")
 DEFAULT_PG_PORT = 54329
 DEFAULT_REDIS_PORT = 63799
+APP_ROLE = "hub_app"  # what the hub runs as (hub/settings/base.py reads it from services.json)
 START_TIMEOUT = 60.0
 # Server memory: the stock 128 MB of shared buffers cannot hold the HNSW index of a 100k-chunk knowledge base
 # (130 MB half precision) next to its table, so searches kept copying pages in from the OS cache (measured:
@@ -203,6 +209,7 @@ class EmbeddedServices:
         config = self._read(self.config_file)
         config.setdefault("pg_password", secrets.token_urlsafe(24))
         config.setdefault("redis_password", secrets.token_urlsafe(24))
+        config.setdefault("app_password", secrets.token_urlsafe(24))
         for key, env_name, default in (
             ("pg_port", "HUB_PG_PORT", DEFAULT_PG_PORT),
             ("redis_port", "HUB_REDIS_PORT", DEFAULT_REDIS_PORT),
@@ -285,7 +292,8 @@ class EmbeddedServices:
         if previous and Proc(previous["pid"], previous["create_time"]).alive():
             self.log(f"postgres: already running (pid {previous['pid']}, port {previous['port']})")
             self._pg_wait(previous["port"], config["pg_password"])
-            return previous
+            self._pg_create_databases(previous["port"], config)  # idempotent: roles of an older state
+            return {**previous, **self._pg_credentials(config)}
         if new_password and (data / "PG_VERSION").exists():
             # The data outlived its HUB_HOME (and so its password): keep it aside, never log in blind.
             aside = data.with_name(f"pgdata.orphaned-{int(time.time())}")
@@ -326,7 +334,7 @@ class EmbeddedServices:
         pid = int((data / "postmaster.pid").read_text().split()[0])
         try:
             self._pg_wait(port, config["pg_password"])
-            self._pg_create_databases(port, config["pg_password"])
+            self._pg_create_databases(port, config)
         except Exception:
             # Not recorded in the state file yet, so `down` could not find it: stop what we started.
             self._pg_down({"pid": pid, "create_time": Proc.of(pid).create_time, "data_dir": str(data)})
@@ -334,10 +342,18 @@ class EmbeddedServices:
         self.log(f"postgres: running on 127.0.0.1:{port} (pid {pid}, data {data})")
         return {
             "port": port,
-            "user": "postgres",
-            "password": config["pg_password"],
+            **self._pg_credentials(config),
             "data_dir": str(data),
             **Proc.of(pid).__dict__,
+        }
+
+    def _pg_credentials(self, config: dict[str, Any]) -> dict[str, str]:
+        """What the hub connects as (the runtime role), and the superuser for the privileged steps only."""
+        return {
+            "user": APP_ROLE,
+            "password": config["app_password"],
+            "admin_user": "postgres",
+            "admin_password": config["pg_password"],
         }
 
     def _pg_init(self, bin_dir: Path, data: Path, password: str) -> None:
@@ -429,14 +445,31 @@ class EmbeddedServices:
                     ) from None
                 time.sleep(0.2)
 
-    def _pg_create_databases(self, port: int, password: str) -> None:
+    def _pg_create_databases(self, port: int, config: dict[str, Any]) -> None:
+        """Create the runtime role and the hub databases it owns, with pgvector (idempotent)."""
+        from psycopg import sql
+
+        password = config["pg_password"]
         names = ["hub_control", *(f"hub_{code}" for code in self.regions)]
+        role = sql.Identifier(APP_ROLE)
         with self._pg_connect(port, password) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+            conn.execute(
+                sql.SQL(
+                    "ALTER ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                    "PASSWORD {}"
+                ).format(role, sql.Literal(config["app_password"]))
+            )
             existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
             for name in names:
                 if name not in existing:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-        for name in names:
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), role))
+                else:
+                    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), role))
+        # template1 too: the test runner creates its databases as the runtime role, which cannot install
+        # an untrusted extension itself.
+        for name in ["template1", *names]:
             with self._pg_connect(port, password, name) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
 

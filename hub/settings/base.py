@@ -128,7 +128,8 @@ def _embedded_db(name: str) -> dict[str, Any]:
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
-        "USER": pg.get("user", "postgres"),
+        # The runtime role, never the superuser (HUB_DATABASE_ADMIN at the end of this file has that one).
+        "USER": pg.get("user", "hub_app"),
         "PASSWORD": pg.get("password", ""),
         "HOST": "127.0.0.1",
         "PORT": str(pg.get("port", env_int("HUB_PG_PORT", 54329, minimum=1, maximum=65535))),
@@ -511,3 +512,56 @@ HUB_READYZ_REDIS_TIMEOUT = env_float("HUB_READYZ_REDIS_TIMEOUT", 0.5, minimum=0.
 # request, so Basic auth, WS-Security passwords and bearer tokens never travel in clear text. Default: off
 # here, for the simulators and fakes on http://127.0.0.1 in dev and test; ON in production (production.py).
 HUB_OUTBOUND_REQUIRE_HTTPS = env_bool("HUB_OUTBOUND_REQUIRE_HTTPS", False)
+
+# --- Issue 14 "Audit and exports": database roles and chain anchors -----------------------------------------
+# The hub connects as a non-superuser runtime role (DATABASES above). A privileged connection is used only
+# by `migrate` and `manage.py db_roles` (apps/core/db_admin.py): to install pgvector, create the NOLOGIN role
+# that owns the audit tables and the SECURITY DEFINER purge function, and hand those objects to it, so the
+# runtime role can only SELECT/INSERT audit rows. Embedded: the postgres superuser of `services up`.
+# Otherwise DATABASE_ADMIN_URL and REGION_<CODE>_DATABASE_ADMIN_URL (default: unset, no privileged step: the
+# DBA runs the SQL of `manage.py db_roles --print-sql` after each migrate instead; see docs/deploy.md).
+HUB_DATABASE_ADMIN: dict[str, dict[str, Any]] = {}
+if HUB_EMBEDDED_SERVICES:
+    _pg_admin = (_state or {}).get("postgres", {})
+    if _pg_admin.get("admin_password"):
+        for _alias in DATABASES:
+            HUB_DATABASE_ADMIN[_alias] = {
+                "USER": _pg_admin["admin_user"],
+                "PASSWORD": _pg_admin["admin_password"],
+                "HOST": "127.0.0.1",
+                "PORT": str(_pg_admin["port"]),
+            }
+else:
+    if "DATABASE_ADMIN_URL" in os.environ:
+        HUB_DATABASE_ADMIN["default"] = env_db("DATABASE_ADMIN_URL")
+    for _code in HUB_REGIONS:
+        if f"REGION_{_code.upper()}_DATABASE_ADMIN_URL" in os.environ:
+            HUB_DATABASE_ADMIN[_region_alias(_code)] = env_db(f"REGION_{_code.upper()}_DATABASE_ADMIN_URL")
+# The NOLOGIN role owning the audit objects (default hub_audit_owner); the runtime role must not be a member.
+HUB_DB_AUDIT_OWNER_ROLE = env_str("HUB_DB_AUDIT_OWNER_ROLE", "hub_audit_owner")
+_owner = HUB_DB_AUDIT_OWNER_ROLE
+if not (_owner.isidentifier() and _owner.isascii() and _owner.islower() and len(_owner) < 64):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("Setting HUB_DB_AUDIT_OWNER_ROLE: lowercase letters, digits and _ only")
+# Every chain head (sequence + hash) is signed and anchored in the control database this often (default
+# 300 s), besides on every export and console verification; audit_verify then detects a truncated tail.
+HUB_AUDIT_ANCHOR_SECONDS = env_int("HUB_AUDIT_ANCHOR_SECONDS", 300, minimum=10, maximum=86400)
+# Base64 public keys of earlier HUB_AUDIT_SIGNING_KEYs: anchors they signed still verify after the signing key
+# changes (default: none, so only the current key is trusted).
+HUB_AUDIT_PREVIOUS_PUBLIC_KEYS = env_list("HUB_AUDIT_PREVIOUS_PUBLIC_KEYS", [])
+for _key in HUB_AUDIT_PREVIOUS_PUBLIC_KEYS:
+    import base64
+
+    try:
+        _raw = base64.b64decode(_key, validate=True)
+    except ValueError:
+        _raw = b""
+    if len(_raw) != 32:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("Setting HUB_AUDIT_PREVIOUS_PUBLIC_KEYS: base64 Ed25519 public keys only")
+CELERY_BEAT_SCHEDULE["audit-anchor"] = {
+    "task": "apps.audit.tasks.audit_anchor_all_task",
+    "schedule": float(HUB_AUDIT_ANCHOR_SECONDS),
+}

@@ -21,7 +21,7 @@ from apps.audit.services import audit_record
 from apps.core.context import tenant_context
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.audit.test_audit import _bypass
+from tests.audit.conftest import SuperuserSql
 from tests.auth import login_verified
 from tests.factories import UserFactory
 
@@ -252,10 +252,14 @@ def test_verify_button_reports_an_intact_chain_and_is_audited(
     assert client.get(url("audit:verify", events)).status_code == 405
 
 
-def test_verify_button_names_the_first_broken_link(client: Client, officer: Any, events: Tenant) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_verify_button_names_the_first_broken_link(
+    client: Client, officer: Any, events: Tenant, superuser_sql: SuperuserSql
+) -> None:
     login_verified(client, officer)
     seq = actions_by_seq(events)["connection.tested"]
-    _bypass(
+    superuser_sql(
+        "region_eu",
         "UPDATE audit_auditevent SET actor_label = 'mallory' WHERE tenant_id = %s AND seq = %s",
         [events.id, seq],
     )
@@ -269,11 +273,33 @@ def test_verify_button_names_the_first_broken_link(client: Client, officer: Any,
     assert (record.outcome, record.changes["broken_seq"]) == ("failure", seq)
 
 
-def test_verify_button_names_a_deleted_event(client: Client, officer: Any, events: Tenant) -> None:
+@pytest.mark.django_db(transaction=True)
+def test_verify_button_names_a_deleted_event(
+    client: Client, officer: Any, events: Tenant, superuser_sql: SuperuserSql
+) -> None:
     login_verified(client, officer)
-    _bypass("DELETE FROM audit_auditevent WHERE tenant_id = %s AND seq = 2", [events.id])
+    superuser_sql("region_eu", "DELETE FROM audit_auditevent WHERE tenant_id = %s AND seq = 2", [events.id])
     body = client.post(url("audit:verify", events)).content.decode()
     assert "Event #2 is missing" in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verify_button_reports_a_truncated_tail_through_the_anchor(
+    client: Client, officer: Any, events: Tenant, superuser_sql: SuperuserSql
+) -> None:
+    login_verified(client, officer)
+    assert "The chain is intact" in client.post(url("audit:verify", events)).content.decode()  # anchors it
+    head = max(actions_by_seq(events).values())
+    superuser_sql(
+        "region_eu", "DELETE FROM audit_auditevent WHERE tenant_id = %s AND seq >= %s", [events.id, head - 1]
+    )
+    response = client.post(url("audit:verify", events))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f"The chain is broken at event #{head - 1}." in body
+    # Anchored at head - 1 (audit.verified came after the anchor): the reason names the missing range.
+    assert f"events #{head - 1} to #{head - 1} are missing" in body
+    assert url("audit:event-detail", events, seq=head - 1) not in body  # no link to an event that is gone
 
 
 # --- export ------------------------------------------------------------------------------------------------

@@ -45,13 +45,20 @@ def test_up_is_idempotent_and_down_stops_exactly_what_up_started(services: Embed
     import psycopg
 
     with psycopg.connect(
-        host="127.0.0.1", port=pg["port"], user="postgres", password=pg["password"], dbname="hub_eu"
+        host="127.0.0.1", port=pg["port"], user=pg["user"], password=pg["password"], dbname="hub_eu"
     ) as conn:
         assert conn.execute("SELECT extname FROM pg_extension WHERE extname='vector'").fetchone() == (
             "vector",
         )
+        # The hub runs as a role that owns its databases but is no superuser (append-only audit tables).
+        assert conn.execute(
+            "SELECT current_user, rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() == ("hub_app", False, True)
+        assert conn.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'hub_eu'"
+        ).fetchone() == ("hub_app",)
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(host="127.0.0.1", port=pg["port"], user="postgres", password="wrong", dbname="hub_eu")
+        psycopg.connect(host="127.0.0.1", port=pg["port"], user=pg["user"], password="wrong", dbname="hub_eu")
 
     report = services.status()
     assert report["postgres"] == {"running": True, "port": pg["port"], "pid": pg["pid"]}

@@ -1,7 +1,13 @@
-"""`manage.py audit_verify [--tenant SLUG] [--export FILE]`: verify the chains; exit 1 on any break."""
+"""`manage.py audit_verify [--tenant SLUG [--anchors-from EXPORT ...]] [--export FILE]`: exit 1 on any break.
+
+Chains are checked against the signed heads anchored in the control database and, with --anchors-from, in
+export manifests kept elsewhere (which still catch a truncated tail if the control database was altered too).
+"""
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +26,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--public-key", help="Base64 Ed25519 public key to trust (default: the manifest's)."
         )
+        parser.add_argument(
+            "--anchors-from",
+            type=Path,
+            action="append",
+            default=[],
+            help="With --tenant: also check the chain against the anchor in this export's manifest.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["export"]:
@@ -30,6 +43,9 @@ class Command(BaseCommand):
                 raise CommandError(f"export: BROKEN: {result.reason}")
             self.stdout.write(f"export: ok ({result.checked} events)")
             return
+        if options["anchors_from"] and not options["tenant"]:
+            raise CommandError("--anchors-from needs --tenant.")
+        export_anchors = [self._export_anchor(path) for path in options["anchors_from"]]
         tenants = Tenant.objects.select_related("home_region").order_by("slug")
         if options["tenant"]:
             tenants = tenants.filter(slug=options["tenant"])
@@ -40,7 +56,7 @@ class Command(BaseCommand):
         if not options["tenant"]:
             chains.insert(0, ("platform", None))
         for name, tenant in chains:
-            result = audit_verify_chain(tenant=tenant)
+            result = audit_verify_chain(tenant=tenant, export_anchors=export_anchors if tenant else ())
             if result.ok:
                 self.stdout.write(f"{name}: ok ({result.checked} events)")
             else:
@@ -48,3 +64,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"{name}: BROKEN at #{result.broken_seq}: {result.reason}")
         if broken:
             raise CommandError(f"broken chain(s): {', '.join(broken)}")
+
+    def _export_anchor(self, path: Path) -> dict[str, Any]:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                anchor = json.loads(zf.read("manifest.json")).get("anchor")
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            raise CommandError(f"{path} is not an audit export.") from None
+        if not isinstance(anchor, dict):
+            raise CommandError(f"{path} carries no anchor (exported before anchors existed?).")
+        return anchor
