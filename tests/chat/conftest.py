@@ -6,7 +6,9 @@ test-client header that sends it, e.g. `client.post(url, data, content_type=...,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,11 @@ from django.test import Client
 
 from apps.chat.models import Action, ApiKey, ApiKeyScope, Channel
 from apps.chat.services.channels import api_key_create, channel_create
+from apps.integrations.models import Connection
 from apps.tenants.models import Tenant
+from connectors.salesforce.simulator import SalesforceSimulator
+from tests.outbox.conftest import TINY
+from tests.sync.conftest import sf_connection
 
 
 @dataclass(frozen=True)
@@ -61,3 +67,18 @@ def api_key_b(channel_b: Channel) -> IssuedKey:
 def api_client() -> Client:
     """A client with no session: the chat API is called with API keys only."""
     return Client()
+
+
+@pytest.fixture
+def sf(tmp_path: Path, settings: Any) -> Iterator[SalesforceSimulator]:
+    """A small Salesforce simulator for the chat's ticket and lead actions."""
+    sim = SalesforceSimulator(state_dir=tmp_path, counts=TINY).start()
+    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def sf_conn(tenant_a: Tenant, sf: SalesforceSimulator) -> Connection:
+    """Tenant A's Salesforce connection to `sf`."""
+    return sf_connection(tenant_a, sf)

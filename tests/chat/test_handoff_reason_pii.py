@@ -8,8 +8,6 @@ simulator (a real HTTPS server on loopback) receives when the relay delivers it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,27 +21,12 @@ from apps.policies.services import policy_update
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.chat.conftest import IssuedKey
-from tests.sync.conftest import sf_connection
 
 pytestmark = pytest.mark.django_db
 
 EMAIL = "jane.doe@example.com"
 PHONE_DIGITS = "1701234567"
 REASON = "Please call me at +49 170 1234567 or write to jane.doe@example.com, my order is wrong"
-TINY = {"contacts": 2, "accounts": 2, "tickets": 2, "orders": 2, "articles": 1, "leads": 0}
-
-
-@pytest.fixture
-def sf(tmp_path: Path, settings: Any) -> Iterator[SalesforceSimulator]:
-    sim = SalesforceSimulator(state_dir=tmp_path, counts=TINY).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def ticket_connection(tenant_a: Tenant, sf: SalesforceSimulator) -> Connection:
-    return sf_connection(tenant_a, sf)
 
 
 def _leaks(text: str) -> list[str]:
@@ -77,7 +60,7 @@ def _handoff(api_key: IssuedKey, reason: str) -> dict[str, Any]:
 def test_handoff_reason_with_email_and_phone_is_neither_stored_nor_sent(
     api_key_a: IssuedKey,
     tenant_a: Tenant,
-    ticket_connection: Connection,
+    sf_conn: Connection,
     sf: SalesforceSimulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -95,7 +78,7 @@ def test_handoff_reason_with_email_and_phone_is_neither_stored_nor_sent(
             stored += cursor.fetchone()[0]
         assert _leaks(stored) == []
 
-        assert outbox_relay(connection_id=ticket_connection.pk) == 1
+        assert outbox_relay(connection_id=sf_conn.pk) == 1
         assert OutboxMessage.objects.get(pk=message.pk).status == OutboxStatus.DELIVERED
     cases = _vendor_cases(sf)
     assert len(cases) == 1
@@ -105,7 +88,7 @@ def test_handoff_reason_with_email_and_phone_is_neither_stored_nor_sent(
 
 
 def test_handoff_reason_follows_the_tenant_policy_like_message_text(
-    api_key_a: IssuedKey, tenant_a: Tenant, ticket_connection: Connection, alice: Any
+    api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection, alice: Any
 ) -> None:
     """A tenant that keeps transcripts unredacted (its choice, audited) keeps the reason as given too."""
     policy_update(tenant=tenant_a, values={"redact_transcripts": False}, actor=alice)

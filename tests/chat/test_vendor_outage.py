@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,26 +13,11 @@ from apps.integrations.outbox import outbox_deliver
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.chat.conftest import IssuedKey
-from tests.outbox.conftest import TINY
 from tests.outbox.test_outbox import make_due
-from tests.sync.conftest import sf_connection
 
 pytestmark = pytest.mark.django_db
 
 JSON = "application/json"
-
-
-@pytest.fixture
-def sf(tmp_path: Path, settings: Any) -> Iterator[SalesforceSimulator]:
-    sim = SalesforceSimulator(state_dir=tmp_path, counts=TINY).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def sf_conn(tenant_a: Tenant, sf: SalesforceSimulator) -> Connection:
-    return sf_connection(tenant_a, sf)
 
 
 def test_ticket_during_an_outage_is_answered_now_and_delivered_after_recovery(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from apps.security.services import rewrap_data_keys, rotate_data_key, vault_reve
 from apps.tenants.models import Tenant
 
 SECRET = "sk-live-PLAINTEXT-should-never-be-at-rest-4242"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_key_caches() -> Iterator[None]:
-    crypto._key_cache.clear()
-    master_key_provider.cache_clear()
-    yield
-    crypto._key_cache.clear()
-    master_key_provider.cache_clear()
 
 
 def _raw_value(tenant: Tenant, entry_id: Any) -> str:

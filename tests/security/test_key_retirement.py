@@ -8,7 +8,6 @@ process's cache (another process destroying it is simulated by updating the row 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -21,7 +20,6 @@ from apps.audit.models import AuditEvent
 from apps.core.context import as_ref, tenant_context
 from apps.security import crypto
 from apps.security.fields import Ciphertext
-from apps.security.keys import master_key_provider
 from apps.security.models import DataKey, VaultEntry
 from apps.security.services import RetiredKeyInUse, data_keys_destroy_retired, rotate_data_key
 from apps.tenants.models import Tenant
@@ -29,15 +27,6 @@ from apps.tenants.models import Tenant
 pytestmark = pytest.mark.django_db
 
 SECRET = "iban DE89 3704 0044 0532 0130 00"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_key_caches() -> Iterator[None]:
-    crypto._key_cache.clear()
-    master_key_provider.cache_clear()
-    yield
-    crypto._key_cache.clear()
-    master_key_provider.cache_clear()
 
 
 def _raw(tenant: Tenant, entry_id: Any) -> str:
