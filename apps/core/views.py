@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -10,6 +11,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import requires_csrf_token
 
 from apps.core import deadlines
+
+logger = logging.getLogger(__name__)
 
 
 def unavailable_message() -> str:
@@ -37,7 +40,25 @@ def record_unavailable(exc: BaseException) -> tuple[str, str] | None:
     found = deadlines.dependency_of(exc)
     if found is not None:
         metrics.record_dependency_error(dependency=found[0], kind=found[1])
+        logger.warning(
+            "answered 503: %s %s",
+            found[0],
+            found[1],
+            extra={"error": type(exc).__name__, "where": _where(exc)},
+        )
     return found
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the hub's own code the error passed through (module:line), for the log."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_globals.get("__name__", "")
+        if name.startswith(("apps.", "hub.")) and name not in ("apps.core.deadlines", "hub.cache"):
+            where = f"{name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
 
 
 @requires_csrf_token

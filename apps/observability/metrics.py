@@ -59,7 +59,7 @@ QUEUES = ("sync", "outbox", "webhooks", "default")
 DEPENDENCIES = frozenset({"postgres", "redis", "broker"})
 DEPENDENCY_ERROR_KINDS = frozenset({"timeout", "unavailable"})
 #: What keeps working, differently, while a dependency is down (docs/operations.md).
-DEGRADED_FEATURES = frozenset({"api_key_lookup", "answer_cache", "rate_limit"})
+DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "rate_limit"})
 #: A slug, region, kind, stream, route or model id: short, no spaces, nothing that could carry text.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,79}$")
 
@@ -125,8 +125,8 @@ DEPENDENCY_ERRORS = Counter(
 )
 DEGRADED = Counter(
     "hub_degraded_total",
-    "Requests served without a dependency that is down, by what degraded (API-key lookup from the database, "
-    "answer cache skipped, rate limit not enforced).",
+    "Calls served without a dependency that is down, by what degraded (API-key lookup from the database, "
+    "read-through cache skipped, rate limit not enforced).",
     ["dependency", "feature"],
 )
 CELERY_TASK_DURATION = Histogram(

@@ -624,7 +624,7 @@ def message_post(
         with ExitStack() as transaction_scope:
             # Without Redis the answer cache (and the knowledge version it is keyed by) is skipped, not
             # fatal; storing the turn is: if _write_turn fails, the client gets 503, not this answer.
-            with optional_cache("answer_cache"):
+            with optional_cache("cache"):
                 draft = _compose(principal, conversation, text, stored_text, timings, transaction_scope)
             usages = [
                 used
