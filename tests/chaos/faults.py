@@ -97,7 +97,7 @@ class StallProxy:
                 if not data:
                     break
                 dst.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # reset, or closed by close()
             pass
         finally:
             for sock in (src, dst):
