@@ -619,3 +619,5 @@ HUB_RETRY_AFTER_SECONDS = env_int("HUB_RETRY_AFTER_SECONDS", 5, minimum=1, maxim
 HUB_CHAT_RATE_FAIL_OPEN_SECONDS = env_int("HUB_CHAT_RATE_FAIL_OPEN_SECONDS", 60, minimum=0, maximum=3600)
 # /readyz gives each database check this many seconds (all checked in parallel) before calling it unreachable.
 HUB_READYZ_DB_TIMEOUT = env_float("HUB_READYZ_DB_TIMEOUT", 1.0, minimum=0.1, maximum=10.0)
+# Sessions stay cached_db; only the cache refill after a database read tolerates a Redis outage.
+SESSION_ENGINE = "apps.core.sessions"

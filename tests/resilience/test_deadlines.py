@@ -48,8 +48,7 @@ def _redis_seen_up() -> Iterator[None]:
     resilience.redis_client.cache_clear()
 
 
-@pytest.fixture
-def redis_down(settings: Any) -> Iterator[None]:
+def kill_redis(settings: Any) -> None:
     """Point the cache and every Redis client at a port nobody listens on (a Redis that died)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,6 +57,11 @@ def redis_down(settings: Any) -> Iterator[None]:
     settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": url}}
     settings.REDIS_URL = url
     resilience.redis_client.cache_clear()
+
+
+@pytest.fixture
+def redis_down(settings: Any) -> Iterator[None]:
+    kill_redis(settings)
     yield
     resilience.redis_client.cache_clear()
 
@@ -267,3 +271,11 @@ def test_invalidations_still_fail_without_redis(redis_down: None) -> None:
         cache.set("anything", 1)
         with pytest.raises(redis.ConnectionError):
             cache.delete("anything")
+
+
+def test_console_pages_work_from_the_database_without_redis(alice: Any, settings: Any) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    kill_redis(settings)  # the session row is in the database; its cached copy is unreachable
+    response = client.get("/", follow=True)
+    assert response.status_code == 200, response.content[:500]
