@@ -279,3 +279,13 @@ def test_console_pages_work_from_the_database_without_redis(alice: Any, settings
     kill_redis(settings)  # the session row is in the database; its cached copy is unreachable
     response = client.get("/", follow=True)
     assert response.status_code == 200, response.content[:500]
+
+
+def test_an_inbound_webhook_gets_503_with_retry_after_without_redis(redis_down: None) -> None:
+    """Webhook de-duplication and throttles live in Redis: the vendor is told to retry, nothing is lost."""
+    response = Client(raise_request_exception=False).post(
+        "/hooks/hubspot/6c1f0d1e-8b0e-4c59-9d55-4b8f6b7b1a11/", b"[]", content_type="application/json"
+    )
+    assert response.status_code == 503
+    assert response["Retry-After"] == str(django_settings.HUB_RETRY_AFTER_SECONDS)
+    assert set(response.json()) == {"detail"}
