@@ -289,3 +289,24 @@ def test_an_inbound_webhook_gets_503_with_retry_after_without_redis(redis_down: 
     assert response.status_code == 503
     assert response["Retry-After"] == str(django_settings.HUB_RETRY_AFTER_SECONDS)
     assert set(response.json()) == {"detail"}
+
+
+def test_a_streamed_body_runs_with_its_request_budget(settings: Any) -> None:
+    """An export streams after the view returned: its statements still get the request's budget."""
+    from django.http import StreamingHttpResponse
+    from django.test import RequestFactory
+
+    from apps.core.middleware import DeadlineMiddleware
+
+    settings.HUB_DB_STATEMENT_TIMEOUT_API_MS = 9000
+
+    def rows() -> Iterator[bytes]:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            yield str(cursor.fetchone()[0]).encode()
+
+    middleware = DeadlineMiddleware(lambda request: StreamingHttpResponse(rows()))
+    response = middleware(RequestFactory().get("/api/v1/tenants/tenant-a/audit/export"))
+    assert isinstance(response, StreamingHttpResponse)
+    assert b"".join(response.streaming_content) == b"9s"  # type: ignore[arg-type]
+    assert _server_timeout() == "0"  # and the connection got the process default back
