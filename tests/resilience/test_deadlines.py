@@ -310,3 +310,26 @@ def test_a_streamed_body_runs_with_its_request_budget(settings: Any) -> None:
     assert isinstance(response, StreamingHttpResponse)
     assert b"".join(response.streaming_content) == b"9s"  # type: ignore[arg-type]
     assert _server_timeout() == "0"  # and the connection got the process default back
+
+
+def test_celery_worker_processes_run_with_the_task_budget() -> None:
+    """worker_process_init / worker_init (apps/core/apps.py): a worker's connections get the task budget."""
+    from apps.core.apps import _task_process
+
+    seen: list[str] = []
+
+    def probe() -> None:
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SHOW statement_timeout")
+                seen.append(cursor.fetchone()[0])
+        finally:
+            connections.close_all()
+
+    try:
+        thread = threading.Thread(target=lambda: (_task_process(), probe()))
+        thread.start()
+        thread.join(30)
+    finally:
+        deadlines.process_class_set("command")
+    assert seen == ["5min"]  # HUB_DB_STATEMENT_TIMEOUT_TASK_MS, default 300000
