@@ -319,6 +319,7 @@ def test_celery_worker_processes_run_with_the_task_budget() -> None:
     seen: list[str] = []
 
     def probe() -> None:
+        _task_process()
         try:
             with connections["default"].cursor() as cursor:
                 cursor.execute("SHOW statement_timeout")
@@ -327,7 +328,7 @@ def test_celery_worker_processes_run_with_the_task_budget() -> None:
             connections.close_all()
 
     try:
-        thread = threading.Thread(target=lambda: (_task_process(), probe()))
+        thread = threading.Thread(target=probe)
         thread.start()
         thread.join(30)
     finally:
