@@ -4,20 +4,31 @@ Django's RedisCacheClient builds a new `redis.Redis` for every cache operation; 
 a few hundred response callbacks, about 0.1 ms of CPU each time, as much as the Redis round trip itself. A
 chat turn makes about six cache calls. A client holds no state but its pool, so reusing it is safe across
 threads, and across a fork (the pool reconnects in the child).
+
+Every call has a deadline (issue 15, apps/core/deadlines.py): the pool's connect and socket timeouts are
+`redis_options()`, and each cache method runs in `redis_call()`, so after a failure this process skips Redis
+for a moment and the callers that can do without it (API-key lookups, the answer cache) degrade at once.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import redis
 from django.core.cache import caches
 from django.core.cache.backends import redis as django_redis
+
+from apps.core.deadlines import cache_optional_feature, redis_call, redis_options
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **{**redis_options(), **kwargs})  # CACHES OPTIONS may override the deadlines
         self._clients: dict[int, Any] = {}
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
@@ -71,6 +82,52 @@ class RedisCache(django_redis.RedisCache):
         _script(client, _GUARD_AND_DELETE)(
             keys=keys, args=[len(guard_keys), secrets.token_hex(16), int(guard_timeout)], client=client
         )
+
+
+def _guarded(method: F, *, miss: Callable[..., Any] | None) -> F:
+    """Run `method` in `redis_call()`; inside `optional_cache()` a read or write of a Redis that is down
+    answers `miss(*args, **kwargs)` (a miss, a skipped write) instead of raising."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with redis_call():
+                return method(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError):
+            feature = cache_optional_feature()
+            if miss is None or feature is None:
+                raise
+            from apps.observability import metrics
+
+            metrics.record_degraded(dependency="redis", feature=feature)
+            return miss(*args, **kwargs)
+
+    return call  # type: ignore[return-value]
+
+
+def _get_miss(_self: Any, _key: Any, default: Any = None, version: Any = None) -> Any:
+    return default
+
+
+#: What a read or write returns inside `optional_cache()` while Redis is down; None: it raises there too.
+_GUARDED: dict[str, Callable[..., Any] | None] = {
+    "get": _get_miss,
+    "get_many": lambda *a, **k: {},
+    "has_key": lambda *a, **k: False,
+    "set": lambda *a, **k: None,
+    "set_many": lambda *a, **k: [],
+    "add": lambda *a, **k: False,
+    "touch": lambda *a, **k: False,
+    "delete": None,  # invalidations must not be lost
+    "delete_many": None,
+    "incr": None,
+    "clear": None,
+    "get_and_add": None,
+    "set_if_guard": None,
+    "guard_and_delete": None,
+}
+for _name, _miss in _GUARDED.items():
+    setattr(RedisCache, _name, _guarded(getattr(RedisCache, _name), miss=_miss))
 
 
 _GET_AND_ADD = """

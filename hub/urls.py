@@ -37,3 +37,6 @@ urlpatterns = [
     path("", include("apps.chat.urls")),
     path("", include("apps.console.urls")),
 ]
+
+# A dependency that is down answers 503 with Retry-After (issue 15), anything else a plain 500: never a trace.
+handler500 = "apps.core.views.server_error"

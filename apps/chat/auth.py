@@ -11,6 +11,11 @@ write its stale entry after the drop, and the revoked key would work for another
 has a guard token in Redis that every drop replaces (before and after the change commits); a lookup reads
 the token with the entry (the same Lua call as before) and fills the cache only if the token is unchanged
 (`hub.cache.set_if_guard`, one atomic script in place of the plain `set`).
+
+While Redis is down (issue 15) keys are looked up in the control database on every request: the database is
+the source of truth, so a revoked or expired key is still refused; only `last_used_at` is not written (its
+gate lives in Redis), and nothing is cached. Revoking or rotating a key needs Redis (the cache drop): without
+it the change is refused with 503 rather than made while a stale entry could outlive it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +38,7 @@ from rest_framework.request import Request
 from apps.chat.models import ApiKey, ApiKeyScope
 from apps.chat.principal import ChannelInfo, ChannelPrincipal
 from apps.core.context import TenantRef
+from apps.observability import metrics
 from apps.tenants.authentication import enter_tenant
 from apps.tenants.services import management_token_hash
 from hub.cache import get_add_and_guard, guard_and_delete, set_if_guard
@@ -129,10 +136,15 @@ def lookup(key_hash: str) -> _Entry | None:
 
 def _lookup_and_gate(key_hash: str) -> tuple[_Entry | None, bool]:
     """The key's entry, and whether this is its first use in TOUCH_INTERVAL (for all processes: a Redis `add`
-    is the gate), in one round trip; on a miss, the row, cached unless the key was dropped meanwhile."""
-    entry, first_use, guard = get_add_and_guard(
-        _cache_key(key_hash), _touch_key(key_hash), 1, TOUCH_INTERVAL, _guard_key(key_hash)
-    )
+    is the gate), in one round trip; on a miss, the row, cached unless the key was dropped meanwhile.
+    Without Redis: the row, uncached, and no `last_used_at` write."""
+    try:
+        entry, first_use, guard = get_add_and_guard(
+            _cache_key(key_hash), _touch_key(key_hash), 1, TOUCH_INTERVAL, _guard_key(key_hash)
+        )
+    except (redis.ConnectionError, redis.TimeoutError):
+        metrics.record_degraded(dependency="redis", feature="api_key_lookup")
+        return _load(key_hash), False
     if entry is None:
         entry = _load(key_hash)
         if entry is not None:

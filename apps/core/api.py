@@ -13,17 +13,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core import deadlines
 from apps.core.errors import Conflict, NoTenantContext, NotFound, ValidationFailed
+from apps.core.views import record_unavailable, unavailable_message
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Turn service errors into 4xx responses; let DRF handle its own; anything else stays a logged 500."""
+    """Turn service errors into 4xx responses, a dependency that is down into 503 with Retry-After; let DRF
+    handle its own; anything else reaches handler500 (apps/core/views.py)."""
     if isinstance(exc, ValidationFailed):
         return Response({"detail": str(exc), "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, NotFound | NoTenantContext):
         return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
     if isinstance(exc, Conflict):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    if record_unavailable(exc) is not None:  # Postgres, Redis or the broker is down or too slow
+        seconds = str(deadlines.retry_after())
+        headers = {"Retry-After": seconds, "Cache-Control": "no-store"}
+        return Response({"detail": unavailable_message()}, status=503, headers=headers)
     return drf_exception_handler(exc, context)
 
 

@@ -21,6 +21,8 @@ from typing import Any
 import psycopg
 from django.db import connections
 
+from apps.core import deadlines
+
 
 @contextmanager
 def prepared_cursor(alias: str, *, statements: Sequence[str]) -> Iterator[psycopg.Cursor[Any]]:
@@ -31,7 +33,12 @@ def prepared_cursor(alias: str, *, statements: Sequence[str]) -> Iterator[psycop
     connection = connections[alias]
     connection.ensure_connection()
     started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    # Watched like the ORM's statements (apps/core/deadlines.py): a stalled server cannot hang the turn.
+    with (
+        deadlines.db_call(connection),
+        connection.wrap_database_errors,
+        psycopg.Cursor(connection.connection) as cursor,
+    ):
         yield cursor
     if connection.queries_logged:
         elapsed = f"{time.monotonic() - started:.3f}"

@@ -72,7 +72,9 @@ class _ConnectionLike(Protocol):
 @functools.cache
 def redis_client() -> redis.Redis:
     """Return the process's Redis client (a connection pool; redis-py resets it after a fork)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    from apps.core.deadlines import redis_options  # short timeouts, no retry on a timeout (issue 15)
+
+    return redis.Redis.from_url(settings.REDIS_URL, **redis_options())
 
 
 @functools.cache

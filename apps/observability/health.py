@@ -4,6 +4,11 @@ Building the migration graph of every database costs tens of milliseconds and se
 public and probed by every load balancer: `readiness_cached` keeps the result in Redis for
 HUB_READYZ_CACHE_SECONDS, shared by every process of the host (pods keep their own verdict), and reads it
 with a short timeout so a stalled Redis makes readiness fail fast instead of hanging the probe.
+
+A stalled database must not hang it either (issue 15): the databases are checked in parallel, each in a
+thread of its own with its own connection (closed after), and whatever has not answered within
+HUB_READYZ_DB_TIMEOUT is reported as "timeout"; the thread's call is severed by the watchdog of
+apps/core/deadlines.py shortly after, so no thread outlives a stall for long.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
+import time
 
 import redis
 from django.conf import settings
@@ -35,8 +42,33 @@ def check_database(alias: str) -> str | None:
     return None
 
 
+def _check_in_thread(alias: str, timeout: float, results: dict[str, str]) -> None:
+    from apps.core.deadlines import db_call
+
+    try:
+        with db_call(connections[alias], limit=timeout):
+            results[alias] = check_database(alias) or "ok"
+    finally:
+        connections.close_all()  # this thread's connections only
+
+
 def _check_databases() -> dict[str, str]:
-    return {f"database:{alias}": check_database(alias) or "ok" for alias in settings.DATABASES}
+    timeout: float = settings.HUB_READYZ_DB_TIMEOUT
+    results: dict[str, str] = {}
+    threads = [
+        threading.Thread(target=_check_in_thread, args=(alias, timeout, results), daemon=True)
+        for alias in settings.DATABASES
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    checks = {f"database:{alias}": results.get(alias, "timeout") for alias in settings.DATABASES}
+    for name, verdict in checks.items():
+        if verdict == "timeout":
+            logger.warning("readiness: %s did not answer within %.1f s", name, timeout)
+    return checks
 
 
 def _cache_key() -> str:

@@ -36,6 +36,8 @@ __all__ = [
     "observe_retrieval",
     "observe_vendor_request",
     "record_breaker_transition",
+    "record_degraded",
+    "record_dependency_error",
     "record_llm_usage",
     "record_rate_limit_hit",
     "record_sync_records",
@@ -54,6 +56,10 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 QUEUES = ("sync", "outbox", "webhooks", "default")
+DEPENDENCIES = frozenset({"postgres", "redis", "broker"})
+DEPENDENCY_ERROR_KINDS = frozenset({"timeout", "unavailable"})
+#: What keeps working, differently, while a dependency is down (docs/operations.md).
+DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "rate_limit"})
 #: A slug, region, kind, stream, route or model id: short, no spaces, nothing that could carry text.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,79}$")
 
@@ -111,6 +117,18 @@ BREAKER_TRANSITIONS = Counter(
     "Circuit-breaker state changes, by the state entered.",
     ["connector", "state"],
 )
+DEPENDENCY_ERRORS = Counter(
+    "hub_dependency_errors_total",
+    "Calls to Postgres, Redis or the broker that failed or overran their deadline (each one a 503, unless a "
+    "feature degraded instead).",
+    ["dependency", "kind"],
+)
+DEGRADED = Counter(
+    "hub_degraded_total",
+    "Calls served without a dependency that is down, by what degraded (API-key lookup from the database, "
+    "read-through cache skipped, rate limit not enforced).",
+    ["dependency", "feature"],
+)
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
     "Celery task run time by task name and how it ended.",
@@ -148,6 +166,8 @@ PROCESS_FAMILIES = (
     RATE_LIMIT_HITS,
     BREAKER_TRANSITIONS,
     CELERY_TASK_DURATION,
+    DEPENDENCY_ERRORS,
+    DEGRADED,
 )
 
 
@@ -273,3 +293,18 @@ def observe_celery_task(*, task: str, state: str, seconds: float) -> None:
     CELERY_TASK_DURATION.labels(
         task=token(task), state=_one_of(state, TASK_STATES, default="failure")
     ).observe(seconds)
+
+
+def record_dependency_error(*, dependency: str, kind: str) -> None:
+    """Count a failed or overdue call to a dependency ("postgres", "redis", "broker")."""
+    DEPENDENCY_ERRORS.labels(
+        dependency=_one_of(dependency, DEPENDENCIES, default="postgres"),
+        kind=_one_of(kind, DEPENDENCY_ERROR_KINDS, default="unavailable"),
+    ).inc()
+
+
+def record_degraded(*, dependency: str, feature: str) -> None:
+    """Count a request served in a degraded way because `dependency` is down."""
+    if feature not in DEGRADED_FEATURES:
+        raise ValueError(f"unknown degraded feature {feature!r}; one of {sorted(DEGRADED_FEATURES)}")
+    DEGRADED.labels(dependency=_one_of(dependency, DEPENDENCIES, default="redis"), feature=feature).inc()

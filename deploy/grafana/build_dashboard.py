@@ -455,6 +455,31 @@ def build() -> dict[str, Any]:
         thresholds=[(None, "green"), (0.01, "orange"), (0.05, "red")],
     )
 
+    row("Dependencies")
+    panel(
+        "Dependency errors / min (503 or degraded)",
+        [
+            (
+                f"sum by (dependency, kind) (rate(hub_dependency_errors_total[{RATE}])) * 60",
+                "{{dependency}} {{kind}}",
+            )
+        ],
+        description="Calls to Postgres, Redis or the broker that failed or overran their deadline "
+        "(docs/operations.md).",
+        width=12,
+    )
+    panel(
+        "Served degraded / min by feature",
+        [
+            (
+                f"sum by (dependency, feature) (rate(hub_degraded_total[{RATE}])) * 60",
+                "{{dependency}} {{feature}}",
+            )
+        ],
+        description="Calls served without Redis: keys from the database, caches skipped, rate limits open.",
+        width=12,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.observability.middleware.MetricsMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
+    "apps.core.middleware.DeadlineMiddleware",  # the request's statement budget (issue 15)
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app server itself (compressed, cached forever when hashed): no proxy needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -113,7 +114,7 @@ _DB_OPTIONS: dict[str, Any] = {
     "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
     "CONN_HEALTH_CHECKS": True,
     "OPTIONS": {
-        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 5, minimum=1),
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 2, minimum=1),  # libpq counts 2 s at least
         # The ORM binds on the client and never prepares; apps/core/sql.py prepares its hot-path statements
         # explicitly, which psycopg allows only when a threshold is set (None turns it off).
         "prepare_threshold": 2**31 - 1 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
@@ -502,9 +503,10 @@ SPECTACULAR_SETTINGS |= {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["hub.api_docs.ApiDocsAccess"],
 }
-# /readyz keeps its result in Redis this many seconds (default 5; 0 = check on every call), shared by the
-# processes of one host, and gives Redis this many seconds (default 0.5) before calling it unreachable.
-HUB_READYZ_CACHE_SECONDS = env_int("HUB_READYZ_CACHE_SECONDS", 5, minimum=0, maximum=60)
+# /readyz keeps its result in Redis this many seconds (default 2, so it flips within ~3 s of a stall, issue
+# 15; 0 = check on every call), shared by the processes of one host, and gives Redis this many seconds
+# (default 0.5) before calling it unreachable.
+HUB_READYZ_CACHE_SECONDS = env_int("HUB_READYZ_CACHE_SECONDS", 2, minimum=0, maximum=60)
 HUB_READYZ_REDIS_TIMEOUT = env_float("HUB_READYZ_REDIS_TIMEOUT", 0.5, minimum=0.05, maximum=5.0)
 
 # --- Security hardening (issue 14): outbound requests (SSRF) and stored credentials ---------------------
@@ -565,3 +567,57 @@ CELERY_BEAT_SCHEDULE["audit-anchor"] = {
     "task": "apps.audit.tasks.audit_anchor_all_task",
     "schedule": float(HUB_AUDIT_ANCHOR_SECONDS),
 }
+
+# --- Issue 15, slice "deadlines": a deadline on every dependency call; failures answer 503 ------------------
+# (apps/core/deadlines.py; what degrades instead of failing: docs/operations.md.)
+# Postgres statement budgets per kind of work, in ms (0: none). The chat budget is every connection's default
+# (libpq options below, no round trip on a turn); console pages and management API requests SET theirs on
+# their first statement per connection; Celery worker processes and management commands at connect time.
+HUB_DB_STATEMENT_TIMEOUT_CHAT_MS = env_int("HUB_DB_STATEMENT_TIMEOUT_CHAT_MS", 3000, minimum=100)
+HUB_DB_STATEMENT_TIMEOUT_CONSOLE_MS = env_int("HUB_DB_STATEMENT_TIMEOUT_CONSOLE_MS", 10_000, minimum=100)
+HUB_DB_STATEMENT_TIMEOUT_API_MS = env_int("HUB_DB_STATEMENT_TIMEOUT_API_MS", 30_000, minimum=100)
+HUB_DB_STATEMENT_TIMEOUT_TASK_MS = env_int("HUB_DB_STATEMENT_TIMEOUT_TASK_MS", 300_000, minimum=0)
+HUB_DB_STATEMENT_TIMEOUT_COMMAND_MS = env_int("HUB_DB_STATEMENT_TIMEOUT_COMMAND_MS", 0, minimum=0)
+# A session idle inside an open transaction this long is ended by the server (its locks freed).
+HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS = env_int("HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000, minimum=0)
+# A stalled server enforces no statement_timeout: the client severs a call after its budget plus this much.
+HUB_DB_CLIENT_GRACE_MS = env_int("HUB_DB_CLIENT_GRACE_MS", 1000, minimum=100, maximum=60_000)
+for _alias, _config in DATABASES.items():
+    if _config["ENGINE"] == "django.db.backends.postgresql":
+        _config["ENGINE"] = "apps.core.pgbackend"  # Django's backend plus the client-side watchdog
+    _budgets = (
+        f"-c statement_timeout={HUB_DB_STATEMENT_TIMEOUT_CHAT_MS} "
+        f"-c idle_in_transaction_session_timeout={HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    )
+    _config["OPTIONS"]["options"] = f"{_config['OPTIONS'].get('options', '')} {_budgets}".strip()
+# Redis (cache, API keys, rate limits, breaker state, readiness): seconds to connect and to wait for an
+# answer, seconds idle before a connection is pinged before use, and seconds this process skips Redis after
+# a failure (so a stalled Redis costs one timeout per process and moment, not one per call).
+HUB_REDIS_CONNECT_TIMEOUT = env_float("HUB_REDIS_CONNECT_TIMEOUT", 0.25, minimum=0.01, maximum=30.0)
+HUB_REDIS_SOCKET_TIMEOUT = env_float("HUB_REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.01, maximum=30.0)
+HUB_REDIS_HEALTH_CHECK_INTERVAL = env_int("HUB_REDIS_HEALTH_CHECK_INTERVAL", 30, minimum=0, maximum=3600)
+HUB_REDIS_DOWN_SECONDS = env_float("HUB_REDIS_DOWN_SECONDS", 1.0, minimum=0.0, maximum=60.0)
+# The Celery broker connection: longer than the cache's (a worker's blocking reads wait up to a second), and
+# a publish (enqueueing from a request) gives up after a couple of quick retries and answers 503.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECT_TIMEOUT", 2.0, minimum=0.1, maximum=60.0)
+CELERY_BROKER_TRANSPORT_OPTIONS |= {
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 5.0, minimum=1.5, maximum=300.0),
+    "retry_on_timeout": False,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+# Retry-After (seconds) of a 503 answered because a dependency is down.
+HUB_RETRY_AFTER_SECONDS = env_int("HUB_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
+# While Redis is unreachable the chat rate limits are not enforced for this long (seconds since the process
+# first saw the outage), then requests get 503: a short blip must not stop the chat, a long outage must not
+# leave the API unlimited. 0: fail closed at once.
+HUB_CHAT_RATE_FAIL_OPEN_SECONDS = env_int("HUB_CHAT_RATE_FAIL_OPEN_SECONDS", 60, minimum=0, maximum=3600)
+# /readyz gives each database check this many seconds (all checked in parallel) before calling it unreachable.
+HUB_READYZ_DB_TIMEOUT = env_float("HUB_READYZ_DB_TIMEOUT", 1.0, minimum=0.1, maximum=10.0)
+# Sessions stay cached_db; only the cache refill after a database read tolerates a Redis outage.
+SESSION_ENGINE = "apps.core.sessions"

@@ -35,3 +35,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Each run's metric files live in their own directory (tests/conftest.py empties it when the session starts
 # and removes it at the end); worker subprocesses of the run compute the same path and write there too.
 HUB_METRICS_DIR = str(HUB_HOME / f"metrics-test{TEST_RUN}")  # noqa: F405
+
+# --- Issue 15, slice "deadlines": chaos tests point one database alias at a stallable TCP proxy
+# (tests/chaos/faults.py) in the servers they start: HUB_TEST_DB_PORTS="region_eu=54321,…" (default: none).
+for _item in filter(None, os.environ.get("HUB_TEST_DB_PORTS", "").split(",")):
+    _alias, _sep, _port = _item.partition("=")
+    if _alias not in DATABASES or not _port.isdigit():
+        raise ImproperlyConfigured(f"Setting HUB_TEST_DB_PORTS: {_item!r} is not alias=port")
+    DATABASES[_alias]["PORT"] = _port

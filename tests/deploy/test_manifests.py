@@ -35,7 +35,7 @@ LABELS = frozenset(
     {
         "route", "method", "status", "tenant", "region", "channel", "outcome", "model", "kind", "connector",
         "stream", "result", "scope", "state", "queue", "task", "le", "job", "instance", "namespace", "pod",
-        "component",
+        "component", "dependency", "feature",
     }
 )  # fmt: skip
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
@@ -306,6 +306,10 @@ def test_the_briefed_alerts_exist() -> None:
     assert "delta(hub_dead_letters[30m])" in rules["HubDeadLettersGrowing"]["expr"]
     assert "hub_celery_queue_depth" in rules["HubCeleryQueueBacklog"]["expr"]
     assert "hub_outbox_depth" in rules["HubOutboxBacklog"]["expr"]
+    # Issue 15: dependency error rates, by dependency (postgres, redis, broker), and the Redis-less mode.
+    assert "sum by (dependency) (rate(hub_dependency_errors_total" in rules["HubDependencyErrors"]["expr"]
+    assert rules["HubDependencyDown"]["labels"]["severity"] == "critical"
+    assert 'hub_degraded_total{dependency="redis"}' in rules["HubDegradedWithoutRedis"]["expr"]
 
 
 def test_recording_rules_are_named_by_convention_and_use_catalog_metrics() -> None:

@@ -27,6 +27,7 @@ from apps.chat.auth import ApiKeyAuthentication, HasChatScope, HasTranscriptScop
 from apps.chat.models import Message
 from apps.chat.ratelimit import chat_throttles
 from apps.chat.services import conversations as svc
+from apps.core.deadlines import optional_cache
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -104,6 +105,12 @@ class ChatView(APIView):
 
     def get_throttles(self) -> list[Any]:
         return chat_throttles()
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Without Redis the chat API reads through its caches (policy flags, provider choice, answers) to the
+        # database instead of failing (issue 15, docs/operations.md); invalidations still need Redis.
+        with optional_cache("cache"):
+            return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         length = request.META.get("CONTENT_LENGTH") or "0"

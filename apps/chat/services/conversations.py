@@ -32,6 +32,7 @@ from apps.chat.services import actions, intents
 from apps.chat.services.llm import Answer, Classification, OpenAICompatibleProvider, ProviderError
 from apps.chat.services.providers import TurnModels, choice_key
 from apps.core import sql
+from apps.core.deadlines import optional_cache
 from apps.core.errors import NotFound, ValidationFailed
 from apps.knowledge.content import text_plain
 from apps.knowledge.embeddings import get_provider
@@ -621,7 +622,10 @@ def message_post(
         # A turn that writes to the outbox opens a transaction (see _compose); the others need none, their
         # one write statement is atomic by itself.
         with ExitStack() as transaction_scope:
-            draft = _compose(principal, conversation, text, stored_text, timings, transaction_scope)
+            # Without Redis the answer cache (and the knowledge version it is keyed by) is skipped, not
+            # fatal; storing the turn is: if _write_turn fails, the client gets 503, not this answer.
+            with optional_cache("cache"):
+                draft = _compose(principal, conversation, text, stored_text, timings, transaction_scope)
             usages = [
                 used
                 for used in (draft.classification, draft.answer)

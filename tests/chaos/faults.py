@@ -1,0 +1,279 @@
+"""Fault injection for the chaos tests: a TCP proxy that can stall, process pausers, a chat load generator.
+
+- `StallProxy`: a loopback TCP proxy to a server; `stall()` stops forwarding in both directions while the
+  connections stay open (what a paused server or a network partition looks like to a client: no reset, no
+  answer), `resume()` lets the bytes flow again. Point one database alias at it to stall that alias only.
+- `paused(pids)`: SIGSTOP the processes, SIGCONT them when the block ends, and in any case after `limit`
+  seconds (a safety timer), so a failing test never leaves a service stopped.
+- `service_pids(name)`: the embedded Postgres (postmaster and every backend) or Redis of this HUB_HOME.
+- `ChatLoad`: client threads sending chat turns (each with its own Idempotency-Key) and recording every
+  answer: status, seconds, Retry-After, or the client-side error.
+- `ChaosWeb`: tests/chaos/test_multiprocess.Web with more workers and extra environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import requests
+from django.conf import settings
+
+from tests.chaos.test_multiprocess import Web
+from tests.workers import ROOT
+
+
+class StallProxy:
+    """A TCP proxy from a free loopback port to `target_port`, which can stall and resume."""
+
+    def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
+        self.target = (host, target_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, name="stall-proxy", daemon=True).start()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flowing.set()
+        self._server.close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.1)
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while not self._closed.is_set():
+                self._flowing.wait(0.1)
+                if not self._flowing.is_set():
+                    continue
+                readable, _, _ = select.select([src], [], [], 0.1)
+                if not readable or not self._flowing.is_set():
+                    continue
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except (OSError, ValueError):  # reset, or closed by close()
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _services() -> dict[str, dict[str, object]]:
+    state: dict[str, dict[str, object]] = json.loads((Path(settings.HUB_HOME) / "services.json").read_text())
+    return state
+
+
+def service_pids(name: str) -> list[int]:
+    """The pids of this HUB_HOME's embedded `postgres` (postmaster and all its children) or `redis`."""
+    pid = int(str(_services()[name]["pid"]))
+    main = psutil.Process(pid)
+    return [pid, *(child.pid for child in main.children(recursive=True))]
+
+
+@contextlib.contextmanager
+def paused(pids: Iterable[int], *, limit: float = 30.0) -> Iterator[None]:
+    """SIGSTOP `pids` for the block (at most `limit` seconds: a timer resumes them in any case)."""
+    stopped = list(pids)
+
+    def resume() -> None:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    for pid in stopped:
+        os.kill(pid, signal.SIGSTOP)
+    timer = threading.Timer(limit, resume)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        resume()
+
+
+def redis_kill() -> None:
+    """SIGKILL this HUB_HOME's Redis (its data is gone: the test services are ephemeral)."""
+    pid = service_pids("redis")[0]
+    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout=10)
+
+
+def redis_restart() -> None:
+    """Start this HUB_HOME's Redis again, on the same port and password (`manage.py services up`)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "services", "up", "--ephemeral"],
+        cwd=ROOT,
+        env={**os.environ, "HUB_HOME": str(settings.HUB_HOME)},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@dataclass(slots=True)
+class Answer:
+    """One request of the load: what the client saw."""
+
+    key: str
+    conversation_id: str
+    started: float
+    seconds: float
+    status: int | None  # None: no HTTP answer (connection error or client timeout)
+    retry_after: str | None
+    body: str
+    replayed: bool
+
+
+class ChatLoad:
+    """`clients` threads, each in its own conversation, sending small-talk turns back to back."""
+
+    def __init__(self, base: str, api_key: str, *, clients: int = 3, timeout: float = 30.0) -> None:
+        self.base = base
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.timeout = timeout
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.conversations = [self._start_conversation() for _ in range(clients)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(conversation,), daemon=True)
+            for conversation in self.conversations
+        ]
+
+    def _start_conversation(self) -> str:
+        response = requests.post(
+            f"{self.base}/api/v1/conversations", json={}, headers=self.headers, timeout=30
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def turn(self, conversation_id: str, key: str) -> Answer:
+        started = time.monotonic()
+        status: int | None = None
+        retry_after = body = None
+        replayed = False
+        try:
+            response = requests.post(
+                f"{self.base}/api/v1/conversations/{conversation_id}/messages",
+                json={"text": "Hello!"},
+                headers={**self.headers, "Idempotency-Key": key},
+                timeout=self.timeout,
+            )
+            status, retry_after, body = (
+                response.status_code,
+                response.headers.get("Retry-After"),
+                response.text,
+            )
+            replayed = response.headers.get("Idempotent-Replayed") == "true"
+        except requests.RequestException as exc:
+            body = f"{type(exc).__name__}: {exc}"
+        answer = Answer(
+            key,
+            conversation_id,
+            started,
+            time.monotonic() - started,
+            status,
+            retry_after,
+            body or "",
+            replayed,
+        )
+        with self._lock:
+            self.answers.append(answer)
+        return answer
+
+    def _run(self, conversation_id: str) -> None:
+        while not self._stop.is_set():
+            self.turn(conversation_id, uuid.uuid4().hex)
+            time.sleep(0.05)
+
+    def __enter__(self) -> ChatLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
+
+    def since(self, moment: float) -> list[Answer]:
+        with self._lock:
+            return [answer for answer in self.answers if answer.started >= moment]
+
+
+class ChaosWeb(Web):
+    """A gunicorn server like test_multiprocess.Web, with `workers` sync workers and extra environment."""
+
+    def __init__(self, log: Path, *, workers: int = 3, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(log, "")
+        self.workers = workers
+        self.env.update(env or {})
+        self.env["HUB_CHAT_RATE_PER_KEY"] = "100000/hour"
+
+    def start(self) -> None:
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        argv = [gunicorn, "hub.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.workers), "--timeout", "60", "--graceful-timeout", "5",
+                "--log-level", "warning"]  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=out, stderr=out, start_new_session=True
+            )
+
+    def ready(self) -> tuple[int, float]:
+        """GET /readyz: (status, seconds it took)."""
+        started = time.monotonic()
+        try:
+            status = requests.get(f"{self.url}/readyz", timeout=15).status_code
+        except requests.RequestException:
+            status = 0
+        return status, time.monotonic() - started
