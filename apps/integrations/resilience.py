@@ -71,8 +71,16 @@ class _ConnectionLike(Protocol):
 
 @functools.cache
 def redis_client() -> redis.Redis:
-    """Return the process's Redis client (a connection pool; redis-py resets it after a fork)."""
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+    """Return a Redis client with the cache's deadlines (a stalled Redis must not hang a webhook or a relay).
+
+    The timeouts come from the cache's OPTIONS when set there (one place for Redis deadlines), else 0.5 s.
+    """
+    options = settings.CACHES["default"].get("OPTIONS", {})
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_timeout=options.get("socket_timeout", 0.5),
+        socket_connect_timeout=options.get("socket_connect_timeout", 0.5),
+    )
 
 
 @functools.cache

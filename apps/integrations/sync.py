@@ -28,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 import requests
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -35,6 +36,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant, tenant_context
+from apps.core.tasks import task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import build_connector, connector_class, connector_session
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import BreakerOpen, CircuitBreaker, TokenBucket, breaker_for, bucket_for
@@ -402,8 +404,13 @@ def sync_stream(
         return _finish(run, RunStatus.SKIPPED, "The connection is disabled.")
     key = lock_key(tenant_id=tenant.id, connection_id=connection.pk, stream=stream)
     if not _try_lock(using, key):
+        if run_id is not None and run.attempts.filter(finished_at__isnull=True).exists():
+            return run  # a second message of this very run (re-queued by the sweep) while it runs
         return _finish(run, RunStatus.SKIPPED, "Another sync of this stream is running.")
     try:
+        run.refresh_from_db(fields=["status"])
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED):
+            return run  # it ended while this message waited for the lock
         # Holding the lock, any other "running" run of this stream was orphaned by a dead worker.
         SyncRun.objects.filter(connection=connection, stream=stream, status=RunStatus.RUNNING).exclude(
             pk=run.pk
@@ -580,7 +587,52 @@ def sync_request(
         "backfill": backfill,
         "run_id": run.pk,
     }
-    transaction.on_commit(lambda: sync_stream_task.apply_async(kwargs=kwargs), using=tenant.db_alias)
+    # With the broker away the run stays queued in the database; sync_requeue_stale publishes it again.
+    task_enqueue_on_commit(sync_stream_task, kwargs=kwargs, using=tenant.db_alias)
+
+
+def sync_requeue_stale(*, now: datetime | None = None) -> int:
+    """Publish again every queued run that never started within HUB_SYNC_REQUEUE_SECONDS; return how many.
+
+    Its message was lost: the publish failed (broker down), the web process died before publishing, or the
+    broker lost its data. A run whose message merely waits in a backlog gets a second message; whichever
+    message comes second finds the run started or ended and does nothing. A compare-and-set on `updated_at`
+    keeps two sweeps (or two beats) from publishing the same run twice per interval.
+    """
+    from apps.integrations.tasks import sync_stream_task
+    from apps.tenants.models import Tenant
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HUB_SYNC_REQUEUE_SECONDS)
+    tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
+    queued = 0
+    for alias in {t.home_region.db_alias for t in tenants.values()}:
+        stale = (
+            SyncRun.all_tenants.using(alias)
+            .filter(status=RunStatus.QUEUED, updated_at__lt=cutoff, tenant_id__in=list(tenants))
+            .filter(attempts__isnull=True)
+            .values_list("pk", "tenant_id", "connection_id", "stream", "trigger", "backfill", "updated_at")
+        )
+        for pk, tenant_id, connection_id, stream, trigger, backfill, updated_at in stale:
+            won = (
+                SyncRun.all_tenants.using(alias)
+                .filter(pk=pk, status=RunStatus.QUEUED, updated_at=updated_at)
+                .update(updated_at=now)
+            )
+            if not won:
+                continue
+            kwargs = {
+                "tenant_id": tenant_id,
+                "connection_id": str(connection_id),
+                "stream": stream,
+                "trigger": trigger,
+                "backfill": backfill,
+                "run_id": pk,
+            }
+            if not task_enqueue(sync_stream_task, kwargs=kwargs):
+                break  # the broker is still away: the next sweep tries again
+            queued += 1
+    return queued
 
 
 def _audit_stream(

@@ -35,3 +35,5 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Each run's metric files live in their own directory (tests/conftest.py empties it when the session starts
 # and removes it at the end); worker subprocesses of the run compute the same path and write there too.
 HUB_METRICS_DIR = str(HUB_HOME / f"metrics-test{TEST_RUN}")  # noqa: F405
+# Each run's beat schedule and lock live under its own prefix too.
+CELERY_REDBEAT_KEY_PREFIX = f"hubtest{TEST_RUN}:redbeat"
