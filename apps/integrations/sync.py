@@ -630,7 +630,9 @@ def sync_requeue_stale(*, now: datetime | None = None) -> int:
                 "run_id": pk,
             }
             if not task_enqueue(sync_stream_task, kwargs=kwargs):
-                break  # the broker is still away: the next sweep tries again
+                # The broker is still away: give the run back to the next sweep and stop trying for now.
+                SyncRun.all_tenants.using(alias).filter(pk=pk, updated_at=now).update(updated_at=updated_at)
+                return queued
             queued += 1
     return queued
 
