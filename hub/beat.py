@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from redbeat import RedBeatScheduler
 
 
@@ -21,11 +22,15 @@ class BeatScheduler(RedBeatScheduler):
     tell a running loop from a stuck one. A standby waiting for the lock does not tick.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        # RedBeat finds its settings under the CELERY_ namespace but checks for their presence without it, and
+        # then forwards no client options (timeouts): name them explicitly, without the namespace.
+        app.conf.redbeat_redis_url = settings.CELERY_REDBEAT_REDIS_URL
+        app.conf.redbeat_redis_options = settings.CELERY_REDBEAT_REDIS_OPTIONS
         schedule = kwargs.get("schedule_filename") or ""
         self.heartbeat = Path(f"{schedule}.alive") if schedule else None
         self._touched = 0.0
-        super().__init__(*args, **kwargs)
+        super().__init__(app, *args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         interval = float(super().tick(*args, **kwargs))
