@@ -33,6 +33,7 @@ from django.core.cache import cache
 from django.db import connections, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.core.context import current_tenant, tenant_context
 from apps.core.tasks import BROKER_ERRORS, task_enqueue
@@ -47,7 +48,14 @@ from apps.integrations.models import (
     OutboxStatus,
 )
 from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
-from apps.integrations.sync import ERROR_LIMIT, build_connector, guard_session, is_transient, retry_after_of
+from apps.integrations.sync import (
+    ERROR_LIMIT,
+    REDIS_UNAVAILABLE,
+    build_connector,
+    guard_session,
+    is_transient,
+    retry_after_of,
+)
 from apps.policies.registry import Subject
 from connectors.base import Connector
 from connectors.errors import ConnectorError, RateLimited
@@ -326,11 +334,13 @@ class _Courier:
         records = [{"external_id": c.message.external_id, "fields": c.message.payload} for c in items]
         try:
             result = connector.write(stream, records)
-        except (ConnectorError, BreakerOpen) as exc:
+        except (ConnectorError, BreakerOpen, RedisError) as exc:
             if isinstance(exc, BreakerOpen):
                 error = "The vendor is failing; the circuit breaker is open until it probes again."
                 retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
                 transient = True
+            elif isinstance(exc, RedisError):  # a retry upserts by external id: never a second vendor row
+                error, retry_after, transient = REDIS_UNAVAILABLE, None, True
             else:
                 error = redact(exc.message, self.secrets)
                 retry_after = retry_after_of(exc)

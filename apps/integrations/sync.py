@@ -30,9 +30,10 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant, tenant_context
@@ -52,6 +53,8 @@ BATCH_SIZE = 2_000
 #: HTTP statuses that are worth retrying although the connector called them permanent (CONVENTIONS.md).
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 ERROR_LIMIT = 2_000
+#: A try that could not reach the shared quota and breaker (Redis stalled or down) is retried like a blip.
+REDIS_UNAVAILABLE = "Redis (the shared quota and breaker state) was unavailable; retrying."
 #: Longest token-bucket wait slept inside a task; longer waits reschedule the task instead.
 MAX_BUCKET_SLEEP = 5.0
 
@@ -477,11 +480,13 @@ def _attempt(
                     updated=counts.updated,
                     unchanged=counts.unchanged,
                 )
-    except (ConnectorError, BreakerOpen) as exc:
+    except (ConnectorError, BreakerOpen, RedisError) as exc:
         if isinstance(exc, BreakerOpen):
             message = "The vendor is failing; the circuit breaker is open until it probes again."
             retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
             transient = True
+        elif isinstance(exc, RedisError):  # the shared quota and breaker state: retry once Redis is back
+            message, retry_after, transient = REDIS_UNAVAILABLE, None, True
         else:
             message = redact(exc.message, secrets)[:ERROR_LIMIT]
             retry_after = retry_after_of(exc)
@@ -592,25 +597,29 @@ def sync_request(
 
 
 def sync_requeue_stale(*, now: datetime | None = None) -> int:
-    """Publish again every queued run that never started within HUB_SYNC_REQUEUE_SECONDS; return how many.
+    """Publish again every queued run whose message must be lost; return how many.
 
-    Its message was lost: the publish failed (broker down), the web process died before publishing, or the
-    broker lost its data. A run whose message merely waits in a backlog gets a second message; whichever
-    message comes second finds the run started or ended and does nothing. A compare-and-set on `updated_at`
-    keeps two sweeps (or two beats) from publishing the same run twice per interval.
+    A run that never started within HUB_SYNC_REQUEUE_SECONDS, or one waiting for a retry for longer than the
+    longest retry delay plus that: the publish failed (broker down; a failed retry publish drops the
+    message), the web process died before publishing, or the broker lost its data. A run whose message merely
+    waits in a backlog gets a second message; whichever comes second finds the run running or ended and does
+    nothing. A re-published retry starts its retry count afresh. A compare-and-set on `updated_at` keeps two
+    sweeps (or two beats) from publishing the same run twice per interval.
     """
     from apps.integrations.tasks import sync_stream_task
     from apps.tenants.models import Tenant
 
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.HUB_SYNC_REQUEUE_SECONDS)
+    retry_cutoff = cutoff - timedelta(seconds=settings.HUB_SYNC_RETRY_MAX_SECONDS)
     tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
     queued = 0
     for alias in {t.home_region.db_alias for t in tenants.values()}:
         stale = (
             SyncRun.all_tenants.using(alias)
             .filter(status=RunStatus.QUEUED, updated_at__lt=cutoff, tenant_id__in=list(tenants))
-            .filter(attempts__isnull=True)
+            .annotate(tried=Exists(SyncAttempt.all_tenants.filter(run_id=OuterRef("pk"))))
+            .filter(Q(tried=False) | Q(updated_at__lt=retry_cutoff))
             .values_list("pk", "tenant_id", "connection_id", "stream", "trigger", "backfill", "updated_at")
         )
         for pk, tenant_id, connection_id, stream, trigger, backfill, updated_at in stale:

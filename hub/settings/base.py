@@ -656,9 +656,10 @@ for _name, _soft in (
         raise ImproperlyConfigured(
             f"Setting {_name}: plus {_GRACE} s must stay below CELERY_VISIBILITY_TIMEOUT ({_visibility} s)"
         )
-# A queued sync whose message never reached a worker (publish failed, broker lost it) is queued again by beat
-# once it has waited this long without starting (a message merely waiting in a backlog runs once: duplicates
-# of a run are no-ops).
+# A queued sync whose message was lost (publish failed with the broker down, the process died, the broker lost
+# its data) is published again by beat once it has waited this long without starting, or this long past its
+# longest retry delay (HUB_SYNC_RETRY_MAX_SECONDS). A message merely waiting in a backlog then runs once:
+# duplicates of a run are no-ops.
 HUB_SYNC_REQUEUE_SECONDS = env_int("HUB_SYNC_REQUEUE_SECONDS", 120, minimum=5, maximum=86_400)
 CELERY_BEAT_SCHEDULE["integrations-sync-requeue"] = {
     "task": "apps.integrations.tasks.sync_requeue_stale_task",
