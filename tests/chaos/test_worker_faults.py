@@ -96,7 +96,7 @@ def test_outbox_and_sync_survive_a_killed_worker_and_a_paused_redis(
         deadline = time.monotonic() + DEADLINE_S
         while True:
             delivered = messages.filter(status=OutboxStatus.DELIVERED).count()
-            run: dict[str, Any] = runs.values("status").first() or {}
+            run = dict(runs.values("status").first() or {})
             if delivered == LEADS and run.get("status") in (RunStatus.SUCCEEDED, RunStatus.FAILED):
                 break
             assert time.monotonic() < deadline, (
