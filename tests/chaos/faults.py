@@ -115,11 +115,14 @@ def paused(processes: list[psutil.Process]) -> Iterator[None]:
 @contextlib.contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Publish this process's tasks to `url` for the block (e.g. a StallProxy in front of the broker)."""
+    import kombu.pools
+
     from hub.celery import app
 
     def reset() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # Celery's pools are entries of kombu's registry keyed by broker URL: close and forget them all, or
+        # the original URL would later get back a closed pool.
+        kombu.pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
 
