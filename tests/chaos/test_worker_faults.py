@@ -1,4 +1,4 @@
-"""Celery under faults: Redis (broker, quotas, breaker) paused, then an outbox worker killed mid-delivery.
+"""Celery under faults: webhooks during a broker stall; Redis paused; an outbox worker killed mid-delivery.
 
 Real processes on this run's test databases and broker: one `celery worker` for the outbox queue and one for
 the sync queue (as deployed: one per queue), the Salesforce simulator in this process (slowed, so the faults
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -28,17 +29,23 @@ import pytest
 import requests
 from django.conf import settings as django_settings
 from django.db import connections, transaction
+from django.utils import timezone
 
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxAttempt, OutboxMessage, OutboxStatus, RunStatus, SyncRun
 from apps.integrations.outbox import outbox_enqueue
 from apps.integrations.sync import sync_request, sync_requeue_stale
 from apps.integrations.tasks import outbox_relay_due
+from apps.integrations.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.chaos.faults import paused, redis_processes
+from tests.chaos.faults import StallProxy, paused, redis_processes
+from tests.chaos.test_multiprocess import Web
 from tests.outbox.conftest import lead, vendor_leads
 from tests.sync.conftest import SMALL, sf_connection, sim_rows, store_rows
+from tests.webhooks.conftest import ORG_ID
+from tests.webhooks.test_broker_down import MARGIN_S, PUBLISH_BOUND_S
+from tests.webhooks.test_webhooks import outbound_message
 from tests.workers import Worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -47,6 +54,7 @@ LEADS = 300
 CONTACTS = 2_000
 PAUSE_S = 5.0
 DEADLINE_S = 90
+HUB_SYNC_REQUEUE_SECONDS = 5
 WORKER_ENV = {
     "HUB_OUTBOX_RETRY_BASE_MS": "200",
     "HUB_OUTBOX_RETRY_MAX_SECONDS": "2",
@@ -62,7 +70,7 @@ def sim(tmp_path: Path, settings: Any) -> Any:
     settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
     # This process plays beat: its sweep must treat a run as lost on the workers' (short) retry timescale.
     settings.HUB_SYNC_RETRY_MAX_SECONDS = 2
-    settings.HUB_SYNC_REQUEUE_SECONDS = 5
+    settings.HUB_SYNC_REQUEUE_SECONDS = HUB_SYNC_REQUEUE_SECONDS
     yield sim
     sim.stop()
 
@@ -133,4 +141,64 @@ def test_outbox_and_sync_survive_a_killed_worker_and_a_paused_redis(
     assert attempts.filter(finished_at=None).exists()  # the kill cut a delivery short
     # The sync completed exactly: one successful run, and the hub holds exactly the vendor's contacts.
     assert list(runs.values_list("status", flat=True)) == [RunStatus.SUCCEEDED]
+    assert store_rows(tenant_a, connection) == sim_rows(sim)
+
+
+def test_webhooks_during_a_broker_stall_are_synced_once_it_returns(
+    tenant_a: Tenant, sim: SalesforceSimulator, tmp_path: Path
+) -> None:
+    """A real gunicorn whose broker (only) is behind a stalled proxy: vendors get their Ack, nothing is lost.
+
+    The runs are stored before the answer; once the broker is back the sweep (this process plays beat)
+    publishes them and a real worker syncs each stream exactly once.
+    """
+    connection = sf_connection(tenant_a, sim)
+    with tenant_context(tenant_a):
+        token = connection_webhook_secret_rotate(connection=connection, actor=None)
+        connection_webhook_org_set(connection=connection, org_id=ORG_ID, actor=None)
+    alias = tenant_a.home_region.db_alias
+    runs = SyncRun.all_tenants.using(alias).filter(connection_id=connection.pk)
+    target = urlparse(django_settings.CELERY_BROKER_URL)
+    proxy = StallProxy(target.hostname or "127.0.0.1", int(target.port or 6379))
+    web = Web(tmp_path / "web.log", sim.ca_bundle or "")
+    web.env["CELERY_BROKER_URL"] = proxy.url_for(django_settings.CELERY_BROKER_URL)
+    worker = Worker(tmp_path / "sync.log", sim.ca_bundle or "", queues="sync", name="sync", env=WORKER_ENV)
+    url = f"{web.url}/hooks/salesforce/{connection.pk}/{token}/"
+    bound = PUBLISH_BOUND_S + MARGIN_S
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        web.start()
+        web.wait_ready(deadline)
+        worker.start()
+        proxy.stall()
+        for n, kind in enumerate(("Contact", "Account")):
+            body = outbound_message(ORG_ID, [(f"04l5g00000AAA{n:02d}", kind, f"00{n}A")])
+            started = time.monotonic()
+            response = requests.post(url, data=body, headers={"Content-Type": "text/xml"}, timeout=30)
+            assert response.status_code == 200, response.text  # the Ack, not a 500
+            assert "<Ack>true</Ack>" in response.text
+            assert time.monotonic() - started < bound
+        assert sorted(runs.values_list("stream", "status")) == [
+            ("accounts", RunStatus.QUEUED),
+            ("contacts", RunStatus.QUEUED),
+        ]
+        time.sleep(1)
+        assert not runs.exclude(status=RunStatus.QUEUED).exists()  # nothing reached the worker
+        proxy.resume()
+        while runs.filter(status=RunStatus.QUEUED).exists():
+            assert time.monotonic() < deadline, f"queued runs were never synced; see {worker.log}"
+            sync_requeue_stale(now=timezone.now() + timedelta(seconds=HUB_SYNC_REQUEUE_SECONDS + 1))
+            time.sleep(0.5)
+        while runs.exclude(status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]).exists():
+            assert time.monotonic() < deadline, f"the syncs did not end; see {worker.log}"
+            time.sleep(0.3)
+    finally:
+        proxy.close()
+        web.stop()
+        worker.stop()
+        connections.close_all()
+    assert sorted(runs.values_list("stream", "status")) == [
+        ("accounts", RunStatus.SUCCEEDED),
+        ("contacts", RunStatus.SUCCEEDED),
+    ]
     assert store_rows(tenant_a, connection) == sim_rows(sim)
