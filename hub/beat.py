@@ -7,19 +7,24 @@ lock was taken over fails its next renewal and exits before sending anything.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from redbeat import RedBeatScheduler
+from redis.exceptions import LockError, RedisError
+
+logger = logging.getLogger(__name__)
 
 
 class BeatScheduler(RedBeatScheduler):
     """RedBeat, plus a heartbeat file next to the schedule path for the container's health check.
 
     The file (`<schedule>.alive`) is touched on every tick of the active beat, so deploy/beat_alive.py can
-    tell a running loop from a stuck one. A standby waiting for the lock does not tick.
+    tell a running loop from a stuck one. A standby waiting for the lock does not tick. Redis being away is
+    not a reason to die (that would stop `make run` whole): the loop waits for it, sending nothing.
     """
 
     def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
@@ -33,7 +38,22 @@ class BeatScheduler(RedBeatScheduler):
         super().__init__(app, *args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        interval = float(super().tick(*args, **kwargs))
+        try:
+            interval = float(super().tick(*args, **kwargs))
+        except LockError:
+            # The lock expired while Redis stalled or restarted (longer than HUB_BEAT_LOCK_SECONDS), or
+            # another beat took it. Take it back if it is free (and reinstall the schedule a restarted Redis
+            # lost); otherwise stop before sending anything: the orchestrator restarts this beat as a
+            # standby.
+            if self.lock is None or not self.lock.acquire(blocking=False):
+                logger.error("beat: another beat holds the lock now; this one stops")
+                raise SystemExit(1) from None
+            logger.warning("beat: the lock had expired and is taken again; sending resumes")
+            self.setup_schedule()
+            interval = 1.0
+        except RedisError:
+            logger.warning("beat: Redis is unavailable; nothing is sent until it returns")
+            interval = 1.0
         now = time.monotonic()
         if self.heartbeat is not None and now - self._touched >= 1.0:
             self.heartbeat.touch()

@@ -5,9 +5,10 @@ deploy's overlap, or a mistake) waits as a standby. Both beats log what they sen
 this run's queues (nothing consumes them): consecutive sends of each 5-second task are about 5 s apart,
 whichever beat sent them, and the broker holds exactly what the logs show. Then the active beat is
 SIGKILLed: the standby takes the lock once it expires (HUB_BEAT_LOCK_SECONDS, 6 s here) and goes on from the
-schedule state in Redis, without sending anything twice.
+schedule state in Redis, without sending anything twice. Last, Redis is paused for longer than the lock: the
+beat waits for it, takes its expired lock back and goes on.
 
-Bounded: about 30 s; every wait has a deadline that fails the test instead of hanging.
+Bounded: about 50 s; every wait has a deadline that fails the test instead of hanging.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import redis
 from django.conf import settings
 
-from tests.chaos.faults import broker_messages, broker_purge
+from tests.chaos.faults import broker_messages, broker_purge, paused, redis_processes
 from tests.workers import ROOT
 
 pytestmark = [pytest.mark.slow]
@@ -145,6 +148,15 @@ def test_two_beats_send_each_periodic_task_once(tmp_path: Path, clean_beat_state
         # The schedule state lives in Redis: the new beat goes on from it, never sending twice in an interval.
         _assert_once_per_interval([first, second])
         assert Path(f"{second.schedule}.alive").exists()
+
+        # Redis stalls for longer than the lock: the beat keeps looping, takes its expired lock back and goes
+        # on, still never sending a task twice in an interval.
+        before = len(second.sends())
+        with paused(redis_processes(int(urlparse(settings.REDIS_URL).port or 6379))):
+            threading.Event().wait(LOCK_SECONDS + 2)
+        _wait(lambda: len(second.sends()) >= before + 2 * len(EVERY_5_S), seconds=20, what="sends after")
+        assert second.proc.poll() is None, f"the beat died with Redis paused; see {second.log}"
+        _assert_once_per_interval([first, second])
     finally:
         first.stop()
         if second is not None:
