@@ -28,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -55,6 +56,7 @@ RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 ERROR_LIMIT = 2_000
 #: A try that could not reach the shared quota and breaker (Redis stalled or down) is retried like a blip.
 REDIS_UNAVAILABLE = "Redis (the shared quota and breaker state) was unavailable; retrying."
+TIME_LIMIT_EXCEEDED = "The sync used up its time limit; the next run goes on from the stored cursor."
 #: Longest token-bucket wait slept inside a task; longer waits reschedule the task instead.
 MAX_BUCKET_SLEEP = 5.0
 
@@ -480,6 +482,11 @@ def _attempt(
                     updated=counts.updated,
                     unchanged=counts.unchanged,
                 )
+    except SoftTimeLimitExceeded:
+        # Its batches are stored with their cursor: the next run goes on from there.
+        attempt.error, attempt.finished_at = TIME_LIMIT_EXCEEDED, timezone.now()
+        attempt.save(update_fields=["error", "finished_at", "updated_at"])
+        return _finish(run, RunStatus.FAILED, TIME_LIMIT_EXCEEDED)
     except (ConnectorError, BreakerOpen, RedisError) as exc:
         if isinstance(exc, BreakerOpen):
             message = "The vendor is failing; the circuit breaker is open until it probes again."

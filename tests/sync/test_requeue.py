@@ -161,3 +161,25 @@ def test_worker_connections_get_the_task_statement_timeout(settings: Any) -> Non
     finally:
         connection_created.disconnect(_task_statement_timeout, dispatch_uid="hub-task-statement-timeout")
         connections["default"].close()
+
+
+def test_a_sync_that_uses_up_its_time_limit_fails_cleanly(
+    tenant_a: Tenant, sf: SalesforceSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soft limit raises inside the task: the run and its attempt end, the stream lock is released."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    connection = sf_connection(tenant_a, sf)
+
+    def too_slow(*args: Any, **kwargs: Any) -> Any:
+        raise SoftTimeLimitExceeded()
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(sync, "prepared_batches", too_slow)
+    assert sync_stream_task.apply(kwargs=task_kwargs(tenant_a, connection)).get() == RunStatus.FAILED
+    (run,) = runs(tenant_a)
+    assert run.error == sync.TIME_LIMIT_EXCEEDED
+    with tenant_context(tenant_a):
+        assert not SyncAttempt.objects.filter(run=run, finished_at=None).exists()
+    monkeypatch.undo()
+    assert sync_stream_task.apply(kwargs=task_kwargs(tenant_a, connection)).get() == RunStatus.SUCCEEDED
