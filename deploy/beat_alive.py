@@ -1,7 +1,9 @@
-"""Exit 0 while Celery beat keeps its schedule state fresh: the beat container's health check.
+"""Exit 0 while Celery beat's loop runs: the beat container's health check.
 
-Beat saves its state file (shelve; the suffix depends on the dbm module) at least every few minutes while its
-loop runs; a file older than MAX_AGE means the loop is stuck. deploy/entrypoint.sh puts it under /tmp.
+The scheduler (hub/beat.py, celery-redbeat) touches `<schedule>.alive` every tick (at most 5 s apart); a file
+older than MAX_AGE means the loop is stuck. deploy/entrypoint.sh puts the schedule path under /tmp. A standby
+beat (waiting for the lock another beat holds) does not tick, so it fails this check after MAX_AGE and is
+restarted: harmless, and with one replica there is no standby outside a rollout.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The Celery application; tasks live in apps/*/tasks.py and use shared_task."""
+"""The Celery application; tasks live in apps/*/tasks.py and use shared_task.
+
+A worker's database budget (HUB_DB_STATEMENT_TIMEOUT_TASK_MS) is set in apps/core/apps.py.
+The beat scheduler is hub/beat.py.
+"""
+
+from __future__ import annotations
 
 import os
 

@@ -46,6 +46,10 @@ class Worker:
             "HUB_SYNC_RETRY_MAX_SECONDS": "2",
             "HUB_SYNC_MAX_RETRIES": "100",
             "CELERY_VISIBILITY_TIMEOUT": "60",
+            # Time limits plus 30 s grace must stay below the visibility timeout (settings refuse otherwise).
+            "HUB_TASK_TIME_LIMIT_SECONDS": "25",
+            "HUB_SYNC_TASK_TIME_LIMIT_SECONDS": "25",
+            "HUB_OUTBOX_TASK_TIME_LIMIT_SECONDS": "25",
             "HUB_BREAKER_COOLDOWN_SECONDS": "1",
             **(env or {}),
         }

@@ -17,6 +17,7 @@ time); permanent errors and used-up retries move the message to the dead letters
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -32,8 +33,10 @@ from django.core.cache import cache
 from django.db import connections, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.core.context import current_tenant, tenant_context
+from apps.core.tasks import BROKER_ERRORS, task_enqueue
 from apps.integrations.conf import connector_class, connector_session
 from apps.integrations.deadletters import deadletter_outbox
 from apps.integrations.models import (
@@ -45,7 +48,14 @@ from apps.integrations.models import (
     OutboxStatus,
 )
 from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
-from apps.integrations.sync import ERROR_LIMIT, build_connector, guard_session, is_transient, retry_after_of
+from apps.integrations.sync import (
+    ERROR_LIMIT,
+    REDIS_UNAVAILABLE,
+    build_connector,
+    guard_session,
+    is_transient,
+    retry_after_of,
+)
 from apps.policies.registry import Subject
 from connectors.base import Connector
 from connectors.errors import ConnectorError, RateLimited
@@ -130,14 +140,14 @@ def outbox_kick(*, message: OutboxMessage) -> None:
 
     Kicks coalesce: while a relay of the connection is queued and not yet started, no other is queued,
     so a burst of a thousand captures costs a handful of broker messages, each delivering in batches.
-    Best effort (`robust`): with the broker down the commit still succeeds and the beat relay delivers.
+    Best effort: with the broker (or Redis) down the commit still succeeds and the beat relay delivers.
     """
     tenant = current_tenant()
     tenant_id, connection_id = tenant.id, message.connection_id
     transaction.on_commit(
         lambda: outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id),
         using=tenant.db_alias,
-        robust=True,
+        robust=True,  # anything but a broker error (those return False) is a bug: logged, never a 500
     )
 
 
@@ -324,11 +334,13 @@ class _Courier:
         records = [{"external_id": c.message.external_id, "fields": c.message.payload} for c in items]
         try:
             result = connector.write(stream, records)
-        except (ConnectorError, BreakerOpen) as exc:
+        except (ConnectorError, BreakerOpen, RedisError) as exc:
             if isinstance(exc, BreakerOpen):
                 error = "The vendor is failing; the circuit breaker is open until it probes again."
                 retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
                 transient = True
+            elif isinstance(exc, RedisError):  # a retry upserts by external id: never a second vendor row
+                error, retry_after, transient = REDIS_UNAVAILABLE, None, True
             else:
                 error = redact(exc.message, self.secrets)
                 retry_after = retry_after_of(exc)
@@ -412,14 +424,16 @@ def outbox_relay_queue(*, tenant_id: int, connection_id: Any) -> bool:
 
     key = _relay_key(tenant_id, connection_id)
     ttl = min(RELAY_DEDUP_SECONDS, settings.HUB_OUTBOX_LEASE_SECONDS)
-    if not cache.add(key, 1, timeout=ttl):
-        return False
     try:
-        outbox_relay_task.apply_async(kwargs={"tenant_id": tenant_id, "connection_id": str(connection_id)})
-    except Exception:
+        if not cache.add(key, 1, timeout=ttl):
+            return False
+    except BROKER_ERRORS:
+        pass  # Redis is away: queue without the marker (a relay more is harmless) or fail below
+    if task_enqueue(outbox_relay_task, kwargs={"tenant_id": tenant_id, "connection_id": str(connection_id)}):
+        return True
+    with contextlib.suppress(*BROKER_ERRORS):
         cache.delete(key)  # let the next kick or beat tick try again
-        raise
-    return True
+    return False
 
 
 def outbox_relay_started(*, tenant_id: int, connection_id: Any) -> None:

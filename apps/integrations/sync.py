@@ -28,13 +28,17 @@ from itertools import islice
 from typing import Any
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant, tenant_context
+from apps.core.tasks import task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import build_connector, connector_class, connector_session
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import BreakerOpen, CircuitBreaker, TokenBucket, breaker_for, bucket_for
@@ -50,6 +54,9 @@ BATCH_SIZE = 2_000
 #: HTTP statuses that are worth retrying although the connector called them permanent (CONVENTIONS.md).
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 ERROR_LIMIT = 2_000
+#: A try that could not reach the shared quota and breaker (Redis stalled or down) is retried like a blip.
+REDIS_UNAVAILABLE = "Redis (the shared quota and breaker state) was unavailable; retrying."
+TIME_LIMIT_EXCEEDED = "The sync used up its time limit; the next run goes on from the stored cursor."
 #: Longest token-bucket wait slept inside a task; longer waits reschedule the task instead.
 MAX_BUCKET_SLEEP = 5.0
 
@@ -402,8 +409,13 @@ def sync_stream(
         return _finish(run, RunStatus.SKIPPED, "The connection is disabled.")
     key = lock_key(tenant_id=tenant.id, connection_id=connection.pk, stream=stream)
     if not _try_lock(using, key):
+        if run_id is not None and run.attempts.filter(finished_at__isnull=True).exists():
+            return run  # a second message of this very run (re-queued by the sweep) while it runs
         return _finish(run, RunStatus.SKIPPED, "Another sync of this stream is running.")
     try:
+        run.refresh_from_db(fields=["status"])
+        if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED):
+            return run  # it ended while this message waited for the lock
         # Holding the lock, any other "running" run of this stream was orphaned by a dead worker.
         SyncRun.objects.filter(connection=connection, stream=stream, status=RunStatus.RUNNING).exclude(
             pk=run.pk
@@ -470,11 +482,18 @@ def _attempt(
                     updated=counts.updated,
                     unchanged=counts.unchanged,
                 )
-    except (ConnectorError, BreakerOpen) as exc:
+    except SoftTimeLimitExceeded:
+        # Its batches are stored with their cursor: the next run goes on from there.
+        attempt.error, attempt.finished_at = TIME_LIMIT_EXCEEDED, timezone.now()
+        attempt.save(update_fields=["error", "finished_at", "updated_at"])
+        return _finish(run, RunStatus.FAILED, TIME_LIMIT_EXCEEDED)
+    except (ConnectorError, BreakerOpen, RedisError) as exc:
         if isinstance(exc, BreakerOpen):
             message = "The vendor is failing; the circuit breaker is open until it probes again."
             retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
             transient = True
+        elif isinstance(exc, RedisError):  # the shared quota and breaker state: retry once Redis is back
+            message, retry_after, transient = REDIS_UNAVAILABLE, None, True
         else:
             message = redact(exc.message, secrets)[:ERROR_LIMIT]
             retry_after = retry_after_of(exc)
@@ -580,7 +599,58 @@ def sync_request(
         "backfill": backfill,
         "run_id": run.pk,
     }
-    transaction.on_commit(lambda: sync_stream_task.apply_async(kwargs=kwargs), using=tenant.db_alias)
+    # With the broker away the run stays queued in the database; sync_requeue_stale publishes it again.
+    task_enqueue_on_commit(sync_stream_task, kwargs=kwargs, using=tenant.db_alias)
+
+
+def sync_requeue_stale(*, now: datetime | None = None) -> int:
+    """Publish again every queued run whose message must be lost; return how many.
+
+    A run that never started within HUB_SYNC_REQUEUE_SECONDS, or one waiting for a retry for longer than the
+    longest retry delay plus that: the publish failed (broker down; a failed retry publish drops the
+    message), the web process died before publishing, or the broker lost its data. A run whose message merely
+    waits in a backlog gets a second message; whichever comes second finds the run running or ended and does
+    nothing. A re-published retry starts its retry count afresh. A compare-and-set on `updated_at` keeps two
+    sweeps (or two beats) from publishing the same run twice per interval.
+    """
+    from apps.integrations.tasks import sync_stream_task
+    from apps.tenants.models import Tenant
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.HUB_SYNC_REQUEUE_SECONDS)
+    retry_cutoff = cutoff - timedelta(seconds=settings.HUB_SYNC_RETRY_MAX_SECONDS)
+    tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
+    queued = 0
+    for alias in {t.home_region.db_alias for t in tenants.values()}:
+        stale = (
+            SyncRun.all_tenants.using(alias)
+            .filter(status=RunStatus.QUEUED, updated_at__lt=cutoff, tenant_id__in=list(tenants))
+            .annotate(tried=Exists(SyncAttempt.all_tenants.filter(run_id=OuterRef("pk"))))
+            .filter(Q(tried=False) | Q(updated_at__lt=retry_cutoff))
+            .values_list("pk", "tenant_id", "connection_id", "stream", "trigger", "backfill", "updated_at")
+        )
+        for pk, tenant_id, connection_id, stream, trigger, backfill, updated_at in stale:
+            won = (
+                SyncRun.all_tenants.using(alias)
+                .filter(pk=pk, status=RunStatus.QUEUED, updated_at=updated_at)
+                .update(updated_at=now)
+            )
+            if not won:
+                continue
+            kwargs = {
+                "tenant_id": tenant_id,
+                "connection_id": str(connection_id),
+                "stream": stream,
+                "trigger": trigger,
+                "backfill": backfill,
+                "run_id": pk,
+            }
+            if not task_enqueue(sync_stream_task, kwargs=kwargs):
+                # The broker is still away: give the run back to the next sweep and stop trying for now.
+                SyncRun.all_tenants.using(alias).filter(pk=pk, updated_at=now).update(updated_at=updated_at)
+                return queued
+            queued += 1
+    return queued
 
 
 def _audit_stream(

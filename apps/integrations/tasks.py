@@ -15,7 +15,13 @@ from django.conf import settings
 
 from apps.core.context import tenant_context
 from apps.core.tasks import TenantTask
-from apps.integrations.sync import SyncFailed, streams_claim_due, sync_run_exhausted, sync_stream
+from apps.integrations.sync import (
+    SyncFailed,
+    streams_claim_due,
+    sync_requeue_stale,
+    sync_run_exhausted,
+    sync_stream,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,12 @@ def sync_due() -> int:
                 )
                 queued += 1
     return queued
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def sync_requeue_stale_task() -> int:
+    """Publish again the queued syncs whose message was lost (by beat, every 30 s); return how many."""
+    return sync_requeue_stale()
 
 
 # --- outbox relay (queue "outbox", see CELERY_TASK_ROUTES) ------------------------------------------------

@@ -20,6 +20,7 @@ Per vendor (see /work/shared/vendors/*.md):
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -38,6 +39,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from lxml import etree
+from redis.exceptions import RedisError
 
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
@@ -197,8 +199,16 @@ def connection_webhook_org_set(
 
 # --- rate limits -------------------------------------------------------------------------------------------
 def throttle_wait(*, scope: str, config: BucketConfig) -> float:
-    """Seconds the caller must wait before another delivery from `scope` (0.0 = go on)."""
-    return TokenBucket(f"webhooks:{scope}", config=config).acquire()
+    """Seconds the caller must wait before another delivery from `scope` (0.0 = go on).
+
+    Fails open while Redis is unreachable: a vendor's change notification is worth more than the limit, the
+    body is bounded and verified before any write, and a refused delivery might never be sent again.
+    """
+    try:
+        return TokenBucket(f"webhooks:{scope}", config=config).acquire()
+    except RedisError:
+        logger.warning("webhook rate limit skipped: Redis is unavailable")
+        return 0.0
 
 
 # --- verification ------------------------------------------------------------------------------------------
@@ -354,13 +364,19 @@ def webhook_reject(*, reason: str, connection: Connection | None, request: HttpR
     now = timezone.now()
     owner = owner_key(connection) if connection is not None else "unknown"
     key = rejection_key(owner=owner, day=day_key(now))
-    pipe = client.pipeline()
-    pipe.hincrby(key, reason, 1)
-    pipe.expire(key, (REJECTION_DAYS + 1) * 86_400)
-    pipe.execute()
+    try:
+        pipe = client.pipeline()
+        pipe.hincrby(key, reason, 1)
+        pipe.expire(key, (REJECTION_DAYS + 1) * 86_400)
+        pipe.execute()
+        first_this_minute = bool(client.set(f"{_prefix()}:audited:{owner}", 1, nx=True, ex=60))
+    except RedisError:
+        # Without Redis the counters miss a few refusals; the audit throttle fails closed (no audit flood).
+        logger.warning("webhook rejection not counted: Redis is unavailable")
+        return
     if connection is None:
         return
-    if client.set(f"{_prefix()}:audited:{owner}", 1, nx=True, ex=60):
+    if first_this_minute:
         audit_record(
             "webhook.rejected",
             tenant=current_tenant(),
@@ -400,7 +416,13 @@ def _claim_new(connection: Connection, events: list[Event]) -> tuple[list[Event]
     pipe = client.pipeline()
     for key in keys:
         pipe.set(key, 1, nx=True, ex=DEDUPE_TTL_SECONDS)
-    claimed = pipe.execute()
+    try:
+        claimed = pipe.execute()
+    except RedisError:
+        # Without Redis every event counts as new: a redelivered one costs at most a sync that the queued-run
+        # check below coalesces, while dropping one could lose a change.
+        logger.warning("webhook de-duplication skipped: Redis is unavailable")
+        return list(events), []
     new = [(event, key) for event, key, won in zip(events, keys, claimed, strict=True) if won]
     return [event for event, _key in new], [key for _event, key in new]
 
@@ -409,8 +431,10 @@ def webhook_sync_request(*, connection: Connection, stream: str) -> bool:
     """Queue an incremental sync of `stream` unless one is already queued (which covers this change).
 
     A run that is queued has not read yet, so it will see the change; a running one may have read past
-    it, so it does not count. A transaction-scoped advisory lock makes check-and-queue atomic across
-    processes. Paused streams are left alone (a pause stops automatic syncs). Return whether it queued.
+    it, so it does not count. The queued run is the durable record of the notification: it commits before
+    the answer, and its task is published after the commit, or again by the sweep if the broker was away.
+    A transaction-scoped advisory lock makes check-and-queue atomic across processes. Paused streams are
+    left alone (a pause stops automatic syncs). Return whether it queued.
     """
     tenant = current_tenant()
     key = lock_key(tenant_id=tenant.id, connection_id=connection.pk, stream=f"webhook:{stream}")
@@ -445,7 +469,8 @@ def webhook_accept(*, connection: Connection, events: list[Event]) -> Accepted:
                 queued.append(stream)
     except BaseException:
         if keys:
-            redis_client().delete(*keys)
+            with contextlib.suppress(RedisError):
+                redis_client().delete(*keys)
         raise
     return Accepted(events=len(events), new=len(new), queued=queued)
 

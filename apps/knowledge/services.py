@@ -414,8 +414,12 @@ def translation_archive(*, translation: Translation, actor: Any = None, request:
 
 
 def _on_commit(func: Any, *, using: str) -> None:
-    """Queue work for after the commit (tests swap this to run it at once, inside their transaction)."""
-    transaction.on_commit(func, using=using)
+    """Queue work for after the commit (tests swap this to run it at once, inside their transaction).
+
+    `robust`: a broker outage after the commit is logged, never turned into a server error for a change that
+    is already stored (issue 15).
+    """
+    transaction.on_commit(func, using=using, robust=True)
 
 
 def index_on_commit(*, translation_ids: list[int]) -> None:

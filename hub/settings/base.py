@@ -597,20 +597,6 @@ HUB_REDIS_CONNECT_TIMEOUT = env_float("HUB_REDIS_CONNECT_TIMEOUT", 0.25, minimum
 HUB_REDIS_SOCKET_TIMEOUT = env_float("HUB_REDIS_SOCKET_TIMEOUT", 0.25, minimum=0.01, maximum=30.0)
 HUB_REDIS_HEALTH_CHECK_INTERVAL = env_int("HUB_REDIS_HEALTH_CHECK_INTERVAL", 30, minimum=0, maximum=3600)
 HUB_REDIS_DOWN_SECONDS = env_float("HUB_REDIS_DOWN_SECONDS", 1.0, minimum=0.0, maximum=60.0)
-# The Celery broker connection: longer than the cache's (a worker's blocking reads wait up to a second), and
-# a publish (enqueueing from a request) gives up after a couple of quick retries and answers 503.
-CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECT_TIMEOUT", 2.0, minimum=0.1, maximum=60.0)
-CELERY_BROKER_TRANSPORT_OPTIONS |= {
-    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
-    "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 5.0, minimum=1.5, maximum=300.0),
-    "retry_on_timeout": False,
-}
-CELERY_TASK_PUBLISH_RETRY_POLICY = {
-    "max_retries": 2,
-    "interval_start": 0,
-    "interval_step": 0.2,
-    "interval_max": 0.5,
-}
 # Retry-After (seconds) of a 503 answered because a dependency is down.
 HUB_RETRY_AFTER_SECONDS = env_int("HUB_RETRY_AFTER_SECONDS", 5, minimum=1, maximum=3600)
 # While Redis is unreachable the chat rate limits are not enforced for this long (seconds since the process
@@ -621,3 +607,102 @@ HUB_CHAT_RATE_FAIL_OPEN_SECONDS = env_int("HUB_CHAT_RATE_FAIL_OPEN_SECONDS", 60,
 HUB_READYZ_DB_TIMEOUT = env_float("HUB_READYZ_DB_TIMEOUT", 1.0, minimum=0.1, maximum=10.0)
 # Sessions stay cached_db; only the cache refill after a database read tolerates a Redis outage.
 SESSION_ENGINE = "apps.core.sessions"
+
+# --- Failing safe (issue 15), slice "workers": broker deadlines, beat lock, task deadlines ------------------
+# The broker may live apart from the cache (Redis or RabbitMQ); by default it is REDIS_URL.
+if "CELERY_BROKER_URL" in os.environ:
+    CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", ("redis", "rediss", "unix", "amqp", "amqps"))
+# Publishing a task (on a request path: webhooks, console "sync now", on-commit kicks) is bounded: connect and
+# socket timeouts, and at most HUB_BROKER_PUBLISH_RETRIES quick retries. With the broker stalled, a publish
+# fails within about (retries + 1) x (connect + socket timeout); callers keep the work in the database and a
+# beat sweep re-queues it (docs/operations.md), so a failed publish delays work but loses none.
+HUB_BROKER_CONNECT_TIMEOUT_MS = env_int("HUB_BROKER_CONNECT_TIMEOUT_MS", 500, minimum=50, maximum=30_000)
+HUB_BROKER_SOCKET_TIMEOUT_MS = env_int("HUB_BROKER_SOCKET_TIMEOUT_MS", 1000, minimum=100, maximum=60_000)
+HUB_BROKER_PUBLISH_RETRIES = env_int("HUB_BROKER_PUBLISH_RETRIES", 1, minimum=0, maximum=10)
+CELERY_BROKER_CONNECTION_TIMEOUT = HUB_BROKER_CONNECT_TIMEOUT_MS / 1000
+CELERY_BROKER_TRANSPORT_OPTIONS.update(
+    {
+        "socket_connect_timeout": HUB_BROKER_CONNECT_TIMEOUT_MS / 1000,
+        "socket_timeout": HUB_BROKER_SOCKET_TIMEOUT_MS / 1000,
+        "socket_keepalive": True,
+        # A worker notices a dead or stalled broker connection and reconnects instead of waiting on it.
+        "health_check_interval": 10,
+        "retry_on_timeout": False,
+    }
+)
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": HUB_BROKER_PUBLISH_RETRIES,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# Workers reconnect for as long as the broker is away (they hold no work meanwhile: acks_late), and beat
+# too; heartbeats (AMQP) notice a silent broker.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_HEARTBEAT = 10
+# Beat: celery-redbeat keeps the schedule in Redis behind a lock, so a second beat (rolling deploy overlap,
+# a mistake) waits as a standby instead of queueing every periodic task twice. The lock expires
+# HUB_BEAT_LOCK_SECONDS after the active beat stops renewing it (it renews every tick, at most
+# CELERY_BEAT_MAX_LOOP_INTERVAL apart); then a standby takes over. A beat that lost its lock exits before it
+# sends anything.
+HUB_BEAT_LOCK_SECONDS = env_int("HUB_BEAT_LOCK_SECONDS", 60, minimum=5, maximum=3600)
+CELERY_BEAT_SCHEDULER = "hub.beat:BeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = min(5, HUB_BEAT_LOCK_SECONDS // 3)
+CELERY_REDBEAT_REDIS_URL = REDIS_URL
+CELERY_REDBEAT_KEY_PREFIX = f"{CACHES['default']['KEY_PREFIX']}:redbeat"
+CELERY_REDBEAT_LOCK_TIMEOUT = HUB_BEAT_LOCK_SECONDS
+CELERY_REDBEAT_REDIS_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": HUB_BROKER_CONNECT_TIMEOUT_MS / 1000,
+    "socket_timeout": HUB_BROKER_SOCKET_TIMEOUT_MS / 1000,
+    # Ride out a Redis blip shorter than the lock instead of crashing the beat loop.
+    "retry_period": HUB_BEAT_LOCK_SECONDS // 2,
+}
+# Task deadlines. Every statement a Celery task runs has its own budget (HUB_DB_STATEMENT_TIMEOUT_TASK_MS
+# above, set when a worker process opens a database connection). Soft time limits raise inside the task
+# (SoftTimeLimitExceeded, recorded like any failure), the hard limit (soft + 30 s) kills the worker child,
+# whose late-acked message is then redelivered. Each is longer than the vendor calls it makes (connect 5 s +
+# read 30 s per request, connectors/http.py; the outbox relay drains for 20 s, then finishes its batch) and
+# shorter than the broker's visibility timeout. A relay killed mid-batch leaves its claims to be taken again
+# after the lease.
+HUB_TASK_TIME_LIMIT_SECONDS = env_int("HUB_TASK_TIME_LIMIT_SECONDS", 600, minimum=10)
+HUB_SYNC_TASK_TIME_LIMIT_SECONDS = env_int("HUB_SYNC_TASK_TIME_LIMIT_SECONDS", 1800, minimum=10)
+HUB_OUTBOX_TASK_TIME_LIMIT_SECONDS = env_int("HUB_OUTBOX_TASK_TIME_LIMIT_SECONDS", 120, minimum=10)
+_GRACE = 30
+
+
+def _limits(soft: int) -> dict[str, int]:
+    return {"soft_time_limit": soft, "time_limit": soft + _GRACE}
+
+
+CELERY_TASK_SOFT_TIME_LIMIT = HUB_TASK_TIME_LIMIT_SECONDS
+CELERY_TASK_TIME_LIMIT = HUB_TASK_TIME_LIMIT_SECONDS + _GRACE
+CELERY_TASK_ANNOTATIONS = {
+    "apps.integrations.tasks.sync_stream_task": _limits(HUB_SYNC_TASK_TIME_LIMIT_SECONDS),
+    "apps.integrations.tasks.outbox_relay_task": _limits(HUB_OUTBOX_TASK_TIME_LIMIT_SECONDS),
+    "apps.knowledge.tasks.knowledge_reindex_task": _limits(HUB_SYNC_TASK_TIME_LIMIT_SECONDS),
+    "apps.knowledge.tasks.knowledge_import_connection_task": _limits(HUB_SYNC_TASK_TIME_LIMIT_SECONDS),
+    "apps.policies.tasks.retention_enforce_tenant": _limits(HUB_SYNC_TASK_TIME_LIMIT_SECONDS),
+}
+_visibility = CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+for _name, _soft in (
+    ("HUB_TASK_TIME_LIMIT_SECONDS", HUB_TASK_TIME_LIMIT_SECONDS),
+    ("HUB_SYNC_TASK_TIME_LIMIT_SECONDS", HUB_SYNC_TASK_TIME_LIMIT_SECONDS),
+    ("HUB_OUTBOX_TASK_TIME_LIMIT_SECONDS", HUB_OUTBOX_TASK_TIME_LIMIT_SECONDS),
+):
+    if _soft + _GRACE >= _visibility:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"Setting {_name}: plus {_GRACE} s must stay below CELERY_VISIBILITY_TIMEOUT ({_visibility} s)"
+        )
+# A queued sync whose message was lost (publish failed with the broker down, the process died, the broker lost
+# its data) is published again by beat once it has waited this long without starting, or this long past its
+# longest retry delay (HUB_SYNC_RETRY_MAX_SECONDS). A message merely waiting in a backlog then runs once:
+# duplicates of a run are no-ops.
+HUB_SYNC_REQUEUE_SECONDS = env_int("HUB_SYNC_REQUEUE_SECONDS", 120, minimum=5, maximum=86_400)
+CELERY_BEAT_SCHEDULE["integrations-sync-requeue"] = {
+    "task": "apps.integrations.tasks.sync_requeue_stale_task",
+    "schedule": float(min(30, HUB_SYNC_REQUEUE_SECONDS)),
+}

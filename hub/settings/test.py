@@ -43,3 +43,5 @@ for _item in filter(None, os.environ.get("HUB_TEST_DB_PORTS", "").split(",")):
     if _alias not in DATABASES or not _port.isdigit():
         raise ImproperlyConfigured(f"Setting HUB_TEST_DB_PORTS: {_item!r} is not alias=port")
     DATABASES[_alias]["PORT"] = _port
+# Each run's beat schedule and lock live under its own prefix too.
+CELERY_REDBEAT_KEY_PREFIX = f"hubtest{TEST_RUN}:redbeat"

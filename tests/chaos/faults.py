@@ -6,6 +6,8 @@
 - `paused(pids)`: SIGSTOP the processes, SIGCONT them when the block ends, and in any case after `limit`
   seconds (a safety timer), so a failing test never leaves a service stopped.
 - `service_pids(name)`: the embedded Postgres (postmaster and every backend) or Redis of this HUB_HOME.
+- `celery_broker(url)`: this process publishes its tasks to `url` for a block (a StallProxy in front of the
+  broker); `broker_messages(queue)` / `broker_purge(queue)` read and empty one queue of this run's broker.
 - `ChatLoad`: client threads sending chat turns (each with its own Idempotency-Key) and recording every
   answer: status, seconds, Retry-After, or the client-side error.
 - `ChaosWeb`: tests/chaos/test_multiprocess.Web with more workers and extra environment.
@@ -49,6 +51,10 @@ class StallProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, name="stall-proxy", daemon=True).start()
+
+    def url_for(self, url: str) -> str:
+        """`url` (redis://… or postgres://…) with this proxy's port in place of the target's."""
+        return url.replace(f":{self.target[1]}", f":{self.port}", 1)
 
     def stall(self) -> None:
         self._flowing.clear()
@@ -277,3 +283,53 @@ class ChaosWeb(Web):
         except requests.RequestException:
             status = 0
         return status, time.monotonic() - started
+
+
+@contextlib.contextmanager
+def celery_broker(url: str) -> Iterator[None]:
+    """Publish this process's tasks to `url` for the block (e.g. a StallProxy in front of the broker)."""
+    import kombu.pools
+
+    from hub.celery import app
+
+    def reset() -> None:
+        # Celery's pools are entries of kombu's registry keyed by broker URL: close and forget them all, or
+        # the original URL would later get back a closed pool.
+        kombu.pools.reset()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    before = app.conf.broker_url
+    reset()
+    app.conf.broker_url = url
+    try:
+        yield
+    finally:
+        reset()
+        app.conf.broker_url = before
+
+
+def broker_messages(queue: str) -> list[dict[str, object]]:
+    """The task messages waiting in one queue of this test run's broker: task name and kwargs each."""
+    import base64
+    import json
+
+    import redis
+    from django.conf import settings
+
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    found = []
+    for raw in client.lrange(f"{prefix}{queue}", 0, -1):
+        message = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        found.append({"task": message["headers"]["task"], "kwargs": kwargs})
+    return found
+
+
+def broker_purge(queue: str) -> None:
+    import redis
+    from django.conf import settings
+
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(f"{prefix}{queue}")

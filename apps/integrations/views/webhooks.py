@@ -10,6 +10,7 @@ import logging
 import math
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -20,6 +21,9 @@ from apps.integrations.selectors import webhook_connection_find
 from apps.observability.access import client_address
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a vendor is asked to wait when the hub cannot store a delivery (HubSpot and Salesforce retry).
+UNAVAILABLE_RETRY_AFTER = 30
 
 
 def _read_body(request: HttpRequest) -> bytes | None:
@@ -44,7 +48,25 @@ def _unauthorized() -> HttpResponse:
     return HttpResponse(status=401)
 
 
+def _unavailable() -> HttpResponse:
+    """The database is away: nothing was stored, so ask the vendor to send the delivery again."""
+    response = HttpResponse(status=503)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
+
+
 def _ingest(
+    request: HttpRequest, *, vendor: webhooks.Vendor, connection_id: Any, token: str = ""
+) -> HttpResponse:
+    """Accept a delivery once its queued sync is stored; the broker and Redis may be away (webhooks.py)."""
+    try:
+        return _ingest_stored(request, vendor=vendor, connection_id=connection_id, token=token)
+    except DatabaseError:
+        logger.warning("webhook refused with 503: the database is unavailable (%s)", vendor)
+        return _unavailable()
+
+
+def _ingest_stored(
     request: HttpRequest, *, vendor: webhooks.Vendor, connection_id: Any, token: str = ""
 ) -> HttpResponse:
     ip = client_address(request.META)  # behind the ingress, each sender still gets its own bucket
