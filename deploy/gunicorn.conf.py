@@ -12,7 +12,7 @@ from typing import Any
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # Threads accept and answer quickly; the admission gate (apps/core/admission.py, HUB_ADMISSION_*) lets only
-# HUB_ADMISSION_PERMITS of them (1) do a request's work at a time, up to HUB_ADMISSION_WAITING (4) wait in
+# HUB_ADMISSION_PERMITS of them (1) do a request's work at a time, up to HUB_ADMISSION_WAITING (6) wait in
 # line, and refuses the rest at once with 503 + Retry-After. A chat turn with the offline providers is
 # CPU-bound and Python threads share one core per process (the GIL): threads interleaving turns made every
 # turn slow, so the permit, not the thread count, sets the work done at once. Threads must outnumber

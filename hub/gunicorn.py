@@ -3,6 +3,9 @@
 - `child_exit`: drop a dead worker's live metric gauges (multi-process Prometheus).
 - `post_worker_init`: load the embedding model before the worker takes requests, so the first chat users of
   a fresh worker do not wait for it (about 2 s per worker otherwise).
+- `post_worker_init` also shortens the interpreter's thread switch interval in threaded (gthread) workers, so
+  the threads that accept, refuse or answer readiness get the GIL within 1 ms of asking instead of 5 ms
+  while the admitted request computes (apps/core/admission.py; bench/README.md, bench_overload).
 - `logger_class`: gunicorn's access and error logs with the secrets of password-reset, invitation and
   webhook URLs blanked (apps/observability/redact.py), whatever the access-log format prints.
 """
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -33,7 +37,13 @@ class RedactingLogger(Logger):
 logger_class = RedactingLogger
 
 
+#: Seconds a thread may hold the GIL while another waits for it, in threaded workers (Python's default: 5 ms).
+THREADED_SWITCH_INTERVAL = 0.001
+
+
 def post_worker_init(worker: Any) -> None:
+    if getattr(getattr(worker, "cfg", None), "threads", 1) > 1:
+        sys.setswitchinterval(THREADED_SWITCH_INTERVAL)
     try:
         from apps.knowledge.embeddings import get_provider
 

@@ -570,9 +570,9 @@ CELERY_BEAT_SCHEDULE["audit-anchor"] = {
 # Requests one web process works on at once (default 1: a turn with the offline providers is CPU-bound, and
 # threads of one process share a core). Raise it with a remote language model, where turns mostly wait.
 HUB_ADMISSION_PERMITS = env_int("HUB_ADMISSION_PERMITS", 1, minimum=1, maximum=256)
-# Requests that may wait for a permit, per process (default 4); beyond that a request is refused at once
+# Requests that may wait for a permit, per process (default 6); beyond that a request is refused at once
 # with 503 and Retry-After. Needs gthread workers with more threads (GUNICORN_THREADS) than permits + waiting.
-HUB_ADMISSION_WAITING = env_int("HUB_ADMISSION_WAITING", 4, minimum=0, maximum=1024)
+HUB_ADMISSION_WAITING = env_int("HUB_ADMISSION_WAITING", 6, minimum=0, maximum=1024)
 # How long a waiting request waits for its permit before it is refused (default 1 s): also bounds the wait
 # behind a request that hangs on a stalled dependency.
 HUB_ADMISSION_MAX_WAIT_SECONDS = env_float("HUB_ADMISSION_MAX_WAIT_SECONDS", 1.0, minimum=0.0, maximum=30.0)
