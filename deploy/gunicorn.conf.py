@@ -20,7 +20,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # gives the old sync workers (no early refusal: excess connections wait in the kernel's accept queue).
 # Numbers: bench/README.md (bench_overload).
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
-worker_class = "gthread" if threads > 1 else "sync"
+worker_class = "hub.gunicorn.DrainingThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM: stop accepting, finish the requests in flight for up to this long. Below Kubernetes'
 # terminationGracePeriodSeconds (deploy/k8s/web.yaml: 40) minus its preStop sleep (10): 10 + 25 < 40.

@@ -6,6 +6,10 @@
 - `post_worker_init` also shortens the interpreter's thread switch interval in threaded (gthread) workers, so
   the threads that accept, refuse or answer readiness get the GIL within 1 ms of asking instead of 5 ms
   while the admitted request computes (apps/core/admission.py; bench/README.md, bench_overload).
+- `DrainingThreadWorker`: gthread, except that a worker told to stop (SIGTERM, max_requests) closes its copy
+  of the listening sockets at once instead of after its in-flight requests: gunicorn's own worker keeps them
+  open while it drains, so new connections queue unanswered for up to graceful_timeout and are then reset;
+  closed, they are refused at once and a client or load balancer tries another instance.
 - `logger_class`: gunicorn's access and error logs with the secrets of password-reset, invitation and
   webhook URLs blanked (apps/observability/redact.py), whatever the access-log format prints.
 """
@@ -17,11 +21,12 @@ import sys
 from typing import Any
 
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import ThreadWorker
 
 from apps.observability.gunicorn import child_exit
 from apps.observability.redact import SecretPathFilter
 
-__all__ = ["RedactingLogger", "child_exit", "logger_class", "post_worker_init"]
+__all__ = ["DrainingThreadWorker", "RedactingLogger", "child_exit", "logger_class", "post_worker_init"]
 
 
 class RedactingLogger(Logger):
@@ -35,6 +40,20 @@ class RedactingLogger(Logger):
 
 
 logger_class = RedactingLogger
+
+
+class DrainingThreadWorker(ThreadWorker):
+    """A gthread worker that stops listening as soon as it starts draining (see the module docstring).
+
+    The listening socket lives on while another process holds it: the master during a worker replacement
+    (HUP, max_requests), so only a whole server's shutdown makes new connections be refused.
+    """
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
 
 
 #: Seconds a thread may hold the GIL while another waits for it, in threaded workers (Python's default: 5 ms).
