@@ -1,16 +1,18 @@
-"""Admission under overload: a per-process work permit and a small waiting room, in front of Django.
+"""Admission under overload: a few work threads per process and a small waiting room, in front of Django.
 
 A chat turn with the offline providers is CPU-bound and Python threads share one core per process (the GIL):
-several turns interleaving in one process all finish late. So each web process does the work of at most
-HUB_ADMISSION_PERMITS requests at a time (1 by default) while gunicorn's gthread threads keep accepting
-connections. A request that finds the permit taken joins a bounded, first-come-first-served waiting room
-(HUB_ADMISSION_WAITING places); when the room is full it is refused at once (503, `Retry-After`, the API's
-JSON error shape), and a waiting request that does not get the permit within HUB_ADMISSION_MAX_WAIT_SECONDS
-is refused too. Admitted requests therefore wait for at most a few others, whatever the load; refusals cost
-a lock and a small write, not a turn. Without this, excess connections wait in the kernel's accept queue and
-every request gets slower.
+several turns interleaving in one process all finish late. So each web process runs the application on
+HUB_ADMISSION_PERMITS long-lived work threads (1 by default) while gunicorn's gthread threads keep accepting
+connections. A request that finds every work thread busy joins a bounded, first-come-first-served waiting
+room (HUB_ADMISSION_WAITING places); when the room is full it is refused at once (503, `Retry-After`, the
+API's JSON error shape), and a waiting request that has not started within HUB_ADMISSION_MAX_WAIT_SECONDS
+is refused too (it never reached Django, so a retry with the same Idempotency-Key is its first delivery).
+Admitted requests therefore wait for at most a few others, whatever the load; refusals cost a lock and a
+small write, not a turn. Without this, excess connections wait in the kernel's accept queue and every
+request gets slower. The same work threads run every request, so a process keeps HUB_ADMISSION_PERMITS
+database connections per alias (Django's are per thread), not one per gunicorn thread.
 
-The permit is local to the process on purpose: it measures this process's capacity, nothing shared (shared
+The pool is local to the process on purpose: it measures this process's capacity, nothing shared (shared
 limits such as the chat rate limits live in Redis).
 
 Never gated: liveness, readiness and metrics (a load balancer and Prometheus must hear back from a busy
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -29,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.utils import translation
 from django.utils.html import escape
 from django.utils.translation import gettext as _
@@ -36,7 +40,7 @@ from django.utils.translation.trans_real import get_supported_language_variant, 
 
 from apps.observability import metrics
 
-__all__ = ["AdmissionGate", "WorkPermit", "admission_wrap"]
+__all__ = ["AdmissionGate", "WorkPool", "admission_wrap"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -44,53 +48,128 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 #: Route label of refused requests in hub_http_request_duration_seconds (they never reach Django's router).
 REFUSED_ROUTE = "admission:refused"
 _UNGATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Ungated paths that query the databases: run by any gunicorn thread, they close the connections they
+#: opened, or every thread would keep its own (the work threads' are the ones worth keeping).
+_DATABASE_PATHS = frozenset({"/readyz", "/metrics"})
 
 
-class WorkPermit:
-    """`permits` holders at a time; up to `waiting` others queue in arrival order for a bounded time."""
+_END = object()
+
+
+class _Job:
+    """One admitted request: run by a work thread, its body handed to the gunicorn thread chunk by chunk."""
+
+    def __init__(self, app: WSGIApp, environ: dict[str, Any], start_response: StartResponse) -> None:
+        self.app = app
+        self.environ = environ
+        self.start_response = start_response
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+        self.chunks: queue.Queue[object] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        """Call the application and iterate its response, here, in the work thread."""
+        try:
+            result = self.app(self.environ, self.start_response)
+            try:
+                for chunk in result:
+                    if not self._put(chunk):
+                        break
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # Django's request_finished: this thread's database connections are tidied
+        except BaseException as exc:  # handed to the gunicorn thread, which reports it as it always does
+            self.error = exc
+        finally:
+            self._put(_END)
+
+    def _put(self, item: object) -> bool:
+        while not self.cancelled.is_set():
+            try:
+                self.chunks.put(item, timeout=1.0)
+                return True
+            except queue.Full:  # a slow client reading a streamed response
+                continue
+        return False
+
+
+class _Body:
+    """The response as the server sees it: the chunks the work thread produces, in order."""
+
+    def __init__(self, job: _Job) -> None:
+        self._job = job
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (chunk := self._job.chunks.get()) is not _END:
+            yield chunk  # type: ignore[misc]
+        if self._job.error is not None:
+            raise self._job.error
+
+    def close(self) -> None:
+        self._job.cancelled.set()  # the client went away mid-stream: the work thread stops producing
+
+
+class WorkPool:
+    """`permits` long-lived threads do the application's work; up to `waiting` requests queue for them.
+
+    The same few threads run every request, so a process holds `permits` database connections per alias
+    (Django's are per thread), not one per gunicorn thread. Jobs start in arrival order.
+    """
 
     def __init__(self, *, permits: int, waiting: int) -> None:
+        self.permits = permits
+        self.capacity = permits + waiting
         self._lock = threading.Lock()
-        self._free = permits
-        self._waiting = waiting
-        self._queue: deque[threading.Event] = deque()
+        self._ready = threading.Condition(self._lock)
+        self._queue: deque[_Job] = deque()
+        self._busy = 0
+        self._pid = 0  # threads are started in the process that uses them (after gunicorn's fork)
 
-    def acquire(self, *, timeout: float) -> bool:
-        """Take a permit now, or wait in line for one up to `timeout`; False when refused."""
+    def submit(self, job: _Job, *, timeout: float) -> bool:
+        """Queue `job` and wait until a work thread starts it; False (and never run) when refused."""
         with self._lock:
-            if self._free > 0:
-                self._free -= 1
-                return True
-            if len(self._queue) >= self._waiting:
+            if self._pid != os.getpid():
+                self._start_threads()
+            if self._busy + len(self._queue) >= self.capacity:
                 return False
-            turn = threading.Event()
-            self._queue.append(turn)
-        if turn.wait(timeout):
+            self._queue.append(job)
+            self._ready.notify()
+        if job.started.wait(timeout):
             return True
         with self._lock:
-            if turn.is_set():  # handed over just as the wait timed out: it is ours
+            if job.started.is_set():  # started just as the wait timed out: it runs
                 return True
-            self._queue.remove(turn)
+            self._queue.remove(job)
             return False
 
-    def release(self) -> None:
-        """Hand the permit to the first in line, or free it."""
-        with self._lock:
-            if self._queue:
-                self._queue.popleft().set()
-            else:
-                self._free += 1
+    def _start_threads(self) -> None:
+        self._pid, self._busy = os.getpid(), 0
+        self._queue.clear()
+        for n in range(self.permits):
+            threading.Thread(target=self._work, name=f"hub-work-{n}", daemon=True).start()
 
-    def waiting(self) -> int:
-        return len(self._queue)
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._ready.wait()
+                job = self._queue.popleft()
+                self._busy += 1
+                job.started.set()
+            try:
+                job.run()
+            finally:
+                with self._lock:
+                    self._busy -= 1
 
 
-class _Released:
-    """The response iterable; the permit is released when the server closes it (after the body is sent)."""
+class _ClosingConnections:
+    """A response whose close() also closes the database connections of the thread that served it."""
 
-    def __init__(self, result: Iterable[bytes], release: Callable[[], None]) -> None:
+    def __init__(self, result: Iterable[bytes]) -> None:
         self._result = result
-        self._release = release
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._result)
@@ -101,12 +180,7 @@ class _Released:
             if close is not None:
                 close()
         finally:
-            release, self._release = self._release, _noop
-            release()
-
-
-def _noop() -> None:
-    return None
+            connections.close_all()
 
 
 def _language(environ: dict[str, Any]) -> str:
@@ -121,7 +195,7 @@ def _language(environ: dict[str, Any]) -> str:
 
 
 class AdmissionGate:
-    """WSGI middleware: admit a request to the application only with a work permit (see module docstring)."""
+    """WSGI middleware: a request reaches the application only through the work pool (module docstring)."""
 
     def __init__(
         self,
@@ -135,7 +209,7 @@ class AdmissionGate:
         static_prefix: str = "/static/",
     ) -> None:
         self.app = app
-        self.permit = WorkPermit(permits=permits, waiting=waiting)
+        self.pool = WorkPool(permits=permits, waiting=waiting)
         self.max_wait = max_wait
         self.retry_after = retry_after
         self.drain_file = drain_file
@@ -146,16 +220,13 @@ class AdmissionGate:
         if path in _UNGATED_PATHS or path.startswith(self.static_prefix):
             if path == "/readyz" and self.drain_file and os.path.exists(self.drain_file):
                 return self._draining(start_response)
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        if not self.permit.acquire(timeout=self.max_wait):
-            return self._refuse(environ, start_response, started)
-        try:
             result = self.app(environ, start_response)
-        except BaseException:
-            self.permit.release()
-            raise
-        return _Released(result, self.permit.release)
+            return _ClosingConnections(result) if path in _DATABASE_PATHS else result
+        started = time.perf_counter()
+        job = _Job(self.app, environ, start_response)
+        if not self.pool.submit(job, timeout=self.max_wait):
+            return self._refuse(environ, start_response, started)
+        return _Body(job)
 
     def _draining(self, start_response: StartResponse) -> list[bytes]:
         body = b'{"status": "unavailable"}'

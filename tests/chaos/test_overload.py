@@ -9,7 +9,8 @@ turns at once, each turn with its own Idempotency-Key. The test shows:
   not after waiting);
 - every admitted turn is answered correctly and stored exactly once; a refused turn is not stored at all
   (it never reached Django), so the client's retry with the same key is its first and only delivery;
-- liveness and readiness keep answering 200 during the overload (never gated).
+- liveness and readiness keep answering 200 during the overload (never gated);
+- the worker holds one database connection per alias at most (its work thread's), not one per thread.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from django.conf import settings
 from django.db import connections
 
 from apps.chat.models import Action, Message
@@ -121,6 +123,16 @@ def test_overload_is_refused_fast_and_admitted_turns_are_stored_once(
             assert not thread.is_alive(), "a client hung"
         done.set()
         prober.join(timeout=10)
+        # The work thread holds the process's database connections: one per alias at most, not one per
+        # gunicorn thread (the readiness probes' connections are closed after each probe).
+        pg_port = int(settings.DATABASES["default"]["PORT"])
+        (worker,) = web.workers()
+        held = [
+            c
+            for c in worker.net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == pg_port and c.status == "ESTABLISHED"
+        ]
+        assert 0 < len(held) <= len(settings.DATABASES), held
     finally:
         web.stop()
         connections.close_all()
