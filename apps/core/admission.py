@@ -12,6 +12,9 @@ small write, not a turn. Without this, excess connections wait in the kernel's a
 request gets slower. The same work threads run every request, so a process keeps HUB_ADMISSION_PERMITS
 database connections per alias (Django's are per thread), not one per gunicorn thread.
 
+Single-threaded servers (gunicorn's sync workers, GUNICORN_THREADS=1) are passed through untouched: they
+serve one request at a time and leave the excess in the kernel's accept queue, as before.
+
 The pool is local to the process on purpose: it measures this process's capacity, nothing shared (shared
 limits such as the chat rate limits live in Redis).
 
@@ -222,6 +225,8 @@ class AdmissionGate:
                 return self._draining(start_response)
             result = self.app(environ, start_response)
             return _ClosingConnections(result) if path in _DATABASE_PATHS else result
+        if not environ.get("wsgi.multithread"):
+            return self.app(environ, start_response)  # a sync worker serves one request at a time anyway
         started = time.perf_counter()
         job = _Job(self.app, environ, start_response)
         if not self.pool.submit(job, timeout=self.max_wait):

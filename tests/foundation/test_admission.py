@@ -29,7 +29,7 @@ class Call:
 
 
 def environ(path: str = "/api/v1/conversations", **extra: str) -> dict[str, Any]:
-    return {"PATH_INFO": path, "REQUEST_METHOD": "POST", **extra}
+    return {"PATH_INFO": path, "REQUEST_METHOD": "POST", "wsgi.multithread": True, **extra}
 
 
 class BlockingApp:
@@ -167,6 +167,13 @@ def test_the_drain_file_turns_readiness_503_and_nothing_else(tmp_path: Path) -> 
     call, data = serve(g, environ("/readyz", REQUEST_METHOD="GET"))
     assert call.status.startswith("503") and json.loads(data) == {"status": "unavailable"}
     assert serve(g, environ("/healthz", REQUEST_METHOD="GET"))[0].status == "200 OK"
+
+
+def test_a_single_threaded_server_calls_the_application_directly() -> None:
+    app = BlockingApp()
+    app.release.set()
+    _call, data = serve(gate(app), {**environ(), "wsgi.multithread": False})
+    assert data == b"one two" and app.threads == [threading.current_thread().name]
 
 
 def test_an_application_error_reaches_the_server_and_frees_the_work_thread() -> None:
