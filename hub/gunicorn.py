@@ -9,7 +9,9 @@
 - `DrainingThreadWorker`: gthread, except that a worker told to stop (SIGTERM, max_requests) closes its copy
   of the listening sockets at once instead of after its in-flight requests: gunicorn's own worker keeps them
   open while it drains, so new connections queue unanswered for up to graceful_timeout and are then reset;
-  closed, they are refused at once and a client or load balancer tries another instance.
+  closed, they are refused at once and a client or load balancer tries another instance. And a worker
+  whose admission pool is full lets the other workers accept a new connection first (5 ms), so bursts of
+  new connections spread over the processes with room instead of being refused by the busiest.
 - `logger_class`: gunicorn's access and error logs with the secrets of password-reset, invitation and
   webhook URLs blanked (apps/observability/redact.py), whatever the access-log format prints.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -49,6 +52,19 @@ class DrainingThreadWorker(ThreadWorker):
     (HUP, max_requests), so only a whole server's shutdown makes new connections be refused.
     """
 
+    def accept(self, listener: Any) -> None:
+        """Take a new connection; a process whose work pool is full first lets the others take it.
+
+        Every worker is woken for a new connection; the first to call accept() gets it. A process with no
+        room would only refuse the request, so it waits a moment: one with room takes the connection, and
+        when every process is full the connection is still taken (and the request refused) a few
+        milliseconds later.
+        """
+        pool = getattr(self.wsgi, "pool", None)
+        if pool is not None and pool.full():
+            time.sleep(ACCEPT_YIELD_SECONDS)
+        super().accept(listener)
+
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
         if not enabled and not self.alive:
@@ -56,6 +72,8 @@ class DrainingThreadWorker(ThreadWorker):
                 listener.close()
 
 
+#: How long a process with a full work pool lets the other processes take a new connection first.
+ACCEPT_YIELD_SECONDS = 0.005
 #: Seconds a thread may hold the GIL while another waits for it, in threaded workers (Python's default: 5 ms).
 THREADED_SWITCH_INTERVAL = 0.001
 
