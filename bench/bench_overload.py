@@ -118,6 +118,17 @@ def _backoff(conn: Conn, rng: random.Random) -> float:
     return float(conn.headers.get("retry-after", "1")) * rng.uniform(0.5, 1.5)
 
 
+def _measured(server: Server, key: str, clients: int, questions: dict[str, list[str]]) -> dict[str, Any]:
+    """One phase, with the CPU the gunicorn processes and this load generator used (2 shared cores)."""
+    assert server.proc is not None
+    before, client_before = bench_chat._cpu_seconds([server.proc.pid]), time.process_time()
+    result = asyncio.run(_phase(server.port, key, clients, SECONDS, questions))
+    web = bench_chat._cpu_used(before, bench_chat._cpu_seconds([server.proc.pid]))
+    result["web_cpu_pct"] = round(100 * web / SECONDS, 1)
+    result["client_cpu_pct"] = round(100 * (time.process_time() - client_before) / SECONDS, 1)
+    return result
+
+
 def _server_run(
     key: str, questions: dict[str, list[str]], *, threads: int, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -125,8 +136,8 @@ def _server_run(
     server.env.update(env or {})
     with server:
         asyncio.run(_phase(server.port, key, CAPACITY, WARMUP_SECONDS, questions))
-        capacity = asyncio.run(_phase(server.port, key, CAPACITY, SECONDS, questions))
-        overload = asyncio.run(_phase(server.port, key, CLIENTS, SECONDS, questions))
+        capacity = _measured(server, key, CAPACITY, questions)
+        overload = _measured(server, key, CLIENTS, questions)
     ratio = None
     if capacity["admitted"].get("p99_ms") and overload["admitted"].get("p99_ms"):
         ratio = round(overload["admitted"]["p99_ms"] / capacity["admitted"]["p99_ms"], 2)

@@ -61,7 +61,10 @@ class DrainingThreadWorker(ThreadWorker):
         milliseconds later.
         """
         pool = getattr(self.wsgi, "pool", None)
-        if pool is not None and pool.full():
+        # Connections with a request in progress, accepted ones not yet in the pool included (idle
+        # kept-alive ones excluded): a burst of connections is accepted before any request is read.
+        active = self.nr_conns - len(self.keepalived_conns)
+        if pool is not None and active >= pool.capacity:
             time.sleep(ACCEPT_YIELD_SECONDS)
         super().accept(listener)
 

@@ -147,10 +147,6 @@ class WorkPool:
             self._queue.remove(job)
             return False
 
-    def full(self) -> bool:
-        """Whether a request arriving now would be refused (a hint: read without the lock)."""
-        return self._busy + len(self._queue) >= self.capacity
-
     def _start_threads(self) -> None:
         self._pid, self._busy = os.getpid(), 0
         self._queue.clear()
