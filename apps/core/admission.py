@@ -4,7 +4,8 @@ A chat turn with the offline providers is CPU-bound and Python threads share one
 several turns interleaving in one process all finish late. So each web process runs the application on
 HUB_ADMISSION_PERMITS long-lived work threads (1 by default) while gunicorn's gthread threads keep accepting
 connections. A request that finds every work thread busy joins a bounded, first-come-first-served waiting
-room (HUB_ADMISSION_WAITING places); when the room is full it is refused at once (503, `Retry-After`, the
+room (HUB_ADMISSION_WAITING places); when the room is full, or the requests ahead of it would take longer
+than HUB_ADMISSION_MAX_WAIT_SECONDS by the recent average, it is refused at once (503, `Retry-After`, the
 API's JSON error shape), and a waiting request that has not started within HUB_ADMISSION_MAX_WAIT_SECONDS
 is refused too (it never reached Django, so a retry with the same Idempotency-Key is its first delivery).
 Admitted requests therefore wait for at most a few others, whatever the load; refusals cost a lock and a
@@ -57,6 +58,8 @@ _DATABASE_PATHS = frozenset({"/readyz", "/metrics"})
 
 
 _END = object()
+#: Weight of the latest job in the moving average of job run time (about the last ten jobs count).
+SERVICE_AVERAGE_WEIGHT = 0.1
 
 
 class _Job:
@@ -121,9 +124,13 @@ class WorkPool:
     (Django's are per thread), not one per gunicorn thread. Jobs start in arrival order.
     """
 
-    def __init__(self, *, permits: int, waiting: int) -> None:
+    def __init__(self, *, permits: int, waiting: int, max_wait: float = float("inf")) -> None:
         self.permits = permits
         self.capacity = permits + waiting
+        self.max_wait = max_wait
+        #: Moving average of how long a job runs: a request whose expected wait exceeds max_wait is
+        #: refused at once rather than after waiting max_wait for nothing.
+        self.service_seconds = 0.0
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._queue: deque[_Job] = deque()
@@ -135,7 +142,7 @@ class WorkPool:
         with self._lock:
             if self._pid != os.getpid():
                 self._start_threads()
-            if self._busy + len(self._queue) >= self.capacity:
+            if self._busy + len(self._queue) >= self.capacity or self._expected_wait() > self.max_wait:
                 return False
             self._queue.append(job)
             self._ready.notify()
@@ -146,6 +153,12 @@ class WorkPool:
                 return True
             self._queue.remove(job)
             return False
+
+    def _expected_wait(self) -> float:
+        """Seconds a job queued now would wait to start (0 when a work thread is idle)."""
+        if self._busy + len(self._queue) < self.permits:
+            return 0.0
+        return (len(self._queue) / self.permits + 0.5) * self.service_seconds
 
     def _start_threads(self) -> None:
         self._pid, self._busy = os.getpid(), 0
@@ -161,11 +174,14 @@ class WorkPool:
                 job = self._queue.popleft()
                 self._busy += 1
                 job.started.set()
+            started = time.perf_counter()
             try:
                 job.run()
             finally:
+                took = time.perf_counter() - started
                 with self._lock:
                     self._busy -= 1
+                    self.service_seconds += SERVICE_AVERAGE_WEIGHT * (took - self.service_seconds)
 
 
 class _ClosingConnections:
@@ -212,7 +228,7 @@ class AdmissionGate:
         static_prefix: str = "/static/",
     ) -> None:
         self.app = app
-        self.pool = WorkPool(permits=permits, waiting=waiting)
+        self.pool = WorkPool(permits=permits, waiting=waiting, max_wait=max_wait)
         self.max_wait = max_wait
         self.retry_after = retry_after
         self.drain_file = drain_file

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from apps.core.admission import AdmissionGate
+from apps.core.admission import AdmissionGate, WorkPool
 
 
 class Call:
@@ -190,3 +190,28 @@ def test_an_application_error_reaches_the_server_and_frees_the_work_thread() -> 
     with pytest.raises(RuntimeError, match="boom"):
         serve(g, environ())
     assert serve(g, environ())[1] == b"fine"
+
+
+def test_a_request_that_would_wait_too_long_by_the_recent_average_is_refused_at_once() -> None:
+    app = BlockingApp()
+    g = gate(app, waiting=5, max_wait=1.0)
+    holder = threading.Thread(target=lambda: serve(g, environ()))
+    holder.start()
+    assert app.entered.wait(5)
+    g.pool.service_seconds = 0.8  # recent jobs took 0.8 s: one waiting job means up to 1.2 s for the next
+    queued = threading.Thread(target=lambda: serve(g, environ()))
+    queued.start()
+    time.sleep(0.1)
+    started = time.perf_counter()
+    call, _data = serve(g, environ())
+    assert call.status.startswith("503") and time.perf_counter() - started < 0.5
+    app.release.set()
+    holder.join(5)
+    queued.join(5)
+    assert len(app.threads) == 2
+
+
+def test_an_idle_pool_never_predicts_a_wait() -> None:
+    pool = WorkPool(permits=2, waiting=0, max_wait=0.0)
+    pool.service_seconds = 10.0
+    assert pool._expected_wait() == 0.0
