@@ -673,6 +673,10 @@ async def _phase(
                         "POST", "/api/v1/conversations", headers=auth, body={"locale": locale}
                     )
                     creates.append((time.perf_counter() - t0) * 1000)
+                    if status == 503:  # refused by the admission gate: wait as Retry-After says
+                        statuses[status] += 1
+                        await asyncio.sleep(float(conn.headers.get("retry-after", "1")))
+                        continue
                     if status != 201:
                         raise RuntimeError(f"conversation create answered {status}: {data[:200]!r}")
                     conversation, turns = json.loads(data)["id"], 0
@@ -706,6 +710,9 @@ async def _phase(
                 status, data = await conn.request(method, path, headers=headers, body=body)
                 ms = (time.perf_counter() - t0) * 1000
                 statuses[status] += 1
+                if status == 503 and "retry-after" in conn.headers:  # refused: counted in statuses
+                    await asyncio.sleep(float(conn.headers["retry-after"]))
+                    continue
                 if status != 200:
                     errors.append(f"{status} {data[:200]!r}")
                     continue
