@@ -478,6 +478,10 @@ def _production_env(metrics_dir: str, *, metrics: bool) -> dict[str, str]:
         signing = path.read_text().strip()
     import base64
 
+    from apps.security.keys import generate_key_file
+
+    user_ref_file = Path(settings.HUB_USER_REF_KEY_FILE)  # the same keys as the dev settings of the set-up
+    generate_key_file(user_ref_file)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "hub.settings.production",
@@ -490,6 +494,10 @@ def _production_env(metrics_dir: str, *, metrics: bool) -> dict[str, str]:
             "HUB_MASTER_KEYS": settings.HUB_MASTER_KEYS or read_key_file(Path(settings.HUB_MASTER_KEY_FILE)),
             "HUB_AUDIT_SIGNING_KEY": signing or base64.b64encode(secrets.token_bytes(32)).decode(),
             "HUB_METRICS_TOKEN": secrets.token_urlsafe(32),
+            "HUB_USER_REF_KEYS": settings.HUB_USER_REF_KEYS or read_key_file(user_ref_file),
+            # Production requires an SMTP relay; nothing is sent during a benchmark.
+            "EMAIL_URL": "smtp://127.0.0.1:25",
+            "DEFAULT_FROM_EMAIL": "bench@example.invalid",
             "HUB_METRICS_ENABLED": "1" if metrics else "0",
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
             "HUB_CHAT_RATE_PER_KEY": "1000000/s",
@@ -567,6 +575,7 @@ class Conn:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.headers: dict[str, str] = {}  # of the last response, names in lower case
 
     async def request(
         self, method: str, path: str, *, headers: dict[str, str] | None = None, body: Any = None
@@ -598,6 +607,7 @@ class Conn:
             if ":" in line:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
+        self.headers = headers
         if "content-length" in headers:
             data = await self.reader.readexactly(int(headers["content-length"]))
         elif headers.get("transfer-encoding") == "chunked":
@@ -663,6 +673,10 @@ async def _phase(
                         "POST", "/api/v1/conversations", headers=auth, body={"locale": locale}
                     )
                     creates.append((time.perf_counter() - t0) * 1000)
+                    if status == 503:  # refused by the admission gate: wait as Retry-After says
+                        statuses[status] += 1
+                        await asyncio.sleep(float(conn.headers.get("retry-after", "1")))
+                        continue
                     if status != 201:
                         raise RuntimeError(f"conversation create answered {status}: {data[:200]!r}")
                     conversation, turns = json.loads(data)["id"], 0
@@ -696,6 +710,9 @@ async def _phase(
                 status, data = await conn.request(method, path, headers=headers, body=body)
                 ms = (time.perf_counter() - t0) * 1000
                 statuses[status] += 1
+                if status == 503 and "retry-after" in conn.headers:  # refused: counted in statuses
+                    await asyncio.sleep(float(conn.headers["retry-after"]))
+                    continue
                 if status != 200:
                     errors.append(f"{status} {data[:200]!r}")
                     continue

@@ -25,6 +25,7 @@ MODULES = [
     "bench.bench_knowledge_quality",
     "bench.bench_metrics",
     "bench.bench_chat",
+    "bench.bench_overload",
 ]
 
 

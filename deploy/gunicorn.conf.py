@@ -11,15 +11,20 @@ from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-# One request per process by default: a chat turn with the offline providers is CPU-bound, and Python threads
-# share one core per process (the GIL), so under load threads interleave unevenly and the slowest turns wait
-# longest; single-threaded workers take requests from the kernel's accept queue in arrival order
-# (bench_chat, 32 clients: p99 125-148 ms sync vs 249-272 ms with 4 threads, similar throughput). With a
-# remote LLM provider turns mostly wait on it: then raise GUNICORN_THREADS, which switches to gthread.
-worker_class = "gthread" if threads > 1 else "sync"
+# Threads accept and answer quickly; the admission gate (apps/core/admission.py, HUB_ADMISSION_*) lets only
+# HUB_ADMISSION_PERMITS of them (1) do a request's work at a time, up to HUB_ADMISSION_WAITING (6) wait in
+# line, and refuses the rest at once with 503 + Retry-After. A chat turn with the offline providers is
+# CPU-bound and Python threads share one core per process (the GIL): threads interleaving turns made every
+# turn slow, so the permit, not the thread count, sets the work done at once. Threads must outnumber
+# permits + waiting places, or the excess waits unseen in gunicorn's thread-pool queue. GUNICORN_THREADS=1
+# gives the old sync workers (no early refusal: excess connections wait in the kernel's accept queue).
+# Numbers: bench/README.md (bench_overload).
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+worker_class = "hub.gunicorn.DrainingThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = 25  # below Kubernetes' default 30 s termination grace period
+# SIGTERM: stop accepting, finish the requests in flight for up to this long. Below Kubernetes'
+# terminationGracePeriodSeconds (deploy/k8s/web.yaml: 40) minus its preStop sleep (10): 10 + 25 < 40.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5  # gthread only: longer than nothing, shorter than a typical load balancer idle timeout (60 s)
 # Recycle workers now and then so a slow leak never becomes an outage; jitter avoids all restarting at once.
 max_requests = 2000

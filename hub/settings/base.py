@@ -706,3 +706,18 @@ CELERY_BEAT_SCHEDULE["integrations-sync-requeue"] = {
     "task": "apps.integrations.tasks.sync_requeue_stale_task",
     "schedule": float(min(30, HUB_SYNC_REQUEUE_SECONDS)),
 }
+# --- Issue 15, slice "admission": admission under overload and draining (apps/core/admission.py) ----------
+# Requests one web process works on at once (default 1: a turn with the offline providers is CPU-bound, and
+# threads of one process share a core). Raise it with a remote language model, where turns mostly wait.
+HUB_ADMISSION_PERMITS = env_int("HUB_ADMISSION_PERMITS", 1, minimum=1, maximum=256)
+# Requests that may wait for a permit, per process (default 6); beyond that a request is refused at once
+# with 503 and Retry-After. Needs gthread workers with more threads (GUNICORN_THREADS) than permits + waiting.
+HUB_ADMISSION_WAITING = env_int("HUB_ADMISSION_WAITING", 6, minimum=0, maximum=1024)
+# How long a waiting request waits for its permit before it is refused (default 1 s): also bounds the wait
+# behind a request that hangs on a stalled dependency.
+HUB_ADMISSION_MAX_WAIT_SECONDS = env_float("HUB_ADMISSION_MAX_WAIT_SECONDS", 1.0, minimum=0.0, maximum=30.0)
+# Retry-After of a refusal, in seconds (default 1).
+HUB_ADMISSION_RETRY_AFTER_SECONDS = env_int("HUB_ADMISSION_RETRY_AFTER_SECONDS", 1, minimum=1, maximum=300)
+# While this file exists /readyz answers 503 (the Kubernetes preStop hook creates it before gunicorn gets
+# SIGTERM, so load balancers stop sending first). Default: empty, no drain file.
+HUB_DRAIN_FILE = env_str("HUB_DRAIN_FILE", "")

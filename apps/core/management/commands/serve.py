@@ -38,7 +38,7 @@ def process_commands(*, port: int) -> dict[str, list[str]]:
             "--workers",
             "3",
             "--threads",
-            "1",  # single-threaded (sync) workers, as deploy/gunicorn.conf.py explains
+            "32",  # gthread workers behind the admission gate, as deploy/gunicorn.conf.py explains
             "--access-logfile",
             "-",
             "--config",
