@@ -284,7 +284,7 @@ def test_console_pages_work_from_the_database_without_redis(alice: Any, settings
 def test_an_inbound_webhook_is_handled_without_redis(redis_down: None) -> None:
     """Webhook throttles and de-duplication live in Redis, but ServiceNow does not retry: without Redis the
     ingest goes on without it (an unsigned call to an unknown connection is refused as unauthenticated, as
-    with Redis: 401, not a 503 or a 500). The signed path without Redis: tests/webhooks/test_broker_down.py."""
+    with Redis: 401, not a 503 or a 500). The signed path: tests/webhooks/test_broker_down.py."""
     response = Client(raise_request_exception=False).post(
         "/hooks/hubspot/6c1f0d1e-8b0e-4c59-9d55-4b8f6b7b1a11/", b"[]", content_type="application/json"
     )
