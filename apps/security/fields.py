@@ -22,10 +22,25 @@ def associated_data(instance: models.Model, field_name: str) -> bytes:
     return f"{instance.tenant_id}|{meta.app_label}.{meta.model_name}|{field_name}|{instance.pk}".encode()  # type: ignore[attr-defined]
 
 
-class _EncryptedAttribute:
-    def __init__(self, field: EncryptedTextField) -> None:
+class ProtectedAttribute:
+    """The model attribute of a protected field: plaintext in, plaintext out, stored form in the column.
+
+    Reading opens the stored value once per instance (`open`); assigning plaintext clears the stored form,
+    which the field's `pre_save` protects again; assigning a value of `stored_type` (read from the database)
+    or None keeps it as is.
+    """
+
+    stored_type: type = str
+
+    def __init__(self, field: models.Field) -> None:
         self.field = field
         self.plain_key = f"_{field.attname}_plain"
+
+    def open(self, instance: models.Model, stored: Any) -> Any:
+        raise NotImplementedError
+
+    def plain(self, value: Any) -> Any:
+        return value
 
     def __get__(self, instance: models.Model | None, owner: type) -> Any:
         if instance is None:
@@ -33,23 +48,33 @@ class _EncryptedAttribute:
         data = instance.__dict__
         if self.plain_key in data:
             return data[self.plain_key]
-        ciphertext = data.get(self.field.attname)
-        if ciphertext is None:
+        stored = data.get(self.field.attname)
+        if stored is None:
             return None
-        from apps.security.crypto import decrypt
-
-        plain = decrypt(ciphertext, aad=associated_data(instance, self.field.name))
+        plain = self.open(instance, stored)
         data[self.plain_key] = plain
         return plain
 
     def __set__(self, instance: models.Model, value: Any) -> None:
         data = instance.__dict__
-        if isinstance(value, Ciphertext) or value is None:
+        if isinstance(value, self.stored_type) or value is None:
             data[self.field.attname] = value
             data.pop(self.plain_key, None)
         else:
-            data[self.plain_key] = str(value)
-            data[self.field.attname] = None  # encrypted on save
+            data[self.plain_key] = self.plain(value)
+            data[self.field.attname] = None  # protected again on save
+
+
+class _EncryptedAttribute(ProtectedAttribute):
+    stored_type = Ciphertext
+
+    def open(self, instance: models.Model, stored: Any) -> Any:
+        from apps.security.crypto import decrypt
+
+        return decrypt(stored, aad=associated_data(instance, self.field.name))
+
+    def plain(self, value: Any) -> Any:
+        return str(value)
 
 
 class EncryptedTextField(models.TextField):

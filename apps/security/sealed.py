@@ -20,6 +20,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from apps.security.fields import ProtectedAttribute
 from apps.security.keys import KeyUnavailable, master_key_provider
 
 PREFIX = "seal1"
@@ -61,32 +62,15 @@ class Sealed(str):
     """A value read from the database: already sealed."""
 
 
-class _SealedAttribute:
-    def __init__(self, field: SealedSecretField) -> None:
-        self.field = field
-        self.plain_key = f"_{field.attname}_plain"
+class _SealedAttribute(ProtectedAttribute):
+    stored_type = Sealed
+    field: SealedSecretField
 
-    def __get__(self, instance: models.Model | None, owner: type) -> Any:
-        if instance is None:
-            return self
-        data = instance.__dict__
-        if self.plain_key in data:
-            return data[self.plain_key]
-        sealed = data.get(self.field.attname)
-        if sealed is None:
-            return None
-        plain = unseal(sealed, purpose=self.field.purpose_of(instance))
-        data[self.plain_key] = plain
-        return plain
+    def open(self, instance: models.Model, stored: Any) -> Any:
+        return unseal(stored, purpose=self.field.purpose_of(instance))
 
-    def __set__(self, instance: models.Model, value: Any) -> None:
-        data = instance.__dict__
-        if isinstance(value, Sealed) or value is None:
-            data[self.field.attname] = value
-            data.pop(self.plain_key, None)
-        else:
-            data[self.plain_key] = bytes(value)
-            data[self.field.attname] = None  # sealed on save
+    def plain(self, value: Any) -> Any:
+        return bytes(value)
 
 
 class SealedSecretField(models.TextField):
