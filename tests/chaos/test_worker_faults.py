@@ -13,7 +13,8 @@ This process plays beat: `outbox_relay_due` every half second and the lost-sync 
 message is delivered exactly once (one vendor row per hub external id, the simulator's own count agrees),
 and the sync ended with the hub holding exactly the vendor's contacts.
 
-Bounded: about 40 s; the deadline fails the test instead of hanging, and Redis is resumed whatever happens.
+Bounded: about 40 s (150 s at most); the deadline fails the test instead of hanging, and Redis is resumed
+whatever happens.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 LEADS = 300
 CONTACTS = 2_000
 PAUSE_S = 5.0
-DEADLINE_S = 90
+DEADLINE_S = 150  # typically ~40 s; a loaded machine can add a visibility timeout (60 s) of redelivery
 HUB_SYNC_REQUEUE_SECONDS = 5
 WORKER_ENV = {
     "HUB_OUTBOX_RETRY_BASE_MS": "200",
