@@ -19,6 +19,7 @@ from apps.audit import signing
 from apps.audit.chain import GENESIS, HASHED_FIELDS, anchor_message, canonical, link_hash
 from apps.audit.models import AuditAnchor, AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
 from apps.audit.selectors import VerifyResult, audit_verify_chain
+from apps.core import sql
 from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.core.spreadsheet import csv_cell
 from apps.observability.access import client_address
@@ -27,6 +28,10 @@ from apps.observability.logging import request_id_var
 SENSITIVE_KEYS = ("password", "secret", "token", "key", "credential", "authorization", "otp", "private")
 CENSORED = "***"
 EXPORT_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
+
+
+# Writers of one tenant's chain and its purge share this lock class (apps/audit/sql/audit_purge.sql).
+AUDIT_LOCK = "hub-audit"
 
 
 def censor(changes: Mapping[str, Any] | None, sensitive: Iterable[str] = ()) -> dict[str, Any]:
@@ -107,7 +112,7 @@ def audit_record(
         "outcome": str(outcome),
     }
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hub-audit'), %s)", [chain_id])
+        sql.advisory_xact_lock(using=alias, key=(AUDIT_LOCK, chain_id))
         cursor.execute(
             f"SELECT seq, hash FROM {model._meta.db_table} WHERE tenant_id = %s ORDER BY seq DESC LIMIT 1",  # noqa: S608
             [chain_id],
@@ -145,7 +150,7 @@ def audit_purge(*, tenant: Any, before: Any) -> int:
     """
     ref = as_ref(tenant)
     with transaction.atomic(using=ref.db_alias), connections[ref.db_alias].cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('hub-audit'), %s)", [ref.id])
+        sql.advisory_xact_lock(using=ref.db_alias, key=(AUDIT_LOCK, ref.id))
         cursor.execute("SELECT audit_purge(%s::bigint, %s::timestamptz)", [ref.id, before])
         count = int(cursor.fetchone()[0])
     return count

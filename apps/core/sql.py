@@ -13,15 +13,19 @@ they are logged like ORM queries.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from apps.core import deadlines
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -50,3 +54,44 @@ def fetch(alias: str, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ..
     with prepared_cursor(alias, statements=[sql]) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall() if cursor.description is not None else []
+
+
+# --- advisory locks --------------------------------------------------------------------------------------
+# A key is one signed 64-bit integer (`lock_key`), or a (class, id) pair locked as `hashtext(class), id`,
+# the two-integer form the audit chain shares with its SQL function (apps/audit/sql/audit_purge.sql).
+LockKey = int | tuple[str, int]
+
+
+def lock_key(namespace: str, *parts: object) -> int:
+    """A signed 64-bit advisory-lock key for one named resource, stable across processes and releases."""
+    text = ":".join([namespace, *(str(part) for part in parts)])
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _lock_call(function: str, key: LockKey) -> tuple[str, list[Any]]:
+    if isinstance(key, tuple):
+        return f"SELECT {function}(hashtext(%s), %s::integer)", list(key)
+    return f"SELECT {function}(%s)", [key]
+
+
+def advisory_xact_lock(*, using: str, key: LockKey) -> None:
+    """Wait for the lock on `key` until the current transaction ends (call inside `transaction.atomic`)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(*_lock_call("pg_advisory_xact_lock", key))
+
+
+def advisory_try_lock(*, using: str, key: LockKey) -> bool:
+    """Take the session-level lock on `key` if it is free; it lasts until `advisory_unlock` or disconnect."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(*_lock_call("pg_try_advisory_lock", key))
+        return bool(cursor.fetchone()[0])
+
+
+def advisory_unlock(*, using: str, key: LockKey) -> None:
+    """Release a session-level lock; a connection that broke has released it already (and is closed)."""
+    try:
+        with connections[using].cursor() as cursor:
+            cursor.execute(*_lock_call("pg_advisory_unlock", key))
+    except DatabaseError:
+        logger.warning("advisory unlock failed; the connection is gone and so is the lock")
+        connections[using].close()

@@ -18,7 +18,6 @@ time); permanent errors and used-up retries move the message to the dead letters
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import random
 import time
@@ -30,11 +29,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
 from apps.core.tasks import BROKER_ERRORS, task_enqueue
 from apps.integrations.conf import connector_class, connector_session
@@ -80,11 +80,7 @@ def _key_lock(*, using: str, tenant_id: int, connection_id: Any, ordering_key: s
     The sequence is then handed out in commit order: a message can never become visible after a later
     message for the same target, which would let the relay deliver them the wrong way round.
     """
-    digest = hashlib.blake2b(
-        f"outbox:{tenant_id}:{connection_id}:{ordering_key}".encode(), digest_size=8
-    ).digest()
-    with connections[using].cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+    sql.advisory_xact_lock(using=using, key=sql.lock_key("outbox", tenant_id, connection_id, ordering_key))
 
 
 def outbox_enqueue(

@@ -13,7 +13,6 @@ database, released by the server when the holder's connection dies (no stale Red
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib
 import json
 import logging
@@ -37,6 +36,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.audit.services import audit_record
+from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
 from apps.core.tasks import task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import build_connector, connector_class, connector_session
@@ -173,8 +173,7 @@ def retry_after_of(exc: BaseException) -> float | None:
 
 def lock_key(*, tenant_id: int, connection_id: Any, stream: str) -> int:
     """A signed 64-bit advisory-lock key for one (tenant, connection, stream)."""
-    digest = hashlib.blake2b(f"sync:{tenant_id}:{connection_id}:{stream}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return sql.lock_key("sync", tenant_id, connection_id, stream)
 
 
 def _text(value: Any, limit: int) -> str:
@@ -336,21 +335,6 @@ def _relax_commit(using: str) -> None:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _try_lock(using: str, key: int) -> bool:
-    with connections[using].cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        return bool(cursor.fetchone()[0])
-
-
-def _unlock(using: str, key: int) -> None:
-    try:
-        with connections[using].cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-    except Exception:  # a broken connection released the session lock with it
-        logger.warning("advisory unlock failed; the connection is gone and so is the lock")
-        connections[using].close()
-
-
 def _finish(run: SyncRun, status: str, error: str = "") -> SyncRun:
     now = timezone.now()
     run.status = status
@@ -408,7 +392,7 @@ def sync_stream(
     if not connection.enabled:
         return _finish(run, RunStatus.SKIPPED, "The connection is disabled.")
     key = lock_key(tenant_id=tenant.id, connection_id=connection.pk, stream=stream)
-    if not _try_lock(using, key):
+    if not sql.advisory_try_lock(using=using, key=key):
         if run_id is not None and run.attempts.filter(finished_at__isnull=True).exists():
             return run  # a second message of this very run (re-queued by the sweep) while it runs
         return _finish(run, RunStatus.SKIPPED, "Another sync of this stream is running.")
@@ -428,7 +412,7 @@ def sync_stream(
             connection=connection, stream=stream, run=run, backfill=backfill, batch_size=batch_size
         )
     finally:
-        _unlock(using, key)
+        sql.advisory_unlock(using=using, key=key)
 
 
 def _attempt(

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -43,6 +43,7 @@ from redis.exceptions import RedisError
 
 from apps.audit.models import Outcome
 from apps.audit.services import audit_record
+from apps.core import sql
 from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
 from apps.integrations.conf import connector_class
@@ -439,8 +440,7 @@ def webhook_sync_request(*, connection: Connection, stream: str) -> bool:
     tenant = current_tenant()
     key = lock_key(tenant_id=tenant.id, connection_id=connection.pk, stream=f"webhook:{stream}")
     with transaction.atomic(using=tenant.db_alias):
-        with connections[tenant.db_alias].cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        sql.advisory_xact_lock(using=tenant.db_alias, key=key)
         if StreamState.objects.filter(connection=connection, stream=stream, paused=True).exists():
             return False
         pending = SyncRun.objects.filter(
