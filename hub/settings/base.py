@@ -286,6 +286,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Management and chat APIs of the integration hub.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.openapi.document_unavailable",  # every operation may answer 503 + Retry-After
+    ],
 }
 
 # --- Logging: JSON lines with the request id ------------------------------------------------------------
