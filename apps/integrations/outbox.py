@@ -433,8 +433,12 @@ def outbox_relay_queue(*, tenant_id: int, connection_id: Any) -> bool:
 
 
 def outbox_relay_started(*, tenant_id: int, connection_id: Any) -> None:
-    """Let kicks and the beat queue another relay for this connection (its queued one is running now)."""
-    cache.delete(_relay_key(tenant_id, connection_id))
+    """Let kicks and the beat queue another relay for this connection (its queued one is running now).
+
+    Best effort: with Redis away the marker stays until it expires (seconds), and the relay runs anyway.
+    """
+    with contextlib.suppress(*BROKER_ERRORS):
+        cache.delete(_relay_key(tenant_id, connection_id))
 
 
 def outbox_due(*, now: datetime | None = None) -> list[tuple[int, Any]]:

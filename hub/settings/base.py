@@ -624,6 +624,9 @@ HUB_BROKER_CONNECT_TIMEOUT_MS = env_int("HUB_BROKER_CONNECT_TIMEOUT_MS", 500, mi
 HUB_BROKER_SOCKET_TIMEOUT_MS = env_int("HUB_BROKER_SOCKET_TIMEOUT_MS", 1000, minimum=100, maximum=60_000)
 HUB_BROKER_PUBLISH_RETRIES = env_int("HUB_BROKER_PUBLISH_RETRIES", 1, minimum=0, maximum=10)
 CELERY_BROKER_CONNECTION_TIMEOUT = HUB_BROKER_CONNECT_TIMEOUT_MS / 1000
+# On Redis, kombu's transport with one fix (hub/broker.py): a failed acknowledgement does not stop the worker.
+if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss"):
+    CELERY_BROKER_TRANSPORT = "hub.broker:Transport"
 CELERY_BROKER_TRANSPORT_OPTIONS.update(
     {
         "socket_connect_timeout": HUB_BROKER_CONNECT_TIMEOUT_MS / 1000,

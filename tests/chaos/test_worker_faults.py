@@ -76,10 +76,6 @@ def sim(tmp_path: Path, settings: Any) -> Any:
     sim.stop()
 
 
-@pytest.mark.skip(
-    reason="issue 15, open: in two full fresh-clone runs the outbox worker stopped consuming after Redis was "
-    "paused at the start of its first relays (acks timed out, then nothing for 150 s); passes alone"
-)
 def test_outbox_and_sync_survive_a_killed_worker_and_a_paused_redis(
     tenant_a: Tenant, sim: SalesforceSimulator, tmp_path: Path
 ) -> None:
