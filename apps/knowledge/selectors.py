@@ -43,7 +43,7 @@ FTS_CAP = 100
 FTS_COMMON_SHARE = 0.1
 FTS_COMMON_CHUNKS = 10_000
 # Up to this many chunks in the searched knowledge bases (of one embedding model), the vector half ranks
-# them all exactly instead of reading the region's shared HNSW index (knowledge_search_fuse): the index filters
+# them all exactly instead of reading the region's shared HNSW index (knowledge_search_fuse): it filters
 # tenants after its scan, so a small tenant next to a large one waited for the large one's neighbours and
 # lost some of its own. Measured next to 100,000 chunks (bench/bench_knowledge_exact.py, vector half alone):
 # exact 1.8 ms for 1,000 chunks, 12.8 ms for 5,000, 24.8 ms for 10,000 (~2.5 us a chunk); HNSW 36.7, 13.9 and

@@ -4,6 +4,10 @@ Squashes 0006-0011, which wrote each version into the migration itself. A databa
 these very definitions already (tests/foundation/test_sql_files.py compares the files with what a migrated
 database holds); a new one gets them here. A later change to a file reaches existing databases through a
 new migration that applies the file again (apps/core/sql.py, RunSQLFile).
+
+A database that applied only some of 0006-0011 (a development database left between them) is not upgraded
+by this migration: Django then expects the replaced files, which are gone, and skips it. Migrate it to 0011
+with the release before this one first, or create it again.
 """
 
 from django.db import migrations
