@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from django.apps import apps
+from django.apps import apps as app_registry
 from django.db import connections, router, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.migrations.loader import MigrationLoader
@@ -27,7 +27,7 @@ CREATE = re.compile(r"\bCREATE\s+(OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(", re.IG
 def _sql_files() -> list[tuple[str, str]]:
     return [
         (config.label, path.stem)
-        for config in apps.get_app_configs()
+        for config in app_registry.get_app_configs()
         if config.name.startswith("apps.")
         for path in sorted(Path(config.path, "sql").glob("*.sql"))
     ]
