@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.chat.models import Action, Conversation, LlmUsage, Message
 from apps.chat.services.channels import channel_create
-from apps.console.selectors import WINDOWS, bucket_starts, platform_dashboard, tenant_dashboard
+from apps.console.selectors.dashboards import WINDOWS, bucket_starts, platform_dashboard, tenant_dashboard
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, SyncRun
 from apps.integrations.resilience import breaker_for

@@ -86,7 +86,7 @@ def bucket_starts(*, now: datetime, window: TimeWindow) -> list[datetime]:
     return [origin + window.step * i for i in range(int(window.span / window.step))]
 
 
-def _turn_stats() -> dict[str, Any]:
+def turn_stats() -> dict[str, Any]:
     """Aggregates over assistant turns: counts by outcome and the latency percentiles."""
     stats: dict[str, Any] = {o.value: Count("id", filter=Q(outcome=o.value)) for o in OUTCOMES}
     stats["turns"] = Count("id")
@@ -218,7 +218,7 @@ def _series_by_bucket(starts: list[datetime], rows: list[Any], key: str, default
     return [by_start.get(start, default) for start in starts]
 
 
-def _turns(since: datetime) -> QuerySet[Message]:
+def assistant_turns(since: datetime) -> QuerySet[Message]:
     return Message.objects.filter(role=Role.ASSISTANT, created_at__gte=since).exclude(outcome="")
 
 
@@ -241,13 +241,13 @@ def tenant_dashboard(*, window: TimeWindow, now: datetime | None = None) -> Tena
         .order_by()
     )
     turn_rows = list(
-        _turns(origin).annotate(bucket=bucket).values("bucket").annotate(**_turn_stats()).order_by()
+        assistant_turns(origin).annotate(bucket=bucket).values("bucket").annotate(**turn_stats()).order_by()
     )
-    summary = TurnSummary.from_row(_turns(origin).aggregate(**_turn_stats()))
+    summary = TurnSummary.from_row(assistant_turns(origin).aggregate(**turn_stats()))
     channel_rows = (
-        _turns(origin)
+        assistant_turns(origin)
         .values(channel_kind=F("conversation__channel_kind"))
-        .annotate(conversations=Count("conversation_id", distinct=True), **_turn_stats())
+        .annotate(conversations=Count("conversation_id", distinct=True), **turn_stats())
         .order_by("channel_kind")
     )
     costs = [
@@ -378,7 +378,7 @@ def _platform_region(
         .annotate(**{o.value: Count("id", filter=Q(outcome=o.value)) for o in OUTCOMES})
         .order_by()
     )
-    per_tenant = list(turns.values("tenant_id").annotate(**_turn_stats()).order_by())
+    per_tenant = list(turns.values("tenant_id").annotate(**turn_stats()).order_by())
     costs = list(
         LlmUsage.all_tenants.using(alias)
         .filter(created_at__gte=origin)
