@@ -12,9 +12,9 @@ from pytest_django.live_server_helper import LiveServer
 
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
-from apps.integrations.services import connection_create
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
+from tests.console.conftest import servicenow
 from tests.factories import UserFactory
 
 pytestmark = [
@@ -29,14 +29,7 @@ PASSWORD = "correct-horse-battery-9"  # UserFactory's
 def setup_connection(tenant: Tenant) -> Connection:
     """A connector manager, connor, and one ServiceNow connection that is never called."""
     membership_add(tenant=tenant, user=UserFactory.create(username="connor"), role=Role.CONNECTOR_MANAGER)
-    return connection_create(
-        tenant=tenant,
-        kind="servicenow",
-        name="Tickets",
-        endpoint_region=tenant.region_code,
-        settings={"instance_url": "https://browser.service-now.example", "username": "admin"},
-        credentials={"password": "browser-password"},
-    )
+    return servicenow(tenant, name="Tickets")
 
 
 def sign_in_connor(page: Page, base: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,15 +54,6 @@ def member(tenant: Tenant, username: str, role: str, **limits: Any) -> Client:
     client = Client()
     login_verified(client, user)
     return client
-
-
-@pytest.fixture(autouse=True)
-def _redis_seen_up() -> Iterator[None]:
-    """Every test starts and ends with this process seeing Redis up (the skip is process state)."""
-    deadlines.redis_health.succeeded()
-    yield
-    deadlines.redis_health.succeeded()
-    resilience.redis_client.cache_clear()
 
 
 def streams(connection: Connection, **ages: timedelta | None) -> None:
@@ -224,16 +215,21 @@ def test_a_draft_is_a_coverage_gap_not_a_review(tenant_a: Tenant) -> None:
 
 
 # --- who sees what ------------------------------------------------------------------------------------------
+def fill(tenant: Tenant, n: int = 0) -> Connection:
+    """Something in every section: the `n`th connection (three streams, a dead letter, two outbox messages),
+    knowledge base and conversation."""
+    connection = servicenow(tenant, name=f"SN {n}" if n else "ServiceNow")
+    streams(connection, tickets=timedelta(hours=3), contacts=timedelta(minutes=n), accounts=None)
+    dead_letters(connection, 1)
+    outbox(connection, 0, 2)
+    knowledge(tenant, name=f"KB {n}")
+    turns(tenant, outcomes=["answered", "fallback"])
+    return connection
+
+
 @pytest.fixture
 def busy_tenant(tenant_a: Tenant, alice: Any) -> Connection:
-    """Tenant A with something in every section."""
-    connection = servicenow(tenant_a)
-    streams(connection, tickets=timedelta(hours=3))
-    dead_letters(connection, 1)
-    outbox(connection, 2)
-    knowledge(tenant_a)
-    turns(tenant_a, outcomes=["fallback"])
-    return connection
+    return fill(tenant_a)
 
 
 SECTIONS = ("connections-heading", "knowledge-heading", "chat-heading")
@@ -313,22 +309,12 @@ class RedisRoundTrips:
 def test_the_page_costs_the_same_queries_and_one_redis_round_trip_whatever_the_data(
     alice_client: Client, tenant_a: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    connection = servicenow(tenant_a)
-    streams(connection, tickets=timedelta(minutes=5))
-    dead_letters(connection, 1)
-    outbox(connection, 0)
-    knowledge(tenant_a)
-    turns(tenant_a, outcomes=["answered"])
+    fill(tenant_a)
     redis_calls = RedisRoundTrips(monkeypatch)
     few = page_queries(alice_client, home(tenant_a))
     assert redis_calls.count == 1
-    for n in range(6):
-        more = servicenow(tenant_a, name=f"SN {n}")
-        streams(more, tickets=timedelta(minutes=n), contacts=timedelta(hours=n), accounts=None)
-        dead_letters(more, 3)
-        outbox(more, 0, 1, 2)
-        knowledge(tenant_a, name=f"KB {n}")
-        turns(tenant_a, outcomes=["answered", "fallback"])
+    for n in range(1, 7):
+        fill(tenant_a, n)
     redis_calls.count = 0
     many = page_queries(alice_client, home(tenant_a))
     assert redis_calls.count == 1  # every breaker in one pipeline
@@ -347,30 +333,42 @@ def test_the_selector_alone_runs_at_most_eleven_queries(tenant_a: Tenant) -> Non
 
 
 # --- Redis trouble ------------------------------------------------------------------------------------------
-def _breaker_redis_at(settings: Any, url: str) -> None:
-    """Point the breaker client (not the cache, which holds the session) at `url`."""
-    settings.REDIS_URL = url
+@pytest.fixture
+def breaker_redis_at(settings: Any) -> Iterator[Callable[[str], None]]:
+    """Point the breaker client (not the cache, which holds the session) elsewhere; afterwards this process
+    forgets the failure it saw (its "Redis is down" skip is process state) and reconnects to the real one."""
+
+    def point(url: str) -> None:
+        settings.REDIS_URL = url
+        resilience.redis_client.cache_clear()
+
+    yield point
     resilience.redis_client.cache_clear()
+    deadlines.redis_health.succeeded()
 
 
 def test_redis_down_the_page_renders_with_breakers_unknown(
-    busy_tenant: Connection, alice_client: Client, tenant_a: Tenant, settings: Any
+    busy_tenant: Connection, alice_client: Client, tenant_a: Tenant, breaker_redis_at: Callable[[str], None]
 ) -> None:
-    _breaker_redis_at(settings, "redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    breaker_redis_at("redis://127.0.0.1:9/0")  # nothing listens on the discard port
     response = alice_client.get(home(tenant_a))
     assert response.status_code == 200
     html = main_html(response)
     assert 'class="badge breaker-unknown">Unknown</span>' in html
     assert "Breaker states cannot be read right now" in html
-    assert "1 dead letter is waiting" in html  # the database part is all there
+    assert "1 dead letter is waiting" in html and "Fallback rate" in html  # the database part is all there
 
 
 def test_redis_paused_the_page_renders_within_the_socket_timeout(
-    busy_tenant: Connection, alice_client: Client, tenant_a: Tenant, settings: Any
+    busy_tenant: Connection,
+    alice_client: Client,
+    tenant_a: Tenant,
+    settings: Any,
+    breaker_redis_at: Callable[[str], None],
 ) -> None:
     proxy = StallProxy(int(urlsplit(settings.REDIS_URL).port or 6379))
     try:
-        _breaker_redis_at(settings, proxy.url_for(settings.REDIS_URL))
+        breaker_redis_at(proxy.url_for(settings.REDIS_URL))
         assert "breaker-closed" in main_html(alice_client.get(home(tenant_a)))  # through the proxy
         proxy.stall()
         started = time.monotonic()

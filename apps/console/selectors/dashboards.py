@@ -179,19 +179,11 @@ class LocaleRow:
         return 100 * self.published / self.total if self.total else 0.0
 
 
-@dataclass
-class TenantDashboard:
-    window: TimeWindow
-    starts: list[datetime]
+class WindowTotals:
+    """What both dashboards add up over their window (the dataclasses below hold the two lists)."""
+
     conversations: list[int]
-    turns_by_outcome: dict[str, list[int]]
-    p50: list[float | None]
-    p95: list[float | None]
-    summary: TurnSummary
-    channels: list[ChannelRow]
     costs: list[CostRow]
-    sync: list[SyncRow]
-    coverage: list[LocaleRow]
 
     @property
     def conversation_total(self) -> int:
@@ -207,6 +199,21 @@ class TenantDashboard:
         for row in self.costs:
             totals[getattr(row, attribute)] += row.cost_usd
         return sorted(((k, float(v)) for k, v in totals.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
+@dataclass
+class TenantDashboard(WindowTotals):
+    window: TimeWindow
+    starts: list[datetime]
+    conversations: list[int]
+    turns_by_outcome: dict[str, list[int]]
+    p50: list[float | None]
+    p95: list[float | None]
+    summary: TurnSummary
+    channels: list[ChannelRow]
+    costs: list[CostRow]
+    sync: list[SyncRow]
+    coverage: list[LocaleRow]
 
     @property
     def empty(self) -> bool:
@@ -325,7 +332,7 @@ class TenantRow:
 
 
 @dataclass
-class PlatformDashboard:
+class PlatformDashboard(WindowTotals):
     window: TimeWindow
     starts: list[datetime]
     conversations: list[int]
@@ -333,17 +340,6 @@ class PlatformDashboard:
     tenants: list[TenantRow]
     costs: list[CostRow]
     unavailable_regions: list[str]
-
-    @property
-    def conversation_total(self) -> int:
-        return sum(self.conversations)
-
-    @property
-    def cost_total(self) -> Decimal:
-        return sum((c.cost_usd for c in self.costs), Decimal(0))
-
-    def cost_by(self, attribute: str) -> list[tuple[str, float]]:
-        return TenantDashboard.cost_by(self, attribute)  # type: ignore[arg-type]
 
     @property
     def empty(self) -> bool:
