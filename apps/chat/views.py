@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -47,6 +48,7 @@ from apps.chat.services.channels import (
 )
 from apps.chat.services.llm_config import FIELDS as LLM_FIELDS
 from apps.chat.services.llm_config import llm_provider_delete, llm_provider_save
+from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
 from apps.tenants import roles
@@ -160,12 +162,29 @@ def channel_detail_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Http
 
 
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def channel_enable_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    """Enable at once; disabling (every key refused) is confirmed first."""
     channel = _channel(request, pk)
     form = EnableForm(request.POST)
     form.is_valid()
-    enabled = bool(form.cleaned_data.get("enabled"))
+    enabled = request.method == "POST" and bool(form.cleaned_data.get("enabled"))
+    if not enabled:
+        page = confirmation_required(
+            request,
+            Confirmation(
+                title=_("Disable channel"),
+                object_name=channel.name,
+                consequence=_(
+                    "Every API key of this channel is refused (403) until you enable it again: the channel "
+                    "stops answering its users."
+                ),
+                button=_("Disable channel"),
+                cancel_url=reverse("chat:channel-detail", args=[tenant_slug, channel.pk]),
+            ),
+        )
+        if page is not None:
+            return page
     channel_set_enabled(channel=channel, enabled=enabled, actor=request.user, request=request)
     text = (
         _("Channel “%(name)s” enabled: its keys work again.")
@@ -203,10 +222,29 @@ def key_create_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResp
     return _detail(request, channel, key_form=form, status=400)
 
 
+def _key_label(key: ApiKey) -> str:
+    return _("Key “%(name)s” (%(prefix)s…)") % {"name": key.name, "prefix": key.prefix}
+
+
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def key_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
     key = _key(request, pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Revoke API key"),
+            object_name=_key_label(key),
+            consequence=_(
+                "Every call with this key is refused from now on. This cannot be undone: clients that use it "
+                "need a new key."
+            ),
+            button=_("Revoke key"),
+            cancel_url=reverse("chat:channel-detail", args=[tenant_slug, key.channel_id]),
+        ),
+    )
+    if page is not None:
+        return page
     api_key_revoke(key=key, actor=request.user, request=request)
     messages.success(
         request,
@@ -217,13 +255,37 @@ def key_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResp
 
 
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def key_rotate_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    """Confirm (the overlap chosen in the key table comes along), then issue the successor once."""
     key = _key(request, pk)
-    form = RotateForm(request.POST)
+    form = RotateForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
         messages.error(request, _("Choose how long the old key keeps working."))
         return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=key.channel_id)
+    hours = form.cleaned_data["overlap_hours"]
+    overlap = dict(RotateForm.OVERLAP_CHOICES)[str(hours)]
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Rotate API key"),
+            object_name=_key_label(key),
+            consequence=(
+                _("A new key is issued and shown once. The old key is refused from now on.")
+                if not hours
+                else _(
+                    "A new key is issued and shown once. The old key keeps working for %(overlap)s, then it "
+                    "is refused."
+                )
+                % {"overlap": overlap}
+            ),
+            button=_("Rotate key"),
+            cancel_url=reverse("chat:channel-detail", args=[tenant_slug, key.channel_id]),
+            fields={"overlap_hours": hours},
+        ),
+    )
+    if page is not None:
+        return page
     try:
         new_key, plaintext = api_key_rotate(
             key=key,
@@ -327,9 +389,24 @@ def llm_provider_edit_view(request: HttpRequest, tenant_slug: str, pk: Any = Non
 
 
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def llm_provider_delete_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
     config = _provider(pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Delete language model"),
+            object_name=config.name,
+            consequence=_(
+                "Its settings and API key are removed; answers are composed offline from the knowledge base "
+                "unless another language model applies. This cannot be undone."
+            ),
+            button=_("Delete language model"),
+            cancel_url=reverse("chat:llm-provider-edit", args=[tenant_slug, config.pk]),
+        ),
+    )
+    if page is not None:
+        return page
     llm_provider_delete(tenant=request.tenant, config=config, actor=request.user, request=request)  # type: ignore[attr-defined]
     messages.success(
         request,

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import breaker_for
@@ -303,7 +304,7 @@ def test_webhook_page_rotates_and_shows_the_secret_once(
     page = operator_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk))
     assert f"http://testserver/hooks/servicenow/{servicenow.pk}/" in text(page)
     assert "Webhook secret: missing" in text(page)
-    rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=servicenow.pk))
+    rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=servicenow.pk), CONFIRMED)
     assert rotated.status_code == 200 and rotated["Cache-Control"] == "no-store"
     with tenant_context(tenant_a):
         secret = Connection.objects.get(pk=servicenow.pk).secrets["webhook_secret"]
@@ -319,7 +320,7 @@ def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
     connection = make_connection(tenant_a, "salesforce", name="SF")
     page = text(operator_client.get(url("sync-webhooks", tenant_a, pk=connection.pk)))
     assert f"/hooks/salesforce/{connection.pk}/SECRET/" in page
-    rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk))
+    rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk), CONFIRMED)
     with tenant_context(tenant_a):
         token = Connection.objects.get(pk=connection.pk).secrets["webhook_secret"]
     assert f"/hooks/salesforce/{connection.pk}/{token}/" in rotated.content.decode()

@@ -86,7 +86,7 @@ def bucket_starts(*, now: datetime, window: TimeWindow) -> list[datetime]:
     return [origin + window.step * i for i in range(int(window.span / window.step))]
 
 
-def _turn_stats() -> dict[str, Any]:
+def turn_stats() -> dict[str, Any]:
     """Aggregates over assistant turns: counts by outcome and the latency percentiles."""
     stats: dict[str, Any] = {o.value: Count("id", filter=Q(outcome=o.value)) for o in OUTCOMES}
     stats["turns"] = Count("id")
@@ -179,19 +179,11 @@ class LocaleRow:
         return 100 * self.published / self.total if self.total else 0.0
 
 
-@dataclass
-class TenantDashboard:
-    window: TimeWindow
-    starts: list[datetime]
+class WindowTotals:
+    """What both dashboards add up over their window (the dataclasses below hold the two lists)."""
+
     conversations: list[int]
-    turns_by_outcome: dict[str, list[int]]
-    p50: list[float | None]
-    p95: list[float | None]
-    summary: TurnSummary
-    channels: list[ChannelRow]
     costs: list[CostRow]
-    sync: list[SyncRow]
-    coverage: list[LocaleRow]
 
     @property
     def conversation_total(self) -> int:
@@ -208,6 +200,21 @@ class TenantDashboard:
             totals[getattr(row, attribute)] += row.cost_usd
         return sorted(((k, float(v)) for k, v in totals.items()), key=lambda kv: (-kv[1], kv[0]))
 
+
+@dataclass
+class TenantDashboard(WindowTotals):
+    window: TimeWindow
+    starts: list[datetime]
+    conversations: list[int]
+    turns_by_outcome: dict[str, list[int]]
+    p50: list[float | None]
+    p95: list[float | None]
+    summary: TurnSummary
+    channels: list[ChannelRow]
+    costs: list[CostRow]
+    sync: list[SyncRow]
+    coverage: list[LocaleRow]
+
     @property
     def empty(self) -> bool:
         return not (self.summary.turns or any(self.conversations) or self.costs)
@@ -218,7 +225,7 @@ def _series_by_bucket(starts: list[datetime], rows: list[Any], key: str, default
     return [by_start.get(start, default) for start in starts]
 
 
-def _turns(since: datetime) -> QuerySet[Message]:
+def assistant_turns(since: datetime) -> QuerySet[Message]:
     return Message.objects.filter(role=Role.ASSISTANT, created_at__gte=since).exclude(outcome="")
 
 
@@ -241,13 +248,13 @@ def tenant_dashboard(*, window: TimeWindow, now: datetime | None = None) -> Tena
         .order_by()
     )
     turn_rows = list(
-        _turns(origin).annotate(bucket=bucket).values("bucket").annotate(**_turn_stats()).order_by()
+        assistant_turns(origin).annotate(bucket=bucket).values("bucket").annotate(**turn_stats()).order_by()
     )
-    summary = TurnSummary.from_row(_turns(origin).aggregate(**_turn_stats()))
+    summary = TurnSummary.from_row(assistant_turns(origin).aggregate(**turn_stats()))
     channel_rows = (
-        _turns(origin)
+        assistant_turns(origin)
         .values(channel_kind=F("conversation__channel_kind"))
-        .annotate(conversations=Count("conversation_id", distinct=True), **_turn_stats())
+        .annotate(conversations=Count("conversation_id", distinct=True), **turn_stats())
         .order_by("channel_kind")
     )
     costs = [
@@ -325,7 +332,7 @@ class TenantRow:
 
 
 @dataclass
-class PlatformDashboard:
+class PlatformDashboard(WindowTotals):
     window: TimeWindow
     starts: list[datetime]
     conversations: list[int]
@@ -333,17 +340,6 @@ class PlatformDashboard:
     tenants: list[TenantRow]
     costs: list[CostRow]
     unavailable_regions: list[str]
-
-    @property
-    def conversation_total(self) -> int:
-        return sum(self.conversations)
-
-    @property
-    def cost_total(self) -> Decimal:
-        return sum((c.cost_usd for c in self.costs), Decimal(0))
-
-    def cost_by(self, attribute: str) -> list[tuple[str, float]]:
-        return TenantDashboard.cost_by(self, attribute)  # type: ignore[arg-type]
 
     @property
     def empty(self) -> bool:
@@ -378,7 +374,7 @@ def _platform_region(
         .annotate(**{o.value: Count("id", filter=Q(outcome=o.value)) for o in OUTCOMES})
         .order_by()
     )
-    per_tenant = list(turns.values("tenant_id").annotate(**_turn_stats()).order_by())
+    per_tenant = list(turns.values("tenant_id").annotate(**turn_stats()).order_by())
     costs = list(
         LlmUsage.all_tenants.using(alias)
         .filter(created_at__gte=origin)
