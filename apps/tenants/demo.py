@@ -18,7 +18,7 @@ from apps.tenants.roles import ROLES_REQUIRING_2FA
 from apps.tenants.services import membership_add, membership_change_role, region_sync, tenant_create
 
 DEMO_PASSWORD = "demo-Passw0rd!2026"  # noqa: S105 - demo only, refused in production
-DEMO_TENANTS = [
+DEMO_TENANTS: list[dict[str, Any]] = [
     {
         "slug": "acme",
         "name": "Acme GmbH",
