@@ -28,7 +28,7 @@ urlpatterns = [
     path("api/v1/", include("apps.integrations.api.urls")),
     path("admin/", admin_site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("accounts/", include("apps.accounts.urls")),
+    path("", include("apps.accounts.urls")),  # /accounts/... and a member's unlock under /t/<slug>/
     path("", include("apps.tenants.urls")),
     path("", include("apps.policies.urls")),
     path("", include("apps.audit.urls")),

@@ -127,7 +127,7 @@ def _llm_provider_pk(tenant: Tenant) -> Any:
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:member-remove": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
-    "tenants:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "accounts:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:invitation-revoke": lambda t: {"pk": Invitation.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:api-token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "audit:event-detail": lambda t: {"seq": 1},  # tenant creation always writes event #1

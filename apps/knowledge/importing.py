@@ -26,6 +26,7 @@ from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import Conflict, HubError, NotFound, ValidationFailed
 from apps.knowledge.content import html_sanitize, markdown_escape_tags
+from apps.knowledge.dispatch import IMPORT_CONNECTION_TASK, knowledge_task
 from apps.knowledge.models import KnowledgeBase, Status, Translation
 from apps.knowledge.services import (
     _apply_import_status,
@@ -385,7 +386,6 @@ def kb_import_connection_queue(
 ) -> None:
     """Queue an import in Celery once the current transaction commits (for the console)."""
     from apps.knowledge.services import _on_commit
-    from apps.knowledge.tasks import knowledge_import_connection_task
 
     tenant = current_tenant()
     if kb.tenant_id != tenant.id or connection.tenant_id != tenant.id:
@@ -397,4 +397,4 @@ def kb_import_connection_queue(
         "actor_id": getattr(actor, "pk", None),
         "publish": publish,
     }
-    _on_commit(lambda: knowledge_import_connection_task.delay(**kwargs), using=tenant.db_alias)
+    _on_commit(lambda: knowledge_task(IMPORT_CONNECTION_TASK).delay(**kwargs), using=tenant.db_alias)

@@ -1,4 +1,7 @@
-"""Celery tasks of the knowledge app: thin wrappers that take ids and call the indexing services."""
+"""Celery tasks of the knowledge app: thin wrappers that take ids and call the indexing and import services.
+
+Services queue them by name (apps/knowledge/dispatch.py) and never import this module, so the names are fixed.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.core.tasks import TenantTask
+from apps.knowledge.dispatch import IMPORT_CONNECTION_TASK, INDEX_TASK, REINDEX_TASK
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=INDEX_TASK, base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def knowledge_index_task(*, tenant_id: int, translation_ids: list[int]) -> int:
     """Index (or un-index) these translations; idempotent, so a redelivered message is harmless."""
     from apps.knowledge.indexing import translations_index
@@ -21,7 +25,7 @@ def knowledge_index_task(*, tenant_id: int, translation_ids: list[int]) -> int:
     return translations_index(translation_ids=translation_ids)
 
 
-@shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=REINDEX_TASK, base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def knowledge_reindex_task(*, tenant_id: int, kb_id: str) -> int:
     """Re-embed a knowledge base with a new model in the background, then switch search to it."""
     from apps.knowledge.indexing import kb_reindex
@@ -29,7 +33,14 @@ def knowledge_reindex_task(*, tenant_id: int, kb_id: str) -> int:
     return kb_reindex(kb_id=kb_id)
 
 
-@shared_task(base=TenantTask, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+@shared_task(
+    name=IMPORT_CONNECTION_TASK,
+    base=TenantTask,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
 def knowledge_import_connection_task(
     self: Any,
     *,

@@ -168,7 +168,7 @@ else:
 
 CACHES: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "hub.cache.RedisCache",
+        "BACKEND": "apps.core.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "hub",
         "TIMEOUT": 300,

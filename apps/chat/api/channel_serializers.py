@@ -9,7 +9,7 @@ from rest_framework import serializers
 from apps.chat.models import Action, ApiKey, ApiKeyScope, Channel, ChannelKind
 from apps.chat.selectors.channels import api_key_state
 from apps.chat.services.channels import CHANNEL_FIELDS, MAX_OVERLAP_HOURS
-from apps.tenants.api.serializers import StrictSerializer
+from apps.tenants.api_base import StrictSerializer
 
 _ACTIONS_HELP = _(
     "Business actions the channel may perform: order_status, create_ticket, capture_lead, handoff."

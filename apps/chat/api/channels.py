@@ -40,10 +40,9 @@ from apps.chat.services.channels import (
 )
 from apps.core.errors import NotFound as ServiceNotFound
 from apps.tenants import roles
-from apps.tenants.api.views import TenantScopedView, service_errors
-from apps.tenants.api.views import error_responses as _errors
+from apps.tenants.api_base import TENANT_PARAM, TenantScopedView, service_errors
+from apps.tenants.api_base import error_responses as _errors
 
-TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 CHANNEL_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Channel id.")
 KEY_PARAM = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="API key id.")
 

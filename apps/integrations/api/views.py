@@ -41,10 +41,9 @@ from apps.integrations.services import (
     connection_test,
     connection_update,
 )
-from apps.tenants.api.views import TenantScopedView
-from apps.tenants.api.views import error_responses as _errors
+from apps.tenants.api_base import TENANT_PARAM, TenantScopedView
+from apps.tenants.api_base import error_responses as _errors
 
-TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Connection id.")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.audit.roles import audit_roles_apply, audit_roles_sql
 from apps.core.db_admin import admin_configured, db_prepare
 
 
@@ -26,8 +27,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from apps.audit.roles import audit_roles_apply, audit_roles_sql
-
         aliases = [options["database"]] if options["database"] else list(settings.DATABASES)
         owner = settings.HUB_DB_AUDIT_OWNER_ROLE
         for alias in aliases:

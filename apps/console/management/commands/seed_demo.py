@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.tenants.demo import seed_demo
+from apps.console.demo import seed_demo
 
 
 class Command(BaseCommand):
