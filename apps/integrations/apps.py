@@ -11,7 +11,7 @@ class IntegrationsConfig(AppConfig):
 
         connector_registry()
 
-        from apps.integrations import sync
+        from apps.integrations.services import sync
         from apps.policies.models import Category
         from apps.policies.registry import register_eraser, register_purger
 
@@ -19,6 +19,6 @@ class IntegrationsConfig(AppConfig):
         register_purger(Category.SYNC_LOGS, sync.purge_sync_logs)
         register_eraser("synced_records", sync.erase_synced_records)
 
-        from apps.integrations import outbox
+        from apps.integrations.services import outbox
 
         register_eraser("outbox", outbox.erase_outbox)

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from apps.core.context import tenant_context
 from apps.core.tasks import TenantTask
-from apps.integrations.sync import (
+from apps.integrations.services.sync import (
     SyncFailed,
     streams_claim_due,
     sync_requeue_stale,
@@ -104,7 +104,7 @@ def sync_requeue_stale_task() -> int:
 @shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def outbox_relay_task(*, tenant_id: int, connection_id: str) -> int:
     """Deliver one connection's due outbox messages in order; idempotent, so redelivery is harmless."""
-    from apps.integrations.outbox import outbox_relay, outbox_relay_started
+    from apps.integrations.services.outbox import outbox_relay, outbox_relay_started
 
     outbox_relay_started(tenant_id=tenant_id, connection_id=connection_id)
     return outbox_relay(connection_id=connection_id)
@@ -117,7 +117,7 @@ def outbox_relay_due() -> int:
     The messages live in the database, not the broker, so this also resumes delivery after a worker
     restart, a lost task or a vendor outage.
     """
-    from apps.integrations.outbox import outbox_due, outbox_relay_queue
+    from apps.integrations.services.outbox import outbox_due, outbox_relay_queue
 
     return sum(
         outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id)

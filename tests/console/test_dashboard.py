@@ -22,7 +22,7 @@ from apps.console.selectors import WINDOWS, bucket_starts, platform_dashboard, t
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, SyncRun
 from apps.integrations.resilience import breaker_for
-from apps.integrations.services import connection_create
+from apps.integrations.services.connections import connection_create
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.knowledge.selectors import kb_list, kbs_coverage
 from apps.tenants import roles

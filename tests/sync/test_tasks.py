@@ -10,10 +10,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.context import tenant_context
-from apps.integrations import sync
 from apps.integrations.models import RunStatus, StreamState, SyncAttempt, SyncRun
-from apps.integrations.services import connection_delete, connection_set_enabled
-from apps.integrations.sync import (
+from apps.integrations.services import sync
+from apps.integrations.services.connections import connection_delete, connection_set_enabled
+from apps.integrations.services.sync import (
     stream_pause,
     stream_resume,
     stream_schedule_set,

@@ -18,13 +18,13 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.errors import HubError
-from apps.integrations.deadletters import (
+from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
+from apps.integrations.services.deadletters import (
     deadletter_discard,
     deadletter_get,
     deadletter_list,
     deadletter_replay,
 )
-from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 

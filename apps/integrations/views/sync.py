@@ -24,10 +24,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from apps.core.context import current_tenant
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
-from apps.integrations import webhooks
 from apps.integrations.models import Connection
 from apps.integrations.resilience import breaker_for
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import (
     ERROR_RATE_RUNS,
     connection_get,
     readable_streams,
@@ -37,7 +36,8 @@ from apps.integrations.selectors import (
     sync_run_list,
     webhook_rejections,
 )
-from apps.integrations.sync import stream_pause, stream_resume, stream_schedule_set, sync_request
+from apps.integrations.services import webhooks
+from apps.integrations.services.sync import stream_pause, stream_resume, stream_schedule_set, sync_request
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 

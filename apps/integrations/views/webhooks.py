@@ -16,8 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.core.context import tenant_context
-from apps.integrations import webhooks
-from apps.integrations.selectors import webhook_connection_find
+from apps.integrations.selectors.connections import webhook_connection_find
+from apps.integrations.services import webhooks
 from apps.observability.access import client_address
 
 logger = logging.getLogger(__name__)

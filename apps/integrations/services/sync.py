@@ -514,7 +514,7 @@ def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | N
     if run is None:
         return None
     try:
-        deadletters = importlib.import_module("apps.integrations.deadletters")
+        deadletters = importlib.import_module("apps.integrations.services.deadletters")
     except ModuleNotFoundError:
         return run
     handler = getattr(deadletters, "deadletter_sync_run", None)

@@ -114,8 +114,8 @@ def deadletter_replay(
 ) -> DeadLetter:
     """Try the work again: an outbox message goes back to pending (with a fresh retry budget) and is
     kicked; a sync is queued again as a manual run. Audited as `deadletter.replayed`."""
-    from apps.integrations.outbox import outbox_kick
-    from apps.integrations.sync import sync_request
+    from apps.integrations.services.outbox import outbox_kick
+    from apps.integrations.services.sync import sync_request
 
     tenant = current_tenant()
     with transaction.atomic(using=tenant.db_alias):

@@ -38,7 +38,6 @@ from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
 from apps.core.tasks import BROKER_ERRORS, task_enqueue
 from apps.integrations.conf import connector_class, connector_session
-from apps.integrations.deadletters import deadletter_outbox
 from apps.integrations.models import (
     Connection,
     DeadLetter,
@@ -48,7 +47,8 @@ from apps.integrations.models import (
     OutboxStatus,
 )
 from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
-from apps.integrations.sync import (
+from apps.integrations.services.deadletters import deadletter_outbox
+from apps.integrations.services.sync import (
     ERROR_LIMIT,
     REDIS_UNAVAILABLE,
     build_connector,

@@ -49,7 +49,7 @@ from apps.core.errors import ValidationFailed
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncRun
 from apps.integrations.resilience import BucketConfig, TokenBucket, redis_client
-from apps.integrations.sync import lock_key, sync_request
+from apps.integrations.services.sync import lock_key, sync_request
 from connectors.errors import ConnectorError
 from connectors.http import HttpSession
 

@@ -135,8 +135,8 @@ def webhook_rejections(*, connections: list[Connection]) -> dict[Any, dict[str, 
 
     from django.utils import timezone
 
-    from apps.integrations import webhooks
     from apps.integrations.resilience import redis_client
+    from apps.integrations.services import webhooks
 
     now = timezone.now()
     days = [webhooks.day_key(now - timedelta(days=n)) for n in range(webhooks.REJECTION_DAYS)]
