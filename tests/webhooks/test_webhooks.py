@@ -14,7 +14,7 @@ from django.urls import reverse
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, SyncRun
-from apps.integrations.selectors.connections import webhook_rejections
+from apps.integrations.selectors.webhooks import webhook_rejections
 from apps.integrations.services.connections import connection_set_enabled, connection_update
 from apps.integrations.services.sync import stream_pause
 from apps.integrations.services.webhooks import (

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.core.context import tenant_context
-from apps.integrations.selectors.connections import webhook_connection_find
+from apps.integrations.selectors.webhooks import owner_key, webhook_connection_find
 from apps.integrations.services import webhooks
 from apps.observability.access import client_address
 
@@ -82,7 +82,7 @@ def _ingest_stored(
         if reason:
             webhooks.webhook_reject(reason=reason, connection=connection, request=request)
             return _unauthorized()
-        owner = webhooks.owner_key(connection)
+        owner = owner_key(connection)
         if wait := webhooks.throttle_wait(scope=f"connection:{owner}", config=webhooks.CONNECTION_RATE):
             return _too_many(wait)
         body = _read_body(request)
