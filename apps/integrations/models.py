@@ -16,9 +16,11 @@ from connectors.errors import CredentialsNotBound
 #: The guardian permission that lets a member without the connector-manager role manage one connection.
 CONNECTION_PERM = "integrations.change_connection"
 #: Keys the hub itself keeps beside a connector's own settings and credentials (webhook verification, see
-#: webhooks.py). A connector refuses unknown keys, so `connector_config` leaves these out.
+#: services/webhooks.py). A connector refuses unknown keys, so `connector_config` leaves these out.
 HUB_SETTING_KEYS = frozenset({"webhook_org_id"})
 HUB_SECRET_KEYS = frozenset({"webhook_secret"})
+#: Longest error text kept on a sync run or attempt, an outbox message or attempt, and a dead letter.
+ERROR_LIMIT = 2_000
 
 
 class Connection(RegionObjectModel):

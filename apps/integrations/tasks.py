@@ -7,7 +7,6 @@ full jitter, honouring a vendor's Retry-After up to a cap; permanent errors alre
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from celery import shared_task
@@ -15,6 +14,7 @@ from django.conf import settings
 
 from apps.core.context import tenant_context
 from apps.core.tasks import TenantTask
+from apps.integrations.retry import sync_retry_delay
 from apps.integrations.services.sync import (
     SyncFailed,
     streams_claim_due,
@@ -24,20 +24,6 @@ from apps.integrations.services.sync import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def retry_delay(*, retries: int, retry_after: float | None = None) -> float:
-    """Seconds before retry number `retries + 1`: full jitter over an exponential ceiling, capped.
-
-    A vendor's Retry-After is a floor (calling earlier is pointless), but never above the cap, which
-    stays below the broker's visibility timeout so a waiting task is not redelivered twice.
-    """
-    cap = float(settings.HUB_SYNC_RETRY_MAX_SECONDS)
-    ceiling = min(cap, settings.HUB_SYNC_RETRY_BASE_MS / 1000 * 2**retries)
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-    if retry_after:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
 
 
 @shared_task(
@@ -75,7 +61,7 @@ def sync_stream_task(
             "backfill": backfill,
             "run_id": exc.run_id,
         }
-        countdown = retry_delay(retries=retries, retry_after=exc.retry_after)
+        countdown = sync_retry_delay(retries=retries, retry_after=exc.retry_after)
         raise self.retry(kwargs=kwargs, countdown=countdown, exc=exc) from None
     return None if run is None else str(run.status)
 

@@ -229,8 +229,8 @@ def _vendor_texts(*, kind: str, records: Iterable[Record], result: ConnectionImp
 def _read_articles(*, connection: Any) -> list[Record]:
     """Read every article through the connection's breaker and bucket; raise KnowledgeImportFailed."""
     from apps.integrations.conf import connector_class, connector_session
-    from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
-    from apps.integrations.services.sync import guard_session, is_transient, retry_after_of
+    from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for, guard_session
+    from apps.integrations.retry import is_transient, retry_after_of
     from apps.policies.services import transfer_check
 
     # The policy may have changed since the connection was saved: check before anything is sent.

@@ -23,15 +23,10 @@ from apps.integrations.models import (
     SyncAttempt,
     SyncRun,
 )
+from apps.integrations.retry import outbox_retry_delay as backoff_delay
 from apps.integrations.services import outbox
 from apps.integrations.services.deadletters import deadletter_discard, deadletter_replay, deadletter_sync_run
-from apps.integrations.services.outbox import (
-    backoff_delay,
-    outbox_deliver,
-    outbox_due,
-    outbox_enqueue,
-    outbox_relay,
-)
+from apps.integrations.services.outbox import outbox_deliver, outbox_due, outbox_enqueue, outbox_relay
 from apps.policies.services import erase_subject
 from apps.tenants.models import Tenant
 from connectors.errors import ConnectorError

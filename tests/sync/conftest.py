@@ -55,7 +55,7 @@ def sim_rows(sim: SalesforceSimulator, stream: str = "contacts") -> dict[str, tu
     from apps.integrations.services.sync import canonical_json
 
     records: dict[str, tuple[bool, str]] = {}
-    from apps.integrations.services.sync import build_connector
+    from apps.integrations.conf import build_connector
 
     connection = Connection(kind="salesforce", settings=demo_config("salesforce", sim.describe())[0])
     connection.set_secrets(demo_config("salesforce", sim.describe())[1])

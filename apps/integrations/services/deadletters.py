@@ -20,6 +20,7 @@ from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
 from apps.integrations.models import (
+    ERROR_LIMIT,
     DeadLetter,
     DeadLetterKind,
     DeadLetterStatus,
@@ -30,8 +31,6 @@ from apps.integrations.models import (
     SyncRun,
     Trigger,
 )
-
-ERROR_LIMIT = 2_000
 
 
 def _history(attempts: Any) -> list[dict[str, Any]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections import defaultdict
@@ -37,8 +36,9 @@ from redis.exceptions import RedisError
 from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
 from apps.core.tasks import BROKER_ERRORS, task_enqueue
-from apps.integrations.conf import connector_class, connector_session
+from apps.integrations.conf import build_connector, connector_class
 from apps.integrations.models import (
+    ERROR_LIMIT,
     Connection,
     DeadLetter,
     DeadLetterStatus,
@@ -46,19 +46,12 @@ from apps.integrations.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
+from apps.integrations.resilience import BreakerOpen, breaker_for, connection_session, penalize_rate_limited
+from apps.integrations.retry import failure_of, outbox_retry_delay
 from apps.integrations.services.deadletters import deadletter_outbox
-from apps.integrations.services.sync import (
-    ERROR_LIMIT,
-    REDIS_UNAVAILABLE,
-    build_connector,
-    guard_session,
-    is_transient,
-    retry_after_of,
-)
 from apps.policies.registry import Subject
 from connectors.base import Connector
-from connectors.errors import ConnectorError, RateLimited
+from connectors.errors import ConnectorError
 from connectors.http import HttpSession, redact
 
 logger = logging.getLogger(__name__)
@@ -215,19 +208,6 @@ def _claim(*, connection: Connection, limit: int, message_id: int | None = None)
 
 
 # --- outcomes ---------------------------------------------------------------------------------------------
-def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
-    """Seconds before the next try after `attempts` tries: full jitter over an exponential ceiling, capped.
-
-    A vendor's Retry-After (or the breaker's probe time) is a floor: calling earlier is pointless.
-    """
-    cap = float(settings.HUB_OUTBOX_RETRY_MAX_SECONDS)
-    ceiling = min(cap, settings.HUB_OUTBOX_RETRY_BASE_MS / 1000 * 2 ** max(attempts - 1, 0))
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-    if retry_after:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
-
-
 def _finish_attempt(attempt: OutboxAttempt, *, error: str = "", retry_after: float | None = None) -> None:
     attempt.error, attempt.retry_after, attempt.finished_at = error[:ERROR_LIMIT], retry_after, timezone.now()
     attempt.save(update_fields=["error", "retry_after", "finished_at", "updated_at"])
@@ -260,7 +240,7 @@ def _failed(claimed: Claimed, *, error: str, transient: bool, retry_after: float
     with transaction.atomic(using=current_tenant().db_alias):
         _finish_attempt(claimed.attempt, error=error, retry_after=retry_after)
         if transient and message.attempts < settings.HUB_OUTBOX_MAX_ATTEMPTS:
-            delay = backoff_delay(attempts=message.attempts, retry_after=retry_after)
+            delay = outbox_retry_delay(attempts=message.attempts, retry_after=retry_after)
             now = timezone.now()
             _mine(claimed).update(
                 status=OutboxStatus.PENDING,
@@ -300,12 +280,7 @@ class _Courier:
 
     def _get_connector(self) -> Connector:
         if self._connector is None:
-            session = guard_session(
-                connector_session(),
-                breaker=breaker_for(self.connection),
-                bucket=bucket_for(self.connection),
-            )
-            self._connector = build_connector(self.connection, session=session)
+            self._connector = build_connector(self.connection, session=connection_session(self.connection))
         return self._connector
 
     def deliver(self, claimed: list[Claimed]) -> tuple[int, bool]:
@@ -331,21 +306,14 @@ class _Courier:
         try:
             result = connector.write(stream, records)
         except (ConnectorError, BreakerOpen, RedisError) as exc:
-            if isinstance(exc, BreakerOpen):
-                error = "The vendor is failing; the circuit breaker is open until it probes again."
-                retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
-                transient = True
-            elif isinstance(exc, RedisError):  # a retry upserts by external id: never a second vendor row
-                error, retry_after, transient = REDIS_UNAVAILABLE, None, True
-            else:
-                error = redact(exc.message, self.secrets)
-                retry_after = retry_after_of(exc)
-                transient = is_transient(exc)
-                if isinstance(exc, RateLimited) and retry_after:
-                    bucket_for(self.connection).penalize(retry_after)  # every worker holds back
+            # Redis away is transient too: a retry upserts by external id, never a second vendor row.
+            failure = failure_of(exc, secrets=self.secrets)
+            penalize_rate_limited(exc, connection=self.connection)
             for item in items:
-                _failed(item, error=error, transient=transient, retry_after=retry_after)
-            return 0, transient
+                _failed(
+                    item, error=failure.message, transient=failure.transient, retry_after=failure.retry_after
+                )
+            return 0, failure.transient
         outcomes = {o.external_id: o for o in result.outcomes}
         delivered = 0
         for item in items:
