@@ -356,7 +356,7 @@ def test_erasure_reaches_the_outbox(
 def test_relay_due_queues_one_relay_per_connection_until_it_starts(
     tenant_a: Tenant, connection: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from apps.integrations.services.outbox import outbox_relay_started
+    from apps.integrations.services.dispatch import outbox_relay_started
     from apps.integrations.tasks import outbox_relay_due, outbox_relay_task
 
     sent: list[dict[str, Any]] = []

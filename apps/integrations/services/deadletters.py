@@ -1,7 +1,7 @@
 """Dead letters: work that failed for good, kept with its payload and error history for an operator.
 
 Two kinds arrive here: outbox messages (a permanent vendor error, or retries used up) and sync runs whose
-retries ran out (`sync_run_exhausted` calls `deadletter_sync_run`). From the console an operator replays
+retries ran out (`sync_run_exhausted`, called by the sync task). From the console an operator replays
 a letter (the outbox message goes back to pending; the sync is queued again) or discards it; both are
 audited. Creating a letter is idempotent: a redelivered task or a message failing again after a replay
 reopens the same letter instead of adding another.
@@ -31,6 +31,8 @@ from apps.integrations.models import (
     SyncRun,
     Trigger,
 )
+from apps.integrations.services.dispatch import outbox_kick
+from apps.integrations.services.sync import sync_request, sync_run_fail
 
 
 def _history(attempts: Any) -> list[dict[str, Any]]:
@@ -78,7 +80,7 @@ def deadletter_outbox(*, message: OutboxMessage, error: str) -> DeadLetter:
 
 
 def deadletter_sync_run(*, run: SyncRun, error: str) -> DeadLetter:
-    """File the dead letter of a sync run whose retries ran out (the hook `sync_run_exhausted` calls)."""
+    """File the dead letter of a sync run whose retries ran out (idempotent: a redelivery reopens none)."""
     history = _history(SyncAttempt.objects.filter(run=run).order_by("number"))
     letter, _created = DeadLetter.objects.update_or_create(
         sync_run=run,
@@ -93,6 +95,15 @@ def deadletter_sync_run(*, run: SyncRun, error: str) -> DeadLetter:
         },
     )
     return letter
+
+
+def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | None:
+    """Close a run whose retries are used up and file its dead letter; None when the run is gone."""
+    message = f"Retries exhausted after {attempts} attempts. Last error: {error}"
+    run = sync_run_fail(run_id=run_id, error=message)
+    if run is not None:
+        deadletter_sync_run(run=run, error=message)
+    return run
 
 
 def _resolve(letter: DeadLetter, *, status: str, actor: Any) -> None:
@@ -112,9 +123,6 @@ def deadletter_replay(
 ) -> DeadLetter:
     """Try the work again: an outbox message goes back to pending (with a fresh retry budget) and is
     kicked; a sync is queued again as a manual run. Audited as `deadletter.replayed`."""
-    from apps.integrations.services.outbox import outbox_kick
-    from apps.integrations.services.sync import sync_request
-
     tenant = current_tenant()
     with transaction.atomic(using=tenant.db_alias):
         letter = DeadLetter.objects.select_for_update().select_related("connection").get(pk=dead_letter.pk)

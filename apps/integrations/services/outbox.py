@@ -17,7 +17,6 @@ time); permanent errors and used-up retries move the message to the dead letters
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -27,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -35,7 +33,6 @@ from redis.exceptions import RedisError
 
 from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
-from apps.core.tasks import BROKER_ERRORS, task_enqueue
 from apps.integrations.conf import build_connector, connector_class
 from apps.integrations.models import (
     ERROR_LIMIT,
@@ -49,6 +46,7 @@ from apps.integrations.models import (
 from apps.integrations.resilience import BreakerOpen, breaker_for, connection_session, penalize_rate_limited
 from apps.integrations.retry import failure_of, outbox_retry_delay
 from apps.integrations.services.deadletters import deadletter_outbox
+from apps.integrations.services.dispatch import outbox_kick
 from apps.policies.registry import Subject
 from connectors.base import Connector
 from connectors.errors import ConnectorError
@@ -60,8 +58,6 @@ logger = logging.getLogger(__name__)
 SETTLED = (OutboxStatus.DELIVERED, OutboxStatus.DISCARDED)
 #: Statuses the relay may claim (a "delivering" one only once its lease ran out).
 CLAIMABLE = (OutboxStatus.PENDING, OutboxStatus.DELIVERING)
-#: How long the beat waits before queueing another relay for a connection that already has one queued.
-RELAY_DEDUP_SECONDS = 30
 #: How long one relay task keeps draining a connection before it yields the worker.
 RELAY_BUDGET_SECONDS = 20.0
 
@@ -122,22 +118,6 @@ def outbox_enqueue(
     )
     outbox_kick(message=message)
     return message
-
-
-def outbox_kick(*, message: OutboxMessage) -> None:
-    """Queue a relay of the message's connection once the current transaction commits.
-
-    Kicks coalesce: while a relay of the connection is queued and not yet started, no other is queued,
-    so a burst of a thousand captures costs a handful of broker messages, each delivering in batches.
-    Best effort: with the broker (or Redis) down the commit still succeeds and the beat relay delivers.
-    """
-    tenant = current_tenant()
-    tenant_id, connection_id = tenant.id, message.connection_id
-    transaction.on_commit(
-        lambda: outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id),
-        using=tenant.db_alias,
-        robust=True,  # anything but a broker error (those return False) is a bug: logged, never a 500
-    )
 
 
 # --- claiming ---------------------------------------------------------------------------------------------
@@ -372,37 +352,6 @@ def outbox_relay(
         if failing:
             break
     return delivered
-
-
-def _relay_key(tenant_id: int, connection_id: Any) -> str:
-    return f"outbox:relay:{tenant_id}:{connection_id}"
-
-
-def outbox_relay_queue(*, tenant_id: int, connection_id: Any) -> bool:
-    """Queue a relay task for one connection unless one is queued already; return whether it queued.
-
-    The marker lives in Redis and expires by itself (a relay lost with its worker blocks nothing for
-    longer than that); the relay removes it when it starts, so changes committed meanwhile get a relay.
-    """
-    from apps.integrations.tasks import outbox_relay_task
-
-    key = _relay_key(tenant_id, connection_id)
-    ttl = min(RELAY_DEDUP_SECONDS, settings.HUB_OUTBOX_LEASE_SECONDS)
-    try:
-        if not cache.add(key, 1, timeout=ttl):
-            return False
-    except BROKER_ERRORS:
-        pass  # Redis is away: queue without the marker (a relay more is harmless) or fail below
-    if task_enqueue(outbox_relay_task, kwargs={"tenant_id": tenant_id, "connection_id": str(connection_id)}):
-        return True
-    with contextlib.suppress(*BROKER_ERRORS):
-        cache.delete(key)  # let the next kick or beat tick try again
-    return False
-
-
-def outbox_relay_started(*, tenant_id: int, connection_id: Any) -> None:
-    """Let kicks and the beat queue another relay for this connection (its queued one is running now)."""
-    cache.delete(_relay_key(tenant_id, connection_id))
 
 
 def outbox_due(*, now: datetime | None = None) -> list[tuple[int, Any]]:

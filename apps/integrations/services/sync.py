@@ -13,7 +13,6 @@ database, released by the server when the holder's connection dies (no stale Red
 from __future__ import annotations
 
 import gc
-import importlib
 import json
 import logging
 import queue
@@ -36,7 +35,6 @@ from redis.exceptions import RedisError
 from apps.audit.services import audit_record
 from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
-from apps.core.tasks import task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import build_connector, connector_class
 from apps.integrations.models import (
     ERROR_LIMIT,
@@ -49,6 +47,7 @@ from apps.integrations.models import (
 )
 from apps.integrations.resilience import BreakerOpen, connection_session, penalize_rate_limited
 from apps.integrations.retry import failure_of
+from apps.integrations.services.dispatch import sync_stream_enqueue, sync_stream_enqueue_on_commit
 from apps.observability import metrics
 from apps.policies.registry import Subject
 from connectors.base import Cursor, Record
@@ -424,26 +423,6 @@ def _attempt(
     return _finish(run, RunStatus.SUCCEEDED)
 
 
-def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | None:
-    """Close a run whose retries are used up, and hand it to the dead letters when that module exists.
-
-    The dead-letter module is optional (built separately); it is looked up at run time and must offer
-    `deadletter_sync_run(*, run, error)`. Without it the failed run, with its attempts, is the record.
-    """
-    message = f"Retries exhausted after {attempts} attempts. Last error: {error}"
-    run = sync_run_fail(run_id=run_id, error=message)
-    if run is None:
-        return None
-    try:
-        deadletters = importlib.import_module("apps.integrations.services.deadletters")
-    except ModuleNotFoundError:
-        return run
-    handler = getattr(deadletters, "deadletter_sync_run", None)
-    if handler is not None:
-        handler(run=run, error=message)
-    return run
-
-
 # --- scheduling and the console's controls ---------------------------------------------------------------
 def streams_claim_due(*, now: datetime | None = None) -> list[tuple[Any, list[tuple[Any, str]]]]:
     """Claim the streams whose next run is due, in every region; return them grouped by tenant.
@@ -488,8 +467,6 @@ def sync_request(
     The run is recorded as queued right away, so the console shows it before a worker picks it up. A person's
     request (actor given) is audited; webhook- and schedule-triggered runs are not (they would flood the log).
     """
-    from apps.integrations.tasks import sync_stream_task
-
     tenant = current_tenant()
     connector_class(connection.kind)(connection.connector_config(), session=HttpSession()).stream(stream)
     run = SyncRun.objects.create(connection=connection, stream=stream, trigger=trigger, backfill=backfill)
@@ -505,7 +482,7 @@ def sync_request(
         "run_id": run.pk,
     }
     # With the broker away the run stays queued in the database; sync_requeue_stale publishes it again.
-    task_enqueue_on_commit(sync_stream_task, kwargs=kwargs, using=tenant.db_alias)
+    sync_stream_enqueue_on_commit(kwargs=kwargs, using=tenant.db_alias)
 
 
 def sync_requeue_stale(*, now: datetime | None = None) -> int:
@@ -518,7 +495,6 @@ def sync_requeue_stale(*, now: datetime | None = None) -> int:
     nothing. A re-published retry starts its retry count afresh. A compare-and-set on `updated_at` keeps two
     sweeps (or two beats) from publishing the same run twice per interval.
     """
-    from apps.integrations.tasks import sync_stream_task
     from apps.tenants.models import Tenant
 
     now = now or timezone.now()
@@ -550,7 +526,7 @@ def sync_requeue_stale(*, now: datetime | None = None) -> int:
                 "backfill": backfill,
                 "run_id": pk,
             }
-            if not task_enqueue(sync_stream_task, kwargs=kwargs):
+            if not sync_stream_enqueue(kwargs=kwargs):
                 # The broker is still away: give the run back to the next sweep and stop trying for now.
                 SyncRun.all_tenants.using(alias).filter(pk=pk, updated_at=now).update(updated_at=updated_at)
                 return queued
