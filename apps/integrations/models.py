@@ -118,7 +118,7 @@ class RunStatus(models.TextChoices):
 class StreamState(RegionModel):
     """Where one stream of one connection stands: its cursor, schedule and pause switch.
 
-    The cursor is only ever written in the transaction that stores the records it covers (sync.py).
+    The cursor is only ever written in the transaction that stores the records it covers (services/sync.py).
     """
 
     hub_silo: ClassVar[str] = "region"

@@ -41,7 +41,7 @@ def retry_after_of(exc: BaseException) -> float | None:
     return exc.retry_after if isinstance(exc, RateLimited) else None
 
 
-def backoff_delay(
+def jittered_backoff(
     *, retries: int, base_ms: float, cap_seconds: float, retry_after: float | None = None
 ) -> float:
     """Seconds before retry number `retries + 1`: full jitter over an exponential ceiling, capped.
@@ -58,7 +58,7 @@ def backoff_delay(
 
 def sync_retry_delay(*, retries: int, retry_after: float | None = None) -> float:
     """Seconds before retry number `retries + 1` of a sync run or a knowledge import (HUB_SYNC_RETRY_*)."""
-    return backoff_delay(
+    return jittered_backoff(
         retries=retries,
         base_ms=settings.HUB_SYNC_RETRY_BASE_MS,
         cap_seconds=settings.HUB_SYNC_RETRY_MAX_SECONDS,
@@ -68,7 +68,7 @@ def sync_retry_delay(*, retries: int, retry_after: float | None = None) -> float
 
 def outbox_retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
     """Seconds before the next try of an outbox message after `attempts` tries (HUB_OUTBOX_RETRY_*)."""
-    return backoff_delay(
+    return jittered_backoff(
         retries=max(attempts - 1, 0),
         base_ms=settings.HUB_OUTBOX_RETRY_BASE_MS,
         cap_seconds=settings.HUB_OUTBOX_RETRY_MAX_SECONDS,

@@ -15,8 +15,8 @@ from apps.integrations.resilience import BreakerOpen
 from apps.integrations.retry import (
     BREAKER_OPEN,
     REDIS_UNAVAILABLE,
-    backoff_delay,
     failure_of,
+    jittered_backoff,
     outbox_retry_delay,
     sync_retry_delay,
 )
@@ -69,7 +69,7 @@ def test_sync_and_outbox_delays_are_one_backoff_with_their_own_settings(settings
     settings.HUB_OUTBOX_RETRY_BASE_MS, settings.HUB_OUTBOX_RETRY_MAX_SECONDS = 500, 30
     for retries in range(8):
         random.seed(retries)
-        expected = backoff_delay(retries=retries, base_ms=500, cap_seconds=30)
+        expected = jittered_backoff(retries=retries, base_ms=500, cap_seconds=30)
         random.seed(retries)
         assert sync_retry_delay(retries=retries) == expected
         random.seed(retries)
@@ -78,7 +78,7 @@ def test_sync_and_outbox_delays_are_one_backoff_with_their_own_settings(settings
 
 
 def test_retry_after_is_a_floor_under_the_cap() -> None:
-    floor = [backoff_delay(retries=0, base_ms=1000, cap_seconds=60, retry_after=30) for _ in range(20)]
+    floor = [jittered_backoff(retries=0, base_ms=1000, cap_seconds=60, retry_after=30) for _ in range(20)]
     assert min(floor) >= 30
-    assert backoff_delay(retries=40, base_ms=1000, cap_seconds=60, retry_after=3600) == 60
-    assert all(backoff_delay(retries=2, base_ms=1000, cap_seconds=60) <= 4 for _ in range(50))
+    assert jittered_backoff(retries=40, base_ms=1000, cap_seconds=60, retry_after=3600) == 60
+    assert all(jittered_backoff(retries=2, base_ms=1000, cap_seconds=60) <= 4 for _ in range(50))

@@ -58,7 +58,7 @@ def _unavailable() -> HttpResponse:
 def _ingest(
     request: HttpRequest, *, vendor: webhooks.Vendor, connection_id: Any, token: str = ""
 ) -> HttpResponse:
-    """Accept a delivery once its queued sync is stored; the broker and Redis may be away (webhooks.py)."""
+    """Accept a delivery once its queued sync is stored; broker and Redis may be away (services/webhooks)."""
     try:
         return _ingest_stored(request, vendor=vendor, connection_id=connection_id, token=token)
     except DatabaseError:
