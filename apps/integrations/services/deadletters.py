@@ -106,11 +106,22 @@ def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | N
     return run
 
 
-def _resolve(letter: DeadLetter, *, status: str, actor: Any) -> None:
+def _resolve(
+    letter: DeadLetter, *, status: str, action: str, actor: Any, request: HttpRequest | None
+) -> None:
+    """Close the letter as `status` and audit it as `action` (inside the caller's transaction)."""
     letter.status = status
     letter.resolved_at = timezone.now()
     letter.resolved_by_id = getattr(actor, "pk", None)
     letter.save(update_fields=["status", "resolved_at", "resolved_by_id", "updated_at"])
+    audit_record(
+        action,
+        tenant=current_tenant(),
+        actor=actor,
+        request=request,
+        target=letter,
+        changes={"kind": letter.kind, "connection": str(letter.connection_id), "stream": letter.stream},
+    )
 
 
 def _require_open(letter: DeadLetter) -> None:
@@ -141,14 +152,12 @@ def deadletter_replay(
                 trigger=Trigger.MANUAL,
                 backfill=bool(payload.get("backfill")),
             )
-        _resolve(letter, status=DeadLetterStatus.REPLAYED, actor=actor)
-        audit_record(
-            "deadletter.replayed",
-            tenant=tenant,
+        _resolve(
+            letter,
+            status=DeadLetterStatus.REPLAYED,
+            action="deadletter.replayed",
             actor=actor,
             request=request,
-            target=letter,
-            changes={"kind": letter.kind, "connection": str(letter.connection_id), "stream": letter.stream},
         )
     return letter
 
@@ -166,13 +175,11 @@ def deadletter_discard(
             OutboxMessage.objects.filter(pk=letter.message_id, status=OutboxStatus.DEAD).update(
                 status=OutboxStatus.DISCARDED, updated_at=timezone.now()
             )
-        _resolve(letter, status=DeadLetterStatus.DISCARDED, actor=actor)
-        audit_record(
-            "deadletter.discarded",
-            tenant=tenant,
+        _resolve(
+            letter,
+            status=DeadLetterStatus.DISCARDED,
+            action="deadletter.discarded",
             actor=actor,
             request=request,
-            target=letter,
-            changes={"kind": letter.kind, "connection": str(letter.connection_id), "stream": letter.stream},
         )
     return letter
