@@ -22,7 +22,7 @@ def _connection_pk(tenant: Tenant) -> Any:
     """One of tenant A's connections (created on first use; no vendor is called)."""
     from apps.core.context import tenant_context
     from apps.integrations.models import Connection
-    from apps.integrations.services import connection_create
+    from apps.integrations.services.connections import connection_create
 
     with tenant_context(tenant):
         existing = Connection.objects.first()

@@ -56,7 +56,7 @@ def knowledge_import_connection_task(
     up to HUB_SYNC_MAX_RETRIES; a permanent one (credentials, configuration, policy) is logged and ends.
     """
     from apps.core.errors import HubError
-    from apps.integrations.tasks import retry_delay
+    from apps.integrations.retry import sync_retry_delay
     from apps.knowledge.importing import KnowledgeImportFailed, kb_import_connection_run
 
     try:
@@ -66,7 +66,7 @@ def knowledge_import_connection_task(
     except KnowledgeImportFailed as exc:
         retries = self.request.retries
         if exc.transient and retries < settings.HUB_SYNC_MAX_RETRIES:
-            countdown = retry_delay(retries=retries, retry_after=exc.retry_after)
+            countdown = sync_retry_delay(retries=retries, retry_after=exc.retry_after)
             raise self.retry(countdown=countdown, exc=exc) from None
         logger.warning("knowledge import failed", extra={"connection_id": connection_id, "error": str(exc)})
         return {"error": str(exc)}

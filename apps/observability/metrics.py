@@ -55,7 +55,7 @@ RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-QUEUES = ("sync", "outbox", "webhooks", "default")
+QUEUES = ("sync", "outbox", "default")
 DEPENDENCIES = frozenset({"postgres", "redis", "broker"})
 DEPENDENCY_ERROR_KINDS = frozenset({"timeout", "unavailable"})
 #: What keeps working, differently, while a dependency is down (docs/operations.md).

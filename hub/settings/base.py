@@ -190,12 +190,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
-# Four queues, so a backlog of syncs never delays outbox deliveries, webhook processing or small jobs.
+# Three queues, so a backlog of syncs never delays outbox deliveries or small jobs. Inbound webhooks need no
+# queue of their own: the web process verifies and de-duplicates them and records a queued sync run, which
+# the `sync` queue runs like any other (docs/architecture.md, "Integrations").
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "apps.integrations.tasks.sync_stream_task": {"queue": "sync"},
     "apps.integrations.tasks.outbox_*": {"queue": "outbox"},
-    "apps.integrations.tasks.webhook_*": {"queue": "webhooks"},
     "apps.knowledge.tasks.*": {"queue": "default"},
 }
 # Sync retries: exponential backoff with full jitter from the base, capped (a vendor's Retry-After too);

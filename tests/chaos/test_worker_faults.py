@@ -34,10 +34,10 @@ from django.utils import timezone
 
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxAttempt, OutboxMessage, OutboxStatus, RunStatus, SyncRun
-from apps.integrations.outbox import outbox_enqueue
-from apps.integrations.sync import sync_request, sync_requeue_stale
+from apps.integrations.services.outbox import outbox_enqueue
+from apps.integrations.services.sync import sync_request, sync_requeue_stale
+from apps.integrations.services.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.integrations.tasks import outbox_relay_due
-from apps.integrations.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.chaos.faults import StallProxy, paused, service_pids

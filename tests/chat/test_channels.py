@@ -14,7 +14,7 @@ from apps.chat.models import Action, ApiKey, Channel
 from apps.chat.services.channels import channel_create, channel_set_enabled, channel_update
 from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
-from apps.integrations.services import connection_create
+from apps.integrations.services.connections import connection_create
 from apps.knowledge.services import kb_create
 from apps.tenants.models import Membership, Role, Tenant
 from tests.api.conftest import issue_token, token_client

@@ -16,7 +16,7 @@ from django.utils import timezone
 from apps.chat.models import Conversation, Message
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_create
+from apps.integrations.services.connections import connection_create
 from apps.tenants.models import Tenant
 from tests.auth import login_verified
 

@@ -23,7 +23,7 @@ from apps.chat.services.channels import api_key_create, channel_create
 from apps.core.confirm import CONFIRM_FIELD, CONFIRM_VALUE, CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
-from apps.integrations.services import connection_grant
+from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Invitation, ManagementToken, Membership, Role, Tenant
 from apps.tenants.services import membership_add
 from tests.auth import login_verified

@@ -9,7 +9,7 @@ import pytest
 
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_create
+from apps.integrations.services.connections import connection_create
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
 from connectors import simulators

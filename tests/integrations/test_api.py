@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_grant
+from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Tenant
 from tests.api.conftest import issue_token, session_client, token_client
 from tests.integrations.conftest import KINDS, demo_config, make_connection

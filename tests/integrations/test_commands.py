@@ -14,7 +14,7 @@ from django.core.management import call_command
 from apps.core.context import tenant_context
 from apps.integrations import demo
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_test
+from apps.integrations.services.connections import connection_test
 from apps.tenants.models import Tenant
 
 

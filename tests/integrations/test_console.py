@@ -16,7 +16,7 @@ from django.urls import reverse
 from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_grant
+from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Tenant
 from tests.auth import login_verified
 from tests.integrations.conftest import KINDS, demo_config, make_connection

@@ -12,7 +12,7 @@ import pytest
 from apps.core.context import tenant_context
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection, SyncedRecord
-from apps.integrations.services import connection_create
+from apps.integrations.services.connections import connection_create
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 
@@ -52,10 +52,10 @@ def sf_connection(
 
 def sim_rows(sim: SalesforceSimulator, stream: str = "contacts") -> dict[str, tuple[bool, str]]:
     """What the vendor holds: id -> (deleted, canonical raw JSON), read back through the connector."""
-    from apps.integrations.sync import canonical_json
+    from apps.integrations.services.sync import canonical_json
 
     records: dict[str, tuple[bool, str]] = {}
-    from apps.integrations.sync import build_connector
+    from apps.integrations.conf import build_connector
 
     connection = Connection(kind="salesforce", settings=demo_config("salesforce", sim.describe())[0])
     connection.set_secrets(demo_config("salesforce", sim.describe())[1])
@@ -68,7 +68,7 @@ def store_rows(
     tenant: Tenant, connection: Connection, stream: str = "contacts"
 ) -> dict[str, tuple[bool, str]]:
     """What the hub holds for one connection and stream, in the same shape as `sim_rows`."""
-    from apps.integrations.sync import canonical_json
+    from apps.integrations.services.sync import canonical_json
 
     with tenant_context(tenant):
         rows = SyncedRecord.objects.filter(connection=connection, stream=stream).values_list(

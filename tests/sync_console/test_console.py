@@ -240,7 +240,7 @@ def test_sync_now_and_backfill_queue_runs_and_audit(
 def test_disabled_connection_is_not_synced(
     operator_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
-    from apps.integrations.services import connection_set_enabled
+    from apps.integrations.services.connections import connection_set_enabled
 
     connection_set_enabled(connection=servicenow, tenant=tenant_a, enabled=False)
     operator_client.post(stream_url("sync-now", tenant_a, servicenow))
@@ -340,7 +340,7 @@ def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
 def test_webhook_page_shows_rejection_counts(
     operator_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
-    from apps.integrations.webhooks import webhook_reject
+    from apps.integrations.services.webhooks import webhook_reject
 
     with tenant_context(tenant_a):
         for reason in ("signature", "signature", "stale"):

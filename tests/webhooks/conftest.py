@@ -8,8 +8,8 @@ import pytest
 
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_create
-from apps.integrations.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
+from apps.integrations.services.connections import connection_create
+from apps.integrations.services.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.tenants.models import Tenant
 
 HUBSPOT_SECRET = "hubspot-app-client-secret"

@@ -14,8 +14,8 @@ from django.db.models import Q
 
 from apps.chat.principal import ChannelInfo
 from apps.integrations.models import Connection, SyncedRecord
-from apps.integrations.outbox import outbox_enqueue
 from apps.integrations.resilience import breaker_for
+from apps.integrations.services.outbox import outbox_enqueue
 
 # Connector kinds that can take each action, in order of preference when the channel names none.
 TICKET_KINDS = ("servicenow", "hubspot", "salesforce")

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.chat.models import Conversation, LlmUsage, Message, Outcome, Role
 from apps.integrations.models import DeadLetter, DeadLetterStatus
-from apps.integrations.selectors import ConnectionOverview, sync_overview
+from apps.integrations.selectors.sync import ConnectionOverview, sync_overview
 from apps.knowledge.selectors import kb_list, kbs_coverage
 from apps.tenants.models import Tenant
 

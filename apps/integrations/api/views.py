@@ -27,14 +27,14 @@ from apps.integrations.api.serializers import (
 )
 from apps.integrations.conf import connector_registry
 from apps.integrations.models import Connection
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import (
     connection_get,
     connection_list,
     manages_all,
     may_list_connections,
     may_manage,
 )
-from apps.integrations.services import (
+from apps.integrations.services.connections import (
     connection_create,
     connection_delete,
     connection_set_enabled,

@@ -24,7 +24,7 @@ from apps.core.forms import add_service_errors
 from apps.integrations.conf import connector_class, connector_registry
 from apps.integrations.forms import ConnectionAccessForm, ConnectionForm, EnableForm, FieldMapForm, KindForm
 from apps.integrations.models import Connection
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import (
     connection_get,
     connection_grant_candidates,
     connection_grantees,
@@ -36,7 +36,7 @@ from apps.integrations.selectors import (
     may_manage,
     secrets_status,
 )
-from apps.integrations.services import (
+from apps.integrations.services.connections import (
     connection_create,
     connection_delete,
     connection_grant,

@@ -20,13 +20,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.errors import HubError
-from apps.integrations.deadletters import (
-    deadletter_discard,
-    deadletter_get,
-    deadletter_list,
-    deadletter_replay,
-)
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
+from apps.integrations.selectors.deadletters import deadletter_get, deadletter_list
+from apps.integrations.services.deadletters import deadletter_discard, deadletter_replay
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 

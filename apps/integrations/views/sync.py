@@ -25,20 +25,20 @@ from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.context import current_tenant
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
-from apps.integrations import webhooks
 from apps.integrations.models import Connection
 from apps.integrations.resilience import breaker_for
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import connection_get
+from apps.integrations.selectors.sync import (
     ERROR_RATE_RUNS,
-    connection_get,
     readable_streams,
     stream_state_find,
     sync_overview,
     sync_run_get,
     sync_run_list,
-    webhook_rejections,
 )
-from apps.integrations.sync import stream_pause, stream_resume, stream_schedule_set, sync_request
+from apps.integrations.selectors.webhooks import webhook_rejections
+from apps.integrations.services import webhooks
+from apps.integrations.services.sync import stream_pause, stream_resume, stream_schedule_set, sync_request
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 

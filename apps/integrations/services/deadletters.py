@@ -1,7 +1,7 @@
 """Dead letters: work that failed for good, kept with its payload and error history for an operator.
 
 Two kinds arrive here: outbox messages (a permanent vendor error, or retries used up) and sync runs whose
-retries ran out (`sync_run_exhausted` calls `deadletter_sync_run`). From the console an operator replays
+retries ran out (`sync_run_exhausted`, called by the sync task). From the console an operator replays
 a letter (the outbox message goes back to pending; the sync is queued again) or discards it; both are
 audited. Creating a letter is idempotent: a redelivered task or a message failing again after a replay
 reopens the same letter instead of adding another.
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,6 +20,7 @@ from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
 from apps.integrations.models import (
+    ERROR_LIMIT,
     DeadLetter,
     DeadLetterKind,
     DeadLetterStatus,
@@ -31,8 +31,8 @@ from apps.integrations.models import (
     SyncRun,
     Trigger,
 )
-
-ERROR_LIMIT = 2_000
+from apps.integrations.services.dispatch import outbox_kick
+from apps.integrations.services.sync import sync_request, sync_run_fail
 
 
 def _history(attempts: Any) -> list[dict[str, Any]]:
@@ -80,7 +80,7 @@ def deadletter_outbox(*, message: OutboxMessage, error: str) -> DeadLetter:
 
 
 def deadletter_sync_run(*, run: SyncRun, error: str) -> DeadLetter:
-    """File the dead letter of a sync run whose retries ran out (the hook `sync_run_exhausted` calls)."""
+    """File the dead letter of a sync run whose retries ran out (idempotent: a redelivery reopens none)."""
     history = _history(SyncAttempt.objects.filter(run=run).order_by("number"))
     letter, _created = DeadLetter.objects.update_or_create(
         sync_run=run,
@@ -97,11 +97,31 @@ def deadletter_sync_run(*, run: SyncRun, error: str) -> DeadLetter:
     return letter
 
 
-def _resolve(letter: DeadLetter, *, status: str, actor: Any) -> None:
+def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | None:
+    """Close a run whose retries are used up and file its dead letter; None when the run is gone."""
+    message = f"Retries exhausted after {attempts} attempts. Last error: {error}"
+    run = sync_run_fail(run_id=run_id, error=message)
+    if run is not None:
+        deadletter_sync_run(run=run, error=message)
+    return run
+
+
+def _resolve(
+    letter: DeadLetter, *, status: str, action: str, actor: Any, request: HttpRequest | None
+) -> None:
+    """Close the letter as `status` and audit it as `action` (inside the caller's transaction)."""
     letter.status = status
     letter.resolved_at = timezone.now()
     letter.resolved_by_id = getattr(actor, "pk", None)
     letter.save(update_fields=["status", "resolved_at", "resolved_by_id", "updated_at"])
+    audit_record(
+        action,
+        tenant=current_tenant(),
+        actor=actor,
+        request=request,
+        target=letter,
+        changes={"kind": letter.kind, "connection": str(letter.connection_id), "stream": letter.stream},
+    )
 
 
 def _require_open(letter: DeadLetter) -> None:
@@ -114,9 +134,6 @@ def deadletter_replay(
 ) -> DeadLetter:
     """Try the work again: an outbox message goes back to pending (with a fresh retry budget) and is
     kicked; a sync is queued again as a manual run. Audited as `deadletter.replayed`."""
-    from apps.integrations.outbox import outbox_kick
-    from apps.integrations.sync import sync_request
-
     tenant = current_tenant()
     with transaction.atomic(using=tenant.db_alias):
         letter = DeadLetter.objects.select_for_update().select_related("connection").get(pk=dead_letter.pk)
@@ -135,14 +152,12 @@ def deadletter_replay(
                 trigger=Trigger.MANUAL,
                 backfill=bool(payload.get("backfill")),
             )
-        _resolve(letter, status=DeadLetterStatus.REPLAYED, actor=actor)
-        audit_record(
-            "deadletter.replayed",
-            tenant=tenant,
+        _resolve(
+            letter,
+            status=DeadLetterStatus.REPLAYED,
+            action="deadletter.replayed",
             actor=actor,
             request=request,
-            target=letter,
-            changes={"kind": letter.kind, "connection": str(letter.connection_id), "stream": letter.stream},
         )
     return letter
 
@@ -160,42 +175,11 @@ def deadletter_discard(
             OutboxMessage.objects.filter(pk=letter.message_id, status=OutboxStatus.DEAD).update(
                 status=OutboxStatus.DISCARDED, updated_at=timezone.now()
             )
-        _resolve(letter, status=DeadLetterStatus.DISCARDED, actor=actor)
-        audit_record(
-            "deadletter.discarded",
-            tenant=tenant,
+        _resolve(
+            letter,
+            status=DeadLetterStatus.DISCARDED,
+            action="deadletter.discarded",
             actor=actor,
             request=request,
-            target=letter,
-            changes={"kind": letter.kind, "connection": str(letter.connection_id), "stream": letter.stream},
         )
     return letter
-
-
-# --- reads for the console ------------------------------------------------------------------------------
-def deadletter_list(
-    *,
-    kind: str = "",
-    connection_id: Any = None,
-    status: str = "",
-    created_from: Any = None,
-    created_to: Any = None,
-) -> QuerySet[DeadLetter]:
-    """The tenant's dead letters, newest first, narrowed by the console's filters (dates inclusive)."""
-    letters = DeadLetter.objects.select_related("connection").order_by("-created_at", "-id")
-    if kind:
-        letters = letters.filter(kind=kind)
-    if connection_id:
-        letters = letters.filter(connection_id=connection_id)
-    if status:
-        letters = letters.filter(status=status)
-    if created_from:
-        letters = letters.filter(created_at__date__gte=created_from)
-    if created_to:
-        letters = letters.filter(created_at__date__lte=created_to)
-    return letters
-
-
-def deadletter_get(*, pk: int) -> DeadLetter | None:
-    """One of the tenant's dead letters, or None (another tenant's id reads as missing)."""
-    return DeadLetter.objects.select_related("connection", "message").filter(pk=pk).first()

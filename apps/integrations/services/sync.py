@@ -13,12 +13,10 @@ database, released by the server when the holder's connection dies (no stale Red
 from __future__ import annotations
 
 import gc
-import importlib
 import json
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +24,6 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-import requests
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connections, transaction
@@ -38,27 +35,29 @@ from redis.exceptions import RedisError
 from apps.audit.services import audit_record
 from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
-from apps.core.tasks import task_enqueue, task_enqueue_on_commit
-from apps.integrations.conf import build_connector, connector_class, connector_session
-from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
-from apps.integrations.resilience import BreakerOpen, CircuitBreaker, TokenBucket, breaker_for, bucket_for
+from apps.integrations.conf import build_connector, connector_class
+from apps.integrations.models import (
+    ERROR_LIMIT,
+    Connection,
+    RunStatus,
+    StreamState,
+    SyncAttempt,
+    SyncedRecord,
+    SyncRun,
+)
+from apps.integrations.resilience import BreakerOpen, connection_session, penalize_rate_limited
+from apps.integrations.retry import failure_of
+from apps.integrations.services.dispatch import sync_stream_enqueue, sync_stream_enqueue_on_commit
 from apps.observability import metrics
 from apps.policies.registry import Subject
 from connectors.base import Cursor, Record
-from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
-from connectors.http import HttpSession, redact, salesforce_limit
+from connectors.errors import ConnectorError
+from connectors.http import HttpSession
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 2_000
-#: HTTP statuses that are worth retrying although the connector called them permanent (CONVENTIONS.md).
-RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
-ERROR_LIMIT = 2_000
-#: A try that could not reach the shared quota and breaker (Redis stalled or down) is retried like a blip.
-REDIS_UNAVAILABLE = "Redis (the shared quota and breaker state) was unavailable; retrying."
 TIME_LIMIT_EXCEEDED = "The sync used up its time limit; the next run goes on from the stored cursor."
-#: Longest token-bucket wait slept inside a task; longer waits reschedule the task instead.
-MAX_BUCKET_SLEEP = 5.0
 
 _TABLE = SyncedRecord._meta.db_table
 # One statement per batch: the batch arrives as one JSON array (encoded in one C call, no per-value
@@ -104,73 +103,6 @@ class BatchCounts:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
-def guard_session(session: HttpSession, *, breaker: CircuitBreaker, bucket: TokenBucket) -> HttpSession:
-    """Make every request of `session` pass the connection's token bucket and circuit breaker.
-
-    Both live in Redis, so all workers share one quota and one view of the vendor's health. A short
-    bucket wait is slept here; a long one (a vendor limit penalty) becomes RateLimited so the task is
-    rescheduled instead of holding a worker. 5xx answers and transport errors count as breaker failures.
-    Each call's latency and status class, and each failed call, go to the metrics.
-    """
-    send = session.request
-    kind = breaker.kind
-
-    def request(method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
-        held_back = False
-        while (wait := bucket.acquire()) > 0:
-            if not held_back:
-                held_back = True
-                metrics.record_rate_limit_hit("vendor")
-            if wait > MAX_BUCKET_SLEEP:
-                raise RateLimited("The connection's request quota is used up for now.", retry_after=wait)
-            time.sleep(wait)
-        breaker.before_call()
-        started = time.perf_counter()
-        try:
-            response = send(method, url, *args, **kwargs)
-        except VendorUnavailable as exc:
-            breaker.record_failure()
-            metrics.observe_vendor_request(connector=kind, status=None, seconds=time.perf_counter() - started)
-            timed_out = isinstance(exc.__cause__, requests.Timeout)
-            metrics.record_vendor_error(connector=kind, kind="timeout" if timed_out else "unavailable")
-            raise
-        status = response.status_code
-        metrics.observe_vendor_request(connector=kind, status=status, seconds=time.perf_counter() - started)
-        if status >= 400 and (error_kind := vendor_error_kind(response)):
-            metrics.record_vendor_error(connector=kind, kind=error_kind)
-        if response.status_code >= 500:
-            breaker.record_failure()
-        else:
-            breaker.record_success()
-        return response
-
-    session.request = request  # type: ignore[method-assign]
-    return session
-
-
-def vendor_error_kind(response: requests.Response) -> str | None:
-    """Classify a vendor's error answer for hub_vendor_errors_total (the connector still decides retries)."""
-    status = response.status_code
-    if status == 429 or (status == 403 and salesforce_limit(response) is not None):
-        return "rate_limited"
-    if status in (401, 403):
-        return "auth"
-    if status >= 500:
-        return "unavailable"
-    if status == 408:
-        return "timeout"
-    return "permanent" if status >= 400 else None
-
-
-def is_transient(exc: ConnectorError) -> bool:
-    """Tell whether retrying can help: the error type says so, or the status is one worth retrying."""
-    return not exc.permanent or exc.status in RETRYABLE_STATUSES
-
-
-def retry_after_of(exc: BaseException) -> float | None:
-    return exc.retry_after if isinstance(exc, RateLimited) else None
-
-
 def lock_key(*, tenant_id: int, connection_id: Any, stream: str) -> int:
     """A signed 64-bit advisory-lock key for one (tenant, connection, stream)."""
     return sql.lock_key("sync", tenant_id, connection_id, stream)
@@ -432,10 +364,7 @@ def _attempt(
     cursor = Cursor() if backfill else stored
     secrets = list(connection.secrets.values())
     try:
-        session = guard_session(
-            connector_session(), breaker=breaker_for(connection), bucket=bucket_for(connection)
-        )
-        connector = build_connector(connection, session=session)
+        connector = build_connector(connection, session=connection_session(connection))
         with _bulk_gc():
             for batch in prepared_batches(connector.read(stream, cursor=cursor), batch_size):
                 cursor = _advance(cursor, batch.records)
@@ -472,26 +401,17 @@ def _attempt(
         attempt.save(update_fields=["error", "finished_at", "updated_at"])
         return _finish(run, RunStatus.FAILED, TIME_LIMIT_EXCEEDED)
     except (ConnectorError, BreakerOpen, RedisError) as exc:
-        if isinstance(exc, BreakerOpen):
-            message = "The vendor is failing; the circuit breaker is open until it probes again."
-            retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
-            transient = True
-        elif isinstance(exc, RedisError):  # the shared quota and breaker state: retry once Redis is back
-            message, retry_after, transient = REDIS_UNAVAILABLE, None, True
-        else:
-            message = redact(exc.message, secrets)[:ERROR_LIMIT]
-            retry_after = retry_after_of(exc)
-            transient = is_transient(exc)
-            if isinstance(exc, RateLimited) and retry_after:
-                bucket_for(connection).penalize(retry_after)  # every worker holds back, not just this one
-        attempt.error, attempt.retry_after, attempt.finished_at = message, retry_after, timezone.now()
+        failure = failure_of(exc, secrets=secrets)
+        penalize_rate_limited(exc, connection=connection)
+        attempt.error, attempt.retry_after = failure.message, failure.retry_after
+        attempt.finished_at = timezone.now()
         attempt.save(update_fields=["error", "retry_after", "finished_at", "updated_at"])
-        if not transient:
-            return _finish(run, RunStatus.FAILED, message)
+        if not failure.transient:
+            return _finish(run, RunStatus.FAILED, failure.message)
         SyncRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.QUEUED, error=message, updated_at=timezone.now()
+            status=RunStatus.QUEUED, error=failure.message, updated_at=timezone.now()
         )
-        raise SyncFailed(message, run_id=run.pk, retry_after=retry_after) from exc
+        raise SyncFailed(failure.message, run_id=run.pk, retry_after=failure.retry_after) from exc
     finished = timezone.now()
     attempt.finished_at = finished
     attempt.save(update_fields=["finished_at", "updated_at"])
@@ -501,26 +421,6 @@ def _attempt(
         updated_at=finished,
     )
     return _finish(run, RunStatus.SUCCEEDED)
-
-
-def sync_run_exhausted(*, run_id: int, error: str, attempts: int) -> SyncRun | None:
-    """Close a run whose retries are used up, and hand it to the dead letters when that module exists.
-
-    The dead-letter module is optional (built separately); it is looked up at run time and must offer
-    `deadletter_sync_run(*, run, error)`. Without it the failed run, with its attempts, is the record.
-    """
-    message = f"Retries exhausted after {attempts} attempts. Last error: {error}"
-    run = sync_run_fail(run_id=run_id, error=message)
-    if run is None:
-        return None
-    try:
-        deadletters = importlib.import_module("apps.integrations.deadletters")
-    except ModuleNotFoundError:
-        return run
-    handler = getattr(deadletters, "deadletter_sync_run", None)
-    if handler is not None:
-        handler(run=run, error=message)
-    return run
 
 
 # --- scheduling and the console's controls ---------------------------------------------------------------
@@ -567,8 +467,6 @@ def sync_request(
     The run is recorded as queued right away, so the console shows it before a worker picks it up. A person's
     request (actor given) is audited; webhook- and schedule-triggered runs are not (they would flood the log).
     """
-    from apps.integrations.tasks import sync_stream_task
-
     tenant = current_tenant()
     connector_class(connection.kind)(connection.connector_config(), session=HttpSession()).stream(stream)
     run = SyncRun.objects.create(connection=connection, stream=stream, trigger=trigger, backfill=backfill)
@@ -584,7 +482,7 @@ def sync_request(
         "run_id": run.pk,
     }
     # With the broker away the run stays queued in the database; sync_requeue_stale publishes it again.
-    task_enqueue_on_commit(sync_stream_task, kwargs=kwargs, using=tenant.db_alias)
+    sync_stream_enqueue_on_commit(kwargs=kwargs, using=tenant.db_alias)
 
 
 def sync_requeue_stale(*, now: datetime | None = None) -> int:
@@ -597,7 +495,6 @@ def sync_requeue_stale(*, now: datetime | None = None) -> int:
     nothing. A re-published retry starts its retry count afresh. A compare-and-set on `updated_at` keeps two
     sweeps (or two beats) from publishing the same run twice per interval.
     """
-    from apps.integrations.tasks import sync_stream_task
     from apps.tenants.models import Tenant
 
     now = now or timezone.now()
@@ -629,7 +526,7 @@ def sync_requeue_stale(*, now: datetime | None = None) -> int:
                 "backfill": backfill,
                 "run_id": pk,
             }
-            if not task_enqueue(sync_stream_task, kwargs=kwargs):
+            if not sync_stream_enqueue(kwargs=kwargs):
                 # The broker is still away: give the run back to the next sweep and stop trying for now.
                 SyncRun.all_tenants.using(alias).filter(pk=pk, updated_at=now).update(updated_at=updated_at)
                 return queued

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -49,7 +48,8 @@ from apps.core.errors import ValidationFailed
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncRun
 from apps.integrations.resilience import BucketConfig, TokenBucket, redis_client
-from apps.integrations.sync import lock_key, sync_request
+from apps.integrations.selectors.webhooks import REJECTION_DAYS, day_key, key_prefix, owner_key, rejection_key
+from apps.integrations.services.sync import lock_key, sync_request
 from connectors.errors import ConnectorError
 from connectors.http import HttpSession
 
@@ -67,8 +67,6 @@ MAX_EVENTS = 100
 TIMESTAMP_TOLERANCE = timedelta(minutes=5)
 #: Vendors redeliver for up to 24 h (Salesforce) or ten times over hours (HubSpot); remember ids twice that.
 DEDUPE_TTL_SECONDS = 48 * 3600
-#: Rejections are kept per day, for the last week.
-REJECTION_DAYS = 7
 #: A queued run younger than this already covers a new change; an older one may have lost its message.
 COALESCE_WINDOW = timedelta(minutes=10)
 #: Generous per source address (vendors send many tenants' webhooks from shared egress addresses).
@@ -119,24 +117,6 @@ class Accepted:
     events: int
     new: int
     queued: list[str]
-
-
-# --- Redis keys --------------------------------------------------------------------------------------------
-def _prefix() -> str:
-    """Under the cache prefix, so concurrent test runs (HUB_TEST_RUN) never see each other's keys."""
-    return f"{settings.CACHES['default']['KEY_PREFIX']}:webhooks"
-
-
-def owner_key(connection: Connection) -> str:
-    return f"{connection.tenant_id}:{connection.pk}"
-
-
-def day_key(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d")
-
-
-def rejection_key(*, owner: str, day: str) -> str:
-    return f"{_prefix()}:rejected:{owner}:{day}"
 
 
 # --- secrets -----------------------------------------------------------------------------------------------
@@ -370,7 +350,7 @@ def webhook_reject(*, reason: str, connection: Connection | None, request: HttpR
         pipe.hincrby(key, reason, 1)
         pipe.expire(key, (REJECTION_DAYS + 1) * 86_400)
         pipe.execute()
-        first_this_minute = bool(client.set(f"{_prefix()}:audited:{owner}", 1, nx=True, ex=60))
+        first_this_minute = bool(client.set(f"{key_prefix()}:audited:{owner}", 1, nx=True, ex=60))
     except RedisError:
         # Without Redis the counters miss a few refusals; the audit throttle fails closed (no audit flood).
         logger.warning("webhook rejection not counted: Redis is unavailable")
@@ -413,7 +393,7 @@ def streams_for(connection: Connection, events: Iterable[Event]) -> list[str]:
 def _claim_new(connection: Connection, events: list[Event]) -> tuple[list[Event], list[str]]:
     """Mark event ids as seen (SET NX with a TTL); return the events not seen before and their keys."""
     client = redis_client()
-    keys = [f"{_prefix()}:seen:{owner_key(connection)}:{event.id}" for event in events]
+    keys = [f"{key_prefix()}:seen:{owner_key(connection)}:{event.id}" for event in events]
     pipe = client.pipeline()
     for key in keys:
         pipe.set(key, 1, nx=True, ex=DEDUPE_TTL_SECONDS)

@@ -17,9 +17,7 @@ time); permanent errors and used-up retries move the message to the dead letters
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 import time
 import uuid
 from collections import defaultdict
@@ -28,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -36,10 +33,9 @@ from redis.exceptions import RedisError
 
 from apps.core import sql
 from apps.core.context import current_tenant, tenant_context
-from apps.core.tasks import BROKER_ERRORS, task_enqueue
-from apps.integrations.conf import connector_class, connector_session
-from apps.integrations.deadletters import deadletter_outbox
+from apps.integrations.conf import build_connector, connector_class
 from apps.integrations.models import (
+    ERROR_LIMIT,
     Connection,
     DeadLetter,
     DeadLetterStatus,
@@ -47,18 +43,13 @@ from apps.integrations.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
-from apps.integrations.sync import (
-    ERROR_LIMIT,
-    REDIS_UNAVAILABLE,
-    build_connector,
-    guard_session,
-    is_transient,
-    retry_after_of,
-)
+from apps.integrations.resilience import BreakerOpen, breaker_for, connection_session, penalize_rate_limited
+from apps.integrations.retry import failure_of, outbox_retry_delay
+from apps.integrations.services.deadletters import deadletter_outbox
+from apps.integrations.services.dispatch import outbox_kick
 from apps.policies.registry import Subject
 from connectors.base import Connector
-from connectors.errors import ConnectorError, RateLimited
+from connectors.errors import ConnectorError
 from connectors.http import HttpSession, redact
 
 logger = logging.getLogger(__name__)
@@ -67,8 +58,6 @@ logger = logging.getLogger(__name__)
 SETTLED = (OutboxStatus.DELIVERED, OutboxStatus.DISCARDED)
 #: Statuses the relay may claim (a "delivering" one only once its lease ran out).
 CLAIMABLE = (OutboxStatus.PENDING, OutboxStatus.DELIVERING)
-#: How long the beat waits before queueing another relay for a connection that already has one queued.
-RELAY_DEDUP_SECONDS = 30
 #: How long one relay task keeps draining a connection before it yields the worker.
 RELAY_BUDGET_SECONDS = 20.0
 
@@ -129,22 +118,6 @@ def outbox_enqueue(
     )
     outbox_kick(message=message)
     return message
-
-
-def outbox_kick(*, message: OutboxMessage) -> None:
-    """Queue a relay of the message's connection once the current transaction commits.
-
-    Kicks coalesce: while a relay of the connection is queued and not yet started, no other is queued,
-    so a burst of a thousand captures costs a handful of broker messages, each delivering in batches.
-    Best effort: with the broker (or Redis) down the commit still succeeds and the beat relay delivers.
-    """
-    tenant = current_tenant()
-    tenant_id, connection_id = tenant.id, message.connection_id
-    transaction.on_commit(
-        lambda: outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id),
-        using=tenant.db_alias,
-        robust=True,  # anything but a broker error (those return False) is a bug: logged, never a 500
-    )
 
 
 # --- claiming ---------------------------------------------------------------------------------------------
@@ -215,19 +188,6 @@ def _claim(*, connection: Connection, limit: int, message_id: int | None = None)
 
 
 # --- outcomes ---------------------------------------------------------------------------------------------
-def backoff_delay(*, attempts: int, retry_after: float | None = None) -> float:
-    """Seconds before the next try after `attempts` tries: full jitter over an exponential ceiling, capped.
-
-    A vendor's Retry-After (or the breaker's probe time) is a floor: calling earlier is pointless.
-    """
-    cap = float(settings.HUB_OUTBOX_RETRY_MAX_SECONDS)
-    ceiling = min(cap, settings.HUB_OUTBOX_RETRY_BASE_MS / 1000 * 2 ** max(attempts - 1, 0))
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-    if retry_after:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
-
-
 def _finish_attempt(attempt: OutboxAttempt, *, error: str = "", retry_after: float | None = None) -> None:
     attempt.error, attempt.retry_after, attempt.finished_at = error[:ERROR_LIMIT], retry_after, timezone.now()
     attempt.save(update_fields=["error", "retry_after", "finished_at", "updated_at"])
@@ -260,7 +220,7 @@ def _failed(claimed: Claimed, *, error: str, transient: bool, retry_after: float
     with transaction.atomic(using=current_tenant().db_alias):
         _finish_attempt(claimed.attempt, error=error, retry_after=retry_after)
         if transient and message.attempts < settings.HUB_OUTBOX_MAX_ATTEMPTS:
-            delay = backoff_delay(attempts=message.attempts, retry_after=retry_after)
+            delay = outbox_retry_delay(attempts=message.attempts, retry_after=retry_after)
             now = timezone.now()
             _mine(claimed).update(
                 status=OutboxStatus.PENDING,
@@ -300,12 +260,7 @@ class _Courier:
 
     def _get_connector(self) -> Connector:
         if self._connector is None:
-            session = guard_session(
-                connector_session(),
-                breaker=breaker_for(self.connection),
-                bucket=bucket_for(self.connection),
-            )
-            self._connector = build_connector(self.connection, session=session)
+            self._connector = build_connector(self.connection, session=connection_session(self.connection))
         return self._connector
 
     def deliver(self, claimed: list[Claimed]) -> tuple[int, bool]:
@@ -331,21 +286,14 @@ class _Courier:
         try:
             result = connector.write(stream, records)
         except (ConnectorError, BreakerOpen, RedisError) as exc:
-            if isinstance(exc, BreakerOpen):
-                error = "The vendor is failing; the circuit breaker is open until it probes again."
-                retry_after: float | None = max(0.0, (exc.retry_at - timezone.now()).total_seconds())
-                transient = True
-            elif isinstance(exc, RedisError):  # a retry upserts by external id: never a second vendor row
-                error, retry_after, transient = REDIS_UNAVAILABLE, None, True
-            else:
-                error = redact(exc.message, self.secrets)
-                retry_after = retry_after_of(exc)
-                transient = is_transient(exc)
-                if isinstance(exc, RateLimited) and retry_after:
-                    bucket_for(self.connection).penalize(retry_after)  # every worker holds back
+            # Redis away is transient too: a retry upserts by external id, never a second vendor row.
+            failure = failure_of(exc, secrets=self.secrets)
+            penalize_rate_limited(exc, connection=self.connection)
             for item in items:
-                _failed(item, error=error, transient=transient, retry_after=retry_after)
-            return 0, transient
+                _failed(
+                    item, error=failure.message, transient=failure.transient, retry_after=failure.retry_after
+                )
+            return 0, failure.transient
         outcomes = {o.external_id: o for o in result.outcomes}
         delivered = 0
         for item in items:
@@ -404,41 +352,6 @@ def outbox_relay(
         if failing:
             break
     return delivered
-
-
-def _relay_key(tenant_id: int, connection_id: Any) -> str:
-    return f"outbox:relay:{tenant_id}:{connection_id}"
-
-
-def outbox_relay_queue(*, tenant_id: int, connection_id: Any) -> bool:
-    """Queue a relay task for one connection unless one is queued already; return whether it queued.
-
-    The marker lives in Redis and expires by itself (a relay lost with its worker blocks nothing for
-    longer than that); the relay removes it when it starts, so changes committed meanwhile get a relay.
-    """
-    from apps.integrations.tasks import outbox_relay_task
-
-    key = _relay_key(tenant_id, connection_id)
-    ttl = min(RELAY_DEDUP_SECONDS, settings.HUB_OUTBOX_LEASE_SECONDS)
-    try:
-        if not cache.add(key, 1, timeout=ttl):
-            return False
-    except BROKER_ERRORS:
-        pass  # Redis is away: queue without the marker (a relay more is harmless) or fail below
-    if task_enqueue(outbox_relay_task, kwargs={"tenant_id": tenant_id, "connection_id": str(connection_id)}):
-        return True
-    with contextlib.suppress(*BROKER_ERRORS):
-        cache.delete(key)  # let the next kick or beat tick try again
-    return False
-
-
-def outbox_relay_started(*, tenant_id: int, connection_id: Any) -> None:
-    """Let kicks and the beat queue another relay for this connection (its queued one is running now).
-
-    Best effort: with Redis away the marker stays until it expires (seconds), and the relay runs anyway.
-    """
-    with contextlib.suppress(*BROKER_ERRORS):
-        cache.delete(_relay_key(tenant_id, connection_id))
 
 
 def outbox_due(*, now: datetime | None = None) -> list[tuple[int, Any]]:
