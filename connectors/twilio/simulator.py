@@ -38,6 +38,7 @@ class TwilioSimulator(ChannelSimulator):
     account_sid = "AC" + "5ec0" * 8
     auth_token = "7wilio5im" + "a1b2c3d4e5f60718293a4b"
     from_number = "+15005550006"
+    payload_keys = ("sid",)
     messaging_service_sid = "MG" + "0d" * 16
     #: Numbers Twilio reports as landlines (21614) and users who texted STOP (21610).
     landlines: frozenset[str] = frozenset({"+15005550009"})

@@ -51,6 +51,7 @@ class WhatsAppSimulator(ChannelSimulator):
     access_token = "EAAGsimWhatsAppSystemUserToken0001"  # noqa: S105
     phone_number_id = "106540352242922"
     display_phone_number = "15550783881"
+    payload_keys = ("messages", "id")
     business_account_id = "102290129340398"
     #: Approved templates: name -> {language: number of body parameters}.
     templates: ClassVar[dict[str, dict[str, int]]] = {
