@@ -219,14 +219,13 @@ class TwilioSmsAdapter(ChannelAdapter):
         sender, to = form.first("From"), form.first("To")
         if not sender.startswith("+") or not sender[1:].isdigit():
             # WhatsApp/Messenger through Twilio ("whatsapp:+…"), or an alphanumeric sender: not this channel.
-            return WebhookEvents(
-                ignored=(f"unsupported:sender:{sender.partition(':')[0][:20]}",), answer=answer
-            )
+            kind = sender.partition(":")[0][:20] if ":" in sender else "alphanumeric"
+            return WebhookEvents(ignored=(f"unsupported:sender:{kind}",), answer=answer)
         if sender in (self.config["from_number"], to) and sender:
             return WebhookEvents(ignored=("echo",), answer=answer)
         if form.first("OptOutType"):  # STOP/START/HELP: Twilio has answered it and blocks replies after STOP
             return WebhookEvents(ignored=(f"opt_out:{form.first('OptOutType').lower()[:20]}",), answer=answer)
-        if int(form.first("NumMedia", "0") or 0) > 0:
+        if form.first("NumMedia", "0") not in ("", "0"):
             return WebhookEvents(ignored=("unsupported:media",), answer=answer)
         text = form.first("Body")
         if not text.strip():
