@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from connectors.errors import (
     AuthFailed,
@@ -501,9 +500,7 @@ def test_outbound_guard_applies(sim: WhatsAppSimulator) -> None:
 
 def test_admin_endpoints_deliver_and_list(sim: WhatsAppSimulator) -> None:
     with BotEndpoint(adapter(sim)) as bot:
-        http = requests.Session()
-        http.verify = sim.ca_bundle
-        http.trust_env = False
+        http = simulator_session(sim)
         assert http.post(f"{sim.base_url}/__admin/subscribe", json={"url": bot.url}, timeout=5).json() == {
             "subscribed": True
         }
