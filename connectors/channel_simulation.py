@@ -6,15 +6,20 @@ Platform specifics (payload shapes, signatures, error bodies) live in <platform>
 
 from __future__ import annotations
 
+import logging
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import requests
 
 from connectors.simulation import SimRequest, SimResponse, Simulator, json_response
+
+logger = logging.getLogger("connectors.simulators")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +127,30 @@ class ChannelSimulator(Simulator):
         def run() -> None:
             for call in calls:
                 time.sleep(self.status_delay)
-                call()
+                try:
+                    call()
+                except Exception:  # the platform shrugs off a report it cannot send; never kill the thread
+                    logger.exception("%s simulator: status report failed", self.vendor)
 
         threading.Thread(target=run, name=f"sim-{self.vendor}-status", daemon=True).start()
+
+    def start(self) -> Self:
+        super().start()
+        server = self._server
+        assert server is not None
+        report = server.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            # A bot that timed out and hung up is normal traffic for a platform, not a simulator error.
+            if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
+                report(request, client_address)
+
+        server.handle_error = handle_error  # type: ignore[method-assign]
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        self._http.close()
 
     # --- faults --------------------------------------------------------------------------------------
 

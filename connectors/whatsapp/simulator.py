@@ -201,13 +201,17 @@ class WhatsAppSimulator(ChannelSimulator):
         wamid = new_wamid()
         record["id"] = wamid
         self.record_sent(record)
-        if self.auto_status and self.webhook_url:
+        target = self.webhook_url
+        if self.auto_status and target:
             if kind == "text" and not window_open:
-                self.later(lambda: self.deliver_status(wamid, "failed", to=to, errors=[self.window_error()]))
+                errors = [self.window_error()]
+                self.later(
+                    lambda: self.deliver_status(wamid, "failed", to=to, errors=errors, target_url=target)
+                )
             else:
                 self.later(
-                    lambda: self.deliver_status(wamid, "sent", to=to),
-                    lambda: self.deliver_status(wamid, "delivered", to=to),
+                    lambda: self.deliver_status(wamid, "sent", to=to, target_url=target),
+                    lambda: self.deliver_status(wamid, "delivered", to=to, target_url=target),
                 )
         return json_response(
             200,
