@@ -19,12 +19,13 @@ Adapters hold no process-local state that matters: a cache they need (e.g. Teams
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from connectors.base import ConfigField
+from connectors.errors import InvalidConfig
 from connectors.http import HttpSession
 
 #: Largest inbound webhook body any adapter accepts (platforms send a few KiB; refuse before parsing).
@@ -172,3 +173,24 @@ class ChannelAdapter(abc.ABC):
     @abc.abstractmethod
     def test(self) -> None:
         """One cheap authenticated call (the console's "test" button); typed errors on failure."""
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Look a header up case-insensitively, whatever mapping the caller hands in."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def clean_config(kind: str, fields: Sequence[ConfigField], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply defaults; refuse an unknown setting or a missing required one, loudly, at construction."""
+    unknown = sorted(set(config) - {f.name for f in fields})
+    if unknown:
+        raise InvalidConfig(f"{kind}: unknown setting(s): {', '.join(unknown)}")
+    cleaned = {f.name: config.get(f.name, f.default) for f in fields}
+    missing = [f.name for f in fields if f.required and cleaned[f.name] in (None, "")]
+    if missing:
+        raise InvalidConfig(f"{kind}: setting(s) {', '.join(missing)} required")
+    return cleaned

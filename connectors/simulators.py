@@ -1,4 +1,5 @@
-"""Start, stop and describe the four vendor simulators, in-process or as one detached background process.
+"""Start, stop and describe the simulators (CRM/ERP vendors and messaging platforms), in-process or as one
+detached background process.
 
 Function API (the `simulators` management command and the tests call these):
     start_all(state_dir, *, ports=None, counts=None, seed=42, vendors=None) -> dict[vendor, description]
@@ -31,6 +32,8 @@ SIMULATORS: dict[str, str] = {
     "hubspot": "connectors.hubspot.simulator.HubSpotSimulator",
     "servicenow": "connectors.servicenow.simulator.ServiceNowSimulator",
     "sap": "connectors.sap.simulator.SapSimulator",
+    "whatsapp": "connectors.whatsapp.simulator.WhatsAppSimulator",
+    "twilio": "connectors.twilio.simulator.TwilioSimulator",
 }
 STATE_FILE = "simulators.json"
 PID_FILE = "simulators.pid"
@@ -212,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help="records per main object (default 10,000)")
     parser.add_argument("--counts", type=json.loads, help=argparse.SUPPRESS)
     parser.add_argument("--ports", type=json.loads, help='e.g. {"salesforce": 8443}')
-    parser.add_argument("--port-base", type=int, help="salesforce=P, hubspot=P+1, servicenow=P+2, sap=P+3")
+    parser.add_argument("--port-base", type=int, help="one port each, from P up, in SIMULATORS order")
     args = parser.parse_args(argv)
     ports = args.ports or (
         {v: args.port_base + i for i, v in enumerate(SIMULATORS)} if args.port_base else None
