@@ -31,6 +31,8 @@ SIMULATORS: dict[str, str] = {
     "hubspot": "connectors.hubspot.simulator.HubSpotSimulator",
     "servicenow": "connectors.servicenow.simulator.ServiceNowSimulator",
     "sap": "connectors.sap.simulator.SapSimulator",
+    "slack": "connectors.slack.simulator.SlackSimulator",
+    "teams": "connectors.teams.simulator.TeamsSimulator",
 }
 STATE_FILE = "simulators.json"
 PID_FILE = "simulators.pid"
