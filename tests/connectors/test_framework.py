@@ -104,7 +104,16 @@ def test_start_all_in_process(tmp_path: Path) -> None:
     small = {"contacts": 10, "accounts": 10, "tickets": 10, "orders": 10, "articles": 5}
     described = start_all(tmp_path, counts=small)
     try:
-        assert sorted(described) == ["hubspot", "salesforce", "sap", "servicenow", "twilio", "whatsapp"]
+        assert sorted(described) == [
+            "hubspot",
+            "salesforce",
+            "sap",
+            "servicenow",
+            "slack",
+            "teams",
+            "twilio",
+            "whatsapp",
+        ]
         assert described["salesforce"]["base_url"].startswith("https://127.0.0.1:")
         assert described["sap"]["wsdl_url"].endswith("?wsdl")
         assert requests.get(described["sap"]["wsdl_url"], timeout=5).status_code == 200
