@@ -47,7 +47,15 @@ def test_turn_start_loads_what_the_orm_loads(
     for name in svc._CONVERSATION_FIELDS:
         assert getattr(loaded, name) == getattr(orm, name), name
     assert (loaded.turns, loaded.locale, loaded.last_intent) == (1, "de", "small_talk")
-    assert loaded.get_deferred_fields() == {"user_ref", "user_ref_hash", "metadata"}
+    assert loaded.get_deferred_fields() == {
+        "user_ref",
+        "user_ref_hash",
+        "metadata",
+        "platform_key_hash",
+        "reply_ref",
+        "identity_verified",
+        "verified_identity",
+    }
 
 
 def test_turn_statements_are_prepared_once_per_connection(
