@@ -41,9 +41,10 @@ def test_cursor_ties_and_round_trip() -> None:
     assert Cursor.from_json(None) == Cursor()
 
 
-def test_registry_loads_all_four_and_rejects_bad_paths() -> None:
+def test_registry_loads_every_connector_and_rejects_bad_paths() -> None:
     registry = load_registry()
-    assert sorted(registry) == ["hubspot", "salesforce", "sap", "servicenow"]
+    vendors = ["hubspot", "salesforce", "sap", "servicenow"]
+    assert sorted(registry) == sorted([*vendors, "slack", "sms", "teams", "whatsapp"])
     with pytest.raises(UnknownConnectorKind, match="Unknown connector kind 'zendesk'"):
         get_connector_class("zendesk", registry=registry)
     with pytest.raises(InvalidConfig, match="not a subclass"):
