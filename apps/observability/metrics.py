@@ -59,6 +59,13 @@ QUEUES = ("sync", "outbox", "default")
 DEPENDENCIES = frozenset({"postgres", "redis", "broker"})
 DEPENDENCY_ERROR_KINDS = frozenset({"timeout", "unavailable"})
 #: What keeps working, differently, while a dependency is down (docs/operations.md).
+IDENTITY_MODES = frozenset({"none", "hmac", "jwt"})
+IDENTITY_RESULTS = frozenset(
+    {"verified", "mode", "no_secret", "no_user", "malformed", "signature", "algorithm", "expired", "audience",
+     "claims", "lifetime", "subject"}
+)  # fmt: skip
+IDENTITY_ACTIONS = frozenset({"order_status", "create_ticket", "capture_lead"})
+IDENTITY_REFUSAL_REASONS = frozenset({"unverified", "no_contact", "mismatch"})
 DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "rate_limit"})
 #: A slug, region, kind, stream, route or model id: short, no spaces, nothing that could carry text.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,79}$")
@@ -129,6 +136,18 @@ DEGRADED = Counter(
     "read-through cache skipped, rate limit not enforced).",
     ["dependency", "feature"],
 )
+# Issue 17, end-user identity: proofs checked (result "verified" or why it failed) and business actions
+# held back because the user is not verified or is not the record's customer.
+IDENTITY_PROOFS = Counter(
+    "hub_chat_identity_proofs_total",
+    "End-user identity proofs (user hash or JWT) by mode and result (verified, or why the proof failed).",
+    ["tenant", "channel", "mode", "result"],
+)
+IDENTITY_REFUSALS = Counter(
+    "hub_chat_identity_refusals_total",
+    "Business actions refused to an end user: unverified, or verified but not the record's customer.",
+    ["tenant", "channel", "action", "reason"],
+)
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
     "Celery task run time by task name and how it ended.",
@@ -168,6 +187,8 @@ PROCESS_FAMILIES = (
     CELERY_TASK_DURATION,
     DEPENDENCY_ERRORS,
     DEGRADED,
+    IDENTITY_PROOFS,
+    IDENTITY_REFUSALS,
 )
 
 
@@ -308,3 +329,23 @@ def record_degraded(*, dependency: str, feature: str) -> None:
     if feature not in DEGRADED_FEATURES:
         raise ValueError(f"unknown degraded feature {feature!r}; one of {sorted(DEGRADED_FEATURES)}")
     DEGRADED.labels(dependency=_one_of(dependency, DEPENDENCIES, default="redis"), feature=feature).inc()
+
+
+def record_identity_proof(*, tenant: str, channel: str, mode: str, result: str) -> None:
+    """Count one end-user identity proof: `result` is "verified" or the (bounded) reason it failed."""
+    IDENTITY_PROOFS.labels(
+        tenant=token(tenant),
+        channel=channel_label(channel),
+        mode=_one_of(mode, IDENTITY_MODES, default="none"),
+        result=_one_of(result, IDENTITY_RESULTS, default="malformed"),
+    ).inc()
+
+
+def record_identity_refusal(*, tenant: str, channel: str, action: str, reason: str) -> None:
+    """Count a business action refused because the user is unverified or not the record's customer."""
+    IDENTITY_REFUSALS.labels(
+        tenant=token(tenant),
+        channel=channel_label(channel),
+        action=_one_of(action, IDENTITY_ACTIONS, default="order_status"),
+        reason=_one_of(reason, IDENTITY_REFUSAL_REASONS, default="unverified"),
+    ).inc()
