@@ -58,7 +58,7 @@ def order(
     **fields: Any,
 ) -> SyncedRecord:
     """A synced order; `fields` may carry email/phone/contact_id (the canonical field names)."""
-    data = {"number": number, "status": status, "amount": 99, "currency": "EUR", **fields}
+    data = {"number": number, "status": status, "amount": 4711, "currency": "EUR", **fields}
     with tenant_context(tenant):
         return SyncedRecord.objects.create(
             connection=connection, stream="orders", external_id=external_id or f"o-{number}",
