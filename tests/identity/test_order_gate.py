@@ -207,9 +207,13 @@ def test_leads_and_tickets_say_whether_the_requester_was_verified(
     ask(api_client, api_key_a, verified, "Please get a quote to Ann@Example.com")
     ask(api_client, api_key_a, verified, "Please get a quote to mallory@example.com")
     ask(api_client, api_key_a, anonymous, "Please open a ticket: the invoice PDF is empty")
+    handoff = api_client.post(
+        f"/api/v1/conversations/{verified}/handoff", {}, content_type=JSON, **api_key_a.headers
+    )
+    assert handoff.status_code == 200, handoff.content
     with tenant_context(tenant_a):
         leads = [m.payload for m in OutboxMessage.objects.filter(stream="leads").order_by("created_at")]
-        tickets = [m.payload for m in OutboxMessage.objects.filter(stream="tickets")]
+        tickets = [m.payload for m in OutboxMessage.objects.filter(stream="tickets").order_by("created_at")]
     assert len(leads) == 3
     assert leads[0]["description"].startswith("E-mail not verified")
     assert "Requester identity: not verified" in leads[0]["description"]
@@ -219,3 +223,5 @@ def test_leads_and_tickets_say_whether_the_requester_was_verified(
     assert leads[2]["email"] == "mallory@example.com"
     assert leads[2]["description"].startswith("E-mail not verified")
     assert tickets[0]["description"].startswith("Requester identity: not verified")
+    assert tickets[1]["description"].startswith("Requester identity: verified (user id ann")
+    assert "Handoff requested" in tickets[1]["description"]

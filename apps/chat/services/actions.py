@@ -195,11 +195,20 @@ def lead_capture(
 
 
 def handoff_ticket(
-    *, channel: ChannelInfo, conversation_id: Any, transcript: str, intent: str, locale: str, reason: str
+    *,
+    channel: ChannelInfo,
+    conversation_id: Any,
+    transcript: str,
+    intent: str,
+    locale: str,
+    reason: str,
+    identity: Identity | None = None,
 ) -> ActionResult:
-    """A ticket a human can act on without asking again: transcript, detected intent, channel and locale."""
+    """A ticket a human can act on without asking again: transcript, detected intent, channel and locale,
+    and whether the user's identity was verified."""
     connection = _connection(preferred_id=channel.ticket_connection_id, kinds=TICKET_KINDS)
     description = (
+        f"{requester_note(identity)}\n"
         f"Handoff requested from the {channel.kind} channel \u201c{channel.name}\u201d.\n"
         f"Conversation: {conversation_id}\nLocale: {locale}\nDetected intent: {intent or 'unknown'}\n"
         f"Reason: {reason or 'requested by the user'}\n\nTranscript:\n{transcript}"

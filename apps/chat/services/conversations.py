@@ -548,6 +548,7 @@ def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason:
         # The reason is the user's own words, like a message: redacted the same way before it is stored
         # in the outbox and sent to the ticket system (then cut, so no half e-mail escapes the patterns).
         reason=redact_for_storage(tenant=principal.tenant, text=reason)[:500] if reason else "",
+        identity=identity.conversation_identity(conversation),
     )
     conversation.status = ConversationStatus.HANDOFF
     text = _action_reply(
