@@ -139,3 +139,16 @@ def test_other_tenant_gets_404_on_identify_even_with_a_valid_proof(
         assert conversation["id"] not in response.content.decode()
     assert post(api_client, api_key_b, "/not-a-uuid/identify", hmac_proof("u")).status_code == 404
     assert stored(tenant_a, conversation["id"]) == (False, None)
+
+
+def test_no_secret_or_proof_reaches_a_log_line(
+    api_client: Client, api_key_a: IssuedKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = channel_identity(api_key_a.key.channel, mode="jwt")
+    good = id_token(channel, email="ann@example.com")
+    forged = id_token(channel, secret="y" * 40)
+    with caplog.at_level("DEBUG"):
+        assert post(api_client, api_key_a, "", {"identity_token": forged}).status_code == 400
+        assert post(api_client, api_key_a, "", {"identity_token": good}).status_code == 201
+    for needle in (SECRET, forged, good, forged.split(".")[2], "ann@example.com"):
+        assert needle not in caplog.text
