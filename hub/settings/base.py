@@ -227,6 +227,11 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "integrations-sync-due": {"task": "apps.integrations.tasks.sync_due", "schedule": 30.0},
     # Deliver outbox messages that are due (new ones are also kicked on commit; this catches the rest).
     "integrations-outbox-relay": {"task": "apps.integrations.tasks.outbox_relay_due", "schedule": 5.0},
+    # Issue 17 (slice "ingest"): publish again the platform messages whose task was lost.
+    "chat-channel-inbound-requeue": {
+        "task": "apps.chat.tasks.channel_inbound_requeue_task",
+        "schedule": 60.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
 

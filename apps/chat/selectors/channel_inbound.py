@@ -1,0 +1,47 @@
+"""Reads for messaging-platform webhooks: the channel a public URL names, its tenant and platform account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from apps.chat.models import Channel
+from apps.core.context import tenant_context
+from apps.integrations.models import Connection
+from apps.tenants.models import Tenant
+
+#: The channel kinds whose messages arrive by a platform webhook (the web widget and custom bots do not).
+PLATFORM_KINDS = frozenset({"whatsapp", "slack", "teams", "sms"})
+
+
+@dataclass(frozen=True)
+class ChannelEndpoint:
+    """A platform channel that may receive webhooks: enabled, of an active tenant, with its account."""
+
+    tenant: Tenant
+    channel: Channel
+    connection: Connection
+
+
+def channel_endpoint_find(*, channel_id: Any) -> ChannelEndpoint | None:
+    """The channel of a public webhook URL, or None when it cannot receive messages.
+
+    None for an unknown id, a disabled channel or tenant, a web/custom channel, a channel without a platform
+    account, or an account that is missing, disabled or of another kind (a channel id is a random UUID: the
+    caller answers 404 for all of these alike). The channel lives in the control database, its account in
+    the tenant's region database.
+    """
+    channel = (
+        Channel.objects.select_related("tenant__home_region")
+        .filter(pk=channel_id, enabled=True, kind__in=PLATFORM_KINDS, platform_connection_id__isnull=False)
+        .first()
+    )
+    if channel is None or channel.platform_connection_id is None or not channel.tenant.is_active:
+        return None
+    with tenant_context(channel.tenant):
+        connection = Connection.objects.filter(
+            pk=channel.platform_connection_id, kind=channel.kind, enabled=True
+        ).first()
+    if connection is None:
+        return None
+    return ChannelEndpoint(tenant=channel.tenant, channel=channel, connection=connection)
