@@ -490,7 +490,7 @@ def build() -> dict[str, Any]:
             )
         ],
         description="WhatsApp, Slack, Teams and SMS messages in (accepted, duplicate, ignored, answered, "
-        "failed) and replies out (enqueued, status reports); docs/architecture.md \"Channels\".",
+        'failed) and replies out (enqueued, status reports); docs/architecture.md "Channels".',
         width=8,
     )
     panel(
