@@ -289,3 +289,58 @@ def test_twilio_answers_empty_twiml(tenant_a: Any, sims: dict[str, Any]) -> None
     response = post(Client(), w, message(w, "Hallo"))
     assert response.status_code == 200
     assert response["Content-Type"].startswith(("text/xml", "application/xml"))
+
+
+def test_teams_signing_keys_unreachable_is_503_with_retry_after(tenant_a: Any, sims: dict[str, Any]) -> None:
+    w = wire(tenant_a, "teams", sims["teams"])
+    signed = message(w)  # signed while the simulator is up
+    sims["teams"].inject(outage="503")
+    before = refused("teams", "keys_unavailable")
+    try:
+        response = post(Client(), w, signed)
+    finally:
+        sims["teams"].clear_faults()
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert refused("teams", "keys_unavailable") == before + 1 and rows(w) == 0
+
+
+def test_a_flood_on_one_channel_gets_429_and_redis_down_fails_open(
+    tenant_a: Any, sims: dict[str, Any], monkeypatch: Any
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from apps.chat.services import channel_inbound
+    from apps.integrations.resilience import BucketConfig
+
+    w = wire(tenant_a, "whatsapp", sims["whatsapp"])
+    monkeypatch.setattr(channel_inbound, "CHANNEL_RATE", BucketConfig(capacity=1, rate=0.01))
+    client = Client()
+    assert post(client, w, message(w, "eins")).status_code == 200
+    limited = post(client, w, message(w, "zwei"))
+    assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
+    assert rows(w) == 1
+
+    class Down:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise RedisConnectionError("redis is down")
+
+    monkeypatch.setattr(channel_inbound, "TokenBucket", Down)
+    assert post(client, w, message(w, "drei")).status_code == 200
+    assert rows(w) == 2
+
+
+def test_the_database_away_is_503_so_the_platform_retries(
+    tenant_a: Any, sims: dict[str, Any], monkeypatch: Any
+) -> None:
+    from django.db import OperationalError
+
+    from apps.chat import webhook_views
+
+    w = wire(tenant_a, "slack", sims["slack"])
+
+    def away(**kwargs: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(webhook_views, "channel_endpoint_find", away)
+    response = post(Client(), w, message(w))
+    assert response.status_code == 503 and response["Retry-After"] == "30"
