@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 from apps.chat.selectors.channel_inbound import channel_endpoint_find
 from apps.chat.services import channel_inbound as svc
 from apps.core.context import tenant_context
+from apps.integrations.services.webhooks import webhook_reject
 from apps.observability import metrics
 from apps.observability.access import client_address
 from connectors.errors import ConnectorError, VendorUnavailable
@@ -115,6 +116,8 @@ def _handle(request: HttpRequest, channel_id: Any) -> HttpResponse:
         except SignatureInvalid as exc:
             logger.info("channel %s: webhook refused (%s)", endpoint.channel.id, exc.reason)
             metrics.record_channel_refused(kind=kind, reason=exc.reason)
+            # Per account and day in Redis for the console, audited at most once a minute (like vendor hooks).
+            webhook_reject(reason=exc.reason, connection=endpoint.connection, request=request)
             return HttpResponse(status=401)
         except VendorUnavailable as exc:
             # Teams: the signing keys cannot be fetched; the Bot Connector retries on 503.

@@ -344,3 +344,55 @@ def test_the_database_away_is_503_so_the_platform_retries(
     monkeypatch.setattr(webhook_views, "channel_endpoint_find", away)
     response = post(Client(), w, message(w))
     assert response.status_code == 503 and response["Retry-After"] == "30"
+
+
+def test_refused_signatures_are_counted_per_account_for_the_console(
+    tenant_a: Any, sims: dict[str, Any]
+) -> None:
+    from apps.audit.models import AuditEvent
+    from apps.integrations.selectors.webhooks import webhook_rejections
+
+    w = wire(tenant_a, "whatsapp", sims["whatsapp"])
+    client = Client()
+    for _ in range(2):
+        assert post(client, w, forged(w, message(w))).status_code == 401
+    with tenant_context(tenant_a):
+        counts = webhook_rejections(connections=[w.connection])[w.connection.pk]
+    assert counts == {"mismatch": 2}
+    with tenant_context(tenant_a):
+        assert AuditEvent.objects.filter(action="webhook.rejected").count() == 1
+    assert rows(w) == 0
+
+
+def test_the_delivery_report_counts_messages_in_replies_out_and_platform_statuses(
+    tenant_a: Any, sims: dict[str, Any]
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.chat.selectors.channel_inbound import channel_deliveries
+
+    sim = sims["whatsapp"]
+    w = wire(tenant_a, "whatsapp", sim)
+    client = Client()
+    post(client, w, message(w, "Hallo"))
+    post(client, w, message(w, "Foto", kind="image"))  # ignored: no row
+    process_all(w)
+    relay(w)
+    with tenant_context(tenant_a):
+        sent = OutboxMessage.objects.get(connection=w.connection)
+    report_failed = {
+        "id": sent.vendor_id,
+        "status": "failed",
+        "timestamp": "1",
+        "recipient_id": "4915112345678",
+        "errors": [{"code": 131026, "title": "Undeliverable"}],
+    }
+    body = meta_json(sim.envelope({"statuses": [report_failed]}))
+    assert post(client, w, Signed(body, sim.sign(body), "application/json", "")).status_code == 200
+    with tenant_context(tenant_a):
+        report = channel_deliveries(channel=w.channel, since=timezone.now() - timedelta(hours=1))
+    assert report.inbound == {"done": 1}
+    assert report.outbound == {"delivered": 1}
+    assert report.platform == {"failed": 1}

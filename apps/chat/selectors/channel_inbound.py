@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from apps.chat.models import Channel
+from django.db.models import Count
+from django.db.models.fields.json import KT
+
+from apps.chat.models import Channel, InboundEvent
 from apps.core.context import tenant_context
-from apps.integrations.models import Connection
+from apps.integrations.models import Connection, OutboxMessage
 from apps.tenants.models import Tenant
 
 #: The channel kinds whose messages arrive by a platform webhook (the web widget and custom bots do not).
@@ -45,3 +49,33 @@ def channel_endpoint_find(*, channel_id: Any) -> ChannelEndpoint | None:
     if connection is None:
         return None
     return ChannelEndpoint(tenant=channel.tenant, channel=channel, connection=connection)
+
+
+@dataclass(frozen=True)
+class ChannelDeliveries:
+    """What a platform channel received and sent since a moment, for the console's delivery report."""
+
+    #: InboundEvent status -> count (queued, done, ignored, failed).
+    inbound: dict[str, int] = field(default_factory=dict)
+    #: Outbox status -> count (pending, delivering, delivered, dead, discarded).
+    outbound: dict[str, int] = field(default_factory=dict)
+    #: The platform's last reported delivery status -> count (sent, delivered, read, failed; "" = none yet).
+    platform: dict[str, int] = field(default_factory=dict)
+
+
+def channel_deliveries(*, channel: Channel, since: datetime) -> ChannelDeliveries:
+    """Counts of a channel's platform messages in and replies out since `since`. Call in tenant context."""
+    inbound = InboundEvent.objects.filter(channel_id=channel.id, created_at__gte=since)
+    result = ChannelDeliveries()
+    for row in inbound.values("status").annotate(n=Count("pk")):
+        result.inbound[row["status"]] = row["n"]
+    if channel.platform_connection_id is None:
+        return result
+    replies = OutboxMessage.objects.filter(
+        connection_id=channel.platform_connection_id, stream="messages", created_at__gte=since
+    ).annotate(platform_status=KT("payload__delivery__status"))
+    for row in replies.values("status", "platform_status").annotate(n=Count("pk")):
+        result.outbound[row["status"]] = result.outbound.get(row["status"], 0) + row["n"]
+        status = row["platform_status"] or ""
+        result.platform[status] = result.platform.get(status, 0) + row["n"]
+    return result
