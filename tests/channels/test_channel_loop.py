@@ -56,6 +56,16 @@ def counted(name: str, **labels: str) -> float:
     return float(value)
 
 
+def reply_observations(kind: str) -> float:
+    """How many inbound→reply-enqueued latencies the histogram holds for `kind`."""
+    return sum(
+        sample.value
+        for family in metrics.CHANNEL_REPLY_DURATION.collect()
+        for sample in family.samples
+        if sample.name.endswith("_count") and sample.labels.get("kind") == kind
+    )
+
+
 def forget_breakers() -> None:
     """The platform recovered: forget the breaker's open state (its probe time would be seconds away)."""
     client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
@@ -90,7 +100,10 @@ def test_a_platform_message_is_answered_on_the_platform(wired: Wired) -> None:
     assert event.status == InboundStatus.QUEUED and event.channel_kind == wired.kind
     assert counted("messages", kind=wired.kind, direction="in", outcome="accepted") == before + 1
 
+    replies_before = reply_observations(wired.kind)
     assert process_all(wired) == [InboundStatus.DONE]
+    assert reply_observations(wired.kind) == replies_before + 1
+    assert counted("messages", kind=wired.kind, direction="in", outcome="answered") >= 1
     assert relay(wired) >= 1
     with tenant_context(wired.tenant):
         conversation = Conversation.objects.get(channel_id=wired.channel.id)
