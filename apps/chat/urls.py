@@ -2,11 +2,13 @@
 
 from django.urls import path
 
-from apps.chat import views
+from apps.chat import views, webhook_views
 
 app_name = "chat"
 
 urlpatterns = [
+    # Messaging platforms' webhook (webhook_views.py): public, signed; the channel id names the tenant.
+    path("hooks/channels/<uuid:channel_id>/", webhook_views.channel_webhook_view, name="channel-webhook"),
     path("t/<slug:tenant_slug>/channels/", views.channel_list_view, name="channel-list"),
     path("t/<slug:tenant_slug>/channels/new/", views.channel_create_view, name="channel-create"),
     path("t/<slug:tenant_slug>/channels/<uuid:pk>/", views.channel_detail_view, name="channel-detail"),

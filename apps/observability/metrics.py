@@ -172,6 +172,32 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "hub_celery_queue_depth": ("gauge", "Messages waiting in each Celery queue.", ("queue",)),
 }
 
+# --- messaging channels (issue 17, slice "ingest") ---
+CHANNEL_DIRECTIONS = frozenset({"in", "out"})
+CHANNEL_OUTCOMES = frozenset(
+    {"accepted", "duplicate", "ignored", "answered", "handoff_quiet", "failed", "enqueued", "status"}
+)
+CHANNEL_REFUSALS = frozenset(
+    {"unknown_channel", "too_large", "malformed", "keys_unavailable", "rate_limited", "method"}
+)
+CHANNEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+CHANNEL_MESSAGES = Counter(
+    "hub_channel_messages_total",
+    "Messaging-platform messages by channel kind, direction (in/out) and outcome.",
+    ["kind", "direction", "outcome"],
+)
+CHANNEL_WEBHOOKS_REFUSED = Counter(
+    "hub_channel_webhooks_refused_total",
+    "Refused messaging-platform webhook requests by channel kind and reason.",
+    ["kind", "reason"],
+)
+CHANNEL_REPLY_DURATION = Histogram(
+    "hub_channel_reply_seconds",
+    "Seconds from a platform message's arrival to its reply being enqueued for delivery.",
+    ["kind"],
+    buckets=CHANNEL_BUCKETS,
+)
+
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
     CHAT_TURNS,
@@ -189,6 +215,9 @@ PROCESS_FAMILIES = (
     DEGRADED,
     IDENTITY_PROOFS,
     IDENTITY_REFUSALS,
+    CHANNEL_MESSAGES,
+    CHANNEL_WEBHOOKS_REFUSED,
+    CHANNEL_REPLY_DURATION,
 )
 
 
@@ -349,3 +378,21 @@ def record_identity_refusal(*, tenant: str, channel: str, action: str, reason: s
         action=_one_of(action, IDENTITY_ACTIONS, default="order_status"),
         reason=_one_of(reason, IDENTITY_REFUSAL_REASONS, default="unverified"),
     ).inc()
+
+
+def record_channel_message(*, kind: str, direction: str, outcome: str) -> None:
+    """Count a platform message in (accepted, duplicate, ignored...) or out (enqueued) by channel kind."""
+    CHANNEL_MESSAGES.labels(
+        kind=channel_label(kind),
+        direction=_one_of(direction, CHANNEL_DIRECTIONS, default="in"),
+        outcome=_one_of(outcome, CHANNEL_OUTCOMES, default="failed"),
+    ).inc()
+
+
+def record_channel_refused(*, kind: str, reason: str) -> None:
+    """Count a refused channel webhook; `reason` is an adapter's short word or one of CHANNEL_REFUSALS."""
+    CHANNEL_WEBHOOKS_REFUSED.labels(kind=channel_label(kind), reason=token(reason)).inc()
+
+
+def observe_channel_reply(*, kind: str, seconds: float) -> None:
+    CHANNEL_REPLY_DURATION.labels(kind=channel_label(kind)).observe(seconds)

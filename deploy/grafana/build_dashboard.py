@@ -480,6 +480,37 @@ def build() -> dict[str, Any]:
         width=12,
     )
 
+    row("Channels (messaging platforms)")
+    panel(
+        "Platform messages / min by kind, direction and outcome",
+        [
+            (
+                f"sum by (kind, direction, outcome) (rate(hub_channel_messages_total[{RATE}])) * 60",
+                "{{kind}} {{direction}} {{outcome}}",
+            )
+        ],
+        description="WhatsApp, Slack, Teams and SMS messages in (accepted, duplicate, ignored, answered, "
+        'failed) and replies out (enqueued, status reports); docs/architecture.md "Channels".',
+        width=8,
+    )
+    panel(
+        "Refused platform webhooks / min",
+        [
+            (
+                f"sum by (kind, reason) (rate(hub_channel_webhooks_refused_total[{RATE}])) * 60",
+                "{{kind}} {{reason}}",
+            )
+        ],
+        description="Bad signatures, stale timestamps, unknown channels, oversized or malformed bodies.",
+        width=8,
+    )
+    panel(
+        "Platform message to reply enqueued (s)",
+        quantiles("hub_channel_reply_seconds", 'kind=~".+"'),
+        description="From the webhook's arrival to the reply in the outbox.",
+        width=8,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

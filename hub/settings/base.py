@@ -227,6 +227,11 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "integrations-sync-due": {"task": "apps.integrations.tasks.sync_due", "schedule": 30.0},
     # Deliver outbox messages that are due (new ones are also kicked on commit; this catches the rest).
     "integrations-outbox-relay": {"task": "apps.integrations.tasks.outbox_relay_due", "schedule": 5.0},
+    # Issue 17 (slice "ingest"): publish again the platform messages whose task was lost.
+    "chat-channel-inbound-requeue": {
+        "task": "apps.chat.tasks.channel_inbound_requeue_task",
+        "schedule": 60.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
 
@@ -729,3 +734,19 @@ HUB_ADMISSION_RETRY_AFTER_SECONDS = env_int("HUB_ADMISSION_RETRY_AFTER_SECONDS",
 # While this file exists /readyz answers 503 (the Kubernetes preStop hook creates it before gunicorn gets
 # SIGTERM, so load balancers stop sending first). Default: empty, no drain file.
 HUB_DRAIN_FILE = env_str("HUB_DRAIN_FILE", "")
+
+# --- Issue 17, slice "ingest": messaging platforms in and out (apps/chat/services/channel_inbound.py) -------
+# A chat channel's platform account is a connection of kind whatsapp / slack / teams / sms: registered by
+# default (an explicit HUB_CONNECTORS lists what it wants).
+if "HUB_CONNECTORS" not in os.environ:
+    HUB_CONNECTORS += [
+        "connectors.messaging_connector.WhatsAppConnector",
+        "connectors.messaging_connector.SlackConnector",
+        "connectors.messaging_connector.TeamsConnector",
+        "connectors.messaging_connector.TwilioSmsConnector",
+    ]
+# Publish again the platform messages whose task was lost (queued for more than 60 s).
+CELERY_BEAT_SCHEDULE["chat-channel-inbound-requeue"] = {
+    "task": "apps.chat.tasks.channel_inbound_requeue_task",
+    "schedule": 60.0,
+}

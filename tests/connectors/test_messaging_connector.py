@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connectors.errors import ConnectorError, RateLimited
-from connectors.messaging_connector import MESSAGES, WhatsAppConnector
+from connectors.messaging_connector import MESSAGES, MessagingConnector, WhatsAppConnector
 from connectors.registry import load_registry
 from connectors.testing import simulator_session
 from connectors.whatsapp.simulator import WhatsAppSimulator
@@ -24,7 +24,7 @@ def sim(tmp_path: Any) -> Iterator[WhatsAppSimulator]:
     sim.stop()
 
 
-def connector(sim: WhatsAppSimulator) -> WhatsAppConnector:
+def connector(sim: WhatsAppSimulator) -> MessagingConnector:
     d = sim.describe()
     keys = ("app_secret", "verify_token", "access_token", "phone_number_id", "api_base")
     return WhatsAppConnector({k: d[k] for k in keys}, session=simulator_session(sim))
