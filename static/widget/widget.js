@@ -1,5 +1,5 @@
 /*
- * Integration Hub web widget (issue 17). Embed with:
+ * Integration Hub web widget. Embed with:
  *   <script src="https://hub.example/static/widget/widget.js" data-channel="<channel id>"
  *           data-key="<widget key>" async></script>
  * Optional: data-api (the hub's origin; default: this script's origin), data-user-id / data-user-hash /
@@ -319,5 +319,14 @@
     input.value = "";
     ask(text);
   });
-  if (session) connect();
+  if (session) { // a reload of the tab: the conversation so far, then the push stream from there
+    fetch(base + "/" + session.id + "/messages?after=0", { headers: headers(), credentials: "omit", mode: "cors" })
+      .then(function (r) {
+        if (r.status === 404 || r.status === 401) { save(null); return null; }
+        return r.ok ? r.json() : null;
+      })
+      .then(function (data) { (data && data.messages || []).forEach(show); })
+      .catch(function () { /* the stream catches up later */ })
+      .then(connect);
+  }
 })();

@@ -123,6 +123,14 @@ def test_german_visitor_on_another_origin_keyboard_only(
         page.keyboard.press("Escape")
         expect(page.get_by_role("button", name="Chat öffnen")).to_be_focused()
         expect(message_box).to_be_hidden()
+
+        # A reload keeps the tab's conversation (sessionStorage): the history is back, nothing twice.
+        page.reload()
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("log")).to_contain_text("Ihr Paket ist unterwegs.")
+        expect(page.get_by_role("log").get_by_text("Ihr Paket ist unterwegs.")).to_have_count(1)
+        expect(page.get_by_role("log").locator(".msg.user")).to_have_count(1)
     finally:
         context.close()
     assert violations == [], violations

@@ -242,3 +242,30 @@ def test_key_rate_limit_covers_all_visitors(
     second = start(api_client, channel_a, key_a)
     assert say(api_client, channel_a, key_a, first, "Hallo").status_code == 200
     assert say(api_client, channel_a, key_a, second, "Hallo").status_code == 429
+
+
+def test_no_key_or_token_in_error_bodies_or_logs(
+    api_client: Client, channel_a: Channel, key_a: str, caplog: Any
+) -> None:
+    started = start(api_client, channel_a, key_a)
+    forged = started["token"][:-3] + "abc"
+    secrets_sent = [key_a + "x", forged, started["token"]]
+    with caplog.at_level("DEBUG"):
+        bodies = [
+            api_client.post(url(channel_a), {}, content_type=JSON, **headers(key_a + "x")).content,
+            say(api_client, channel_a, key_a + "x", started, "Hallo").content,
+            api_client.get(
+                url(channel_a, f"conversations/{started['conversation_id']}/stream"),
+                **headers(key_a, token=forged),
+            ).content,
+            api_client.post(
+                url(channel_a, f"conversations/{started['conversation_id']}/messages"),
+                "{",
+                content_type=JSON,
+                **headers(key_a, token=started["token"]),
+            ).content,
+        ]
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    for secret in secrets_sent:
+        assert all(secret.encode() not in body for body in bodies)
+        assert secret not in logged
