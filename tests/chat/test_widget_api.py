@@ -269,3 +269,22 @@ def test_no_key_or_token_in_error_bodies_or_logs(
     for secret in secrets_sent:
         assert all(secret.encode() not in body for body in bodies)
         assert secret not in logged
+
+
+def test_identity_proof_goes_to_the_chat_start(api_client: Client, channel_a: Channel, key_a: str) -> None:
+    """A signed-in user's proof (user hash) is checked like the chat API's; before the identity slice is
+    merged the chat start takes no proof and the visitor stays anonymous."""
+    import hashlib
+    import hmac
+    import inspect
+
+    from apps.chat.services import conversations
+
+    channel_a.identity_mode = "hmac"
+    channel_a.identity_secret = "site-secret"
+    with tenant_context(channel_a.tenant):
+        channel_a.save()
+    proof = hmac.new(b"site-secret", b"user-42", hashlib.sha256).hexdigest()
+    started = start(api_client, channel_a, key_a, user_id="user-42", user_hash=proof)
+    checks_proofs = "user_hash" in inspect.signature(conversations.conversation_start).parameters
+    assert started["identity_verified"] is checks_proofs
