@@ -159,8 +159,10 @@
     wrap.appendChild(ol);
     body.parentNode.appendChild(wrap);
   }
+  var deferred = [];
   function show(message) {
     if (!message || seen[message.id]) return;
+    if (streaming) { deferred.push(message); return; } // maybe the reply being streamed: after it, by id
     seen[message.id] = true;
     if (message.id > lastId) lastId = message.id;
     var body = bubble(message.role === "user" ? "user" : "assistant", message.text);
@@ -255,6 +257,7 @@
     }).then(function () {
       streaming = false;
       send.disabled = false;
+      deferred.splice(0).forEach(show);
     });
   }
 

@@ -15,9 +15,11 @@ from django.test import Client
 
 from apps.chat.models import Channel, Conversation
 from apps.chat.services import widget as widget_svc
-from apps.core.admission import _is_stream
+from apps.core.admission import AdmissionGate, _is_stream
 from apps.core.context import tenant_context
 from tests.chat.widget_support import headers, start, widget_enable
+from tests.foundation.test_admission import BlockingApp, busy, serve  # noqa: F401 - busy is a fixture
+from tests.foundation.test_admission import environ as admission_environ
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +142,15 @@ def test_stream_paths_skip_the_admission_gate() -> None:
     assert _is_stream("/widget/v1/abc/conversations/def/stream")
     assert not _is_stream("/widget/v1/abc/conversations/def/messages")
     assert not _is_stream("/api/v1/conversations/def/stream")
+
+
+def test_a_stream_is_served_while_every_work_thread_is_busy(
+    busy: tuple[AdmissionGate, BlockingApp],  # noqa: F811 - the imported fixture
+) -> None:
+    """A long-lived stream must not wait for (or hold) a work thread: it runs on its own server thread."""
+    gate, _app = busy
+    path = "/widget/v1/abc/conversations/def/stream"
+    call, data = serve(gate, admission_environ(path, REQUEST_METHOD="GET"))
+    assert call.status == "200 OK" and data == b"one two"
+    refused, _ = serve(gate, admission_environ("/widget/v1/abc/conversations/def/messages"))
+    assert refused.status.startswith("503")  # the widget's other calls are gated like any request
