@@ -42,6 +42,7 @@ __all__ = [
     "record_rate_limit_hit",
     "record_sync_records",
     "record_vendor_error",
+    "record_widget_refused",
     "status_class",
 ]
 
@@ -51,7 +52,8 @@ CHAT_OUTCOMES = frozenset({"answered", "fallback", "handoff", "action", "error"}
 TOKEN_KINDS = frozenset({"prompt", "completion"})
 SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
-RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor"})
+RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor"})
+WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -147,6 +149,11 @@ IDENTITY_REFUSALS = Counter(
     "hub_chat_identity_refusals_total",
     "Business actions refused to an end user: unverified, or verified but not the record's customer.",
     ["tenant", "channel", "action", "reason"],
+WIDGET_REFUSED = Counter(
+    "hub_widget_refused_total",
+    "Web widget requests refused: from an origin the channel does not allow, with an unknown or rotated "
+    "widget key, or a push stream over the process's cap.",
+    ["reason"],
 )
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
@@ -218,6 +225,7 @@ PROCESS_FAMILIES = (
     CHANNEL_MESSAGES,
     CHANNEL_WEBHOOKS_REFUSED,
     CHANNEL_REPLY_DURATION,
+    WIDGET_REFUSED,
 )
 
 
@@ -331,6 +339,13 @@ def record_rate_limit_hit(scope: str) -> None:
     if scope not in RATE_LIMIT_SCOPES:
         raise ValueError(f"unknown rate-limit scope {scope!r}; one of {sorted(RATE_LIMIT_SCOPES)}")
     RATE_LIMIT_HITS.labels(scope=scope).inc()
+
+
+def record_widget_refused(reason: str) -> None:
+    """Count a web widget request refused (issue 17): bad origin, bad key, or too many push streams."""
+    if reason not in WIDGET_REFUSALS:
+        raise ValueError(f"unknown widget refusal {reason!r}; one of {sorted(WIDGET_REFUSALS)}")
+    WIDGET_REFUSED.labels(reason=reason).inc()
 
 
 def record_breaker_transition(*, connector: str, state: str) -> None:

@@ -750,3 +750,21 @@ CELERY_BEAT_SCHEDULE["chat-channel-inbound-requeue"] = {
     "task": "apps.chat.tasks.channel_inbound_requeue_task",
     "schedule": 60.0,
 }
+# --- Issue 17, slice "widget": the embeddable web widget and its push stream (apps/chat/api/widget.py) -----
+# Requests per widget key (a channel's site, all visitors together) and per visitor (a conversation token, or
+# the client address when starting a conversation), "N/s|min|hour" (defaults 600/min and 30/min).
+HUB_WIDGET_RATE_PER_KEY = env_rate("HUB_WIDGET_RATE_PER_KEY", "600/min")
+HUB_WIDGET_RATE_PER_VISITOR = env_rate("HUB_WIDGET_RATE_PER_VISITOR", "30/min")
+# Seconds a widget's conversation token stays valid (default 24 h); then the widget starts a new conversation.
+HUB_WIDGET_TOKEN_MAX_AGE = env_int("HUB_WIDGET_TOKEN_MAX_AGE", 86_400, minimum=60, maximum=30 * 86_400)
+# Seconds one push stream stays open before the widget reconnects with Last-Event-ID (default 55): bounds how
+# long a stream holds a gunicorn thread, and lets a draining process hand its streams over.
+HUB_WIDGET_STREAM_SECONDS = env_int("HUB_WIDGET_STREAM_SECONDS", 55, minimum=1, maximum=600)
+# Push streams one web process serves at once (default 16; counted in Redis, a crashed stream's slot expires).
+# Keep it below GUNICORN_THREADS minus HUB_ADMISSION_PERMITS and HUB_ADMISSION_WAITING: streams bypass the
+# admission gate but each holds a gthread thread.
+HUB_WIDGET_STREAMS_PER_PROCESS = env_int("HUB_WIDGET_STREAMS_PER_PROCESS", 16, minimum=1, maximum=10_000)
+# Seconds between two keep-alive comments of an idle stream (default 15), for proxies that cut quiet lines.
+HUB_WIDGET_HEARTBEAT_SECONDS = env_int("HUB_WIDGET_HEARTBEAT_SECONDS", 15, minimum=1, maximum=300)
+# Milliseconds a widget waits before reconnecting a closed stream (SSE `retry:`, default 1000).
+HUB_WIDGET_RETRY_MS = env_int("HUB_WIDGET_RETRY_MS", 1000, minimum=100, maximum=60_000)
