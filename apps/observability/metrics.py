@@ -149,6 +149,7 @@ IDENTITY_REFUSALS = Counter(
     "hub_chat_identity_refusals_total",
     "Business actions refused to an end user: unverified, or verified but not the record's customer.",
     ["tenant", "channel", "action", "reason"],
+)
 WIDGET_REFUSED = Counter(
     "hub_widget_refused_total",
     "Web widget requests refused: from an origin the channel does not allow, with an unknown or rotated "
