@@ -368,6 +368,11 @@ HUB_CONNECTORS = env_list(
         "connectors.hubspot.connector.HubSpotConnector",
         "connectors.servicenow.connector.ServiceNowConnector",
         "connectors.sap.connector.SapConnector",
+        # Issue 17: chat channels' platform accounts (connectors/messaging_connector.py).
+        "connectors.messaging_connector.WhatsAppConnector",
+        "connectors.messaging_connector.SlackConnector",
+        "connectors.messaging_connector.TeamsConnector",
+        "connectors.messaging_connector.TwilioSmsConnector",
     ],
 )
 # Private/loopback hosts connectors may call. Unset: 127.0.0.1 and localhost (the simulators) outside
@@ -729,3 +734,11 @@ HUB_ADMISSION_RETRY_AFTER_SECONDS = env_int("HUB_ADMISSION_RETRY_AFTER_SECONDS",
 # While this file exists /readyz answers 503 (the Kubernetes preStop hook creates it before gunicorn gets
 # SIGTERM, so load balancers stop sending first). Default: empty, no drain file.
 HUB_DRAIN_FILE = env_str("HUB_DRAIN_FILE", "")
+# --- Issue 17, slice "chanconsole": channel console and management API (apps/chat/services/channel_setup.py) -
+# The hub's public origin, e.g. https://hub.example.com, used for the webhook URLs and the widget snippet the
+# console and the API show. Default: empty, and then the origin of the request (behind a proxy that rewrites
+# the Host, set it: platforms sign the exact URL they call).
+HUB_CHANNELS_PUBLIC_URL = env_str("HUB_CHANNELS_PUBLIC_URL", "").rstrip("/")
+# Whether a web widget's allowed origins must be https:// (http:// only for localhost). Default: off here
+# (dev and test sites on http), ON in production (production.py).
+HUB_WIDGET_ORIGINS_REQUIRE_HTTPS = env_bool("HUB_WIDGET_ORIGINS_REQUIRE_HTTPS", False)
