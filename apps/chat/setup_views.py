@@ -108,6 +108,9 @@ def setup_context(
         "is_web": channel.kind == ChannelKind.WEB,
         "has_identity": channel.kind in IDENTITY_KINDS,
     }
+    if context["has_identity"]:
+        with tenant_context(channel.tenant):
+            context["identity_secret_set"] = bool(channel.identity_secret)
     if context["is_platform"]:
         context |= {
             "platform_form": platform or platform_form(channel),
@@ -125,6 +128,11 @@ def setup_context(
     if context["has_identity"]:
         context["identity_form"] = identity or IdentityForm(initial={"identity_mode": channel.identity_mode})
     return context
+
+
+def _reload(channel: Channel) -> None:
+    with tenant_context(channel.tenant):  # the identity secret decrypts with the tenant's key
+        channel.refresh_from_db()
 
 
 def _back(channel: Channel) -> HttpResponse:
@@ -201,7 +209,7 @@ def channel_origins_view(request: HttpRequest, channel: Channel) -> HttpResponse
                 channel=channel, allowed_origins=origins, actor=request.user, request=request
             )
         except (HubError, ValidationError) as exc:
-            channel.refresh_from_db()
+            _reload(channel)
             add_service_errors(form, exc)
         else:
             messages.success(request, _("Allowed origins saved."))
@@ -220,7 +228,7 @@ def channel_identity_view(request: HttpRequest, channel: Channel) -> HttpRespons
                 request=request,
             )
         except (HubError, ValidationError) as exc:
-            channel.refresh_from_db()
+            _reload(channel)
             add_service_errors(form, exc)
         else:
             messages.success(request, _("Identity settings saved."))
@@ -230,7 +238,9 @@ def channel_identity_view(request: HttpRequest, channel: Channel) -> HttpRespons
 
 def channel_identity_secret_view(request: HttpRequest, channel: Channel) -> HttpResponse:
     """Generate the identity secret (confirmed first when one exists) and show it once."""
-    if channel.identity_secret or request.method != "POST":
+    with tenant_context(channel.tenant):
+        has_secret = bool(channel.identity_secret)
+    if has_secret or request.method != "POST":
         page = confirmation_required(
             request,
             Confirmation(
@@ -240,7 +250,7 @@ def channel_identity_secret_view(request: HttpRequest, channel: Channel) -> Http
                     "A new secret replaces the current one at once: user hashes and tokens your site signs "
                     "with the old secret are refused until it uses the new one."
                 )
-                if channel.identity_secret
+                if has_secret
                 else _("The secret is shown once; store it in your site's server configuration."),
                 button=_("Generate secret"),
                 cancel_url=reverse("chat:channel-detail", args=[channel.tenant.slug, channel.pk]),

@@ -53,6 +53,7 @@ from apps.chat.services.llm_config import llm_provider_delete, llm_provider_save
 from apps.chat.setup_views import ROUTES as SETUP_ROUTES
 from apps.chat.setup_views import channel_page
 from apps.core.confirm import Confirmation, confirmation_required
+from apps.core.context import tenant_context
 from apps.core.errors import HubError, NotFound, ValidationFailed
 from apps.core.forms import add_service_errors
 from apps.integrations.conf import connector_class
@@ -192,7 +193,8 @@ def channel_detail_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Http
         try:
             channel_update(channel=channel, changes=form.channel_data(), actor=request.user, request=request)
         except (HubError, ValidationError) as exc:
-            channel.refresh_from_db()
+            with tenant_context(tenant):  # an identity secret decrypts with the tenant's key
+                channel.refresh_from_db()
             add_service_errors(form, exc)
         else:
             messages.success(request, _("Channel “%(name)s” saved.") % {"name": channel.name})

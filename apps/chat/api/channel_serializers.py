@@ -131,7 +131,8 @@ class ChannelSerializer(serializers.ModelSerializer):
         }
 
     def get_identity_secret_set(self, obj: Channel) -> bool:
-        return bool(obj.identity_secret)
+        with tenant_context(obj.tenant):
+            return bool(obj.identity_secret)
 
 
 class _SetupInput(StrictSerializer):

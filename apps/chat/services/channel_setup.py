@@ -224,7 +224,7 @@ def channel_create_with_platform(
             {"platform": [_("Only WhatsApp, Slack, Teams and SMS channels have a platform account.")]},
         )
     try:
-        with transaction.atomic():
+        with transaction.atomic(), tenant_context(tenant):
             channel = channel_create(tenant=tenant, **dict(channel_data), actor=actor, request=request)
             changed: list[str] = []
             if connection is not None:
@@ -384,6 +384,26 @@ def channel_setup_update(
 ) -> Channel:
     """Change identity mode, identity secret (write-only) or allowed origins; None leaves a part as it is."""
     require_channel_manager(tenant=channel.tenant, actor=actor)
+    with tenant_context(channel.tenant):  # the identity secret is encrypted with the tenant's key
+        return _setup_update(
+            channel=channel,
+            identity_mode=identity_mode,
+            identity_secret=identity_secret,
+            allowed_origins=allowed_origins,
+            actor=actor,
+            request=request,
+        )
+
+
+def _setup_update(
+    *,
+    channel: Channel,
+    identity_mode: str | None,
+    identity_secret: str | None,
+    allowed_origins: Sequence[str] | None,
+    actor: Any,
+    request: HttpRequest | None,
+) -> Channel:
     mode = identity_mode
     if mode not in (None, IdentityMode.NONE) and not (identity_secret or channel.identity_secret):
         raise ValidationFailed(
