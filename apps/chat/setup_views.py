@@ -5,6 +5,7 @@ channel_setup.py validates, checks the role and audits. Secrets shown once go ou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from csp.constants import SELF
@@ -297,7 +298,7 @@ def channel_widget_rotate_view(request: HttpRequest, channel: Channel) -> HttpRe
 
 
 @xframe_options_sameorigin
-@csp_replace({"frame-ancestors": [SELF]})
+@csp_replace({"frame-ancestors": [SELF]})  # type: ignore[arg-type]  # a (request, channel) view
 def channel_preview_view(request: HttpRequest, channel: Channel) -> HttpResponse:
     """A bare page embedding the widget snippet, framed by the channel page (same origin only)."""
     return render(
@@ -305,7 +306,8 @@ def channel_preview_view(request: HttpRequest, channel: Channel) -> HttpResponse
     )
 
 
-ROUTES = {
+#: Route name -> (view taking the request and the tenant's channel, HTTP-method decorator).
+ROUTES: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "platform": (channel_platform_view, require_POST),
     "platform-test": (channel_platform_test_view, require_POST),
     "origins": (channel_origins_view, require_POST),
