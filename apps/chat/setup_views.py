@@ -40,6 +40,7 @@ from apps.chat.services.channel_setup import (
     channel_setup_update,
     channel_webhook_url,
     channel_widget_key_rotate,
+    identity_secret_is_set,
     platform_connection,
     widget_script_url,
     widget_snippet,
@@ -110,8 +111,7 @@ def setup_context(
         "has_identity": channel.kind in IDENTITY_KINDS,
     }
     if context["has_identity"]:
-        with tenant_context(channel.tenant):
-            context["identity_secret_set"] = bool(channel.identity_secret)
+        context["identity_secret_set"] = identity_secret_is_set(channel)
     if context["is_platform"]:
         context |= {
             "platform_form": platform or platform_form(channel),
@@ -239,8 +239,7 @@ def channel_identity_view(request: HttpRequest, channel: Channel) -> HttpRespons
 
 def channel_identity_secret_view(request: HttpRequest, channel: Channel) -> HttpResponse:
     """Generate the identity secret (confirmed first when one exists) and show it once."""
-    with tenant_context(channel.tenant):
-        has_secret = bool(channel.identity_secret)
+    has_secret = identity_secret_is_set(channel)
     if has_secret or request.method != "POST":
         page = confirmation_required(
             request,

@@ -166,3 +166,32 @@ def test_openapi_documents_the_setup_fields(api: APIClient) -> None:
     create = components["ChannelCreate"]["properties"]
     assert {"platform", "identity_secret", "allowed_origins"} <= set(create)
     assert any(p.endswith("/widget-key/rotate/") for p in schema["paths"])
+
+
+def test_list_loads_platform_accounts_in_one_query(
+    api: APIClient, tenant_a: Tenant, wa_sim: WhatsAppSimulator
+) -> None:
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    settings_, credentials = wa_account(wa_sim)
+    platform = {"settings": settings_, "credentials": credentials}
+
+    def count() -> int:
+        with CaptureQueriesContext(connections["default"]) as control:
+            response = api.get(base(tenant_a))
+        assert response.status_code == 200
+        return len(control.captured_queries)
+
+    channel_create_with_platform(
+        tenant=tenant_a, channel_data={"name": "W0", "kind": "whatsapp"}, platform=platform
+    )
+    count()
+    before = count()
+    for n in (1, 2):
+        channel_create_with_platform(
+            tenant=tenant_a, channel_data={"name": f"W{n}", "kind": "whatsapp"}, platform=platform
+        )
+    assert count() == before
+    rows = api.get(base(tenant_a)).json()["results"]
+    assert all(r["platform"]["kind"] == "whatsapp" for r in rows)

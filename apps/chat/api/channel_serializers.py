@@ -11,7 +11,11 @@ from rest_framework import serializers
 
 from apps.chat.models import Action, ApiKey, ApiKeyScope, Channel, ChannelKind, IdentityMode
 from apps.chat.selectors.channels import api_key_state
-from apps.chat.services.channel_setup import channel_webhook_url, platform_connection
+from apps.chat.services.channel_setup import (
+    channel_webhook_url,
+    identity_secret_is_set,
+    platform_connection,
+)
 from apps.chat.services.channels import CHANNEL_FIELDS, MAX_OVERLAP_HOURS
 from apps.core.context import tenant_context
 from apps.tenants.api_base import StrictSerializer
@@ -113,12 +117,16 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PlatformAccountSerializer(allow_null=True))
     def get_platform(self, obj: Channel) -> dict[str, Any] | None:
-        connection = platform_connection(obj)
+        preloaded = self.context.get("connections")
+        if preloaded is not None:  # a list: loaded for the page at once
+            connection = preloaded.get(obj.platform_connection_id)
+        else:
+            connection = platform_connection(obj)
         if connection is None:
             return None
         from apps.integrations.selectors.connections import secrets_status
 
-        with tenant_context(obj.tenant):
+        with tenant_context(self.context.get("tenant") or obj.tenant):
             credentials_set = secrets_status(connection)
         return {
             "connection_id": str(connection.pk),
@@ -131,8 +139,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         }
 
     def get_identity_secret_set(self, obj: Channel) -> bool:
-        with tenant_context(obj.tenant):
-            return bool(obj.identity_secret)
+        return identity_secret_is_set(obj)
 
 
 class _SetupInput(StrictSerializer):

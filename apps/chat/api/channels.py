@@ -30,6 +30,7 @@ from apps.chat.api.channel_serializers import (
 )
 from apps.chat.models import ApiKey, Channel, ChannelKind
 from apps.chat.selectors.channels import api_key_get, api_key_list, channel_get, channel_list
+from apps.chat.selectors.delivery import platform_connections
 from apps.chat.services.channel_setup import (
     channel_create_with_platform,
     channel_platform_set,
@@ -124,6 +125,16 @@ class ChannelListView(ListModelMixin, ChannelScopedView):
     )
     def get(self, request: Request, slug: str) -> Response:
         return self.list(request)
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        if args and kwargs.get("many"):  # the page: its platform accounts in one query
+            page = list(args[0])
+            context: dict[str, Any] = dict(self.get_serializer_context())
+            context["tenant"] = self.tenant
+            context["connections"] = platform_connections(tenant=self.tenant, channels=page)
+            kwargs["context"] = context
+            args = (page, *args[1:])
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(
         summary="Create a channel",

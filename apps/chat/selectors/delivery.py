@@ -40,3 +40,14 @@ def channel_delivery(*, channel: Channel, limit: int = 20) -> Delivery:
         }
         dead = DeadLetter.objects.filter(connection_id=connection_id, status=DeadLetterStatus.OPEN).count()
     return Delivery(recent=recent, counts=counts, open_dead_letters=dead)
+
+
+def platform_connections(*, tenant: Any, channels: Any) -> dict[Any, Any]:
+    """The platform Connections of `channels` (one query), by id: lists show them without a query each."""
+    from apps.integrations.models import Connection
+
+    ids = [c.platform_connection_id for c in channels if c.platform_connection_id is not None]
+    if not ids:
+        return {}
+    with tenant_context(tenant):
+        return {c.pk: c for c in Connection.objects.filter(pk__in=ids)}

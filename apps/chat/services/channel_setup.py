@@ -77,6 +77,15 @@ def widget_snippet(channel: Channel, request: HttpRequest | None = None) -> str:
     )
 
 
+def identity_secret_is_set(channel: Channel) -> bool:
+    """Whether the channel has an identity secret, without decrypting it (no tenant context, no query)."""
+    attribute = Channel.__dict__["identity_secret"]  # the encrypted field's descriptor
+    data = channel.__dict__
+    if attribute.plain_key in data:
+        return bool(data[attribute.plain_key])
+    return data.get(attribute.field.attname) is not None
+
+
 def channel_preview_url(channel: Channel) -> str:
     return reverse("chat:channel-preview", args=[channel.tenant.slug, channel.pk])
 
