@@ -734,7 +734,7 @@ HUB_ADMISSION_RETRY_AFTER_SECONDS = env_int("HUB_ADMISSION_RETRY_AFTER_SECONDS",
 # While this file exists /readyz answers 503 (the Kubernetes preStop hook creates it before gunicorn gets
 # SIGTERM, so load balancers stop sending first). Default: empty, no drain file.
 HUB_DRAIN_FILE = env_str("HUB_DRAIN_FILE", "")
-# --- Issue 17, slice "chanconsole": channel console and management API (apps/chat/services/channel_setup.py) -
+# --- Issue 17, slice "chanconsole": channel console and management API (apps/chat/services/channel_setup.py)
 # The hub's public origin, e.g. https://hub.example.com, used for the webhook URLs and the widget snippet the
 # console and the API show. Default: empty, and then the origin of the request (behind a proxy that rewrites
 # the Host, set it: platforms sign the exact URL they call).

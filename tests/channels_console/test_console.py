@@ -166,6 +166,7 @@ def test_delivery_status_lists_the_replies_of_the_account(
 
     _post_whatsapp(alice_client, tenant_a, wa_sim)
     channel = Channel.objects.get(tenant=tenant_a, name="WA")
+    assert channel.platform_connection_id is not None
     with tenant_context(tenant_a):
         OutboxMessage.objects.create(
             connection_id=channel.platform_connection_id,
