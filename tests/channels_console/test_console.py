@@ -119,7 +119,7 @@ def test_duplicate_channel_name_removes_the_new_connection(
 
 
 def test_test_button_with_the_platform_up_and_failing(
-    alice_client: Client, tenant_a: Tenant, wa_sim: WhatsAppSimulator
+    alice_client: Client, tenant_a: Tenant, wa_sim: WhatsAppSimulator, caplog: Any
 ) -> None:
     _post_whatsapp(alice_client, tenant_a, wa_sim)
     channel = Channel.objects.get(tenant=tenant_a, name="WA")
@@ -136,6 +136,8 @@ def test_test_button_with_the_platform_up_and_failing(
     response = alice_client.post(console_url("channel-platform-test", tenant_a, channel.pk), follow=True)
     assert response.status_code == 200 and "Test failed" in response.content.decode()
     assert audit_actions(tenant_a).count("connection.tested") == 3
+    logged = caplog.text + json.dumps(audit_changes(tenant_a, "connection.tested"))
+    assert all(s not in logged for s in (wa_sim.access_token, wa_sim.app_secret, wa_sim.verify_token))
 
 
 def test_edit_keeps_blank_secrets_and_changes_entered_ones(
@@ -289,3 +291,42 @@ def test_viewer_gets_403(client: Client, bob: Any, tenant_a: Tenant, method: str
     login_verified(client, bob)
     response = getattr(client, method)(console_url(name, tenant_a, channel.pk), {**CONFIRMED})
     assert response.status_code == 403
+
+
+SIMULATORS = {
+    "whatsapp": "connectors.whatsapp.simulator.WhatsAppSimulator",
+    "slack": "connectors.slack.simulator.SlackSimulator",
+    "teams": "connectors.teams.simulator.TeamsSimulator",
+    "sms": "connectors.twilio.simulator.TwilioSimulator",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SIMULATORS))
+def test_each_platform_kind_created_through_the_console_and_tested(
+    alice_client: Client, tenant_a: Tenant, kind: str, tmp_path: Any, settings: Any
+) -> None:
+    from django.utils.module_loading import import_string
+
+    from apps.chat.demo import platform_demo_config
+
+    sim = import_string(SIMULATORS[kind])(state_dir=tmp_path).start()
+    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
+    try:
+        settings_, credentials = platform_demo_config(kind, sim.describe())
+        data = {"name": f"{kind} bot", "kind": kind, "default_locale": "en", "platform-endpoint_region": "eu"}
+        data |= {f"platform-{k}": v for k, v in {**settings_, **credentials}.items()}
+        response = alice_client.post(console_url("channel-create", tenant_a) + f"?kind={kind}", data)
+        assert response.status_code == 302, response.content.decode()[:2000]
+        channel = Channel.objects.get(tenant=tenant_a, name=f"{kind} bot")
+        connection = connection_of(tenant_a, channel.platform_connection_id)
+        assert connection is not None and connection.kind == kind
+        with tenant_context(tenant_a):
+            stored = connection.secrets
+        assert {k: stored.get(k) for k in credentials} == credentials
+        page = alice_client.get(response["Location"]).content.decode()
+        assert all(secret not in page for secret in credentials.values())
+        assert f"/hooks/channels/{channel.pk}/" in page
+        tested = alice_client.post(console_url("channel-platform-test", tenant_a, channel.pk), follow=True)
+        assert tested.status_code == 200 and "Connected" in tested.content.decode()
+    finally:
+        sim.stop()
