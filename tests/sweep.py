@@ -156,6 +156,19 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         f"chat:channel-{name}": lambda t: {"pk": _channel_and_key(t)[0]}
         for name in ("detail", "enable", "key-create")
     },
+    # Issue 17 (chanconsole): a channel's setup pages.
+    **{
+        f"chat:channel-{name}": lambda t: {"pk": _channel_and_key(t)[0]}
+        for name in (
+            "platform",
+            "platform-test",
+            "origins",
+            "identity",
+            "identity-secret",
+            "widget-rotate",
+            "preview",
+        )
+    },
     **{f"chat:key-{name}": lambda t: {"pk": _channel_and_key(t)[1]} for name in ("revoke", "rotate")},
     "knowledge:review-reject": lambda t: {"pk": _knowledge_translation(t).pk},
     "chat:conversation-detail": lambda t: {"pk": _conversation_pk(t)},

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.chat.demo import seed_demo_channels
+from apps.chat.demo import seed_demo_channels, seed_demo_platform_channels
+from apps.integrations.conf import simulators_state_dir
 from apps.integrations.demo import seed_demo_connections
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.policies.services import policy_apply_preset
 from apps.tenants.demo import seed_demo_tenants, seed_demo_users
+from connectors import simulators
 
 
 def seed_demo() -> dict[str, Any]:
@@ -29,9 +31,16 @@ def seed_demo() -> dict[str, Any]:
     knowledge = seed_demo_knowledge(list(tenants.values()))
     # A web channel per tenant with an API key to try the chat API with (after the KB and connections).
     api_keys = seed_demo_channels(list(tenants.values()))
+    # Issue 17: the widget's key and origins, and a WhatsApp, Slack, Teams and SMS channel per tenant on the
+    # platform simulators (skipped, with a logged line, while they are down).
+    state = simulators.status(simulators_state_dir())
+    channels = seed_demo_platform_channels(
+        list(tenants.values()), simulators=state["simulators"] if state["running"] else {}
+    )
     return {
         "console_url": "/",
         "connections": connections,
+        "channels": channels,
         "knowledge": knowledge,
         "users": users,
         "tenants": [

@@ -373,6 +373,11 @@ HUB_CONNECTORS = env_list(
         "connectors.hubspot.connector.HubSpotConnector",
         "connectors.servicenow.connector.ServiceNowConnector",
         "connectors.sap.connector.SapConnector",
+        # Issue 17: chat channels' platform accounts (connectors/messaging_connector.py).
+        "connectors.messaging_connector.WhatsAppConnector",
+        "connectors.messaging_connector.SlackConnector",
+        "connectors.messaging_connector.TeamsConnector",
+        "connectors.messaging_connector.TwilioSmsConnector",
     ],
 )
 # Private/loopback hosts connectors may call. Unset: 127.0.0.1 and localhost (the simulators) outside
@@ -736,15 +741,8 @@ HUB_ADMISSION_RETRY_AFTER_SECONDS = env_int("HUB_ADMISSION_RETRY_AFTER_SECONDS",
 HUB_DRAIN_FILE = env_str("HUB_DRAIN_FILE", "")
 
 # --- Issue 17, slice "ingest": messaging platforms in and out (apps/chat/services/channel_inbound.py) -------
-# A chat channel's platform account is a connection of kind whatsapp / slack / teams / sms: registered by
-# default (an explicit HUB_CONNECTORS lists what it wants).
-if "HUB_CONNECTORS" not in os.environ:
-    HUB_CONNECTORS += [
-        "connectors.messaging_connector.WhatsAppConnector",
-        "connectors.messaging_connector.SlackConnector",
-        "connectors.messaging_connector.TeamsConnector",
-        "connectors.messaging_connector.TwilioSmsConnector",
-    ]
+# A chat channel's platform account is a connection of kind whatsapp / slack / teams / sms (in HUB_CONNECTORS'
+# default above).
 # Publish again the platform messages whose task was lost (queued for more than 60 s).
 CELERY_BEAT_SCHEDULE["chat-channel-inbound-requeue"] = {
     "task": "apps.chat.tasks.channel_inbound_requeue_task",
@@ -768,3 +766,11 @@ HUB_WIDGET_STREAMS_PER_PROCESS = env_int("HUB_WIDGET_STREAMS_PER_PROCESS", 16, m
 HUB_WIDGET_HEARTBEAT_SECONDS = env_int("HUB_WIDGET_HEARTBEAT_SECONDS", 15, minimum=1, maximum=300)
 # Milliseconds a widget waits before reconnecting a closed stream (SSE `retry:`, default 1000).
 HUB_WIDGET_RETRY_MS = env_int("HUB_WIDGET_RETRY_MS", 1000, minimum=100, maximum=60_000)
+# --- Issue 17, slice "chanconsole": channel console and management API (apps/chat/services/channel_setup.py)
+# The hub's public origin, e.g. https://hub.example.com, used for the webhook URLs and the widget snippet the
+# console and the API show. Default: empty, and then the origin of the request (behind a proxy that rewrites
+# the Host, set it: platforms sign the exact URL they call).
+HUB_CHANNELS_PUBLIC_URL = env_str("HUB_CHANNELS_PUBLIC_URL", "").rstrip("/")
+# Whether a web widget's allowed origins must be https:// (http:// only for localhost). Default: off here
+# (dev and test sites on http), ON in production (production.py).
+HUB_WIDGET_ORIGINS_REQUIRE_HTTPS = env_bool("HUB_WIDGET_ORIGINS_REQUIRE_HTTPS", False)
