@@ -617,7 +617,10 @@ class Conn:
         for attempt in range(2):
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-            payload = json.dumps(body).encode() if body is not None else b""
+            # A bytes body goes as is (a platform's webhook signs its exact bytes), anything else as JSON.
+            payload = (
+                body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+            )
             lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", "X-Forwarded-Proto: https"]
             lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
             if body is not None:
@@ -683,7 +686,14 @@ def _summary(samples: list[float], seconds: float) -> dict[str, Any]:
 
 
 async def _phase(
-    port: int, key: str, kind: str, seconds: float, questions: dict[str, list[str]]
+    port: int,
+    key: str,
+    kind: str,
+    seconds: float,
+    questions: dict[str, list[str]],
+    *,
+    mix: tuple[tuple[str, float], ...] = MIX,
+    locales: tuple[str, ...] | list[str] = tuple(LOCALES),
 ) -> dict[str, Any]:
     auth = {"Authorization": f"Bearer {key}"}
     samples: list[float] = []
@@ -697,7 +707,7 @@ async def _phase(
     async def client(i: int) -> None:
         conn = Conn("127.0.0.1", port)
         rng = random.Random(i * 7919 + int(time.time()))
-        locale = LOCALES[i % len(LOCALES)]
+        locale = locales[i % len(locales)]
         conversation, turns = "", 0
         try:
             while time.perf_counter() < deadline:
@@ -720,8 +730,8 @@ async def _phase(
                     method, path, body, headers = "GET", f"/api/v1/bench/select/{conversation}", None, auth
                     what = "one_select"
                 else:
-                    roll, what = rng.random(), MIX[-1][0]
-                    for name, share in MIX:
+                    roll, what = rng.random(), mix[-1][0]
+                    for name, share in mix:
                         if roll < share:
                             what = name
                             break

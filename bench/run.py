@@ -26,6 +26,7 @@ MODULES = [
     "bench.bench_metrics",
     "bench.bench_chat",
     "bench.bench_overload",
+    "bench.bench_channels",
 ]
 
 

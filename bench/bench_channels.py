@@ -1,0 +1,384 @@
+"""Messaging channels under load: inbound webhook to reply delivered, next to a chat API turn in one run.
+
+Issue 17's benchmark. The whole channel loop on real processes (docs/architecture.md, "Channels: messaging
+platforms in and out"): the WhatsApp simulator's messages, signed exactly as Meta signs them, are POSTed to
+`/hooks/channels/<channel id>/` of a production gunicorn (the InboundEvent stored, its task published on
+commit), a Celery worker on queue "default" runs the turn (`channel_inbound_task`) and enqueues the reply on
+the outbox stream "messages" of the channel's platform account, a Celery worker on queue "outbox" relays it
+(kicked on commit, no beat) to the simulator's Graph API, which records it.
+
+Reused from bench_chat (not copied): the data set-up (`_prepare`, BENCH_CHAT_TENANT keeps it between runs),
+the production gunicorn (`Server`), the asyncio HTTP client (`Conn`), the chat load phase (`_phase`) and the
+CPU accounting (`_cpu_seconds`, `_cpu_used`, `_service_pids`).
+
+Load: BENCH_CHANNELS_SENDERS (32) closed-loop senders, each from its own phone number: send one message (a
+fresh knowledge question in English, never asked before), wait until the simulator has recorded the reply to
+that number, send the next; BENCH_CHANNELS_SECONDS (20) after BENCH_CHANNELS_WARMUP_SECONDS (5). Then, same
+server, workers and data, the chat API phase of bench_chat with the same questions (32 clients, English, fresh
+questions only). Measured:
+- `webhook_answer`: POST to the 200 (what the platform waits for);
+- `reply_delivered`: POST sent to the reply recorded by the simulator (its Graph API handler, this process);
+- CPU per platform message and per chat turn: gunicorn, both Celery workers (pool processes included) and
+  the PostgreSQL and Redis servers (psutil), the same processes in both phases; and
+  `adapter_overhead_pct` = (CPU per platform message - CPU per chat turn) / CPU per chat turn x 100
+  (target: <= 25). The chat phase's conversation creations (one per 25 turns) are counted in its turns' CPU,
+  as a channel's first message creates its conversation.
+Not included: the platform's status reports (sent/delivered webhooks; the simulator's are off), the load
+generator's and the simulator's CPU (this process: `client_cpu_pct`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench import bench_chat
+from bench.bench_chat import (
+    ROOT,
+    WORKERS,
+    Conn,
+    Server,
+    _cpu_seconds,
+    _cpu_used,
+    _service_pids,
+)
+from bench.common import summarize
+
+SENDERS = int(os.environ.get("BENCH_CHANNELS_SENDERS", "32"))
+SECONDS = float(os.environ.get("BENCH_CHANNELS_SECONDS", "20"))
+WARMUP_SECONDS = float(os.environ.get("BENCH_CHANNELS_WARMUP_SECONDS", "5"))
+#: Pool processes of the "default" worker (the turns): as many as gunicorn has workers, so neither side of
+#: the comparison has more processes to spread the same work over.
+CONCURRENCY = int(os.environ.get("BENCH_CHANNELS_WORKER_CONCURRENCY", str(WORKERS)))
+OUTBOX_CONCURRENCY = int(os.environ.get("BENCH_CHANNELS_OUTBOX_CONCURRENCY", "2"))
+REPLY_TIMEOUT = float(os.environ.get("BENCH_CHANNELS_REPLY_TIMEOUT", "30"))
+TARGET_OVERHEAD_PCT = 25
+LOCALE = "en"
+FRESH_ONLY: tuple[tuple[str, float], ...] = (("fresh", 1.0),)
+
+
+# --- the platform account and channel ---------------------------------------------------------------------
+def _wire(tenant: Any, knowledge_base_id: Any, sim: Any) -> Any:
+    """A WhatsApp channel on the bench KB, its platform account the simulator (as the console saves it)."""
+    from apps.chat.models import Action
+    from apps.chat.services.channel_setup import channel_create_with_platform
+    from apps.integrations.conf import connector_class
+
+    described = sim.describe()
+    fields = [f for f in connector_class("whatsapp").config_schema if f.name in described]
+    return channel_create_with_platform(
+        tenant=tenant,
+        channel_data={
+            "name": f"Bench WhatsApp {uuid.uuid4().hex[:6]}",
+            "kind": "whatsapp",
+            "default_locale": LOCALE,
+            "allowed_actions": Action.values,
+            "knowledge_base_id": knowledge_base_id,
+        },
+        platform={
+            "settings": {f.name: described[f.name] for f in fields if not f.secret},
+            "credentials": {f.name: described[f.name] for f in fields if f.secret},
+            "endpoint_region": tenant.region_code,
+        },
+    )
+
+
+def _unwire(tenant: Any, channel: Any) -> None:
+    from apps.core.context import tenant_context
+    from apps.integrations.models import Connection
+
+    with tenant_context(tenant):
+        connection_id = channel.platform_connection_id
+        channel.delete()
+        Connection.objects.filter(pk=connection_id).delete()
+
+
+def _loop_outcome(tenant: Any, channel: Any) -> dict[str, Any]:
+    """What the database says about the run: inbound events and outbox messages by status."""
+    from django.db.models import Count
+
+    from apps.chat.models import InboundEvent
+    from apps.core.context import tenant_context
+    from apps.integrations.models import OutboxMessage
+
+    with tenant_context(tenant):
+        events = InboundEvent.objects.filter(channel_id=channel.pk).values("status").annotate(n=Count("pk"))
+        outbox = (
+            OutboxMessage.objects.filter(connection_id=channel.platform_connection_id)
+            .values("status")
+            .annotate(n=Count("pk"))
+        )
+        return {
+            "inbound_events": {row["status"]: row["n"] for row in events},
+            "outbox_messages": {row["status"]: row["n"] for row in outbox},
+        }
+
+
+# --- Celery workers ---------------------------------------------------------------------------------------
+class Workers:
+    """`celery worker` for queue "default" and one for "outbox", with the server's production environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.log = tempfile.NamedTemporaryFile(prefix="hub-bench-celery-", suffix=".log", delete=False)  # noqa: SIM115
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def __enter__(self) -> Workers:
+        import psutil
+
+        celery = str(Path(sys.executable).parent / "celery")
+        for queue, concurrency in (("default", CONCURRENCY), ("outbox", OUTBOX_CONCURRENCY)):
+            argv = [celery, "-A", "celery_worker", "worker", "-Q", queue, "--concurrency", str(concurrency),
+                    "--pool", "prefork", "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
+                    "-n", f"bench-{queue}-{os.getpid()}@%h"]  # fmt: skip
+            self.procs.append(
+                subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+            )
+        deadline = time.monotonic() + 90
+        wanted = CONCURRENCY + OUTBOX_CONCURRENCY
+        while sum(len(psutil.Process(pid).children()) for pid in self.pids) < wanted:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                self.__exit__()
+                raise RuntimeError(f"celery workers did not come up; see {self.log.name}")
+            time.sleep(0.3)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import psutil
+
+        for proc in self.procs:
+            if proc.poll() is not None:
+                continue
+            children: list[psutil.Process] = []
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(proc.pid).children(recursive=True)
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+
+
+# --- load -------------------------------------------------------------------------------------------------
+async def _senders(
+    port: int, path: str, sim: Any, seconds: float, questions: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Closed-loop senders: a signed message, its webhook answer, then the reply the simulator records."""
+    from connectors.whatsapp.simulator import meta_json
+
+    loop = asyncio.get_running_loop()
+    waiting: dict[str, asyncio.Future[float]] = {}
+    record_sent = sim.record_sent
+
+    def resolve(future: asyncio.Future[float], at: float) -> None:
+        if not future.done():
+            future.set_result(at)
+
+    def recorded(message: dict[str, Any]) -> None:  # runs in a simulator thread
+        record_sent(message)
+        at = time.perf_counter()
+        future = waiting.get(str(message.get("to")))
+        if future is not None:
+            loop.call_soon_threadsafe(resolve, future, at)
+
+    sim.record_sent = recorded
+    webhook: list[float] = []
+    delivered: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors: list[str] = []
+    lost = 0
+    deadline = time.perf_counter() + seconds
+
+    async def sender(i: int) -> None:
+        nonlocal lost
+        conn = Conn("127.0.0.1", port)
+        rng = random.Random(i * 7919 + int(time.time()))
+        generation = 0  # a new number after a lost reply: a late one must not pass for the next reply
+        try:
+            while time.perf_counter() < deadline:
+                phone = f"49151{i:03d}{generation:04d}{rng.randrange(10)}"
+                sim.open_window(phone)  # the user wrote: the 24-hour window is open
+                text = bench_chat._turn_texts(LOCALE, rng, questions)["fresh"]
+                body = meta_json(sim.message_payload("+" + phone, text))
+                headers = {k: v for k, v in sim.sign(body).items() if k.lower() != "content-type"}
+                future: asyncio.Future[float] = loop.create_future()
+                waiting[phone] = future
+                t0 = time.perf_counter()
+                try:
+                    status, data = await conn.request("POST", path, headers=headers, body=body)
+                    answered = time.perf_counter()
+                    statuses[status] += 1
+                    if status == 429:  # the channel's or address's token bucket: wait as told
+                        await asyncio.sleep(float(conn.headers.get("retry-after", "1")))
+                        continue
+                    if status != 200:
+                        errors.append(f"{status} {data[:200]!r}")
+                        continue
+                    webhook.append((answered - t0) * 1000)
+                    try:
+                        at = await asyncio.wait_for(future, REPLY_TIMEOUT)
+                    except TimeoutError:
+                        lost += 1
+                        generation += 1
+                        continue
+                    delivered.append((at - t0) * 1000)
+                finally:
+                    waiting.pop(phone, None)
+        finally:
+            conn.close()
+
+    started, cpu = time.perf_counter(), time.process_time()
+    try:
+        await asyncio.gather(*(sender(i) for i in range(SENDERS)))
+    finally:
+        sim.record_sent = record_sent
+    elapsed = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "senders": SENDERS,
+        "seconds": round(elapsed, 1),
+        "webhook_answer": summarize(webhook) if webhook else {"n": 0},
+        "reply_delivered": summarize(delivered) if delivered else {"n": 0},
+        "messages_per_s": round(len(delivered) / elapsed, 2),
+        "replies_lost": lost,
+        "statuses": dict(statuses),
+        # This process: the load generator and the simulator (its TLS server threads).
+        "client_cpu_pct": round(100 * (time.process_time() - cpu) / elapsed, 1),
+    }
+    if errors:
+        result["errors_sample"] = errors[:5]
+    return result
+
+
+def _measured(server: Server, workers: Workers, run_phase: Any, per: str) -> dict[str, Any]:
+    """Run one phase; add the CPU gunicorn, the workers and PostgreSQL + Redis spent per unit of work."""
+    assert server.proc is not None
+    groups = {"web": [server.proc.pid], "workers": workers.pids, "db_redis": _service_pids()}
+    before = {name: _cpu_seconds(pids) for name, pids in groups.items()}
+    result: dict[str, Any] = asyncio.run(run_phase())
+    used = {name: _cpu_used(before[name], _cpu_seconds(pids)) for name, pids in groups.items()}
+    n = result["reply_delivered"]["n"] if "reply_delivered" in result else result.get("n", 0)
+    n = max(1, n)
+    cpu = {f"{name}_ms": round(1000 * seconds / n, 2) for name, seconds in used.items()}
+    cpu["total_ms"] = round(1000 * sum(used.values()) / n, 2)
+    result[f"cpu_per_{per}"] = cpu
+    return result
+
+
+def run() -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    bench_chat._setup_django()
+    from connectors.whatsapp.simulator import WhatsAppSimulator
+
+    result: dict[str, Any] = {
+        "senders": SENDERS,
+        "seconds_per_phase": SECONDS,
+        "gunicorn_workers": WORKERS,
+        "default_worker_concurrency": CONCURRENCY,
+        "outbox_worker_concurrency": OUTBOX_CONCURRENCY,
+        "cores": os.cpu_count(),
+        "load_average_before": bench_chat._loadavg(),
+    }
+    prepared = bench_chat._prepare()
+    tenant, key = prepared["tenant"], prepared["key"]
+    result["setup"] = prepared["info"]
+    questions = bench_chat._questions()
+    state = tempfile.mkdtemp(prefix="hub-bench-whatsapp-")
+    sim = WhatsAppSimulator(state_dir=state).start()
+    sim.auto_status = False  # no sent/delivered reports: the loop measured is message in, reply out
+    channel = None
+    try:
+        channel = _wire(tenant, prepared["channel"].knowledge_base_id, sim)
+        path = f"/hooks/channels/{channel.pk}/"
+        server = Server(metrics=True)
+        # The outbound guard lets the simulator (loopback) through and trusts its CA; nothing else changes.
+        server.env["HUB_CONNECTOR_ALLOW_HOSTS"] = "127.0.0.1"
+        server.env["HUB_CONNECTOR_CA_BUNDLE"] = sim.ca_bundle or ""
+        server_env = server.env
+        with server:
+            worker_metrics = tempfile.mkdtemp(prefix="hub-bench-worker-metrics-")
+            try:
+                with Workers({**server_env, "PROMETHEUS_MULTIPROC_DIR": worker_metrics}) as workers:
+                    # Warm-up: connections, the embedding model in every process, caches.
+                    result["warmup_channels"] = asyncio.run(
+                        _senders(server.port, path, sim, WARMUP_SECONDS, questions)
+                    )
+                    asyncio.run(
+                        bench_chat._phase(
+                            server.port, key, "turns", WARMUP_SECONDS, questions,
+                            mix=FRESH_ONLY, locales=(LOCALE,),
+                        )
+                    )  # fmt: skip
+                    result["channels"] = _measured(
+                        server,
+                        workers,
+                        lambda: _senders(server.port, path, sim, SECONDS, questions),
+                        "message",
+                    )
+                    result["turns"] = _measured(
+                        server,
+                        workers,
+                        lambda: bench_chat._phase(
+                            server.port, key, "turns", SECONDS, questions, mix=FRESH_ONLY, locales=(LOCALE,)
+                        ),
+                        "turn",
+                    )
+            finally:
+                shutil.rmtree(worker_metrics, ignore_errors=True)
+        result["loop_outcome"] = _loop_outcome(tenant, channel)
+        result["load_average_after"] = bench_chat._loadavg()
+    finally:
+        sim.stop()
+        shutil.rmtree(state, ignore_errors=True)
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                _unwire(tenant, channel)
+        bench_chat._cleanup(tenant)
+    channels, turns = result["channels"], result["turns"]
+    per_message = channels["cpu_per_message"]["total_ms"]
+    per_turn = turns["cpu_per_turn"]["total_ms"]
+    result["summary"] = {
+        "webhook_answer_p50_ms": channels["webhook_answer"].get("p50_ms"),
+        "webhook_answer_p99_ms": channels["webhook_answer"].get("p99_ms"),
+        "reply_delivered_p50_ms": channels["reply_delivered"].get("p50_ms"),
+        "reply_delivered_p99_ms": channels["reply_delivered"].get("p99_ms"),
+        "messages_per_s": channels["messages_per_s"],
+        "chat_turn_p50_ms": turns.get("p50_ms"),
+        "chat_turn_p99_ms": turns.get("p99_ms"),
+        "chat_turns_per_s": turns.get("rps"),
+        "cpu_ms_per_message": per_message,
+        "cpu_ms_per_turn": per_turn,
+        "reply_delivered_p50_over_turn_p50": round(
+            (channels["reply_delivered"].get("p50_ms") or 0) / (turns.get("p50_ms") or 1), 2
+        ),
+        "messages_per_s_over_turns_per_s": round(channels["messages_per_s"] / (turns.get("rps") or 1), 2),
+        "adapter_overhead_pct": round(100 * (per_message - per_turn) / per_turn, 1) if per_turn else None,
+    }
+    result["targets"] = {"adapter_overhead_pct": TARGET_OVERHEAD_PCT}
+    overhead = result["summary"]["adapter_overhead_pct"]
+    result["meets_targets"] = {"adapter_overhead": overhead is not None and overhead <= TARGET_OVERHEAD_PCT}
+    return result
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
