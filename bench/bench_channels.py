@@ -271,7 +271,13 @@ async def _senders(
 def _measured(server: Server, workers: Workers, run_phase: Any, per: str) -> dict[str, Any]:
     """Run one phase; add the CPU gunicorn, the workers and PostgreSQL + Redis spent per unit of work."""
     assert server.proc is not None
-    groups = {"web": [server.proc.pid], "workers": workers.pids, "db_redis": _service_pids()}
+    default, outbox = workers.pids
+    groups = {
+        "web": [server.proc.pid],
+        "worker_default": [default],
+        "worker_outbox": [outbox],
+        "db_redis": _service_pids(),
+    }
     before = {name: _cpu_seconds(pids) for name, pids in groups.items()}
     result: dict[str, Any] = asyncio.run(run_phase())
     used = {name: _cpu_used(before[name], _cpu_seconds(pids)) for name, pids in groups.items()}
