@@ -125,6 +125,41 @@ def _loop_outcome(tenant: Any, channel: Any) -> dict[str, Any]:
         }
 
 
+def _stages(tenant: Any, channel: Any, since: float, until: float) -> dict[str, Any]:
+    """Where a message's time goes, from the database's timestamps, for the messages of [since, until]:
+    `stored_to_turn_done` (task queue wait + the turn, worker "default"), `enqueued_to_relay_start` (the
+    relay's kick, queue wait, claim) and `relay_start_to_delivered` (a relay claims a batch, then sends it
+    through the connection's token bucket: this is the batch's pace, not one POST)."""
+    from datetime import UTC, datetime
+
+    from apps.chat.models import InboundEvent
+    from apps.core.context import tenant_context
+    from apps.integrations.models import OutboxAttempt
+
+    start, end = datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC)
+    with tenant_context(tenant):
+        events = InboundEvent.objects.filter(
+            channel_id=channel.pk, created_at__range=(start, end), processed_at__isnull=False
+        ).values_list("created_at", "processed_at")
+        attempts = OutboxAttempt.objects.filter(
+            message__connection_id=channel.platform_connection_id,
+            message__created_at__range=(start, end),
+            message__delivered_at__isnull=False,
+        ).values_list("message__created_at", "started_at", "message__delivered_at")
+        turn = [(done - stored).total_seconds() * 1000 for stored, done in events if done]
+        rows = [(created, started, delivered) for created, started, delivered in attempts if delivered]
+        wait = [(started - created).total_seconds() * 1000 for created, started, _ in rows]
+        send = [(delivered - started).total_seconds() * 1000 for _, started, delivered in rows]
+    return {
+        name: summarize(values) if values else {"n": 0}
+        for name, values in (
+            ("stored_to_turn_done", turn),
+            ("enqueued_to_relay_start", wait),
+            ("relay_start_to_delivered", send),
+        )
+    }
+
+
 # --- Celery workers ---------------------------------------------------------------------------------------
 class Workers:
     """`celery worker` for queue "default" and one for "outbox", with the server's production environment."""
@@ -333,12 +368,14 @@ def run() -> dict[str, Any]:
                             mix=FRESH_ONLY, locales=(LOCALE,),
                         )
                     )  # fmt: skip
+                    since = time.time()
                     result["channels"] = _measured(
                         server,
                         workers,
                         lambda: _senders(server.port, path, sim, SECONDS, questions),
                         "message",
                     )
+                    until = time.time()
                     result["turns"] = _measured(
                         server,
                         workers,
@@ -350,6 +387,7 @@ def run() -> dict[str, Any]:
             finally:
                 shutil.rmtree(worker_metrics, ignore_errors=True)
         result["loop_outcome"] = _loop_outcome(tenant, channel)
+        result["channels"]["stages"] = _stages(tenant, channel, since, until)
         result["load_average_after"] = bench_chat._loadavg()
     finally:
         sim.stop()
