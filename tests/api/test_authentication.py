@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from apps.core.context import current_tenant_or_none
 from apps.tenants.models import ManagementToken, Membership, Tenant
 from apps.tenants.services import management_token_create, management_token_revoke
-from tests.api.conftest import issue_token, token_client
+from tests.fixtures.auth import issue_token, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -155,7 +155,7 @@ def test_token_requests_skip_csrf(alice_api: APIClient, tenant_a: Tenant) -> Non
 
 
 def test_session_writes_need_csrf(tenant_a: Tenant, alice: Any) -> None:
-    from tests.api.conftest import session_client
+    from tests.fixtures.auth import session_client
 
     client = session_client(alice)
     client.handler.enforce_csrf_checks = True

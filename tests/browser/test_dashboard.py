@@ -18,7 +18,7 @@ from apps.chat.models import Action
 from apps.chat.services.channels import channel_create
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
-from tests.chat.conftest import issue_key
+from tests.fixtures.chat import issue_key
 
 pytestmark = [
     pytest.mark.browser,

@@ -10,7 +10,6 @@
   broker); `broker_messages(queue)` / `broker_purge(queue)` read and empty one queue of this run's broker.
 - `ChatLoad`: client threads sending chat turns (each with its own Idempotency-Key) and recording every
   answer: status, seconds, Retry-After, or the client-side error.
-- `ChaosWeb`: tests/chaos/test_multiprocess.Web with more workers and extra environment.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,15 @@ import psutil
 import requests
 from django.conf import settings
 
-from tests.chaos.test_multiprocess import Web
-from tests.workers import ROOT
+from tests.fixtures.processes import ROOT
+
+#: What one publish may take with the broker stalled: (retries + 1) x (socket timeout), plus connecting.
+PUBLISH_BOUND_S = (
+    (settings.HUB_BROKER_PUBLISH_RETRIES + 1)
+    * (settings.HUB_BROKER_SOCKET_TIMEOUT_MS + settings.HUB_BROKER_CONNECT_TIMEOUT_MS)
+    / 1000
+)
+MARGIN_S = 3.0
 
 
 class StallProxy:
@@ -254,35 +260,6 @@ class ChatLoad:
     def since(self, moment: float) -> list[Answer]:
         with self._lock:
             return [answer for answer in self.answers if answer.started >= moment]
-
-
-class ChaosWeb(Web):
-    """A gunicorn server like test_multiprocess.Web, with `workers` sync workers and extra environment."""
-
-    def __init__(self, log: Path, *, workers: int = 3, env: Mapping[str, str] | None = None) -> None:
-        super().__init__(log, "")
-        self.workers = workers
-        self.env.update(env or {})
-        self.env["HUB_CHAT_RATE_PER_KEY"] = "100000/hour"
-
-    def start(self) -> None:
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        argv = [gunicorn, "hub.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(self.workers), "--timeout", "60", "--graceful-timeout", "5",
-                "--log-level", "warning"]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdout=out, stderr=out, start_new_session=True
-            )
-
-    def ready(self) -> tuple[int, float]:
-        """GET /readyz: (status, seconds it took)."""
-        started = time.monotonic()
-        try:
-            status = requests.get(f"{self.url}/readyz", timeout=15).status_code
-        except requests.RequestException:
-            status = 0
-        return status, time.monotonic() - started
 
 
 @contextlib.contextmanager

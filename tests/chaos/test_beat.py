@@ -32,7 +32,7 @@ import redis
 from django.conf import settings
 
 from tests.chaos.faults import broker_messages, broker_purge, paused, service_pids
-from tests.workers import ROOT
+from tests.fixtures.processes import ROOT
 
 pytestmark = [pytest.mark.slow]
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from apps.chat.models import ApiKey, Channel
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey
+from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 

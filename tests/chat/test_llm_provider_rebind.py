@@ -21,12 +21,10 @@ from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey
-from tests.chat.test_llm_provider import FakeLLM, ask
-from tests.chat.test_llm_provider import llm as llm
-from tests.chat.test_llm_provider import provider as provider
+from tests.chat.helpers import FakeLLM, ask
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 

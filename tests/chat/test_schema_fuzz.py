@@ -34,7 +34,7 @@ from apps.chat.models import Channel
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.services import management_token_create
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 

@@ -27,8 +27,8 @@ from apps.knowledge.demo import seed_demo_knowledge
 from apps.knowledge.selectors import kb_list, kbs_coverage
 from apps.tenants import roles
 from apps.tenants.models import Role, Tenant
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 

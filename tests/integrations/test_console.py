@@ -14,11 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.core.context import tenant_context
+from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.services import connection_grant
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
-from tests.integrations.conftest import KINDS, demo_config, make_connection
+from tests.fixtures.auth import login_verified
+from tests.integrations.helpers import KINDS, make_connection
 
 pytestmark = pytest.mark.django_db
 

@@ -16,14 +16,15 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
+from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.services import connection_grant
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.api.conftest import session_client
 from tests.factories import UserFactory
 from tests.fakes.openai_server import FakeOpenAI, FakeRequest
-from tests.integrations.conftest import demo_config, make_connection
+from tests.fixtures.auth import session_client
+from tests.integrations.helpers import make_connection
 
 pytestmark = pytest.mark.django_db
 

@@ -8,29 +8,19 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.urls import reverse
 
 from apps.core.context import tenant_context
 from apps.knowledge.models import KnowledgeBase, Revision, Status, Translation
-from apps.knowledge.services import translation_publish, translation_save, translation_submit
+from apps.knowledge.services import translation_save, translation_submit
 from apps.tenants.models import Membership, Tenant
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
+from tests.knowledge.helpers import DE, EN, editor_url
 
 pytestmark = pytest.mark.django_db
-
-EN = "# Returns\n\nYou can return items within 30 days.\n\n## Refunds\n\nRefunds take 5 days."
-DE = "# Rückgabe\n\nSie können Artikel innerhalb von 30 Tagen zurückgeben.\n\n## Erstattung\n\nDauert 5 Tage."
 
 
 def text(response: Any) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
-
-
-def editor(tenant: Tenant, kb: KnowledgeBase, locale: str, key: str = "returns", region: str = "") -> str:
-    path = reverse(
-        "knowledge:editor", kwargs={"tenant_slug": tenant.slug, "kb_id": kb.pk, "key": key, "locale": locale}
-    )
-    return f"{path}?region={region}" if region else path
 
 
 def section(html: str, cls: str) -> str:
@@ -44,28 +34,6 @@ def limit(user: Any, tenant: Tenant, *, locales: list[str], regions: list[str] |
 
 
 @pytest.fixture
-def texts(tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any) -> dict[str, Translation]:
-    """returns: en published; de published (revision 1) then edited (revision 2, a draft)."""
-    with tenant_context(tenant_a):
-        en = translation_save(kb=kb, key="returns", locale="en", title="Returns", body=EN, author=alice)
-        translation_submit(translation=en)
-        translation_publish(translation=en, actor=reviewer)
-        de = translation_save(kb=kb, key="returns", locale="de", title="Rückgabe", body=DE, author=alice)
-        translation_submit(translation=de)
-        translation_publish(translation=de, actor=reviewer)
-        de = translation_save(
-            kb=kb,
-            key="returns",
-            locale="de",
-            title="Rückgabe",
-            body=DE.replace("30 Tagen", "45 Tagen"),
-            author=alice,
-            note="45 days now",
-        )
-    return {"en": en, "de": de}
-
-
-@pytest.fixture
 def admin_client(client: Client, alice: Any) -> Client:
     login_verified(client, alice)
     return client
@@ -74,7 +42,7 @@ def admin_client(client: Client, alice: Any) -> Client:
 def test_source_left_target_right(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = admin_client.get(editor_url(tenant_a, kb, "de"))
     assert response.status_code == 200
     html = response.content.decode()
     source = section(html, "source")
@@ -92,7 +60,7 @@ def test_source_left_target_right(
 def test_diff_between_published_and_working_copy(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    html = admin_client.get(editor(tenant_a, kb, "de")).content.decode()
+    html = admin_client.get(editor_url(tenant_a, kb, "de")).content.decode()
     diff = section(html, "revision-diff")
     assert "Published revision #1" in diff and "Working copy" in diff
     assert "1 line added, 1 line removed" in diff
@@ -108,13 +76,13 @@ def test_diff_between_published_and_working_copy(
 def test_diff_between_two_revisions_and_bad_revision_numbers(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor(tenant_a, kb, "de"), {"from": 1, "to": 2})
+    response = admin_client.get(editor_url(tenant_a, kb, "de"), {"from": 1, "to": 2})
     assert response.status_code == 200
     diff = section(response.content.decode(), "revision-diff")
     assert "Revision #1" in diff and "Revision #2" in diff and "<ins>45</ins>" in diff
     bad_requests: list[dict[str, str]] = [{"from": "1", "to": "9"}, {"from": "x", "to": "2"}, {"to": "2"}]
     for bad in bad_requests:
-        response = admin_client.get(editor(tenant_a, kb, "de"), bad)
+        response = admin_client.get(editor_url(tenant_a, kb, "de"), bad)
         assert response.status_code == 400, bad
         assert "Choose two revisions of this text to compare." in text(response)
 
@@ -132,7 +100,7 @@ def test_diff_escapes_article_text(
             body=DE + '\n\n`<script>alert("x")</script>` & `<b>bold</b>`',
             author=alice,
         )
-    html = admin_client.get(editor(tenant_a, kb, "de")).content.decode()
+    html = admin_client.get(editor_url(tenant_a, kb, "de")).content.decode()
     assert "<script>alert" not in html and "<b>bold</b>" not in html
     assert "`&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;` &amp; `&lt;b&gt;bold&lt;/b&gt;`" in html
 
@@ -149,7 +117,7 @@ def test_source_changes_are_shown_when_a_translation_needs_an_update(
             body=EN.replace("5 days", "7 days"),
             author=alice,
         )
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = admin_client.get(editor_url(tenant_a, kb, "de"))
     assert "The source text changed since this translation was last updated." in text(response)
     source_diff = section(response.content.decode(), "source-diff")
     assert "<del>5</del>" in source_diff and "<ins>7</ins>" in source_diff
@@ -158,7 +126,7 @@ def test_source_changes_are_shown_when_a_translation_needs_an_update(
 def test_save_draft_then_submit_for_review(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
-    path = editor(tenant_a, kb, "de")
+    path = editor_url(tenant_a, kb, "de")
     body = DE.replace("30 Tagen", "60 Tagen")
     response = admin_client.post(
         path, {"title": "Rückgabe", "body": body.replace("\n", "\r\n"), "tags": "a, b, a", "save": "1"}
@@ -183,7 +151,7 @@ def test_save_draft_then_submit_for_review(
 def test_create_a_missing_translation(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    path = editor(tenant_a, kb, "fr")
+    path = editor_url(tenant_a, kb, "fr")
     response = admin_client.get(path)
     assert response.status_code == 200
     assert "Not translated yet: save to create this translation." in text(response)
@@ -201,10 +169,10 @@ def test_create_a_missing_translation(
 def test_create_a_regional_variant(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = admin_client.get(editor_url(tenant_a, kb, "de"))
     links = re.findall(r'class="new-variant" href="([^"]+)">(\w+)<', response.content.decode())
     assert [label for _, label in links] == ["EU", "US"]
-    path = editor(tenant_a, kb, "de", region="EU")  # upper case in a URL still means the code "eu"
+    path = editor_url(tenant_a, kb, "de", region="EU")  # upper case in a URL still means the code "eu"
     response = admin_client.get(path)
     assert response.status_code == 200
     page = text(response)
@@ -220,16 +188,16 @@ def test_create_a_regional_variant(
 def test_unknown_article_locale_or_region_is_404(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    assert admin_client.get(editor(tenant_a, kb, "de", key="nope")).status_code == 404
-    assert admin_client.get(editor(tenant_a, kb, "it")).status_code == 404  # not a locale of this KB
-    assert admin_client.get(editor(tenant_a, kb, "de", region="apac")).status_code == 404
-    assert admin_client.post(editor(tenant_a, kb, "it"), {"title": "x", "save": "1"}).status_code == 404
+    assert admin_client.get(editor_url(tenant_a, kb, "de", key="nope")).status_code == 404
+    assert admin_client.get(editor_url(tenant_a, kb, "it")).status_code == 404  # not a locale of this KB
+    assert admin_client.get(editor_url(tenant_a, kb, "de", region="apac")).status_code == 404
+    assert admin_client.post(editor_url(tenant_a, kb, "it"), {"title": "x", "save": "1"}).status_code == 404
 
 
 def test_bad_input_is_a_field_error_not_a_500(
     admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    path = editor(tenant_a, kb, "de")
+    path = editor_url(tenant_a, kb, "de")
     response = admin_client.post(path, {"title": "   ", "body": "x", "save": "1"})
     assert response.status_code == 400
     html = response.content.decode()
@@ -250,7 +218,7 @@ def test_rejection_reason_is_shown_to_the_editor(
     with tenant_context(tenant_a):
         de = translation_submit(translation=texts["de"])
         translation_reject(translation=de, actor=reviewer, reason="Say <45> days in the title too.")
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = admin_client.get(editor_url(tenant_a, kb, "de"))
     html = response.content.decode()
     assert "Sent back by the reviewer" in text(response) and "rita" in text(response)
     assert "Say &lt;45&gt; days in the title too." in html
@@ -279,24 +247,20 @@ def test_editor_limited_to_locales_and_regions(
         assert Translation.objects.get(locale="de", region="us").title == "Rückgabe US"
 
 
-def editor_url(tenant: Tenant, kb: KnowledgeBase, locale: str, region: str = "") -> str:
-    return editor(tenant, kb, locale, region=region)
-
-
 def test_viewer_cannot_edit_and_charlie_gets_404(
     client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, bob: Any, charlie: Any
 ) -> None:
     login_verified(client, bob)
-    assert client.get(editor(tenant_a, kb, "de")).status_code == 403
-    assert client.post(editor(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 403
+    assert client.get(editor_url(tenant_a, kb, "de")).status_code == 403
+    assert client.post(editor_url(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 403
     login_verified(client, charlie)
     for path in (
-        editor(tenant_a, kb, "de"),
-        editor(tenant_a, kb, "fr"),
-        editor(tenant_a, kb, "de", region="eu"),
+        editor_url(tenant_a, kb, "de"),
+        editor_url(tenant_a, kb, "fr"),
+        editor_url(tenant_a, kb, "de", region="eu"),
     ):
         response = client.get(path)
         assert response.status_code == 404 and "Rückgabe".encode() not in response.content, path
-    assert client.post(editor(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 404
+    assert client.post(editor_url(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 404
     with tenant_context(tenant_a):
         assert Translation.objects.get(pk=texts["de"].pk).title == "Rückgabe"

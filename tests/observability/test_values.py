@@ -22,9 +22,10 @@ from apps.integrations.tasks import sync_due
 from apps.observability import metrics
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.auth import login_verified
-from tests.observability.conftest import SMALL, scrape, value
-from tests.sync.conftest import sf_connection
+from tests.fixtures.auth import login_verified
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.metrics import scrape, value
+from tests.fixtures.simulators import SMALL
 
 pytestmark = pytest.mark.django_db
 

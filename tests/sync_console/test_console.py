@@ -19,21 +19,11 @@ from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import breaker_for
-from apps.tenants.models import Role, Tenant
-from apps.tenants.services import membership_add
-from tests.auth import login_verified
-from tests.factories import UserFactory
-from tests.webhooks.conftest import make_connection
+from apps.tenants.models import Tenant
+from tests.fixtures.auth import login_verified
+from tests.fixtures.integrations import offline_connection
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def connor(tenant_a: Tenant, alice: Any) -> Any:
-    """Connector manager of tenant A (holds OPERATE_SYNC)."""
-    user = UserFactory.create(username="connor")
-    membership_add(tenant=tenant_a, user=user, role=Role.CONNECTOR_MANAGER)
-    return user
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ def operator_client(client: Client, connor: Any) -> Client:
 
 @pytest.fixture
 def servicenow(tenant_a: Tenant) -> Connection:
-    return make_connection(tenant_a, "servicenow", name="ServiceNow")
+    return offline_connection(tenant_a, "servicenow", name="ServiceNow")
 
 
 def url(name: str, tenant: Tenant, **kwargs: Any) -> str:
@@ -158,7 +148,7 @@ def test_overview_query_count_does_not_grow(
     add_runs(tenant_a, servicenow, "tickets", ["succeeded", "failed"])
     few = overview_queries(operator_client, tenant_a)
     for n in range(4):
-        other = make_connection(tenant_a, "servicenow", name=f"SN {n}")
+        other = offline_connection(tenant_a, "servicenow", name=f"SN {n}")
         add_runs(tenant_a, other, "tickets", ["succeeded"] * 3)
         add_runs(tenant_a, other, "contacts", ["failed"] * 2)
         add_records(tenant_a, other, "tickets", 2)
@@ -289,7 +279,7 @@ def test_unknown_stream_and_foreign_ids_are_404(
 ) -> None:
     assert operator_client.get(stream_url("sync-stream", tenant_a, servicenow, "leads")).status_code == 404
     assert operator_client.post(stream_url("sync-now", tenant_a, servicenow, "nope")).status_code == 404
-    foreign = make_connection(tenant_b, "servicenow")
+    foreign = offline_connection(tenant_b, "servicenow")
     assert operator_client.get(stream_url("sync-stream", tenant_a, foreign)).status_code == 404
     assert operator_client.post(stream_url("sync-now", tenant_a, foreign)).status_code == 404
     foreign_run = add_runs(tenant_b, foreign, "tickets", ["succeeded"])[0]
@@ -316,7 +306,7 @@ def test_webhook_page_rotates_and_shows_the_secret_once(
 def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
     operator_client: Client, tenant_a: Tenant
 ) -> None:
-    connection = make_connection(tenant_a, "salesforce", name="SF")
+    connection = offline_connection(tenant_a, "salesforce", name="SF")
     page = text(operator_client.get(url("sync-webhooks", tenant_a, pk=connection.pk)))
     assert f"/hooks/salesforce/{connection.pk}/SECRET/" in page
     rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk))
