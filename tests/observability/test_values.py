@@ -25,7 +25,6 @@ from connectors.salesforce.simulator import SalesforceSimulator
 from tests.fixtures.auth import login_verified
 from tests.fixtures.integrations import sf_connection
 from tests.fixtures.metrics import scrape, value
-from tests.fixtures.simulators import SMALL
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +80,7 @@ def test_a_sync_against_the_simulator_moves_sync_records_and_vendor_latency(
         - value(before, "hub_sync_records_total", result=result, **labels)
         for result in ("created", "updated", "unchanged")
     }
-    assert delta["created"] == SMALL["contacts"]
+    assert delta["created"] == sf.counts["contacts"]
     assert delta["updated"] == 3
     count = "hub_vendor_request_duration_seconds_count"
     assert value(after, count, connector="salesforce", status="2xx") > value(
