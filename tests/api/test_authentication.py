@@ -89,15 +89,15 @@ def test_expired_token_is_401(tenant_a: Tenant, alice: Any) -> None:
     _assert_401(token_client(plaintext).get(MEMBERS_A), "expired")
 
 
-def test_token_of_removed_member_is_401(tenant_a: Tenant, alice: Any, bob: Any, bob_token: str) -> None:
+def test_token_of_removed_member_is_401(tenant_a: Tenant, alice: Any, bob: Any, bob_api: APIClient) -> None:
     Membership.objects.filter(tenant=tenant_a, user=bob).delete()
-    _assert_401(token_client(bob_token).get(MEMBERS_A), "no longer a member")
+    _assert_401(bob_api.get(MEMBERS_A), "no longer a member")
 
 
-def test_token_of_inactive_user_is_401(bob: Any, bob_token: str) -> None:
+def test_token_of_inactive_user_is_401(bob: Any, bob_api: APIClient) -> None:
     bob.is_active = False
     bob.save()
-    _assert_401(token_client(bob_token).get(MEMBERS_A), "inactive")
+    _assert_401(bob_api.get(MEMBERS_A), "inactive")
 
 
 def test_no_credentials_is_401_with_bearer_challenge(tenant_a: Tenant) -> None:
@@ -123,7 +123,7 @@ def test_operator_token_is_still_scoped_to_its_tenant(
 
 
 def test_last_used_at_is_written_at_most_once_a_minute(
-    alice_api: APIClient, alice_token: str, django_assert_num_queries: Any
+    alice_api: APIClient, django_assert_num_queries: Any
 ) -> None:
     token = ManagementToken.objects.get()
     assert token.last_used_at is None

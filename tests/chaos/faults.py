@@ -6,8 +6,9 @@
 - `paused(pids)`: SIGSTOP the processes, SIGCONT them when the block ends, and in any case after `limit`
   seconds (a safety timer), so a failing test never leaves a service stopped.
 - `service_pids(name)`: the embedded Postgres (postmaster and every backend) or Redis of this HUB_HOME.
-- `celery_broker(url)`: this process publishes its tasks to `url` for a block (a StallProxy in front of the
-  broker); `broker_messages(queue)` / `broker_purge(queue)` read and empty one queue of this run's broker.
+- `celery_broker(url)`: this process publishes its tasks to `url` for a block; `publishing_through_a_proxy`
+  does that through a StallProxy in front of the broker; `broker_messages(queue)` / `broker_purge(queue)`
+  read and empty one queue of this run's broker; `PUBLISH_BOUND_S` is what one publish may take meanwhile.
 - `ChatLoad`: client threads sending chat turns (each with its own Idempotency-Key) and recording every
   answer: status, seconds, Retry-After, or the client-side error.
 """
@@ -28,6 +29,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import psutil
 import requests
@@ -284,6 +286,26 @@ def celery_broker(url: str) -> Iterator[None]:
     finally:
         reset()
         app.conf.broker_url = before
+
+
+def broker_stall_proxy() -> StallProxy:
+    """A StallProxy in front of this run's broker."""
+    target = urlparse(settings.CELERY_BROKER_URL)
+    return StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
+
+
+@contextlib.contextmanager
+def publishing_through_a_proxy(queue: str) -> Iterator[StallProxy]:
+    """For the block this process publishes through a StallProxy in front of the broker (stall it to stall
+    the broker); `queue` is emptied before and after."""
+    proxy = broker_stall_proxy()
+    broker_purge(queue)
+    try:
+        with celery_broker(proxy.url_for(settings.CELERY_BROKER_URL)):
+            yield proxy
+    finally:
+        proxy.close()
+        broker_purge(queue)
 
 
 def broker_messages(queue: str) -> list[dict[str, object]]:

@@ -24,7 +24,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -40,7 +39,13 @@ from apps.integrations.tasks import outbox_relay_due
 from apps.integrations.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.chaos.faults import MARGIN_S, PUBLISH_BOUND_S, StallProxy, paused, service_pids
+from tests.chaos.faults import (
+    MARGIN_S,
+    PUBLISH_BOUND_S,
+    broker_stall_proxy,
+    paused,
+    service_pids,
+)
 from tests.fixtures.integrations import ORG_ID, sf_connection
 from tests.fixtures.outbox import lead, vendor_rows
 from tests.fixtures.processes import Web, Worker
@@ -159,8 +164,7 @@ def test_webhooks_during_a_broker_stall_are_synced_once_it_returns(
         connection_webhook_org_set(connection=connection, org_id=ORG_ID, actor=None)
     alias = tenant_a.home_region.db_alias
     runs = SyncRun.all_tenants.using(alias).filter(connection_id=connection.pk)
-    target = urlparse(django_settings.CELERY_BROKER_URL)
-    proxy = StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
+    proxy = broker_stall_proxy()
     web = Web(tmp_path / "web.log", sync_workers=1, ca_bundle=sim.ca_bundle or "")
     web.env["CELERY_BROKER_URL"] = proxy.url_for(django_settings.CELERY_BROKER_URL)
     worker = Worker(tmp_path / "sync.log", sim.ca_bundle or "", queues="sync", name="sync", env=WORKER_ENV)

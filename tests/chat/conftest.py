@@ -14,7 +14,7 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
-from tests.chat.helpers import FakeLLM
+from tests.chat.helpers import FakeLLM, llm_settings
 from tests.fixtures.simulators import TINY
 
 
@@ -48,16 +48,4 @@ def llm() -> Iterator[FakeLLM]:
 def provider(tenant_a: Tenant, alice: Any, llm: FakeLLM) -> LlmProviderConfig:
     """Tenant A's language model: `llm`, with prices; the demo knowledge to answer from."""
     seed_demo_knowledge([tenant_a])
-    return llm_provider_save(
-        tenant=tenant_a,
-        actor=alice,
-        api_key=llm.api_key,
-        data={
-            "name": "Local model",
-            "endpoint_region": "eu",
-            "base_url": llm.base_url,
-            "model": "gpt-test",
-            "prompt_price_per_1k": "0.5",
-            "completion_price_per_1k": "1.5",
-        },
-    )
+    return llm_provider_save(tenant=tenant_a, actor=alice, api_key=llm.api_key, data=llm_settings(llm))

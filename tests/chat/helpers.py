@@ -1,4 +1,5 @@
-"""What several chat test modules do: start a conversation, send a turn, ask a question; a fake LLM."""
+"""What several chat test modules do: start a conversation, send a turn, ask a question; a fake LLM and its
+provider settings."""
 
 from __future__ import annotations
 
@@ -36,6 +37,19 @@ def ask(client: Client, key: IssuedKey, text: str, *, locale: str = "de") -> dic
     response = say(client, key, conversation["id"], text)
     assert response.status_code == 200, response.content
     return dict(response.json()["reply"])
+
+
+def llm_settings(llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    """A language-model provider's settings (as the console form sends them) for the fake server `llm`."""
+    return {
+        "name": "Local model",
+        "endpoint_region": "eu",
+        "base_url": llm.base_url,
+        "model": "gpt-test",
+        "prompt_price_per_1k": "0.5",
+        "completion_price_per_1k": "1.5",
+        **extra,
+    }
 
 
 class FakeLLM(FakeOpenAI):

@@ -29,7 +29,7 @@ from apps.integrations.models import Connection, OutboxMessage
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.policies.services import policy_update, redact_for_external
 from apps.tenants.models import Tenant
-from tests.chat.helpers import ask
+from tests.chat.helpers import ask, llm_settings
 from tests.fakes.openai_server import FakeOpenAI, FakeRequest, FakeResponse
 from tests.fixtures.auth import login_verified
 from tests.fixtures.chat import IssuedKey, issue_key
@@ -86,17 +86,8 @@ def llm() -> Iterator[FakeLLM]:
         server.released.set()
 
 
-def provider_data(llm: FakeLLM, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "Local model",
-        "endpoint_region": "eu",
-        "base_url": llm.base_url,
-        "model": "gpt-test",
-        "prompt_price_per_1k": "0.5",
-        "completion_price_per_1k": "1.5",
-        "classify_intents": True,
-        **extra,
-    }
+def provider_data(llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    return llm_settings(llm, classify_intents=True, **extra)
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.chat.models import Action, Conversation, LlmUsage, Message
-from apps.chat.services.channels import channel_create
+from apps.chat.models import Conversation, LlmUsage, Message
 from apps.console.selectors import WINDOWS, bucket_starts, platform_dashboard, tenant_dashboard
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, SyncRun
@@ -28,7 +27,7 @@ from apps.knowledge.selectors import kb_list, kbs_coverage
 from apps.tenants import roles
 from apps.tenants.models import Role, Tenant
 from tests.fixtures.auth import login_verified
-from tests.fixtures.chat import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 
@@ -53,12 +52,6 @@ def bob_client(bob: Any) -> Client:
     client = Client()
     client.force_login(bob)
     return client
-
-
-@pytest.fixture
-def key_a(tenant_a: Tenant) -> IssuedKey:
-    channel = channel_create(tenant=tenant_a, name="Website", kind="web", allowed_actions=Action.values)
-    return issue_key(channel)
 
 
 def chat(key: IssuedKey, texts: list[str]) -> str:
@@ -132,10 +125,10 @@ def servicenow(tenant: Tenant, name: str = "ServiceNow") -> Connection:
 
 # --- values ------------------------------------------------------------------------------------------------
 def test_three_fallbacks_of_ten_turns_is_thirty_percent(
-    alice_client: Client, tenant_a: Tenant, key_a: IssuedKey
+    alice_client: Client, tenant_a: Tenant, api_key_a: IssuedKey
 ) -> None:
-    chat(key_a, [SWALLOW] * 3 + ["Hello!"] * 4)
-    chat(key_a, ["Hello!"] * 3)
+    chat(api_key_a, [SWALLOW] * 3 + ["Hello!"] * 4)
+    chat(api_key_a, ["Hello!"] * 3)
     with tenant_context(tenant_a):
         data = tenant_dashboard(window=WINDOWS["24h"])
     assert data.summary.turns == 10

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
@@ -23,8 +21,7 @@ from tests.chaos.faults import (
     PUBLISH_BOUND_S,
     StallProxy,
     broker_messages,
-    broker_purge,
-    celery_broker,
+    publishing_through_a_proxy,
 )
 from tests.fixtures.outbox import lead
 
@@ -33,14 +30,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def stalled_broker() -> Iterator[StallProxy]:
-    target = urlparse(settings.CELERY_BROKER_URL)
-    proxy = StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
-    broker_purge("outbox")
-    with celery_broker(proxy.url_for(settings.CELERY_BROKER_URL)):
+    with publishing_through_a_proxy("outbox") as proxy:
         proxy.stall()
         yield proxy
-    proxy.close()
-    broker_purge("outbox")
 
 
 def test_capture_commits_and_the_relay_queues_it_when_the_broker_returns(

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from unittest import mock
-from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
@@ -29,8 +28,7 @@ from tests.chaos.faults import (
     PUBLISH_BOUND_S,
     StallProxy,
     broker_messages,
-    broker_purge,
-    celery_broker,
+    publishing_through_a_proxy,
 )
 from tests.fixtures.integrations import ORG_ID
 from tests.webhooks.helpers import (
@@ -47,13 +45,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def broker_proxy() -> Iterator[StallProxy]:
-    target = urlparse(settings.CELERY_BROKER_URL)
-    proxy = StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
-    broker_purge("sync")
-    with celery_broker(proxy.url_for(settings.CELERY_BROKER_URL)):
+    with publishing_through_a_proxy("sync") as proxy:
         yield proxy
-    proxy.close()
-    broker_purge("sync")
 
 
 def _sweep_later() -> int:
