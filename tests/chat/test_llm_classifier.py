@@ -87,7 +87,7 @@ def llm() -> Iterator[FakeLLM]:
 
 
 def provider_data(llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:
-    return llm_settings(llm, classify_intents=True, **extra)
+    return llm_settings(llm, **{"classify_intents": True, **extra})
 
 
 @pytest.fixture
