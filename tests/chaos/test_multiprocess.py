@@ -21,10 +21,11 @@ process is started again), and `heal` restores it before the next if a scenario 
   in-flight one, retried on the other server with its key, exactly once too, and its ticket reaches the
   vendor once.
 
-The tests share the cluster's processes, database rows and Redis state, so they use the databases outside
-pytest-django's per-test transactions and flush them (and this run's Redis keys) when the module ends, as a
-transactional test does after itself. Bounded: about 90 s, most of it the visibility timeout; the deadlines
-fail a scenario instead of hanging.
+The tests share the cluster's processes, database rows and Redis state: the module fixture writes the rows
+outside pytest-django's per-test transactions and flushes the databases (and this run's Redis keys) when the
+module ends, as a transactional test does after itself; the scenarios themselves only read.
+
+Bounded: about 90 s, most of it the visibility timeout; the deadlines fail a scenario instead of hanging.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ from tests.fixtures.processes import Web, Worker
 from tests.fixtures.simulators import SMALL, SimulatorPool
 from tests.fixtures.stores import sim_rows, store_rows
 
-pytestmark = pytest.mark.slow
+# The tests themselves only read (in a transaction each, as usual); the cluster's rows are written and flushed
+# by the module fixture.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 CONTACTS = 3_000
 RATE_LIMIT = 40  # per API key and hour: no token comes back during the test
@@ -141,6 +144,9 @@ def cluster(
     simulators = SimulatorPool(simulator_state)
     cluster: Cluster | None = None
     with django_db_blocker.unblock():
+        assert all(
+            connections[alias].settings_dict["NAME"].startswith("test_") for alias in settings.DATABASES
+        )
         try:
             sim = simulators.start(SalesforceSimulator, counts={**SMALL, "contacts": CONTACTS})
             with override_settings(HUB_CONNECTOR_CA_BUNDLE=sim.ca_bundle):
@@ -194,13 +200,11 @@ def _clear_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
-def healed(cluster: Cluster, django_db_blocker: Any) -> Iterator[Cluster]:
+def healed(cluster: Cluster) -> Cluster:
     """The cluster whole before each scenario (a failed one may have left a process down or a fault on)."""
     cluster.sim.clear_faults()
-    with django_db_blocker.unblock():
-        cluster.start(time.monotonic() + START_S)
-        yield cluster
-        connections.close_all()
+    cluster.start(time.monotonic() + START_S)
+    return cluster
 
 
 def say(base: str, key: IssuedKey, conversation_id: str, text: str, idem: str) -> requests.Response:
