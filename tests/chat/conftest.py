@@ -3,7 +3,7 @@ ticket and lead actions), a Salesforce connection that only queues, and a fake l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from apps.integrations.models import Connection
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
 from tests.chat.helpers import FakeLLM, llm_settings
-from tests.fixtures.simulators import TINY
+from tests.fixtures.simulators import TINY, StartFake
 
 
 @pytest.fixture
@@ -39,9 +39,8 @@ def offline_sf_conn(tenant_a: Tenant) -> Connection:
 
 
 @pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
+def llm(openai_server: StartFake) -> FakeLLM:
+    return openai_server(FakeLLM)
 
 
 @pytest.fixture

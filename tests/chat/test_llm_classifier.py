@@ -34,6 +34,7 @@ from tests.fakes.openai_server import FakeOpenAI, FakeRequest, FakeResponse
 from tests.fixtures.auth import login_verified
 from tests.fixtures.chat import IssuedKey, issue_key
 from tests.fixtures.metrics import scrape, value
+from tests.fixtures.simulators import StartFake
 
 pytestmark = pytest.mark.django_db
 
@@ -80,10 +81,10 @@ def is_classification(request: FakeRequest) -> bool:
 
 
 @pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-        server.released.set()
+def llm(openai_server: StartFake) -> Iterator[FakeLLM]:
+    server = openai_server(FakeLLM)
+    yield server
+    server.released.set()
 
 
 def provider_data(llm: FakeOpenAI, **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,23 +25,21 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.simulator import SalesforceSimulator
 from connectors.sap.connector import SapConnector
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fixtures.simulators import StartSimulator
+from tests.fixtures.simulators import StartFake, StartSimulator
 
 SECRET = "Bearer sk-outbound-secret-7f3a"
 
 
 @pytest.fixture
-def vendor() -> Iterator[FakeOpenAI]:
+def vendor(openai_server: StartFake) -> FakeOpenAI:
     """The allow-listed endpoint, reached as `localhost`."""
-    with FakeOpenAI() as server:
-        yield server
+    return openai_server(FakeOpenAI)
 
 
 @pytest.fixture
-def internal() -> Iterator[FakeOpenAI]:
+def internal(openai_server: StartFake) -> FakeOpenAI:
     """An internal service on 127.0.0.1 that is not allow-listed: it must never be reached."""
-    with FakeOpenAI() as server:
-        yield server
+    return openai_server(FakeOpenAI)
 
 
 def port_of(server: FakeOpenAI) -> int:

@@ -7,7 +7,6 @@ and runs "Test": the listener must receive no stored credential, whichever way t
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,16 +23,16 @@ from apps.tenants.services import membership_add
 from tests.factories import UserFactory
 from tests.fakes.openai_server import FakeOpenAI, FakeRequest
 from tests.fixtures.auth import session_client
+from tests.fixtures.simulators import StartFake
 from tests.integrations.helpers import make_connection
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def listener() -> Iterator[FakeOpenAI]:
+def listener(openai_server: StartFake) -> FakeOpenAI:
     """The attacker's endpoint on loopback (loopback is allow-listed outside production, as in the demo)."""
-    with FakeOpenAI() as server:
-        yield server
+    return openai_server(FakeOpenAI)
 
 
 def listener_root(listener: FakeOpenAI) -> str:
