@@ -41,13 +41,6 @@ def url(tenant: Tenant, window: str = "") -> str:
 
 
 @pytest.fixture
-def alice_client(alice: Any) -> Client:
-    client = Client()
-    login_verified(client, alice)
-    return client
-
-
-@pytest.fixture
 def bob_client(bob: Any) -> Client:
     client = Client()
     client.force_login(bob)

@@ -33,16 +33,10 @@ def limit(user: Any, tenant: Tenant, *, locales: list[str], regions: list[str] |
     Membership.objects.filter(user=user, tenant=tenant).update(locales=locales, regions=regions or [])
 
 
-@pytest.fixture
-def admin_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
-
-
 def test_source_left_target_right(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor_url(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     assert response.status_code == 200
     html = response.content.decode()
     source = section(html, "source")
@@ -58,9 +52,9 @@ def test_source_left_target_right(
 
 
 def test_diff_between_published_and_working_copy(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    html = admin_client.get(editor_url(tenant_a, kb, "de")).content.decode()
+    html = alice_client.get(editor_url(tenant_a, kb, "de")).content.decode()
     diff = section(html, "revision-diff")
     assert "Published revision #1" in diff and "Working copy" in diff
     assert "1 line added, 1 line removed" in diff
@@ -74,21 +68,21 @@ def test_diff_between_published_and_working_copy(
 
 
 def test_diff_between_two_revisions_and_bad_revision_numbers(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor_url(tenant_a, kb, "de"), {"from": 1, "to": 2})
+    response = alice_client.get(editor_url(tenant_a, kb, "de"), {"from": 1, "to": 2})
     assert response.status_code == 200
     diff = section(response.content.decode(), "revision-diff")
     assert "Revision #1" in diff and "Revision #2" in diff and "<ins>45</ins>" in diff
     bad_requests: list[dict[str, str]] = [{"from": "1", "to": "9"}, {"from": "x", "to": "2"}, {"to": "2"}]
     for bad in bad_requests:
-        response = admin_client.get(editor_url(tenant_a, kb, "de"), bad)
+        response = alice_client.get(editor_url(tenant_a, kb, "de"), bad)
         assert response.status_code == 400, bad
         assert "Choose two revisions of this text to compare." in text(response)
 
 
 def test_diff_escapes_article_text(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
     with tenant_context(tenant_a):
         translation_save(
@@ -100,13 +94,13 @@ def test_diff_escapes_article_text(
             body=DE + '\n\n`<script>alert("x")</script>` & `<b>bold</b>`',
             author=alice,
         )
-    html = admin_client.get(editor_url(tenant_a, kb, "de")).content.decode()
+    html = alice_client.get(editor_url(tenant_a, kb, "de")).content.decode()
     assert "<script>alert" not in html and "<b>bold</b>" not in html
     assert "`&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;` &amp; `&lt;b&gt;bold&lt;/b&gt;`" in html
 
 
 def test_source_changes_are_shown_when_a_translation_needs_an_update(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
     with tenant_context(tenant_a):
         translation_save(
@@ -117,18 +111,18 @@ def test_source_changes_are_shown_when_a_translation_needs_an_update(
             body=EN.replace("5 days", "7 days"),
             author=alice,
         )
-    response = admin_client.get(editor_url(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     assert "The source text changed since this translation was last updated." in text(response)
     source_diff = section(response.content.decode(), "source-diff")
     assert "<del>5</del>" in source_diff and "<ins>7</ins>" in source_diff
 
 
 def test_save_draft_then_submit_for_review(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
     path = editor_url(tenant_a, kb, "de")
     body = DE.replace("30 Tagen", "60 Tagen")
-    response = admin_client.post(
+    response = alice_client.post(
         path, {"title": "Rückgabe", "body": body.replace("\n", "\r\n"), "tags": "a, b, a", "save": "1"}
     )
     assert response.status_code == 302 and response.url == path  # type: ignore[attr-defined]
@@ -138,7 +132,7 @@ def test_save_draft_then_submit_for_review(
         latest = Revision.objects.filter(translation=de).first()
         assert (latest.number, latest.author_id) == (3, alice.pk)  # type: ignore[union-attr]
         assert de.published_revision.number == 1  # type: ignore[union-attr]  # still live
-    response = admin_client.post(
+    response = alice_client.post(
         path, {"title": "Rückgabe", "body": body, "tags": "a, b", "submit": "1"}, follow=True
     )
     assert "The text is saved and waiting for review." in text(response)
@@ -149,36 +143,36 @@ def test_save_draft_then_submit_for_review(
 
 
 def test_create_a_missing_translation(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
     path = editor_url(tenant_a, kb, "fr")
-    response = admin_client.get(path)
+    response = alice_client.get(path)
     assert response.status_code == 200
     assert "Not translated yet: save to create this translation." in text(response)
     assert 'name="title" value=' not in response.content.decode()  # an empty form
-    response = admin_client.post(path, {"title": "Retours", "body": "# Retours\n\n30 jours.", "save": "1"})
+    response = alice_client.post(path, {"title": "Retours", "body": "# Retours\n\n30 jours.", "save": "1"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
         fr = Translation.objects.get(article__key="returns", locale="fr", region="")
         assert fr.status == Status.DRAFT and fr.source_revision_id is not None
-    html = admin_client.get(path).content.decode()
+    html = alice_client.get(path).content.decode()
     tab = re.search(r'class="text-tab" data-locale="fr" data-region="">(.*?)</li>', html, re.S).group(1)  # type: ignore[union-attr]
     assert "Draft" in tab and "Missing" not in tab
 
 
 def test_create_a_regional_variant(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor_url(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     links = re.findall(r'class="new-variant" href="([^"]+)">(\w+)<', response.content.decode())
     assert [label for _, label in links] == ["EU", "US"]
     path = editor_url(tenant_a, kb, "de", region="EU")  # upper case in a URL still means the code "eu"
-    response = admin_client.get(path)
+    response = alice_client.get(path)
     assert response.status_code == 200
     page = text(response)
     assert "New variant of returns for EU" in page and "Starts from the generic text of this locale" in page
     assert "innerhalb von 45 Tagen" in section(response.content.decode(), "target")  # prefilled from de
-    response = admin_client.post(path, {"title": "Rückgabe (EU)", "body": "14 Tage Widerruf.", "save": "1"})
+    response = alice_client.post(path, {"title": "Rückgabe (EU)", "body": "14 Tage Widerruf.", "save": "1"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
         variant = Translation.objects.get(article__key="returns", locale="de", region="eu")
@@ -186,23 +180,23 @@ def test_create_a_regional_variant(
 
 
 def test_unknown_article_locale_or_region_is_404(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    assert admin_client.get(editor_url(tenant_a, kb, "de", key="nope")).status_code == 404
-    assert admin_client.get(editor_url(tenant_a, kb, "it")).status_code == 404  # not a locale of this KB
-    assert admin_client.get(editor_url(tenant_a, kb, "de", region="apac")).status_code == 404
-    assert admin_client.post(editor_url(tenant_a, kb, "it"), {"title": "x", "save": "1"}).status_code == 404
+    assert alice_client.get(editor_url(tenant_a, kb, "de", key="nope")).status_code == 404
+    assert alice_client.get(editor_url(tenant_a, kb, "it")).status_code == 404  # not a locale of this KB
+    assert alice_client.get(editor_url(tenant_a, kb, "de", region="apac")).status_code == 404
+    assert alice_client.post(editor_url(tenant_a, kb, "it"), {"title": "x", "save": "1"}).status_code == 404
 
 
 def test_bad_input_is_a_field_error_not_a_500(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
     path = editor_url(tenant_a, kb, "de")
-    response = admin_client.post(path, {"title": "   ", "body": "x", "save": "1"})
+    response = alice_client.post(path, {"title": "   ", "body": "x", "save": "1"})
     assert response.status_code == 400
     html = response.content.decode()
     assert re.search(r'id="id_title_error">This field is required.<', html)
-    response = admin_client.post(path, {"title": "T" * 301, "body": "x", "tags": "y" * 51, "save": "1"})
+    response = alice_client.post(path, {"title": "T" * 301, "body": "x", "tags": "y" * 51, "save": "1"})
     assert response.status_code == 400
     assert "Ensure this value has at most 300 characters" in text(response)
     assert "Use at most 50 characters per tag." in text(response)
@@ -211,14 +205,14 @@ def test_bad_input_is_a_field_error_not_a_500(
 
 
 def test_rejection_reason_is_shown_to_the_editor(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, reviewer: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, reviewer: Any
 ) -> None:
     from apps.knowledge.services import translation_reject
 
     with tenant_context(tenant_a):
         de = translation_submit(translation=texts["de"])
         translation_reject(translation=de, actor=reviewer, reason="Say <45> days in the title too.")
-    response = admin_client.get(editor_url(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     html = response.content.decode()
     assert "Sent back by the reviewer" in text(response) and "rita" in text(response)
     assert "Say &lt;45&gt; days in the title too." in html

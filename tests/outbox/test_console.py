@@ -32,12 +32,6 @@ def url(name: str, tenant: Tenant, **kwargs: Any) -> str:
     return reverse(f"integrations:{name}", kwargs={"tenant_slug": tenant.slug, **kwargs})
 
 
-@pytest.fixture
-def alice_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
-
-
 def outbox_letter(tenant: Tenant, connection: Connection, n: int = 1) -> DeadLetter:
     with tenant_context(tenant):
         message = OutboxMessage.objects.create(
