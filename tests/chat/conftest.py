@@ -24,6 +24,12 @@ def sf_counts() -> Mapping[str, int]:
 
 
 @pytest.fixture
+def demo_kb_a(tenant_a: Tenant) -> None:
+    """The demo help center in tenant A, to answer questions from (with citations)."""
+    seed_demo_knowledge([tenant_a])
+
+
+@pytest.fixture
 def offline_sf_conn(tenant_a: Tenant) -> Connection:
     """A Salesforce connection (tickets and leads) to a closed port; outbox messages are only queued."""
     with tenant_context(tenant_a):

@@ -13,18 +13,12 @@ from apps.chat.models import Conversation, Feedback, Message
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage, SyncedRecord
 from apps.integrations.resilience import breaker_for
-from apps.knowledge.demo import seed_demo_knowledge
 from apps.policies.selectors import policy_get
 from apps.tenants.models import Tenant
 from tests.chat.helpers import JSON, say, start
 from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def demo_kb_a(tenant_a: Tenant) -> None:
-    seed_demo_knowledge([tenant_a])
 
 
 def test_start_conversation_defaults_to_channel_locale_and_tenant_region(
