@@ -268,7 +268,7 @@ def _broker_state() -> dict[str, Any]:
             "now": time.time(),
             "unacked_index": client.zrange(f"{prefix}unacked_index", 0, -1, withscores=True),
             "mutex_ttl": client.ttl(f"{prefix}unacked_mutex"),
-            "sync_queue": client.llen(f"{prefix}sync"),
+            "sync_queues": {key.decode(): client.llen(key) for key in client.scan_iter(f"{prefix}sync*")},
         }
 
 
@@ -354,7 +354,8 @@ def test_a_worker_killed_mid_sync_loses_no_record(healed: Cluster, record_proper
         assert time.monotonic() < deadline, (
             f"not done in {REDELIVERY_S} s: runs {list(runs.values_list('status', flat=True))}, "
             f"attempts {list(attempts.values_list('run_id', 'number', 'finished_at', 'error'))}, "
-            f"records {records.count()}; broker {_broker_state()}; see {healed.logs}"
+            f"records {records.count()}; worker exits {[w.proc and w.proc.poll() for w in healed.workers]}; "
+            f"broker {_broker_state()}; see {healed.logs}"
         )
         assert not runs.filter(status=RunStatus.FAILED, error__startswith="Retries exhausted").exists()
         time.sleep(0.5)
