@@ -50,6 +50,7 @@ test: install system-deps
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 typecheck: install
 	$(VENV)/bin/mypy .

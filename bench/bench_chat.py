@@ -82,6 +82,10 @@ TURNS_PER_CONVERSATION = 25
 # Share of each kind of turn in the mix (cumulative order below).
 MIX = (("fresh", 0.40), ("repeated", 0.30), ("small_talk", 0.15), ("order_status", 0.15))
 ORDERS = [f"{1000 + i:08d}" for i in range(50)]
+# Order status needs a verified customer (docs/security.md, "End-user identity"): the bench's conversations
+# start with an identity JWT of the orders' customer, minted once by _prepare.
+BENCH_CUSTOMER = "bench.customer@example.com"
+_IDENTITY: dict[str, str] = {}
 
 _TOPICS = {
     "en": ["warranty", "battery", "charger", "delivery window", "gift card", "loyalty points", "invoice",
@@ -327,7 +331,14 @@ def _prepare() -> dict[str, Any]:
                     updated_at=now,
                     number=n,
                     status="Shipped",
-                    fields={"number": n, "status": "Shipped", "amount": 10, "currency": "EUR"},
+                    email=BENCH_CUSTOMER,
+                    fields={
+                        "number": n,
+                        "status": "Shipped",
+                        "amount": 10,
+                        "currency": "EUR",
+                        "email": BENCH_CUSTOMER,
+                    },
                     raw={},
                     content_hash=n,
                     synced_at=now,
@@ -343,6 +354,24 @@ def _prepare() -> dict[str, Any]:
         default_locale="en",
         allowed_actions=Action.values,
         knowledge_base_id=kb.pk,
+    )
+    import jwt
+
+    with tenant_context(tenant):
+        channel.identity_mode = "jwt"
+        channel.identity_secret = secrets.token_urlsafe(32)
+        channel.save(update_fields=["identity_mode", "identity_secret", "updated_at"])
+    issued = int(time.time())
+    _IDENTITY["identity_token"] = jwt.encode(
+        {
+            "sub": "bench-customer",
+            "email": BENCH_CUSTOMER,
+            "aud": str(channel.pk),
+            "iat": issued,
+            "exp": issued + 3600,
+        },
+        channel.identity_secret,
+        algorithm="HS256",
     )
     _key, plaintext = api_key_create(
         channel=channel,
@@ -394,7 +423,7 @@ def _queries_per_turn(key: str, questions: dict[str, list[str]]) -> dict[str, An
             "body": response.json() if method == "post" else None,
         }
 
-    started = counted("post", "/api/v1/conversations", {"locale": "de"})
+    started = counted("post", "/api/v1/conversations", {"locale": "de", **_IDENTITY})
     conversation = started["body"]["id"]
     url = f"/api/v1/conversations/{conversation}/messages"
     texts = _turn_texts("de", random.Random(5), questions)
@@ -434,7 +463,12 @@ def _where_time_goes(tenant: Any, questions: dict[str, list[str]], key: str) -> 
             rows: list[dict[str, float]] = []
             for i in range(40):
                 locale = LOCALES[i % len(LOCALES)]
-                conversation = conversation_start(principal=principal, user_ref="", locale=locale)
+                conversation = conversation_start(
+                    principal=principal,
+                    user_ref="",
+                    locale=locale,
+                    identity_token=_IDENTITY.get("identity_token", ""),
+                )
                 text = _turn_texts(locale, rng, questions)[kind]
                 started = time.perf_counter()
                 turn = message_post(principal=principal, text=text, **target(conversation))
@@ -670,7 +704,7 @@ async def _phase(
                 if not conversation or turns >= TURNS_PER_CONVERSATION:
                     t0 = time.perf_counter()
                     status, data = await conn.request(
-                        "POST", "/api/v1/conversations", headers=auth, body={"locale": locale}
+                        "POST", "/api/v1/conversations", headers=auth, body={"locale": locale, **_IDENTITY}
                     )
                     creates.append((time.perf_counter() - t0) * 1000)
                     if status == 503:  # refused by the admission gate: wait as Retry-After says
@@ -799,7 +833,7 @@ async def _first_turns(port: int, key: str, questions: dict[str, list[str]]) -> 
         try:
             locale = LOCALES[i % len(LOCALES)]
             status, data = await conn.request(
-                "POST", "/api/v1/conversations", headers=auth, body={"locale": locale}
+                "POST", "/api/v1/conversations", headers=auth, body={"locale": locale, **_IDENTITY}
             )
             conversation = json.loads(data)["id"]
             text = questions[locale][i % len(questions[locale])]

@@ -232,7 +232,7 @@ def _indexing_throughput(tenant: Any) -> dict[str, Any]:
     }
 
 
-# The parameters of the search functions (migrations 0007, 0010) in order (the full-text one builds two more).
+# The parameters of the search functions (apps/knowledge/sql/) in order (the full-text one builds two more).
 _FUNCTION_ARGS = {
     "knowledge_search_fts": [
         "tenant:bigint",
@@ -279,7 +279,7 @@ def _prepare_function_query(cursor: Any, function: str) -> list[tuple[str, str]]
     cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = %s", [function])
     body, config = cursor.fetchone()
     if "RETURN QUERY" in body:
-        # The last one: the fuse function's HNSW branch (0011), which the bench's large tenant takes.
+        # The last one: the fuse function's HNSW branch (its ELSE), which the bench's large tenant takes.
         start = body.rindex("RETURN QUERY") + len("RETURN QUERY")
         query = body[start : body.index(";", start)]
     else:  # the full-text function selects INTO its OUT parameters
@@ -503,7 +503,7 @@ def run() -> dict[str, Any]:
                 samples.append((time.perf_counter() - t0) * 1000)
             result["knowledge_search_given_vector"] = summarize(samples)
             # Questions of four words that most chunks contain (w0-w9: in 20-90 % of them): the full-text
-            # half leaves them out (migration 0009) instead of decoding their GIN lists (~8 ms).
+            # half leaves them out (knowledge_search_fts) instead of decoding their GIN lists (~8 ms).
             common = [" ".join(pick.sample([f"w{i}" for i in range(10)], 4)) for _ in range(50)]
             samples = []
             for i, text in enumerate(common):

@@ -98,10 +98,11 @@ def run() -> dict[str, Any]:
     from django.db import connections
 
     from apps.core.context import tenant_context
+    from apps.integrations.conf import build_connector
     from apps.integrations.demo import demo_config
     from apps.integrations.models import SyncedRecord
-    from apps.integrations.services import connection_create, connection_delete
-    from apps.integrations.sync import build_connector, sync_stream
+    from apps.integrations.services.connections import connection_create, connection_delete
+    from apps.integrations.services.sync import sync_stream
     from apps.tenants.services import region_sync, tenant_create, tenant_update
     from connectors.salesforce.connector import SalesforceConnector
 

@@ -13,6 +13,11 @@ DEFAULT_CONNECTORS: tuple[str, ...] = (
     "connectors.hubspot.connector.HubSpotConnector",
     "connectors.servicenow.connector.ServiceNowConnector",
     "connectors.sap.connector.SapConnector",
+    # Chat channels' platform accounts: write-only "messages" (connectors/messaging_connector.py).
+    "connectors.messaging_connector.WhatsAppConnector",
+    "connectors.messaging_connector.SlackConnector",
+    "connectors.messaging_connector.TeamsConnector",
+    "connectors.messaging_connector.TwilioSmsConnector",
 )
 
 

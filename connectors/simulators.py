@@ -1,4 +1,4 @@
-"""Start, stop and describe the four vendor simulators, in-process or as one detached background process.
+"""Start, stop and describe the simulators (vendors, messaging platforms), in-process or in background.
 
 Function API (the `simulators` management command and the tests call these):
     start_all(state_dir, *, ports=None, counts=None, seed=42, vendors=None) -> dict[vendor, description]
@@ -31,6 +31,10 @@ SIMULATORS: dict[str, str] = {
     "hubspot": "connectors.hubspot.simulator.HubSpotSimulator",
     "servicenow": "connectors.servicenow.simulator.ServiceNowSimulator",
     "sap": "connectors.sap.simulator.SapSimulator",
+    "whatsapp": "connectors.whatsapp.simulator.WhatsAppSimulator",
+    "twilio": "connectors.twilio.simulator.TwilioSimulator",
+    "slack": "connectors.slack.simulator.SlackSimulator",
+    "teams": "connectors.teams.simulator.TeamsSimulator",
 }
 STATE_FILE = "simulators.json"
 PID_FILE = "simulators.pid"
@@ -212,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help="records per main object (default 10,000)")
     parser.add_argument("--counts", type=json.loads, help=argparse.SUPPRESS)
     parser.add_argument("--ports", type=json.loads, help='e.g. {"salesforce": 8443}')
-    parser.add_argument("--port-base", type=int, help="salesforce=P, hubspot=P+1, servicenow=P+2, sap=P+3")
+    parser.add_argument("--port-base", type=int, help="P, P+1, ... in SIMULATORS order")
     args = parser.parse_args(argv)
     ports = args.ports or (
         {v: args.port_base + i for i, v in enumerate(SIMULATORS)} if args.port_base else None

@@ -24,11 +24,13 @@ urlpatterns = [
     path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     # The chat API first: channels call it far more often than anything else, and URLs resolve in order.
     path("api/v1/", include("apps.chat.api.urls")),
+    # The public web widget API (issue 17): widget keys and conversation tokens, CORS per channel.
+    path("widget/v1/", include("apps.chat.api.widget_urls")),
     path("api/v1/", include("apps.tenants.api.urls")),
     path("api/v1/", include("apps.integrations.api.urls")),
     path("admin/", admin_site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("accounts/", include("apps.accounts.urls")),
+    path("", include("apps.accounts.urls")),  # /accounts/... and a member's unlock under /t/<slug>/
     path("", include("apps.tenants.urls")),
     path("", include("apps.policies.urls")),
     path("", include("apps.audit.urls")),

@@ -120,7 +120,7 @@ def _llm_provider_pk(tenant: Tenant) -> Any:
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:member-remove": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
-    "tenants:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "accounts:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:invitation-revoke": lambda t: {"pk": Invitation.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:api-token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "audit:event-detail": lambda t: {"seq": 1},  # tenant creation always writes event #1
@@ -148,6 +148,19 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     **{
         f"chat:channel-{name}": lambda t: {"pk": _channel_and_key(t)[0]}
         for name in ("detail", "enable", "key-create")
+    },
+    # Issue 17 (chanconsole): a channel's setup pages.
+    **{
+        f"chat:channel-{name}": lambda t: {"pk": _channel_and_key(t)[0]}
+        for name in (
+            "platform",
+            "platform-test",
+            "origins",
+            "identity",
+            "identity-secret",
+            "widget-rotate",
+            "preview",
+        )
     },
     **{f"chat:key-{name}": lambda t: {"pk": _channel_and_key(t)[1]} for name in ("revoke", "rotate")},
     "knowledge:review-reject": lambda t: {"pk": _knowledge_translation(t).pk},

@@ -1,12 +1,13 @@
-"""Account pages: sign-in with lockout and a second factor, password pages, profile, invitations."""
+"""Account pages: sign-in with lockout and a second factor, password pages, profile, invitations; and the
+admin's unlock of a member's account, under the tenant's pages."""
 
-from django.urls import path
+from django.urls import include, path
 
 from apps.accounts import views
 
 app_name = "accounts"
 
-urlpatterns = [
+account_patterns = [
     path("login/", views.login_view, name="login"),
     path("login/verify/", views.otp_verify_view, name="otp-verify"),
     path("logout/", views.logout_view, name="logout"),
@@ -29,4 +30,9 @@ urlpatterns = [
     ),
     path("two-factor/remove/", views.twofactor_remove_view, name="twofactor-remove"),
     path("invitations/<str:token>/", views.invitation_accept_view, name="invitation-accept"),
+]
+
+urlpatterns = [
+    path("accounts/", include(account_patterns)),
+    path("t/<slug:tenant_slug>/members/<int:pk>/unlock/", views.member_unlock_view, name="member-unlock"),
 ]

@@ -354,7 +354,7 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "accounts/invitation_signup.html", context, status=400 if form.errors else 200)
 
 
-# --- admin unlock (mounted in apps/tenants/urls.py as tenants:member-unlock) ------------------------------
+# --- admin unlock (accounts:member-unlock, under the tenant's member pages) ---------------------------------
 @tenant_permission_required(roles.MANAGE_MEMBERS)
 @require_POST
 def member_unlock_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:

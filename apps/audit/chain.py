@@ -1,13 +1,17 @@
-"""The hash chain: canonical event bytes and the link rule, shared by recording, verifying and exports."""
+"""The hash chain: canonical event bytes, the link rule and what signatures cover, shared by recording,
+verifying and exports."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
+#: What a sensitive value reads as in a recorded event's `changes` (services.censor writes it).
+CENSORED = "***"
 HASHED_FIELDS = (
     "seq",
     "tenant_id",
@@ -62,3 +66,11 @@ def anchor_message(*, tenant_id: int, seq: int, hash: str, anchored_at: datetime
         "anchored_at": _iso(anchored_at),
     }
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """What the signature covers: the manifest without its signature, canonically encoded."""
+    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(
+        unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()

@@ -136,3 +136,22 @@ def audit_migrations_pending(*, alias: str) -> bool:
     executor = MigrationExecutor(connections[alias])
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     return any(migration.app_label == "audit" for migration, _ in plan)
+
+
+def audit_roles_before_migrate(alias: str) -> None:
+    """Give the audit objects back to the runtime role while audit migrations are pending (only the owner may
+    change them); a `migrate` step (apps/core/migrate_hooks.py)."""
+    if audit_migrations_pending(alias=alias):
+        audit_roles_apply(alias=alias, lock=False)
+
+
+def audit_roles_after_migrate(alias: str) -> str | None:
+    """Lock the audit objects again after migrating `alias`, or warn when nothing protects them; a `migrate`
+    step (apps/core/migrate_hooks.py)."""
+    if not audit_roles_apply(alias=alias) and audit_roles_unprotected(alias=alias):
+        return (
+            f"WARNING: {alias}: the hub's database role can change or delete audit records (it is a "
+            "superuser or owns the audit tables). Set the *_DATABASE_ADMIN_URL variables or run the "
+            "SQL of `manage.py db_roles --print-sql` as an administrator (docs/deploy.md)."
+        )
+    return None

@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from apps.audit import signing
-from apps.audit.chain import GENESIS, anchor_message, link_hash
+from apps.audit.chain import CENSORED, GENESIS, anchor_message, link_hash, manifest_bytes
 from apps.audit.models import (
     AuditAnchor,
     AuditCheckpoint,
@@ -86,8 +86,6 @@ def audit_event_changes(event: AuditEventBase) -> list[ChangeRow]:
     value can itself be a two-item list, so an event counts as an update only when every value is a pair
     (or a censored "***", which replaced a sensitive pair whole).
     """
-    from apps.audit.services import CENSORED
-
     changes = event.changes if isinstance(event.changes, dict) else {"": event.changes}
     pairs = {k: v for k, v in changes.items() if isinstance(v, list) and len(v) == 2}
     is_update = bool(pairs) and all(k in pairs or v == CENSORED for k, v in changes.items())
@@ -206,8 +204,6 @@ def _start(checkpoint: Any) -> tuple[int, str]:
 
 def audit_verify_export(path: Path, *, public_key: str | None = None) -> VerifyResult:
     """Check an export offline: manifest signature, file digest, count, and each event's hash."""
-    from apps.audit.services import manifest_bytes
-
     with zipfile.ZipFile(path) as zf:
         manifest = json.loads(zf.read("manifest.json"))
         content = zf.read(manifest["file"])

@@ -16,7 +16,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit import signing
-from apps.audit.chain import GENESIS, HASHED_FIELDS, anchor_message, canonical, link_hash
+from apps.audit.chain import (
+    CENSORED,
+    GENESIS,
+    HASHED_FIELDS,
+    anchor_message,
+    canonical,
+    link_hash,
+    manifest_bytes,
+)
 from apps.audit.models import AuditAnchor, AuditEvent, AuditEventBase, Outcome, PlatformAuditEvent
 from apps.audit.selectors import VerifyResult, audit_verify_chain
 from apps.core import sql
@@ -26,7 +34,6 @@ from apps.observability.access import client_address
 from apps.observability.logging import request_id_var
 
 SENSITIVE_KEYS = ("password", "secret", "token", "key", "credential", "authorization", "otp", "private")
-CENSORED = "***"
 EXPORT_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
 
 
@@ -307,14 +314,6 @@ def _anchor_json(anchor: AuditAnchor | None) -> dict[str, Any] | None:
         "anchored_at": json.loads(canonical({"occurred_at": anchor.anchored_at}))["occurred_at"],
         "signature": anchor.signature,
     }
-
-
-def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
-    """What the signature covers: the manifest without its signature, canonically encoded."""
-    unsigned = {k: v for k, v in manifest.items() if k != "signature"}
-    return json.dumps(
-        unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
 
 
 def audit_verify(*, tenant: Any, actor: Any = None, request: HttpRequest | None = None) -> VerifyResult:

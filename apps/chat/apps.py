@@ -8,7 +8,10 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
-        from apps.chat import retention
+        from apps.chat import (
+            retention,
+            tasks,  # noqa: F401 - registered in every process: services queue them by name
+        )
         from apps.chat.auth import on_tenant_saved
         from apps.policies.models import Category
         from apps.policies.registry import register_eraser, register_purger

@@ -10,7 +10,7 @@ Dropping is not enough under concurrency: a lookup that read the row just before
 write its stale entry after the drop, and the revoked key would work for another `CACHE_TTL`. So each key
 has a guard token in Redis that every drop replaces (before and after the change commits); a lookup reads
 the token with the entry (the same Lua call as before) and fills the cache only if the token is unchanged
-(`hub.cache.set_if_guard`, one atomic script in place of the plain `set`).
+(`apps.core.cache.set_if_guard`, one atomic script in place of the plain `set`).
 
 While Redis is down (issue 15) keys are looked up in the control database on every request: the database is
 the source of truth, so a revoked or expired key is still refused; only `last_used_at` is not written (its
@@ -37,11 +37,11 @@ from rest_framework.request import Request
 
 from apps.chat.models import ApiKey, ApiKeyScope
 from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.core.cache import get_add_and_guard, guard_and_delete, set_if_guard
 from apps.core.context import TenantRef
 from apps.observability import metrics
 from apps.tenants.authentication import enter_tenant
 from apps.tenants.services import management_token_hash
-from hub.cache import get_add_and_guard, guard_and_delete, set_if_guard
 
 KEYWORD = "Bearer"
 SCHEME = "hub"

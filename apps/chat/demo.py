@@ -110,3 +110,102 @@ def seed_demo_channels(tenants: list[Any]) -> dict[str, list[dict[str, str]]]:
     _write_state(state)
     logger.info("demo chat channels ready", extra={"tenants": sorted(result)})
     return result
+
+
+# --- issue 17: one channel of each kind, wired to the running platform simulators ----------------------
+#: Demo channel name -> (channel kind, simulator name in connectors/simulators.py).
+PLATFORM_DEMO = {
+    "WhatsApp": (ChannelKind.WHATSAPP, "whatsapp"),
+    "Slack": (ChannelKind.SLACK, "slack"),
+    "Teams": (ChannelKind.TEAMS, "teams"),
+    "SMS": (ChannelKind.SMS, "twilio"),
+}
+#: The sites allowed to embed the demo widget: the dev server itself (the console's live preview).
+DEMO_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
+
+
+def platform_demo_config(kind: str, description: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(settings, credentials) of the `kind` platform account that talks to the simulator described."""
+    from apps.integrations.conf import connector_class
+
+    settings_: dict[str, Any] = {}
+    credentials: dict[str, str] = {}
+    for field in connector_class(kind).config_schema:
+        if field.name in description and description[field.name] not in (None, ""):
+            if field.secret:
+                credentials[field.name] = str(description[field.name])
+            else:
+                settings_[field.name] = description[field.name]
+    return settings_, credentials
+
+
+def _register_webhook(description: dict[str, Any], url: str) -> bool:
+    """Point the simulator's webhook at the channel (its /__admin/webhook endpoint); False when it fails."""
+    import ssl
+    import urllib.request
+
+    base = str(description.get("base_url") or "").rstrip("/")
+    if not base:
+        return False
+    context = ssl.create_default_context(cafile=description.get("ca_bundle") or None)
+    request = urllib.request.Request(  # noqa: S310 - the local simulator's https admin endpoint
+        f"{base}/__admin/webhook",
+        data=json.dumps({"url": url, "verify": False}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context):  # noqa: S310
+            return True
+    except OSError as exc:
+        logger.warning("demo: could not register the simulator webhook: %s", type(exc).__name__)
+        return False
+
+
+def seed_demo_platform_channels(
+    tenants: list[Any], *, simulators: dict[str, dict[str, Any]], register_webhooks: bool = True
+) -> dict[str, list[dict[str, str]]]:
+    """Per tenant: the web widget (key, origins) and a WhatsApp, Slack, Teams and SMS channel whose platform
+    accounts are the running simulators (`simulators`: name -> describe()). Idempotent. The first tenant's
+    channels get the simulators' webhooks, so a message triggered on a simulator reaches the hub."""
+    from apps.chat.services.channel_setup import (
+        channel_create_with_platform,
+        channel_platform_set,
+        channel_setup_update,
+        channel_webhook_url,
+        channel_widget_key_rotate,
+    )
+
+    result: dict[str, list[dict[str, str]]] = {}
+    for index, tenant in enumerate(tenants):
+        rows: list[dict[str, str]] = []
+        web = Channel.objects.filter(tenant=tenant, name=DEMO_CHANNEL).first()
+        if web is not None and web.kind == ChannelKind.WEB:
+            if not web.widget_key:
+                channel_widget_key_rotate(channel=web)
+            channel_setup_update(channel=web, allowed_origins=DEMO_ORIGINS)
+            rows.append({"channel": web.name, "kind": web.kind, "widget_key": web.widget_key or ""})
+        for name, (kind, simulator) in PLATFORM_DEMO.items():
+            description = simulators.get(simulator)
+            if description is None:
+                logger.warning("demo: simulator %s is not running; channel %s skipped", simulator, name)
+                continue
+            settings_, credentials = platform_demo_config(kind, description)
+            platform = {"settings": settings_, "credentials": credentials}
+            channel = Channel.objects.filter(tenant=tenant, name=name).first()
+            if channel is None:
+                channel = channel_create_with_platform(
+                    tenant=tenant,
+                    channel_data={"name": name, "kind": kind, "allowed_actions": Action.values},
+                    platform=platform,
+                )
+            elif channel.kind == kind:
+                channel_platform_set(channel=channel, settings_=settings_, credentials=credentials)
+            else:
+                continue  # a channel of that name the demo did not make: leave it alone
+            webhook = channel_webhook_url(channel)
+            if register_webhooks and index == 0:
+                _register_webhook(description, webhook)
+            rows.append({"channel": name, "kind": kind, "webhook_url": webhook})
+        result[tenant.slug] = rows
+    return result

@@ -10,9 +10,10 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.chat.models import Action, ApiKeyScope, Channel, ChannelKind, ConversationStatus
+from apps.chat.models import Action, ApiKeyScope, Channel, ChannelKind, ConversationStatus, IdentityMode
 from apps.chat.services.channels import CHANNEL_FIELDS
 from apps.core.context import tenant_context
+from apps.integrations.forms import ConnectionForm
 from apps.integrations.models import Connection
 from apps.knowledge.selectors import kb_list
 from apps.tenants.models import Tenant
@@ -187,3 +188,42 @@ class LlmProviderForm(forms.Form):
         regions = [(code, code.upper()) for code in settings.HUB_REGIONS]
         cast(forms.ChoiceField, self.fields["region"]).choices = [("", _("Any region")), *regions]
         cast(forms.ChoiceField, self.fields["endpoint_region"]).choices = regions
+
+
+class PlatformForm(ConnectionForm):
+    """A channel's platform account: the connector's settings and write-only secrets ("blank keeps it")."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self.fields["name"]  # the connection is named after its channel
+
+    def platform_data(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings_data(),
+            "credentials": self.credentials_data(),
+            "endpoint_region": self.cleaned_data.get("endpoint_region"),
+        }
+
+
+class OriginsForm(forms.Form):
+    allowed_origins = forms.CharField(
+        label=_("Allowed origins"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_(
+            "One per line, scheme://host[:port], e.g. https://shop.example.com. Only these sites may use "
+            "the widget key; http:// is accepted for localhost only in production."
+        ),
+    )
+
+
+class IdentityForm(forms.Form):
+    identity_mode = forms.ChoiceField(
+        label=_("User identity"),
+        choices=IdentityMode.choices,
+        help_text=_(
+            "Unverified users never see or change customer data. HMAC: your site sends user_hash = "
+            "HMAC-SHA256 (hex) of the user id, keyed with the identity secret. JWT: your site sends a "
+            "short-lived HS256 token signed with it."
+        ),
+    )

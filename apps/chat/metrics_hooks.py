@@ -31,3 +31,15 @@ def llm_usage(*, principal: Any, region: str, answer: Any) -> None:
         completion_tokens=answer.completion_tokens,
         cost_usd=float(answer.cost_usd),
     )
+
+
+def identity_proof(*, principal: Any, mode: str, result: str) -> None:
+    metrics.record_identity_proof(
+        tenant=principal.tenant.slug, channel=principal.channel.kind, mode=mode, result=result
+    )
+
+
+def identity_refusal(*, principal: Any, action: str, reason: str) -> None:
+    metrics.record_identity_refusal(
+        tenant=principal.tenant.slug, channel=principal.channel.kind, action=action, reason=reason
+    )

@@ -36,6 +36,14 @@ class Action(models.TextChoices):
     HANDOFF = "handoff", _("Human handoff")
 
 
+class IdentityMode(models.TextChoices):
+    """How a channel's users prove who they are (WhatsApp/SMS numbers are verified by the platform itself)."""
+
+    NONE = "none", _("Not verified")
+    HMAC = "hmac", _("HMAC of the user id (user hash)")
+    JWT = "jwt", _("Signed JWT")
+
+
 class Channel(TimeStampedModel):
     """One chatbot channel of a tenant (a web widget, a WhatsApp number, a Slack app)."""
 
@@ -66,6 +74,33 @@ class Channel(TimeStampedModel):
     ticket_connection_id = models.UUIDField(_("ticket connection"), null=True, blank=True)
     lead_connection_id = models.UUIDField(_("lead connection"), null=True, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
+    # --- Messaging platforms (issue 17) ---
+    # The platform account (an integrations Connection of this channel's kind) that verifies inbound webhooks
+    # and sends replies: its credentials are encrypted and bound to their origin, its breaker and outbox
+    # deliver the replies. Empty for the web widget and custom bots.
+    platform_connection_id = models.UUIDField(
+        _("platform account"),
+        null=True,
+        blank=True,
+        help_text=_("The connection that receives and sends this channel's messages on the platform."),
+    )
+    identity_mode = models.CharField(
+        _("user identity"),
+        max_length=8,
+        choices=IdentityMode.choices,
+        default=IdentityMode.NONE,
+        help_text=_("How the site or bot vouches for its users; unverified users cannot see customer data."),
+    )
+    # The shared secret of `identity_mode` (HMAC key of the user hash, or HS256 key of the JWT). Write-only.
+    identity_secret = EncryptedTextField(_("identity secret"), blank=True, null=True)
+    # Web widget: the public key a site embeds (never the secret API key) and the origins allowed to use it.
+    widget_key = models.CharField(_("widget key"), max_length=40, unique=True, null=True, blank=True)
+    allowed_origins = models.JSONField(
+        _("allowed origins"),
+        default=list,
+        blank=True,
+        help_text=_("Web widget: the sites (scheme://host[:port]) that may embed it."),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -128,10 +163,29 @@ class Conversation(RegionObjectModel):
     )
     last_intent = models.CharField(max_length=32, blank=True, default="")
     turns = models.PositiveIntegerField(default=0)
+    # --- Messaging platforms and identity (issue 17) ---
+    # A keyed hash (HUB_USER_REF_KEYS) of the platform's conversation key (a phone number, a Slack thread, a
+    # Teams conversation id): finds the open conversation an inbound message belongs to.
+    platform_key_hash = models.CharField(max_length=64, blank=True, default="")
+    # Where replies and later (agent) messages go on the platform: the adapter's reply_ref as JSON. Encrypted:
+    # it holds phone numbers.
+    reply_ref = EncryptedTextField(blank=True, null=True)
+    # The user's identity was vouched for (platform-verified number, valid user hash or JWT) ...
+    identity_verified = models.BooleanField(default=False)
+    # ... and is this (JSON: "user_id", "email", "phone"), compared with the CRM record before an action
+    # reveals or changes customer data.
+    verified_identity = EncryptedTextField(blank=True, null=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant_id", "created_at"], name="conversation_tenant_created")]
+        indexes = [
+            models.Index(fields=["tenant_id", "created_at"], name="conversation_tenant_created"),
+            models.Index(
+                fields=["tenant_id", "channel_id", "platform_key_hash"],
+                condition=~models.Q(platform_key_hash=""),
+                name="conversation_platform_key",
+            ),
+        ]
 
 
 class Role(models.TextChoices):
@@ -247,3 +301,43 @@ class LlmProviderConfig(RegionObjectModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class InboundStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    DONE = "done", _("Answered")
+    IGNORED = "ignored", _("Ignored")
+    FAILED = "failed", _("Failed")
+
+
+class InboundEvent(RegionObjectModel):
+    """A platform message accepted by a channel webhook: stored before the platform gets its 200, then run
+    as a turn by a worker. The durable record of the message (a sweep re-queues one whose task was lost) and
+    its de-duplication key: platforms retry deliveries, each platform message id is taken once per channel.
+    `payload` (sender, text, reply_ref) is personal data: encrypted, erased with the conversation."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    channel_id = models.UUIDField()
+    channel_kind = models.CharField(max_length=16)
+    platform_message_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=InboundStatus.choices, default=InboundStatus.QUEUED)
+    payload = EncryptedTextField(blank=True, null=True)
+    conversation_id = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant_id", "channel_id", "platform_message_id"], name="inbound_event_once"
+            )
+        ]
+        indexes = [
+            # The sweep's scan: queued events whose task may have been lost.
+            models.Index(
+                fields=["created_at"], condition=models.Q(status="queued"), name="inbound_event_queued"
+            )
+        ]

@@ -100,16 +100,19 @@ def _delete_in_batches(queryset: Any, batch_size: int) -> int:
 
 
 def purge_transcripts(*, tenant: Any, cutoff: datetime, batch_size: int) -> int:
-    """Delete conversations (with their messages and feedback) that have not changed since `cutoff`."""
-    from apps.chat.models import Conversation
+    """Delete conversations (with their messages and feedback) that have not changed since `cutoff`, and
+    platform messages (InboundEvent) older than it."""
+    from apps.chat.models import Conversation, InboundEvent
 
     with tenant_context(tenant):
+        _delete_in_batches(InboundEvent.objects.filter(updated_at__lt=cutoff), batch_size)
         return _delete_in_batches(Conversation.objects.filter(updated_at__lt=cutoff), batch_size)
 
 
 def erase_transcripts(*, tenant: Any, subject: Subject) -> int:
-    """Delete the subject's conversations, found by the keyed hash of the channel's user reference."""
-    from apps.chat.models import Conversation
+    """Delete the subject's conversations, found by the keyed hash of the channel's user reference, and
+    the platform messages (InboundEvent) that started their turns."""
+    from apps.chat.models import Conversation, InboundEvent
 
     tenant_id = tenant.id
     hashes = [
@@ -120,4 +123,7 @@ def erase_transcripts(*, tenant: Any, subject: Subject) -> int:
     if not hashes:
         return 0
     with tenant_context(tenant):
-        return _delete_in_batches(Conversation.objects.filter(user_ref_hash__in=hashes), 500)
+        erased = Conversation.objects.filter(user_ref_hash__in=hashes)
+        # The platform messages of those conversations hold the same person's words and number (issue 17).
+        InboundEvent.objects.filter(conversation_id__in=erased.values("pk")).delete()
+        return _delete_in_batches(erased, 500)

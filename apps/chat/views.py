@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -25,9 +27,10 @@ from apps.chat.forms import (
     ConversationFilterForm,
     EnableForm,
     LlmProviderForm,
+    PlatformForm,
     RotateForm,
 )
-from apps.chat.models import ApiKey, Channel, LlmProviderConfig
+from apps.chat.models import ApiKey, Channel, ChannelKind, LlmProviderConfig
 from apps.chat.selectors.channels import api_key_get, api_key_list, api_key_state, channel_get, channel_list
 from apps.chat.selectors.conversations import (
     channel_names,
@@ -37,18 +40,23 @@ from apps.chat.selectors.conversations import (
     llm_provider_list,
     transcript,
 )
+from apps.chat.services.channel_setup import PLATFORM_KINDS, channel_create_with_platform
 from apps.chat.services.channels import (
     api_key_create,
     api_key_revoke,
     api_key_rotate,
-    channel_create,
     channel_set_enabled,
     channel_update,
 )
 from apps.chat.services.llm_config import FIELDS as LLM_FIELDS
 from apps.chat.services.llm_config import llm_provider_delete, llm_provider_save
-from apps.core.errors import HubError, NotFound
+from apps.chat.setup_views import ROUTES as SETUP_ROUTES
+from apps.chat.setup_views import channel_page
+from apps.core.confirm import Confirmation, confirmation_required
+from apps.core.context import tenant_context
+from apps.core.errors import HubError, NotFound, ValidationFailed
 from apps.core.forms import add_service_errors
+from apps.integrations.conf import connector_class
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
@@ -82,14 +90,7 @@ def _detail(
     key_form: ApiKeyForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    context = {
-        "channel": channel,
-        "form": form or ChannelForm(tenant=request.tenant, channel=channel),  # type: ignore[attr-defined]
-        "key_form": key_form or ApiKeyForm(),
-        "rotate_form": RotateForm(),
-        "key_rows": _key_rows(channel),
-    }
-    return render(request, "chat/channel_detail.html", context, status=status)
+    return channel_page(request, channel, form=form, key_form=key_form, status=status)
 
 
 def _issued(
@@ -117,25 +118,66 @@ def channel_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     return render(request, "chat/channel_list.html", {"page_obj": page})
 
 
+def _entered(request: HttpRequest, platform: PlatformForm) -> bool:
+    """Whether any platform setting or credential was typed in (the region alone does not count)."""
+    names = [platform.add_prefix(f.name) for f in platform.connector.config_schema]
+    defaults = {platform.add_prefix(f.name): str(f.default or "") for f in platform.connector.config_schema}
+    return any(request.POST.get(n, "").strip() not in ("", defaults[n]) for n in names)
+
+
 @manage
 @require_http_methods(["GET", "POST"])
 def channel_create_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+    """Create a channel of the kind chosen by ?kind= (platform kinds ask for their account at once)."""
     tenant = request.tenant  # type: ignore[attr-defined]
-    form = ChannelForm(request.POST or None, tenant=tenant)
-    if request.method == "POST" and form.is_valid():
+    kind = request.POST.get("kind") or request.GET.get("kind") or ChannelKind.WEB
+    if kind not in ChannelKind.values:
+        kind = ChannelKind.WEB
+    form = ChannelForm(request.POST or None, tenant=tenant, initial={"kind": kind})
+    form.fields["kind"].widget = forms.HiddenInput()
+    platform: PlatformForm | None = None
+    if kind in PLATFORM_KINDS:
+        platform = PlatformForm(
+            request.POST or None,
+            prefix="platform",
+            connector=connector_class(kind),
+            initial={"endpoint_region": tenant.region_code},
+        )
+    shown = platform
+    if platform is not None and request.method == "POST" and not _entered(request, platform):
+        platform = None  # nothing entered: the channel is created "not set up", its page asks for it
+    if request.method == "POST" and form.is_valid() and (platform is None or platform.is_valid()):
+        data = form.channel_data()
+        data["kind"] = kind
         try:
-            channel = channel_create(
-                tenant=tenant, **form.channel_data(), actor=request.user, request=request
+            channel = channel_create_with_platform(
+                tenant=tenant,
+                channel_data=data,
+                platform=platform.platform_data() if platform is not None else None,
+                actor=request.user,
+                request=request,
             )
         except (HubError, ValidationError) as exc:
-            add_service_errors(form, exc)
+            platform_errors = isinstance(exc, ValidationFailed) and platform is not None
+            if platform_errors and set(exc.errors or {}) & set(platform.fields):  # type: ignore[union-attr]
+                add_service_errors(platform, exc)  # type: ignore[arg-type]
+            else:
+                add_service_errors(form, exc)
         else:
             messages.success(
                 request,
                 _("Channel “%(name)s” created. Create its first API key below.") % {"name": channel.name},
             )
             return redirect("chat:channel-detail", tenant_slug=tenant.slug, pk=channel.pk)
-    return render(request, "chat/channel_form.html", {"form": form}, status=400 if form.errors else 200)
+    context = {
+        "form": form,
+        "platform_form": shown,
+        "kind": kind,
+        "kind_label": ChannelKind(kind).label,
+        "kinds": ChannelKind.choices,
+    }
+    has_errors = bool(form.errors or (platform is not None and platform.errors))
+    return render(request, "chat/channel_form.html", context, status=400 if has_errors else 200)
 
 
 @manage
@@ -151,7 +193,8 @@ def channel_detail_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Http
         try:
             channel_update(channel=channel, changes=form.channel_data(), actor=request.user, request=request)
         except (HubError, ValidationError) as exc:
-            channel.refresh_from_db()
+            with tenant_context(tenant):  # an identity secret decrypts with the tenant's key
+                channel.refresh_from_db()
             add_service_errors(form, exc)
         else:
             messages.success(request, _("Channel “%(name)s” saved.") % {"name": channel.name})
@@ -160,12 +203,29 @@ def channel_detail_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Http
 
 
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def channel_enable_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    """Enable at once; disabling (every key refused) is confirmed first."""
     channel = _channel(request, pk)
     form = EnableForm(request.POST)
     form.is_valid()
-    enabled = bool(form.cleaned_data.get("enabled"))
+    enabled = request.method == "POST" and bool(form.cleaned_data.get("enabled"))
+    if not enabled:
+        page = confirmation_required(
+            request,
+            Confirmation(
+                title=_("Disable channel"),
+                object_name=channel.name,
+                consequence=_(
+                    "Every API key of this channel is refused (403) until you enable it again: the channel "
+                    "stops answering its users."
+                ),
+                button=_("Disable channel"),
+                cancel_url=reverse("chat:channel-detail", args=[tenant_slug, channel.pk]),
+            ),
+        )
+        if page is not None:
+            return page
     channel_set_enabled(channel=channel, enabled=enabled, actor=request.user, request=request)
     text = (
         _("Channel “%(name)s” enabled: its keys work again.")
@@ -203,10 +263,29 @@ def key_create_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResp
     return _detail(request, channel, key_form=form, status=400)
 
 
+def _key_label(key: ApiKey) -> str:
+    return _("Key “%(name)s” (%(prefix)s…)") % {"name": key.name, "prefix": key.prefix}
+
+
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def key_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
     key = _key(request, pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Revoke API key"),
+            object_name=_key_label(key),
+            consequence=_(
+                "Every call with this key is refused from now on. This cannot be undone: clients that use it "
+                "need a new key."
+            ),
+            button=_("Revoke key"),
+            cancel_url=reverse("chat:channel-detail", args=[tenant_slug, key.channel_id]),
+        ),
+    )
+    if page is not None:
+        return page
     api_key_revoke(key=key, actor=request.user, request=request)
     messages.success(
         request,
@@ -217,13 +296,37 @@ def key_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResp
 
 
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def key_rotate_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    """Confirm (the overlap chosen in the key table comes along), then issue the successor once."""
     key = _key(request, pk)
-    form = RotateForm(request.POST)
+    form = RotateForm(request.POST if request.method == "POST" else request.GET)
     if not form.is_valid():
         messages.error(request, _("Choose how long the old key keeps working."))
         return redirect("chat:channel-detail", tenant_slug=tenant_slug, pk=key.channel_id)
+    hours = form.cleaned_data["overlap_hours"]
+    overlap = dict(RotateForm.OVERLAP_CHOICES)[str(hours)]
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Rotate API key"),
+            object_name=_key_label(key),
+            consequence=(
+                _("A new key is issued and shown once. The old key is refused from now on.")
+                if not hours
+                else _(
+                    "A new key is issued and shown once. The old key keeps working for %(overlap)s, then it "
+                    "is refused."
+                )
+                % {"overlap": overlap}
+            ),
+            button=_("Rotate key"),
+            cancel_url=reverse("chat:channel-detail", args=[tenant_slug, key.channel_id]),
+            fields={"overlap_hours": hours},
+        ),
+    )
+    if page is not None:
+        return page
     try:
         new_key, plaintext = api_key_rotate(
             key=key,
@@ -327,9 +430,24 @@ def llm_provider_edit_view(request: HttpRequest, tenant_slug: str, pk: Any = Non
 
 
 @manage
-@require_POST
+@require_http_methods(["GET", "POST"])
 def llm_provider_delete_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
     config = _provider(pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Delete language model"),
+            object_name=config.name,
+            consequence=_(
+                "Its settings and API key are removed; answers are composed offline from the knowledge base "
+                "unless another language model applies. This cannot be undone."
+            ),
+            button=_("Delete language model"),
+            cancel_url=reverse("chat:llm-provider-edit", args=[tenant_slug, config.pk]),
+        ),
+    )
+    if page is not None:
+        return page
     llm_provider_delete(tenant=request.tenant, config=config, actor=request.user, request=request)  # type: ignore[attr-defined]
     messages.success(
         request,
@@ -337,3 +455,24 @@ def llm_provider_delete_view(request: HttpRequest, tenant_slug: str, pk: Any) ->
         % {"name": config.name},
     )
     return redirect("chat:llm-provider-list", tenant_slug=tenant_slug)
+
+
+def _setup_route(name: str) -> Any:
+    view, methods = SETUP_ROUTES[name]
+
+    @manage
+    @methods
+    def route(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+        return view(request, _channel(request, pk))
+
+    route.__name__ = f"channel_{name.replace('-', '_')}_view"
+    return route
+
+
+channel_platform_view = _setup_route("platform")
+channel_platform_test_view = _setup_route("platform-test")
+channel_origins_view = _setup_route("origins")
+channel_identity_view = _setup_route("identity")
+channel_identity_secret_view = _setup_route("identity-secret")
+channel_widget_rotate_view = _setup_route("widget-rotate")
+channel_preview_view = _setup_route("preview")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from apps.console.selectors import DEFAULT_WINDOW, WINDOWS
+from apps.console.selectors.dashboards import DEFAULT_WINDOW, WINDOWS
 
 
 class WindowForm(forms.Form):

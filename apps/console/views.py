@@ -13,10 +13,11 @@ from django.views.decorators.http import require_GET
 from apps.console import charts
 from apps.console.forms import WindowForm
 from apps.console.navigation import AREAS
-from apps.console.selectors import OUTCOMES, WINDOWS, platform_dashboard, tenant_dashboard
+from apps.console.selectors.dashboards import OUTCOMES, WINDOWS, platform_dashboard, tenant_dashboard
+from apps.console.selectors.overview import tenant_overview
 from apps.tenants import roles
 from apps.tenants.decorators import operator_required, tenant_permission_required
-from apps.tenants.models import Membership, Tenant
+from apps.tenants.models import Tenant
 
 
 @login_required
@@ -49,12 +50,10 @@ def switch(request: HttpRequest) -> HttpResponse:
 @tenant_permission_required(roles.VIEW_CONSOLE)
 @require_GET
 def tenant_home(request: HttpRequest, tenant_slug: str) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
-    context = {
-        "member_count": Membership.objects.filter(tenant=tenant).count(),
-        "membership": request.membership,  # type: ignore[attr-defined]
-    }
-    return render(request, "console/tenant_home.html", context)
+    """Where an admin starts the day: what needs attention, in the sections the member may see."""
+    membership = request.membership  # type: ignore[attr-defined]
+    overview = tenant_overview(tenant=request.tenant, user=request.user, membership=membership)  # type: ignore[attr-defined]
+    return render(request, "console/tenant_home.html", {"overview": overview, "membership": membership})
 
 
 AREA_TEXT: dict[str, Any] = {}

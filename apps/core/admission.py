@@ -19,7 +19,8 @@ serve one request at a time and leave the excess in the kernel's accept queue, a
 The pool is local to the process on purpose: it measures this process's capacity, nothing shared (shared
 limits such as the chat rate limits live in Redis).
 
-Never gated: liveness, readiness and metrics (a load balancer and Prometheus must hear back from a busy
+Never gated: the web widget's push streams (bounded and capped on their own, see `_is_stream`), liveness,
+readiness and metrics (a load balancer and Prometheus must hear back from a busy
 process), and static files. Readiness answers 503 at once while the drain file (HUB_DRAIN_FILE) exists: the
 Kubernetes preStop hook creates it, so load balancers stop sending before gunicorn gets SIGTERM.
 """
@@ -55,6 +56,15 @@ _UNGATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Ungated paths that query the databases: run by any gunicorn thread, they close the connections they
 #: opened, or every thread would keep its own (the work threads' are the ones worth keeping).
 _DATABASE_PATHS = frozenset({"/readyz", "/metrics"})
+#: The web widget's push streams (issue 17): long-lived and idle, they would hold a work thread for their
+#: whole life. They run on their gthread thread instead, capped per process
+#: (HUB_WIDGET_STREAMS_PER_PROCESS) and bounded in time (HUB_WIDGET_STREAM_SECONDS); they close their
+#: database connections like the paths above.
+_STREAM_PREFIX, _STREAM_SUFFIX = "/widget/v1/", "/stream"
+
+
+def _is_stream(path: str) -> bool:
+    return path.startswith(_STREAM_PREFIX) and path.endswith(_STREAM_SUFFIX)
 
 
 _END = object()
@@ -241,6 +251,8 @@ class AdmissionGate:
                 return self._draining(start_response)
             result = self.app(environ, start_response)
             return _ClosingConnections(result) if path in _DATABASE_PATHS else result
+        if _is_stream(path):
+            return _ClosingConnections(self.app(environ, start_response))
         if not environ.get("wsgi.multithread"):
             return self.app(environ, start_response)  # a sync worker serves one request at a time anyway
         started = time.perf_counter()

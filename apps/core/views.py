@@ -55,7 +55,7 @@ def _where(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None:
         name = tb.tb_frame.f_globals.get("__name__", "")
-        if name.startswith(("apps.", "hub.")) and name not in ("apps.core.deadlines", "hub.cache"):
+        if name.startswith(("apps.", "hub.")) and name not in ("apps.core.deadlines", "apps.core.cache"):
             where = f"{name}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where

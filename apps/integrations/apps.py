@@ -11,14 +11,13 @@ class IntegrationsConfig(AppConfig):
 
         connector_registry()
 
-        from apps.integrations import sync
+        # Register the tasks in every process (web too): services queue them by name (services/dispatch.py).
+        from apps.integrations import tasks  # noqa: F401
+        from apps.integrations.services import outbox, sync
         from apps.policies.models import Category
         from apps.policies.registry import register_eraser, register_purger
 
         register_purger(Category.SYNCED_RECORDS, sync.purge_synced_records)
         register_purger(Category.SYNC_LOGS, sync.purge_sync_logs)
         register_eraser("synced_records", sync.erase_synced_records)
-
-        from apps.integrations import outbox
-
         register_eraser("outbox", outbox.erase_outbox)

@@ -11,7 +11,7 @@ from typing import Any
 from apps.core.context import tenant_context
 from apps.integrations.conf import simulators_state_dir
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_create, connection_update
+from apps.integrations.services.connections import connection_create, connection_update
 from connectors import simulators
 
 logger = logging.getLogger(__name__)

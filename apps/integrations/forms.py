@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from apps.integrations.models import Connection
-from apps.integrations.services import RESERVED_NAMES
+from apps.integrations.services.connections import RESERVED_NAMES
 from apps.tenants.selectors import region_list
 from connectors.base import ConfigField, Connector
 

@@ -16,9 +16,11 @@ from connectors.errors import CredentialsNotBound
 #: The guardian permission that lets a member without the connector-manager role manage one connection.
 CONNECTION_PERM = "integrations.change_connection"
 #: Keys the hub itself keeps beside a connector's own settings and credentials (webhook verification, see
-#: webhooks.py). A connector refuses unknown keys, so `connector_config` leaves these out.
+#: services/webhooks.py). A connector refuses unknown keys, so `connector_config` leaves these out.
 HUB_SETTING_KEYS = frozenset({"webhook_org_id"})
 HUB_SECRET_KEYS = frozenset({"webhook_secret"})
+#: Longest error text kept on a sync run or attempt, an outbox message or attempt, and a dead letter.
+ERROR_LIMIT = 2_000
 
 
 class Connection(RegionObjectModel):
@@ -116,7 +118,7 @@ class RunStatus(models.TextChoices):
 class StreamState(RegionModel):
     """Where one stream of one connection stands: its cursor, schedule and pause switch.
 
-    The cursor is only ever written in the transaction that stores the records it covers (sync.py).
+    The cursor is only ever written in the transaction that stores the records it covers (services/sync.py).
     """
 
     hub_silo: ClassVar[str] = "region"

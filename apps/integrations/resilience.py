@@ -5,7 +5,8 @@ keeps anything in process memory: each breaker is one Redis hash, each bucket an
 one Lua script (atomic, and timed by Redis `TIME` so workers with skewed clocks agree). Only the compiled
 scripts and the client's connection pool are cached per process; they are code and plumbing, not state.
 
-Usage (the sync engine)::
+Sync runs, outbox deliveries and knowledge imports send through `connection_session(connection)`, which
+puts both in front of every request. Usage of the parts::
 
     breaker = breaker_for(connection)
     breaker.before_call()                 # BreakerOpen(retry_at) while open, or while another probe runs
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -28,10 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from uuid import UUID
 
 import redis
+import requests
 from django.conf import settings
 
+from apps.integrations.conf import connector_session
 from apps.observability import metrics
-from connectors.errors import ConnectorError, RateLimited
+from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
+from connectors.http import HttpSession, salesforce_limit
 
 if TYPE_CHECKING:
     from redis.commands.core import Script
@@ -48,7 +53,10 @@ __all__ = [
     "TokenBucket",
     "breaker_for",
     "bucket_for",
+    "connection_session",
+    "guard_session",
     "guarded",
+    "penalize_rate_limited",
 ]
 
 StateName = Literal["closed", "open", "half_open"]
@@ -571,3 +579,77 @@ def bucket_for(
         rate=default.rate if rate is None else rate,
     )
     return TokenBucket(connection_key(connection), config=config, prefix=prefix, client=client)
+
+
+# --- the guarded outbound session ----------------------------------------------------------------------
+#: Longest token-bucket wait slept inside a task; longer waits reschedule the task instead.
+MAX_BUCKET_SLEEP = 5.0
+
+
+def guard_session(session: HttpSession, *, breaker: CircuitBreaker, bucket: TokenBucket) -> HttpSession:
+    """Make every request of `session` pass the connection's token bucket and circuit breaker.
+
+    Both live in Redis, so all workers share one quota and one view of the vendor's health. A short
+    bucket wait is slept here; a long one (a vendor limit penalty) becomes RateLimited so the task is
+    rescheduled instead of holding a worker. 5xx answers and transport errors count as breaker failures.
+    Each call's latency and status class, and each failed call, go to the metrics.
+    """
+    send = session.request
+    kind = breaker.kind
+
+    def request(method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        held_back = False
+        while (wait := bucket.acquire()) > 0:
+            if not held_back:
+                held_back = True
+                metrics.record_rate_limit_hit("vendor")
+            if wait > MAX_BUCKET_SLEEP:
+                raise RateLimited("The connection's request quota is used up for now.", retry_after=wait)
+            time.sleep(wait)
+        breaker.before_call()
+        started = time.perf_counter()
+        try:
+            response = send(method, url, *args, **kwargs)
+        except VendorUnavailable as exc:
+            breaker.record_failure()
+            metrics.observe_vendor_request(connector=kind, status=None, seconds=time.perf_counter() - started)
+            timed_out = isinstance(exc.__cause__, requests.Timeout)
+            metrics.record_vendor_error(connector=kind, kind="timeout" if timed_out else "unavailable")
+            raise
+        status = response.status_code
+        metrics.observe_vendor_request(connector=kind, status=status, seconds=time.perf_counter() - started)
+        if status >= 400 and (error_kind := vendor_error_kind(response)):
+            metrics.record_vendor_error(connector=kind, kind=error_kind)
+        if response.status_code >= 500:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        return response
+
+    session.request = request  # type: ignore[method-assign]
+    return session
+
+
+def vendor_error_kind(response: requests.Response) -> str | None:
+    """Classify a vendor's error answer for hub_vendor_errors_total (the connector still decides retries)."""
+    status = response.status_code
+    if status == 429 or (status == 403 and salesforce_limit(response) is not None):
+        return "rate_limited"
+    if status in (401, 403):
+        return "auth"
+    if status >= 500:
+        return "unavailable"
+    if status == 408:
+        return "timeout"
+    return "permanent" if status >= 400 else None
+
+
+def connection_session(connection: _ConnectionLike) -> HttpSession:
+    """The hub's outbound session (guard, trust, redaction) behind the connection's bucket and breaker."""
+    return guard_session(connector_session(), breaker=breaker_for(connection), bucket=bucket_for(connection))
+
+
+def penalize_rate_limited(exc: BaseException, *, connection: _ConnectionLike) -> None:
+    """After a vendor's rate-limit answer with a wait, make every worker hold back, not just this one."""
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        bucket_for(connection).penalize(exc.retry_after)

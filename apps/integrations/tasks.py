@@ -1,13 +1,15 @@
-"""Celery tasks of the integrations app: thin wrappers that take ids and call the sync services.
+"""Celery tasks of the integrations app: thin wrappers that take ids and call the services.
+
+Services never import this module: they queue tasks by name (services/dispatch.py). The names are fixed
+with `name=` (messages waiting in a deployed broker, routes, time limits and the beat schedule use them).
 
 Retries live here (the service runs one attempt): transient errors come back with exponential backoff and
-full jitter, honouring a vendor's Retry-After up to a cap; permanent errors already failed the run.
+full jitter, honouring a vendor's Retry-After up to a cap (retry.py); permanent errors already failed the run.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from celery import shared_task
@@ -15,32 +17,22 @@ from django.conf import settings
 
 from apps.core.context import tenant_context
 from apps.core.tasks import TenantTask
-from apps.integrations.sync import (
-    SyncFailed,
-    streams_claim_due,
-    sync_requeue_stale,
-    sync_run_exhausted,
-    sync_stream,
+from apps.integrations.retry import sync_retry_delay
+from apps.integrations.services.deadletters import sync_run_exhausted
+from apps.integrations.services.dispatch import (
+    OUTBOX_RELAY_TASK,
+    SYNC_STREAM_TASK,
+    outbox_relay_queue,
+    outbox_relay_started,
 )
+from apps.integrations.services.outbox import outbox_due, outbox_relay
+from apps.integrations.services.sync import SyncFailed, streams_claim_due, sync_requeue_stale, sync_stream
 
 logger = logging.getLogger(__name__)
 
 
-def retry_delay(*, retries: int, retry_after: float | None = None) -> float:
-    """Seconds before retry number `retries + 1`: full jitter over an exponential ceiling, capped.
-
-    A vendor's Retry-After is a floor (calling earlier is pointless), but never above the cap, which
-    stays below the broker's visibility timeout so a waiting task is not redelivered twice.
-    """
-    cap = float(settings.HUB_SYNC_RETRY_MAX_SECONDS)
-    ceiling = min(cap, settings.HUB_SYNC_RETRY_BASE_MS / 1000 * 2**retries)
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-    if retry_after:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
-
-
 @shared_task(
+    name=SYNC_STREAM_TASK,
     base=TenantTask,
     bind=True,
     acks_late=True,
@@ -75,12 +67,12 @@ def sync_stream_task(
             "backfill": backfill,
             "run_id": exc.run_id,
         }
-        countdown = retry_delay(retries=retries, retry_after=exc.retry_after)
+        countdown = sync_retry_delay(retries=retries, retry_after=exc.retry_after)
         raise self.retry(kwargs=kwargs, countdown=countdown, exc=exc) from None
     return None if run is None else str(run.status)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="apps.integrations.tasks.sync_due", acks_late=True, reject_on_worker_lost=True)
 def sync_due() -> int:
     """Queue every stream whose next scheduled sync is due (by beat, every 30 s); return how many."""
     queued = 0
@@ -94,31 +86,29 @@ def sync_due() -> int:
     return queued
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    name="apps.integrations.tasks.sync_requeue_stale_task", acks_late=True, reject_on_worker_lost=True
+)
 def sync_requeue_stale_task() -> int:
     """Publish again the queued syncs whose message was lost (by beat, every 30 s); return how many."""
     return sync_requeue_stale()
 
 
 # --- outbox relay (queue "outbox", see CELERY_TASK_ROUTES) ------------------------------------------------
-@shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=OUTBOX_RELAY_TASK, base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def outbox_relay_task(*, tenant_id: int, connection_id: str) -> int:
     """Deliver one connection's due outbox messages in order; idempotent, so redelivery is harmless."""
-    from apps.integrations.outbox import outbox_relay, outbox_relay_started
-
     outbox_relay_started(tenant_id=tenant_id, connection_id=connection_id)
     return outbox_relay(connection_id=connection_id)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="apps.integrations.tasks.outbox_relay_due", acks_late=True, reject_on_worker_lost=True)
 def outbox_relay_due() -> int:
     """Queue a relay per connection with deliverable messages (by beat, every few seconds); return how many.
 
     The messages live in the database, not the broker, so this also resumes delivery after a worker
     restart, a lost task or a vendor outage.
     """
-    from apps.integrations.outbox import outbox_due, outbox_relay_queue
-
     return sum(
         outbox_relay_queue(tenant_id=tenant_id, connection_id=connection_id)
         for tenant_id, connection_id in outbox_due()

@@ -10,3 +10,5 @@ class KnowledgeConfig(AppConfig):
         from apps.knowledge.embeddings import provider_class
 
         provider_class()
+        # The tasks are queued by name (apps/knowledge/dispatch.py): register them in every process.
+        from apps.knowledge import tasks  # noqa: F401

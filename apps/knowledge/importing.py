@@ -25,7 +25,9 @@ from markdownify import MarkdownConverter
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import Conflict, HubError, NotFound, ValidationFailed
+from apps.integrations.services.imports import RecordsReadFailed, connection_records_read
 from apps.knowledge.content import html_sanitize, markdown_escape_tags
+from apps.knowledge.dispatch import IMPORT_CONNECTION_TASK, knowledge_task
 from apps.knowledge.models import KnowledgeBase, Status, Translation
 from apps.knowledge.services import (
     _apply_import_status,
@@ -34,7 +36,6 @@ from apps.knowledge.services import (
     translation_submit,
 )
 from connectors.base import Record
-from connectors.errors import ConnectorError, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -228,43 +229,21 @@ def _vendor_texts(*, kind: str, records: Iterable[Record], result: ConnectionImp
 # --- reading the vendor ------------------------------------------------------------------------------------
 def _read_articles(*, connection: Any) -> list[Record]:
     """Read every article through the connection's breaker and bucket; raise KnowledgeImportFailed."""
-    from apps.integrations.conf import connector_class, connector_session
-    from apps.integrations.resilience import BreakerOpen, breaker_for, bucket_for
-    from apps.integrations.sync import guard_session, is_transient, retry_after_of
-    from apps.policies.services import transfer_check
-
-    # The policy may have changed since the connection was saved: check before anything is sent.
-    transfer_check(
-        tenant=current_tenant(),
-        destination_region=connection.endpoint_region,
-        purpose=f"connector:{connection.kind}",
-    )
-    config = connection.connector_config()
-    field_map = dict(config.get("field_map") or {})
-    field_map[STREAM] = {**IMPORT_FIELDS[connection.kind], **(field_map.get(STREAM) or {})}
-    config["field_map"] = field_map
     try:
-        session = guard_session(
-            connector_session(), breaker=breaker_for(connection), bucket=bucket_for(connection)
+        return connection_records_read(
+            connection=connection, stream=STREAM, fields=IMPORT_FIELDS[connection.kind]
         )
-        connector = connector_class(connection.kind)(config, session=session)
-        return list(connector.read(STREAM))
-    except BreakerOpen as exc:
-        raise KnowledgeImportFailed(
-            _("The vendor is failing; its circuit breaker is open until %(time)s. Nothing was imported.")
-            % {"time": exc.retry_at.isoformat(timespec="seconds")},
-            transient=True,
-            retry_after=max(0.0, (exc.retry_at - datetime.now(exc.retry_at.tzinfo)).total_seconds()),
-        ) from None
-    except ConnectorError as exc:
-        if isinstance(exc, RateLimited) and exc.retry_after:
-            bucket_for(connection).penalize(exc.retry_after)
-        raise KnowledgeImportFailed(
-            _("%(vendor)s could not be read: %(error)s. Nothing was imported.")
-            % {"vendor": connection.name, "error": exc.message},
-            transient=is_transient(exc),
-            retry_after=retry_after_of(exc),
-        ) from None
+    except RecordsReadFailed as exc:
+        if exc.breaker_open_until is not None:
+            message = _(
+                "The vendor is failing; its circuit breaker is open until %(time)s. Nothing was imported."
+            ) % {"time": exc.breaker_open_until.isoformat(timespec="seconds")}
+        else:
+            message = _("%(vendor)s could not be read: %(error)s. Nothing was imported.") % {
+                "vendor": connection.name,
+                "error": exc.message,
+            }
+        raise KnowledgeImportFailed(message, transient=exc.transient, retry_after=exc.retry_after) from None
 
 
 # --- the service -------------------------------------------------------------------------------------------
@@ -385,7 +364,6 @@ def kb_import_connection_queue(
 ) -> None:
     """Queue an import in Celery once the current transaction commits (for the console)."""
     from apps.knowledge.services import _on_commit
-    from apps.knowledge.tasks import knowledge_import_connection_task
 
     tenant = current_tenant()
     if kb.tenant_id != tenant.id or connection.tenant_id != tenant.id:
@@ -397,4 +375,4 @@ def kb_import_connection_queue(
         "actor_id": getattr(actor, "pk", None),
         "publish": publish,
     }
-    _on_commit(lambda: knowledge_import_connection_task.delay(**kwargs), using=tenant.db_alias)
+    _on_commit(lambda: knowledge_task(IMPORT_CONNECTION_TASK).delay(**kwargs), using=tenant.db_alias)

@@ -36,14 +36,14 @@ FTS_WEIGHT = 0.5
 # dominated latency.
 FTS_CAP = 100
 # Words in more than this share of all chunks, and in more than this many, are left out of the full-text half
-# like stop words (migrations 0009, 0010; common_words): the GIN index decodes the list of every chunk
+# like stop words (knowledge_search_fts; common_words): the GIN index decodes the list of every chunk
 # containing a word it looks up, so four such words took ~8 ms at 100,000 chunks, and they rank nothing
 # (ts_rank has no inverse document frequency). The count keeps a small knowledge base's words, which may
 # still decide there (the evaluation set lost a recall@1 answer when "return" was left out of 72 chunks).
 FTS_COMMON_SHARE = 0.1
 FTS_COMMON_CHUNKS = 10_000
 # Up to this many chunks in the searched knowledge bases (of one embedding model), the vector half ranks
-# them all exactly instead of reading the region's shared HNSW index (migration 0011): the index filters
+# them all exactly instead of reading the region's shared HNSW index (knowledge_search_fuse): it filters
 # tenants after its scan, so a small tenant next to a large one waited for the large one's neighbours and
 # lost some of its own. Measured next to 100,000 chunks (bench/bench_knowledge_exact.py, vector half alone):
 # exact 1.8 ms for 1,000 chunks, 12.8 ms for 5,000, 24.8 ms for 10,000 (~2.5 us a chunk); HNSW 36.7, 13.9 and
@@ -241,12 +241,12 @@ def locale_chain(*, locale: str, source_locales: Sequence[str] = ()) -> list[str
     return list(dict.fromkeys(chain))
 
 
-# The hybrid search is in database functions (migrations 0006, 0007), so a search sends short calls instead
+# The hybrid search is in database functions (apps/knowledge/sql/), so a search sends short calls instead
 # of ~12 KB of SQL and reuses the plans that PL/pgSQL keeps per connection; the HNSW settings are attributes
 # of the function. The vector half reads the half-precision HNSW index (migration 0003: half the size of a
 # float32 index, so it stays in memory; recall is measured by bench_knowledge) and takes ranks from the index
 # order itself; knowledge bases with few chunks are ranked by an exact scan of just their chunks instead
-# (migration 0011, EXACT_SCAN_MAX_CHUNKS), which the shared index's other tenants cannot slow down. The
+# (EXACT_SCAN_MAX_CHUNKS), which the shared index's other tenants cannot slow down. The
 # full-text half ranks a bounded set of the matches that the GIN index finds (a common word matches
 # thousands of chunks; ranking them all dominated latency), chunks with all the words of the question
 # first. Reciprocal-rank fusion scores articles; each keeps its best chunk in the preferred locale and region.

@@ -26,6 +26,7 @@ from apps.audit.services import audit_record
 from apps.core.context import as_ref, current_tenant, tenant_context
 from apps.core.errors import Conflict, ValidationFailed
 from apps.knowledge.content import markdown_problems
+from apps.knowledge.dispatch import INDEX_TASK, REINDEX_TASK, knowledge_task
 from apps.knowledge.models import (
     Article,
     Chunk,
@@ -424,11 +425,9 @@ def _on_commit(func: Any, *, using: str) -> None:
 
 def index_on_commit(*, translation_ids: list[int]) -> None:
     """Queue indexing of these translations after the current transaction commits."""
-    from apps.knowledge.tasks import knowledge_index_task
-
     tenant = current_tenant()
     _on_commit(
-        lambda: knowledge_index_task.delay(tenant_id=tenant.id, translation_ids=translation_ids),
+        lambda: knowledge_task(INDEX_TASK).delay(tenant_id=tenant.id, translation_ids=translation_ids),
         using=tenant.db_alias,
     )
 
@@ -436,7 +435,6 @@ def index_on_commit(*, translation_ids: list[int]) -> None:
 def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
     """Start building vectors of the configured model for `kb` in the background; False if current."""
     from apps.knowledge.embeddings import get_provider
-    from apps.knowledge.tasks import knowledge_reindex_task
 
     check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
     model_id = get_provider().model_id
@@ -455,7 +453,8 @@ def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
         )
         kb_id = str(kb.pk)
         _on_commit(
-            lambda: knowledge_reindex_task.delay(tenant_id=tenant.id, kb_id=kb_id), using=tenant.db_alias
+            lambda: knowledge_task(REINDEX_TASK).delay(tenant_id=tenant.id, kb_id=kb_id),
+            using=tenant.db_alias,
         )
     return True
 

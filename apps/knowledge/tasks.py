@@ -1,4 +1,7 @@
-"""Celery tasks of the knowledge app: thin wrappers that take ids and call the indexing services."""
+"""Celery tasks of the knowledge app: thin wrappers that take ids and call the indexing and import services.
+
+Services queue them by name (apps/knowledge/dispatch.py) and never import this module, so the names are fixed.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.core.tasks import TenantTask
+from apps.knowledge.dispatch import IMPORT_CONNECTION_TASK, INDEX_TASK, REINDEX_TASK
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=INDEX_TASK, base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def knowledge_index_task(*, tenant_id: int, translation_ids: list[int]) -> int:
     """Index (or un-index) these translations; idempotent, so a redelivered message is harmless."""
     from apps.knowledge.indexing import translations_index
@@ -21,7 +25,7 @@ def knowledge_index_task(*, tenant_id: int, translation_ids: list[int]) -> int:
     return translations_index(translation_ids=translation_ids)
 
 
-@shared_task(base=TenantTask, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=REINDEX_TASK, base=TenantTask, acks_late=True, reject_on_worker_lost=True)
 def knowledge_reindex_task(*, tenant_id: int, kb_id: str) -> int:
     """Re-embed a knowledge base with a new model in the background, then switch search to it."""
     from apps.knowledge.indexing import kb_reindex
@@ -29,7 +33,14 @@ def knowledge_reindex_task(*, tenant_id: int, kb_id: str) -> int:
     return kb_reindex(kb_id=kb_id)
 
 
-@shared_task(base=TenantTask, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+@shared_task(
+    name=IMPORT_CONNECTION_TASK,
+    base=TenantTask,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
 def knowledge_import_connection_task(
     self: Any,
     *,
@@ -45,7 +56,7 @@ def knowledge_import_connection_task(
     up to HUB_SYNC_MAX_RETRIES; a permanent one (credentials, configuration, policy) is logged and ends.
     """
     from apps.core.errors import HubError
-    from apps.integrations.tasks import retry_delay
+    from apps.integrations.retry import sync_retry_delay
     from apps.knowledge.importing import KnowledgeImportFailed, kb_import_connection_run
 
     try:
@@ -55,7 +66,7 @@ def knowledge_import_connection_task(
     except KnowledgeImportFailed as exc:
         retries = self.request.retries
         if exc.transient and retries < settings.HUB_SYNC_MAX_RETRIES:
-            countdown = retry_delay(retries=retries, retry_after=exc.retry_after)
+            countdown = sync_retry_delay(retries=retries, retry_after=exc.retry_after)
             raise self.retry(countdown=countdown, exc=exc) from None
         logger.warning("knowledge import failed", extra={"connection_id": connection_id, "error": str(exc)})
         return {"error": str(exc)}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -113,25 +114,41 @@ def database_snapshot() -> dict[str, Any]:
     return merged
 
 
-def breaker_states(connections_: list[tuple[int, str, str]]) -> dict[tuple[int, str], int]:
-    """Worst breaker state per (tenant id, connector kind), in one Redis round trip."""
+def breaker_snapshot(connections_: Sequence[tuple[Any, Any]]) -> list[tuple[str, datetime | None]]:
+    """(state, retry_at) of each (tenant id, connection id)'s breaker, in one Redis round trip.
+
+    `retry_at` (when the next probe may go) is given for open breakers only.
+
+    Reads what RedisBreakerStore.snapshot reads, for many breakers at once: an open breaker past its
+    cool-down reads as half-open (the next call probes); a missing hash reads as closed.
+    """
     from apps.integrations.resilience import default_prefix, redis_client  # lazy: see module docstring
 
     if not connections_:
-        return {}
+        return []
     prefix = default_prefix()
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     pipe.time()
-    for tenant_id, connection_id, _kind in connections_:
+    for tenant_id, connection_id in connections_:
         pipe.hmget(f"{prefix}:breaker:{tenant_id}:{connection_id}", "state", "retry_at")
     now_parts, *rows = pipe.execute()
     now = now_parts[0] + now_parts[1] / 1_000_000
-    worst: dict[tuple[int, str], int] = {}
-    for (tenant_id, _connection_id, kind), (state, retry_at) in zip(connections_, rows, strict=True):
+    result: list[tuple[str, datetime | None]] = []
+    for state, retry_at in rows:
         name = (state or b"closed").decode()
         if name == "open" and now >= float(retry_at or 0):
             name = "half_open"  # past its cool-down: the next call probes
+        at = float(retry_at or 0)
+        result.append((name, datetime.fromtimestamp(at, tz=UTC) if name == "open" else None))
+    return result
+
+
+def breaker_states(connections_: list[tuple[int, str, str]]) -> dict[tuple[int, str], int]:
+    """Worst breaker state per (tenant id, connector kind), in one Redis round trip."""
+    snapshots = breaker_snapshot([(tenant_id, connection_id) for tenant_id, connection_id, _ in connections_])
+    worst: dict[tuple[int, str], int] = {}
+    for (tenant_id, _connection_id, kind), (name, _at) in zip(connections_, snapshots, strict=True):
         value = metrics.BREAKER_STATES.get(name, 0)
         key = (tenant_id, kind)
         worst[key] = max(worst.get(key, 0), value)

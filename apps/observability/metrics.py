@@ -42,6 +42,7 @@ __all__ = [
     "record_rate_limit_hit",
     "record_sync_records",
     "record_vendor_error",
+    "record_widget_refused",
     "status_class",
 ]
 
@@ -51,14 +52,22 @@ CHAT_OUTCOMES = frozenset({"answered", "fallback", "handoff", "action", "error"}
 TOKEN_KINDS = frozenset({"prompt", "completion"})
 SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
-RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor"})
+RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor"})
+WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-QUEUES = ("sync", "outbox", "webhooks", "default")
+QUEUES = ("sync", "outbox", "default")
 DEPENDENCIES = frozenset({"postgres", "redis", "broker"})
 DEPENDENCY_ERROR_KINDS = frozenset({"timeout", "unavailable"})
 #: What keeps working, differently, while a dependency is down (docs/operations.md).
+IDENTITY_MODES = frozenset({"none", "hmac", "jwt"})
+IDENTITY_RESULTS = frozenset(
+    {"verified", "mode", "no_secret", "no_user", "malformed", "signature", "algorithm", "expired", "audience",
+     "claims", "lifetime", "subject"}
+)  # fmt: skip
+IDENTITY_ACTIONS = frozenset({"order_status", "create_ticket", "capture_lead"})
+IDENTITY_REFUSAL_REASONS = frozenset({"unverified", "no_contact", "mismatch"})
 DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "rate_limit"})
 #: A slug, region, kind, stream, route or model id: short, no spaces, nothing that could carry text.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,79}$")
@@ -129,6 +138,24 @@ DEGRADED = Counter(
     "read-through cache skipped, rate limit not enforced).",
     ["dependency", "feature"],
 )
+# Issue 17, end-user identity: proofs checked (result "verified" or why it failed) and business actions
+# held back because the user is not verified or is not the record's customer.
+IDENTITY_PROOFS = Counter(
+    "hub_chat_identity_proofs_total",
+    "End-user identity proofs (user hash or JWT) by mode and result (verified, or why the proof failed).",
+    ["tenant", "channel", "mode", "result"],
+)
+IDENTITY_REFUSALS = Counter(
+    "hub_chat_identity_refusals_total",
+    "Business actions refused to an end user: unverified, or verified but not the record's customer.",
+    ["tenant", "channel", "action", "reason"],
+)
+WIDGET_REFUSED = Counter(
+    "hub_widget_refused_total",
+    "Web widget requests refused: from an origin the channel does not allow, with an unknown or rotated "
+    "widget key, or a push stream over the process's cap.",
+    ["reason"],
+)
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
     "Celery task run time by task name and how it ended.",
@@ -153,6 +180,32 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "hub_celery_queue_depth": ("gauge", "Messages waiting in each Celery queue.", ("queue",)),
 }
 
+# --- messaging channels (issue 17, slice "ingest") ---
+CHANNEL_DIRECTIONS = frozenset({"in", "out"})
+CHANNEL_OUTCOMES = frozenset(
+    {"accepted", "duplicate", "ignored", "answered", "handoff_quiet", "failed", "enqueued", "status"}
+)
+CHANNEL_REFUSALS = frozenset(
+    {"unknown_channel", "too_large", "malformed", "keys_unavailable", "rate_limited", "method"}
+)
+CHANNEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+CHANNEL_MESSAGES = Counter(
+    "hub_channel_messages_total",
+    "Messaging-platform messages by channel kind, direction (in/out) and outcome.",
+    ["kind", "direction", "outcome"],
+)
+CHANNEL_WEBHOOKS_REFUSED = Counter(
+    "hub_channel_webhooks_refused_total",
+    "Refused messaging-platform webhook requests by channel kind and reason.",
+    ["kind", "reason"],
+)
+CHANNEL_REPLY_DURATION = Histogram(
+    "hub_channel_reply_seconds",
+    "Seconds from a platform message's arrival to its reply being enqueued for delivery.",
+    ["kind"],
+    buckets=CHANNEL_BUCKETS,
+)
+
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
     CHAT_TURNS,
@@ -168,6 +221,12 @@ PROCESS_FAMILIES = (
     CELERY_TASK_DURATION,
     DEPENDENCY_ERRORS,
     DEGRADED,
+    IDENTITY_PROOFS,
+    IDENTITY_REFUSALS,
+    CHANNEL_MESSAGES,
+    CHANNEL_WEBHOOKS_REFUSED,
+    CHANNEL_REPLY_DURATION,
+    WIDGET_REFUSED,
 )
 
 
@@ -283,6 +342,13 @@ def record_rate_limit_hit(scope: str) -> None:
     RATE_LIMIT_HITS.labels(scope=scope).inc()
 
 
+def record_widget_refused(reason: str) -> None:
+    """Count a web widget request refused (issue 17): bad origin, bad key, or too many push streams."""
+    if reason not in WIDGET_REFUSALS:
+        raise ValueError(f"unknown widget refusal {reason!r}; one of {sorted(WIDGET_REFUSALS)}")
+    WIDGET_REFUSED.labels(reason=reason).inc()
+
+
 def record_breaker_transition(*, connector: str, state: str) -> None:
     if state not in BREAKER_STATES:
         raise ValueError(f"unknown breaker state {state!r}")
@@ -308,3 +374,41 @@ def record_degraded(*, dependency: str, feature: str) -> None:
     if feature not in DEGRADED_FEATURES:
         raise ValueError(f"unknown degraded feature {feature!r}; one of {sorted(DEGRADED_FEATURES)}")
     DEGRADED.labels(dependency=_one_of(dependency, DEPENDENCIES, default="redis"), feature=feature).inc()
+
+
+def record_identity_proof(*, tenant: str, channel: str, mode: str, result: str) -> None:
+    """Count one end-user identity proof: `result` is "verified" or the (bounded) reason it failed."""
+    IDENTITY_PROOFS.labels(
+        tenant=token(tenant),
+        channel=channel_label(channel),
+        mode=_one_of(mode, IDENTITY_MODES, default="none"),
+        result=_one_of(result, IDENTITY_RESULTS, default="malformed"),
+    ).inc()
+
+
+def record_identity_refusal(*, tenant: str, channel: str, action: str, reason: str) -> None:
+    """Count a business action refused because the user is unverified or not the record's customer."""
+    IDENTITY_REFUSALS.labels(
+        tenant=token(tenant),
+        channel=channel_label(channel),
+        action=_one_of(action, IDENTITY_ACTIONS, default="order_status"),
+        reason=_one_of(reason, IDENTITY_REFUSAL_REASONS, default="unverified"),
+    ).inc()
+
+
+def record_channel_message(*, kind: str, direction: str, outcome: str) -> None:
+    """Count a platform message in (accepted, duplicate, ignored...) or out (enqueued) by channel kind."""
+    CHANNEL_MESSAGES.labels(
+        kind=channel_label(kind),
+        direction=_one_of(direction, CHANNEL_DIRECTIONS, default="in"),
+        outcome=_one_of(outcome, CHANNEL_OUTCOMES, default="failed"),
+    ).inc()
+
+
+def record_channel_refused(*, kind: str, reason: str) -> None:
+    """Count a refused channel webhook; `reason` is an adapter's short word or one of CHANNEL_REFUSALS."""
+    CHANNEL_WEBHOOKS_REFUSED.labels(kind=channel_label(kind), reason=token(reason)).inc()
+
+
+def observe_channel_reply(*, kind: str, seconds: float) -> None:
+    CHANNEL_REPLY_DURATION.labels(kind=channel_label(kind)).observe(seconds)

@@ -1,4 +1,4 @@
-"""The demo data set used by `make run` and `seed_demo`. Idempotent: re-running refreshes, never duplicates.
+"""The demo tenants and users of `seed_demo` (apps/console/demo.py). Idempotent: re-running refreshes.
 
 Known passwords and TOTP secrets are fine here because seed_demo refuses production settings.
 """
@@ -18,7 +18,7 @@ from apps.tenants.roles import ROLES_REQUIRING_2FA
 from apps.tenants.services import membership_add, membership_change_role, region_sync, tenant_create
 
 DEMO_PASSWORD = "demo-Passw0rd!2026"  # noqa: S105 - demo only, refused in production
-DEMO_TENANTS = [
+DEMO_TENANTS: list[dict[str, Any]] = [
     {
         "slug": "acme",
         "name": "Acme GmbH",
@@ -89,17 +89,15 @@ def _ensure_user(username: str, *, language: str = "en", operator: bool = False)
     return user
 
 
-def seed_demo() -> dict[str, Any]:
-    """Create the demo tenants, one user per role and an operator; return what a person needs to log in."""
+def seed_demo_tenants() -> dict[str, Tenant]:
+    """Create the demo tenants whose region is active; return them by slug."""
     region_sync()
     active = set(Region.objects.filter(is_active=True).values_list("code", flat=True))
-    tenants = {spec["slug"]: _ensure_tenant(spec) for spec in DEMO_TENANTS if spec["region"] in active}
-    # The demo shows the two ends of the data policies: a strict EU tenant and a lenient US one.
-    from apps.policies.services import policy_apply_preset  # demo wiring only: policies sits above tenants
+    return {spec["slug"]: _ensure_tenant(spec) for spec in DEMO_TENANTS if spec["region"] in active}
 
-    for slug, preset in (("acme", "strict"), ("globex", "lenient")):
-        if slug in tenants:
-            policy_apply_preset(tenant=tenants[slug], preset=preset)
+
+def seed_demo_users(tenants: dict[str, Tenant]) -> list[dict[str, Any]]:
+    """Create an operator and one user per role in the demo tenants; return what a person needs to log in."""
     users: list[dict[str, Any]] = []
     with transaction.atomic():
         operator = _ensure_user("operator", operator=True)
@@ -131,25 +129,4 @@ def seed_demo() -> dict[str, Any]:
                     "totp_secret": _ensure_totp(user) if needs_totp else None,
                 }
             )
-    # One connection per running simulator for each tenant; skipped with a logged line when they are down.
-    from apps.integrations.demo import seed_demo_connections  # demo wiring only: integrations sits above
-
-    connections = seed_demo_connections(list(tenants.values()))
-    # The multilingual help-center knowledge base, indexed in-process (no worker needed).
-    from apps.knowledge.demo import seed_demo_knowledge  # demo wiring only: knowledge sits above
-
-    knowledge = seed_demo_knowledge(list(tenants.values()))
-    # A web channel per tenant with an API key to try the chat API with (after the KB and connections).
-    from apps.chat.demo import seed_demo_channels  # demo wiring only: chat sits above
-
-    api_keys = seed_demo_channels(list(tenants.values()))
-    return {
-        "console_url": "/",
-        "connections": connections,
-        "knowledge": knowledge,
-        "users": users,
-        "tenants": [
-            {"slug": t.slug, "name": t.name, "region": t.region_code, "api_keys": api_keys.get(t.slug, [])}
-            for t in tenants.values()
-        ],
-    }
+    return users

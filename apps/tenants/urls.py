@@ -1,6 +1,5 @@
 from django.urls import path
 
-from apps.accounts.views import member_unlock_view
 from apps.tenants import views
 
 app_name = "tenants"
@@ -13,7 +12,6 @@ urlpatterns = [
     path("t/<slug:tenant_slug>/members/invite/", views.member_invite_view, name="member-invite"),
     path("t/<slug:tenant_slug>/members/<int:pk>/", views.member_edit_view, name="member-edit"),
     path("t/<slug:tenant_slug>/members/<int:pk>/remove/", views.member_remove_view, name="member-remove"),
-    path("t/<slug:tenant_slug>/members/<int:pk>/unlock/", member_unlock_view, name="member-unlock"),
     path(
         "t/<slug:tenant_slug>/invitations/<int:pk>/revoke/",
         views.invitation_revoke_view,

@@ -11,11 +11,13 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
+from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.errors import Conflict, HubError
 from apps.core.forms import add_service_errors
 from apps.tenants import roles
@@ -175,10 +177,24 @@ def member_edit_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpRes
 
 
 @tenant_permission_required(roles.MANAGE_MEMBERS)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def member_remove_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     membership = get_object_or_404(Membership.objects.select_related("user"), pk=pk, tenant=tenant)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Remove member"),
+            object_name=membership.user.get_username(),
+            consequence=_(
+                "They lose access to this tenant at once. Their account stays; invite them again to undo."
+            ),
+            button=_("Remove member"),
+            cancel_url=reverse("tenants:member-edit", args=[tenant.slug, membership.pk]),
+        ),
+    )
+    if page is not None:
+        return page
     try:
         membership_remove(membership=membership, actor=request.user, request=request)
     except HubError as exc:
@@ -189,10 +205,22 @@ def member_remove_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpR
 
 
 @tenant_permission_required(roles.MANAGE_MEMBERS)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def invitation_revoke_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     invitation = get_object_or_404(Invitation, pk=pk, tenant=tenant)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Revoke invitation"),
+            object_name=invitation.email,
+            consequence=_("The invitation link stops working; send a new invitation to undo."),
+            button=_("Revoke invitation"),
+            cancel_url=reverse("tenants:members", args=[tenant.slug]),
+        ),
+    )
+    if page is not None:
+        return page
     invitation_revoke(invitation=invitation, actor=request.user, request=request)
     messages.success(request, _("Invitation to %(email)s revoked.") % {"email": invitation.email})
     return redirect("tenants:members", tenant_slug=tenant.slug)
@@ -255,10 +283,24 @@ def token_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
 
 
 @tenant_permission_required(roles.MANAGE_MEMBERS)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def token_revoke_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     token = get_object_or_404(ManagementToken, pk=pk, tenant=tenant)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Revoke API token"),
+            object_name=_("Token “%(name)s”") % {"name": token.name},
+            consequence=_(
+                "Every management API call with this token is refused from now on. This cannot be undone."
+            ),
+            button=_("Revoke token"),
+            cancel_url=reverse("tenants:api-tokens", args=[tenant.slug]),
+        ),
+    )
+    if page is not None:
+        return page
     management_token_revoke(token=token, actor=request.user, request=request)
     messages.success(request, _("Token “%(name)s” revoked.") % {"name": token.name})
     return redirect("tenants:api-tokens", tenant_slug=tenant.slug)

@@ -480,6 +480,69 @@ def build() -> dict[str, Any]:
         width=12,
     )
 
+    row("Channels (messaging platforms)")
+    panel(
+        "Platform messages / min by kind, direction and outcome",
+        [
+            (
+                f"sum by (kind, direction, outcome) (rate(hub_channel_messages_total[{RATE}])) * 60",
+                "{{kind}} {{direction}} {{outcome}}",
+            )
+        ],
+        description="WhatsApp, Slack, Teams and SMS messages in (accepted, duplicate, ignored, answered, "
+        'failed) and replies out (enqueued, status reports); docs/architecture.md "Channels".',
+        width=8,
+    )
+    panel(
+        "Refused platform webhooks / min",
+        [
+            (
+                f"sum by (kind, reason) (rate(hub_channel_webhooks_refused_total[{RATE}])) * 60",
+                "{{kind}} {{reason}}",
+            )
+        ],
+        description="Bad signatures, stale timestamps, unknown channels, oversized or malformed bodies.",
+        width=8,
+    )
+    panel(
+        "Platform message to reply enqueued (s)",
+        quantiles("hub_channel_reply_seconds", 'kind=~".+"'),
+        description="From the webhook's arrival to the reply in the outbox.",
+        width=8,
+    )
+
+    row("End users: identity and the web widget")
+    panel(
+        "Identity proofs / min by mode and result",
+        [
+            (
+                f"sum by (mode, result) (rate(hub_chat_identity_proofs_total[{RATE}])) * 60",
+                "{{mode}} {{result}}",
+            )
+        ],
+        description="User hashes and JWTs checked at conversation start or identify: verified, or why not.",
+        width=8,
+    )
+    panel(
+        "Actions refused to end users / min",
+        [
+            (
+                f"sum by (action, reason) (rate(hub_chat_identity_refusals_total[{RATE}])) * 60",
+                "{{action}} {{reason}}",
+            )
+        ],
+        description="Order status held back: the user is unverified, has no contact data, or is not the "
+        "order's customer (docs/security.md).",
+        width=8,
+    )
+    panel(
+        "Web widget requests refused / min",
+        [(f"sum by (reason) (rate(hub_widget_refused_total[{RATE}])) * 60", "{{reason}}")],
+        description="Origins the channel does not allow, unknown or rotated widget keys, push streams over "
+        "the per-process cap.",
+        width=8,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

@@ -168,7 +168,7 @@ else:
 
 CACHES: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "hub.cache.RedisCache",
+        "BACKEND": "apps.core.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "hub",
         "TIMEOUT": 300,
@@ -190,12 +190,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
-# Four queues, so a backlog of syncs never delays outbox deliveries, webhook processing or small jobs.
+# Three queues, so a backlog of syncs never delays outbox deliveries or small jobs. Inbound webhooks need no
+# queue of their own: the web process verifies and de-duplicates them and records a queued sync run, which
+# the `sync` queue runs like any other (docs/architecture.md, "Integrations").
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "apps.integrations.tasks.sync_stream_task": {"queue": "sync"},
     "apps.integrations.tasks.outbox_*": {"queue": "outbox"},
-    "apps.integrations.tasks.webhook_*": {"queue": "webhooks"},
     "apps.knowledge.tasks.*": {"queue": "default"},
 }
 # Sync retries: exponential backoff with full jitter from the base, capped (a vendor's Retry-After too);
@@ -226,6 +227,11 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "integrations-sync-due": {"task": "apps.integrations.tasks.sync_due", "schedule": 30.0},
     # Deliver outbox messages that are due (new ones are also kicked on commit; this catches the rest).
     "integrations-outbox-relay": {"task": "apps.integrations.tasks.outbox_relay_due", "schedule": 5.0},
+    # Issue 17 (slice "ingest"): publish again the platform messages whose task was lost.
+    "chat-channel-inbound-requeue": {
+        "task": "apps.chat.tasks.channel_inbound_requeue_task",
+        "schedule": 60.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(HUB_HOME / "celerybeat-schedule")
 
@@ -286,6 +292,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Management and chat APIs of the integration hub.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.openapi.document_unavailable",  # every operation may answer 503 + Retry-After
+    ],
 }
 
 # --- Logging: JSON lines with the request id ------------------------------------------------------------
@@ -363,6 +373,11 @@ HUB_CONNECTORS = env_list(
         "connectors.hubspot.connector.HubSpotConnector",
         "connectors.servicenow.connector.ServiceNowConnector",
         "connectors.sap.connector.SapConnector",
+        # Issue 17: chat channels' platform accounts (connectors/messaging_connector.py).
+        "connectors.messaging_connector.WhatsAppConnector",
+        "connectors.messaging_connector.SlackConnector",
+        "connectors.messaging_connector.TeamsConnector",
+        "connectors.messaging_connector.TwilioSmsConnector",
     ],
 )
 # Private/loopback hosts connectors may call. Unset: 127.0.0.1 and localhost (the simulators) outside
@@ -620,6 +635,9 @@ HUB_BROKER_CONNECT_TIMEOUT_MS = env_int("HUB_BROKER_CONNECT_TIMEOUT_MS", 500, mi
 HUB_BROKER_SOCKET_TIMEOUT_MS = env_int("HUB_BROKER_SOCKET_TIMEOUT_MS", 1000, minimum=100, maximum=60_000)
 HUB_BROKER_PUBLISH_RETRIES = env_int("HUB_BROKER_PUBLISH_RETRIES", 1, minimum=0, maximum=10)
 CELERY_BROKER_CONNECTION_TIMEOUT = HUB_BROKER_CONNECT_TIMEOUT_MS / 1000
+# On Redis, kombu's transport with one fix (hub/broker.py): a failed acknowledgement does not stop the worker.
+if CELERY_BROKER_URL.split("://", 1)[0] in ("redis", "rediss"):
+    CELERY_BROKER_TRANSPORT = "hub.broker:Transport"
 CELERY_BROKER_TRANSPORT_OPTIONS.update(
     {
         "socket_connect_timeout": HUB_BROKER_CONNECT_TIMEOUT_MS / 1000,
@@ -721,3 +739,38 @@ HUB_ADMISSION_RETRY_AFTER_SECONDS = env_int("HUB_ADMISSION_RETRY_AFTER_SECONDS",
 # While this file exists /readyz answers 503 (the Kubernetes preStop hook creates it before gunicorn gets
 # SIGTERM, so load balancers stop sending first). Default: empty, no drain file.
 HUB_DRAIN_FILE = env_str("HUB_DRAIN_FILE", "")
+
+# --- Issue 17, slice "ingest": messaging platforms in and out (apps/chat/services/channel_inbound.py) -------
+# A chat channel's platform account is a connection of kind whatsapp / slack / teams / sms (in HUB_CONNECTORS'
+# default above).
+# Publish again the platform messages whose task was lost (queued for more than 60 s).
+CELERY_BEAT_SCHEDULE["chat-channel-inbound-requeue"] = {
+    "task": "apps.chat.tasks.channel_inbound_requeue_task",
+    "schedule": 60.0,
+}
+# --- Issue 17, slice "widget": the embeddable web widget and its push stream (apps/chat/api/widget.py) -----
+# Requests per widget key (a channel's site, all visitors together) and per visitor (a conversation token, or
+# the client address when starting a conversation), "N/s|min|hour" (defaults 600/min and 30/min).
+HUB_WIDGET_RATE_PER_KEY = env_rate("HUB_WIDGET_RATE_PER_KEY", "600/min")
+HUB_WIDGET_RATE_PER_VISITOR = env_rate("HUB_WIDGET_RATE_PER_VISITOR", "30/min")
+# Seconds a widget's conversation token stays valid (default 24 h); then the widget starts a new conversation.
+HUB_WIDGET_TOKEN_MAX_AGE = env_int("HUB_WIDGET_TOKEN_MAX_AGE", 86_400, minimum=60, maximum=30 * 86_400)
+# Seconds one push stream stays open before the widget reconnects with Last-Event-ID (default 55): bounds how
+# long a stream holds a gunicorn thread, and lets a draining process hand its streams over.
+HUB_WIDGET_STREAM_SECONDS = env_int("HUB_WIDGET_STREAM_SECONDS", 55, minimum=1, maximum=600)
+# Push streams one web process serves at once (default 16; counted in Redis, a crashed stream's slot expires).
+# Keep it below GUNICORN_THREADS minus HUB_ADMISSION_PERMITS and HUB_ADMISSION_WAITING: streams bypass the
+# admission gate but each holds a gthread thread.
+HUB_WIDGET_STREAMS_PER_PROCESS = env_int("HUB_WIDGET_STREAMS_PER_PROCESS", 16, minimum=1, maximum=10_000)
+# Seconds between two keep-alive comments of an idle stream (default 15), for proxies that cut quiet lines.
+HUB_WIDGET_HEARTBEAT_SECONDS = env_int("HUB_WIDGET_HEARTBEAT_SECONDS", 15, minimum=1, maximum=300)
+# Milliseconds a widget waits before reconnecting a closed stream (SSE `retry:`, default 1000).
+HUB_WIDGET_RETRY_MS = env_int("HUB_WIDGET_RETRY_MS", 1000, minimum=100, maximum=60_000)
+# --- Issue 17, slice "chanconsole": channel console and management API (apps/chat/services/channel_setup.py)
+# The hub's public origin, e.g. https://hub.example.com, used for the webhook URLs and the widget snippet the
+# console and the API show. Default: empty, and then the origin of the request (behind a proxy that rewrites
+# the Host, set it: platforms sign the exact URL they call).
+HUB_CHANNELS_PUBLIC_URL = env_str("HUB_CHANNELS_PUBLIC_URL", "").rstrip("/")
+# Whether a web widget's allowed origins must be https:// (http:// only for localhost). Default: off here
+# (dev and test sites on http), ON in production (production.py).
+HUB_WIDGET_ORIGINS_REQUIRE_HTTPS = env_bool("HUB_WIDGET_ORIGINS_REQUIRE_HTTPS", False)

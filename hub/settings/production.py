@@ -79,3 +79,5 @@ HUB_API_DOCS_PUBLIC = env_bool("HUB_API_DOCS_PUBLIC", False)
 # --- Security hardening (issue 14): outbound requests (SSRF) and stored credentials ---------------------
 # Default ON in production: vendor, language-model and embedding URLs must be https (see base.py).
 HUB_OUTBOUND_REQUIRE_HTTPS = env_bool("HUB_OUTBOUND_REQUIRE_HTTPS", True)
+# Issue 17 (chanconsole): a production widget is embedded by https sites only (localhost excepted).
+HUB_WIDGET_ORIGINS_REQUIRE_HTTPS = env_bool("HUB_WIDGET_ORIGINS_REQUIRE_HTTPS", True)

@@ -93,7 +93,7 @@ def test_login_unlock_service(client: Client, bob: Any) -> None:
 
 def _unlock_url(tenant: Tenant, user: Any) -> str:
     membership = Membership.objects.get(tenant=tenant, user=user)
-    return reverse("tenants:member-unlock", kwargs={"tenant_slug": tenant.slug, "pk": membership.pk})
+    return reverse("accounts:member-unlock", kwargs={"tenant_slug": tenant.slug, "pk": membership.pk})
 
 
 def test_admin_unlocks_a_member(client: Client, alice: Any, bob: Any, tenant_a: Tenant) -> None:
@@ -139,7 +139,9 @@ def test_admin_cannot_unlock_through_another_tenants_membership(
     _fail(Client(), "charlie", 5)
     login_verified(client, alice)
     charlie_membership = Membership.objects.get(tenant=tenant_b, user=charlie)
-    url = reverse("tenants:member-unlock", kwargs={"tenant_slug": tenant_a.slug, "pk": charlie_membership.pk})
+    url = reverse(
+        "accounts:member-unlock", kwargs={"tenant_slug": tenant_a.slug, "pk": charlie_membership.pk}
+    )
     assert client.post(url).status_code == 404
     assert selectors.user_is_locked(user=charlie) is True
 

@@ -108,3 +108,23 @@ def test_production_settings_keep_api_docs_private() -> None:
     assert result.stdout.splitlines()[-1].split() == ["False", "401", "401"], result.stderr[-2000:]
     published = manage({**PRODUCTION_ENV, "HUB_API_DOCS_PUBLIC": "true"}, "shell", "-c", code)
     assert published.stdout.splitlines()[-1].split()[:2] == ["True", "200"], published.stderr[-2000:]
+
+
+def test_every_operation_documents_the_unavailable_answer(client: Client) -> None:
+    """A stalled dependency or the admission gate can answer any request 503 + Retry-After (issue 15)."""
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    operations = [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+    assert len(operations) > 20  # the management and chat APIs, not an empty schema
+    for path, method, operation in operations:
+        response = operation["responses"].get("503")
+        assert response is not None, (method, path)
+        assert response["headers"]["Retry-After"]["schema"]["type"] == "integer"
+        assert response["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ServiceUnavailable"
+        }
+    assert schema["components"]["schemas"]["ServiceUnavailable"]["required"] == ["detail"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from apps.core.confirm import CONFIRMED
 from apps.tenants.models import ManagementToken, Tenant
 from apps.tenants.services import management_token_hash
 from tests.fixtures.auth import issue_token, session_client, token_client
@@ -62,7 +63,7 @@ def test_create_with_bad_input_shows_field_errors(alice_console: Client) -> None
 def test_revoke(alice_console: Client, tenant_a: Tenant, alice: Any) -> None:
     plaintext = issue_token(tenant_a, alice)
     token = ManagementToken.objects.get()
-    response = alice_console.post(f"{PAGE}{token.pk}/revoke/")
+    response = alice_console.post(f"{PAGE}{token.pk}/revoke/", CONFIRMED)
     assert response.status_code == 302
     token.refresh_from_db()
     assert token.revoked_at is not None

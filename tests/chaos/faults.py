@@ -309,7 +309,7 @@ def publishing_through_a_proxy(queue: str) -> Iterator[StallProxy]:
 
 
 def broker_messages(queue: str) -> list[dict[str, object]]:
-    """The task messages waiting in one queue of this test run's broker: task name and kwargs each."""
+    """The task messages waiting in one queue of this test run's broker: task name, id and kwargs each."""
     import base64
     import json
 
@@ -322,7 +322,7 @@ def broker_messages(queue: str) -> list[dict[str, object]]:
     for raw in client.lrange(f"{prefix}{queue}", 0, -1):
         message = json.loads(raw)
         _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        found.append({"task": message["headers"]["task"], "kwargs": kwargs})
+        found.append({"task": message["headers"]["task"], "id": message["headers"]["id"], "kwargs": kwargs})
     return found
 
 

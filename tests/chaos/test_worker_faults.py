@@ -33,10 +33,10 @@ from django.utils import timezone
 
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxAttempt, OutboxMessage, OutboxStatus, RunStatus, SyncRun
-from apps.integrations.outbox import outbox_enqueue
-from apps.integrations.sync import sync_request, sync_requeue_stale
+from apps.integrations.services.outbox import outbox_enqueue
+from apps.integrations.services.sync import sync_request, sync_requeue_stale
+from apps.integrations.services.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.integrations.tasks import outbox_relay_due
-from apps.integrations.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.chaos.faults import (
@@ -77,10 +77,6 @@ def sim(simulator: StartSimulator, settings: Any) -> SalesforceSimulator:
     return simulator(SalesforceSimulator, counts={**SMALL, "contacts": CONTACTS})
 
 
-@pytest.mark.skip(
-    reason="issue 15, open: in two full fresh-clone runs the outbox worker stopped consuming after Redis was "
-    "paused at the start of its first relays (acks timed out, then nothing for 150 s); passes alone"
-)
 def test_outbox_and_sync_survive_a_killed_worker_and_a_paused_redis(
     tenant_a: Tenant, sim: SalesforceSimulator, tmp_path: Path
 ) -> None:

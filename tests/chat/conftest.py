@@ -1,5 +1,5 @@
 """Chat tests: channels and keys come from tests/fixtures/chat.py; here a tiny Salesforce simulator (for the
-ticket and lead actions), a Salesforce connection that only queues, and a fake language model."""
+ticket and lead actions) and a fake language model."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 
 from apps.chat.models import LlmProviderConfig
 from apps.chat.services.llm_config import llm_provider_save
-from apps.core.context import tenant_context
-from apps.integrations.models import Connection
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
 from tests.chat.helpers import FakeLLM, llm_settings
@@ -27,21 +25,6 @@ def sf_counts() -> Mapping[str, int]:
 def demo_kb_a(tenant_a: Tenant) -> None:
     """The demo help center in tenant A, to answer questions from (with citations)."""
     seed_demo_knowledge([tenant_a])
-
-
-@pytest.fixture
-def offline_sf_conn(tenant_a: Tenant) -> Connection:
-    """A Salesforce connection (tickets and leads) to a closed port; outbox messages are only queued."""
-    with tenant_context(tenant_a):
-        connection = Connection(
-            kind="salesforce",
-            name="Salesforce",
-            endpoint_region="eu",
-            settings={"login_url": "https://127.0.0.1:1", "client_id": "hub"},
-        )
-        connection.set_secrets({"client_secret": "s3cret"})
-        connection.save()
-        return connection
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.chat.models import ApiKey, Channel
+from apps.core.confirm import CONFIRMED
 from apps.tenants.models import Tenant
 from tests.fixtures.chat import IssuedKey
 
@@ -52,7 +53,7 @@ def test_create_edit_disable(alice_client: Client, tenant_a: Tenant) -> None:
     assert response.status_code == 302
     channel.refresh_from_db()
     assert (channel.name, channel.allowed_actions, channel.content_region) == ("Slack EU", [], "us")
-    alice_client.post(url("channel-enable", tenant_a, channel.pk), {})
+    alice_client.post(url("channel-enable", tenant_a, channel.pk), CONFIRMED)
     channel.refresh_from_db()
     assert channel.enabled is False
     listing = alice_client.get(url("channel-list", tenant_a)).content.decode()
@@ -120,21 +121,23 @@ def test_key_form_errors(alice_client: Client, tenant_a: Tenant, channel_a: Chan
 def test_revoke_and_rotate(alice_client: Client, tenant_a: Tenant, api_key_a: IssuedKey) -> None:
     key = api_key_a.key
     response = alice_client.post(
-        url("key-rotate", tenant_a, key.pk), {"overlap_hours": "1"}, HTTP_HX_REQUEST="true"
+        url("key-rotate", tenant_a, key.pk), {**CONFIRMED, "overlap_hours": "1"}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 201
     assert "New key for" in response.content.decode()
     key.refresh_from_db()
     assert key.expires_at is not None
     successor = ApiKey.objects.exclude(pk=key.pk).get()
-    response = alice_client.post(url("key-revoke", tenant_a, successor.pk))
+    response = alice_client.post(url("key-revoke", tenant_a, successor.pk), CONFIRMED)
     assert response.status_code == 302
     successor.refresh_from_db()
     assert successor.revoked_at is not None
-    response = alice_client.post(url("key-rotate", tenant_a, successor.pk), {"overlap_hours": "24"})
+    response = alice_client.post(
+        url("key-rotate", tenant_a, successor.pk), {**CONFIRMED, "overlap_hours": "24"}
+    )
     assert response.status_code == 302  # a revoked key cannot be rotated: a message, nothing issued
     assert ApiKey.objects.count() == 2
-    response = alice_client.post(url("key-rotate", tenant_a, key.pk), {"overlap_hours": "99999"})
+    response = alice_client.post(url("key-rotate", tenant_a, key.pk), {**CONFIRMED, "overlap_hours": "99999"})
     assert response.status_code == 302
     assert ApiKey.objects.count() == 2
 

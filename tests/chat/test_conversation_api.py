@@ -159,14 +159,24 @@ def test_retried_post_with_same_idempotency_key_returns_first_result(
 def test_order_status_comes_from_synced_records(
     api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
+    """Order data needs a verified user who is the order's customer (tests/identity/ covers the refusals)."""
+    from tests.identity.helpers import channel_identity, id_token
+
     with tenant_context(tenant_a):
-        fields = {"number": "00000123", "status": "Shipped", "amount": 99, "currency": "EUR"}
+        fields = {
+            "number": "00000123",
+            "status": "Shipped",
+            "amount": 99,
+            "currency": "EUR",
+            "email": "ann@example.com",
+        }
         SyncedRecord.objects.create(
             connection=offline_sf_conn, stream="orders", external_id="801", updated_at=timezone.now(),
-            number="00000123", status="Shipped", fields=fields, raw={}, content_hash="x",
-            synced_at=timezone.now(),
+            number="00000123", status="Shipped", email="ann@example.com", fields=fields, raw={},
+            content_hash="x", synced_at=timezone.now(),
         )  # fmt: skip
-    conversation = start(api_client, api_key_a)
+    channel = channel_identity(api_key_a.key.channel, mode="jwt")
+    conversation = start(api_client, api_key_a, identity_token=id_token(channel, email="Ann@Example.com"))
     reply = say(api_client, api_key_a, conversation["id"], "Where is my order 123?").json()["reply"]
     assert reply["intent"] == "order_status"
     assert "Shipped" in reply["text"]

@@ -12,6 +12,7 @@ from apps.audit.models import AuditEvent
 from apps.chat.auth import lookup
 from apps.chat.models import LlmProviderConfig
 from apps.chat.services.conversations import conversation_start, message_post
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import management_token_hash, membership_add
@@ -101,6 +102,6 @@ def test_llm_provider_console_create_edit_keeps_key_and_shows_errors(
     assert refused.status_code == 400
     assert b"refused" in refused.content
     delete = reverse("chat:llm-provider-delete", kwargs={"tenant_slug": tenant_a.slug, "pk": config.pk})
-    assert client.post(delete).status_code == 302
+    assert client.post(delete, CONFIRMED).status_code == 302
     with tenant_context(tenant_a):
         assert not LlmProviderConfig.objects.exists()

@@ -260,7 +260,13 @@ def test_parameters_come_from_the_users_words_never_from_the_model(
     classifier: LlmProviderConfig,
     llm: FakeLLM,
     offline_sf_conn: Connection,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from apps.chat.services import identity
+
+    # A verified customer (tests/identity/ covers the gate): here only the number looked up matters.
+    verified = identity.Identity(user_id="ann", email="ann@example.com")
+    monkeypatch.setattr(identity, "conversation_identity", lambda conversation: verified)
     llm.intent_reply = '{"intent": "order_status", "number": "12345"}'
     asked = ask(api_client, api_key_a, "My parcel still has not arrived", locale="en")
     assert (asked["intent"], asked["actions"]) == ("order_status", [])

@@ -47,7 +47,37 @@ def test_turn_start_loads_what_the_orm_loads(
     for name in svc._CONVERSATION_FIELDS:
         assert getattr(loaded, name) == getattr(orm, name), name
     assert (loaded.turns, loaded.locale, loaded.last_intent) == (1, "de", "small_talk")
-    assert loaded.get_deferred_fields() == {"user_ref", "user_ref_hash", "metadata"}
+    assert loaded.get_deferred_fields() == {
+        "user_ref",
+        "user_ref_hash",
+        "metadata",
+        "platform_key_hash",
+        "reply_ref",
+    }
+
+
+def test_turn_start_loads_the_verified_identity_without_decrypting_it(
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant
+) -> None:
+    """The identity gate of order status needs the verified flag and identity: they come with the turn's
+    one statement, the identity as ciphertext, decrypted only when an action reads it."""
+    from apps.chat.services.identity import Identity
+    from apps.security.fields import Ciphertext
+
+    conversation_id = start(api_client, api_key_a)["id"]
+    with tenant_context(tenant_a):
+        orm = Conversation.objects.get(pk=conversation_id)
+        orm.identity_verified = True
+        orm.verified_identity = Identity(user_id="u1", email="ann@example.com").as_json()
+        orm.save()
+    loaded = svc.turn_start(
+        principal=principal_of_key(api_key_a), conversation_id=conversation_id
+    ).conversation
+    assert loaded.identity_verified is True
+    assert isinstance(loaded.__dict__["verified_identity"], Ciphertext)
+    assert "_verified_identity_plain" not in loaded.__dict__
+    with tenant_context(tenant_a):
+        assert Identity.from_json(loaded.verified_identity) == Identity(user_id="u1", email="ann@example.com")
 
 
 def test_turn_statements_are_prepared_once_per_connection(

@@ -9,7 +9,7 @@ from django.test import Client
 
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
-from apps.integrations.outbox import outbox_deliver
+from apps.integrations.services.outbox import outbox_deliver
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.fixtures.chat import IssuedKey

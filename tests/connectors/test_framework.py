@@ -41,9 +41,10 @@ def test_cursor_ties_and_round_trip() -> None:
     assert Cursor.from_json(None) == Cursor()
 
 
-def test_registry_loads_all_four_and_rejects_bad_paths() -> None:
+def test_registry_loads_every_connector_and_rejects_bad_paths() -> None:
     registry = load_registry()
-    assert sorted(registry) == ["hubspot", "salesforce", "sap", "servicenow"]
+    vendors = ["hubspot", "salesforce", "sap", "servicenow"]
+    assert sorted(registry) == sorted([*vendors, "slack", "sms", "teams", "whatsapp"])
     with pytest.raises(UnknownConnectorKind, match="Unknown connector kind 'zendesk'"):
         get_connector_class("zendesk", registry=registry)
     with pytest.raises(InvalidConfig, match="not a subclass"):
@@ -104,7 +105,16 @@ def test_start_all_in_process(tmp_path: Path) -> None:
     small = {"contacts": 10, "accounts": 10, "tickets": 10, "orders": 10, "articles": 5}
     described = start_all(tmp_path, counts=small)
     try:
-        assert sorted(described) == ["hubspot", "salesforce", "sap", "servicenow"]
+        assert sorted(described) == [
+            "hubspot",
+            "salesforce",
+            "sap",
+            "servicenow",
+            "slack",
+            "teams",
+            "twilio",
+            "whatsapp",
+        ]
         assert described["salesforce"]["base_url"].startswith("https://127.0.0.1:")
         assert described["sap"]["wsdl_url"].endswith("?wsdl")
         assert requests.get(described["sap"]["wsdl_url"], timeout=5).status_code == 200

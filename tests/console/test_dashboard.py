@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.chat.models import Conversation, LlmUsage, Message
-from apps.console.selectors import WINDOWS, bucket_starts, platform_dashboard, tenant_dashboard
+from apps.chat.models import LlmUsage
+from apps.console.selectors.dashboards import WINDOWS, bucket_starts, platform_dashboard, tenant_dashboard
 from apps.core.context import tenant_context
-from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, SyncRun
+from apps.integrations.models import DeadLetter, DeadLetterKind, SyncRun
 from apps.integrations.resilience import breaker_for
-from apps.integrations.services import connection_create
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.knowledge.selectors import kb_list, kbs_coverage
 from apps.tenants import roles
 from apps.tenants.models import Role, Tenant
+from tests.console.helpers import page_queries, servicenow, turns
 from tests.fixtures.auth import login_verified
 from tests.fixtures.chat import IssuedKey
 
@@ -38,13 +34,6 @@ SWALLOW = "What is the airspeed of a swallow?"  # no knowledge, no intent: a fal
 def url(tenant: Tenant, window: str = "") -> str:
     base = reverse("console:dashboard", kwargs={"tenant_slug": tenant.slug})
     return f"{base}?window={window}" if window else base
-
-
-@pytest.fixture
-def bob_client(bob: Any) -> Client:
-    client = Client()
-    client.force_login(bob)
-    return client
 
 
 def chat(key: IssuedKey, texts: list[str]) -> str:
@@ -64,34 +53,6 @@ def chat(key: IssuedKey, texts: list[str]) -> str:
     return conversation_id
 
 
-def turns(
-    tenant: Tenant, *, outcomes: list[str], latencies: list[float] | None = None, age: timedelta | None = None
-) -> Conversation:
-    """A conversation with one assistant turn per outcome (fixed latencies), optionally back-dated."""
-    with tenant_context(tenant):
-        conversation = Conversation.objects.create(
-            channel_id="00000000-0000-0000-0000-000000000001",
-            channel_kind="whatsapp",
-            locale="en",
-            region="eu",
-        )
-        for i, outcome in enumerate(outcomes):
-            question = Message.objects.create(conversation=conversation, role="user", text="q")
-            Message.objects.create(
-                conversation=conversation,
-                role="assistant",
-                text="a",
-                reply_to=question,
-                outcome=outcome,
-                latency_ms=latencies[i] if latencies else 10.0,
-            )
-        if age is not None:
-            then = timezone.now() - age
-            Conversation.objects.filter(pk=conversation.pk).update(created_at=then)
-            Message.objects.filter(conversation=conversation).update(created_at=then)
-    return conversation
-
-
 def usage(tenant: Tenant, *, region: str, channel: str, model: str, cost: str, tokens: int = 100) -> None:
     with tenant_context(tenant):
         LlmUsage.objects.create(
@@ -102,18 +63,6 @@ def usage(tenant: Tenant, *, region: str, channel: str, model: str, cost: str, t
             completion_tokens=0,
             cost_usd=Decimal(cost),
         )
-
-
-def servicenow(tenant: Tenant, name: str = "ServiceNow") -> Connection:
-    """A connection that is never called (the dashboard reads only the hub's own records of it)."""
-    return connection_create(
-        tenant=tenant,
-        kind="servicenow",
-        name=name,
-        endpoint_region=tenant.region_code,
-        settings={"instance_url": "https://dash.service-now.example", "username": "admin"},
-        credentials={"password": "dashboard-password"},
-    )
 
 
 # --- values ------------------------------------------------------------------------------------------------
@@ -297,23 +246,11 @@ def test_member_without_the_dashboard_permission_gets_403(
 
 
 # --- queries and locale ------------------------------------------------------------------------------------
-@contextmanager
-def count_queries() -> Iterator[list[CaptureQueriesContext]]:
-    with ExitStack() as stack:
-        yield [stack.enter_context(CaptureQueriesContext(connections[a])) for a in connections]
-
-
-def _queries(client: Client, path: str) -> int:
-    with count_queries() as contexts:
-        assert client.get(path).status_code == 200
-    return sum(len(c) for c in contexts)
-
-
 def test_query_count_does_not_grow_with_data(alice_client: Client, tenant_a: Tenant) -> None:
     turns(tenant_a, outcomes=["answered"])
     servicenow(tenant_a)
     seed_demo_knowledge([tenant_a])  # without any knowledge base the coverage needs no query at all
-    few = _queries(alice_client, url(tenant_a, "7d"))
+    few = page_queries(alice_client, url(tenant_a, "7d"))
     for n in range(5):
         turns(tenant_a, outcomes=["answered", "fallback", "handoff"], age=timedelta(hours=n * 7))
         usage(tenant_a, region="eu", channel="web", model=f"model-{n}", cost="0.01")
@@ -322,7 +259,7 @@ def test_query_count_does_not_grow_with_data(alice_client: Client, tenant_a: Ten
             SyncRun.objects.create(
                 connection=connection, stream="tickets", trigger="manual", status="succeeded"
             )
-    many = _queries(alice_client, url(tenant_a, "7d"))
+    many = page_queries(alice_client, url(tenant_a, "7d"))
     assert many == few
     assert many <= 25  # session, user, tenant, membership and about a dozen aggregates
 

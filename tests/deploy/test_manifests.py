@@ -35,7 +35,7 @@ LABELS = frozenset(
     {
         "route", "method", "status", "tenant", "region", "channel", "outcome", "model", "kind", "connector",
         "stream", "result", "scope", "state", "queue", "task", "le", "job", "instance", "namespace", "pod",
-        "component", "dependency", "feature",
+        "component", "dependency", "feature", "direction", "reason", "mode", "action",
     }
 )  # fmt: skip
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
@@ -139,7 +139,7 @@ def test_kustomize_builds() -> None:
     )
     assert out.returncode == 0, out.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(out.stdout) if doc]
-    assert kinds.count("Deployment") == 6 and kinds.count("HorizontalPodAutoscaler") == 5
+    assert kinds.count("Deployment") == 5 and kinds.count("HorizontalPodAutoscaler") == 4
 
 
 @pytest.mark.parametrize("name", [name for name, _ in pod_specs()])
@@ -216,7 +216,7 @@ def test_web_service_and_disruption_budget_select_the_web_pods() -> None:
 def test_one_worker_deployment_per_queue() -> None:
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
     queues = routed | {settings.CELERY_TASK_DEFAULT_QUEUE}
-    assert queues == {"sync", "outbox", "webhooks", "default"}
+    assert queues == {"sync", "outbox", "default"}
     for queue in queues:
         (container,) = deployment(f"hub-worker-{queue}")["spec"]["template"]["spec"]["containers"]
         env = container_env(container)
@@ -248,15 +248,14 @@ def test_migrations_job_runs_migrate_once() -> None:
 def test_autoscalers_target_existing_deployments() -> None:
     names = {d["metadata"]["name"] for d in of_kind("Deployment")}
     hpas = {h["metadata"]["name"]: h for h in of_kind("HorizontalPodAutoscaler")}
-    assert set(hpas) == {"hub-web", "hub-worker-sync", "hub-worker-outbox", "hub-worker-webhooks",
-                         "hub-worker-default"}  # fmt: skip
+    assert set(hpas) == {"hub-web", "hub-worker-sync", "hub-worker-outbox", "hub-worker-default"}
     for name, hpa in hpas.items():
         target = hpa["spec"]["scaleTargetRef"]
         assert target["kind"] == "Deployment" and target["name"] in names, name
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     (cpu,) = hpas["hub-web"]["spec"]["metrics"]
     assert cpu["type"] == "Resource" and cpu["resource"]["name"] == "cpu"
-    for queue in ("sync", "outbox", "webhooks", "default"):
+    for queue in ("sync", "outbox", "default"):
         (metric,) = hpas[f"hub-worker-{queue}"]["spec"]["metrics"]
         assert metric["type"] == "External"
         assert metric["external"]["metric"]["name"] == "hub_celery_queue_depth"
@@ -441,8 +440,7 @@ def env_example() -> dict[str, str]:
 def test_compose_services() -> None:
     services = load_compose()["services"]
     hub = {name: s for name, s in services.items() if s.get("image", "").startswith("integration-hub:")}
-    assert set(hub) == {"migrate", "web", "worker-sync", "worker-outbox", "worker-webhooks", "worker-default",
-                        "beat"}  # fmt: skip
+    assert set(hub) == {"migrate", "web", "worker-sync", "worker-outbox", "worker-default", "beat"}
     for name, service in hub.items():
         assert service["env_file"] == ["hub.env"], name
         assert service["read_only"] is True and SCRATCH in service["tmpfs"], name
@@ -452,7 +450,7 @@ def test_compose_services() -> None:
             assert set(service["deploy"]["resources"]) == {"limits", "reservations"}, name
     assert services["migrate"]["command"] == ["migrate"] and services["migrate"]["restart"] == "no"
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
-    for queue in ("sync", "outbox", "webhooks", "default"):
+    for queue in ("sync", "outbox", "default"):
         assert services[f"worker-{queue}"]["environment"]["CELERY_QUEUES"] == queue
         assert "REDIS_URL" in services[f"worker-{queue}"]["environment"], "the merged environment is kept"
     for code in settings.HUB_REGIONS:

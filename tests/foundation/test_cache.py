@@ -1,4 +1,4 @@
-"""The Redis cache backend (hub/cache.py): one client per pool, and a read with a gate in one round trip."""
+"""The Redis cache backend (apps/core/cache.py): one client per pool, a read with a gate in one round trip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.cache import cache, caches
 
-from hub.cache import RedisCache, get_add_and_guard, get_and_add, guard_and_delete, set_if_guard
+from apps.core.cache import RedisCache, get_add_and_guard, get_and_add, guard_and_delete, set_if_guard
 
 
 def test_the_backend_reuses_its_redis_client() -> None:

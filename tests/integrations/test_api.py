@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_grant
+from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Tenant
 from tests.fixtures.api import APIResourceTests
 from tests.fixtures.auth import session_client

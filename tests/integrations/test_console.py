@@ -13,10 +13,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_grant
+from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Tenant
 from tests.fixtures.auth import login_verified
 from tests.integrations.helpers import KINDS, make_connection
@@ -179,7 +180,7 @@ def test_field_map_editor(connor_client: Client, tenant_a: Tenant, sims: dict[st
 
 def test_enable_disable_and_delete(connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
     connection = make_connection(tenant_a, sims, "hubspot")
-    assert connor_client.post(url("connection-enable", tenant_a, connection), {}).status_code == 302
+    assert connor_client.post(url("connection-enable", tenant_a, connection), CONFIRMED).status_code == 302
     with tenant_context(tenant_a):
         connection.refresh_from_db()
     assert connection.enabled is False
@@ -191,7 +192,7 @@ def test_enable_disable_and_delete(connor_client: Client, tenant_a: Tenant, sims
     assert connection.enabled is True
     confirm = connor_client.get(url("connection-delete", tenant_a, connection))
     assert "cannot be undone" in confirm.content.decode()
-    assert connor_client.post(url("connection-delete", tenant_a, connection)).status_code == 302
+    assert connor_client.post(url("connection-delete", tenant_a, connection), CONFIRMED).status_code == 302
     with tenant_context(tenant_a):
         assert not Connection.objects.exists()
 
@@ -373,7 +374,7 @@ def test_admin_grants_and_revokes_one_connection_on_its_page(
     assert url("connection-revoke", tenant_a, connection) in page
     assert f'<option value="{bob.pk}">' not in page  # already granted: no longer a candidate
 
-    revoked = client.post(url("connection-revoke", tenant_a, connection), {"user": bob.pk})
+    revoked = client.post(url("connection-revoke", tenant_a, connection), {**CONFIRMED, "user": bob.pk})
     assert revoked.status_code == 302
     assert bob_client.get(url("connection-edit", tenant_a, connection)).status_code == 403
     assert _access_events(tenant_a) == [

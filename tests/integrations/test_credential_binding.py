@@ -17,7 +17,7 @@ from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_grant
+from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
 from tests.factories import UserFactory
@@ -199,7 +199,7 @@ def test_plain_http_endpoints_are_refused_when_https_is_required(
 def test_sync_does_not_send_stored_secrets_to_a_moved_endpoint(
     tenant_a: Tenant, sims: dict[str, Any], listener: FakeOpenAI
 ) -> None:
-    from apps.integrations.sync import sync_stream
+    from apps.integrations.services.sync import sync_stream
 
     connection = make_connection(tenant_a, sims, "hubspot", name="CRM")
     with tenant_context(tenant_a):

@@ -12,8 +12,8 @@ from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
-from apps.integrations.selectors import connection_warnings, secrets_status
-from apps.integrations.services import (
+from apps.integrations.selectors.connections import connection_warnings, secrets_status
+from apps.integrations.services.connections import (
     connection_create,
     connection_delete,
     connection_set_enabled,

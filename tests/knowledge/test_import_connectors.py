@@ -18,7 +18,7 @@ from apps.core.context import tenant_context
 from apps.core.errors import Conflict, NotFound
 from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
-from apps.integrations.services import connection_create, connection_set_enabled
+from apps.integrations.services.connections import connection_create, connection_set_enabled
 from apps.knowledge.content import markdown_problems
 from apps.knowledge.importing import (
     KnowledgeImportFailed,

@@ -167,7 +167,7 @@ def test_search_expressions_match_the_indexes(tenant_a: Tenant, demo_kb: Knowled
         assert {row[0] for row in cursor.fetchall()} == {"de"}  # "Lieferzeiten" is a German title
         cursor.execute(matches, {**params, "locale_terms": "'~en' | '~fr'"})
         assert cursor.fetchall() == []  # the index filters by locale
-        # The search functions (migration 0007) use these very expressions.
+        # The search functions (apps/knowledge/sql/) use these very expressions.
         cursor.execute(
             "SELECT proname, prosrc FROM pg_proc"
             " WHERE proname IN ('knowledge_search_fts', 'knowledge_search_fuse')"

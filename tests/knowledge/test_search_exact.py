@@ -1,4 +1,4 @@
-"""The exact vector scan for knowledge bases with few chunks (migration 0011, EXACT_SCAN_MAX_CHUNKS).
+"""The exact vector scan for knowledge bases with few chunks (knowledge_search_fuse, EXACT_SCAN_MAX_CHUNKS).
 
 A small tenant searched next to a large one in the same region database must get the answers it gets alone:
 the shared HNSW index filters tenants only after its scan, the exact scan reads just the tenant's chunks.

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from apps.core.context import tenant_context
 from apps.integrations.models import DeadLetter, StreamState
-from apps.integrations.outbox import outbox_enqueue
-from apps.integrations.sync import SyncFailed, sync_stream
+from apps.integrations.services.outbox import outbox_enqueue
+from apps.integrations.services.sync import SyncFailed, sync_stream
 from apps.integrations.tasks import sync_due
 from apps.observability import metrics
 from apps.tenants.models import Tenant

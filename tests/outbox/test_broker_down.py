@@ -14,7 +14,8 @@ from django.db import transaction
 
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
-from apps.integrations.outbox import _relay_key, outbox_enqueue, outbox_relay_queue
+from apps.integrations.services.dispatch import _relay_key, outbox_relay_queue
+from apps.integrations.services.outbox import outbox_enqueue
 from apps.tenants.models import Tenant
 from tests.chaos.faults import (
     MARGIN_S,

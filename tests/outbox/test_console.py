@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import (
     Connection,
@@ -122,9 +123,9 @@ def test_detail_replay_and_discard(
     assert url("deadletter-replay", tenant_a, pk=letter.pk) in detail
     response = alice_client.post(url("deadletter-replay", tenant_a, pk=letter.pk))
     assert response.status_code == 302
-    response = alice_client.post(url("deadletter-discard", tenant_a, pk=sync.pk))
+    response = alice_client.post(url("deadletter-discard", tenant_a, pk=sync.pk), CONFIRMED)
     assert response.status_code == 302
-    again = alice_client.post(url("deadletter-discard", tenant_a, pk=letter.pk), follow=True)
+    again = alice_client.post(url("deadletter-discard", tenant_a, pk=letter.pk), CONFIRMED, follow=True)
     assert "already resolved" in again.content.decode()
     assert alice_client.get(url("deadletter-replay", tenant_a, pk=letter.pk)).status_code == 405
     with tenant_context(tenant_a):

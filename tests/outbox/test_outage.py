@@ -18,7 +18,7 @@ from django.db import connections, transaction
 
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxAttempt, OutboxMessage, OutboxStatus
-from apps.integrations.outbox import outbox_enqueue
+from apps.integrations.services.outbox import outbox_enqueue
 from apps.integrations.tasks import outbox_relay_due
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator

@@ -10,8 +10,6 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
-from apps.integrations import outbox
-from apps.integrations.deadletters import deadletter_discard, deadletter_replay, deadletter_sync_run
 from apps.integrations.models import (
     Connection,
     DeadLetter,
@@ -24,7 +22,10 @@ from apps.integrations.models import (
     SyncAttempt,
     SyncRun,
 )
-from apps.integrations.outbox import backoff_delay, outbox_deliver, outbox_due, outbox_enqueue, outbox_relay
+from apps.integrations.retry import outbox_retry_delay as backoff_delay
+from apps.integrations.services import outbox
+from apps.integrations.services.deadletters import deadletter_discard, deadletter_replay, deadletter_sync_run
+from apps.integrations.services.outbox import outbox_deliver, outbox_due, outbox_enqueue, outbox_relay
 from apps.policies.services import erase_subject
 from apps.tenants.models import Tenant
 from connectors.errors import ConnectorError
@@ -346,7 +347,7 @@ def test_erasure_reaches_the_outbox(
 def test_relay_due_queues_one_relay_per_connection_until_it_starts(
     tenant_a: Tenant, sf_conn: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from apps.integrations.outbox import outbox_relay_started
+    from apps.integrations.services.dispatch import outbox_relay_started
     from apps.integrations.tasks import outbox_relay_due, outbox_relay_task
 
     sent: list[dict[str, Any]] = []

@@ -306,7 +306,7 @@ def test_erase_subject_command(tenant_a: Tenant, capsys: pytest.CaptureFixture[s
 
 # --- demo ------------------------------------------------------------------------------------------------
 def test_seed_demo_sets_a_strict_and_a_lenient_policy_idempotently(regions: Any) -> None:
-    from apps.tenants.demo import seed_demo
+    from apps.console.demo import seed_demo
 
     seed_demo()
     acme, globex = Tenant.objects.get(slug="acme"), Tenant.objects.get(slug="globex")

@@ -14,9 +14,9 @@ from django.db import connections
 from django.utils import timezone
 
 from apps.core.context import tenant_context
-from apps.integrations import sync
 from apps.integrations.models import RunStatus, SyncAttempt, SyncRun
-from apps.integrations.sync import sync_request, sync_requeue_stale
+from apps.integrations.services import sync
+from apps.integrations.services.sync import sync_request, sync_requeue_stale
 from apps.integrations.tasks import outbox_relay_task, sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator

@@ -11,9 +11,9 @@ from django.conf import settings as django_settings
 from django.db import connections
 
 from apps.core.context import as_ref, tenant_context
-from apps.integrations import sync
 from apps.integrations.models import RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
-from apps.integrations.sync import lock_key, sync_stream
+from apps.integrations.services import sync
+from apps.integrations.services.sync import lock_key, sync_stream
 from apps.tenants.models import Tenant
 from connectors.base import Cursor
 from connectors.salesforce.simulator import SalesforceSimulator

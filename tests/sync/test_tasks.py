@@ -10,17 +10,18 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.context import tenant_context
-from apps.integrations import sync
 from apps.integrations.models import RunStatus, StreamState, SyncAttempt
-from apps.integrations.services import connection_delete, connection_set_enabled
-from apps.integrations.sync import (
+from apps.integrations.retry import sync_retry_delay as retry_delay
+from apps.integrations.services import sync
+from apps.integrations.services.connections import connection_delete, connection_set_enabled
+from apps.integrations.services.sync import (
     stream_pause,
     stream_resume,
     stream_schedule_set,
     streams_claim_due,
     sync_request,
 )
-from apps.integrations.tasks import retry_delay, sync_due, sync_stream_task
+from apps.integrations.tasks import sync_due, sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.fixtures.integrations import sf_connection

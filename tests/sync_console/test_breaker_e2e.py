@@ -18,7 +18,7 @@ from django.utils import timezone
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, SyncRun
 from apps.integrations.resilience import breaker_for
-from apps.integrations.sync import SyncFailed, sync_stream
+from apps.integrations.services.sync import SyncFailed, sync_stream
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
 from connectors.salesforce.simulator import SalesforceSimulator

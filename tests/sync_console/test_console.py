@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import breaker_for
@@ -223,7 +224,7 @@ def test_sync_now_and_backfill_queue_runs_and_audit(
 def test_disabled_connection_is_not_synced(
     connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
-    from apps.integrations.services import connection_set_enabled
+    from apps.integrations.services.connections import connection_set_enabled
 
     connection_set_enabled(connection=servicenow, tenant=tenant_a, enabled=False)
     connor_client.post(stream_url("sync-now", tenant_a, servicenow))
@@ -287,7 +288,7 @@ def test_webhook_page_rotates_and_shows_the_secret_once(
     page = connor_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk))
     assert f"http://testserver/hooks/servicenow/{servicenow.pk}/" in text(page)
     assert "Webhook secret: missing" in text(page)
-    rotated = connor_client.post(url("sync-webhook-rotate", tenant_a, pk=servicenow.pk))
+    rotated = connor_client.post(url("sync-webhook-rotate", tenant_a, pk=servicenow.pk), CONFIRMED)
     assert rotated.status_code == 200 and rotated["Cache-Control"] == "no-store"
     with tenant_context(tenant_a):
         secret = Connection.objects.get(pk=servicenow.pk).secrets["webhook_secret"]
@@ -303,7 +304,7 @@ def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
     connection = offline_connection(tenant_a, "salesforce", name="SF")
     page = text(connor_client.get(url("sync-webhooks", tenant_a, pk=connection.pk)))
     assert f"/hooks/salesforce/{connection.pk}/SECRET/" in page
-    rotated = connor_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk))
+    rotated = connor_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk), CONFIRMED)
     with tenant_context(tenant_a):
         token = Connection.objects.get(pk=connection.pk).secrets["webhook_secret"]
     assert f"/hooks/salesforce/{connection.pk}/{token}/" in rotated.content.decode()
@@ -323,7 +324,7 @@ def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
 def test_webhook_page_shows_rejection_counts(
     connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
-    from apps.integrations.webhooks import webhook_reject
+    from apps.integrations.services.webhooks import webhook_reject
 
     with tenant_context(tenant_a):
         for reason in ("signature", "signature", "stale"):

@@ -9,6 +9,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.tenants.models import Invitation, Membership, Region, RegionTenant, Role, Tenant
 from apps.tenants.services import membership_add
@@ -134,7 +135,10 @@ def test_role_change_and_removal(
     )
     assert bad.status_code == 400
     assert "locales" in bad.context["form"].errors
-    assert client.post(url("tenants:member-remove", tenant_a, pk=bob_membership.pk)).status_code == 302
+    assert (
+        client.post(url("tenants:member-remove", tenant_a, pk=bob_membership.pk), CONFIRMED).status_code
+        == 302
+    )
     assert not Membership.objects.filter(pk=bob_membership.pk).exists()
 
 
@@ -144,7 +148,7 @@ def test_last_admin_cannot_be_demoted_or_removed(client: Client, alice: Any, ten
     response = client.post(url("tenants:member-edit", tenant_a, pk=own.pk), {"role": "viewer"})
     assert response.status_code == 400
     assert "at least one admin" in response.content.decode()
-    response = client.post(url("tenants:member-remove", tenant_a, pk=own.pk), follow=True)
+    response = client.post(url("tenants:member-remove", tenant_a, pk=own.pk), CONFIRMED, follow=True)
     assert "last admin" in response.content.decode()
     own.refresh_from_db()
     assert own.role == Role.ADMIN

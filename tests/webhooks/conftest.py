@@ -7,7 +7,7 @@ from django.test import Client
 
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
-from apps.integrations.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
+from apps.integrations.services.webhooks import connection_webhook_org_set, connection_webhook_secret_rotate
 from apps.tenants.models import Tenant
 from tests.fixtures.integrations import ORG_ID, offline_connection
 

@@ -12,8 +12,8 @@ from django.urls import reverse
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, SyncRun
-from apps.integrations.selectors import webhook_rejections
-from apps.integrations.webhooks import hmac_signature, hubspot_signature
+from apps.integrations.selectors.webhooks import webhook_rejections
+from apps.integrations.services.webhooks import hmac_signature, hubspot_signature
 from apps.tenants.models import Tenant
 from tests.fixtures.integrations import HUBSPOT_SECRET
 

@@ -21,7 +21,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.integrations.models import Connection, RunStatus
-from apps.integrations.sync import sync_requeue_stale
+from apps.integrations.services.sync import sync_requeue_stale
 from apps.tenants.models import Tenant
 from tests.chaos.faults import (
     MARGIN_S,

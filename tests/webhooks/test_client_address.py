@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from apps.integrations import webhooks
 from apps.integrations.resilience import BucketConfig
+from apps.integrations.services import webhooks
 
 pytestmark = pytest.mark.django_db
 INGRESS = "10.0.0.5"

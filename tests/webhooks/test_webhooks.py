@@ -13,9 +13,9 @@ from django.urls import reverse
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, SyncRun
-from apps.integrations.services import connection_set_enabled, connection_update
-from apps.integrations.sync import stream_pause
-from apps.integrations.webhooks import (
+from apps.integrations.services.connections import connection_set_enabled, connection_update
+from apps.integrations.services.sync import stream_pause
+from apps.integrations.services.webhooks import (
     MAX_BODY_BYTES,
     connection_webhook_secret_rotate,
     hubspot_signature,

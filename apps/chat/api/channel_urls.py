@@ -10,6 +10,11 @@ urlpatterns = [
     path("tenants/<slug:slug>/channels/", views.ChannelListView.as_view(), name="channel-list"),
     path("tenants/<slug:slug>/channels/<uuid:id>/", views.ChannelDetailView.as_view(), name="channel-detail"),
     path(
+        "tenants/<slug:slug>/channels/<uuid:id>/widget-key/rotate/",
+        views.ChannelWidgetKeyRotateView.as_view(),
+        name="channel-widget-key-rotate",
+    ),
+    path(
         "tenants/<slug:slug>/channels/<uuid:id>/keys/",
         views.ChannelKeyListView.as_view(),
         name="channel-key-list",

@@ -30,22 +30,28 @@ from apps.chat.api.channel_serializers import (
 )
 from apps.chat.models import ApiKey, Channel, ChannelKind
 from apps.chat.selectors.channels import api_key_get, api_key_list, channel_get, channel_list
+from apps.chat.selectors.delivery import platform_connections
+from apps.chat.services.channel_setup import (
+    channel_create_with_platform,
+    channel_platform_set,
+    channel_setup_update,
+    channel_widget_key_rotate,
+)
 from apps.chat.services.channels import (
     api_key_create,
     api_key_revoke,
     api_key_rotate,
-    channel_create,
     channel_set_enabled,
     channel_update,
 )
 from apps.core.errors import NotFound as ServiceNotFound
 from apps.tenants import roles
-from apps.tenants.api.views import TenantScopedView, service_errors
-from apps.tenants.api.views import error_responses as _errors
+from apps.tenants.api_base import TENANT_PARAM, TenantScopedView, service_errors
+from apps.tenants.api_base import error_responses as _errors
 
-TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 CHANNEL_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Channel id.")
 KEY_PARAM = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="API key id.")
+SETUP_INPUTS = ("platform", "allowed_origins", "identity_mode", "identity_secret")
 
 
 def _issued(key: ApiKey, plaintext: str) -> dict[str, Any]:
@@ -86,6 +92,9 @@ class ChannelScopedView(TenantScopedView):
         super().initial(request, *args, **kwargs)
         self.require(roles.MANAGE_CHANNELS)
 
+    def _out(self, channel: Channel) -> dict[str, Any]:
+        return dict(ChannelSerializer(channel, context={"request": self.request}).data)
+
     def get_channel(self) -> Channel:
         try:
             return channel_get(tenant=self.tenant, pk=self.kwargs["id"])
@@ -117,6 +126,16 @@ class ChannelListView(ListModelMixin, ChannelScopedView):
     def get(self, request: Request, slug: str) -> Response:
         return self.list(request)
 
+    def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
+        if args and kwargs.get("many"):  # the page: its platform accounts in one query
+            page = list(args[0])
+            context: dict[str, Any] = dict(self.get_serializer_context())
+            context["tenant"] = self.tenant
+            context["connections"] = platform_connections(tenant=self.tenant, channels=page)
+            kwargs["context"] = context
+            args = (page, *args[1:])
+        return super().get_serializer(*args, **kwargs)
+
     @extend_schema(
         summary="Create a channel",
         description="The knowledge base and connections must be the tenant's; a ticket connection must be "
@@ -127,11 +146,17 @@ class ChannelListView(ListModelMixin, ChannelScopedView):
     def post(self, request: Request, slug: str) -> Response:
         serializer = ChannelCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        setup = {name: data.pop(name) for name in SETUP_INPUTS if name in data}
         with service_errors():
-            channel = channel_create(
-                tenant=self.tenant, **serializer.validated_data, actor=request.user, request=request._request
+            channel = channel_create_with_platform(
+                tenant=self.tenant,
+                channel_data=data,
+                **setup,
+                actor=request.user,
+                request=request._request,
             )
-        return Response(ChannelSerializer(channel).data, status=status.HTTP_201_CREATED)
+        return Response(self._out(channel), status=status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=["channels"], parameters=[TENANT_PARAM, CHANNEL_PARAM])
@@ -142,7 +167,7 @@ class ChannelDetailView(ChannelScopedView):
 
     @extend_schema(summary="Get a channel", responses={200: ChannelSerializer, **_errors(401, 403, 404)})
     def get(self, request: Request, slug: str, id: str) -> Response:
-        return Response(ChannelSerializer(self.get_channel()).data)
+        return Response(self._out(self.get_channel()))
 
     @extend_schema(
         summary="Change a channel",
@@ -157,16 +182,51 @@ class ChannelDetailView(ChannelScopedView):
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
         enabled = changes.pop("enabled", None)
+        platform = changes.pop("platform", None)
+        setup = {name: changes.pop(name) for name in SETUP_INPUTS if name in changes}
         with service_errors():
             if changes:
                 channel = channel_update(
                     channel=channel, changes=changes, actor=request.user, request=request._request
                 )
+            if platform is not None:
+                channel_platform_set(
+                    channel=channel,
+                    settings_=platform.get("settings") or {},
+                    credentials=platform.get("credentials") or {},
+                    endpoint_region=platform.get("endpoint_region"),
+                    actor=request.user,
+                    request=request._request,
+                )
+            if setup:
+                channel = channel_setup_update(
+                    channel=channel, **setup, actor=request.user, request=request._request
+                )
             if enabled is not None:
                 channel = channel_set_enabled(
                     channel=channel, enabled=enabled, actor=request.user, request=request._request
                 )
-        return Response(ChannelSerializer(channel).data)
+        return Response(self._out(channel))
+
+
+@extend_schema(tags=["channels"], parameters=[TENANT_PARAM, CHANNEL_PARAM])
+class ChannelWidgetKeyRotateView(ChannelScopedView):
+    """Issue a new public widget key for a web widget channel."""
+
+    serializer_class = ChannelSerializer
+
+    @extend_schema(
+        summary="Rotate the widget key",
+        description="The old key stops at once: sites must embed the snippet with the new `widget_key`. "
+        "Web widget channels only (400 otherwise).",
+        request=None,
+        responses={200: ChannelSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request: Request, slug: str, id: str) -> Response:
+        channel = self.get_channel()
+        with service_errors():
+            channel_widget_key_rotate(channel=channel, actor=request.user, request=request._request)
+        return Response(self._out(channel))
 
 
 @extend_schema(tags=["channels"], parameters=[TENANT_PARAM, CHANNEL_PARAM])

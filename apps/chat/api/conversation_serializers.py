@@ -43,6 +43,17 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         return schema
 
 
+USER_HASH_HELP = (
+    "Channels with identity mode `hmac`: hex HMAC-SHA256 of `user_ref` with the channel's identity secret, "
+    "computed by the site's server. A valid hash marks the conversation verified; an invalid one is a 400."
+)
+JWT_PROOF_HELP = (
+    "Channels with identity mode `jwt`: a compact HS256 JWT signed with the channel's identity secret: `sub` "
+    "(the user id), optional `email` and `phone` (E.164), `iat`, `exp` (at most 1 hour after `iat`) and "
+    "`aud` = the channel id. A valid token marks the conversation verified; an invalid one is a 400."
+)
+
+
 class ConversationCreateSerializer(StrictSerializer):
     user_ref = serializers.CharField(
         max_length=255,
@@ -60,6 +71,20 @@ class ConversationCreateSerializer(StrictSerializer):
     metadata = serializers.DictField(
         required=False, default=dict, help_text="Small JSON object kept with the conversation."
     )
+    user_hash = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=USER_HASH_HELP,
+    )
+    identity_token = serializers.CharField(
+        max_length=4096,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=JWT_PROOF_HELP,
+    )
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
         encoded = json.dumps(value)
@@ -70,9 +95,28 @@ class ConversationCreateSerializer(StrictSerializer):
         return value
 
 
+class IdentifySerializer(StrictSerializer):
+    user_ref = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The user id the `user_hash` is computed over (with a JWT: optional, must equal `sub`).",
+    )
+    user_hash = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default="", help_text=USER_HASH_HELP
+    )
+    identity_token = serializers.CharField(
+        max_length=4096, required=False, allow_blank=True, default="", help_text=JWT_PROOF_HELP
+    )
+
+
 class ConversationSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
+    identity_verified = serializers.BooleanField(
+        help_text="The user's identity was proven (user hash, JWT or the messaging platform)."
+    )
     locale = serializers.CharField()
     region = serializers.CharField()
     metadata = serializers.DictField()

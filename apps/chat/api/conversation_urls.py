@@ -24,4 +24,9 @@ urlpatterns = [
         views.HandoffCreateView.as_view(),
         name="chat-handoff-create",
     ),
+    path(
+        "conversations/<str:conversation_id>/identify",
+        views.IdentifyView.as_view(),
+        name="chat-conversation-identify",
+    ),
 ]

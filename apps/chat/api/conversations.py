@@ -128,6 +128,10 @@ class ConversationCreateView(ChatView):
         request=s.ConversationCreateSerializer,
         responses={201: s.ConversationSerializer, **_errors(400, 401, 403, 413, 429)},
         summary="Start a conversation",
+        description="With `user_hash` or `identity_token` (per the channel's identity mode) the user is "
+        "verified: only then, and only for their own records, does the bot reveal or change customer data "
+        "(order status). An invalid proof is a 400 (`The identity proof is not valid.`, never which part "
+        "failed); without a proof the conversation is anonymous.",
     )
     def post(self, request: Request) -> Response:
         data = s.ConversationCreateSerializer(data=request.data)
@@ -217,6 +221,28 @@ class FeedbackCreateView(ChatView):
         data.is_valid(raise_exception=True)
         feedback = svc.feedback_add(principal=principal, conversation=conversation, **data.validated_data)
         return Response(s.FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+
+class IdentifyView(ChatView):
+    @extend_schema(
+        operation_id="conversation_identify",
+        tags=["chat"],
+        request=s.IdentifySerializer,
+        responses={200: s.ConversationSerializer, **_errors(400, 401, 403, 404, 413, 429)},
+        summary="Prove the user's identity mid-conversation",
+        description="The user signed in after the conversation started: the same proofs as when starting "
+        "one (`user_ref` + `user_hash`, or `identity_token`). A valid proof replaces any earlier identity; "
+        "an invalid one is a 400 and changes nothing.",
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        principal = principal_of(request)
+        conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
+        data = s.IdentifySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = svc.conversation_identify(
+            principal=principal, conversation=conversation, **data.validated_data
+        )
+        return Response(s.ConversationSerializer(conversation).data)
 
 
 class HandoffCreateView(ChatView):

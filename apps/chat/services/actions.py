@@ -7,15 +7,17 @@ delivery, never the reply).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q
 
 from apps.chat.principal import ChannelInfo
+from apps.chat.services.identity import Identity, normalize_email, normalize_phone
 from apps.integrations.models import Connection, SyncedRecord
-from apps.integrations.outbox import outbox_enqueue
 from apps.integrations.resilience import breaker_for
+from apps.integrations.services.outbox import outbox_enqueue
 
 # Connector kinds that can take each action, in order of preference when the channel names none.
 TICKET_KINDS = ("servicenow", "hubspot", "salesforce")
@@ -50,28 +52,65 @@ class OrderStatus:
     updated_at: Any
 
 
-def order_lookup(*, number: str) -> OrderStatus | None:
-    """The current tenant's synced order by number (vendors pad with zeros: 100 matches 00000100)."""
+# Where an order record names its customer: the canonical "email" (also the record's email column) and
+# "phone", or the same under a customer/contact prefix; else its contact, when it links one.
+_ORDER_EMAIL_FIELDS = ("email", "customer_email", "contact_email")
+_ORDER_PHONE_FIELDS = ("phone", "customer_phone", "contact_phone", "mobile")
+_ORDER_CONTACT_FIELDS = ("contact_id", "customer_id")
+_MAX_SAME_NUMBER = 5  # records with one number (several connections) checked for the user's own
+
+
+def _contact_data(record: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """The order's customer e-mails and phones, normalized; empty when the order names no contact."""
+    fields = record["fields"] or {}
+    emails = {normalize_email(fields.get(f)) for f in _ORDER_EMAIL_FIELDS}
+    emails.add(normalize_email(record["email"]))
+    phones = {normalize_phone(fields.get(f)) for f in _ORDER_PHONE_FIELDS}
+    emails.discard("")
+    phones.discard("")
+    if emails or phones:
+        return emails, phones
+    linked = [str(fields[f]) for f in _ORDER_CONTACT_FIELDS if fields.get(f)]
+    if linked:
+        for contact in SyncedRecord.objects.filter(
+            connection_id=record["connection_id"], stream="contacts", deleted=False, external_id__in=linked
+        ).values("email", "fields"):
+            contact_fields = contact["fields"] or {}
+            emails |= {normalize_email(contact["email"]), normalize_email(contact_fields.get("email"))}
+            phones |= {normalize_phone(contact_fields.get(f)) for f in _ORDER_PHONE_FIELDS}
+    emails.discard("")
+    phones.discard("")
+    return emails, phones
+
+
+def order_lookup(*, number: str, identity: Identity) -> OrderStatus | None:
+    """The current tenant's synced order by number (vendors pad with zeros: 100 matches 00000100), only when
+    its customer e-mail or phone is the verified user's: another customer's order is as absent as a missing
+    one, and so is an order that names no contact (nothing to match it against)."""
+    if not identity.has_contact:
+        return None
     candidates = {number, number.lstrip("0") or "0"}
     if number.isdigit():
         candidates |= {number.zfill(8), number.zfill(10)}
-    record = (
+    records = (
         SyncedRecord.objects.filter(stream="orders", deleted=False)
         .filter(Q(number__in=candidates) | Q(number=f"Order {number}"))
         .order_by("-updated_at")
-        .values("number", "status", "fields", "updated_at")
-        .first()
+        .values("connection_id", "number", "status", "email", "fields", "updated_at")[:_MAX_SAME_NUMBER]
     )
-    if record is None:
-        return None
-    fields = record["fields"] or {}
-    return OrderStatus(
-        number=record["number"],
-        status=record["status"] or str(fields.get("status", "")),
-        amount=str(fields.get("amount", "") or ""),
-        currency=str(fields.get("currency", "") or ""),
-        updated_at=record["updated_at"],
-    )
+    for record in records:
+        emails, phones = _contact_data(record)
+        if not identity.matches(emails=emails, phones=phones):
+            continue
+        fields = record["fields"] or {}
+        return OrderStatus(
+            number=record["number"],
+            status=record["status"] or str(fields.get("status", "")),
+            amount=str(fields.get("amount", "") or ""),
+            currency=str(fields.get("currency", "") or ""),
+            updated_at=record["updated_at"],
+        )
+    return None
 
 
 def _connection(*, preferred_id: Any, kinds: tuple[str, ...]) -> Connection | None:
@@ -98,10 +137,33 @@ def _enqueue(
     )
 
 
+def requester_note(identity: Identity | None) -> str:
+    """What a ticket or lead says about who asked: the verified identity, or that nobody vouched for it.
+
+    Tickets and leads are new records made at the user's own request: they never change or link an existing
+    contact, so an unverified user may create them; the team reads here whether the requester was verified.
+    """
+    if identity is None:
+        return "Requester identity: not verified (anonymous chat user; check before sharing account data)."
+    parts = [f"user id {identity.user_id}"]
+    if identity.email:
+        parts.append(f"e-mail {identity.email}")
+    if identity.phone:
+        parts.append(f"phone {identity.phone}")
+    return "Requester identity: verified (" + ", ".join(parts) + ")."
+
+
 def ticket_create(
-    *, channel: ChannelInfo, conversation_id: Any, subject: str, description: str, locale: str
+    *,
+    channel: ChannelInfo,
+    conversation_id: Any,
+    subject: str,
+    description: str,
+    locale: str,
+    identity: Identity | None = None,
 ) -> ActionResult:
     connection = _connection(preferred_id=channel.ticket_connection_id, kinds=TICKET_KINDS)
+    description = f"{requester_note(identity)}\n\n{description}"
     payload = {"subject": subject[:250], "description": description, "priority": "3"}
     return _enqueue(
         kind="create_ticket", connection=connection, stream="tickets", payload=payload,
@@ -109,9 +171,16 @@ def ticket_create(
     )  # fmt: skip
 
 
-def lead_capture(*, channel: ChannelInfo, conversation_id: Any, email: str, note: str) -> ActionResult:
+def lead_capture(
+    *, channel: ChannelInfo, conversation_id: Any, email: str, note: str, identity: Identity | None = None
+) -> ActionResult:
+    """A new lead with the e-mail the user typed. It never updates or links an existing contact; it says
+    whether that e-mail is the verified one (a typed address proves nothing: anyone can type anyone's)."""
     connection = _connection(preferred_id=channel.lead_connection_id, kinds=LEAD_KINDS)
     local = email.split("@", 1)[0]
+    verified = identity is not None and bool(identity.email) and identity.email == normalize_email(email)
+    state = "E-mail verified." if verified else "E-mail not verified (typed in the chat)."
+    note = f"{state} {requester_note(identity)}\n\n{note}"
     payload = {
         "email": email,
         "last_name": local[:80] or "Unknown",
@@ -126,11 +195,20 @@ def lead_capture(*, channel: ChannelInfo, conversation_id: Any, email: str, note
 
 
 def handoff_ticket(
-    *, channel: ChannelInfo, conversation_id: Any, transcript: str, intent: str, locale: str, reason: str
+    *,
+    channel: ChannelInfo,
+    conversation_id: Any,
+    transcript: str,
+    intent: str,
+    locale: str,
+    reason: str,
+    identity: Identity | None = None,
 ) -> ActionResult:
-    """A ticket a human can act on without asking again: transcript, detected intent, channel and locale."""
+    """A ticket a human can act on without asking again: transcript, detected intent, channel and locale,
+    and whether the user's identity was verified."""
     connection = _connection(preferred_id=channel.ticket_connection_id, kinds=TICKET_KINDS)
     description = (
+        f"{requester_note(identity)}\n"
         f"Handoff requested from the {channel.kind} channel \u201c{channel.name}\u201d.\n"
         f"Conversation: {conversation_id}\nLocale: {locale}\nDetected intent: {intent or 'unknown'}\n"
         f"Reason: {reason or 'requested by the user'}\n\nTranscript:\n{transcript}"

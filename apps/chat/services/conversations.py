@@ -28,7 +28,7 @@ from apps.chat import metrics_hooks
 from apps.chat.models import Conversation, ConversationStatus, Feedback, LlmUsage, Message, Outcome, Role
 from apps.chat.principal import ChannelPrincipal
 from apps.chat.retention import user_ref_hash
-from apps.chat.services import actions, intents
+from apps.chat.services import actions, identity, intents
 from apps.chat.services.llm import Answer, Classification, OpenAICompatibleProvider, ProviderError
 from apps.chat.services.providers import TurnModels, choice_key
 from apps.core import sql
@@ -39,6 +39,7 @@ from apps.knowledge.embeddings import get_provider
 from apps.knowledge.selectors import SearchHit, knowledge_search, normalize_locale
 from apps.knowledge.version import knowledge_version
 from apps.policies.services import redact_for_storage
+from apps.security.fields import Ciphertext
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,17 @@ def conversation_start(
     user_ref: str,
     locale: str | None = None,
     metadata: dict[str, Any] | None = None,
+    user_hash: str = "",
+    identity_token: str = "",
 ) -> Conversation:
+    """Start a conversation; with a proof of the user's identity (user hash or JWT) it is verified, with an
+    invalid one it is refused (IdentityInvalid, 400), without one it is anonymous."""
     channel = principal.channel
+    proven = identity.identity_prove(
+        principal=principal, user_ref=user_ref, user_hash=user_hash, identity_token=identity_token
+    )
+    if proven is not None and not user_ref:
+        user_ref = proven.user_id  # a JWT names its user
     conversation = Conversation(
         channel_id=channel.id,
         channel_kind=channel.kind,
@@ -85,7 +95,33 @@ def conversation_start(
     )
     if user_ref:
         conversation.user_ref = user_ref  # encrypted on save
+    if proven is not None:
+        conversation.identity_verified = True
+        conversation.verified_identity = proven.as_json()  # encrypted on save
     conversation.save()
+    return conversation
+
+
+def conversation_identify(
+    *,
+    principal: ChannelPrincipal,
+    conversation: Conversation,
+    user_ref: str = "",
+    user_hash: str = "",
+    identity_token: str = "",
+) -> Conversation:
+    """Prove the user's identity mid-conversation (the user signed in on the site): the same proofs as at the
+    start. A valid proof replaces any earlier identity; an invalid one changes nothing (400)."""
+    if not user_hash and not identity_token:
+        raise ChatInputError(_("Send user_hash or identity_token."), field="identity_token")
+    proven = identity.identity_prove(
+        principal=principal, user_ref=user_ref, user_hash=user_hash, identity_token=identity_token
+    )
+    if proven is None:  # cannot happen: a proof was sent, so it is valid or IdentityInvalid was raised
+        raise ChatInputError(_("Send user_hash or identity_token."), field="identity_token")
+    conversation.identity_verified = True
+    conversation.verified_identity = proven.as_json()  # encrypted on save
+    conversation.save(update_fields=["identity_verified", "verified_identity", "updated_at"])
     return conversation
 
 
@@ -106,10 +142,12 @@ _CONVERSATION_FIELDS = (
     "status",
     "last_intent",
     "turns",
+    "identity_verified",
+    "verified_identity",  # ciphertext: decrypted only when an action compares it with a CRM record
 )
 _TURN_START_SQL = """
 SELECT c.created_at, c.updated_at, c.tenant_id, c.id, c.channel_id, c.channel_kind, c.locale, c.region,
-       c.status, c.last_intent, c.turns,
+       c.status, c.last_intent, c.turns, c.identity_verified, c.verified_identity,
        r.id, r.text, r.citations, r.intent, r.actions, r.handoff
 FROM chat_conversation c
 LEFT JOIN chat_message u
@@ -171,7 +209,10 @@ def turn_start(*, principal: ChannelPrincipal, conversation_id: Any, idempotency
         raise ConversationNotFound("conversation not found")
     row = rows[0]
     count = len(_CONVERSATION_FIELDS)
-    conversation = Conversation.from_db(alias, _CONVERSATION_FIELDS, row[:count])
+    values = list(row[:count])
+    if values[-1] is not None:
+        values[-1] = Ciphertext(values[-1])  # as the field's from_db_value marks it: stored form, not plain
+    conversation = Conversation.from_db(alias, _CONVERSATION_FIELDS, values)
     reply_id, (text, citations, intent, acts, handoff) = row[count], row[count + 1 :]
     if reply_id is None:
         return TurnStart(conversation=conversation)
@@ -403,10 +444,27 @@ def _route_action(
                 intent=routed.intent,
                 outcome=Outcome.ACTION,
             )
-        order = actions.order_lookup(number=number)
-        if order is None:
+        # Order data only for a verified user who is the order's customer (docs/security.md, "End-user
+        # identity"): without a verified e-mail or phone the lookup does not even run, and another customer's
+        # order reads exactly like a missing one.
+        verified = identity.conversation_identity(conversation)
+        if verified is None or not verified.has_contact:
+            _refused(principal, routed.intent, "unverified" if verified is None else "no_contact")
             text = _t(
-                locale, N_("I could not find order %(number)s. Please check the number."), number=number
+                locale,
+                N_(
+                    "For your security I can only share order details once you are signed in. Please sign "
+                    "in on our website and ask again, or ask for a person."
+                ),
+            )
+            return _Draft(text=text, intent=routed.intent, outcome=Outcome.FALLBACK)
+        order = actions.order_lookup(number=number, identity=verified)
+        if order is None:
+            _refused(principal, routed.intent, "mismatch")
+            text = _t(
+                locale,
+                N_("I could not find order %(number)s for your account. Please check the number."),
+                number=number,
             )
             return _Draft(text=text, intent=routed.intent, outcome=Outcome.FALLBACK)
         with translation.override(locale.split("-", 1)[0]):
@@ -432,6 +490,7 @@ def _route_action(
             subject=stored_text[:120],
             description=_transcript(conversation) + f"\nuser: {stored_text}",
             locale=locale,
+            identity=identity.conversation_identity(conversation),
         )
         text = _action_reply(
             locale,
@@ -451,7 +510,11 @@ def _route_action(
                 outcome=Outcome.ACTION,
             )
         result = actions.lead_capture(
-            channel=channel, conversation_id=conversation.pk, email=email, note=stored_text[:500]
+            channel=channel,
+            conversation_id=conversation.pk,
+            email=email,
+            note=stored_text[:500],
+            identity=identity.conversation_identity(conversation),
         )
         text = _action_reply(
             locale,
@@ -461,6 +524,10 @@ def _route_action(
         )
         return _Draft(text=text, intent=routed.intent, outcome=Outcome.ACTION, actions=[result.as_dict()])
     return None
+
+
+def _refused(principal: ChannelPrincipal, action: str, reason: str) -> None:
+    metrics_hooks.identity_refusal(principal=principal, action=action, reason=reason)
 
 
 def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason: str) -> _Draft:
@@ -481,6 +548,7 @@ def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason:
         # The reason is the user's own words, like a message: redacted the same way before it is stored
         # in the outbox and sent to the ticket system (then cut, so no half e-mail escapes the patterns).
         reason=redact_for_storage(tenant=principal.tenant, text=reason)[:500] if reason else "",
+        identity=identity.conversation_identity(conversation),
     )
     conversation.status = ConversationStatus.HANDOFF
     text = _action_reply(

@@ -9,8 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.integrations.models import Connection
-from apps.integrations.selectors import secrets_status
-from apps.tenants.api.serializers import StrictSerializer
+from apps.integrations.selectors.connections import secrets_status
+from apps.tenants.api_base import StrictSerializer
 
 _SETTINGS_HELP = _("The connector's non-secret settings, by name (see the connector's configuration schema).")
 _CREDENTIALS_HELP = _(

@@ -27,24 +27,23 @@ from apps.integrations.api.serializers import (
 )
 from apps.integrations.conf import connector_registry
 from apps.integrations.models import Connection
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import (
     connection_get,
     connection_list,
     manages_all,
     may_list_connections,
     may_manage,
 )
-from apps.integrations.services import (
+from apps.integrations.services.connections import (
     connection_create,
     connection_delete,
     connection_set_enabled,
     connection_test,
     connection_update,
 )
-from apps.tenants.api.views import TenantScopedView
-from apps.tenants.api.views import error_responses as _errors
+from apps.tenants.api_base import TENANT_PARAM, TenantScopedView
+from apps.tenants.api_base import error_responses as _errors
 
-TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Connection id.")
 
 

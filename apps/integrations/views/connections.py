@@ -14,15 +14,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
 from apps.integrations.conf import connector_class, connector_registry
 from apps.integrations.forms import ConnectionAccessForm, ConnectionForm, EnableForm, FieldMapForm, KindForm
 from apps.integrations.models import Connection
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import (
     connection_get,
     connection_grant_candidates,
     connection_grantees,
@@ -34,7 +36,7 @@ from apps.integrations.selectors import (
     may_manage,
     secrets_status,
 )
-from apps.integrations.services import (
+from apps.integrations.services.connections import (
     connection_create,
     connection_delete,
     connection_grant,
@@ -177,7 +179,9 @@ def connection_edit_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Htt
 
 
 def _access_change(request: HttpRequest, pk: Any, *, grant: bool) -> HttpResponse:
-    """Grant or revoke one member's access to one connection (audited by the service); admins only."""
+    """Grant or revoke one member's access to one connection (audited by the service); admins only.
+
+    A revocation is confirmed first: the member is named in the query string, then posted along."""
     tenant, membership = _tenant_view(request)
     connection = _managed_connection(request, pk)
     if not may_grant(user=request.user, membership=membership):
@@ -187,11 +191,26 @@ def _access_change(request: HttpRequest, pk: Any, *, grant: bool) -> HttpRespons
     else:
         granted = [user.pk for user in connection_grantees(connection=connection)]
         users = get_user_model().objects.filter(pk__in=granted)
-    form = ConnectionAccessForm(request.POST, users=users)
+    form = ConnectionAccessForm(request.POST if request.method == "POST" else request.GET, users=users)
     if not form.is_valid():
         messages.error(request, _("Choose a member from the list."))
     else:
         user = form.cleaned_data["user"]
+        if not grant:
+            page = confirmation_required(
+                request,
+                Confirmation(
+                    title=_("Revoke access"),
+                    object_name=_("%(member)s on “%(name)s”")
+                    % {"member": user.get_username(), "name": connection.name},
+                    consequence=_("The member can no longer open, change or sync this connection."),
+                    button=_("Revoke access"),
+                    cancel_url=reverse("integrations:connection-edit", args=[tenant.slug, connection.pk]),
+                    fields={"user": user.pk},
+                ),
+            )
+            if page is not None:
+                return page
         change = connection_grant if grant else connection_revoke
         try:
             change(connection=connection, tenant=tenant, user=user, actor=request.user)
@@ -212,7 +231,7 @@ def connection_grant_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Ht
     return _access_change(request, pk, grant=True)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def connection_revoke_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
     return _access_change(request, pk, grant=False)
 
@@ -233,13 +252,30 @@ def connection_test_view(request: HttpRequest, tenant_slug: str, pk: Any) -> Htt
     return redirect("integrations:connection-edit", tenant_slug=tenant.slug, pk=connection.pk)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def connection_enable_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
+    """Enable at once; disabling (no sync, no outbox delivery) is confirmed first."""
     tenant, _membership = _tenant_view(request)
     connection = _managed_connection(request, pk)
     form = EnableForm(request.POST)
     form.is_valid()
-    enabled = bool(form.cleaned_data.get("enabled"))
+    enabled = request.method == "POST" and bool(form.cleaned_data.get("enabled"))
+    if not enabled:
+        page = confirmation_required(
+            request,
+            Confirmation(
+                title=_("Disable connection"),
+                object_name=connection.name,
+                consequence=_(
+                    "Scheduled and manual syncs stop and nothing is delivered to the vendor until you enable "
+                    "it again; writes the chat captures meanwhile wait in the outbox."
+                ),
+                button=_("Disable connection"),
+                cancel_url=reverse("integrations:connection-edit", args=[tenant.slug, connection.pk]),
+            ),
+        )
+        if page is not None:
+            return page
     try:
         connection_set_enabled(
             connection=connection, tenant=tenant, enabled=enabled, actor=request.user, request=request
@@ -291,8 +327,18 @@ def connection_delete_view(request: HttpRequest, tenant_slug: str, pk: Any) -> H
     connection = _managed_connection(request, pk)
     if not manages_all(user=request.user, membership=membership):
         raise PermissionDenied
-    if request.method == "POST":
-        connection_delete(connection=connection, tenant=tenant, actor=request.user, request=request)
-        messages.success(request, _("Connection “%(name)s” deleted.") % {"name": connection.name})
-        return redirect("integrations:connection-list", tenant_slug=tenant.slug)
-    return render(request, "integrations/connection_delete.html", {"connection": connection})
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Delete connection"),
+            object_name=connection.name,
+            consequence=_("The connection and its stored credentials are removed. This cannot be undone."),
+            button=_("Delete connection"),
+            cancel_url=reverse("integrations:connection-edit", args=[tenant.slug, connection.pk]),
+        ),
+    )
+    if page is not None:
+        return page
+    connection_delete(connection=connection, tenant=tenant, actor=request.user, request=request)
+    messages.success(request, _("Connection “%(name)s” deleted.") % {"name": connection.name})
+    return redirect("integrations:connection-list", tenant_slug=tenant.slug)

@@ -13,18 +13,16 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.errors import HubError
-from apps.integrations.deadletters import (
-    deadletter_discard,
-    deadletter_get,
-    deadletter_list,
-    deadletter_replay,
-)
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
+from apps.integrations.selectors.deadletters import deadletter_get, deadletter_list
+from apps.integrations.services.deadletters import deadletter_discard, deadletter_replay
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
@@ -109,9 +107,25 @@ def deadletter_replay_view(request: HttpRequest, tenant_slug: str, pk: int) -> H
 
 
 @tenant_permission_required(roles.OPERATE_SYNC)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def deadletter_discard_view(request: HttpRequest, tenant_slug: str, pk: int) -> HttpResponse:
     letter = _letter(pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Discard dead letter"),
+            object_name=_("Dead letter #%(pk)s (%(kind)s, %(stream)s)")
+            % {"pk": letter.pk, "kind": letter.get_kind_display(), "stream": letter.stream},
+            consequence=_(
+                "The failed work is given up: it is never retried or delivered, and a replay is no longer "
+                "possible. The letter stays in the list, marked discarded."
+            ),
+            button=_("Discard"),
+            cancel_url=reverse("integrations:deadletter-detail", args=[tenant_slug, letter.pk]),
+        ),
+    )
+    if page is not None:
+        return page
     try:
         deadletter_discard(dead_letter=letter, actor=request.user, request=request)
     except HubError as exc:

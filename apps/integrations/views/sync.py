@@ -21,23 +21,24 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.context import current_tenant
 from apps.core.errors import HubError, NotFound
 from apps.core.forms import add_service_errors
-from apps.integrations import webhooks
 from apps.integrations.models import Connection
 from apps.integrations.resilience import breaker_for
-from apps.integrations.selectors import (
+from apps.integrations.selectors.connections import connection_get
+from apps.integrations.selectors.sync import (
     ERROR_RATE_RUNS,
-    connection_get,
     readable_streams,
     stream_state_find,
     sync_overview,
     sync_run_get,
     sync_run_list,
-    webhook_rejections,
 )
-from apps.integrations.sync import stream_pause, stream_resume, stream_schedule_set, sync_request
+from apps.integrations.selectors.webhooks import webhook_rejections
+from apps.integrations.services import webhooks
+from apps.integrations.services.sync import stream_pause, stream_resume, stream_schedule_set, sync_request
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
@@ -274,10 +275,25 @@ def sync_webhooks_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpR
 
 
 @tenant_permission_required(roles.OPERATE_SYNC)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def sync_webhook_rotate_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
-    """Rotate and show the new secret in this response only (not in a redirect, a session or a log)."""
+    """Confirm, rotate, show the new secret in this response only (not in a redirect, a session or a log)."""
     connection = _connection(pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Rotate webhook secret"),
+            object_name=connection.name,
+            consequence=_(
+                "A new secret is generated and shown once. The old one, if any, stops working at once: "
+                "deliveries are refused until the vendor is configured with the new secret."
+            ),
+            button=_("Rotate secret"),
+            cancel_url=reverse("integrations:sync-webhooks", args=[tenant_slug, connection.pk]),
+        ),
+    )
+    if page is not None:
+        return page
     try:
         secret = webhooks.connection_webhook_secret_rotate(
             connection=connection, actor=request.user, request=request

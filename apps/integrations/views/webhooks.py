@@ -16,8 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.core.context import tenant_context
-from apps.integrations import webhooks
-from apps.integrations.selectors import webhook_connection_find
+from apps.integrations.selectors.webhooks import owner_key, webhook_connection_find
+from apps.integrations.services import webhooks
 from apps.observability.access import client_address
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _unavailable() -> HttpResponse:
 def _ingest(
     request: HttpRequest, *, vendor: webhooks.Vendor, connection_id: Any, token: str = ""
 ) -> HttpResponse:
-    """Accept a delivery once its queued sync is stored; the broker and Redis may be away (webhooks.py)."""
+    """Accept a delivery once its queued sync is stored; broker and Redis may be away (services/webhooks)."""
     try:
         return _ingest_stored(request, vendor=vendor, connection_id=connection_id, token=token)
     except DatabaseError:
@@ -82,7 +82,7 @@ def _ingest_stored(
         if reason:
             webhooks.webhook_reject(reason=reason, connection=connection, request=request)
             return _unauthorized()
-        owner = webhooks.owner_key(connection)
+        owner = owner_key(connection)
         if wait := webhooks.throttle_wait(scope=f"connection:{owner}", config=webhooks.CONNECTION_RATE):
             return _too_many(wait)
         body = _read_body(request)

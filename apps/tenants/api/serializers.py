@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -11,29 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.tenants.api_base import StrictSerializer
 from apps.tenants.models import Invitation, Membership, Region, Role, Tenant, locale_validator, slug_validator
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuse fields the endpoint does not accept instead of silently ignoring them (a typo is an error).
-
-    `immutable_fields` names fields the resource has but this request may not set, for a clearer message.
-    """
-
-    immutable_fields: tuple[str, ...] = ()
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            writable = {name for name, field in self.fields.items() if not field.read_only}
-            known = set(self.fields) | set(self.immutable_fields)
-            errors = {
-                key: [_("This field cannot be changed.") if key in known else _("Unknown field.")]
-                for key in data
-                if key not in writable
-            }
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
 
 
 def _locale_list(**kwargs: Any) -> serializers.ListField:

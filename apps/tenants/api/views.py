@@ -6,11 +6,6 @@ caller does not belong to (or, with a token, any tenant but the token's) does no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
@@ -22,7 +17,6 @@ from rest_framework.mixins import ListModelMixin
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.errors import ValidationFailed
 from apps.tenants import roles
 from apps.tenants.api.filters import InvitationFilter, MembershipFilter, TenantFilter
 from apps.tenants.api.serializers import (
@@ -35,8 +29,9 @@ from apps.tenants.api.serializers import (
     TenantSerializer,
     TenantUpdateSerializer,
 )
-from apps.tenants.authentication import enter_tenant
-from apps.tenants.models import Invitation, ManagementToken, Membership, Tenant
+from apps.tenants.api_base import TENANT_PARAM, TenantScopedView, request_token, service_errors
+from apps.tenants.api_base import error_responses as _errors
+from apps.tenants.models import Invitation, Membership, Tenant
 from apps.tenants.selectors import tenant_list
 from apps.tenants.services import (
     invitation_create,
@@ -47,39 +42,7 @@ from apps.tenants.services import (
     tenant_update,
 )
 
-SLUG_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)
-ERROR_RESPONSES: dict[int, OpenApiResponse] = {
-    400: OpenApiResponse(description="Invalid input: field errors, or `Unknown field.` for extra fields."),
-    401: OpenApiResponse(description="Not authenticated, or the token is unknown, expired or revoked."),
-    403: OpenApiResponse(description="The caller's role does not allow this."),
-    404: OpenApiResponse(description="No such tenant or object for this caller."),
-}
-
-
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """The documented error answers of an operation, for `extend_schema(responses=...)`."""
-    return {code: ERROR_RESPONSES[code] for code in codes}
-
-
-@contextmanager
-def service_errors() -> Iterator[None]:
-    """Report a service's refusal of input as a 400 with field errors, the same shape serializers use."""
-    try:
-        yield
-    except ValidationFailed as exc:
-        raise serializers.ValidationError(exc.errors or {"non_field_errors": [str(exc)]}) from None
-    except DjangoValidationError as exc:
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        raise serializers.ValidationError(detail) from None
-
-
-def _token(request: Request) -> ManagementToken | None:
-    return request.auth if isinstance(request.auth, ManagementToken) else None
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: ERROR_RESPONSES[code] for code in codes}
 
 
 # --- tenants --------------------------------------------------------------------------------------------
@@ -95,7 +58,7 @@ class TenantListView(ListModelMixin, GenericAPIView):
         if getattr(self, "swagger_fake_view", False):
             return queryset.none()
         user = self.request.user
-        token = _token(self.request)
+        token = request_token(self.request)
         if token is not None:
             return queryset.filter(pk=token.tenant_id)
         if user.is_staff:
@@ -114,7 +77,7 @@ class TenantListView(ListModelMixin, GenericAPIView):
         responses={201: TenantSerializer, **_errors(400, 401, 403)},
     )
     def post(self, request: Request) -> Response:
-        if _token(request) is not None or not roles.can(request.user, None, roles.MANAGE_TENANTS):
+        if request_token(request) is not None or not roles.can(request.user, None, roles.MANAGE_TENANTS):
             raise PermissionDenied(
                 _("Only platform operators can create tenants, and not with a tenant token.")
             )
@@ -125,45 +88,7 @@ class TenantListView(ListModelMixin, GenericAPIView):
         return Response(TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
 
-class TenantScopedView(GenericAPIView):
-    """Base of every `/tenants/{slug}/...` endpoint: resolves the tenant, the membership and the context."""
-
-    tenant: Tenant
-    membership: Membership | None
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        self.tenant, self.membership = self._resolve_tenant(request, kwargs["slug"])
-
-    @staticmethod
-    def _resolve_tenant(request: Request, slug: str) -> tuple[Tenant, Membership | None]:
-        user = request.user
-        token = _token(request)
-        if token is not None:
-            if token.tenant.slug != slug:
-                raise NotFound
-            tenant: Tenant | None = token.tenant
-        else:
-            tenant = Tenant.objects.select_related("home_region").filter(slug=slug).first()
-            if tenant is not None and not tenant.is_active and not user.is_staff:
-                tenant = None
-        if tenant is None:
-            raise NotFound
-        if not user.is_authenticated:
-            raise NotAuthenticated
-        membership = Membership.objects.filter(tenant=tenant, user=user).first()
-        if membership is None and not user.is_staff:
-            raise NotFound
-        enter_tenant(request, tenant)
-        return tenant, membership
-
-    def require(self, perm: str) -> None:
-        """Refuse with 403 unless the caller's role here grants `perm` (the same rule as the console)."""
-        if not roles.can(self.request.user, self.membership, perm):
-            raise PermissionDenied(_("Your role in this tenant does not allow this."))
-
-
-@extend_schema(tags=["tenants"], parameters=[SLUG_PARAM])
+@extend_schema(tags=["tenants"], parameters=[TENANT_PARAM])
 class TenantDetailView(TenantScopedView):
     """A tenant's settings: members read them, `manage_settings` changes them."""
 
@@ -197,7 +122,7 @@ class TenantDetailView(TenantScopedView):
 
 
 # --- members --------------------------------------------------------------------------------------------
-@extend_schema(tags=["members"], parameters=[SLUG_PARAM])
+@extend_schema(tags=["members"], parameters=[TENANT_PARAM])
 class MemberListView(ListModelMixin, TenantScopedView):
     """Members of a tenant: every member reads, `manage_members` invites (never adds directly)."""
 
@@ -253,7 +178,7 @@ class MemberListView(ListModelMixin, TenantScopedView):
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema(tags=["members"], parameters=[SLUG_PARAM, ID_PARAM])
+@extend_schema(tags=["members"], parameters=[TENANT_PARAM, ID_PARAM])
 class MemberDetailView(TenantScopedView):
     """One membership: every member reads it, `manage_members` changes the role or removes it."""
 
@@ -315,7 +240,7 @@ class MemberDetailView(TenantScopedView):
 
 
 # --- invitations ----------------------------------------------------------------------------------------
-@extend_schema(tags=["invitations"], parameters=[SLUG_PARAM])
+@extend_schema(tags=["invitations"], parameters=[TENANT_PARAM])
 class InvitationListView(ListModelMixin, TenantScopedView):
     """Invitations of a tenant (`manage_members`)."""
 
@@ -360,7 +285,7 @@ class InvitationListView(ListModelMixin, TenantScopedView):
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(tags=["invitations"], parameters=[SLUG_PARAM, ID_PARAM])
+@extend_schema(tags=["invitations"], parameters=[TENANT_PARAM, ID_PARAM])
 class InvitationRevokeView(TenantScopedView):
     """Revoke an open invitation (`manage_members`); revoking twice, or after acceptance, changes nothing."""
 

@@ -4,9 +4,9 @@ With `--database ALIAS` only that alias is migrated (what the test runner does p
 allow_migrate keeps each alias to its own models.
 
 Migrations run as the runtime role. Where a privileged connection is configured (settings.HUB_DATABASE_ADMIN)
-each alias is prepared before (pgvector; audit objects handed back to the runtime role while audit migrations
-are pending) and locked after: the audit tables and functions belong to the NOLOGIN audit owner role
-(apps/audit/roles.py).
+each alias is prepared before (pgvector). Apps add their own steps around each alias through
+apps/core/migrate_hooks.py: audit hands its objects back to the runtime role while audit migrations are
+pending and locks them after (they belong to the NOLOGIN audit owner role), tenants syncs the Region rows.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.core.management.base import CommandParser
 from django.core.management.commands.migrate import Command as DjangoMigrate
 
 from apps.core.db_admin import db_prepare
+from apps.core.migrate_hooks import migrate_hooks
 
 
 class Command(DjangoMigrate):
@@ -42,28 +43,23 @@ class Command(DjangoMigrate):
             try:
                 super().handle(*args, **{**options, "database": alias})
             finally:  # a failed migration must not leave the audit objects with the runtime role
-                self._lock(alias, options)
-            if alias == "default" and not options["plan"] and not options["app_label"]:
-                from apps.tenants.services import region_sync
-
-                region_sync()
+                self._after(alias, options)
+            if not options["plan"] and not options["app_label"]:
+                for hooks in migrate_hooks():
+                    if hooks.migrated is not None:
+                        hooks.migrated(alias)
 
     def _before(self, alias: str, options: dict[str, Any]) -> None:
         if options["plan"] or not db_prepare(alias=alias):
             return
-        from apps.audit.roles import audit_migrations_pending, audit_roles_apply
+        for hooks in migrate_hooks():
+            if hooks.before is not None:
+                hooks.before(alias)
 
-        if audit_migrations_pending(alias=alias):
-            audit_roles_apply(alias=alias, lock=False)
-
-    def _lock(self, alias: str, options: dict[str, Any]) -> None:
+    def _after(self, alias: str, options: dict[str, Any]) -> None:
         if options["plan"]:
             return
-        from apps.audit.roles import audit_roles_apply, audit_roles_unprotected
-
-        if not audit_roles_apply(alias=alias) and audit_roles_unprotected(alias=alias):
-            self.stderr.write(
-                f"WARNING: {alias}: the hub's database role can change or delete audit records (it is a "
-                "superuser or owns the audit tables). Set the *_DATABASE_ADMIN_URL variables or run the "
-                "SQL of `manage.py db_roles --print-sql` as an administrator (docs/deploy.md)."
-            )
+        for hooks in migrate_hooks():
+            warning = hooks.after(alias) if hooks.after is not None else None
+            if warning:
+                self.stderr.write(warning)

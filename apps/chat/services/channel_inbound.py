@@ -1,0 +1,470 @@
+"""Messaging platforms in and out: a platform message → an InboundEvent → a turn → the reply in the outbox.
+
+The loop (docs/architecture.md, "Channels"):
+
+1. The webhook view (apps/chat/webhook_views.py) verifies and parses the request with the channel's adapter
+   and calls `channel_events_accept`: each message becomes an `InboundEvent` row (its unique constraint on
+   the platform message id absorbs the platform's retries) and a Celery task published after the commit.
+   Status reports on our own sent messages are recorded on their outbox message.
+2. The task calls `channel_inbound_process`: find or start the conversation of the platform's conversation
+   key, run the turn through the chat API's own turn service (idempotency key `<kind>:<platform id>`, so a
+   redelivered task replays the stored answer), and enqueue the reply on the platform account's outbox
+   stream "messages" in the same transaction that marks the event done: the reply is enqueued exactly once.
+3. The outbox delivers it (retries with backoff, breaker per account, dead letters). Across a crash between
+   the platform's answer and the outbox's commit a reply can be sent twice: platforms have no upsert.
+4. `channel_inbound_requeue_stale` (beat, every 60 s) publishes again the events whose task was lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from apps.chat.models import (
+    Channel,
+    Conversation,
+    ConversationStatus,
+    InboundEvent,
+    InboundStatus,
+    Message,
+    Role,
+)
+from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.chat.retention import user_ref_hash
+from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
+from apps.chat.services.conversations import ChatInputError, conversation_start, message_post
+from apps.chat.services.identity import platform_identity
+from apps.core import sql
+from apps.core.context import TenantRef, as_ref, current_tenant
+from apps.core.tasks import task_enqueue, task_enqueue_on_commit
+from apps.integrations.conf import connector_class
+from apps.integrations.models import Connection, OutboxMessage
+from apps.integrations.resilience import BucketConfig, TokenBucket, connection_session
+from apps.integrations.retry import jittered_backoff
+from apps.integrations.services.outbox import outbox_enqueue
+from apps.observability import metrics
+from apps.policies.services import redact_for_storage
+from connectors.errors import InvalidConfig
+from connectors.messaging import ChannelAdapter, Inbound, StatusUpdate, WebhookEvents
+from connectors.messaging_connector import MESSAGES, MessagingConnector
+
+logger = logging.getLogger(__name__)
+
+#: Per source address: platforms send every tenant's webhooks from shared egress addresses.
+IP_RATE = BucketConfig(capacity=600, rate=100.0)
+#: Per channel: a platform's retry burst passes, a flood does not.
+CHANNEL_RATE = BucketConfig(capacity=300, rate=30.0)
+#: An event still queued after this long lost its task (broker down at publish, worker died): publish again.
+REQUEUE_AFTER_SECONDS = 60
+#: Tries of one event before it is marked failed (transient errors: database, Redis, a broker hiccup).
+MAX_ATTEMPTS = 5
+RETRY_BASE_MS = 1000.0
+RETRY_CAP_SECONDS = 60.0
+#: Key-cache entries (Teams' OpenID metadata and signing keys) live in the shared cache under this prefix.
+KEY_CACHE_PREFIX = "chat:channel-keys:"
+#: Order of the platforms' delivery statuses: a late "delivered" never overwrites "read".
+STATUS_RANK = {"accepted": 0, "queued": 0, "sending": 1, "sent": 1, "delivered": 2, "read": 3}
+CHANNEL_INBOUND_TASK = "apps.chat.tasks.channel_inbound_task"
+
+
+# --- the adapter -------------------------------------------------------------------------------------------
+class CacheKeyCache:
+    """The adapters' `KeyCache` on the shared Django cache (Redis); without Redis keys are fetched again."""
+
+    def get(self, key: str) -> Any:
+        try:
+            return cache.get(KEY_CACHE_PREFIX + key)
+        except (RedisError, OSError):
+            logger.warning("channel key cache unavailable: fetching again")
+            return None
+
+    def set(self, key: str, value: Any, timeout: int) -> None:
+        try:
+            cache.set(KEY_CACHE_PREFIX + key, value, timeout)
+        except (RedisError, OSError):
+            logger.warning("channel key cache unavailable: not stored")
+
+
+def channel_adapter(connection: Connection) -> ChannelAdapter:
+    """The platform adapter of a channel's account: its settings and credentials, the guarded session of
+    the connection (SSRF guard, trust, breaker, quota) and the shared key cache. Call in tenant context."""
+    connector_type = connector_class(connection.kind)
+    if not issubclass(connector_type, MessagingConnector):
+        raise InvalidConfig(f"{connection.kind} is not a messaging platform")
+    connector = connector_type(
+        connection.connector_config(), session=connection_session(connection), key_cache=CacheKeyCache()
+    )
+    return connector.adapter
+
+
+def throttle_wait(*, scope: str, config: BucketConfig) -> float:
+    """Seconds before the next request of `scope` may pass (0.0: go on). Fails open without Redis: a
+    platform message is worth more than the limit, and the body is bounded and verified before any write."""
+    try:
+        return TokenBucket(f"channel-hooks:{scope}", config=config).acquire()
+    except (RedisError, OSError):
+        logger.warning("channel webhook rate limit skipped: Redis is unavailable")
+        return 0.0
+
+
+# --- accepting a verified webhook --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Accepted:
+    new: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    ignored: int = 0
+
+
+def _payload(inbound: Inbound) -> str:
+    data = dataclasses.asdict(inbound)
+    data["sent_at"] = inbound.sent_at.isoformat() if inbound.sent_at else None
+    data["reply_ref"] = dict(inbound.reply_ref)
+    return json.dumps(data, ensure_ascii=False)
+
+
+def inbound_of(payload: str) -> Inbound:
+    """The `Inbound` an event's payload holds (its JSON, as `channel_events_accept` stored it)."""
+    data = json.loads(payload)
+    sent_at = datetime.fromisoformat(data["sent_at"]) if data.get("sent_at") else None
+    return Inbound(**{**data, "sent_at": sent_at, "reply_ref": dict(data.get("reply_ref") or {})})
+
+
+def channel_events_accept(*, endpoint: ChannelEndpoint, events: WebhookEvents) -> Accepted:
+    """Store each new message as a queued InboundEvent (its task published on commit), skip the platform's
+    redeliveries, record status reports. Call inside the endpoint's tenant context."""
+    channel, kind = endpoint.channel, endpoint.channel.kind
+    alias = current_tenant().db_alias
+    new = duplicates = 0
+    for inbound in events.messages:
+        try:
+            with transaction.atomic(using=alias):
+                event = InboundEvent.objects.create(
+                    tenant_id=channel.tenant_id,
+                    channel_id=channel.id,
+                    channel_kind=kind,
+                    platform_message_id=inbound.platform_message_id[:255],
+                    payload=_payload(inbound),
+                )
+                task_enqueue_on_commit(
+                    _task(), kwargs={"tenant_id": channel.tenant_id, "event_id": str(event.pk)}, using=alias
+                )
+        except IntegrityError:
+            duplicates += 1
+            metrics.record_channel_message(kind=kind, direction="in", outcome="duplicate")
+            continue
+        new += 1
+        metrics.record_channel_message(kind=kind, direction="in", outcome="accepted")
+    for reason in events.ignored:
+        logger.info("channel %s: webhook part ignored (%s)", channel.id, reason)
+        metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
+    recorded = sum(_status_record(endpoint.connection, status) for status in events.statuses)
+    return Accepted(new=new, duplicates=duplicates, statuses=recorded, ignored=len(events.ignored))
+
+
+def _status_record(connection: Connection, status: StatusUpdate) -> bool:
+    """Note the platform's delivery status on the outbox message that sent it, under payload["delivery"]:
+    queryable per account (`payload__delivery__status`) for the console's delivery report. A status for a
+    message the outbox has not marked delivered yet (the report raced the outbox commit) is not found."""
+    message = (
+        OutboxMessage.objects.filter(
+            connection=connection, stream=MESSAGES, vendor_id=status.platform_message_id
+        )
+        .only("pk", "payload")
+        .first()
+    )
+    if message is None:
+        return False
+    before = (message.payload or {}).get("delivery") or {}
+    new_rank = STATUS_RANK.get(status.status, 9 if status.status in ("failed", "undelivered") else 0)
+    if before and STATUS_RANK.get(str(before.get("status")), 9) > new_rank:
+        return False
+    delivery = {"status": status.status[:32], "at": timezone.now().isoformat()}
+    if status.error:
+        delivery["error"] = status.error[:500]
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        payload={**(message.payload or {}), "delivery": delivery}, updated_at=timezone.now()
+    )
+    metrics.record_channel_message(kind=connection.kind, direction="out", outcome="status")
+    return True
+
+
+def _task() -> Any:
+    """The task by name: services never import tasks.py (tasks call services), like integrations' dispatch."""
+    return current_app.tasks[CHANNEL_INBOUND_TASK]
+
+
+# --- the worker: one event, one turn, one reply ------------------------------------------------------------
+class Retry(Exception):
+    """A transient failure: the task tries the event again after `countdown` seconds."""
+
+    def __init__(self, message: str, *, countdown: float) -> None:
+        super().__init__(message)
+        self.countdown = countdown
+
+
+def _principal(channel: Channel, tenant: TenantRef) -> ChannelPrincipal:
+    info = ChannelInfo(
+        id=channel.id,
+        kind=channel.kind,
+        name=channel.name,
+        default_locale=channel.default_locale,
+        allowed_actions=tuple(channel.allowed_actions or ()),
+        knowledge_base_id=channel.knowledge_base_id,
+        content_region=channel.content_region or tenant.region,
+        ticket_connection_id=channel.ticket_connection_id,
+        lead_connection_id=channel.lead_connection_id,
+    )
+    return ChannelPrincipal(key_id=0, key_prefix="", scopes=frozenset({"chat"}), tenant=tenant, channel=info)
+
+
+def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inbound) -> Conversation:
+    """The open or handed-off conversation of the platform's conversation key, or a new one.
+
+    An advisory lock per key makes two concurrent first messages of one user find one conversation.
+    """
+    tenant = principal.tenant
+    key_hash = user_ref_hash(tenant_id=tenant.id, user_ref=f"{channel.kind}:{inbound.conversation_key}")
+    with transaction.atomic(using=tenant.db_alias):
+        sql.advisory_xact_lock(
+            using=tenant.db_alias,
+            key=sql.lock_key("chat-platform-conversation", tenant.id, channel.id, key_hash),
+        )
+        found = (
+            Conversation.objects.filter(
+                channel_id=channel.id,
+                platform_key_hash=key_hash,
+                status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
+            )
+            .order_by("-created_at")
+            .first()
+        )
+        if found is not None:
+            return found
+        conversation = conversation_start(
+            principal=principal, user_ref=inbound.sender, locale=inbound.locale or None
+        )
+        conversation.platform_key_hash = key_hash
+        conversation.reply_ref = json.dumps(dict(inbound.reply_ref))
+        fields = ["platform_key_hash", "reply_ref", "updated_at"]
+        identity = platform_identity(channel_kind=channel.kind, sender=inbound.sender)
+        if inbound.sender_verified and identity is not None:
+            # The platform vouches for the sender (a WhatsApp/SMS number, a Slack/Teams user): the same
+            # identity the chat API's proofs give, so the action rules (services/identity.py) apply alike.
+            conversation.identity_verified = True
+            conversation.verified_identity = identity.as_json()
+            fields += ["identity_verified", "verified_identity"]
+        conversation.save(update_fields=fields)
+        return conversation
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut `text` into parts of at most `limit` characters at sentence, then word, boundaries."""
+    text = text.strip()
+    parts: list[str] = []
+    while len(text) > limit:
+        window = text[: limit + 1]
+        cut = max((m.end() for m in _SENTENCE_END.finditer(window) if m.end() <= limit), default=0)
+        if cut < limit // 3:  # no sentence end far enough: the last space, else a hard cut
+            space = window.rfind(" ", 0, limit + 1)
+            cut = space if space > limit // 3 else limit
+        parts.append(text[:cut].strip())
+        text = text[cut:].strip()
+    if text:
+        parts.append(text)
+    return [part for part in parts if part]
+
+
+def reply_parts(reply: Mapping[str, Any], limit: int) -> list[str]:
+    """The reply as the platform's plain text: the answer, then one "Sources:" line per cited link."""
+    text = str(reply.get("text") or "").strip()
+    links = []
+    for citation in reply.get("citations") or ():
+        url = str(citation.get("url") or "").strip()
+        if url:
+            title = str(citation.get("title") or "").strip()
+            links.append(f"- {title}: {url}" if title else f"- {url}")
+    if links:
+        text = "\n".join([text, "", "Sources:", *links]) if text else "\n".join(["Sources:", *links])
+    return split_text(text, limit)
+
+
+def _finish(event: InboundEvent, *, status: str, error: str = "", conversation: Any = None) -> None:
+    InboundEvent.objects.filter(pk=event.pk).update(
+        status=status,
+        last_error=error[:1000],
+        conversation_id=conversation.pk if conversation is not None else event.conversation_id,
+        processed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def _handed_off_record(principal: ChannelPrincipal, conversation: Conversation, text: str, key: str) -> None:
+    """Keep the user's message of a handed-off conversation for the agent; the bot says nothing."""
+    stored = redact_for_storage(tenant=principal.tenant, text=text)
+    if not Message.objects.filter(conversation=conversation, idempotency_key=key).exists():
+        Message.objects.create(
+            tenant_id=principal.tenant.id,
+            conversation=conversation,
+            role=Role.USER,
+            text=stored,
+            idempotency_key=key,
+        )
+
+
+def channel_inbound_process(*, event_id: Any) -> str:
+    """Run one queued platform message as a turn and enqueue its reply; return the event's new status.
+
+    Idempotent: an event no longer queued is skipped; a turn already stored is replayed by its idempotency
+    key; the reply's outbox messages commit with the event's "done", under a row lock, so a redelivered task
+    never enqueues a reply twice. Transient failures raise `Retry`; after MAX_ATTEMPTS the event fails.
+    Call inside the event's tenant context (the task does).
+    """
+    tenant = current_tenant()
+    event = InboundEvent.objects.filter(pk=event_id).first()
+    if event is None or event.status != InboundStatus.QUEUED:
+        return "skipped"
+    kind = event.channel_kind
+    InboundEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1, updated_at=timezone.now())
+    channel = Channel.objects.filter(pk=event.channel_id, tenant_id=tenant.id).first()
+    if channel is None or not channel.enabled or channel.kind not in PLATFORM_KINDS:
+        _finish(event, status=InboundStatus.IGNORED, error="The channel was deleted or disabled.")
+        metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
+        return InboundStatus.IGNORED
+    connection = (
+        Connection.objects.filter(pk=channel.platform_connection_id, kind=channel.kind).first()
+        if channel.platform_connection_id
+        else None
+    )
+    if connection is None:
+        _finish(event, status=InboundStatus.FAILED, error="The channel has no platform account.")
+        metrics.record_channel_message(kind=kind, direction="in", outcome="failed")
+        return InboundStatus.FAILED
+    inbound = inbound_of(str(event.payload or "{}"))
+    principal = _principal(channel, as_ref(tenant))
+    key = f"{kind}:{inbound.platform_message_id}"[:128]
+    try:
+        conversation = _conversation(principal, channel, inbound)
+        if conversation.status == ConversationStatus.HANDOFF:
+            _handed_off_record(principal, conversation, inbound.text, key)
+            _finish(event, status=InboundStatus.DONE, conversation=conversation)
+            metrics.record_channel_message(kind=kind, direction="in", outcome="handoff_quiet")
+            return InboundStatus.DONE
+        try:
+            turn = message_post(
+                principal=principal, conversation=conversation, text=inbound.text, idempotency_key=key
+            )
+        except ChatInputError as exc:
+            _finish(event, status=InboundStatus.IGNORED, error=str(exc))
+            metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
+            return InboundStatus.IGNORED
+        parts = reply_parts(turn.reply, _max_text(connection))
+        with transaction.atomic(using=tenant.db_alias):
+            locked = InboundEvent.objects.select_for_update().filter(pk=event.pk, status=InboundStatus.QUEUED)
+            if not locked.exists():
+                return "skipped"  # a concurrent delivery of this task finished it
+            reply_ref = dict(inbound.reply_ref)
+            for part in parts:
+                outbox_enqueue(
+                    connection=connection,
+                    stream=MESSAGES,
+                    payload={"reply_ref": reply_ref, "text": part},
+                    ordering_key=str(conversation.pk),
+                )
+            _finish(event, status=InboundStatus.DONE, conversation=conversation)
+    except Exception as exc:
+        return _failed(event, kind=kind, exc=exc)
+    for _part in parts:
+        metrics.record_channel_message(kind=kind, direction="out", outcome="enqueued")
+    metrics.record_channel_message(kind=kind, direction="in", outcome="answered")
+    metrics.observe_channel_reply(
+        kind=kind, seconds=max(0.0, (timezone.now() - event.created_at).total_seconds())
+    )
+    return InboundStatus.DONE
+
+
+def channel_adapter_class(connection: Connection) -> type[ChannelAdapter]:
+    connector = connector_class(connection.kind)
+    adapter: type[ChannelAdapter] = connector.adapter_class  # type: ignore[attr-defined]
+    return adapter
+
+
+def _max_text(connection: Connection) -> int:
+    return int(channel_adapter_class(connection).max_text)
+
+
+def _failed(event: InboundEvent, *, kind: str, exc: Exception) -> str:
+    """Record the error; ask for a retry while tries remain (raise Retry), else mark the event failed."""
+    attempts = event.attempts + 1
+    error = f"{type(exc).__name__}: {exc}"[:1000]
+    logger.warning("channel message %s failed (try %d): %s", event.pk, attempts, type(exc).__name__)
+    if attempts < MAX_ATTEMPTS:
+        InboundEvent.objects.filter(pk=event.pk).update(last_error=error, updated_at=timezone.now())
+        delay = jittered_backoff(retries=attempts - 1, base_ms=RETRY_BASE_MS, cap_seconds=RETRY_CAP_SECONDS)
+        raise Retry(error, countdown=delay) from exc
+    _finish(event, status=InboundStatus.FAILED, error=error)
+    metrics.record_channel_message(kind=kind, direction="in", outcome="failed")
+    return InboundStatus.FAILED
+
+
+# --- the sweep ---------------------------------------------------------------------------------------------
+def channel_inbound_requeue_stale(*, now: datetime | None = None) -> int:
+    """Publish again every event still queued REQUEUE_AFTER_SECONDS after its last change; return how many.
+
+    Its task was lost (broker down at publish, web process died after the commit) or waits in a backlog;
+    a second task finds the event done and skips it. A compare-and-set on `updated_at` keeps two sweeps
+    from publishing one event twice per interval.
+    """
+    from apps.tenants.models import Tenant
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=REQUEUE_AFTER_SECONDS)
+    tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
+    queued = 0
+    for alias in {t.home_region.db_alias for t in tenants.values()}:
+        stale = (
+            InboundEvent.all_tenants.using(alias)
+            .filter(status=InboundStatus.QUEUED, updated_at__lt=cutoff, tenant_id__in=list(tenants))
+            .values_list("pk", "tenant_id", "updated_at")[:1000]
+        )
+        for pk, tenant_id, updated_at in stale:
+            won = (
+                InboundEvent.all_tenants.using(alias)
+                .filter(pk=pk, status=InboundStatus.QUEUED, updated_at=updated_at)
+                .update(updated_at=now)
+            )
+            if won and task_enqueue(_task(), kwargs={"tenant_id": tenant_id, "event_id": str(pk)}):
+                queued += 1
+    if queued:
+        logger.info("channel messages queued again: %d", queued)
+    return queued
+
+
+__all__ = [
+    "Accepted",
+    "CacheKeyCache",
+    "Retry",
+    "channel_adapter",
+    "channel_events_accept",
+    "channel_inbound_process",
+    "channel_inbound_requeue_stale",
+    "inbound_of",
+    "reply_parts",
+    "split_text",
+    "throttle_wait",
+]

@@ -1,0 +1,1 @@
+"""Console reads: `dashboards` (charts over a time window) and `overview` (the tenant home)."""

@@ -1,0 +1,1 @@
+from tests.channels_console.helpers import wa_sim  # noqa: F401 - the fixture, for every test here
