@@ -26,8 +26,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(tenant_a: Tenant, alice: Any) -> APIClient:
-    return token_client(issue_token(tenant_a, alice))
+def api(alice_api: APIClient) -> APIClient:
+    return alice_api
 
 
 def base(tenant: Tenant) -> str:

@@ -32,12 +32,6 @@ from tests.fixtures.auth import login_verified
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
-
-
 def _post_whatsapp(client: Client, tenant: Tenant, sim: WhatsAppSimulator, name: str = "WA") -> Any:
     settings_, credentials = wa_account(sim)
     data = {"name": name, "kind": "whatsapp", "default_locale": "en", "platform-endpoint_region": "eu"}
