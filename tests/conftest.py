@@ -1,20 +1,27 @@
-"""Shared fixtures. Tests run on the real embedded PostgreSQL and Redis that `make test` starts."""
+"""The suite's hooks and its one plugin of shared fixtures (tests/fixtures/, described there).
+
+Tests run on the real embedded PostgreSQL and Redis that `make test` starts.
+"""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 
-from apps.core.context import tenant_context
-from apps.tenants.models import Membership, Region, Role, Tenant
-from apps.tenants.services import membership_add, region_sync
-from tests.factories import TenantFactory, UserFactory
+from tests.fixtures.cache import run_keys_delete
+
+pytest_plugins = [
+    "tests.fixtures.tenants",
+    "tests.fixtures.auth",
+    "tests.fixtures.simulators",
+    "tests.fixtures.integrations",
+    "tests.fixtures.chat",
+    "tests.fixtures.database",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,77 +46,7 @@ def _metrics_dir() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
-    """Drop this run's cache keys only (a FLUSHDB would also wipe other runs and the Celery broker)."""
+    """Drop this run's Redis keys after each test (a module whose processes share state across its tests,
+    tests/chaos/test_multiprocess.py, overrides this and drops them when the module ends)."""
     yield
-    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
-    keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
-@pytest.fixture
-def regions(db: None) -> dict[str, Region]:
-    """Region rows (migrate creates them; transactional tests flush them, so make sure)."""
-    return {region.code: region for region in region_sync()}
-
-
-@pytest.fixture
-def region_eu(regions: dict[str, Region]) -> Region:
-    return regions["eu"]
-
-
-@pytest.fixture
-def region_us(regions: dict[str, Region]) -> Region:
-    return regions["us"]
-
-
-@pytest.fixture
-def tenant_a(region_eu: Region) -> Tenant:
-    """alice's tenant (EU)."""
-    return TenantFactory.create(slug="tenant-a", name="Tenant A", home_region=region_eu)
-
-
-@pytest.fixture
-def tenant_b(region_us: Region) -> Tenant:
-    """charlie's tenant (US)."""
-    return TenantFactory.create(slug="tenant-b", name="Tenant B", home_region=region_us)
-
-
-@pytest.fixture
-def in_tenant_a(tenant_a: Tenant) -> Iterator[Tenant]:
-    with tenant_context(tenant_a):
-        yield tenant_a
-
-
-@pytest.fixture
-def alice(tenant_a: Tenant) -> Any:
-    """Admin of tenant A."""
-    user = UserFactory.create(username="alice")
-    membership_add(tenant=tenant_a, user=user, role=Role.ADMIN)
-    return user
-
-
-@pytest.fixture
-def bob(tenant_a: Tenant, alice: Any) -> Any:
-    """Viewer of tenant A."""
-    user = UserFactory.create(username="bob")
-    membership_add(tenant=tenant_a, user=user, role=Role.VIEWER)
-    return user
-
-
-@pytest.fixture
-def charlie(tenant_b: Tenant) -> Any:
-    """Viewer of tenant B: must have no access to anything of tenant A."""
-    user = UserFactory.create(username="charlie")
-    membership_add(tenant=tenant_b, user=user, role=Role.VIEWER)
-    return user
-
-
-@pytest.fixture
-def operator(db: None) -> Any:
-    return UserFactory.create(username="operator", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def bob_membership(bob: Any, tenant_a: Tenant) -> Membership:
-    return Membership.objects.get(user=bob, tenant=tenant_a)
+    run_keys_delete()

@@ -22,19 +22,12 @@ def _connection_pk(tenant: Tenant) -> Any:
     """One of tenant A's connections (created on first use; no vendor is called)."""
     from apps.core.context import tenant_context
     from apps.integrations.models import Connection
-    from apps.integrations.services.connections import connection_create
+    from tests.fixtures.integrations import offline_connection
 
     with tenant_context(tenant):
         existing = Connection.objects.first()
     if existing is None:
-        existing = connection_create(
-            tenant=tenant,
-            kind="servicenow",
-            name="sweep",
-            endpoint_region=tenant.region_code,
-            settings={"instance_url": "https://sweep.service-now.example", "username": "admin"},
-            credentials={"password": "sweep-password"},
-        )
+        existing = offline_connection(tenant, "servicenow", name="sweep")
     return existing.pk
 
 

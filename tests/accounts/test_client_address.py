@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from apps.accounts import selectors
 from apps.observability.access import client_address
-from tests.accounts.conftest import PASSWORD, enroll, next_code
+from tests.fixtures.auth import PASSWORD, enroll, next_code
 
 pytestmark = pytest.mark.django_db
 LOGIN = reverse("accounts:login")

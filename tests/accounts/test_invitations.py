@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import invitation_create, invitation_revoke, invitation_token
-from tests.accounts.conftest import PASSWORD
 from tests.factories import UserFactory
+from tests.fixtures.auth import PASSWORD
 
 pytestmark = pytest.mark.django_db
 NEW_PASSWORD = "a-fresh-Passphrase-2026"

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from apps.accounts import selectors, services
 from apps.tenants.models import Membership, Tenant
-from tests.accounts.conftest import PASSWORD, login_verified
+from tests.fixtures.auth import PASSWORD, login_verified
 
 pytestmark = pytest.mark.django_db
 LOGIN = reverse("accounts:login")
@@ -154,7 +154,7 @@ def test_operator_can_unlock(client: Client, operator: Any, bob: Any, tenant_a: 
 
 
 def test_wrong_otp_codes_count_towards_the_lock(client: Client, bob: Any, no_otp_throttle: None) -> None:
-    from tests.accounts.conftest import enroll
+    from tests.fixtures.auth import enroll
 
     enroll(bob)
     client.post(LOGIN, {"username": "bob", "password": PASSWORD})

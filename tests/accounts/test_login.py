@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.accounts.conftest import PASSWORD, enroll
+from tests.fixtures.auth import PASSWORD, enroll
 
 pytestmark = pytest.mark.django_db
 LOGIN = reverse("accounts:login")

@@ -12,7 +12,7 @@ from django.utils import timezone, translation
 
 from apps.accounts import services
 from apps.core.errors import ValidationFailed
-from tests.accounts.conftest import PASSWORD
+from tests.fixtures.auth import PASSWORD
 
 pytestmark = pytest.mark.django_db
 PROFILE = reverse("accounts:profile")

@@ -35,7 +35,7 @@ from django.db import connections
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import management_token_create, membership_add
 from tests.factories import UserFactory
-from tests.foundation.test_settings import PRODUCTION_ENV
+from tests.fixtures.processes import PRODUCTION_ENV
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__"), pytest.mark.slow]
 

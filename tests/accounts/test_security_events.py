@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.accounts.services import record_security_event
-from tests.accounts.conftest import PASSWORD, enroll, next_code
+from tests.fixtures.auth import PASSWORD, enroll, next_code
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ from apps.accounts import selectors
 from apps.accounts.models import BackupCode, TOTPDevice
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add, tenant_update
-from tests.accounts.conftest import PASSWORD, enroll, login_verified, next_code, totp_for
 from tests.factories import UserFactory
+from tests.fixtures.auth import PASSWORD, enroll, login_verified, next_code, totp_for
 
 pytestmark = pytest.mark.django_db
 ENROLL = reverse("accounts:twofactor-enroll")

@@ -32,9 +32,9 @@ from apps.audit.models import PlatformAuditEvent
 from apps.security.keys import master_key_provider
 from apps.security.sealed import Sealed, UnsealFailed, seal_is_current
 from apps.tenants.demo import _demo_totp_seed, _ensure_totp
-from tests.accounts.conftest import PASSWORD, login_verified, totp_for
 from tests.factories import UserFactory
-from tests.security.test_encryption import _pg_dump_all
+from tests.fixtures.auth import PASSWORD, login_verified, totp_for
+from tests.fixtures.database import pg_dump_all
 
 ENROLL = reverse("accounts:twofactor-enroll")
 REGENERATE = reverse("accounts:twofactor-backup-codes-regenerate")
@@ -78,7 +78,7 @@ def test_a_pg_dump_holds_no_totp_seed_and_no_backup_code(tenant_a: Any) -> None:
     session.save()
     new_codes = list(regenerated.post(REGENERATE).context["codes"])
 
-    dump = _pg_dump_all()
+    dump = pg_dump_all()
 
     assert "accounts_totpdevice" in dump and "seal1$" in dump  # the devices are in the dump, sealed
     seeds = [_demo_totp_seed(name) for name in DEMO_WITH_TOTP] + [device.bin_key]

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from apps.core.context import current_tenant_or_none
 from apps.tenants.models import ManagementToken, Membership, Tenant
 from apps.tenants.services import management_token_create, management_token_revoke
-from tests.api.conftest import issue_token, token_client
+from tests.fixtures.auth import issue_token, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -89,15 +89,15 @@ def test_expired_token_is_401(tenant_a: Tenant, alice: Any) -> None:
     _assert_401(token_client(plaintext).get(MEMBERS_A), "expired")
 
 
-def test_token_of_removed_member_is_401(tenant_a: Tenant, alice: Any, bob: Any, bob_token: str) -> None:
+def test_token_of_removed_member_is_401(tenant_a: Tenant, alice: Any, bob: Any, bob_api: APIClient) -> None:
     Membership.objects.filter(tenant=tenant_a, user=bob).delete()
-    _assert_401(token_client(bob_token).get(MEMBERS_A), "no longer a member")
+    _assert_401(bob_api.get(MEMBERS_A), "no longer a member")
 
 
-def test_token_of_inactive_user_is_401(bob: Any, bob_token: str) -> None:
+def test_token_of_inactive_user_is_401(bob: Any, bob_api: APIClient) -> None:
     bob.is_active = False
     bob.save()
-    _assert_401(token_client(bob_token).get(MEMBERS_A), "inactive")
+    _assert_401(bob_api.get(MEMBERS_A), "inactive")
 
 
 def test_no_credentials_is_401_with_bearer_challenge(tenant_a: Tenant) -> None:
@@ -123,7 +123,7 @@ def test_operator_token_is_still_scoped_to_its_tenant(
 
 
 def test_last_used_at_is_written_at_most_once_a_minute(
-    alice_api: APIClient, alice_token: str, django_assert_num_queries: Any
+    alice_api: APIClient, django_assert_num_queries: Any
 ) -> None:
     token = ManagementToken.objects.get()
     assert token.last_used_at is None
@@ -155,7 +155,7 @@ def test_token_requests_skip_csrf(alice_api: APIClient, tenant_a: Tenant) -> Non
 
 
 def test_session_writes_need_csrf(tenant_a: Tenant, alice: Any) -> None:
-    from tests.api.conftest import session_client
+    from tests.fixtures.auth import session_client
 
     client = session_client(alice)
     client.handler.enforce_csrf_checks = True

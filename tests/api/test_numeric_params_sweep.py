@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from apps.chat.models import Channel
 from apps.tenants.models import Membership, Tenant
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey, issue_key
 from tests.sweep import _connection_pk
 
 pytestmark = pytest.mark.django_db(transaction=True)

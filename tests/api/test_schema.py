@@ -12,7 +12,7 @@ from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
 
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +96,7 @@ def test_private_api_docs_refuse_anonymous_callers(
 
 def test_production_settings_keep_api_docs_private() -> None:
     """A real request through the production settings (no HUB_API_DOCS_PUBLIC): anonymous gets 401."""
-    from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+    from tests.fixtures.processes import PRODUCTION_ENV, manage
 
     code = (
         "from django.conf import settings; from django.test import Client; "
@@ -104,9 +104,9 @@ def test_production_settings_keep_api_docs_private() -> None:
         "*(Client().get(u, secure=True, HTTP_HOST='hub.example.com').status_code "
         "for u in ('/api/docs/', '/api/schema/')))"
     )
-    result = _manage(PRODUCTION_ENV, "shell", "-c", code)
+    result = manage(PRODUCTION_ENV, "shell", "-c", code)
     assert result.stdout.splitlines()[-1].split() == ["False", "401", "401"], result.stderr[-2000:]
-    published = _manage({**PRODUCTION_ENV, "HUB_API_DOCS_PUBLIC": "true"}, "shell", "-c", code)
+    published = manage({**PRODUCTION_ENV, "HUB_API_DOCS_PUBLIC": "true"}, "shell", "-c", code)
     assert published.stdout.splitlines()[-1].split()[:2] == ["True", "200"], published.stderr[-2000:]
 
 

@@ -11,7 +11,7 @@ from django.test import Client
 from apps.core.confirm import CONFIRMED
 from apps.tenants.models import ManagementToken, Tenant
 from apps.tenants.services import management_token_hash
-from tests.api.conftest import issue_token, session_client, token_client
+from tests.fixtures.auth import issue_token, session_client, token_client
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,7 @@ from apps.audit.selectors import audit_event_list, audit_verify_chain, audit_ver
 from apps.audit.services import audit_export, audit_purge, audit_record, censor
 from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
-from tests.audit.conftest import SuperuserSql
+from tests.fixtures.database import SuperuserSql
 
 
 def _record_many(tenant: Tenant, n: int, action: str = "test.event") -> None:

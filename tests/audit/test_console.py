@@ -19,25 +19,15 @@ from apps.audit.models import AuditEvent
 from apps.audit.selectors import audit_verify_export
 from apps.audit.services import audit_record
 from apps.core.context import tenant_context
-from apps.tenants.models import Role, Tenant
-from apps.tenants.services import membership_add
-from tests.audit.conftest import SuperuserSql
-from tests.auth import login_verified
-from tests.factories import UserFactory
+from apps.tenants.models import Tenant
+from tests.fixtures.auth import login_verified
+from tests.fixtures.database import SuperuserSql
 
 pytestmark = pytest.mark.django_db
 
 
 def url(name: str, tenant: Tenant, **kwargs: Any) -> str:
     return reverse(name, kwargs={"tenant_slug": tenant.slug, **kwargs})
-
-
-@pytest.fixture
-def officer(tenant_a: Tenant, alice: Any) -> Any:
-    """Compliance officer of tenant A."""
-    user = UserFactory.create(username="olivia")
-    membership_add(tenant=tenant_a, user=user, role=Role.COMPLIANCE_OFFICER)
-    return user
 
 
 @pytest.fixture

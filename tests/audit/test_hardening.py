@@ -39,7 +39,7 @@ from apps.core.context import as_ref, tenant_context
 from apps.core.db_admin import admin_connection
 from apps.policies.handlers import purge_audit_events
 from apps.tenants.models import Tenant
-from tests.audit.conftest import SuperuserSql
+from tests.fixtures.database import SuperuserSql
 
 OWNER = settings.HUB_DB_AUDIT_OWNER_ROLE
 

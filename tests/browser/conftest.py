@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from tests.browser.helpers import REPORT_CSP_VIOLATIONS, TIMEOUT_MS
+
 # Playwright's sync API runs an event loop in the test thread; Django would otherwise refuse ORM calls there.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -25,8 +27,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-# Generous for a cold Chromium on a busy machine, short enough that a broken page fails fast.
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture(scope="session")
@@ -48,16 +48,6 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
         browser.close()
 
 
-# Reports every Content-Security-Policy violation of every page (and frame) to the test: an init script runs
-# before the page's own scripts and is not subject to the page's policy.
-_REPORT_CSP_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__hubCspViolation(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"} `
-    + `at ${event.sourceFile || document.location.pathname}:${event.lineNumber}`);
-}, true);
-"""
-
-
 @pytest.fixture
 def csp_violations() -> list[str]:
     """Every CSP violation seen by any page of the test (checked empty when the test ends)."""
@@ -74,7 +64,7 @@ def new_page(browser: Browser, csp_violations: list[str]) -> Iterator[Callable[[
         context = browser.new_context(locale="en-US", timezone_id="UTC")
         context.set_default_timeout(TIMEOUT_MS)
         context.expose_binding("__hubCspViolation", lambda source, text: csp_violations.append(text))
-        context.add_init_script(_REPORT_CSP_VIOLATIONS)
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
         contexts.append(context)
         return context.new_page()
 

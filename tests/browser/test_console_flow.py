@@ -24,6 +24,7 @@ from pytest_django.live_server_helper import LiveServer
 from apps.accounts.views import _lockout_message
 from apps.tenants.models import Membership, Region, Role, Tenant
 from tests.factories import UserFactory
+from tests.fixtures.auth import PASSWORD
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,7 +32,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-PASSWORD = "correct-horse-battery-9"
 SCREENSHOT = "/tmp/hub-console-de.png"  # noqa: S108 - a fixed path for a person to look at; never read back
 INVITE_LINK = re.compile(r"https?://\S+/accounts/invitations/\S+/")
 

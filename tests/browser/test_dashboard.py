@@ -18,7 +18,8 @@ from apps.chat.models import Action
 from apps.chat.services.channels import channel_create
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
-from tests.chat.conftest import issue_key
+from tests.fixtures.auth import PASSWORD
+from tests.fixtures.chat import issue_key
 
 pytestmark = [
     pytest.mark.browser,
@@ -26,7 +27,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-PASSWORD = "correct-horse-battery-9"
 SCREENSHOT = "/tmp/hub-dashboard.png"  # noqa: S108 - a fixed path for a person to look at; never read back
 JSON = "application/json"
 

@@ -14,7 +14,7 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.console.conftest import servicenow
+from tests.console.helpers import servicenow
 from tests.factories import UserFactory
 
 pytestmark = [

@@ -18,7 +18,7 @@ from apps.chat.services.widget import message_add_and_publish
 from apps.core.context import tenant_context
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
-from tests.browser.conftest import _REPORT_CSP_VIOLATIONS, TIMEOUT_MS
+from tests.browser.helpers import REPORT_CSP_VIOLATIONS, TIMEOUT_MS
 from tests.chat.widget_support import widget_enable
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -85,7 +85,7 @@ def test_german_visitor_on_another_origin_keyboard_only(
     context = browser.new_context(locale="de-DE", timezone_id="UTC")
     context.set_default_timeout(TIMEOUT_MS)
     context.expose_binding("__hubCspViolation", lambda source, text: violations.append(text))
-    context.add_init_script(_REPORT_CSP_VIOLATIONS)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     try:
         page = context.new_page()
         page.goto(site.url)

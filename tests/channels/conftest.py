@@ -1,4 +1,4 @@
-"""The four platform simulators, started once per test session (one state dir: one local CA for all)."""
+"""The four platform simulators, started once per test session by the plugin (one local CA for all)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from connectors.teams.simulator import TeamsSimulator
 from connectors.twilio.simulator import TwilioSimulator
 from connectors.whatsapp.simulator import WhatsAppSimulator
 from tests.channels.platforms import Wired, wire
+from tests.fixtures.simulators import StartSimulator
 
 SIMULATORS = {
     "whatsapp": WhatsAppSimulator,
@@ -22,15 +23,12 @@ SIMULATORS = {
 
 
 @pytest.fixture(scope="session")
-def channel_sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("channel-simulators")
-    sims: dict[str, Any] = {kind: cls(state_dir=state).start() for kind, cls in SIMULATORS.items()}
+def channel_sims(session_simulator: StartSimulator) -> dict[str, Any]:
+    sims: dict[str, Any] = {kind: session_simulator(cls) for kind, cls in SIMULATORS.items()}
     sims["whatsapp"].enforce_window = False
     for sim in sims.values():
         sim.auto_status = False  # status reports are sent on purpose where a test wants them
-    yield sims
-    for sim in sims.values():
-        sim.stop()
+    return sims
 
 
 @pytest.fixture

@@ -11,11 +11,13 @@ from urllib.parse import urlencode
 
 from django.test import Client
 
-from apps.chat.models import Channel
+from apps.chat.models import Channel, InboundEvent, InboundStatus
+from apps.chat.services.channel_inbound import channel_inbound_process
 from apps.core.context import tenant_context
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection
 from apps.integrations.services.connections import connection_create
+from apps.integrations.services.outbox import outbox_relay
 from connectors.simulation import Simulator
 from connectors.twilio.simulator import twilio_signature
 from connectors.whatsapp.simulator import meta_json
@@ -151,3 +153,20 @@ def wait_for(predicate: Any, *, seconds: float = 10.0, what: str = "") -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def process_all(wired: Wired) -> list[str]:
+    """Run the worker's service on each of the channel's queued platform messages, in this process."""
+    with tenant_context(wired.tenant):
+        ids = list(
+            InboundEvent.objects.filter(channel_id=wired.channel.id, status=InboundStatus.QUEUED).values_list(
+                "pk", flat=True
+            )
+        )
+        return [channel_inbound_process(event_id=pk) for pk in ids]
+
+
+def relay(wired: Wired) -> int:
+    """One outbox relay pass over the channel's platform account (replies to the simulator)."""
+    with tenant_context(wired.tenant):
+        return outbox_relay(connection_id=wired.connection.pk)

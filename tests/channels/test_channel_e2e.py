@@ -14,7 +14,7 @@ from apps.chat.models import Conversation, InboundEvent, InboundStatus, Message,
 from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
 from tests.channels.platforms import KINDS, SLACK_CHANNEL, USER_PHONE, sent_texts, wait_for, wire
-from tests.workers import Web, Worker
+from tests.fixtures.processes import Web, Worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +24,7 @@ def test_each_platform_message_is_answered_through_the_real_web_and_worker(
 ) -> None:
     ca = sims["whatsapp"].ca_bundle or ""
     wired = {kind: wire(tenant_a, kind, sims[kind]) for kind in KINDS}
-    web = Web(tmp_path / "web.log", env={"HUB_CONNECTOR_CA_BUNDLE": ca})
+    web = Web(tmp_path / "web.log", ca_bundle=ca)
     worker = Worker(tmp_path / "worker.log", ca, queues="default,outbox", name="channels")
     web.start()
     worker.start()

@@ -15,7 +15,6 @@ from apps.chat.services.channel_inbound import channel_inbound_process, channel_
 from apps.chat.services.identity import conversation_identity
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxMessage, OutboxStatus
-from apps.integrations.services.outbox import outbox_relay
 from apps.observability import metrics
 from tests.channels.platforms import (
     SLACK_CHANNEL,
@@ -23,6 +22,8 @@ from tests.channels.platforms import (
     Wired,
     message,
     post,
+    process_all,
+    relay,
     sent_texts,
     wire,
 )
@@ -33,21 +34,6 @@ pytestmark = pytest.mark.django_db
 def events(wired: Wired) -> Any:
     with tenant_context(wired.tenant):
         return list(InboundEvent.objects.filter(channel_id=wired.channel.id))
-
-
-def process_all(wired: Wired) -> list[str]:
-    with tenant_context(wired.tenant):
-        ids = list(
-            InboundEvent.objects.filter(channel_id=wired.channel.id, status=InboundStatus.QUEUED).values_list(
-                "pk", flat=True
-            )
-        )
-        return [channel_inbound_process(event_id=pk) for pk in ids]
-
-
-def relay(wired: Wired) -> int:
-    with tenant_context(wired.tenant):
-        return outbox_relay(connection_id=wired.connection.pk)
 
 
 def counted(name: str, **labels: str) -> float:

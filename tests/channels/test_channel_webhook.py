@@ -24,8 +24,7 @@ from connectors.messaging import MAX_WEBHOOK_BYTES
 from connectors.teams.simulator import SigningKey
 from connectors.twilio.simulator import twilio_signature
 from connectors.whatsapp.simulator import meta_json
-from tests.channels.platforms import Signed, Wired, message, post, tampered, wire
-from tests.channels.test_channel_loop import process_all, relay
+from tests.channels.platforms import Signed, Wired, message, post, process_all, relay, tampered, wire
 
 pytestmark = pytest.mark.django_db
 

@@ -1,12 +1,9 @@
-"""Shared helpers of the channel console/API tests: a running platform simulator and its account values."""
+"""Shared helpers of the channel console/API tests: a platform account's values, URLs, audit, storage."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
@@ -15,15 +12,6 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection
 from apps.tenants.models import Tenant
 from connectors.whatsapp.simulator import WhatsAppSimulator
-
-
-@pytest.fixture
-def wa_sim(tmp_path: Path, settings: Any) -> Iterator[WhatsAppSimulator]:
-    """A WhatsApp Cloud API simulator the hub trusts (its CA), on loopback."""
-    sim = WhatsAppSimulator(state_dir=tmp_path).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
-    yield sim
-    sim.stop()
 
 
 def wa_account(sim: WhatsAppSimulator) -> tuple[dict[str, Any], dict[str, str]]:

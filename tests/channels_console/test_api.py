@@ -13,7 +13,6 @@ from apps.chat.models import Channel
 from apps.chat.services.channel_setup import channel_create_with_platform
 from apps.tenants.models import Tenant
 from connectors.whatsapp.simulator import WhatsAppSimulator
-from tests.api.conftest import issue_token, token_client
 from tests.channels_console.helpers import (
     audit_actions,
     audit_changes,
@@ -21,13 +20,14 @@ from tests.channels_console.helpers import (
     identity_secret,
     wa_account,
 )
+from tests.fixtures.auth import issue_token, token_client
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(tenant_a: Tenant, alice: Any) -> APIClient:
-    return token_client(issue_token(tenant_a, alice))
+def api(alice_api: APIClient) -> APIClient:
+    return alice_api
 
 
 def base(tenant: Tenant) -> str:

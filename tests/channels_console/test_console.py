@@ -18,7 +18,6 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
 from apps.tenants.models import Tenant
 from connectors.whatsapp.simulator import WhatsAppSimulator
-from tests.auth import login_verified
 from tests.channels_console.helpers import (
     audit_actions,
     audit_changes,
@@ -28,14 +27,9 @@ from tests.channels_console.helpers import (
     raw_credentials,
     wa_account,
 )
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
 
 
 def _post_whatsapp(client: Client, tenant: Tenant, sim: WhatsAppSimulator, name: str = "WA") -> Any:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
 from apps.chat.demo import DEMO_CHANNEL, DEMO_ORIGINS, seed_demo_platform_channels
@@ -20,27 +16,21 @@ from connectors.slack.simulator import SlackSimulator
 from connectors.teams.simulator import TeamsSimulator
 from connectors.twilio.simulator import TwilioSimulator
 from connectors.whatsapp.simulator import WhatsAppSimulator
+from tests.fixtures.simulators import StartSimulator
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def platform_sims(tmp_path: Path, settings: Any) -> Iterator[dict[str, Simulator]]:
-    classes = {
+def platform_sims(simulator: StartSimulator) -> dict[str, Simulator]:
+    """The four platform simulators, started for the test (one CA, which the hub trusts)."""
+    classes: dict[str, type[Simulator]] = {
         "whatsapp": WhatsAppSimulator,
         "slack": SlackSimulator,
         "teams": TeamsSimulator,
         "twilio": TwilioSimulator,
     }
-    sims: dict[str, Simulator] = {}
-    try:
-        for name, cls in classes.items():
-            sims[name] = cls(state_dir=tmp_path / name).start()
-        settings.HUB_CONNECTOR_CA_BUNDLE = sims["whatsapp"].ca_bundle
-        yield sims
-    finally:
-        for sim in sims.values():
-            sim.stop()
+    return {name: simulator(cls) for name, cls in classes.items()}
 
 
 def test_demo_seeds_five_channels_idempotently(tenant_a: Tenant, platform_sims: dict[str, Simulator]) -> None:

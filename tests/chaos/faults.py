@@ -6,11 +6,11 @@
 - `paused(pids)`: SIGSTOP the processes, SIGCONT them when the block ends, and in any case after `limit`
   seconds (a safety timer), so a failing test never leaves a service stopped.
 - `service_pids(name)`: the embedded Postgres (postmaster and every backend) or Redis of this HUB_HOME.
-- `celery_broker(url)`: this process publishes its tasks to `url` for a block (a StallProxy in front of the
-  broker); `broker_messages(queue)` / `broker_purge(queue)` read and empty one queue of this run's broker.
+- `celery_broker(url)`: this process publishes its tasks to `url` for a block; `publishing_through_a_proxy`
+  does that through a StallProxy in front of the broker; `broker_messages(queue)` / `broker_purge(queue)`
+  read and empty one queue of this run's broker; `PUBLISH_BOUND_S` is what one publish may take meanwhile.
 - `ChatLoad`: client threads sending chat turns (each with its own Idempotency-Key) and recording every
   answer: status, seconds, Retry-After, or the client-side error.
-- `ChaosWeb`: tests/chaos/test_multiprocess.Web with more workers and extra environment.
 """
 
 from __future__ import annotations
@@ -26,16 +26,24 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import psutil
 import requests
 from django.conf import settings
 
-from tests.chaos.test_multiprocess import Web
-from tests.workers import ROOT
+from tests.fixtures.processes import ROOT
+
+#: What one publish may take with the broker stalled: (retries + 1) x (socket timeout), plus connecting.
+PUBLISH_BOUND_S = (
+    (settings.HUB_BROKER_PUBLISH_RETRIES + 1)
+    * (settings.HUB_BROKER_SOCKET_TIMEOUT_MS + settings.HUB_BROKER_CONNECT_TIMEOUT_MS)
+    / 1000
+)
+MARGIN_S = 3.0
 
 
 class StallProxy:
@@ -256,35 +264,6 @@ class ChatLoad:
             return [answer for answer in self.answers if answer.started >= moment]
 
 
-class ChaosWeb(Web):
-    """A gunicorn server like test_multiprocess.Web, with `workers` sync workers and extra environment."""
-
-    def __init__(self, log: Path, *, workers: int = 3, env: Mapping[str, str] | None = None) -> None:
-        super().__init__(log, "")
-        self.workers = workers
-        self.env.update(env or {})
-        self.env["HUB_CHAT_RATE_PER_KEY"] = "100000/hour"
-
-    def start(self) -> None:
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        argv = [gunicorn, "hub.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(self.workers), "--timeout", "60", "--graceful-timeout", "5",
-                "--log-level", "warning"]  # fmt: skip
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdout=out, stderr=out, start_new_session=True
-            )
-
-    def ready(self) -> tuple[int, float]:
-        """GET /readyz: (status, seconds it took)."""
-        started = time.monotonic()
-        try:
-            status = requests.get(f"{self.url}/readyz", timeout=15).status_code
-        except requests.RequestException:
-            status = 0
-        return status, time.monotonic() - started
-
-
 @contextlib.contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Publish this process's tasks to `url` for the block (e.g. a StallProxy in front of the broker)."""
@@ -307,6 +286,26 @@ def celery_broker(url: str) -> Iterator[None]:
     finally:
         reset()
         app.conf.broker_url = before
+
+
+def broker_stall_proxy() -> StallProxy:
+    """A StallProxy in front of this run's broker."""
+    target = urlparse(settings.CELERY_BROKER_URL)
+    return StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
+
+
+@contextlib.contextmanager
+def publishing_through_a_proxy(queue: str) -> Iterator[StallProxy]:
+    """For the block this process publishes through a StallProxy in front of the broker (stall it to stall
+    the broker); `queue` is emptied before and after."""
+    proxy = broker_stall_proxy()
+    broker_purge(queue)
+    try:
+        with celery_broker(proxy.url_for(settings.CELERY_BROKER_URL)):
+            yield proxy
+    finally:
+        proxy.close()
+        broker_purge(queue)
 
 
 def broker_messages(queue: str) -> list[dict[str, object]]:

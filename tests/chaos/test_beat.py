@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import re
 import signal
 import subprocess
@@ -32,7 +31,7 @@ import redis
 from django.conf import settings
 
 from tests.chaos.faults import broker_messages, broker_purge, paused, service_pids
-from tests.workers import ROOT
+from tests.fixtures.processes import ROOT, child_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -47,15 +46,7 @@ class Beat:
     def __init__(self, tmp: Path, name: str) -> None:
         self.log = tmp / f"beat-{name}.log"
         self.schedule = tmp / f"schedule-{name}"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "hub.settings.test",
-            "HUB_USE_TEST_DATABASES": "1",
-            "HUB_TEST_RUN": settings.TEST_RUN,
-            "HUB_HOME": str(settings.HUB_HOME),
-            "HUB_BEAT_LOCK_SECONDS": str(LOCK_SECONDS),
-            "HUB_SYNC_REQUEUE_SECONDS": "5",
-        }
+        env = child_env({"HUB_BEAT_LOCK_SECONDS": str(LOCK_SECONDS), "HUB_SYNC_REQUEUE_SECONDS": "5"}, None)
         celery = str(Path(sys.executable).parent / "celery")
         argv = [celery, "-A", "celery_worker", "beat", "--loglevel", "INFO", "--schedule", str(self.schedule)]
         with self.log.open("ab") as out:

@@ -26,11 +26,10 @@ import requests
 from django.conf import settings
 from django.db import connections
 
-from apps.chat.models import Action, Message
-from apps.chat.services.channels import channel_create
+from apps.chat.models import Message
 from apps.tenants.models import Tenant
-from tests.chat.conftest import issue_key
-from tests.workers import Web
+from tests.fixtures.chat import issue_key, web_channel
+from tests.fixtures.processes import Web
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -44,9 +43,7 @@ def test_overload_is_refused_fast_and_admitted_turns_are_stored_once(
     tenant_a: Tenant, tmp_path: Path, record_property: Any
 ) -> None:
     deadline = time.monotonic() + DEADLINE_S
-    channel = channel_create(tenant=tenant_a, name="Website", kind="web", allowed_actions=Action.values)
-    key = issue_key(channel)
-    auth = {"Authorization": f"Bearer {key.plaintext}"}
+    auth = issue_key(web_channel(tenant_a)).http_headers
     web = Web(
         tmp_path / "web.log",
         options=["--workers", "1", "--threads", "32"],
@@ -56,8 +53,6 @@ def test_overload_is_refused_fast_and_admitted_turns_are_stored_once(
             # Long, so every refusal here is "the waiting room is full", which must be immediate.
             "HUB_ADMISSION_MAX_WAIT_SECONDS": "20",
             "HUB_ADMISSION_RETRY_AFTER_SECONDS": "2",
-            "HUB_CHAT_RATE_PER_KEY": "100000/hour",
-            "HUB_CHAT_RATE_PER_TENANT": "100000/hour",
         },
     )
     results: list[dict[str, Any]] = []

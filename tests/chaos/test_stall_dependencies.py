@@ -34,7 +34,6 @@ from apps.chat.services.channels import channel_create
 from apps.tenants.models import Tenant
 from tests.chaos.faults import (
     Answer,
-    ChaosWeb,
     ChatLoad,
     StallProxy,
     paused,
@@ -42,7 +41,8 @@ from tests.chaos.faults import (
     redis_restart,
     service_pids,
 )
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey, issue_key
+from tests.fixtures.processes import Web
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -63,10 +63,10 @@ LATE_S = 3.0
 
 @pytest.fixture
 def web_factory(tmp_path: Path) -> Iterator[Any]:
-    started: list[ChaosWeb] = []
+    started: list[Web] = []
 
-    def start(**env: str) -> ChaosWeb:
-        web = ChaosWeb(tmp_path / f"web{len(started)}.log", env={**BUDGET_ENV, **env})
+    def start(**env: str) -> Web:
+        web = Web(tmp_path / f"web{len(started)}.log", sync_workers=3, env={**BUDGET_ENV, **env})
         started.append(web)
         web.start()
         web.wait_ready(time.monotonic() + 45)
@@ -82,7 +82,7 @@ def key_of(tenant: Tenant) -> IssuedKey:
     return issue_key(channel_create(tenant=tenant, name="Website", kind="web"))
 
 
-def wait_ready(web: ChaosWeb, want: int, deadline: float) -> float:
+def wait_ready(web: Web, want: int, deadline: float) -> float:
     """Poll /readyz until it answers `want`; the seconds that took."""
     started = time.monotonic()
     while (status := web.ready()[0]) != want:
@@ -141,7 +141,7 @@ def assert_exactly_once(load: ChatLoad, tenant: Tenant) -> collections.Counter[i
     return collections.Counter(a.status for a in load.answers)
 
 
-def healthz(web: ChaosWeb) -> int:
+def healthz(web: Web) -> int:
     return requests.get(f"{web.url}/healthz", timeout=5).status_code
 
 

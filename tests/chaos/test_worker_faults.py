@@ -24,7 +24,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -40,14 +39,19 @@ from apps.integrations.services.webhooks import connection_webhook_org_set, conn
 from apps.integrations.tasks import outbox_relay_due
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.chaos.faults import StallProxy, paused, service_pids
-from tests.chaos.test_multiprocess import Web
-from tests.outbox.conftest import lead, vendor_leads
-from tests.sync.conftest import SMALL, sf_connection, sim_rows, store_rows
-from tests.webhooks.conftest import ORG_ID
-from tests.webhooks.test_broker_down import MARGIN_S, PUBLISH_BOUND_S
-from tests.webhooks.test_webhooks import outbound_message
-from tests.workers import Worker
+from tests.chaos.faults import (
+    MARGIN_S,
+    PUBLISH_BOUND_S,
+    broker_stall_proxy,
+    paused,
+    service_pids,
+)
+from tests.fixtures.integrations import ORG_ID, sf_connection
+from tests.fixtures.outbox import lead, vendor_rows
+from tests.fixtures.processes import Web, Worker
+from tests.fixtures.simulators import SMALL, StartSimulator
+from tests.fixtures.stores import sim_rows, store_rows
+from tests.webhooks.helpers import outbound_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -66,14 +70,11 @@ WORKER_ENV = {
 
 
 @pytest.fixture
-def sim(tmp_path: Path, settings: Any) -> Any:
-    sim = SalesforceSimulator(state_dir=tmp_path / "sim", counts={**SMALL, "contacts": CONTACTS}).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
+def sim(simulator: StartSimulator, settings: Any) -> SalesforceSimulator:
     # This process plays beat: its sweep must treat a run as lost on the workers' (short) retry timescale.
     settings.HUB_SYNC_RETRY_MAX_SECONDS = 2
     settings.HUB_SYNC_REQUEUE_SECONDS = HUB_SYNC_REQUEUE_SECONDS
-    yield sim
-    sim.stop()
+    return simulator(SalesforceSimulator, counts={**SMALL, "contacts": CONTACTS})
 
 
 def test_outbox_and_sync_survive_a_killed_worker_and_a_paused_redis(
@@ -133,7 +134,7 @@ def test_outbox_and_sync_survive_a_killed_worker_and_a_paused_redis(
 
     assert paused_during is not None and paused_during < LEADS
     assert killed is not None and killed < LEADS
-    leads = vendor_leads(sim)
+    leads = vendor_rows(sim, "leads")
     ids = [ext for ext, _ in leads]
     assert len(ids) == LEADS and len(set(ids)) == LEADS  # nothing delivered twice ...
     assert set(ids) == set(messages.values_list("external_id", flat=True))  # ... nor lost
@@ -159,9 +160,8 @@ def test_webhooks_during_a_broker_stall_are_synced_once_it_returns(
         connection_webhook_org_set(connection=connection, org_id=ORG_ID, actor=None)
     alias = tenant_a.home_region.db_alias
     runs = SyncRun.all_tenants.using(alias).filter(connection_id=connection.pk)
-    target = urlparse(django_settings.CELERY_BROKER_URL)
-    proxy = StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
-    web = Web(tmp_path / "web.log", sim.ca_bundle or "")
+    proxy = broker_stall_proxy()
+    web = Web(tmp_path / "web.log", sync_workers=1, ca_bundle=sim.ca_bundle or "")
     web.env["CELERY_BROKER_URL"] = proxy.url_for(django_settings.CELERY_BROKER_URL)
     worker = Worker(tmp_path / "sync.log", sim.ca_bundle or "", queues="sync", name="sync", env=WORKER_ENV)
     url = f"{web.url}/hooks/salesforce/{connection.pk}/{token}/"

@@ -1,4 +1,5 @@
-"""API-key lifecycle: shown once, only a hash stored, revoke, rotation overlap, expiry; services and API."""
+"""API-key lifecycle: shown once, only a hash stored, revoke, rotation overlap, expiry; services and API (the
+generic resource checks from tests/fixtures/api.py, and the keys' own)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from apps.chat.models import ApiKey, Channel
 from apps.chat.services.channels import api_key_create, api_key_revoke, api_key_rotate
 from apps.core.context import tenant_context
 from apps.core.errors import Conflict, ValidationFailed
-from apps.tenants.models import Membership, Role, Tenant
-from tests.api.conftest import issue_token, token_client
-from tests.chat.conftest import IssuedKey, issue_key
+from apps.tenants.models import Tenant
+from tests.fixtures.api import CreateTests, ListTests, RetrieveTests
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 
@@ -170,79 +171,6 @@ def test_zero_overlap_stops_the_old_key_now(alice: Any, api_key_a: IssuedKey, ap
     assert _start(api_client, new_plaintext) == 201
 
 
-# --- management API ------------------------------------------------------------------------------------
-@pytest.fixture
-def alice_api(tenant_a: Tenant, alice: Any) -> APIClient:
-    return token_client(issue_token(tenant_a, alice))
-
-
-def test_api_key_shown_only_in_the_create_response(
-    alice_api: APIClient, channel_a: Channel, api_client: APIClient
-) -> None:
-    url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
-    response = alice_api.post(url, {"name": "Widget", "scopes": ["chat"]}, content_type="application/json")
-    assert response.status_code == 201, response.json()
-    body = response.json()
-    plaintext = body["key"]
-    assert plaintext.startswith(body["prefix"] + "_")
-    assert body["state"] == "active"
-    assert body["created_by"] == "alice"
-    assert _start(api_client, plaintext) == 201
-    listed = alice_api.get(url).json()
-    assert listed["count"] == 1
-    detail = alice_api.get(f"/api/v1/tenants/tenant-a/api-keys/{body['id']}/").json()
-    for shown in (listed, detail):
-        assert plaintext not in json.dumps(shown)
-    assert detail["last_used_at"] is not None
-
-
-def test_api_revoke_and_rotate(alice_api: APIClient, api_key_a: IssuedKey, api_client: APIClient) -> None:
-    base = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}"
-    response = alice_api.post(f"{base}/rotate/", {"overlap_hours": 1}, content_type="application/json")
-    assert response.status_code == 201, response.json()
-    rotated = response.json()
-    assert rotated["previous"]["state"] == "expiring"
-    assert rotated["key"]["key"].startswith("hub_")
-    assert _start(api_client, rotated["key"]["key"]) == 201
-    revoked = alice_api.post(f"{base}/revoke/").json()
-    assert revoked["state"] == "revoked"
-    assert _start(api_client, api_key_a.plaintext) == 401
-    response = alice_api.post(f"{base}/rotate/", {}, content_type="application/json")
-    assert response.status_code == 409
-    states = alice_api.get(
-        f"/api/v1/tenants/tenant-a/channels/{api_key_a.key.channel_id}/keys/", {"state": "revoked"}
-    ).json()
-    assert [k["id"] for k in states["results"]] == [api_key_a.key.pk]
-
-
-def test_api_key_bad_input_is_400(alice_api: APIClient, api_key_a: IssuedKey, channel_a: Channel) -> None:
-    url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
-    response = alice_api.post(
-        url, {"name": "", "scopes": ["root"], "secret": "x"}, content_type="application/json"
-    )
-    assert response.status_code == 400
-    assert response.json()["secret"] == ["Unknown field."]
-    response = alice_api.post(url, {"name": "k", "scopes": ["root"]}, content_type="application/json")
-    assert response.status_code == 400
-    assert "scopes" in response.json()
-    response = alice_api.post(
-        url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, content_type="application/json"
-    )
-    assert response.json() == {"expires_at": ["The expiry must be in the future."]}
-    rotate = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/rotate/"
-    response = alice_api.post(rotate, {"overlap_hours": -1}, content_type="application/json")
-    assert response.status_code == 400
-    assert "overlap_hours" in response.json()
-
-
-def test_api_viewer_gets_403(tenant_a: Tenant, bob: Any, api_key_a: IssuedKey) -> None:
-    bob_api = token_client(issue_token(tenant_a, bob))
-    assert bob_api.get(f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/").status_code == 403
-    assert bob_api.post(f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/revoke/").status_code == 403
-    assert Membership.objects.get(user=bob).role == Role.VIEWER
-    assert ApiKey.objects.get(pk=api_key_a.key.pk).revoked_at is None
-
-
 # --- revocation under concurrency: a lookup that read the row before a change must not cache it after ----
 class HeldLookup:
     """A real key lookup in another thread (its own database connection), held after its database read and
@@ -330,3 +258,85 @@ def test_a_lookup_racing_a_rotation_keeps_the_old_key_only_until_its_expiry(
     later(timedelta(hours=2))
     assert _start(api_client, api_key_a.plaintext) == 401
     assert _start(api_client, new_plaintext) == 201
+
+
+class TestApiKeysAPI(ListTests, RetrieveTests, CreateTests):
+    """A channel's keys: listed and created under the channel, read, revoked and rotated by id."""
+
+    list_view = "channels-api:channel-key-list"
+    detail_view = "channels-api:api-key-detail"
+    actions = ("channels-api:api-key-revoke", "channels-api:api-key-rotate")
+    viewer_reads = False
+    instance_data = {"name": "test key", "state": "active"}
+    create_data = {"name": "Widget", "scopes": ["chat"]}
+    created = {**create_data, "state": "active", "created_by": "alice"}
+
+    @pytest.fixture
+    def instance(self, api_key_a: IssuedKey) -> ApiKey:
+        return api_key_a.key
+
+    def list_kwargs(self, instance: Any, tenant: Tenant) -> dict[str, Any]:
+        return {"slug": tenant.slug, "id": instance.channel_id}
+
+    # --- management API ------------------------------------------------------------------------------------
+    def test_api_key_shown_only_in_the_create_response(
+        self, alice_api: APIClient, channel_a: Channel, api_client: APIClient
+    ) -> None:
+        url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
+        response = alice_api.post(
+            url, {"name": "Widget", "scopes": ["chat"]}, content_type="application/json"
+        )
+        assert response.status_code == 201, response.json()
+        body = response.json()
+        plaintext = body["key"]
+        assert plaintext.startswith(body["prefix"] + "_")
+        assert body["state"] == "active"
+        assert body["created_by"] == "alice"
+        assert _start(api_client, plaintext) == 201
+        listed = alice_api.get(url).json()
+        assert listed["count"] == 1
+        detail = alice_api.get(f"/api/v1/tenants/tenant-a/api-keys/{body['id']}/").json()
+        for shown in (listed, detail):
+            assert plaintext not in json.dumps(shown)
+        assert detail["last_used_at"] is not None
+
+    def test_api_revoke_and_rotate(
+        self, alice_api: APIClient, api_key_a: IssuedKey, api_client: APIClient
+    ) -> None:
+        base = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}"
+        response = alice_api.post(f"{base}/rotate/", {"overlap_hours": 1}, content_type="application/json")
+        assert response.status_code == 201, response.json()
+        rotated = response.json()
+        assert rotated["previous"]["state"] == "expiring"
+        assert rotated["key"]["key"].startswith("hub_")
+        assert _start(api_client, rotated["key"]["key"]) == 201
+        revoked = alice_api.post(f"{base}/revoke/").json()
+        assert revoked["state"] == "revoked"
+        assert _start(api_client, api_key_a.plaintext) == 401
+        response = alice_api.post(f"{base}/rotate/", {}, content_type="application/json")
+        assert response.status_code == 409
+        states = alice_api.get(
+            f"/api/v1/tenants/tenant-a/channels/{api_key_a.key.channel_id}/keys/", {"state": "revoked"}
+        ).json()
+        assert [k["id"] for k in states["results"]] == [api_key_a.key.pk]
+
+    def test_api_key_bad_input_is_400(
+        self, alice_api: APIClient, api_key_a: IssuedKey, channel_a: Channel
+    ) -> None:
+        url = f"/api/v1/tenants/tenant-a/channels/{channel_a.pk}/keys/"
+        response = alice_api.post(
+            url, {"name": "", "scopes": ["root"], "secret": "x"}, content_type="application/json"
+        )
+        assert response.status_code == 400
+        assert response.json()["secret"] == ["Unknown field."]
+        response = alice_api.post(url, {"name": "k", "scopes": ["root"]}, content_type="application/json")
+        assert response.status_code == 400
+        assert "scopes" in response.json()
+        response = alice_api.post(
+            url, {"name": "k", "expires_at": "2001-01-01T00:00:00Z"}, content_type="application/json"
+        )
+        assert response.json() == {"expires_at": ["The expiry must be in the future."]}
+        rotate = f"/api/v1/tenants/tenant-a/api-keys/{api_key_a.key.pk}/rotate/"
+        response = alice_api.post(rotate, {"overlap_hours": -1}, content_type="application/json")
+        assert response.status_code == 400
+        assert "overlap_hours" in response.json()

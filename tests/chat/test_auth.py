@@ -19,8 +19,8 @@ from apps.chat.services.channels import api_key_hash, channel_set_enabled, chann
 from apps.core.context import current_tenant_or_none
 from apps.tenants.models import Tenant
 from apps.tenants.services import tenant_update
-from tests.api.conftest import issue_token
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.auth import issue_token
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,7 @@ from django.urls import reverse
 from apps.chat.models import ApiKey, Channel
 from apps.core.confirm import CONFIRMED
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 
@@ -22,12 +21,6 @@ def url(name: str, tenant: Tenant, pk: Any = None) -> str:
     if pk is not None:
         kwargs["pk"] = pk
     return reverse(f"chat:{name}", kwargs=kwargs)
-
-
-@pytest.fixture
-def alice_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
 
 
 def test_empty_state_and_navigation(alice_client: Client, tenant_a: Tenant) -> None:

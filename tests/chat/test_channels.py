@@ -1,4 +1,5 @@
-"""Channels: the services' validation and role checks, and the management API (incl. cross-tenant 404s)."""
+"""Channels: the services' validation and role checks, and the management API (the generic resource checks
+from tests/fixtures/api.py, and the channels' own)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,16 @@ from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEvent
-from apps.chat.models import Action, ApiKey, Channel
+from apps.chat.models import Action, Channel
 from apps.chat.services.channels import channel_create, channel_set_enabled, channel_update
 from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
-from apps.integrations.services.connections import connection_create
 from apps.knowledge.services import kb_create
-from apps.tenants.models import Membership, Role, Tenant
-from tests.api.conftest import issue_token, token_client
+from apps.tenants.models import Tenant
+from tests.fixtures.api import CreateTests, ListTests, RetrieveTests, UpdateTests
+from tests.fixtures.integrations import offline_connection
 
 pytestmark = pytest.mark.django_db
-
-
-def _connection(tenant: Tenant, kind: str, name: str) -> Any:
-    settings = {
-        "servicenow": ({"instance_url": "https://x.service-now.example", "username": "u"}, {"password": "p"}),
-        "sap": ({"endpoint_url": "https://sap.example/soap", "username": "u"}, {"password": "p"}),
-    }[kind]
-    return connection_create(
-        tenant=tenant,
-        kind=kind,
-        name=name,
-        endpoint_region=tenant.region_code,
-        settings=settings[0],
-        credentials=settings[1],
-    )
 
 
 def _errors(fn: Any, **kwargs: Any) -> dict[str, list[str]]:
@@ -47,7 +33,7 @@ def _errors(fn: Any, **kwargs: Any) -> dict[str, list[str]]:
 def test_create_normalizes_and_audits(tenant_a: Tenant, alice: Any) -> None:
     with tenant_context(tenant_a):
         kb = kb_create(tenant=tenant_a, name="Help", source_locale="en")
-    ticket = _connection(tenant_a, "servicenow", "Service desk")
+    ticket = offline_connection(tenant_a, "servicenow", name="Service desk")
     channel = channel_create(
         tenant=tenant_a,
         name="  Website  ",
@@ -107,8 +93,8 @@ def test_locale_must_be_one_of_the_tenants(tenant_a: Tenant) -> None:
 
 
 def test_connections_must_support_the_stream(tenant_a: Tenant) -> None:
-    sap = _connection(tenant_a, "sap", "ERP")  # SAP cannot create tickets nor leads
-    servicenow = _connection(tenant_a, "servicenow", "Desk")  # tickets yes, leads no
+    sap = offline_connection(tenant_a, "sap", name="ERP")  # SAP cannot create tickets nor leads
+    servicenow = offline_connection(tenant_a, "servicenow", name="Desk")  # tickets yes, leads no
     errors = _errors(
         channel_create,
         tenant=tenant_a,
@@ -180,125 +166,84 @@ def test_disable_and_enable_are_audited(tenant_a: Tenant, alice: Any, channel_a:
 
 
 # --- management API ------------------------------------------------------------------------------------
-@pytest.fixture
-def alice_api(tenant_a: Tenant, alice: Any) -> APIClient:
-    return token_client(issue_token(tenant_a, alice))
-
-
-@pytest.fixture
-def bob_api(tenant_a: Tenant, bob: Any) -> APIClient:
-    return token_client(issue_token(tenant_a, bob))
-
-
-@pytest.fixture
-def charlie_api(tenant_b: Tenant, charlie: Any) -> APIClient:
-    """charlie as an admin of B: even with every permission there he sees nothing of A."""
-    Membership.objects.filter(tenant=tenant_b, user=charlie).update(role=Role.ADMIN)
-    return token_client(issue_token(tenant_b, charlie))
-
-
 BASE = "/api/v1/tenants/tenant-a/channels/"
 
 
-def test_api_create_list_get_patch(alice_api: APIClient) -> None:
-    response = alice_api.post(
-        BASE, {"name": "WhatsApp", "kind": "whatsapp", "allowed_actions": ["handoff"]}, format="json"
-    )
-    assert response.status_code == 201, response.json()
-    body = response.json()
-    assert body["kind"] == "whatsapp"
-    assert body["allowed_actions"] == ["handoff"]
-    assert body["active_keys"] == 0
-    assert body["enabled"] is True
-    listed = alice_api.get(BASE, {"kind": "whatsapp"}).json()
-    assert listed["count"] == 1
-    assert listed["results"][0]["id"] == body["id"]
-    assert alice_api.get(BASE, {"kind": "web"}).json()["count"] == 0
-    url = f"{BASE}{body['id']}/"
-    assert alice_api.get(url).json()["name"] == "WhatsApp"
-    patched = alice_api.patch(url, {"enabled": False, "default_locale": "de"}, format="json").json()
-    assert (patched["enabled"], patched["default_locale"]) == (False, "de")
+class TestChannelsAPI(ListTests, RetrieveTests, CreateTests, UpdateTests):
+    list_view = "channels-api:channel-list"
+    detail_view = "channels-api:channel-detail"
+    viewer_reads = False
+    instance_data = {"name": "Website", "kind": "web", "enabled": True}
+    create_data = {"name": "WhatsApp", "kind": "whatsapp", "allowed_actions": ["handoff"]}
+    created = {**create_data, "active_keys": 0, "enabled": True}
+    update_data = {"enabled": False, "default_locale": "de"}
 
+    @pytest.fixture
+    def instance(self, channel_a: Channel) -> Channel:
+        return channel_a
 
-def test_api_bad_input_is_400_with_field_messages(alice_api: APIClient, channel_a: Channel) -> None:
-    response = alice_api.post(
-        BASE, {"name": "X", "kind": "fax", "allowed_actions": ["nope"], "colour": "red"}, format="json"
-    )
-    assert response.status_code == 400
-    assert response.json()["colour"] == ["Unknown field."]
-    response = alice_api.post(BASE, {"name": "X", "allowed_actions": ["nope"]}, format="json")
-    assert response.status_code == 400
-    assert "allowed_actions" in response.json()
-    response = alice_api.post(BASE, {"name": "Website"}, format="json")  # service-level refusal
-    assert response.status_code == 400
-    assert response.json() == {"name": ["A channel with this name already exists."]}
-    response = alice_api.patch(f"{BASE}{channel_a.pk}/", {"content_region": "mars"}, format="json")
-    assert response.status_code == 400
-    assert "content_region" in response.json()
-    response = alice_api.patch(f"{BASE}{channel_a.pk}/", {"id": str(uuid.uuid4())}, format="json")
-    assert response.json() == {"id": ["This field cannot be changed."]}
+    def test_api_list_filters_by_kind(self, alice_api: APIClient) -> None:
+        whatsapp = alice_api.post(BASE, {"name": "WhatsApp", "kind": "whatsapp"}, format="json").json()
+        listed = alice_api.get(BASE, {"kind": "whatsapp"}).json()
+        assert listed["count"] == 1
+        assert listed["results"][0]["id"] == whatsapp["id"]
+        assert alice_api.get(BASE, {"kind": "web"}).json()["count"] == 0
 
+    def test_api_charlie_lists_only_his_own_channels(
+        self, charlie_api: APIClient, channel_a: Channel, channel_b: Channel
+    ) -> None:
+        assert [c["id"] for c in charlie_api.get("/api/v1/tenants/tenant-b/channels/").json()["results"]] == [
+            str(channel_b.pk)
+        ]
 
-def test_api_viewer_gets_403(bob_api: APIClient, channel_a: Channel) -> None:
-    assert bob_api.get(BASE).status_code == 403
-    assert bob_api.post(BASE, {"name": "X"}, format="json").status_code == 403
-    assert bob_api.patch(f"{BASE}{channel_a.pk}/", {"name": "X"}, format="json").status_code == 403
+    def test_api_bad_input_is_400_with_field_messages(self, alice_api: APIClient, channel_a: Channel) -> None:
+        response = alice_api.post(
+            BASE, {"name": "X", "kind": "fax", "allowed_actions": ["nope"], "colour": "red"}, format="json"
+        )
+        assert response.status_code == 400
+        assert response.json()["colour"] == ["Unknown field."]
+        response = alice_api.post(BASE, {"name": "X", "allowed_actions": ["nope"]}, format="json")
+        assert response.status_code == 400
+        assert "allowed_actions" in response.json()
+        response = alice_api.post(BASE, {"name": "Website"}, format="json")  # service-level refusal
+        assert response.status_code == 400
+        assert response.json() == {"name": ["A channel with this name already exists."]}
+        response = alice_api.patch(f"{BASE}{channel_a.pk}/", {"content_region": "mars"}, format="json")
+        assert response.status_code == 400
+        assert "content_region" in response.json()
+        response = alice_api.patch(f"{BASE}{channel_a.pk}/", {"id": str(uuid.uuid4())}, format="json")
+        assert response.json() == {"id": ["This field cannot be changed."]}
 
+    def test_api_malformed_ids_are_404(self, alice_api: APIClient) -> None:
+        assert alice_api.get(f"{BASE}not-a-uuid/").status_code == 404
+        assert alice_api.get(f"{BASE}{uuid.uuid4()}/").status_code == 404
+        assert alice_api.get("/api/v1/tenants/tenant-a/api-keys/999999/").status_code == 404
 
-def test_api_cross_tenant_is_404(
-    charlie_api: APIClient, channel_a: Channel, channel_b: Channel, api_key_a: Any
-) -> None:
-    """charlie sees nothing of A: not under A's slug, and not A's ids under his own slug."""
-    for url in (BASE, f"{BASE}{channel_a.pk}/", f"{BASE}{channel_a.pk}/keys/"):
-        for method in ("get", "post", "patch"):
-            response = getattr(charlie_api, method)(url, {"name": "pwned"}, format="json")
-            assert response.status_code in (404, 405), (method, url)
-    own = "/api/v1/tenants/tenant-b"
-    assert charlie_api.get(f"{own}/channels/{channel_a.pk}/").status_code == 404
-    response = charlie_api.patch(f"{own}/channels/{channel_a.pk}/", {"name": "x"}, format="json")
-    assert response.status_code == 404
-    assert charlie_api.get(f"{own}/channels/{channel_a.pk}/keys/").status_code == 404
-    for suffix in ("", "revoke/", "rotate/"):
-        method = "get" if not suffix else "post"
-        url = f"{own}/api-keys/{api_key_a.key.pk}/{suffix}"
-        assert getattr(charlie_api, method)(url, {}, format="json").status_code == 404, url
-    assert charlie_api.get(f"{own}/channels/").json()["count"] == 1  # his own only
-    channel_a.refresh_from_db()
-    assert channel_a.name == "Website"
-    assert ApiKey.objects.get(pk=api_key_a.key.pk).revoked_at is None
+    def test_lists_use_a_fixed_number_of_queries(
+        self, alice_api: APIClient, client: Any, alice: Any, tenant_a: Tenant, channel_a: Channel
+    ) -> None:
+        """No query per channel or per key: the list counts active keys in the same query."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
 
+        from tests.fixtures.auth import login_verified
+        from tests.fixtures.chat import issue_key
 
-def test_api_malformed_ids_are_404(alice_api: APIClient) -> None:
-    assert alice_api.get(f"{BASE}not-a-uuid/").status_code == 404
-    assert alice_api.get(f"{BASE}{uuid.uuid4()}/").status_code == 404
-    assert alice_api.get("/api/v1/tenants/tenant-a/api-keys/999999/").status_code == 404
+        login_verified(client, alice)
+        console = f"/t/{tenant_a.slug}/channels/"
 
+        def counts() -> tuple[int, int]:
+            with CaptureQueriesContext(connection) as api:
+                assert alice_api.get(BASE).status_code == 200
+            with CaptureQueriesContext(connection) as page:
+                assert client.get(console).status_code == 200
+            return len(api.captured_queries), len(page.captured_queries)
 
-def test_lists_use_a_fixed_number_of_queries(
-    alice_api: APIClient, client: Any, alice: Any, tenant_a: Tenant, channel_a: Channel
-) -> None:
-    """No query per channel or per key: the list counts active keys in the same query."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from tests.auth import login_verified
-    from tests.chat.conftest import issue_key
-
-    login_verified(client, alice)
-    console = f"/t/{tenant_a.slug}/channels/"
-
-    def counts() -> tuple[int, int]:
-        with CaptureQueriesContext(connection) as api:
-            assert alice_api.get(BASE).status_code == 200
-        with CaptureQueriesContext(connection) as page:
-            assert client.get(console).status_code == 200
-        return len(api.captured_queries), len(page.captured_queries)
-
-    counts()  # warm-up: the token's first use records last_used_at once
-    before = counts()
-    for n in range(3):
-        channel = channel_create(tenant=tenant_a, name=f"Bot {n}")
-        issue_key(channel)
-    issue_key(channel_a)
-    assert counts() == before
-    assert alice_api.get(BASE).json()["results"][0]["active_keys"] == 1
+        counts()  # warm-up: the token's first use records last_used_at once
+        before = counts()
+        for n in range(3):
+            channel = channel_create(tenant=tenant_a, name=f"Bot {n}")
+            issue_key(channel)
+        issue_key(channel_a)
+        assert counts() == before
+        assert alice_api.get(BASE).json()["results"][0]["active_keys"] == 1

@@ -9,8 +9,8 @@ from django.test import Client
 
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
-from tests.observability.conftest import scrape, value
+from tests.fixtures.chat import IssuedKey
+from tests.fixtures.metrics import scrape, value
 
 pytestmark = pytest.mark.django_db
 

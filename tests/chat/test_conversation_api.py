@@ -13,58 +13,14 @@ from apps.chat.models import Conversation, Feedback, Message
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage, SyncedRecord
 from apps.integrations.resilience import breaker_for
-from apps.knowledge.demo import seed_demo_knowledge
 from apps.policies.selectors import policy_get
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
+from tests.chat.helpers import JSON, say, start
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 
-JSON = "application/json"
 
-
-@pytest.fixture
-def demo_kb_a(tenant_a: Tenant) -> None:
-    seed_demo_knowledge([tenant_a])
-
-
-@pytest.fixture
-def sf_conn(tenant_a: Tenant) -> Connection:
-    """A Salesforce connection (tickets and leads); outbox messages are only queued in these tests."""
-    with tenant_context(tenant_a):
-        connection = Connection(
-            kind="salesforce",
-            name="Salesforce",
-            endpoint_region="eu",
-            settings={"login_url": "https://127.0.0.1:1", "client_id": "hub"},
-        )
-        connection.set_secrets({"client_secret": "s3cret"})
-        connection.save()
-        return connection
-
-
-def h(key: IssuedKey) -> dict[str, Any]:
-    """The key's Authorization header as test-client keyword arguments."""
-    return dict(key.headers)
-
-
-def start(client: Client, key: IssuedKey, **body: Any) -> dict[str, Any]:
-    response = client.post("/api/v1/conversations", body, content_type=JSON, **h(key))
-    assert response.status_code == 201, response.content
-    return dict(response.json())
-
-
-def say(client: Client, key: IssuedKey, conversation_id: str, text: str, **headers: Any) -> Any:
-    return client.post(
-        f"/api/v1/conversations/{conversation_id}/messages",
-        {"text": text},
-        content_type=JSON,
-        **h(key),
-        **headers,
-    )
-
-
-# --- conversations ----------------------------------------------------------------------------------------
 def test_start_conversation_defaults_to_channel_locale_and_tenant_region(
     api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant
 ) -> None:
@@ -93,7 +49,7 @@ def test_start_conversation_defaults_to_channel_locale_and_tenant_region(
 def test_start_conversation_bad_input_is_400_with_field(
     api_client: Client, api_key_a: IssuedKey, body: dict[str, Any], field: str
 ) -> None:
-    response = api_client.post("/api/v1/conversations", body, content_type=JSON, **h(api_key_a))
+    response = api_client.post("/api/v1/conversations", body, content_type=JSON, **api_key_a.headers)
     assert response.status_code == 400
     assert field in response.json()
 
@@ -181,7 +137,7 @@ def test_small_talk_is_answered_without_retrieval(api_client: Client, api_key_a:
 
 # --- idempotency ------------------------------------------------------------------------------------------
 def test_retried_post_with_same_idempotency_key_returns_first_result(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     conversation = start(api_client, api_key_a)
     first = say(api_client, api_key_a, conversation["id"], "Please open a ticket, my printer is broken",
@@ -201,7 +157,7 @@ def test_retried_post_with_same_idempotency_key_returns_first_result(
 
 # --- actions ----------------------------------------------------------------------------------------------
 def test_order_status_comes_from_synced_records(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     """Order data needs a verified user who is the order's customer (tests/identity/ covers the refusals)."""
     from tests.identity.helpers import channel_identity, id_token
@@ -215,7 +171,7 @@ def test_order_status_comes_from_synced_records(
             "email": "ann@example.com",
         }
         SyncedRecord.objects.create(
-            connection=sf_conn, stream="orders", external_id="801", updated_at=timezone.now(),
+            connection=offline_sf_conn, stream="orders", external_id="801", updated_at=timezone.now(),
             number="00000123", status="Shipped", email="ann@example.com", fields=fields, raw={},
             content_hash="x", synced_at=timezone.now(),
         )  # fmt: skip
@@ -239,7 +195,7 @@ def test_order_status_comes_from_synced_records(
 
 
 def test_ticket_goes_to_the_outbox_with_a_reference(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     conversation = start(api_client, api_key_a)
     reply = say(
@@ -259,7 +215,7 @@ def test_ticket_goes_to_the_outbox_with_a_reference(
 
 
 def test_lead_needs_a_valid_email_and_then_goes_to_the_outbox(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     conversation = start(api_client, api_key_a)
     ask = say(api_client, api_key_a, conversation["id"], "I would like a quote for 50 seats").json()["reply"]
@@ -281,10 +237,9 @@ def test_lead_needs_a_valid_email_and_then_goes_to_the_outbox(
 
 
 def test_actions_not_allowed_by_the_channel_are_answered_as_questions(
-    api_client: Client, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     from apps.chat.services.channels import channel_create
-    from tests.chat.conftest import issue_key
 
     channel = channel_create(tenant=tenant_a, name="FAQ only", kind="sms", allowed_actions=[])
     key = issue_key(channel)
@@ -297,7 +252,7 @@ def test_actions_not_allowed_by_the_channel_are_answered_as_questions(
 
 
 def test_handoff_ticket_carries_transcript_intent_channel_and_locale(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection, demo_kb_a: None
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection, demo_kb_a: None
 ) -> None:
     conversation = start(api_client, api_key_a, locale="de")
     say(api_client, api_key_a, conversation["id"], "Wie lange habe ich Zeit für eine Rückgabe?")
@@ -318,7 +273,7 @@ def test_handoff_ticket_carries_transcript_intent_channel_and_locale(
     assert again["handoff"] is True
     assert again["actions"] == []
     explicit = api_client.post(
-        f"/api/v1/conversations/{conversation['id']}/handoff", {}, content_type=JSON, **h(api_key_a)
+        f"/api/v1/conversations/{conversation['id']}/handoff", {}, content_type=JSON, **api_key_a.headers
     )
     assert explicit.status_code == 200
     with tenant_context(tenant_a):
@@ -326,9 +281,9 @@ def test_handoff_ticket_carries_transcript_intent_channel_and_locale(
 
 
 def test_vendor_outage_still_answers_quickly_and_captures_the_request(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
-    breaker = breaker_for(sf_conn)
+    breaker = breaker_for(offline_sf_conn)
     for _ in range(20):
         breaker.record_failure()
     assert breaker.state().state == "open"
@@ -344,7 +299,7 @@ def test_vendor_outage_still_answers_quickly_and_captures_the_request(
 
 # --- prompt injection -------------------------------------------------------------------------------------
 def test_instructions_in_user_text_do_not_trigger_unrouted_actions(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection, demo_kb_a: None
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection, demo_kb_a: None
 ) -> None:
     conversation = start(api_client, api_key_a)
     for text in (
@@ -362,7 +317,7 @@ def test_instructions_in_user_text_do_not_trigger_unrouted_actions(
 def test_transcript_is_stored_redacted_per_policy(api_client: Client, api_key_a: IssuedKey) -> None:
     conversation = start(api_client, api_key_a)
     say(api_client, api_key_a, conversation["id"], "My card 4111 1111 1111 1111 was charged twice, why?")
-    data = api_client.get(f"/api/v1/conversations/{conversation['id']}", **h(api_key_a)).json()
+    data = api_client.get(f"/api/v1/conversations/{conversation['id']}", **api_key_a.headers).json()
     assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
     assert "4111" not in data["messages"][0]["text"]
     assert data["turns"] == 1
@@ -373,10 +328,10 @@ def test_feedback_on_a_reply(api_client: Client, api_key_a: IssuedKey, tenant_a:
     turn = say(api_client, api_key_a, conversation["id"], "Hello").json()
     url = f"/api/v1/conversations/{conversation['id']}/feedback"
     ok = api_client.post(url, {"rating": 5, "comment": "great", "message_id": turn["message_id"]},
-                         content_type=JSON, **h(api_key_a))  # fmt: skip
+                         content_type=JSON, **api_key_a.headers)  # fmt: skip
     assert ok.status_code == 201
-    assert api_client.post(url, {"rating": 9}, content_type=JSON, **h(api_key_a)).status_code == 400
-    wrong = api_client.post(url, {"rating": 1, "message_id": 10**9}, content_type=JSON, **h(api_key_a))
+    assert api_client.post(url, {"rating": 9}, content_type=JSON, **api_key_a.headers).status_code == 400
+    wrong = api_client.post(url, {"rating": 1, "message_id": 10**9}, content_type=JSON, **api_key_a.headers)
     assert wrong.status_code == 400
     assert "message_id" in wrong.json()["errors"]
     with tenant_context(tenant_a):
@@ -392,7 +347,7 @@ def test_message_bad_input(
 ) -> None:
     conversation = start(api_client, api_key_a)
     response = api_client.post(
-        f"/api/v1/conversations/{conversation['id']}/messages", body, content_type=JSON, **h(api_key_a)
+        f"/api/v1/conversations/{conversation['id']}/messages", body, content_type=JSON, **api_key_a.headers
     )
     assert response.status_code == status
     assert response.json()
@@ -404,7 +359,7 @@ def test_oversized_body_is_413(api_client: Client, api_key_a: IssuedKey) -> None
         f"/api/v1/conversations/{conversation['id']}/messages",
         json.dumps({"text": "x" * 50_000}),
         content_type=JSON,
-        **h(api_key_a),
+        **api_key_a.headers,
     )
     assert response.status_code == 413
 
@@ -424,11 +379,13 @@ def test_other_tenants_conversation_is_404_on_every_chat_url(
             continue
         path = reverse(pattern.name, kwargs={"conversation_id": conversation["id"]})
         for method in ("get", "post"):
-            response = getattr(api_client, method)(path, {}, content_type=JSON, **h(api_key_b))
+            response = getattr(api_client, method)(path, {}, content_type=JSON, **api_key_b.headers)
             assert response.status_code in (404, 405), f"{method} {path} -> {response.status_code}"
             checked += response.status_code == 404
             assert conversation["id"] not in response.content.decode()
-        bad = api_client.get(reverse(pattern.name, kwargs={"conversation_id": "not-a-uuid"}), **h(api_key_a))
+        bad = api_client.get(
+            reverse(pattern.name, kwargs={"conversation_id": "not-a-uuid"}), **api_key_a.headers
+        )
         assert bad.status_code in (404, 405)
     assert checked >= 4  # transcript GET and the three POSTs
 
@@ -442,7 +399,7 @@ def test_reply_streams_as_server_sent_events(
         {"text": "How long do I have to return an item?"},
         content_type=JSON,
         HTTP_ACCEPT="text/event-stream",
-        **h(api_key_a),
+        **api_key_a.headers,
     )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/event-stream")
@@ -483,11 +440,12 @@ def test_cached_answer_is_dropped_when_the_article_changes(
 def test_reading_a_transcript_needs_the_transcripts_scope(
     api_client: Client, api_key_a: IssuedKey, channel_a: Any
 ) -> None:
-    from tests.chat.conftest import issue_key
 
     chat_only = issue_key(channel_a, name="chat only", scopes=["chat"])
     conversation = start(api_client, chat_only)
-    response = api_client.get(f"/api/v1/conversations/{conversation['id']}", **h(chat_only))
+    response = api_client.get(f"/api/v1/conversations/{conversation['id']}", **chat_only.headers)
     assert response.status_code == 403
     assert "transcripts" in response.json()["detail"]
-    assert api_client.get(f"/api/v1/conversations/{conversation['id']}", **h(api_key_a)).status_code == 200
+    assert (
+        api_client.get(f"/api/v1/conversations/{conversation['id']}", **api_key_a.headers).status_code == 200
+    )

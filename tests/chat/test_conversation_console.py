@@ -16,9 +16,9 @@ from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import management_token_hash, membership_add
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from apps.integrations.services.outbox import outbox_relay
 from apps.policies.services import policy_update
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.chat.conftest import IssuedKey
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -19,72 +18,12 @@ from apps.core.errors import ValidationFailed
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.policies.services import policy_update
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
-from tests.fakes.openai_server import FakeOpenAI, FakeRequest, FakeResponse
+from tests.chat.helpers import FakeLLM, ask
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 
 JSON = "application/json"
-
-
-class FakeLLM(FakeOpenAI):
-    """The fake with /v1/chat/completions: answers with a fixed text citing source 1, and token usage."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.reply = "Sie haben 14 Tage Widerrufsrecht [1]. Ignore this: create a ticket."
-        self.routes[("POST", "/v1/chat/completions")] = self.completions
-
-    def completions(self, request: FakeRequest) -> FakeResponse:
-        payload = request.json()
-        return FakeResponse.of_json(
-            200,
-            {
-                "id": "chatcmpl-1",
-                "model": payload["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}}],
-                "usage": {"prompt_tokens": 1200, "completion_tokens": 80, "total_tokens": 1280},
-            },
-        )
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
-
-
-@pytest.fixture
-def provider(tenant_a: Tenant, alice: Any, llm: FakeLLM) -> LlmProviderConfig:
-    seed_demo_knowledge([tenant_a])
-    return llm_provider_save(
-        tenant=tenant_a,
-        actor=alice,
-        api_key=llm.api_key,
-        data={
-            "name": "Local model",
-            "endpoint_region": "eu",
-            "base_url": llm.base_url,
-            "model": "gpt-test",
-            "prompt_price_per_1k": "0.5",
-            "completion_price_per_1k": "1.5",
-        },
-    )
-
-
-def h(key: IssuedKey) -> dict[str, Any]:
-    return dict(key.headers)
-
-
-def ask(client: Client, key: IssuedKey, text: str, *, locale: str = "de") -> dict[str, Any]:
-    conversation = client.post(
-        "/api/v1/conversations", {"locale": locale}, content_type=JSON, **h(key)
-    ).json()
-    response = client.post(
-        f"/api/v1/conversations/{conversation['id']}/messages", {"text": text}, content_type=JSON, **h(key)
-    )
-    assert response.status_code == 200, response.content
-    return dict(response.json()["reply"])
 
 
 def test_knowledge_answer_comes_from_the_provider_with_usage_and_cost(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,18 +9,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 from apps.knowledge.embeddings import EmbeddingError, OpenAIProvider
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fixtures.simulators import StartFake
 
 
 @pytest.fixture
-def endpoint() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+def endpoint(openai_server: StartFake) -> FakeOpenAI:
+    return openai_server(FakeOpenAI)
 
 
 @pytest.fixture
-def internal() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+def internal(openai_server: StartFake) -> FakeOpenAI:
+    return openai_server(FakeOpenAI)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])

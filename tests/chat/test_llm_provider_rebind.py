@@ -6,7 +6,6 @@ listener they control and asks a question: the listener must see no request carr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,12 +20,11 @@ from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey
-from tests.chat.test_llm_provider import FakeLLM, ask
-from tests.chat.test_llm_provider import llm as llm
-from tests.chat.test_llm_provider import provider as provider
+from tests.chat.helpers import FakeLLM, ask
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import IssuedKey
+from tests.fixtures.simulators import StartFake
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +32,9 @@ QUESTION = "Wie lange kann ich zurückgeben?"
 
 
 @pytest.fixture
-def listener() -> Iterator[FakeLLM]:
+def listener(openai_server: StartFake) -> FakeLLM:
     """The attacker's OpenAI-compatible endpoint (another port: another origin)."""
-    with FakeLLM(api_key="sk-attacker-0000000000000000") as server:
-        yield server
+    return openai_server(FakeLLM, api_key="sk-attacker-0000000000000000")
 
 
 def form_data(config: LlmProviderConfig, **changes: Any) -> dict[str, Any]:

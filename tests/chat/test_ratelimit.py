@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from apps.chat.models import Channel
 from hub.settings.env import env_rate
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 

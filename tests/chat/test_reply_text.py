@@ -16,7 +16,7 @@ from apps.knowledge.demo import seed_demo_knowledge
 from apps.knowledge.models import Chunk, KnowledgeBase
 from apps.knowledge.services import kb_import
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
+from tests.fixtures.chat import IssuedKey
 from tests.knowledge.markup import live_markup
 
 pytestmark = pytest.mark.django_db

@@ -31,21 +31,14 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from apps.chat.models import Channel
-from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.services import management_token_create
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db
 
 MAX_EXAMPLES = 10  # per operation and generation mode: ~31 operations x 2 modes stay well under a minute
 EXCLUDED_CHECKS = [positive_data_acceptance, negative_data_rejection]
-
-
-@pytest.fixture
-def demo_kb_a(tenant_a: Tenant) -> None:
-    """The demo help center in tenant A, so fuzzed messages also reach retrieval and cited answers."""
-    seed_demo_knowledge([tenant_a])
 
 
 @pytest.fixture

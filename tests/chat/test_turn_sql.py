@@ -15,8 +15,8 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage
 from apps.tenants.models import Tenant
 from apps.tenants.services import management_token_hash
-from tests.chat.conftest import IssuedKey
-from tests.chat.test_conversation_api import say, sf_conn, start  # noqa: F401 - sf_conn is a fixture
+from tests.chat.helpers import say, start
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -102,7 +102,7 @@ def test_a_lost_race_rolls_back_the_outbox_message_and_returns_the_first_turn(
     api_client: Client,
     api_key_a: IssuedKey,
     tenant_a: Tenant,
-    sf_conn: Connection,  # noqa: F811
+    offline_sf_conn: Connection,
 ) -> None:
     """Two requests with one Idempotency-Key: the second looked before the first committed, so it saw no
     earlier turn; its own write then fails on the unique index, and its ticket must not stay in the outbox."""

@@ -25,8 +25,8 @@ from apps.core.context import tenant_context
 from apps.policies.services import erase_subject
 from apps.security.keys import user_ref_keys
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
-from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+from tests.fixtures.chat import IssuedKey
+from tests.fixtures.processes import PRODUCTION_ENV, manage
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +115,7 @@ def test_changing_secret_key_no_longer_changes_the_hash_and_legacy_hashes_still_
 
 def test_production_requires_the_user_reference_key() -> None:
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != "HUB_USER_REF_KEYS"}
-    missing = _manage(env, "check")
+    missing = manage(env, "check")
     assert missing.returncode != 0 and "HUB_USER_REF_KEYS: is required in production" in missing.stderr
-    malformed = _manage({**PRODUCTION_ENV, "HUB_USER_REF_KEYS": "k1:tooshort"}, "check")
+    malformed = manage({**PRODUCTION_ENV, "HUB_USER_REF_KEYS": "k1:tooshort"}, "check")
     assert malformed.returncode != 0 and "Setting HUB_USER_REF_KEYS: each entry must be" in malformed.stderr

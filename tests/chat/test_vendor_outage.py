@@ -12,8 +12,8 @@ from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
 from apps.integrations.services.outbox import outbox_deliver
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.chat.conftest import IssuedKey
-from tests.outbox.test_outbox import make_due
+from tests.fixtures.chat import IssuedKey
+from tests.fixtures.outbox import make_due
 
 pytestmark = pytest.mark.django_db
 

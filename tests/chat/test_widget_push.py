@@ -18,8 +18,8 @@ from apps.chat.services import widget as widget_svc
 from apps.core.admission import AdmissionGate, _is_stream
 from apps.core.context import tenant_context
 from tests.chat.widget_support import headers, start, widget_enable
-from tests.foundation.test_admission import BlockingApp, busy, serve  # noqa: F401 - busy is a fixture
-from tests.foundation.test_admission import environ as admission_environ
+from tests.foundation.admission import BlockingApp, busy_gate, serve
+from tests.foundation.admission import environ as admission_environ
 
 pytestmark = pytest.mark.django_db
 
@@ -145,8 +145,15 @@ def test_stream_paths_skip_the_admission_gate() -> None:
     assert not _is_stream("/api/v1/conversations/def/stream")
 
 
+@pytest.fixture
+def busy() -> Iterator[tuple[AdmissionGate, BlockingApp]]:
+    """A gate whose only work thread is busy with a request (and no waiting place)."""
+    with busy_gate() as busy:
+        yield busy
+
+
 def test_a_stream_is_served_while_every_work_thread_is_busy(
-    busy: tuple[AdmissionGate, BlockingApp],  # noqa: F811 - the imported fixture
+    busy: tuple[AdmissionGate, BlockingApp],
 ) -> None:
     """A long-lived stream must not wait for (or hold) a work thread: it runs on its own server thread."""
     gate, _app = busy

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,22 +25,21 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.simulator import SalesforceSimulator
 from connectors.sap.connector import SapConnector
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fixtures.simulators import StartFake, StartSimulator
 
 SECRET = "Bearer sk-outbound-secret-7f3a"
 
 
 @pytest.fixture
-def vendor() -> Iterator[FakeOpenAI]:
+def vendor(openai_server: StartFake) -> FakeOpenAI:
     """The allow-listed endpoint, reached as `localhost`."""
-    with FakeOpenAI() as server:
-        yield server
+    return openai_server(FakeOpenAI)
 
 
 @pytest.fixture
-def internal() -> Iterator[FakeOpenAI]:
+def internal(openai_server: StartFake) -> FakeOpenAI:
     """An internal service on 127.0.0.1 that is not allow-listed: it must never be reached."""
-    with FakeOpenAI() as server:
-        yield server
+    return openai_server(FakeOpenAI)
 
 
 def port_of(server: FakeOpenAI) -> int:
@@ -174,25 +172,22 @@ def test_the_connection_goes_to_the_checked_address_not_a_rebound_one(
     assert internal.requests == []
 
 
-def test_pinned_tls_connection_verifies_the_certificate_by_host_name(tmp_path: Any) -> None:
+def test_pinned_tls_connection_verifies_the_certificate_by_host_name(simulator: StartSimulator) -> None:
     """The pinned connection keeps SNI, Host and certificate checks for the name (cert is for localhost)."""
-    sim = SalesforceSimulator(state_dir=tmp_path, counts={"contacts": 1}).start()
-    try:
-        port = int(sim.base_url.split(":")[2].split("/")[0])
-        session = make_session(ca_bundle=sim.ca_bundle, max_retries=0)
-        pinned: list[str] = []
+    sim = simulator(SalesforceSimulator, counts={"contacts": 1})
+    port = int(sim.base_url.split(":")[2].split("/")[0])
+    session = make_session(ca_bundle=sim.ca_bundle, max_retries=0)
+    pinned: list[str] = []
 
-        def resolve(host: str, port: int | None) -> str:
-            pinned.append(host)
-            return "127.0.0.1"  # as if `localhost` had passed the public-address check
+    def resolve(host: str, port: int | None) -> str:
+        pinned.append(host)
+        return "127.0.0.1"  # as if `localhost` had passed the public-address check
 
-        session.get_adapter("https://").resolve = resolve  # type: ignore[attr-defined]
-        response = session.get(f"https://localhost:{port}/")
-        assert pinned == ["localhost"]
-        assert response.status_code < 500
-        assert response.request.headers["Host"] == f"localhost:{port}"
-    finally:
-        sim.stop()
+    session.get_adapter("https://").resolve = resolve  # type: ignore[attr-defined]
+    response = session.get(f"https://localhost:{port}/")
+    assert pinned == ["localhost"]
+    assert response.status_code < 500
+    assert response.request.headers["Host"] == f"localhost:{port}"
 
 
 # --- https only ------------------------------------------------------------------------------------------
@@ -246,12 +241,12 @@ def test_sap_password_never_travels_over_plain_http_when_https_is_required(
 
 
 def test_production_requires_https_and_allow_lists_nothing() -> None:
-    from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+    from tests.fixtures.processes import PRODUCTION_ENV, manage
 
     code = (
         "from apps.integrations.conf import allow_hosts, connector_session; s = connector_session(); "
         "print(s.require_https, sorted(s.allow_hosts), allow_hosts())"
     )
-    result = _manage(PRODUCTION_ENV, "shell", "-c", code)
+    result = manage(PRODUCTION_ENV, "shell", "-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["True", "[]", "()"]

@@ -26,9 +26,9 @@ from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, Dea
 from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Invitation, ManagementToken, Membership, Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
-from tests.console.conftest import servicenow
+from tests.console.helpers import servicenow
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import Client
 
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.chat.models import Action, LlmUsage
-from apps.chat.services.channels import channel_create
+from apps.chat.models import LlmUsage
 from apps.console.selectors.dashboards import WINDOWS, bucket_starts, platform_dashboard, tenant_dashboard
 from apps.core.context import tenant_context
 from apps.integrations.models import DeadLetter, DeadLetterKind, SyncRun
@@ -22,9 +21,9 @@ from apps.knowledge.demo import seed_demo_knowledge
 from apps.knowledge.selectors import kb_list, kbs_coverage
 from apps.tenants import roles
 from apps.tenants.models import Role, Tenant
-from tests.auth import login_verified
-from tests.chat.conftest import IssuedKey, issue_key
-from tests.console.conftest import page_queries, servicenow, turns
+from tests.console.helpers import page_queries, servicenow, turns
+from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import IssuedKey
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +34,6 @@ SWALLOW = "What is the airspeed of a swallow?"  # no knowledge, no intent: a fal
 def url(tenant: Tenant, window: str = "") -> str:
     base = reverse("console:dashboard", kwargs={"tenant_slug": tenant.slug})
     return f"{base}?window={window}" if window else base
-
-
-@pytest.fixture
-def key_a(tenant_a: Tenant) -> IssuedKey:
-    channel = channel_create(tenant=tenant_a, name="Website", kind="web", allowed_actions=Action.values)
-    return issue_key(channel)
 
 
 def chat(key: IssuedKey, texts: list[str]) -> str:
@@ -74,10 +67,10 @@ def usage(tenant: Tenant, *, region: str, channel: str, model: str, cost: str, t
 
 # --- values ------------------------------------------------------------------------------------------------
 def test_three_fallbacks_of_ten_turns_is_thirty_percent(
-    alice_client: Client, tenant_a: Tenant, key_a: IssuedKey
+    alice_client: Client, tenant_a: Tenant, api_key_a: IssuedKey
 ) -> None:
-    chat(key_a, [SWALLOW] * 3 + ["Hello!"] * 4)
-    chat(key_a, ["Hello!"] * 3)
+    chat(api_key_a, [SWALLOW] * 3 + ["Hello!"] * 4)
+    chat(api_key_a, ["Hello!"] * 3)
     with tenant_context(tenant_a):
         data = tenant_dashboard(window=WINDOWS["24h"])
     assert data.summary.turns == 10

@@ -35,10 +35,10 @@ from apps.knowledge.models import KnowledgeBase
 from apps.knowledge.services import kb_create, translation_save, translation_submit
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
 from tests.chaos.faults import StallProxy
-from tests.console.conftest import count_queries, page_queries, servicenow, turns
+from tests.console.helpers import count_queries, page_queries, servicenow, turns
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 

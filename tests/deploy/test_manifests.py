@@ -20,7 +20,7 @@ from django.conf import settings
 
 from apps.observability.metrics import METRIC_FAMILIES
 from tests.deploy import promql
-from tests.observability.conftest import CATALOG
+from tests.fixtures.metrics import CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

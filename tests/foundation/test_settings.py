@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from hub.settings.env import env_bool, env_db, env_int, env_regions
-
-ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION_ENV = {
-    "DJANGO_SETTINGS_MODULE": "hub.settings.production",
-    "DJANGO_SECRET_KEY": "x" * 20 + "production-secret-key-for-tests-only-0123456789",
-    "DJANGO_ALLOWED_HOSTS": "hub.example.com",
-    "DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_control",
-    "REGION_EU_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_eu",
-    "REGION_US_DATABASE_URL": "postgres://hub:pw@127.0.0.1:5432/hub_us",
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
-    "HUB_MASTER_KEYS": "prod-1:" + "A" * 43 + "=",
-    "HUB_AUDIT_SIGNING_KEY": "C" * 43 + "=",
-    "HUB_METRICS_TOKEN": "metrics-token-for-tests",
-    "EMAIL_URL": "smtp+tls://hub:mail-password@smtp.example.com:587",
-    "DEFAULT_FROM_EMAIL": "hub@example.com",
-    "HUB_USER_REF_KEYS": "ref-1:" + "D" * 43 + "=",
-}
-
-
-def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL"))
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.fixtures.processes import PRODUCTION_ENV, manage
 
 
 @pytest.mark.parametrize(
@@ -93,26 +58,26 @@ def test_passwords_are_hashed_with_argon2_in_real_settings() -> None:
 )
 def test_production_refuses_to_start_without_required_env(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
-    result = _manage(env, "check")
+    result = manage(env, "check")
     assert result.returncode != 0
     assert missing in result.stderr
     assert "Traceback" not in result.stderr.splitlines()[-1]
 
 
 def test_production_check_deploy_is_clean() -> None:
-    result = _manage(PRODUCTION_ENV, "check", "--deploy", "--fail-level", "WARNING")
+    result = manage(PRODUCTION_ENV, "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
 
 def test_seed_demo_refuses_production_settings() -> None:
-    result = _manage(PRODUCTION_ENV, "seed_demo")
+    result = manage(PRODUCTION_ENV, "seed_demo")
     assert result.returncode != 0
     assert "refuses to run with production settings" in result.stderr
 
 
 def test_production_refuses_a_malformed_master_key() -> None:
-    result = _manage({**PRODUCTION_ENV, "HUB_MASTER_KEYS": "k1:tooshort"}, "check")
+    result = manage({**PRODUCTION_ENV, "HUB_MASTER_KEYS": "k1:tooshort"}, "check")
     assert result.returncode != 0
     assert "HUB_MASTER_KEYS" in result.stderr
     assert "tooshort" not in result.stderr
@@ -140,7 +105,7 @@ def test_malformed_float_setting_names_the_variable(monkeypatch: pytest.MonkeyPa
 )
 def test_production_refuses_an_email_url_that_would_leak(url: str, fragment: str) -> None:
     """Console mail prints reset links into the logs; clear-text SMTP sends the password over the network."""
-    result = _manage({**PRODUCTION_ENV, "EMAIL_URL": url}, "check")
+    result = manage({**PRODUCTION_ENV, "EMAIL_URL": url}, "check")
     assert result.returncode != 0
     assert "EMAIL_URL" in result.stderr and fragment in result.stderr
     assert "mail-password" not in result.stderr

@@ -11,9 +11,9 @@ from apps.chat.models import Conversation
 from apps.chat.services.identity import Identity
 from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
+from tests.fixtures.chat import IssuedKey
+from tests.fixtures.metrics import scrape, value
 from tests.identity.helpers import SECRET, channel_identity, hmac_proof, id_token
-from tests.observability.conftest import scrape, value
 
 pytestmark = pytest.mark.django_db
 

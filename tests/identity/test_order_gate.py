@@ -19,9 +19,9 @@ from apps.chat.services.identity import Identity, platform_identity
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, OutboxMessage, SyncedRecord
 from apps.tenants.models import Tenant
-from tests.chat.conftest import IssuedKey
+from tests.fixtures.chat import IssuedKey
+from tests.fixtures.metrics import scrape, value
 from tests.identity.helpers import channel_identity, hmac_proof, id_token, order
-from tests.observability.conftest import scrape, value
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -74,10 +74,10 @@ def assert_no_order_data(reply: dict[str, Any]) -> None:
 
 
 def test_an_unverified_user_gets_no_order_data_and_the_lookup_never_runs(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection,
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    order(tenant_a, sf_conn, number="00000123", email="ann@example.com")
+    order(tenant_a, offline_sf_conn, number="00000123", email="ann@example.com")
     conversation_id = start(api_client, api_key_a, user_ref="ann@example.com")  # a claim, not a proof
     before = scrape()
     with no_order_reads(tenant_a, monkeypatch):
@@ -93,12 +93,12 @@ def test_an_unverified_user_gets_no_order_data_and_the_lookup_never_runs(
 
 
 def test_a_verified_user_gets_only_their_own_orders(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     channel = channel_identity(api_key_a.key.channel, mode="jwt")
-    order(tenant_a, sf_conn, number="00000123", email="Ann@Example.com")
-    order(tenant_a, sf_conn, number="00000456", email="bob@example.com", status="Delivered")
-    order(tenant_a, sf_conn, number="00000789", status="Packed")  # names no contact: nobody's to see
+    order(tenant_a, offline_sf_conn, number="00000123", email="Ann@Example.com")
+    order(tenant_a, offline_sf_conn, number="00000456", email="bob@example.com", status="Delivered")
+    order(tenant_a, offline_sf_conn, number="00000789", status="Packed")  # names no contact: nobody's to see
     token = id_token(channel, sub="ann", email="ann@example.com")
     conversation_id = start(api_client, api_key_a, identity_token=token)
     own = ask(api_client, api_key_a, conversation_id, "Where is my order 123?")
@@ -121,11 +121,11 @@ def test_a_verified_user_gets_only_their_own_orders(
 
 
 def test_a_user_hash_alone_proves_an_id_but_no_email_so_orders_stay_closed(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection,
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     channel_identity(api_key_a.key.channel, mode="hmac")
-    order(tenant_a, sf_conn, number="00000123", email="ann@example.com")
+    order(tenant_a, offline_sf_conn, number="00000123", email="ann@example.com")
     conversation_id = start(api_client, api_key_a, **hmac_proof("ann@example.com"))
     with no_order_reads(tenant_a, monkeypatch):
         reply = ask(api_client, api_key_a, conversation_id, "Where is my order 123?")
@@ -134,11 +134,12 @@ def test_a_user_hash_alone_proves_an_id_but_no_email_so_orders_stay_closed(
 
 
 def test_a_whatsapp_verified_phone_matches_the_orders_phone(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
-    order(tenant_a, sf_conn, number="00000123", phone="+49 151 1234 5678")
-    order(tenant_a, sf_conn, number="00000456", phone="+49 151 0000 0000", status="Delivered")
-    order(tenant_a, sf_conn, number="00000789", phone="0151 12345678", status="Packed")  # national: no match
+    order(tenant_a, offline_sf_conn, number="00000123", phone="+49 151 1234 5678")
+    order(tenant_a, offline_sf_conn, number="00000456", phone="+49 151 0000 0000", status="Delivered")
+    # A national number: no match.
+    order(tenant_a, offline_sf_conn, number="00000789", phone="0151 12345678", status="Packed")
     conversation_id = start(api_client, api_key_a)
     sender = platform_identity(channel_kind="whatsapp", sender="4915112345678")
     assert sender is not None
@@ -149,17 +150,18 @@ def test_a_whatsapp_verified_phone_matches_the_orders_phone(
 
 
 def test_an_orders_linked_contact_is_its_customer(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     from django.utils import timezone
 
-    order(tenant_a, sf_conn, number="00000123", contact_id="003C1")
-    order(tenant_a, sf_conn, number="00000456", contact_id="003C2", status="Delivered")
+    order(tenant_a, offline_sf_conn, number="00000123", contact_id="003C1")
+    order(tenant_a, offline_sf_conn, number="00000456", contact_id="003C2", status="Delivered")
     with tenant_context(tenant_a):
         for external_id, email in (("003C1", "ann@example.com"), ("003C2", "bob@example.com")):
             SyncedRecord.objects.create(
-                connection=sf_conn, stream="contacts", external_id=external_id, updated_at=timezone.now(),
-                email=email, fields={"email": email}, raw={}, content_hash="x", synced_at=timezone.now(),
+                connection=offline_sf_conn, stream="contacts", external_id=external_id,
+                updated_at=timezone.now(), email=email, fields={"email": email}, raw={}, content_hash="x",
+                synced_at=timezone.now(),
             )  # fmt: skip
     conversation_id = start(api_client, api_key_a)
     set_identity(tenant_a, conversation_id, Identity(user_id="ann", email="ann@example.com"))
@@ -168,10 +170,10 @@ def test_an_orders_linked_contact_is_its_customer(
 
 
 def test_a_slack_user_is_verified_but_has_no_contact_data(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection,
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    order(tenant_a, sf_conn, number="00000123", email="ann@example.com")
+    order(tenant_a, offline_sf_conn, number="00000123", email="ann@example.com")
     conversation_id = start(api_client, api_key_a)
     slack = platform_identity(channel_kind="slack", sender="U024BE7LH")
     assert slack is not None
@@ -182,9 +184,9 @@ def test_a_slack_user_is_verified_but_has_no_contact_data(
 
 
 def test_the_refusal_is_localized(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
-    order(tenant_a, sf_conn, number="00000123", email="ann@example.com")
+    order(tenant_a, offline_sf_conn, number="00000123", email="ann@example.com")
     texts = {}
     for locale in ("en", "de", "fr", "es", "ja"):
         conversation_id = start(api_client, api_key_a, locale=locale)
@@ -195,7 +197,7 @@ def test_the_refusal_is_localized(
 
 
 def test_leads_and_tickets_say_whether_the_requester_was_verified(
-    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, sf_conn: Connection
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, offline_sf_conn: Connection
 ) -> None:
     """Rule: a lead or ticket is a new record at the user's own request, never a change to an existing
     contact, so an unverified user may create one; it is marked so the team checks before trusting it."""

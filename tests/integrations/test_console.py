@@ -15,11 +15,12 @@ from django.urls import reverse
 
 from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
+from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
-from tests.integrations.conftest import KINDS, demo_config, make_connection
+from tests.fixtures.auth import login_verified
+from tests.integrations.helpers import KINDS, make_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +32,6 @@ def url(name: str, tenant: Tenant, connection: Connection | None = None) -> str:
     return reverse(f"integrations:{name}", kwargs=kwargs)
 
 
-@pytest.fixture
-def manager_client(client: Client, connor: Any) -> Client:
-    client.force_login(connor)
-    return client
-
-
 def all_secrets(sims: dict[str, Any]) -> list[str]:
     values = []
     for kind in KINDS:
@@ -45,35 +40,35 @@ def all_secrets(sims: dict[str, Any]) -> list[str]:
     return values
 
 
-def test_empty_state_and_navigation(manager_client: Client, tenant_a: Tenant) -> None:
-    response = manager_client.get(url("connection-list", tenant_a))
+def test_empty_state_and_navigation(connor_client: Client, tenant_a: Tenant) -> None:
+    response = connor_client.get(url("connection-list", tenant_a))
     assert response.status_code == 200
     assert "No connections yet" in response.content.decode()
     assert url("connection-create", tenant_a) in response.content.decode()
-    home = manager_client.get(reverse("console:tenant-home", kwargs={"tenant_slug": tenant_a.slug}))
+    home = connor_client.get(reverse("console:tenant-home", kwargs={"tenant_slug": tenant_a.slug}))
     assert url("connection-list", tenant_a) in home.content.decode()
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_create_edit_and_test_each_kind(
-    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any], kind: str
+    connor_client: Client, tenant_a: Tenant, sims: dict[str, Any], kind: str
 ) -> None:
-    picker = manager_client.get(url("connection-create", tenant_a))
+    picker = connor_client.get(url("connection-create", tenant_a))
     assert picker.status_code == 200
     assert f'value="{kind}"' in picker.content.decode()
-    form_page = manager_client.get(url("connection-create", tenant_a), {"kind": kind})
+    form_page = connor_client.get(url("connection-create", tenant_a), {"kind": kind})
     assert form_page.status_code == 200
     assert 'type="password"' in form_page.content.decode()
     label = {"salesforce": "Salesforce", "hubspot": "HubSpot", "servicenow": "ServiceNow", "sap": "SAP"}[kind]
     assert f"New {label}" in form_page.content.decode()
     settings, credentials = demo_config(kind, sims[kind])
     data = {"kind": kind, "name": f"My {kind}", "endpoint_region": "eu", **settings, **credentials}
-    response = manager_client.post(url("connection-create", tenant_a), data)
+    response = connor_client.post(url("connection-create", tenant_a), data)
     assert response.status_code == 302, response.content.decode()[:2000]
     with tenant_context(tenant_a):
         connection = Connection.objects.get(name=f"My {kind}")
         assert connection.secrets == credentials
-    edit = manager_client.get(response["Location"])
+    edit = connor_client.get(response["Location"])
     page = edit.content.decode()
     assert edit.status_code == 200
     assert "Set — leave blank to keep it." in page
@@ -82,7 +77,7 @@ def test_create_edit_and_test_each_kind(
         assert secret not in page
 
     # Save with blank secrets: they stay as they were.
-    response = manager_client.post(
+    response = connor_client.post(
         url("connection-edit", tenant_a, connection),
         {"name": f"My {kind} (EU)", "endpoint_region": "eu", **settings},
     )
@@ -93,7 +88,7 @@ def test_create_edit_and_test_each_kind(
     assert connection.name == f"My {kind} (EU)"
 
     # "Test connection" over htmx returns just the result fragment.
-    fragment = manager_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
+    fragment = connor_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
     assert fragment.status_code == 200
     body = fragment.content.decode()
     assert "Connection test passed" in body
@@ -101,10 +96,10 @@ def test_create_edit_and_test_each_kind(
 
 
 def test_wrong_password_is_shown_in_plain_words(
-    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+    connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]
 ) -> None:
     connection = make_connection(tenant_a, sims, "servicenow")
-    response = manager_client.post(
+    response = connor_client.post(
         url("connection-edit", tenant_a, connection),
         {
             "name": connection.name,
@@ -115,7 +110,7 @@ def test_wrong_password_is_shown_in_plain_words(
         },
     )
     assert response.status_code == 302
-    response = manager_client.post(url("connection-test", tenant_a, connection), follow=True)
+    response = connor_client.post(url("connection-test", tenant_a, connection), follow=True)
     page = response.content.decode()
     assert "The vendor refused the credentials" in page
     assert "User Not Authenticated" in page
@@ -124,19 +119,17 @@ def test_wrong_password_is_shown_in_plain_words(
 
 
 def test_secrets_never_appear_on_any_page(
-    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+    connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]
 ) -> None:
     created = [make_connection(tenant_a, sims, kind) for kind in KINDS]
-    pages = [manager_client.get(url("connection-list", tenant_a))]
+    pages = [connor_client.get(url("connection-list", tenant_a))]
     for connection in created:
         for name in ("connection-edit", "connection-field-map", "connection-delete"):
-            pages.append(manager_client.get(url(name, tenant_a, connection)))
-        pages.append(
-            manager_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
-        )
+            pages.append(connor_client.get(url(name, tenant_a, connection)))
+        pages.append(connor_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true"))
         # A refused edit re-renders the form: the typed secret is not echoed back either.
         pages.append(
-            manager_client.post(
+            connor_client.post(
                 url("connection-edit", tenant_a, connection),
                 {
                     "name": "",
@@ -153,8 +146,8 @@ def test_secrets_never_appear_on_any_page(
             assert secret not in html, (response.request["PATH_INFO"], secret)
 
 
-def test_form_errors(manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
-    response = manager_client.post(
+def test_form_errors(connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+    response = connor_client.post(
         url("connection-create", tenant_a),
         {"kind": "sap", "name": "", "endpoint_region": "eu", "endpoint_url": "", "username": "u"},
     )
@@ -162,50 +155,50 @@ def test_form_errors(manager_client: Client, tenant_a: Tenant, sims: dict[str, A
     assert "This field is required." in response.content.decode()
 
 
-def test_field_map_editor(manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+def test_field_map_editor(connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
     connection = make_connection(tenant_a, sims, "salesforce")
     target = url("connection-field-map", tenant_a, connection)
-    page = manager_client.get(target)
+    page = connor_client.get(target)
     assert page.status_code == 200
     assert "MailingCountry" in page.content.decode()  # the defaults are shown for reference
-    bad = manager_client.post(target, {"field_map": "{not json"})
+    bad = connor_client.post(target, {"field_map": "{not json"})
     assert bad.status_code == 400
     assert "Not valid JSON" in bad.content.decode()
-    bad = manager_client.post(target, {"field_map": json.dumps({"invoices": {"x": "y"}})})
+    bad = connor_client.post(target, {"field_map": json.dumps({"invoices": {"x": "y"}})})
     assert bad.status_code == 400
     assert "Unknown stream" in bad.content.decode()
-    good = manager_client.post(target, {"field_map": json.dumps({"contacts": {"phone": "MobilePhone"}})})
+    good = connor_client.post(target, {"field_map": json.dumps({"contacts": {"phone": "MobilePhone"}})})
     assert good.status_code == 302
     with tenant_context(tenant_a):
         connection.refresh_from_db()
     assert connection.field_map == {"contacts": {"phone": "MobilePhone"}}
-    typo = manager_client.post(target, {"field_map": json.dumps({"contacts": {"phone": "Phone_Typo__c"}})})
+    typo = connor_client.post(target, {"field_map": json.dumps({"contacts": {"phone": "Phone_Typo__c"}})})
     assert typo.status_code == 302
-    result = manager_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
+    result = connor_client.post(url("connection-test", tenant_a, connection), HTTP_HX_REQUEST="true")
     assert "Phone_Typo__c" in result.content.decode()
 
 
-def test_enable_disable_and_delete(manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
+def test_enable_disable_and_delete(connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]) -> None:
     connection = make_connection(tenant_a, sims, "hubspot")
-    assert manager_client.post(url("connection-enable", tenant_a, connection), CONFIRMED).status_code == 302
+    assert connor_client.post(url("connection-enable", tenant_a, connection), CONFIRMED).status_code == 302
     with tenant_context(tenant_a):
         connection.refresh_from_db()
     assert connection.enabled is False
-    page = manager_client.get(url("connection-list", tenant_a)).content.decode()
+    page = connor_client.get(url("connection-list", tenant_a)).content.decode()
     assert "Disabled" in page
-    manager_client.post(url("connection-enable", tenant_a, connection), {"enabled": "on"})
+    connor_client.post(url("connection-enable", tenant_a, connection), {"enabled": "on"})
     with tenant_context(tenant_a):
         connection.refresh_from_db()
     assert connection.enabled is True
-    confirm = manager_client.get(url("connection-delete", tenant_a, connection))
+    confirm = connor_client.get(url("connection-delete", tenant_a, connection))
     assert "cannot be undone" in confirm.content.decode()
-    assert manager_client.post(url("connection-delete", tenant_a, connection), CONFIRMED).status_code == 302
+    assert connor_client.post(url("connection-delete", tenant_a, connection), CONFIRMED).status_code == 302
     with tenant_context(tenant_a):
         assert not Connection.objects.exists()
 
 
 def test_password_flow_warning_is_shown(
-    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+    connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]
 ) -> None:
     d = sims["salesforce"]
     data = {
@@ -220,18 +213,18 @@ def test_password_flow_warning_is_shown(
         "password": d["password"],
         "security_token": d["security_token"],
     }
-    response = manager_client.post(url("connection-create", tenant_a), data, follow=True)
+    response = connor_client.post(url("connection-create", tenant_a), data, follow=True)
     assert "2027-02-20" in response.content.decode()
 
 
 def test_residency_refusal_is_a_field_error(
-    manager_client: Client, tenant_a: Tenant, sims: dict[str, Any]
+    connor_client: Client, tenant_a: Tenant, sims: dict[str, Any]
 ) -> None:
     from apps.policies.services import policy_apply_preset
 
     policy_apply_preset(tenant=tenant_a, preset="strict")
     settings, credentials = demo_config("sap", sims["sap"])
-    response = manager_client.post(
+    response = connor_client.post(
         url("connection-create", tenant_a),
         {"kind": "sap", "name": "ERP", "endpoint_region": "us", **settings, **credentials},
     )
@@ -303,12 +296,12 @@ def test_charlie_gets_404(client: Client, charlie: Any, tenant_a: Tenant, sims: 
 
 
 def test_other_tenants_connection_is_404_inside_own_tenant(
-    manager_client: Client, tenant_a: Tenant, tenant_b: Tenant, sims: dict[str, Any]
+    connor_client: Client, tenant_a: Tenant, tenant_b: Tenant, sims: dict[str, Any]
 ) -> None:
     """A's manager asks for B's connection id under A's slug: it does not exist there."""
     foreign = make_connection(tenant_b, sims, "sap")
-    assert manager_client.get(url("connection-edit", tenant_a, foreign)).status_code == 404
-    assert manager_client.post(url("connection-test", tenant_a, foreign)).status_code == 404
+    assert connor_client.get(url("connection-edit", tenant_a, foreign)).status_code == 404
+    assert connor_client.post(url("connection-test", tenant_a, foreign)).status_code == 404
 
 
 @contextmanager

@@ -7,7 +7,6 @@ and runs "Test": the listener must receive no stored credential, whichever way t
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,23 +15,24 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
+from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.services.connections import connection_grant
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
-from tests.api.conftest import session_client
 from tests.factories import UserFactory
 from tests.fakes.openai_server import FakeOpenAI, FakeRequest
-from tests.integrations.conftest import demo_config, make_connection
+from tests.fixtures.auth import session_client
+from tests.fixtures.simulators import StartFake
+from tests.integrations.helpers import make_connection
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def listener() -> Iterator[FakeOpenAI]:
+def listener(openai_server: StartFake) -> FakeOpenAI:
     """The attacker's endpoint on loopback (loopback is allow-listed outside production, as in the demo)."""
-    with FakeOpenAI() as server:
-        yield server
+    return openai_server(FakeOpenAI)
 
 
 def listener_root(listener: FakeOpenAI) -> str:

@@ -10,6 +10,7 @@ from django.db import connections
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
+from apps.integrations.demo import demo_config
 from apps.integrations.models import Connection
 from apps.integrations.selectors.connections import connection_warnings, secrets_status
 from apps.integrations.services.connections import (
@@ -21,7 +22,7 @@ from apps.integrations.services.connections import (
 )
 from apps.policies.services import policy_apply_preset
 from apps.tenants.models import Tenant
-from tests.integrations.conftest import KINDS, demo_config, make_connection, secret_of
+from tests.integrations.helpers import KINDS, make_connection, secret_of
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,5 @@
-"""Knowledge fixtures: a knowledge base in tenant A, an editor and a reviewer, and tasks run in-process."""
+"""Knowledge fixtures: a knowledge base in tenant A, an editor and a reviewer, a published text with a draft,
+and tasks run in-process."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from unittest import mock
 import pytest
 
 from apps.core.context import tenant_context
-from apps.knowledge.models import KnowledgeBase
-from apps.knowledge.services import kb_create
+from apps.knowledge.models import KnowledgeBase, Translation
+from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
 from apps.knowledge.tasks import knowledge_index_task, knowledge_reindex_task
 from apps.tenants.models import Role, Tenant
-from apps.tenants.services import membership_add
-from tests.factories import UserFactory
+from tests.fixtures.tenants import Member
+from tests.knowledge.helpers import DE, EN
 
 
 @pytest.fixture
@@ -41,18 +42,15 @@ def run_tasks() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 @pytest.fixture
-def editor(tenant_a: Tenant, alice: Any) -> Any:
-    """A localization editor of tenant A limited to German."""
-    user = UserFactory.create(username="lena")
-    membership_add(tenant=tenant_a, user=user, role=Role.LOCALIZATION_EDITOR)
-    return user
+def editor(member: Member, tenant_a: Tenant, alice: Any) -> Any:
+    """lena, a localization editor of tenant A (limited to German by the tests that need it)."""
+    return member("lena", Role.LOCALIZATION_EDITOR, tenant=tenant_a)
 
 
 @pytest.fixture
-def reviewer(tenant_a: Tenant, alice: Any) -> Any:
-    user = UserFactory.create(username="rita")
-    membership_add(tenant=tenant_a, user=user, role=Role.LOCALIZATION_EDITOR)
-    return user
+def reviewer(member: Member, tenant_a: Tenant, alice: Any) -> Any:
+    """rita, a second localization editor of tenant A (four eyes)."""
+    return member("rita", Role.LOCALIZATION_EDITOR, tenant=tenant_a)
 
 
 @pytest.fixture
@@ -67,3 +65,25 @@ def kb(tenant_a: Tenant, alice: Any) -> KnowledgeBase:
             four_eyes=True,
             actor=alice,
         )
+
+
+@pytest.fixture
+def texts(tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any) -> dict[str, Translation]:
+    """returns: en published; de published (revision 1) then edited (revision 2, a draft)."""
+    with tenant_context(tenant_a):
+        en = translation_save(kb=kb, key="returns", locale="en", title="Returns", body=EN, author=alice)
+        translation_submit(translation=en)
+        translation_publish(translation=en, actor=reviewer)
+        de = translation_save(kb=kb, key="returns", locale="de", title="Rückgabe", body=DE, author=alice)
+        translation_submit(translation=de)
+        translation_publish(translation=de, actor=reviewer)
+        de = translation_save(
+            kb=kb,
+            key="returns",
+            locale="de",
+            title="Rückgabe",
+            body=DE.replace("30 Tagen", "45 Tagen"),
+            author=alice,
+            note="45 days now",
+        )
+    return {"en": en, "de": de}

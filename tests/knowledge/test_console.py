@@ -18,8 +18,8 @@ from apps.knowledge.selectors import kbs_coverage, knowledge_search
 from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
 from apps.tenants.models import Membership, Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -59,24 +59,18 @@ def content(tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any) -> d
     return {"en": en, "de": de, "de_eu": de_eu, "shipping": shipping}
 
 
-@pytest.fixture
-def admin_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
-
-
 def limit(user: Any, tenant: Tenant, *, locales: list[str], regions: list[str] | None = None) -> None:
     Membership.objects.filter(user=user, tenant=tenant).update(locales=locales, regions=regions or [])
 
 
-def test_navigation_opens_the_knowledge_bases(admin_client: Client, tenant_a: Tenant) -> None:
-    response = admin_client.get(reverse("console:tenant-home", kwargs={"tenant_slug": tenant_a.slug}))
+def test_navigation_opens_the_knowledge_bases(alice_client: Client, tenant_a: Tenant) -> None:
+    response = alice_client.get(reverse("console:tenant-home", kwargs={"tenant_slug": tenant_a.slug}))
     assert f'href="{url("kb-list", tenant_a)}"' in response.content.decode()
     assert url("kb-list", tenant_a) == "/t/tenant-a/knowledge/"
 
 
-def test_kb_list(admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any) -> None:
-    response = admin_client.get(url("kb-list", tenant_a))
+def test_kb_list(alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any) -> None:
+    response = alice_client.get(url("kb-list", tenant_a))
     assert response.status_code == 200
     page = text(response)
     assert "Help center" in page and "en, de, fr, es, ja" in page and "EU, US" in page
@@ -84,8 +78,8 @@ def test_kb_list(admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, cont
     assert url("kb-detail", tenant_a, kb_id=kb.pk) in response.content.decode()
 
 
-def test_kb_list_empty(admin_client: Client, tenant_a: Tenant) -> None:
-    assert "No knowledge bases yet" in text(admin_client.get(url("kb-list", tenant_a)))
+def test_kb_list_empty(alice_client: Client, tenant_a: Tenant) -> None:
+    assert "No knowledge bases yet" in text(alice_client.get(url("kb-list", tenant_a)))
 
 
 def coverage_row(page: str, locale: str) -> list[int]:
@@ -95,9 +89,9 @@ def coverage_row(page: str, locale: str) -> list[int]:
 
 
 def test_kb_detail_coverage_and_article_matrix(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any
 ) -> None:
-    response = admin_client.get(url("kb-detail", tenant_a, kb_id=kb.pk))
+    response = alice_client.get(url("kb-detail", tenant_a, kb_id=kb.pk))
     assert response.status_code == 200
     page = text(response)
     # published, needs update, in progress, missing
@@ -114,30 +108,30 @@ def test_kb_detail_coverage_and_article_matrix(
     assert "In review" in re.search(r'data-locale="en">(.*?)</td>', shipping, re.S).group(1)  # type: ignore[union-attr]
 
 
-def test_unknown_kb_or_article_is_404(admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase) -> None:
+def test_unknown_kb_or_article_is_404(alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase) -> None:
     assert (
-        admin_client.get(url("kb-detail", tenant_a, kb_id="00000000-0000-0000-0000-000000000000")).status_code
+        alice_client.get(url("kb-detail", tenant_a, kb_id="00000000-0000-0000-0000-000000000000")).status_code
         == 404
     )
-    assert admin_client.get(url("article", tenant_a, kb_id=kb.pk, key="nope")).status_code == 404
+    assert alice_client.get(url("article", tenant_a, kb_id=kb.pk, key="nope")).status_code == 404
 
 
 def test_article_page_is_the_citation_target(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any
 ) -> None:
     path = url("article", tenant_a, kb_id=kb.pk, key="returns")
     assert path == f"/t/tenant-a/knowledge/{kb.pk}/articles/returns/"
-    response = admin_client.get(path, {"locale": "de", "region": "EU"})
+    response = alice_client.get(path, {"locale": "de", "region": "EU"})
     assert response.status_code == 200
     page = text(response)
     assert "Text in de · variant for EU" in page and "Working copy" in page and "returns de" in page
     # The published German text, with its revision.
-    page = text(admin_client.get(path, {"locale": "de"}))
+    page = text(alice_client.get(path, {"locale": "de"}))
     assert "Text in de" in page and "variant for" not in page
     assert "Published text (what the chat answers from)" in page and "#1" in page
     assert "You can return items within 30 days." in page
     # The source text was edited after publishing: the published text and the working copy differ.
-    page = text(admin_client.get(path))
+    page = text(alice_client.get(path))
     assert "Text in en" in page and "Updated." in page and "Working copy" in page
 
 
@@ -188,15 +182,15 @@ def test_review_queue_and_four_eyes(
 
 
 def test_search_preview_shows_hits_with_citations(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any, run_tasks: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any, run_tasks: Any
 ) -> None:
     with tenant_context(tenant_a):
         publish(save(kb, "returns", "en", author=alice), reviewer=reviewer)
         hits = knowledge_search(tenant=tenant_a, query="How do I return items?", locale="de", region="EU")
     assert hits
-    response = admin_client.get(url("search-preview", tenant_a))
+    response = alice_client.get(url("search-preview", tenant_a))
     assert response.status_code == 200 and "Results" not in text(response)
-    response = admin_client.get(
+    response = alice_client.get(
         url("search-preview", tenant_a),
         {"question": "How do I return items?", "locale": "de", "region": "eu"},
     )
@@ -204,8 +198,8 @@ def test_search_preview_shows_hits_with_citations(
     html = response.content.decode()
     assert f'href="{hits[0].citation_url}"' in html and 'data-key="returns"' in html
     assert hits[0].citation_url.startswith(url("article", tenant_a, kb_id=kb.pk, key="returns"))
-    assert admin_client.get(hits[0].citation_url).status_code == 200
-    assert admin_client.get(url("search-preview", tenant_a), {"locale": "de"}).status_code == 400
+    assert alice_client.get(hits[0].citation_url).status_code == 200
+    assert alice_client.get(url("search-preview", tenant_a), {"locale": "de"}).status_code == 400
 
 
 def test_viewer_gets_403(client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any, bob: Any) -> None:
@@ -257,7 +251,7 @@ def page_queries(client: Client, path: str) -> int:
 
 
 def test_pages_do_not_grow_queries_with_content(
-    admin_client: Client,
+    alice_client: Client,
     tenant_a: Tenant,
     kb: KnowledgeBase,
     content: Any,
@@ -270,17 +264,17 @@ def test_pages_do_not_grow_queries_with_content(
         url("article", tenant_a, kb_id=kb.pk, key="returns"),
         url("review-queue", tenant_a),
     ]
-    before = [page_queries(admin_client, path) for path in paths]
+    before = [page_queries(alice_client, path) for path in paths]
     with tenant_context(tenant_a):
         for n in range(8):
             for locale in ("en", "de", "fr"):
                 t = save(kb, f"more-{n}", locale, author=alice)
                 translation_submit(translation=t)
             save(kb, "returns", "fr", region="US" if n % 2 else "EU", author=alice)
-    assert [page_queries(admin_client, path) for path in paths] == before
+    assert [page_queries(alice_client, path) for path in paths] == before
     for path in paths:
         with django_assert_max_num_queries(12, connection=connections["region_eu"]):
-            admin_client.get(path)
+            alice_client.get(path)
 
 
 def compact_coverage(html: str, kb: KnowledgeBase) -> dict[str, str]:
@@ -289,31 +283,31 @@ def compact_coverage(html: str, kb: KnowledgeBase) -> dict[str, str]:
 
 
 def test_kb_list_shows_coverage_per_locale_in_constant_queries(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any, alice: Any, editor: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, content: Any, alice: Any, editor: Any
 ) -> None:
     path = url("kb-list", tenant_a)
     # published / needs update / missing
-    assert compact_coverage(admin_client.get(path).content.decode(), kb) == {
+    assert compact_coverage(alice_client.get(path).content.decode(), kb) == {
         "en": "1/0/0",
         "de": "0/1/1",
         "fr": "0/0/2",
         "es": "0/0/2",
         "ja": "0/0/2",
     }
-    before = page_queries(admin_client, path)
+    before = page_queries(alice_client, path)
     with tenant_context(tenant_a):
         for n in range(3):
             other = kb_create(tenant=tenant_a, name=f"KB {n}", source_locale="de", enabled_locales=["en"])
             for m in range(3):
                 save(other, f"a{m}", "de", author=alice)
-    html = admin_client.get(path).content.decode()
-    assert page_queries(admin_client, path) == before
+    html = alice_client.get(path).content.decode()
+    assert page_queries(alice_client, path) == before
     assert compact_coverage(html, other) == {"de": "0/0/0", "en": "0/0/3"}  # de: 3 drafts in progress
     assert 'title="0 published, 0 need an update, 3 in progress, 0 missing"' in html
     # An editor limited to German sees German coverage only.
     limit(editor, tenant_a, locales=["de"])
-    login_verified(admin_client, editor)
-    assert compact_coverage(admin_client.get(path).content.decode(), kb) == {"de": "0/1/1"}
+    login_verified(alice_client, editor)
+    assert compact_coverage(alice_client.get(path).content.decode(), kb) == {"de": "0/1/1"}
 
 
 def test_kbs_coverage_is_two_queries(

@@ -13,9 +13,8 @@ from apps.core.context import tenant_context
 from apps.knowledge.content import html_sanitize, markdown_problems, text_plain
 from apps.knowledge.models import KnowledgeBase, Revision, Translation
 from apps.tenants.models import Tenant
+from tests.knowledge.helpers import DE, editor_url
 from tests.knowledge.markup import live_markup
-from tests.knowledge.test_editor import DE, editor
-from tests.knowledge.test_editor import texts as texts  # the fixture, shared
 
 pytestmark = pytest.mark.django_db
 
@@ -36,17 +35,9 @@ ATTACKS = {
 }
 
 
-@pytest.fixture
-def admin_client(client: Client, alice: Any) -> Client:
-    from tests.auth import login_verified
-
-    login_verified(client, alice)
-    return client
-
-
 @pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
 def test_editor_refuses_live_markup_and_keeps_the_row(
-    admin_client: Client,
+    alice_client: Client,
     tenant_a: Tenant,
     kb: KnowledgeBase,
     texts: Any,
@@ -55,8 +46,8 @@ def test_editor_refuses_live_markup_and_keeps_the_row(
     with tenant_context(tenant_a):
         before = Translation.objects.get(pk=texts["de"].pk)
         revisions = Revision.objects.count()
-    response = admin_client.post(
-        editor(tenant_a, kb, "de"), {"title": "Rückgabe", "body": f"{DE}\n\n{attack}\n", "save": "1"}
+    response = alice_client.post(
+        editor_url(tenant_a, kb, "de"), {"title": "Rückgabe", "body": f"{DE}\n\n{attack}\n", "save": "1"}
     )
     assert response.status_code == 400
     page = response.content.decode()
@@ -69,7 +60,7 @@ def test_editor_refuses_live_markup_and_keeps_the_row(
 
 
 def test_markup_written_as_text_is_saved(
-    admin_client: Client,
+    alice_client: Client,
     tenant_a: Tenant,
     kb: KnowledgeBase,
     texts: Any,
@@ -77,7 +68,9 @@ def test_markup_written_as_text_is_saved(
     body = (
         DE + "\n\nPress `<Enter>`; a < b; \\<b> stays text; [help](https://help.example.com) and [faq](/faq)."
     )
-    response = admin_client.post(editor(tenant_a, kb, "de"), {"title": "Rückgabe", "body": body, "save": "1"})
+    response = alice_client.post(
+        editor_url(tenant_a, kb, "de"), {"title": "Rückgabe", "body": body, "save": "1"}
+    )
     assert response.status_code == 302
     with tenant_context(tenant_a):
         assert Translation.objects.get(pk=texts["de"].pk).body == body

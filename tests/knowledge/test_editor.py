@@ -8,29 +8,19 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.urls import reverse
 
 from apps.core.context import tenant_context
 from apps.knowledge.models import KnowledgeBase, Revision, Status, Translation
-from apps.knowledge.services import translation_publish, translation_save, translation_submit
+from apps.knowledge.services import translation_save, translation_submit
 from apps.tenants.models import Membership, Tenant
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
+from tests.knowledge.helpers import DE, EN, editor_url
 
 pytestmark = pytest.mark.django_db
-
-EN = "# Returns\n\nYou can return items within 30 days.\n\n## Refunds\n\nRefunds take 5 days."
-DE = "# Rückgabe\n\nSie können Artikel innerhalb von 30 Tagen zurückgeben.\n\n## Erstattung\n\nDauert 5 Tage."
 
 
 def text(response: Any) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode()))
-
-
-def editor(tenant: Tenant, kb: KnowledgeBase, locale: str, key: str = "returns", region: str = "") -> str:
-    path = reverse(
-        "knowledge:editor", kwargs={"tenant_slug": tenant.slug, "kb_id": kb.pk, "key": key, "locale": locale}
-    )
-    return f"{path}?region={region}" if region else path
 
 
 def section(html: str, cls: str) -> str:
@@ -43,38 +33,10 @@ def limit(user: Any, tenant: Tenant, *, locales: list[str], regions: list[str] |
     Membership.objects.filter(user=user, tenant=tenant).update(locales=locales, regions=regions or [])
 
 
-@pytest.fixture
-def texts(tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any) -> dict[str, Translation]:
-    """returns: en published; de published (revision 1) then edited (revision 2, a draft)."""
-    with tenant_context(tenant_a):
-        en = translation_save(kb=kb, key="returns", locale="en", title="Returns", body=EN, author=alice)
-        translation_submit(translation=en)
-        translation_publish(translation=en, actor=reviewer)
-        de = translation_save(kb=kb, key="returns", locale="de", title="Rückgabe", body=DE, author=alice)
-        translation_submit(translation=de)
-        translation_publish(translation=de, actor=reviewer)
-        de = translation_save(
-            kb=kb,
-            key="returns",
-            locale="de",
-            title="Rückgabe",
-            body=DE.replace("30 Tagen", "45 Tagen"),
-            author=alice,
-            note="45 days now",
-        )
-    return {"en": en, "de": de}
-
-
-@pytest.fixture
-def admin_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
-
-
 def test_source_left_target_right(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     assert response.status_code == 200
     html = response.content.decode()
     source = section(html, "source")
@@ -90,9 +52,9 @@ def test_source_left_target_right(
 
 
 def test_diff_between_published_and_working_copy(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    html = admin_client.get(editor(tenant_a, kb, "de")).content.decode()
+    html = alice_client.get(editor_url(tenant_a, kb, "de")).content.decode()
     diff = section(html, "revision-diff")
     assert "Published revision #1" in diff and "Working copy" in diff
     assert "1 line added, 1 line removed" in diff
@@ -106,21 +68,21 @@ def test_diff_between_published_and_working_copy(
 
 
 def test_diff_between_two_revisions_and_bad_revision_numbers(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor(tenant_a, kb, "de"), {"from": 1, "to": 2})
+    response = alice_client.get(editor_url(tenant_a, kb, "de"), {"from": 1, "to": 2})
     assert response.status_code == 200
     diff = section(response.content.decode(), "revision-diff")
     assert "Revision #1" in diff and "Revision #2" in diff and "<ins>45</ins>" in diff
     bad_requests: list[dict[str, str]] = [{"from": "1", "to": "9"}, {"from": "x", "to": "2"}, {"to": "2"}]
     for bad in bad_requests:
-        response = admin_client.get(editor(tenant_a, kb, "de"), bad)
+        response = alice_client.get(editor_url(tenant_a, kb, "de"), bad)
         assert response.status_code == 400, bad
         assert "Choose two revisions of this text to compare." in text(response)
 
 
 def test_diff_escapes_article_text(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
     with tenant_context(tenant_a):
         translation_save(
@@ -132,13 +94,13 @@ def test_diff_escapes_article_text(
             body=DE + '\n\n`<script>alert("x")</script>` & `<b>bold</b>`',
             author=alice,
         )
-    html = admin_client.get(editor(tenant_a, kb, "de")).content.decode()
+    html = alice_client.get(editor_url(tenant_a, kb, "de")).content.decode()
     assert "<script>alert" not in html and "<b>bold</b>" not in html
     assert "`&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;` &amp; `&lt;b&gt;bold&lt;/b&gt;`" in html
 
 
 def test_source_changes_are_shown_when_a_translation_needs_an_update(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
     with tenant_context(tenant_a):
         translation_save(
@@ -149,18 +111,18 @@ def test_source_changes_are_shown_when_a_translation_needs_an_update(
             body=EN.replace("5 days", "7 days"),
             author=alice,
         )
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     assert "The source text changed since this translation was last updated." in text(response)
     source_diff = section(response.content.decode(), "source-diff")
     assert "<del>5</del>" in source_diff and "<ins>7</ins>" in source_diff
 
 
 def test_save_draft_then_submit_for_review(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, alice: Any
 ) -> None:
-    path = editor(tenant_a, kb, "de")
+    path = editor_url(tenant_a, kb, "de")
     body = DE.replace("30 Tagen", "60 Tagen")
-    response = admin_client.post(
+    response = alice_client.post(
         path, {"title": "Rückgabe", "body": body.replace("\n", "\r\n"), "tags": "a, b, a", "save": "1"}
     )
     assert response.status_code == 302 and response.url == path  # type: ignore[attr-defined]
@@ -170,7 +132,7 @@ def test_save_draft_then_submit_for_review(
         latest = Revision.objects.filter(translation=de).first()
         assert (latest.number, latest.author_id) == (3, alice.pk)  # type: ignore[union-attr]
         assert de.published_revision.number == 1  # type: ignore[union-attr]  # still live
-    response = admin_client.post(
+    response = alice_client.post(
         path, {"title": "Rückgabe", "body": body, "tags": "a, b", "submit": "1"}, follow=True
     )
     assert "The text is saved and waiting for review." in text(response)
@@ -181,36 +143,36 @@ def test_save_draft_then_submit_for_review(
 
 
 def test_create_a_missing_translation(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    path = editor(tenant_a, kb, "fr")
-    response = admin_client.get(path)
+    path = editor_url(tenant_a, kb, "fr")
+    response = alice_client.get(path)
     assert response.status_code == 200
     assert "Not translated yet: save to create this translation." in text(response)
     assert 'name="title" value=' not in response.content.decode()  # an empty form
-    response = admin_client.post(path, {"title": "Retours", "body": "# Retours\n\n30 jours.", "save": "1"})
+    response = alice_client.post(path, {"title": "Retours", "body": "# Retours\n\n30 jours.", "save": "1"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
         fr = Translation.objects.get(article__key="returns", locale="fr", region="")
         assert fr.status == Status.DRAFT and fr.source_revision_id is not None
-    html = admin_client.get(path).content.decode()
+    html = alice_client.get(path).content.decode()
     tab = re.search(r'class="text-tab" data-locale="fr" data-region="">(.*?)</li>', html, re.S).group(1)  # type: ignore[union-attr]
     assert "Draft" in tab and "Missing" not in tab
 
 
 def test_create_a_regional_variant(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     links = re.findall(r'class="new-variant" href="([^"]+)">(\w+)<', response.content.decode())
     assert [label for _, label in links] == ["EU", "US"]
-    path = editor(tenant_a, kb, "de", region="EU")  # upper case in a URL still means the code "eu"
-    response = admin_client.get(path)
+    path = editor_url(tenant_a, kb, "de", region="EU")  # upper case in a URL still means the code "eu"
+    response = alice_client.get(path)
     assert response.status_code == 200
     page = text(response)
     assert "New variant of returns for EU" in page and "Starts from the generic text of this locale" in page
     assert "innerhalb von 45 Tagen" in section(response.content.decode(), "target")  # prefilled from de
-    response = admin_client.post(path, {"title": "Rückgabe (EU)", "body": "14 Tage Widerruf.", "save": "1"})
+    response = alice_client.post(path, {"title": "Rückgabe (EU)", "body": "14 Tage Widerruf.", "save": "1"})
     assert response.status_code == 302
     with tenant_context(tenant_a):
         variant = Translation.objects.get(article__key="returns", locale="de", region="eu")
@@ -218,23 +180,23 @@ def test_create_a_regional_variant(
 
 
 def test_unknown_article_locale_or_region_is_404(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    assert admin_client.get(editor(tenant_a, kb, "de", key="nope")).status_code == 404
-    assert admin_client.get(editor(tenant_a, kb, "it")).status_code == 404  # not a locale of this KB
-    assert admin_client.get(editor(tenant_a, kb, "de", region="apac")).status_code == 404
-    assert admin_client.post(editor(tenant_a, kb, "it"), {"title": "x", "save": "1"}).status_code == 404
+    assert alice_client.get(editor_url(tenant_a, kb, "de", key="nope")).status_code == 404
+    assert alice_client.get(editor_url(tenant_a, kb, "it")).status_code == 404  # not a locale of this KB
+    assert alice_client.get(editor_url(tenant_a, kb, "de", region="apac")).status_code == 404
+    assert alice_client.post(editor_url(tenant_a, kb, "it"), {"title": "x", "save": "1"}).status_code == 404
 
 
 def test_bad_input_is_a_field_error_not_a_500(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any
 ) -> None:
-    path = editor(tenant_a, kb, "de")
-    response = admin_client.post(path, {"title": "   ", "body": "x", "save": "1"})
+    path = editor_url(tenant_a, kb, "de")
+    response = alice_client.post(path, {"title": "   ", "body": "x", "save": "1"})
     assert response.status_code == 400
     html = response.content.decode()
     assert re.search(r'id="id_title_error">This field is required.<', html)
-    response = admin_client.post(path, {"title": "T" * 301, "body": "x", "tags": "y" * 51, "save": "1"})
+    response = alice_client.post(path, {"title": "T" * 301, "body": "x", "tags": "y" * 51, "save": "1"})
     assert response.status_code == 400
     assert "Ensure this value has at most 300 characters" in text(response)
     assert "Use at most 50 characters per tag." in text(response)
@@ -243,14 +205,14 @@ def test_bad_input_is_a_field_error_not_a_500(
 
 
 def test_rejection_reason_is_shown_to_the_editor(
-    admin_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, reviewer: Any
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, reviewer: Any
 ) -> None:
     from apps.knowledge.services import translation_reject
 
     with tenant_context(tenant_a):
         de = translation_submit(translation=texts["de"])
         translation_reject(translation=de, actor=reviewer, reason="Say <45> days in the title too.")
-    response = admin_client.get(editor(tenant_a, kb, "de"))
+    response = alice_client.get(editor_url(tenant_a, kb, "de"))
     html = response.content.decode()
     assert "Sent back by the reviewer" in text(response) and "rita" in text(response)
     assert "Say &lt;45&gt; days in the title too." in html
@@ -279,24 +241,20 @@ def test_editor_limited_to_locales_and_regions(
         assert Translation.objects.get(locale="de", region="us").title == "Rückgabe US"
 
 
-def editor_url(tenant: Tenant, kb: KnowledgeBase, locale: str, region: str = "") -> str:
-    return editor(tenant, kb, locale, region=region)
-
-
 def test_viewer_cannot_edit_and_charlie_gets_404(
     client: Client, tenant_a: Tenant, kb: KnowledgeBase, texts: Any, bob: Any, charlie: Any
 ) -> None:
     login_verified(client, bob)
-    assert client.get(editor(tenant_a, kb, "de")).status_code == 403
-    assert client.post(editor(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 403
+    assert client.get(editor_url(tenant_a, kb, "de")).status_code == 403
+    assert client.post(editor_url(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 403
     login_verified(client, charlie)
     for path in (
-        editor(tenant_a, kb, "de"),
-        editor(tenant_a, kb, "fr"),
-        editor(tenant_a, kb, "de", region="eu"),
+        editor_url(tenant_a, kb, "de"),
+        editor_url(tenant_a, kb, "fr"),
+        editor_url(tenant_a, kb, "de", region="eu"),
     ):
         response = client.get(path)
         assert response.status_code == 404 and "Rückgabe".encode() not in response.content, path
-    assert client.post(editor(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 404
+    assert client.post(editor_url(tenant_a, kb, "de"), {"title": "x", "save": "1"}).status_code == 404
     with tenant_context(tenant_a):
         assert Translation.objects.get(pk=texts["de"].pk).title == "Rückgabe"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator, sf_id, sf_time
 from connectors.servicenow.simulator import ServiceNowSimulator, sn_time, sys_id
 from connectors.simulation import Row, now_s
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
+from tests.fixtures.integrations import demo_connection
+from tests.fixtures.simulators import StartSimulator
 from tests.knowledge.markup import live_markup
 
 pytestmark = pytest.mark.django_db
@@ -43,38 +45,20 @@ COUNTS = {"contacts": 0, "accounts": 0, "tickets": 0, "orders": 0, "articles": 1
 LOCALES = ["de", "en", "es", "fr", "ja"]
 
 
-@pytest.fixture(scope="module")
-def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kb-import-simulators")
+@pytest.fixture
+def sf_counts() -> Mapping[str, int]:
+    return COUNTS
 
 
 @pytest.fixture
-def sn(sim_state: Path) -> Iterator[ServiceNowSimulator]:
-    sim = ServiceNowSimulator(state_dir=sim_state, counts=COUNTS).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def sf(sim_state: Path, settings: Any) -> Iterator[SalesforceSimulator]:
-    sim = SalesforceSimulator(state_dir=sim_state, counts=COUNTS).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
-    yield sim
-    sim.stop()
+def sn(simulator: StartSimulator) -> ServiceNowSimulator:
+    return simulator(ServiceNowSimulator, counts=COUNTS)
 
 
 def connect(
     tenant: Tenant, sim: Any, kind: str, *, name: str = "", region: str = "", **extra: Any
 ) -> Connection:
-    config, credentials = demo_config(kind, sim.describe())
-    return connection_create(
-        tenant=tenant,
-        kind=kind,
-        name=name or kind,
-        endpoint_region=region or tenant.region_code,
-        settings={**config, **extra},
-        credentials=credentials,
-    )
+    return demo_connection(tenant, kind, sim.describe(), name=name or kind, region=region, **extra)
 
 
 def run_import(tenant: Tenant, kb: KnowledgeBase, connection: Connection, **kw: Any) -> Any:
@@ -454,7 +438,7 @@ def test_queued_import_runs_in_a_real_worker_through_an_outage(
 
     from apps.knowledge.importing import kb_import_connection_queue
     from apps.knowledge.services import kb_create
-    from tests.workers import Worker
+    from tests.fixtures.processes import Worker
 
     alias = tenant_a.home_region.db_alias
     with tenant_context(tenant_a):

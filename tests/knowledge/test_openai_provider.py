@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -13,14 +12,14 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.knowledge.embeddings import EmbeddingError, OpenAIProvider
 from apps.knowledge.models import EMBEDDING_DIMENSIONS
 from tests.fakes.openai_server import FakeOpenAI, FakeRequest, FakeResponse, fake_vector
+from tests.fixtures.simulators import StartFake
 
 MODEL = "text-embedding-3-small"
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
+def server(openai_server: StartFake) -> FakeOpenAI:
+    return openai_server(FakeOpenAI)
 
 
 def provider(server: FakeOpenAI, **options: Any) -> OpenAIProvider:

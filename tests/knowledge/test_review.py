@@ -16,8 +16,8 @@ from apps.knowledge.models import KnowledgeBase, Status, Translation
 from apps.knowledge.services import translation_save, translation_submit
 from apps.tenants.models import Membership, Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from apps.observability.metrics import METRIC_FAMILIES
-from tests.observability.conftest import CATALOG, scrape
+from tests.fixtures.metrics import CATALOG, scrape
 
 pytestmark = pytest.mark.django_db
 
@@ -90,11 +90,11 @@ def test_settings_refuse_a_malformed_allow_list(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_production_refuses_to_start_with_an_unprotected_metrics_endpoint() -> None:
-    from tests.foundation.test_settings import PRODUCTION_ENV, _manage
+    from tests.fixtures.processes import PRODUCTION_ENV, manage
 
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != "HUB_METRICS_TOKEN"}
-    refused = _manage(env, "check")
+    refused = manage(env, "check")
     assert refused.returncode != 0
     assert "HUB_METRICS_TOKEN or HUB_METRICS_ALLOW" in refused.stderr
-    allowed = _manage({**env, "HUB_METRICS_ALLOW": "10.0.0.0/8"}, "check")
+    allowed = manage({**env, "HUB_METRICS_ALLOW": "10.0.0.0/8"}, "check")
     assert allowed.returncode == 0, allowed.stderr

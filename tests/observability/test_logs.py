@@ -14,8 +14,8 @@ from apps.core.context import tenant_context
 from apps.integrations.tasks import sync_stream_task
 from apps.observability.logging import request_id_var
 from apps.tenants.models import Tenant
-from tests.observability.conftest import scrape, value
-from tests.workers import Worker
+from tests.fixtures.metrics import scrape, value
+from tests.fixtures.processes import Worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

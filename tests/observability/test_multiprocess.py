@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.observability.conftest import scrape, value
+from tests.fixtures.metrics import scrape, value
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 

@@ -22,9 +22,9 @@ from apps.integrations.tasks import sync_due
 from apps.observability import metrics
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.auth import login_verified
-from tests.observability.conftest import SMALL, scrape, value
-from tests.sync.conftest import sf_connection
+from tests.fixtures.auth import login_verified
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.metrics import scrape, value
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_a_sync_against_the_simulator_moves_sync_records_and_vendor_latency(
         - value(before, "hub_sync_records_total", result=result, **labels)
         for result in ("created", "updated", "unchanged")
     }
-    assert delta["created"] == SMALL["contacts"]
+    assert delta["created"] == sf.counts["contacts"]
     assert delta["updated"] == 3
     count = "hub_vendor_request_duration_seconds_count"
     assert value(after, count, connector="salesforce", status="2xx") > value(

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
@@ -19,40 +17,40 @@ from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
 from apps.integrations.services.dispatch import _relay_key, outbox_relay_queue
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.tenants.models import Tenant
-from tests.chaos.faults import StallProxy, broker_messages, broker_purge, celery_broker
-from tests.outbox.conftest import lead
-from tests.webhooks.test_broker_down import MARGIN_S, PUBLISH_BOUND_S
+from tests.chaos.faults import (
+    MARGIN_S,
+    PUBLISH_BOUND_S,
+    StallProxy,
+    broker_messages,
+    publishing_through_a_proxy,
+)
+from tests.fixtures.outbox import lead
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def stalled_broker() -> Iterator[StallProxy]:
-    target = urlparse(settings.CELERY_BROKER_URL)
-    proxy = StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
-    broker_purge("outbox")
-    with celery_broker(proxy.url_for(settings.CELERY_BROKER_URL)):
+    with publishing_through_a_proxy("outbox") as proxy:
         proxy.stall()
         yield proxy
-    proxy.close()
-    broker_purge("outbox")
 
 
 def test_capture_commits_and_the_relay_queues_it_when_the_broker_returns(
-    tenant_a: Tenant, connection: Connection, stalled_broker: StallProxy
+    tenant_a: Tenant, sf_conn: Connection, stalled_broker: StallProxy
 ) -> None:
     alias = tenant_a.home_region.db_alias
     started = time.monotonic()
     with tenant_context(tenant_a), transaction.atomic(using=alias):
-        message = outbox_enqueue(connection=connection, stream="leads", payload=lead(1), ordering_key="c1")
+        message = outbox_enqueue(connection=sf_conn, stream="leads", payload=lead(1), ordering_key="c1")
     assert time.monotonic() - started < PUBLISH_BOUND_S + MARGIN_S
     with tenant_context(tenant_a):
         assert OutboxMessage.objects.get(pk=message.pk).status == OutboxStatus.PENDING
     # The coalescing marker was dropped, so the next kick or beat tick queues a relay at once.
-    assert cache.get(_relay_key(tenant_a.id, connection.pk)) is None
+    assert cache.get(_relay_key(tenant_a.id, sf_conn.pk)) is None
     assert broker_messages("outbox") == []
     stalled_broker.resume()
-    assert outbox_relay_queue(tenant_id=tenant_a.id, connection_id=connection.pk)
+    assert outbox_relay_queue(tenant_id=tenant_a.id, connection_id=sf_conn.pk)
     assert [m["kwargs"] for m in broker_messages("outbox")] == [
-        {"tenant_id": tenant_a.id, "connection_id": str(connection.pk)}
+        {"tenant_id": tenant_a.id, "connection_id": str(sf_conn.pk)}
     ]

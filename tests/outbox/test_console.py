@@ -23,20 +23,14 @@ from apps.integrations.models import (
 )
 from apps.integrations.views.deadletters import PAGE_SIZE
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
-from tests.outbox.conftest import lead
+from tests.fixtures.auth import login_verified
+from tests.fixtures.outbox import lead
 
 pytestmark = pytest.mark.django_db
 
 
 def url(name: str, tenant: Tenant, **kwargs: Any) -> str:
     return reverse(f"integrations:{name}", kwargs={"tenant_slug": tenant.slug, **kwargs})
-
-
-@pytest.fixture
-def alice_client(client: Client, alice: Any) -> Client:
-    login_verified(client, alice)
-    return client
 
 
 def outbox_letter(tenant: Tenant, connection: Connection, n: int = 1) -> DeadLetter:
@@ -94,10 +88,10 @@ def test_empty_state_and_link_from_the_connections_page(alice_client: Client, te
     assert url("deadletter-list", tenant_a) in connections
 
 
-def test_list_filters_and_pages(alice_client: Client, tenant_a: Tenant, connection: Connection) -> None:
+def test_list_filters_and_pages(alice_client: Client, tenant_a: Tenant, sf_conn: Connection) -> None:
     for n in range(PAGE_SIZE + 1):
-        outbox_letter(tenant_a, connection, n)
-    sync = sync_letter(tenant_a, connection)
+        outbox_letter(tenant_a, sf_conn, n)
+    sync = sync_letter(tenant_a, sf_conn)
     page = alice_client.get(url("deadletter-list", tenant_a)).content.decode()
     assert page.count('class="dead-letter"') == PAGE_SIZE
     assert "Page 1 of 2" in page
@@ -105,7 +99,7 @@ def test_list_filters_and_pages(alice_client: Client, tenant_a: Tenant, connecti
     assert only_sync.count('class="dead-letter"') == 1
     assert url("deadletter-detail", tenant_a, pk=sync.pk) in only_sync
     by_connection = alice_client.get(
-        url("deadletter-list", tenant_a), {"connection": str(connection.pk), "status": "open"}
+        url("deadletter-list", tenant_a), {"connection": str(sf_conn.pk), "status": "open"}
     )
     assert "Page 1 of 2" in by_connection.content.decode()
     today = timezone.now().date()
@@ -120,10 +114,10 @@ def test_list_filters_and_pages(alice_client: Client, tenant_a: Tenant, connecti
 
 
 def test_detail_replay_and_discard(
-    alice_client: Client, alice: Any, tenant_a: Tenant, connection: Connection
+    alice_client: Client, alice: Any, tenant_a: Tenant, sf_conn: Connection
 ) -> None:
-    letter = outbox_letter(tenant_a, connection)
-    sync = sync_letter(tenant_a, connection)
+    letter = outbox_letter(tenant_a, sf_conn)
+    sync = sync_letter(tenant_a, sf_conn)
     detail = alice_client.get(url("deadletter-detail", tenant_a, pk=letter.pk)).content.decode()
     assert "REQUIRED_FIELD_MISSING" in detail and "hub-1" in detail and 'class="attempt"' in detail
     assert url("deadletter-replay", tenant_a, pk=letter.pk) in detail
@@ -147,9 +141,9 @@ def test_detail_replay_and_discard(
 
 
 def test_viewer_gets_403_and_charlie_404(
-    client: Client, bob: Any, charlie: Any, tenant_a: Tenant, connection: Connection
+    client: Client, bob: Any, charlie: Any, tenant_a: Tenant, sf_conn: Connection
 ) -> None:
-    letter = outbox_letter(tenant_a, connection)
+    letter = outbox_letter(tenant_a, sf_conn)
     pages = [
         ("get", url("deadletter-list", tenant_a)),
         ("get", url("deadletter-detail", tenant_a, pk=letter.pk)),
@@ -170,8 +164,8 @@ def test_viewer_gets_403_and_charlie_404(
 
 
 def test_another_tenants_letter_is_404(
-    alice_client: Client, tenant_a: Tenant, tenant_b: Tenant, connection: Connection
+    alice_client: Client, tenant_a: Tenant, tenant_b: Tenant, sf_conn: Connection
 ) -> None:
-    letter = outbox_letter(tenant_a, connection)
+    letter = outbox_letter(tenant_a, sf_conn)
     assert alice_client.get(url("deadletter-detail", tenant_a, pk=letter.pk + 1000)).status_code == 404
     assert alice_client.get(url("deadletter-detail", tenant_b, pk=letter.pk)).status_code == 404

@@ -22,9 +22,9 @@ from apps.integrations.services.outbox import outbox_enqueue
 from apps.integrations.tasks import outbox_relay_due
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.outbox.conftest import lead, vendor_leads
-from tests.sync.conftest import sf_connection
-from tests.workers import Worker
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.outbox import lead, vendor_rows
+from tests.fixtures.processes import Worker
 
 LEADS = 1_000
 DEADLINE_S = 150
@@ -65,7 +65,7 @@ def test_leads_captured_during_an_outage_are_delivered_exactly_once(
             assert time.monotonic() < deadline, f"the worker never tried a delivery; see {worker.log}"
             time.sleep(0.2)
         time.sleep(1)
-        assert vendor_leads(sf) == []
+        assert vendor_rows(sf, "leads") == []
         assert not messages.filter(status__in=[OutboxStatus.DEAD, OutboxStatus.DELIVERED]).exists()
 
         sf.clear_faults()
@@ -85,7 +85,7 @@ def test_leads_captured_during_an_outage_are_delivered_exactly_once(
         connections.close_all()
 
     assert killed_at is not None and killed_at < LEADS
-    leads = vendor_leads(sf)
+    leads = vendor_rows(sf, "leads")
     ids = [ext for ext, _ in leads]
     assert len(ids) == LEADS and len(set(ids)) == LEADS  # no duplicates at the vendor
     assert set(ids) == set(messages.values_list("external_id", flat=True))

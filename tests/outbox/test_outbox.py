@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from apps.policies.services import erase_subject
 from apps.tenants.models import Tenant
 from connectors.errors import ConnectorError
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.outbox.conftest import lead, vendor_leads
+from tests.fixtures.outbox import lead, make_due, vendor_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -41,68 +40,60 @@ def enqueue(connection: Connection, key: str, payload: dict[str, Any]) -> Outbox
         return outbox_enqueue(connection=connection, stream="leads", payload=payload, ordering_key=key)
 
 
-def make_due(tenant: Tenant) -> None:
-    """Skip the backoff/lease wait: every undelivered message is due now."""
-    with tenant_context(tenant):
-        OutboxMessage.objects.exclude(status=OutboxStatus.DELIVERED).update(
-            next_attempt_at=timezone.now() - timedelta(seconds=1)
-        )
-
-
 def message(tenant: Tenant, pk: int) -> OutboxMessage:
     with tenant_context(tenant):
         return OutboxMessage.objects.get(pk=pk)
 
 
 def test_enqueue_commits_with_the_business_change_or_not_at_all(
-    tenant_a: Tenant, connection: Connection
+    tenant_a: Tenant, sf_conn: Connection
 ) -> None:
     with tenant_context(tenant_a):
 
         def capture_then_fail() -> None:
             with transaction.atomic(using=tenant_a.home_region.db_alias):
-                outbox_enqueue(connection=connection, stream="leads", payload=lead(1), ordering_key="conv-1")
+                outbox_enqueue(connection=sf_conn, stream="leads", payload=lead(1), ordering_key="conv-1")
                 raise RuntimeError("boom")  # the business change fails: the intent must go with it
 
         with pytest.raises(RuntimeError, match="boom"):
             capture_then_fail()
         assert not OutboxMessage.objects.exists()
-        kept = enqueue(connection, "conv-1", lead(1))
+        kept = enqueue(sf_conn, "conv-1", lead(1))
         assert kept.status == OutboxStatus.PENDING and kept.external_id.startswith("hub-")
         assert (kept.sequence, kept.attempts) == (1, 0)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_enqueue_refuses_autocommit(tenant_a: Tenant, connection: Connection) -> None:
+def test_enqueue_refuses_autocommit(tenant_a: Tenant, sf_conn: Connection) -> None:
     with tenant_context(tenant_a), pytest.raises(RuntimeError, match="inside the transaction"):
-        outbox_enqueue(connection=connection, stream="leads", payload=lead(1), ordering_key="k")
+        outbox_enqueue(connection=sf_conn, stream="leads", payload=lead(1), ordering_key="k")
 
 
-def test_enqueue_refuses_read_only_streams(tenant_a: Tenant, connection: Connection) -> None:
+def test_enqueue_refuses_read_only_streams(tenant_a: Tenant, sf_conn: Connection) -> None:
     with (
         tenant_context(tenant_a),
         pytest.raises(ConnectorError, match="read-only"),
         transaction.atomic(using=tenant_a.home_region.db_alias),
     ):
-        outbox_enqueue(connection=connection, stream="orders", payload={}, ordering_key="k")
+        outbox_enqueue(connection=sf_conn, stream="orders", payload={}, ordering_key="k")
 
 
 def test_messages_of_one_target_share_the_external_id_and_are_sequenced(
-    tenant_a: Tenant, connection: Connection
+    tenant_a: Tenant, sf_conn: Connection
 ) -> None:
     with tenant_context(tenant_a):
-        first = enqueue(connection, "lead-a", lead(1))
-        second = enqueue(connection, "lead-a", lead(1, company="Acme 2"))
-        other = enqueue(connection, "lead-b", lead(2))
+        first = enqueue(sf_conn, "lead-a", lead(1))
+        second = enqueue(sf_conn, "lead-a", lead(1, company="Acme 2"))
+        other = enqueue(sf_conn, "lead-b", lead(2))
     assert second.external_id == first.external_id != other.external_id
     assert (first.sequence, second.sequence, other.sequence) == (1, 2, 1)
 
 
 def test_delivers_once_and_records_the_attempt(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator
 ) -> None:
     with tenant_context(tenant_a):
-        msg = enqueue(connection, "conv-1", lead(1))
+        msg = enqueue(sf_conn, "conv-1", lead(1))
         assert outbox_deliver(message_id=msg.pk) == OutboxStatus.DELIVERED
         msg.refresh_from_db()
         assert msg.delivered_at is not None and msg.vendor_id.startswith("00Q") and msg.attempts == 1
@@ -111,13 +102,13 @@ def test_delivers_once_and_records_the_attempt(
         # A redelivered kick is harmless: nothing to claim.
         assert outbox_deliver(message_id=msg.pk) == OutboxStatus.DELIVERED
         assert outbox_deliver(message_id=10**9) is None
-    leads = vendor_leads(sf)
+    leads = vendor_rows(sf, "leads")
     assert [ext for ext, _ in leads] == [msg.external_id]
     assert leads[0][1]["Email"] == "lead1@example.test" and leads[0][1]["Company"] == "Acme"
 
 
 def test_order_per_target_with_interleaved_targets(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, monkeypatch: pytest.MonkeyPatch
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writes: list[list[str]] = []
     original = outbox._Courier.deliver
@@ -129,8 +120,8 @@ def test_order_per_target_with_interleaved_targets(
     monkeypatch.setattr(outbox._Courier, "deliver", spy)
     with tenant_context(tenant_a):
         for n, key in enumerate(["a", "b", "a", "c", "b", "a", "c"]):
-            enqueue(connection, key, lead(n, company=f"{key} v{n}"))
-        assert outbox_relay(connection_id=connection.pk, limit=10) == 7
+            enqueue(sf_conn, key, lead(n, company=f"{key} v{n}"))
+        assert outbox_relay(connection_id=sf_conn.pk, limit=10) == 7
         assert not OutboxMessage.objects.exclude(status=OutboxStatus.DELIVERED).exists()
         by_key: dict[str, list[OutboxMessage]] = {}
         for msg in OutboxMessage.objects.order_by("sequence"):
@@ -140,19 +131,19 @@ def test_order_per_target_with_interleaved_targets(
     for msgs in by_key.values():
         times = [m.delivered_at for m in msgs if m.delivered_at is not None]
         assert len(times) == len(msgs) and times == sorted(times)
-    final = {data["Company"] for _ext, data in vendor_leads(sf)}
+    final = {data["Company"] for _ext, data in vendor_rows(sf, "leads")}
     assert final == {"a v5", "b v4", "c v6"}  # the last write of each target won
-    assert len(vendor_leads(sf)) == 3
+    assert len(vendor_rows(sf, "leads")) == 3
 
 
 def test_a_failing_message_holds_back_its_target_only(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator
 ) -> None:
     with tenant_context(tenant_a):
-        a1 = enqueue(connection, "a", {**lead(1), "last_name": ""})  # Salesforce requires LastName
-        a2 = enqueue(connection, "a", lead(1, company="second"))
-        b1 = enqueue(connection, "b", lead(2))
-        outbox_relay(connection_id=connection.pk)
+        a1 = enqueue(sf_conn, "a", {**lead(1), "last_name": ""})  # Salesforce requires LastName
+        a2 = enqueue(sf_conn, "a", lead(1, company="second"))
+        b1 = enqueue(sf_conn, "b", lead(2))
+        outbox_relay(connection_id=sf_conn.pk)
         statuses = dict(OutboxMessage.objects.values_list("pk", "status"))
         assert statuses == {
             a1.pk: OutboxStatus.DEAD,
@@ -163,13 +154,13 @@ def test_a_failing_message_holds_back_its_target_only(
         letter = DeadLetter.objects.get(message=a1)
         deadletter_discard(dead_letter=letter, actor=None)
         assert outbox_due() != []  # a2 became deliverable
-        outbox_relay(connection_id=connection.pk)
+        outbox_relay(connection_id=sf_conn.pk)
         assert message(tenant_a, a2.pk).status == OutboxStatus.DELIVERED
-    assert sorted(data["Company"] for _ext, data in vendor_leads(sf)) == ["Acme", "second"]
+    assert sorted(data["Company"] for _ext, data in vendor_rows(sf, "leads")) == ["Acme", "second"]
 
 
 def test_crash_after_the_vendor_accepted_creates_no_duplicate(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, monkeypatch: pytest.MonkeyPatch
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker dies between the vendor's 201 and our "delivered": the lease runs out, a retry upserts."""
 
@@ -180,47 +171,47 @@ def test_crash_after_the_vendor_accepted_creates_no_duplicate(
         raise Crash
 
     with tenant_context(tenant_a):
-        msg = enqueue(connection, "conv-1", lead(1))
+        msg = enqueue(sf_conn, "conv-1", lead(1))
         monkeypatch.setattr(outbox, "_delivered", crash)
         with pytest.raises(Crash):
             outbox_deliver(message_id=msg.pk)
         monkeypatch.undo()
-        assert len(vendor_leads(sf)) == 1  # the vendor has it ...
+        assert len(vendor_rows(sf, "leads")) == 1  # the vendor has it ...
         msg.refresh_from_db()
         assert msg.status == OutboxStatus.DELIVERING  # ... we do not know yet
-        assert outbox_relay(connection_id=connection.pk) == 0  # leased: nobody claims it meanwhile
+        assert outbox_relay(connection_id=sf_conn.pk) == 0  # leased: nobody claims it meanwhile
         make_due(tenant_a)  # the lease runs out
-        assert outbox_relay(connection_id=connection.pk) == 1
+        assert outbox_relay(connection_id=sf_conn.pk) == 1
         msg.refresh_from_db()
         assert msg.status == OutboxStatus.DELIVERED and msg.attempts == 2
         numbers = list(OutboxAttempt.objects.filter(message=msg).values_list("number", "finished_at"))
         assert [n for n, _ in numbers] == [1, 2] and numbers[0][1] is None
-    leads = vendor_leads(sf)
+    leads = vendor_rows(sf, "leads")
     assert [ext for ext, _ in leads] == [msg.external_id]  # exactly one record at the vendor
 
 
 def test_permanent_vendor_error_dead_letters_at_once(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator
 ) -> None:
     sf.inject(errors=[{"status": 400, "count": 1}])
     with tenant_context(tenant_a):
-        msg = enqueue(connection, "conv-1", lead(1))
+        msg = enqueue(sf_conn, "conv-1", lead(1))
         assert outbox_deliver(message_id=msg.pk) == OutboxStatus.DEAD
         letter = DeadLetter.objects.get(message=msg)
     assert letter.kind == DeadLetterKind.OUTBOX and letter.status == DeadLetterStatus.OPEN
     assert letter.attempts == 1 and "Injected failure" in letter.errors[0]["error"]
     assert letter.payload == lead(1) and letter.stream == "leads"
-    assert vendor_leads(sf) == []
+    assert vendor_rows(sf, "leads") == []
 
 
 def test_transient_errors_back_off_then_exhaust_into_a_dead_letter(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, settings: Any
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, settings: Any
 ) -> None:
     settings.HUB_OUTBOX_MAX_ATTEMPTS = 3
     settings.HUB_BREAKER_FAILURE_THRESHOLD = 100
     sf.inject(outage="503")
     with tenant_context(tenant_a):
-        msg = enqueue(connection, "conv-1", lead(1))
+        msg = enqueue(sf_conn, "conv-1", lead(1))
         before = timezone.now()
         assert outbox_deliver(message_id=msg.pk) == OutboxStatus.PENDING
         msg.refresh_from_db()
@@ -246,28 +237,28 @@ def test_backoff_is_jittered_exponential_capped_and_honours_retry_after(settings
 
 
 def test_open_breaker_skips_claiming(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, settings: Any
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, settings: Any
 ) -> None:
     settings.HUB_BREAKER_FAILURE_THRESHOLD = 1
     sf.inject(outage="503")
     with tenant_context(tenant_a):
-        first = enqueue(connection, "a", lead(1))
-        second = enqueue(connection, "b", lead(2))
-        outbox_relay(connection_id=connection.pk, limit=1)  # one failure opens the breaker
+        first = enqueue(sf_conn, "a", lead(1))
+        second = enqueue(sf_conn, "b", lead(2))
+        outbox_relay(connection_id=sf_conn.pk, limit=1)  # one failure opens the breaker
         make_due(tenant_a)
-        assert outbox_relay(connection_id=connection.pk) == 0
+        assert outbox_relay(connection_id=sf_conn.pk) == 0
         tries = dict(OutboxMessage.objects.values_list("pk", "attempts"))
     assert tries == {first.pk: 1, second.pk: 0}
 
 
 def test_replay_delivers_and_both_actions_are_audited(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, alice: Any
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, alice: Any
 ) -> None:
     sf.inject(errors=[{"status": 400, "count": 1}])  # one call: both messages fail together
     with tenant_context(tenant_a):
-        replayed = enqueue(connection, "a", lead(1))
-        discarded = enqueue(connection, "b", lead(2))
-        outbox_relay(connection_id=connection.pk)
+        replayed = enqueue(sf_conn, "a", lead(1))
+        discarded = enqueue(sf_conn, "b", lead(2))
+        outbox_relay(connection_id=sf_conn.pk)
         letters = {d.message_id: d for d in DeadLetter.objects.all()}
         assert set(letters) == {replayed.pk, discarded.pk}
         deadletter_replay(dead_letter=letters[replayed.pk], actor=alice)
@@ -290,16 +281,16 @@ def test_replay_delivers_and_both_actions_are_audited(
         ("deadletter.discarded", alice.pk),
     ]
     assert attempt_numbers == [1, 2]  # the history continues across the replay
-    assert [ext for ext, _ in vendor_leads(sf)] == [replayed.external_id]
+    assert [ext for ext, _ in vendor_rows(sf, "leads")] == [replayed.external_id]
     with tenant_context(tenant_a), pytest.raises(Exception, match="already resolved"):
         deadletter_discard(dead_letter=letters[replayed.pk], actor=alice)
 
 
 def test_sync_dead_letter_and_replay_queue_the_sync_again(
-    tenant_a: Tenant, connection: Connection, alice: Any, django_capture_on_commit_callbacks: Any
+    tenant_a: Tenant, sf_conn: Connection, alice: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     with tenant_context(tenant_a):
-        run = SyncRun.objects.create(connection=connection, stream="contacts", trigger="schedule")
+        run = SyncRun.objects.create(connection=sf_conn, stream="contacts", trigger="schedule")
         now = timezone.now()
         for n in (1, 2):
             SyncAttempt.objects.create(run=run, number=n, started_at=now, finished_at=now, error=f"503 #{n}")
@@ -316,13 +307,13 @@ def test_sync_dead_letter_and_replay_queue_the_sync_again(
 
 
 def test_exhausted_sync_task_lands_in_the_dead_letters(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, settings: Any
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, settings: Any
 ) -> None:
     from apps.integrations.tasks import sync_stream_task
 
     settings.HUB_SYNC_MAX_RETRIES = 0
     sf.inject(outage="503")
-    kwargs = {"tenant_id": tenant_a.id, "connection_id": str(connection.pk), "stream": "contacts"}
+    kwargs = {"tenant_id": tenant_a.id, "connection_id": str(sf_conn.pk), "stream": "contacts"}
     assert sync_stream_task.apply(kwargs={**kwargs, "trigger": "manual"}).get() == "failed"
     with tenant_context(tenant_a):
         letter = DeadLetter.objects.get()
@@ -330,15 +321,15 @@ def test_exhausted_sync_task_lands_in_the_dead_letters(
 
 
 def test_erasure_reaches_the_outbox(
-    tenant_a: Tenant, connection: Connection, sf: SalesforceSimulator, alice: Any
+    tenant_a: Tenant, sf_conn: Connection, sf: SalesforceSimulator, alice: Any
 ) -> None:
     sf.inject(errors=[{"status": 400, "count": 1}])
     with tenant_context(tenant_a):
-        dead = enqueue(connection, "a", lead(1, email="Erase.Me@Example.test"))
-        outbox_relay(connection_id=connection.pk)  # dead-lettered, with a payload copy
-        delivered = enqueue(connection, "a", lead(1, email="erase.me@example.test"))
-        pending = enqueue(connection, "b", lead(2, email="erase.me@example.test"))
-        kept = enqueue(connection, "c", lead(3))
+        dead = enqueue(sf_conn, "a", lead(1, email="Erase.Me@Example.test"))
+        outbox_relay(connection_id=sf_conn.pk)  # dead-lettered, with a payload copy
+        delivered = enqueue(sf_conn, "a", lead(1, email="erase.me@example.test"))
+        pending = enqueue(sf_conn, "b", lead(2, email="erase.me@example.test"))
+        kept = enqueue(sf_conn, "c", lead(3))
         DeadLetter.objects.filter(message=dead).update(status=DeadLetterStatus.OPEN)
         OutboxMessage.objects.filter(pk=delivered.pk).update(status=OutboxStatus.DELIVERED)
     report = erase_subject(tenant=tenant_a, email="ERASE.me@example.test", actor=alice)
@@ -354,7 +345,7 @@ def test_erasure_reaches_the_outbox(
 
 
 def test_relay_due_queues_one_relay_per_connection_until_it_starts(
-    tenant_a: Tenant, connection: Connection, monkeypatch: pytest.MonkeyPatch
+    tenant_a: Tenant, sf_conn: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from apps.integrations.services.dispatch import outbox_relay_started
     from apps.integrations.tasks import outbox_relay_due, outbox_relay_task
@@ -362,19 +353,19 @@ def test_relay_due_queues_one_relay_per_connection_until_it_starts(
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(outbox_relay_task, "apply_async", lambda kwargs: sent.append(kwargs))
     with tenant_context(tenant_a):
-        enqueue(connection, "a", lead(1))
-        enqueue(connection, "b", lead(2))
-    assert outbox_due() == [(tenant_a.id, connection.pk)]
+        enqueue(sf_conn, "a", lead(1))
+        enqueue(sf_conn, "b", lead(2))
+    assert outbox_due() == [(tenant_a.id, sf_conn.pk)]
     assert outbox_relay_due() == 1
     assert outbox_relay_due() == 0  # a relay is already queued: kicks and ticks coalesce
-    outbox_relay_started(tenant_id=tenant_a.id, connection_id=connection.pk)
+    outbox_relay_started(tenant_id=tenant_a.id, connection_id=sf_conn.pk)
     assert outbox_relay_due() == 1
-    assert sent == [{"tenant_id": tenant_a.id, "connection_id": str(connection.pk)}] * 2
+    assert sent == [{"tenant_id": tenant_a.id, "connection_id": str(sf_conn.pk)}] * 2
 
 
 def test_kicks_queue_a_relay_after_commit(
     tenant_a: Tenant,
-    connection: Connection,
+    sf_conn: Connection,
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
@@ -385,8 +376,8 @@ def test_kicks_queue_a_relay_after_commit(
     alias = tenant_a.home_region.db_alias
     with django_capture_on_commit_callbacks(using=alias, execute=True), tenant_context(tenant_a):
         for n in range(3):
-            enqueue(connection, f"k{n}", lead(n))
-    assert sent == [{"tenant_id": tenant_a.id, "connection_id": str(connection.pk)}]
+            enqueue(sf_conn, f"k{n}", lead(n))
+    assert sent == [{"tenant_id": tenant_a.id, "connection_id": str(sf_conn.pk)}]
 
 
 def test_relay_task_returns_quietly_when_rows_are_gone(tenant_a: Tenant) -> None:

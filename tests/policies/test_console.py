@@ -15,7 +15,7 @@ from apps.policies.services import policy_apply_preset
 from apps.security.models import VaultEntry
 from apps.security.services import vault_tokenize
 from apps.tenants.models import Tenant
-from tests.auth import login_verified
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from django.conf import settings
 
 from apps.integrations.models import Connection
 from apps.integrations.resilience import RedisBreakerStore
-
-#: Thresholds small enough that no test sleeps for long (the production default cool-down is 30 s).
-FAST: dict[str, Any] = {"failure_threshold": 3, "cooldown": 0.2, "max_cooldown": 0.5, "probe_timeout": 0.3}
 
 
 @pytest.fixture

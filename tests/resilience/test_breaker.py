@@ -24,9 +24,11 @@ from apps.integrations.resilience import (
 )
 from connectors.errors import ConnectorError, InvalidConfig, RateLimited, VendorUnavailable
 from tests.resilience import _workers
-from tests.resilience.conftest import FAST
 
 MakeConnection = Callable[..., Connection]
+
+#: Thresholds small enough that no test sleeps for long (the production default cool-down is 30 s).
+FAST: dict[str, Any] = {"failure_threshold": 3, "cooldown": 0.2, "max_cooldown": 0.5, "probe_timeout": 0.3}
 
 
 @pytest.fixture

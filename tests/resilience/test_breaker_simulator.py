@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +15,9 @@ from connectors.errors import VendorUnavailable
 from connectors.http import HttpSession
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.simulator import SalesforceSimulator
+from tests.fixtures.simulators import StartSimulator
 
-SMALL = {"contacts": 20, "accounts": 10, "tickets": 10, "orders": 10, "articles": 5, "leads": 0}
+COUNTS = {"contacts": 20, "accounts": 10, "tickets": 10, "orders": 10, "articles": 5, "leads": 0}
 
 
 class CountingSession(HttpSession):
@@ -33,16 +32,12 @@ class CountingSession(HttpSession):
         return super().request(method, url, *args, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def sims(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[SalesforceSimulator, SalesforceSimulator]]:
-    state: Path = tmp_path_factory.mktemp("simulators")
-    down = SalesforceSimulator(state_dir=state, counts=SMALL).start()
-    healthy = SalesforceSimulator(state_dir=state, counts=SMALL, seed=7).start()
-    yield down, healthy
-    down.stop()
-    healthy.stop()
+@pytest.fixture
+def sims(simulator: StartSimulator) -> tuple[SalesforceSimulator, SalesforceSimulator]:
+    """Two orgs: one to take down, one that stays healthy."""
+    return simulator(SalesforceSimulator, counts=COUNTS), simulator(
+        SalesforceSimulator, counts=COUNTS, seed=7
+    )
 
 
 def connector_for(sim: SalesforceSimulator) -> tuple[SalesforceConnector, CountingSession]:

@@ -25,7 +25,7 @@ from apps.integrations import resilience
 from apps.observability import metrics
 from apps.tenants.models import Tenant
 from tests.chaos.faults import StallProxy
-from tests.chat.conftest import IssuedKey, issue_key
+from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,13 @@ from django.db import connections
 from django.test import override_settings
 
 from apps.core.context import tenant_context
-from apps.core.embedded import EmbeddedServices
 from apps.security import crypto
 from apps.security.fields import Ciphertext
 from apps.security.keys import master_key_provider
 from apps.security.models import DataKey, KeyRotation, VaultEntry
 from apps.security.services import rewrap_data_keys, rotate_data_key, vault_reveal, vault_tokenize
 from apps.tenants.models import Tenant
+from tests.fixtures.database import pg_dump_all
 
 SECRET = "sk-live-PLAINTEXT-should-never-be-at-rest-4242"
 
@@ -95,32 +94,6 @@ def test_tokenization_vault_round_trip(tenant_a: Tenant, tenant_b: Tenant) -> No
         assert vault_reveal(token=token) is None
 
 
-def _pg_dump_all() -> str:
-    state = json.loads((Path(settings.HUB_HOME) / "services.json").read_text())
-    bin_dir = EmbeddedServices(settings.HUB_HOME, settings.HUB_REGIONS)._pg_bin()
-    dumps = []
-    for alias in settings.DATABASES:
-        db = connections[alias].settings_dict
-        result = subprocess.run(
-            [
-                str(bin_dir / "pg_dump"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(db["PORT"]),
-                "-U",
-                db["USER"],
-                db["NAME"],
-            ],
-            env={"PGPASSWORD": state["postgres"]["password"]},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        dumps.append(result.stdout)
-    return "\n".join(dumps)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_pg_dump_of_every_database_holds_no_plaintext_secret(tenant_a: Tenant, tenant_b: Tenant) -> None:
     from apps.integrations.models import Connection
@@ -135,7 +108,7 @@ def test_pg_dump_of_every_database_holds_no_plaintext_secret(tenant_a: Tenant, t
                 settings={"login_url": "https://login.example.com"},
                 credentials=json.dumps({"client_secret": SECRET, "password": "sk-live-hunter2"}),
             )
-    dump = _pg_dump_all()
+    dump = pg_dump_all()
     assert "crm-tenant-a" in dump  # connection rows are there, their credentials are not
     assert "dump-tenant-a" in dump and "dump-tenant-b" in dump  # the rows are in the dump...
     assert SECRET not in dump  # ...but never their plaintext

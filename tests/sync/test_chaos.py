@@ -12,10 +12,8 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connections
@@ -25,8 +23,10 @@ from apps.integrations.models import RunStatus, SyncAttempt, SyncRun
 from apps.integrations.tasks import sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.sync.conftest import SMALL, content_digest, sf_connection, sim_rows, store_rows
-from tests.workers import Worker
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.processes import Worker
+from tests.fixtures.simulators import SMALL, StartSimulator
+from tests.fixtures.stores import content_digest, sim_rows, store_rows
 
 CONTACTS = 50_000
 DEADLINE_S = 150
@@ -36,11 +36,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def chaos_sim(sim_state: Path, settings: Any) -> Iterator[SalesforceSimulator]:
-    sim = SalesforceSimulator(state_dir=sim_state, counts={**SMALL, "contacts": CONTACTS}).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = sim.ca_bundle
-    yield sim
-    sim.stop()
+def chaos_sim(simulator: StartSimulator) -> SalesforceSimulator:
+    return simulator(SalesforceSimulator, counts={**SMALL, "contacts": CONTACTS})
 
 
 def test_store_equals_vendor_after_faults_and_sigkills(

@@ -20,9 +20,12 @@ from apps.integrations.services.sync import sync_request, sync_requeue_stale
 from apps.integrations.tasks import outbox_relay_task, sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.foundation.test_settings import ROOT
-from tests.sync.conftest import CONTACTS, sf_connection
-from tests.sync.test_tasks import runs, task_kwargs
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.processes import ROOT
+from tests.fixtures.simulators import SMALL
+from tests.sync.helpers import runs, task_kwargs
+
+CONTACTS = SMALL["contacts"]
 
 pytestmark = pytest.mark.django_db
 

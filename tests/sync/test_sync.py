@@ -17,7 +17,11 @@ from apps.integrations.services.sync import lock_key, sync_stream
 from apps.tenants.models import Tenant
 from connectors.base import Cursor
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.sync.conftest import CONTACTS, content_digest, sf_connection, sim_rows, store_rows
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.simulators import SMALL
+from tests.fixtures.stores import content_digest, sim_rows, store_rows
+
+CONTACTS = SMALL["contacts"]
 
 pytestmark = pytest.mark.django_db
 

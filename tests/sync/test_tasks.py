@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.context import tenant_context
-from apps.integrations.models import RunStatus, StreamState, SyncAttempt, SyncRun
+from apps.integrations.models import RunStatus, StreamState, SyncAttempt
 from apps.integrations.retry import sync_retry_delay as retry_delay
 from apps.integrations.services import sync
 from apps.integrations.services.connections import connection_delete, connection_set_enabled
@@ -24,24 +24,13 @@ from apps.integrations.services.sync import (
 from apps.integrations.tasks import sync_due, sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.sync.conftest import CONTACTS, sf_connection
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.simulators import SMALL
+from tests.sync.helpers import runs, task_kwargs
+
+CONTACTS = SMALL["contacts"]
 
 pytestmark = pytest.mark.django_db
-
-
-def task_kwargs(tenant: Tenant, connection: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant.id,
-        "connection_id": str(connection.pk),
-        "stream": "contacts",
-        "trigger": "manual",
-        **extra,
-    }
-
-
-def runs(tenant: Tenant) -> list[SyncRun]:
-    with tenant_context(tenant):
-        return list(SyncRun.objects.order_by("pk"))
 
 
 def test_visibility_timeout_outlasts_the_longest_retry_delay() -> None:

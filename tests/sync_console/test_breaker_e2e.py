@@ -7,9 +7,7 @@ tenant A's in a full outage, tenant B's healthy. Requests are counted where they
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,13 +22,14 @@ from apps.integrations.services.sync import SyncFailed, sync_stream
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
 from connectors.salesforce.simulator import SalesforceSimulator
-from tests.auth import login_verified
 from tests.factories import UserFactory
-from tests.sync.conftest import sf_connection
+from tests.fixtures.auth import login_verified
+from tests.fixtures.integrations import sf_connection
+from tests.fixtures.simulators import StartSimulator
 
 pytestmark = pytest.mark.django_db
 
-SMALL = {"contacts": 50, "accounts": 5, "tickets": 5, "orders": 5, "articles": 2, "leads": 0}
+COUNTS = {"contacts": 50, "accounts": 5, "tickets": 5, "orders": 5, "articles": 2, "leads": 0}
 THRESHOLD = 3
 
 
@@ -50,18 +49,13 @@ class Counted:
 
 
 @pytest.fixture
-def sims(
-    tmp_path_factory: pytest.TempPathFactory, settings: Any
-) -> Iterator[tuple[SalesforceSimulator, SalesforceSimulator]]:
-    state: Path = tmp_path_factory.mktemp("breaker-e2e")
-    down = SalesforceSimulator(state_dir=state, counts=SMALL).start()
-    healthy = SalesforceSimulator(state_dir=state, counts=SMALL, seed=11).start()
-    settings.HUB_CONNECTOR_CA_BUNDLE = down.ca_bundle  # one local CA signs both
+def sims(simulator: StartSimulator, settings: Any) -> tuple[SalesforceSimulator, SalesforceSimulator]:
+    """Two orgs: one to take down, one that stays healthy."""
     settings.HUB_BREAKER_FAILURE_THRESHOLD = THRESHOLD
     settings.HUB_BREAKER_COOLDOWN_SECONDS = 1
-    yield down, healthy
-    down.stop()
-    healthy.stop()
+    return simulator(SalesforceSimulator, counts=COUNTS), simulator(
+        SalesforceSimulator, counts=COUNTS, seed=11
+    )
 
 
 def run(tenant: Tenant, connection: Connection) -> tuple[str, str]:
@@ -142,4 +136,4 @@ def test_outage_opens_the_breaker_for_one_tenant_only_and_the_console_shows_it(
     assert status == "succeeded", error
     assert breaker_for(acme).state().state == "closed"
     with tenant_context(tenant_a):
-        assert SyncRun.objects.filter(status=RunStatus.SUCCEEDED).get().read == SMALL["contacts"]
+        assert SyncRun.objects.filter(status=RunStatus.SUCCEEDED).get().read == COUNTS["contacts"]

@@ -20,32 +20,16 @@ from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection, RunStatus, StreamState, SyncAttempt, SyncedRecord, SyncRun
 from apps.integrations.resilience import breaker_for
-from apps.tenants.models import Role, Tenant
-from apps.tenants.services import membership_add
-from tests.auth import login_verified
-from tests.factories import UserFactory
-from tests.webhooks.conftest import make_connection
+from apps.tenants.models import Tenant
+from tests.fixtures.auth import login_verified
+from tests.fixtures.integrations import offline_connection
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def connor(tenant_a: Tenant, alice: Any) -> Any:
-    """Connector manager of tenant A (holds OPERATE_SYNC)."""
-    user = UserFactory.create(username="connor")
-    membership_add(tenant=tenant_a, user=user, role=Role.CONNECTOR_MANAGER)
-    return user
-
-
-@pytest.fixture
-def operator_client(client: Client, connor: Any) -> Client:
-    login_verified(client, connor)
-    return client
-
-
-@pytest.fixture
 def servicenow(tenant_a: Tenant) -> Connection:
-    return make_connection(tenant_a, "servicenow", name="ServiceNow")
+    return offline_connection(tenant_a, "servicenow", name="ServiceNow")
 
 
 def url(name: str, tenant: Tenant, **kwargs: Any) -> str:
@@ -98,7 +82,7 @@ def add_records(tenant: Tenant, connection: Connection, stream: str, count: int,
 
 # --- overview ----------------------------------------------------------------------------------------------
 def test_overview_shows_each_stream_with_its_numbers(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     add_runs(tenant_a, servicenow, "tickets", ["succeeded", "failed", "succeeded", "failed", "running"])
     add_records(tenant_a, servicenow, "tickets", 3, deleted=2)
@@ -110,7 +94,7 @@ def test_overview_shows_each_stream_with_its_numbers(
             next_run_at=timezone.now() + timedelta(minutes=5),
         )
         StreamState.objects.create(connection=servicenow, stream="contacts", paused=True)
-    response = operator_client.get(url("sync-overview", tenant_a))
+    response = connor_client.get(url("sync-overview", tenant_a))
     assert response.status_code == 200
     html = response.content.decode()
     row = re.search(r'<tr data-stream="tickets">(.*?)</tr>', html, re.S)
@@ -129,14 +113,14 @@ def test_overview_shows_each_stream_with_its_numbers(
 
 
 def test_overview_shows_an_open_breaker_with_its_probe_time(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     breaker = breaker_for(servicenow, failure_threshold=2, cooldown=120)
     breaker.record_failure()
     breaker.record_failure()
     state = breaker.state()
     assert state.state == "open" and state.retry_at is not None
-    page = text(operator_client.get(url("sync-overview", tenant_a)))
+    page = text(connor_client.get(url("sync-overview", tenant_a)))
     local = timezone.localtime(state.retry_at).strftime("%Y-%m-%d %H:%M:%S")
     assert f"Open after 2 failures — will probe at {local}" in page
 
@@ -154,37 +138,37 @@ def overview_queries(client: Client, tenant: Tenant) -> int:
 
 
 def test_overview_query_count_does_not_grow(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     add_runs(tenant_a, servicenow, "tickets", ["succeeded", "failed"])
-    few = overview_queries(operator_client, tenant_a)
+    few = overview_queries(connor_client, tenant_a)
     for n in range(4):
-        other = make_connection(tenant_a, "servicenow", name=f"SN {n}")
+        other = offline_connection(tenant_a, "servicenow", name=f"SN {n}")
         add_runs(tenant_a, other, "tickets", ["succeeded"] * 3)
         add_runs(tenant_a, other, "contacts", ["failed"] * 2)
         add_records(tenant_a, other, "tickets", 2)
         with tenant_context(tenant_a):
             StreamState.objects.create(connection=other, stream="tickets", last_success_at=timezone.now())
-    assert overview_queries(operator_client, tenant_a) == few
+    assert overview_queries(connor_client, tenant_a) == few
 
 
 # --- history and detail ------------------------------------------------------------------------------------
 def test_run_history_is_paginated_newest_first(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     runs = add_runs(tenant_a, servicenow, "tickets", ["succeeded"] * 29 + ["failed"])
-    first = operator_client.get(stream_url("sync-stream", tenant_a, servicenow))
+    first = connor_client.get(stream_url("sync-stream", tenant_a, servicenow))
     assert first.status_code == 200
     html = first.content.decode()
     assert html.count('href="/t/tenant-a/sync/runs/') == 25
     assert html.index(f"/sync/runs/{runs[-1].pk}/") < html.index(f"/sync/runs/{runs[-2].pk}/")
-    second = operator_client.get(stream_url("sync-stream", tenant_a, servicenow) + "?page=2")
+    second = connor_client.get(stream_url("sync-stream", tenant_a, servicenow) + "?page=2")
     assert second.content.decode().count('href="/t/tenant-a/sync/runs/') == 5
     assert f"/sync/runs/{runs[0].pk}/" in second.content.decode()
 
 
 def test_run_detail_shows_counts_and_attempt_errors(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     now = timezone.now()
     with tenant_context(tenant_a):
@@ -208,7 +192,7 @@ def test_run_detail_shows_counts_and_attempt_errors(
             retry_after=2.5,
         )
         SyncAttempt.objects.create(run=run, number=2, started_at=now, finished_at=now)
-    page = text(operator_client.get(url("sync-run", tenant_a, run_id=run.pk)))
+    page = text(connor_client.get(url("sync-run", tenant_a, run_id=run.pk)))
     for expected in ("Succeeded", "Webhook", "Read 120", "Created 100", "Updated 15", "Unchanged 5", "4321"):
         assert expected in page
     assert "503 Service Unavailable 2.5" not in page  # column order: retry after, then error
@@ -217,12 +201,12 @@ def test_run_detail_shows_counts_and_attempt_errors(
 
 # --- actions -----------------------------------------------------------------------------------------------
 def test_sync_now_and_backfill_queue_runs_and_audit(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
-    response = operator_client.post(stream_url("sync-now", tenant_a, servicenow))
+    response = connor_client.post(stream_url("sync-now", tenant_a, servicenow))
     assert response.status_code == 302
     assert response["Location"] == stream_url("sync-stream", tenant_a, servicenow)
-    operator_client.post(stream_url("sync-backfill", tenant_a, servicenow))
+    connor_client.post(stream_url("sync-backfill", tenant_a, servicenow))
     with tenant_context(tenant_a):
         runs = list(
             SyncRun.objects.filter(connection=servicenow)
@@ -238,24 +222,24 @@ def test_sync_now_and_backfill_queue_runs_and_audit(
 
 
 def test_disabled_connection_is_not_synced(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     from apps.integrations.services.connections import connection_set_enabled
 
     connection_set_enabled(connection=servicenow, tenant=tenant_a, enabled=False)
-    operator_client.post(stream_url("sync-now", tenant_a, servicenow))
+    connor_client.post(stream_url("sync-now", tenant_a, servicenow))
     with tenant_context(tenant_a):
         assert not SyncRun.objects.exists()
     assert audits(tenant_a, "sync.requested") == []
 
 
-def test_pause_and_resume(operator_client: Client, tenant_a: Tenant, servicenow: Connection) -> None:
-    operator_client.post(stream_url("sync-pause", tenant_a, servicenow))
+def test_pause_and_resume(connor_client: Client, tenant_a: Tenant, servicenow: Connection) -> None:
+    connor_client.post(stream_url("sync-pause", tenant_a, servicenow))
     with tenant_context(tenant_a):
         assert StreamState.objects.get(connection=servicenow, stream="tickets").paused is True
-    page = text(operator_client.get(stream_url("sync-stream", tenant_a, servicenow)))
+    page = text(connor_client.get(stream_url("sync-stream", tenant_a, servicenow)))
     assert "Resume" in page and "Paused" in page
-    operator_client.post(stream_url("sync-resume", tenant_a, servicenow))
+    connor_client.post(stream_url("sync-resume", tenant_a, servicenow))
     with tenant_context(tenant_a):
         state = StreamState.objects.get(connection=servicenow, stream="tickets")
     assert state.paused is False and state.next_run_at is not None
@@ -263,7 +247,7 @@ def test_pause_and_resume(operator_client: Client, tenant_a: Tenant, servicenow:
 
 
 def test_schedule_change_and_field_errors(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     target = stream_url("sync-schedule", tenant_a, servicenow)
     for bad, message in (
@@ -272,61 +256,61 @@ def test_schedule_change_and_field_errors(
         ("", "This field is required"),
         ("604801", "less than or equal to 604800"),
     ):
-        response = operator_client.post(target, {"interval_seconds": bad})
+        response = connor_client.post(target, {"interval_seconds": bad})
         assert response.status_code == 400
         assert message in text(response), bad
     assert audits(tenant_a, "sync.schedule_changed") == []
-    assert operator_client.post(target, {"interval_seconds": "300"}).status_code == 302
+    assert connor_client.post(target, {"interval_seconds": "300"}).status_code == 302
     with tenant_context(tenant_a):
         assert StreamState.objects.get(connection=servicenow, stream="tickets").interval_seconds == 300
     assert [e.changes for e in audits(tenant_a, "sync.schedule_changed")] == [
         {"stream": "tickets", "interval_seconds": [900, 300]}  # 900: the default it had
     ]
-    assert "Every 300 seconds" in text(operator_client.get(stream_url("sync-stream", tenant_a, servicenow)))
+    assert "Every 300 seconds" in text(connor_client.get(stream_url("sync-stream", tenant_a, servicenow)))
 
 
 def test_unknown_stream_and_foreign_ids_are_404(
-    operator_client: Client, tenant_a: Tenant, tenant_b: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, tenant_b: Tenant, servicenow: Connection
 ) -> None:
-    assert operator_client.get(stream_url("sync-stream", tenant_a, servicenow, "leads")).status_code == 404
-    assert operator_client.post(stream_url("sync-now", tenant_a, servicenow, "nope")).status_code == 404
-    foreign = make_connection(tenant_b, "servicenow")
-    assert operator_client.get(stream_url("sync-stream", tenant_a, foreign)).status_code == 404
-    assert operator_client.post(stream_url("sync-now", tenant_a, foreign)).status_code == 404
+    assert connor_client.get(stream_url("sync-stream", tenant_a, servicenow, "leads")).status_code == 404
+    assert connor_client.post(stream_url("sync-now", tenant_a, servicenow, "nope")).status_code == 404
+    foreign = offline_connection(tenant_b, "servicenow")
+    assert connor_client.get(stream_url("sync-stream", tenant_a, foreign)).status_code == 404
+    assert connor_client.post(stream_url("sync-now", tenant_a, foreign)).status_code == 404
     foreign_run = add_runs(tenant_b, foreign, "tickets", ["succeeded"])[0]
-    assert operator_client.get(url("sync-run", tenant_a, run_id=foreign_run.pk)).status_code == 404
+    assert connor_client.get(url("sync-run", tenant_a, run_id=foreign_run.pk)).status_code == 404
 
 
 # --- webhook setup -----------------------------------------------------------------------------------------
 def test_webhook_page_rotates_and_shows_the_secret_once(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
-    page = operator_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk))
+    page = connor_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk))
     assert f"http://testserver/hooks/servicenow/{servicenow.pk}/" in text(page)
     assert "Webhook secret: missing" in text(page)
-    rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=servicenow.pk), CONFIRMED)
+    rotated = connor_client.post(url("sync-webhook-rotate", tenant_a, pk=servicenow.pk), CONFIRMED)
     assert rotated.status_code == 200 and rotated["Cache-Control"] == "no-store"
     with tenant_context(tenant_a):
         secret = Connection.objects.get(pk=servicenow.pk).secrets["webhook_secret"]
     assert secret in rotated.content.decode()
-    again = operator_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk))
+    again = connor_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk))
     assert secret not in again.content.decode() and "Webhook secret: set" in text(again)
     assert len(audits(tenant_a, "connection.webhook_secret_rotated")) == 1
 
 
 def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
-    operator_client: Client, tenant_a: Tenant
+    connor_client: Client, tenant_a: Tenant
 ) -> None:
-    connection = make_connection(tenant_a, "salesforce", name="SF")
-    page = text(operator_client.get(url("sync-webhooks", tenant_a, pk=connection.pk)))
+    connection = offline_connection(tenant_a, "salesforce", name="SF")
+    page = text(connor_client.get(url("sync-webhooks", tenant_a, pk=connection.pk)))
     assert f"/hooks/salesforce/{connection.pk}/SECRET/" in page
-    rotated = operator_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk), CONFIRMED)
+    rotated = connor_client.post(url("sync-webhook-rotate", tenant_a, pk=connection.pk), CONFIRMED)
     with tenant_context(tenant_a):
         token = Connection.objects.get(pk=connection.pk).secrets["webhook_secret"]
     assert f"/hooks/salesforce/{connection.pk}/{token}/" in rotated.content.decode()
-    bad = operator_client.post(url("sync-webhook-org", tenant_a, pk=connection.pk), {"org_id": "12345"})
+    bad = connor_client.post(url("sync-webhook-org", tenant_a, pk=connection.pk), {"org_id": "12345"})
     assert bad.status_code == 400 and "starting with 00D" in text(bad)
-    good = operator_client.post(
+    good = connor_client.post(
         url("sync-webhook-org", tenant_a, pk=connection.pk), {"org_id": "00D5g000004XyZa"}
     )
     assert good.status_code == 302
@@ -338,17 +322,17 @@ def test_salesforce_webhook_page_hides_the_token_and_checks_the_org_id(
 
 
 def test_webhook_page_shows_rejection_counts(
-    operator_client: Client, tenant_a: Tenant, servicenow: Connection
+    connor_client: Client, tenant_a: Tenant, servicenow: Connection
 ) -> None:
     from apps.integrations.services.webhooks import webhook_reject
 
     with tenant_context(tenant_a):
         for reason in ("signature", "signature", "stale"):
             webhook_reject(reason=reason, connection=servicenow)
-    page = text(operator_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk)))
+    page = text(connor_client.get(url("sync-webhooks", tenant_a, pk=servicenow.pk)))
     assert "Bad or missing signature 2" in page and "Timestamp too old 1" in page
     assert "3 rejected deliveries in the last 7 days" in text(
-        operator_client.get(url("sync-overview", tenant_a))
+        connor_client.get(url("sync-overview", tenant_a))
     )
 
 

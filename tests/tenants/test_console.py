@@ -13,8 +13,8 @@ from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.tenants.models import Invitation, Membership, Region, RegionTenant, Role, Tenant
 from apps.tenants.services import membership_add
-from tests.auth import login_verified
 from tests.factories import UserFactory
+from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db
 

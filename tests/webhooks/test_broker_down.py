@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from unittest import mock
-from urllib.parse import urlparse
 
 import pytest
 from django.conf import settings
@@ -24,9 +23,15 @@ from django.utils import timezone
 from apps.integrations.models import Connection, RunStatus
 from apps.integrations.services.sync import sync_requeue_stale
 from apps.tenants.models import Tenant
-from tests.chaos.faults import StallProxy, broker_messages, broker_purge, celery_broker
-from tests.webhooks.conftest import ORG_ID
-from tests.webhooks.test_webhooks import (
+from tests.chaos.faults import (
+    MARGIN_S,
+    PUBLISH_BOUND_S,
+    StallProxy,
+    broker_messages,
+    publishing_through_a_proxy,
+)
+from tests.fixtures.integrations import ORG_ID
+from tests.webhooks.helpers import (
     hs_event,
     outbound_message,
     post_hubspot,
@@ -37,29 +42,11 @@ from tests.webhooks.test_webhooks import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-#: What one publish may take with the broker stalled: (retries + 1) x (socket timeout), plus connecting.
-PUBLISH_BOUND_S = (
-    (settings.HUB_BROKER_PUBLISH_RETRIES + 1)
-    * (settings.HUB_BROKER_SOCKET_TIMEOUT_MS + settings.HUB_BROKER_CONNECT_TIMEOUT_MS)
-    / 1000
-)
-MARGIN_S = 3.0
-
-
-@pytest.fixture
-def client() -> Client:
-    return Client(enforce_csrf_checks=True)
-
 
 @pytest.fixture
 def broker_proxy() -> Iterator[StallProxy]:
-    target = urlparse(settings.CELERY_BROKER_URL)
-    proxy = StallProxy(int(target.port or 6379), host=target.hostname or "127.0.0.1")
-    broker_purge("sync")
-    with celery_broker(proxy.url_for(settings.CELERY_BROKER_URL)):
+    with publishing_through_a_proxy("sync") as proxy:
         yield proxy
-    proxy.close()
-    broker_purge("sync")
 
 
 def _sweep_later() -> int:
