@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import logging
 import time
@@ -545,6 +546,13 @@ def test_msal_and_connector_client_unchanged_against_the_simulator(sim: TeamsSim
     assert sim.sent("a:1sdk")[-1]["reply_to_id"] == "1716000000001"
 
 
+def run_async(coroutine: Any) -> Any:
+    """Run the SDK's coroutine on a loop of its own thread: in a full run the browser tests' Playwright
+    keeps an event loop running in this thread, where asyncio.run() refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def test_bot_framework_sdk_validates_the_simulators_tokens(
     sim: TeamsSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -558,12 +566,12 @@ def test_bot_framework_sdk_validates_the_simulators_tokens(
     activity = Activity().deserialize(activity_json)
     credentials = SimpleCredentialProvider(sim.app_id, sim.app_password)
     header = f"Bearer {sim.token_for(activity_json['serviceUrl'])}"
-    identity = asyncio.run(JwtTokenValidation.authenticate_request(activity, header, credentials))
+    identity = run_async(JwtTokenValidation.authenticate_request(activity, header, credentials))
     assert identity.is_authenticated
     assert identity.get_claim_value("aud") == sim.app_id
     wrong = f"Bearer {sim.token_for(activity_json['serviceUrl'], aud='someone-else')}"
     with pytest.raises(PermissionError):
-        asyncio.run(JwtTokenValidation.authenticate_request(activity, wrong, credentials))
+        run_async(JwtTokenValidation.authenticate_request(activity, wrong, credentials))
 
 
 def test_simulator_is_registered(tmp_path: Path) -> None:
