@@ -303,10 +303,12 @@ def _sever(call: _Call) -> None:
         sock = socket.socket(fileno=os.dup(fd))
     except Exception:  # already closed: nothing is waiting on it
         return
+    # Flag first: the blocked read returns the moment the socket shuts down, and the caller's
+    # except clause must already see why (otherwise a timeout is reported as "unavailable").
+    call.connection.hub_severed = True
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
-    call.connection.hub_severed = True
     logger.warning(
         "database call overran its deadline; connection severed",
         extra={"alias": call.connection.alias, "limit_s": round(call.limit, 3)},
