@@ -191,6 +191,7 @@ class Conversation(RegionObjectModel):
 class Role(models.TextChoices):
     USER = "user", _("User")
     ASSISTANT = "assistant", _("Assistant")
+    AGENT = "agent", _("Agent")  # a person answering from the ticketing system during a handoff
 
 
 class Outcome(models.TextChoices):
@@ -221,6 +222,9 @@ class Message(RegionModel):
     handoff = models.BooleanField(default=False)
     latency_ms = models.FloatField(null=True, blank=True)
     model = models.CharField(max_length=100, blank=True, default="")
+    # An agent message's author as the ticketing system names them (display name, "" when unknown). Agent
+    # messages carry idempotency_key "agent:<vendor comment id>", so a comment read twice is stored once.
+    author = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["id"]
@@ -234,6 +238,11 @@ class Message(RegionModel):
         indexes = [models.Index(fields=["tenant_id", "created_at"], name="message_tenant_created")]
 
 
+class FeedbackKind(models.TextChoices):
+    ANSWER = "answer", _("Answer rating")
+    CSAT = "csat", _("Satisfaction after a handoff")
+
+
 class Feedback(RegionModel):
     hub_silo: ClassVar[str] = "region"
 
@@ -242,6 +251,9 @@ class Feedback(RegionModel):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     rating = models.SmallIntegerField()
     comment = models.TextField(blank=True, default="")
+    # An answer's thumbs up/down (rating -1/1), or the CSAT score (1-5) asked for when a handoff ends.
+    kind = models.CharField(max_length=8, choices=FeedbackKind.choices, default=FeedbackKind.ANSWER)
+    handoff = models.ForeignKey("Handoff", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
 
     class Meta:
         ordering = ["-created_at"]
@@ -341,3 +353,119 @@ class InboundEvent(RegionObjectModel):
                 fields=["created_at"], condition=models.Q(status="queued"), name="inbound_event_queued"
             )
         ]
+
+
+# --- Human handoff (issue 18) ---------------------------------------------------------------------------
+class BusinessHours(TimeStampedModel):
+    """When people answer, in one time zone: weekly opening intervals and holidays (local dates)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="business_hours")
+    name = models.CharField(_("name"), max_length=100)
+    timezone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", help_text=_("IANA name, e.g. Europe/Berlin.")
+    )
+    # {"mon": [["09:00", "17:30"]], "tue": [...], ...}: local wall-clock intervals; a missing day is closed.
+    weekly = models.JSONField(_("opening hours"), default=dict, blank=True)
+    # ["2026-12-25", ...]: local dates with no opening at all.
+    holidays = models.JSONField(_("holidays"), default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="business_hours_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class HandoffRoute(TimeStampedModel):
+    """Where a handoff's ticket goes. Routes are tried by `position`; the first whose conditions all match
+    (empty list = any) wins; no match falls back to the channel's ticket connection."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="handoff_routes")
+    name = models.CharField(_("name"), max_length=100)
+    position = models.PositiveIntegerField(_("position"), default=0)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    regions = models.JSONField(_("regions"), default=list, blank=True)
+    locales = models.JSONField(_("locales"), default=list, blank=True)
+    intents = models.JSONField(_("intents"), default=list, blank=True)
+    channel_kinds = models.JSONField(_("channel kinds"), default=list, blank=True)
+    connection_id = models.UUIDField(_("ticket connection"))
+    queue = models.CharField(
+        _("queue"),
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_("Assignment group (ServiceNow), queue id (Salesforce) or pipeline (HubSpot)."),
+    )
+    business_hours = models.ForeignKey(
+        BusinessHours, on_delete=models.SET_NULL, null=True, blank=True, related_name="routes"
+    )
+    # Used while the primary connection's circuit breaker is open (or it is disabled).
+    fallback_connection_id = models.UUIDField(_("fallback connection"), null=True, blank=True)
+    fallback_queue = models.CharField(_("fallback queue"), max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="handoff_route_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class HandoffState(models.TextChoices):
+    REQUESTED = "requested", _("Ticket requested")  # the ticket's outbox message is not delivered yet
+    OPEN = "open", pgettext_lazy("handoff", "Open")  # the ticket exists; agents and customer talk
+    RESOLVED = "resolved", _("Back with the bot")  # ticket resolved/closed (or the agent's phrase)
+    FAILED = "failed", _("Ticket failed")  # the ticket could not be created (dead letter); bot is back
+
+
+class Handoff(RegionModel):
+    """One hand-over of a conversation to people, on one vendor ticket. A conversation has at most one
+    active (requested/open) handoff; the ticket is the outbox message `ticket_outbox_id`, whose vendor id
+    the handoff learns once it is delivered."""
+
+    hub_silo: ClassVar[str] = "region"
+
+    id = models.BigAutoField(primary_key=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="handoffs")
+    state = models.CharField(max_length=16, choices=HandoffState.choices, default=HandoffState.REQUESTED)
+    connection_id = models.UUIDField()
+    route_id = models.UUIDField(null=True, blank=True)
+    queue = models.CharField(max_length=255, blank=True, default="")
+    ticket_outbox_id = models.BigIntegerField(null=True, blank=True)
+    ticket_external_id = models.CharField(max_length=255, blank=True, default="")  # the hub's
+    ticket_vendor_id = models.CharField(max_length=255, blank=True, default="")
+    ticket_number = models.CharField(max_length=64, blank=True, default="")  # what agents call it
+    # Where the next thread read starts (connectors.base.Cursor.to_json) and when it is due.
+    thread_cursor = models.JSONField(default=dict, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    outside_hours = models.BooleanField(default=False)
+    first_agent_reply_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=16, blank=True, default="")  # resolved, closed, phrase, failed
+    csat_requested = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=models.Q(state__in=["requested", "open"]),
+                name="handoff_one_active",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_poll_at"],
+                condition=models.Q(state__in=["requested", "open"]),
+                name="handoff_poll_due",
+            ),
+            models.Index(fields=["tenant_id", "connection_id", "ticket_vendor_id"], name="handoff_ticket"),
+            models.Index(fields=["tenant_id", "state", "-created_at"], name="handoff_list"),
+        ]
+
+    def __str__(self) -> str:
+        return f"handoff {self.pk} ({self.state})"
