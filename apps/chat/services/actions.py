@@ -121,6 +121,11 @@ def _connection(*, preferred_id: Any, kinds: tuple[str, ...]) -> Connection | No
     return found[0] if found else None
 
 
+def ticket_connection(*, preferred_id: Any) -> Connection | None:
+    """The channel's ticket connection when it names one, else the first enabled ticketing connection."""
+    return _connection(preferred_id=preferred_id, kinds=TICKET_KINDS)
+
+
 def _enqueue(
     *, kind: str, connection: Connection | None, stream: str, payload: dict[str, Any], key: str
 ) -> ActionResult:
