@@ -9,12 +9,13 @@ comment flagged `from_hub`, so the hub never echoes the customer's own words.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
+from typing import Any
 
 from connectors.base import Cursor, Record
 from connectors.errors import ConnectorError
-from connectors.tickets import Comment, comment_body
+from connectors.tickets import MAX_COMMENT_CHARS, Comment, comment_body
 
 #: What an external id may contain to travel in a marker (and in ServiceNow's encoded queries).
 EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
@@ -32,8 +33,14 @@ def marker(external_id: str) -> str:
 
 
 def marked(text: str, external_id: str) -> str:
-    """A customer's message as a comment body (trimmed, cut to the hub's limit) ending with its marker."""
-    return f"{comment_body(text)}\n\n{marker(external_id)}"
+    """A customer's message as a comment body ending with its marker, `MAX_COMMENT_CHARS` at most in all
+    (Salesforce's CaseComment holds 4,000 characters: the marker must survive the cut)."""
+    tag = marker(external_id)
+    text = comment_body(text)
+    room = MAX_COMMENT_CHARS - len(tag) - 2
+    if len(text) > room:
+        text = text[: room - 1].rstrip() + "\u2026"
+    return f"{text}\n\n{tag}"
 
 
 def unmarked(text: str) -> tuple[str, str | None]:
@@ -93,3 +100,11 @@ def newer(comments: Iterable[Comment], cursor: Cursor | None) -> tuple[list[Comm
             fresh.append(comment)
             cursor = cursor.advance(record)
     return fresh, cursor
+
+
+def ticket_fields(stream: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Drop an empty canonical `queue` from a ticket: "no queue" means the vendor's default assignment,
+    and an empty owner/pipeline id would be refused (Salesforce, HubSpot) or clear the group (ServiceNow)."""
+    if stream == "tickets" and "queue" in fields and not fields["queue"]:
+        return {k: v for k, v in fields.items() if k != "queue"}
+    return fields

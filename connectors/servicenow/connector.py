@@ -23,7 +23,7 @@ from connectors.base import (
 )
 from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, servicenow_limit
-from connectors.ticket_text import html_to_text, marked, marker, newer, unmarked
+from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
 from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 TABLES: dict[str, tuple[str, bool]] = {  # stream -> (table, writable)
@@ -188,7 +188,7 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
             with self.expecting(what):
                 existing = {str(row[corr]): str(row["sys_id"]) for row in found}
             for record, ext in zip(batch, ids, strict=True):
-                body = {**self.to_vendor(stream, record["fields"]), corr: ext}
+                body = {**self.to_vendor(stream, ticket_fields(stream, record["fields"])), corr: ext}
                 if ext in existing:
                     self.request("PATCH", f"/api/now/table/{table}/{existing[ext]}", json=body)
                     result.outcomes.append(WriteOutcome(ext, existing[ext], created=False))
