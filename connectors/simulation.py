@@ -608,10 +608,6 @@ class Simulator:
         self.routes: list[Route] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        #: Where agent activity is announced (the hub's webhook URL); None: the hub has to poll.
-        self.webhook: WebhookTarget | None = None
-        #: Every announcement tried, oldest first: {"id", "url", "status", "error"} (for tests and demos).
-        self.webhook_log: list[dict[str, Any]] = []
 
     # lifecycle
     def start(self) -> Self:
@@ -755,7 +751,41 @@ class Simulator:
         table.rows[row_id].deleted = True
         table.update(row_id, {})
 
-    # agent helper and outbound webhooks (ticketing simulators)
+    def admin(self, request: SimRequest) -> SimResponse:
+        action = request.path.removeprefix("/__admin/")
+        body = request.json() if request.body else {}
+        if action == "faults" and request.method == "POST":
+            self.inject(**body)
+            return json_response(200, {"ok": True})
+        if action == "touch" and request.method == "POST":
+            ids = self.touch(body["stream"], count=body.get("count", 1), ids=body.get("ids"))
+            return json_response(200, {"ids": ids})
+        if action == "delete" and request.method == "POST":
+            self.delete(body["stream"], body["id"])
+            return json_response(200, {"ok": True})
+        if action == "state":
+            return json_response(200, {**self.describe(), "counts": {s: self.count(s) for s in self.tables}})
+        return json_response(404, {"error": f"unknown admin action {action}"})
+
+
+class TicketSimulator(Simulator):
+    """Base for the ticketing simulators (ServiceNow, Salesforce, HubSpot): an agent helper that comments
+    on a ticket and/or changes its state, and announces it to the hub's webhook as the vendor would.
+
+    Admin endpoints: `POST __admin/webhook {"url", "secret"}` (url null: stop announcing),
+    `GET __admin/webhooks` (what was sent), `POST __admin/agent {"ticket", "body", "public", "state",
+    "author"}` (see `agent`). Announcements go out once, synchronously; without a webhook the hub polls.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Where agent activity is announced (the hub's webhook URL); None: the hub has to poll.
+        self.webhook: WebhookTarget | None = None
+        #: Every announcement tried, oldest first: {"id", "url", "status", "error"} (for tests and demos).
+        self.webhook_log: list[dict[str, Any]] = []
+        self._http = requests.Session()
+        self._http.trust_env = False  # never through a proxy from the environment: targets are local
+
     def register_webhook(self, url: str | None, *, secret: str = "") -> None:
         """Announce agent activity to `url` from now on (None: stop announcing; the hub polls)."""
         self.webhook = WebhookTarget(url, secret) if url else None
@@ -774,7 +804,9 @@ class Simulator:
             return {"id": event_id, "url": None, "status": None, "error": "no webhook registered"}
         entry: dict[str, Any] = {"id": event_id, "url": target.url, "status": None, "error": None}
         try:
-            response = requests.post(target.url, data=body, headers=dict(headers), timeout=10)
+            response = self._http.post(
+                target.url, data=body, headers=dict(headers), timeout=10, allow_redirects=False
+            )
             entry["status"] = response.status_code
         except requests.RequestException as exc:
             entry["error"] = type(exc).__name__
@@ -792,7 +824,14 @@ class Simulator:
 
     def admin(self, request: SimRequest) -> SimResponse:
         action = request.path.removeprefix("/__admin/")
-        body = request.json() if request.body else {}
+        if action not in ("webhook", "webhooks", "agent"):
+            return super().admin(request)
+        try:
+            body = request.json() if request.body else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return json_response(400, {"error": "the body must be a JSON object"})
         if action == "webhook" and request.method == "POST":
             self.register_webhook(body.get("url"), secret=str(body.get("secret") or ""))
             return json_response(200, {"ok": True})
@@ -800,21 +839,10 @@ class Simulator:
             return json_response(200, {"deliveries": self.webhook_log})
         if action == "agent" and request.method == "POST":
             return self._admin_agent(body)
-        if action == "faults" and request.method == "POST":
-            self.inject(**body)
-            return json_response(200, {"ok": True})
-        if action == "touch" and request.method == "POST":
-            ids = self.touch(body["stream"], count=body.get("count", 1), ids=body.get("ids"))
-            return json_response(200, {"ids": ids})
-        if action == "delete" and request.method == "POST":
-            self.delete(body["stream"], body["id"])
-            return json_response(200, {"ok": True})
-        if action == "state":
-            return json_response(200, {**self.describe(), "counts": {s: self.count(s) for s in self.tables}})
-        return json_response(404, {"error": f"unknown admin action {action}"})
+        return super().admin(request)
 
-    def _admin_agent(self, body: Any) -> SimResponse:
-        if not isinstance(body, dict) or not isinstance(body.get("ticket"), str | int):
+    def _admin_agent(self, body: dict[str, Any]) -> SimResponse:
+        if not isinstance(body.get("ticket"), str | int):
             return json_response(400, {"error": "give {ticket, body, public, state}"})
         try:
             result = self.agent(

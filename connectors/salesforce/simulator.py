@@ -23,8 +23,8 @@ from connectors.simulation import (
     Row,
     SimRequest,
     SimResponse,
-    Simulator,
     Table,
+    TicketSimulator,
     json_response,
     seed_ts,
 )
@@ -123,7 +123,7 @@ class QueryError(Exception):
         self.code = code
 
 
-class SalesforceSimulator(Simulator):
+class SalesforceSimulator(TicketSimulator):
     vendor = "salesforce"
     scheme = "https"
     client_id = "3MVG9simulatorCONSUMERKEY"

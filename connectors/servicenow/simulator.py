@@ -23,8 +23,8 @@ from connectors.simulation import (
     Row,
     SimRequest,
     SimResponse,
-    Simulator,
     Table,
+    TicketSimulator,
     json_response,
     seed_ts,
 )
@@ -56,7 +56,7 @@ def sys_id(table: str, i: int) -> str:
     return hashlib.md5(f"{table}:{i}".encode(), usedforsecurity=False).hexdigest()
 
 
-class ServiceNowSimulator(Simulator):
+class ServiceNowSimulator(TicketSimulator):
     vendor = "servicenow"
     username = "hub.integration"
     password = "Sn0w-demo-pass"  # noqa: S105 - demo instance credential
