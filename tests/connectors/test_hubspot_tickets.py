@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from django.core.management import call_command
 
 from connectors.base import Cursor
 from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
@@ -20,7 +23,7 @@ from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.simulation import SimulatorAdminError, admin_post
 from connectors.testing import assert_no_secrets, simulator_session
 from connectors.tickets import COMMENT_STREAM, TicketState, supports_threads
-from tests.connectors.hook_recorder import hook_recorder
+from tests.connectors.ticket_support import hook_recorder, running_simulators
 from tests.fixtures.simulators import TINY, StartSimulator
 
 
@@ -247,3 +250,17 @@ def test_no_secret_in_errors(sim: HubSpotSimulator) -> None:
     with pytest.raises(VendorUnavailable) as down:
         conn.write(COMMENT_STREAM, [comment("x", "y")])
     assert_no_secrets(down.value, {"token": sim.private_app_token})
+
+
+def test_manage_py_agent_reply_json(sim: HubSpotSimulator, settings: Any, tmp_path: Path) -> None:
+    conn = make(sim)
+    ext, ticket_id = open_ticket(conn)
+    running_simulators(settings, tmp_path, hubspot=sim.describe())
+    out = io.StringIO()
+    call_command(
+        "simulators", "agent-reply", "hubspot", ext, "internal only", "--private", "--json", stdout=out
+    )
+    result = json.loads(out.getvalue())
+    assert result["ticket"] == ticket_id and result["comment_id"]
+    [note] = conn.ticket_thread(ticket_id).comments
+    assert (note.body, note.public) == ("internal only", False)

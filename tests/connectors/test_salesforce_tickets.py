@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from lxml import etree
 
 from connectors.base import Cursor
@@ -16,7 +19,7 @@ from connectors.salesforce.simulator import ORG_ID, SalesforceSimulator
 from connectors.simulation import SimulatorAdminError, admin_post
 from connectors.testing import assert_no_secrets, simulator_session
 from connectors.tickets import COMMENT_STREAM, MAX_COMMENT_CHARS, TicketState, supports_threads
-from tests.connectors.hook_recorder import hook_recorder
+from tests.connectors.ticket_support import hook_recorder, running_simulators
 from tests.fixtures.simulators import TINY, StartSimulator
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -261,3 +264,19 @@ def test_no_secret_in_errors(sim: SalesforceSimulator) -> None:
     with pytest.raises(VendorUnavailable) as down:
         conn.write(COMMENT_STREAM, [comment("x", "y")])
     assert_no_secrets(down.value, {str(i): s for i, s in enumerate(conn.session.secrets)})
+
+
+def test_manage_py_agent_reply_with_webhook(sim: SalesforceSimulator, settings: Any, tmp_path: Path) -> None:
+    conn = make(sim)
+    _ext, case_id = open_case(conn)
+    number = sim.case(case_id).data["CaseNumber"]
+    running_simulators(settings, tmp_path, salesforce=sim.describe())  # https: the CA bundle is trusted
+    out = io.StringIO()
+    with hook_recorder() as hook:
+        hook.answer = ACK
+        sim.register_webhook(hook.url + "/token/")
+        call_command("simulators", "agent-reply", "salesforce", number, "--close", stdout=out)
+    assert f"salesforce ticket {number}: state Closed" in out.getvalue()
+    assert "webhook delivered, the hub answered HTTP 200" in out.getvalue()
+    assert len(hook.hits) == 1
+    assert conn.ticket_thread(case_id).state is TicketState.CLOSED

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from connectors.base import Cursor
 from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
@@ -18,7 +21,7 @@ from connectors.servicenow.simulator import ServiceNowSimulator
 from connectors.simulation import SimulatorAdminError, admin_post
 from connectors.testing import assert_no_secrets, simulator_session
 from connectors.tickets import COMMENT_STREAM, TicketState, supports_threads
-from tests.connectors.hook_recorder import hook_recorder
+from tests.connectors.ticket_support import hook_recorder, running_simulators
 from tests.fixtures.simulators import TINY, StartSimulator
 
 SECRET = "sn-webhook-secret-for-tests"
@@ -246,3 +249,38 @@ def test_no_secret_in_errors(sim: ServiceNowSimulator) -> None:
     assert_no_secrets(
         down.value, {"secret": d["client_secret"], **{str(i): s for i, s in enumerate(oauth.session.secrets)}}
     )
+
+
+# --- manage.py simulators agent-reply (the demo's agent) ----------------------------------------------
+
+
+def test_manage_py_agent_reply(sim: ServiceNowSimulator, settings: Any, tmp_path: Path) -> None:
+    conn = make(sim)
+    _ext, sys_id = open_ticket(conn)
+    number = sim.incident(sys_id).data["number"]
+    with pytest.raises(CommandError, match="not running"):
+        call_command("simulators", "agent-reply", "servicenow", number, "hi", stdout=io.StringIO())
+    running_simulators(settings, tmp_path, servicenow=sim.describe())
+    out = io.StringIO()
+    call_command(
+        "simulators", "agent-reply", "servicenow", number, "Your laptop is ready", "--resolve", stdout=out
+    )
+    assert f"servicenow ticket {number}: public comment" in out.getvalue()
+    assert "next poll" in out.getvalue()  # no webhook registered
+    call_command("simulators", "agent-reply", "servicenow", number, "check warranty", "--private", stdout=out)
+    thread = conn.ticket_thread(sys_id)
+    assert [(c.body, c.public) for c in thread.comments] == [
+        ("Your laptop is ready", True),
+        ("check warranty", False),
+    ]
+    assert thread.state is TicketState.RESOLVED
+    for bad, message in [
+        (["sap", "1", "x"], "not 'sap'"),
+        (["servicenow", number], "give the reply text"),
+        (["servicenow", "INC0000404", "x"], "no ticket"),
+        (["servicenow"], "usage"),
+    ]:
+        with pytest.raises(CommandError, match=message):
+            call_command("simulators", "agent-reply", *bad, stdout=io.StringIO())
+    with pytest.raises(CommandError, match="unexpected arguments"):
+        call_command("simulators", "status", "servicenow", stdout=io.StringIO())

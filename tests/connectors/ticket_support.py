@@ -1,16 +1,18 @@
-"""A stand-in for the hub's vendor webhook endpoint in connector tests: answers 200 and keeps each request.
-
-The ticketing simulators' agent helper POSTs its announcements here; the tests recompute the vendor's
-signature themselves (connector tests stay pure: no call into apps/).
+"""Helpers for the ticket-thread tests: a stand-in for the hub's vendor webhook endpoint (answers and keeps
+each request; the tests recompute the vendor's signature themselves, no call into apps/), and a way to make
+`manage.py simulators` see in-process simulators as running.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -59,3 +61,12 @@ def hook_recorder(path: str = "/hook") -> Iterator[Recorder]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def running_simulators(settings: Any, tmp_path: Path, **descriptions: dict[str, Any]) -> None:
+    """Make `simulators status` see in-process simulators, as if `simulators up` had started them."""
+    settings.HUB_HOME = str(tmp_path)
+    state = tmp_path / "simulators"
+    state.mkdir()
+    (state / "simulators.pid").write_text(str(os.getpid()))
+    (state / "simulators.json").write_text(json.dumps(descriptions))
