@@ -1,6 +1,8 @@
 """Salesforce via simple-salesforce: we run the OAuth token request ourselves (any login host), then hand
 the session to simple-salesforce for SOQL paging and sObject Collections upserts. Case threads for the
-handoff are CaseComments: `IsPublished` ones are customer-visible, the others internal."""
+handoff are CaseComments (`IsPublished` ones are customer-visible, the others internal) and, with
+Email-to-Case, the case's EmailMessages (outgoing mail is customer-visible; incoming mail is the customer's
+own words, never delivered back)."""
 
 from __future__ import annotations
 
@@ -30,12 +32,13 @@ from connectors.errors import (
     VendorUnavailable,
 )
 from connectors.http import json_or_none, salesforce_quota
-from connectors.ticket_text import marked, marker, newer, ticket_fields, unmarked
+from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
 from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # SOQL is built from these names; nothing else passes
 RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 COMMENT_FIELDS = "Id, ParentId, CommentBody, IsPublished, CreatedDate, CreatedById, CreatedBy.Name"
+EMAIL_FIELDS = "Id, ParentId, TextBody, HtmlBody, Incoming, FromName, CreatedDate"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 BATCH = 200  # sObject Collections limit
 OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (sObject, writable)
@@ -71,6 +74,7 @@ class SalesforceConnector(Connector, TicketThreads):
         ConfigField("page_size", "Query batch size (200-2000)", default=2000),
         ConfigField("include_deleted", "Read deletions with queryAll", default=True),
         ConfigField("resolved_statuses", "Resolved case statuses (comma-separated)", default="Resolved"),
+        ConfigField("case_emails", "Case e-mails (Email-to-Case) belong to the handoff thread", default=True),
     )  # fmt: skip
     sensitive_fields = ("client_secret", "password", "security_token", "private_key")
     default_field_map = {
@@ -203,6 +207,9 @@ class SalesforceConnector(Connector, TicketThreads):
             fields = ", ".join(self._select(stream.name))
             soql = f"SELECT {fields} FROM {stream.vendor_object} LIMIT 1"  # noqa: S608 - names checked
             self.rows(self._call("query", soql), "records", f"the {stream.vendor_object} query")
+        if self.config["case_emails"]:  # Email-to-Case off: the object is missing, say so now
+            soql = f"SELECT {EMAIL_FIELDS} FROM EmailMessage LIMIT 1"  # noqa: S608 - constant
+            self.rows(self._call("query", soql), "records", "the EmailMessage query")
 
     def streams(self) -> list[Stream]:
         streams = [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
@@ -339,6 +346,11 @@ class SalesforceConnector(Connector, TicketThreads):
         rows = self._query_all(soql, "the CaseComment query")
         with self.expecting("the CaseComment query"):
             comments = [self._comment(row) for row in rows]
+        if self.config["case_emails"]:
+            soql = f"SELECT {EMAIL_FIELDS} FROM EmailMessage WHERE {where} ORDER BY CreatedDate, Id"  # noqa: S608
+            rows = self._query_all(soql, "the EmailMessage query")
+            with self.expecting("the EmailMessage query"):
+                comments += [self._email(row) for row in rows]
         fresh, advanced = newer(comments, cursor)
         case = cases[0]
         with self.expecting("the Case query"):
@@ -366,6 +378,21 @@ class SalesforceConnector(Connector, TicketThreads):
             body=text,
             public=row.get("IsPublished") is True,  # unpublished (or unknown) comments are internal
             author=str(author),
+            from_hub=hub_id is not None,
+        )
+
+    def _email(self, row: Mapping[str, Any]) -> Comment:
+        stamp = datetime.fromisoformat(str(row["CreatedDate"]))
+        if stamp.tzinfo is None:
+            raise ValueError(f"CreatedDate without a UTC offset: {row['CreatedDate']!r}")
+        text = row.get("TextBody") or html_to_text(str(row.get("HtmlBody") or ""))
+        body, hub_id = unmarked(str(text))
+        return Comment(
+            id=str(row["Id"]),
+            created_at=utc(stamp),
+            body=body,
+            public=row.get("Incoming") is False,  # sent to the customer; unknown direction stays private
+            author=str(row.get("FromName") or ""),
             from_hub=hub_id is not None,
         )
 

@@ -60,6 +60,23 @@ OBJECTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
         (),
     ),
     "CaseComment": ("case_comments", "00a", ("ParentId", "CommentBody", "IsPublished"), ("ParentId",)),
+    "EmailMessage": (
+        "case_emails",
+        "02s",
+        (
+            "ParentId",
+            "Subject",
+            "TextBody",
+            "HtmlBody",
+            "Incoming",
+            "FromName",
+            "FromAddress",
+            "ToAddress",
+            "Status",
+            "MessageDate",
+        ),
+        ("ParentId",),
+    ),
     "Order": (
         "orders",
         "801",
@@ -716,6 +733,29 @@ class SalesforceSimulator(TicketSimulator):
         data = {"ParentId": case_id, "CommentBody": body, "IsPublished": public, "CreatedById": user[0],
                 "_created_by_name": user[1]}  # fmt: skip
         row = self._add("CaseComment", n, data, ts=int(time.time()) if ts is None else ts)
+        self.tables["tickets"].update(case_id, {})
+        return row
+
+    def case_email_add(
+        self,
+        case_id: str,
+        text: str,
+        *,
+        incoming: bool,
+        from_name: str,
+        html: str = "",
+        ts: int | None = None,
+    ) -> Row:
+        """Add an EmailMessage to a case (Email-to-Case): incoming from the customer, or sent by an agent."""
+        table = self.tables["case_emails"]
+        with table.lock:
+            n = self._next_id["EmailMessage"]
+            self._next_id["EmailMessage"] += 1
+        stamp = int(time.time()) if ts is None else ts
+        data = {"ParentId": case_id, "Subject": "Re: your case", "TextBody": text, "HtmlBody": html,
+                "Incoming": incoming, "FromName": from_name, "Status": "0" if incoming else "3",
+                "MessageDate": sf_time(stamp)}  # fmt: skip
+        row = self._add("EmailMessage", n, data, ts=stamp)
         self.tables["tickets"].update(case_id, {})
         return row
 

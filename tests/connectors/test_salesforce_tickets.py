@@ -87,6 +87,27 @@ def test_thread_has_published_and_internal_comments(sim: SalesforceSimulator) ->
     assert thread.ticket_id == case_id
 
 
+def test_case_emails_join_the_thread(sim: SalesforceSimulator) -> None:
+    conn = make(sim)
+    _ext, case_id = open_case(conn)
+    sim.case_email_add(
+        case_id, "", html="<p>Your refund is on its way</p>", incoming=False, from_name="Maria Agent"
+    )
+    sim.case_email_add(case_id, "Thanks!", incoming=True, from_name="Customer")
+    sim.agent(ticket=case_id, body="note", public=False)
+    thread = conn.ticket_thread(case_id)
+    assert sorted((c.body, c.public, c.author) for c in thread.comments) == [
+        ("Thanks!", False, "Customer"),  # the customer's own mail is never delivered back
+        ("Your refund is on its way", True, "Maria Agent"),
+        ("note", False, "Maria Agent"),
+    ]
+    again = conn.ticket_thread(case_id, cursor=thread.cursor)
+    assert again.comments == []
+    without = make(sim, case_emails=False)
+    without.check_connection()
+    assert [c.body for c in without.ticket_thread(case_id).comments] == ["note"]
+
+
 def test_simple_salesforce_reads_case_comments(sim: SalesforceSimulator) -> None:
     """The vendor's own client, unchanged, sees the comments with their relationship field."""
     conn = make(sim)
