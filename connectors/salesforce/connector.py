@@ -341,7 +341,7 @@ class SalesforceConnector(Connector, TicketThreads):
             raise ConnectorError(f"Salesforce: Case {ticket_id} does not exist", permanent=True)
         where = f"ParentId = '{ticket_id}'"
         if cursor is not None and cursor.value is not None:
-            where += f" AND CreatedDate >= {cursor.value:%Y-%m-%dT%H:%M:%SZ}"
+            where += f" AND CreatedDate >= {cursor.value.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
         soql = f"SELECT {COMMENT_FIELDS} FROM CaseComment WHERE {where} ORDER BY CreatedDate, Id"  # noqa: S608
         rows = self._query_all(soql, "the CaseComment query")
         with self.expecting("the CaseComment query"):

@@ -225,7 +225,7 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
             raise ConnectorError(f"ServiceNow: incident {ticket_id} does not exist", permanent=True)
         query = f"element_id={ticket_id}^elementINcomments,work_notes"
         if cursor is not None and cursor.value is not None:
-            query += f"^sys_created_on>={cursor.value:{FORMAT}}"
+            query += f"^sys_created_on>={cursor.value.astimezone(UTC):{FORMAT}}"
         query += "^ORDERBYsys_created_on^ORDERBYsys_id"
         comments = [self._comment(row) for row in self._journal(query)]
         fresh, advanced = newer(comments, cursor)
@@ -307,10 +307,9 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
                 )
             with self.expecting(f"the incident lookup by {corr}"):
                 sys_id, state = str(incident["sys_id"]), str(incident["state"])
-            existing = list(self._journal(f"element_id={sys_id}^element=comments^valueLIKE{tag}"))
+            existing = self._marked(sys_id, tag, ext)
             if existing:
-                with self.expecting("the journal (sys_journal_field)"):
-                    result.outcomes.append(WriteOutcome(ext, str(existing[0]["sys_id"]), created=False))
+                result.outcomes.append(WriteOutcome(ext, existing, created=False))
                 continue
             if state in CLOSED_STATES:
                 number = incident.get("number") or sys_id
@@ -321,8 +320,17 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
             body = marked(str(fields.get("body") or ""), ext)
             self.request("PATCH", f"/api/now/table/incident/{sys_id}", json={"comments": body})
             # The Table API answers with the incident, not the journal entry: read the entry's id back.
-            posted = list(self._journal(f"element_id={sys_id}^element=comments^valueLIKE{tag}"))
-            with self.expecting("the journal (sys_journal_field)"):
-                vendor_id = str(posted[0]["sys_id"]) if posted else None
-            result.outcomes.append(WriteOutcome(ext, vendor_id, created=True))
+            result.outcomes.append(WriteOutcome(ext, self._marked(sys_id, tag, ext), created=True))
         return result
+
+    def _marked(self, sys_id: str, tag: str, external_id: str) -> str | None:
+        """The id of the incident's comment carrying the hub marker of `external_id` (None: not posted).
+
+        LIKE narrows the journal on the server; the exact marker is then checked here.
+        """
+        rows = self._journal(f"element_id={sys_id}^element=comments^valueLIKE{tag}")
+        with self.expecting("the journal (sys_journal_field)"):
+            for row in rows:
+                if unmarked(str(row.get("value") or ""))[1] == external_id:
+                    return str(row["sys_id"])
+        return None
