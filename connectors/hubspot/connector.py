@@ -34,6 +34,7 @@ OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (object type, writable)
 }
 BATCH = 100
 ASSOCIATION_PAGE = 500
+DEFAULT_PIPELINE = "0"  # every portal's default ticket pipeline
 EMAIL_TO_TICKET = 224  # HubSpot-defined association type id (e-mail -> ticket)
 EMAIL_PROPERTIES = ["hs_email_text", "hs_email_html", "hs_email_direction", "hs_email_headers"]
 NOTE_PROPERTIES = ["hs_note_body"]
@@ -87,6 +88,7 @@ class HubSpotConnector(HttpConnector, TicketThreads):
         self.session.quota_parser = hubspot_quota
         self._access: str | None = None
         self._expires_at = 0.0
+        self._first_stages: dict[str, str] = {}  # ticket pipeline -> its first stage
 
     def auth_headers(self, *, refresh: bool) -> dict[str, str]:
         if not self.uses_tokens:
@@ -201,22 +203,29 @@ class HubSpotConnector(HttpConnector, TicketThreads):
                 }
                 for r in batch
             ]
-            response = self.request(
-                "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
-            )
-            body = self.json(response)
-            what = f"the {object_type} batch upsert"
-            with self.expecting(what):
-                done = {str(r["properties"].get(id_property)): r for r in self.rows(body, "results", what)}
-                failed = {
-                    str(i): str(e["message"])
-                    for e in body.get("errors", [])
-                    for i in e.get("context", {}).get("ids", [])
-                }
+            refused = self._new_ticket_defaults(inputs) if object_type == "tickets" else {}
+            inputs = [i for i in inputs if i["id"] not in refused]
+            done: dict[str, Any] = {}
+            failed: dict[str, str] = dict(refused)
+            if inputs:
+                response = self.request(
+                    "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
+                )
+                body = self.json(response)
+                what = f"the {object_type} batch upsert"
+                with self.expecting(what):
+                    done = {
+                        str(r["properties"].get(id_property)): r for r in self.rows(body, "results", what)
+                    }
+                    failed |= {
+                        str(i): str(e["message"])
+                        for e in body.get("errors", [])
+                        for i in e.get("context", {}).get("ids", [])
+                    }
             for record in batch:
                 ext = str(record["external_id"])
                 if ext in done:
-                    with self.expecting(what):
+                    with self.expecting(f"the {object_type} batch upsert"):
                         vendor_id, created = str(done[ext]["id"]), bool(done[ext].get("new"))
                     result.outcomes.append(WriteOutcome(ext, vendor_id, created=created))
                 else:
@@ -224,6 +233,53 @@ class HubSpotConnector(HttpConnector, TicketThreads):
                         WriteOutcome(ext, error=failed.get(ext, "HubSpot returned no result"))
                     )
         return result
+
+    def _new_ticket_defaults(self, inputs: list[dict[str, Any]]) -> dict[str, str]:
+        """Give tickets about to be created their pipeline's first stage: HubSpot creates no ticket without
+        `hs_pipeline_stage`, and stage ids belong to one pipeline (the default pipeline "0" when no queue
+        names one). Existing tickets keep theirs (an agent may have moved them). Returns refused ids."""
+        id_property = str(self.config["id_property"])
+        what = "the tickets batch read"
+        query = {
+            "idProperty": id_property,
+            "properties": [id_property],
+            "inputs": [{"id": i["id"]} for i in inputs],
+        }
+        response = self.request("POST", "/crm/v3/objects/tickets/batch/read", json=query)
+        # 207 names the ids it did not find: exactly the new tickets.
+        with self.expecting(what):
+            existing = {
+                str(r["properties"].get(id_property)) for r in self.rows(self.json(response), "results", what)
+            }
+        refused: dict[str, str] = {}
+        for item in inputs:
+            props = item["properties"]
+            if item["id"] in existing or props.get("hs_pipeline_stage"):
+                continue
+            pipeline = str(props.get("hs_pipeline") or DEFAULT_PIPELINE)
+            stage = self._first_stage(pipeline)
+            if stage is None:
+                refused[item["id"]] = f"HubSpot: ticket pipeline {pipeline} does not exist (check the queue)"
+            else:
+                props["hs_pipeline_stage"] = stage
+        return refused
+
+    def _first_stage(self, pipeline: str) -> str | None:
+        """The first stage (by display order) of a ticket pipeline; None when there is no such pipeline."""
+        if pipeline not in self._first_stages:
+            try:
+                response = self.request("GET", f"/crm/v3/pipelines/tickets/{quote(pipeline, safe='')}")
+            except ConnectorError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            what = f"the ticket pipeline {pipeline}"
+            with self.expecting(what):
+                stages = sorted(
+                    self.rows(self.json(response), "stages", what), key=lambda s: s["displayOrder"]
+                )
+                self._first_stages[pipeline] = str(stages[0]["id"])
+        return self._first_stages[pipeline]
 
     # --- ticket threads (handoff) -----------------------------------------------------------------
 

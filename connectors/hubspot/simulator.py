@@ -9,7 +9,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import itertools
 import json
 import threading
 import time
@@ -75,6 +74,14 @@ ASSOCIATION_TYPES = {("notes", "tickets"): 228, ("tickets", "notes"): 227,
                      ("emails", "tickets"): 224, ("tickets", "emails"): 223}  # fmt: skip
 #: The default ticket pipeline ("0"): 1 new, 2 waiting on contact, 3 waiting on us, 4 closed.
 AGENT_STAGES = {"open": "3", "resolved": "4", "closed": "4"}
+DEFAULT_PIPELINE = ("0", [("1", "New", "OPEN"), ("2", "Waiting on contact", "OPEN"),
+                          ("3", "Waiting on us", "OPEN"), ("4", "Closed", "CLOSED")])  # fmt: skip
+#: Properties HubSpot refuses to create an object without.
+REQUIRED_ON_CREATE = {
+    "tickets": ("hs_pipeline_stage",),
+    "notes": ("hs_timestamp",),
+    "emails": ("hs_timestamp",),
+}
 PORTAL_ID = 62515
 APP_ID = 1160452
 DAILY_LIMIT = 1_000_000
@@ -113,8 +120,9 @@ class HubSpotSimulator(TicketSimulator):
         self.by_type: dict[str, Table] = {}
         #: (object type, id) -> associated (object type, id, association type id), both directions.
         self.associations: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
-        self._ids = itertools.count(1)
         self._id_lock = threading.Lock()
+        #: Ticket pipelines: id -> [(stage id, label, ticketState)] in display order.
+        self.pipelines: dict[str, list[tuple[str, str, str]]] = {DEFAULT_PIPELINE[0]: DEFAULT_PIPELINE[1]}
         self._seed()
         self.route("POST", r"/oauth/v1/token", self.oauth)
         self.route("GET", r"/crm/v3/properties/(?P<type>\w+)", self.properties)
@@ -124,6 +132,7 @@ class HubSpotSimulator(TicketSimulator):
         self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/batch/upsert", self.batch_upsert)
         self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/batch/read", self.batch_read)
         self.route("GET", r"/crm/v3/objects/(?P<type>\w+)/(?P<id>[^/]+)", self.get_object)
+        self.route("GET", r"/crm/v3/pipelines/tickets/(?P<id>[^/]+)", self.pipeline)
         self.route(
             "GET", r"/crm/v4/objects/(?P<type>\w+)/(?P<id>\d+)/associations/(?P<to>\w+)", self.associated
         )
@@ -424,7 +433,7 @@ class HubSpotSimulator(TicketSimulator):
             return self._error(400, "Unable to infer object type", "VALIDATION_ERROR")
         object_type, table = found
         props = {k: str(v) for k, v in ((request.json() or {}).get("properties") or {}).items()}
-        problem = self._invalid(object_type, props)
+        problem = self._invalid(object_type, props) or self._incomplete(object_type, props)
         if problem:
             return self._error(400, problem, "VALIDATION_ERROR")
         for name in UNIQUE[object_type]:
@@ -449,7 +458,44 @@ class HubSpotSimulator(TicketSimulator):
             self.associate(object_type, row.id, to_type, to_id)
         return json_response(201, self._object(object_type, row, tuple(props)))
 
-    # --- engagements, associations, the agent helper and webhooks -----------------------------
+    # --- engagements, associations, pipelines, the agent helper and webhooks ----------------
+
+    def _incomplete(self, object_type: str, props: dict[str, Any]) -> str | None:
+        """Why a new object cannot be created (required properties, a ticket's pipeline and stage)."""
+        missing = [p for p in REQUIRED_ON_CREATE.get(object_type, ()) if not props.get(p)]
+        if missing:
+            label = object_type.rstrip("s").upper()
+            return (
+                f"Cannot create object with type: {label}. "
+                f"The following required properties were missing: {missing}"
+            )
+        if object_type == "tickets":
+            pipeline = props["hs_pipeline"] = props.get("hs_pipeline") or DEFAULT_PIPELINE[0]
+            stages = [s for s, _label, _state in self.pipelines.get(pipeline, [])]
+            if not stages:
+                return f"{pipeline} is not a valid pipeline ID"
+            stage = props["hs_pipeline_stage"]
+            if stage not in stages:
+                return f"{stage} is not a valid pipeline stage ID for pipeline {pipeline}"
+        return None
+
+    def pipeline(self, request: SimRequest) -> SimResponse:
+        """GET /crm/v3/pipelines/tickets/{id}: the pipeline and its stages in display order."""
+        assert request.match is not None
+        pipeline_id = request.match.group("id")
+        stages = self.pipelines.get(pipeline_id)
+        if stages is None:
+            return self._error(404, f"Unable to find pipeline {pipeline_id}", "OBJECT_NOT_FOUND")
+        now = iso_ms(int(time.time()))
+        return json_response(200, {
+            "id": pipeline_id, "label": "Support pipeline" if pipeline_id == "0" else pipeline_id,
+            "displayOrder": 0, "archived": False, "createdAt": now, "updatedAt": now,
+            "stages": [
+                {"id": stage, "label": label, "displayOrder": n, "archived": False, "createdAt": now,
+                 "updatedAt": now, "metadata": {"ticketState": state}}
+                for n, (stage, label, state) in enumerate(stages)
+            ],
+        })  # fmt: skip
 
     def _insert(self, object_type: str, props: dict[str, Any], *, ts: int | None = None) -> Row:
         with self._id_lock:
@@ -596,7 +642,13 @@ class HubSpotSimulator(TicketSimulator):
         if len(inputs) > 100:
             return self._error(400, "Batch input is limited to 100 inputs", "VALIDATION_ERROR")
         props = tuple(query.get("properties") or ()) or None
-        rows = [table.rows.get(str(i.get("id"))) for i in inputs]
+        id_property = query.get("idProperty")
+        if id_property and id_property not in UNIQUE[object_type]:
+            return self._error(400, f"{id_property} is not a unique property", "VALIDATION_ERROR")
+        if id_property:
+            rows = [table.find(id_property, str(i.get("id"))) for i in inputs]
+        else:
+            rows = [table.rows.get(str(i.get("id"))) for i in inputs]
         results = [self._object(object_type, r, props) for r in rows if r is not None and not r.deleted]
         started = iso_ms(int(time.time()))
         body = {"status": "COMPLETE", "results": results, "startedAt": started, "completedAt": started}
@@ -675,6 +727,11 @@ class HubSpotSimulator(TicketSimulator):
                     continue
                 props[id_prop] = ext
                 row = table.find(id_prop, ext)
+                missing = self._incomplete(object_type, props) if row is None else None
+                if missing:
+                    errors.append({"status": "error", "category": "VALIDATION_ERROR", "message": missing,
+                                   "context": {"ids": [ext]}, "errors": [], "links": {}})  # fmt: skip
+                    continue
                 if row is None:
                     self._next_id += 1
                     row = self._add(object_type, self._next_id - 10_000_000, props, ts=int(time.time()))

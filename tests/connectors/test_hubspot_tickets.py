@@ -29,7 +29,9 @@ from tests.fixtures.simulators import TINY, StartSimulator
 
 @pytest.fixture
 def sim(simulator: StartSimulator) -> HubSpotSimulator:
-    return simulator(HubSpotSimulator, counts=TINY)
+    started = simulator(HubSpotSimulator, counts=TINY)
+    started.pipelines["support-eu"] = [("10", "New", "OPEN"), ("11", "Done", "CLOSED")]
+    return started
 
 
 def make(sim: HubSpotSimulator, **overrides: Any) -> HubSpotConnector:
@@ -78,7 +80,7 @@ def test_thread_has_emails_and_notes(sim: HubSpotSimulator) -> None:
     ]
     assert thread.state is TicketState.OPEN
     assert thread.queue == "support-eu"
-    assert thread.details == {"number": ticket_id, "status": ""}
+    assert thread.details == {"number": ticket_id, "status": "10"}  # the queue pipeline's first stage
 
 
 def test_cursor_resumes_without_repeats_within_one_second(sim: HubSpotSimulator) -> None:
@@ -133,6 +135,43 @@ def test_hub_message_comes_back_from_hub_and_append_is_idempotent(sim: HubSpotSi
         False,
         "Jürgen Müller",
     )
+
+
+def test_new_tickets_get_their_pipelines_first_stage(sim: HubSpotSimulator) -> None:
+    """HubSpot creates no ticket without hs_pipeline_stage; stage ids belong to one pipeline."""
+    raw = requests.post(
+        f"{sim.base_url}/crm/v3/objects/tickets", json={"properties": {"subject": "no stage"}},
+        headers={"Authorization": f"Bearer {sim.private_app_token}"}, timeout=5,
+    )  # fmt: skip
+    assert raw.status_code == 400 and "hs_pipeline_stage" in raw.json()["message"]
+    conn = make(sim)
+    plain = conn.write("tickets", [{"external_id": "h-plain", "fields": {"subject": "s", "queue": ""}}])
+    routed = conn.write(
+        "tickets", [{"external_id": "h-eu", "fields": {"subject": "s", "queue": "support-eu"}}]
+    )
+    assert plain.failed == [] and routed.failed == []
+    assert (sim.ticket("h-plain").data["hs_pipeline"], sim.ticket("h-plain").data["hs_pipeline_stage"]) == (
+        "0",
+        "1",
+    )
+    assert (sim.ticket("h-eu").data["hs_pipeline"], sim.ticket("h-eu").data["hs_pipeline_stage"]) == (
+        "support-eu",
+        "10",
+    )
+    # an update keeps the stage an agent set
+    sim.agent(ticket="h-eu", state="11")
+    assert conn.write("tickets", [{"external_id": "h-eu", "fields": {"subject": "t"}}]).failed == []
+    assert sim.ticket("h-eu").data["hs_pipeline_stage"] == "11"
+    # a queue that names no pipeline fails that record, not the batch
+    mixed = conn.write(
+        "tickets",
+        [{"external_id": "h-bad", "fields": {"subject": "s", "queue": "nope"}},
+         {"external_id": "h-ok", "fields": {"subject": "s"}}],
+    )  # fmt: skip
+    assert [(o.external_id, o.error is None) for o in mixed.outcomes] == [("h-bad", False), ("h-ok", True)]
+    assert "pipeline nope does not exist" in (mixed.outcomes[0].error or "")
+    with pytest.raises(KeyError):
+        sim.ticket("h-bad")
 
 
 def test_ticket_not_found_is_transient(sim: HubSpotSimulator) -> None:
