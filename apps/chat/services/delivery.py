@@ -1,22 +1,57 @@
 """Later messages reach the customer through the channel they came from (issue 18).
 
 A message that is not the answer of a turn (an agent's comment during a handoff, the bot's "you are back
-with the assistant", a CSAT question) is stored first and then delivered by `message_deliver`: pushed to open
-streams (web widget, chat API event stream), and for messaging platforms sent through the outbox on the
-channel's platform account, under the platform's rules (WhatsApp's 24-hour window). Polling clients read it
-with `?after=`. The caller stores the message and calls this in the same transaction; pushes happen on commit.
+with the assistant", a CSAT question) is stored first and then delivered by `message_deliver`:
+
+- every channel: pushed on commit to the conversation's open streams (the web widget's and the chat API's
+  event stream share one Redis channel); pollers read it with `GET .../messages?after=`;
+- messaging platforms (WhatsApp, Slack, Teams, SMS): also sent through the outbox on the channel's platform
+  account (stream "messages", ordered per conversation, retried, dead-lettered), cut to the platform's
+  longest text like the bot's replies. An agent's name prefixes the text ("Anna: ...") because a platform
+  shows every message as the bot's; the widget and the API carry it as `author` instead;
+- WhatsApp's 24-hour customer service window: free text only within 24 h of the customer's last message.
+  After that the account's approved template for late replies carries the text; without one the message is
+  held: marked undeliverable on the Message (`undelivered_reason`, `undelivered_at`), counted, and listed on
+  the channel's console page with the reason.
+
+The caller stores the message and calls this in the same transaction: the outbox message commits with it
+(or neither does), and pushes happen on commit.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
-from apps.chat.models import Conversation, Message
+from apps.chat.models import Channel, ChannelKind, Conversation, Message, Role
 from apps.chat.services import widget
+from apps.chat.services.channel_inbound import channel_adapter_class, reply_parts
 from apps.core.context import current_tenant
+from apps.integrations.models import Connection, OutboxMessage
+from apps.integrations.services.outbox import outbox_enqueue
+from apps.observability import metrics
+from connectors.messaging_connector import MESSAGES
+from connectors.whatsapp.channel import TEMPLATE_PARAM_MAX
+
+logger = logging.getLogger(__name__)
+
+PLATFORM_KINDS = frozenset({ChannelKind.WHATSAPP, ChannelKind.SLACK, ChannelKind.TEAMS, ChannelKind.SMS})
+#: WhatsApp's customer service window, and how much of its end we do not count on: the outbox sends a few
+#: seconds to minutes after the decision (longer in an outage, when the connector falls back to the template).
+WINDOW = timedelta(hours=24)
+WINDOW_MARGIN = timedelta(minutes=5)
+
+#: Why a message was held (Message.undelivered_reason).
+NO_ACCOUNT = "no_account"  # the channel has no platform account (any more)
+NO_ADDRESS = "no_address"  # the conversation has no reply address on the platform
+WINDOW_CLOSED = "window_closed"  # WhatsApp: outside the 24-hour window and no template configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +66,91 @@ class Delivery:
 
 def message_deliver(*, conversation: Conversation, message: Message) -> Delivery:
     """Deliver a stored later message of `conversation`. Call inside the transaction that stored it."""
+    alias = current_tenant().db_alias
     event = widget.message_event(message)
     transaction.on_commit(
-        partial(widget.message_publish, conversation_id=conversation.pk, event=event),
-        using=current_tenant().db_alias,
+        partial(widget.message_publish, conversation_id=conversation.pk, event=event), using=alias
     )
-    return Delivery(route="stream")
+    if conversation.channel_kind not in PLATFORM_KINDS:
+        return Delivery(route="stream")
+    return _platform_deliver(conversation, message)
+
+
+def platform_text(message: Message) -> str:
+    """The text a platform shows: an agent's name first, since the platform shows it as the bot's."""
+    if message.role == Role.AGENT and message.author.strip():
+        return f"{message.author.strip()}: {message.text}"
+    return message.text
+
+
+def window_open(*, conversation: Conversation, now: datetime | None = None) -> bool:
+    """Whether WhatsApp still takes free text: the customer wrote within the window (less the margin)."""
+    last = (
+        Message.objects.filter(conversation=conversation, role=Role.USER)
+        .order_by("-id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    now = now or timezone.now()
+    return last is not None and now - last < WINDOW - WINDOW_MARGIN
+
+
+def _platform_deliver(conversation: Conversation, message: Message) -> Delivery:
+    kind = conversation.channel_kind
+    channel = Channel.objects.filter(pk=conversation.channel_id).only("platform_connection_id").first()
+    connection = None
+    if channel is not None and channel.platform_connection_id:
+        connection = Connection.objects.filter(pk=channel.platform_connection_id, kind=kind).first()
+    if connection is None:
+        return _held(message, kind=kind, reason=NO_ACCOUNT)
+    reply_ref = _reply_ref(conversation)
+    if not reply_ref:
+        return _held(message, kind=kind, reason=NO_ADDRESS)
+    existing = (
+        OutboxMessage.objects.filter(
+            connection=connection,
+            stream=MESSAGES,
+            ordering_key=str(conversation.pk),
+            payload__message_id=message.pk,
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if existing is not None:  # delivered before (a caller's retry): never send it twice
+        return Delivery(route="platform", outbox_id=existing)
+    template = False
+    limit = int(channel_adapter_class(connection).max_text)
+    if kind == ChannelKind.WHATSAPP and not window_open(conversation=conversation):
+        if not str(connection.connector_config().get("agent_template") or "").strip():
+            return _held(message, kind=kind, reason=WINDOW_CLOSED)
+        template, limit = True, TEMPLATE_PARAM_MAX
+    parts = reply_parts({"text": platform_text(message), "citations": message.citations or []}, limit)
+    first: int | None = None
+    for part in parts:
+        payload: dict[str, Any] = {"reply_ref": reply_ref, "text": part, "message_id": message.pk}
+        if template:
+            payload["template"] = True
+        queued = outbox_enqueue(
+            connection=connection, stream=MESSAGES, payload=payload, ordering_key=str(conversation.pk)
+        )
+        first = queued.pk if first is None else first
+        metrics.record_channel_message(
+            kind=kind, direction="out", outcome="template" if template else "enqueued"
+        )
+    return Delivery(route="platform", reason=WINDOW_CLOSED if template else "", outbox_id=first)
+
+
+def _reply_ref(conversation: Conversation) -> dict[str, Any]:
+    try:
+        ref = json.loads(conversation.reply_ref or "{}")
+    except ValueError:
+        return {}
+    return ref if isinstance(ref, dict) else {}
+
+
+def _held(message: Message, *, kind: str, reason: str) -> Delivery:
+    """Mark the message undeliverable (the console lists it with the reason) and count it."""
+    Message.objects.filter(pk=message.pk).update(undelivered_reason=reason, undelivered_at=timezone.now())
+    metrics.record_channel_message(kind=kind, direction="out", outcome="held")
+    logger.info("later message held", extra={"message_id": message.pk, "reason": reason})
+    return Delivery(route="held", reason=reason)
