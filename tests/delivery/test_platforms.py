@@ -126,7 +126,7 @@ def test_an_agent_reply_reaches_the_customer_on_the_platform_with_the_right_reci
     before = counted(wired.kind, "enqueued")
     with tenant_context(wired.tenant):
         stored, delivery = agent_says(conversation, "Ihr Paket ist unterwegs und kommt morgen an.")
-        queued = OutboxMessage.objects.get(pk=delivery.outbox_id)
+        queued = OutboxMessage.objects.get(pk=int(delivery.outbox_id or 0))
     assert delivery.route == "platform" and delivery.reason == ""
     assert queued.ordering_key == str(conversation.pk) and queued.payload["message_id"] == stored.pk
     assert counted(wired.kind, "enqueued") == before + 1
@@ -277,7 +277,7 @@ def test_a_platform_outage_delivers_after_recovery_exactly_once(wired: Wired) ->
         agent_says(conversation, "Und noch eine.")
     assert relay(wired) == 0 and new_texts(wired) == []
     with tenant_context(wired.tenant):
-        row = OutboxMessage.objects.get(pk=delivery.outbox_id)
+        row = OutboxMessage.objects.get(pk=int(delivery.outbox_id or 0))
         assert row.status == OutboxStatus.PENDING and row.attempts >= 1
         OutboxMessage.objects.filter(connection=wired.connection).update(next_attempt_at=row.created_at)
     wired.sim.clear_faults()
