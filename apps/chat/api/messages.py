@@ -88,6 +88,13 @@ class StreamsBusy(APIException):
 class MessagesView(MessageCreateView):
     """POST: the user's message (MessageCreateView); GET: the messages after a cursor."""
 
+    def get_renderers(self) -> list[Any]:
+        """JSON only for GET: its stream is `.../events`; POST keeps the reply's event stream."""
+        request = getattr(self, "request", None)
+        if request is not None and request.method == "GET":
+            return [JSONRenderer()]
+        return super().get_renderers()
+
     @extend_schema(
         operation_id="message_list",
         tags=["chat"],
