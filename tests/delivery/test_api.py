@@ -19,6 +19,8 @@ from tests.chat.widget_support import start as widget_start
 from tests.chat.widget_support import widget_enable
 from tests.delivery.helpers import agent_says, sse
 from tests.fixtures.chat import IssuedKey, issue_key, web_channel
+from tests.foundation.admission import environ as admission_environ
+from tests.foundation.admission import gate, serve
 
 pytestmark = pytest.mark.django_db
 
@@ -256,3 +258,30 @@ def test_the_openapi_schema_documents_both_endpoints(api_client: Client) -> None
     assert events["operationId"] == "conversation_events"
     assert "text/event-stream" in events["responses"]["200"]["content"]
     assert {p["name"] for p in events["parameters"]} >= {"after", "Last-Event-ID"}
+
+
+def test_an_event_stream_is_served_while_every_work_thread_is_busy() -> None:
+    """Like the widget's stream, the API's event stream must not wait for (or hold) a gthread work thread;
+    the conversation's other calls are gated like any request."""
+    entered, release = threading.Event(), threading.Event()
+
+    def app(env: dict[str, Any], start_response: Any) -> list[bytes]:
+        if env["PATH_INFO"] == "/api/v1/conversations":  # the request holding the only work thread
+            entered.set()
+            release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    g = gate(app)
+    holder = threading.Thread(target=serve, args=(g, admission_environ()))
+    holder.start()
+    try:
+        assert entered.wait(5)
+        path = "/api/v1/conversations/0b7c2a6e-9d7f-4a43-9f44-2d1c3c6f1a10/events"
+        call, data = serve(g, admission_environ(path, REQUEST_METHOD="GET"))
+        assert call.status == "200 OK" and data == b"ok"
+        refused, _ = serve(g, admission_environ(path.replace("/events", "/messages"), REQUEST_METHOD="GET"))
+        assert refused.status.startswith("503")
+    finally:
+        release.set()
+        holder.join(5)

@@ -216,9 +216,9 @@ class LaterMessageSerializer(serializers.Serializer):
     """A message of the conversation as a polling or streaming client sees it (issue 18)."""
 
     id = serializers.IntegerField(help_text="Increasing within the conversation: the `after` cursor.")
-    role = serializers.ChoiceField(
-        choices=["user", "assistant", "agent"],
-        help_text="`agent`: a person answering from the ticketing system during a handoff.",
+    role = serializers.CharField(
+        help_text="`user`, `assistant` or `agent` (a person answering from the ticketing system during a "
+        "handoff)."
     )
     text = serializers.CharField(help_text=REPLY_TEXT_HELP)
     author = serializers.CharField(
