@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.chat.models import Conversation, Message, Role
 from apps.chat.selectors.delivery import channel_delivery
 from apps.chat.services.delivery import WINDOW_CLOSED, message_deliver
@@ -314,3 +315,39 @@ def test_another_tenant_never_sees_the_undelivered_messages(
     assert client.get(url).status_code == 404
     own = f"/t/{tenant_b.slug}/channels/{whatsapp.channel.pk}/"
     assert client.get(own).status_code == 404
+
+
+def test_held_messages_are_sent_again_from_the_console_once_a_template_is_set(
+    whatsapp: Wired, alice_client: Client, charlie: Any, tenant_b: Any
+) -> None:
+    conversation, _ = customer_writes(whatsapp)
+    handed_off_long_ago(whatsapp, conversation, hours=26)
+    with tenant_context(whatsapp.tenant):
+        first, _ = agent_says(conversation, "Erste späte Antwort.")
+        second, _ = agent_says(conversation, "Zweite späte Antwort.")
+    page = alice_client.get(f"/t/{whatsapp.tenant.slug}/channels/{whatsapp.channel.pk}/").content.decode()
+    assert "Send 2 held messages again" in page
+    retry = f"/t/{whatsapp.tenant.slug}/channels/{whatsapp.channel.pk}/undelivered/retry/"
+    other = Client()
+    login_verified(other, charlie)  # another tenant's admin: nothing of A's, not even this button
+    assert other.post(retry).status_code == 404
+    assert (
+        other.post(f"/t/{tenant_b.slug}/channels/{whatsapp.channel.pk}/undelivered/retry/").status_code == 404
+    )
+    assert alice_client.get(retry).status_code == 405
+    still = alice_client.post(retry, follow=True)  # no template yet: held again, and the page says so
+    assert "0 sent, 2 still held" in still.content.decode()
+    set_template(whatsapp)
+    assert alice_client.post(retry).status_code == 302
+    relay(whatsapp)
+    assert [m["params"] for m in new_sent(whatsapp)] == [
+        ["Anna: Erste späte Antwort."],
+        ["Anna: Zweite späte Antwort."],
+    ]
+    with tenant_context(whatsapp.tenant):
+        assert not Message.objects.filter(pk__in=[first.pk, second.pk], undelivered_at__isnull=False).exists()
+        events = list(
+            AuditEvent.objects.filter(action="channel.undelivered_retried").values_list("changes", flat=True)
+        )
+    assert sorted((e["sent"], e["held"]) for e in events) == [(0, 2), (2, 0)]  # both tries audited
+    assert channel_delivery(channel=whatsapp.channel).undelivered == []

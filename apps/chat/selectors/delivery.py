@@ -27,6 +27,7 @@ class Delivery:
     counts: dict[str, int] = field(default_factory=dict)
     open_dead_letters: int = 0
     undelivered: list[Undelivered] = field(default_factory=list)
+    held: int = 0  # messages never sent (the console offers to send them again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,10 @@ def channel_delivery(*, channel: Channel, limit: int = 20) -> Delivery:
         }
         dead = DeadLetter.objects.filter(connection_id=connection_id, status=DeadLetterStatus.OPEN).count()
         undelivered = _undelivered(channel, connection_id, limit)
-    return Delivery(recent=recent, counts=counts, open_dead_letters=dead, undelivered=undelivered)
+        held = Message.objects.filter(
+            conversation__channel_id=channel.id, undelivered_at__isnull=False
+        ).count()
+    return Delivery(recent=recent, counts=counts, open_dead_letters=dead, undelivered=undelivered, held=held)
 
 
 def _undelivered(channel: Channel, connection_id: Any, limit: int) -> list[Undelivered]:

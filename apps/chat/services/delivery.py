@@ -28,12 +28,15 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.chat.models import Channel, ChannelKind, Conversation, Message, Role
 from apps.chat.services import widget
 from apps.chat.services.channel_inbound import channel_adapter_class, reply_parts
-from apps.core.context import current_tenant
+from apps.chat.services.channels import require_channel_manager
+from apps.core.context import current_tenant, tenant_context
 from apps.integrations.models import Connection, OutboxMessage
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.observability import metrics
@@ -154,3 +157,46 @@ def _held(message: Message, *, kind: str, reason: str) -> Delivery:
     metrics.record_channel_message(kind=kind, direction="out", outcome="held")
     logger.info("later message held", extra={"message_id": message.pk, "reason": reason})
     return Delivery(route="held", reason=reason)
+
+
+#: Held messages sent again per console request, oldest first (the rest on the next request).
+RETRY_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    sent: int
+    held: int
+
+
+def held_messages_retry(
+    *, channel: Channel, actor: Any = None, request: HttpRequest | None = None
+) -> Retried:
+    """Deliver the channel's held messages again, oldest first (after a template was set, or the customer
+    wrote again): each is unmarked and delivered anew, and held again if it still cannot go. Audited."""
+    require_channel_manager(tenant=channel.tenant, actor=actor)
+    sent = held = 0
+    with tenant_context(channel.tenant) as tenant:
+        rows = list(
+            Message.objects.filter(conversation__channel_id=channel.id, undelivered_at__isnull=False)
+            .select_related("conversation")
+            .order_by("id")[:RETRY_BATCH]
+        )
+        for message in rows:
+            with transaction.atomic(using=tenant.db_alias):
+                Message.objects.filter(pk=message.pk).update(undelivered_reason="", undelivered_at=None)
+                delivery = message_deliver(conversation=message.conversation, message=message)
+            if delivery.route == "held":
+                held += 1
+            else:
+                sent += 1
+        if rows:
+            audit_record(
+                "channel.undelivered_retried",
+                tenant=channel.tenant,
+                actor=actor,
+                request=request,
+                target=channel,
+                changes={"sent": sent, "held": held},
+            )
+    return Retried(sent=sent, held=held)
