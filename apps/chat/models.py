@@ -227,7 +227,8 @@ class Message(RegionModel):
     # db_default: the turn's own INSERT (services/conversations.py, raw SQL) does not name the column.
     author = models.CharField(max_length=200, blank=True, default="", db_default="")
     # A later message the channel could not deliver (issue 18, apps/chat/services/delivery.py): why, as a
-    # short word ("window_closed", "no_account", "no_address"), and when; the console lists them per channel.
+    # short word ("window_closed", "no_account", "no_address", "bad_account"), and when; the console lists
+    # them per channel.
     undelivered_reason = models.CharField(max_length=32, blank=True, default="", db_default="")
     undelivered_at = models.DateTimeField(null=True, blank=True)
 

@@ -285,3 +285,38 @@ def test_an_event_stream_is_served_while_every_work_thread_is_busy() -> None:
     finally:
         release.set()
         holder.join(5)
+
+
+def test_the_poll_costs_the_same_queries_for_one_message_or_fifty(
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Any, django_assert_max_num_queries: Any
+) -> None:
+    with tenant_context(tenant_a):
+        conversation = start(api_client, api_key_a)
+        agent_says(conversation, "Eins.")
+    api_client.get(url(conversation), **api_key_a.headers)  # warm caches (key lookup, policies)
+    with django_assert_max_num_queries(8) as one:
+        api_client.get(url(conversation), **api_key_a.headers)
+    with tenant_context(tenant_a):
+        for n in range(49):
+            agent_says(conversation, f"Nachricht {n}.")
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        page = api_client.get(url(conversation), **api_key_a.headers).json()
+    assert len(page["messages"]) == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_garbage_last_event_id_streams_from_now_on(
+    api_client: Client, api_key_a: IssuedKey, tenant_a: Any
+) -> None:
+    with tenant_context(tenant_a):
+        conversation = start(api_client, api_key_a)
+        agent_says(conversation, "Alt.")
+    response: Any = api_client.get(
+        url(conversation, "events"), HTTP_LAST_EVENT_ID="x" * 500, **api_key_a.headers
+    )
+    try:
+        assert response.status_code == 200
+        events = list(sse(iter(response.streaming_content)))
+    finally:
+        response.close()
+    assert [name for name, _, _ in events] == ["reconnect"]  # nothing replayed, no error

@@ -351,3 +351,18 @@ def test_held_messages_are_sent_again_from_the_console_once_a_template_is_set(
         )
     assert sorted((e["sent"], e["held"]) for e in events) == [(0, 2), (2, 0)]  # both tries audited
     assert channel_delivery(channel=whatsapp.channel).undelivered == []
+
+
+def test_an_account_whose_credentials_no_longer_fit_holds_the_message_instead_of_failing(
+    whatsapp: Wired,
+) -> None:
+    conversation, _ = customer_writes(whatsapp)
+    with tenant_context(whatsapp.tenant):  # the endpoint changed behind the stored credentials' back
+        settings = {**whatsapp.connection.settings, "api_base": "https://graph.elsewhere.example"}
+        type(whatsapp.connection).objects.filter(pk=whatsapp.connection.pk).update(settings=settings)
+        stored, delivery = agent_says(conversation, "Geht nicht an einen fremden Host.")
+        assert Message.objects.filter(pk=stored.pk).exists()  # the caller's transaction went through
+        assert not OutboxMessage.objects.filter(payload__message_id=stored.pk).exists()
+    assert (delivery.route, delivery.reason) == ("held", "bad_account")
+    (item,) = channel_delivery(channel=whatsapp.channel).undelivered
+    assert "cannot be used" in item.reason

@@ -57,6 +57,9 @@ def _reason(code: str) -> str:
         ),
         "no_account": _("The channel has no platform account."),
         "no_address": _("The conversation has no address on the platform to reply to."),
+        "bad_account": _(
+            "The platform account's settings or credentials cannot be used: fix them and use “Test”."
+        ),
     }
     return reasons.get(code, code)
 

@@ -40,6 +40,7 @@ from apps.core.context import current_tenant, tenant_context
 from apps.integrations.models import Connection, OutboxMessage
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.observability import metrics
+from connectors.errors import InvalidConfig
 from connectors.messaging_connector import MESSAGES
 from connectors.whatsapp.channel import TEMPLATE_PARAM_MAX
 
@@ -55,6 +56,7 @@ WINDOW_MARGIN = timedelta(minutes=5)
 NO_ACCOUNT = "no_account"  # the channel has no platform account (any more)
 NO_ADDRESS = "no_address"  # the conversation has no reply address on the platform
 WINDOW_CLOSED = "window_closed"  # WhatsApp: outside the 24-hour window and no template configured
+BAD_ACCOUNT = "bad_account"  # the platform account's settings or credentials are unusable (fix, test, retry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +123,14 @@ def _platform_deliver(conversation: Conversation, message: Message) -> Delivery:
     )
     if existing is not None:  # delivered before (a caller's retry): never send it twice
         return Delivery(route="platform", outbox_id=existing)
+    try:  # the outbox checks the config too: a bad account holds the message instead of failing the caller
+        config = connection.connector_config()
+    except InvalidConfig:
+        return _held(message, kind=kind, reason=BAD_ACCOUNT)
     template = False
     limit = int(channel_adapter_class(connection).max_text)
     if kind == ChannelKind.WHATSAPP and not window_open(conversation=conversation):
-        if not str(connection.connector_config().get("agent_template") or "").strip():
+        if not str(config.get("agent_template") or "").strip():
             return _held(message, kind=kind, reason=WINDOW_CLOSED)
         template, limit = True, TEMPLATE_PARAM_MAX
     parts = reply_parts({"text": platform_text(message), "citations": message.citations or []}, limit)
