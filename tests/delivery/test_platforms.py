@@ -122,10 +122,15 @@ def counted(kind: str, outcome: str) -> float:
     return float(metrics.CHANNEL_MESSAGES.labels(kind=kind, direction="out", outcome=outcome)._value.get())
 
 
-def test_an_agent_reply_reaches_the_customer_on_the_platform_with_the_right_recipient(wired: Wired) -> None:
+def test_an_agent_reply_reaches_the_customer_on_the_platform_with_the_right_recipient(
+    wired: Wired, django_capture_on_commit_callbacks: Any
+) -> None:
     conversation, first = customer_writes(wired)
     before = counted(wired.kind, "enqueued")
-    with tenant_context(wired.tenant):
+    with (
+        tenant_context(wired.tenant) as tenant,
+        django_capture_on_commit_callbacks(execute=True, using=tenant.db_alias),
+    ):
         stored, delivery = agent_says(conversation, "Ihr Paket ist unterwegs und kommt morgen an.")
         queued = OutboxMessage.objects.get(pk=int(delivery.outbox_id or 0))
     assert delivery.route == "platform" and delivery.reason == ""
@@ -192,12 +197,17 @@ def test_whatsapp_inside_the_window_sends_free_text(whatsapp: Wired) -> None:
     assert (sent["type"], sent["text"]) == ("text", "Anna: Noch rechtzeitig.")
 
 
-def test_whatsapp_after_the_window_sends_the_template_when_configured(whatsapp: Wired) -> None:
+def test_whatsapp_after_the_window_sends_the_template_when_configured(
+    whatsapp: Wired, django_capture_on_commit_callbacks: Any
+) -> None:
     conversation, _ = customer_writes(whatsapp)
     set_template(whatsapp)
     handed_off_long_ago(whatsapp, conversation, hours=30)
     before = counted("whatsapp", "template")
-    with tenant_context(whatsapp.tenant):
+    with (
+        tenant_context(whatsapp.tenant) as tenant,
+        django_capture_on_commit_callbacks(execute=True, using=tenant.db_alias),
+    ):
         stored, delivery = agent_says(conversation, "Entschuldigung für die Wartezeit.\nIhr Fall ist gelöst.")
     assert (delivery.route, delivery.reason) == ("platform", WINDOW_CLOSED)
     assert counted("whatsapp", "template") == before + 1
@@ -211,12 +221,15 @@ def test_whatsapp_after_the_window_sends_the_template_when_configured(whatsapp: 
 
 
 def test_whatsapp_after_the_window_without_a_template_is_held_and_the_console_says_why(
-    whatsapp: Wired, alice_client: Client
+    whatsapp: Wired, alice_client: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
     conversation, _ = customer_writes(whatsapp)
     handed_off_long_ago(whatsapp, conversation, hours=25)
     before = counted("whatsapp", "held")
-    with tenant_context(whatsapp.tenant):
+    with (
+        tenant_context(whatsapp.tenant) as tenant,
+        django_capture_on_commit_callbacks(execute=True, using=tenant.db_alias),
+    ):
         stored, delivery = agent_says(conversation, "Zu spät ohne Vorlage.")
         held = Message.objects.get(pk=stored.pk)
         assert not OutboxMessage.objects.filter(payload__message_id=stored.pk).exists()

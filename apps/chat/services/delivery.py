@@ -143,10 +143,16 @@ def _platform_deliver(conversation: Conversation, message: Message) -> Delivery:
             connection=connection, stream=MESSAGES, payload=payload, ordering_key=str(conversation.pk)
         )
         first = queued.pk if first is None else first
-        metrics.record_channel_message(
-            kind=kind, direction="out", outcome="template" if template else "enqueued"
-        )
+        _count_on_commit(kind, "template" if template else "enqueued")
     return Delivery(route="platform", reason=WINDOW_CLOSED if template else "", outbox_id=first)
+
+
+def _count_on_commit(kind: str, outcome: str) -> None:
+    """Count an outbound message once the caller's transaction commits (a rollback sent nothing)."""
+    transaction.on_commit(
+        partial(metrics.record_channel_message, kind=kind, direction="out", outcome=outcome),
+        using=current_tenant().db_alias,
+    )
 
 
 def _reply_ref(conversation: Conversation) -> dict[str, Any]:
@@ -160,7 +166,7 @@ def _reply_ref(conversation: Conversation) -> dict[str, Any]:
 def _held(message: Message, *, kind: str, reason: str) -> Delivery:
     """Mark the message undeliverable (the console lists it with the reason) and count it."""
     Message.objects.filter(pk=message.pk).update(undelivered_reason=reason, undelivered_at=timezone.now())
-    metrics.record_channel_message(kind=kind, direction="out", outcome="held")
+    _count_on_commit(kind, "held")
     logger.info("later message held", extra={"message_id": message.pk, "reason": reason})
     return Delivery(route="held", reason=reason)
 
