@@ -320,3 +320,14 @@ def test_a_garbage_last_event_id_streams_from_now_on(
     finally:
         response.close()
     assert [name for name, _, _ in events] == ["reconnect"]  # nothing replayed, no error
+
+
+def test_a_key_without_the_chat_scope_is_refused(
+    api_client: Client, channel_a: Channel, tenant_a: Any
+) -> None:
+    chat = issue_key(channel_a, name="chat")
+    transcripts_only = issue_key(channel_a, name="reader", scopes=["transcripts"])
+    with tenant_context(tenant_a):
+        conversation = start(api_client, chat)
+    for tail in ("messages", "events"):
+        assert api_client.get(url(conversation, tail), **transcripts_only.headers).status_code == 403

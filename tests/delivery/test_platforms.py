@@ -18,7 +18,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.chat.models import Conversation, Message, Role
 from apps.chat.selectors.delivery import channel_delivery
-from apps.chat.services.delivery import WINDOW_CLOSED, message_deliver
+from apps.chat.services.delivery import WINDOW_CLOSED, message_deliver, window_open
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxMessage, OutboxStatus
 from apps.observability import metrics
@@ -379,3 +379,13 @@ def test_an_account_whose_credentials_no_longer_fit_holds_the_message_instead_of
     assert (delivery.route, delivery.reason) == ("held", "bad_account")
     (item,) = channel_delivery(channel=whatsapp.channel).undelivered
     assert "cannot be used" in item.reason
+
+
+def test_the_window_ends_a_margin_before_24_hours_for_the_outbox_delay(whatsapp: Wired) -> None:
+    conversation, _ = customer_writes(whatsapp)
+    with tenant_context(whatsapp.tenant):
+        last = Message.objects.filter(conversation=conversation, role=Role.USER).latest("id").created_at
+        assert window_open(conversation=conversation, now=last + timedelta(hours=23, minutes=54))
+        assert not window_open(conversation=conversation, now=last + timedelta(hours=23, minutes=56))
+        Message.objects.filter(conversation=conversation, role=Role.USER).delete()
+        assert not window_open(conversation=conversation)  # never wrote: no window at all
