@@ -116,6 +116,26 @@ def _llm_provider_pk(tenant: Tenant) -> Any:
     return config.pk
 
 
+def _business_hours_pk(tenant: Tenant) -> Any:
+    """One of tenant A's business hours (created on first use)."""
+    from apps.chat.models import BusinessHours
+
+    hours = BusinessHours.objects.filter(tenant=tenant).first() or BusinessHours.objects.create(
+        tenant=tenant, name="sweep", timezone="Europe/Berlin", weekly={"mon": [["09:00", "17:00"]]}
+    )
+    return hours.pk
+
+
+def _handoff_route_pk(tenant: Tenant) -> Any:
+    """One of tenant A's handoff routes (to the sweep connection, created on first use)."""
+    from apps.chat.models import HandoffRoute
+
+    route = HandoffRoute.objects.filter(tenant=tenant).first() or HandoffRoute.objects.create(
+        tenant=tenant, name="sweep", connection_id=_connection_pk(tenant)
+    )
+    return route.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]

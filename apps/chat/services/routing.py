@@ -11,16 +11,20 @@ answer again so the bot can tell the customer.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from django.utils.translation import gettext as _
 
 from apps.chat.models import BusinessHours, Conversation, HandoffRoute
 from apps.chat.principal import ChannelInfo
 from apps.chat.services import actions
-from apps.chat.services.business_hours import Schedule
-from apps.core.context import current_tenant
+from apps.chat.services.business_hours import Schedule, clean_timezone
+from apps.core.context import current_tenant, tenant_context
+from apps.core.errors import ValidationFailed
 from apps.integrations.models import Connection
 from apps.integrations.resilience import breaker_for
 
@@ -138,3 +142,54 @@ def handoff_route(
         channel_kind=conversation.channel_kind or channel.kind,
     )
     return route_decide(query=query, now=now, default_connection_id=channel.ticket_connection_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePreview:
+    """What the console's and the API's "which route would this conversation take" shows."""
+
+    query: RouteQuery
+    at: datetime  # the instant asked about (UTC)
+    decision: RouteDecision
+    #: The matched route's primary connection when the fallback took the ticket (to say what was skipped).
+    primary: Connection | None = None
+    zone: str = "UTC"  # the zone the instant was given in, for showing the next opening locally
+
+    @property
+    def next_open_local(self) -> datetime | None:
+        nxt = self.decision.next_open
+        return nxt.astimezone(zoneinfo.ZoneInfo(self.zone)) if nxt is not None else None
+
+
+def route_preview(*, tenant: Any, query: RouteQuery, at: datetime, zone: str = "UTC") -> RoutePreview:
+    """The decision a conversation like `query` would get at `at` (aware), read in `tenant`'s context.
+    The default (no matching route) is the first enabled ticketing connection: a preview names no channel."""
+    with tenant_context(tenant):
+        decision = route_decide(query=query, now=at)
+        primary = None
+        if decision.fallback_used and decision.route_id is not None:
+            route = HandoffRoute.objects.filter(pk=decision.route_id).first()
+            if route is not None:
+                primary = Connection.objects.filter(pk=route.connection_id).first()
+    return RoutePreview(query=query, at=at.astimezone(UTC), decision=decision, primary=primary, zone=zone)
+
+
+def preview_instant(*, at: str, zone: str, now: datetime | None = None) -> datetime:
+    """The instant a preview asks about: `at` (ISO 8601; local time in `zone` without an offset) or now.
+    Raise ValidationFailed with field errors for an unknown zone or a malformed instant."""
+    errors: dict[str, list[str]] = {}
+    zone = clean_timezone(zone or "UTC", errors)
+    if errors:
+        raise ValidationFailed(_("Please correct the errors below."), errors)
+    if not at.strip():
+        return (now or datetime.now(UTC)).astimezone(UTC)
+    try:
+        value = datetime.fromisoformat(at.strip())
+    except ValueError:
+        raise ValidationFailed(
+            _("Please correct the errors below."),
+            {"at": [_("Give a date and time such as 2026-03-30T09:00.")]},
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+    return value.astimezone(UTC)
