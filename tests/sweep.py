@@ -187,6 +187,9 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "chat:conversation-detail": lambda t: {"pk": _conversation_pk(t)},
     **{f"chat:llm-provider-{name}": lambda t: {"pk": _llm_provider_pk(t)} for name in ("edit", "delete")},
     "knowledge:editor": lambda t: {**_article_kwargs(t), "locale": _knowledge_translation(t).locale},
+    # Issue 18 (routing): routes and business hours.
+    **{f"chat:route-{name}": lambda t: {"pk": _handoff_route_pk(t)} for name in ("edit", "delete", "move")},
+    **{f"chat:hours-{name}": lambda t: {"pk": _business_hours_pk(t)} for name in ("edit", "delete")},
 }
 
 

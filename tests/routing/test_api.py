@@ -74,10 +74,17 @@ def test_route_validation_is_field_errors(alice_api: APIClient, tenant_a: Tenant
     other = offline_connection(tenant_b, "servicenow", name="B")
     response = alice_api.post(
         routes_url(tenant_a),
-        {"name": "x", "regions": ["mars"], "locales": ["english"], "intents": ["dance"],
-         "channel_kinds": ["fax"], "connection_id": str(other.pk), "colour": "red"},
+        {
+            "name": "x",
+            "regions": ["mars"],
+            "locales": ["english"],
+            "intents": ["dance"],
+            "channel_kinds": ["fax"],
+            "connection_id": str(other.pk),
+            "colour": "red",
+        },
         format="json",
-    )  # fmt: skip
+    )
     assert response.status_code == 400
     assert response.json() == {"colour": ["Unknown field."]}
     body = {"name": "x", "regions": ["mars"], "locales": ["english"], "intents": ["dance"]}
@@ -93,10 +100,14 @@ def test_route_validation_is_field_errors(alice_api: APIClient, tenant_a: Tenant
 def test_hours_validation_is_field_errors(alice_api: APIClient, tenant_a: Tenant) -> None:
     response = alice_api.post(
         hours_url(tenant_a),
-        {"name": "x", "timezone": "Europe/Nowhere", "weekly": {"mon": [["22:00", "06:00"], ["9", "10"]]},
-         "holidays": ["2026-02-30"]},
+        {
+            "name": "x",
+            "timezone": "Europe/Nowhere",
+            "weekly": {"mon": [["22:00", "06:00"], ["9", "10"]]},
+            "holidays": ["2026-02-30"],
+        },
         format="json",
-    )  # fmt: skip
+    )
     assert response.status_code == 400
     errors = response.json()
     assert set(errors) == {"timezone", "weekly", "holidays"}
@@ -135,19 +146,28 @@ def test_preview(alice_api: APIClient, tenant_a: Tenant, snow_a: Connection, hub
     ).json()
     alice_api.post(
         routes_url(tenant_a),
-        {"name": "US", "regions": ["us"], "locales": ["en"], "connection_id": str(snow_a.pk),
-         "queue": "US L1", "fallback_connection_id": str(hubspot_a.pk), "fallback_queue": "US backup",
-         "business_hours_id": hours["id"]},
+        {
+            "name": "US",
+            "regions": ["us"],
+            "locales": ["en"],
+            "connection_id": str(snow_a.pk),
+            "queue": "US L1",
+            "fallback_connection_id": str(hubspot_a.pk),
+            "fallback_queue": "US backup",
+            "business_hours_id": hours["id"],
+        },
         format="json",
-    )  # fmt: skip
+    )
     body = {"region": "us", "locale": "en-US", "intent": "handoff", "channel_kind": "web"}
     # Friday 6 March 2026, 18:00 in New York (EST): closed until Monday 09:00 EDT (after the DST change).
     at = {"at": "2026-03-06T18:00", "timezone": "America/New_York"}
     result = alice_api.post(routes_url(tenant_a, "preview/"), {**body, **at}, format="json").json()
     assert result["route"]["name"] == "US"
     assert (result["connection"]["name"], result["queue"], result["fallback_used"]) == (
-        "ServiceNow EU", "US L1", False,
-    )  # fmt: skip
+        "ServiceNow EU",
+        "US L1",
+        False,
+    )
     assert result["outside_hours"] is True
     assert result["next_open"] == "2026-03-09T13:00:00Z"
     assert result["next_open_local"] == "2026-03-09T09:00:00-04:00"
@@ -156,8 +176,10 @@ def test_preview(alice_api: APIClient, tenant_a: Tenant, snow_a: Connection, hub
         breaker.record_failure()
     result = alice_api.post(routes_url(tenant_a, "preview/"), {**body, **at}, format="json").json()
     assert (result["connection"]["name"], result["queue"], result["fallback_used"]) == (
-        "HubSpot", "US backup", True,
-    )  # fmt: skip
+        "HubSpot",
+        "US backup",
+        True,
+    )
     assert result["primary_connection"]["name"] == "ServiceNow EU"
     # No match: the default (the first enabled ticketing connection), no route.
     result = alice_api.post(routes_url(tenant_a, "preview/"), {"region": "eu"}, format="json").json()

@@ -69,8 +69,9 @@ def test_route_crud_is_audited(
     assert (route.queue, route.enabled, route.locales) == ("DACH L2", False, ["de"])
     route_move(route=second, offset=-1, actor=alice)
     assert list(HandoffRoute.objects.filter(tenant=tenant_a).values_list("name", "position")) == [
-        ("Rest", 0), ("DACH", 1),
-    ]  # fmt: skip
+        ("Rest", 0),
+        ("DACH", 1),
+    ]
     route_delete(route=second, actor=alice)
     hours_update(hours=hours, changes={"holidays": ["2026-12-25"]}, actor=alice)
     hours_delete(hours=hours, actor=alice)
@@ -111,9 +112,16 @@ def test_route_field_errors(tenant_a: Tenant, tenant_b: Tenant, alice: Any, snow
         actor=alice,
     )
     assert set(errors) == {
-        "name", "position", "regions", "locales", "intents", "channel_kinds", "connection_id",
-        "fallback_connection_id", "business_hours_id",
-    }  # fmt: skip
+        "name",
+        "position",
+        "regions",
+        "locales",
+        "intents",
+        "channel_kinds",
+        "connection_id",
+        "fallback_connection_id",
+        "business_hours_id",
+    }
     assert "No such connection" in errors["connection_id"][0]
     assert "cannot receive tickets" in errors["fallback_connection_id"][0]
     errors = refused(
@@ -121,7 +129,7 @@ def test_route_field_errors(tenant_a: Tenant, tenant_b: Tenant, alice: Any, snow
         tenant=tenant_a,
         data={"name": "x", "locales": ["fr"], "connection_id": "not-a-uuid", "fallback_queue": "q"},
     )
-    assert "Not a locale of this tenant" in errors["locales"][0]
+    assert "Not a language of this tenant" in errors["locales"][0]
     assert set(errors) == {"locales", "connection_id", "fallback_queue"}
     # A language of an enabled locale is fine ("de" for "de-AT"); the fallback must differ.
     errors = refused(
@@ -147,9 +155,13 @@ def test_hours_field_errors(tenant_a: Tenant) -> None:
     errors = refused(
         hours_create,
         tenant=tenant_a,
-        data={"name": "", "timezone": "Europe/Atlantis", "weekly": {"mon": [["22:00", "06:00"]]},
-              "holidays": ["2026-13-01"]},
-    )  # fmt: skip
+        data={
+            "name": "",
+            "timezone": "Europe/Atlantis",
+            "weekly": {"mon": [["22:00", "06:00"]]},
+            "holidays": ["2026-13-01"],
+        },
+    )
     assert set(errors) == {"name", "timezone", "weekly", "holidays"}
     assert "crosses midnight" in errors["weekly"][0]
     hours_create(tenant=tenant_a, data=HOURS)

@@ -76,8 +76,11 @@ def test_first_matching_route_by_position_wins(
     route(tenant_a, "US sales", hubspot_a, 2, regions=["us"], intents=["capture_lead"], queue="Sales")
     dach = decide(tenant_a, locale="de-AT")
     assert (dach.connection, dach.queue, dach.route_name, dach.fallback_used) == (
-        snow_a, "DACH Support", "DACH", False,
-    )  # fmt: skip
+        snow_a,
+        "DACH Support",
+        "DACH",
+        False,
+    )
     assert decide(tenant_a, region="us", intent="capture_lead").connection == hubspot_a
     # Every non-empty list must match: the US route needs the intent too, so the catch-all takes it.
     other = decide(tenant_a, region="us", intent="handoff")
@@ -176,9 +179,11 @@ def test_other_tenants_rules_never_apply(
     assert (decision.connection, decision.route_id) == (snow_a, None)
     with tenant_context(tenant_b):
         b = handoff_route(
-            channel=channel(), conversation=Conversation(channel_kind="web", locale="en", region="us"),
-            intent="handoff", now=NOW,
-        )  # fmt: skip
+            channel=channel(),
+            conversation=Conversation(channel_kind="web", locale="en", region="us"),
+            intent="handoff",
+            now=NOW,
+        )
     assert b.connection is not None and b.connection.pk == snow_b.pk
 
 

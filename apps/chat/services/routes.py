@@ -81,11 +81,12 @@ def _locales(tenant: Tenant, values: list[str], errors: dict[str, list[str]]) ->
     enabled = list(tenant.enabled_locales or [])
     if not enabled:
         return
-    known = set(enabled) | {locale.split("-", 1)[0] for locale in enabled}
-    unknown = [v for v in values if v not in known]
+    # Conversations may carry any variant of an enabled language (knowledge falls back to the language).
+    languages = {locale.split("-", 1)[0] for locale in enabled}
+    unknown = [v for v in values if v.split("-", 1)[0] not in languages]
     if unknown:
         errors["locales"] = [
-            _("Not a locale of this tenant: %(values)s. Use %(allowed)s (or their language, e.g. “de”).")
+            _("Not a language of this tenant: %(values)s. Use %(allowed)s or their variants.")
             % {"values": ", ".join(unknown), "allowed": ", ".join(enabled)}
         ]
 
