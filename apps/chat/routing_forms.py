@@ -171,6 +171,13 @@ class HoursForm(forms.Form):
 
 
 class PreviewForm(forms.Form):
+    channel = forms.ChoiceField(
+        label=_("Channel"),
+        required=False,
+        help_text=_(
+            "Optional: empty fields take the channel's values, and its ticket connection is the default."
+        ),
+    )
     region = forms.ChoiceField(label=_("Region"), required=False)
     locale = forms.CharField(label=_("Locale"), required=False, max_length=16, initial="en")
     intent = forms.ChoiceField(label=_("Intent"), required=False, initial="handoff")
@@ -184,10 +191,17 @@ class PreviewForm(forms.Form):
     )
     timezone = forms.CharField(label=_("Time zone"), required=False, max_length=64, initial="UTC")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, channels: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        cast(forms.ChoiceField, self.fields["region"]).choices = [(r, r) for r in settings.HUB_REGIONS]
+        cast(forms.ChoiceField, self.fields["channel"]).choices = [
+            ("", _("None")),
+            *sorted(channels.items(), key=lambda kv: kv[1]),
+        ]
+        regions = [("", _("The channel's")), *[(r, r) for r in settings.HUB_REGIONS]]
+        cast(forms.ChoiceField, self.fields["region"]).choices = regions
         cast(forms.ChoiceField, self.fields["intent"]).choices = [(i, i) for i in ROUTE_INTENTS]
+        kinds = [("", _("The channel's")), *ChannelKind.choices]
+        cast(forms.ChoiceField, self.fields["channel_kind"]).choices = kinds
 
 
 class HandoffFilterForm(forms.Form):

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.chat.models import BusinessHours, HandoffRoute
 from apps.chat.routing_forms import HandoffFilterForm, HoursForm, PreviewForm, RouteForm
+from apps.chat.selectors.channels import channel_get
 from apps.chat.selectors.conversations import channel_names
 from apps.chat.selectors.handoffs import (
     connections_of_kinds,
@@ -90,7 +91,9 @@ def route_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     context = {
         "rows": rows,
         "hours": list(hours_list(tenant=tenant)),
-        "preview_form": PreviewForm(initial={"region": tenant.region_code}),
+        "preview_form": PreviewForm(
+            initial={"region": tenant.region_code}, channels=channel_names(tenant=tenant)
+        ),
         "has_connections": bool(names),
     }
     return render(request, "chat/route_list.html", context)
@@ -228,10 +231,18 @@ def hours_delete_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpRe
 def route_preview_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     """Which route a conversation would take (nothing is written)."""
     tenant = request.tenant  # type: ignore[attr-defined]
-    form = PreviewForm(request.GET or None, initial={"region": tenant.region_code})
+    form = PreviewForm(
+        request.GET or None, initial={"region": tenant.region_code}, channels=channel_names(tenant=tenant)
+    )
     preview = None
     if request.GET and form.is_valid():
         data = form.cleaned_data
+        channel = None
+        if data["channel"]:
+            try:
+                channel = channel_get(tenant=tenant, pk=data["channel"])
+            except NotFound:  # deleted since the form was drawn: preview without it
+                channel = None
         try:
             at = preview_instant(at=data["at"], zone=data["timezone"] or "UTC")
         except HubError as exc:
@@ -243,7 +254,8 @@ def route_preview_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
                 intent=data["intent"],
                 channel_kind=data["channel_kind"],
             )
-            preview = route_preview(tenant=tenant, query=query, at=at, zone=data["timezone"] or "UTC")
+            zone = data["timezone"] or "UTC"
+            preview = route_preview(tenant=tenant, query=query, at=at, zone=zone, channel=channel)
     status = 400 if form.errors else 200
     return render(request, "chat/route_preview.html", {"form": form, "preview": preview}, status=status)
 

@@ -14,6 +14,8 @@ from apps.integrations.models import Connection
 from apps.integrations.resilience import breaker_for
 from apps.tenants.models import Tenant
 from tests.fixtures.api import APIResourceTests
+from tests.fixtures.chat import web_channel
+from tests.fixtures.integrations import offline_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -69,8 +71,6 @@ class TestBusinessHoursAPI(APIResourceTests):
 
 
 def test_route_validation_is_field_errors(alice_api: APIClient, tenant_a: Tenant, tenant_b: Tenant) -> None:
-    from tests.fixtures.integrations import offline_connection
-
     other = offline_connection(tenant_b, "servicenow", name="B")
     response = alice_api.post(
         routes_url(tenant_a),
@@ -140,7 +140,9 @@ def test_move_and_audit(alice_api: APIClient, tenant_a: Tenant, snow_a: Connecti
     assert actions[-4:] == ["handoff_route.created"] * 3 + ["handoff_route.moved"]
 
 
-def test_preview(alice_api: APIClient, tenant_a: Tenant, snow_a: Connection, hubspot_a: Connection) -> None:
+def test_preview(
+    alice_api: APIClient, tenant_a: Tenant, tenant_b: Tenant, snow_a: Connection, hubspot_a: Connection
+) -> None:
     hours = alice_api.post(
         hours_url(tenant_a), {"name": "NY", "timezone": "America/New_York", "weekly": WEEKLY}, format="json"
     ).json()
@@ -184,6 +186,21 @@ def test_preview(alice_api: APIClient, tenant_a: Tenant, snow_a: Connection, hub
     # No match: the default (the first enabled ticketing connection), no route.
     result = alice_api.post(routes_url(tenant_a, "preview/"), {"region": "eu"}, format="json").json()
     assert result["route"] is None and result["connection"]["name"] == "ServiceNow EU"
+    # With a channel: blank fields are the channel's, and its ticket connection is the default.
+    channel = web_channel(tenant_a, name="Shop", ticket_connection_id=hubspot_a.pk, content_region="us")
+    result = alice_api.post(
+        routes_url(tenant_a, "preview/"), {"channel_id": str(channel.pk), "locale": "de"}, format="json"
+    ).json()
+    assert result["route"] is None and result["connection"]["name"] == "HubSpot"
+    result = alice_api.post(
+        routes_url(tenant_a, "preview/"),
+        {"channel_id": str(channel.pk), "locale": "en", **at},
+        format="json",
+    ).json()
+    assert result["route"]["name"] == "US"  # the channel's region (us) matched
+    other = web_channel(tenant_b, name="B shop")
+    bad = alice_api.post(routes_url(tenant_a, "preview/"), {"channel_id": str(other.pk)}, format="json")
+    assert bad.status_code == 400 and bad.json() == {"channel_id": ["No such channel in this tenant."]}
     bad = alice_api.post(
         routes_url(tenant_a, "preview/"), {"at": "yesterday", "timezone": "Mars/Base"}, format="json"
     )

@@ -22,6 +22,7 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection
 from apps.tenants.models import Role, Tenant
 from tests.fixtures.auth import login_verified
+from tests.fixtures.chat import web_channel
 
 pytestmark = pytest.mark.django_db
 
@@ -192,7 +193,7 @@ def test_business_hours_grid(alice_client: Client, tenant_a: Tenant, route_a: Ha
     assert audit_actions(tenant_a)[-2:] == ["business_hours.created", "business_hours.deleted"]
 
 
-def test_preview(alice_client: Client, tenant_a: Tenant, route_a: HandoffRoute) -> None:
+def test_preview(alice_client: Client, tenant_a: Tenant, tenant_b: Tenant, route_a: HandoffRoute) -> None:
     query = {
         "region": "eu",
         "locale": "de-AT",
@@ -210,6 +211,17 @@ def test_preview(alice_client: Client, tenant_a: Tenant, route_a: HandoffRoute) 
     assert response.status_code == 400 and "Unknown time zone" in response.content.decode()
     other = alice_client.get(url("route-preview", tenant_a), {**query, "locale": "en"}).content.decode()
     assert "No route matches" in other
+    # A channel: its locale (de) fills the blank one; the route list offers the tenant's channels only.
+    channel = web_channel(tenant_a, name="Shop", default_locale="de")
+    other_tenant = web_channel(tenant_b, name="Elsewhere")
+    listing = alice_client.get(url("route-list", tenant_a)).content.decode()
+    assert "Shop" in listing and "Elsewhere" not in listing
+    with_channel = alice_client.get(
+        url("route-preview", tenant_a), {**query, "locale": "", "channel": str(channel.pk)}
+    )
+    assert with_channel.status_code == 200 and "DACH L1" in with_channel.content.decode()
+    refused = alice_client.get(url("route-preview", tenant_a), {**query, "channel": str(other_tenant.pk)})
+    assert refused.status_code == 400
 
 
 def _handoffs(tenant: Tenant, connection: Connection, n: int, **kwargs: Any) -> list[Handoff]:

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.mixins import ListModelMixin
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,6 +26,7 @@ from apps.chat.api.routing_serializers import (
     RoutePreviewSerializer,
 )
 from apps.chat.models import BusinessHours, HandoffRoute
+from apps.chat.selectors.channels import channel_get
 from apps.chat.selectors.handoffs import hours_get, hours_list, route_get, route_list
 from apps.chat.services.routes import (
     hours_create,
@@ -215,6 +216,12 @@ class RoutePreviewView(RoutingScopedView):
         serializer = RoutePreviewInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        channel = None
+        if data["channel_id"] is not None:
+            try:
+                channel = channel_get(tenant=self.tenant, pk=data["channel_id"])
+            except ServiceNotFound:
+                raise ValidationError({"channel_id": [_("No such channel in this tenant.")]}) from None
         with service_errors():
             at = preview_instant(at=data["at"], zone=data["timezone"])
         query = RouteQuery(
@@ -223,7 +230,9 @@ class RoutePreviewView(RoutingScopedView):
             intent=data["intent"],
             channel_kind=data["channel_kind"],
         )
-        preview = route_preview(tenant=self.tenant, query=query, at=at, zone=data["timezone"])
+        preview = route_preview(
+            tenant=self.tenant, query=query, at=at, zone=data["timezone"], channel=channel
+        )
         return Response(RoutePreviewSerializer(preview_out(preview)).data)
 
 

@@ -120,10 +120,19 @@ class BusinessHoursInputSerializer(StrictSerializer):
 
 
 class RoutePreviewInputSerializer(StrictSerializer):
+    channel_id = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=_(
+            "A channel of the tenant: blank fields take its values and, without a matching route, its ticket "
+            "connection answers."
+        ),
+    )
     region = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
     locale = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
     intent = serializers.CharField(max_length=32, required=False, allow_blank=True, default="handoff")
-    channel_kind = serializers.CharField(max_length=16, required=False, allow_blank=True, default="web")
+    channel_kind = serializers.CharField(max_length=16, required=False, allow_blank=True, default="")
     at = serializers.CharField(
         max_length=40,
         required=False,

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from apps.chat.models import BusinessHours, Conversation, HandoffRoute
+from apps.chat.models import BusinessHours, Channel, Conversation, HandoffRoute
 from apps.chat.principal import ChannelInfo
 from apps.chat.services import actions
 from apps.chat.services.business_hours import Schedule, clean_timezone
@@ -161,11 +161,24 @@ class RoutePreview:
         return nxt.astimezone(zoneinfo.ZoneInfo(self.zone)) if nxt is not None else None
 
 
-def route_preview(*, tenant: Any, query: RouteQuery, at: datetime, zone: str = "UTC") -> RoutePreview:
+def route_preview(
+    *, tenant: Any, query: RouteQuery, at: datetime, zone: str = "UTC", channel: Channel | None = None
+) -> RoutePreview:
     """The decision a conversation like `query` would get at `at` (aware), read in `tenant`'s context.
-    The default (no matching route) is the first enabled ticketing connection: a preview names no channel."""
+
+    With `channel` (one of the tenant's), blank query fields take the channel's values and the default (no
+    matching route) is its ticket connection, exactly as for its conversations; without one the default is
+    the first enabled ticketing connection."""
+    if channel is not None:
+        query = RouteQuery(
+            region=query.region or channel.content_region or tenant.region_code,
+            locale=query.locale or channel.default_locale,
+            intent=query.intent,
+            channel_kind=query.channel_kind or channel.kind,
+        )
+    default = channel.ticket_connection_id if channel is not None else None
     with tenant_context(tenant):
-        decision = route_decide(query=query, now=at)
+        decision = route_decide(query=query, now=at, default_connection_id=default)
         primary = None
         if decision.fallback_used and decision.route_id is not None:
             route = HandoffRoute.objects.filter(pk=decision.route_id).first()
