@@ -149,3 +149,17 @@ def test_timezone_and_holidays_refused() -> None:
     assert errors == {}
     clean_holidays("2026-12-25", errors)
     assert errors["holidays"]
+
+
+def test_times_skipped_or_repeated_by_a_change() -> None:
+    # Berlin, Sunday 29 March 2026: 02:00-03:00 does not exist. 02:30-04:00 opens when the clock reads 03:00
+    # CEST (01:00 UTC, the gap's end) at the latest and closes at 04:00 CEST (02:00 UTC).
+    sunday = {"sun": [["02:30", "04:00"]]}
+    assert state("Europe/Berlin", utc(2026, 3, 29, 1, 30), sunday) == (True, None)
+    assert state("Europe/Berlin", utc(2026, 3, 29, 2, 0), sunday)[0] is False
+    # Sunday 25 October 2026: 02:00-03:00 happens twice; the interval opens at the first 02:30 (CEST, 00:30
+    # UTC) and closes at 04:00 CET (03:00 UTC).
+    october = state("Europe/Berlin", utc(2026, 10, 25, 0, 0), sunday)
+    assert october == (False, utc(2026, 10, 25, 0, 30))
+    assert state("Europe/Berlin", utc(2026, 10, 25, 2, 59), sunday) == (True, None)
+    assert state("Europe/Berlin", utc(2026, 10, 25, 3, 0), sunday)[0] is False

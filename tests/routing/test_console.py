@@ -20,7 +20,8 @@ from apps.chat.models import BusinessHours, Conversation, Handoff, HandoffRoute
 from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.integrations.models import Connection
-from apps.tenants.models import Role, Tenant
+from apps.tenants.models import Region, Role, Tenant
+from tests.factories import TenantFactory
 from tests.fixtures.auth import login_verified
 from tests.fixtures.chat import web_channel
 
@@ -249,12 +250,21 @@ def _handoffs(tenant: Tenant, connection: Connection, n: int, **kwargs: Any) -> 
 
 
 def test_live_handoffs_filters_links_and_fixed_queries(
-    alice_client: Client, tenant_a: Tenant, snow_a: Connection, hubspot_a: Connection
+    alice_client: Client, tenant_a: Tenant, region_eu: Region, snow_a: Connection, hubspot_a: Connection
 ) -> None:
     _handoffs(tenant_a, snow_a, 2)
+    neighbour = TenantFactory.create(slug="tenant-c", home_region=region_eu)  # same region database as A
+    with tenant_context(neighbour):  # its handoffs, on a connection id of A's: never shown to A
+        conversation = Conversation.objects.create(
+            channel_id=uuid.uuid4(), channel_kind="web", locale="en", region="eu"
+        )
+        Handoff.objects.create(
+            conversation=conversation, connection_id=snow_a.pk, state="open", ticket_number="INC-OF-B"
+        )
     page = alice_client.get(url("handoff-list", tenant_a))
     text = page.content.decode()
     assert "INC0000000" in text and "INC0000001" in text and "DACH L1" in text and "ServiceNow EU" in text
+    assert "INC-OF-B" not in text
     handoff = Handoff.all_tenants.using("region_eu").filter(ticket_number="INC0000000").first()
     assert handoff is not None
     assert url("conversation-detail", tenant_a, handoff.conversation_id) in text
