@@ -334,3 +334,26 @@ def test_other_tenant_gets_404_and_viewer_403(
         HandoffRoute.objects.filter(pk=route_a.pk).exists()
         and BusinessHours.objects.filter(pk=hours.pk).exists()
     )
+
+
+def test_route_list_in_fixed_queries(
+    alice_client: Client, tenant_a: Tenant, snow_a: Connection, hubspot_a: Connection, route_a: HandoffRoute
+) -> None:
+    def count() -> tuple[int, int]:
+        with (
+            CaptureQueriesContext(connections["default"]) as control,
+            CaptureQueriesContext(connections["region_eu"]) as region,
+        ):
+            assert alice_client.get(url("route-list", tenant_a)).status_code == 200
+        return len(control), len(region)
+
+    few = count()
+    for i in range(8):
+        hours = BusinessHours.objects.create(
+            tenant=tenant_a, name=f"H{i}", timezone="UTC", weekly={"tue": [["08:00", "12:00"]]}
+        )
+        HandoffRoute.objects.create(
+            tenant=tenant_a, name=f"R{i}", connection_id=snow_a.pk, fallback_connection_id=hubspot_a.pk,
+            business_hours=hours, position=i + 1,
+        )  # fmt: skip
+    assert count() == few
