@@ -96,3 +96,4 @@ def test_page_shows_them_in_fixed_queries(alice_client: Client, tenant_a: Tenant
     assert 'data-figure="handoffs">6<' in text
     assert 'data-figure="csat">3.33' in text and "ratings: 6" in text
     assert '<tr data-key="sms"><th scope="row">sms</th><td>3.00</td>' in text
+    assert 'id="chart-csat-channel"' in text and "Average satisfaction rating (1 to 5)" in text
