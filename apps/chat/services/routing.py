@@ -11,6 +11,7 @@ answer again so the bot can tell the customer.
 
 from __future__ import annotations
 
+import logging
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
 from apps.chat.models import BusinessHours, Channel, Conversation, HandoffRoute
 from apps.chat.principal import ChannelInfo
@@ -27,6 +29,8 @@ from apps.core.context import current_tenant, tenant_context
 from apps.core.errors import ValidationFailed
 from apps.integrations.models import Connection
 from apps.integrations.resilience import breaker_for
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +74,15 @@ def route_matches(route: HandoffRoute, query: RouteQuery) -> bool:
 
 
 def _usable(connection: Connection | None) -> bool:
-    """Enabled, and its breaker not open (half-open lets the next delivery probe: the vendor may be back)."""
-    return connection is not None and connection.enabled and breaker_for(connection).state().state != "open"
+    """Enabled, and its breaker not open (half-open: the next delivery probes, the vendor may be back).
+    Redis unreachable: keep the primary (the outbox delivers when it can); a handoff never fails here."""
+    if connection is None or not connection.enabled:
+        return False
+    try:
+        return breaker_for(connection).state().state != "open"
+    except (RedisError, OSError) as exc:
+        logger.warning("handoff routing: breaker state unavailable: %s", type(exc).__name__)
+        return True
 
 
 def hours_state(hours: BusinessHours | None, now: datetime) -> tuple[bool, datetime | None]:
