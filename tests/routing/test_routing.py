@@ -194,3 +194,14 @@ def test_a_route_naming_another_tenants_connection_falls_through(
     HandoffRoute.objects.create(tenant=tenant_a, name="bad", connection_id=snow_b.pk, position=0)
     decision = decide(tenant_a)
     assert decision.connection == snow_a and decision.route_id is None
+
+
+def test_malformed_stored_hours_never_fail_a_handoff(tenant_a: Tenant, snow_a: Connection) -> None:
+    hours = BusinessHours.objects.create(
+        tenant=tenant_a, name="broken", timezone="Not/AZone", weekly={"mon": "all day"}
+    )
+    route(tenant_a, "EU", snow_a, 0, business_hours=hours)
+    decision = decide(tenant_a)
+    assert (decision.connection, decision.outside_hours, decision.next_open) == (snow_a, False, None)
+    BusinessHours.objects.filter(pk=hours.pk).update(timezone="UTC")
+    assert decide(tenant_a).connection == snow_a  # a malformed week is left out, not guessed

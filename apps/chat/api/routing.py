@@ -86,7 +86,7 @@ class RouteListView(ListModelMixin, RoutingScopedView):
 
     @extend_schema(
         summary="List handoff routes",
-        responses={200: HandoffRouteSerializer(many=True), **_errors(401, 403, 404)},
+        responses={200: HandoffRouteSerializer(many=True), **_errors(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         return self.list(request)
@@ -249,7 +249,7 @@ class HoursListView(ListModelMixin, RoutingScopedView):
 
     @extend_schema(
         summary="List business hours",
-        responses={200: BusinessHoursSerializer(many=True), **_errors(401, 403, 404)},
+        responses={200: BusinessHoursSerializer(many=True), **_errors(400, 401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         return self.list(request)

@@ -89,9 +89,15 @@ def hours_state(hours: BusinessHours | None, now: datetime) -> tuple[bool, datet
     """(outside hours, next opening in UTC) of a route's business hours; no hours: always open."""
     if hours is None:
         return False, None
-    is_open, next_open = Schedule.of(
-        timezone=hours.timezone, weekly=hours.weekly or {}, holidays=hours.holidays or []
-    ).state(now)
+    try:
+        schedule = Schedule.of(
+            timezone=hours.timezone, weekly=hours.weekly or {}, holidays=hours.holidays or []
+        )
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, AttributeError):
+        # Written around the services (they refuse this): answer as always open rather than fail the handoff.
+        logger.warning("handoff routing: business hours %s are malformed", hours.pk)
+        return False, None
+    is_open, next_open = schedule.state(now)
     return (not is_open), next_open
 
 
@@ -105,7 +111,7 @@ def enabled_routes(*, tenant_id: Any) -> list[HandoffRoute]:
 
 
 def _decide(route: HandoffRoute, *, now: datetime) -> RouteDecision | None:
-    """The decision of a matching route; None when neither its connection nor its fallback exists."""
+    """The decision of a matching route; None when neither its connection nor its fallback exists enabled."""
     ids = [route.connection_id, *([route.fallback_connection_id] if route.fallback_connection_id else [])]
     found = {c.pk: c for c in Connection.objects.filter(pk__in=ids)}
     primary = found.get(route.connection_id)
