@@ -175,12 +175,15 @@ class Schedule:
         """Build from stored (already validated) values; anything malformed is left out, never guessed."""
         parsed: dict[int, list[Minutes]] = {}
         for index, day in enumerate(DAYS):
-            for interval in weekly.get(day) or []:
+            intervals = weekly.get(day) if isinstance(weekly, Mapping) else None
+            for interval in intervals if isinstance(intervals, list | tuple) else []:
+                if not isinstance(interval, list | tuple) or len(interval) != 2:
+                    continue
                 start, stop = _minutes(interval[0], end=False), _minutes(interval[1], end=True)
                 if start is not None and stop is not None and start < stop:
                     parsed.setdefault(index, []).append((start, stop))
         days = set()
-        for text in holidays or []:
+        for text in holidays if isinstance(holidays, list | tuple) else []:
             try:
                 days.add(date.fromisoformat(text))
             except (TypeError, ValueError):
