@@ -286,4 +286,5 @@ def handoff_list_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
         "form": form,
         "can_read_transcripts": roles.can(request.user, request.membership, roles.VIEW_TRANSCRIPTS),  # type: ignore[attr-defined]
     }
-    return render(request, "chat/handoff_list.html", context)
+    template = "chat/_handoff_rows.html" if request.htmx else "chat/handoff_list.html"  # type: ignore[attr-defined]
+    return render(request, template, context)

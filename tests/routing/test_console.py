@@ -290,6 +290,17 @@ def test_live_handoffs_filters_links_and_fixed_queries(
     assert alice_client.get(url("handoff-list", tenant_a), {"state": "bogus", "page": "x"}).status_code == 200
 
 
+def test_live_view_polls_its_rows(alice_client: Client, tenant_a: Tenant, snow_a: Connection) -> None:
+    page = alice_client.get(url("handoff-list", tenant_a), {"state": "open"}).content.decode()
+    assert 'id="handoff-rows"' in page and 'hx-trigger="every 15s"' in page
+    _handoffs(tenant_a, snow_a, 1)
+    fragment = alice_client.get(url("handoff-list", tenant_a), {"state": "open"}, HTTP_HX_REQUEST="true")
+    text = fragment.content.decode()
+    assert fragment.status_code == 200 and "<html" not in text
+    assert text.lstrip().startswith('<div id="handoff-rows"') and "INC0000000" in text
+    assert 'hx-get="/t/tenant-a/handoffs/?state=open"' in text  # the filters stay while it polls
+
+
 def test_paginated(alice_client: Client, tenant_a: Tenant, snow_a: Connection) -> None:
     _handoffs(tenant_a, snow_a, 27)
     first = alice_client.get(url("handoff-list", tenant_a)).content.decode()

@@ -84,7 +84,6 @@ def handoff_list(
     state: str = "",
     connection_id: Any = None,
     channel_id: Any = None,
-    now: datetime | None = None,
 ) -> QuerySet[Handoff]:
     """The current tenant's handoffs, newest first: the active ones unless `state` names one. Each row
     carries its conversation's channel, locale and region (one join, no query per row)."""
