@@ -203,12 +203,8 @@ class RoutePreviewView(RoutingScopedView):
 
     @extend_schema(
         summary="Preview a handoff's route",
-        description=str(
-            _(
-                "Nothing is written. Without a matching route the answer is the default: the first enabled "
-                "ticketing connection (a real conversation uses its channel's ticket connection first)."
-            )
-        ),
+        description="Nothing is written. Without a matching route the answer is the default: the channel's "
+        "ticket connection when `channel_id` names one, else the first enabled ticketing connection.",
         request=RoutePreviewInputSerializer,
         responses={200: RoutePreviewSerializer, **_errors(400, 401, 403, 404)},
     )
