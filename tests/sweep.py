@@ -116,6 +116,26 @@ def _llm_provider_pk(tenant: Tenant) -> Any:
     return config.pk
 
 
+def _business_hours_pk(tenant: Tenant) -> Any:
+    """One of tenant A's business hours (created on first use)."""
+    from apps.chat.models import BusinessHours
+
+    hours = BusinessHours.objects.filter(tenant=tenant).first() or BusinessHours.objects.create(
+        tenant=tenant, name="sweep", timezone="Europe/Berlin", weekly={"mon": [["09:00", "17:00"]]}
+    )
+    return hours.pk
+
+
+def _handoff_route_pk(tenant: Tenant) -> Any:
+    """One of tenant A's handoff routes (to the sweep connection, created on first use)."""
+    from apps.chat.models import HandoffRoute
+
+    route = HandoffRoute.objects.filter(tenant=tenant).first() or HandoffRoute.objects.create(
+        tenant=tenant, name="sweep", connection_id=_connection_pk(tenant)
+    )
+    return route.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -168,6 +188,9 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "chat:conversation-detail": lambda t: {"pk": _conversation_pk(t)},
     **{f"chat:llm-provider-{name}": lambda t: {"pk": _llm_provider_pk(t)} for name in ("edit", "delete")},
     "knowledge:editor": lambda t: {**_article_kwargs(t), "locale": _knowledge_translation(t).locale},
+    # Issue 18 (routing): routes and business hours.
+    **{f"chat:route-{name}": lambda t: {"pk": _handoff_route_pk(t)} for name in ("edit", "delete", "move")},
+    **{f"chat:hours-{name}": lambda t: {"pk": _business_hours_pk(t)} for name in ("edit", "delete")},
 }
 
 

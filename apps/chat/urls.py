@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.chat import views, webhook_views
+from apps.chat import routing_views, views, webhook_views
 
 app_name = "chat"
 
@@ -72,4 +72,29 @@ urlpatterns = [
         views.llm_provider_delete_view,
         name="llm-provider-delete",
     ),
+    # Handoff routing and the live handoff view (issue 18): routing_views.py.
+    path("t/<slug:tenant_slug>/handoff-routes/", routing_views.route_list_view, name="route-list"),
+    path("t/<slug:tenant_slug>/handoff-routes/new/", routing_views.route_edit_view, name="route-create"),
+    path(
+        "t/<slug:tenant_slug>/handoff-routes/preview/", routing_views.route_preview_view, name="route-preview"
+    ),
+    path("t/<slug:tenant_slug>/handoff-routes/<uuid:pk>/", routing_views.route_edit_view, name="route-edit"),
+    path(
+        "t/<slug:tenant_slug>/handoff-routes/<uuid:pk>/delete/",
+        routing_views.route_delete_view,
+        name="route-delete",
+    ),
+    path(
+        "t/<slug:tenant_slug>/handoff-routes/<uuid:pk>/move/",
+        routing_views.route_move_view,
+        name="route-move",
+    ),
+    path("t/<slug:tenant_slug>/business-hours/new/", routing_views.hours_edit_view, name="hours-create"),
+    path("t/<slug:tenant_slug>/business-hours/<uuid:pk>/", routing_views.hours_edit_view, name="hours-edit"),
+    path(
+        "t/<slug:tenant_slug>/business-hours/<uuid:pk>/delete/",
+        routing_views.hours_delete_view,
+        name="hours-delete",
+    ),
+    path("t/<slug:tenant_slug>/handoffs/", routing_views.handoff_list_view, name="handoff-list"),
 ]

@@ -356,6 +356,16 @@ def tenant_charts(dashboard: Any) -> dict[str, Chart]:
             unit="%",
             top=100,
         ),
+        "csat_channel": hbars(
+            id="chart-csat-channel",
+            title=_("CSAT by channel"),
+            desc=_(
+                "Average satisfaction rating (1 to 5) after handoffs in the chosen period, per channel kind."
+            ),
+            items=[(row.key, row.average or 0.0) for row in dashboard.handoffs.by_channel],
+            label=_("Average rating"),
+            top=5,
+        ),
     }
 
 

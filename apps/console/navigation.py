@@ -28,5 +28,7 @@ AREAS = (
     Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
     Area("channels", _("Channels & API keys"), "chat:channel-list", roles.MANAGE_CHANNELS),
     Area("conversations", _("Conversations"), "chat:conversation-list", roles.VIEW_TRANSCRIPTS),
+    Area("routing", _("Handoff routing"), "chat:route-list", roles.MANAGE_CHANNELS),
+    Area("handoffs", _("Handoffs"), "chat:handoff-list", roles.MANAGE_CHANNELS),
     Area("dashboards", _("Dashboards"), "console:dashboard", roles.VIEW_DASHBOARDS),
 )

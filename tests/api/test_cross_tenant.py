@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import invitation_create
-from tests.sweep import _channel_and_key, _connection_pk
+from tests.sweep import _business_hours_pk, _channel_and_key, _connection_pk, _handoff_route_pk
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +52,8 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
         "connections": _connection_pk(tenant_a),
         "channels": channel,
         "api-keys": key,
+        "handoff-routes": _handoff_route_pk(tenant_a),
+        "business-hours": _business_hours_pk(tenant_a),
     }
     urls = []
     for route in _api_patterns():

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from apps.chat.models import Channel
 from apps.tenants.models import Membership, Tenant
 from tests.fixtures.chat import IssuedKey, issue_key
-from tests.sweep import _connection_pk
+from tests.sweep import _business_hours_pk, _connection_pk, _handoff_route_pk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,6 +63,10 @@ def _path_values(path: str, *, tenant: Tenant, channel: Channel, key: IssuedKey,
         values["id"] = member.pk
     elif "/connections/{id}" in path:
         values["id"] = _connection_pk(tenant)  # created on first use; no vendor is called
+    elif "/handoff-routes/{id}" in path:
+        values["id"] = _handoff_route_pk(tenant)
+    elif "/business-hours/{id}" in path:
+        values["id"] = _business_hours_pk(tenant)
     return values
 
 

@@ -22,7 +22,8 @@ from django.db.models import DateTimeField as DateTimeOutput
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from apps.chat.models import Conversation, LlmUsage, Message, Outcome, Role
+from apps.chat.models import Conversation, Feedback, FeedbackKind, Handoff, LlmUsage, Message, Outcome, Role
+from apps.core.context import current_tenant
 from apps.integrations.models import DeadLetter, DeadLetterStatus
 from apps.integrations.selectors.sync import ConnectionOverview, sync_overview
 from apps.knowledge.selectors import kb_list, kbs_coverage
@@ -202,6 +203,95 @@ class WindowTotals:
 
 
 @dataclass
+class CsatRow:
+    """CSAT ratings (1-5) after handoffs of one channel kind, locale or region (`key`)."""
+
+    key: str
+    count: int
+    total: int
+
+    @property
+    def average(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass
+class HandoffFigures:
+    """Handoffs started in the window, the median time to their first agent reply, and the CSAT given."""
+
+    handoffs: int = 0
+    answered: int = 0  # of them, with an agent reply
+    median_first_reply: float | None = None  # seconds
+    csat: CsatRow = field(default_factory=lambda: CsatRow("", 0, 0))
+    by_channel: list[CsatRow] = field(default_factory=list)
+    by_locale: list[CsatRow] = field(default_factory=list)
+    by_region: list[CsatRow] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[tuple[Any, list[CsatRow], str]]:
+        """(caption, rows, what they are by) of the CSAT tables, for the template."""
+        return [
+            (_("CSAT by channel"), self.by_channel, "channel"),
+            (_("CSAT by locale"), self.by_locale, "locale"),
+            (_("CSAT by region"), self.by_region, "region"),
+        ]
+
+
+class EpochSeconds(Func):
+    """Postgres EXTRACT(EPOCH FROM interval): a duration in seconds."""
+
+    template = "EXTRACT(EPOCH FROM %(expressions)s)"
+    output_field = FloatField()
+
+
+def _csat_rollup(rows: list[dict[str, Any]], key: str) -> list[CsatRow]:
+    totals: dict[str, list[int]] = {}
+    for row in rows:
+        entry = totals.setdefault(row[key], [0, 0])
+        entry[0] += row["n"]
+        entry[1] += row["total"] or 0
+    return [CsatRow(k, n, total) for k, (n, total) in sorted(totals.items())]
+
+
+def handoff_figures(*, since: datetime) -> HandoffFigures:
+    """The window's handoffs and CSAT in two grouped queries: CSAT per channel kind, locale and region is
+    one grouping by all three, rolled up here (sums and counts, so the averages stay exact)."""
+    stats = Handoff.objects.filter(created_at__gte=since).aggregate(
+        n=Count("id"),
+        answered=Count("id", filter=Q(first_agent_reply_at__isnull=False)),
+        median=PercentileCont(
+            EpochSeconds(F("first_agent_reply_at") - F("created_at")),
+            0.5,
+            filter=Q(first_agent_reply_at__isnull=False),
+        ),
+    )
+    home = current_tenant().region
+    rows: list[dict[str, Any]] = [
+        {**row, "region": row["region"] or home}
+        for row in Feedback.objects.filter(
+            kind=FeedbackKind.CSAT, created_at__gte=since, rating__gte=1, rating__lte=5
+        )
+        .values(
+            channel_kind=F("conversation__channel_kind"),
+            locale=F("conversation__locale"),
+            region=F("conversation__region"),
+        )
+        .annotate(n=Count("id"), total=Sum("rating"))
+        .order_by()
+    ]
+    count = sum(int(r["n"]) for r in rows)
+    return HandoffFigures(
+        handoffs=stats["n"] or 0,
+        answered=stats["answered"] or 0,
+        median_first_reply=stats["median"],
+        csat=CsatRow("", count, sum(int(r["total"] or 0) for r in rows)),
+        by_channel=_csat_rollup(rows, "channel_kind"),
+        by_locale=_csat_rollup(rows, "locale"),
+        by_region=_csat_rollup(rows, "region"),
+    )
+
+
+@dataclass
 class TenantDashboard(WindowTotals):
     window: TimeWindow
     starts: list[datetime]
@@ -214,6 +304,7 @@ class TenantDashboard(WindowTotals):
     costs: list[CostRow]
     sync: list[SyncRow]
     coverage: list[LocaleRow]
+    handoffs: HandoffFigures = field(default_factory=HandoffFigures)  # issue 18: handoffs and CSAT
 
     @property
     def empty(self) -> bool:
@@ -288,6 +379,7 @@ def tenant_dashboard(*, window: TimeWindow, now: datetime | None = None) -> Tena
         costs=costs,
         sync=sync_health(now=now),
         coverage=translation_coverage(),
+        handoffs=handoff_figures(since=origin),
     )
 
 
