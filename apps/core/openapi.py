@@ -37,5 +37,9 @@ def document_unavailable(result: dict[str, Any], **_kwargs: Any) -> dict[str, An
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
             if method in METHODS:
-                operation.setdefault("responses", {}).setdefault("503", response)
+                # An operation that documents its own 503 (e.g. a stream cap) keeps its description and
+                # gains the shared header and body.
+                own = operation.setdefault("responses", {}).setdefault("503", dict(response))
+                own.setdefault("headers", response["headers"])
+                own.setdefault("content", response["content"])
     return result
