@@ -33,13 +33,17 @@ _MAX_ID = 2**63 - 1
 
 AFTER = OpenApiParameter(
     "after",
-    int,
+    {"type": "integer", "minimum": 0},
     OpenApiParameter.QUERY,
     required=False,
     description="Only messages with a larger id (the last id the client has; 0 or absent: from the start).",
 )
 LIMIT = OpenApiParameter(
-    "limit", int, OpenApiParameter.QUERY, required=False, description=f"At most this many (1-{PAGE_MAX})."
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": PAGE_MAX},
+    OpenApiParameter.QUERY,
+    required=False,
+    description=f"At most this many (1-{PAGE_MAX}).",
 )
 LAST_EVENT_ID = OpenApiParameter(
     "Last-Event-ID",
