@@ -162,16 +162,16 @@ _TURN_WRITE_SQL = """
 WITH asked AS (
     INSERT INTO chat_message (created_at, updated_at, tenant_id, conversation_id, role, text,
                               idempotency_key, intent, outcome, citations, actions, handoff, latency_ms,
-                              model, reply_to_id)
+                              model, reply_to_id, author)
     VALUES (%(now)s, %(now)s, %(tenant)s, %(conversation)s, %(user_role)s, %(asked)s, %(key)s, %(intent)s,
-            '', '[]', '[]', false, NULL, '', NULL)
+            '', '[]', '[]', false, NULL, '', NULL, '')
     RETURNING id
 ), replied AS (
     INSERT INTO chat_message (created_at, updated_at, tenant_id, conversation_id, role, text,
                               idempotency_key, intent, outcome, citations, actions, handoff, latency_ms,
-                              model, reply_to_id)
+                              model, reply_to_id, author)
     SELECT %(now)s, %(now)s, %(tenant)s, %(conversation)s, %(bot_role)s, %(reply)s, '', %(intent)s,
-           %(outcome)s, %(citations)s, %(actions)s, %(handoff)s, %(latency)s, %(model)s, asked.id
+           %(outcome)s, %(citations)s, %(actions)s, %(handoff)s, %(latency)s, %(model)s, asked.id, ''
     FROM asked
     RETURNING id
 ), counted AS (
