@@ -22,13 +22,14 @@ from typing import Any
 
 import requests
 
-from connectors.simulation import SimRequest, SimResponse, Simulator, json_response
+from connectors.channel_simulation import PlatformAdmin
+from connectors.simulation import SimRequest, SimResponse, json_response
 
 MAX_TEXT = 40_000
 _CHANNEL = re.compile(r"[CDG][A-Z0-9]{2,}")
 
 
-class SlackSimulator(Simulator):
+class SlackSimulator(PlatformAdmin):
     vendor = "slack"
     scheme = "https"
     signing_secret = "8f742231b10e8888abcd99yyyzzz85a5"  # noqa: S105 - the demo app's signing secret
@@ -271,17 +272,17 @@ class SlackSimulator(Simulator):
         return self.post(target_url, {"token": "deprecated-verification-token", "challenge": challenge,
                                       "type": "url_verification"}, **options)  # fmt: skip
 
-    def admin(self, request: SimRequest) -> SimResponse:
-        action = request.path.removeprefix("/__admin/")
-        body = request.json() if request.body else {}
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
         if action == "messages":
             return json_response(200, {"messages": self.sent(request.query.get("channel"))})
         if action == "deliver" and request.method == "POST":
-            target = body.pop("target_url")
+            target = self.target(body.pop("target_url", None))
+            body.setdefault("verify", self.webhook_verify)
             response = self.deliver_message(target, body.pop("user"), body.pop("channel"), body.pop("text"),
                                             **body)  # fmt: skip
             return json_response(200, {"status": response.status_code, "body": response.text[:2000]})
         if action == "url_verification" and request.method == "POST":
-            response = self.url_verification(body["target_url"], verify=body.get("verify", True))
+            target = self.target(body.get("target_url"))
+            response = self.url_verification(target, verify=body.get("verify", self.webhook_verify))
             return json_response(200, {"status": response.status_code, "body": response.text[:2000]})
-        return super().admin(request)
+        return super().channel_admin(action, request, body)

@@ -28,7 +28,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.simulation import SimRequest, SimResponse, Simulator, json_response
+from connectors.channel_simulation import PlatformAdmin
+from connectors.simulation import SimRequest, SimResponse, json_response
 
 ISSUER = "https://api.botframework.com"
 SCOPE = "https://api.botframework.com/.default"
@@ -84,7 +85,7 @@ class SigningKey:
         )
 
 
-class TeamsSimulator(Simulator):
+class TeamsSimulator(PlatformAdmin):
     vendor = "teams"
     scheme = "https"
     app_id = "5c1e4a52-9f6b-4f4e-9d1e-1b0b7f00d017"
@@ -378,14 +379,14 @@ class TeamsSimulator(Simulator):
         post_options = {k: options.pop(k) for k in ("token", "verify", "timeout") if k in options}
         return self.post(target_url, self.message_activity(text, **options), **post_options)
 
-    def admin(self, request: SimRequest) -> SimResponse:
-        action = request.path.removeprefix("/__admin/")
-        body = request.json() if request.body else {}
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
         if action == "messages":
             return json_response(200, {"activities": self.sent(request.query.get("conversation_id"))})
         if action == "deliver" and request.method == "POST":
-            response = self.deliver_message(body.pop("target_url"), body.pop("text"), **body)
+            target = self.target(body.pop("target_url", None))
+            body.setdefault("verify", self.webhook_verify)
+            response = self.deliver_message(target, body.pop("text"), **body)
             return json_response(200, {"status": response.status_code, "body": response.text[:2000]})
         if action == "rotate_key" and request.method == "POST":
             return json_response(200, {"kid": self.rotate_key()})
-        return super().admin(request)
+        return super().channel_admin(action, request, body)
