@@ -233,24 +233,25 @@ def _principal(channel: Channel, tenant: TenantRef) -> ChannelPrincipal:
 def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inbound) -> Conversation:
     """The open or handed-off conversation of the platform's conversation key, or a new one.
 
-    An advisory lock per key makes two concurrent first messages of one user find one conversation.
+    An advisory lock per key makes two concurrent first messages of one user find one conversation; a
+    user's later messages find it with one SELECT, without the lock's transaction.
     """
     tenant = principal.tenant
     key_hash = user_ref_hash(tenant_id=tenant.id, user_ref=f"{channel.kind}:{inbound.conversation_key}")
+    active = Conversation.objects.filter(
+        channel_id=channel.id,
+        platform_key_hash=key_hash,
+        status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
+    ).order_by("-created_at")
+    found = active.first()
+    if found is not None:
+        return found
     with transaction.atomic(using=tenant.db_alias):
         sql.advisory_xact_lock(
             using=tenant.db_alias,
             key=sql.lock_key("chat-platform-conversation", tenant.id, channel.id, key_hash),
         )
-        found = (
-            Conversation.objects.filter(
-                channel_id=channel.id,
-                platform_key_hash=key_hash,
-                status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
-            )
-            .order_by("-created_at")
-            .first()
-        )
+        found = active.first()
         if found is not None:
             return found
         conversation = conversation_start(
@@ -304,8 +305,14 @@ def reply_parts(reply: Mapping[str, Any], limit: int) -> list[str]:
     return split_text(text, limit)
 
 
-def _finish(event: InboundEvent, *, status: str, error: str = "", conversation: Any = None) -> None:
-    InboundEvent.objects.filter(pk=event.pk).update(
+def _finish(
+    event: InboundEvent, *, status: str, error: str = "", conversation: Any = None, only_queued: bool = False
+) -> int:
+    """Record the event's outcome; with `only_queued`, only while it is still queued. Returns rows changed."""
+    rows = InboundEvent.objects.filter(pk=event.pk)
+    if only_queued:
+        rows = rows.filter(status=InboundStatus.QUEUED)
+    return rows.update(
         status=status,
         last_error=error[:1000],
         conversation_id=conversation.pk if conversation is not None else event.conversation_id,
@@ -375,9 +382,10 @@ def channel_inbound_process(*, event_id: Any) -> str:
             return InboundStatus.IGNORED
         parts = reply_parts(turn.reply, _max_text(connection))
         with transaction.atomic(using=tenant.db_alias):
-            locked = InboundEvent.objects.select_for_update().filter(pk=event.pk, status=InboundStatus.QUEUED)
-            if not locked.exists():
-                return "skipped"  # a concurrent delivery of this task finished it
+            # "done" first: the UPDATE locks the row until the commit, and finds nothing when a concurrent
+            # delivery of this task finished it (then nothing is enqueued: the transaction is empty).
+            if not _finish(event, status=InboundStatus.DONE, conversation=conversation, only_queued=True):
+                return "skipped"
             reply_ref = dict(inbound.reply_ref)
             for part in parts:
                 outbox_enqueue(
@@ -386,7 +394,6 @@ def channel_inbound_process(*, event_id: Any) -> str:
                     payload={"reply_ref": reply_ref, "text": part},
                     ordering_key=str(conversation.pk),
                 )
-            _finish(event, status=InboundStatus.DONE, conversation=conversation)
     except Exception as exc:
         return _failed(event, kind=kind, exc=exc)
     for _part in parts:
