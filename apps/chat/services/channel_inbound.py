@@ -48,7 +48,7 @@ from apps.chat.services.conversations import ChatInputError, conversation_start,
 from apps.chat.services.identity import platform_identity
 from apps.core import sql
 from apps.core.context import TenantRef, as_ref, current_tenant
-from apps.core.tasks import task_enqueue, task_enqueue_on_commit
+from apps.core.tasks import BROKER_ERRORS, task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, OutboxMessage
 from apps.integrations.resilience import BucketConfig, TokenBucket, connection_session
@@ -77,6 +77,11 @@ KEY_CACHE_PREFIX = "chat:channel-keys:"
 #: Order of the platforms' delivery statuses: a late "delivered" never overwrites "read".
 STATUS_RANK = {"accepted": 0, "queued": 0, "sending": 1, "sent": 1, "delivered": 2, "read": 3}
 CHANNEL_INBOUND_TASK = "apps.chat.tasks.channel_inbound_task"
+CHANNEL_STATUS_TASK = "apps.chat.tasks.channel_status_task"
+#: A status report on a message the outbox has not recorded as sent yet (the platform answered the send, its
+#: report raced the outbox's commit) is tried again after these delays, in seconds (about 4 minutes in all):
+#: then it is counted as unmatched and dropped.
+STATUS_RETRY_DELAYS = (1, 2, 5, 15, 30, 60, 120)
 
 
 # --- the adapter -------------------------------------------------------------------------------------------
@@ -170,14 +175,20 @@ def channel_events_accept(*, endpoint: ChannelEndpoint, events: WebhookEvents) -
     for reason in events.ignored:
         logger.info("channel %s: webhook part ignored (%s)", channel.id, reason)
         metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
-    recorded = sum(_status_record(endpoint.connection, status) for status in events.statuses)
+    recorded = 0
+    for status in events.statuses:
+        outcome = _status_record(endpoint.connection, status)
+        recorded += outcome == "recorded"
+        if outcome == "unknown":
+            _status_later(endpoint.connection, status, attempt=0)
     return Accepted(new=new, duplicates=duplicates, statuses=recorded, ignored=len(events.ignored))
 
 
-def _status_record(connection: Connection, status: StatusUpdate) -> bool:
+def _status_record(connection: Connection, status: StatusUpdate) -> str:
     """Note the platform's delivery status on the outbox message that sent it, under payload["delivery"]:
-    queryable per account (`payload__delivery__status`) for the console's delivery report. A status for a
-    message the outbox has not marked delivered yet (the report raced the outbox commit) is not found."""
+    queryable per account (`payload__delivery__status`) for the console's delivery report. Returns
+    "recorded", "stale" (a later status is there already) or "unknown": no message of the account has that
+    platform id yet (the report raced the outbox's commit of the send, or it is not ours)."""
     message = (
         OutboxMessage.objects.filter(
             connection=connection, stream=MESSAGES, vendor_id=status.platform_message_id
@@ -186,11 +197,11 @@ def _status_record(connection: Connection, status: StatusUpdate) -> bool:
         .first()
     )
     if message is None:
-        return False
+        return "unknown"
     before = (message.payload or {}).get("delivery") or {}
     new_rank = STATUS_RANK.get(status.status, 9 if status.status in ("failed", "undelivered") else 0)
     if before and STATUS_RANK.get(str(before.get("status")), 9) > new_rank:
-        return False
+        return "stale"
     delivery = {"status": status.status[:32], "at": timezone.now().isoformat()}
     if status.error:
         delivery["error"] = status.error[:500]
@@ -198,7 +209,45 @@ def _status_record(connection: Connection, status: StatusUpdate) -> bool:
         payload={**(message.payload or {}), "delivery": delivery}, updated_at=timezone.now()
     )
     metrics.record_channel_message(kind=connection.kind, direction="out", outcome="status")
-    return True
+    return "recorded"
+
+
+def _status_later(connection: Connection, status: StatusUpdate, *, attempt: int) -> None:
+    """Try `status` again after the next delay of STATUS_RETRY_DELAYS; past the last, count it unmatched.
+
+    A Celery task rather than a stored row: a status report is worth a few tries, not a table; a broker
+    outage loses it (logged). The task carries the platform's message id and status, no personal data.
+    """
+    if attempt >= len(STATUS_RETRY_DELAYS):
+        logger.info("channel account %s: a delivery status matched no sent message; dropped", connection.pk)
+        metrics.record_channel_message(kind=connection.kind, direction="out", outcome="status_unmatched")
+        return
+    kwargs = {
+        "tenant_id": connection.tenant_id,
+        "connection_id": str(connection.pk),
+        "platform_message_id": status.platform_message_id[:255],
+        "status": status.status[:32],
+        "error": status.error[:500],
+        "attempt": attempt + 1,
+    }
+    try:
+        current_app.tasks[CHANNEL_STATUS_TASK].apply_async(
+            kwargs=kwargs, countdown=STATUS_RETRY_DELAYS[attempt]
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning("delivery status not kept, the broker is unavailable: %s", type(exc).__name__)
+
+
+def channel_status_apply(*, connection_id: Any, status: StatusUpdate, attempt: int) -> str:
+    """Record a status report that found no sent message before (see `_status_later`); call in tenant
+    context. Returns the outcome: recorded, stale, unknown (tried again later), or gone (no account)."""
+    connection = Connection.objects.filter(pk=connection_id).first()
+    if connection is None:
+        return "gone"
+    outcome = _status_record(connection, status)
+    if outcome == "unknown":
+        _status_later(connection, status, attempt=attempt)
+    return outcome
 
 
 def _task() -> Any:
@@ -470,6 +519,7 @@ __all__ = [
     "channel_events_accept",
     "channel_inbound_process",
     "channel_inbound_requeue_stale",
+    "channel_status_apply",
     "inbound_of",
     "reply_parts",
     "split_text",
