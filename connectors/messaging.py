@@ -174,6 +174,13 @@ class ChannelAdapter(abc.ABC):
     def test(self) -> None:
         """One cheap authenticated call (the console's "test" button); typed errors on failure."""
 
+    def user_email(self, *, sender: str, reply_ref: Mapping[str, str]) -> str:
+        """The e-mail address the platform's directory holds for `sender` (an `Inbound.sender`), when the
+        platform vouches for it: a member of the account's own workspace or tenant, not a guest from another
+        organisation. "" when it has none, does not vouch for it, or the platform has no directory (phone
+        numbers are the identity there). Typed errors on failure; the caller treats them as "no e-mail"."""
+        return ""
+
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """Look a header up case-insensitively, whatever mapping the caller hands in."""

@@ -193,6 +193,7 @@ CHANNEL_OUTCOMES = frozenset(
         "enqueued",
         "status",
         "status_unmatched",
+        "email_unavailable",
     }
 )
 CHANNEL_REFUSALS = frozenset(

@@ -264,6 +264,31 @@ class SlackAdapter(ChannelAdapter):
             raise InvalidConfig(f"slack: the bot token belongs to user {user_id}, not {self.bot_user_id}")
         self.bot_user_id = self.bot_user_id or user_id
 
+    def user_email(self, *, sender: str, reply_ref: Mapping[str, str]) -> str:
+        """`users.info` (needs the users:read.email scope for the e-mail): the address only for a human
+        member of the workspace the app is installed in (`auth.test`'s team) whose e-mail Slack confirmed;
+        a Slack Connect user from another organisation, a bot, a deactivated user: ""."""
+        if not re.fullmatch(r"[UW][A-Z0-9]{2,}", sender or ""):
+            return ""
+        client = self.client()
+        error: ConnectorError | None = None
+        try:
+            team = client.auth_test().get("team_id")
+            user = client.users_info(user=sender).get("user")
+        except SlackApiError as exc:
+            error = self._error("users.info", exc)
+        except SlackRequestError:
+            error = InvalidConfig("slack: the Web API base URL is not an http(s) URL")
+        if error is not None:
+            raise error
+        if not isinstance(user, dict) or not team or user.get("team_id") != team:
+            return ""
+        if user.get("deleted") or user.get("is_bot") or user.get("is_email_confirmed") is not True:
+            return ""
+        profile = user.get("profile")
+        email = profile.get("email") if isinstance(profile, dict) else None
+        return email.strip() if isinstance(email, str) else ""
+
     def _error(self, method: str, exc: SlackApiError) -> ConnectorError:
         """Map Slack's answer to a typed error; the message names the error code, never the body."""
         response = exc.response

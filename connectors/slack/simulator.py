@@ -51,8 +51,14 @@ class SlackSimulator(PlatformAdmin):
         self.methods: dict[str, Callable[[dict[str, Any]], SimResponse]] = {
             "chat.postMessage": self.post_message,
             "auth.test": self.auth_test,
+            "users.info": self.users_info,
             "api.test": lambda args: json_response(200, {"ok": True, "args": args}),
         }
+        #: The workspace's members by user id, as users.info answers (the profile's e-mail only while the
+        #: app has the users:read.email scope: `email_scope`).
+        self.users: dict[str, dict[str, Any]] = {}
+        self.email_scope = True
+        self.add_user("U0SIMUSER1", name="alice", email="alice@example.com")
         self.route("POST", r"/api/(?P<method>[\w.]+)", self.api)
         self.route("GET", r"/api/(?P<method>[\w.]+)", self.api)
 
@@ -161,6 +167,35 @@ class SlackSimulator(PlatformAdmin):
                 "is_enterprise_install": False,
             },
         )
+
+    def add_user(
+        self, user_id: str, *, name: str, email: str = "", team_id: str | None = None,
+        email_confirmed: bool = True, is_bot: bool = False, deleted: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Put a member in the workspace (a Slack user object as users.info returns it)."""
+        user = {
+            "id": user_id,
+            "team_id": team_id or self.team_id,
+            "name": name,
+            "real_name": name.title(),
+            "deleted": deleted,
+            "is_bot": is_bot,
+            "is_email_confirmed": email_confirmed,
+            "profile": {"real_name": name.title(), "display_name": name, "email": email},
+        }
+        with self._lock:
+            self.users[user_id] = user
+        return user
+
+    def users_info(self, args: dict[str, Any]) -> SimResponse:
+        with self._lock:
+            user = self.users.get(str(args.get("user") or ""))
+            user = json.loads(json.dumps(user)) if user is not None else None
+        if user is None:
+            return json_response(200, {"ok": False, "error": "user_not_found"})
+        if not self.email_scope:
+            user["profile"].pop("email", None)
+        return json_response(200, {"ok": True, "user": user})
 
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._seq) % 1_000_000:06d}"

@@ -17,7 +17,9 @@ The loop (docs/architecture.md, "Channels"):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -45,7 +47,7 @@ from apps.chat.principal import ChannelInfo, ChannelPrincipal
 from apps.chat.retention import user_ref_hash
 from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
 from apps.chat.services.conversations import ChatInputError, conversation_start, message_post
-from apps.chat.services.identity import platform_identity
+from apps.chat.services.identity import PLATFORM_USER_KINDS, normalize_email, platform_identity
 from apps.core import sql
 from apps.core.context import TenantRef, as_ref, current_tenant
 from apps.core.tasks import BROKER_ERRORS, task_enqueue, task_enqueue_on_commit
@@ -56,6 +58,7 @@ from apps.integrations.retry import jittered_backoff
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.observability import metrics
 from apps.policies.services import redact_for_storage
+from apps.security import crypto
 from connectors.errors import InvalidConfig
 from connectors.messaging import ChannelAdapter, Inbound, StatusUpdate, WebhookEvents
 from connectors.messaging_connector import MESSAGES, MessagingConnector
@@ -74,6 +77,9 @@ RETRY_BASE_MS = 1000.0
 RETRY_CAP_SECONDS = 60.0
 #: Key-cache entries (Teams' OpenID metadata and signing keys) live in the shared cache under this prefix.
 KEY_CACHE_PREFIX = "chat:channel-keys:"
+#: Seconds a Slack/Teams user's directory e-mail stays in the shared cache; an answer without one, less long.
+PLATFORM_EMAIL_TTL = 3600
+PLATFORM_EMAIL_MISS_TTL = 300
 #: Order of the platforms' delivery statuses: a late "delivered" never overwrites "read".
 STATUS_RANK = {"accepted": 0, "queued": 0, "sending": 1, "sent": 1, "delivered": 2, "read": 3}
 CHANNEL_INBOUND_TASK = "apps.chat.tasks.channel_inbound_task"
@@ -279,7 +285,39 @@ def _principal(channel: Channel, tenant: TenantRef) -> ChannelPrincipal:
     return ChannelPrincipal(key_id=0, key_prefix="", scopes=frozenset({"chat"}), tenant=tenant, channel=info)
 
 
-def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inbound) -> Conversation:
+def _platform_email(connection: Connection, inbound: Inbound) -> str:
+    """The e-mail the platform's directory vouches for (Slack/Teams, `ChannelAdapter.user_email`), "" when
+    none. Kept per account and user in the shared cache (encrypted: it is personal data) for
+    PLATFORM_EMAIL_TTL seconds, an empty answer for PLATFORM_EMAIL_MISS_TTL. A failure (platform down, breaker
+    open, missing scope, Redis) means no e-mail for this conversation, never a failed turn; it is not cached,
+    so the user's next conversation asks again."""
+    if not inbound.sender_verified or connection.kind not in PLATFORM_USER_KINDS:
+        return ""
+    digest = hashlib.sha256(f"{connection.pk}|{inbound.sender}".encode()).hexdigest()
+    key, aad = f"chat:platform-email:{digest}", f"platform-email|{connection.pk}|{inbound.sender}".encode()
+    try:
+        cached = cache.get(key)
+        if isinstance(cached, str):
+            return crypto.decrypt(cached, aad=aad) if cached else ""
+    except (RedisError, OSError, crypto.DecryptionFailed):
+        pass
+    try:
+        email = normalize_email(
+            channel_adapter(connection).user_email(sender=inbound.sender, reply_ref=inbound.reply_ref)
+        )
+    except Exception as exc:  # the turn goes on without an e-mail, whatever the lookup ran into
+        logger.info("channel account %s: no e-mail for the sender (%s)", connection.pk, type(exc).__name__)
+        metrics.record_channel_message(kind=connection.kind, direction="in", outcome="email_unavailable")
+        return ""
+    with contextlib.suppress(RedisError, OSError):
+        stored = crypto.encrypt(email, aad=aad) if email else ""
+        cache.set(key, stored, PLATFORM_EMAIL_TTL if email else PLATFORM_EMAIL_MISS_TTL)
+    return email
+
+
+def _conversation(
+    principal: ChannelPrincipal, channel: Channel, inbound: Inbound, connection: Connection
+) -> Conversation:
     """The open or handed-off conversation of the platform's conversation key, or a new one.
 
     An advisory lock per key makes two concurrent first messages of one user find one conversation; a
@@ -295,6 +333,7 @@ def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inboun
     found = active.first()
     if found is not None:
         return found
+    email = _platform_email(connection, inbound)  # before the transaction: a platform call, not a lock holder
     with transaction.atomic(using=tenant.db_alias):
         sql.advisory_xact_lock(
             using=tenant.db_alias,
@@ -309,7 +348,7 @@ def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inboun
         conversation.platform_key_hash = key_hash
         conversation.reply_ref = json.dumps(dict(inbound.reply_ref))
         fields = ["platform_key_hash", "reply_ref", "updated_at"]
-        identity = platform_identity(channel_kind=channel.kind, sender=inbound.sender)
+        identity = platform_identity(channel_kind=channel.kind, sender=inbound.sender, email=email)
         if inbound.sender_verified and identity is not None:
             # The platform vouches for the sender (a WhatsApp/SMS number, a Slack/Teams user): the same
             # identity the chat API's proofs give, so the action rules (services/identity.py) apply alike.
@@ -415,7 +454,7 @@ def channel_inbound_process(*, event_id: Any) -> str:
     principal = _principal(channel, as_ref(tenant))
     key = f"{kind}:{inbound.platform_message_id}"[:128]
     try:
-        conversation = _conversation(principal, channel, inbound)
+        conversation = _conversation(principal, channel, inbound, connection)
         if conversation.status == ConversationStatus.HANDOFF:
             _handed_off_record(principal, conversation, inbound.text, key)
             _finish(event, status=InboundStatus.DONE, conversation=conversation)
