@@ -43,13 +43,13 @@ from apps.chat.models import (
     Message,
     Role,
 )
-from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.chat.principal import ChannelPrincipal, channel_principal
 from apps.chat.retention import user_ref_hash
 from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
 from apps.chat.services.conversations import ChatInputError, conversation_start, message_post
 from apps.chat.services.identity import PLATFORM_USER_KINDS, normalize_email, platform_identity
 from apps.core import sql
-from apps.core.context import TenantRef, as_ref, current_tenant
+from apps.core.context import as_ref, current_tenant
 from apps.core.tasks import BROKER_ERRORS, task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, OutboxMessage
@@ -270,21 +270,6 @@ class Retry(Exception):
         self.countdown = countdown
 
 
-def _principal(channel: Channel, tenant: TenantRef) -> ChannelPrincipal:
-    info = ChannelInfo(
-        id=channel.id,
-        kind=channel.kind,
-        name=channel.name,
-        default_locale=channel.default_locale,
-        allowed_actions=tuple(channel.allowed_actions or ()),
-        knowledge_base_id=channel.knowledge_base_id,
-        content_region=channel.content_region or tenant.region,
-        ticket_connection_id=channel.ticket_connection_id,
-        lead_connection_id=channel.lead_connection_id,
-    )
-    return ChannelPrincipal(key_id=0, key_prefix="", scopes=frozenset({"chat"}), tenant=tenant, channel=info)
-
-
 def _platform_email(connection: Connection, inbound: Inbound) -> str:
     """The e-mail the platform's directory vouches for (Slack/Teams, `ChannelAdapter.user_email`), "" when
     none. Kept per account and user in the shared cache (encrypted: it is personal data) for
@@ -451,7 +436,7 @@ def channel_inbound_process(*, event_id: Any) -> str:
         metrics.record_channel_message(kind=kind, direction="in", outcome="failed")
         return InboundStatus.FAILED
     inbound = inbound_of(str(event.payload or "{}"))
-    principal = _principal(channel, as_ref(tenant))
+    principal = channel_principal(channel, as_ref(tenant))
     key = f"{kind}:{inbound.platform_message_id}"[:128]
     try:
         conversation = _conversation(principal, channel, inbound, connection)
