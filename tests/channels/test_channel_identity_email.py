@@ -162,3 +162,24 @@ def test_phone_platforms_never_look_an_email_up(
     monkeypatch.setattr(channel_inbound, "channel_adapter", forbidden)  # the worker's only platform call
     assert process_all(w) == ["done"]
     assert _identity(w).phone == "+4915112345678"
+
+
+def test_a_permanent_refusal_is_kept_as_no_email_for_a_while(
+    tenant_a: Any, sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = SlackAdapter.user_email
+
+    def counted(self: SlackAdapter, *, sender: str, reply_ref: Any) -> str:
+        calls.append(sender)
+        return real(self, sender=sender, reply_ref=reply_ref)
+
+    monkeypatch.setattr(SlackAdapter, "user_email", counted)
+    w = wire(tenant_a, "slack", sims["slack"])
+    post(Client(), w, _slack_dm(w, "U0GHOST", "Hello"))  # users.info: user_not_found, a permanent error
+    event = w.sim.message_event(user="U0GHOST", channel="C0SIMCHAN1", text="Hello in a channel")
+    body = json.dumps(event, separators=(",", ":")).encode()
+    post(Client(), w, Signed(body, w.sim.sign(body), "application/json", event["event_id"]))
+    assert process_all(w) == ["done", "done"]  # two conversations, both answered
+    assert calls == ["U0GHOST"]  # the second did not ask again
+    assert _identity(w).email == ""

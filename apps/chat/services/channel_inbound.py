@@ -59,7 +59,7 @@ from apps.integrations.services.outbox import outbox_enqueue
 from apps.observability import metrics
 from apps.policies.services import redact_for_storage
 from apps.security import crypto
-from connectors.errors import InvalidConfig
+from connectors.errors import ConnectorError, InvalidConfig
 from connectors.messaging import ChannelAdapter, Inbound, StatusUpdate, WebhookEvents
 from connectors.messaging_connector import MESSAGES, MessagingConnector
 
@@ -274,8 +274,8 @@ def _platform_email(connection: Connection, inbound: Inbound) -> str:
     """The e-mail the platform's directory vouches for (Slack/Teams, `ChannelAdapter.user_email`), "" when
     none. Kept per account and user in the shared cache (encrypted: it is personal data) for
     PLATFORM_EMAIL_TTL seconds, an empty answer for PLATFORM_EMAIL_MISS_TTL. A failure (platform down, breaker
-    open, missing scope, Redis) means no e-mail for this conversation, never a failed turn; it is not cached,
-    so the user's next conversation asks again."""
+    open, Redis) means no e-mail for this conversation, never a failed turn; it is not cached, so the user's
+    next conversation asks again (a permanent refusal, such as a missing scope, is kept as "none")."""
     if not inbound.sender_verified or connection.kind not in PLATFORM_USER_KINDS:
         return ""
     digest = hashlib.sha256(f"{connection.pk}|{inbound.sender}".encode()).hexdigest()
@@ -293,6 +293,9 @@ def _platform_email(connection: Connection, inbound: Inbound) -> str:
     except Exception as exc:  # the turn goes on without an e-mail, whatever the lookup ran into
         logger.info("channel account %s: no e-mail for the sender (%s)", connection.pk, type(exc).__name__)
         metrics.record_channel_message(kind=connection.kind, direction="in", outcome="email_unavailable")
+        if isinstance(exc, ConnectorError) and exc.permanent:  # e.g. a missing scope: do not ask every time
+            with contextlib.suppress(RedisError, OSError):
+                cache.set(key, "", PLATFORM_EMAIL_MISS_TTL)
         return ""
     with contextlib.suppress(RedisError, OSError):
         stored = crypto.encrypt(email, aad=aad) if email else ""
