@@ -126,9 +126,9 @@ def test_a_failed_lookup_answers_without_an_email_and_is_asked_again_later(
     assert _identity(w).email == "alice@example.com"
 
 
-def test_the_email_is_cached_per_user_and_encrypted_there(
-    tenant_a: Any, sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The senders whose e-mail the Slack adapter was asked for, in order."""
     calls: list[str] = []
     real = SlackAdapter.user_email
 
@@ -137,11 +137,17 @@ def test_the_email_is_cached_per_user_and_encrypted_there(
         return real(self, sender=sender, reply_ref=reply_ref)
 
     monkeypatch.setattr(SlackAdapter, "user_email", counted)
+    return calls
+
+
+def test_the_email_is_cached_per_user_and_encrypted_there(
+    tenant_a: Any, sims: dict[str, Any], lookups: list[str]
+) -> None:
     w = wire(tenant_a, "slack", sims["slack"])
     post(Client(), w, _slack_dm(w, "U0SIMUSER1", "Hello"))
     post(Client(), w, message(w, "Hello again"))  # another conversation (a channel thread), same user
     process_all(w)
-    assert calls == ["U0SIMUSER1"]
+    assert lookups == ["U0SIMUSER1"]
     client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
     raw = b"".join(client.get(k) or b"" for k in client.scan_iter(match="*chat:platform-email:*"))
     assert raw and b"alice@example.com" not in raw
@@ -165,21 +171,13 @@ def test_phone_platforms_never_look_an_email_up(
 
 
 def test_a_permanent_refusal_is_kept_as_no_email_for_a_while(
-    tenant_a: Any, sims: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    tenant_a: Any, sims: dict[str, Any], lookups: list[str]
 ) -> None:
-    calls: list[str] = []
-    real = SlackAdapter.user_email
-
-    def counted(self: SlackAdapter, *, sender: str, reply_ref: Any) -> str:
-        calls.append(sender)
-        return real(self, sender=sender, reply_ref=reply_ref)
-
-    monkeypatch.setattr(SlackAdapter, "user_email", counted)
     w = wire(tenant_a, "slack", sims["slack"])
     post(Client(), w, _slack_dm(w, "U0GHOST", "Hello"))  # users.info: user_not_found, a permanent error
     event = w.sim.message_event(user="U0GHOST", channel="C0SIMCHAN1", text="Hello in a channel")
     body = json.dumps(event, separators=(",", ":")).encode()
     post(Client(), w, Signed(body, w.sim.sign(body), "application/json", event["event_id"]))
     assert process_all(w) == ["done", "done"]  # two conversations, both answered
-    assert calls == ["U0GHOST"]  # the second did not ask again
+    assert lookups == ["U0GHOST"]  # the second did not ask again
     assert _identity(w).email == ""
