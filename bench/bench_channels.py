@@ -303,8 +303,30 @@ async def _senders(
     return result
 
 
+def _cpu_with_reaped(root_pids: list[int]) -> dict[Any, float]:
+    """`_cpu_seconds` plus, per process, the CPU of its children that exited and were reaped (psutil's
+    children_user/children_system): a PostgreSQL backend that served one short-lived connection is gone by
+    the end of the phase, and `_cpu_seconds` alone would not count it."""
+    import psutil
+
+    out: dict[Any, float] = dict(_cpu_seconds(root_pids))
+    for root in root_pids:
+        try:
+            procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                out[("reaped", proc.pid)] = times.children_user + times.children_system
+            except psutil.Error:
+                continue
+    return out
+
+
 def _measured(server: Server, workers: Workers, run_phase: Any, per: str) -> dict[str, Any]:
-    """Run one phase; add the CPU gunicorn, the workers and PostgreSQL + Redis spent per unit of work."""
+    """Run one phase; add the CPU gunicorn, the workers and PostgreSQL + Redis spent per unit of work,
+    including processes that ended during the phase (`_cpu_with_reaped`)."""
     assert server.proc is not None
     default, outbox = workers.pids
     groups = {
@@ -313,9 +335,9 @@ def _measured(server: Server, workers: Workers, run_phase: Any, per: str) -> dic
         "worker_outbox": [outbox],
         "db_redis": _service_pids(),
     }
-    before = {name: _cpu_seconds(pids) for name, pids in groups.items()}
+    before = {name: _cpu_with_reaped(pids) for name, pids in groups.items()}
     result: dict[str, Any] = asyncio.run(run_phase())
-    used = {name: _cpu_used(before[name], _cpu_seconds(pids)) for name, pids in groups.items()}
+    used = {name: _cpu_used(before[name], _cpu_with_reaped(pids)) for name, pids in groups.items()}
     n = result["reply_delivered"]["n"] if "reply_delivered" in result else result.get("n", 0)
     n = max(1, n)
     cpu = {f"{name}_ms": round(1000 * seconds / n, 2) for name, seconds in used.items()}

@@ -20,6 +20,8 @@ import requests
 from connectors.simulation import SimRequest, SimResponse, Simulator, json_response
 
 logger = logging.getLogger("connectors.simulators")
+#: The user a simulator's `deliver` writes as when none is named.
+DEMO_SENDER = "+4915112345678"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +40,50 @@ class Delivery:
         return {"url": self.url, "status": self.status, "error": self.error, "bytes": len(self.body)}
 
 
-class ChannelSimulator(Simulator):
+class PlatformAdmin(Simulator):
+    """What every platform simulator's admin side shares: the bot's webhook (the URL pasted into the
+    platform's console; `POST /__admin/webhook` sets it, `describe()` shows it, deliveries default to it)
+    and the admin dispatch, with the platform's own actions in `channel_admin`."""
+
+    #: Where the platform delivers events; None until registered.
+    webhook_url: str | None = None
+    #: `verify` for requests to the webhook: True, False or a CA bundle path (a dev server's own CA).
+    webhook_verify: bool | str = True
+
+    def register_webhook(self, url: str | None, *, verify: bool | str = True) -> None:
+        self.webhook_url = url
+        self.webhook_verify = verify
+
+    def target(self, url: str | None) -> str:
+        chosen = url or self.webhook_url
+        if not chosen:
+            raise ValueError(f"{self.vendor} simulator: no webhook registered and no target_url given")
+        return chosen
+
+    def admin(self, request: SimRequest) -> SimResponse:
+        action = request.path.removeprefix("/__admin/")
+        body = request.json() if request.body else {}
+        if action == "webhook" and request.method == "POST":
+            self.register_webhook(body.get("url"), verify=body.get("verify", True))
+            return json_response(200, {"ok": True, "webhook_url": self.webhook_url})
+        handled = self.channel_admin(action, request, dict(body))
+        return handled if handled is not None else super().admin(request)
+
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
+        """The platform's own admin actions (deliver a message, a status, …); None when not one."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "webhook_url": self.webhook_url}
+
+
+class ChannelSimulator(PlatformAdmin):
     """A messaging platform: records what the bot sent and calls the bot's webhook like the platform."""
 
     scheme = "https"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: Where the platform delivers events (the URL pasted into the platform's console).
-        self.webhook_url: str | None = None
-        #: `verify` for requests to the webhook: True, False or a CA bundle path (a dev server's own CA).
-        self.webhook_verify: bool | str = True
         #: Report sent/delivered for accepted messages, as the platform does (to the webhook/callback).
         self.auto_status = True
         self.status_delay = 0.05
@@ -78,10 +113,6 @@ class ChannelSimulator(Simulator):
 
     # --- webhooks to the bot -------------------------------------------------------------------------
 
-    def register_webhook(self, url: str | None, *, verify: bool | str = True) -> None:
-        self.webhook_url = url
-        self.webhook_verify = verify
-
     def deliveries(self) -> list[Delivery]:
         with self._lock:
             return list(self._deliveries)
@@ -92,12 +123,6 @@ class ChannelSimulator(Simulator):
         while len(self.deliveries()) < count and time.monotonic() < deadline:
             time.sleep(0.01)
         return self.deliveries()
-
-    def target(self, url: str | None) -> str:
-        chosen = url or self.webhook_url
-        if not chosen:
-            raise ValueError(f"{self.vendor} simulator: no webhook registered and no target_url given")
-        return chosen
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Delivery:
         """POST exactly `body` with `headers` to `url` and record the delivery."""
@@ -170,25 +195,27 @@ class ChannelSimulator(Simulator):
 
     # --- admin ---------------------------------------------------------------------------------------
 
-    def admin(self, request: SimRequest) -> SimResponse:
-        action = request.path.removeprefix("/__admin/")
-        body = request.json() if request.body else {}
+    #: Keys of a `POST /__admin/deliver` body passed on to `deliver_message` (the platform's options).
+    deliver_options: tuple[str, ...] = ()
+
+    def deliver_message(
+        self, target_url: str | None = None, from_: str = DEMO_SENDER, text: str = "Hallo", **options: Any
+    ) -> Delivery:
+        """Deliver a user's text message to the webhook, signed as the platform signs it."""
+        raise NotImplementedError
+
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
+        if action == "deliver" and request.method == "POST":
+            options = {k: body[k] for k in self.deliver_options if k in body}
+            delivery = self.deliver_message(
+                body.get("target_url"), body.get("from", DEMO_SENDER), body.get("text", "Hallo"), **options
+            )
+            return json_response(200, delivery.summary())
         if action == "sent" and request.method == "GET":
             return json_response(200, {"sent": self.sent()})
         if action == "deliveries" and request.method == "GET":
             return json_response(200, {"deliveries": [d.summary() for d in self.deliveries()]})
-        if action == "webhook" and request.method == "POST":
-            self.register_webhook(body.get("url"), verify=body.get("verify", True))
-            return json_response(200, {"ok": True, "webhook_url": self.webhook_url})
         if action == "reset" and request.method == "POST":
             self.reset()
             return json_response(200, {"ok": True})
-        handled = self.channel_admin(action, request.method, body)
-        return handled if handled is not None else super().admin(request)
-
-    def channel_admin(self, action: str, method: str, body: Mapping[str, Any]) -> SimResponse | None:
-        """Platform-specific admin actions (deliver a message, a status); None when not one."""
-        return None
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "webhook_url": self.webhook_url}
+        return super().channel_admin(action, request, body)

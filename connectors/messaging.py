@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 
 from connectors.base import ConfigField
 from connectors.errors import InvalidConfig
-from connectors.http import HttpSession
+from connectors.http import HttpSession, make_session
 
 #: Largest inbound webhook body any adapter accepts (platforms send a few KiB; refuse before parsing).
 MAX_WEBHOOK_BYTES = 256 * 1024
@@ -173,6 +173,34 @@ class ChannelAdapter(abc.ABC):
     @abc.abstractmethod
     def test(self) -> None:
         """One cheap authenticated call (the console's "test" button); typed errors on failure."""
+
+    def user_email(self, *, sender: str, reply_ref: Mapping[str, str]) -> str:
+        """The e-mail address the platform's directory holds for `sender` (an `Inbound.sender`), when the
+        platform vouches for it: a member of the account's own workspace or tenant, not a guest from another
+        organisation. "" when it has none, does not vouch for it, or the platform has no directory (phone
+        numbers are the identity there). Typed errors on failure; the caller treats them as "no e-mail"."""
+        return ""
+
+
+class CheckedConfigAdapter(ChannelAdapter):
+    """An adapter whose config is checked at construction against its `config_fields` (`clean_config`:
+    defaults applied, an unknown or missing setting refused) and whose calls go through `self.http`, the
+    session given or a new guarded one, with every secret setting redacted from what it logs."""
+
+    def __init__(
+        self,
+        *,
+        config: Mapping[str, Any],
+        session: HttpSession | None = None,
+        key_cache: KeyCache | None = None,
+    ) -> None:
+        super().__init__(
+            config=clean_config(self.kind, self.config_fields, config), session=session, key_cache=key_cache
+        )
+        self.http: HttpSession = session or make_session()
+        for f in self.config_fields:
+            if f.secret and self.config.get(f.name):
+                self.http.add_secret(str(self.config[f.name]))
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

@@ -36,7 +36,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from apps.chat.models import ApiKey, ApiKeyScope
-from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.chat.principal import ChannelPrincipal, channel_principal
 from apps.core.cache import get_add_and_guard, guard_and_delete, set_if_guard
 from apps.core.context import TenantRef
 from apps.observability import metrics
@@ -106,20 +106,7 @@ def _load(key_hash: str) -> _Entry | None:
         return None
     channel, tenant = key.channel, key.tenant
     ref = TenantRef(id=tenant.id, slug=tenant.slug, region=tenant.region_code)
-    info = ChannelInfo(
-        id=channel.id,
-        kind=channel.kind,
-        name=channel.name,
-        default_locale=channel.default_locale,
-        allowed_actions=tuple(channel.allowed_actions or ()),
-        knowledge_base_id=channel.knowledge_base_id,
-        content_region=channel.content_region or ref.region,
-        ticket_connection_id=channel.ticket_connection_id,
-        lead_connection_id=channel.lead_connection_id,
-    )
-    principal = ChannelPrincipal(
-        key_id=key.id, key_prefix=key.prefix, scopes=frozenset(key.scopes or ()), tenant=ref, channel=info
-    )
+    principal = channel_principal(channel, ref, key_id=key.id, key_prefix=key.prefix, scopes=key.scopes or ())
     return _Entry(
         principal=principal,
         revoked=key.revoked_at is not None,

@@ -6,10 +6,15 @@ control database, so the answer pipeline reads the channel's settings here inste
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from apps.core.context import TenantRef
+
+if TYPE_CHECKING:
+    from apps.chat.models import Channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +48,29 @@ class ChannelPrincipal:
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+def channel_principal(
+    channel: Channel,
+    tenant: TenantRef,
+    *,
+    key_id: int = 0,
+    key_prefix: str = "",
+    scopes: Iterable[str] = ("chat",),
+) -> ChannelPrincipal:
+    """The principal of a channel row in its tenant: an API key's (`key_id`, `key_prefix`, `scopes`), or, for
+    callers without a key (a widget, a platform's message), chat only under key id 0."""
+    info = ChannelInfo(
+        id=channel.id,
+        kind=channel.kind,
+        name=channel.name,
+        default_locale=channel.default_locale,
+        allowed_actions=tuple(channel.allowed_actions or ()),
+        knowledge_base_id=channel.knowledge_base_id,
+        content_region=channel.content_region or tenant.region,
+        ticket_connection_id=channel.ticket_connection_id,
+        lead_connection_id=channel.lead_connection_id,
+    )
+    return ChannelPrincipal(
+        key_id=key_id, key_prefix=key_prefix, scopes=frozenset(scopes), tenant=tenant, channel=info
+    )

@@ -445,6 +445,22 @@ VENDOR_RATES: dict[str, BucketConfig] = {
     # Hourly rate-limit rules per user; instance defaults vary, stay modest.
     "servicenow": BucketConfig(capacity=20, rate=20.0),
     "sap": BucketConfig(capacity=10, rate=10.0),
+    # Messaging platform accounts (issue 17): one bucket per account, sends only (the relay's replies).
+    # WhatsApp Cloud API: 80 messages/s per business phone number by default, inbound and outbound counted
+    # together (developers.facebook.com/documentation/business-messaging/whatsapp/throughput; error 130429
+    # above it). A bot answers each inbound message, so replies get half of it; bursts may use all 80.
+    "whatsapp": BucketConfig(capacity=80, rate=40.0),
+    # Slack chat.postMessage, "special tier": about 1 message/s per channel with short bursts, plus an
+    # unpublished workspace-wide limit (docs.slack.dev/apis/web-api/rate-limits). The bucket is per workspace
+    # (each user's DM is its own channel); a channel's own limit comes back as 429 + Retry-After → penalize.
+    "slack": BucketConfig(capacity=40, rate=20.0),
+    # Bot Framework in Teams: global limit 50 requests/s per app per tenant; per conversation 7/s, 8/2 s,
+    # 60/30 s (learn.microsoft.com/microsoftteams/platform/bots/how-to/rate-limit); 429s → penalize.
+    "teams": BucketConfig(capacity=50, rate=40.0),
+    # Twilio Messaging: the REST API accepts and queues per sender (a US long code sends 1 segment/s, a
+    # short code 100+/s; a queue beyond its validity period fails with 21611/30001: twilio.com/docs/api/
+    # errors/30001); accounts are capped around 25 messages/s for MMS. Accept at 25/s, Twilio paces delivery.
+    "sms": BucketConfig(capacity=25, rate=25.0),
 }
 DEFAULT_RATE = BucketConfig(capacity=10, rate=10.0)
 

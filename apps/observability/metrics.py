@@ -194,6 +194,8 @@ CHANNEL_OUTCOMES = frozenset(
         "status",
         "template",  # issue 18: a late reply sent in the WhatsApp template
         "held",  # issue 18: a later message that could not be sent (apps/chat/services/delivery.py)
+        "status_unmatched",
+        "email_unavailable",
     }
 )
 CHANNEL_REFUSALS = frozenset(

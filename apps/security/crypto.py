@@ -5,13 +5,22 @@ each ciphertext to tenant, model, field and row, so a value copied elsewhere doe
 Unwrapped keys are cached per (region, tenant, version) in a bounded LRU whose entries expire: a version's key
 material never changes, but a retired version can be destroyed (`rotate_keys --destroy-retired`), perhaps by
 another process. The process that destroys evicts at once; any other stops using the material at most
-HUB_DATA_KEY_CACHE_TTL seconds later, after which the destroyed row makes decryption fail clearly. Which
-version is *active* is always read from the database.
+HUB_DATA_KEY_CACHE_TTL seconds later, after which the destroyed row makes decryption fail clearly.
+
+Which version is *active* is kept in the shared cache (Redis), not in the process, for ACTIVE_VERSION_TTL
+seconds: every encrypted write needs it, and a database look-up per write cost three queries per chat turn.
+A new version (`create_data_key`) overwrites the entry once it commits, so every process encrypts under it
+from its next write; readers only *add* an entry, so one that read the database just before the rotation
+committed cannot put the old version back. When that overwrite is lost (Redis down), writes may use the
+previous version for at most ACTIVE_VERSION_TTL seconds. That is safe: a retired version stays readable, and
+`rotate_keys --destroy-retired` refuses while any row still uses it (run `rotate_keys` again). A cached
+version whose row is gone or destroyed is dropped and the database asked again.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import threading
 from collections.abc import Iterable
@@ -21,7 +30,9 @@ from cachetools import TTLCache
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from redis.exceptions import RedisError
 
 from apps.core.context import TenantRef, current_tenant
 from apps.security.keys import NONCE_BYTES, master_key_provider
@@ -32,6 +43,8 @@ if TYPE_CHECKING:
 PREFIX = "hub1"
 
 CacheKey = tuple[str, int, int]  # (region, tenant id, data key version)
+#: Seconds a tenant's active version stays in the shared cache when no rotation overwrites it.
+ACTIVE_VERSION_TTL = 300
 
 
 class DecryptionFailed(Exception):
@@ -113,18 +126,52 @@ def forget_keys(tenant: TenantRef, versions: Iterable[int]) -> None:
     _key_cache.evict((tenant.region, tenant.id, version) for version in versions)
 
 
+def _active_key(tenant: TenantRef) -> str:
+    return f"security:active-data-key:{tenant.region}:{tenant.id}"
+
+
+def _cached_active(tenant: TenantRef) -> int | None:
+    try:
+        version = cache.get(_active_key(tenant))
+    except (RedisError, OSError):  # the database answers instead
+        return None
+    return version if isinstance(version, int) else None
+
+
+def _cache_active(tenant: TenantRef, version: int, *, overwrite: bool) -> None:
+    with contextlib.suppress(RedisError, OSError):  # a lost write is bounded by the TTL (module docstring)
+        if overwrite:
+            cache.set(_active_key(tenant), version, ACTIVE_VERSION_TTL)
+        else:
+            cache.add(_active_key(tenant), version, ACTIVE_VERSION_TTL)
+
+
+def _forget_active(tenant: TenantRef) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        cache.delete(_active_key(tenant))
+
+
 def active_version(tenant: TenantRef | None = None) -> int:
-    """Return the tenant's active data key version, creating version 1 on first use."""
+    """Return the tenant's active data key version (shared cache, else database), creating version 1 on
+    first use."""
+    tenant = tenant or current_tenant()
+    version = _cached_active(tenant)
+    if version is not None:
+        return version
+    return _active_version_db(tenant)
+
+
+def _active_version_db(tenant: TenantRef) -> int:
     from apps.security.models import DataKey
 
-    tenant = tenant or current_tenant()
     version = DataKey.objects.filter(status=DataKey.Status.ACTIVE).values_list("version", flat=True).first()
     if version is not None:
+        _cache_active(tenant, version, overwrite=False)
         return version
     try:
         return create_data_key(tenant).version
     except IntegrityError:  # another process created it concurrently
-        return active_version(tenant)
+        return _active_version_db(tenant)
 
 
 def create_data_key(tenant: TenantRef, *, retire_current: bool = False) -> DataKey:
@@ -139,7 +186,12 @@ def create_data_key(tenant: TenantRef, *, retire_current: bool = False) -> DataK
         key_id, wrapped = master_key_provider().wrap(
             secrets.token_bytes(32), context=_wrap_context(tenant, version)
         )
-        return DataKey.objects.create(version=version, master_key_id=key_id, wrapped_key=wrapped)
+        created = DataKey.objects.create(version=version, master_key_id=key_id, wrapped_key=wrapped)
+        # Every process encrypts under the new version from its next write (see the module docstring); the
+        # entry goes now, for this transaction's own later writes, and the new version is set on commit.
+        _forget_active(tenant)
+        transaction.on_commit(lambda: _cache_active(tenant, version, overwrite=True), using=tenant.db_alias)
+        return created
 
 
 def version_of(ciphertext: str) -> int:
@@ -154,9 +206,18 @@ def version_of(ciphertext: str) -> int:
 
 def encrypt(plaintext: str, *, aad: bytes, version: int | None = None) -> str:
     tenant = current_tenant()
-    version = version if version is not None else active_version(tenant)
+    if version is not None:
+        aead = _load_key(tenant, version)
+    else:
+        version = active_version(tenant)
+        try:
+            aead = _load_key(tenant, version)
+        except DecryptionFailed:  # a cached version whose row is gone or destroyed: ask the database
+            _forget_active(tenant)
+            version = _active_version_db(tenant)
+            aead = _load_key(tenant, version)
     nonce = secrets.token_bytes(NONCE_BYTES)
-    sealed = _load_key(tenant, version).encrypt(nonce, plaintext.encode(), aad)
+    sealed = aead.encrypt(nonce, plaintext.encode(), aad)
     return f"{PREFIX}${version}${base64.b64encode(nonce + sealed).decode()}"
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.request import Request
@@ -25,6 +25,7 @@ from urllib.request import Request
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.signature import Clock, SignatureVerifier
+from slack_sdk.web import SlackResponse
 
 from connectors.base import ConfigField
 from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, RateLimited, VendorUnavailable
@@ -234,15 +235,9 @@ class SlackAdapter(ChannelAdapter):
         if not channel:
             raise ConnectorError("slack: reply_ref has no channel", permanent=True, code="no_channel")
         thread_ts = str(reply_ref.get("thread_ts") or "") or None
-        error: ConnectorError | None = None
-        try:
-            response = self.client().chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
-        except SlackApiError as exc:
-            error = self._error("chat.postMessage", exc)
-        except SlackRequestError:
-            error = InvalidConfig("slack: the Web API base URL is not an http(s) URL")
-        if error is not None:
-            raise error  # outside the except block: the SDK's error (it may quote the body) is not chained
+        response = self._call(
+            "chat.postMessage", lambda c: c.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
+        )
         ts = response.get("ts")
         if not isinstance(ts, str) or not ts:
             raise VendorUnavailable("Slack chat.postMessage answered ok without a message ts")
@@ -250,19 +245,38 @@ class SlackAdapter(ChannelAdapter):
 
     def test(self) -> None:
         """auth.test with the bot token; learns the bot user id, refuses one that contradicts the config."""
-        error: ConnectorError | None = None
-        try:
-            response = self.client().auth_test()
-        except SlackApiError as exc:
-            error = self._error("auth.test", exc)
-        except SlackRequestError:
-            error = InvalidConfig("slack: the Web API base URL is not an http(s) URL")
-        if error is not None:
-            raise error
+        response = self._call("auth.test", lambda c: c.auth_test())
         user_id = str(response.get("user_id") or "")
         if self.bot_user_id and user_id and user_id != self.bot_user_id:
             raise InvalidConfig(f"slack: the bot token belongs to user {user_id}, not {self.bot_user_id}")
         self.bot_user_id = self.bot_user_id or user_id
+
+    def user_email(self, *, sender: str, reply_ref: Mapping[str, str]) -> str:
+        """`users.info` (needs the users:read.email scope for the e-mail): the address only for a human
+        member of the workspace the app is installed in (`auth.test`'s team) whose e-mail Slack confirmed;
+        a Slack Connect user from another organisation, a bot, a deactivated user: ""."""
+        if not re.fullmatch(r"[UW][A-Z0-9]{2,}", sender or ""):
+            return ""
+        team = self._call("auth.test", lambda c: c.auth_test()).get("team_id")
+        user = self._call("users.info", lambda c: c.users_info(user=sender)).get("user")
+        if not isinstance(user, dict) or not team or user.get("team_id") != team:
+            return ""
+        if user.get("deleted") or user.get("is_bot") or user.get("is_email_confirmed") is not True:
+            return ""
+        profile = user.get("profile")
+        email = profile.get("email") if isinstance(profile, dict) else None
+        return email.strip() if isinstance(email, str) else ""
+
+    def _call(self, method: str, call: Callable[[WebClient], SlackResponse]) -> SlackResponse:
+        """One Web API call with this account's client; Slack's refusal as a typed `ConnectorError`."""
+        error: ConnectorError
+        try:
+            return call(self.client())
+        except SlackApiError as exc:
+            error = self._error(method, exc)
+        except SlackRequestError:
+            error = InvalidConfig("slack: the Web API base URL is not an http(s) URL")
+        raise error  # outside the except block: the SDK's error (it may quote the body) is not chained
 
     def _error(self, method: str, exc: SlackApiError) -> ConnectorError:
         """Map Slack's answer to a typed error; the message names the error code, never the body."""

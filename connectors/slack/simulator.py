@@ -22,13 +22,14 @@ from typing import Any
 
 import requests
 
-from connectors.simulation import SimRequest, SimResponse, Simulator, json_response
+from connectors.channel_simulation import PlatformAdmin
+from connectors.simulation import SimRequest, SimResponse, json_response
 
 MAX_TEXT = 40_000
 _CHANNEL = re.compile(r"[CDG][A-Z0-9]{2,}")
 
 
-class SlackSimulator(Simulator):
+class SlackSimulator(PlatformAdmin):
     vendor = "slack"
     scheme = "https"
     signing_secret = "8f742231b10e8888abcd99yyyzzz85a5"  # noqa: S105 - the demo app's signing secret
@@ -50,8 +51,14 @@ class SlackSimulator(Simulator):
         self.methods: dict[str, Callable[[dict[str, Any]], SimResponse]] = {
             "chat.postMessage": self.post_message,
             "auth.test": self.auth_test,
+            "users.info": self.users_info,
             "api.test": lambda args: json_response(200, {"ok": True, "args": args}),
         }
+        #: The workspace's members by user id, as users.info answers (the profile's e-mail only while the
+        #: app has the users:read.email scope: `email_scope`).
+        self.users: dict[str, dict[str, Any]] = {}
+        self.email_scope = True
+        self.add_user("U0SIMUSER1", name="alice", email="alice@example.com")
         self.route("POST", r"/api/(?P<method>[\w.]+)", self.api)
         self.route("GET", r"/api/(?P<method>[\w.]+)", self.api)
 
@@ -160,6 +167,35 @@ class SlackSimulator(Simulator):
                 "is_enterprise_install": False,
             },
         )
+
+    def add_user(
+        self, user_id: str, *, name: str, email: str = "", team_id: str | None = None,
+        email_confirmed: bool = True, is_bot: bool = False, deleted: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Put a member in the workspace (a Slack user object as users.info returns it)."""
+        user = {
+            "id": user_id,
+            "team_id": team_id or self.team_id,
+            "name": name,
+            "real_name": name.title(),
+            "deleted": deleted,
+            "is_bot": is_bot,
+            "is_email_confirmed": email_confirmed,
+            "profile": {"real_name": name.title(), "display_name": name, "email": email},
+        }
+        with self._lock:
+            self.users[user_id] = user
+        return user
+
+    def users_info(self, args: dict[str, Any]) -> SimResponse:
+        with self._lock:
+            user = self.users.get(str(args.get("user") or ""))
+            user = json.loads(json.dumps(user)) if user is not None else None
+        if user is None:
+            return json_response(200, {"ok": False, "error": "user_not_found"})
+        if not self.email_scope:
+            user["profile"].pop("email", None)
+        return json_response(200, {"ok": True, "user": user})
 
     def new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._seq) % 1_000_000:06d}"
@@ -271,17 +307,17 @@ class SlackSimulator(Simulator):
         return self.post(target_url, {"token": "deprecated-verification-token", "challenge": challenge,
                                       "type": "url_verification"}, **options)  # fmt: skip
 
-    def admin(self, request: SimRequest) -> SimResponse:
-        action = request.path.removeprefix("/__admin/")
-        body = request.json() if request.body else {}
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
         if action == "messages":
             return json_response(200, {"messages": self.sent(request.query.get("channel"))})
         if action == "deliver" and request.method == "POST":
-            target = body.pop("target_url")
+            target = self.target(body.pop("target_url", None))
+            body.setdefault("verify", self.webhook_verify)
             response = self.deliver_message(target, body.pop("user"), body.pop("channel"), body.pop("text"),
                                             **body)  # fmt: skip
             return json_response(200, {"status": response.status_code, "body": response.text[:2000]})
         if action == "url_verification" and request.method == "POST":
-            response = self.url_verification(body["target_url"], verify=body.get("verify", True))
+            target = self.target(body.get("target_url"))
+            response = self.url_verification(target, verify=body.get("verify", self.webhook_verify))
             return json_response(200, {"status": response.status_code, "body": response.text[:2000]})
-        return super().admin(request)
+        return super().channel_admin(action, request, body)

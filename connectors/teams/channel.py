@@ -375,6 +375,33 @@ class TeamsAdapter(ChannelAdapter):
         """Request a new token: proves the app id and secret (the console's "test" button)."""
         self.token(fresh=True)
 
+    def user_email(self, *, sender: str, reply_ref: Mapping[str, str]) -> str:
+        """The conversation member's `email` (else a `userPrincipalName` shaped like one) from
+        GET {serviceUrl}/v3/conversations/{id}/members/{user}: Entra ID's directory entry, so only for a
+        member of the bot's own tenant (`tenant_id` set and equal to the member's `tenantId`). A
+        multi-tenant bot, a guest from another tenant, an unallowed serviceUrl: ""."""
+        service_url = str(reply_ref.get("service_url") or "")
+        conversation_id = str(reply_ref.get("conversation_id") or "")
+        if not (self.tenant_id and sender and conversation_id and self.service_url_allowed(service_url)):
+            return ""
+        url = (
+            f"{service_url.rstrip('/')}/v3/conversations/{quote(conversation_id, safe='')}"
+            f"/members/{quote(sender, safe='')}"
+        )
+        response = self.http.get(url, headers={"Authorization": f"Bearer {self.token()}"})
+        if response.status_code == 404:
+            return ""  # not (or no longer) a member of this conversation
+        if response.status_code != 200:
+            raise self._error(response, "reading the conversation member")
+        member = json_or_none(response)
+        if not isinstance(member, dict) or str(member.get("tenantId") or "") != self.tenant_id:
+            return ""
+        for name in ("email", "userPrincipalName"):
+            value = member.get(name)
+            if isinstance(value, str) and "@" in value:
+                return value.strip()
+        return ""
+
     @staticmethod
     def _error(response: requests.Response, what: str) -> ConnectorError:
         """Map an HTTP failure to a typed error naming the platform's error code, never its body."""

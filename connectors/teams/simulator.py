@@ -28,7 +28,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.simulation import SimRequest, SimResponse, Simulator, json_response
+from connectors.channel_simulation import PlatformAdmin
+from connectors.simulation import SimRequest, SimResponse, json_response
 
 ISSUER = "https://api.botframework.com"
 SCOPE = "https://api.botframework.com/.default"
@@ -84,7 +85,7 @@ class SigningKey:
         )
 
 
-class TeamsSimulator(Simulator):
+class TeamsSimulator(PlatformAdmin):
     vendor = "teams"
     scheme = "https"
     app_id = "5c1e4a52-9f6b-4f4e-9d1e-1b0b7f00d017"
@@ -110,6 +111,17 @@ class TeamsSimulator(Simulator):
         self.route("GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self.tenant_metadata)
         activities = r"/teams/v3/conversations/(?P<conversation>[^/]+)/activities(?:/(?P<reply_to>[^/]+))?"
         self.route("POST", activities, self.post_activity)
+        members = r"/teams/v3/conversations/(?P<conversation>[^/]+)/members/(?P<member>[^/]+)"
+        self.route("GET", members, self.get_member)
+        #: The tenant's directory as the connector returns conversation members, by user id (the "29:" id
+        #: and the aadObjectId both find a member, as in Teams).
+        self.members: dict[str, dict[str, Any]] = {}
+        self.add_member(
+            user_id="29:1simUserAlice",
+            aad_object_id="0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+            name="Alice Example",
+            email="alice@example.com",
+        )
 
     @property
     def bot_id(self) -> str:
@@ -258,6 +270,37 @@ class TeamsSimulator(Simulator):
             self.activities.append(record)
         return json_response(201, {"id": new_id})
 
+    def add_member(
+        self, *, user_id: str, aad_object_id: str, name: str, email: str = "", upn: str = "",
+        tenant_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Put a user in the simulated directory (a TeamsChannelAccount, as GET .../members/{id} answers)."""
+        member = {
+            "id": user_id,
+            "name": name,
+            "aadObjectId": aad_object_id,
+            "email": email,
+            "userPrincipalName": upn or email,
+            "tenantId": self.tenant_id if tenant_id is None else tenant_id,
+            "userRole": "user",
+        }
+        with self._lock:
+            self.members[user_id] = self.members[aad_object_id] = member
+        return member
+
+    def get_member(self, request: SimRequest) -> SimResponse:
+        assert request.match is not None
+        conversation = unquote(request.match.group("conversation"))
+        with self._lock:
+            member = self.members.get(unquote(request.match.group("member")))
+        if conversation in self.missing_conversations:
+            return json_response(
+                404, {"error": {"code": "ConversationNotFound", "message": "Conversation not found."}}
+            )
+        if member is None:
+            return json_response(404, {"error": {"code": "MemberNotFound", "message": "Member not found."}})
+        return json_response(200, dict(member))
+
     def sent(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
         """Activities the bot posted (to `conversation_id`), oldest first."""
         with self._lock:
@@ -378,14 +421,14 @@ class TeamsSimulator(Simulator):
         post_options = {k: options.pop(k) for k in ("token", "verify", "timeout") if k in options}
         return self.post(target_url, self.message_activity(text, **options), **post_options)
 
-    def admin(self, request: SimRequest) -> SimResponse:
-        action = request.path.removeprefix("/__admin/")
-        body = request.json() if request.body else {}
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
         if action == "messages":
             return json_response(200, {"activities": self.sent(request.query.get("conversation_id"))})
         if action == "deliver" and request.method == "POST":
-            response = self.deliver_message(body.pop("target_url"), body.pop("text"), **body)
+            target = self.target(body.pop("target_url", None))
+            body.setdefault("verify", self.webhook_verify)
+            response = self.deliver_message(target, body.pop("text"), **body)
             return json_response(200, {"status": response.status_code, "body": response.text[:2000]})
         if action == "rotate_key" and request.method == "POST":
             return json_response(200, {"kid": self.rotate_key()})
-        return super().admin(request)
+        return super().channel_admin(action, request, body)

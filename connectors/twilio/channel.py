@@ -31,19 +31,17 @@ from connectors.errors import (
     UnexpectedResponse,
     VendorUnavailable,
 )
-from connectors.http import HttpSession, make_session, parse_retry_after
+from connectors.http import HttpSession, parse_retry_after
 from connectors.messaging import (
     MAX_WEBHOOK_BYTES,
     Answer,
-    ChannelAdapter,
+    CheckedConfigAdapter,
     Inbound,
-    KeyCache,
     PayloadInvalid,
     Sent,
     SignatureInvalid,
     StatusUpdate,
     WebhookEvents,
-    clean_config,
     header,
 )
 
@@ -143,7 +141,7 @@ class GuardedTwilioHttp(HttpClient):
         return TwilioResponse(response.status_code, response.text, response.headers)
 
 
-class TwilioSmsAdapter(ChannelAdapter):
+class TwilioSmsAdapter(CheckedConfigAdapter):
     kind = "sms"
     config_fields = (
         ConfigField("account_sid", "Account SID", required=True, help="Console > Account info: AC…"),
@@ -159,19 +157,10 @@ class TwilioSmsAdapter(ChannelAdapter):
     )  # fmt: skip
     max_text = MAX_BODY
 
-    def __init__(
-        self,
-        *,
-        config: Mapping[str, Any],
-        session: HttpSession | None = None,
-        key_cache: KeyCache | None = None,
-    ) -> None:
-        super().__init__(config=clean_config(self.kind, self.config_fields, config), session=session,
-                         key_cache=key_cache)  # fmt: skip
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if not (self.config["from_number"] or self.config["messaging_service_sid"]):
             raise InvalidConfig("sms: a from number or a messaging service SID is required")
-        self.http: HttpSession = session or make_session()
-        self.http.add_secret(str(self.config["auth_token"]))
         self.transport = GuardedTwilioHttp(self.http, api_base=str(self.config["api_base"]))
         self.client = Client(
             str(self.config["account_sid"]),

@@ -281,18 +281,11 @@ class TwilioSimulator(ChannelSimulator):
             params["ErrorCode"] = str(error_code)
         return self.signed_post(self.target(target_url), params)
 
-    def channel_admin(self, action: str, method: str, body: Mapping[str, Any]) -> SimResponse | None:
-        if method != "POST":
-            return None
-        if action == "deliver":
-            options = {k: body[k] for k in ("to", "media", "message_sid", "opt_out") if k in body}
-            delivery = self.deliver_message(
-                body.get("target_url"),
-                body.get("from", "+4915112345678"),
-                body.get("text", "Hallo"),
-                **options,
-            )
-            return json_response(200, delivery.summary())
+    deliver_options = ("to", "media", "message_sid", "opt_out")
+
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
+        if request.method != "POST":
+            return super().channel_admin(action, request, body)
         if action == "status":
             delivery = self.deliver_status(
                 body["sid"],
@@ -301,4 +294,4 @@ class TwilioSimulator(ChannelSimulator):
                 error_code=body.get("error_code"),
             )
             return json_response(200, delivery.summary())
-        return None
+        return super().channel_admin(action, request, body)

@@ -34,19 +34,17 @@ from connectors.errors import (
     UnexpectedResponse,
     VendorUnavailable,
 )
-from connectors.http import HttpSession, json_or_none, make_session, parse_retry_after
+from connectors.http import json_or_none, parse_retry_after
 from connectors.messaging import (
     MAX_WEBHOOK_BYTES,
     Answer,
-    ChannelAdapter,
+    CheckedConfigAdapter,
     Inbound,
-    KeyCache,
     PayloadInvalid,
     Sent,
     SignatureInvalid,
     StatusUpdate,
     WebhookEvents,
-    clean_config,
     header,
 )
 
@@ -98,7 +96,7 @@ def status_error(errors: Any) -> str:
     return f"{first.get('code', '?')}: {first.get('title') or first.get('message') or 'error'}"[:200]
 
 
-class WhatsAppAdapter(ChannelAdapter):
+class WhatsAppAdapter(CheckedConfigAdapter):
     kind = "whatsapp"
     config_fields = (
         ConfigField("phone_number_id", "Phone number ID", required=True,
@@ -120,19 +118,8 @@ class WhatsAppAdapter(ChannelAdapter):
     #: Meta's limit for a text message body.
     max_text = 4096
 
-    def __init__(
-        self,
-        *,
-        config: Mapping[str, Any],
-        session: HttpSession | None = None,
-        key_cache: KeyCache | None = None,
-    ) -> None:
-        super().__init__(config=clean_config(self.kind, self.config_fields, config), session=session,
-                         key_cache=key_cache)  # fmt: skip
-        self.http: HttpSession = session or make_session()
-        for f in self.config_fields:
-            if f.secret:
-                self.http.add_secret(str(self.config[f.name]))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         version = str(self.config["api_version"]).strip("/")
         self.graph = f"{str(self.config['api_base']).rstrip('/')}/{version}"
 

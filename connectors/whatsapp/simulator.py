@@ -451,18 +451,11 @@ class WhatsAppSimulator(ChannelSimulator):
         self.register_webhook(target_url, verify=verify)
         return True
 
-    def channel_admin(self, action: str, method: str, body: Mapping[str, Any]) -> SimResponse | None:
-        if method != "POST":
-            return None
-        if action == "deliver":
-            options = {k: body[k] for k in ("kind", "name", "message_id") if k in body}
-            delivery = self.deliver_message(
-                body.get("target_url"),
-                body.get("from", "+4915112345678"),
-                body.get("text", "Hallo"),
-                **options,
-            )
-            return json_response(200, delivery.summary())
+    deliver_options = ("kind", "name", "message_id")
+
+    def channel_admin(self, action: str, request: SimRequest, body: dict[str, Any]) -> SimResponse | None:
+        if request.method != "POST":
+            return super().channel_admin(action, request, body)
         if action == "status":
             errors = [self.window_error()] if body.get("window_closed") else None
             delivery = self.deliver_status(
@@ -485,4 +478,4 @@ class WhatsAppSimulator(ChannelSimulator):
             else:
                 self._last_inbound.pop(str(body["wa_id"]).lstrip("+"), None)
             return json_response(200, {"ok": True})
-        return None
+        return super().channel_admin(action, request, body)

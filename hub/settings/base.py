@@ -774,3 +774,9 @@ HUB_CHANNELS_PUBLIC_URL = env_str("HUB_CHANNELS_PUBLIC_URL", "").rstrip("/")
 # Whether a web widget's allowed origins must be https:// (http:// only for localhost). Default: off here
 # (dev and test sites on http), ON in production (production.py).
 HUB_WIDGET_ORIGINS_REQUIRE_HTTPS = env_bool("HUB_WIDGET_ORIGINS_REQUIRE_HTTPS", False)
+# --- Issue 17, slice "finish17": Celery workers keep their database connections (hub/celery.py) ----------
+# Celery's Django fixup closes every database connection before and after each task unless this is set, so
+# each task opened new ones (TCP, SCRAM authentication, a PostgreSQL backend process, the task budget): a
+# quarter of a platform message's worker CPU. With it the fixup closes them only every 1,000 tasks, and
+# hub/celery.py applies CONN_MAX_AGE and the health checks around each task as Django does per request.
+CELERY_DB_REUSE_MAX = 1000

@@ -103,8 +103,9 @@ def test_a_platform_message_is_answered_on_the_platform(wired: Wired) -> None:
     assert conversation.identity_verified and identity is not None  # every platform vouches for its sender
     if wired.kind in ("whatsapp", "sms"):  # a phone number the order rule can match (E.164)
         assert identity.phone and identity.phone.startswith("+") and identity.user_id == identity.phone
-    else:  # a workspace user: verified, but no contact data to match an order with
-        assert identity.user_id.startswith(f"{wired.kind}:") and not identity.has_contact
+    else:  # a workspace user, with the e-mail its directory vouches for (none from a multi-tenant Teams bot)
+        assert identity.user_id.startswith(f"{wired.kind}:") and not identity.phone
+        assert identity.email == ("alice@example.com" if wired.kind == "slack" else "")
 
 
 def test_the_same_platform_message_twice_is_one_turn_and_one_reply(wired: Wired) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.chat.demo import DEMO_CHANNEL, DEMO_ORIGINS, seed_demo_platform_channels
+from apps.chat.demo import DEMO_CHANNEL, DEMO_ORIGINS, PLATFORM_DEMO, seed_demo_platform_channels
 from apps.chat.models import Channel
 from apps.chat.services.channel_setup import channel_platform_test
 from apps.chat.services.channels import channel_create
@@ -67,3 +67,17 @@ def test_demo_skips_platforms_whose_simulator_is_down(tenant_a: Tenant) -> None:
     result = seed_demo_platform_channels([tenant_a], simulators={})
     assert result[tenant_a.slug] == []
     assert not Channel.objects.filter(tenant=tenant_a).exists()
+
+
+def test_demo_registers_each_channel_webhook_with_its_simulator(
+    tenant_a: Tenant, platform_sims: dict[str, Simulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`make run` logged "could not register the simulator webhook" for Slack and Teams: their simulators
+    had no /__admin/webhook. Every platform simulator now takes it, over HTTPS as the demo calls it."""
+    described = {name: sim.describe() for name, sim in platform_sims.items()}
+    seed_demo_platform_channels([tenant_a], simulators=described)
+    channels = {c.name: c for c in Channel.objects.filter(tenant=tenant_a)}
+    for name, (_kind, simulator) in PLATFORM_DEMO.items():
+        expected = f"http://localhost:8000/hooks/channels/{channels[name].pk}/"
+        assert platform_sims[simulator].describe()["webhook_url"] == expected, name
+    assert "could not register" not in caplog.text

@@ -450,3 +450,48 @@ def test_simulator_is_registered(tmp_path: Path) -> None:
     assert "slack" in SIMULATORS
     d = SlackSimulator(state_dir=tmp_path).describe()
     assert {"api_base", "signing_secret", "bot_token", "bot_user_id"} <= set(d)
+
+
+# --- the workspace-verified e-mail (users.info) -------------------------------------------------------------
+
+
+def test_user_email_is_the_confirmed_address_of_a_member_of_the_installed_workspace(
+    sim: SlackSimulator,
+) -> None:
+    sim.add_user("U0ANN", name="ann", email="Ann@Example.com")
+    assert adapter(sim).user_email(sender="U0ANN", reply_ref={"channel": "D0ANN"}) == "Ann@Example.com"
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"team_id": "T0OTHERORG"},  # Slack Connect: another organisation's directory vouches, not ours
+        {"email_confirmed": False},
+        {"is_bot": True},
+        {"deleted": True},
+        {"email": ""},
+    ],
+)
+def test_user_email_is_empty_when_the_workspace_does_not_vouch(
+    sim: SlackSimulator, user: dict[str, Any]
+) -> None:
+    sim.add_user("U0EVE", name="eve", **{"email": "ann@example.com", **user})
+    assert adapter(sim).user_email(sender="U0EVE", reply_ref={}) == ""
+
+
+def test_user_email_without_the_email_scope_is_empty(sim: SlackSimulator) -> None:
+    sim.email_scope = False
+    try:
+        assert adapter(sim).user_email(sender="U0SIMUSER1", reply_ref={}) == ""
+    finally:
+        sim.email_scope = True
+
+
+def test_user_email_failures_are_typed(sim: SlackSimulator) -> None:
+    with pytest.raises(ConnectorError) as unknown:
+        adapter(sim).user_email(sender="U0NOBODY", reply_ref={})
+    assert unknown.value.permanent and unknown.value.code == "user_not_found"
+    sim.inject(outage="503")
+    with pytest.raises(VendorUnavailable):
+        adapter(sim).user_email(sender="U0SIMUSER1", reply_ref={})
+    assert adapter(sim).user_email(sender="not a user id", reply_ref={}) == ""

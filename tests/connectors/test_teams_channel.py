@@ -591,3 +591,35 @@ def test_jwt_from_the_simulator_is_a_real_rs256_bot_connector_token(sim: TeamsSi
         token, public, algorithms=["RS256"], audience=sim.app_id, issuer="https://api.botframework.com"
     )
     assert claims["serviceurl"] == sim.service_url
+
+
+# --- the tenant-verified e-mail (conversation member) -------------------------------------------------------
+REF = {"conversation_id": "a:1simPersonalChat", "activity_id": "1"}
+
+
+def test_user_email_is_the_member_email_of_the_bots_own_tenant(sim: TeamsSimulator) -> None:
+    bot = adapter(sim, tenant_id=sim.tenant_id)
+    ref = {**REF, "service_url": sim.service_url}
+    assert bot.user_email(sender="0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", reply_ref=ref) == "alice@example.com"
+    sim.add_member(user_id="29:1simUpn", aad_object_id="aad-upn", name="Upn Only", upn="upn@example.com")
+    assert bot.user_email(sender="29:1simUpn", reply_ref=ref) == "upn@example.com"
+
+
+def test_user_email_is_empty_for_another_tenant_a_multi_tenant_bot_or_a_stranger(sim: TeamsSimulator) -> None:
+    ref = {**REF, "service_url": sim.service_url}
+    sim.add_member(user_id="29:1simGuest", aad_object_id="aad-guest", name="Guest", email="ann@example.com",
+                   tenant_id="99999999-0000-4000-8000-000000000000")  # fmt: skip
+    bot = adapter(sim, tenant_id=sim.tenant_id)
+    assert bot.user_email(sender="29:1simGuest", reply_ref=ref) == ""
+    assert bot.user_email(sender="29:1simNobody", reply_ref=ref) == ""  # 404: not a member
+    assert adapter(sim).user_email(sender="29:1simUserAlice", reply_ref=ref) == ""  # no tenant configured
+    elsewhere = {**ref, "service_url": "https://attacker.example/teams/"}
+    assert bot.user_email(sender="29:1simUserAlice", reply_ref=elsewhere) == ""
+
+
+def test_user_email_failures_are_typed(sim: TeamsSimulator) -> None:
+    bot = adapter(sim, tenant_id=sim.tenant_id)
+    bot.token()  # a token first: the outage hits the member call
+    sim.inject(outage="503")
+    with pytest.raises(VendorUnavailable):
+        bot.user_email(sender="29:1simUserAlice", reply_ref={**REF, "service_url": sim.service_url})

@@ -17,7 +17,9 @@ The loop (docs/architecture.md, "Channels"):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -41,14 +43,14 @@ from apps.chat.models import (
     Message,
     Role,
 )
-from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.chat.principal import ChannelPrincipal, channel_principal
 from apps.chat.retention import user_ref_hash
 from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
 from apps.chat.services.conversations import ChatInputError, conversation_start, message_post
-from apps.chat.services.identity import platform_identity
+from apps.chat.services.identity import PLATFORM_USER_KINDS, normalize_email, platform_identity
 from apps.core import sql
-from apps.core.context import TenantRef, as_ref, current_tenant
-from apps.core.tasks import task_enqueue, task_enqueue_on_commit
+from apps.core.context import as_ref, current_tenant
+from apps.core.tasks import BROKER_ERRORS, task_enqueue, task_enqueue_on_commit
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, OutboxMessage
 from apps.integrations.resilience import BucketConfig, TokenBucket, connection_session
@@ -56,7 +58,8 @@ from apps.integrations.retry import jittered_backoff
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.observability import metrics
 from apps.policies.services import redact_for_storage
-from connectors.errors import InvalidConfig
+from apps.security import crypto
+from connectors.errors import ConnectorError, InvalidConfig
 from connectors.messaging import ChannelAdapter, Inbound, StatusUpdate, WebhookEvents
 from connectors.messaging_connector import MESSAGES, MessagingConnector
 
@@ -74,9 +77,17 @@ RETRY_BASE_MS = 1000.0
 RETRY_CAP_SECONDS = 60.0
 #: Key-cache entries (Teams' OpenID metadata and signing keys) live in the shared cache under this prefix.
 KEY_CACHE_PREFIX = "chat:channel-keys:"
+#: Seconds a Slack/Teams user's directory e-mail stays in the shared cache; an answer without one, less long.
+PLATFORM_EMAIL_TTL = 3600
+PLATFORM_EMAIL_MISS_TTL = 300
 #: Order of the platforms' delivery statuses: a late "delivered" never overwrites "read".
 STATUS_RANK = {"accepted": 0, "queued": 0, "sending": 1, "sent": 1, "delivered": 2, "read": 3}
 CHANNEL_INBOUND_TASK = "apps.chat.tasks.channel_inbound_task"
+CHANNEL_STATUS_TASK = "apps.chat.tasks.channel_status_task"
+#: A status report on a message the outbox has not recorded as sent yet (the platform answered the send, its
+#: report raced the outbox's commit) is tried again after these delays, in seconds (about 4 minutes in all):
+#: then it is counted as unmatched and dropped.
+STATUS_RETRY_DELAYS = (1, 2, 5, 15, 30, 60, 120)
 
 
 # --- the adapter -------------------------------------------------------------------------------------------
@@ -170,14 +181,20 @@ def channel_events_accept(*, endpoint: ChannelEndpoint, events: WebhookEvents) -
     for reason in events.ignored:
         logger.info("channel %s: webhook part ignored (%s)", channel.id, reason)
         metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
-    recorded = sum(_status_record(endpoint.connection, status) for status in events.statuses)
+    recorded = 0
+    for status in events.statuses:
+        outcome = _status_record(endpoint.connection, status)
+        recorded += outcome == "recorded"
+        if outcome == "unknown":
+            _status_later(endpoint.connection, status, attempt=0)
     return Accepted(new=new, duplicates=duplicates, statuses=recorded, ignored=len(events.ignored))
 
 
-def _status_record(connection: Connection, status: StatusUpdate) -> bool:
+def _status_record(connection: Connection, status: StatusUpdate) -> str:
     """Note the platform's delivery status on the outbox message that sent it, under payload["delivery"]:
-    queryable per account (`payload__delivery__status`) for the console's delivery report. A status for a
-    message the outbox has not marked delivered yet (the report raced the outbox commit) is not found."""
+    queryable per account (`payload__delivery__status`) for the console's delivery report. Returns
+    "recorded", "stale" (a later status is there already) or "unknown": no message of the account has that
+    platform id yet (the report raced the outbox's commit of the send, or it is not ours)."""
     message = (
         OutboxMessage.objects.filter(
             connection=connection, stream=MESSAGES, vendor_id=status.platform_message_id
@@ -186,11 +203,11 @@ def _status_record(connection: Connection, status: StatusUpdate) -> bool:
         .first()
     )
     if message is None:
-        return False
+        return "unknown"
     before = (message.payload or {}).get("delivery") or {}
     new_rank = STATUS_RANK.get(status.status, 9 if status.status in ("failed", "undelivered") else 0)
     if before and STATUS_RANK.get(str(before.get("status")), 9) > new_rank:
-        return False
+        return "stale"
     delivery = {"status": status.status[:32], "at": timezone.now().isoformat()}
     if status.error:
         delivery["error"] = status.error[:500]
@@ -198,7 +215,45 @@ def _status_record(connection: Connection, status: StatusUpdate) -> bool:
         payload={**(message.payload or {}), "delivery": delivery}, updated_at=timezone.now()
     )
     metrics.record_channel_message(kind=connection.kind, direction="out", outcome="status")
-    return True
+    return "recorded"
+
+
+def _status_later(connection: Connection, status: StatusUpdate, *, attempt: int) -> None:
+    """Try `status` again after the next delay of STATUS_RETRY_DELAYS; past the last, count it unmatched.
+
+    A Celery task rather than a stored row: a status report is worth a few tries, not a table; a broker
+    outage loses it (logged). The task carries the platform's message id and status, no personal data.
+    """
+    if attempt >= len(STATUS_RETRY_DELAYS):
+        logger.info("channel account %s: a delivery status matched no sent message; dropped", connection.pk)
+        metrics.record_channel_message(kind=connection.kind, direction="out", outcome="status_unmatched")
+        return
+    kwargs = {
+        "tenant_id": connection.tenant_id,
+        "connection_id": str(connection.pk),
+        "platform_message_id": status.platform_message_id[:255],
+        "status": status.status[:32],
+        "error": status.error[:500],
+        "attempt": attempt + 1,
+    }
+    try:
+        current_app.tasks[CHANNEL_STATUS_TASK].apply_async(
+            kwargs=kwargs, countdown=STATUS_RETRY_DELAYS[attempt]
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning("delivery status not kept, the broker is unavailable: %s", type(exc).__name__)
+
+
+def channel_status_apply(*, connection_id: Any, status: StatusUpdate, attempt: int) -> str:
+    """Record a status report that found no sent message before (see `_status_later`); call in tenant
+    context. Returns the outcome: recorded, stale, unknown (tried again later), or gone (no account)."""
+    connection = Connection.objects.filter(pk=connection_id).first()
+    if connection is None:
+        return "gone"
+    outcome = _status_record(connection, status)
+    if outcome == "unknown":
+        _status_later(connection, status, attempt=attempt)
+    return outcome
 
 
 def _task() -> Any:
@@ -215,42 +270,64 @@ class Retry(Exception):
         self.countdown = countdown
 
 
-def _principal(channel: Channel, tenant: TenantRef) -> ChannelPrincipal:
-    info = ChannelInfo(
-        id=channel.id,
-        kind=channel.kind,
-        name=channel.name,
-        default_locale=channel.default_locale,
-        allowed_actions=tuple(channel.allowed_actions or ()),
-        knowledge_base_id=channel.knowledge_base_id,
-        content_region=channel.content_region or tenant.region,
-        ticket_connection_id=channel.ticket_connection_id,
-        lead_connection_id=channel.lead_connection_id,
-    )
-    return ChannelPrincipal(key_id=0, key_prefix="", scopes=frozenset({"chat"}), tenant=tenant, channel=info)
+def _platform_email(connection: Connection, inbound: Inbound) -> str:
+    """The e-mail the platform's directory vouches for (Slack/Teams, `ChannelAdapter.user_email`), "" when
+    none. Kept per account and user in the shared cache (encrypted: it is personal data) for
+    PLATFORM_EMAIL_TTL seconds, an empty answer for PLATFORM_EMAIL_MISS_TTL. A failure (platform down, breaker
+    open, Redis) means no e-mail for this conversation, never a failed turn; it is not cached, so the user's
+    next conversation asks again (a permanent refusal, such as a missing scope, is kept as "none")."""
+    if not inbound.sender_verified or connection.kind not in PLATFORM_USER_KINDS:
+        return ""
+    digest = hashlib.sha256(f"{connection.pk}|{inbound.sender}".encode()).hexdigest()
+    key, aad = f"chat:platform-email:{digest}", f"platform-email|{connection.pk}|{inbound.sender}".encode()
+    try:
+        cached = cache.get(key)
+        if isinstance(cached, str):
+            return crypto.decrypt(cached, aad=aad) if cached else ""
+    except (RedisError, OSError, crypto.DecryptionFailed):
+        pass
+    try:
+        email = normalize_email(
+            channel_adapter(connection).user_email(sender=inbound.sender, reply_ref=inbound.reply_ref)
+        )
+    except Exception as exc:  # the turn goes on without an e-mail, whatever the lookup ran into
+        logger.info("channel account %s: no e-mail for the sender (%s)", connection.pk, type(exc).__name__)
+        metrics.record_channel_message(kind=connection.kind, direction="in", outcome="email_unavailable")
+        if isinstance(exc, ConnectorError) and exc.permanent:  # e.g. a missing scope: do not ask every time
+            with contextlib.suppress(RedisError, OSError):
+                cache.set(key, "", PLATFORM_EMAIL_MISS_TTL)
+        return ""
+    with contextlib.suppress(RedisError, OSError):
+        stored = crypto.encrypt(email, aad=aad) if email else ""
+        cache.set(key, stored, PLATFORM_EMAIL_TTL if email else PLATFORM_EMAIL_MISS_TTL)
+    return email
 
 
-def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inbound) -> Conversation:
+def _conversation(
+    principal: ChannelPrincipal, channel: Channel, inbound: Inbound, connection: Connection
+) -> Conversation:
     """The open or handed-off conversation of the platform's conversation key, or a new one.
 
-    An advisory lock per key makes two concurrent first messages of one user find one conversation.
+    An advisory lock per key makes two concurrent first messages of one user find one conversation; a
+    user's later messages find it with one SELECT, without the lock's transaction.
     """
     tenant = principal.tenant
     key_hash = user_ref_hash(tenant_id=tenant.id, user_ref=f"{channel.kind}:{inbound.conversation_key}")
+    active = Conversation.objects.filter(
+        channel_id=channel.id,
+        platform_key_hash=key_hash,
+        status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
+    ).order_by("-created_at")
+    found = active.first()
+    if found is not None:
+        return found
+    email = _platform_email(connection, inbound)  # before the transaction: a platform call, not a lock holder
     with transaction.atomic(using=tenant.db_alias):
         sql.advisory_xact_lock(
             using=tenant.db_alias,
             key=sql.lock_key("chat-platform-conversation", tenant.id, channel.id, key_hash),
         )
-        found = (
-            Conversation.objects.filter(
-                channel_id=channel.id,
-                platform_key_hash=key_hash,
-                status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
-            )
-            .order_by("-created_at")
-            .first()
-        )
+        found = active.first()
         if found is not None:
             return found
         conversation = conversation_start(
@@ -259,7 +336,7 @@ def _conversation(principal: ChannelPrincipal, channel: Channel, inbound: Inboun
         conversation.platform_key_hash = key_hash
         conversation.reply_ref = json.dumps(dict(inbound.reply_ref))
         fields = ["platform_key_hash", "reply_ref", "updated_at"]
-        identity = platform_identity(channel_kind=channel.kind, sender=inbound.sender)
+        identity = platform_identity(channel_kind=channel.kind, sender=inbound.sender, email=email)
         if inbound.sender_verified and identity is not None:
             # The platform vouches for the sender (a WhatsApp/SMS number, a Slack/Teams user): the same
             # identity the chat API's proofs give, so the action rules (services/identity.py) apply alike.
@@ -304,8 +381,14 @@ def reply_parts(reply: Mapping[str, Any], limit: int) -> list[str]:
     return split_text(text, limit)
 
 
-def _finish(event: InboundEvent, *, status: str, error: str = "", conversation: Any = None) -> None:
-    InboundEvent.objects.filter(pk=event.pk).update(
+def _finish(
+    event: InboundEvent, *, status: str, error: str = "", conversation: Any = None, only_queued: bool = False
+) -> int:
+    """Record the event's outcome; with `only_queued`, only while it is still queued. Returns rows changed."""
+    rows = InboundEvent.objects.filter(pk=event.pk)
+    if only_queued:
+        rows = rows.filter(status=InboundStatus.QUEUED)
+    return rows.update(
         status=status,
         last_error=error[:1000],
         conversation_id=conversation.pk if conversation is not None else event.conversation_id,
@@ -356,10 +439,10 @@ def channel_inbound_process(*, event_id: Any) -> str:
         metrics.record_channel_message(kind=kind, direction="in", outcome="failed")
         return InboundStatus.FAILED
     inbound = inbound_of(str(event.payload or "{}"))
-    principal = _principal(channel, as_ref(tenant))
+    principal = channel_principal(channel, as_ref(tenant))
     key = f"{kind}:{inbound.platform_message_id}"[:128]
     try:
-        conversation = _conversation(principal, channel, inbound)
+        conversation = _conversation(principal, channel, inbound, connection)
         if conversation.status == ConversationStatus.HANDOFF:
             _handed_off_record(principal, conversation, inbound.text, key)
             _finish(event, status=InboundStatus.DONE, conversation=conversation)
@@ -375,9 +458,10 @@ def channel_inbound_process(*, event_id: Any) -> str:
             return InboundStatus.IGNORED
         parts = reply_parts(turn.reply, _max_text(connection))
         with transaction.atomic(using=tenant.db_alias):
-            locked = InboundEvent.objects.select_for_update().filter(pk=event.pk, status=InboundStatus.QUEUED)
-            if not locked.exists():
-                return "skipped"  # a concurrent delivery of this task finished it
+            # "done" first: the UPDATE locks the row until the commit, and finds nothing when a concurrent
+            # delivery of this task finished it (then nothing is enqueued: the transaction is empty).
+            if not _finish(event, status=InboundStatus.DONE, conversation=conversation, only_queued=True):
+                return "skipped"
             reply_ref = dict(inbound.reply_ref)
             for part in parts:
                 outbox_enqueue(
@@ -386,7 +470,6 @@ def channel_inbound_process(*, event_id: Any) -> str:
                     payload={"reply_ref": reply_ref, "text": part},
                     ordering_key=str(conversation.pk),
                 )
-            _finish(event, status=InboundStatus.DONE, conversation=conversation)
     except Exception as exc:
         return _failed(event, kind=kind, exc=exc)
     for _part in parts:
@@ -463,6 +546,7 @@ __all__ = [
     "channel_events_accept",
     "channel_inbound_process",
     "channel_inbound_requeue_stale",
+    "channel_status_apply",
     "inbound_of",
     "reply_parts",
     "split_text",

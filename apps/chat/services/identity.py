@@ -3,7 +3,8 @@
 A site proves a user's id either with `user_hash` = hex HMAC-SHA256(identity secret, user id) (the Intercom
 style) or with a short-lived HS256 JWT signed with the same secret (`sub`, optional `email`/`phone`, `exp`,
 `iat`, `aud` = the channel id). WhatsApp and SMS senders are verified by the platform (their phone number);
-Slack and Teams users are authenticated by the workspace but carry no e-mail or phone.
+Slack and Teams users are authenticated by the workspace, with the e-mail its directory holds for its own
+members (looked up by the ingest, services/channel_inbound.py).
 
 The pure functions below check a proof; `identity_prove` is the one service, used when a conversation starts
 and by `identify` mid-conversation. Every failure is the same `IdentityInvalid` with one message: a client
@@ -176,18 +177,19 @@ def verify_identity_token(*, secret: str, token: str, audience: str, now: float 
     )
 
 
-def platform_identity(*, channel_kind: str, sender: str) -> Identity | None:
+def platform_identity(*, channel_kind: str, sender: str, email: str = "") -> Identity | None:
     """The identity a messaging platform vouches for (for the ingest of inbound messages).
 
     WhatsApp and SMS: the sender's phone number (WhatsApp's wa_id is the full number without "+").
-    Slack and Teams: the workspace's user id, with no e-mail or phone (verified, but matches no CRM record).
+    Slack and Teams: the workspace's user id and, when the platform's directory vouches for it, `email`
+    (the adapter's `user_email`: the workspace's or tenant's own members only; docs/security.md).
     Other kinds: None (nothing vouched for).
     """
     if channel_kind in PLATFORM_PHONE_KINDS:
         phone = normalize_phone(sender, international=True)
         return Identity(user_id=phone, phone=phone) if phone else None
     if channel_kind in PLATFORM_USER_KINDS and sender:
-        return Identity(user_id=f"{channel_kind}:{sender}")
+        return Identity(user_id=f"{channel_kind}:{sender}", email=normalize_email(email))
     return None
 
 

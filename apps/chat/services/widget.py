@@ -31,7 +31,7 @@ from django.core import signing
 from django.utils.translation import gettext as _
 
 from apps.chat.models import Channel, ChannelKind, Conversation, Message, Role
-from apps.chat.principal import ChannelInfo, ChannelPrincipal
+from apps.chat.principal import ChannelPrincipal, channel_principal
 from apps.chat.services import conversations as chat
 from apps.core.context import TenantRef
 from apps.core.errors import NotFound
@@ -104,21 +104,8 @@ def widget_channel(*, channel_id: Any, widget_key: str) -> WidgetChannel:
     if not channel.enabled:
         raise WidgetForbidden(_("This widget's channel is disabled."))
     ref = TenantRef(id=tenant.id, slug=tenant.slug, region=tenant.region_code)
-    info = ChannelInfo(
-        id=channel.id,
-        kind=channel.kind,
-        name=channel.name,
-        default_locale=channel.default_locale,
-        allowed_actions=tuple(channel.allowed_actions or ()),
-        knowledge_base_id=channel.knowledge_base_id,
-        content_region=channel.content_region or ref.region,
-        ticket_connection_id=channel.ticket_connection_id,
-        lead_connection_id=channel.lead_connection_id,
-    )
     # No API key: key_id 0 and the prefix "widget" (the audit label); the widget may only chat.
-    principal = ChannelPrincipal(
-        key_id=0, key_prefix="widget", scopes=frozenset({"chat"}), tenant=ref, channel=info
-    )
+    principal = channel_principal(channel, ref, key_prefix="widget")
     return WidgetChannel(
         principal=principal,
         allowed_origins=_origins(channel),
