@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+import requests
+
 # --- requests and responses --------------------------------------------------------------------
 
 
@@ -486,6 +488,47 @@ def ensure_tls(directory: Path) -> TlsFiles:
     return files
 
 
+# --- webhooks and the agent helper ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """The hub endpoint a simulator announces agent activity to, and the secret it signs with (if any)."""
+
+    url: str
+    secret: str = ""
+
+
+#: The ticket states the agent helper understands besides each vendor's own values.
+AGENT_STATES = ("open", "resolved", "closed")
+
+
+class SimulatorAdminError(Exception):
+    """A simulator's admin endpoint refused the call (unknown ticket, bad state...) or did not answer."""
+
+
+def admin_post(description: Mapping[str, Any], action: str, payload: Mapping[str, Any]) -> Any:
+    """Call a running simulator's admin endpoint (`__admin/<action>`) from another process.
+
+    `description` is the simulator's `describe()` (e.g. from `simulators status --json`); its CA bundle
+    is trusted for the https simulators. Raises `SimulatorAdminError` with the simulator's message.
+    """
+    url = f"{description['base_url']}/__admin/{action}"
+    verify: str | bool = description.get("ca_bundle") or True
+    try:
+        response = requests.post(url, json=dict(payload), timeout=30, verify=verify)
+    except requests.RequestException as exc:
+        raise SimulatorAdminError(f"{url} did not answer: {type(exc).__name__}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200:
+        message = body.get("error") if isinstance(body, dict) else None
+        raise SimulatorAdminError(str(message or f"HTTP {response.status_code}"))
+    return body
+
+
 # --- server ------------------------------------------------------------------------------------
 
 
@@ -723,3 +766,94 @@ class Simulator:
         if action == "state":
             return json_response(200, {**self.describe(), "counts": {s: self.count(s) for s in self.tables}})
         return json_response(404, {"error": f"unknown admin action {action}"})
+
+
+class TicketSimulator(Simulator):
+    """Base for the ticketing simulators (ServiceNow, Salesforce, HubSpot): an agent helper that comments
+    on a ticket and/or changes its state, and announces it to the hub's webhook as the vendor would.
+
+    Admin endpoints: `POST __admin/webhook {"url", "secret"}` (url null: stop announcing),
+    `GET __admin/webhooks` (what was sent), `POST __admin/agent {"ticket", "body", "public", "state",
+    "author"}` (see `agent`). Announcements go out once, synchronously; without a webhook the hub polls.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: Where agent activity is announced (the hub's webhook URL); None: the hub has to poll.
+        self.webhook: WebhookTarget | None = None
+        #: Every announcement tried, oldest first: {"id", "url", "status", "error"} (for tests and demos).
+        self.webhook_log: list[dict[str, Any]] = []
+        self._http = requests.Session()
+        self._http.trust_env = False  # never through a proxy from the environment: targets are local
+
+    def register_webhook(self, url: str | None, *, secret: str = "") -> None:
+        """Announce agent activity to `url` from now on (None: stop announcing; the hub polls)."""
+        self.webhook = WebhookTarget(url, secret) if url else None
+
+    def webhook_secret(self) -> str:
+        """The secret deliveries are signed with: the registered one (vendors with their own override)."""
+        return self.webhook.secret if self.webhook else ""
+
+    def send_webhook(self, event_id: str, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        """POST one announcement to the registered URL, once (no retry: the hub's poll is the safety net).
+
+        Synchronous, so a test or the demo knows the hub has it when the agent helper returns.
+        """
+        target = self.webhook
+        if target is None:
+            return {"id": event_id, "url": None, "status": None, "error": "no webhook registered"}
+        entry: dict[str, Any] = {"id": event_id, "url": target.url, "status": None, "error": None}
+        try:
+            response = self._http.post(
+                target.url, data=body, headers=dict(headers), timeout=10, allow_redirects=False
+            )
+            entry["status"] = response.status_code
+        except requests.RequestException as exc:
+            entry["error"] = type(exc).__name__
+        self.webhook_log.append(entry)
+        return entry
+
+    def agent(
+        self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
+    ) -> dict[str, Any]:
+        """Act as a support agent on `ticket` (vendor id or number): add a comment (public, or a private
+        note) and/or change its state ("open", "resolved", "closed" or a vendor value), then announce it
+        to the registered webhook. Returns {"ticket", "comment_id", "state", "webhook"}; KeyError for an
+        unknown ticket, ValueError for a bad state or an empty call."""
+        raise NotImplementedError(f"{self.vendor} has no tickets")
+
+    def admin(self, request: SimRequest) -> SimResponse:
+        action = request.path.removeprefix("/__admin/")
+        if action not in ("webhook", "webhooks", "agent"):
+            return super().admin(request)
+        try:
+            body = request.json() if request.body else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return json_response(400, {"error": "the body must be a JSON object"})
+        if action == "webhook" and request.method == "POST":
+            self.register_webhook(body.get("url"), secret=str(body.get("secret") or ""))
+            return json_response(200, {"ok": True})
+        if action == "webhooks" and request.method == "GET":
+            return json_response(200, {"deliveries": self.webhook_log})
+        if action == "agent" and request.method == "POST":
+            return self._admin_agent(body)
+        return super().admin(request)
+
+    def _admin_agent(self, body: dict[str, Any]) -> SimResponse:
+        if not isinstance(body.get("ticket"), str | int):
+            return json_response(400, {"error": "give {ticket, body, public, state}"})
+        try:
+            result = self.agent(
+                ticket=str(body["ticket"]),
+                body=str(body.get("body") or ""),
+                public=bool(body.get("public", True)),
+                state=str(body["state"]) if body.get("state") else None,
+                author=str(body.get("author") or ""),
+            )
+        except KeyError:
+            return json_response(404, {"error": f"no ticket {body['ticket']!r}"})
+        except (ValueError, NotImplementedError) as exc:
+            return json_response(400, {"error": str(exc)})
+        return json_response(200, result)

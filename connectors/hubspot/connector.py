@@ -1,18 +1,29 @@
 """HubSpot CRM v3 over plain HTTP (the official client retries nothing and hides headers we need):
-incremental search restarted at the 10,000-result cap; batch upsert by idProperty, 207 errors per record."""
+incremental search restarted at the 10,000-result cap; batch upsert by idProperty, 207 errors per record.
+
+Ticket threads (handoff) are the ticket's engagements, read through associations v4 and batch reads (both
+consistent at once, unlike search): an outgoing e-mail (direction EMAIL) is the agent writing to the
+customer, so it is public; notes are internal; an incoming e-mail (INCOMING_EMAIL) is the customer's own
+words, never an agent reply, so it is not delivered (public False). The customer's chat messages are
+appended as INCOMING_EMAIL e-mails: the agent sees them in the ticket's timeline as the customer's mail,
+and they come back `from_hub` (marker) as well as private."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from connectors.base import ConfigField, Cursor, HttpConnector, Record, Stream, WriteOutcome, WriteResult, utc
 from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, hubspot_limit, hubspot_quota
+from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
+from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (object type, writable)
     "contacts": ("contacts", True),
@@ -22,13 +33,22 @@ OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (object type, writable)
     "leads": ("leads", True),
 }
 BATCH = 100
+ASSOCIATION_PAGE = 500
+DEFAULT_PIPELINE = "0"  # every portal's default ticket pipeline
+EMAIL_TO_TICKET = 224  # HubSpot-defined association type id (e-mail -> ticket)
+EMAIL_PROPERTIES = ["hs_email_text", "hs_email_html", "hs_email_direction", "hs_email_headers"]
+NOTE_PROPERTIES = ["hs_note_body"]
 
 
 def modified_property(object_type: str) -> str:
     return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
 
 
-class HubSpotConnector(HttpConnector):
+def stage_set(value: Any) -> frozenset[str]:
+    return frozenset(s.strip() for s in str(value or "").split(",") if s.strip())
+
+
+class HubSpotConnector(HttpConnector, TicketThreads):
     kind = "hubspot"
     label = "HubSpot"
     config_schema = (
@@ -41,6 +61,8 @@ class HubSpotConnector(HttpConnector):
         ConfigField("page_size", "Search page size (max 200)", default=200),
         ConfigField("id_property", "Unique property for upserts", default="hub_external_id"),
         ConfigField("search_cap", "Results one search can page through", default=10_000),
+        ConfigField("closed_stages", "Ticket stages that mean closed (comma-separated ids)", default="4"),
+        ConfigField("resolved_stages", "Ticket stages that mean resolved (comma-separated ids)", default=""),
     )
     sensitive_fields = ("access_token", "client_secret", "refresh_token")
     default_field_map = {
@@ -48,7 +70,7 @@ class HubSpotConnector(HttpConnector):
                      "country": "country", "locale": "hs_language", "company": "company"},
         "accounts": {"name": "name", "website": "domain", "country": "country", "industry": "industry"},
         "tickets": {"subject": "subject", "description": "content", "status": "hs_pipeline_stage",
-                    "priority": "hs_ticket_priority"},
+                    "priority": "hs_ticket_priority", "queue": "hs_pipeline"},
         "orders": {"number": "hs_order_name", "status": "hs_pipeline_stage", "amount": "hs_total_price",
                    "currency": "hs_currency_code"},
         "leads": {"name": "hs_lead_name", "first_name": "firstname", "last_name": "lastname",
@@ -66,6 +88,7 @@ class HubSpotConnector(HttpConnector):
         self.session.quota_parser = hubspot_quota
         self._access: str | None = None
         self._expires_at = 0.0
+        self._first_stages: dict[str, str] = {}  # ticket pipeline -> its first stage
 
     def auth_headers(self, *, refresh: bool) -> dict[str, str]:
         if not self.uses_tokens:
@@ -104,6 +127,8 @@ class HubSpotConnector(HttpConnector):
     def check_connection(self) -> None:
         """Fetch each object's property list and reject field-map entries the portal does not have."""
         for stream in self.streams():
+            if not stream.readable:
+                continue
             what = f"the {stream.vendor_object} property list"
             response = self.request("GET", f"/crm/v3/properties/{stream.vendor_object}")
             with self.expecting(what):
@@ -113,7 +138,8 @@ class HubSpotConnector(HttpConnector):
                 raise InvalidConfig(f"HubSpot {stream.vendor_object} has no property {', '.join(missing)}")
 
     def streams(self) -> list[Stream]:
-        return [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
+        streams = [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
+        return [*streams, Stream(COMMENT_STREAM, "emails", readable=False, writable=True)]
 
     def read(self, stream: str, *, cursor: Cursor | None = None) -> Iterator[Record]:
         """Search ascending by last-modified; at the search cap, start a new search from the last value."""
@@ -163,6 +189,8 @@ class HubSpotConnector(HttpConnector):
 
     def write(self, stream: str, records: Sequence[Mapping[str, Any]]) -> WriteResult:
         object_type = self.stream(stream, for_write=True).vendor_object
+        if stream == COMMENT_STREAM:
+            return self._comments_write(records)
         id_property = str(self.config["id_property"])
         result = WriteResult()
         for start in range(0, len(records), BATCH):
@@ -171,30 +199,262 @@ class HubSpotConnector(HttpConnector):
                 {
                     "idProperty": id_property,
                     "id": str(r["external_id"]),
-                    "properties": self.to_vendor(stream, r["fields"]),
+                    "properties": self.to_vendor(stream, ticket_fields(stream, r["fields"])),
                 }
                 for r in batch
             ]
-            response = self.request(
-                "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
-            )
-            body = self.json(response)
-            what = f"the {object_type} batch upsert"
-            with self.expecting(what):
-                done = {str(r["properties"].get(id_property)): r for r in self.rows(body, "results", what)}
-                failed = {
-                    str(i): str(e["message"])
-                    for e in body.get("errors", [])
-                    for i in e.get("context", {}).get("ids", [])
-                }
+            refused = self._new_ticket_defaults(inputs) if object_type == "tickets" else {}
+            inputs = [i for i in inputs if i["id"] not in refused]
+            done: dict[str, Any] = {}
+            failed: dict[str, str] = dict(refused)
+            if inputs:
+                response = self.request(
+                    "POST", f"/crm/v3/objects/{object_type}/batch/upsert", json={"inputs": inputs}
+                )
+                body = self.json(response)
+                what = f"the {object_type} batch upsert"
+                with self.expecting(what):
+                    done = {
+                        str(r["properties"].get(id_property)): r for r in self.rows(body, "results", what)
+                    }
+                    failed |= {
+                        str(i): str(e["message"])
+                        for e in body.get("errors", [])
+                        for i in e.get("context", {}).get("ids", [])
+                    }
             for record in batch:
                 ext = str(record["external_id"])
                 if ext in done:
-                    with self.expecting(what):
+                    with self.expecting(f"the {object_type} batch upsert"):
                         vendor_id, created = str(done[ext]["id"]), bool(done[ext].get("new"))
                     result.outcomes.append(WriteOutcome(ext, vendor_id, created=created))
                 else:
                     result.outcomes.append(
                         WriteOutcome(ext, error=failed.get(ext, "HubSpot returned no result"))
                     )
+        return result
+
+    def _new_ticket_defaults(self, inputs: list[dict[str, Any]]) -> dict[str, str]:
+        """Give tickets about to be created their pipeline's first stage: HubSpot creates no ticket without
+        `hs_pipeline_stage`, and stage ids belong to one pipeline (the default pipeline "0" when no queue
+        names one). Existing tickets keep theirs (an agent may have moved them). Returns refused ids."""
+        id_property = str(self.config["id_property"])
+        what = "the tickets batch read"
+        query = {
+            "idProperty": id_property,
+            "properties": [id_property],
+            "inputs": [{"id": i["id"]} for i in inputs],
+        }
+        response = self.request("POST", "/crm/v3/objects/tickets/batch/read", json=query)
+        # 207 names the ids it did not find: exactly the new tickets.
+        with self.expecting(what):
+            existing = {
+                str(r["properties"].get(id_property)) for r in self.rows(self.json(response), "results", what)
+            }
+        refused: dict[str, str] = {}
+        for item in inputs:
+            props = item["properties"]
+            if item["id"] in existing or props.get("hs_pipeline_stage"):
+                continue
+            pipeline = str(props.get("hs_pipeline") or DEFAULT_PIPELINE)
+            stage = self._first_stage(pipeline)
+            if stage is None:
+                refused[item["id"]] = f"HubSpot: ticket pipeline {pipeline} does not exist (check the queue)"
+            else:
+                props["hs_pipeline_stage"] = stage
+        return refused
+
+    def _first_stage(self, pipeline: str) -> str | None:
+        """The first stage (by display order) of a ticket pipeline; None when there is no such pipeline."""
+        if pipeline not in self._first_stages:
+            try:
+                response = self.request("GET", f"/crm/v3/pipelines/tickets/{quote(pipeline, safe='')}")
+            except ConnectorError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            what = f"the ticket pipeline {pipeline}"
+            with self.expecting(what):
+                stages = sorted(
+                    self.rows(self.json(response), "stages", what), key=lambda s: s["displayOrder"]
+                )
+                self._first_stages[pipeline] = str(stages[0]["id"])
+        return self._first_stages[pipeline]
+
+    # --- ticket threads (handoff) -----------------------------------------------------------------
+
+    def _ticket(self, ticket: str, *, by_external_id: bool) -> dict[str, Any] | None:
+        """GET one ticket by id or by the hub's external id (a unique property); None when it is not there."""
+        params = {"properties": "hs_pipeline,hs_pipeline_stage,subject"}
+        if by_external_id:
+            params["idProperty"] = str(self.config["id_property"])
+        try:
+            response = self.request("GET", f"/crm/v3/objects/tickets/{quote(ticket, safe='')}", params=params)
+        except ConnectorError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body = self.json(response)
+        with self.expecting("the ticket"):
+            if not isinstance(body, dict) or not isinstance(body["properties"], dict):
+                raise TypeError("the ticket is not an object with properties")
+            return body
+
+    def ticket_find(self, external_id: str) -> str | None:
+        found = self._ticket(external_id, by_external_id=True)
+        with self.expecting("the ticket"):
+            return str(found["id"]) if found else None
+
+    def _state(self, stage: str) -> TicketState:
+        if stage in stage_set(self.config["resolved_stages"]):
+            return TicketState.RESOLVED
+        if stage in stage_set(self.config["closed_stages"]):
+            return TicketState.CLOSED
+        return TicketState.OPEN
+
+    def ticket_thread(self, ticket_id: str, *, cursor: Cursor | None = None) -> TicketThread:
+        if not ticket_id.isdigit():
+            raise ConnectorError(f"HubSpot: {ticket_id!r} is not a ticket id", permanent=True)
+        ticket = self._ticket(ticket_id, by_external_id=False)
+        if ticket is None:
+            raise ConnectorError(f"HubSpot: ticket {ticket_id} does not exist", permanent=True)
+        comments = [
+            *(self._email(raw) for raw in self._engagements(ticket_id, "emails", EMAIL_PROPERTIES)),
+            *(self._note(raw) for raw in self._engagements(ticket_id, "notes", NOTE_PROPERTIES)),
+        ]
+        fresh, advanced = newer(comments, cursor)
+        with self.expecting("the ticket"):
+            props = ticket["properties"]
+            stage = str(props.get("hs_pipeline_stage") or "")
+            return TicketThread(
+                ticket_id=str(ticket["id"]),
+                state=self._state(stage),
+                comments=fresh,
+                cursor=advanced,
+                queue=str(props.get("hs_pipeline") or ""),
+                details={"number": str(ticket["id"]), "status": stage},
+            )
+
+    def _engagements(self, ticket_id: str, object_type: str, properties: list[str]) -> list[dict[str, Any]]:
+        """The ticket's notes or e-mails: association ids (v4, paged), then batch reads of 100."""
+        ids: list[str] = []
+        after: str | None = None
+        what = f"the ticket's {object_type} associations"
+        while True:
+            params: dict[str, Any] = {"limit": ASSOCIATION_PAGE}
+            if after:
+                params["after"] = after
+            path = f"/crm/v4/objects/tickets/{ticket_id}/associations/{object_type}"
+            page = self.json(self.request("GET", path, params=params))
+            with self.expecting(what):
+                ids += [str(row["toObjectId"]) for row in self.rows(page, "results", what)]
+                after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), BATCH):
+            inputs = [{"id": i} for i in ids[start : start + BATCH]]
+            response = self.request(
+                "POST", f"/crm/v3/objects/{object_type}/batch/read",
+                json={"properties": properties, "inputs": inputs},
+            )  # fmt: skip
+            # 207: some ids vanished between the two calls (deleted engagements): the rest still count.
+            found += self.rows(self.json(response), "results", f"the {object_type} batch read")
+        return found
+
+    def _created(self, raw: Mapping[str, Any]) -> datetime:
+        return utc(datetime.fromisoformat(str(raw["createdAt"]).replace("Z", "+00:00")).astimezone(UTC))
+
+    def _email(self, raw: Mapping[str, Any]) -> Comment:
+        with self.expecting("the emails batch read"):
+            props = raw["properties"]
+            text = props.get("hs_email_text") or html_to_text(str(props.get("hs_email_html") or ""))
+            body, hub_id = unmarked(str(text))
+            return Comment(
+                id=str(raw["id"]),
+                created_at=self._created(raw),
+                body=body,
+                # Only mail the agent sends to the customer; incoming and forwarded mail is not a reply.
+                public=props.get("hs_email_direction") == "EMAIL",
+                author=self._sender(props.get("hs_email_headers")),
+                from_hub=hub_id is not None,
+            )
+
+    def _note(self, raw: Mapping[str, Any]) -> Comment:
+        with self.expecting("the notes batch read"):
+            body, hub_id = unmarked(html_to_text(str(raw["properties"].get("hs_note_body") or "")))
+            return Comment(
+                str(raw["id"]), self._created(raw), body, public=False, from_hub=hub_id is not None
+            )
+
+    @staticmethod
+    def _sender(headers: Any) -> str:
+        """The sender's name from `hs_email_headers` (a JSON string); "" when absent or unreadable."""
+        try:
+            sender = json.loads(headers or "{}").get("from") or {}
+            return " ".join(str(sender.get(k) or "") for k in ("firstName", "lastName")).strip()
+        except (ValueError, AttributeError):
+            return ""
+
+    def _comments_write(self, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        """Log each customer message on its ticket as an incoming e-mail, unless its marker is already there.
+
+        A ticket not found yet is transient (its own outbox message may be in flight): the whole call is
+        retried, and the markers keep the e-mails already logged from doubling. A closed ticket fails that
+        record for good.
+        """
+        result = WriteResult()
+        for record in records:
+            ext = str(record["external_id"])
+            fields = record.get("fields") or {}
+            ticket_ext = str(fields.get("ticket") or "")
+            try:
+                marker(ext)  # refuse ids the marker cannot carry, before any call
+            except ConnectorError as exc:
+                result.outcomes.append(WriteOutcome(ext, error=f"HubSpot: {exc}"))
+                continue
+            if not ticket_ext:
+                result.outcomes.append(WriteOutcome(ext, error="HubSpot: the comment names no ticket"))
+                continue
+            ticket = self._ticket(ticket_ext, by_external_id=True)
+            if ticket is None:
+                raise ConnectorError(
+                    f"HubSpot: no ticket with {self.config['id_property']} {ticket_ext} yet "
+                    "(it may still be being created)",
+                    permanent=False,
+                )
+            with self.expecting("the ticket"):
+                ticket_id, stage = str(ticket["id"]), str(ticket["properties"].get("hs_pipeline_stage") or "")
+            existing = [
+                raw for raw in self._engagements(ticket_id, "emails", ["hs_email_text"])
+                if unmarked(str(raw.get("properties", {}).get("hs_email_text") or ""))[1] == ext
+            ]  # fmt: skip
+            if existing:
+                result.outcomes.append(WriteOutcome(ext, str(existing[0]["id"]), created=False))
+                continue
+            if self._state(stage) is TicketState.CLOSED:
+                result.outcomes.append(
+                    WriteOutcome(ext, error=f"HubSpot: ticket {ticket_id} is closed; it takes no messages")
+                )
+                continue
+            author = str(fields.get("author") or "")
+            properties = {
+                "hs_timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "hs_email_direction": "INCOMING_EMAIL",
+                "hs_email_status": "SENT",
+                "hs_email_subject": "Chat message",
+                "hs_email_text": marked(str(fields.get("body") or ""), ext),
+                "hs_email_headers": json.dumps({"from": {"firstName": author, "lastName": ""}}),
+            }
+            kind = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": EMAIL_TO_TICKET}
+            association = {"to": {"id": ticket_id}, "types": [kind]}
+            answer = self.json(
+                self.request(
+                    "POST",
+                    "/crm/v3/objects/emails",
+                    json={"properties": properties, "associations": [association]},
+                )
+            )
+            with self.expecting("the e-mail create"):
+                result.outcomes.append(WriteOutcome(ext, str(answer["id"]), created=True))
         return result

@@ -1,5 +1,8 @@
 """Salesforce via simple-salesforce: we run the OAuth token request ourselves (any login host), then hand
-the session to simple-salesforce for SOQL paging and sObject Collections upserts."""
+the session to simple-salesforce for SOQL paging and sObject Collections upserts. Case threads for the
+handoff are CaseComments (`IsPublished` ones are customer-visible, the others internal) and, with
+Email-to-Case, the case's EmailMessages (outgoing mail is customer-visible; incoming mail is the customer's
+own words, never delivered back)."""
 
 from __future__ import annotations
 
@@ -29,8 +32,13 @@ from connectors.errors import (
     VendorUnavailable,
 )
 from connectors.http import json_or_none, salesforce_quota
+from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
+from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # SOQL is built from these names; nothing else passes
+RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
+COMMENT_FIELDS = "Id, ParentId, CommentBody, IsPublished, CreatedDate, CreatedById, CreatedBy.Name"
+EMAIL_FIELDS = "Id, ParentId, TextBody, HtmlBody, Incoming, FromName, CreatedDate"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 BATCH = 200  # sObject Collections limit
 OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (sObject, writable)
@@ -43,7 +51,12 @@ OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (sObject, writable)
 }
 
 
-class SalesforceConnector(Connector):
+def soql_string(value: str) -> str:
+    """A SOQL string literal: quotes and backslashes escaped, so a value can never end the literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class SalesforceConnector(Connector, TicketThreads):
     kind = "salesforce"
     label = "Salesforce"
     config_schema = (
@@ -60,6 +73,8 @@ class SalesforceConnector(Connector):
         ConfigField("external_id_field", "External id field for upserts", default="Ext_Id__c"),
         ConfigField("page_size", "Query batch size (200-2000)", default=2000),
         ConfigField("include_deleted", "Read deletions with queryAll", default=True),
+        ConfigField("resolved_statuses", "Resolved case statuses (comma-separated)", default="Resolved"),
+        ConfigField("case_emails", "Case e-mails (Email-to-Case) belong to the handoff thread", default=True),
     )  # fmt: skip
     sensitive_fields = ("client_secret", "password", "security_token", "private_key")
     default_field_map = {
@@ -68,7 +83,8 @@ class SalesforceConnector(Connector):
         "accounts": {"name": "Name", "website": "Website", "country": "BillingCountry",
                      "industry": "Industry"},
         "tickets": {"subject": "Subject", "description": "Description", "status": "Status",
-                    "priority": "Priority", "contact_id": "ContactId", "locale": "Language__c"},
+                    "priority": "Priority", "contact_id": "ContactId", "locale": "Language__c",
+                    "queue": "OwnerId"},
         "orders": {"number": "OrderNumber", "status": "Status", "amount": "TotalAmount",
                    "currency": "CurrencyIsoCode", "account_id": "AccountId"},
         "articles": {"title": "Title", "body": "Body__c", "locale": "Language", "url_name": "UrlName"},
@@ -186,12 +202,18 @@ class SalesforceConnector(Connector):
         """Log in and run a one-row query per stream, which also validates the field map's columns."""
         self._login()
         for stream in self.streams():
+            if not stream.readable:
+                continue
             fields = ", ".join(self._select(stream.name))
             soql = f"SELECT {fields} FROM {stream.vendor_object} LIMIT 1"  # noqa: S608 - names checked
             self.rows(self._call("query", soql), "records", f"the {stream.vendor_object} query")
+        if self.config["case_emails"]:  # Email-to-Case off: the object is missing, say so now
+            soql = f"SELECT {EMAIL_FIELDS} FROM EmailMessage LIMIT 1"  # noqa: S608 - constant
+            self.rows(self._call("query", soql), "records", "the EmailMessage query")
 
     def streams(self) -> list[Stream]:
-        return [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
+        streams = [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
+        return [*streams, Stream(COMMENT_STREAM, "CaseComment", readable=False, writable=True)]
 
     def _select(self, stream: str) -> list[str]:
         fields = ["Id", "SystemModstamp", *dict.fromkeys(self.field_map[stream].values())]
@@ -235,6 +257,8 @@ class SalesforceConnector(Connector):
 
     def write(self, stream: str, records: Sequence[Mapping[str, Any]]) -> WriteResult:
         obj = self.stream(stream, for_write=True).vendor_object
+        if stream == COMMENT_STREAM:
+            return self._comments_write(records)
         ext = str(self.config["external_id_field"])
         result = WriteResult()
         for start in range(0, len(records), BATCH):
@@ -245,7 +269,7 @@ class SalesforceConnector(Connector):
                     {
                         "attributes": {"type": obj},
                         ext: r["external_id"],
-                        **self.to_vendor(stream, r["fields"]),
+                        **self.to_vendor(stream, ticket_fields(stream, r["fields"])),
                     }
                     for r in batch
                 ],
@@ -270,4 +294,161 @@ class SalesforceConnector(Connector):
                             else None,
                         )
                     )
+        return result
+
+    # --- case threads (handoff) ----------------------------------------------------------------------
+
+    def _query_all(self, soql: str, what: str) -> list[dict[str, Any]]:
+        page = self._call("query", soql)
+        rows: list[dict[str, Any]] = []
+        while True:
+            rows += self.rows(page, "records", what)
+            with self.expecting(what):
+                if page.get("done", True):
+                    return rows
+                next_url = str(page["nextRecordsUrl"])
+            page = self._call("query_more", next_url, identifier_is_url=True)
+
+    def _case_by_external_id(self, external_id: str) -> dict[str, Any] | None:
+        ext = str(self.config["external_id_field"])
+        if not IDENTIFIER.match(ext):
+            raise InvalidConfig("salesforce: external_id_field is not a field name")
+        where = f"{ext} = {soql_string(external_id)}"
+        soql = f"SELECT Id, CaseNumber, Status, IsClosed FROM Case WHERE {where} LIMIT 1"  # noqa: S608
+        rows = self._query_all(soql, "the Case lookup")
+        return rows[0] if rows else None
+
+    def ticket_find(self, external_id: str) -> str | None:
+        found = self._case_by_external_id(external_id)
+        with self.expecting("the Case lookup"):
+            return str(found["Id"]) if found else None
+
+    def _state(self, case: Mapping[str, Any]) -> TicketState:
+        resolved = {s.strip() for s in str(self.config["resolved_statuses"] or "").split(",") if s.strip()}
+        status = str(case.get("Status") or "")
+        if status in resolved:
+            return TicketState.RESOLVED
+        if case.get("IsClosed") is True or status == "Closed":
+            return TicketState.CLOSED
+        return TicketState.OPEN
+
+    def ticket_thread(self, ticket_id: str, *, cursor: Cursor | None = None) -> TicketThread:
+        if not RECORD_ID.match(ticket_id):
+            raise ConnectorError(f"Salesforce: {ticket_id!r} is not a Case id", permanent=True)
+        soql = f"SELECT Id, CaseNumber, Status, IsClosed, OwnerId FROM Case WHERE Id = '{ticket_id}'"  # noqa: S608
+        cases = self._query_all(soql, "the Case query")
+        if not cases:
+            raise ConnectorError(f"Salesforce: Case {ticket_id} does not exist", permanent=True)
+        where = f"ParentId = '{ticket_id}'"
+        if cursor is not None and cursor.value is not None:
+            where += f" AND CreatedDate >= {cursor.value.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        soql = f"SELECT {COMMENT_FIELDS} FROM CaseComment WHERE {where} ORDER BY CreatedDate, Id"  # noqa: S608
+        rows = self._query_all(soql, "the CaseComment query")
+        with self.expecting("the CaseComment query"):
+            comments = [self._comment(row) for row in rows]
+        if self.config["case_emails"]:
+            soql = f"SELECT {EMAIL_FIELDS} FROM EmailMessage WHERE {where} ORDER BY CreatedDate, Id"  # noqa: S608
+            rows = self._query_all(soql, "the EmailMessage query")
+            with self.expecting("the EmailMessage query"):
+                comments += [self._email(row) for row in rows]
+        fresh, advanced = newer(comments, cursor)
+        case = cases[0]
+        with self.expecting("the Case query"):
+            return TicketThread(
+                ticket_id=str(case["Id"]),
+                state=self._state(case),
+                comments=fresh,
+                cursor=advanced,
+                queue=str(case.get("OwnerId") or ""),
+                details={
+                    "number": str(case.get("CaseNumber") or ""),
+                    "status": str(case.get("Status") or ""),
+                },
+            )
+
+    def _comment(self, row: Mapping[str, Any]) -> Comment:
+        stamp = datetime.fromisoformat(str(row["CreatedDate"]))
+        if stamp.tzinfo is None:
+            raise ValueError(f"CreatedDate without a UTC offset: {row['CreatedDate']!r}")
+        text, hub_id = unmarked(str(row.get("CommentBody") or ""))
+        author = (row.get("CreatedBy") or {}).get("Name") or ""
+        return Comment(
+            id=str(row["Id"]),
+            created_at=utc(stamp),
+            body=text,
+            public=row.get("IsPublished") is True,  # unpublished (or unknown) comments are internal
+            author=str(author),
+            from_hub=hub_id is not None,
+        )
+
+    def _email(self, row: Mapping[str, Any]) -> Comment:
+        stamp = datetime.fromisoformat(str(row["CreatedDate"]))
+        if stamp.tzinfo is None:
+            raise ValueError(f"CreatedDate without a UTC offset: {row['CreatedDate']!r}")
+        text = row.get("TextBody") or html_to_text(str(row.get("HtmlBody") or ""))
+        body, hub_id = unmarked(str(text))
+        return Comment(
+            id=str(row["Id"]),
+            created_at=utc(stamp),
+            body=body,
+            public=row.get("Incoming") is False,  # sent to the customer; unknown direction stays private
+            author=str(row.get("FromName") or ""),
+            from_hub=hub_id is not None,
+        )
+
+    def _comments_write(self, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        """Append each customer message as a published CaseComment, unless its marker is already there.
+
+        A case not found yet is transient (its own outbox message may be in flight): the whole call is
+        retried, and the markers keep the comments already posted from doubling. A closed case fails
+        that record for good.
+        """
+        result = WriteResult()
+        for record in records:
+            ext = str(record["external_id"])
+            fields = record.get("fields") or {}
+            ticket_ext = str(fields.get("ticket") or "")
+            try:
+                marker(ext)  # refuse ids the marker cannot carry, before any call
+            except ConnectorError as exc:
+                result.outcomes.append(WriteOutcome(ext, error=f"Salesforce: {exc}"))
+                continue
+            if not ticket_ext:
+                result.outcomes.append(WriteOutcome(ext, error="Salesforce: the comment names no ticket"))
+                continue
+            case = self._case_by_external_id(ticket_ext)
+            if case is None:
+                raise ConnectorError(
+                    f"Salesforce: no Case with external id {ticket_ext} yet (it may still be being created)",
+                    permanent=False,
+                )
+            with self.expecting("the Case lookup"):
+                case_id = str(case["Id"])
+                if not RECORD_ID.match(case_id):
+                    raise ValueError(f"not a record id: {case_id!r}")
+            # CommentBody cannot be filtered in SOQL: read the case's comments and look for the marker.
+            soql = f"SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{case_id}'"  # noqa: S608
+            with self.expecting("the CaseComment query"):
+                existing = [
+                    str(row["Id"])
+                    for row in self._query_all(soql, "the CaseComment query")
+                    if unmarked(str(row.get("CommentBody") or ""))[1] == ext
+                ]
+            if existing:
+                result.outcomes.append(WriteOutcome(ext, existing[0], created=False))
+                continue
+            if self._state(case) is TicketState.CLOSED:
+                number = case.get("CaseNumber") or case_id
+                result.outcomes.append(
+                    WriteOutcome(ext, error=f"Salesforce: Case {number} is closed; it takes no comments")
+                )
+                continue
+            body = {
+                "ParentId": case_id,
+                "CommentBody": marked(str(fields.get("body") or ""), ext),
+                "IsPublished": True,
+            }
+            answer = self._call("restful", "sobjects/CaseComment/", method="POST", json=body)
+            with self.expecting("the CaseComment insert"):
+                result.outcomes.append(WriteOutcome(ext, str(answer["id"]), created=True))
         return result

@@ -1,5 +1,7 @@
 """Salesforce REST simulator (HTTPS): OAuth token endpoint, SOQL query/queryAll with nextRecordsUrl
-paging, sObject and Collections upsert by external id, JSON-array error envelopes, Sforce-Limit-Info."""
+paging, sObject and Collections upsert by external id, JSON-array error envelopes, Sforce-Limit-Info;
+CaseComments (IsPublished), case statuses and an agent helper that announces its activity as an Outbound
+Message (SOAP notifications) to a URL holding the shared secret."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import jwt
 
@@ -19,8 +23,8 @@ from connectors.simulation import (
     Row,
     SimRequest,
     SimResponse,
-    Simulator,
     Table,
+    TicketSimulator,
     json_response,
     seed_ts,
 )
@@ -51,8 +55,27 @@ OBJECTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
             "ContactId",
             "Language__c",
             "Ext_Id__c",
+            "OwnerId",
         ),
         (),
+    ),
+    "CaseComment": ("case_comments", "00a", ("ParentId", "CommentBody", "IsPublished"), ("ParentId",)),
+    "EmailMessage": (
+        "case_emails",
+        "02s",
+        (
+            "ParentId",
+            "Subject",
+            "TextBody",
+            "HtmlBody",
+            "Incoming",
+            "FromName",
+            "FromAddress",
+            "ToAddress",
+            "Status",
+            "MessageDate",
+        ),
+        ("ParentId",),
     ),
     "Order": (
         "orders",
@@ -83,6 +106,17 @@ OBJECTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     ),
 }
 STREAM_OBJECT = {stream: name for name, (stream, *_rest) in OBJECTS.items()}
+#: Fields Salesforce computes (readable in SOQL, never written): a closed status, who wrote a comment.
+READ_ONLY: dict[str, tuple[str, ...]] = {
+    "Case": ("IsClosed",),
+    "CaseComment": ("CreatedById", "CreatedBy.Name"),
+}
+INTEGRATION_USER = ("005Hb0000000001AAA", "Integration User")  # the connected app's user (CreatedBy)
+AGENT_USER = ("005Hb0000000002AAA", "Maria Agent")
+DEFAULT_QUEUE = "00GHb0000000001AAA"  # the "Support" queue new cases belong to
+CLOSED_STATUSES = ("Closed",)
+#: What the agent helper's portable states become; any other value is taken as a Case.Status.
+AGENT_STATUSES = {"open": "Working", "resolved": "Resolved", "closed": "Closed"}
 _SOQL = re.compile(
     r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<obj>\w+)"
     r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER\s+BY\s+(?P<order>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
@@ -106,7 +140,7 @@ class QueryError(Exception):
         self.code = code
 
 
-class SalesforceSimulator(Simulator):
+class SalesforceSimulator(TicketSimulator):
     vendor = "salesforce"
     scheme = "https"
     client_id = "3MVG9simulatorCONSUMERKEY"
@@ -163,7 +197,7 @@ class SalesforceSimulator(Simulator):
     def _seed(self) -> None:
         for obj, (stream, _prefix, _fields, _req) in OBJECTS.items():
             self.tables[stream] = Table(obj, unique=("Ext_Id__c",))
-            self._next_id[obj] = self.counts[stream]
+            self._next_id[obj] = self.counts.get(stream, 0)
         seed, n = self.seed, self.counts
         for i in range(n["accounts"]):
             c = seed.company(i)
@@ -209,6 +243,7 @@ class SalesforceSimulator(Simulator):
                     "ContactId": sf_id("003", t["person_index"] % max(1, n["contacts"])),
                     "Language__c": t["locale"],
                     "Ext_Id__c": None,
+                    "OwnerId": DEFAULT_QUEUE,
                 },
             )
         for i in range(n["orders"]):
@@ -248,6 +283,8 @@ class SalesforceSimulator(Simulator):
         stream, prefix, _f, _r = OBJECTS[obj]
         row = Row(sf_id(prefix, i), seed_ts(i) if ts is None else ts, data)
         data["CreatedDate"] = sf_time(row.ts)
+        if obj == "Case" and not data.get("CaseNumber"):
+            data["CaseNumber"] = f"{i + 1:08d}"  # an auto-number field: Salesforce assigns it
         return self.tables[stream].insert(row)
 
     def describe(self) -> dict[str, Any]:
@@ -261,6 +298,7 @@ class SalesforceSimulator(Simulator):
             "security_token": self.security_token,
             "jwt_private_key_path": str(self.jwt_key_path),
             "api_version": "59.0",
+            "organization_id": ORG_ID,
         }
 
     # --- auth, limits, errors ----------------------------------------------------------------------
@@ -357,11 +395,15 @@ class SalesforceSimulator(Simulator):
     # --- query ------------------------------------------------------------------------------------
 
     def _fields_of(self, obj: str) -> set[str]:
-        return set(SYSTEM_FIELDS) | set(OBJECTS[obj][2]) | {"CreatedDate"}
+        return set(SYSTEM_FIELDS) | set(OBJECTS[obj][2]) | {"CreatedDate"} | set(READ_ONLY.get(obj, ()))
 
     def _value(self, row: Row, field: str) -> Any:
         if field == "Id":
             return row.id
+        if field == "IsClosed":
+            return row.data.get("Status") in CLOSED_STATUSES
+        if field == "CreatedBy.Name":
+            return row.data.get("_created_by_name")
         if field in ("SystemModstamp", "LastModifiedDate"):
             return sf_time(row.ts)
         if field == "IsDeleted":
@@ -446,7 +488,14 @@ class SalesforceSimulator(Simulator):
                 "attributes": {"type": obj, "url": f"/services/data/v59.0/sobjects/{obj}/{row.id}"}
             }
             for f in fields:
-                payload[f] = self._value(row, f)
+                if f == "CreatedBy.Name":  # a relationship field comes back as a nested record
+                    user = {
+                        "type": "User",
+                        "url": f"/services/data/v59.0/sobjects/User/{row.data.get('CreatedById')}",
+                    }
+                    payload["CreatedBy"] = {"attributes": user, "Name": self._value(row, f)}
+                else:
+                    payload[f] = self._value(row, f)
             cached = row.cache[fields] = json.dumps(
                 payload, ensure_ascii=False, separators=(",", ":")
             ).encode()
@@ -656,10 +705,121 @@ class SalesforceSimulator(Simulator):
                     for e in errors
                 ],
             )
+        if obj == "CaseComment":
+            parent = self.tables["tickets"].rows.get(str(data.get("ParentId")))
+            if parent is None or parent.deleted:
+                message = "Parent ID: id value of incorrect type: " + str(data.get("ParentId"))[:18]
+                return self._errors(400, "FIELD_INTEGRITY_EXCEPTION", message)
+            row = self.case_comment_add(
+                parent.id, str(data.get("CommentBody") or ""), public=data.get("IsPublished") is True,
+                user=INTEGRATION_USER,
+            )  # fmt: skip
+            return json_response(201, {"id": row.id, "success": True, "errors": []})
         n = self._next_id[obj]
         self._next_id[obj] += 1
         row = self._add(obj, n, dict(data), ts=int(time.time()))
         return json_response(201, {"id": row.id, "success": True, "errors": []})
+
+    # --- case comments, the agent helper and outbound messages ----------------------------------
+
+    def case_comment_add(
+        self, case_id: str, body: str, *, public: bool, user: tuple[str, str], ts: int | None = None
+    ) -> Row:
+        """Add a CaseComment to a case (stamped now, or at `ts`); the case's SystemModstamp moves too."""
+        table = self.tables["case_comments"]
+        with table.lock:
+            n = self._next_id["CaseComment"]
+            self._next_id["CaseComment"] += 1
+        data = {"ParentId": case_id, "CommentBody": body, "IsPublished": public, "CreatedById": user[0],
+                "_created_by_name": user[1]}  # fmt: skip
+        row = self._add("CaseComment", n, data, ts=int(time.time()) if ts is None else ts)
+        self.tables["tickets"].update(case_id, {})
+        return row
+
+    def case_email_add(
+        self,
+        case_id: str,
+        text: str,
+        *,
+        incoming: bool,
+        from_name: str,
+        html: str = "",
+        ts: int | None = None,
+    ) -> Row:
+        """Add an EmailMessage to a case (Email-to-Case): incoming from the customer, or sent by an agent."""
+        table = self.tables["case_emails"]
+        with table.lock:
+            n = self._next_id["EmailMessage"]
+            self._next_id["EmailMessage"] += 1
+        stamp = int(time.time()) if ts is None else ts
+        data = {"ParentId": case_id, "Subject": "Re: your case", "TextBody": text, "HtmlBody": html,
+                "Incoming": incoming, "FromName": from_name, "Status": "0" if incoming else "3",
+                "MessageDate": sf_time(stamp)}  # fmt: skip
+        row = self._add("EmailMessage", n, data, ts=stamp)
+        self.tables["tickets"].update(case_id, {})
+        return row
+
+    def case_comments(self, case_id: str) -> list[Row]:
+        """The case's comments, oldest first."""
+        return [r for r in self.tables["case_comments"].since() if r.data["ParentId"] == case_id]
+
+    def case(self, ticket: str) -> Row:
+        """Find a case by Id, CaseNumber or external id (Ext_Id__c); KeyError when there is none."""
+        table = self.tables["tickets"]
+        row = table.rows.get(ticket) or table.find("Ext_Id__c", ticket)
+        if row is None:
+            row = next((r for r in table.rows.values() if r.data.get("CaseNumber") == ticket), None)
+        if row is None or row.deleted:
+            raise KeyError(ticket)
+        return row
+
+    def agent(
+        self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
+    ) -> dict[str, Any]:
+        if not body.strip() and not state:
+            raise ValueError("give a comment body, a state, or both")
+        row = self.case(ticket)
+        entry = None
+        if body.strip():
+            user = (AGENT_USER[0], author or AGENT_USER[1])
+            entry = self.case_comment_add(row.id, body, public=public, user=user)
+        if state:
+            self.tables["tickets"].update(row.id, {"Status": AGENT_STATUSES.get(state, state)})
+        return {
+            "ticket": row.id,
+            "number": row.data.get("CaseNumber"),
+            "comment_id": entry.id if entry else None,
+            "state": row.data.get("Status"),
+            "webhook": self.announce(row),
+        }
+
+    def announce(self, case: Row) -> dict[str, Any]:
+        """An Outbound Message for the changed case: SOAP `notifications` with the org id and one
+        Notification (its Id is what the receiver de-duplicates by); no signature, the registered URL
+        carries the shared secret. Salesforce wants `<Ack>true</Ack>` back (else it retries)."""
+        note_id = "04l" + uuid.uuid4().hex[:15]
+        fields = "".join(
+            f"<sf:{name}>{escape(str(case.data.get(name) or ''))}</sf:{name}>"
+            for name in ("CaseNumber", "Status")
+        )
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+            "<soapenv:Body>"
+            '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+            f"<OrganizationId>{ORG_ID}</OrganizationId>"
+            "<ActionId>04kHb0000000001AAA</ActionId>"
+            '<SessionId xsi:nil="true"/>'
+            f"<EnterpriseUrl>{self.base_url}/services/Soap/c/59.0/{ORG_ID[:15]}</EnterpriseUrl>"
+            f"<PartnerUrl>{self.base_url}/services/Soap/u/59.0/{ORG_ID[:15]}</PartnerUrl>"
+            f"<Notification><Id>{note_id}</Id>"
+            '<sObject xsi:type="sf:Case" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+            f"<sf:Id>{case.id}</sf:Id>{fields}</sObject></Notification>"
+            "</notifications></soapenv:Body></soapenv:Envelope>"
+        ).encode()
+        headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
+        return self.send_webhook(note_id, body, headers)
 
     def get_record(self, request: SimRequest) -> SimResponse:
         assert request.match is not None
@@ -667,7 +827,7 @@ class SalesforceSimulator(Simulator):
         row = self.tables[OBJECTS[obj][0]].rows.get(row_id) if obj in OBJECTS else None
         if row is None or row.deleted:
             return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
-        fields = tuple(sorted(self._fields_of(obj)))
+        fields = tuple(sorted(f for f in self._fields_of(obj) if "." not in f))
         return SimResponse(200, self._row_json(obj, fields, row))
 
     def delete_record(self, request: SimRequest) -> SimResponse:

@@ -1,5 +1,7 @@
 """ServiceNow Table API simulator: basic auth and /oauth_token.do, encoded queries (^, ^OR, ^NQ, ORDERBY),
-offset paging with X-Total-Count and Link headers, create/update, 429 with Retry-After."""
+offset paging with X-Total-Count and Link headers, create/update, 429 with Retry-After; incident journals
+(`comments` / `work_notes` written through the incident, read from sys_journal_field) and an agent helper
+that announces its activity like a business rule's outbound REST message (HMAC-signed JSON)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import base64
 import calendar
 import functools
 import hashlib
+import hmac
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -19,8 +23,8 @@ from connectors.simulation import (
     Row,
     SimRequest,
     SimResponse,
-    Simulator,
     Table,
+    TicketSimulator,
     json_response,
     seed_ts,
 )
@@ -33,6 +37,11 @@ TABLES = {  # canonical stream -> table
     "articles": "kb_knowledge",
 }
 STATES = {"New": "1", "Working": "2", "Escalated": "3", "Closed": "7"}
+JOURNAL = "sys_journal_field"
+JOURNAL_ELEMENTS = ("comments", "work_notes")  # journal fields of an incident: customer-visible, internal
+#: What the agent helper's portable states become; incident.state values ("1".."8") pass as they are.
+AGENT_STATES = {"open": "2", "resolved": "6", "closed": "7"}
+INCIDENT_STATES = ("1", "2", "3", "6", "7", "8")
 _TERM = re.compile(
     r"^([a-z0-9_.]+?)(>=|<=|!=|>|<|=|LIKE|STARTSWITH|ENDSWITH|NOT IN|IN|ISEMPTY|ISNOTEMPTY)(.*)$"
 )
@@ -47,7 +56,7 @@ def sys_id(table: str, i: int) -> str:
     return hashlib.md5(f"{table}:{i}".encode(), usedforsecurity=False).hexdigest()
 
 
-class ServiceNowSimulator(Simulator):
+class ServiceNowSimulator(TicketSimulator):
     vendor = "servicenow"
     username = "hub.integration"
     password = "Sn0w-demo-pass"  # noqa: S105 - demo instance credential
@@ -72,6 +81,8 @@ class ServiceNowSimulator(Simulator):
         self.by_table: dict[str, Table] = {}
         for stream, table in TABLES.items():
             self.tables[stream] = self.by_table[table] = Table(table, unique=("correlation_id",))
+        self.by_table[JOURNAL] = Table(JOURNAL)
+        self._journal_seq = 0
         seed, n = self.seed, self.counts
         for i in range(n["accounts"]):
             c = seed.company(i)
@@ -370,9 +381,12 @@ class ServiceNowSimulator(Simulator):
             data = {k: str(v) for k, v in (request.json() or {}).items()}
         except (ValueError, AttributeError):
             return self._failure(400, "Exception while reading request", "Invalid payload")
+        journal = self._journal_fields(name, data)
         self._seq += 1
         data.setdefault("number", f"INC{self._seq + 1:07d}" if name == "incident" else f"X{self._seq:07d}")
         row = self._add(name, self._seq + 10_000_000, data, ts=int(time.time()))
+        for element, value in journal.items():
+            self.journal_add(row.id, element, value, author=self.username)
         return json_response(201, {"result": self._render(row, None)})
 
     def update(self, request: SimRequest) -> SimResponse:
@@ -384,5 +398,82 @@ class ServiceNowSimulator(Simulator):
                 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
             )
         changes = {k: str(v) for k, v in (request.json() or {}).items()}
+        journal = self._journal_fields(table.name, changes)
         row = table.update(row_id, changes)
+        for element, value in journal.items():
+            self.journal_add(row_id, element, value, author=self.username)
         return json_response(200, {"result": self._render(row, None)})
+
+    # --- journals, the agent helper and business-rule webhooks ----------------------------------
+
+    @staticmethod
+    def _journal_fields(table: str, data: dict[str, str]) -> dict[str, str]:
+        """Take the journal fields out of an incident write: they append entries, they are not columns."""
+        if table != "incident":
+            return {}
+        return {e: data.pop(e) for e in JOURNAL_ELEMENTS if e in data and data[e].strip()}
+
+    def journal_add(
+        self, incident_id: str, element: str, value: str, *, author: str, ts: int | None = None
+    ) -> Row:
+        """Append a journal entry (sys_journal_field row) to an incident, stamped now (or at `ts`)."""
+        table = self.by_table[JOURNAL]
+        with table.lock:  # request threads append concurrently; ids must stay unique
+            self._journal_seq += 1
+            seq = self._journal_seq
+        ts = int(time.time()) if ts is None else ts
+        row = Row(sys_id(JOURNAL, seq), ts, {
+            "name": "incident", "element_id": incident_id, "element": element, "value": value,
+            "sys_created_by": author, "sys_created_on": sn_time(ts),
+        })  # fmt: skip
+        return table.insert(row)
+
+    def journal(self, incident_id: str) -> list[Row]:
+        """The incident's journal entries, oldest first."""
+        return [r for r in self.by_table[JOURNAL].since() if r.data["element_id"] == incident_id]
+
+    def incident(self, ticket: str) -> Row:
+        """Find an incident by sys_id, number (INC...) or correlation id; KeyError when there is none."""
+        table = self.by_table["incident"]
+        row = table.rows.get(ticket) or table.find("correlation_id", ticket)
+        if row is None:
+            row = next((r for r in table.rows.values() if r.data.get("number") == ticket), None)
+        if row is None or row.deleted:
+            raise KeyError(ticket)
+        return row
+
+    def agent(
+        self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
+    ) -> dict[str, Any]:
+        if not body.strip() and not state:
+            raise ValueError("give a comment body, a state, or both")
+        value = AGENT_STATES.get(state, state) if state else None
+        if value is not None and value not in INCIDENT_STATES:
+            raise ValueError(f"unknown state {state!r}: open, resolved, closed or an incident.state value")
+        row = self.incident(ticket)
+        entry = None
+        if body.strip():
+            element = "comments" if public else "work_notes"
+            entry = self.journal_add(row.id, element, body, author=author or "beth.anglin")
+        self.by_table["incident"].update(row.id, {"state": value} if value else {})
+        return {
+            "ticket": row.id,
+            "number": row.data.get("number"),
+            "comment_id": entry.id if entry else None,
+            "state": row.data.get("state"),
+            "webhook": self.announce(row.id),
+        }
+
+    def announce(self, incident_id: str) -> dict[str, Any]:
+        """What a business rule's outbound REST message sends: which incident changed, HMAC-signed over
+        "<timestamp>.<body>" (X-Hub-Signature-256: sha256=<hex>, X-Hub-Request-Timestamp: epoch seconds)."""
+        event_id = str(uuid.uuid4())
+        body = json.dumps({"id": event_id, "table": "incident", "sys_id": incident_id}).encode()
+        stamp = str(int(time.time()))
+        digest = hmac.new(self.webhook_secret().encode(), stamp.encode() + b"." + body, hashlib.sha256)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": f"sha256={digest.hexdigest()}",
+            "X-Hub-Request-Timestamp": stamp,
+        }
+        return self.send_webhook(event_id, body, headers)
