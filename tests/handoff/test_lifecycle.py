@@ -356,6 +356,15 @@ def test_while_handed_off_the_bot_stays_quiet_and_a_retry_is_one_message(
     users = messages(tenant_a, conversation_id, Role.USER)
     assert [m.text for m in users] == ["Wo bleibt mein Paket?"]
     assert not messages(tenant_a, conversation_id, Role.ASSISTANT)[-1].text.startswith("Wo")
+    # Appended to the ticket through the outbox: after the ticket (same ordering key), once per message.
+    say(api_client, api_key_a, conversation_id, "Und die Rechnung?")
+    with tenant_context(tenant_a):
+        ticket = OutboxMessage.objects.get(pk=_handoff.ticket_outbox_id or 0)
+        comments = list(OutboxMessage.objects.filter(stream="ticket_comments").order_by("sequence"))
+    assert [c.payload["body"] for c in comments] == ["Wo bleibt mein Paket?", "Und die Rechnung?"]
+    assert {c.payload["ticket"] for c in comments} == {_handoff.ticket_external_id}
+    assert all(c.ordering_key == ticket.ordering_key and c.sequence > ticket.sequence for c in comments)
+    assert len({c.external_id for c in comments}) == 2
 
 
 def test_a_handed_off_turn_streams_no_text(
