@@ -210,8 +210,8 @@ HANDOFF_EVENTS = frozenset({"opened", "resolved", "failed"})
 HANDOFF_DIRECTIONS = frozenset({"agent_in", "customer_out"})
 HANDOFFS = Counter(
     "hub_handoffs_total",
-    "Handoffs to people by event (opened, resolved, failed) and ticketing connector.",
-    ["event", "connector"],
+    "Handoffs to people by outcome (opened, resolved, failed) and ticketing connector.",
+    ["outcome", "connector"],
 )
 HANDOFF_MESSAGES = Counter(
     "hub_handoff_messages_total",
@@ -438,7 +438,9 @@ def observe_channel_reply(*, kind: str, seconds: float) -> None:
 
 def record_handoff(*, event: str, connector: str) -> None:
     """Count a handoff opened, resolved (back with the bot) or failed (its ticket could not be created)."""
-    HANDOFFS.labels(event=_one_of(event, HANDOFF_EVENTS, default="failed"), connector=token(connector)).inc()
+    HANDOFFS.labels(
+        outcome=_one_of(event, HANDOFF_EVENTS, default="failed"), connector=token(connector)
+    ).inc()
 
 
 def record_handoff_message(*, direction: str, connector: str) -> None:
