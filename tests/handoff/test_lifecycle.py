@@ -444,3 +444,21 @@ def test_another_tenants_handoff_message_is_not_a_message_here(
     with tenant_context(tenant_b):
         assert not Message.objects.filter(conversation_id=conversation_id).exists()
         assert not Handoff.objects.exists()
+
+
+def test_a_platform_message_while_handed_off_goes_to_the_ticket_once(
+    opened: tuple[str, Handoff, FakeTicket], tenant_a: Tenant, channel_a: Any
+) -> None:
+    """channel_inbound's quiet path (WhatsApp, Slack, Teams, SMS): stored and appended, a redelivery not."""
+    from apps.chat.services import channel_inbound
+    from apps.core.context import as_ref
+
+    conversation_id, _handoff, _ticket = opened
+    with tenant_context(tenant_a):
+        principal = channel_inbound._principal(channel_a, as_ref(tenant_a))
+        conversation = Conversation.objects.get(pk=conversation_id)
+        for _ in range(2):  # the platform's retry of the same message id
+            channel_inbound._handed_off_record(principal, conversation, "Bin noch da", "whatsapp:wamid.1")
+        comments = list(OutboxMessage.objects.filter(stream="ticket_comments"))
+    assert [m.text for m in messages(tenant_a, conversation_id, Role.USER)] == ["Bin noch da"]
+    assert [c.payload["body"] for c in comments] == ["Bin noch da"]
