@@ -462,3 +462,23 @@ def test_a_platform_message_while_handed_off_goes_to_the_ticket_once(
         comments = list(OutboxMessage.objects.filter(stream="ticket_comments"))
     assert [m.text for m in messages(tenant_a, conversation_id, Role.USER)] == ["Bin noch da"]
     assert [c.payload["body"] for c in comments] == ["Bin noch da"]
+
+
+def test_the_customers_comment_is_redacted_like_the_transcript(
+    opened: tuple[str, Handoff, FakeTicket],
+    tenant_a: Tenant,
+    api_client: Client,
+    api_key_a: IssuedKey,
+    alice: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from apps.policies.services import policy_update
+
+    policy_update(tenant=tenant_a, values={"redact_transcripts": True}, actor=alice)
+    conversation_id, _handoff, _ticket = opened
+    say(api_client, api_key_a, conversation_id, "Schreiben Sie an jane.doe@example.com bitte")
+    with tenant_context(tenant_a):
+        [comment] = OutboxMessage.objects.filter(stream="ticket_comments")
+    assert "jane.doe@example.com" not in comment.payload["body"]
+    assert "jane.doe@example.com" not in messages(tenant_a, conversation_id, Role.USER)[-1].text
+    assert "jane.doe@example.com" not in caplog.text
