@@ -11,6 +11,11 @@ by our id, so a send is at least once across a crash between the platform's answ
 within one batch a message is never sent twice. A permanent refusal of one message (a closed window, a bad
 recipient) fails that record only; an outage, a rate limit or refused credentials end the batch (the rest is
 retried later, in order) and raise if nothing was sent, so a rate limit's Retry-After reaches the outbox.
+
+Late replies (issue 18): `"template": true` in the fields sends the text in the account's approved template
+for replies outside WhatsApp's 24-hour window (`send_agent_template`); a plain text the platform refuses
+because the window closed while it waited (an outage, a backlog) falls back to that template when the account
+has one, else it is dead-lettered with the platform's reason.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, ClassVar
 from connectors.base import Connector, Cursor, Record, Stream, WriteOutcome, WriteResult
 from connectors.errors import AuthFailed, ConnectorError
 from connectors.http import HttpSession
-from connectors.messaging import ChannelAdapter, KeyCache
+from connectors.messaging import ChannelAdapter, KeyCache, Sent
 from connectors.slack.channel import SlackAdapter
 from connectors.teams.channel import TeamsAdapter
 from connectors.twilio.channel import TwilioSmsAdapter
@@ -65,7 +70,7 @@ class MessagingConnector(Connector):
                 )
                 continue
             try:
-                sent = self.adapter.send(reply_ref=reply_ref, text=text)
+                sent = self._send(reply_ref, text, template=fields.get("template") is True)
             except ConnectorError as exc:
                 if exc.permanent and not isinstance(exc, AuthFailed):
                     # About this message (a closed window, a refused recipient): it alone is dead-lettered.
@@ -78,6 +83,20 @@ class MessagingConnector(Connector):
                 WriteOutcome(record["external_id"], vendor_id=sent.platform_message_id, created=True)
             )
         return result
+
+    def _send(self, reply_ref: Mapping[str, Any], text: str, *, template: bool) -> Sent:
+        """Send as text, or in the agent template when asked or when the window closed meanwhile."""
+        whatsapp = self.adapter if isinstance(self.adapter, WhatsAppAdapter) else None
+        if template:
+            if whatsapp is None:
+                raise ConnectorError(f"{self.kind} has no message templates", code="no_template")
+            return whatsapp.send_agent_template(reply_ref=reply_ref, text=text)
+        try:
+            return self.adapter.send(reply_ref=reply_ref, text=text)
+        except ConnectorError as exc:
+            if exc.code != "window_closed" or whatsapp is None or whatsapp.agent_template() is None:
+                raise
+            return whatsapp.send_agent_template(reply_ref=reply_ref, text=text)
 
 
 def _connector(adapter: type[ChannelAdapter], label: str) -> type[MessagingConnector]:

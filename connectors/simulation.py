@@ -804,8 +804,14 @@ class TicketSimulator(Simulator):
             return {"id": event_id, "url": None, "status": None, "error": "no webhook registered"}
         entry: dict[str, Any] = {"id": event_id, "url": target.url, "status": None, "error": None}
         try:
+            # One connection per announcement, like a vendor's webhook sender: a kept-alive socket would
+            # pin a request thread (and its database connections) of the receiving test server.
             response = self._http.post(
-                target.url, data=body, headers=dict(headers), timeout=10, allow_redirects=False
+                target.url,
+                data=body,
+                headers={**headers, "Connection": "close"},
+                timeout=10,
+                allow_redirects=False,
             )
             entry["status"] = response.status_code
         except requests.RequestException as exc:

@@ -160,6 +160,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
             "identity-secret",
             "widget-rotate",
             "preview",
+            "undelivered-retry",  # issue 18 (delivery): send held messages again
         )
     },
     **{f"chat:key-{name}": lambda t: {"pk": _channel_and_key(t)[1]} for name in ("revoke", "rotate")},

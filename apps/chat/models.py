@@ -224,7 +224,13 @@ class Message(RegionModel):
     model = models.CharField(max_length=100, blank=True, default="")
     # An agent message's author as the ticketing system names them (display name, "" when unknown). Agent
     # messages carry idempotency_key "agent:<vendor comment id>", so a comment read twice is stored once.
-    author = models.CharField(max_length=200, blank=True, default="")
+    # db_default: the turn's own INSERT (services/conversations.py, raw SQL) does not name the column.
+    author = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # A later message the channel could not deliver (issue 18, apps/chat/services/delivery.py): why, as a
+    # short word ("window_closed", "no_account", "no_address", "bad_account"), and when; the console lists
+    # them per channel.
+    undelivered_reason = models.CharField(max_length=32, blank=True, default="", db_default="")
+    undelivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -235,7 +241,14 @@ class Message(RegionModel):
                 name="message_idempotency",
             )
         ]
-        indexes = [models.Index(fields=["tenant_id", "created_at"], name="message_tenant_created")]
+        indexes = [
+            models.Index(fields=["tenant_id", "created_at"], name="message_tenant_created"),
+            models.Index(
+                fields=["tenant_id", "undelivered_at"],
+                condition=models.Q(undelivered_at__isnull=False),
+                name="message_undelivered",
+            ),
+        ]
 
 
 class FeedbackKind(models.TextChoices):

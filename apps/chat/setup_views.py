@@ -45,6 +45,7 @@ from apps.chat.services.channel_setup import (
     widget_script_url,
     widget_snippet,
 )
+from apps.chat.services.delivery import held_messages_retry
 from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.context import tenant_context
 from apps.core.errors import HubError
@@ -201,6 +202,20 @@ def channel_platform_test_view(request: HttpRequest, channel: Channel) -> HttpRe
     return _back(channel)
 
 
+def channel_undelivered_retry_view(request: HttpRequest, channel: Channel) -> HttpResponse:
+    """Send the channel's held messages again (e.g. after setting a WhatsApp template for late replies)."""
+    result = held_messages_retry(channel=channel, actor=request.user, request=request)
+    if result.held:
+        messages.warning(
+            request,
+            _("%(sent)d sent, %(held)d still held: see why under “Undelivered messages”.")
+            % {"sent": result.sent, "held": result.held},
+        )
+    else:
+        messages.success(request, _("%(sent)d held messages sent again.") % {"sent": result.sent})
+    return _back(channel)
+
+
 def channel_origins_view(request: HttpRequest, channel: Channel) -> HttpResponse:
     form = OriginsForm(request.POST)
     if form.is_valid():
@@ -309,6 +324,7 @@ def channel_preview_view(request: HttpRequest, channel: Channel) -> HttpResponse
 ROUTES: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "platform": (channel_platform_view, require_POST),
     "platform-test": (channel_platform_test_view, require_POST),
+    "undelivered-retry": (channel_undelivered_retry_view, require_POST),
     "origins": (channel_origins_view, require_POST),
     "identity": (channel_identity_view, require_POST),
     "identity-secret": (channel_identity_secret_view, require_http_methods(["GET", "POST"])),

@@ -23,6 +23,11 @@ urlpatterns = [
         name="channel-platform-test",
     ),
     path(
+        "t/<slug:tenant_slug>/channels/<uuid:pk>/undelivered/retry/",
+        views.channel_undelivered_retry_view,
+        name="channel-undelivered-retry",
+    ),
+    path(
         "t/<slug:tenant_slug>/channels/<uuid:pk>/origins/", views.channel_origins_view, name="channel-origins"
     ),
     path(

@@ -471,6 +471,7 @@ def _setup_route(name: str) -> Any:
 
 channel_platform_view = _setup_route("platform")
 channel_platform_test_view = _setup_route("platform-test")
+channel_undelivered_retry_view = _setup_route("undelivered-retry")
 channel_origins_view = _setup_route("origins")
 channel_identity_view = _setup_route("identity")
 channel_identity_secret_view = _setup_route("identity-secret")

@@ -19,10 +19,10 @@ serve one request at a time and leave the excess in the kernel's accept queue, a
 The pool is local to the process on purpose: it measures this process's capacity, nothing shared (shared
 limits such as the chat rate limits live in Redis).
 
-Never gated: the web widget's push streams (bounded and capped on their own, see `_is_stream`), liveness,
-readiness and metrics (a load balancer and Prometheus must hear back from a busy
-process), and static files. Readiness answers 503 at once while the drain file (HUB_DRAIN_FILE) exists: the
-Kubernetes preStop hook creates it, so load balancers stop sending before gunicorn gets SIGTERM.
+Never gated: the web widget's push streams and the chat API's event streams (bounded and capped on their
+own, see `_is_stream`), liveness, readiness and metrics (a load balancer and Prometheus must hear back from a
+busy process), and static files. Readiness answers 503 at once while the drain file (HUB_DRAIN_FILE) exists:
+the Kubernetes preStop hook creates it, so load balancers stop sending before gunicorn gets SIGTERM.
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ _DATABASE_PATHS = frozenset({"/readyz", "/metrics"})
 #: whole life. They run on their gthread thread instead, capped per process
 #: (HUB_WIDGET_STREAMS_PER_PROCESS) and bounded in time (HUB_WIDGET_STREAM_SECONDS); they close their
 #: database connections like the paths above.
-_STREAM_PREFIX, _STREAM_SUFFIX = "/widget/v1/", "/stream"
+#: The chat API's event stream of a conversation (issue 18) is the same kind of stream, under the same caps.
+_STREAMS = (("/widget/v1/", "/stream"), ("/api/v1/conversations/", "/events"))
 
 
 def _is_stream(path: str) -> bool:
-    return path.startswith(_STREAM_PREFIX) and path.endswith(_STREAM_SUFFIX)
+    return any(path.startswith(prefix) and path.endswith(suffix) for prefix, suffix in _STREAMS)
 
 
 _END = object()

@@ -6,13 +6,18 @@ The simulators pick free ports each time they start, so an existing demo connect
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
+from django.urls import reverse
+
 from apps.core.context import tenant_context
+from apps.core.public import public_base_url
 from apps.integrations.conf import simulators_state_dir
 from apps.integrations.models import Connection
 from apps.integrations.services.connections import connection_create, connection_update
 from connectors import simulators
+from connectors.simulation import SimulatorAdminError, admin_post
 
 logger = logging.getLogger(__name__)
 
@@ -68,5 +73,38 @@ def seed_demo_connections(tenants: list[Any]) -> list[dict[str, str]]:
                 connection_update(
                     connection=existing, tenant=tenant, settings=settings, credentials=credentials
                 )
+            if kind in TICKET_WEBHOOKS and tenant is tenants[0]:
+                with tenant_context(tenant):
+                    _register_ticket_webhook(Connection.objects.get(name=name), description)
             seeded.append({"tenant": tenant.slug, "kind": kind, "name": name})
     return seeded
+
+
+#: Ticketing simulators that announce an agent's comments to the hub (issue 18: the handoff round trip).
+TICKET_WEBHOOKS = ("servicenow", "salesforce", "hubspot")
+
+
+def _register_ticket_webhook(connection: Connection, description: dict[str, Any]) -> bool:
+    """Point the simulator's agent webhooks at the first demo tenant's connection (a simulator announces to
+    one hub endpoint; the other tenants' handoffs are found by the poll). Returns False when it fails."""
+    stored = connection.secrets
+    secret = str(stored.get("webhook_secret") or "") or secrets.token_urlsafe(32)
+    if connection.kind == "hubspot":
+        # HubSpot signs with the app's client secret, not one the hub chooses.
+        secret = str(description.get("client_secret") or "")
+        connection.set_secrets({**stored, "client_secret": secret})
+    else:
+        connection.set_secrets({**stored, "webhook_secret": secret})
+    if connection.kind == "salesforce":
+        connection.settings = {**connection.settings, "webhook_org_id": description["organization_id"]}
+        kwargs: dict[str, Any] = {"connection_id": connection.pk, "token": secret}
+    else:
+        kwargs = {"connection_id": connection.pk}
+    connection.save(update_fields=["credentials", "settings", "updated_at"])
+    url = public_base_url() + reverse(f"integrations:webhook-{connection.kind}", kwargs=kwargs)
+    try:
+        admin_post(description, "webhook", {"url": url, "secret": secret})
+    except SimulatorAdminError as exc:
+        logger.warning("demo: could not register the %s webhook: %s", connection.kind, exc)
+        return False
+    return True

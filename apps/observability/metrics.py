@@ -183,7 +183,18 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
 # --- messaging channels (issue 17, slice "ingest") ---
 CHANNEL_DIRECTIONS = frozenset({"in", "out"})
 CHANNEL_OUTCOMES = frozenset(
-    {"accepted", "duplicate", "ignored", "answered", "handoff_quiet", "failed", "enqueued", "status"}
+    {
+        "accepted",
+        "duplicate",
+        "ignored",
+        "answered",
+        "handoff_quiet",
+        "failed",
+        "enqueued",
+        "status",
+        "template",  # issue 18: a late reply sent in the WhatsApp template
+        "held",  # issue 18: a later message that could not be sent (apps/chat/services/delivery.py)
+    }
 )
 CHANNEL_REFUSALS = frozenset(
     {"unknown_channel", "too_large", "malformed", "keys_unavailable", "rate_limited", "method"}

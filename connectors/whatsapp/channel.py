@@ -8,6 +8,10 @@ Meta usually accepts such a send and reports the failure later as a `failed` sta
 some paths refuse it synchronously with the same code. Both come out as the word "window_closed"
 (`ConnectorError.code` on send, `StatusUpdate.error` in a webhook) so the Django side can fall back to
 `send_template`, which is allowed outside the window.
+
+Agent replies after the window (issue 18): the account may name an approved template with one body parameter
+(`agent_template`, `agent_template_language`); `send_agent_template` fills it with the reply's text, flattened
+to what Meta accepts in a parameter (no newline or tab, no run of more than four spaces: error 132018).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +67,25 @@ AUTH_CODES = frozenset({0, 10, 190})
 RECIPIENT_CODES = frozenset({131026, 131030})
 #: Statuses Meta reports for our outbound messages.
 KNOWN_STATUSES = frozenset({"sent", "delivered", "read", "failed", "deleted", "warning"})
+#: Longest text put in the agent template's one body parameter: the body (template text included) is capped
+#: at 1024 characters, so a longer reply goes out as several templates.
+TEMPLATE_PARAM_MAX = 900
+_WHITESPACE = re.compile(r"\s+")
+
+
+def template_params(text: str) -> list[str]:
+    """`text` as template body parameters: newlines, tabs and runs of spaces become one space (Meta refuses
+    them in a parameter), cut at spaces into pieces of at most TEMPLATE_PARAM_MAX characters."""
+    flat = _WHITESPACE.sub(" ", text).strip()
+    pieces: list[str] = []
+    while len(flat) > TEMPLATE_PARAM_MAX:
+        cut = flat.rfind(" ", 0, TEMPLATE_PARAM_MAX + 1)
+        cut = cut if cut > TEMPLATE_PARAM_MAX // 3 else TEMPLATE_PARAM_MAX
+        pieces.append(flat[:cut].strip())
+        flat = flat[cut:].strip()
+    if flat:
+        pieces.append(flat)
+    return pieces
 
 
 def status_error(errors: Any) -> str:
@@ -87,6 +111,11 @@ class WhatsAppAdapter(ChannelAdapter):
                     help="Any random string; paste the same into the app's webhook settings."),
         ConfigField("api_base", "Graph API base URL", default="https://graph.facebook.com", url=True),
         ConfigField("api_version", "Graph API version", default="v21.0"),
+        ConfigField("agent_template", "Template for late replies", default="",
+                    help="An approved template with one body parameter ({{1}}): agents' replies after the "
+                         "24-hour window are sent with it. Empty: such replies are held, not sent."),
+        ConfigField("agent_template_language", "Template language", default="en",
+                    help="The language code the template is approved in (en, en_US, de, ...)."),
     )  # fmt: skip
     #: Meta's limit for a text message body.
     max_text = 4096
@@ -228,6 +257,30 @@ class WhatsAppAdapter(ChannelAdapter):
                 {"type": "body", "parameters": [{"type": "text", "text": str(p)} for p in params]}
             ]
         return self._post_message(reply_ref, {"type": "template", "template": template})
+
+    def agent_template(self) -> tuple[str, str] | None:
+        """The approved template for replies outside the window, as (name, language); None when not set."""
+        name = str(self.config.get("agent_template") or "").strip()
+        if not name:
+            return None
+        return name, str(self.config.get("agent_template_language") or "en").strip()
+
+    def send_agent_template(self, *, reply_ref: Mapping[str, str], text: str) -> Sent:
+        """Send `text` in the account's agent template (outside the 24-hour window); `ConnectorError` with
+        code "no_template" when the account has none."""
+        template = self.agent_template()
+        if template is None:
+            raise ConnectorError("No template for replies outside the 24-hour window", code="no_template")
+        params = template_params(text)
+        if not params:
+            raise ConnectorError("A template parameter cannot be empty", code="empty")
+        sent = [
+            self.send_template(
+                reply_ref=reply_ref, template_name=template[0], language=template[1], params=(p,)
+            )
+            for p in params
+        ]
+        return sent[0]
 
     def test(self) -> None:
         """Fetch the phone number's record with the token (proves token, version and number id)."""

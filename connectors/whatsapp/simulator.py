@@ -1,6 +1,11 @@
 """WhatsApp Cloud API simulator: the Graph API's /messages and phone-number endpoints with Meta's error
 bodies, the 24-hour customer service window, templates, and webhooks signed like Meta's
-(X-Hub-Signature-256 over the raw body, JSON with non-ASCII and "/" escaped as Meta does)."""
+(X-Hub-Signature-256 over the raw body, JSON with non-ASCII and "/" escaped as Meta does).
+
+Templates are checked like Meta checks them: the name must exist in the language (132001), the body gets
+exactly its number of parameters (132000), a parameter holds no newline, tab or run of more than four spaces
+(132018), and the filled body stays within 1024 characters. A sent template is recorded with its filled
+`text` and `params`, so a test reads what the customer saw."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -28,6 +34,14 @@ RATE_LIMIT_POLICIES: dict[str, tuple[int, str]] = {
     "app": (4, "(#4) Application request limit reached"),
     "account": (80007, "(#80007) Rate limit issues"),
 }
+#: The body text of each approved template ({{n}}: the n-th body parameter), what the customer reads.
+TEMPLATE_BODIES = {
+    "hello_world": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp "
+    "message notification from the Cloud API, hosted by Meta.",
+    "agent_reply": "Our support team replied to your request: {{1}}",
+}
+MAX_TEMPLATE_BODY = 1024
+_BAD_PARAM = re.compile(r"[\n\t]| {5,}")
 WINDOW_DETAILS = (
     "Message failed to send because more than 24 hours have passed since the customer last replied to "
     "this number."
@@ -42,6 +56,25 @@ def meta_json(payload: Any) -> bytes:
 
 def new_wamid() -> str:
     return "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12" + secrets.token_bytes(18)).decode()
+
+
+def template_params_of(template: Mapping[str, Any]) -> list[str]:
+    """The text parameters of a template message's body component(s), in order."""
+    return [
+        str(p.get("text", ""))
+        for c in template.get("components") or ()
+        if isinstance(c, Mapping) and c.get("type") == "body"
+        for p in c.get("parameters") or ()
+        if isinstance(p, Mapping)
+    ]
+
+
+def fill_template(name: str, params: list[str]) -> str:
+    """The body the customer reads: the template's text with {{n}} replaced by the n-th parameter."""
+    body = TEMPLATE_BODIES.get(name, "")
+    for number, value in enumerate(params, start=1):
+        body = body.replace("{{" + str(number) + "}}", value)
+    return body
 
 
 class WhatsAppSimulator(ChannelSimulator):
@@ -190,7 +223,9 @@ class WhatsAppSimulator(ChannelSimulator):
             if problem is not None:
                 return problem
             record["template"] = payload["template"]["name"]
-            record["text"] = None
+            record["language"] = payload["template"]["language"]["code"]
+            record["params"] = template_params_of(payload["template"])
+            record["text"] = fill_template(record["template"], record["params"])
         else:
             return self.graph_error(
                 400, 100, f"(#100) Param type '{kind}' is not supported by this simulator"
@@ -238,11 +273,8 @@ class WhatsAppSimulator(ChannelSimulator):
                 "(#132001) Template name does not exist in the translation",
                 details=f"template name ({template['name']}) does not exist in {language}",
             )
-        given = sum(
-            len(c.get("parameters") or ())
-            for c in template.get("components") or ()
-            if c.get("type") == "body"
-        )
+        params = template_params_of(template)
+        given = len(params)
         if given != expected:
             return self.graph_error(
                 400,
@@ -251,6 +283,17 @@ class WhatsAppSimulator(ChannelSimulator):
                 details=f"body: number of localizable_params ({given}) does not match the expected number "
                 f"of params ({expected})",
             )
+        if any(_BAD_PARAM.search(p) for p in params):
+            return self.graph_error(
+                400,
+                132018,
+                "(#132018) There was an issue with the parameters in your template.",
+                details="Param text cannot have new-line/tab characters or more than 4 consecutive spaces",
+            )
+        if len(fill_template(str(template["name"]), params)) > MAX_TEMPLATE_BODY:
+            return self.graph_error(
+                400, 100, "(#100) Invalid parameter", details="Template body exceeds 1024 characters"
+            )
         return None
 
     # --- the 24-hour window -------------------------------------------------------------------------
@@ -258,6 +301,14 @@ class WhatsAppSimulator(ChannelSimulator):
     def open_window(self, wa_id: str, *, at: float | None = None) -> None:
         """Record that the user wrote to the business (at `at`, default now)."""
         self._last_inbound[wa_id.lstrip("+")] = time.time() if at is None else at
+
+    def close_window(self, wa_id: str, *, hours_ago: float = 25.0) -> None:
+        """Record that the user last wrote `hours_ago` hours ago (default: the window has closed)."""
+        self.open_window(wa_id, at=time.time() - hours_ago * 3600)
+
+    def reset(self) -> None:
+        super().reset()
+        self._last_inbound.clear()
 
     def window_open(self, wa_id: str) -> bool:
         last = self._last_inbound.get(wa_id.lstrip("+"))
@@ -427,7 +478,9 @@ class WhatsAppSimulator(ChannelSimulator):
                 200, {"subscribed": self.subscribe(body["url"], verify=body.get("verify", True))}
             )
         if action == "window":
-            if body.get("open", True):
+            if "hours_ago" in body:
+                self.close_window(str(body["wa_id"]), hours_ago=float(body["hours_ago"]))
+            elif body.get("open", True):
                 self.open_window(str(body["wa_id"]))
             else:
                 self._last_inbound.pop(str(body["wa_id"]).lstrip("+"), None)

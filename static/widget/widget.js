@@ -24,21 +24,21 @@
 
   var STRINGS = {
     en: { title: "Chat with us", open: "Open chat", close: "Close chat", input: "Your message",
-          placeholder: "Type your question…", send: "Send", sources: "Sources", you: "You", bot: "Assistant",
+          placeholder: "Type your question…", send: "Send", sources: "Sources", you: "You", bot: "Assistant", agent: "Support",
           error: "Sorry, something went wrong. Please try again.", busy: "Please wait a moment and try again." },
     de: { title: "Chatten Sie mit uns", open: "Chat öffnen", close: "Chat schließen", input: "Ihre Nachricht",
-          placeholder: "Ihre Frage…", send: "Senden", sources: "Quellen", you: "Sie", bot: "Assistent",
+          placeholder: "Ihre Frage…", send: "Senden", sources: "Quellen", you: "Sie", bot: "Assistent", agent: "Support",
           error: "Entschuldigung, etwas ist schiefgelaufen. Bitte versuchen Sie es erneut.",
           busy: "Bitte warten Sie einen Moment und versuchen Sie es erneut." },
     fr: { title: "Discutez avec nous", open: "Ouvrir le chat", close: "Fermer le chat", input: "Votre message",
           placeholder: "Posez votre question…", send: "Envoyer", sources: "Sources", you: "Vous",
-          bot: "Assistant", error: "Désolé, une erreur est survenue. Veuillez réessayer.",
+          bot: "Assistant", agent: "Assistance", error: "Désolé, une erreur est survenue. Veuillez réessayer.",
           busy: "Veuillez patienter un instant puis réessayer." },
     es: { title: "Chatea con nosotros", open: "Abrir chat", close: "Cerrar chat", input: "Tu mensaje",
-          placeholder: "Escribe tu pregunta…", send: "Enviar", sources: "Fuentes", you: "Tú", bot: "Asistente",
+          placeholder: "Escribe tu pregunta…", send: "Enviar", sources: "Fuentes", you: "Tú", bot: "Asistente", agent: "Soporte",
           error: "Lo sentimos, algo salió mal. Inténtalo de nuevo.", busy: "Espera un momento e inténtalo de nuevo." },
     ja: { title: "チャットでお問い合わせ", open: "チャットを開く", close: "チャットを閉じる", input: "メッセージ",
-          placeholder: "ご質問を入力してください…", send: "送信", sources: "出典", you: "あなた", bot: "アシスタント",
+          placeholder: "ご質問を入力してください…", send: "送信", sources: "出典", you: "あなた", bot: "アシスタント", agent: "サポート担当",
           error: "エラーが発生しました。もう一度お試しください。", busy: "しばらくしてからもう一度お試しください。" }
   };
   var languages = (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"]);
@@ -59,6 +59,8 @@
     ".msg{max-width:85%;padding:8px 10px;border-radius:10px;white-space:pre-wrap;word-wrap:break-word}",
     ".user{align-self:flex-end;background:#2557d6;color:#fff}",
     ".assistant{align-self:flex-start;background:#f0f2f5}",
+    ".agent{align-self:flex-start;background:#e8f0e4}",
+    ".who{display:block;font-size:12px;font-weight:600}",
     ".error{align-self:center;color:#b00020}",
     ".sources{margin:6px 0 0;padding-left:18px;font-size:12px}",
     ".sources a{color:#2557d6}",
@@ -134,9 +136,10 @@
   }
 
   // --- rendering -----------------------------------------------------------------------------------------
-  function bubble(role, text) {
+  function bubble(role, text, who) {
     var node = el("div", { class: "msg " + role });
-    node.appendChild(el("span", { class: "sr" }, (role === "user" ? t.you : t.bot) + ": "));
+    if (who) node.appendChild(el("span", { class: "who" }, who)); // a person from support (issue 18)
+    else node.appendChild(el("span", { class: "sr" }, (role === "user" ? t.you : t.bot) + ": "));
     var body = el("span", { class: "text" }, text || "");
     node.appendChild(body);
     log.appendChild(node);
@@ -165,7 +168,9 @@
     if (streaming) { deferred.push(message); return; } // maybe the reply being streamed: after it, by id
     seen[message.id] = true;
     if (message.id > lastId) lastId = message.id;
-    var body = bubble(message.role === "user" ? "user" : "assistant", message.text);
+    var agent = message.role === "agent";
+    var role = message.role === "user" ? "user" : agent ? "agent" : "assistant";
+    var body = bubble(role, message.text, agent ? message.author || t.agent : "");
     citations(body, message.citations);
   }
   function failure(text) { bubble("error", text); }

@@ -1,5 +1,6 @@
 """The web widget in Chromium: embedded on a page of ANOTHER origin (its own server and a strict CSP), a
-German visitor uses it keyboard-only, sees the cited answer arrive, and receives a message pushed later."""
+German visitor uses it keyboard-only, sees the cited answer arrive, and receives messages pushed later (the
+bot's, and an agent's with the agent's name)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
 from tests.browser.helpers import REPORT_CSP_VIOLATIONS, TIMEOUT_MS
 from tests.chat.widget_support import widget_enable
+from tests.delivery.helpers import agent_says
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -116,8 +118,12 @@ def test_german_visitor_on_another_origin_keyboard_only(
             message_add_and_publish(
                 conversation=conversation, text="Ein Kollege hier: Ihr Paket ist unterwegs."
             )
+            agent_says(conversation, "Ich kümmere mich darum.", author="Anna")  # an agent (issue 18)
         expect(log).to_contain_text("Ihr Paket ist unterwegs.")
         expect(log.get_by_text("Ihr Paket ist unterwegs.")).to_have_count(1)
+        agent = log.locator(".msg.agent")
+        expect(agent).to_contain_text("Ich kümmere mich darum.")
+        expect(agent.locator(".who")).to_have_text("Anna")  # who answers, shown as text
 
         # Tab reaches the close button and the log; Escape closes and gives the focus back to the launcher.
         message_box.focus()

@@ -13,9 +13,12 @@ from django.core.management import call_command
 
 from apps.core.context import tenant_context
 from apps.integrations import demo
+from apps.integrations.conf import build_connector
 from apps.integrations.models import Connection
+from apps.integrations.resilience import connection_session
 from apps.integrations.services.connections import connection_test
 from apps.tenants.models import Tenant
+from connectors.simulation import admin_post
 
 
 def _run(*args: str) -> str:
@@ -72,3 +75,34 @@ def test_seed_skips_when_simulators_are_down(
     assert "Simulators are not running" in caplog.text
     with tenant_context(tenant_a):
         assert not Connection.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_points_the_ticketing_simulators_webhooks_at_the_first_tenant(
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    live_server: Any,
+    tenant_a: Tenant,
+    tenant_b: Tenant,
+    sims: dict[str, Any],
+) -> None:
+    """So an agent's reply in the demo arrives within seconds (issue 18): every ticketing simulator announces
+    to tenant_a's connection, and the hub accepts the signed announcement (signature, org and secret as
+    the hub checks them; a refusal would be 401)."""
+    settings.HUB_CHANNELS_PUBLIC_URL = live_server.url
+    monkeypatch.setattr(demo.simulators, "status", lambda _state: {"running": True, "simulators": sims})
+    demo.seed_demo_connections([tenant_a, tenant_b])
+    try:
+        for kind in demo.TICKET_WEBHOOKS:
+            with tenant_context(tenant_a):
+                connection = Connection.objects.get(kind=kind)
+                connector = build_connector(connection, session=connection_session(connection))
+                ticket = next(iter(connector.read("tickets"))).external_id
+            answer = admin_post(sims[kind], "agent", {"ticket": ticket, "body": "On it.", "public": True})
+            webhook = answer["webhook"]
+            assert webhook["url"].startswith(f"{live_server.url}/hooks/{kind}/{connection.pk}/")
+            accepted = 200 if kind == "salesforce" else 204  # the SOAP Ack; JSON hooks have no body
+            assert (webhook["status"], webhook["error"]) == (accepted, None), kind
+    finally:
+        for kind in demo.TICKET_WEBHOOKS:
+            admin_post(sims[kind], "webhook", {"url": None})

@@ -231,3 +231,29 @@ class CsatSerializer(serializers.Serializer):
 
 class HandoffCreateSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class LaterMessageSerializer(serializers.Serializer):
+    """A message of the conversation as a polling or streaming client sees it (issue 18)."""
+
+    id = serializers.IntegerField(help_text="Increasing within the conversation: the `after` cursor.")
+    role = serializers.CharField(
+        help_text="`user`, `assistant` or `agent` (a person answering from the ticketing system during a "
+        "handoff)."
+    )
+    text = serializers.CharField(help_text=REPLY_TEXT_HELP)
+    author = serializers.CharField(
+        help_text="An agent's display name as the ticketing system gives it, or empty."
+    )
+    citations = CitationSerializer(many=True)
+    created_at = serializers.DateTimeField()
+
+
+class MessagePageSerializer(serializers.Serializer):
+    messages = LaterMessageSerializer(many=True)
+    next_after = serializers.IntegerField(
+        help_text="The id to pass as `after` for the next page (the last message's id; `after` when empty)."
+    )
+    has_more = serializers.BooleanField(
+        help_text="More messages follow: ask again with `next_after` at once."
+    )

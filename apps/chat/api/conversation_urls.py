@@ -1,6 +1,7 @@
 from django.urls import path
 
 from apps.chat.api import conversations as views
+from apps.chat.api import messages
 
 urlpatterns = [
     path("conversations", views.ConversationCreateView.as_view(), name="chat-conversation-create"),
@@ -11,8 +12,13 @@ urlpatterns = [
     ),
     path(
         "conversations/<str:conversation_id>/messages",
-        views.MessageCreateView.as_view(),
+        messages.MessagesView.as_view(),  # POST: a turn; GET: later messages (issue 18)
         name="chat-message-create",
+    ),
+    path(
+        "conversations/<str:conversation_id>/events",
+        messages.ConversationEventsView.as_view(),
+        name="chat-conversation-events",
     ),
     path(
         "conversations/<str:conversation_id>/feedback",

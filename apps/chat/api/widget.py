@@ -11,10 +11,8 @@ stream relaying the conversation's Redis channel (docs/architecture.md, "Web wid
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any
@@ -27,6 +25,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
+from apps.chat.api import streams
 from apps.chat.models import Message
 from apps.chat.ratelimit import bucket
 from apps.chat.services import conversations as chat
@@ -308,7 +307,8 @@ def messages_view(request: HttpRequest, widget: svc.WidgetChannel, conversation_
 @widget_endpoint
 def stream_view(request: HttpRequest, widget: svc.WidgetChannel, conversation_id: str) -> HttpResponseBase:
     """Server-Sent Events of the conversation's new messages for HUB_WIDGET_STREAM_SECONDS, then the widget
-    reconnects with Last-Event-ID and first gets what it missed from the database."""
+    reconnects with Last-Event-ID and first gets what it missed from the database (apps/chat/api/streams.py,
+    shared with the chat API's event stream)."""
     if request.method != "GET":
         raise Refused(405, _("Method not allowed."))
     token = _token(request, widget, conversation_id)
@@ -319,73 +319,17 @@ def stream_view(request: HttpRequest, widget: svc.WidgetChannel, conversation_id
         ]
     )
     conversation = chat.conversation_for(principal=widget.principal, conversation_id=conversation_id)
-    last = request.headers.get("Last-Event-ID", "") or request.GET.get("after", "")
-    last_id = int(last) if last.isdigit() and len(last) <= 18 else None
-    if last_id is None:  # a first connection: only what comes from now on
-        newest = (
-            Message.objects.filter(conversation=conversation).order_by("-id").values_list("id", flat=True)
-        )
-        last_id = next(iter(newest[:1]), 0)
+    resume = request.headers.get("Last-Event-ID", "") or request.GET.get("after", "")
+    last_id = streams.last_seen(conversation_id=conversation.pk, resume=resume)
     try:
-        slot = svc.stream_slot()
-        slot.__enter__()
-    except svc.StreamLimit:
+        body = streams.stream_open(
+            tenant=widget.principal.tenant, conversation_id=conversation.pk, last_id=last_id
+        )
+    except streams.StreamBusy:
         metrics.record_widget_refused("stream_limit")
         raise Refused(
             503, _("Too many open streams. Please try again shortly."), {"Retry-After": "5"}
         ) from None
-    except (redis.ConnectionError, redis.TimeoutError):
-        raise DependencyUnavailable("redis", "widget push needs Redis") from None
-    try:
-        pubsub = svc.stream_subscribe(conversation_id=conversation.pk)
-    except (redis.ConnectionError, redis.TimeoutError):
-        slot.__exit__(None, None, None)
-        raise DependencyUnavailable("redis", "widget push needs Redis") from None
-    response = StreamingHttpResponse(
-        _relay(widget, conversation.pk, pubsub, slot, last_id),
-        content_type="text/event-stream; charset=utf-8",
-    )
+    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-def _relay(
-    widget: svc.WidgetChannel, conversation_id: Any, pubsub: Any, slot: Any, last_id: int
-) -> Iterator[str]:
-    """Subscribed first, then the messages missed since `last_id`, then live ones (none twice, by id)."""
-    deadline = time.monotonic() + settings.HUB_WIDGET_STREAM_SECONDS
-    heartbeat = settings.HUB_WIDGET_HEARTBEAT_SECONDS
-    try:
-        yield f"retry: {settings.HUB_WIDGET_RETRY_MS}\n: open\n\n"
-        with tenant_context(widget.principal.tenant):
-            missed = list(
-                Message.objects.filter(conversation_id=conversation_id, id__gt=last_id).order_by("id")[:_PAGE]
-            )
-        for message in missed:
-            last_id = message.id
-            yield _event("message", svc.message_event(message), message.id)
-        quiet_since = time.monotonic()
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                item = pubsub.get_message(timeout=min(1.0, left))
-            except (redis.ConnectionError, redis.TimeoutError):
-                break  # the widget reconnects and catches up from the database
-            if item is None or item.get("type") != "message":
-                if time.monotonic() - quiet_since >= heartbeat:
-                    quiet_since = time.monotonic()
-                    yield ": keep-alive\n\n"
-                continue
-            try:
-                event = json.loads(item["data"])
-            except (ValueError, TypeError):
-                continue
-            if not isinstance(event, dict) or not isinstance(event.get("id"), int) or event["id"] <= last_id:
-                continue
-            last_id = event["id"]
-            quiet_since = time.monotonic()
-            yield _event("message", event, event["id"])
-        yield _event("reconnect", {"after": last_id})
-    finally:
-        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-            pubsub.close()
-        slot.__exit__(None, None, None)

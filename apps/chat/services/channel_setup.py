@@ -27,6 +27,7 @@ from apps.chat.models import Channel, ChannelKind, IdentityMode
 from apps.chat.services.channels import channel_create, require_channel_manager
 from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
+from apps.core.public import public_base_url
 from apps.integrations.models import Connection
 from apps.integrations.services.connections import (
     TestResult,
@@ -47,16 +48,6 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 # --- derived values (no writes) -------------------------------------------------------------------------
-def public_base_url(request: HttpRequest | None = None) -> str:
-    """The hub's public origin: HUB_CHANNELS_PUBLIC_URL, else the request's own, else http://localhost."""
-    configured = str(getattr(settings, "HUB_CHANNELS_PUBLIC_URL", "") or "").rstrip("/")
-    if configured:
-        return configured
-    if request is not None:
-        return request.build_absolute_uri("/").rstrip("/")
-    return "http://localhost:8000"
-
-
 def channel_webhook_url(channel: Channel, request: HttpRequest | None = None) -> str:
     """Where the platform posts this channel's events (the endpoint lives in apps/chat, another slice)."""
     return f"{public_base_url(request)}/hooks/channels/{channel.pk}/"

@@ -226,6 +226,7 @@ def message_event(message: Message) -> dict[str, Any]:
         "role": message.role,
         "text": message.text,
         "citations": message.citations or [],
+        "author": message.author,  # an agent's name as the ticketing system gives it (issue 18), else ""
         "created_at": message.created_at.isoformat() if message.created_at else None,
     }
 
