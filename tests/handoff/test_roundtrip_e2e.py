@@ -178,6 +178,17 @@ class Customer:
     def say(self, text: str) -> dict[str, Any]:
         return dict(self._post(f"/{self.conversation_id}/messages", {"text": text}))
 
+    def poll(self, role: str) -> list[tuple[str, str]]:
+        """The chat API's `GET …/messages?after=0` (a client without push): (author, text) of `role`."""
+        response = requests.get(
+            f"{self.web.url}/api/v1/conversations/{self.conversation_id}/messages",
+            params={"after": 0, "limit": 100},
+            headers={"Authorization": f"Bearer {self.key.plaintext}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return [(m.get("author", ""), m["text"]) for m in response.json()["messages"] if m["role"] == role]
+
     def handoff(self) -> Handoff:
         with tenant_context(self.tenant):
             return Handoff.objects.get(conversation_id=self.conversation_id)
@@ -257,6 +268,7 @@ def test_the_round_trip(
         wait_for(lambda: customer.messages(Role.AGENT) == ["Guten Tag, hier ist Beth."], seconds=30,
                  what=f"agent message; {see}")  # fmt: skip
         wait_for(lambda: pushes.texts(Role.AGENT) == ["Guten Tag, hier ist Beth."], seconds=10, what="push")
+        assert [text for _author, text in customer.poll(Role.AGENT)] == ["Guten Tag, hier ist Beth."]
 
         # Customer → agent: the bot is quiet, the ticket gets the comment once.
         turn = customer.say("Danke, mein Paket fehlt seit Montag.")
@@ -288,6 +300,7 @@ def test_the_round_trip(
             _poll_now(tenant_a)
             time.sleep(1)
         assert customer.messages(Role.AGENT) == want, see
+        assert [text for _author, text in customer.poll(Role.AGENT)] == want
 
         # Resolved: the bot resumes in German and asks for a rating.
         sim.agent(ticket=ticket, state="resolved")  # type: ignore[attr-defined]
