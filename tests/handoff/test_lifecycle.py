@@ -155,9 +155,14 @@ def test_a_dead_lettered_ticket_fails_the_handoff_and_the_bot_says_so(
 ) -> None:
     conversation_id, _ = hand_off(api_client, api_key_a, locale="fr")
     handoff = the_handoff(tenant_a, conversation_id)
+    # The customer writes while the ticket is still in the outbox: the comment queues behind it.
+    say(api_client, api_key_a, conversation_id, "Bonjour ?")
     with tenant_context(tenant_a):
         OutboxMessage.objects.filter(pk=handoff.ticket_outbox_id or 0).update(status=OutboxStatus.DEAD)
     assert refresh(tenant_a, handoff).state == HandoffState.FAILED
+    with tenant_context(tenant_a):  # ... and is not left waiting for a ticket that will never exist
+        [comment] = OutboxMessage.objects.filter(stream="ticket_comments")
+        assert comment.status == OutboxStatus.DISCARDED and "could not be created" in comment.last_error
     handoff = the_handoff(tenant_a, conversation_id)
     assert handoff.resolution == "failed" and handoff.resolved_at is not None
     with tenant_context(tenant_a):

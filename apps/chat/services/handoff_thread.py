@@ -34,7 +34,7 @@ from apps.integrations.retry import failure_of
 from apps.observability import metrics
 from connectors.base import Cursor
 from connectors.errors import ConnectorError
-from connectors.tickets import TicketState, TicketThread, supports_threads
+from connectors.tickets import COMMENT_STREAM, TicketState, TicketThread, supports_threads
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,26 @@ def _fail(handoff: Handoff, *, connector: str, now: datetime) -> None:
         ),
     )
     handoff.save(update_fields=["state", "resolution", "resolved_at", "next_poll_at", "updated_at"])
+    _comments_discard(handoff, now=now)
     metrics.record_handoff(event="failed", connector=connector)
+
+
+#: Why a customer's comment was not appended (the outbox row's last error, shown with the outbox's).
+NO_TICKET = "The handoff's ticket could not be created; the comment was not appended."
+
+
+def _comments_discard(handoff: Handoff, *, now: datetime) -> int:
+    """Discard the customer's comments still waiting behind a ticket that will never exist (they would wait
+    for their dead predecessor for ever); the messages stay in the conversation."""
+    if handoff.ticket_outbox_id is None:
+        return 0
+    ticket = OutboxMessage.objects.filter(pk=handoff.ticket_outbox_id)
+    key = ticket.values_list("ordering_key", flat=True).first()
+    if not key:
+        return 0
+    return OutboxMessage.objects.filter(
+        ordering_key=key, stream=COMMENT_STREAM, status__in=(OutboxStatus.PENDING, OutboxStatus.DELIVERING)
+    ).update(status=OutboxStatus.DISCARDED, last_error=NO_TICKET, updated_at=now)
 
 
 def _resume(handoff: Handoff, *, resolution: str, connector: str, now: datetime) -> None:
