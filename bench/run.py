@@ -27,6 +27,7 @@ MODULES = [
     "bench.bench_chat",
     "bench.bench_overload",
     "bench.bench_channels",
+    "bench.bench_handoff",
 ]
 
 

@@ -10,7 +10,7 @@ class ChatConfig(AppConfig):
 
         from apps.chat import (
             retention,
-            tasks,  # noqa: F401 - registered in every process: services queue them by name
+            tasks,
         )
         from apps.chat.auth import on_tenant_saved
         from apps.policies.models import Category
@@ -21,3 +21,9 @@ class ChatConfig(AppConfig):
         register_eraser("transcripts", retention.erase_transcripts)
         # Cached API-key lookups carry the tenant's state: a suspended tenant's keys must stop at once.
         post_save.connect(on_tenant_saved, sender=Tenant, dispatch_uid="chat-forget-tenant-keys")
+        # Handoff (issue 18): integrations tells chat about ticket webhooks and ticket deliveries by signal
+        # (integrations must not import chat); the receivers only queue a handoff refresh.
+        from apps.integrations.signals import outbox_settled, ticket_activity
+
+        ticket_activity.connect(tasks.on_ticket_activity, dispatch_uid="chat-handoff-ticket-activity")
+        outbox_settled.connect(tasks.on_outbox_settled, dispatch_uid="chat-handoff-outbox-settled")

@@ -218,6 +218,25 @@ CHANNEL_REPLY_DURATION = Histogram(
     ["kind"],
     buckets=CHANNEL_BUCKETS,
 )
+# Issue 18 (slice "roundtrip"): human handoff both ways.
+HANDOFF_EVENTS = frozenset({"opened", "resolved", "failed"})
+HANDOFF_DIRECTIONS = frozenset({"agent_in", "customer_out"})
+HANDOFFS = Counter(
+    "hub_handoffs_total",
+    "Handoffs to people by outcome (opened, resolved, failed) and ticketing connector.",
+    ["outcome", "connector"],
+)
+HANDOFF_MESSAGES = Counter(
+    "hub_handoff_messages_total",
+    "Messages carried during handoffs: agents' comments in (agent_in), customers' out (customer_out).",
+    ["direction", "connector"],
+)
+HANDOFF_FIRST_REPLY = Histogram(
+    "hub_handoff_first_reply_seconds",
+    "Seconds from a handoff's request to the first agent message reaching the conversation.",
+    ["connector"],
+    buckets=(10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0),
+)
 
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
@@ -240,6 +259,9 @@ PROCESS_FAMILIES = (
     CHANNEL_WEBHOOKS_REFUSED,
     CHANNEL_REPLY_DURATION,
     WIDGET_REFUSED,
+    HANDOFFS,
+    HANDOFF_MESSAGES,
+    HANDOFF_FIRST_REPLY,
 )
 
 
@@ -425,3 +447,20 @@ def record_channel_refused(*, kind: str, reason: str) -> None:
 
 def observe_channel_reply(*, kind: str, seconds: float) -> None:
     CHANNEL_REPLY_DURATION.labels(kind=channel_label(kind)).observe(seconds)
+
+
+def record_handoff(*, event: str, connector: str) -> None:
+    """Count a handoff opened, resolved (back with the bot) or failed (its ticket could not be created)."""
+    HANDOFFS.labels(
+        outcome=_one_of(event, HANDOFF_EVENTS, default="failed"), connector=token(connector)
+    ).inc()
+
+
+def record_handoff_message(*, direction: str, connector: str) -> None:
+    HANDOFF_MESSAGES.labels(
+        direction=_one_of(direction, HANDOFF_DIRECTIONS, default="agent_in"), connector=token(connector)
+    ).inc()
+
+
+def observe_handoff_first_reply(*, connector: str, seconds: float) -> None:
+    HANDOFF_FIRST_REPLY.labels(connector=token(connector)).observe(max(0.0, seconds))

@@ -511,6 +511,38 @@ def build() -> dict[str, Any]:
         width=8,
     )
 
+    row("Human handoff")
+    panel(
+        "Handoffs / min by outcome and connector",
+        [
+            (
+                f"sum by (outcome, connector) (rate(hub_handoffs_total[{RATE}])) * 60",
+                "{{outcome}} {{connector}}",
+            )
+        ],
+        description="Conversations handed to people (opened), given back to the bot (resolved) or whose "
+        'ticket could not be created (failed); docs/architecture.md "Human handoff".',
+        width=8,
+    )
+    panel(
+        "Handoff messages / min by direction",
+        [
+            (
+                f"sum by (direction, connector) (rate(hub_handoff_messages_total[{RATE}])) * 60",
+                "{{direction}} {{connector}}",
+            )
+        ],
+        description="Agents' public comments delivered to customers (agent_in) and customers' messages "
+        "appended to tickets (customer_out).",
+        width=8,
+    )
+    panel(
+        "Time to first agent reply (s)",
+        quantiles("hub_handoff_first_reply_seconds", 'connector=~".+"'),
+        description="From the handoff's request to the first agent message in the conversation.",
+        width=8,
+    )
+
     row("End users: identity and the web widget")
     panel(
         "Identity proofs / min by mode and result",

@@ -780,3 +780,18 @@ HUB_WIDGET_ORIGINS_REQUIRE_HTTPS = env_bool("HUB_WIDGET_ORIGINS_REQUIRE_HTTPS", 
 # quarter of a platform message's worker CPU. With it the fixup closes them only every 1,000 tasks, and
 # hub/celery.py applies CONN_MAX_AGE and the health checks around each task as Django does per request.
 CELERY_DB_REUSE_MAX = 1000
+# --- Issue 18, slice "roundtrip": the handoff loop, ticket <-> conversation (apps/chat/services/handoff*.py)
+# Seconds between two polls of an active handoff's ticket thread (default 15): the safety net for vendors
+# that send no webhook (or lost one); webhooks refresh a handoff at once. Beat looks for due ones this often.
+HUB_HANDOFF_POLL_SECONDS = env_int("HUB_HANDOFF_POLL_SECONDS", 15, minimum=1, maximum=3600)
+# Handoffs one poll queues at most per region (default 500); the rest are due at the next tick.
+HUB_HANDOFF_POLL_BATCH = env_int("HUB_HANDOFF_POLL_BATCH", 500, minimum=1, maximum=10_000)
+# An agent's comment containing this phrase gives the conversation back to the bot (default "#bot",
+# case-insensitive, removed from what the customer sees). Empty: only resolving/closing the ticket does.
+HUB_HANDOFF_RESUME_PHRASE = env_str("HUB_HANDOFF_RESUME_PHRASE", "#bot").strip()
+# Whether the bot asks for a 1-5 satisfaction rating when a handoff ends (default on).
+HUB_HANDOFF_CSAT = env_bool("HUB_HANDOFF_CSAT", True)
+CELERY_BEAT_SCHEDULE["chat-handoff-poll"] = {
+    "task": "apps.chat.tasks.handoff_poll_task",
+    "schedule": float(HUB_HANDOFF_POLL_SECONDS),
+}

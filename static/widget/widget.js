@@ -247,8 +247,10 @@
           if (event === "start") {
             seen[data.message_id] = true;
             if (data.message_id > lastId) lastId = data.message_id;
-            body = bubble("assistant", "");
-          } else if (event === "delta" && body) {
+          } else if (event === "delta") {
+            // The bubble opens with the first text: a handed-off conversation's turn has none (agents answer
+            // later, by push), and must not leave an empty bubble.
+            if (!body) body = bubble("assistant", "");
             body.textContent += data.text;
             log.scrollTop = log.scrollHeight;
           } else if (event === "citations" && body) {

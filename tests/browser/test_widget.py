@@ -138,6 +138,18 @@ def test_german_visitor_on_another_origin_keyboard_only(
         expect(page.get_by_role("log")).to_contain_text("Ihr Paket ist unterwegs.")
         expect(page.get_by_role("log").get_by_text("Ihr Paket ist unterwegs.")).to_have_count(1)
         expect(page.get_by_role("log").locator(".msg.user")).to_have_count(1)
+
+        # Handed off (issue 18): the message goes to the agents; no bot bubble, not even an empty one.
+        with tenant_context(tenant_a):
+            Conversation.objects.filter(pk=conversation.pk).update(status="handoff")
+        log = page.get_by_role("log")
+        bubbles = log.locator(".msg.assistant").count()
+        page.get_by_role("textbox", name="Ihre Nachricht").focus()
+        page.keyboard.type("Danke, ich warte.")
+        page.keyboard.press("Enter")
+        expect(log.locator(".msg.user")).to_have_count(2)
+        page.wait_for_timeout(1500)  # the turn's answer (no text) has arrived by now
+        expect(log.locator(".msg.assistant")).to_have_count(bubbles)
     finally:
         context.close()
     assert violations == [], violations

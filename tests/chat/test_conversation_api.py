@@ -272,6 +272,7 @@ def test_handoff_ticket_carries_transcript_intent_channel_and_locale(
     again = say(api_client, api_key_a, conversation["id"], "Hallo?").json()["reply"]
     assert again["handoff"] is True
     assert again["actions"] == []
+    assert again["text"] is None  # handed off: the message goes to the agents, the bot stays quiet
     explicit = api_client.post(
         f"/api/v1/conversations/{conversation['id']}/handoff", {}, content_type=JSON, **api_key_a.headers
     )

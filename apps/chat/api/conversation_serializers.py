@@ -148,7 +148,13 @@ REPLY_TEXT_HELP = (
 
 
 class ReplySerializer(serializers.Serializer):
-    text = serializers.CharField(help_text=REPLY_TEXT_HELP)
+    text = serializers.CharField(
+        allow_null=True,
+        help_text=REPLY_TEXT_HELP
+        + " Null while the conversation is handed off to people (`handoff` true): the message went to the "
+        "agents' ticket, the bot stays quiet, and the agents' answers arrive later as messages of role "
+        "`agent`.",
+    )
     citations = CitationSerializer(many=True)
     intent = serializers.CharField()
     actions = serializers.ListField(child=serializers.DictField())
@@ -169,7 +175,7 @@ def turn_data(turn: Any) -> dict[str, Any]:
         "conversation_id": str(turn.conversation_id),
         "message_id": int(turn.message_id),
         "reply": {
-            "text": str(reply["text"]),
+            "text": None if reply["text"] is None else str(reply["text"]),
             "citations": [
                 {name: str(c[name]) for name in ("article_key", "title", "locale", "url")}
                 for c in reply["citations"]
@@ -206,6 +212,21 @@ class FeedbackSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     rating = serializers.IntegerField()
     created_at = serializers.DateTimeField()
+
+
+class CsatCreateSerializer(StrictSerializer):
+    rating = serializers.IntegerField(
+        min_value=1, max_value=5, help_text="1 (not at all satisfied) to 5 (very satisfied)."
+    )
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class CsatSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    rating = serializers.IntegerField()
+    kind = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
 
 
 class HandoffCreateSerializer(StrictSerializer):

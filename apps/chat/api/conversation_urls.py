@@ -31,6 +31,11 @@ urlpatterns = [
         name="chat-handoff-create",
     ),
     path(
+        "conversations/<str:conversation_id>/csat",
+        views.CsatCreateView.as_view(),
+        name="chat-csat-create",
+    ),
+    path(
         "conversations/<str:conversation_id>/identify",
         views.IdentifyView.as_view(),
         name="chat-conversation-identify",

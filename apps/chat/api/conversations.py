@@ -27,6 +27,7 @@ from apps.chat.auth import ApiKeyAuthentication, HasChatScope, HasTranscriptScop
 from apps.chat.models import Message
 from apps.chat.ratelimit import chat_throttles
 from apps.chat.services import conversations as svc
+from apps.chat.services import handoff as handoff_svc
 from apps.core.deadlines import optional_cache
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -90,7 +91,7 @@ def _event(name: str, data: Any) -> str:
 
 def _stream(turn: svc.Turn) -> Iterator[str]:
     yield _event("start", {"conversation_id": turn.conversation_id, "message_id": turn.message_id})
-    words = turn.reply["text"].split(" ")
+    words = (turn.reply["text"] or "").split(" ") if turn.reply["text"] else []
     for i in range(0, len(words), _SSE_CHUNK_WORDS):
         piece = " ".join(words[i : i + _SSE_CHUNK_WORDS])
         yield _event("delta", {"text": piece if i == 0 else " " + piece})
@@ -221,6 +222,35 @@ class FeedbackCreateView(ChatView):
         data.is_valid(raise_exception=True)
         feedback = svc.feedback_add(principal=principal, conversation=conversation, **data.validated_data)
         return Response(s.FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+
+class CsatCreateView(ChatView):
+    @extend_schema(
+        operation_id="csat_create",
+        tags=["chat"],
+        request=s.CsatCreateSerializer,
+        responses={
+            200: OpenApiResponse(s.CsatSerializer, description="The rating replaced an earlier one."),
+            201: s.CsatSerializer,
+            409: OpenApiResponse(description="No finished handoff of this conversation asked for a rating."),
+            **_errors(400, 401, 403, 404, 413, 429),
+        },
+        summary="Rate the help of the people a conversation was handed to (CSAT)",
+        description="After a handoff ends the bot asks for a 1-5 rating; the widget and channels send it "
+        "here (or the user types it as the next message). One rating per handoff: sending again replaces it.",
+    )
+    def post(self, request: Request, conversation_id: str) -> Response:
+        principal = principal_of(request)
+        conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
+        data = s.CsatCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        feedback, created = handoff_svc.csat_submit(
+            conversation=conversation,
+            rating=data.validated_data["rating"],
+            comment=data.validated_data["comment"],
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(s.CsatSerializer(feedback).data, status=code)
 
 
 class IdentifyView(ChatView):

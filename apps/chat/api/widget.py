@@ -237,7 +237,8 @@ def conversation_start_view(request: HttpRequest, widget: svc.WidgetChannel) -> 
 def _reply_stream(turn: chat.Turn) -> Iterator[str]:
     """The reply in chunks once produced (the turn returns the whole text), then its citations, then done."""
     yield _event("start", {"conversation_id": turn.conversation_id, "message_id": turn.message_id})
-    words = turn.reply["text"].split(" ")
+    # A handed-off conversation's turn has no text (reply.text null): the agents answer later, by push.
+    words = turn.reply["text"].split(" ") if turn.reply["text"] else []
     for i in range(0, len(words), _CHUNK_WORDS):
         piece = " ".join(words[i : i + _CHUNK_WORDS])
         yield _event("delta", {"text": piece if i == 0 else " " + piece})
@@ -282,7 +283,8 @@ def messages_view(request: HttpRequest, widget: svc.WidgetChannel, conversation_
         idempotency_key=idempotency_key,
         start=start,
     )
-    if not turn.replayed:  # the visitor's other tabs see the reply too (the widget drops what it has)
+    if not turn.replayed and turn.reply["text"] is not None:
+        # The visitor's other tabs see the reply too (the widget drops what it has).
         svc.message_publish(
             conversation_id=conversation_id,
             event={

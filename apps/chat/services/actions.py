@@ -31,6 +31,8 @@ class ActionResult:
     reference: str = ""
     connector: str = ""
     degraded: bool = False  # the vendor's breaker is open: delivery waits for it to recover
+    outbox_id: int | None = None  # the queued outbox message (a handoff follows its ticket's delivery)
+    ordering_key: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.kind, "status": self.status}
@@ -139,6 +141,8 @@ def _enqueue(
         reference=message.external_id,
         connector=connection.kind,
         degraded=state.state != "closed",
+        outbox_id=message.pk,
+        ordering_key=key,
     )
 
 
@@ -208,10 +212,15 @@ def handoff_ticket(
     locale: str,
     reason: str,
     identity: Identity | None = None,
+    connection: Connection | None = None,
+    queue: str = "",
+    number: int = 1,
 ) -> ActionResult:
     """A ticket a human can act on without asking again: transcript, detected intent, channel and locale,
-    and whether the user's identity was verified."""
-    connection = _connection(preferred_id=channel.ticket_connection_id, kinds=TICKET_KINDS)
+    and whether the user's identity was verified. `connection` and `queue` are the handoff route's (default:
+    the channel's ticket connection); `number` counts the conversation's handoffs, each its own ticket."""
+    if connection is None:
+        connection = _connection(preferred_id=channel.ticket_connection_id, kinds=TICKET_KINDS)
     description = (
         f"{requester_note(identity)}\n"
         f"Handoff requested from the {channel.kind} channel \u201c{channel.name}\u201d.\n"
@@ -223,7 +232,7 @@ def handoff_ticket(
         "description": description,
         "priority": "2",
     }
-    return _enqueue(
-        kind="handoff", connection=connection, stream="tickets", payload=payload,
-        key=f"conversation:{conversation_id}:handoff",
-    )  # fmt: skip
+    if queue:
+        payload["queue"] = queue  # the canonical routing field (connectors/tickets.py)
+    key = f"conversation:{conversation_id}:handoff" + (f":{number}" if number > 1 else "")
+    return _enqueue(kind="handoff", connection=connection, stream="tickets", payload=payload, key=key)

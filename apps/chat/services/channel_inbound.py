@@ -40,13 +40,12 @@ from apps.chat.models import (
     ConversationStatus,
     InboundEvent,
     InboundStatus,
-    Message,
-    Role,
 )
 from apps.chat.principal import ChannelPrincipal, channel_principal
 from apps.chat.retention import user_ref_hash
 from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
 from apps.chat.services.conversations import ChatInputError, conversation_start, message_post
+from apps.chat.services.handoff import handoff_customer_message
 from apps.chat.services.identity import PLATFORM_USER_KINDS, normalize_email, platform_identity
 from apps.core import sql
 from apps.core.context import as_ref, current_tenant
@@ -398,16 +397,10 @@ def _finish(
 
 
 def _handed_off_record(principal: ChannelPrincipal, conversation: Conversation, text: str, key: str) -> None:
-    """Keep the user's message of a handed-off conversation for the agent; the bot says nothing."""
+    """Keep the user's message of a handed-off conversation and append it to the agents' ticket (through
+    the outbox, services/handoff.py); the bot says nothing. A redelivered event finds its message by key."""
     stored = redact_for_storage(tenant=principal.tenant, text=text)
-    if not Message.objects.filter(conversation=conversation, idempotency_key=key).exists():
-        Message.objects.create(
-            tenant_id=principal.tenant.id,
-            conversation=conversation,
-            role=Role.USER,
-            text=stored,
-            idempotency_key=key,
-        )
+    handoff_customer_message(conversation=conversation, stored_text=stored, idempotency_key=key)
 
 
 def channel_inbound_process(*, event_id: Any) -> str:

@@ -28,7 +28,7 @@ from apps.chat import metrics_hooks
 from apps.chat.models import Conversation, ConversationStatus, Feedback, LlmUsage, Message, Outcome, Role
 from apps.chat.principal import ChannelPrincipal
 from apps.chat.retention import user_ref_hash
-from apps.chat.services import actions, identity, intents
+from apps.chat.services import actions, handoff, identity, intents
 from apps.chat.services.llm import Answer, Classification, OpenAICompatibleProvider, ProviderError
 from apps.chat.services.providers import TurnModels, choice_key
 from apps.core import sql
@@ -531,6 +531,8 @@ def _refused(principal: ChannelPrincipal, action: str, reason: str) -> None:
 
 
 def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason: str) -> _Draft:
+    """Hand the conversation to people (services/handoff.py): route, ticket and Handoff in this transaction;
+    the conversation is handed off only when a ticket was queued."""
     locale = conversation.locale
     if conversation.status == ConversationStatus.HANDOFF:
         return _Draft(
@@ -539,18 +541,18 @@ def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason:
             outcome=Outcome.HANDOFF,
             handoff=True,
         )
-    result = actions.handoff_ticket(
-        channel=principal.channel,
-        conversation_id=conversation.pk,
+    opened = handoff.handoff_open(
+        principal=principal,
+        conversation=conversation,
         transcript=_transcript(conversation),
-        intent=conversation.last_intent,
-        locale=locale,
         # The reason is the user's own words, like a message: redacted the same way before it is stored
         # in the outbox and sent to the ticket system (then cut, so no half e-mail escapes the patterns).
         reason=redact_for_storage(tenant=principal.tenant, text=reason)[:500] if reason else "",
         identity=identity.conversation_identity(conversation),
     )
-    conversation.status = ConversationStatus.HANDOFF
+    result = opened.result
+    if opened.handoff is not None:
+        conversation.status = ConversationStatus.HANDOFF
     text = _action_reply(
         locale,
         result,
@@ -561,6 +563,9 @@ def _handoff(principal: ChannelPrincipal, conversation: Conversation, *, reason:
             "No colleague can take over in this channel right now. Please contact support directly."
         ),
     )
+    note = handoff.outside_hours_note(decision=opened.decision, locale=locale) if opened.handoff else ""
+    if note:
+        text = f"{text} {note}"
     return _Draft(
         text=text,
         intent=intents.HANDOFF,
@@ -579,7 +584,19 @@ def _compose(
     transaction_scope: ExitStack,
 ) -> _Draft:
     if conversation.status == ConversationStatus.HANDOFF:
+        # message_post answers handed-off conversations without a turn; this is the race where the status
+        # changed between its check and here: the same quiet answer would be right, a second ticket not.
         return _handoff(principal, conversation, reason="")
+    rating = handoff.rating_of(text)
+    if rating is not None:
+        pending = handoff.csat_pending(conversation)
+        if pending is not None:
+            handoff.csat_record(conversation=conversation, rating=rating)
+            return _Draft(
+                text=_t(conversation.locale, N_("Thank you for your rating!")),
+                intent=handoff.CSAT_INTENT,
+                outcome=Outcome.ANSWERED,
+            )
     routed = intents.route(text)
     key = vector = models = classification = None
     if routed.intent == intents.KNOWLEDGE:
@@ -686,6 +703,8 @@ def message_post(
             return start.earlier
     timings: dict[str, float] = {}
     stored_text = redact_for_storage(tenant=principal.tenant, text=text)
+    if conversation.status == ConversationStatus.HANDOFF:
+        return _handed_off_turn(principal, conversation, stored_text, idempotency_key, started)
     try:
         # A turn that writes to the outbox opens a transaction (see _compose); the others need none, their
         # one write statement is atomic by itself.
@@ -735,6 +754,29 @@ def message_post(
             "handoff": draft.handoff,
         },
         timings=timings,
+    )
+
+
+def _handed_off_turn(
+    principal: ChannelPrincipal, conversation: Conversation, stored_text: str, key: str, started: float
+) -> Turn:
+    """A handed-off conversation: the message goes to the agents' ticket and the bot stays quiet — the
+    turn's reply has no text (`reply.text` null, `reply.handoff` true); agents answer later."""
+    message, new = handoff.handoff_customer_message(
+        conversation=conversation, stored_text=stored_text, idempotency_key=key
+    )
+    if new:
+        metrics_hooks.turn(
+            principal=principal,
+            region=conversation.region,
+            outcome=Outcome.HANDOFF,
+            seconds=time.perf_counter() - started,
+        )
+    return Turn(
+        conversation_id=str(conversation.pk),
+        message_id=message.pk,
+        reply={"text": None, "citations": [], "intent": intents.HANDOFF, "actions": [], "handoff": True},
+        replayed=not new,
     )
 
 

@@ -47,6 +47,7 @@ from apps.integrations.resilience import BreakerOpen, breaker_for, connection_se
 from apps.integrations.retry import failure_of, outbox_retry_delay
 from apps.integrations.services.deadletters import deadletter_outbox
 from apps.integrations.services.dispatch import outbox_kick
+from apps.integrations.signals import outbox_settled
 from apps.policies.registry import Subject
 from connectors.base import Connector
 from connectors.errors import ConnectorError
@@ -205,13 +206,16 @@ def _delivered(claimed: Claimed, *, vendor_id: str | None) -> None:
     now = timezone.now()
     with transaction.atomic(using=current_tenant().db_alias):
         _finish_attempt(claimed.attempt)
-        _mine(claimed).update(
+        won = _mine(claimed).update(
             status=OutboxStatus.DELIVERED,
             delivered_at=now,
             vendor_id=vendor_id or "",
             last_error="",
             updated_at=now,
         )
+        if won:
+            claimed.message.vendor_id = vendor_id or ""
+            _settled_on_commit(claimed.message, status=OutboxStatus.DELIVERED)
 
 
 def _failed(claimed: Claimed, *, error: str, transient: bool, retry_after: float | None) -> str:
@@ -234,7 +238,22 @@ def _failed(claimed: Claimed, *, error: str, transient: bool, retry_after: float
         if transient:
             error = f"Retries exhausted after {message.attempts} attempts. Last error: {error}"
         deadletter_outbox(message=message, error=error)
+        _settled_on_commit(message, status=OutboxStatus.DEAD)
         return OutboxStatus.DEAD
+
+
+def _settled_on_commit(message: OutboxMessage, *, status: str) -> None:
+    """Tell the layers above (integrations/signals.py) once the outcome is committed; a receiver's failure
+    is logged, never the relay's."""
+
+    def send() -> None:
+        for receiver, result in outbox_settled.send_robust(
+            sender=OutboxMessage, message=message, status=status
+        ):
+            if isinstance(result, Exception):
+                logger.warning("outbox_settled receiver %s failed: %s", receiver, type(result).__name__)
+
+    transaction.on_commit(send, using=current_tenant().db_alias)
 
 
 # --- delivery ---------------------------------------------------------------------------------------------

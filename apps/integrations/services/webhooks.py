@@ -50,6 +50,7 @@ from apps.integrations.models import Connection, RunStatus, StreamState, SyncRun
 from apps.integrations.resilience import BucketConfig, TokenBucket, redis_client
 from apps.integrations.selectors.webhooks import REJECTION_DAYS, day_key, key_prefix, owner_key, rejection_key
 from apps.integrations.services.sync import lock_key, sync_request
+from apps.integrations.signals import ticket_activity
 from connectors.errors import ConnectorError
 from connectors.http import HttpSession
 
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 Vendor = Literal["hubspot", "salesforce", "servicenow"]
 VENDORS: tuple[Vendor, ...] = ("hubspot", "salesforce", "servicenow")
 
+#: The stream whose objects are tickets: a webhook naming one also refreshes the handoff on it (issue 18).
+TICKETS_STREAM = "tickets"
 #: Largest body read; a HubSpot batch (≤ 100 events) or a Salesforce message (≤ 100 notifications with
 #: their fields) stays far below it.
 MAX_BODY_BYTES = 1024 * 1024
@@ -81,6 +84,7 @@ HMAC_TIMESTAMP = "X-Hub-Request-Timestamp"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SF_OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
+SF_SOBJECT = "urn:sobject.enterprise.soap.sforce.com"
 ORG_ID = re.compile(r"^00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?$")
 
 SALESFORCE_ACK = (
@@ -106,10 +110,12 @@ class Malformed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One change notification: the vendor's id for it (to de-duplicate) and the object type it names."""
+    """One change notification: the vendor's id for it (to de-duplicate), the object type it names and,
+    when the vendor says, the changed object's id (a ticket's, to refresh its handoff at once)."""
 
     id: str
     vendor_object: str
+    object_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +284,13 @@ def parse_hubspot(body: bytes) -> list[Event]:
         if not isinstance(item, dict) or "eventId" not in item or "objectId" not in item:
             raise Malformed("an event lacks eventId or objectId")
         kind = str(item.get("subscriptionType") or "")
-        events.append(Event(id=str(item["eventId"]), vendor_object=kind.split(".", 1)[0]))
+        events.append(
+            Event(
+                id=str(item["eventId"]),
+                vendor_object=kind.split(".", 1)[0],
+                object_id=str(item["objectId"])[:255],
+            )
+        )
     return events
 
 
@@ -313,12 +325,14 @@ def parse_salesforce(body: bytes) -> tuple[str, list[Event]]:
         if not note_id or sobject is None:
             raise Malformed("a notification lacks its Id or sObject")
         sobject_type = str(sobject.get(f"{{{XSI}}}type") or "").rsplit(":", 1)[-1]
-        events.append(Event(id=note_id, vendor_object=sobject_type))
+        object_id = (sobject.findtext(f"{{{SF_SOBJECT}}}Id") or "").strip()[:255]
+        events.append(Event(id=note_id, vendor_object=sobject_type, object_id=object_id))
     return org_id, events
 
 
 def parse_servicenow(body: bytes) -> list[Event]:
-    """The hub's format: one object or a list of ≤ 100, each `{"id": unique event id, "table": name}`."""
+    """The hub's format: one object or a list of ≤ 100, each `{"id": unique event id, "table": name}` and,
+    optionally, `"sys_id"`: the changed record's (an incident's, for its handoff)."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -330,7 +344,14 @@ def parse_servicenow(body: bytes) -> list[Event]:
     for item in items:
         if not isinstance(item, dict) or not item.get("id") or not item.get("table"):
             raise Malformed("an event lacks id or table")
-        events.append(Event(id=str(item["id"]), vendor_object=str(item["table"])))
+        sys_id = item.get("sys_id")
+        events.append(
+            Event(
+                id=str(item["id"]),
+                vendor_object=str(item["table"]),
+                object_id=str(sys_id)[:255] if isinstance(sys_id, str | int) else "",
+            )
+        )
     return events
 
 
@@ -369,15 +390,15 @@ def webhook_reject(*, reason: str, connection: Connection | None, request: HttpR
 
 
 # --- acceptance --------------------------------------------------------------------------------------------
-def streams_for(connection: Connection, events: Iterable[Event]) -> list[str]:
-    """Map the events' object types to the connection's streams; unknown types are ignored."""
+def _stream_map(connection: Connection) -> dict[str, str]:
+    """The connection's readable streams by the vendor's object type (lower case, plural and singular)."""
     try:
         connector = connector_class(connection.kind)(connection.connector_config(), session=HttpSession())
     except ConnectorError:
         # A misconfigured connection cannot sync anyway; the next good run reads from the cursor, so
         # nothing a notification announced is lost by ignoring it.
         logger.warning("webhook for connection %s ignored: its configuration is invalid", connection.pk)
-        return []
+        return {}
     by_object: dict[str, str] = {}
     for stream in connector.streams():
         if not stream.readable:
@@ -386,7 +407,24 @@ def streams_for(connection: Connection, events: Iterable[Event]) -> list[str]:
         by_object[name] = stream.name
         # HubSpot names object types in the singular in subscription types (contact, company, ticket).
         by_object[name[:-3] + "y" if name.endswith("ies") else name.removesuffix("s")] = stream.name
+    return by_object
+
+
+def streams_for(connection: Connection, events: Iterable[Event]) -> list[str]:
+    """Map the events' object types to the connection's streams; unknown types are ignored."""
+    by_object = _stream_map(connection)
     found = {by_object[e.vendor_object.lower()] for e in events if e.vendor_object.lower() in by_object}
+    return sorted(found)
+
+
+def tickets_named(connection: Connection, events: Iterable[Event]) -> list[str]:
+    """The vendor ids of the tickets the events name (objects of the connection's "tickets" stream)."""
+    by_object = _stream_map(connection)
+    found = {
+        e.object_id
+        for e in events
+        if e.object_id and by_object.get(e.vendor_object.lower()) == TICKETS_STREAM
+    }
     return sorted(found)
 
 
@@ -452,7 +490,22 @@ def webhook_accept(*, connection: Connection, events: list[Event]) -> Accepted:
             with contextlib.suppress(RedisError):
                 redis_client().delete(*keys)
         raise
+    _tickets_announce(connection, new)
     return Accepted(events=len(events), new=len(new), queued=queued)
+
+
+def _tickets_announce(connection: Connection, events: list[Event]) -> None:
+    """Tell the handoff (chat, through integrations/signals.py) which tickets changed, so an agent's comment
+    reaches the customer now rather than at the next poll. A failing receiver costs that speed, not the
+    delivery: the poll still finds the comment."""
+    ticket_ids = tickets_named(connection, events)
+    if not ticket_ids:
+        return
+    for receiver, result in ticket_activity.send_robust(
+        sender=Connection, connection=connection, ticket_ids=ticket_ids
+    ):
+        if isinstance(result, Exception):
+            logger.warning("ticket_activity receiver %s failed: %s", receiver, type(result).__name__)
 
 
 def verify_and_parse(
