@@ -455,12 +455,13 @@ def test_a_platform_message_while_handed_off_goes_to_the_ticket_once(
     opened: tuple[str, Handoff, FakeTicket], tenant_a: Tenant, channel_a: Any
 ) -> None:
     """channel_inbound's quiet path (WhatsApp, Slack, Teams, SMS): stored and appended, a redelivery not."""
+    from apps.chat.principal import channel_principal
     from apps.chat.services import channel_inbound
     from apps.core.context import as_ref
 
     conversation_id, _handoff, _ticket = opened
     with tenant_context(tenant_a):
-        principal = channel_inbound._principal(channel_a, as_ref(tenant_a))
+        principal = channel_principal(channel_a, as_ref(tenant_a))
         conversation = Conversation.objects.get(pk=conversation_id)
         for _ in range(2):  # the platform's retry of the same message id
             channel_inbound._handed_off_record(principal, conversation, "Bin noch da", "whatsapp:wamid.1")
