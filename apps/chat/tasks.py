@@ -20,6 +20,7 @@ from apps.chat.services.handoff_thread import (
     handoff_refresh,
     handoffs_due,
     handoffs_for_tickets,
+    webhook_seen,
 )
 from apps.core.context import current_tenant
 from apps.core.tasks import TenantTask, task_enqueue
@@ -92,6 +93,7 @@ def _refresh_soon(handoff_ids: list[int]) -> None:
 
 def on_ticket_activity(sender: Any, *, connection: Any, ticket_ids: list[str], **kwargs: Any) -> None:
     """integrations.signals.ticket_activity: a vendor webhook named these tickets; refresh their handoffs."""
+    webhook_seen(connection_id=connection.pk)
     _refresh_soon(handoffs_for_tickets(connection_id=connection.pk, ticket_ids=ticket_ids))
 
 

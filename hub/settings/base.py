@@ -784,6 +784,9 @@ CELERY_DB_REUSE_MAX = 1000
 # Seconds between two polls of an active handoff's ticket thread (default 15): the safety net for vendors
 # that send no webhook (or lost one); webhooks refresh a handoff at once. Beat looks for due ones this often.
 HUB_HANDOFF_POLL_SECONDS = env_int("HUB_HANDOFF_POLL_SECONDS", 15, minimum=1, maximum=3600)
+# The poll interval of a handoff whose connection's webhooks arrive (one verified in the last hour; default
+# 300): webhooks bring comments at once, the poll only catches a lost one.
+HUB_HANDOFF_WEBHOOK_POLL_SECONDS = env_int("HUB_HANDOFF_WEBHOOK_POLL_SECONDS", 300, minimum=1, maximum=86_400)
 # Handoffs one poll queues at most per region (default 500); the rest are due at the next tick.
 HUB_HANDOFF_POLL_BATCH = env_int("HUB_HANDOFF_POLL_BATCH", 500, minimum=1, maximum=10_000)
 # An agent's comment containing this phrase gives the conversation back to the bot (default "#bot",

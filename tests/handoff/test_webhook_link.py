@@ -143,3 +143,37 @@ def test_csat_and_handoff_endpoints_are_404_for_another_tenants_conversation(
             **api_key_b.headers,
         )
         assert response.status_code == 404, path
+
+
+def test_a_connection_whose_webhooks_arrive_is_polled_at_the_long_interval_only(
+    api_client: Client,
+    api_key_a: IssuedKey,
+    tenant_a: Tenant,
+    tenant_b: Tenant,
+    sn_a: tuple[Connection, str],
+    sn_b: tuple[Connection, str],
+    queued: list,
+    settings: Any,
+) -> None:
+    """Polls are the safety net: once a verified webhook arrived, the connection's handoffs are read every
+    HUB_HANDOFF_WEBHOOK_POLL_SECONDS; a forged one proves nothing; another tenant's connection keeps 15 s."""
+    from apps.chat.services.handoff_thread import poll_interval_for
+
+    settings.HUB_HANDOFF_POLL_SECONDS, settings.HUB_HANDOFF_WEBHOOK_POLL_SECONDS = 15, 300
+    connection, secret = sn_a
+    other, _ = sn_b
+    with tenant_context(tenant_a):
+        assert poll_interval_for(connection_id=connection.pk).total_seconds() == 15
+    assert (
+        post_servicenow(Client(), connection, "not-the-secret", {"id": "e0", "table": "incident"}).status_code
+        == 401
+    )
+    with tenant_context(tenant_a):
+        assert poll_interval_for(connection_id=connection.pk).total_seconds() == 15
+    open_handoff(api_client, api_key_a, tenant_a, "fedcba9876543210fedcba9876543210")
+    event = {"id": "evt-poll", "table": "incident", "sys_id": "fedcba9876543210fedcba9876543210"}
+    assert post_servicenow(Client(), connection, secret, event).status_code == 204
+    with tenant_context(tenant_a):
+        assert poll_interval_for(connection_id=connection.pk).total_seconds() == 300
+    with tenant_context(tenant_b):
+        assert poll_interval_for(connection_id=other.pk).total_seconds() == 15

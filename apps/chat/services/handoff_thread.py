@@ -29,7 +29,7 @@ from apps.chat.services.handoff import ACTIVE, CSAT_INTENT, _lock, _poll_interva
 from apps.core.context import current_tenant
 from apps.integrations.conf import build_connector
 from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
-from apps.integrations.resilience import BreakerOpen, breaker_for, connection_session
+from apps.integrations.resilience import BreakerOpen, breaker_for, connection_session, redis_client
 from apps.integrations.retry import failure_of
 from apps.observability import metrics
 from connectors.base import Cursor
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: A refresh that failed permanently waits this long (the ticket is gone, the connection misconfigured).
 _PERMANENT_BACKOFF = timedelta(minutes=10)
+#: A connection whose vendor sent a verified webhook this recently is trusted to announce agent activity.
+WEBHOOK_TRUST = timedelta(hours=1)
 #: Vendor fields that name the ticket as agents know it (connectors' TicketThread.details).
 _NUMBER_FIELDS = ("number", "ticket_number", "CaseNumber", "hs_ticket_id")
 
@@ -185,6 +187,34 @@ def _agent_message(handoff: Handoff, *, comment_id: str, text: str, author: str)
         return None  # the unique index: stored by a refresh that did not hold the lock (cannot happen today)
 
 
+def _webhook_key(connection_id: Any) -> str:
+    prefix = settings.CACHES["default"]["KEY_PREFIX"]
+    return f"{prefix}:handoff:webhooks:{current_tenant().id}:{connection_id}"
+
+
+def webhook_seen(*, connection_id: Any) -> None:
+    """Remember (Redis, WEBHOOK_TRUST) that this connection's vendor announces ticket activity by webhook."""
+    try:
+        redis_client().set(_webhook_key(connection_id), 1, ex=int(WEBHOOK_TRUST.total_seconds()))
+    except RedisError:
+        logger.warning("handoff: webhook arrival not recorded: Redis is unavailable")
+
+
+def poll_interval_for(*, connection_id: Any) -> timedelta:
+    """How long until a handoff's thread is read again without a webhook: HUB_HANDOFF_POLL_SECONDS, or
+    HUB_HANDOFF_WEBHOOK_POLL_SECONDS while the connection's webhooks arrive (a safety net for a lost one:
+    with a thousand open tickets a 15-second poll alone would spend a vendor's whole API allowance)."""
+    try:
+        trusted = bool(redis_client().exists(_webhook_key(connection_id)))
+    except RedisError:
+        trusted = False  # unknown: poll at the short interval, nothing waits longer than before
+    if trusted:
+        return timedelta(
+            seconds=max(settings.HUB_HANDOFF_WEBHOOK_POLL_SECONDS, settings.HUB_HANDOFF_POLL_SECONDS)
+        )
+    return _poll_interval()
+
+
 def _apply_thread(handoff: Handoff, thread: TicketThread, *, connector: str, now: datetime) -> int:
     """Deliver the thread's new public comments, advance the cursor, resume when the agents are done."""
     delivered = 0
@@ -214,7 +244,7 @@ def _apply_thread(handoff: Handoff, thread: TicketThread, *, connector: str, now
             handoff.ticket_number = str(thread.details[name])[:64]
             break
     handoff.polled_at = now
-    handoff.next_poll_at = now + _poll_interval()
+    handoff.next_poll_at = now + poll_interval_for(connection_id=handoff.connection_id)
     fields = ["thread_cursor", "ticket_number", "polled_at", "next_poll_at", "first_agent_reply_at"]
     handoff.save(update_fields=[*fields, "updated_at"])
     if thread.state in (TicketState.RESOLVED, TicketState.CLOSED):
