@@ -269,7 +269,10 @@ def handoff_refresh(*, handoff_id: Any) -> Refreshed | None:
     """Bring an active handoff up to date: learn its ticket, deliver new agent comments, resume when done.
 
     Safe to run concurrently (webhook- and poll-triggered): refreshes of one handoff take turns on an
-    advisory lock, and each comment is stored once. Call inside the tenant's context (the task does).
+    advisory lock, and each comment is stored once. The vendor is read outside any transaction (no
+    database connection waits in a transaction on a slow vendor); its thread is applied only if no other
+    refresh moved the cursor meanwhile (that one delivered the same comments). Call inside the tenant's
+    context (the task does).
     """
     tenant = current_tenant()
     with transaction.atomic(using=tenant.db_alias):
@@ -287,32 +290,39 @@ def handoff_refresh(*, handoff_id: Any) -> Refreshed | None:
         if connection is None:
             _fail(handoff, connector=kind, now=now)  # the connection was deleted: nobody can answer
             return Refreshed(delivered=0, state=handoff.state, error="connection deleted")
-        try:
-            thread = _read_thread(connection, handoff)
-        except (ConnectorError, BreakerOpen, RedisError) as exc:
-            failure = failure_of(exc, secrets=list(connection.secrets.values()))
-            wait = (
-                max(_poll_interval(), timedelta(seconds=failure.retry_after or 0))
-                if failure.transient
-                else _PERMANENT_BACKOFF
-            )
-            handoff.next_poll_at = now + wait
-            handoff.save(update_fields=["next_poll_at", "updated_at"])
-            logger.info(
-                "handoff %s: ticket thread not read (%s), next try in %ss",
-                handoff.pk,
-                "transient" if failure.transient else "permanent",
-                int(wait.total_seconds()),
-            )
-            return Refreshed(delivered=0, state=handoff.state, error=failure.message)
-        if thread is None:
-            handoff.next_poll_at = now + _PERMANENT_BACKOFF
-            handoff.save(update_fields=["next_poll_at", "updated_at"])
-            return Refreshed(
-                delivered=0, state=handoff.state, error="the connector cannot read ticket threads"
-            )
-        delivered = _apply_thread(handoff, thread, connector=kind, now=now)
-        return Refreshed(delivered=delivered, state=handoff.state)
+    read_from = handoff.thread_cursor
+    try:
+        thread = _read_thread(connection, handoff)
+    except (ConnectorError, BreakerOpen, RedisError) as exc:
+        failure = failure_of(exc, secrets=list(connection.secrets.values()))
+        wait = (
+            max(_poll_interval(), timedelta(seconds=failure.retry_after or 0))
+            if failure.transient
+            else _PERMANENT_BACKOFF
+        )
+        _poll_later(handoff, until=timezone.now() + wait)
+        logger.info(
+            "handoff %s: ticket thread not read (%s), next try in %ss",
+            handoff.pk,
+            "transient" if failure.transient else "permanent",
+            int(wait.total_seconds()),
+        )
+        return Refreshed(delivered=0, state=handoff.state, error=failure.message)
+    if thread is None:
+        _poll_later(handoff, until=timezone.now() + _PERMANENT_BACKOFF)
+        return Refreshed(delivered=0, state=handoff.state, error="the connector cannot read ticket threads")
+    with transaction.atomic(using=tenant.db_alias):
+        _lock(handoff_id)
+        current = Handoff.objects.select_related("conversation").filter(pk=handoff_id).first()
+        if current is None or current.state not in ACTIVE or current.thread_cursor != read_from:
+            # Finished, or another refresh applied a newer read meanwhile: ours would move the cursor back.
+            return Refreshed(delivered=0, state=current.state if current is not None else "")
+        delivered = _apply_thread(current, thread, connector=kind, now=timezone.now())
+        return Refreshed(delivered=delivered, state=current.state)
+
+
+def _poll_later(handoff: Handoff, *, until: datetime) -> None:
+    Handoff.objects.filter(pk=handoff.pk).update(next_poll_at=until, updated_at=timezone.now())
 
 
 def handoffs_for_tickets(*, connection_id: Any, ticket_ids: list[str]) -> list[int]:
