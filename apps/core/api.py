@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.utils.translation import gettext as _
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +13,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core import deadlines
 from apps.core.errors import Conflict, NoTenantContext, NotFound, ValidationFailed
+from apps.core.params import bounded_int
 from apps.core.views import record_unavailable, unavailable_message
 
 
@@ -32,27 +31,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers = {"Retry-After": seconds, "Cache-Control": "no-store"}
         return Response({"detail": unavailable_message()}, status=503, headers=headers)
     return drf_exception_handler(exc, context)
-
-
-def bounded_int(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
-    """Read a whole-number query parameter within [minimum, maximum], or refuse it with a 400 naming it.
-
-    Only plain ASCII digits: no sign, no fraction or exponent, no other scripts' digits (int() would take
-    "١٢" and " 12 "), and the length is checked before converting, so a 10,000-digit value costs nothing.
-    A value the database cannot hold never reaches it.
-    """
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(maximum))) or not (
-        minimum <= int(raw) <= maximum
-    ):
-        message = _("Enter a whole number from %(minimum)d to %(maximum)d.") % {
-            "minimum": minimum,
-            "maximum": maximum,
-        }
-        raise ValidationError({name: [message]})
-    return int(raw)
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):

@@ -13,7 +13,7 @@ from typing import Any
 from django.http import StreamingHttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +25,7 @@ from apps.chat.auth import principal_of
 from apps.chat.models import Message
 from apps.chat.services import conversations as svc
 from apps.chat.services import widget
+from apps.core.params import bounded_int
 
 #: The largest page of `?after=` (and its default).
 PAGE_MAX = 100
@@ -66,23 +67,6 @@ _EVENTS_SCHEMA = {
 }
 
 
-def _whole(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
-    """A whole-number query parameter in [minimum, maximum], or a 400 naming it (apps.core.api.bounded_int
-    does the same for the management API, whose module the layers keep out of reach here)."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(maximum))) or not (
-        minimum <= int(raw) <= maximum
-    ):
-        message = _("Enter a whole number from %(minimum)d to %(maximum)d.") % {
-            "minimum": minimum,
-            "maximum": maximum,
-        }
-        raise ValidationError({name: [message]})
-    return int(raw)
-
-
 class StreamsBusy(APIException):
     status_code = 503
     default_detail = "Too many open streams."
@@ -110,8 +94,8 @@ class MessagesView(MessageCreateView):
     )
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = svc.conversation_for(principal=principal_of(request), conversation_id=conversation_id)
-        after = _whole(request, "after", default=0, minimum=0, maximum=_MAX_ID)
-        limit = _whole(request, "limit", default=PAGE_DEFAULT, minimum=1, maximum=PAGE_MAX)
+        after = bounded_int(request, "after", default=0, minimum=0, maximum=_MAX_ID)
+        limit = bounded_int(request, "limit", default=PAGE_DEFAULT, minimum=1, maximum=PAGE_MAX)
         rows = list(
             Message.objects.filter(conversation=conversation, id__gt=after)
             .only("id", "role", "text", "author", "citations", "created_at")
@@ -150,7 +134,7 @@ class ConversationEventsView(ChatView):
         conversation = svc.conversation_for(principal=principal, conversation_id=conversation_id)
         resume = request.headers.get("Last-Event-ID", "").strip()
         if not resume and request.query_params.get("after") not in (None, ""):
-            resume = str(_whole(request, "after", default=0, minimum=0, maximum=_MAX_ID))
+            resume = str(bounded_int(request, "after", default=0, minimum=0, maximum=_MAX_ID))
         last_id = streams.last_seen(conversation_id=conversation.pk, resume=resume)
         try:
             body = streams.stream_open(
