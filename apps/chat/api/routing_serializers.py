@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from apps.chat.models import BusinessHours, HandoffRoute
+from apps.chat.services.routes import HOURS_FIELDS, ROUTE_FIELDS
 from apps.tenants.api_base import StrictSerializer
 
 _LIST_HELP = {
@@ -30,23 +31,7 @@ class HandoffRouteSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = HandoffRoute
-        fields = [
-            "id",
-            "name",
-            "position",
-            "enabled",
-            "regions",
-            "locales",
-            "intents",
-            "channel_kinds",
-            "connection_id",
-            "queue",
-            "fallback_connection_id",
-            "fallback_queue",
-            "business_hours_id",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *ROUTE_FIELDS, "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -102,7 +87,7 @@ class RouteMoveSerializer(StrictSerializer):
 class BusinessHoursSerializer(serializers.ModelSerializer):
     class Meta:
         model = BusinessHours
-        fields = ["id", "name", "timezone", "weekly", "holidays", "created_at", "updated_at"]
+        fields = ["id", *HOURS_FIELDS, "created_at", "updated_at"]
         read_only_fields = fields
 
 
