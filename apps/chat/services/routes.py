@@ -176,6 +176,55 @@ def _audit_values(obj: Any, fields: Any) -> dict[str, Any]:
     return {f: str(v) if (v := getattr(obj, f)) is not None and f.endswith("_id") else v for f in fields}
 
 
+def _known(changes: Mapping[str, Any], fields: tuple[str, ...], service: str) -> None:
+    unknown = set(changes) - set(fields)
+    if unknown:
+        raise ValueError(f"{service}: unknown fields {sorted(unknown)}")
+
+
+def _created(
+    obj: HandoffRoute | BusinessHours,
+    *,
+    event: str,
+    duplicate: str,
+    fields: tuple[str, ...],
+    actor: Any,
+    request: HttpRequest | None,
+) -> None:
+    """Save a new route or business hours (a duplicate name is a field error) and audit its values."""
+    _save(obj, duplicate)
+    audit_record(
+        event, tenant=obj.tenant, actor=actor, request=request, target=obj, changes=_audit_values(obj, fields)
+    )
+
+
+def _changed(
+    obj: HandoffRoute | BusinessHours,
+    clean: Mapping[str, Any],
+    *,
+    event: str,
+    duplicate: str,
+    actor: Any,
+    request: HttpRequest | None,
+) -> None:
+    """Save the checked values that differ and audit them before/after; nothing differs: no write."""
+    changed = [f for f, v in clean.items() if getattr(obj, f) != v]
+    if not changed:
+        return
+    before = _audit_values(obj, changed)
+    for field in changed:
+        setattr(obj, field, clean[field])
+    _save(obj, duplicate, update_fields=[*changed, "updated_at"])
+    audit_record(
+        event,
+        tenant=obj.tenant,
+        actor=actor,
+        request=request,
+        target=obj,
+        changes={"before": before, "after": _audit_values(obj, changed)},
+    )
+
+
 def route_values(route: HandoffRoute) -> dict[str, Any]:
     """A route's fields as a change starts from (a PATCH changes some of them)."""
     return {f: getattr(route, f) for f in ROUTE_FIELDS}
@@ -192,14 +241,13 @@ def route_create(
         data["position"] = min(last.position + 1, MAX_POSITION) if last else 0
     clean = _validate_route(tenant=tenant, data=data)
     route = HandoffRoute(tenant=tenant, **clean)
-    _save(route, _("A route with this name already exists."))
-    audit_record(
-        "handoff_route.created",
-        tenant=tenant,
+    _created(
+        route,
+        event="handoff_route.created",
+        duplicate=_("A route with this name already exists."),
+        fields=ROUTE_FIELDS,
         actor=actor,
         request=request,
-        target=route,
-        changes=_audit_values(route, ROUTE_FIELDS),
     )
     return route
 
@@ -212,26 +260,17 @@ def route_update(
     request: HttpRequest | None = None,
 ) -> HandoffRoute:
     """Change the named fields of a route (the whole route is checked again)."""
-    unknown = set(changes) - set(ROUTE_FIELDS)
-    if unknown:
-        raise ValueError(f"route_update: unknown fields {sorted(unknown)}")
+    _known(changes, ROUTE_FIELDS, "route_update")
     tenant = route.tenant
     require_channel_manager(tenant=tenant, actor=actor)
     clean = _validate_route(tenant=tenant, data={**route_values(route), **changes})
-    changed = [f for f, v in clean.items() if getattr(route, f) != v]
-    if not changed:
-        return route
-    before = _audit_values(route, changed)
-    for field in changed:
-        setattr(route, field, clean[field])
-    _save(route, _("A route with this name already exists."), update_fields=[*changed, "updated_at"])
-    audit_record(
-        "handoff_route.updated",
-        tenant=tenant,
+    _changed(
+        route,
+        clean,
+        event="handoff_route.updated",
+        duplicate=_("A route with this name already exists."),
         actor=actor,
         request=request,
-        target=route,
-        changes={"before": before, "after": _audit_values(route, changed)},
     )
     return route
 
@@ -301,14 +340,13 @@ def hours_create(
     """Create business hours (one zone, weekly intervals, holidays) for routes of `tenant` to use."""
     require_channel_manager(tenant=tenant, actor=actor)
     hours = BusinessHours(tenant=tenant, **_validate_hours(data))
-    _save(hours, _("Business hours with this name already exist."))
-    audit_record(
-        "business_hours.created",
-        tenant=tenant,
+    _created(
+        hours,
+        event="business_hours.created",
+        duplicate=_("Business hours with this name already exist."),
+        fields=HOURS_FIELDS,
         actor=actor,
         request=request,
-        target=hours,
-        changes=_audit_values(hours, HOURS_FIELDS),
     )
     return hours
 
@@ -320,26 +358,16 @@ def hours_update(
     actor: Any = None,
     request: HttpRequest | None = None,
 ) -> BusinessHours:
-    unknown = set(changes) - set(HOURS_FIELDS)
-    if unknown:
-        raise ValueError(f"hours_update: unknown fields {sorted(unknown)}")
-    tenant = hours.tenant
-    require_channel_manager(tenant=tenant, actor=actor)
+    _known(changes, HOURS_FIELDS, "hours_update")
+    require_channel_manager(tenant=hours.tenant, actor=actor)
     clean = _validate_hours({**{f: getattr(hours, f) for f in HOURS_FIELDS}, **changes})
-    changed = [f for f, v in clean.items() if getattr(hours, f) != v]
-    if not changed:
-        return hours
-    before = _audit_values(hours, changed)
-    for field in changed:
-        setattr(hours, field, clean[field])
-    _save(hours, _("Business hours with this name already exist."), update_fields=[*changed, "updated_at"])
-    audit_record(
-        "business_hours.updated",
-        tenant=tenant,
+    _changed(
+        hours,
+        clean,
+        event="business_hours.updated",
+        duplicate=_("Business hours with this name already exist."),
         actor=actor,
         request=request,
-        target=hours,
-        changes={"before": before, "after": _audit_values(hours, changed)},
     )
     return hours
 
