@@ -4,7 +4,8 @@ services."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
@@ -15,6 +16,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.mixins import ListModelMixin
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from apps.chat.api.routing_serializers import (
     BusinessHoursInputSerializer,
@@ -43,6 +45,8 @@ from apps.tenants import roles
 from apps.tenants.api_base import TENANT_PARAM, TenantScopedView, service_errors
 from apps.tenants.api_base import error_responses as _errors
 
+T = TypeVar("T")
+
 ROUTE_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Route id.")
 HOURS_PARAM = OpenApiParameter(
     "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Business hours id."
@@ -57,16 +61,27 @@ class RoutingScopedView(TenantScopedView):
         self.require(roles.MANAGE_CHANNELS)
 
     def get_route(self) -> HandoffRoute:
+        return self._found(route_get)
+
+    def get_hours(self) -> BusinessHours:
+        return self._found(hours_get)
+
+    def _found(self, getter: Callable[..., T]) -> T:
+        """The tenant's row named by the URL's `id`; another tenant's or none: 404."""
         try:
-            return route_get(tenant=self.tenant, pk=self.kwargs["id"])
+            return getter(tenant=self.tenant, pk=self.kwargs["id"])
         except ServiceNotFound:
             raise NotFound from None
 
-    def get_hours(self) -> BusinessHours:
-        try:
-            return hours_get(tenant=self.tenant, pk=self.kwargs["id"])
-        except ServiceNotFound:
-            raise NotFound from None
+    def validated(self, serializer_class: type[Serializer]) -> dict[str, Any]:
+        """The request body as `serializer_class` checked it; a 400 with field errors otherwise."""
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def writer(self) -> dict[str, Any]:
+        """Who writes, as the services audit it: the API's user and request."""
+        return {"actor": self.request.user, "request": self.request._request}
 
 
 def _route_out(route: HandoffRoute) -> dict[str, Any]:
@@ -100,15 +115,9 @@ class RouteListView(ListModelMixin, RoutingScopedView):
         responses={201: HandoffRouteSerializer, **_errors(400, 401, 403, 404)},
     )
     def post(self, request: Request, slug: str) -> Response:
-        serializer = RouteInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = self.validated(RouteInputSerializer)
         with service_errors():
-            route = route_create(
-                tenant=self.tenant,
-                data=dict(serializer.validated_data),
-                actor=request.user,
-                request=request._request,
-            )
+            route = route_create(tenant=self.tenant, data=data, **self.writer())
         return Response(_route_out(route), status=status.HTTP_201_CREATED)
 
 
@@ -132,20 +141,14 @@ class RouteDetailView(RoutingScopedView):
     )
     def patch(self, request: Request, slug: str, id: str) -> Response:
         route = self.get_route()
-        serializer = RouteInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        changes = self.validated(RouteInputSerializer)
         with service_errors():
-            route = route_update(
-                route=route,
-                changes=dict(serializer.validated_data),
-                actor=request.user,
-                request=request._request,
-            )
+            route = route_update(route=route, changes=changes, **self.writer())
         return Response(_route_out(route))
 
     @extend_schema(summary="Delete a handoff route", responses={204: None, **_errors(401, 403, 404)})
     def delete(self, request: Request, slug: str, id: str) -> Response:
-        route_delete(route=self.get_route(), actor=request.user, request=request._request)
+        route_delete(route=self.get_route(), **self.writer())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -162,14 +165,8 @@ class RouteMoveView(RoutingScopedView):
     )
     def post(self, request: Request, slug: str, id: str) -> Response:
         route = self.get_route()
-        serializer = RouteMoveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        route = route_move(
-            route=route,
-            offset=serializer.validated_data["offset"],
-            actor=request.user,
-            request=request._request,
-        )
+        offset = self.validated(RouteMoveSerializer)["offset"]
+        route = route_move(route=route, offset=offset, **self.writer())
         return Response(_route_out(route))
 
 
@@ -209,9 +206,7 @@ class RoutePreviewView(RoutingScopedView):
         responses={200: RoutePreviewSerializer, **_errors(400, 401, 403, 404)},
     )
     def post(self, request: Request, slug: str) -> Response:
-        serializer = RoutePreviewInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated(RoutePreviewInputSerializer)
         channel = None
         if data["channel_id"] is not None:
             try:
@@ -257,15 +252,9 @@ class HoursListView(ListModelMixin, RoutingScopedView):
         responses={201: BusinessHoursSerializer, **_errors(400, 401, 403, 404)},
     )
     def post(self, request: Request, slug: str) -> Response:
-        serializer = BusinessHoursInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = self.validated(BusinessHoursInputSerializer)
         with service_errors():
-            hours = hours_create(
-                tenant=self.tenant,
-                data=dict(serializer.validated_data),
-                actor=request.user,
-                request=request._request,
-            )
+            hours = hours_create(tenant=self.tenant, data=data, **self.writer())
         return Response(BusinessHoursSerializer(hours).data, status=status.HTTP_201_CREATED)
 
 
@@ -288,18 +277,12 @@ class HoursDetailView(RoutingScopedView):
     )
     def patch(self, request: Request, slug: str, id: str) -> Response:
         hours = self.get_hours()
-        serializer = BusinessHoursInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        changes = self.validated(BusinessHoursInputSerializer)
         with service_errors():
-            hours = hours_update(
-                hours=hours,
-                changes=dict(serializer.validated_data),
-                actor=request.user,
-                request=request._request,
-            )
+            hours = hours_update(hours=hours, changes=changes, **self.writer())
         return Response(BusinessHoursSerializer(hours).data)
 
     @extend_schema(summary="Delete business hours", responses={204: None, **_errors(401, 403, 404)})
     def delete(self, request: Request, slug: str, id: str) -> Response:
-        hours_delete(hours=self.get_hours(), actor=request.user, request=request._request)
+        hours_delete(hours=self.get_hours(), **self.writer())
         return Response(status=status.HTTP_204_NO_CONTENT)
