@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from html.parser import HTMLParser
 from typing import Any
 
-from connectors.base import Cursor, Record
+from connectors.base import Cursor, Record, WriteOutcome
 from connectors.errors import ConnectorError
 from connectors.tickets import MAX_COMMENT_CHARS, Comment, comment_body
 
@@ -100,6 +100,23 @@ def newer(comments: Iterable[Comment], cursor: Cursor | None) -> tuple[list[Comm
             fresh.append(comment)
             cursor = cursor.advance(record)
     return fresh, cursor
+
+
+def comment_request(
+    record: Mapping[str, Any], vendor: str
+) -> tuple[str, Mapping[str, Any], str] | WriteOutcome:
+    """A comment record's external id, fields and ticket external id, or the outcome that fails it for good
+    before any call: an id the marker cannot carry, or no ticket named."""
+    ext = str(record["external_id"])
+    fields = record.get("fields") or {}
+    ticket_ext = str(fields.get("ticket") or "")
+    try:
+        marker(ext)
+    except ConnectorError as exc:
+        return WriteOutcome(ext, error=f"{vendor}: {exc}")
+    if not ticket_ext:
+        return WriteOutcome(ext, error=f"{vendor}: the comment names no ticket")
+    return ext, fields, ticket_ext
 
 
 def ticket_fields(stream: str, fields: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -22,7 +22,7 @@ import requests
 from connectors.base import ConfigField, Cursor, HttpConnector, Record, Stream, WriteOutcome, WriteResult, utc
 from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, hubspot_limit, hubspot_quota
-from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
+from connectors.ticket_text import comment_request, html_to_text, marked, newer, ticket_fields, unmarked
 from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 OBJECTS: dict[str, tuple[str, bool]] = {  # stream -> (object type, writable)
@@ -405,17 +405,11 @@ class HubSpotConnector(HttpConnector, TicketThreads):
         """
         result = WriteResult()
         for record in records:
-            ext = str(record["external_id"])
-            fields = record.get("fields") or {}
-            ticket_ext = str(fields.get("ticket") or "")
-            try:
-                marker(ext)  # refuse ids the marker cannot carry, before any call
-            except ConnectorError as exc:
-                result.outcomes.append(WriteOutcome(ext, error=f"HubSpot: {exc}"))
+            checked = comment_request(record, "HubSpot")
+            if isinstance(checked, WriteOutcome):
+                result.outcomes.append(checked)
                 continue
-            if not ticket_ext:
-                result.outcomes.append(WriteOutcome(ext, error="HubSpot: the comment names no ticket"))
-                continue
+            ext, fields, ticket_ext = checked
             ticket = self._ticket(ticket_ext, by_external_id=True)
             if ticket is None:
                 raise ConnectorError(

@@ -32,7 +32,7 @@ from connectors.errors import (
     VendorUnavailable,
 )
 from connectors.http import json_or_none, salesforce_quota
-from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
+from connectors.ticket_text import comment_request, html_to_text, marked, newer, ticket_fields, unmarked
 from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # SOQL is built from these names; nothing else passes
@@ -405,17 +405,11 @@ class SalesforceConnector(Connector, TicketThreads):
         """
         result = WriteResult()
         for record in records:
-            ext = str(record["external_id"])
-            fields = record.get("fields") or {}
-            ticket_ext = str(fields.get("ticket") or "")
-            try:
-                marker(ext)  # refuse ids the marker cannot carry, before any call
-            except ConnectorError as exc:
-                result.outcomes.append(WriteOutcome(ext, error=f"Salesforce: {exc}"))
+            checked = comment_request(record, "Salesforce")
+            if isinstance(checked, WriteOutcome):
+                result.outcomes.append(checked)
                 continue
-            if not ticket_ext:
-                result.outcomes.append(WriteOutcome(ext, error="Salesforce: the comment names no ticket"))
-                continue
+            ext, fields, ticket_ext = checked
             case = self._case_by_external_id(ticket_ext)
             if case is None:
                 raise ConnectorError(
