@@ -819,6 +819,23 @@ class TicketSimulator(Simulator):
         self.webhook_log.append(entry)
         return entry
 
+    @staticmethod
+    def ticket_row(table: Table, ticket: str, *, external: str, number: str | None = None) -> Row:
+        """Find a ticket by vendor id, by the hub's external id (field `external`) or by its number (field
+        `number`); KeyError when there is none or it is deleted."""
+        row = table.rows.get(ticket) or table.find(external, ticket)
+        if row is None and number is not None:
+            row = next((r for r in table.rows.values() if r.data.get(number) == ticket), None)
+        if row is None or row.deleted:
+            raise KeyError(ticket)
+        return row
+
+    @staticmethod
+    def agent_check(body: str, state: str | None) -> None:
+        """Refuse an agent call that would neither comment nor change the state."""
+        if not body.strip() and not state:
+            raise ValueError("give a comment body, a state, or both")
+
     def agent(
         self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
     ) -> dict[str, Any]:

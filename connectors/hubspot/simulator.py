@@ -530,11 +530,7 @@ class HubSpotSimulator(TicketSimulator):
 
     def ticket(self, ticket: str) -> Row:
         """Find a ticket by id or by the hub's external id; KeyError when there is none."""
-        table = self.by_type["tickets"]
-        row = table.rows.get(ticket) or table.find("hub_external_id", ticket)
-        if row is None or row.deleted:
-            raise KeyError(ticket)
-        return row
+        return self.ticket_row(self.by_type["tickets"], ticket, external="hub_external_id")
 
     def webhook_secret(self) -> str:
         """HubSpot signs with the app's client secret unless the test registered another one."""
@@ -543,8 +539,7 @@ class HubSpotSimulator(TicketSimulator):
     def agent(
         self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
     ) -> dict[str, Any]:
-        if not body.strip() and not state:
-            raise ValueError("give a comment body, a state, or both")
+        self.agent_check(body, state)
         row = self.ticket(ticket)
         first, _, last = (author or "Sam Agent").partition(" ")
         entry = None

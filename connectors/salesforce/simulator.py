@@ -765,19 +765,12 @@ class SalesforceSimulator(TicketSimulator):
 
     def case(self, ticket: str) -> Row:
         """Find a case by Id, CaseNumber or external id (Ext_Id__c); KeyError when there is none."""
-        table = self.tables["tickets"]
-        row = table.rows.get(ticket) or table.find("Ext_Id__c", ticket)
-        if row is None:
-            row = next((r for r in table.rows.values() if r.data.get("CaseNumber") == ticket), None)
-        if row is None or row.deleted:
-            raise KeyError(ticket)
-        return row
+        return self.ticket_row(self.tables["tickets"], ticket, external="Ext_Id__c", number="CaseNumber")
 
     def agent(
         self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
     ) -> dict[str, Any]:
-        if not body.strip() and not state:
-            raise ValueError("give a comment body, a state, or both")
+        self.agent_check(body, state)
         row = self.case(ticket)
         entry = None
         if body.strip():

@@ -434,19 +434,12 @@ class ServiceNowSimulator(TicketSimulator):
 
     def incident(self, ticket: str) -> Row:
         """Find an incident by sys_id, number (INC...) or correlation id; KeyError when there is none."""
-        table = self.by_table["incident"]
-        row = table.rows.get(ticket) or table.find("correlation_id", ticket)
-        if row is None:
-            row = next((r for r in table.rows.values() if r.data.get("number") == ticket), None)
-        if row is None or row.deleted:
-            raise KeyError(ticket)
-        return row
+        return self.ticket_row(self.by_table["incident"], ticket, external="correlation_id", number="number")
 
     def agent(
         self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
     ) -> dict[str, Any]:
-        if not body.strip() and not state:
-            raise ValueError("give a comment body, a state, or both")
+        self.agent_check(body, state)
         value = AGENT_STATES.get(state, state) if state else None
         if value is not None and value not in INCIDENT_STATES:
             raise ValueError(f"unknown state {state!r}: open, resolved, closed or an incident.state value")
