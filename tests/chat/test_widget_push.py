@@ -3,7 +3,6 @@ process state), another conversation's does not; a reconnect with Last-Event-ID 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from apps.chat.services import widget as widget_svc
 from apps.core.admission import AdmissionGate, _is_stream
 from apps.core.context import tenant_context
 from tests.chat.widget_support import headers, start, widget_enable
+from tests.fixtures.chat import sse_events
 from tests.foundation.admission import BlockingApp, busy_gate, serve
 from tests.foundation.admission import environ as admission_environ
 
@@ -29,22 +29,6 @@ def key_a(channel_a: Channel, settings: Any) -> str:
     settings.HUB_WIDGET_STREAM_SECONDS = 3
     settings.HUB_WIDGET_HEARTBEAT_SECONDS = 1
     return widget_enable(channel_a)
-
-
-def events(chunks: Iterator[Any]) -> Iterator[tuple[str, Any, str]]:
-    """(event, data, id) of each SSE event as it arrives."""
-    buffer = ""
-    for chunk in chunks:
-        buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            fields = dict(
-                line.split(": ", 1)
-                for line in block.splitlines()
-                if not line.startswith(":") and ": " in line
-            )
-            if "event" in fields:
-                yield fields["event"], json.loads(fields["data"]), fields.get("id", "")
 
 
 def open_stream(client: Client, channel: Channel, key: str, started: dict[str, Any], **extra: Any) -> Any:
@@ -87,8 +71,8 @@ def test_published_message_reaches_its_stream_and_not_anothers(
     current = channel_a.tenant
     mine = start(api_client, channel_a, key_a)
     other = start(api_client, channel_a, key_a)
-    stream = events(iter(open_stream(api_client, channel_a, key_a, mine).streaming_content))
-    other_stream = events(iter(open_stream(api_client, channel_a, key_a, other).streaming_content))
+    stream = sse_events(iter(open_stream(api_client, channel_a, key_a, mine).streaming_content))
+    other_stream = sse_events(iter(open_stream(api_client, channel_a, key_a, other).streaming_content))
     publish_later(other["conversation_id"], "not for you", delay=0.1).join()
     thread = publish_later(mine["conversation_id"], "Ein Kollege antwortet: Ihr Paket ist unterwegs.")
     name, data, event_id = next(stream)
@@ -113,7 +97,7 @@ def test_reconnect_with_last_event_id_gets_the_missed_messages_first(
         widget_svc.message_add_and_publish(conversation=conversation, text="two")  # while disconnected
     response = open_stream(api_client, channel_a, key_a, started, HTTP_LAST_EVENT_ID=str(first.id))
     try:
-        name, data, _ = next(events(iter(response.streaming_content)))
+        name, data, _ = next(sse_events(iter(response.streaming_content)))
     finally:
         # Close what the test leaves unread, as a WSGI server does: a stream left to the garbage collector
         # ends its statement-class block wherever the collector runs, possibly inside another query.

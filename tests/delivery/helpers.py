@@ -1,11 +1,7 @@
-"""Shared by the delivery tests: store a later message the way the hand-off slice does and deliver it, read
-Server-Sent Events from a streaming response."""
+"""Shared by the delivery tests: store a later message the way the hand-off slice does and deliver it
+(Server-Sent Events are read with tests.fixtures.chat.sse_events)."""
 
 from __future__ import annotations
-
-import json
-from collections.abc import Iterator
-from typing import Any
 
 from django.db import transaction
 
@@ -35,19 +31,3 @@ def agent_says(
         )
         delivery = message_deliver(conversation=conversation, message=message)
     return message, delivery
-
-
-def sse(chunks: Iterator[Any]) -> Iterator[tuple[str, Any, str]]:
-    """(event, data, id) of each Server-Sent Event as it arrives (comments skipped)."""
-    buffer = ""
-    for chunk in chunks:
-        buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            fields = dict(
-                line.split(": ", 1)
-                for line in block.splitlines()
-                if not line.startswith(":") and ": " in line
-            )
-            if "event" in fields:
-                yield fields["event"], json.loads(fields["data"]), fields.get("id", "")

@@ -17,8 +17,8 @@ from apps.core.context import tenant_context
 from tests.chat.widget_support import headers as widget_headers
 from tests.chat.widget_support import start as widget_start
 from tests.chat.widget_support import widget_enable
-from tests.delivery.helpers import agent_says, sse
-from tests.fixtures.chat import IssuedKey, issue_key, web_channel
+from tests.delivery.helpers import agent_says
+from tests.fixtures.chat import IssuedKey, issue_key, sse_events, web_channel
 from tests.foundation.admission import environ as admission_environ
 from tests.foundation.admission import gate, serve
 
@@ -148,7 +148,7 @@ def test_the_event_stream_pushes_an_agent_reply_as_it_is_stored(
     try:
         assert response.status_code == 200
         assert response["Content-Type"].startswith("text/event-stream")
-        stream = sse(iter(response.streaming_content))
+        stream = sse_events(iter(response.streaming_content))
         thread = agent_later(tenant_a, conversation, "Live von Anna.")
         name, data, event_id = next(stream)
         thread.join()
@@ -180,7 +180,7 @@ def test_the_event_stream_resumes_after_last_event_id_and_sends_heartbeats(
         raw = b"".join(response.streaming_content).decode()  # 3 s: the missed message, heartbeats, the end
     finally:
         response.close()
-    events = list(sse(iter([raw])))
+    events = list(sse_events(iter([raw])))
     assert [(n, d.get("id")) for n, d, _ in events if n == "message"] == [("message", second.id)]
     assert ": keep-alive" in raw and raw.startswith("retry: ")
     assert events[-1][0] == "reconnect"
@@ -229,7 +229,7 @@ def test_the_widget_stream_and_after_page_get_the_agent_reply(
     response: Any = api_client.get(f"{base}/stream", **widget_headers(key, token=started["token"]))
     try:
         assert response.status_code == 200
-        stream = sse(iter(response.streaming_content))
+        stream = sse_events(iter(response.streaming_content))
         thread = agent_later(tenant_a, conversation, "Anna antwortet im Widget.")
         name, data, _ = next(stream)
         thread.join()
@@ -316,7 +316,7 @@ def test_a_garbage_last_event_id_streams_from_now_on(
     )
     try:
         assert response.status_code == 200
-        events = list(sse(iter(response.streaming_content)))
+        events = list(sse_events(iter(response.streaming_content)))
     finally:
         response.close()
     assert [name for name, _, _ in events] == ["reconnect"]  # nothing replayed, no error

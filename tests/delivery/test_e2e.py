@@ -18,8 +18,8 @@ from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
 from connectors.whatsapp.simulator import WhatsAppSimulator
 from tests.channels.platforms import USER_PHONE, sent_texts, wait_for, wire
-from tests.delivery.helpers import agent_says, sse
-from tests.fixtures.chat import issue_key, web_channel
+from tests.delivery.helpers import agent_says
+from tests.fixtures.chat import issue_key, sse_events, web_channel
 from tests.fixtures.processes import Web, Worker
 from tests.fixtures.simulators import StartSimulator
 
@@ -68,7 +68,7 @@ def test_an_agent_reply_reaches_whatsapp_through_a_real_worker_and_the_api_throu
                 assert stream.status_code == 200
                 chunks = stream.iter_content(chunk_size=None)
                 opened.set()
-                for event in sse(chunks):
+                for event in sse_events(chunks):
                     received.append(event)
                     if event[0] == "message":
                         return
