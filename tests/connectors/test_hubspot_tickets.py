@@ -8,7 +8,6 @@ import hmac
 import io
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,13 @@ import pytest
 import requests
 from django.core.management import call_command
 
-from connectors.base import Cursor
-from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
+from connectors.errors import AuthFailed, VendorUnavailable
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.simulation import SimulatorAdminError, admin_post
 from connectors.testing import assert_no_secrets, simulator_session
-from connectors.tickets import COMMENT_STREAM, TicketState, supports_threads
+from connectors.tickets import COMMENT_STREAM, TicketState
+from tests.connectors import ticket_support as ts
 from tests.connectors.ticket_support import hook_recorder, running_simulators
 from tests.fixtures.simulators import TINY, StartSimulator
 
@@ -40,25 +39,12 @@ def make(sim: HubSpotSimulator, **overrides: Any) -> HubSpotConnector:
 
 
 def open_ticket(conn: HubSpotConnector, *, queue: str = "support-eu") -> tuple[str, str]:
-    """Create a ticket the way the handoff does; return (hub external id, ticket id)."""
-    ext = f"handoff-{uuid.uuid4().hex[:10]}"
-    fields = {"subject": "Chat handoff", "description": "transcript", "queue": queue}
-    outcome = conn.write("tickets", [{"external_id": ext, "fields": fields}]).outcomes[0]
-    assert outcome.error is None and outcome.vendor_id
-    return ext, outcome.vendor_id
-
-
-def comment(ticket_ext: str, body: str, ext: str | None = None, author: str = "") -> dict[str, Any]:
-    fields = {"ticket": ticket_ext, "body": body, "author": author}
-    return {"external_id": ext or f"msg-{uuid.uuid4().hex[:10]}", "fields": fields}
+    return ts.ticket_open(conn, queue=queue)
 
 
 def test_contract(sim: HubSpotSimulator) -> None:
-    conn = make(sim)
-    assert supports_threads(conn)
-    streams = {s.name: s for s in conn.streams()}
-    assert streams[COMMENT_STREAM].writable and not streams[COMMENT_STREAM].readable
-    conn.check_connection()  # hs_pipeline is a known ticket property; the comment stream is not probed
+    # hs_pipeline is a known ticket property; the comment stream is not probed
+    ts.assert_thread_contract(make(sim))
 
 
 def test_thread_has_emails_and_notes(sim: HubSpotSimulator) -> None:
@@ -86,19 +72,14 @@ def test_thread_has_emails_and_notes(sim: HubSpotSimulator) -> None:
 def test_cursor_resumes_without_repeats_within_one_second(sim: HubSpotSimulator) -> None:
     conn = make(sim)
     _ext, ticket_id = open_ticket(conn)
-    second = int(time.time()) - 100
     email = {"hs_email_direction": "EMAIL"}
-    for i in range(5):
-        sim.engagement_add(ticket_id, "emails", {**email, "hs_email_text": f"reply {i}"}, ts=second + i // 3)
-    first = conn.ticket_thread(ticket_id)
-    assert sorted(c.body for c in first.comments) == [f"reply {i}" for i in range(5)]
-    order = [(c.created_at, c.id) for c in first.comments]
-    assert order == sorted(order)
-    sim.engagement_add(ticket_id, "notes", {"hs_note_body": "<p>late note</p>"}, ts=second + 1)
-    again = conn.ticket_thread(ticket_id, cursor=first.cursor)
+    again = ts.assert_cursor_resumes(
+        conn,
+        ticket_id,
+        lambda text, ts: sim.engagement_add(ticket_id, "emails", {**email, "hs_email_text": text}, ts=ts),
+        lambda ts: sim.engagement_add(ticket_id, "notes", {"hs_note_body": "<p>late note</p>"}, ts=ts),
+    )
     assert [(c.body, c.public) for c in again.comments] == [("late note", False)]
-    restored = Cursor.from_json(again.cursor.to_json())
-    assert conn.ticket_thread(ticket_id, cursor=restored).comments == []
 
 
 def test_associations_page(sim: HubSpotSimulator) -> None:
@@ -119,12 +100,8 @@ def test_associations_page(sim: HubSpotSimulator) -> None:
 def test_hub_message_comes_back_from_hub_and_append_is_idempotent(sim: HubSpotSimulator) -> None:
     conn = make(sim)
     ext, ticket_id = open_ticket(conn)
-    record = comment(ext, "My parcel is lost", author="Jürgen Müller")
-    first = conn.write(COMMENT_STREAM, [record])
-    second = conn.write(COMMENT_STREAM, [record])
-    assert first.failed == [] and second.failed == []
-    assert (first.created, second.created, second.updated) == (1, 0, 1)
-    assert first.outcomes[0].vendor_id == second.outcomes[0].vendor_id
+    record = ts.comment(ext, "My parcel is lost", author="Jürgen Müller")
+    ts.assert_appended_once(conn, record)
     [mail] = sim.engagements(ticket_id, "emails")
     assert mail.data["hs_email_direction"] == "INCOMING_EMAIL"
     assert mail.data["hs_email_text"].endswith(f"[hub:{record['external_id']}]")
@@ -175,24 +152,20 @@ def test_new_tickets_get_their_pipelines_first_stage(sim: HubSpotSimulator) -> N
 
 
 def test_ticket_not_found_is_transient(sim: HubSpotSimulator) -> None:
-    with pytest.raises(ConnectorError) as info:
-        make(sim).write(COMMENT_STREAM, [comment("handoff-not-created-yet", "hello")])
-    assert not info.value.permanent
+    ts.assert_missing_ticket_is_transient(make(sim))
 
 
 def test_closed_ticket_is_permanent(sim: HubSpotSimulator) -> None:
     conn = make(sim)
     ext, ticket_id = open_ticket(conn)
-    sim.agent(ticket=ticket_id, state="closed")
-    [failed] = conn.write(COMMENT_STREAM, [comment(ext, "anyone there?")]).failed
-    assert failed.error is not None and "is closed" in failed.error
+    ts.assert_closed_ticket_is_permanent(sim, conn, ext, ticket_id)
     assert sim.engagements(ticket_id, "emails") == []
 
 
 def test_bad_comment_ids_are_refused_per_record(sim: HubSpotSimulator) -> None:
     conn = make(sim)
     ext, ticket_id = open_ticket(conn)
-    result = conn.write(COMMENT_STREAM, [comment(ext, "x", ext="white space"), comment(ext, "fine")])
+    result = conn.write(COMMENT_STREAM, [ts.comment(ext, "x", ext="white space"), ts.comment(ext, "fine")])
     assert [o.error is None for o in result.outcomes] == [False, True]
     assert len(sim.engagements(ticket_id, "emails")) == 1
 
@@ -208,19 +181,12 @@ def test_state_mapping(
 ) -> None:
     conn = make(sim, **config)
     _ext, ticket_id = open_ticket(conn)
-    sim.agent(ticket=ticket_id, state=stage)
-    thread = conn.ticket_thread(ticket_id)
-    assert thread.state is expected
+    thread = ts.assert_state_maps(sim, conn, ticket_id, stage, expected)
     assert thread.details["status"] == sim.ticket(ticket_id).data["hs_pipeline_stage"]
 
 
 def test_unknown_ticket_read_is_permanent(sim: HubSpotSimulator) -> None:
-    conn = make(sim)
-    with pytest.raises(ConnectorError) as info:
-        conn.ticket_thread("99999999999")
-    assert info.value.permanent
-    with pytest.raises(ConnectorError):
-        conn.ticket_thread("1/../2")
+    ts.assert_unknown_ticket_read_is_permanent(make(sim), "99999999999", "1/../2")
 
 
 def test_agent_webhook_is_signed_v3(sim: HubSpotSimulator) -> None:
@@ -267,16 +233,7 @@ def test_agent_admin_errors(sim: HubSpotSimulator) -> None:
 def test_faults_on_thread_calls_are_typed(sim: HubSpotSimulator) -> None:
     conn = make(sim)
     ext, ticket_id = open_ticket(conn)
-    sim.inject(rate_limit={"count": 1})
-    with pytest.raises(RateLimited):
-        conn.ticket_thread(ticket_id)
-    sim.inject(outage="reset")
-    with pytest.raises(VendorUnavailable):
-        conn.ticket_thread(ticket_id)
-    with pytest.raises(VendorUnavailable):
-        conn.write(COMMENT_STREAM, [comment(ext, "during the outage")])
-    sim.clear_faults()
-    assert conn.write(COMMENT_STREAM, [comment(ext, "after")]).failed == []
+    ts.assert_thread_faults_typed(sim, conn, ext, ticket_id, outage="reset")
 
 
 def test_no_secret_in_errors(sim: HubSpotSimulator) -> None:
@@ -287,7 +244,7 @@ def test_no_secret_in_errors(sim: HubSpotSimulator) -> None:
     conn = make(sim)
     sim.inject(errors=[{"status": 502}])
     with pytest.raises(VendorUnavailable) as down:
-        conn.write(COMMENT_STREAM, [comment("x", "y")])
+        conn.write(COMMENT_STREAM, [ts.comment("x", "y")])
     assert_no_secrets(down.value, {"token": sim.private_app_token})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,13 @@ import pytest
 from django.core.management import call_command
 from lxml import etree
 
-from connectors.base import Cursor
-from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
+from connectors.errors import AuthFailed, VendorUnavailable
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.simulator import ORG_ID, SalesforceSimulator
 from connectors.simulation import SimulatorAdminError, admin_post
 from connectors.testing import assert_no_secrets, simulator_session
-from connectors.tickets import COMMENT_STREAM, MAX_COMMENT_CHARS, TicketState, supports_threads
+from connectors.tickets import COMMENT_STREAM, MAX_COMMENT_CHARS, TicketState
+from tests.connectors import ticket_support as ts
 from tests.connectors.ticket_support import hook_recorder, running_simulators
 from tests.fixtures.simulators import TINY, StartSimulator
 
@@ -45,27 +44,11 @@ def make(sim: SalesforceSimulator, **overrides: Any) -> SalesforceConnector:
 
 
 def open_case(conn: SalesforceConnector, *, queue: str = "00GHb0000000042AAA") -> tuple[str, str]:
-    """Create a case the way the handoff does; return (hub external id, case Id)."""
-    ext = f"handoff-{uuid.uuid4().hex[:10]}"
-    fields = {"subject": "Chat handoff", "description": "transcript", "queue": queue}
-    outcome = conn.write("tickets", [{"external_id": ext, "fields": fields}]).outcomes[0]
-    assert outcome.error is None and outcome.vendor_id
-    return ext, outcome.vendor_id
-
-
-def comment(ticket_ext: str, body: str, ext: str | None = None) -> dict[str, Any]:
-    return {
-        "external_id": ext or f"msg-{uuid.uuid4().hex[:10]}",
-        "fields": {"ticket": ticket_ext, "body": body},
-    }
+    return ts.ticket_open(conn, queue=queue)
 
 
 def test_contract(sim: SalesforceSimulator) -> None:
-    conn = make(sim)
-    assert supports_threads(conn)
-    streams = {s.name: s for s in conn.streams()}
-    assert streams[COMMENT_STREAM].writable and not streams[COMMENT_STREAM].readable
-    conn.check_connection()  # the write-only stream is not probed with SOQL
+    ts.assert_thread_contract(make(sim))  # the write-only stream is not probed with SOQL
 
 
 def test_thread_has_published_and_internal_comments(sim: SalesforceSimulator) -> None:
@@ -128,30 +111,21 @@ def test_simple_salesforce_reads_case_comments(sim: SalesforceSimulator) -> None
 def test_cursor_resumes_without_repeats_within_one_second(sim: SalesforceSimulator) -> None:
     conn = make(sim)
     _ext, case_id = open_case(conn)
-    second = int(time.time()) - 100
     user = ("005Hb0000000002AAA", "Maria Agent")
-    for i in range(5):
-        sim.case_comment_add(case_id, f"reply {i}", public=True, user=user, ts=second + i // 3)
-    first = conn.ticket_thread(case_id)
-    assert sorted(c.body for c in first.comments) == [f"reply {i}" for i in range(5)]
-    order = [(c.created_at, c.id) for c in first.comments]
-    assert order == sorted(order)
-    sim.case_comment_add(case_id, "reply 5", public=True, user=user, ts=second + 1)
-    again = conn.ticket_thread(case_id, cursor=first.cursor)
+    again = ts.assert_cursor_resumes(
+        conn,
+        case_id,
+        lambda text, ts: sim.case_comment_add(case_id, text, public=True, user=user, ts=ts),
+        lambda ts: sim.case_comment_add(case_id, "reply 5", public=True, user=user, ts=ts),
+    )
     assert [c.body for c in again.comments] == ["reply 5"]
-    restored = Cursor.from_json(again.cursor.to_json())
-    assert conn.ticket_thread(case_id, cursor=restored).comments == []
 
 
 def test_hub_comment_comes_back_from_hub_and_append_is_idempotent(sim: SalesforceSimulator) -> None:
     conn = make(sim)
     ext, case_id = open_case(conn)
-    record = comment(ext, "x" * (MAX_COMMENT_CHARS + 50))
-    first = conn.write(COMMENT_STREAM, [record])
-    second = conn.write(COMMENT_STREAM, [record])
-    assert first.failed == [] and second.failed == []
-    assert (first.created, second.created, second.updated) == (1, 0, 1)
-    assert first.outcomes[0].vendor_id == second.outcomes[0].vendor_id
+    record = ts.comment(ext, "x" * (MAX_COMMENT_CHARS + 50))
+    ts.assert_appended_once(conn, record)
     [stored] = sim.case_comments(case_id)
     assert stored.data["IsPublished"] is True
     assert len(stored.data["CommentBody"]) <= MAX_COMMENT_CHARS  # CaseComment holds 4,000 characters
@@ -163,24 +137,20 @@ def test_hub_comment_comes_back_from_hub_and_append_is_idempotent(sim: Salesforc
 
 
 def test_case_not_found_is_transient(sim: SalesforceSimulator) -> None:
-    with pytest.raises(ConnectorError) as info:
-        make(sim).write(COMMENT_STREAM, [comment("handoff-not-created-yet", "hello")])
-    assert not info.value.permanent
+    ts.assert_missing_ticket_is_transient(make(sim))
 
 
 def test_closed_case_is_permanent(sim: SalesforceSimulator) -> None:
     conn = make(sim)
     ext, case_id = open_case(conn)
-    sim.agent(ticket=case_id, state="closed")
-    [failed] = conn.write(COMMENT_STREAM, [comment(ext, "anyone there?")]).failed
-    assert failed.error is not None and "is closed" in failed.error
+    ts.assert_closed_ticket_is_permanent(sim, conn, ext, case_id)
     assert sim.case_comments(case_id) == []
 
 
 def test_bad_comment_ids_are_refused_per_record(sim: SalesforceSimulator) -> None:
     conn = make(sim)
     ext, case_id = open_case(conn)
-    result = conn.write(COMMENT_STREAM, [comment(ext, "x", ext="bad id]"), comment(ext, "fine")])
+    result = conn.write(COMMENT_STREAM, [ts.comment(ext, "x", ext="bad id]"), ts.comment(ext, "fine")])
     assert [o.error is None for o in result.outcomes] == [False, True]
     assert len(sim.case_comments(case_id)) == 1
 
@@ -197,9 +167,7 @@ def test_state_mapping(
 ) -> None:
     conn = make(sim, **config)
     _ext, case_id = open_case(conn)
-    sim.agent(ticket=case_id, state=status)
-    thread = conn.ticket_thread(case_id)
-    assert thread.state is expected
+    thread = ts.assert_state_maps(sim, conn, case_id, status, expected)
     assert thread.details["status"] == sim.case(case_id).data["Status"]
 
 
@@ -214,12 +182,7 @@ def test_empty_queue_keeps_the_default_owner(sim: SalesforceSimulator) -> None:
 
 
 def test_unknown_case_read_is_permanent(sim: SalesforceSimulator) -> None:
-    conn = make(sim)
-    with pytest.raises(ConnectorError) as info:
-        conn.ticket_thread("500Hb9999999999AAA")
-    assert info.value.permanent
-    with pytest.raises(ConnectorError):
-        conn.ticket_thread("500' OR Id != '")
+    ts.assert_unknown_ticket_read_is_permanent(make(sim), "500Hb9999999999AAA", "500' OR Id != '")
 
 
 def test_agent_sends_an_outbound_message(sim: SalesforceSimulator) -> None:
@@ -261,16 +224,7 @@ def test_agent_admin_errors(sim: SalesforceSimulator) -> None:
 def test_faults_on_thread_calls_are_typed(sim: SalesforceSimulator) -> None:
     conn = make(sim)
     ext, case_id = open_case(conn)
-    sim.inject(rate_limit={"count": 1})
-    with pytest.raises(RateLimited):
-        conn.ticket_thread(case_id)
-    sim.inject(outage="503")
-    with pytest.raises(VendorUnavailable):
-        conn.ticket_thread(case_id)
-    with pytest.raises(VendorUnavailable):
-        conn.write(COMMENT_STREAM, [comment(ext, "during the outage")])
-    sim.clear_faults()
-    assert conn.write(COMMENT_STREAM, [comment(ext, "after")]).failed == []
+    ts.assert_thread_faults_typed(sim, conn, ext, case_id, outage="503")
 
 
 def test_no_secret_in_errors(sim: SalesforceSimulator) -> None:
@@ -283,7 +237,7 @@ def test_no_secret_in_errors(sim: SalesforceSimulator) -> None:
     conn.check_connection()
     sim.inject(errors=[{"status": 500}])
     with pytest.raises(VendorUnavailable) as down:
-        conn.write(COMMENT_STREAM, [comment("x", "y")])
+        conn.write(COMMENT_STREAM, [ts.comment("x", "y")])
     assert_no_secrets(down.value, {str(i): s for i, s in enumerate(conn.session.secrets)})
 
 

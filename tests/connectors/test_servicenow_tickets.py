@@ -7,20 +7,19 @@ import hmac
 import io
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from connectors.base import Cursor
-from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
+from connectors.errors import AuthFailed, RateLimited, VendorUnavailable
 from connectors.servicenow.connector import ServiceNowConnector
 from connectors.servicenow.simulator import ServiceNowSimulator
 from connectors.simulation import SimulatorAdminError, admin_post
 from connectors.testing import assert_no_secrets, simulator_session
-from connectors.tickets import COMMENT_STREAM, TicketState, supports_threads
+from connectors.tickets import COMMENT_STREAM, TicketState
+from tests.connectors import ticket_support as ts
 from tests.connectors.ticket_support import hook_recorder, running_simulators
 from tests.fixtures.simulators import TINY, StartSimulator
 
@@ -39,27 +38,11 @@ def make(sim: ServiceNowSimulator, **overrides: Any) -> ServiceNowConnector:
 
 
 def open_ticket(conn: ServiceNowConnector, *, queue: str = "Service Desk") -> tuple[str, str]:
-    """Create an incident the way the handoff does; return (hub external id, sys_id)."""
-    ext = f"handoff-{uuid.uuid4().hex[:10]}"
-    fields = {"subject": "Chat handoff", "description": "transcript", "queue": queue}
-    outcome = conn.write("tickets", [{"external_id": ext, "fields": fields}]).outcomes[0]
-    assert outcome.vendor_id
-    return ext, outcome.vendor_id
-
-
-def comment(ticket_ext: str, body: str, ext: str | None = None) -> dict[str, Any]:
-    return {
-        "external_id": ext or f"msg-{uuid.uuid4().hex[:10]}",
-        "fields": {"ticket": ticket_ext, "body": body},
-    }
+    return ts.ticket_open(conn, queue=queue)
 
 
 def test_contract(sim: ServiceNowSimulator) -> None:
-    conn = make(sim)
-    assert supports_threads(conn)
-    streams = {s.name: s for s in conn.streams()}
-    assert streams[COMMENT_STREAM].writable and not streams[COMMENT_STREAM].readable
-    conn.check_connection()  # the write-only stream is not probed as a table
+    ts.assert_thread_contract(make(sim))  # the write-only stream is not probed as a table
 
 
 def test_thread_has_public_and_private_comments(sim: ServiceNowSimulator) -> None:
@@ -84,30 +67,20 @@ def test_thread_has_public_and_private_comments(sim: ServiceNowSimulator) -> Non
 def test_cursor_resumes_without_repeats_within_one_second(sim: ServiceNowSimulator) -> None:
     conn = make(sim, page_size=2)  # several journal pages
     _ext, sys_id = open_ticket(conn)
-    second = int(time.time()) - 100
-    for i in range(5):
-        sim.journal_add(sys_id, "comments", f"reply {i}", author="agent", ts=second + i // 3)
-    first = conn.ticket_thread(sys_id)
-    assert sorted(c.body for c in first.comments) == [f"reply {i}" for i in range(5)]
-    order = [(c.created_at, c.id) for c in first.comments]
-    assert order == sorted(order)  # oldest first; within one second by id
-    # a sixth comment in the very second the cursor stopped at: it must come, the others must not
-    sim.journal_add(sys_id, "comments", "reply 5", author="agent", ts=second + 1)
-    again = conn.ticket_thread(sys_id, cursor=first.cursor)
+    again = ts.assert_cursor_resumes(
+        conn,
+        sys_id,
+        lambda text, ts: sim.journal_add(sys_id, "comments", text, author="agent", ts=ts),
+        lambda ts: sim.journal_add(sys_id, "comments", "reply 5", author="agent", ts=ts),
+    )
     assert [c.body for c in again.comments] == ["reply 5"]
-    restored = Cursor.from_json(json.loads(json.dumps(again.cursor.to_json())))
-    assert conn.ticket_thread(sys_id, cursor=restored).comments == []
 
 
 def test_hub_comment_comes_back_from_hub_and_append_is_idempotent(sim: ServiceNowSimulator) -> None:
     conn = make(sim)
     ext, sys_id = open_ticket(conn)
-    record = comment(ext, "  My order never arrived.  ")
-    first = conn.write(COMMENT_STREAM, [record])
-    second = conn.write(COMMENT_STREAM, [record])  # the outbox delivers at least once
-    assert first.failed == [] and second.failed == []
-    assert (first.created, second.created, second.updated) == (1, 0, 1)
-    assert first.outcomes[0].vendor_id == second.outcomes[0].vendor_id
+    record = ts.comment(ext, "  My order never arrived.  ")
+    first = ts.assert_appended_once(conn, record)
     entries = sim.journal(sys_id)
     assert len(entries) == 1
     assert entries[0].data["element"] == "comments"
@@ -118,19 +91,14 @@ def test_hub_comment_comes_back_from_hub_and_append_is_idempotent(sim: ServiceNo
 
 
 def test_ticket_not_found_is_transient(sim: ServiceNowSimulator) -> None:
-    with pytest.raises(ConnectorError) as info:
-        make(sim).write(COMMENT_STREAM, [comment("handoff-not-created-yet", "hello")])
-    assert not info.value.permanent
-    assert "handoff-not-created-yet" in str(info.value)
+    error = ts.assert_missing_ticket_is_transient(make(sim))
+    assert "handoff-not-created-yet" in str(error)
 
 
 def test_closed_ticket_is_permanent(sim: ServiceNowSimulator) -> None:
     conn = make(sim)
     ext, sys_id = open_ticket(conn)
-    sim.agent(ticket=sys_id, state="closed")
-    result = conn.write(COMMENT_STREAM, [comment(ext, "anyone there?")])
-    [failed] = result.failed
-    assert failed.error is not None and "is closed" in failed.error
+    ts.assert_closed_ticket_is_permanent(sim, conn, ext, sys_id)
     assert sim.journal(sys_id) == []
 
 
@@ -139,7 +107,7 @@ def test_bad_input_is_refused_per_record(sim: ServiceNowSimulator) -> None:
     ext, sys_id = open_ticket(conn)
     result = conn.write(
         COMMENT_STREAM,
-        [comment(ext, "x", ext="has space"), comment("a^b", "x"), comment(ext, "fine")],
+        [ts.comment(ext, "x", ext="has space"), ts.comment("a^b", "x"), ts.comment(ext, "fine")],
     )
     assert [o.error is None for o in result.outcomes] == [False, False, True]
     assert len(sim.journal(sys_id)) == 1
@@ -153,9 +121,7 @@ def test_bad_input_is_refused_per_record(sim: ServiceNowSimulator) -> None:
 def test_state_mapping(sim: ServiceNowSimulator, state: str, expected: TicketState) -> None:
     conn = make(sim)
     _ext, sys_id = open_ticket(conn)
-    sim.agent(ticket=sys_id, state=state)
-    thread = conn.ticket_thread(sys_id)
-    assert thread.state is expected
+    thread = ts.assert_state_maps(sim, conn, sys_id, state, expected)
     assert thread.details["status"] == sim.incident(sys_id).data["state"]
 
 
@@ -168,12 +134,7 @@ def test_html_journal_entry_becomes_text(sim: ServiceNowSimulator) -> None:
 
 
 def test_unknown_ticket_read_is_permanent(sim: ServiceNowSimulator) -> None:
-    conn = make(sim)
-    with pytest.raises(ConnectorError) as info:
-        conn.ticket_thread("0" * 32)
-    assert info.value.permanent
-    with pytest.raises(ConnectorError):
-        conn.ticket_thread("../incident")
+    ts.assert_unknown_ticket_read_is_permanent(make(sim), "0" * 32, "../incident")
 
 
 def test_agent_webhook_is_signed_like_a_business_rule(sim: ServiceNowSimulator) -> None:
@@ -229,7 +190,7 @@ def test_faults_on_thread_routes_are_typed(sim: ServiceNowSimulator) -> None:
     with pytest.raises(VendorUnavailable):
         conn.ticket_thread(sys_id)
     with pytest.raises(VendorUnavailable):
-        conn.write(COMMENT_STREAM, [comment(ext, "during the outage")])
+        conn.write(COMMENT_STREAM, [ts.comment(ext, "during the outage")])
     sim.clear_faults()
     sim.agent(ticket=sys_id, body="the agent works through an outage; the hub polls later")
     assert len(conn.ticket_thread(sys_id).comments) == 1
@@ -245,7 +206,7 @@ def test_no_secret_in_errors(sim: ServiceNowSimulator) -> None:
     oauth.check_connection()
     sim.inject(outage="503")
     with pytest.raises(VendorUnavailable) as down:
-        oauth.write(COMMENT_STREAM, [comment("x", "y")])
+        oauth.write(COMMENT_STREAM, [ts.comment("x", "y")])
     assert_no_secrets(
         down.value, {"secret": d["client_secret"], **{str(i): s for i, s in enumerate(oauth.session.secrets)}}
     )
