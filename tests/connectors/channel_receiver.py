@@ -6,14 +6,14 @@ simulators POST to a real URL on loopback: simulator -> HTTP -> adapter -> reply
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from connectors.messaging import ChannelAdapter, PayloadInvalid, SignatureInvalid, WebhookEvents
+from tests.fixtures.loopback import loopback_server
 
 
 class Receiver:
@@ -58,12 +58,6 @@ def receiver(adapter: ChannelAdapter) -> Iterator[Receiver]:
             self.end_headers()
             self.wfile.write(payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as base:
+        state.url = f"{base}/hook"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from connectors.base import Cursor, WriteResult
 from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
 from connectors.simulation import TicketSimulator
 from connectors.tickets import COMMENT_STREAM, TicketState, TicketThread, supports_threads
+from tests.fixtures.loopback import loopback_server
 
 
 def ticket_open(conn: Any, *, queue: str) -> tuple[str, str]:
@@ -168,15 +168,9 @@ def hook_recorder(path: str = "/hook") -> Iterator[Recorder]:
             self.end_headers()
             self.wfile.write(state.answer)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler) as base:
+        state.url = f"{base}{path}"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def running_simulators(settings: Any, tmp_path: Path, **descriptions: dict[str, Any]) -> None:
