@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -19,6 +19,7 @@ from apps.integrations.models import Connection
 from apps.tenants.models import Tenant
 
 ACTIVE_STATES = (HandoffState.REQUESTED, HandoffState.OPEN)
+R = TypeVar("R", HandoffRoute, BusinessHours)
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -37,14 +38,19 @@ def route_list(*, tenant: Tenant) -> QuerySet[HandoffRoute]:
     )
 
 
-def route_get(*, tenant: Tenant, pk: Any) -> HandoffRoute:
+def _tenant_row(model: type[R], *, tenant: Tenant, pk: Any, missing: str) -> R:
+    """The tenant's row of `model` with id `pk`; a malformed id, none or another tenant's: NotFound."""
     key = _uuid(pk)
-    route = None
+    row = None
     if key is not None:
-        route = HandoffRoute.objects.filter(tenant=tenant, pk=key).select_related("tenant").first()
-    if route is None:
-        raise NotFound("Route not found.")
-    return route
+        row = model.objects.filter(tenant=tenant, pk=key).select_related("tenant").first()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
+def route_get(*, tenant: Tenant, pk: Any) -> HandoffRoute:
+    return _tenant_row(HandoffRoute, tenant=tenant, pk=pk, missing="Route not found.")
 
 
 def hours_list(*, tenant: Tenant) -> QuerySet[BusinessHours]:
@@ -52,13 +58,7 @@ def hours_list(*, tenant: Tenant) -> QuerySet[BusinessHours]:
 
 
 def hours_get(*, tenant: Tenant, pk: Any) -> BusinessHours:
-    key = _uuid(pk)
-    hours = None
-    if key is not None:
-        hours = BusinessHours.objects.filter(tenant=tenant, pk=key).select_related("tenant").first()
-    if hours is None:
-        raise NotFound("Business hours not found.")
-    return hours
+    return _tenant_row(BusinessHours, tenant=tenant, pk=pk, missing="Business hours not found.")
 
 
 def connections_of_kinds(*, kinds: tuple[str, ...]) -> list[Connection]:
