@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -57,6 +58,20 @@ def agent_later(tenant: Any, conversation: Conversation, text: str, delay: float
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def pushed_agent_reply(
+    response: Any, tenant: Any, conversation: Conversation, text: str
+) -> tuple[Iterator[tuple[str, Any, str]], Any, str]:
+    """Store an agent's reply while `response` streams: its next event must be that message, as an agent's
+    (Anna's). Returns the rest of the stream, the message's data and the event id."""
+    assert response.status_code == 200
+    stream = sse_events(iter(response.streaming_content))
+    thread = agent_later(tenant, conversation, text)
+    name, data, event_id = next(stream)
+    thread.join()
+    assert (name, data["role"], data["author"], data["text"]) == ("message", "agent", "Anna", text)
+    return stream, data, event_id
 
 
 def test_poll_returns_later_messages_after_the_cursor_with_role_and_author(
@@ -146,18 +161,8 @@ def test_the_event_stream_pushes_an_agent_reply_as_it_is_stored(
         url(conversation, "events"), HTTP_ACCEPT="text/event-stream", **api_key_a.headers
     )
     try:
-        assert response.status_code == 200
+        stream, data, event_id = pushed_agent_reply(response, tenant_a, conversation, "Live von Anna.")
         assert response["Content-Type"].startswith("text/event-stream")
-        stream = sse_events(iter(response.streaming_content))
-        thread = agent_later(tenant_a, conversation, "Live von Anna.")
-        name, data, event_id = next(stream)
-        thread.join()
-        assert (name, data["role"], data["author"], data["text"]) == (
-            "message",
-            "agent",
-            "Anna",
-            "Live von Anna.",
-        )
         assert event_id == str(data["id"])
         rest = list(stream)  # bounded: ends by itself with a reconnect event
         assert rest[-1] == ("reconnect", {"after": data["id"]}, "")
@@ -228,17 +233,7 @@ def test_the_widget_stream_and_after_page_get_the_agent_reply(
     base = f"/widget/v1/{channel_a.pk}/conversations/{started['conversation_id']}"
     response: Any = api_client.get(f"{base}/stream", **widget_headers(key, token=started["token"]))
     try:
-        assert response.status_code == 200
-        stream = sse_events(iter(response.streaming_content))
-        thread = agent_later(tenant_a, conversation, "Anna antwortet im Widget.")
-        name, data, _ = next(stream)
-        thread.join()
-        assert (name, data["role"], data["author"], data["text"]) == (
-            "message",
-            "agent",
-            "Anna",
-            "Anna antwortet im Widget.",
-        )
+        pushed_agent_reply(response, tenant_a, conversation, "Anna antwortet im Widget.")
     finally:
         response.close()
     page = api_client.get(f"{base}/messages?after=0", **widget_headers(key, token=started["token"])).json()
