@@ -12,7 +12,8 @@ from django.test import Client
 from apps.chat.models import Conversation, InboundEvent, InboundStatus
 from apps.chat.retention import erase_transcripts
 from apps.chat.services import channel_inbound
-from apps.chat.services.channel_inbound import Retry, channel_inbound_process, reply_parts, split_text
+from apps.chat.services.channel_inbound import Retry, channel_inbound_process
+from apps.chat.services.platform import reply_parts, split_text
 from apps.core.context import tenant_context
 from apps.integrations.models import OutboxMessage
 from apps.policies.registry import Subject

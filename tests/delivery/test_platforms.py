@@ -389,3 +389,34 @@ def test_the_window_ends_a_margin_before_24_hours_for_the_outbox_delay(whatsapp:
         assert not window_open(conversation=conversation, now=last + timedelta(hours=23, minutes=56))
         Message.objects.filter(conversation=conversation, role=Role.USER).delete()
         assert not window_open(conversation=conversation)  # never wrote: no window at all
+
+
+def test_a_held_message_goes_out_when_the_customer_writes_again_before_the_bots_answer(
+    whatsapp: Wired, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The customer's next message reopens WhatsApp's window: the held agent reply is sent then, once, ahead
+    of the answer to the new message, and the console no longer lists it."""
+    conversation, _ = customer_writes(whatsapp)
+    handed_off_long_ago(whatsapp, conversation, hours=25)
+    with (
+        tenant_context(whatsapp.tenant) as tenant,
+        django_capture_on_commit_callbacks(execute=True, using=tenant.db_alias),
+    ):
+        stored, delivery = agent_says(conversation, "Ihre Erstattung ist veranlasst.")
+    assert delivery.route == "held"
+    signed = message(whatsapp, "Hallo, gibt es etwas Neues?")
+    assert post(Client(), whatsapp, signed).status_code == 200
+    process_all(whatsapp)
+    relay(whatsapp)
+    texts = new_texts(whatsapp)
+    assert texts[0] == "Ihre Erstattung ist veranlasst." or texts[0].endswith(
+        ": Ihre Erstattung ist veranlasst."
+    )
+    assert sum("Ihre Erstattung ist veranlasst." in t for t in texts) == 1
+    assert len(texts) >= 2  # then the bot's answer to the new message
+    with tenant_context(whatsapp.tenant):
+        assert Message.objects.get(pk=stored.pk).undelivered_at is None
+    assert channel_delivery(channel=whatsapp.channel).undelivered == []
+    process_all(whatsapp)
+    relay(whatsapp)
+    assert sum("Ihre Erstattung ist veranlasst." in t for t in new_texts(whatsapp)) == 1  # not again

@@ -22,8 +22,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 from celery import current_app
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -40,13 +39,16 @@ from apps.chat.models import (
     ConversationStatus,
     InboundEvent,
     InboundStatus,
+    Message,
 )
 from apps.chat.principal import ChannelPrincipal, channel_principal
 from apps.chat.retention import user_ref_hash
 from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
+from apps.chat.services import delivery
 from apps.chat.services.conversations import ChatInputError, conversation_start, message_post
 from apps.chat.services.handoff import handoff_customer_message
 from apps.chat.services.identity import PLATFORM_USER_KINDS, normalize_email, platform_identity
+from apps.chat.services.platform import max_text, reply_parts, split_text
 from apps.core import sql
 from apps.core.context import as_ref, current_tenant
 from apps.core.tasks import BROKER_ERRORS, task_enqueue, task_enqueue_on_commit
@@ -312,11 +314,16 @@ def _conversation(
     """
     tenant = principal.tenant
     key_hash = user_ref_hash(tenant_id=tenant.id, user_ref=f"{channel.kind}:{inbound.conversation_key}")
-    active = Conversation.objects.filter(
-        channel_id=channel.id,
-        platform_key_hash=key_hash,
-        status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
-    ).order_by("-created_at")
+    held = Message.objects.filter(conversation=OuterRef("pk"), undelivered_at__isnull=False)
+    active = (
+        Conversation.objects.filter(
+            channel_id=channel.id,
+            platform_key_hash=key_hash,
+            status__in=[ConversationStatus.OPEN, ConversationStatus.HANDOFF],
+        )
+        .annotate(has_held=Exists(held))  # later messages waiting for the customer to write (no extra query)
+        .order_by("-created_at")
+    )
     found = active.first()
     if found is not None:
         return found
@@ -344,40 +351,6 @@ def _conversation(
             fields += ["identity_verified", "verified_identity"]
         conversation.save(update_fields=fields)
         return conversation
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[\u3002\uff01\uff1f])")
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Cut `text` into parts of at most `limit` characters at sentence, then word, boundaries."""
-    text = text.strip()
-    parts: list[str] = []
-    while len(text) > limit:
-        window = text[: limit + 1]
-        cut = max((m.end() for m in _SENTENCE_END.finditer(window) if m.end() <= limit), default=0)
-        if cut < limit // 3:  # no sentence end far enough: the last space, else a hard cut
-            space = window.rfind(" ", 0, limit + 1)
-            cut = space if space > limit // 3 else limit
-        parts.append(text[:cut].strip())
-        text = text[cut:].strip()
-    if text:
-        parts.append(text)
-    return [part for part in parts if part]
-
-
-def reply_parts(reply: Mapping[str, Any], limit: int) -> list[str]:
-    """The reply as the platform's plain text: the answer, then one "Sources:" line per cited link."""
-    text = str(reply.get("text") or "").strip()
-    links = []
-    for citation in reply.get("citations") or ():
-        url = str(citation.get("url") or "").strip()
-        if url:
-            title = str(citation.get("title") or "").strip()
-            links.append(f"- {title}: {url}" if title else f"- {url}")
-    if links:
-        text = "\n".join([text, "", "Sources:", *links]) if text else "\n".join(["Sources:", *links])
-    return split_text(text, limit)
 
 
 def _finish(
@@ -438,6 +411,9 @@ def channel_inbound_process(*, event_id: Any) -> str:
         conversation = _conversation(principal, channel, inbound, connection)
         if conversation.status == ConversationStatus.HANDOFF:
             _handed_off_record(principal, conversation, inbound.text, key)
+            if getattr(conversation, "has_held", False):
+                with transaction.atomic(using=tenant.db_alias):
+                    delivery.conversation_held_resend(conversation=conversation)
             _finish(event, status=InboundStatus.DONE, conversation=conversation)
             metrics.record_channel_message(kind=kind, direction="in", outcome="handoff_quiet")
             return InboundStatus.DONE
@@ -449,12 +425,14 @@ def channel_inbound_process(*, event_id: Any) -> str:
             _finish(event, status=InboundStatus.IGNORED, error=str(exc))
             metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
             return InboundStatus.IGNORED
-        parts = reply_parts(turn.reply, _max_text(connection))
+        parts = reply_parts(turn.reply, max_text(connection))
         with transaction.atomic(using=tenant.db_alias):
             # "done" first: the UPDATE locks the row until the commit, and finds nothing when a concurrent
             # delivery of this task finished it (then nothing is enqueued: the transaction is empty).
             if not _finish(event, status=InboundStatus.DONE, conversation=conversation, only_queued=True):
                 return "skipped"
+            if getattr(conversation, "has_held", False):
+                delivery.conversation_held_resend(conversation=conversation)
             reply_ref = dict(inbound.reply_ref)
             for part in parts:
                 outbox_enqueue(
@@ -472,16 +450,6 @@ def channel_inbound_process(*, event_id: Any) -> str:
         kind=kind, seconds=max(0.0, (timezone.now() - event.created_at).total_seconds())
     )
     return InboundStatus.DONE
-
-
-def channel_adapter_class(connection: Connection) -> type[ChannelAdapter]:
-    connector = connector_class(connection.kind)
-    adapter: type[ChannelAdapter] = connector.adapter_class  # type: ignore[attr-defined]
-    return adapter
-
-
-def _max_text(connection: Connection) -> int:
-    return int(channel_adapter_class(connection).max_text)
 
 
 def _failed(event: InboundEvent, *, kind: str, exc: Exception) -> str:

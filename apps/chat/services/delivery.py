@@ -34,8 +34,8 @@ from django.utils import timezone
 from apps.audit.services import audit_record
 from apps.chat.models import Channel, ChannelKind, Conversation, Message, Role
 from apps.chat.services import widget
-from apps.chat.services.channel_inbound import channel_adapter_class, reply_parts
 from apps.chat.services.channels import require_channel_manager
+from apps.chat.services.platform import channel_adapter_class, reply_parts
 from apps.core.context import current_tenant, tenant_context
 from apps.integrations.models import Connection, OutboxMessage
 from apps.integrations.services.outbox import outbox_enqueue
@@ -173,6 +173,23 @@ def _held(message: Message, *, kind: str, reason: str) -> Delivery:
 
 #: Held messages sent again per console request, oldest first (the rest on the next request).
 RETRY_BATCH = 200
+
+
+def conversation_held_resend(*, conversation: Conversation) -> int:
+    """The customer wrote again (on WhatsApp the 24-hour window is open anew): deliver the conversation's
+    held messages again, oldest first, ahead of the answer to what they wrote. Returns how many left.
+    Call inside the transaction that stores or answers the customer's message."""
+    rows = list(
+        Message.objects.filter(conversation=conversation, undelivered_at__isnull=False).order_by("id")[
+            :RETRY_BATCH
+        ]
+    )
+    sent = 0
+    for message in rows:
+        Message.objects.filter(pk=message.pk).update(undelivered_reason="", undelivered_at=None)
+        if message_deliver(conversation=conversation, message=message).route != "held":
+            sent += 1
+    return sent
 
 
 @dataclass(frozen=True, slots=True)
