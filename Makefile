@@ -26,15 +26,17 @@ messages-update: install
 	  --ignore '.venv/*' --ignore '.hub/*' --ignore 'tests/*' --ignore 'bench/*' --ignore 'connectors/*' \
 	  --ignore 'docs/*' --ignore 'deploy/*' --ignore 'node_modules/*'
 
-# Test-only system packages: Chromium for the browser tests, GNU gettext for the catalog check.
+# Test-only system packages: Chromium for the browser tests, GNU gettext for the catalog check, xmlsec1
+# for the SAML IdP simulator (pysaml2 signs with it; the hub itself uses the xmlsec wheel).
 system-deps:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v xgettext >/dev/null || missing="$$missing gettext"; \
+	command -v xmlsec1 >/dev/null || missing="$$missing xmlsec1"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; apt-get update -qq >/dev/null && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else echo "please install:$$missing (browser and catalog tests need them)"; exit 1; fi; \
+	  else echo "please install:$$missing (browser, catalog and SAML IdP tests need them)"; exit 1; fi; \
 	fi
 
 run: install

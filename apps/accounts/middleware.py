@@ -25,6 +25,11 @@ TWO_FACTOR_EXEMPT_URL_NAMES = frozenset(
         "accounts:logout",
         "accounts:otp-verify",
         "accounts:twofactor-enroll",
+        "accounts:sso-start",
+        "accounts:sso-tenant",
+        "accounts:oidc-callback",
+        "accounts:saml-acs",
+        "accounts:saml-metadata",
         "set_language",
         "javascript-catalog",
         "healthz",
@@ -95,7 +100,7 @@ class TwoFactorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated or user.is_verified():
+        if user is None or not user.is_authenticated or selectors.second_factor_done(request=request):
             return self.get_response(request)
         if self._exempt(request):
             return self.get_response(request)

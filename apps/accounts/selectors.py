@@ -11,9 +11,10 @@ from django.core.cache import cache
 from django.db.models import Q
 from django_otp import user_has_device
 
-from apps.accounts.models import BackupCode, BackupCodeDevice, TOTPDevice
-from apps.tenants.models import Membership
+from apps.accounts.models import BackupCode, BackupCodeDevice, IdentityProvider, SsoDomain, TOTPDevice
+from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import ROLES_REQUIRING_2FA
+from apps.tenants.sso import SSO_SESSION_KEY
 
 LOCKOUT_KEY_PREFIX = "accounts:login-fail"
 
@@ -57,7 +58,7 @@ def user_requires_2fa(*, user: Any) -> bool:
     """Tell whether the user must have a confirmed second factor.
 
     Operators always; members holding a role in ROLES_REQUIRING_2FA in any tenant; every member of a tenant
-    that requires it for everyone.
+    that requires it for everyone; break-glass admins.
     """
     if not user.is_authenticated:
         return False
@@ -65,9 +66,37 @@ def user_requires_2fa(*, user: Any) -> bool:
         return True
     return (
         Membership.objects.filter(user=user)
-        .filter(Q(role__in=ROLES_REQUIRING_2FA) | Q(tenant__require_2fa=True, tenant__is_active=True))
+        .filter(
+            Q(role__in=ROLES_REQUIRING_2FA)
+            | Q(tenant__require_2fa=True, tenant__is_active=True)
+            | Q(is_break_glass=True)
+        )
         .exists()
     )
+
+
+def second_factor_done(*, request: Any) -> bool:
+    """Tell whether this session passed a second factor: our TOTP/backup code, or the IdP's accepted MFA."""
+    user = request.user
+    if user.is_verified():
+        return True
+    sso = request.session.get(SSO_SESSION_KEY)
+    return isinstance(sso, dict) and bool(sso.get("mfa"))
+
+
+def sso_required_tenant(*, user: Any) -> Tenant | None:
+    """The tenant whose IdP a user must use instead of a password, when every membership enforces SSO.
+
+    None for operators, for users with any membership that allows passwords, and for break-glass admins.
+    """
+    if user.is_staff:
+        return None
+    memberships = list(Membership.objects.filter(user=user).select_related("tenant"))
+    if not memberships:
+        return None
+    if any(not m.tenant.sso_enforced or m.is_break_glass for m in memberships):
+        return None
+    return memberships[0].tenant
 
 
 def user_has_confirmed_device(*, user: Any) -> bool:
@@ -97,3 +126,36 @@ def user_by_email(*, email: str) -> Any | None:
 
 def user_by_username(*, username: str) -> Any | None:
     return get_user_model().objects.filter(username=username).only("pk").first()
+
+
+# --- single sign-on ----------------------------------------------------------------------------------------
+def identity_provider_get(*, pk: int) -> IdentityProvider | None:
+    return IdentityProvider.objects.select_related("tenant").filter(pk=pk).first()
+
+
+def identity_provider_for_tenant(*, tenant_slug: str) -> IdentityProvider | None:
+    """The tenant's active identity provider (the first by name when there are several)."""
+    return (
+        IdentityProvider.objects.select_related("tenant")
+        .filter(tenant__slug=tenant_slug, tenant__is_active=True, is_active=True)
+        .order_by("name", "pk")
+        .first()
+    )
+
+
+def identity_provider_for_email(*, email: str) -> IdentityProvider | None:
+    """Home-realm discovery: the active IdP of the tenant that verified the address's domain, if any."""
+    domain = email.rpartition("@")[2].strip().lower().rstrip(".")
+    if not domain:
+        return None
+    found = (
+        SsoDomain.objects.select_related("identity_provider__tenant")
+        .filter(
+            domain=domain,
+            verified_at__isnull=False,
+            identity_provider__is_active=True,
+            tenant__is_active=True,
+        )
+        .first()
+    )
+    return found.identity_provider if found is not None else None

@@ -3,7 +3,7 @@ admin's unlock of a member's account, under the tenant's pages."""
 
 from django.urls import include, path
 
-from apps.accounts import views
+from apps.accounts import sso_views, views
 
 app_name = "accounts"
 
@@ -30,6 +30,11 @@ account_patterns = [
     ),
     path("two-factor/remove/", views.twofactor_remove_view, name="twofactor-remove"),
     path("invitations/<str:token>/", views.invitation_accept_view, name="invitation-accept"),
+    # single sign-on (shared); protocol views: oidc_views, saml_views
+    path("sso/<int:provider_id>/start/", sso_views.sso_start_view, name="sso-start"),
+    path("sso/t/<slug:tenant_slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
+    # --- OIDC (oidc_views) ---
+    # --- SAML (saml_views) ---
 ]
 
 urlpatterns = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from base64 import b32encode
 from typing import Any
+from urllib.parse import urlencode
 
 import segno
 from django.conf import settings
@@ -67,8 +68,6 @@ def _data(request: HttpRequest) -> Any:
 
 
 def _with_next(url_name: str, next_url: str) -> str:
-    from urllib.parse import urlencode
-
     return reverse(url_name) + "?" + urlencode({"next": next_url})
 
 
@@ -93,6 +92,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
             return redirect(next_url)
         if result.outcome is services.LoginOutcome.NEEDS_OTP:
             return redirect(_with_next("accounts:otp-verify", next_url))
+        if result.outcome is services.LoginOutcome.SSO_REQUIRED:
+            url = reverse("accounts:sso-tenant", kwargs={"tenant_slug": result.tenant.slug})
+            messages.info(request, _("Your organisation signs in with single sign-on."))
+            return redirect(url + "?" + urlencode({"next": next_url}))
         if result.outcome is services.LoginOutcome.LOCKED:
             form.add_error(None, _lockout_message())
             status = 429
@@ -111,7 +114,7 @@ def otp_verify_view(request: HttpRequest) -> HttpResponse:
     """The second sign-in step: a TOTP code or a backup code."""
     next_url = safe_next(request)
     user = request.user
-    if user.is_verified():  # type: ignore[union-attr]
+    if selectors.second_factor_done(request=request):
         return redirect(next_url)
     if not selectors.user_has_confirmed_device(user=user):
         return redirect(next_url)

@@ -25,6 +25,7 @@ from apps.core.errors import ValidationFailed
 from apps.tenants import roles
 from apps.tenants.authentication import enter_tenant
 from apps.tenants.models import ManagementToken, Membership, Tenant
+from apps.tenants.sso import sso_blocks
 
 TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
 ERROR_RESPONSES: dict[int, OpenApiResponse] = {
@@ -86,6 +87,12 @@ class TenantScopedView(GenericAPIView):
         membership = Membership.objects.filter(tenant=tenant, user=user).first()
         if membership is None and not user.is_staff:
             raise NotFound
+        if token is None and sso_blocks(
+            user=user, session=getattr(request, "session", None), tenant=tenant, membership=membership
+        ):
+            raise PermissionDenied(
+                _("This tenant requires single sign-on: sign in through its identity provider.")
+            )
         enter_tenant(request, tenant)
         return tenant, membership
 

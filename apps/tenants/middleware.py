@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from apps.core.context import reset_tenant, set_tenant
 from apps.observability.logging import tenant_slug_var
 from apps.tenants.models import Membership, Tenant
+from apps.tenants.sso import sso_blocks
 
 
 class TenantMiddleware:
-    """Resolve the tenant named in the URL; anyone who is not a member (nor an operator) gets a 404."""
+    """Resolve the tenant named in the URL; anyone who is not a member (nor an operator) gets a 404.
+
+    A member of a tenant that enforces single sign-on whose session did not come from its IdP is sent to sign
+    in there first (`apps.tenants.sso`).
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -47,6 +54,9 @@ class TenantMiddleware:
         membership = Membership.objects.filter(tenant=tenant, user=user).first()
         if membership is None and not user.is_staff:
             raise Http404
+        if sso_blocks(user=user, session=request.session, tenant=tenant, membership=membership):
+            url = reverse("accounts:sso-tenant", kwargs={"tenant_slug": tenant.slug})
+            return HttpResponseRedirect(url + "?" + urlencode({"next": request.get_full_path()}))
         request.tenant = tenant  # type: ignore[attr-defined]
         request.membership = membership  # type: ignore[attr-defined]
         request._tenant_tokens = (set_tenant(tenant), tenant_slug_var.set(tenant.slug))  # type: ignore[attr-defined]

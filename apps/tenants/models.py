@@ -58,6 +58,14 @@ class Tenant(TimeStampedModel):
             "Admins, compliance officers and operators always need it; this extends it to every member."
         ),
     )
+    sso_enforced = models.BooleanField(
+        _("require single sign-on"),
+        default=False,
+        help_text=_(
+            "Members must sign in through the tenant's identity provider; local passwords are refused, "
+            "except for the break-glass admin an operator designates."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -92,8 +100,21 @@ class Role(models.TextChoices):
     VIEWER = "viewer", _("Viewer")
 
 
+class MembershipSource(models.TextChoices):
+    """Who manages a membership: people in the console, the IdP's groups at sign-in, or SCIM."""
+
+    LOCAL = "local", _("Console")
+    SSO = "sso", _("Single sign-on")
+    SCIM = "scim", _("SCIM provisioning")
+
+
 class Membership(TimeStampedModel):
-    """A user's role in one tenant. A localization editor may be limited to some locales and regions."""
+    """A user's role in one tenant. A localization editor may be limited to some locales and regions.
+
+    `source` says who manages it: memberships from single sign-on or SCIM follow the IdP's groups (the role
+    mapping) and go away when the groups no longer grant access; `is_break_glass` marks the one admin an
+    operator lets in with a local password (and TOTP) while the tenant enforces single sign-on.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
@@ -111,6 +132,14 @@ class Membership(TimeStampedModel):
         blank=True,
         verbose_name=_("regions"),
         help_text=_("Localization editors: regional variants they may edit (empty: all)."),
+    )
+    source = models.CharField(
+        _("managed by"), max_length=8, choices=MembershipSource.choices, default=MembershipSource.LOCAL
+    )
+    is_break_glass = models.BooleanField(
+        _("break-glass admin"),
+        default=False,
+        help_text=_("May sign in with a password and TOTP while the tenant requires single sign-on."),
     )
 
     class Meta:

@@ -496,3 +496,72 @@ def object_permission_revoke(*, user: Any, perm: str, obj: Any, tenant: Tenant, 
         target=obj,
         changes={"user": user.get_username(), "permission": perm},
     )
+
+
+# --- access managed by the identity provider (single sign-on, SCIM) ---------------------------------------
+def membership_sync(
+    *,
+    tenant: Tenant,
+    user: Any,
+    grant: tuple[str, list[str], list[str]] | None,
+    source: str,
+    reason: str,
+    request: HttpRequest | None = None,
+) -> Membership | None:
+    """Make `user`'s membership in `tenant` what the IdP's groups grant: (role, locales, regions) or nothing.
+
+    The IdP is authoritative for memberships it manages: a change of group changes the role, no matching group
+    removes the membership (the last-admin rule does not hold the IdP back; the break-glass admin is never
+    touched). Idempotent; audited only when something changed. Returns the membership, or None.
+    """
+    with transaction.atomic():
+        Tenant.objects.select_for_update().get(pk=tenant.pk)
+        membership = Membership.objects.filter(tenant=tenant, user=user).first()
+        if membership is not None and membership.is_break_glass:
+            return membership
+        if grant is None:
+            if membership is None:
+                return None
+            membership.delete()
+            action = "member.removed"
+            changes: dict[str, Any] = {"role": membership.role, "source": source, "reason": reason}
+            result = None
+        else:
+            role, locales, regions = grant
+            if membership is None:
+                membership = Membership(tenant=tenant, user=user)
+                before: dict[str, Any] = {}
+                action = "member.added"
+            else:
+                before = {
+                    "role": membership.role,
+                    "locales": list(membership.locales),
+                    "regions": list(membership.regions),
+                    "source": membership.source,
+                }
+                action = "member.role_changed"
+            membership.role, membership.locales, membership.regions = role, list(locales), list(regions)
+            membership.source = source
+            after: dict[str, Any] = {
+                "role": role,
+                "locales": list(locales),
+                "regions": list(regions),
+                "source": source,
+            }
+            changes = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+            if not changes:
+                return membership
+            membership.full_clean()
+            membership.save()
+            changes["reason"] = reason
+            result = membership
+    audit_record(
+        action,
+        tenant=tenant,
+        request=request,
+        target_type="user",
+        target_id=user.pk,
+        target_label=user.get_username(),
+        changes=changes,
+    )
+    return result

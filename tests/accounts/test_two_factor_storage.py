@@ -173,21 +173,23 @@ def _migrate(target: tuple[str, str]) -> None:
 
 
 @pytest.fixture
-def legacy_tables(transactional_db: None) -> Iterator[None]:
-    """The database as django-otp 1.7's TOTP and static plugins left it, before migration 0003."""
+def legacy_tables(transactional_db: None) -> Iterator[Any]:
+    """The database as django-otp 1.7's TOTP and static plugins left it, before migration 0003, with a user
+    (created first: the user model has columns of later migrations)."""
+    user = UserFactory.create(username="dora", email="dora@example.com")
     _migrate(BEFORE)
     with connection.cursor() as cursor:
         cursor.execute(LEGACY_DDL)
     try:
-        yield
+        yield user
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS " + ", ".join(LEGACY_TABLES))
         _migrate(AFTER)
 
 
-def test_migration_seals_legacy_devices_and_nobody_is_locked_out(legacy_tables: None) -> None:
-    user = UserFactory.create(username="dora", email="dora@example.com")
+def test_migration_seals_legacy_devices_and_nobody_is_locked_out(legacy_tables: Any) -> None:
+    user = legacy_tables
     seed = bytes(range(1, 21))
     now_t = int(time.time()) // 30
     with connection.cursor() as cursor:

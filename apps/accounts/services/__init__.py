@@ -109,12 +109,14 @@ class LoginOutcome(enum.Enum):
     NEEDS_OTP = "needs_otp"
     INVALID = "invalid"
     LOCKED = "locked"
+    SSO_REQUIRED = "sso_required"
 
 
 @dataclass(frozen=True)
 class LoginResult:
     outcome: LoginOutcome
     user: Any = None
+    tenant: Any = None  # SSO_REQUIRED: whose identity provider to use
 
 
 def login_attempt(*, request: HttpRequest, username: str, password: str) -> LoginResult:
@@ -140,6 +142,17 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
             return LoginResult(LoginOutcome.LOCKED)
         return LoginResult(LoginOutcome.INVALID)
     login_success_record(username=username)
+    sso_tenant = selectors.sso_required_tenant(user=user)
+    if sso_tenant is not None:  # the right password, but this organisation signs in through its IdP only
+        record_security_event(
+            "login",
+            user=user,
+            request=request,
+            outcome="denied",
+            reason="sso_required",
+            tenant_id=sso_tenant.pk,
+        )
+        return LoginResult(LoginOutcome.SSO_REQUIRED, tenant=sso_tenant)
     auth_login(request, user)
     needs_otp = selectors.user_has_confirmed_device(user=user)
     record_security_event(
