@@ -184,6 +184,8 @@ def _user_for(*, provider: IdentityProvider, claims: SsoClaims) -> tuple[Any, Ex
                 )
                 user.set_unusable_password()
                 user.save()
+            elif user.is_staff or user.is_superuser:
+                raise SsoRefused(SsoRefusal.ACCOUNT_CONFLICT)  # a tenant's IdP never vouches for an operator
             elif ExternalIdentity.objects.filter(identity_provider=provider, user=user).exists():
                 raise SsoRefused(SsoRefusal.ACCOUNT_CONFLICT)  # the address is linked to another subject
             identity = ExternalIdentity.objects.create(
