@@ -311,6 +311,7 @@ class OidcSimulator(Simulator):
         self.token_faults: set[str] = set()
         self.token_faults_remaining: int | None = None
         self.current_faults: set[str] = set()
+        self.jwks_fetches = 0  # how often the key set was fetched (tests: the hub's cache and refetch limit)
         self.server = _Server(self)
         for spec in DEMO_USERS:
             self.add_user(**spec, email=f"{spec['username']}@globex.example", password=DEMO_PASSWORD)
@@ -425,6 +426,7 @@ class OidcSimulator(Simulator):
 
     def jwks(self, request: SimRequest) -> SimResponse:
         with self._lock:
+            self.jwks_fetches += 1
             keys = [key.as_dict(private=False) for key in self.keys]
         return json_response(200, {"keys": keys}, **{"Cache-Control": "max-age=300"})
 
