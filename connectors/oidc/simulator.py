@@ -15,6 +15,7 @@ expired, issuer, nonce, alg_none} spoils the next id_tokens (`count`, default: u
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import html
 import secrets
@@ -68,7 +69,7 @@ class IdpUser:
     amr: list[str] = field(default_factory=lambda: ["pwd"])
     acr: str = ""
     email_verified: bool = True
-    sub: str = field(default_factory=lambda: secrets.token_hex(12))
+    sub: str = ""  # stable per username (see add_user): a restarted demo IdP keeps its users' subjects
 
 
 @dataclass
@@ -343,7 +344,9 @@ class OidcSimulator(Simulator):
         with self._lock:
             current = self.users.get(username)
             if current is None:
-                current = self.users[username] = IdpUser(username=username, password=password, email=email)
+                sub = hashlib.sha256(f"oidc-simulator:{username}".encode()).hexdigest()[:24]
+                current = IdpUser(username=username, password=password, email=email, sub=sub)
+                self.users[username] = current
             current.password, current.email = password, email
             for name, value in fields.items():
                 if name in ("name", "groups", "amr", "acr", "email_verified"):
