@@ -32,7 +32,8 @@ account_patterns = [
     path("invitations/<str:token>/", views.invitation_accept_view, name="invitation-accept"),
     # single sign-on (shared); protocol views: oidc_views, saml_views
     path("sso/<int:provider_id>/start/", sso_views.sso_start_view, name="sso-start"),
-    path("sso/t/<slug:tenant_slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
+    # not `tenant_slug`: TenantMiddleware would gate this page behind a signed-in membership (and loop)
+    path("sso/t/<slug:slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
     # --- OIDC (oidc_views) ---
     path("sso/oidc/callback/", oidc_views.oidc_callback_view, name="oidc-callback"),
     # --- SAML (saml_views) ---

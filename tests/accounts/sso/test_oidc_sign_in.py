@@ -210,3 +210,29 @@ def test_the_sign_in_is_counted(
     oidc_sign_in(client, provider, username="vic")
 
     assert counter._value.get() == before + 1
+
+
+def test_the_tenants_sign_in_address_sends_anyone_to_its_idp(
+    client: Client, tenant_a: Tenant, oidc_idp: OidcSimulator, oidc_provider: MakeProvider
+) -> None:
+    oidc_provider(tenant_a, domain="a.example")
+
+    response = client.get(reverse("accounts:sso-tenant", args=[tenant_a.slug]))
+
+    assert response.status_code == 302 and response["Location"].startswith(f"{oidc_idp.base_url}/authorize?")
+
+
+def test_an_enforcing_tenant_sends_a_password_session_to_its_idp_without_a_loop(
+    client: Client, tenant_a: Tenant, alice: Any, oidc_idp: OidcSimulator, oidc_provider: MakeProvider
+) -> None:
+    from tests.fixtures.auth import login_verified
+
+    oidc_provider(tenant_a, domain="a.example")
+    tenant_a.sso_enforced = True
+    tenant_a.save()
+    login_verified(client, alice)
+
+    first = client.get(f"/t/{tenant_a.slug}/")
+    assert first.status_code == 302 and first["Location"].startswith(f"/accounts/sso/t/{tenant_a.slug}/")
+    second = client.get(first["Location"])
+    assert second.status_code == 302 and second["Location"].startswith(f"{oidc_idp.base_url}/authorize?")
