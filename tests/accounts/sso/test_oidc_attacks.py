@@ -211,3 +211,18 @@ def test_a_private_address_is_refused_unless_allow_listed(
 
     assert_refused(response, client, status=502, reference="discovery_failed")
     assert oidc_idp.jwks_fetches == 0
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "<WSGIRequest: GET '/accounts/sso/oidc/callback/?code=SECRETCODE&state=SECRETSTATE'>",
+        "GET /accounts/sso/oidc/callback/?state=SECRETSTATE&code=SECRETCODE HTTP/1.1",
+        "/accounts/login/?next=%2Faccounts%2Fsso%2Foidc%2Fcallback%2F%3Fcode%3DSECRETCODE",
+    ],
+)
+def test_the_callbacks_code_and_state_never_reach_a_log_line(line: str) -> None:
+    from apps.observability.redact import redact_secrets
+
+    shown = redact_secrets(line)
+    assert "SECRETCODE" not in shown and "SECRETSTATE" not in shown and "callback" in shown
