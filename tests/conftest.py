@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.integrations",
     "tests.fixtures.chat",
     "tests.fixtures.database",
+    "tests.fixtures.oidc",
 ]
 
 

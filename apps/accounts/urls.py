@@ -3,7 +3,7 @@ admin's unlock of a member's account, under the tenant's pages."""
 
 from django.urls import include, path
 
-from apps.accounts import sso_views, views
+from apps.accounts import oidc_views, sso_views, views
 
 app_name = "accounts"
 
@@ -32,8 +32,10 @@ account_patterns = [
     path("invitations/<str:token>/", views.invitation_accept_view, name="invitation-accept"),
     # single sign-on (shared); protocol views: oidc_views, saml_views
     path("sso/<int:provider_id>/start/", sso_views.sso_start_view, name="sso-start"),
-    path("sso/t/<slug:tenant_slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
+    # not `tenant_slug`: TenantMiddleware would gate this page behind a signed-in membership (and loop)
+    path("sso/t/<slug:slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
     # --- OIDC (oidc_views) ---
+    path("sso/oidc/callback/", oidc_views.oidc_callback_view, name="oidc-callback"),
     # --- SAML (saml_views) ---
 ]
 

@@ -93,7 +93,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if result.outcome is services.LoginOutcome.NEEDS_OTP:
             return redirect(_with_next("accounts:otp-verify", next_url))
         if result.outcome is services.LoginOutcome.SSO_REQUIRED:
-            url = reverse("accounts:sso-tenant", kwargs={"tenant_slug": result.tenant.slug})
+            url = reverse("accounts:sso-tenant", kwargs={"slug": result.tenant.slug})
             messages.info(request, _("Your organisation signs in with single sign-on."))
             return redirect(url + "?" + urlencode({"next": next_url}))
         if result.outcome is services.LoginOutcome.LOCKED:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.accounts.demo import seed_demo_sso
 from apps.chat.demo import seed_demo_channels, seed_demo_platform_channels
 from apps.integrations.conf import simulators_state_dir
 from apps.integrations.demo import seed_demo_connections
@@ -37,8 +38,11 @@ def seed_demo() -> dict[str, Any]:
     channels = seed_demo_platform_channels(
         list(tenants.values()), simulators=state["simulators"] if state["running"] else {}
     )
+    # Issue 19: globex signs in through the demo OpenID provider (skipped, logged, while it is down).
+    sso = seed_demo_sso(tenants, simulators=state["simulators"] if state["running"] else {})
     return {
         "console_url": "/",
+        "sso": sso,
         "connections": connections,
         "channels": channels,
         "knowledge": knowledge,

@@ -40,6 +40,7 @@ __all__ = [
     "record_dependency_error",
     "record_llm_usage",
     "record_rate_limit_hit",
+    "record_sso_sign_in",
     "record_sync_records",
     "record_vendor_error",
     "record_widget_refused",
@@ -54,6 +55,8 @@ SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
 RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor"})
 WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
+SSO_PROTOCOLS = frozenset({"oidc", "saml"})
+SSO_OUTCOMES = frozenset({"success", "refused", "failed"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -155,6 +158,13 @@ WIDGET_REFUSED = Counter(
     "Web widget requests refused: from an origin the channel does not allow, with an unknown or rotated "
     "widget key, or a push stream over the process's cap.",
     ["reason"],
+)
+# Issue 19, single sign-on: sign-ins through an identity provider by protocol and outcome (success; refused
+# by our policy: no role, unverified domain...; failed: the protocol answer did not verify or never came).
+SSO_SIGN_INS = Counter(
+    "hub_sso_sign_ins_total",
+    "Sign-ins through a tenant's identity provider by protocol (oidc, saml) and outcome.",
+    ["protocol", "outcome"],
 )
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
@@ -262,6 +272,7 @@ PROCESS_FAMILIES = (
     HANDOFFS,
     HANDOFF_MESSAGES,
     HANDOFF_FIRST_REPLY,
+    SSO_SIGN_INS,
 )
 
 
@@ -382,6 +393,13 @@ def record_widget_refused(reason: str) -> None:
     if reason not in WIDGET_REFUSALS:
         raise ValueError(f"unknown widget refusal {reason!r}; one of {sorted(WIDGET_REFUSALS)}")
     WIDGET_REFUSED.labels(reason=reason).inc()
+
+
+def record_sso_sign_in(*, protocol: str, outcome: str) -> None:
+    """Count a sign-in through an identity provider (issue 19): success, refused by policy, or failed."""
+    if protocol not in SSO_PROTOCOLS or outcome not in SSO_OUTCOMES:
+        raise ValueError(f"unknown SSO sign-in {protocol!r}/{outcome!r}")
+    SSO_SIGN_INS.labels(protocol=protocol, outcome=outcome).inc()
 
 
 def record_breaker_transition(*, connector: str, state: str) -> None:

@@ -2,7 +2,8 @@
 
 Links e-mailed to people carry their secret in the path (`/accounts/password/reset/<uid>/<token>/`,
 `/accounts/invitations/<token>/`), and so does the Salesforce outbound-message URL
-(`/hooks/salesforce/<connection>/<token>/`: Salesforce cannot sign its messages). Moving them out of the
+(`/hooks/salesforce/<connection>/<token>/`: Salesforce cannot sign its messages); the OpenID Connect callback
+carries a single-use code and the state of a pending sign-in in its query. Moving them out of the
 path would break links already sent and Salesforce's configuration, so the logs blank them instead, in one
 place used by gunicorn's access and error logs (hub/gunicorn.py) and by the application's JSON log formatter.
 The same paths inside another URL (`?next=%2Faccounts%2Finvitations%2F...`, a Referer) are blanked too.
@@ -26,6 +27,10 @@ SECRET_PATHS = (
     re.compile(rf"({_SLASH}accounts{_SLASH}invitations{_SLASH}){_SEGMENT}"),
     # Salesforce outbound messages: /hooks/salesforce/<connection id>/<token>/
     re.compile(rf"({_SLASH}hooks{_SLASH}salesforce{_SLASH}{_SEGMENT}{_SLASH}){_SEGMENT}"),
+    # The OpenID Connect callback's query: the authorization code and the state of a pending sign-in.
+    re.compile(
+        rf"({_SLASH}accounts{_SLASH}sso{_SLASH}oidc{_SLASH}callback{_SLASH}?(?:\?|%3[Ff]))[^\s\"'<>#]+"
+    ),
 )
 
 

@@ -575,6 +575,22 @@ def build() -> dict[str, Any]:
         width=8,
     )
 
+    row("Sign-in: single sign-on")
+    panel(
+        "SSO sign-ins / min by protocol and outcome",
+        [
+            (
+                f"sum by (protocol, outcome) (rate(hub_sso_sign_ins_total[{RATE}])) * 60",
+                "{{protocol}} {{outcome}}",
+            )
+        ],
+        description="Sign-ins through a tenant's identity provider: success; refused by policy (no mapped "
+        "group, unverified domain); failed (the IdP's answer did not verify, a replayed or expired "
+        "sign-in, the IdP unreachable). A rise in failed is an attack or a broken IdP setup: the audit log "
+        "says which.",
+        width=12,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

@@ -798,3 +798,7 @@ CELERY_BEAT_SCHEDULE["chat-handoff-poll"] = {
     "task": "apps.chat.tasks.handoff_poll_task",
     "schedule": float(HUB_HANDOFF_POLL_SECONDS),
 }
+# --- Issue 19, slice "oidc": OpenID Connect sign-in (apps/accounts/services/oidc.py) ----------------------
+# Seconds a provider's discovery document and key set (JWKS) stay in the cache (default 3600); an id_token
+# signed with a key the cached set lacks refetches it at once (at most once a minute), so rotation is no wait.
+HUB_SSO_OIDC_CACHE_SECONDS = env_int("HUB_SSO_OIDC_CACHE_SECONDS", 3600, minimum=0, maximum=86_400)

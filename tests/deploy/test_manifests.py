@@ -35,7 +35,7 @@ LABELS = frozenset(
     {
         "route", "method", "status", "tenant", "region", "channel", "outcome", "model", "kind", "connector",
         "stream", "result", "scope", "state", "queue", "task", "le", "job", "instance", "namespace", "pod",
-        "component", "dependency", "feature", "direction", "reason", "mode", "action",
+        "component", "dependency", "feature", "direction", "reason", "mode", "action", "protocol",
     }
 )  # fmt: skip
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
