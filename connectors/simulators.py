@@ -35,6 +35,7 @@ SIMULATORS: dict[str, str] = {
     "twilio": "connectors.twilio.simulator.TwilioSimulator",
     "slack": "connectors.slack.simulator.SlackSimulator",
     "teams": "connectors.teams.simulator.TeamsSimulator",
+    "saml": "connectors.saml.simulator.SamlIdpSimulator",
 }
 STATE_FILE = "simulators.json"
 PID_FILE = "simulators.pid"
