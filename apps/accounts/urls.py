@@ -3,7 +3,7 @@ admin's unlock of a member's account, under the tenant's pages."""
 
 from django.urls import include, path
 
-from apps.accounts import sso_views, views
+from apps.accounts import saml_views, sso_views, views
 
 app_name = "accounts"
 
@@ -35,6 +35,8 @@ account_patterns = [
     path("sso/t/<slug:tenant_slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
     # --- OIDC (oidc_views) ---
     # --- SAML (saml_views) ---
+    path("sso/<int:provider_id>/saml/acs/", saml_views.acs_view, name="saml-acs"),
+    path("sso/<int:provider_id>/saml/metadata/", saml_views.metadata_view, name="saml-metadata"),
 ]
 
 urlpatterns = [

@@ -156,6 +156,12 @@ WIDGET_REFUSED = Counter(
     "widget key, or a push stream over the process's cap.",
     ["reason"],
 )
+SSO_SIGN_INS = Counter(
+    "hub_sso_sign_ins_total",
+    "Single sign-on attempts that reached our callback/ACS, by protocol and outcome (success, or why not: "
+    "a protocol refusal such as bad_signature/replayed, or a policy refusal such as no_role).",
+    ["protocol", "outcome"],
+)
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
     "Celery task run time by task name and how it ended.",
@@ -464,3 +470,10 @@ def record_handoff_message(*, direction: str, connector: str) -> None:
 
 def observe_handoff_first_reply(*, connector: str, seconds: float) -> None:
     HANDOFF_FIRST_REPLY.labels(connector=token(connector)).observe(max(0.0, seconds))
+
+
+def record_sso_sign_in(*, protocol: str, outcome: str) -> None:
+    """Count one single sign-on attempt (OIDC or SAML) by outcome; outcomes are short reason tokens."""
+    SSO_SIGN_INS.labels(
+        protocol=_one_of(protocol, ("oidc", "saml"), default="unknown"), outcome=token(outcome)
+    ).inc()

@@ -194,13 +194,14 @@ class ServiceProvider:
         *,
         entity_id: str,
         acs_url: str,
-        idp_metadata_xml: str,
+        idp_metadata_xml: str = "",
         want_messages_signed: bool = False,
         allow_sha1: bool = False,
     ) -> None:
         self.entity_id = entity_id
         self.acs_url = acs_url
-        self.idp = idp_metadata_parse(idp_metadata_xml)
+        # Without IdP metadata only `metadata()` works (the IdP admin needs ours before we have theirs).
+        self.idp = idp_metadata_parse(idp_metadata_xml) if idp_metadata_xml else {}
         self.settings = OneLogin_Saml2_Settings(
             {
                 "strict": True,
@@ -210,7 +211,7 @@ class ServiceProvider:
                     "assertionConsumerService": {"url": acs_url, "binding": C.BINDING_HTTP_POST},
                     "NameIDFormat": C.NAMEID_UNSPECIFIED,
                 },
-                "idp": self.idp,
+                "idp": self.idp or {"entityId": "", "singleSignOnService": {"url": ""}},
                 "security": {
                     "authnRequestsSigned": False,
                     "wantAssertionsSigned": True,
@@ -230,10 +231,15 @@ class ServiceProvider:
 
     @property
     def idp_entity_id(self) -> str:
-        return str(self.idp["entityId"])
+        return str(self.idp.get("entityId", ""))
+
+    def _need_idp(self) -> None:
+        if not self.idp:
+            raise SamlError(SamlReason.METADATA, "no IdP metadata configured")
 
     def authn_request(self, relay_state: str) -> tuple[str, str]:
         """(URL to send the browser to, the request id to keep until the answer comes back)."""
+        self._need_idp()
         request = OneLogin_Saml2_Authn_Request(self.settings)
         sso_url = str(self.idp["singleSignOnService"]["url"])
         query = urlencode({"SAMLRequest": request.get_request(), "RelayState": relay_state})
@@ -257,6 +263,7 @@ class ServiceProvider:
 
     def process_response(self, saml_response: str, *, request_id: str) -> SamlAssertion:
         """Verify a base64 SAMLResponse answering our request `request_id`; raise SamlError otherwise."""
+        self._need_idp()
         if len(saml_response) > MAX_RESPONSE_BYTES * 4 // 3 + 4:
             raise SamlError(SamlReason.OVERSIZE, "SAML response is too large")
         try:
