@@ -107,7 +107,7 @@ def test_the_start_keeps_the_request_in_a_signed_short_lived_cookie(
 
 def test_the_simulator_admin_api(idp: SamlIdpSimulator) -> None:
     admin = idp.base_url + "/__admin/"
-    user = {"email": "eve@acme.example", "groups": ["ops"], "mfa": True}
+    user: dict[str, Any] = {"email": "eve@acme.example", "groups": ["ops"], "mfa": True}
     assert requests.post(admin + "user", json=user, timeout=5).status_code == 200
     registered = requests.post(admin + "sp", json={"entity_id": ENTITY, "acs_url": ACS}, timeout=5)
     assert registered.json() == {"entity_id": ENTITY}
