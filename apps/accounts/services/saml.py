@@ -35,6 +35,8 @@ PENDING_SALT = "accounts.saml.pending"
 #: A fetched metadata copy stays usable this long when a refresh fails (the IdP's URL is down).
 STALE_METADATA_SECONDS = 7 * 86_400
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Entra ID reports MFA in this attribute (…/claims/multipleauthn), not in the AuthnContextClassRef.
+AUTH_METHODS_ATTRIBUTE = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 
 
 class SamlUnavailable(Exception):
@@ -191,7 +193,7 @@ def response_verify(*, provider: IdentityProvider, saml_response: str, request_i
 
 def claims_from(*, provider: IdentityProvider, assertion: SamlAssertion) -> SsoClaims:
     """SsoClaims from a verified assertion: subject = NameID (persistent or e-mail), groups from the
-    provider's groups attribute, auth_methods = the AuthnContextClassRefs."""
+    provider's groups attribute, auth_methods = the AuthnContextClassRefs (+ Entra ID's auth methods)."""
     from connectors.saml.sp import FAMILY_NAME_ATTRIBUTES, GIVEN_NAME_ATTRIBUTES
 
     extra: dict[str, Any] = {"name_id_format": assertion.name_id_format}
@@ -202,7 +204,7 @@ def claims_from(*, provider: IdentityProvider, assertion: SamlAssertion) -> SsoC
         given_name=assertion.first(GIVEN_NAME_ATTRIBUTES),
         family_name=assertion.first(FAMILY_NAME_ATTRIBUTES),
         groups=assertion.values(provider.groups_claim or "groups")[:200],
-        auth_methods=assertion.authn_context_class_refs,
+        auth_methods=(*assertion.authn_context_class_refs, *assertion.values(AUTH_METHODS_ATTRIBUTE)),
         session_index=assertion.session_index,
         extra=extra,
     )

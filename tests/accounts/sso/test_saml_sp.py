@@ -128,3 +128,30 @@ def test_the_simulator_admin_api(idp: SamlIdpSimulator) -> None:
     assert (assertion.email, assertion.values("groups")) == ("eve@acme.example", ("ops",))
     assert assertion.authn_context_class_refs == (AC_MFA,)
     assert assertion.issuer == idp.entity_id
+
+
+def test_claims_take_email_groups_and_entra_auth_methods_from_the_assertion() -> None:
+    from connectors.saml import SamlAssertion
+
+    assertion = SamlAssertion(
+        name_id="00u1a2b3c4",  # a persistent NameID: the e-mail comes from the attribute
+        name_id_format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+        session_index="s1",
+        attributes={
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": ["Lin@Acme.example"],
+            "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups": ["g-1", "g-2"],
+            saml_services.AUTH_METHODS_ATTRIBUTE: ["http://schemas.microsoft.com/claims/multipleauthn"],
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname": ["Lin"],
+        },
+        authn_context_class_refs=("urn:oasis:names:tc:SAML:2.0:ac:classes:Password",),
+        assertion_id="_a1",
+        not_on_or_after=0.0,
+        issuer="https://sts.windows.net/tenant/",
+    )
+    provider = IdentityProvider(groups_claim="http://schemas.microsoft.com/ws/2008/06/identity/claims/groups")
+
+    claims = saml_services.claims_from(provider=provider, assertion=assertion)
+
+    assert (claims.subject, claims.email, claims.given_name) == ("00u1a2b3c4", "Lin@Acme.example", "Lin")
+    assert claims.groups == ("g-1", "g-2")
+    assert "http://schemas.microsoft.com/claims/multipleauthn" in claims.auth_methods
