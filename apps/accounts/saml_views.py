@@ -1,11 +1,12 @@
 """SAML 2.0 Web SSO pages: start (AuthnRequest out), the ACS (Response in), our SP metadata.
 
 The IdP answers with a cross-site POST to the ACS. Our session cookie is SameSite=Lax, so that POST arrives
-without it: the request we wait for is therefore also kept in a short-lived (10 min) signed cookie, scoped to
-the SSO paths, SameSite=None (Secure in production; Lax on plain-http dev sites, where browsers refuse
-None). It binds the answer to the browser that asked: an attacker's own valid assertion posted into a victim's
-browser (login CSRF) or a response for another tenant's IdP finds no matching request. We chose it over an
-intermediate same-site page that re-posts the SAMLResponse: one round trip less, no script in the middle.
+without it: the pending request (request id, provider, next URL) is kept in a short-lived (10 min) signed
+cookie instead, scoped to the SSO paths and SameSite=None; Secure (over https, and on http://localhost, which
+browsers accept Secure cookies from; Lax on other plain-http hosts, where only a same-site IdP works). It
+binds the answer to the browser that asked: an attacker's valid assertion posted into a victim's browser
+(login CSRF), or an answer meant for another tenant's IdP, finds no matching request. Chosen over an
+intermediate same-site page that re-posts the SAMLResponse: one round trip less, no script in between.
 """
 
 from __future__ import annotations

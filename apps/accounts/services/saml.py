@@ -13,6 +13,7 @@ import functools
 import hashlib
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -211,4 +212,10 @@ def claims_from(*, provider: IdentityProvider, assertion: SamlAssertion) -> SsoC
 
 
 def pending_cookie_secure(request: HttpRequest) -> bool:
-    return bool(request.is_secure() or settings.SESSION_COOKIE_SECURE)
+    """Whether the pending-request cookie can be `SameSite=None; Secure` (else Lax, same-site IdPs only).
+
+    Over https, yes; on plain http only for localhost/loopback, which browsers treat as a secure context
+    and accept Secure cookies from (the dev server, the browser tests).
+    """
+    loopback = urlsplit(f"//{request.get_host()}").hostname in LOOPBACK_HOSTS
+    return bool(request.is_secure() or settings.SESSION_COOKIE_SECURE or loopback)
