@@ -35,6 +35,8 @@ PENDING_COOKIE = "hub_saml"
 PENDING_SALT = "accounts.saml.pending"
 #: A fetched metadata copy stays usable this long when a refresh fails (the IdP's URL is down).
 STALE_METADATA_SECONDS = 7 * 86_400
+#: A failed signature refetches the IdP's metadata at most this often (forged posts must not hammer the IdP).
+REFRESH_INTERVAL_SECONDS = 60
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Entra ID reports MFA in this attribute (…/claims/multipleauthn), not in the AuthnContextClassRef.
 AUTH_METHODS_ATTRIBUTE = "http://schemas.microsoft.com/claims/authnmethodsreferences"
@@ -177,13 +179,15 @@ def assertion_replay_guard(*, provider: IdentityProvider, assertion: SamlAsserti
 def response_verify(*, provider: IdentityProvider, saml_response: str, request_id: str) -> SamlAssertion:
     """Verify the IdP's answer to our request and guard against its replay.
 
-    A bad signature from URL metadata retries once with freshly fetched metadata: IdPs rotate keys and
-    publish the new certificate there.
+    A bad signature from URL metadata retries once with freshly fetched metadata (IdPs rotate keys and
+    publish the new certificate there), at most once a minute per provider.
     """
     try:
         assertion = service_provider(provider).process_response(saml_response, request_id=request_id)
     except SamlError as error:
         if error.reason is not SamlReason.BAD_SIGNATURE or provider.saml_metadata_xml.strip():
+            raise
+        if not cache.add(_metadata_key(provider, "refreshed"), 1, timeout=REFRESH_INTERVAL_SECONDS):
             raise
         fresh = idp_metadata(provider, refresh=True)
         sp = service_provider(provider, metadata_xml=fresh)

@@ -207,3 +207,22 @@ def test_redis_down_refuses_with_a_503_never_accepts(
 
 def test_get_on_the_acs_is_not_allowed(provider: IdentityProvider, client: Client) -> None:
     assert client.get(reverse("accounts:saml-acs", args=[provider.pk])).status_code == 405
+
+
+def test_forged_answers_refetch_the_idp_metadata_at_most_once_a_minute(
+    idp: SamlIdpSimulator, provider: IdentityProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetches: list[str] = []
+    real_fetch = saml_services.idp_metadata_fetch
+
+    def counting_fetch(url: str) -> str:
+        fetches.append(url)
+        return real_fetch(url)
+
+    monkeypatch.setattr(saml_services, "idp_metadata_fetch", counting_fetch)
+    for _ in range(3):
+        idp.arm("foreign_key")
+        client = Client()
+        assert_refused(sign_in(client, provider, email="ada@acme.example")[0], client)
+
+    assert len(fetches) == 2  # the first start; then one refresh for three bad signatures (cache between)
