@@ -40,6 +40,7 @@ __all__ = [
     "record_dependency_error",
     "record_llm_usage",
     "record_rate_limit_hit",
+    "record_sso_sign_in",
     "record_sync_records",
     "record_vendor_error",
     "record_widget_refused",
@@ -268,6 +269,7 @@ PROCESS_FAMILIES = (
     HANDOFFS,
     HANDOFF_MESSAGES,
     HANDOFF_FIRST_REPLY,
+    SSO_SIGN_INS,
 )
 
 
