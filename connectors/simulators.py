@@ -36,6 +36,7 @@ SIMULATORS: dict[str, str] = {
     "slack": "connectors.slack.simulator.SlackSimulator",
     "teams": "connectors.teams.simulator.TeamsSimulator",
     "oidc": "connectors.oidc.simulator.OidcSimulator",
+    "saml": "connectors.saml.simulator.SamlIdpSimulator",
 }
 STATE_FILE = "simulators.json"
 PID_FILE = "simulators.pid"

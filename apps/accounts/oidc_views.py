@@ -45,7 +45,7 @@ def start(request: HttpRequest, provider: IdentityProvider, next_url: str) -> Ht
         url = oidc_begin(request=request, provider=provider, next_url=next_url)
     except OidcError as exc:
         oidc_denied(request=request, reason=exc.reason.value, provider=provider)
-        record_sso_sign_in(protocol=PROTOCOL, outcome="failed")
+        record_sso_sign_in(protocol=PROTOCOL, outcome=exc.reason.value)
         return sso_error(
             request,
             _("Your identity provider cannot be reached right now. Try again later."),
@@ -56,7 +56,7 @@ def start(request: HttpRequest, provider: IdentityProvider, next_url: str) -> Ht
 
 
 def _failed(request: HttpRequest, reference: str) -> HttpResponse:
-    record_sso_sign_in(protocol=PROTOCOL, outcome="failed")
+    record_sso_sign_in(protocol=PROTOCOL, outcome=reference)
     return sso_error(
         request,
         _("Your identity provider's answer could not be verified, so you are not signed in. Start again."),
@@ -72,7 +72,7 @@ def oidc_callback_view(request: HttpRequest) -> HttpResponse:
     pending = oidc_pending_take(request=request, state=request.GET.get("state", ""))
     if pending is None:
         oidc_denied(request=request, reason=OidcReason.STATE_MISMATCH.value, provider=None)
-        record_sso_sign_in(protocol=PROTOCOL, outcome="failed")
+        record_sso_sign_in(protocol=PROTOCOL, outcome=OidcReason.STATE_MISMATCH.value)
         return sso_error(
             request,
             _("This sign-in has expired or was already used. Start the sign-in again."),
@@ -84,7 +84,7 @@ def oidc_callback_view(request: HttpRequest) -> HttpResponse:
     if error or not code:
         provider = selectors.identity_provider_get(pk=int(pending.get("provider") or 0))
         oidc_denied(request=request, reason=OidcReason.IDP_ERROR.value, provider=provider)
-        record_sso_sign_in(protocol=PROTOCOL, outcome="failed")
+        record_sso_sign_in(protocol=PROTOCOL, outcome=OidcReason.IDP_ERROR.value)
         shown = error if error and _ERROR_CODE.match(error) else "invalid_response"
         message = (
             _("You cancelled the sign-in, or your identity provider refused it.")
@@ -97,7 +97,7 @@ def oidc_callback_view(request: HttpRequest) -> HttpResponse:
     except OidcError as exc:
         return _failed(request, exc.reason.value)
     except SsoRefused as refused:
-        record_sso_sign_in(protocol=PROTOCOL, outcome="refused")
+        record_sso_sign_in(protocol=PROTOCOL, outcome=refused.reason.value)
         return sso_error(request, str(refused), status=403, reference=refused.reason.value)
     record_sso_sign_in(protocol=PROTOCOL, outcome="success")
     return redirect(safe_after(request, str(pending.get("next") or "")))

@@ -3,7 +3,7 @@ admin's unlock of a member's account, under the tenant's pages."""
 
 from django.urls import include, path
 
-from apps.accounts import oidc_views, sso_views, views
+from apps.accounts import oidc_views, saml_views, sso_views, views
 
 app_name = "accounts"
 
@@ -37,6 +37,8 @@ account_patterns = [
     # --- OIDC (oidc_views) ---
     path("sso/oidc/callback/", oidc_views.oidc_callback_view, name="oidc-callback"),
     # --- SAML (saml_views) ---
+    path("sso/<int:provider_id>/saml/acs/", saml_views.acs_view, name="saml-acs"),
+    path("sso/<int:provider_id>/saml/metadata/", saml_views.metadata_view, name="saml-metadata"),
 ]
 
 urlpatterns = [

@@ -802,3 +802,11 @@ CELERY_BEAT_SCHEDULE["chat-handoff-poll"] = {
 # Seconds a provider's discovery document and key set (JWKS) stay in the cache (default 3600); an id_token
 # signed with a key the cached set lacks refetches it at once (at most once a minute), so rotation is no wait.
 HUB_SSO_OIDC_CACHE_SECONDS = env_int("HUB_SSO_OIDC_CACHE_SECONDS", 3600, minimum=0, maximum=86_400)
+# --- Issue 19, slice "saml": SAML 2.0 service provider (connectors/saml, apps/accounts/saml_views.py) ------
+# Accept assertions signed with RSA-SHA1 / SHA-1 digests (default off: refused as weak). Only for an old IdP
+# that cannot sign with SHA-256, and only until it can.
+HUB_SAML_ALLOW_SHA1 = env_bool("HUB_SAML_ALLOW_SHA1", False)
+# Seconds a fetched IdP metadata document (from its metadata URL) is used before it is fetched again
+# (default 3600). A signature that fails refetches at once (key rotation); a failed fetch keeps the last good
+# copy for a week.
+HUB_SAML_METADATA_CACHE_SECONDS = env_int("HUB_SAML_METADATA_CACHE_SECONDS", 3600, minimum=60, maximum=86_400)

@@ -108,6 +108,7 @@ def test_start_all_in_process(tmp_path: Path) -> None:
         assert sorted(described) == [
             "hubspot",
             "salesforce",
+            "saml",
             "sap",
             "servicenow",
             "slack",
