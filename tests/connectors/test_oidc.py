@@ -185,3 +185,15 @@ def test_claims_mapping_takes_groups_from_the_configured_claim() -> None:
     assert fields["email_verified"] is False and fields["session_index"] == "session-1"
     assert claims_fields({"sub": "s", "roles": "one"}, groups_claim="roles")["groups"] == ("one",)
     assert claims_fields({"sub": "s"}, groups_claim="groups")["email_verified"] is True
+
+
+def test_the_access_token_reads_userinfo_and_a_made_up_one_does_not(idp: OidcSimulator) -> None:
+    client = client_for(idp)
+    auth = client.authorization_request()
+    tokens = client.exchange_code(code=authorize(auth, "ed"), code_verifier=auth.code_verifier)
+    info = requests.get(
+        f"{idp.base_url}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=10
+    )
+    assert info.status_code == 200 and info.json()["email"] == "ed@globex.example"
+    bad = requests.get(f"{idp.base_url}/userinfo", headers={"Authorization": "Bearer made-up"}, timeout=10)
+    assert bad.status_code == 401

@@ -226,3 +226,19 @@ def test_the_callbacks_code_and_state_never_reach_a_log_line(line: str) -> None:
 
     shown = redact_secrets(line)
     assert "SECRETCODE" not in shown and "SECRETSTATE" not in shown and "callback" in shown
+
+
+def test_pending_sign_ins_per_session_are_capped(
+    client: Client, tenant_a: Tenant, oidc_idp: OidcSimulator, oidc_provider: MakeProvider
+) -> None:
+    from apps.accounts.services.oidc import MAX_PENDING, PENDING_KEY
+
+    provider = oidc_provider(tenant_a, domain="a.example")
+    states = []
+    for _ in range(MAX_PENDING + 2):
+        start = client.get(reverse("accounts:sso-start", args=[provider.pk]))
+        states.append(parse_qs(urlsplit(start["Location"]).query)["state"][0])
+
+    assert sorted(client.session[PENDING_KEY]) == sorted(states[-MAX_PENDING:])
+    response = client.get(CALLBACK, {"state": states[0], "code": "whatever"})
+    assert_refused(response, client, status=400, reference="state_mismatch")
