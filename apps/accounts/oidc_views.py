@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -24,19 +24,12 @@ from apps.accounts.services.oidc import (
     safe_after,
 )
 from apps.accounts.services.sso import SsoRefused
+from apps.accounts.sso_pages import sso_error
 from apps.observability.metrics import record_sso_sign_in
 from connectors.oidc.client import OidcError, OidcReason
 
 PROTOCOL = IdentityProvider.Protocol.OIDC.value
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}\Z")  # RFC 6749 error codes; anything else is not echoed
-
-
-def sso_error(request: HttpRequest, message: str, *, status: int, reference: str) -> HttpResponse:
-    """The shared failure page (`sso_views.sso_error`'s twin: importing that module from here would close an
-    import cycle, since it dispatches to this one)."""
-    return render(
-        request, "accounts/sso_error.html", {"message": message, "reference": reference}, status=status
-    )
 
 
 def start(request: HttpRequest, provider: IdentityProvider, next_url: str) -> HttpResponse:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render, resolve_url
+from django.shortcuts import resolve_url
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -24,16 +24,11 @@ from apps.accounts.models import IdentityProvider
 from apps.accounts.services import record_security_event
 from apps.accounts.services import saml as saml_services
 from apps.accounts.services.sso import SsoRefused, sso_sign_in
+from apps.accounts.sso_pages import sso_error
 from apps.observability.metrics import record_sso_sign_in
 from connectors.saml import MAX_RESPONSE_BYTES, SamlError, SamlReason
 
 PROTOCOL = IdentityProvider.Protocol.SAML
-
-
-def sso_error(request: HttpRequest, message: str, *, status: int, reference: str) -> HttpResponse:
-    """`sso_views.sso_error`'s page; rendered here because sso_views imports this module (no cycle)."""
-    context = {"message": message, "reference": reference}
-    return render(request, "accounts/sso_error.html", context, status=status)
 
 
 def _saml_provider(provider_id: int) -> IdentityProvider:

@@ -7,23 +7,13 @@ Web SSO, ACS, SP metadata); both end in `services.sso.sso_sign_in`.
 from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from apps.accounts import selectors
 from apps.accounts.models import IdentityProvider
-
-
-def sso_error(request: HttpRequest, message: str, *, status: int = 403, reference: str = "") -> HttpResponse:
-    """The clear page for a refused or failed single sign-on: what happened, never why in protocol detail.
-
-    `reference` is a short code (e.g. the refusal reason) that an administrator can find in the audit log.
-    """
-    return render(
-        request, "accounts/sso_error.html", {"message": message, "reference": reference}, status=status
-    )
+from apps.accounts.sso_pages import sso_error
 
 
 def start(request: HttpRequest, provider: IdentityProvider, next_url: str) -> HttpResponse:
