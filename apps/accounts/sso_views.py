@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 
 from apps.accounts import selectors
 from apps.accounts.models import IdentityProvider
+from apps.tenants.decorators import not_a_tenant_page
 
 
 def sso_error(request: HttpRequest, message: str, *, status: int = 403, reference: str = "") -> HttpResponse:
@@ -50,6 +51,7 @@ def sso_start_view(request: HttpRequest, provider_id: int) -> HttpResponse:
     return start(request, provider, safe_next(request))
 
 
+@not_a_tenant_page
 @never_cache
 @require_GET
 def sso_tenant_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:

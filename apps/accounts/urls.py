@@ -33,6 +33,7 @@ account_patterns = [
     # single sign-on (shared); protocol views: oidc_views, saml_views
     path("sso/<int:provider_id>/start/", sso_views.sso_start_view, name="sso-start"),
     path("sso/t/<slug:tenant_slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
+    path("sso/organisation/", views.sso_organisation_view, name="sso-organisation"),
     # --- OIDC (oidc_views) ---
     # --- SAML (saml_views) ---
 ]

@@ -41,7 +41,7 @@ class TenantMiddleware:
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: dict[str, Any]
     ) -> HttpResponse | None:
         slug = view_kwargs.get("tenant_slug")
-        if slug is None:
+        if slug is None or getattr(view_func, "tenant_page", True) is False:
             return None
         user = request.user
         if not user.is_authenticated:
