@@ -14,7 +14,6 @@ from django.views.decorators.http import require_GET
 
 from apps.accounts import selectors
 from apps.accounts.models import IdentityProvider
-from apps.tenants.decorators import not_a_tenant_page
 
 
 def sso_error(request: HttpRequest, message: str, *, status: int = 403, reference: str = "") -> HttpResponse:
@@ -51,14 +50,13 @@ def sso_start_view(request: HttpRequest, provider_id: int) -> HttpResponse:
     return start(request, provider, safe_next(request))
 
 
-@not_a_tenant_page
 @never_cache
 @require_GET
-def sso_tenant_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
+def sso_tenant_view(request: HttpRequest, organisation: str) -> HttpResponse:
     """Sign in through the tenant's identity provider (where SSO enforcement and SSO_REQUIRED send people)."""
     from apps.accounts.views import safe_next
 
-    provider = selectors.identity_provider_for_tenant(tenant_slug=tenant_slug)
+    provider = selectors.identity_provider_for_tenant(tenant_slug=organisation)
     if provider is None:
         return sso_error(
             request,

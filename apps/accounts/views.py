@@ -131,7 +131,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if result.outcome is services.LoginOutcome.NEEDS_OTP:
             return redirect(_with_next("accounts:otp-verify", next_url))
         if result.outcome is services.LoginOutcome.SSO_REQUIRED:
-            url = reverse("accounts:sso-tenant", kwargs={"tenant_slug": result.tenant.slug})
+            url = reverse("accounts:sso-tenant", kwargs={"organisation": result.tenant.slug})
             messages.info(request, _("Your organisation signs in with single sign-on."))
             return _sso_redirect(url, next_url)
         if result.outcome is services.LoginOutcome.LOCKED:
@@ -151,7 +151,7 @@ def sso_organisation_view(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request)
     form = OrganisationForm(request.GET if "organisation" in request.GET else None)
     if form.is_valid():
-        url = reverse("accounts:sso-tenant", kwargs={"tenant_slug": form.cleaned_data["organisation"]})
+        url = reverse("accounts:sso-tenant", kwargs={"organisation": form.cleaned_data["organisation"]})
         return _sso_redirect(url, next_url)
     return render(
         request,

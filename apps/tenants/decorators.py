@@ -42,10 +42,3 @@ def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def not_a_tenant_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Mark a view whose URL names a tenant but is not one of its pages (e.g. "sign in to tenant X"): the
-    TenantMiddleware neither asks for a member nor applies SSO enforcement, which would loop back to it."""
-    view.tenant_page = False  # type: ignore[attr-defined]
-    return view

@@ -41,7 +41,7 @@ class TenantMiddleware:
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: dict[str, Any]
     ) -> HttpResponse | None:
         slug = view_kwargs.get("tenant_slug")
-        if slug is None or getattr(view_func, "tenant_page", True) is False:
+        if slug is None:
             return None
         user = request.user
         if not user.is_authenticated:
@@ -55,7 +55,7 @@ class TenantMiddleware:
         if membership is None and not user.is_staff:
             raise Http404
         if sso_blocks(user=user, session=request.session, tenant=tenant, membership=membership):
-            url = reverse("accounts:sso-tenant", kwargs={"tenant_slug": tenant.slug})
+            url = reverse("accounts:sso-tenant", kwargs={"organisation": tenant.slug})
             return HttpResponseRedirect(url + "?" + urlencode({"next": request.get_full_path()}))
         request.tenant = tenant  # type: ignore[attr-defined]
         request.membership = membership  # type: ignore[attr-defined]

@@ -116,7 +116,7 @@ def test_organisation_form_sends_to_the_tenant_sign_in(client: Client) -> None:
     response = client.get(reverse("accounts:sso-organisation"), {"organisation": "tenant-a", "next": "/x/"})
     assert response.status_code == 302
     assert response["Location"] == (
-        reverse("accounts:sso-tenant", kwargs={"tenant_slug": "tenant-a"}) + "?next=%2Fx%2F"
+        reverse("accounts:sso-tenant", kwargs={"organisation": "tenant-a"}) + "?next=%2Fx%2F"
     )
 
 
@@ -128,7 +128,7 @@ def test_organisation_form_refuses_what_is_not_a_slug(client: Client, bad: str) 
 
 def test_tenant_sign_in_without_a_provider_is_a_clear_page(client: Client, tenant_a: Tenant) -> None:
     for slug in ("tenant-a", "no-such-tenant"):  # the same answer whether or not the tenant exists
-        response = client.get(reverse("accounts:sso-tenant", kwargs={"tenant_slug": slug}))
+        response = client.get(reverse("accounts:sso-tenant", kwargs={"organisation": slug}))
         assert response.status_code == 404
         assert b'data-testid="sso-error"' in response.content
 
@@ -147,7 +147,7 @@ def test_password_of_an_enforcing_tenants_member_is_refused_and_sent_to_sso(
     response = client.post(LOGIN + "?next=/t/tenant-a/", {"username": "bob", "password": PASSWORD})
     assert response.status_code == 302
     assert response["Location"] == (
-        reverse("accounts:sso-tenant", kwargs={"tenant_slug": "tenant-a"}) + "?next=%2Ft%2Ftenant-a%2F"
+        reverse("accounts:sso-tenant", kwargs={"organisation": "tenant-a"}) + "?next=%2Ft%2Ftenant-a%2F"
     )
     assert "_auth_user_id" not in client.session
     with tenant_context(enforced):

@@ -336,7 +336,7 @@ def test_a_password_session_of_an_enforcing_tenants_member_is_sent_to_its_idp(
     response = client.get(tenant_home(enforced) + "?x=1")
     assert response.status_code == 302
     assert response["Location"] == (
-        reverse("accounts:sso-tenant", kwargs={"tenant_slug": "tenant-a"})
+        reverse("accounts:sso-tenant", kwargs={"organisation": "tenant-a"})
         + "?next=%2Ft%2Ftenant-a%2F%3Fx%3D1"
     )
     api = client.get(MEMBERS_API)
@@ -392,7 +392,7 @@ def test_the_tenant_sign_in_page_does_not_loop_for_a_blocked_member(
         sso_views, "start", lambda request, provider, next_url: sso_views.sso_error(request, "x")
     )
     client.force_login(bob)
-    response = client.get(reverse("accounts:sso-tenant", kwargs={"tenant_slug": "tenant-a"}))
+    response = client.get(reverse("accounts:sso-tenant", kwargs={"organisation": "tenant-a"}))
     assert response.status_code == 403 and b'data-testid="sso-error"' in response.content
 
 
