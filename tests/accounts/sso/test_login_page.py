@@ -238,3 +238,19 @@ def test_sso_only_user_gets_no_reset_mail(client: Client, bob: Any) -> None:
     _sso_only(bob)
     client.post(reverse("accounts:password-reset"), {"email": bob.email})
     assert mail.outbox == []
+
+
+# --- the password step accepts the e-mail address typed in the first step -----------------------------------
+def test_the_password_step_accepts_the_accounts_email(client: Client, bob: Any) -> None:
+    assert identify(client, bob.email.upper()).status_code == 200
+    response = client.post(LOGIN, {"username": bob.email.upper(), "password": PASSWORD})
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(bob.pk)
+
+
+def test_failures_by_email_and_by_username_count_against_one_account(
+    client: Client, bob: Any, settings: Any
+) -> None:
+    for attempt in range(settings.LOGIN_LOCKOUT_ACCOUNT_LIMIT):
+        name = bob.email if attempt % 2 else "bob"
+        client.post(LOGIN, {"username": name, "password": "wrong-password"})
+    assert client.post(LOGIN, {"username": "bob", "password": PASSWORD}).status_code == 429
