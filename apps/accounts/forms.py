@@ -27,12 +27,20 @@ def lockout_message() -> str:
     ) % {"minutes": minutes}
 
 
-class LoginForm(forms.Form):
+class IdentifyForm(forms.Form):
+    """The sign-in page's first step: who is signing in (home-realm discovery looks at the e-mail domain)."""
+
     username = forms.CharField(
-        label=_("Username"),
-        max_length=150,
+        label=_("E-mail or username"),
+        max_length=254,
+        help_text=_("Your work e-mail address if your organisation signs in with single sign-on."),
         widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
     )
+
+
+class LoginForm(IdentifyForm):
+    """The second step (or both at once): the password for a username."""
+
     password = forms.CharField(
         label=_("Password"),
         strip=False,
@@ -66,6 +74,17 @@ class AdminLoginForm(OTPAdminAuthenticationForm):
             "admin_login", user=self.get_user(), request=self.request, outcome="success"
         )
         return cleaned
+
+
+class OrganisationForm(forms.Form):
+    """ "Sign in with your organisation" when the e-mail domain is not known: the tenant's short name."""
+
+    organisation = forms.SlugField(
+        label=_("Organisation"),
+        max_length=50,
+        help_text=_("Your organisation's short name, as in its console address (/t/<name>/)."),
+        widget=forms.TextInput(attrs={"autocomplete": "organization"}),
+    )
 
 
 class OTPTokenForm(forms.Form):

@@ -124,6 +124,19 @@ def user_by_email(*, email: str) -> Any | None:
     return get_user_model().objects.filter(email__iexact=email).first()
 
 
+def login_name(*, name: str) -> str:
+    """The username to check a password against: `name` itself, or the username of the one account with
+    that e-mail address (the sign-in page asks for "e-mail or username"; an address several accounts share
+    stays as typed, so it matches nothing)."""
+    user_model = get_user_model()
+    if "@" not in name or user_model.objects.filter(username=name).exists():
+        return name
+    usernames = list(
+        user_model.objects.filter(email__iexact=name.strip()).values_list("username", flat=True)[:2]
+    )
+    return usernames[0] if len(usernames) == 1 else name
+
+
 def user_by_username(*, username: str) -> Any | None:
     return get_user_model().objects.filter(username=username).only("pk").first()
 

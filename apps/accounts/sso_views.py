@@ -42,11 +42,11 @@ def sso_start_view(request: HttpRequest, provider_id: int) -> HttpResponse:
 
 @never_cache
 @require_GET
-def sso_tenant_view(request: HttpRequest, slug: str) -> HttpResponse:
+def sso_tenant_view(request: HttpRequest, organisation: str) -> HttpResponse:
     """Sign in through the tenant's identity provider (where SSO enforcement and SSO_REQUIRED send people)."""
     from apps.accounts.views import safe_next
 
-    provider = selectors.identity_provider_for_tenant(tenant_slug=slug)
+    provider = selectors.identity_provider_for_tenant(tenant_slug=organisation)
     if provider is None:
         return sso_error(
             request,

@@ -32,8 +32,10 @@ account_patterns = [
     path("invitations/<str:token>/", views.invitation_accept_view, name="invitation-accept"),
     # single sign-on (shared); protocol views: oidc_views, saml_views
     path("sso/<int:provider_id>/start/", sso_views.sso_start_view, name="sso-start"),
-    # not `tenant_slug`: TenantMiddleware would gate this page behind a signed-in membership (and loop)
-    path("sso/t/<slug:slug>/", sso_views.sso_tenant_view, name="sso-tenant"),
+    # `organisation`, not `tenant_slug`: signing in to a tenant is not one of its pages (the tenant middleware
+    # would ask for a member and, for a member of an enforcing tenant, send them back here in a loop).
+    path("sso/t/<slug:organisation>/", sso_views.sso_tenant_view, name="sso-tenant"),
+    path("sso/organisation/", views.sso_organisation_view, name="sso-organisation"),
     # --- OIDC (oidc_views) ---
     path("sso/oidc/callback/", oidc_views.oidc_callback_view, name="oidc-callback"),
     # --- SAML (saml_views) ---

@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.forms import Form
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.urls import reverse, reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -24,12 +24,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.accounts import selectors, services
 from apps.accounts.forms import (
+    IdentifyForm,
     InvitationSignupForm,
     LoginForm,
+    OrganisationForm,
     OTPTokenForm,
     PreferencesForm,
     TOTPConfirmForm,
@@ -72,17 +74,53 @@ def _with_next(url_name: str, next_url: str) -> str:
 
 
 # --- sign-in, second step, sign-out -----------------------------------------------------------------------
+IDENTIFY_STEP = "identify"
+
+
+def _login_page(request: HttpRequest, form: Form, next_url: str, *, status: int = 200) -> HttpResponse:
+    password_step = isinstance(form, LoginForm)
+    if password_step and form.is_bound is False and form.initial.get("username"):
+        form.fields["username"].widget.attrs.pop("autofocus", None)
+        form.fields["password"].widget.attrs["autofocus"] = True
+    context = {"form": form, "next": next_url, "password_step": password_step, "identify": IDENTIFY_STEP}
+    return render(request, "accounts/login.html", context, status=status)
+
+
+def _sso_redirect(url: str, next_url: str) -> HttpResponse:
+    return redirect(url + "?" + urlencode({"next": next_url}))
+
+
 @sensitive_post_parameters("password")
 @csrf_protect
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
+    """Sign in in two steps on one page, without JavaScript: who (home-realm discovery), then the password.
+
+    An address in a domain a tenant verified for single sign-on goes straight to that tenant's IdP; anything
+    else gets the password step with the same page whether or not the account exists (only whether a domain
+    uses SSO shows, and that is public by nature). A POST without the identify marker is a full password
+    sign-in (both fields at once, as password managers and scripts send it).
+    """
     next_url = safe_next(request)
     if request.user.is_authenticated and request.method == "GET":
         return redirect(next_url)
-    form = LoginForm(_data(request))
+    if request.method == "GET":
+        form: Form = LoginForm() if request.GET.get("step") == "password" else IdentifyForm()
+        return _login_page(request, form, next_url)
+    if request.POST.get("step") == IDENTIFY_STEP:
+        identify = IdentifyForm(request.POST)
+        if not identify.is_valid():
+            return _login_page(request, identify, next_url, status=400)
+        username = identify.cleaned_data["username"].strip()
+        provider = selectors.identity_provider_for_email(email=username) if "@" in username else None
+        if provider is not None:
+            url = reverse("accounts:sso-start", kwargs={"provider_id": provider.pk})
+            return _sso_redirect(url, next_url)
+        return _login_page(request, LoginForm(initial={"username": username}), next_url)
+    form = LoginForm(request.POST)
     status = 200
-    if request.method == "POST" and form.is_valid():
+    if form.is_valid():
         result = services.login_attempt(
             request=request,
             username=form.cleaned_data["username"],
@@ -93,9 +131,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if result.outcome is services.LoginOutcome.NEEDS_OTP:
             return redirect(_with_next("accounts:otp-verify", next_url))
         if result.outcome is services.LoginOutcome.SSO_REQUIRED:
-            url = reverse("accounts:sso-tenant", kwargs={"slug": result.tenant.slug})
+            url = reverse("accounts:sso-tenant", kwargs={"organisation": result.tenant.slug})
             messages.info(request, _("Your organisation signs in with single sign-on."))
-            return redirect(url + "?" + urlencode({"next": next_url}))
+            return _sso_redirect(url, next_url)
         if result.outcome is services.LoginOutcome.LOCKED:
             form.add_error(None, _lockout_message())
             status = 429
@@ -103,8 +141,24 @@ def login_view(request: HttpRequest) -> HttpResponse:
             form.add_error(None, _invalid_login_message())
     if form.errors and status == 200:
         status = 400
-    context = {"form": form, "next": next_url}
-    return render(request, "accounts/login.html", context, status=status)
+    return _login_page(request, form, next_url, status=status)
+
+
+@never_cache
+@require_GET
+def sso_organisation_view(request: HttpRequest) -> HttpResponse:
+    """ "Sign in with your organisation": the tenant's short name, then its IdP (unknown e-mail domains)."""
+    next_url = safe_next(request)
+    form = OrganisationForm(request.GET if "organisation" in request.GET else None)
+    if form.is_valid():
+        url = reverse("accounts:sso-tenant", kwargs={"organisation": form.cleaned_data["organisation"]})
+        return _sso_redirect(url, next_url)
+    return render(
+        request,
+        "accounts/sso_organisation.html",
+        {"form": form, "next": next_url},
+        status=400 if form.errors else 200,
+    )
 
 
 @never_cache
@@ -144,12 +198,31 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 
 # --- password reset (Django's views; the same answer whether or not the address exists) -------------------
-password_reset_view = auth_views.PasswordResetView.as_view(
-    template_name="accounts/password_reset_form.html",
-    email_template_name="accounts/email/password_reset.txt",
-    subject_template_name="accounts/email/password_reset_subject.txt",
-    success_url=reverse_lazy("accounts:password-reset-done"),
-)
+def _sso_only_message() -> str:
+    return _(
+        "Your organisation signs in with single sign-on: there is no password to reset or change here. "
+        "Use “Sign in with your organisation” on the sign-in page; your password is managed by your "
+        "organisation's identity provider."
+    )
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset (mails only accounts with a usable password); an address in a domain that signs in with
+    single sign-on is also told to use its organisation's sign-in (a domain fact, not an account fact)."""
+
+    template_name = "accounts/password_reset_form.html"
+    email_template_name = "accounts/email/password_reset.txt"
+    subject_template_name = "accounts/email/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password-reset-done")
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        if selectors.identity_provider_for_email(email=form.cleaned_data["email"]) is not None:
+            messages.info(self.request, _sso_only_message())
+        return response
+
+
+password_reset_view = PasswordResetView.as_view()
 password_reset_done_view = auth_views.PasswordResetDoneView.as_view(
     template_name="accounts/password_reset_done.html"
 )
@@ -163,8 +236,16 @@ password_reset_complete_view = auth_views.PasswordResetCompleteView.as_view(
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    """Change the password; an account made by single sign-on has none, so it is told where it signs in."""
+
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("accounts:profile")
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        user = request.user
+        if user.is_authenticated and not user.has_usable_password():
+            return render(request, "accounts/password_sso_only.html", {"message": _sso_only_message()})
+        return super().dispatch(request, *args, **kwargs)
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)

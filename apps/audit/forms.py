@@ -23,6 +23,14 @@ class EventFilterForm(forms.Form):
         max_length=200,
         help_text=_("Action, actor, target or request id."),
     )
+    category = forms.ChoiceField(
+        label=_("Category"),
+        required=False,
+        choices=[
+            ("", _("All events")),
+            ("identity", _("Identity (sign-ins, single sign-on, SCIM, members)")),
+        ],
+    )
     actor = forms.CharField(label=_("Actor"), required=False, max_length=200)
     action = forms.CharField(
         label=_("Action"),
@@ -53,6 +61,8 @@ class EventFilterForm(forms.Form):
         filters = {name: value for name, value in filters.items() if value}
         if data.get("outcome"):
             filters["outcome"] = data["outcome"]
+        if data.get("category"):
+            filters["category"] = data["category"]
         if data.get("date_from"):
             filters["since"] = _start_of(data["date_from"])
         if data.get("date_to"):

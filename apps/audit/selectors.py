@@ -39,10 +39,23 @@ class VerifyResult:
     kind: str = ""
 
 
+# Groups of actions the console filters by, as action prefixes. "identity": who may get in and how — sign-ins
+# (incl. single sign-on and its denials), SSO settings and role mappings, SCIM provisioning, memberships.
+ACTION_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "identity": ("security.", "sso.", "scim.", "member."),
+}
+
+
 def audit_event_list(*, filters: dict[str, Any] | None = None) -> QuerySet[AuditEvent]:
-    """The current tenant's events, newest first, filtered (actor, action, target, outcome, dates, text)."""
+    """The current tenant's events, newest first, filtered (category, actor, action, target, outcome, dates,
+    text)."""
     filters = filters or {}
     qs = AuditEvent.objects.all().order_by("-seq")
+    if filters.get("category") in ACTION_CATEGORIES:
+        category = Q()
+        for prefix in ACTION_CATEGORIES[filters["category"]]:
+            category |= Q(action__startswith=prefix)
+        qs = qs.filter(category)
     if filters.get("actor"):
         qs = qs.filter(actor_label__icontains=filters["actor"])
     if filters.get("action"):

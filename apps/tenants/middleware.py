@@ -55,7 +55,7 @@ class TenantMiddleware:
         if membership is None and not user.is_staff:
             raise Http404
         if sso_blocks(user=user, session=request.session, tenant=tenant, membership=membership):
-            url = reverse("accounts:sso-tenant", kwargs={"slug": tenant.slug})
+            url = reverse("accounts:sso-tenant", kwargs={"organisation": tenant.slug})
             return HttpResponseRedirect(url + "?" + urlencode({"next": request.get_full_path()}))
         request.tenant = tenant  # type: ignore[attr-defined]
         request.membership = membership  # type: ignore[attr-defined]

@@ -23,7 +23,9 @@ def test_login_page_renders_with_csrf_token(client: Client) -> None:
     assert response.status_code == 200
     assert b'name="csrfmiddlewaretoken"' in response.content
     assert b'name="username"' in response.content
-    assert b'autocomplete="current-password"' in response.content
+    assert b'name="step" value="identify"' in response.content  # the first step asks who, not the password
+    password_step = client.get(LOGIN + "?step=password")
+    assert b'autocomplete="current-password"' in password_step.content
 
 
 def test_login_success_for_a_viewer_goes_to_console(client: Client, bob: Any) -> None:

@@ -23,6 +23,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from apps.accounts.views import _lockout_message
 from apps.tenants.models import Membership, Region, Role, Tenant
+from tests.browser.helpers import sign_in
 from tests.factories import UserFactory
 from tests.fixtures.auth import PASSWORD
 
@@ -34,13 +35,6 @@ pytestmark = [
 
 SCREENSHOT = "/tmp/hub-console-de.png"  # noqa: S108 - a fixed path for a person to look at; never read back
 INVITE_LINK = re.compile(r"https?://\S+/accounts/invitations/\S+/")
-
-
-def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_operator_enrolls_creates_tenant_invites_promotes_and_reads_german(

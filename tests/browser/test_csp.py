@@ -30,7 +30,7 @@ def test_the_policy_blocks_an_injected_inline_script(
 ) -> None:
     page = new_page()
     page.goto(f"{live_server.url}/accounts/login/")
-    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("button", name="Continue")).to_be_visible()
     assert csp_violations == []
     # What an injected fragment would do: an inline script and an inline handler. Neither may run.
     page.evaluate(

@@ -18,6 +18,7 @@ from apps.chat.models import Action
 from apps.chat.services.channels import channel_create
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.tenants.models import Tenant
+from tests.browser.helpers import sign_in
 from tests.fixtures.auth import PASSWORD
 from tests.fixtures.chat import issue_key
 
@@ -59,10 +60,7 @@ def test_viewer_sees_dashboard_with_charts_from_demo_conversations(
     converse(tenant_a)
     base = live_server.url
 
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill("bob")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, base, "bob", PASSWORD)
     expect(page).to_have_url(f"{base}/t/tenant-a/")
     page.locator("nav.sidebar").get_by_role("link", name="Dashboards").click()
     expect(page).to_have_url(f"{base}/t/tenant-a/dashboard/")

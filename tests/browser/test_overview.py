@@ -14,6 +14,7 @@ from apps.core.context import tenant_context
 from apps.integrations.models import Connection, DeadLetter, DeadLetterKind, DeadLetterStatus
 from apps.tenants.models import Role, Tenant
 from apps.tenants.services import membership_add
+from tests.browser.helpers import sign_in
 from tests.console.helpers import servicenow
 from tests.factories import UserFactory
 
@@ -33,10 +34,7 @@ def setup_connection(tenant: Tenant) -> Connection:
 
 
 def sign_in_connor(page: Page, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Username").fill("connor")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, base, "connor", PASSWORD)
 
 
 def test_connector_manager_discards_a_dead_letter_from_the_overview_after_confirming(

@@ -124,10 +124,12 @@ def login_attempt(*, request: HttpRequest, username: str, password: str) -> Logi
 
     Unknown usernames take the same path as wrong passwords (Django's backend hashes a dummy password),
     and count towards the lockout too, so neither the message nor the timing tells whether an account
-    exists. A user with a confirmed device is signed in but unverified; the two-factor middleware then
-    allows nothing but the OTP step.
+    exists. An e-mail address stands for the one account that has it (the lockout then counts against that
+    account, however it is named). A user with a confirmed device is signed in but unverified; the
+    two-factor middleware then allows nothing but the OTP step.
     """
     ip = client_address(request.META)
+    username = selectors.login_name(name=username)
     if selectors.login_is_locked(username=username, ip=ip):
         record_security_event("login", user=None, request=request, outcome="locked")
         return LoginResult(LoginOutcome.LOCKED)
