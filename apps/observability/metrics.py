@@ -158,8 +158,8 @@ WIDGET_REFUSED = Counter(
     ["reason"],
 )
 # Issue 19, single sign-on: sign-ins through an identity provider by protocol and outcome: success, or the
-# reason code of a protocol failure (bad_signature, replayed, state_mismatch...) or of a policy refusal (no_role,
-# domain_not_verified...). Reasons come from fixed enums (OidcReason, SamlError reasons, SsoRefusal).
+# reason code of a protocol failure (bad_signature, replayed, state_mismatch...) or of a policy refusal
+# (no_role, domain_not_verified...). Reasons come from fixed enums (OidcReason, SamlReason, SsoRefusal).
 SSO_SIGN_INS = Counter(
     "hub_sso_sign_ins_total",
     "Sign-ins through a tenant's identity provider by protocol (oidc, saml) and outcome.",
