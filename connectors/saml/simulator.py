@@ -280,8 +280,8 @@ class SamlIdpSimulator(Simulator):
         if user is None:
             raise ValueError("unknown user")
         with_mfa = user.mfa if mfa is None else mfa
-        attack = attack or self.armed_attack or ""
-        self.armed_attack = None
+        with self._lock:  # an armed attack answers exactly one request
+            attack, self.armed_attack = attack or self.armed_attack or "", None
         xml = self._response_xml(
             user=user, request_id=request.id, sp_entity_id=request.issuer.text, acs_url=sp["acs_url"],
             mfa=with_mfa, attack=attack,

@@ -201,3 +201,19 @@ def landing(client: Client) -> str:
     response = client.get(reverse("console:home"), follow=True)
     assert response.status_code == 200
     return str(response.redirect_chain[-1][0]).split("?")[0] if response.redirect_chain else "/"
+
+
+def test_no_email_or_assertion_content_reaches_the_logs(
+    idp: SamlIdpSimulator, tenant_a: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = saml_provider(idp, tenant=tenant_a)
+    caplog.set_level("DEBUG")
+
+    sign_in(Client(), provider, email="grace@acme.example")
+    sign_in(Client(), provider, email="nobody@acme.example")  # refused: no mapped group
+    idp.arm("xsw_wrap")
+    sign_in(Client(), provider, email="grace@acme.example")  # refused: signature wrapping
+
+    assert "security event sso_login success" in caplog.text
+    for private in ("grace@acme.example", "nobody@acme.example", "mallory@evil.example", "SAMLResponse"):
+        assert private not in caplog.text
