@@ -42,6 +42,7 @@ def test_sp_initiated_sign_in_creates_the_user_with_the_mapped_role(
     response, _ = sign_in(client, provider, email="grace@acme.example")
 
     assert response.status_code == 302
+    assert response.cookies["hub_saml"].value == ""  # the pending request is used up
     user = get_user_model().objects.get(email="grace@acme.example")
     assert user.first_name == "Grace"
     assert not user.has_usable_password()
