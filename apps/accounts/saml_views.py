@@ -29,6 +29,7 @@ from apps.observability.metrics import record_sso_sign_in
 from connectors.saml import MAX_RESPONSE_BYTES, SamlError, SamlReason
 
 PROTOCOL = IdentityProvider.Protocol.SAML
+PENDING_PATH = "/accounts/sso/"  # the start and the ACS paths (accounts/urls.py) are below it
 
 
 def _saml_provider(provider_id: int) -> IdentityProvider:
@@ -70,10 +71,19 @@ def start(request: HttpRequest, provider: IdentityProvider, next_url: str) -> Ht
         saml_services.PENDING_COOKIE,
         saml_services.pending_dump(provider=provider, request_id=request_id, next_url=next_url),
         max_age=saml_services.PENDING_SECONDS,
-        path="/accounts/sso/",
+        path=PENDING_PATH,
         secure=secure,
         httponly=True,
         samesite="None" if secure else "Lax",
+    )
+    return response
+
+
+def _pending_clear(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Drop the pending-request cookie (same attributes as set, so the browser accepts the deletion)."""
+    secure = saml_services.pending_cookie_secure(request)
+    response.delete_cookie(
+        saml_services.PENDING_COOKIE, path=PENDING_PATH, samesite="None" if secure else "Lax"
     )
     return response
 
@@ -86,8 +96,7 @@ def _refused(request: HttpRequest, provider: IdentityProvider, reason: SamlReaso
         status=413 if reason is SamlReason.OVERSIZE else 400,
         reference=f"saml_{reason.value}",
     )
-    response.delete_cookie(saml_services.PENDING_COOKIE, path="/accounts/sso/")
-    return response
+    return _pending_clear(request, response)
 
 
 @csrf_exempt  # the IdP posts here; the pending-request cookie and the signed assertion stand in for CSRF
@@ -130,11 +139,10 @@ def acs_view(request: HttpRequest, provider_id: int) -> HttpResponse:
         sso_sign_in(request=request, provider=provider, claims=claims)
     except SsoRefused as refused:  # audited by sso_sign_in
         record_sso_sign_in(protocol=PROTOCOL, outcome=refused.reason.value)
-        return sso_error(request, str(refused), status=403, reference=refused.reason.value)
+        page = sso_error(request, str(refused), status=403, reference=refused.reason.value)
+        return _pending_clear(request, page)
     record_sso_sign_in(protocol=PROTOCOL, outcome="success")
-    response = HttpResponseRedirect(next_url or resolve_url(settings.LOGIN_REDIRECT_URL))
-    response.delete_cookie(saml_services.PENDING_COOKIE, path="/accounts/sso/")
-    return response
+    return _pending_clear(request, HttpResponseRedirect(next_url or resolve_url(settings.LOGIN_REDIRECT_URL)))
 
 
 @never_cache

@@ -20,7 +20,9 @@ unsigned, foreign_key (signed by another key, that key's certificate embedded), 
 wrong_recipient (Destination and Recipient elsewhere), expired (NotOnOrAfter past), unsolicited (no
 InResponseTo), xsw_sibling (an evil unsigned assertion before the signed one), xsw_wrap (the signed
 assertion moved inside an evil one), xsw_object (evil assertion carrying the original's ID, the signed
-original hidden in the Signature's Object), sha1 (signed with RSA-SHA1).
+original hidden in the Signature's Object), sha1 (signed with RSA-SHA1), response_signed_only (the
+Response signed, the assertion not), nameid_comment (the user's signed NameID split by an XML comment, see
+`_comment_split`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ ATTACKS = (
     "xsw_wrap",
     "xsw_object",
     "sha1",
+    "response_signed_only",
+    "nameid_comment",
 )
 DEMO_OTP = "123456"
 
@@ -280,8 +284,8 @@ class SamlIdpSimulator(Simulator):
         if user is None:
             raise ValueError("unknown user")
         with_mfa = user.mfa if mfa is None else mfa
-        attack = attack or self.armed_attack or ""
-        self.armed_attack = None
+        with self._lock:  # an armed attack answers exactly one request
+            attack, self.armed_attack = attack or self.armed_attack or "", None
         xml = self._response_xml(
             user=user, request_id=request.id, sp_entity_id=request.issuer.text, acs_url=sp["acs_url"],
             mfa=with_mfa, attack=attack,
@@ -318,9 +322,11 @@ class SamlIdpSimulator(Simulator):
         if attack == "unsigned":
             return etree.tostring(root, encoding="unicode")
         keys = self.attacker_keys if attack == "foreign_key" else self.keys
-        signed = self._sign(root, keys, sha1=attack == "sha1")
+        signed = self._sign(root, keys, sha1=attack == "sha1", response=attack == "response_signed_only")
         if attack.startswith("xsw_"):
             signed = self._wrap(signed, attack)
+        elif attack == "nameid_comment":
+            signed = self._comment_split(signed)
         self.issued.append(assertion.get("ID", ""))
         return signed
 
@@ -343,26 +349,45 @@ class SamlIdpSimulator(Simulator):
             root.attrib.pop("InResponseTo", None)
             scd.attrib.pop("InResponseTo", None)
 
-    def _sign(self, root: Any, keys: KeyPair, *, sha1: bool = False) -> str:
-        """Sign the assertion (enveloped signature after its Issuer) with `keys`, through xmlsec1."""
-        assertion = root.find(ASSERTION)
+    def _sign(self, root: Any, keys: KeyPair, *, sha1: bool = False, response: bool = False) -> str:
+        """Sign the assertion (or, `response`, only the Response) with `keys` through xmlsec1: an
+        enveloped signature right after the element's Issuer."""
+        element = root if response else root.find(ASSERTION)
         template = pre_signature_part(
-            ident=assertion.get("ID"),
+            ident=element.get("ID"),
             public_key=keys.cert_b64,
             sign_alg=xmldsig.SIG_RSA_SHA1 if sha1 else xmldsig.SIG_RSA_SHA256,
             digest_alg=xmldsig.DIGEST_SHA1 if sha1 else xmldsig.DIGEST_SHA256,
         )
-        assertion.insert(1, etree.fromstring(str(template).encode()))
+        element.insert(1, etree.fromstring(str(template).encode()))
         xml = etree.tostring(root, encoding="unicode")
         server = self.server() if keys == self.keys else self.server(keys)
+        node = f"{NS['samlp']}:Response" if response else f"{NS['saml']}:Assertion"
         return str(
             server.sec.sign_statement(
-                xml,
-                node_name="urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-                key_file=str(keys.key_file),
-                node_id=assertion.get("ID"),
+                xml, node_name=node, key_file=str(keys.key_file), node_id=element.get("ID")
             )
         )
+
+    @staticmethod
+    def _comment_split(signed: str) -> str:
+        """Split the NameID and mail values with an XML comment after the domain's second label
+        ("ada@acme.example<!---->.evil.com"): the signature (comments excluded) still verifies, and an SP
+        reading only the first text node would see someone else (CVE-2017-11427 and kin)."""
+        root = etree.fromstring(signed.encode())
+        targets = [root.find(f"{ASSERTION}/saml:Subject/saml:NameID", NS)]
+        targets += root.findall(f"{ASSERTION}/saml:AttributeStatement/saml:Attribute/saml:AttributeValue", NS)
+        for element in targets:
+            text = element.text or ""
+            local, _, domain = text.partition("@")
+            labels = domain.split(".")
+            if not local or len(labels) < 3:
+                continue
+            element.text = f"{local}@{'.'.join(labels[:2])}"
+            comment = etree.Comment("")
+            comment.tail = "." + ".".join(labels[2:])
+            element.append(comment)
+        return etree.tostring(root, encoding="unicode")
 
     @staticmethod
     def _wrap(signed: str, attack: str) -> str:

@@ -73,6 +73,7 @@ def assert_refused(response: Any, client: Client, *, status: int = 400, referenc
         ("xsw_wrap", SamlReason.SIGNATURE_WRAPPING),
         ("xsw_object", SamlReason.SIGNATURE_WRAPPING),
         ("sha1", SamlReason.WEAK_ALGORITHM),
+        ("response_signed_only", SamlReason.UNSIGNED),
     ],
 )
 def test_a_hostile_answer_of_the_idp_is_refused(
@@ -226,3 +227,26 @@ def test_forged_answers_refetch_the_idp_metadata_at_most_once_a_minute(
         assert_refused(sign_in(client, provider, email="ada@acme.example")[0], client)
 
     assert len(fetches) == 2  # the first start; then one refresh for three bad signatures (cache between)
+
+
+def test_a_comment_inside_the_signed_nameid_does_not_truncate_it(
+    idp: SamlIdpSimulator, provider: IdentityProvider
+) -> None:
+    """ada@acme.example.evil.com at the IdP, her NameID split as ada@acme.example<!---->.evil.com after
+    signing: an SP reading the first text node would sign her in as ada (whose subject is linked); we read
+    the whole text, and evil.com is no verified domain."""
+    from connectors.saml.simulator import IdpUser
+
+    assert sign_in(Client(), provider, email="ada@acme.example")[0].status_code == 302  # links ada
+    idp.user_add(IdpUser(email="ada@acme.example.evil.com", groups=["hub-viewers"]))
+    idp.arm("nameid_comment")
+    client = Client()
+
+    response, _ = sign_in(client, provider, email="ada@acme.example.evil.com")
+
+    assert response.status_code == 403
+    assert b"domain_not_verified" in response.content
+    assert "_auth_user_id" not in client.session
+    assert list(get_user_model().objects.filter(email__contains="ada").values_list("email", flat=True)) == [
+        "ada@acme.example"
+    ]

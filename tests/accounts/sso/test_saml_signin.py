@@ -42,6 +42,7 @@ def test_sp_initiated_sign_in_creates_the_user_with_the_mapped_role(
     response, _ = sign_in(client, provider, email="grace@acme.example")
 
     assert response.status_code == 302
+    assert response.cookies["hub_saml"].value == ""  # the pending request is used up
     user = get_user_model().objects.get(email="grace@acme.example")
     assert user.first_name == "Grace"
     assert not user.has_usable_password()
@@ -201,3 +202,19 @@ def landing(client: Client) -> str:
     response = client.get(reverse("console:home"), follow=True)
     assert response.status_code == 200
     return str(response.redirect_chain[-1][0]).split("?")[0] if response.redirect_chain else "/"
+
+
+def test_no_email_or_assertion_content_reaches_the_logs(
+    idp: SamlIdpSimulator, tenant_a: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = saml_provider(idp, tenant=tenant_a)
+    caplog.set_level("DEBUG")
+
+    sign_in(Client(), provider, email="grace@acme.example")
+    sign_in(Client(), provider, email="nobody@acme.example")  # refused: no mapped group
+    idp.arm("xsw_wrap")
+    sign_in(Client(), provider, email="grace@acme.example")  # refused: signature wrapping
+
+    assert "security event sso_login success" in caplog.text
+    for private in ("grace@acme.example", "nobody@acme.example", "mallory@evil.example", "SAMLResponse"):
+        assert private not in caplog.text
