@@ -798,3 +798,9 @@ CELERY_BEAT_SCHEDULE["chat-handoff-poll"] = {
     "task": "apps.chat.tasks.handoff_poll_task",
     "schedule": float(HUB_HANDOFF_POLL_SECONDS),
 }
+# --- Issue 19, slice "config": SSO configuration (apps/accounts/services/sso_config.py) ------------------
+# The DNS server that verifies tenants' e-mail domains (the _hub-challenge TXT record): "host" or
+# "host:port"; empty (default) uses the system's resolvers.
+HUB_SSO_DNS_RESOLVER = env_str("HUB_SSO_DNS_RESOLVER", "").strip()
+# Seconds one domain verification waits for the DNS answer (default 3).
+HUB_SSO_DNS_TIMEOUT = env_float("HUB_SSO_DNS_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
