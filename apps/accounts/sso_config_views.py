@@ -248,9 +248,9 @@ def domain_verify_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpR
 @require_POST
 def domain_mark_verified_view(request: HttpRequest, tenant_slug: str, pk: Any) -> HttpResponse:
     """Platform operators: mark verified without DNS (audited)."""
+    domain = _domain(request, pk)  # another tenant's: 404 first
     if not _is_operator(request):
         raise PermissionDenied
-    domain = _domain(request, pk)
     try:
         sso_config.domain_mark_verified(domain=domain, actor=request.user, request=request)
     except HubError as exc:

@@ -10,7 +10,6 @@ from rest_framework import serializers
 from apps.accounts.models import IdentityProvider, RoleMapping, SsoDomain
 from apps.accounts.services.sso_config import PROVIDER_FIELDS, domain_challenge
 from apps.tenants.api_base import StrictSerializer
-from apps.tenants.models import Role
 
 READ_ONLY = ("id", "created_at", "updated_at")
 
@@ -18,6 +17,10 @@ READ_ONLY = ("id", "created_at", "updated_at")
 class IdentityProviderSerializer(serializers.ModelSerializer):
     has_client_secret = serializers.SerializerMethodField(
         help_text=_("Whether a client secret is stored (it is never returned).")
+    )
+    # Plain strings, not enums: drf-spectacular would name Role's choices twice (RoleEnum).
+    default_role = serializers.CharField(
+        read_only=True, help_text=_("Role without a matching group, or empty.")
     )
     service_provider = serializers.SerializerMethodField(
         help_text=_(
@@ -60,7 +63,12 @@ class IdentityProviderInputSerializer(StrictSerializer):
     saml_metadata_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
     saml_metadata_xml = serializers.CharField(max_length=200_000, required=False, allow_blank=True)
     groups_claim = serializers.CharField(max_length=200, required=False)
-    default_role = serializers.ChoiceField(choices=[("", ""), *Role.choices], required=False)
+    default_role = serializers.CharField(
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        help_text=_("A role (admin, connector_manager, …), or empty to refuse users with no mapped group."),
+    )
     accept_idp_mfa = serializers.BooleanField(required=False)
     mfa_values = serializers.ListField(
         child=serializers.CharField(max_length=200), required=False, max_length=50
@@ -111,6 +119,8 @@ class DomainVerifySerializer(CheckResultSerializer):
 
 
 class RoleMappingSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(read_only=True)
+
     class Meta:
         model = RoleMapping
         fields = ["id", "group", "role", "locales", "regions", "position", "created_at", "updated_at"]
