@@ -28,7 +28,7 @@ from apps.audit.services import audit_record
 from apps.core.errors import Conflict, HubError, ValidationFailed
 from apps.tenants.models import Membership, Region, Role, Tenant, locale_validator
 from connectors.errors import ConnectorError
-from connectors.http import HttpSession, make_session
+from connectors.http import HttpSession, make_session, safe_url
 
 SENSITIVE = ("oidc_client_secret",)
 PROVIDER_FIELDS = (
@@ -57,6 +57,7 @@ PUBLIC_SUFFIXES = frozenset(
 )  # fmt: skip
 CHALLENGE_PREFIX = "_hub-challenge"
 MAX_MAPPINGS = 500
+MAX_DOCUMENT = 1_000_000  # bytes of a discovery document or IdP metadata we read
 
 
 class Forbidden(HubError):
@@ -338,15 +339,22 @@ class CheckResult:
 
 
 def _fetch(session: HttpSession, url: str) -> bytes:
-    response = session.get(url, headers={"Accept": "application/json, application/xml, text/xml"})
-    if response.status_code != 200:
-        raise ConnectorError(
-            _("%(url)s answered HTTP %(status)s.") % {"url": url, "status": response.status_code},
-            permanent=True,
-        )
-    body = response.content
-    if len(body) > 1_000_000:
-        raise ConnectorError(_("The answer is larger than 1 MB."), permanent=True)
+    """GET `url` (no redirects, private addresses refused) and read at most MAX_DOCUMENT bytes of it."""
+    response = session.get(
+        url, headers={"Accept": "application/json, application/xml, text/xml"}, stream=True
+    )
+    with response:
+        if response.status_code != 200:
+            raise ConnectorError(
+                _("%(url)s answered HTTP %(status)s.")
+                % {"url": safe_url(url), "status": response.status_code},
+                permanent=True,
+            )
+        body = b""
+        for chunk in response.iter_content(64 * 1024):
+            body += chunk
+            if len(body) > MAX_DOCUMENT:
+                raise ConnectorError(_("The answer is larger than 1 MB."), permanent=True)
     return body
 
 

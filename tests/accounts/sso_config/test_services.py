@@ -4,7 +4,8 @@ break-glass, and their audit rows."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
 
 import pytest
 
@@ -15,6 +16,7 @@ from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.core.errors import Conflict, ValidationFailed
 from apps.tenants.models import Membership, Role, Tenant
+from tests.fixtures.loopback import loopback_server
 
 pytestmark = pytest.mark.django_db
 OTHER_OIDC = {
@@ -313,3 +315,44 @@ def test_break_glass_is_operator_only_one_admin(
         {"break_glass": ["alice", "dora"]},
         {"break_glass": ["dora", None]},
     ]
+
+
+# --- the "check" action ----------------------------------------------------------------------------------
+class _Documents(BaseHTTPRequestHandler):
+    """Serves `routes` (path → body); anything else is a 404."""
+
+    routes: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        body = self.routes.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        body = body if body is not None else b"missing"
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_check_saml_metadata_url_oversize_and_credentials_in_url(
+    tenant_a: Tenant, alice: Any, oidc_a: IdentityProvider, saml_metadata: str
+) -> None:
+    _Documents.routes = {"/metadata": saml_metadata.encode(), "/huge": b"x" * 1_100_000}
+    with loopback_server(_Documents) as base:
+        saml = sso_config.provider_create(
+            tenant=tenant_a,
+            data={"protocol": "saml", "name": "Keycloak", "saml_metadata_url": f"{base}/metadata"},
+            actor=alice,
+        )
+        ok = sso_config.provider_check(provider=saml)
+        assert ok.ok and "https://idp.example.com/saml" in ok.message
+        IdentityProvider.objects.filter(pk=saml.pk).update(saml_metadata_url=f"{base}/huge")
+        saml.refresh_from_db()
+        huge = sso_config.provider_check(provider=saml)
+        assert not huge.ok and "larger than 1 MB" in huge.message
+        with_credentials = base.replace("http://", "http://user:pa55word@") + "/nothing"
+        IdentityProvider.objects.filter(pk=oidc_a.pk).update(oidc_discovery_url=with_credentials)
+        oidc_a.refresh_from_db()
+        missing = sso_config.provider_check(provider=oidc_a)
+        assert not missing.ok and "HTTP 404" in missing.message and "pa55word" not in missing.message
