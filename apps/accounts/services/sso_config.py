@@ -28,7 +28,7 @@ from apps.audit.services import audit_record
 from apps.core.errors import Conflict, HubError, ValidationFailed
 from apps.tenants.models import Membership, Region, Role, Tenant, locale_validator
 from connectors.errors import ConnectorError
-from connectors.http import HttpSession, make_session, safe_url
+from connectors.http import HttpSession, make_session, safe_url, url_origin
 
 SENSITIVE = ("oidc_client_secret",)
 PROVIDER_FIELDS = (
@@ -178,8 +178,16 @@ def _validate_provider(
         if not clean["oidc_client_id"]:
             errors["oidc_client_id"] = [_("This field is required.")]
         has_secret = bool(secret) or (provider is not None and provider.oidc_client_secret is not None)
+        moved = provider is not None and url_origin(provider.oidc_discovery_url) != url_origin(
+            clean["oidc_discovery_url"]
+        )
         if not has_secret:
             errors["oidc_client_secret"] = [_("This field is required.")]
+        elif moved and not secret and provider is not None and provider.oidc_client_secret is not None:
+            # The secret is bound to the IdP it was entered for: never send it to a new host unasked.
+            errors["oidc_client_secret"] = [
+                _("The discovery URL points to another host now: enter the client secret again.")
+            ]
         elif len(secret) > 1000:
             errors["oidc_client_secret"] = [_("Use at most 1000 characters.")]
     elif protocol == IdentityProvider.Protocol.SAML:

@@ -65,6 +65,22 @@ def test_oidc_secret_is_sealed_censored_in_audit_and_kept_when_blank(
     assert events[1].changes == {"name": ["Acme Okta", "Okta"]}
 
 
+def test_secret_must_be_entered_again_for_another_host(
+    alice: Any, oidc_a: IdentityProvider, client_secret: str
+) -> None:
+    moved = {"oidc_discovery_url": "https://evil.example/.well-known/openid-configuration"}
+    with pytest.raises(ValidationFailed) as caught:
+        sso_config.provider_update(provider=oidc_a, data=moved, actor=alice)
+    assert "enter the client secret again" in caught.value.errors["oidc_client_secret"][0]
+    same_host = {"oidc_discovery_url": "https://idp.example.com/realms/b/.well-known/openid-configuration"}
+    sso_config.provider_update(provider=oidc_a, data=same_host, actor=alice)
+    sso_config.provider_update(
+        provider=oidc_a, data={**moved, "oidc_client_secret": "fresh-secret-1"}, actor=alice
+    )
+    oidc_a.refresh_from_db()
+    assert bytes(oidc_a.oidc_client_secret or b"") == b"fresh-secret-1"
+
+
 def test_provider_field_errors(tenant_a: Tenant, alice: Any, oidc_a: IdentityProvider) -> None:
     with pytest.raises(ValidationFailed) as caught:
         sso_config.provider_create(tenant=tenant_a, data={"protocol": "oidc", "name": "X"}, actor=alice)
