@@ -338,3 +338,41 @@ def test_delete_provider_needs_confirmation(
     assert IdentityProvider.objects.filter(pk=oidc_a.pk).exists()
     assert alice_client.post(url("provider-delete", tenant_a, oidc_a.pk), CONFIRMED).status_code == 302
     assert not IdentityProvider.objects.filter(pk=oidc_a.pk).exists()
+
+
+def _queries(client: Client, path: str) -> int:
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connections["default"]) as captured:
+        assert client.get(path).status_code == 200
+    return len(captured)
+
+
+def test_overview_and_api_lists_make_no_query_per_row(
+    alice_client: Client, alice_api: Any, tenant_a: Tenant, alice: Any
+) -> None:
+    def add(count: int, offset: int) -> None:
+        for i in range(offset, offset + count):
+            provider = sso_config.provider_create(
+                tenant=tenant_a,
+                data={"protocol": "oidc", "name": f"P{i}", "oidc_discovery_url": f"https://idp{i}.example.com/x",
+                      "oidc_client_id": "c", "oidc_client_secret": "secret-value-1"},
+                actor=alice,
+            )  # fmt: skip
+            sso_config.domain_add(tenant=tenant_a, provider=provider, domain=f"d{i}.example", actor=alice)
+            sso_config.mapping_create(tenant=tenant_a, data={"group": f"g{i}", "role": "viewer"}, actor=alice)
+
+    paths = [
+        url("overview", tenant_a),
+        f"/api/v1/tenants/{tenant_a.slug}/identity-providers/",
+        f"/api/v1/tenants/{tenant_a.slug}/sso-domains/",
+        f"/api/v1/tenants/{tenant_a.slug}/role-mappings/",
+    ]
+    add(2, 0)
+    for path in paths:  # warm up: the token's last use is recorded once, the session once
+        (alice_client if path == paths[0] else alice_api).get(path)
+    before = [_queries(alice_client, paths[0]), *(_queries(alice_api, p) for p in paths[1:])]
+    add(5, 2)
+    after = [_queries(alice_client, paths[0]), *(_queries(alice_api, p) for p in paths[1:])]
+    assert after == before
