@@ -201,7 +201,8 @@ def _validate_provider(
                     saml_metadata_parse(clean["saml_metadata_xml"])
                 except ValidationFailed as exc:
                     errors.update(exc.errors)
-    clean["oidc_client_secret"] = secret  # "" = keep the stored one
+    # "" = keep the stored one; SAML providers have none
+    clean["oidc_client_secret"] = secret if protocol == IdentityProvider.Protocol.OIDC else ""
     groups_claim = str(data.get("groups_claim") or "groups").strip()
     if len(groups_claim) > 200:
         errors["groups_claim"] = [_("Use at most 200 characters.")]
