@@ -28,9 +28,11 @@ urlpatterns = [
     path("widget/v1/", include("apps.chat.api.widget_urls")),
     path("api/v1/", include("apps.tenants.api.urls")),
     path("api/v1/", include("apps.integrations.api.urls")),
+    path("api/v1/", include("apps.accounts.api.urls")),  # identity providers, SSO domains, role mappings
     path("admin/", admin_site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("apps.accounts.urls")),  # /accounts/... and a member's unlock under /t/<slug>/
+    path("", include("apps.accounts.sso_config_urls")),  # a tenant's SSO setup under /t/<slug>/sso/
     path("", include("apps.tenants.urls")),
     path("", include("apps.policies.urls")),
     path("", include("apps.audit.urls")),

@@ -136,6 +136,22 @@ def _handoff_route_pk(tenant: Tenant) -> Any:
     return route.pk
 
 
+def _sso_pks(tenant: Tenant) -> dict[str, Any]:
+    """One of tenant A's identity providers, SSO domains and role mappings (created on first use)."""
+    from apps.accounts.models import IdentityProvider, RoleMapping, SsoDomain
+
+    provider = IdentityProvider.objects.filter(tenant=tenant).first() or IdentityProvider.objects.create(
+        tenant=tenant, name="sweep", protocol="oidc", oidc_discovery_url="https://idp.example.com/x"
+    )
+    domain = SsoDomain.objects.filter(tenant=tenant).first() or SsoDomain.objects.create(
+        tenant=tenant, identity_provider=provider, domain="sweep.example", verification_token="t"
+    )
+    mapping = RoleMapping.objects.filter(tenant=tenant).first() or RoleMapping.objects.create(
+        tenant=tenant, group="sweep", role="viewer"
+    )
+    return {"provider": provider.pk, "domain": domain.pk, "mapping": mapping.pk}
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -191,6 +207,19 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     # Issue 18 (routing): routes and business hours.
     **{f"chat:route-{name}": lambda t: {"pk": _handoff_route_pk(t)} for name in ("edit", "delete", "move")},
     **{f"chat:hours-{name}": lambda t: {"pk": _business_hours_pk(t)} for name in ("edit", "delete")},
+    # Issue 19 (config): a tenant's SSO setup.
+    **{
+        f"sso-config:provider-{name}": lambda t: {"pk": _sso_pks(t)["provider"]}
+        for name in ("edit", "check", "delete")
+    },
+    **{
+        f"sso-config:domain-{name}": lambda t: {"pk": _sso_pks(t)["domain"]}
+        for name in ("detail", "verify", "mark-verified", "delete")
+    },
+    **{
+        f"sso-config:mapping-{name}": lambda t: {"pk": _sso_pks(t)["mapping"]}
+        for name in ("edit", "delete", "move")
+    },
 }
 
 

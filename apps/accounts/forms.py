@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -17,6 +17,7 @@ from django_otp.admin import OTPAdminAuthenticationForm
 
 from apps.accounts import selectors, services
 from apps.observability.access import client_address
+from apps.tenants.models import Role
 
 
 def lockout_message() -> str:
@@ -181,3 +182,196 @@ class InvitationSignupForm(forms.Form):
         ):
             self.add_error("password2", _("The two passwords do not match."))
         return cleaned
+
+
+# --- single sign-on configuration (console; the rules are in services/sso_config.py) ----------------------
+def _lines(value: str) -> list[str]:
+    return [v.strip() for v in value.replace(",", "\n").splitlines() if v.strip()]
+
+
+class IdentityProviderForm(forms.Form):
+    """One identity provider; only the fields of its protocol. The client secret is write-only: never shown
+    back, and left blank on edit it stays as stored."""
+
+    name = forms.CharField(label=_("Name"), max_length=100)
+    is_active = forms.BooleanField(label=_("Active"), required=False, initial=True)
+    oidc_discovery_url = forms.CharField(
+        label=_("Discovery URL"),
+        max_length=500,
+        help_text=_("The issuer's /.well-known/openid-configuration address."),
+    )
+    oidc_client_id = forms.CharField(label=_("Client ID"), max_length=255)
+    oidc_client_secret = forms.CharField(
+        label=_("Client secret"),
+        max_length=1000,
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    oidc_scopes = forms.CharField(
+        label=_("Scopes"), max_length=255, initial="openid email profile", required=False
+    )
+    saml_metadata_url = forms.CharField(
+        label=_("IdP metadata URL"),
+        max_length=500,
+        required=False,
+        help_text=_("Fetched through the guarded HTTP session; or paste the metadata XML instead."),
+    )
+    saml_metadata_xml = forms.CharField(
+        label=_("IdP metadata XML"), required=False, widget=forms.Textarea(attrs={"rows": 6})
+    )
+    groups_claim = forms.CharField(
+        label=_("Groups claim"),
+        max_length=200,
+        initial="groups",
+        help_text=_("The OIDC claim or SAML attribute that lists the user's groups."),
+    )
+    default_role = forms.ChoiceField(
+        label=_("Role without a matching group"),
+        required=False,
+        help_text=_("Leave empty to refuse users none of whose groups is mapped to a role."),
+    )
+    accept_idp_mfa = forms.BooleanField(
+        label=_("Accept the IdP's multi-factor authentication instead of our TOTP"), required=False
+    )
+    mfa_values = forms.CharField(
+        label=_("Values that mean MFA"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("amr/acr values or AuthnContextClassRefs, one per line (empty: the usual ones)."),
+    )
+
+    OIDC_ONLY = ("oidc_discovery_url", "oidc_client_id", "oidc_client_secret", "oidc_scopes")
+    SAML_ONLY = ("saml_metadata_url", "saml_metadata_xml")
+
+    def __init__(self, *args: Any, protocol: str, has_secret: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.protocol = protocol
+        cast(forms.ChoiceField, self.fields["default_role"]).choices = [("", _("(refuse)")), *Role.choices]
+        for name in self.SAML_ONLY if protocol == "oidc" else self.OIDC_ONLY:
+            del self.fields[name]
+        if "oidc_client_secret" in self.fields:
+            self.fields["oidc_client_secret"].help_text = (
+                _("Stored encrypted and never shown again. Leave empty to keep the current secret.")
+                if has_secret
+                else _("Stored encrypted and never shown again.")
+            )
+
+    @staticmethod
+    def initial_of(provider: Any) -> dict[str, Any]:
+        """The form's values for an existing provider (never the secret)."""
+        return {
+            "name": provider.name,
+            "is_active": provider.is_active,
+            "oidc_discovery_url": provider.oidc_discovery_url,
+            "oidc_client_id": provider.oidc_client_id,
+            "oidc_scopes": provider.oidc_scopes,
+            "saml_metadata_url": provider.saml_metadata_url,
+            "saml_metadata_xml": provider.saml_metadata_xml,
+            "groups_claim": provider.groups_claim,
+            "default_role": provider.default_role,
+            "accept_idp_mfa": provider.accept_idp_mfa,
+            "mfa_values": "\n".join(provider.mfa_values),
+        }
+
+    def provider_data(self) -> dict[str, Any]:
+        data = dict(self.cleaned_data)
+        data["protocol"] = self.protocol
+        data["mfa_values"] = _lines(data.get("mfa_values") or "")
+        return data
+
+
+class SsoDomainForm(forms.Form):
+    domain = forms.CharField(
+        label=_("E-mail domain"),
+        max_length=253,
+        help_text=_("Users whose e-mail address ends in this domain sign in through the chosen provider."),
+    )
+    identity_provider = forms.TypedChoiceField(label=_("Identity provider"), coerce=int)
+
+    def __init__(self, *args: Any, providers: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["identity_provider"]).choices = [
+            (p.pk, p.name) for p in providers
+        ]
+
+
+class RoleMappingForm(forms.Form):
+    group = forms.CharField(
+        label=_("IdP group"),
+        max_length=255,
+        help_text=_("The group's name or ID exactly as the IdP sends it."),
+    )
+    role = forms.ChoiceField(label=_("Role"))
+    locales = forms.CharField(
+        label=_("Locales"),
+        required=False,
+        help_text=_("Localization editors only: comma-separated locales they may edit (empty: all)."),
+    )
+    regions = forms.CharField(
+        label=_("Regions"),
+        required=False,
+        help_text=_("Localization editors only: comma-separated regions (empty: all)."),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["role"]).choices = Role.choices
+
+    @staticmethod
+    def initial_of(mapping: Any) -> dict[str, Any]:
+        return {
+            "group": mapping.group,
+            "role": mapping.role,
+            "locales": ", ".join(mapping.locales),
+            "regions": ", ".join(mapping.regions),
+        }
+
+    def mapping_data(self) -> dict[str, Any]:
+        data = dict(self.cleaned_data)
+        data["locales"] = _lines(data.get("locales") or "")
+        data["regions"] = _lines(data.get("regions") or "")
+        return data
+
+
+class RoleMappingPreviewForm(forms.Form):
+    groups = forms.CharField(
+        label=_("Groups"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=10_000,
+        help_text=_("One group per line, as the IdP would send them."),
+    )
+    identity_provider = forms.TypedChoiceField(
+        label=_("Identity provider (for its default role)"), coerce=int, required=False, empty_value=None
+    )
+
+    def __init__(self, *args: Any, providers: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["identity_provider"]).choices = [
+            ("", _("(none)")),
+            *((p.pk, p.name) for p in providers),
+        ]
+
+    def group_set(self) -> set[str]:
+        return set(_lines(self.cleaned_data["groups"]))
+
+
+class SsoEnforcementForm(forms.Form):
+    sso_enforced = forms.BooleanField(
+        label=_("Members must sign in through the identity provider"), required=False
+    )
+    confirm_without_break_glass = forms.BooleanField(
+        label=_("I understand that without a break-glass admin nobody can sign in if the IdP fails"),
+        required=False,
+    )
+
+
+class BreakGlassForm(forms.Form):
+    user = forms.TypedChoiceField(label=_("Break-glass admin"), coerce=int, required=False, empty_value=None)
+
+    def __init__(self, *args: Any, admins: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["user"]).choices = [
+            ("", _("(none)")),
+            *((m.user_id, m.user.get_username()) for m in admins),
+        ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +12,14 @@ from django.core.cache import cache
 from django.db.models import Q
 from django_otp import user_has_device
 
-from apps.accounts.models import BackupCode, BackupCodeDevice, IdentityProvider, SsoDomain, TOTPDevice
+from apps.accounts.models import (
+    BackupCode,
+    BackupCodeDevice,
+    IdentityProvider,
+    RoleMapping,
+    SsoDomain,
+    TOTPDevice,
+)
 from apps.tenants.models import Membership, Tenant
 from apps.tenants.roles import ROLES_REQUIRING_2FA
 from apps.tenants.sso import SSO_SESSION_KEY
@@ -172,3 +180,80 @@ def identity_provider_for_email(*, email: str) -> IdentityProvider | None:
         .first()
     )
     return found.identity_provider if found is not None else None
+
+
+# --- single sign-on configuration (console and management API) ---------------------------------------------
+def _tenant_row(queryset: Any, pk: Any) -> Any:
+    """The row `pk` of the (tenant-filtered) queryset, or None for a malformed, missing or foreign id."""
+    try:
+        return queryset.filter(pk=int(pk)).first()
+    except (TypeError, ValueError):
+        return None
+
+
+def provider_list(*, tenant: Tenant) -> Any:
+    return IdentityProvider.objects.filter(tenant=tenant).select_related("tenant").order_by("name", "pk")
+
+
+def provider_get(*, tenant: Tenant, pk: Any) -> IdentityProvider | None:
+    return _tenant_row(provider_list(tenant=tenant), pk)
+
+
+def domain_list(*, tenant: Tenant) -> Any:
+    return (
+        SsoDomain.objects.filter(tenant=tenant)
+        .select_related("tenant", "identity_provider")
+        .order_by("domain", "pk")
+    )
+
+
+def domain_get(*, tenant: Tenant, pk: Any) -> SsoDomain | None:
+    return _tenant_row(domain_list(tenant=tenant), pk)
+
+
+def mapping_list(*, tenant: Tenant) -> Any:
+    return RoleMapping.objects.filter(tenant=tenant).select_related("tenant").order_by("position", "id")
+
+
+def mapping_get(*, tenant: Tenant, pk: Any) -> RoleMapping | None:
+    return _tenant_row(mapping_list(tenant=tenant), pk)
+
+
+def break_glass_membership(*, tenant: Tenant) -> Membership | None:
+    return Membership.objects.filter(tenant=tenant, is_break_glass=True).select_related("user").first()
+
+
+def admin_memberships(*, tenant: Tenant) -> list[Membership]:
+    """The tenant's admins: who may be designated break-glass."""
+    return list(
+        Membership.objects.filter(tenant=tenant, role="admin")
+        .select_related("user")
+        .order_by("user__username")
+    )
+
+
+@dataclass(frozen=True)
+class SsoReadiness:
+    """What the tenant's SSO setup lacks before enforcement can be switched on."""
+
+    has_active_provider: bool
+    has_verified_domain: bool  # of an active provider
+    has_mapping: bool  # a role mapping or a provider's default role
+    break_glass: Membership | None
+
+    @property
+    def can_enforce(self) -> bool:
+        return self.has_active_provider and self.has_verified_domain
+
+
+def sso_readiness(*, tenant: Tenant) -> SsoReadiness:
+    providers = IdentityProvider.objects.filter(tenant=tenant, is_active=True)
+    return SsoReadiness(
+        has_active_provider=providers.exists(),
+        has_verified_domain=SsoDomain.objects.filter(
+            tenant=tenant, verified_at__isnull=False, identity_provider__is_active=True
+        ).exists(),
+        has_mapping=RoleMapping.objects.filter(tenant=tenant).exists()
+        or providers.exclude(default_role="").exists(),
+        break_glass=break_glass_membership(tenant=tenant),
+    )

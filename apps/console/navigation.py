@@ -26,6 +26,7 @@ AREAS = (
     Area("knowledge", _("Knowledge"), "knowledge:kb-list", roles.EDIT_KNOWLEDGE),
     Area("audit", _("Audit"), "audit:event-list", roles.VIEW_AUDIT),
     Area("policies", _("Policies"), "policies:detail", roles.VIEW_POLICIES),
+    Area("sso", _("Single sign-on"), "sso-config:overview", roles.MANAGE_SETTINGS),
     Area("channels", _("Channels & API keys"), "chat:channel-list", roles.MANAGE_CHANNELS),
     Area("conversations", _("Conversations"), "chat:conversation-list", roles.VIEW_TRANSCRIPTS),
     Area("routing", _("Handoff routing"), "chat:route-list", roles.MANAGE_CHANNELS),

@@ -810,3 +810,9 @@ HUB_SAML_ALLOW_SHA1 = env_bool("HUB_SAML_ALLOW_SHA1", False)
 # (default 3600). A signature that fails refetches at once (key rotation); a failed fetch keeps the last good
 # copy for a week.
 HUB_SAML_METADATA_CACHE_SECONDS = env_int("HUB_SAML_METADATA_CACHE_SECONDS", 3600, minimum=60, maximum=86_400)
+# --- Issue 19, slice "config": SSO configuration (apps/accounts/services/sso_config.py) ------------------
+# The DNS server that verifies tenants' e-mail domains (the _hub-challenge TXT record): "host" or
+# "host:port"; empty (default) uses the system's resolvers.
+HUB_SSO_DNS_RESOLVER = env_str("HUB_SSO_DNS_RESOLVER", "").strip()
+# Seconds one domain verification waits for the DNS answer (default 3).
+HUB_SSO_DNS_TIMEOUT = env_float("HUB_SSO_DNS_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from apps.chat.models import Channel
 from apps.tenants.models import Membership, Tenant
 from tests.fixtures.chat import IssuedKey, issue_key
-from tests.sweep import _business_hours_pk, _connection_pk, _handoff_route_pk
+from tests.sweep import _business_hours_pk, _connection_pk, _handoff_route_pk, _sso_pks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,6 +67,12 @@ def _path_values(path: str, *, tenant: Tenant, channel: Channel, key: IssuedKey,
         values["id"] = _handoff_route_pk(tenant)
     elif "/business-hours/{id}" in path:
         values["id"] = _business_hours_pk(tenant)
+    elif "/identity-providers/{id}" in path:
+        values["id"] = _sso_pks(tenant)["provider"]
+    elif "/sso-domains/{id}" in path:
+        values["id"] = _sso_pks(tenant)["domain"]
+    elif "/role-mappings/{id}" in path:
+        values["id"] = _sso_pks(tenant)["mapping"]
     return values
 
 
