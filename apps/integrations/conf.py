@@ -11,12 +11,11 @@ import requests.certs
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.core.outbound import outbound_allow_hosts
 from connectors.base import Connector
 from connectors.errors import InvalidConfig
 from connectors.http import HttpSession, make_session, url_origin
 from connectors.registry import get_connector_class, load_registry
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 @cache
@@ -47,11 +46,8 @@ def endpoint_origins(kind: str, settings: Mapping[str, Any]) -> list[str]:
 
 
 def allow_hosts() -> tuple[str, ...]:
-    """Hosts the SSRF guard lets through although private: loopback outside production unless configured."""
-    configured = settings.HUB_CONNECTOR_ALLOW_HOSTS
-    if configured is None:
-        return () if settings.HUB_ENV == "production" else LOOPBACK_HOSTS
-    return tuple(configured)
+    """Hosts the SSRF guard lets through although private (apps.core.outbound decides for everyone)."""
+    return outbound_allow_hosts()
 
 
 def simulators_state_dir() -> Path:

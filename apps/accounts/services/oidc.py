@@ -19,16 +19,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from apps.accounts.models import IdentityProvider
 from apps.accounts.services import record_security_event
-from apps.accounts.services.sso import SsoClaims, SsoResult, sso_sign_in
+from apps.accounts.services.sso import SsoClaims, SsoResult, idp_session, sso_sign_in
 from apps.core.public import public_base_url
-from connectors.http import HttpSession, make_session
+from connectors.http import HttpSession
 from connectors.oidc.client import OidcClient, OidcError, OidcReason, claims_fields
 
 #: Session key of the logins started, not yet finished: {state: {provider, nonce, verifier, next, expires}}.
 PENDING_KEY = "hub_oidc_pending"
 PENDING_SECONDS = 600
 MAX_PENDING = 5  # several tabs may each start a sign-in; more than this is noise (the oldest go)
-_LOOPBACK = ("127.0.0.1", "localhost")
 
 
 class CacheStore:
@@ -48,20 +47,8 @@ class CacheStore:
 
 
 def oidc_session() -> HttpSession:
-    """The guarded outbound session for identity providers: the same allow-list, trust and https rule as the
-    connectors (HUB_CONNECTOR_ALLOW_HOSTS, HUB_CONNECTOR_CA_BUNDLE, HUB_OUTBOUND_REQUIRE_HTTPS)."""
-    configured = settings.HUB_CONNECTOR_ALLOW_HOSTS
-    allow: tuple[str, ...]
-    if configured is None:
-        allow = () if settings.HUB_ENV == "production" else _LOOPBACK
-    else:
-        allow = tuple(configured)
-    return make_session(
-        allow_hosts=allow,
-        ca_bundle=settings.HUB_CONNECTOR_CA_BUNDLE or None,
-        require_https=settings.HUB_OUTBOUND_REQUIRE_HTTPS,
-        max_retries=1,
-    )
+    """The guarded session for an OpenID provider (one retry: discovery and JWKS reads are idempotent)."""
+    return idp_session(max_retries=1)
 
 
 def oidc_redirect_uri(request: HttpRequest | None = None) -> str:

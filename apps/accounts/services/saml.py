@@ -23,9 +23,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 
 from apps.accounts.models import IdentityProvider
-from apps.accounts.services.sso import SsoClaims
+from apps.accounts.services.sso import SsoClaims, idp_session
+from apps.core.outbound import LOOPBACK_HOSTS
 from apps.core.public import public_base_url
-from connectors.http import make_session
 from connectors.saml import SamlAssertion, SamlError, SamlReason, ServiceProvider
 from connectors.saml.sp import CLOCK_SKEW_SECONDS, MAX_METADATA_BYTES
 
@@ -37,7 +37,6 @@ PENDING_SALT = "accounts.saml.pending"
 STALE_METADATA_SECONDS = 7 * 86_400
 #: A failed signature refetches the IdP's metadata at most this often (forged posts must not hammer the IdP).
 REFRESH_INTERVAL_SECONDS = 60
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Entra ID reports MFA in this attribute (…/claims/multipleauthn), not in the AuthnContextClassRef.
 AUTH_METHODS_ATTRIBUTE = "http://schemas.microsoft.com/claims/authnmethodsreferences"
 
@@ -77,20 +76,9 @@ def _metadata_key(provider: IdentityProvider, kind: str) -> str:
     return f"saml:idp-metadata:{kind}:{provider.pk}:{digest}"
 
 
-def _outbound_allow_hosts() -> tuple[str, ...]:
-    configured = settings.HUB_CONNECTOR_ALLOW_HOSTS
-    if configured is None:
-        return () if settings.HUB_ENV == "production" else LOOPBACK_HOSTS
-    return tuple(configured)
-
-
 def idp_metadata_fetch(url: str) -> str:
     """GET the IdP's metadata through the guarded session (private addresses refused, https in production)."""
-    session = make_session(
-        allow_hosts=_outbound_allow_hosts(),
-        ca_bundle=settings.HUB_CONNECTOR_CA_BUNDLE or None,
-        require_https=settings.HUB_OUTBOUND_REQUIRE_HTTPS,
-    )
+    session = idp_session()
     try:
         response = session.get(url, stream=True)
         body = response.raw.read(MAX_METADATA_BYTES + 1, decode_content=True)

@@ -23,9 +23,11 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.models import ExternalIdentity, IdentityProvider, RoleMapping, ScimUser, SsoDomain
 from apps.accounts.services import MODEL_BACKEND, record_security_event
+from apps.core.outbound import guarded_session
 from apps.tenants.models import MembershipSource, Tenant
 from apps.tenants.services import membership_sync
 from apps.tenants.sso import SSO_SESSION_KEY
+from connectors.http import HttpSession
 
 # amr values (RFC 8176) and SAML AuthnContextClassRefs that mean more than one factor, when the IdP does not
 # configure its own list (`IdentityProvider.mfa_values`).
@@ -247,6 +249,11 @@ def sso_sign_in(*, request: HttpRequest, provider: IdentityProvider, claims: Sso
         **details,
     )
     return SsoResult(user=user, membership=membership, idp_mfa=idp_mfa)
+
+
+def idp_session(*, max_retries: int = 0, timeout: tuple[float, float] = (5.0, 10.0)) -> HttpSession:
+    """The guarded session every tenant-set IdP URL (discovery, JWKS, token, metadata) is fetched through."""
+    return guarded_session(max_retries=max_retries, timeout=timeout)
 
 
 def sessions_end(*, user: Any) -> None:

@@ -24,11 +24,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import IdentityProvider, RoleMapping, SsoDomain
+from apps.accounts.services.sso import idp_session
 from apps.audit.services import audit_record
 from apps.core.errors import Conflict, HubError, ValidationFailed
 from apps.tenants.models import Membership, Region, Role, Tenant, locale_validator
 from connectors.errors import ConnectorError
-from connectors.http import HttpSession, make_session, safe_url, url_origin
+from connectors.http import HttpSession, safe_url, url_origin
 
 SENSITIVE = ("oidc_client_secret",)
 PROVIDER_FIELDS = (
@@ -45,7 +46,6 @@ PROVIDER_FIELDS = (
     "accept_idp_mfa",
     "mfa_values",
 )
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Suffixes under which anyone can register a name: claiming one would route a whole registry's users.
 PUBLIC_SUFFIXES = frozenset(
     {
@@ -66,25 +66,6 @@ class Forbidden(HubError):
 
 def _is_operator(actor: Any) -> bool:
     return bool(actor is not None and actor.is_authenticated and actor.is_staff and actor.is_active)
-
-
-def idp_session() -> HttpSession:
-    """The guarded session every tenant-set IdP URL is fetched through (private addresses refused).
-
-    Loopback is allowed outside production unless HUB_CONNECTOR_ALLOW_HOSTS says otherwise, as for connectors.
-    """
-    configured = settings.HUB_CONNECTOR_ALLOW_HOSTS
-    if configured is None:
-        allow: tuple[str, ...] = () if settings.HUB_ENV == "production" else LOOPBACK_HOSTS
-    else:
-        allow = tuple(configured)
-    return make_session(
-        allow_hosts=allow,
-        ca_bundle=settings.HUB_CONNECTOR_CA_BUNDLE or None,
-        require_https=settings.HUB_OUTBOUND_REQUIRE_HTTPS,
-        max_retries=0,
-        timeout=(5.0, 10.0),
-    )
 
 
 # --- identity providers ------------------------------------------------------------------------------------
