@@ -40,6 +40,7 @@ __all__ = [
     "record_dependency_error",
     "record_llm_usage",
     "record_rate_limit_hit",
+    "record_scim_request",
     "record_sync_records",
     "record_vendor_error",
     "record_widget_refused",
@@ -237,6 +238,19 @@ HANDOFF_FIRST_REPLY = Histogram(
     ["connector"],
     buckets=(10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0),
 )
+# Issue 19 (slice "scim"): SCIM provisioning requests by operation and outcome.
+SCIM_ACTIONS = frozenset(
+    {"discovery", "users_list", "user_get", "user_create", "user_replace", "user_patch", "user_delete",
+     "groups_list", "group_get", "group_create", "group_replace", "group_patch", "group_delete", "unknown"}
+)  # fmt: skip
+SCIM_OUTCOMES = frozenset(
+    {"ok", "invalid", "unauthorized", "not_found", "conflict", "too_large", "unavailable", "error"}
+)
+SCIM_REQUESTS = Counter(
+    "hub_scim_requests_total",
+    "SCIM provisioning requests by operation (action) and outcome.",
+    ["action", "outcome"],
+)
 
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
@@ -262,6 +276,7 @@ PROCESS_FAMILIES = (
     HANDOFFS,
     HANDOFF_MESSAGES,
     HANDOFF_FIRST_REPLY,
+    SCIM_REQUESTS,
 )
 
 
@@ -464,3 +479,11 @@ def record_handoff_message(*, direction: str, connector: str) -> None:
 
 def observe_handoff_first_reply(*, connector: str, seconds: float) -> None:
     HANDOFF_FIRST_REPLY.labels(connector=token(connector)).observe(max(0.0, seconds))
+
+
+def record_scim_request(*, action: str, outcome: str) -> None:
+    """Count one /scim/v2/ request (operation and outcome from closed sets)."""
+    SCIM_REQUESTS.labels(
+        action=_one_of(action, SCIM_ACTIONS, default="unknown"),
+        outcome=_one_of(outcome, SCIM_OUTCOMES, default="error"),
+    ).inc()

@@ -575,6 +575,20 @@ def build() -> dict[str, Any]:
         width=8,
     )
 
+    row("Provisioning (SCIM)")
+    panel(
+        "SCIM requests / min by operation and outcome",
+        [
+            (
+                f"sum by (action, outcome) (rate(hub_scim_requests_total[{RATE}])) * 60",
+                "{{action}} {{outcome}}",
+            )
+        ],
+        description="Users and groups created, changed or deactivated by the tenants' IdPs (Okta, Entra ID) "
+        "at /scim/v2/; unauthorized = bad, revoked or expired SCIM tokens (docs/sso.md).",
+        width=12,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

@@ -798,3 +798,8 @@ CELERY_BEAT_SCHEDULE["chat-handoff-poll"] = {
     "task": "apps.chat.tasks.handoff_poll_task",
     "schedule": float(HUB_HANDOFF_POLL_SECONDS),
 }
+# --- Issue 19, slice "scim": SCIM 2.0 provisioning at /scim/v2/ (apps/accounts/scim/) -------------------
+# Largest request body accepted, in bytes (default 1 MiB; bigger ones get 413 before they are read).
+HUB_SCIM_MAX_BODY_BYTES = env_int("HUB_SCIM_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=50 * 1_048_576)
+# Most resources one list request returns (`count` above it is capped, RFC 7644 §3.4.2.4; default 200).
+HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1000)
