@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.accounts.models import ExternalIdentity, ScimGroup, ScimToken, ScimUser, SsoDomain
 from apps.accounts.scim.errors import invalid_value, uniqueness
@@ -72,11 +73,11 @@ def scim_token_create(
     """Issue a SCIM token for `tenant`; return it with its plaintext `hubs_<prefix>_<secret>`, shown once."""
     errors: dict[str, list[str]] = {}
     if not name.strip():
-        errors["name"] = ["Give the token a name."]
+        errors["name"] = [_("Give the token a name.")]
     if expires_at is not None and expires_at <= timezone.now():
-        errors["expires_at"] = ["The expiry must be in the future."]
+        errors["expires_at"] = [_("The expiry must be in the future.")]
     if errors:
-        raise ValidationFailed("The token could not be created.", errors)
+        raise ValidationFailed(_("The token could not be created."), errors)
     for _attempt in range(3):  # a 40-bit prefix collides in theory only
         prefix = f"{SCIM_TOKEN_SCHEME}_{secrets.token_hex(5)}"
         plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
