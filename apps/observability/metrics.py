@@ -53,7 +53,7 @@ CHAT_OUTCOMES = frozenset({"answered", "fallback", "handoff", "action", "error"}
 TOKEN_KINDS = frozenset({"prompt", "completion"})
 SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
-RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor"})
+RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor", "scim_token"})
 WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
@@ -244,8 +244,9 @@ SCIM_ACTIONS = frozenset(
      "groups_list", "group_get", "group_create", "group_replace", "group_patch", "group_delete", "unknown"}
 )  # fmt: skip
 SCIM_OUTCOMES = frozenset(
-    {"ok", "invalid", "unauthorized", "not_found", "conflict", "too_large", "unavailable", "error"}
-)
+    {"ok", "invalid", "unauthorized", "not_found", "conflict", "too_large", "rate_limited", "unavailable",
+     "error"}
+)  # fmt: skip
 SCIM_REQUESTS = Counter(
     "hub_scim_requests_total",
     "SCIM provisioning requests by operation (action) and outcome.",

@@ -803,3 +803,6 @@ CELERY_BEAT_SCHEDULE["chat-handoff-poll"] = {
 HUB_SCIM_MAX_BODY_BYTES = env_int("HUB_SCIM_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=50 * 1_048_576)
 # Most resources one list request returns (`count` above it is capped, RFC 7644 §3.4.2.4; default 200).
 HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1000)
+# Requests per SCIM token, "N/s|min|hour" (default 1200/min; 429 with Retry-After above; not enforced while
+# Redis is down). Entra ID and Okta stay far below it; it stops a runaway or stolen-token client.
+HUB_SCIM_RATE_PER_TOKEN = env_rate("HUB_SCIM_RATE_PER_TOKEN", "1200/min")

@@ -9,9 +9,11 @@ read, and `count` is capped at HUB_SCIM_MAX_RESULTS. Views parse and answer; the
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -38,7 +40,14 @@ from apps.tenants.authentication import enter_tenant
 
 logger = logging.getLogger(__name__)
 _MAX_TOKEN_LENGTH = 200
-_OUTCOMES = {401: "unauthorized", 403: "unauthorized", 404: "not_found", 409: "conflict", 413: "too_large"}
+_OUTCOMES = {
+    401: "unauthorized",
+    403: "unauthorized",
+    404: "not_found",
+    409: "conflict",
+    413: "too_large",
+    429: "rate_limited",
+}
 
 
 class ScimRenderer(JSONRenderer):
@@ -86,11 +95,34 @@ class ScimTokenAuthentication(BaseAuthentication):
         return 'Bearer realm="scim"'
 
 
+def _throttle(token: ScimToken) -> None:
+    """HUB_SCIM_RATE_PER_TOKEN requests per window and token (fixed window in Redis, shared by every process).
+
+    While Redis is down the limit is not enforced: provisioning is rare and authenticated, and refusing it
+    would only delay a deactivation.
+    """
+    limit, window = settings.HUB_SCIM_RATE_PER_TOKEN
+    slot = int(time.time() // window)
+    key = f"scim:rate:{token.pk}:{slot}"
+    try:
+        cache.add(key, 0, timeout=window + 1)
+        count = int(cache.incr(key))
+    except Exception:  # any cache failure: fail open, counted
+        metrics.record_degraded(dependency="redis", feature="rate_limit")
+        return
+    if count > limit:
+        metrics.record_rate_limit_hit("scim_token")
+        retry = max(1, int((slot + 1) * window - time.time()))
+        raise ScimError(429, "Too many requests for this token; slow down.", retry_after=retry)
+
+
 def scim_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every refusal as a SCIM error; a dependency that is down as 503 with Retry-After."""
     headers: dict[str, str] = {}
     if isinstance(exc, ScimError):
         error = exc
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         error = ScimError(401, str(exc.detail))
         headers["WWW-Authenticate"] = 'Bearer realm="scim"'
@@ -125,6 +157,7 @@ class ScimView(APIView):
         if length > settings.HUB_SCIM_MAX_BODY_BYTES:
             raise ScimError(413, "The request body is too large.")
         super().initial(request, *args, **kwargs)
+        _throttle(request.auth)  # type: ignore[arg-type]  # ScimTokenAuthentication set it
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         status = response.status_code

@@ -10,11 +10,12 @@ ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 class ScimError(Exception):
     """A refusal with its HTTP status and, for 400s, the RFC's `scimType` (invalidFilter, invalidValue…)."""
 
-    def __init__(self, status: int, detail: str, scim_type: str = "") -> None:
+    def __init__(self, status: int, detail: str, scim_type: str = "", *, retry_after: int = 0) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(self.status), "detail": self.detail}

@@ -263,6 +263,8 @@ def scim_user_create(
             if user is None:
                 user = user_model(username=_unique_username(email), email=email)
                 user.set_unusable_password()
+            elif user.is_staff:  # an operator's account is the platform's, never a tenant IdP's to manage
+                raise uniqueness("This account cannot be provisioned.")
             elif ScimUser.objects.filter(tenant=tenant, user=user).exists():
                 raise uniqueness("This account is already provisioned in this tenant.")
             user.first_name, user.last_name = data.given_name, data.family_name

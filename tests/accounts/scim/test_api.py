@@ -232,3 +232,21 @@ def test_group_put_renames_and_sets_members(scim_a: Any, new_user: Any) -> None:
     assert replaced.status_code == 200, replaced.content
     assert replaced.json()["displayName"] == "G2"
     assert [m["value"] for m in replaced.json()["members"]] == [bob]
+
+
+def test_operator_accounts_are_never_linked(scim_a: Any, new_user: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user(username="op", email="op@acme.example", is_staff=True)
+    _error(scim_a.call("POST", "Users", new_user("op@acme.example")), 409, "uniqueness")
+    assert not ScimUser.objects.exists()
+
+
+def test_requests_per_token_are_limited(scim_a: Any, scim_b: Any, settings: Any) -> None:
+    settings.HUB_SCIM_RATE_PER_TOKEN = (3, 3600)
+    for _ in range(3):
+        assert scim_a.call("GET", "Users").status_code == 200
+    limited = scim_a.call("GET", "Users")
+    _error(limited, 429)
+    assert 1 <= int(limited["Retry-After"]) <= 3600
+    assert scim_b.call("GET", "Users").status_code == 200  # per token: the other tenant is not held back
