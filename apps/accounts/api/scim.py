@@ -40,6 +40,7 @@ from apps.tenants.authentication import enter_tenant
 
 logger = logging.getLogger(__name__)
 _MAX_TOKEN_LENGTH = 200
+MAX_START_INDEX = 10_000_000  # far beyond any tenant; keeps OFFSET within range
 _OUTCOMES = {
     401: "unauthorized",
     403: "unauthorized",
@@ -191,6 +192,8 @@ class ScimView(APIView):
             except ValueError:
                 raise invalid_value(f"{name} must be a whole number.") from None
         start, count = values
+        if start > MAX_START_INDEX:
+            raise invalid_value("startIndex is too large.")
         return max(start, 1), min(max(count, 0), settings.HUB_SCIM_MAX_RESULTS)
 
     def projected(self, resource: dict[str, Any]) -> dict[str, Any]:

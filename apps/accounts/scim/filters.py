@@ -179,6 +179,8 @@ def _value(comp: Any) -> Any:
 def _parse(text: str) -> Any:
     if len(text) > MAX_FILTER_LENGTH:
         raise invalid_filter("The filter is too long.")
+    if "\x00" in text:
+        raise invalid_filter("The filter must not contain NUL characters.")
     try:
         return SCIMParser().parse(SCIMLexer().tokenize(text))
     except RecursionError:

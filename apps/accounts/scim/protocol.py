@@ -75,6 +75,8 @@ def _text(value: Any, name: str, *, max_length: int = 255, required: bool = Fals
     if not isinstance(value, str):
         raise invalid_value(f"{name} must be a string.")
     value = value.strip()
+    if "\x00" in value:
+        raise invalid_value(f"{name} must not contain NUL characters.")
     if len(value) > max_length:
         raise invalid_value(f"{name} is too long.")
     if required and not value:
@@ -120,6 +122,8 @@ def user_data_from_body(body: Any, *, current: UserData | None = None) -> UserDa
         raise invalid_value("name must be an object.")
     user_name = _text(body.get("userName"), "userName", required=True)
     email = _email_from_list(body.get("emails")) or (user_name if "@" in user_name else "")
+    if not email and current is not None:  # a PUT without an address keeps it (we need one)
+        email = current.email
     active = _bool(body["active"], "active") if "active" in body else (current.active if current else True)
     return UserData(
         user_name=user_name,

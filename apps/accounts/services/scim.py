@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -129,9 +131,10 @@ def scim_token_touch(*, token: ScimToken) -> None:
 def _checked_email(tenant: Tenant, email: str) -> str:
     """The address, if it is one and its domain is verified by `tenant`; else 400 invalidValue."""
     email = email.strip().lower()
-    local, _sep, domain = email.rpartition("@")
-    if not local or not domain or len(email) > 254:
-        raise invalid_value("The user needs an e-mail address (emails or an e-mail userName).")
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise invalid_value("The user needs an e-mail address (emails or an e-mail userName).") from None
     if not SsoDomain.objects.filter(
         tenant=tenant, domain=email_domain(email), verified_at__isnull=False
     ).exists():

@@ -250,3 +250,55 @@ def test_requests_per_token_are_limited(scim_a: Any, scim_b: Any, settings: Any)
     _error(limited, 429)
     assert 1 <= int(limited["Retry-After"]) <= 3600
     assert scim_b.call("GET", "Users").status_code == 200  # per token: the other tenant is not held back
+
+
+def test_hostile_values_are_400_never_500(scim_a: Any, new_user: Any) -> None:
+    _error(scim_a.call("POST", "Users", new_user("nul\u0000@acme.example")), 400, "invalidValue")
+    _error(
+        scim_a.call("POST", "Users", new_user("not an address", emails=[{"value": "a b@acme.example"}])), 400
+    )
+    _error(scim_a.find("Users", 'userName eq "a\u0000b"'), 400, "invalidFilter")
+    _error(scim_a.call("GET", "Users?startIndex=99999999999999999999999"), 400, "invalidValue")
+    _error(scim_a.call("POST", "Users", new_user(emails="ann@acme.example")), 400, "invalidValue")
+    _error(scim_a.call("POST", "Groups", {"displayName": ["x"]}), 400, "invalidValue")
+    _error(scim_a.call("POST", "Groups", {"displayName": "x", "members": "all"}), 400, "invalidValue")
+    user_id = scim_a.call("POST", "Users", new_user()).json()["id"]
+    group_id = scim_a.call("POST", "Groups", {"displayName": "G"}).json()["id"]
+    for body in (
+        {"Operations": [{"op": "add", "path": "members", "value": [{"value": "x" * 500}]}]},
+        {"Operations": [{"op": "replace", "path": 'members[value eq "x"]', "value": []}]},
+        {"Operations": [{"op": "remove", "path": "displayName"}]},
+        {"Operations": [{"op": "add", "path": "nonsense", "value": 1}]},
+        {"Operations": [None]},
+    ):
+        assert scim_a.call("PATCH", f"Groups/{group_id}", body).status_code == 400, body
+    for body in (
+        {"Operations": [{"op": "remove", "path": "emails"}]},
+        {"Operations": [{"op": "remove", "path": "userName"}]},
+        {"Operations": [{"op": "replace", "value": "x"}]},
+        {"Operations": [{"op": "replace", "path": 5, "value": "x"}]},
+        {"Operations": []},
+    ):
+        assert scim_a.call("PATCH", f"Users/{user_id}", body).status_code == 400, body
+
+
+def test_put_without_emails_keeps_the_address(scim_a: Any, new_user: Any) -> None:
+    user_id = scim_a.call("POST", "Users", new_user()).json()["id"]
+    body = {"userName": "Ann.Lee", "name": {"givenName": "Ann"}, "active": True}
+    replaced = scim_a.call("PUT", f"Users/{user_id}", body)
+    assert replaced.status_code == 200, replaced.content
+    assert (
+        replaced.json()["emails"][0]["value"] == "ann@acme.example"
+        and replaced.json()["userName"] == "Ann.Lee"
+    )
+
+
+def test_lists_do_not_grow_queries_with_rows(
+    scim_a: Any, tenant_a: Any, new_user: Any, django_assert_max_num_queries: Any
+) -> None:
+    ids = [scim_a.call("POST", "Users", new_user(f"q{n}@acme.example")).json()["id"] for n in range(12)]
+    scim_a.call("POST", "Groups", {"displayName": "Big", "members": [{"value": i} for i in ids]})
+    with django_assert_max_num_queries(12):
+        assert scim_a.call("GET", "Users").json()["totalResults"] == 12
+    with django_assert_max_num_queries(12):
+        assert len(scim_a.call("GET", "Groups").json()["Resources"][0]["members"]) == 12
