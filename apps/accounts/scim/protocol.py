@@ -166,8 +166,12 @@ def _user_set(data: UserData, path: str, value: Any, *, remove: bool) -> UserDat
     """Apply one attribute of a User PATCH (`path` relative to the core schema)."""
     path = _strip_schema(path, USER_SCHEMA)
     key = path.lower()
-    if key.startswith("urn:") or key in _IGNORED_USER_ATTRS:
-        return data  # an extension attribute or one we do not keep
+    if (
+        key.startswith("urn:")
+        or key in _IGNORED_USER_ATTRS
+        or re.split(r"[\[.]", key)[0] in _IGNORED_USER_ATTRS
+    ):
+        return data  # an extension attribute or one we do not keep (phoneNumbers[type eq "work"].value too)
     if key == "active":
         if remove:
             raise invalid_value("active cannot be removed.")

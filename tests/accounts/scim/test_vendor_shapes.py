@@ -141,6 +141,8 @@ def test_entra_patch_multi_and_single_valued_with_capitalised_ops(scim_a: Any) -
             {"op": "Replace", "path": "name.familyName", "value": "updatedFamilyName"},
             {"op": "Add", "path": "title", "value": "scim tester"},  # an attribute we do not keep
             {"op": "Replace", "path": f"{ENTERPRISE}:employeeNumber", "value": "1"},
+            {"op": "Add", "path": 'phoneNumbers[type eq "work"].value', "value": "+1 555 0100"},
+            {"op": "Add", "path": 'addresses[type eq "work"].streetAddress', "value": "1 Main St"},
         ],
     }
     patched = scim_a.call("PATCH", f"Users/{user_id}", body)
