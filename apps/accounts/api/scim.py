@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.parsers import JSONParser
@@ -139,7 +140,15 @@ def scim_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
     return Response(error.body(), status=error.status, headers=headers)
 
 
+class _NotInOpenApi(AutoSchema):
+    """SCIM describes itself (ServiceProviderConfig, ResourceTypes, Schemas: RFC 7644 §4), not in OpenAPI."""
+
+    def is_excluded(self) -> bool:
+        return True
+
+
 class ScimView(APIView):
+    schema = _NotInOpenApi()
     authentication_classes = [ScimTokenAuthentication]
     permission_classes = [IsAuthenticated]
     renderer_classes = [ScimRenderer, JSONRenderer]
