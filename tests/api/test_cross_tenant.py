@@ -15,7 +15,13 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import invitation_create
-from tests.sweep import _business_hours_pk, _channel_and_key, _connection_pk, _handoff_route_pk
+from tests.sweep import (
+    _business_hours_pk,
+    _channel_and_key,
+    _connection_pk,
+    _handoff_route_pk,
+    _scim_token_pk,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +60,7 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
         "api-keys": key,
         "handoff-routes": _handoff_route_pk(tenant_a),
         "business-hours": _business_hours_pk(tenant_a),
+        "scim-tokens": _scim_token_pk(tenant_a),
     }
     urls = []
     for route in _api_patterns():
