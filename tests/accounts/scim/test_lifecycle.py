@@ -164,3 +164,17 @@ def test_no_personal_data_in_scim_error_bodies(scim_a: Any, new_user: Any) -> No
     body = scim_a.call("POST", "Users", new_user("secret.person@nowhere.example")).content.decode()
     assert "secret.person" not in body and "nowhere" not in body
     assert get_user_model().objects.filter(email__icontains="secret.person").count() == 0
+
+
+def test_groups_of_the_last_sso_sign_in_count_too(scim_a: Any, tenant_a: Any, new_user: Any) -> None:
+    """A SCIM group change recomputes from the SCIM groups and the groups the IdP sent at the last sign-in."""
+    from apps.accounts.models import ExternalIdentity, IdentityProvider
+
+    user_id = scim_a.call("POST", "Users", new_user()).json()["id"]
+    user = ScimUser.objects.get(scim_id=user_id).user
+    provider = IdentityProvider.objects.get(tenant=tenant_a)
+    ExternalIdentity.objects.create(
+        identity_provider=provider, user=user, subject="s-1", groups=["Hub Admins"]
+    )
+    scim_a.call("POST", "Groups", {"displayName": "Hub Viewers", "members": [{"value": user_id}]})
+    assert _membership(tenant_a, user).role == Role.ADMIN  # type: ignore[union-attr]  # first mapping wins
