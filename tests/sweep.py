@@ -18,6 +18,15 @@ from apps.tenants.models import Invitation, ManagementToken, Membership, Tenant
 TENANT_KWARGS = ("tenant_slug",)
 
 
+def _scim_token_pk(tenant: Tenant) -> Any:
+    """One of tenant A's SCIM tokens (issue 19)."""
+    from apps.accounts.models import ScimToken
+    from apps.accounts.services.scim import scim_token_create
+
+    existing = ScimToken.objects.filter(tenant=tenant).first()
+    return (existing or scim_token_create(tenant=tenant, name="sweep", expires_at=None, actor=None)[0]).pk
+
+
 def _connection_pk(tenant: Tenant) -> Any:
     """One of tenant A's connections (created on first use; no vendor is called)."""
     from apps.core.context import tenant_context
@@ -159,6 +168,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "accounts:member-unlock": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:invitation-revoke": lambda t: {"pk": Invitation.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
     "tenants:api-token-revoke": lambda t: {"pk": ManagementToken.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
+    "accounts:scim-token-revoke": lambda t: {"pk": _scim_token_pk(t)},
     "audit:event-detail": lambda t: {"seq": 1},  # tenant creation always writes event #1
     **{
         f"integrations:connection-{name}": lambda t: {"pk": _connection_pk(t)}

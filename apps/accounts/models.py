@@ -18,6 +18,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
@@ -391,6 +392,9 @@ class ScimUser(TimeStampedModel):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scim_users")
     scim_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     external_id = models.CharField(max_length=255, blank=True)
+    # The client's userName (Entra: the UPN, Okta: the login), unique per tenant ignoring case; kept here
+    # and not in User.username, which is global: one tenant's client must not rename anyone elsewhere.
+    user_name = models.CharField(max_length=255, blank=True)
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -401,6 +405,12 @@ class ScimUser(TimeStampedModel):
                 fields=["tenant", "external_id"],
                 condition=~Q(external_id=""),
                 name="scimuser_unique_external",
+            ),
+            models.UniqueConstraint(
+                "tenant",
+                Lower("user_name"),
+                condition=~Q(user_name=""),
+                name="scimuser_unique_user_name",
             ),
         ]
 

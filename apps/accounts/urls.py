@@ -3,7 +3,7 @@ admin's unlock of a member's account, under the tenant's pages."""
 
 from django.urls import include, path
 
-from apps.accounts import oidc_views, saml_views, sso_views, views
+from apps.accounts import oidc_views, saml_views, scim_views, sso_views, views
 
 app_name = "accounts"
 
@@ -46,4 +46,12 @@ account_patterns = [
 urlpatterns = [
     path("accounts/", include(account_patterns)),
     path("t/<slug:tenant_slug>/members/<int:pk>/unlock/", views.member_unlock_view, name="member-unlock"),
+    # SCIM provisioning (scim_views); the API is /scim/v2/ (apps/accounts/api/scim_urls.py)
+    path("t/<slug:tenant_slug>/sso/scim/", scim_views.scim_console_view, name="scim"),
+    path("t/<slug:tenant_slug>/sso/scim/groups/", scim_views.scim_groups_view, name="scim-groups"),
+    path(
+        "t/<slug:tenant_slug>/sso/scim/tokens/<int:pk>/revoke/",
+        scim_views.scim_token_revoke_view,
+        name="scim-token-revoke",
+    ),
 ]

@@ -32,4 +32,5 @@ AREAS = (
     Area("routing", _("Handoff routing"), "chat:route-list", roles.MANAGE_CHANNELS),
     Area("handoffs", _("Handoffs"), "chat:handoff-list", roles.MANAGE_CHANNELS),
     Area("dashboards", _("Dashboards"), "console:dashboard", roles.VIEW_DASHBOARDS),
+    Area("scim", _("SCIM provisioning"), "accounts:scim", roles.MANAGE_MEMBERS),
 )

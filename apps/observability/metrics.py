@@ -40,6 +40,7 @@ __all__ = [
     "record_dependency_error",
     "record_llm_usage",
     "record_rate_limit_hit",
+    "record_scim_request",
     "record_sso_sign_in",
     "record_sync_records",
     "record_vendor_error",
@@ -53,7 +54,7 @@ CHAT_OUTCOMES = frozenset({"answered", "fallback", "handoff", "action", "error"}
 TOKEN_KINDS = frozenset({"prompt", "completion"})
 SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
-RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor"})
+RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor", "scim_token"})
 WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
@@ -246,6 +247,20 @@ HANDOFF_FIRST_REPLY = Histogram(
     ["connector"],
     buckets=(10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 4 * 3600.0, 24 * 3600.0),
 )
+# Issue 19 (slice "scim"): SCIM provisioning requests by operation and outcome.
+SCIM_ACTIONS = frozenset(
+    {"discovery", "users_list", "user_get", "user_create", "user_replace", "user_patch", "user_delete",
+     "groups_list", "group_get", "group_create", "group_replace", "group_patch", "group_delete", "unknown"}
+)  # fmt: skip
+SCIM_OUTCOMES = frozenset(
+    {"ok", "invalid", "unauthorized", "not_found", "conflict", "too_large", "rate_limited", "unavailable",
+     "error"}
+)  # fmt: skip
+SCIM_REQUESTS = Counter(
+    "hub_scim_requests_total",
+    "SCIM provisioning requests by operation (action) and outcome.",
+    ["action", "outcome"],
+)
 
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
@@ -272,6 +287,7 @@ PROCESS_FAMILIES = (
     HANDOFF_MESSAGES,
     HANDOFF_FIRST_REPLY,
     SSO_SIGN_INS,
+    SCIM_REQUESTS,
 )
 
 
@@ -480,4 +496,12 @@ def record_sso_sign_in(*, protocol: str, outcome: str) -> None:
     """Count one single sign-on attempt (OIDC or SAML) by outcome; outcomes are short reason tokens."""
     SSO_SIGN_INS.labels(
         protocol=_one_of(protocol, ("oidc", "saml"), default="unknown"), outcome=token(outcome)
+    ).inc()
+
+
+def record_scim_request(*, action: str, outcome: str) -> None:
+    """Count one /scim/v2/ request (operation and outcome from closed sets)."""
+    SCIM_REQUESTS.labels(
+        action=_one_of(action, SCIM_ACTIONS, default="unknown"),
+        outcome=_one_of(outcome, SCIM_OUTCOMES, default="error"),
     ).inc()

@@ -584,10 +584,24 @@ def build() -> dict[str, Any]:
                 "{{protocol}} {{outcome}}",
             )
         ],
-        description="Sign-ins through a tenant's identity provider: success; refused by policy (no mapped "
-        "group, unverified domain); failed (the IdP's answer did not verify, a replayed or expired "
-        "sign-in, the IdP unreachable). A rise in failed is an attack or a broken IdP setup: the audit log "
-        "says which.",
+        description="Sign-ins through a tenant's identity provider: success, or why not: a policy refusal "
+        "(no_role, domain_not_verified) or a protocol failure (bad_signature, replayed, expired, "
+        "state_mismatch, the IdP unreachable). A rise in failures is an attack or a broken IdP setup: the "
+        "audit log says which tenant.",
+        width=12,
+    )
+
+    row("Provisioning (SCIM)")
+    panel(
+        "SCIM requests / min by operation and outcome",
+        [
+            (
+                f"sum by (action, outcome) (rate(hub_scim_requests_total[{RATE}])) * 60",
+                "{{action}} {{outcome}}",
+            )
+        ],
+        description="Users and groups created, changed or deactivated by the tenants' IdPs (Okta, Entra ID) "
+        "at /scim/v2/; unauthorized = bad, revoked or expired SCIM tokens (docs/sso.md).",
         width=12,
     )
 

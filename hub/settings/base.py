@@ -816,3 +816,11 @@ HUB_SAML_METADATA_CACHE_SECONDS = env_int("HUB_SAML_METADATA_CACHE_SECONDS", 360
 HUB_SSO_DNS_RESOLVER = env_str("HUB_SSO_DNS_RESOLVER", "").strip()
 # Seconds one domain verification waits for the DNS answer (default 3).
 HUB_SSO_DNS_TIMEOUT = env_float("HUB_SSO_DNS_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
+# --- Issue 19, slice "scim": SCIM 2.0 provisioning at /scim/v2/ (apps/accounts/scim/) -------------------
+# Largest request body accepted, in bytes (default 1 MiB; bigger ones get 413 before they are read).
+HUB_SCIM_MAX_BODY_BYTES = env_int("HUB_SCIM_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=50 * 1_048_576)
+# Most resources one list request returns (`count` above it is capped, RFC 7644 §3.4.2.4; default 200).
+HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1000)
+# Requests per SCIM token, "N/s|min|hour" (default 1200/min; 429 with Retry-After above; not enforced while
+# Redis is down). Entra ID and Okta stay far below it; it stops a runaway or stolen-token client.
+HUB_SCIM_RATE_PER_TOKEN = env_rate("HUB_SCIM_RATE_PER_TOKEN", "1200/min")

@@ -15,7 +15,14 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import Invitation, Membership, Role, Tenant
 from apps.tenants.services import invitation_create
-from tests.sweep import _business_hours_pk, _channel_and_key, _connection_pk, _handoff_route_pk, _sso_pks
+from tests.sweep import (
+    _business_hours_pk,
+    _channel_and_key,
+    _connection_pk,
+    _handoff_route_pk,
+    _scim_token_pk,
+    _sso_pks,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -57,6 +64,7 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
         "identity-providers": _sso_pks(tenant_a)["provider"],
         "sso-domains": _sso_pks(tenant_a)["domain"],
         "role-mappings": _sso_pks(tenant_a)["mapping"],
+        "scim-tokens": _scim_token_pk(tenant_a),
     }
     urls = []
     for route in _api_patterns():

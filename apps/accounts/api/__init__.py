@@ -1,1 +1,1 @@
-"""Management API of a tenant's single sign-on setup: identity providers, domains, role mappings, settings."""
+"""The management API of accounts (a tenant's SSO setup, SCIM tokens) and the SCIM 2.0 service provider."""

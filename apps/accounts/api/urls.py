@@ -1,10 +1,10 @@
-"""SSO configuration management routes, mounted at /api/v1/."""
+"""Management API routes of accounts (SSO setup, SCIM tokens), mounted at /api/v1/."""
 
 from django.urls import path
 
-from apps.accounts.api import views
+from apps.accounts.api import scim_tokens, views
 
-app_name = "sso-api"
+app_name = "accounts-api"
 
 urlpatterns = [
     path("tenants/<slug:slug>/identity-providers/", views.ProviderListView.as_view(), name="provider-list"),
@@ -42,4 +42,10 @@ urlpatterns = [
         name="mapping-move",
     ),
     path("tenants/<slug:slug>/sso-settings/", views.SsoSettingsView.as_view(), name="settings"),
+    path("tenants/<slug:slug>/scim-tokens/", scim_tokens.ScimTokenListView.as_view(), name="scim-token-list"),
+    path(
+        "tenants/<slug:slug>/scim-tokens/<int:id>/revoke/",
+        scim_tokens.ScimTokenRevokeView.as_view(),
+        name="scim-token-revoke",
+    ),
 ]
