@@ -27,7 +27,7 @@ urlpatterns = [
     # The public web widget API (issue 17): widget keys and conversation tokens, CORS per channel.
     path("widget/v1/", include("apps.chat.api.widget_urls")),
     path("api/v1/", include("apps.tenants.api.urls")),
-    path("api/v1/", include("apps.accounts.api.urls")),  # SSO setup (providers, domains, mappings), SCIM tokens
+    path("api/v1/", include("apps.accounts.api.urls")),  # SSO setup (providers, domains, mappings), SCIM
     # SCIM 2.0 provisioning (issue 19): one base URL, the tenant comes from the bearer token.
     path("scim/v2/", include("apps.accounts.api.scim_urls")),
     path("api/v1/", include("apps.integrations.api.urls")),
