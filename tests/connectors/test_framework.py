@@ -107,6 +107,7 @@ def test_start_all_in_process(tmp_path: Path) -> None:
     try:
         assert sorted(described) == [
             "hubspot",
+            "oidc",
             "salesforce",
             "saml",
             "sap",

@@ -292,7 +292,7 @@ def test_enforcement_toggle(
     blocked = alice_client.get(url("overview", tenant_a))
     assert blocked.status_code == 302
     assert blocked["Location"].startswith(
-        reverse("accounts:sso-tenant", kwargs={"tenant_slug": tenant_a.slug})
+        reverse("accounts:sso-tenant", kwargs={"organisation": tenant_a.slug})
     )
 
 
