@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import idna
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -164,9 +165,18 @@ def identity_provider_for_tenant(*, tenant_slug: str) -> IdentityProvider | None
     )
 
 
+def email_domain(email: str) -> str:
+    """The address's domain as verified domains are stored: lower case, ASCII (IDNA), no trailing dot."""
+    domain = email.rpartition("@")[2].strip().lower().rstrip(".")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii") if domain else ""
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return domain
+
+
 def identity_provider_for_email(*, email: str) -> IdentityProvider | None:
     """Home-realm discovery: the active IdP of the tenant that verified the address's domain, if any."""
-    domain = email.rpartition("@")[2].strip().lower().rstrip(".")
+    domain = email_domain(email)
     if not domain:
         return None
     found = (

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import ExternalIdentity, IdentityProvider, RoleMapping, ScimUser, SsoDomain
+from apps.accounts.selectors import email_domain
 from apps.accounts.services import MODEL_BACKEND, record_security_event
 from apps.core.outbound import guarded_session
 from apps.tenants.models import MembershipSource, Tenant
@@ -107,10 +108,6 @@ class SsoResult:
     user: Any
     membership: Any
     idp_mfa: bool  # the IdP's MFA was accepted in place of our TOTP
-
-
-def email_domain(email: str) -> str:
-    return email.rpartition("@")[2].strip().lower().rstrip(".")
 
 
 def mfa_accepted(*, provider: IdentityProvider, claims: SsoClaims) -> bool:

@@ -50,6 +50,13 @@ def test_an_address_in_a_verified_domain_goes_to_its_idp_keeping_next(client: Cl
     assert response["Location"] == start_url(idp_a, "/t/tenant-a/")
 
 
+def test_an_internationalised_domain_is_found_in_its_ascii_form(client: Client, idp_a: Any) -> None:
+    """Verified domains are stored as IDNA (punycode); an address typed in Unicode still finds its IdP."""
+    SsoDomain.objects.filter(identity_provider=idp_a).update(domain="xn--bcher-kva.example")
+    assert identify(client, "anna@BÜCHER.example")["Location"] == start_url(idp_a)
+    assert identify(client, "anna@xn--bcher-kva.example")["Location"] == start_url(idp_a)
+
+
 def test_an_unknown_address_of_the_verified_domain_also_goes_to_the_idp(client: Client, idp_a: Any) -> None:
     """Discovery looks at the domain only: no account needed (JIT), none revealed."""
     assert identify(client, "nobody-yet@acme.example")["Location"] == start_url(idp_a)

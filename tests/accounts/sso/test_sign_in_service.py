@@ -12,7 +12,14 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.test import Client
 from django.urls import reverse
 
-from apps.accounts.models import ExternalIdentity, IdentityProvider, RoleMapping, ScimGroup, ScimUser
+from apps.accounts.models import (
+    ExternalIdentity,
+    IdentityProvider,
+    RoleMapping,
+    ScimGroup,
+    ScimUser,
+    SsoDomain,
+)
 from apps.accounts.services.sso import SsoClaims, SsoRefusal, SsoRefused, sessions_end
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
@@ -88,6 +95,14 @@ def test_the_next_sign_in_finds_the_same_user_by_subject(
     assert again.pk == first.pk
     assert User.objects.filter(email__icontains="acme.example").count() == 1
     assert len(audit(mappings, "member.added")) == 1  # unchanged membership: no second audit row
+
+
+def test_an_address_in_unicode_matches_its_verified_punycode_domain(
+    sso_login: Any, idp_a: IdentityProvider, mappings: Tenant
+) -> None:
+    SsoDomain.objects.filter(identity_provider=idp_a).update(domain="xn--bcher-kva.example")
+    user = sso_login(idp_a, with_groups(ANN, "acme-staff", email="ann@bücher.example")).user
+    assert Membership.objects.filter(user=user, tenant=mappings).exists()
 
 
 def test_an_existing_account_with_the_verified_address_is_linked_not_duplicated(
