@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
-import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +13,6 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.db.models.base import ModelState
 from django.http import HttpRequest
 from django.urls import reverse
@@ -25,6 +22,7 @@ from django.utils.translation import gettext as _
 from apps.audit.services import audit_record
 from apps.core.context import tenant_context
 from apps.core.errors import Conflict, NotFound, ValidationFailed
+from apps.core.tokens import token_hash, token_issue, token_revoke, token_touch
 from apps.tenants.models import (
     Invitation,
     ManagementToken,
@@ -367,22 +365,14 @@ def invitation_revoke(
 
 # --- management tokens -----------------------------------------------------------------------------------
 MANAGEMENT_TOKEN_SCHEME = "hubm"  # noqa: S105 - the public marker that starts every token
-MANAGEMENT_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
-
-
-def management_token_hash(plaintext: str) -> str:
-    """Return the SHA-256 hex digest under which a token is stored (the plaintext never is)."""
-    return hashlib.sha256(plaintext.encode()).hexdigest()
+management_token_hash = token_hash  # the digest a token is stored under (apps.core.tokens)
 
 
 def management_token_create(
     *, tenant: Tenant, user: Any, name: str, expires_at: datetime | None, request: HttpRequest | None = None
 ) -> tuple[ManagementToken, str]:
-    """Issue a token acting as `user` in `tenant`; return it with its plaintext, which is shown once.
-
-    The plaintext is `hubm_<prefix>_<secret>`: the prefix is stored to tell tokens apart, the secret only
-    as part of the SHA-256 hash of the whole string.
-    """
+    """Issue a token acting as `user` in `tenant`; return it with its plaintext `hubm_<prefix>_<secret>`,
+    which is shown once (apps.core.tokens)."""
     errors: dict[str, list[str]] = {}
     if not name.strip():
         errors["name"] = [_("Give the token a name.")]
@@ -393,57 +383,40 @@ def management_token_create(
         errors["user"] = [_("Only active members of the tenant can hold its tokens.")]
     if errors:
         raise ValidationFailed(_("The token could not be created."), errors)
-    for _attempt in range(3):  # the 40-bit prefix collides in theory only; retry rather than fail
-        prefix = f"{MANAGEMENT_TOKEN_SCHEME}_{secrets.token_hex(5)}"
-        plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
-        token = ManagementToken(
+    token, plaintext = token_issue(
+        scheme=MANAGEMENT_TOKEN_SCHEME,
+        build=lambda prefix, digest: ManagementToken(
             tenant=tenant,
             user=user,
             name=name.strip(),
             prefix=prefix,
-            token_hash=management_token_hash(plaintext),
+            token_hash=digest,
             expires_at=expires_at,
-        )
-        token.full_clean()
-        try:
-            with transaction.atomic():
-                token.save()
-        except IntegrityError:
-            continue
-        audit_record(
-            "api_token.created",
-            tenant=tenant,
-            actor=user,
-            request=request,
-            target=token,
-            changes={"name": token.name, "prefix": prefix, "expires_at": expires_at},
-        )
-        return token, plaintext
-    raise Conflict(_("Could not issue a unique token; try again."))
+        ),
+    )
+    audit_record(
+        "api_token.created",
+        tenant=tenant,
+        actor=user,
+        request=request,
+        target=token,
+        changes={"name": token.name, "prefix": token.prefix, "expires_at": expires_at},
+    )
+    return token, plaintext
 
 
 def management_token_revoke(
     *, token: ManagementToken, actor: Any = None, request: HttpRequest | None = None
 ) -> ManagementToken:
     """Revoke a token for good (idempotent: revoking twice keeps the first time)."""
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at", "updated_at"])
+    if token_revoke(token):
         audit_record("api_token.revoked", tenant=token.tenant, actor=actor, request=request, target=token)
     return token
 
 
 def management_token_touch(*, token: ManagementToken) -> None:
-    """Record use, at most once per interval per token, so busy clients do not write on every request.
-
-    The conditional UPDATE also keeps concurrent requests from all writing the same row.
-    """
-    now = timezone.now()
-    if token.last_used_at is not None and now - token.last_used_at < MANAGEMENT_TOKEN_TOUCH_INTERVAL:
-        return
-    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - MANAGEMENT_TOKEN_TOUCH_INTERVAL)
-    ManagementToken.objects.filter(stale, pk=token.pk).update(last_used_at=now)
-    token.last_used_at = now
+    """Record use, at most once a minute per token (apps.core.tokens.token_touch)."""
+    token_touch(token)
 
 
 # --- object permissions ------------------------------------------------------------------------------------

@@ -12,18 +12,16 @@ Three rules hold everything together:
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -34,11 +32,11 @@ from apps.accounts.scim.protocol import GroupChange, GroupData, UserData
 from apps.accounts.services.sso import email_domain, role_grant, sessions_end, user_groups
 from apps.audit.services import audit_record
 from apps.core.errors import ValidationFailed
+from apps.core.tokens import token_hash, token_issue, token_revoke, token_touch
 from apps.tenants.models import ManagementToken, Membership, MembershipSource, Tenant
 from apps.tenants.services import management_token_revoke, membership_sync
 
 SCIM_TOKEN_SCHEME = "hubs"  # noqa: S105 - the public marker that starts every SCIM token
-SCIM_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 class ScimClient:
@@ -65,8 +63,7 @@ class ScimClient:
 
 
 # --- tokens ------------------------------------------------------------------------------------------------
-def scim_token_hash(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
+scim_token_hash = token_hash  # the digest a token is stored under (apps.core.tokens)
 
 
 def scim_token_create(
@@ -80,51 +77,38 @@ def scim_token_create(
         errors["expires_at"] = [_("The expiry must be in the future.")]
     if errors:
         raise ValidationFailed(_("The token could not be created."), errors)
-    for _attempt in range(3):  # a 40-bit prefix collides in theory only
-        prefix = f"{SCIM_TOKEN_SCHEME}_{secrets.token_hex(5)}"
-        plaintext = f"{prefix}_{secrets.token_urlsafe(32)}"
-        token = ScimToken(
+    token, plaintext = token_issue(
+        scheme=SCIM_TOKEN_SCHEME,
+        build=lambda prefix, digest: ScimToken(
             tenant=tenant,
             name=name.strip()[:100],
             prefix=prefix,
-            token_hash=scim_token_hash(plaintext),
+            token_hash=digest,
             created_by=actor if getattr(actor, "pk", None) else None,
             expires_at=expires_at,
-        )
-        try:
-            with transaction.atomic():
-                token.save()
-        except IntegrityError:
-            continue
-        audit_record(
-            "scim.token_created",
-            tenant=tenant,
-            actor=actor,
-            request=request,
-            target=token,
-            changes={"name": token.name, "prefix": prefix, "expires_at": expires_at},
-        )
-        return token, plaintext
-    raise RuntimeError("could not issue a unique SCIM token prefix")
+        ),
+    )
+    audit_record(
+        "scim.token_created",
+        tenant=tenant,
+        actor=actor,
+        request=request,
+        target=token,
+        changes={"name": token.name, "prefix": token.prefix, "expires_at": expires_at},
+    )
+    return token, plaintext
 
 
 def scim_token_revoke(*, token: ScimToken, actor: Any, request: HttpRequest | None = None) -> ScimToken:
     """Revoke a token for good (idempotent)."""
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at", "updated_at"])
+    if token_revoke(token):
         audit_record("scim.token_revoked", tenant=token.tenant, actor=actor, request=request, target=token)
     return token
 
 
 def scim_token_touch(*, token: ScimToken) -> None:
-    """Record use at most once per interval (a conditional UPDATE: concurrent requests write once)."""
-    now = timezone.now()
-    if token.last_used_at is not None and now - token.last_used_at < SCIM_TOKEN_TOUCH_INTERVAL:
-        return
-    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - SCIM_TOKEN_TOUCH_INTERVAL)
-    ScimToken.objects.filter(stale, pk=token.pk).update(last_used_at=now)
-    token.last_used_at = now
+    """Record use at most once a minute (apps.core.tokens.token_touch)."""
+    token_touch(token)
 
 
 # --- helpers -----------------------------------------------------------------------------------------------
