@@ -141,12 +141,15 @@ def paused(pids: Iterable[int], *, limit: float = 30.0) -> Iterator[None]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
-    for pid in stopped:
-        os.kill(pid, signal.SIGSTOP)
     timer = threading.Timer(limit, resume)
     timer.daemon = True
     timer.start()
     try:
+        for pid in stopped:
+            # A backend may exit between listing and stopping: skip it. Stopping inside the try means a
+            # failure here can never leave the others paused for the rest of the run.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         yield
     finally:
         timer.cancel()
