@@ -23,6 +23,7 @@ MODULES = [
     "bench.bench_sync",
     "bench.bench_knowledge",
     "bench.bench_knowledge_quality",
+    "bench.bench_answer_quality",
     "bench.bench_metrics",
     "bench.bench_chat",
     "bench.bench_overload",

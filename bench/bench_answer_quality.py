@@ -1,0 +1,181 @@
+"""Answer quality through the chat API (issue 20): the first citation for each question of the Northwind set.
+
+Indexes bench/eval/helpcenter (42 articles, en/de/fr/es/ja, EU/US variants) in a throwaway tenant, gives it
+one web channel per content region (none, EU, US) with that knowledge base, and asks every question as a
+customer would: a new conversation in the question's locale, one POST to /api/v1/conversations/<id>/messages.
+A question scores when the reply's first citation is the expected article; an out-of-domain question scores
+when the reply has no citation. Follow-up pairs are asked as two turns of one conversation and scored on the
+second turn, next to the same follow-up asked alone (what memory must close).
+
+The held-out 30 % (split "heldout") is read only with `--heldout` (reporting), never while tuning (default).
+Writes bench/results/bench_answer_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "bench" / "eval" / "helpcenter"
+RESULTS = ROOT / "bench" / "results" / "bench_answer_quality.json"
+REGIONS = {None: "", "eu": "eu", "us": "us"}
+
+
+def load(name: str, *, heldout: bool) -> list[dict[str, Any]]:
+    """The cases of `name`.jsonl; held-out ones only when asked for (the tuning loop never reads them)."""
+    rows = [
+        json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    return [r for r in rows if heldout or r["split"] != "heldout"]
+
+
+def _score(rows: list[tuple[dict[str, Any], str | None]]) -> dict[str, Any]:
+    """recall@1 over in-domain cases, in-domain fallback rate, out-of-domain refusal rate."""
+    inside = [(c, got) for c, got in rows if c["expect"]]
+    outside = [(c, got) for c, got in rows if not c["expect"]]
+    out: dict[str, Any] = {"n": len(rows)}
+    if inside:
+        out["recall@1"] = round(sum(got == c["expect"] for c, got in inside) / len(inside), 3)
+        out["fallback"] = round(sum(got is None for _, got in inside) / len(inside), 3)
+    if outside:
+        out["ood_refused"] = round(sum(got is None for _, got in outside) / len(outside), 3)
+    return out
+
+
+def _by(rows: list[tuple[dict[str, Any], str | None]], field: str) -> dict[str, Any]:
+    groups: dict[str, list[tuple[dict[str, Any], str | None]]] = defaultdict(list)
+    for case, got in rows:
+        groups[str(case.get(field))].append((case, got))
+    return {name: _score(group) for name, group in sorted(groups.items())}
+
+
+def run(*, heldout: bool = False) -> dict[str, Any]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.dev")
+    os.environ.setdefault("HUB_CHAT_RATE_PER_KEY", "100000/min")
+    os.environ.setdefault("HUB_CHAT_RATE_PER_TENANT", "100000/min")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    call_command("migrate", verbosity=0)
+    from apps.chat.services.channels import api_key_create, channel_create
+    from apps.core.context import tenant_context
+    from apps.knowledge.models import KnowledgeBase
+    from apps.knowledge.services import kb_create, kb_import
+    from apps.tenants.models import Region
+    from apps.tenants.services import region_sync, tenant_create
+
+    region_sync()
+    questions = load("questions.jsonl", heldout=heldout)
+    followups = load("followups.jsonl", heldout=heldout)
+    articles = [
+        line
+        for name in ("articles_a.jsonl", "articles_b.jsonl")
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    tenant = tenant_create(
+        slug=f"bench-aq-{uuid.uuid4().hex[:8]}",
+        name="Northwind Home",
+        home_region=Region.objects.get(code="eu"),
+    )
+    client = Client(HTTP_HOST="127.0.0.1")
+    try:
+        with tenant_context(tenant):
+            kb = kb_create(
+                tenant=tenant,
+                name="Northwind help center",
+                source_locale="en",
+                enabled_locales=["de", "fr", "es", "ja"],
+                regions=["EU", "US"],
+            )
+            started = time.perf_counter()
+            kb_import(kb=kb, lines=articles, index_now=True)
+            index_s = round(time.perf_counter() - started, 2)
+            keys = {}
+            for region, content_region in REGIONS.items():
+                channel = channel_create(
+                    tenant=tenant,
+                    name=f"Web {content_region or 'default'}",
+                    knowledge_base_id=kb.pk,
+                    content_region=content_region,
+                )
+                keys[region] = api_key_create(channel=channel, name="bench")[1]
+
+        def ask(case: dict[str, Any], texts: list[str]) -> tuple[str | None, float]:
+            """The first citation of the last of `texts`, asked as turns of one new conversation."""
+            auth: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {keys[case.get('region')]}"}
+            created = client.post(
+                "/api/v1/conversations", {"locale": case["locale"]}, content_type="application/json", **auth
+            )
+            conversation = created.json()["id"]
+            reply: dict[str, Any] = {}
+            elapsed = 0.0
+            for text in texts:
+                started = time.perf_counter()
+                response = client.post(
+                    f"/api/v1/conversations/{conversation}/messages",
+                    {"text": text},
+                    content_type="application/json",
+                    **auth,
+                )
+                elapsed = (time.perf_counter() - started) * 1000
+                reply = response.json()["reply"]
+            citations = reply.get("citations") or []
+            return (citations[0]["article_key"] if citations else None), elapsed
+
+        single: list[tuple[dict[str, Any], str | None]] = []
+        times: list[float] = []
+        misses = []
+        for case in questions:
+            got, ms = ask(case, [case["question"]])
+            single.append((case, got))
+            times.append(ms)
+            if got != case["expect"]:
+                misses.append({"id": case["id"], "kind": case["kind"], "expect": case["expect"], "got": got})
+        follow: list[tuple[dict[str, Any], str | None]] = []
+        alone: list[tuple[dict[str, Any], str | None]] = []
+        for case in followups:
+            follow.append((case, ask(case, case["turns"])[0]))
+            alone.append((case, ask(case, case["turns"][1:])[0]))
+    finally:
+        with tenant_context(tenant):
+            KnowledgeBase.objects.all().delete()
+        tenant.is_active = False
+        tenant.save(update_fields=["is_active"])
+    times.sort()
+    return {
+        "split": "tune+heldout" if heldout else "tune",
+        "questions": len(questions),
+        "followups": len(followups),
+        "index_s": index_s,
+        "overall": _score(single),
+        "per_language": _by(single, "locale"),
+        "per_kind": _by(single, "kind"),
+        "followup": {
+            "in_conversation": _score(follow),
+            "follow_up_alone": _score(alone),
+            "per_kind": _by(follow, "kind"),
+            "per_language": _by(follow, "locale"),
+        },
+        "turn_ms": {"p50": round(times[len(times) // 2], 1), "p99": round(times[int(len(times) * 0.99)], 1)},
+        "misses": misses,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--heldout", action="store_true", help="include the held-out split (reporting only)")
+    result = run(heldout=parser.parse_args().heldout)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in result.items() if k != "misses"}, indent=2, ensure_ascii=False))
