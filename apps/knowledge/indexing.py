@@ -20,6 +20,7 @@ from psycopg.types import TypeInfo
 
 from apps.core.context import current_tenant
 from apps.knowledge.chunking import (
+    ChunkText,
     chunk_hash,
     chunk_markdown,
     embedding_input,
@@ -27,7 +28,7 @@ from apps.knowledge.chunking import (
     ts_config,
 )
 from apps.knowledge.embeddings import provider_for_model
-from apps.knowledge.models import Chunk, KnowledgeBase, Status, Translation
+from apps.knowledge.models import Chunk, ChunkKind, KnowledgeBase, Status, Translation
 from apps.knowledge.version import knowledge_version_bump
 
 logger = logging.getLogger(__name__)
@@ -43,26 +44,49 @@ class _Pending:
     heading_path: tuple[str, ...]
     title: str
     text: str
+    kind: str = ChunkKind.CONTENT
+
+    @property
+    def embedding_input(self) -> str:
+        """A piece of text is embedded under its title and headings; a title or phrasing alone (it is
+        matched question-to-question)."""
+        if self.kind != ChunkKind.CONTENT:
+            return self.text
+        return embedding_input(title=self.title, heading_path=self.heading_path, text=self.text)
+
+
+def search_pieces(*, title: str, body: str, phrasings: list[str]) -> list[tuple[str, ChunkText]]:
+    """What of a published text is indexed: its pieces, its title and each phrasing, with their kind.
+
+    Titles and phrasings come after the pieces (positions go on), so a content chunk keeps its position and
+    hash when phrasings change.
+    """
+    pieces = [(str(ChunkKind.CONTENT), piece) for piece in chunk_markdown(body or title)]
+    extra = [(str(ChunkKind.TITLE), title)] + [(str(ChunkKind.PHRASING), p) for p in phrasings]
+    for kind, text in extra:
+        pieces.append((kind, ChunkText(heading_path=(f"\x00{kind}",), text=text, position=len(pieces))))
+    return pieces
 
 
 _INSERT_SQL = """
 INSERT INTO knowledge_chunk (
     created_at, updated_at, tenant_id, kb_id, translation_id, article_key, locale, region, status,
-    chunk_hash, position, title, heading_path, text, model_id, embedding, ts_config, tsv
+    chunk_hash, position, title, heading_path, text, model_id, embedding, ts_config, tsv, kind
 )
 SELECT now(), now(), %(tenant)s, u.kb_id, u.translation_id, u.article_key, u.locale, u.region, 'published',
        u.chunk_hash, u.position, u.title, string_to_array(u.heading_path, E'\\x1f'), u.text, %(model)s,
        u.embedding, u.ts_config,
        -- Title and headings weigh more than body text (weights A and B).
        setweight(to_tsvector(u.ts_config::regconfig, u.head), 'A')
-       || setweight(to_tsvector(u.ts_config::regconfig, u.body), 'B')
+       || setweight(to_tsvector(u.ts_config::regconfig, u.body), 'B'),
+       u.kind
 FROM unnest(
     %(kb_id)s::uuid[], %(translation_id)s::bigint[], %(article_key)s::text[], %(locale)s::text[],
     %(region)s::text[], %(chunk_hash)s::text[], %(position)s::int[], %(title)s::text[],
     %(heading_path)s::text[], %(text)s::text[], %(embedding)b::vector[], %(ts_config)s::text[],
-    %(head)s::text[], %(body)s::text[]
+    %(head)s::text[], %(body)s::text[], %(kind)s::text[]
 ) AS u(kb_id, translation_id, article_key, locale, region, chunk_hash, position, title, heading_path, text,
-       embedding, ts_config, head, body)
+       embedding, ts_config, head, body, kind)
 ON CONFLICT (chunk_hash, model_id) DO NOTHING
 """
 
@@ -79,7 +103,7 @@ def _embedded(items: list[_Pending], model_id: str) -> Iterator[tuple[list[_Pend
         futures = [
             pool.submit(
                 provider.embed,
-                [embedding_input(title=p.title, heading_path=p.heading_path, text=p.text) for p in batch],
+                [p.embedding_input for p in batch],
             )
             for batch in batches
         ]
@@ -116,12 +140,16 @@ def _embed_and_insert(todo: list[_Pending], *, tenant_id: int, alias: str) -> No
                     columns["chunk_hash"].append(item.hash)
                     columns["position"].append(item.position)
                     columns["title"].append(item.title)
-                    columns["heading_path"].append("\x1f".join(item.heading_path))
+                    content = item.kind == ChunkKind.CONTENT
+                    path = item.heading_path if content else ()
+                    columns["heading_path"].append("\x1f".join(path))
                     columns["text"].append(item.text)
                     columns["embedding"].append(vector)
                     columns["ts_config"].append(ts_config(t.locale))
-                    columns["head"].append(fts_text(" ".join([item.title, *item.heading_path])))
-                    columns["body"].append(fts_text(item.text))
+                    # A title or phrasing chunk is its words alone (weight A: they are what customers type).
+                    columns["head"].append(fts_text(" ".join([item.title, *path]) if content else item.text))
+                    columns["body"].append(fts_text(item.text) if content else "")
+                    columns["kind"].append(item.kind)
                 cursor.execute(_INSERT_SQL, {"tenant": tenant_id, "model": model_id, **columns})
 
 
@@ -140,6 +168,7 @@ _COLUMNS = (
     "ts_config",
     "head",
     "body",
+    "kind",
 )
 
 
@@ -165,8 +194,9 @@ def translations_index(*, translation_ids: Iterable[int], model_ids: list[str] |
         if revision is None or translation.status == Status.ARCHIVED:
             continue  # not published (any more): its chunks are removed below
         kb = translation.article.kb
+        pieces = search_pieces(title=revision.title, body=revision.body, phrasings=list(revision.phrasings))
         for model_id in model_ids or _models_for(kb):
-            for piece in chunk_markdown(revision.body or revision.title):
+            for kind, piece in pieces:
                 digest = chunk_hash(
                     translation_id=translation.pk,
                     title=revision.title,
@@ -183,6 +213,7 @@ def translations_index(*, translation_ids: Iterable[int], model_ids: list[str] |
                         piece.heading_path,
                         revision.title,
                         piece.text,
+                        kind,
                     )
                 )
     existing = set(Chunk.objects.filter(translation_id__in=list(keep)).values_list("chunk_hash", "model_id"))

@@ -20,6 +20,10 @@ from pgvector.django import HalfVectorField, HnswIndex, VectorField
 from apps.core.models import RegionModel, RegionObjectModel, TenantScopedManager
 from apps.tenants.models import locale_validator
 
+#: A phrasing is a customer question, not an essay; a text has at most PHRASINGS_MAX of them.
+PHRASING_MAX_CHARS = 200
+PHRASINGS_MAX = 40
+
 #: Dimensions of every stored vector (the USE model; other providers must project to it).
 EMBEDDING_DIMENSIONS = 512
 
@@ -116,6 +120,14 @@ class Translation(RegionModel):
     title = models.CharField(_("title"), max_length=300)
     body = models.TextField(_("body (Markdown)"), blank=True)
     tags = ArrayField(models.CharField(max_length=50), default=list, blank=True, verbose_name=_("tags"))
+    # Other ways customers ask what this text answers: embedded and matched question-to-question, never shown
+    # to customers; reviewed and translated with the text (each locale has its own).
+    phrasings = ArrayField(
+        models.CharField(max_length=PHRASING_MAX_CHARS),
+        default=list,
+        blank=True,
+        verbose_name=_("other ways customers ask this"),
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
     needs_update = models.BooleanField(_("needs update"), default=False)
     # The source text this translation was last brought in line with.
@@ -172,6 +184,7 @@ class Revision(RegionModel):
     title = models.CharField(max_length=300)
     body = models.TextField(blank=True)
     tags = ArrayField(models.CharField(max_length=50), default=list, blank=True)
+    phrasings = ArrayField(models.CharField(max_length=PHRASING_MAX_CHARS), default=list, blank=True)
     author_id = models.BigIntegerField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True, default="")
 
@@ -185,8 +198,19 @@ class Revision(RegionModel):
         return f"{self.translation_id}#{self.number}"
 
 
+class ChunkKind(models.TextChoices):
+    """What a chunk holds: a piece of the text (cited), or a search key pointing at the text (never cited)."""
+
+    CONTENT = "content", _("Text")
+    TITLE = "title", _("Title")
+    PHRASING = "phrasing", _("Phrasing")
+
+
 class Chunk(RegionModel):
     """A heading-aware piece of a published text with its vector and full-text index entry.
+
+    Besides the text's pieces (`kind` content), its title and each phrasing are chunks of their own, matched
+    question-to-question: they make the article found, while only content chunks are cited.
 
     `chunk_hash` is stable for unchanged text, so re-publishing only embeds what changed; one chunk can
     exist once per embedding model, which lets a new model be built beside the one search still uses.
@@ -200,6 +224,7 @@ class Chunk(RegionModel):
     locale = models.CharField(max_length=16)
     region = models.CharField(max_length=16, blank=True, default="")  # "": the generic text
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PUBLISHED)
+    kind = models.CharField(max_length=16, choices=ChunkKind.choices, default=ChunkKind.CONTENT)
     chunk_hash = models.CharField(max_length=64)
     position = models.PositiveIntegerField()
     title = models.CharField(max_length=300)

@@ -597,4 +597,6 @@ def kb_export_rows(*, kb: KnowledgeBase) -> Iterator[dict[str, Any]]:
             "title": t.title,
             "body": t.body,
             "status": t.status,
+            # Only when there are some: files exported before phrasings existed round-trip unchanged.
+            **({"phrasings": list(t.phrasings)} if t.phrasings else {}),
         }

@@ -28,6 +28,8 @@ from apps.core.errors import Conflict, ValidationFailed
 from apps.knowledge.content import markdown_problems
 from apps.knowledge.dispatch import INDEX_TASK, REINDEX_TASK, knowledge_task
 from apps.knowledge.models import (
+    PHRASING_MAX_CHARS,
+    PHRASINGS_MAX,
     Article,
     Chunk,
     KnowledgeBase,
@@ -204,10 +206,14 @@ def translation_save(
     title: str,
     body: str,
     tags: Sequence[str] = (),
+    phrasings: Sequence[str] | None = None,
     author: Any = None,
     note: str = "",
 ) -> Translation:
     """Create or edit the text of article `key` in `locale` (and `region` for a regional variant).
+
+    `phrasings`: other ways customers ask what the text answers (None keeps the working copy's); they are
+    part of the text: reviewed, published and followed by translations like the body.
 
     Writes a new Revision when anything changed. A published or archived text goes back to draft (the
     published revision stays live until the new one is approved). Changing the source-locale text marks
@@ -218,6 +224,7 @@ def translation_save(
     region = normalize_region(region)
     title = title.strip()
     tags = [t.strip() for t in tags if t and t.strip()]
+    cleaned = phrasings_clean(phrasings or (), errors) if phrasings is not None else None
     _validate(key_validator, key, "key", errors)
     _validate(locale_validator, locale, "locale", errors)
     if not errors.get("locale") and locale not in kb.locales:
@@ -257,10 +264,21 @@ def translation_save(
         )
         if translation is None:
             translation = Translation(article=article, locale=locale, region=region, title=title, body=body)
-        elif (translation.title, translation.body, list(translation.tags)) == (title, body, tags):
+        new_phrasings = list(translation.phrasings) if cleaned is None else cleaned
+        if translation.pk is not None and (
+            translation.title,
+            translation.body,
+            list(translation.tags),
+            list(translation.phrasings),
+        ) == (title, body, tags, new_phrasings):
             return translation  # nothing changed: no revision, no workflow change
-        text_changed = translation.pk is None or (translation.title, translation.body) != (title, body)
+        text_changed = translation.pk is None or (
+            translation.title,
+            translation.body,
+            list(translation.phrasings),
+        ) != (title, body, new_phrasings)
         translation.title, translation.body, translation.tags = title, body, tags
+        translation.phrasings = new_phrasings
         if translation.status in (Status.PUBLISHED, Status.ARCHIVED):
             translation.status = Status.DRAFT
         is_source = locale == kb.source_locale
@@ -276,6 +294,7 @@ def translation_save(
             title=title,
             body=body,
             tags=tags,
+            phrasings=new_phrasings,
             author_id=_actor_id(author),
             note=note[:200],
         ).save()
@@ -286,6 +305,38 @@ def translation_save(
                 followers = followers.filter(region=region)
             followers.update(needs_update=True, updated_at=timezone.now())
     return translation
+
+
+def phrasings_clean(values: Iterable[Any], errors: dict[str, list[str]]) -> list[str]:
+    """Phrasings as stored: plain one-line text, trimmed, duplicates (ignoring case) and blanks dropped.
+
+    Problems go to `errors["phrasings"]`; a phrasing is search input only, so markup is refused, not escaped.
+    """
+    cleaned: list[str] = []
+    seen: set[str] = set()
+    problems: list[str] = []
+    for raw in values:
+        if not isinstance(raw, str):
+            problems.append(_("Each phrasing must be text."))
+            continue
+        text = " ".join(raw.split())
+        if not text or text.casefold() in seen:
+            continue
+        if len(text) > PHRASING_MAX_CHARS:
+            problems.append(
+                _("“%(start)s…” is too long: use at most %(max)d characters.")
+                % {"start": text[:30], "max": PHRASING_MAX_CHARS}
+            )
+        elif markdown_problems(text):
+            problems.append(_("“%(start)s…”: write plain text, no markup.") % {"start": text[:30]})
+        else:
+            seen.add(text.casefold())
+            cleaned.append(text)
+    if len(cleaned) > PHRASINGS_MAX:
+        problems.append(_("Use at most %(max)d phrasings per text.") % {"max": PHRASINGS_MAX})
+    if problems:
+        errors["phrasings"] = problems
+    return cleaned
 
 
 def translation_submit(*, translation: Translation, actor: Any = None) -> Translation:
@@ -460,7 +511,7 @@ def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
 
 
 # --- import ------------------------------------------------------------------------------------------------
-IMPORT_FIELDS = ("key", "locale", "region", "title", "body", "status")
+IMPORT_FIELDS = ("key", "locale", "region", "title", "body", "status", "phrasings")
 
 
 @dataclass
@@ -488,6 +539,8 @@ def _parse_line(raw: str) -> tuple[dict[str, Any] | None, str | None]:
             return None, _("%(field)s must be a string") % {"field": name}
     if row.get("region") is not None and not isinstance(row["region"], str):
         return None, _("region must be a string or null")
+    if row.get("phrasings") is not None and not isinstance(row["phrasings"], list):
+        return None, _("phrasings must be a list of strings")
     status = row.get("status") or Status.DRAFT
     if status not in Status.values:
         return None, _("unknown status %(status)r") % {"status": status}
@@ -529,6 +582,7 @@ def kb_import(
                     region=row.get("region") or "",
                     title=row["title"],
                     body=row["body"],
+                    phrasings=row.get("phrasings"),
                     author=actor,
                     note="import",
                 )

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
-from apps.knowledge.models import Chunk, KnowledgeBase, Status, Translation
+from apps.knowledge.models import Chunk, ChunkKind, KnowledgeBase, Status, Translation
 from apps.tenants.models import Tenant
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def test_import_creates_kb_publishes_and_indexes(tenant_a: Tenant, tmp_path: Pat
             ("de", ""): Status.DRAFT,
             ("en", "eu"): Status.IN_REVIEW,
         }
-        assert Chunk.objects.count() == 1
+        assert Chunk.objects.filter(kind=ChunkKind.CONTENT).count() == 1
         assert AuditEvent.objects.filter(action="knowledge.published").count() == 1
     # Re-importing the same file changes nothing (no new revision, no new publish event).
     call_command("kb_import", str(path), tenant="tenant-a", kb="Docs", index_now=True, stdout=io.StringIO())

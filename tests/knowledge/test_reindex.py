@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from apps.core.context import tenant_context
 from apps.knowledge.embeddings import EmbeddingError, UseProvider, get_provider
 from apps.knowledge.indexing import EMBED_BATCH, kb_reindex, translations_index
-from apps.knowledge.models import Chunk
+from apps.knowledge.models import Chunk, ChunkKind
 from apps.knowledge.selectors import knowledge_search
 from apps.knowledge.services import kb_create, kb_reindex_start, translation_publish, translation_save
 from apps.tenants.models import Tenant
@@ -78,7 +78,7 @@ def test_bulk_index_stores_every_field_and_embeds_only_changes(
         kb = kb_create(tenant=tenant_a, name="Docs", source_locale="de", regions=["eu"], four_eyes=False)
         t = translation_save(kb=kb, key="returns", locale="de", region="eu", title="Rückgabe", body=BODY)
         translation_publish(translation=t, actor=alice)
-        chunks = list(Chunk.objects.filter(translation=t).order_by("position"))
+        chunks = list(Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).order_by("position"))
         assert [c.heading_path for c in chunks] == [["Returns"], ["Refunds"], ["Refunds", "Gift cards"]]
         assert [c.text for c in chunks] == ["Within 30 days.", "To the original card.", "Not refundable."]
         first = chunks[0]
@@ -94,6 +94,14 @@ def test_bulk_index_stores_every_field_and_embeds_only_changes(
         assert vector.shape == (512,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-3
         # Title and headings weigh A, body text B (German stemming).
         assert str(first.tsv) == "'30':4B 'days':5B 'return':2A 'ruckgab':1A 'within':3B"
+        # The title is a chunk of its own, after the pieces: its words alone, no headings.
+        title = Chunk.objects.get(translation=t, kind=ChunkKind.TITLE)
+        assert (title.text, title.heading_path, title.position, str(title.tsv)) == (
+            "Rückgabe",
+            [],
+            3,
+            "'ruckgab':1A",
+        )
 
         assert translations_index(translation_ids=[t.pk]) == 0  # unchanged: nothing embedded
         t = translation_save(
@@ -105,7 +113,7 @@ def test_bulk_index_stores_every_field_and_embeds_only_changes(
             body=BODY.replace("30 days", "60 days"),
         )
         translation_publish(translation=t, actor=alice)
-        after = list(Chunk.objects.filter(translation=t).order_by("position"))
+        after = list(Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).order_by("position"))
         assert [c.text for c in after] == ["Within 60 days.", "To the original card.", "Not refundable."]
         assert [c.pk for c in after[1:]] == [c.pk for c in chunks[1:]]  # kept, not re-embedded
         assert after[0].pk not in {c.pk for c in chunks}

@@ -14,7 +14,15 @@ from django.test.utils import CaptureQueriesContext
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.core.errors import Conflict, ValidationFailed
-from apps.knowledge.models import Chunk, KnowledgeBase, RegionalVariant, Revision, Status, Translation
+from apps.knowledge.models import (
+    Chunk,
+    ChunkKind,
+    KnowledgeBase,
+    RegionalVariant,
+    Revision,
+    Status,
+    Translation,
+)
 from apps.knowledge.selectors import kb_coverage
 from apps.knowledge.services import (
     kb_create,
@@ -80,14 +88,14 @@ def test_four_eyes(
     assert t.status == Status.PUBLISHED and t.published_revision is not None
     event = AuditEvent.objects.filter(action="knowledge.published").get()
     assert event.actor_id == reviewer.pk and event.changes["revision"] == 1
-    assert Chunk.objects.filter(translation=t).count() == 2  # one per heading section
+    assert Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).count() == 2  # one per heading section
 
 
 def test_without_four_eyes_the_author_may_publish(in_tenant_a: Tenant, alice: Any, run_tasks: None) -> None:
     kb = kb_create(tenant=in_tenant_a, name="Small", source_locale="en", four_eyes=False)
     t = translation_save(kb=kb, key="a", locale="en", title="A", body="Text", author=alice)
     translation_publish(translation=t, actor=alice)
-    assert Chunk.objects.filter(translation=t).count() == 1
+    assert Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).count() == 1
 
 
 def test_source_change_marks_translations_needs_update(
@@ -120,7 +128,7 @@ def test_edit_keeps_published_live_and_unchanged_chunks_are_not_reembedded(
 ) -> None:
     t = translation_save(kb=kb, key="returns", locale="en", title="Returns", body=BODY, author=alice)
     publish(t, reviewer=reviewer)
-    first = dict(Chunk.objects.filter(translation=t).values_list("chunk_hash", "pk"))
+    first = dict(Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).values_list("chunk_hash", "pk"))
     t = translation_save(
         kb=kb,
         key="returns",
@@ -130,9 +138,12 @@ def test_edit_keeps_published_live_and_unchanged_chunks_are_not_reembedded(
         author=alice,
     )
     assert t.status == Status.DRAFT
-    assert dict(Chunk.objects.filter(translation=t).values_list("chunk_hash", "pk")) == first  # still live
+    assert (
+        dict(Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).values_list("chunk_hash", "pk"))
+        == first
+    )  # still live
     publish(t, reviewer=reviewer)
-    second = dict(Chunk.objects.filter(translation=t).values_list("chunk_hash", "pk"))
+    second = dict(Chunk.objects.filter(translation=t, kind=ChunkKind.CONTENT).values_list("chunk_hash", "pk"))
     assert len(second) == 2 and len(set(first.items()) & set(second.items())) == 1  # only one re-embedded
     chunk = Chunk.objects.get(translation=t, position=1)
     assert chunk.heading_path == ["Returns", "Refunds"] and chunk.text == "Refunds take 7 days."

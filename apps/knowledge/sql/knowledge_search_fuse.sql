@@ -117,6 +117,7 @@ BEGIN
                    count(f.score) OVER (PARTITION BY c.translation_id) AS scored
             FROM pref p
             JOIN knowledge_chunk c ON c.translation_id = p.translation_id AND c.model_id = p_model
+                 AND c.kind = 'content'
             LEFT JOIN cand f ON f.id = c.id
         ) x
         ORDER BY x.translation_id, x.score DESC NULLS LAST,
@@ -184,6 +185,7 @@ BEGIN
                    count(f.score) OVER (PARTITION BY c.translation_id) AS scored
             FROM pref p
             JOIN knowledge_chunk c ON c.translation_id = p.translation_id AND c.model_id = p_model
+                 AND c.kind = 'content'
             LEFT JOIN cand f ON f.id = c.id
         ) x
         ORDER BY x.translation_id, x.score DESC NULLS LAST,
