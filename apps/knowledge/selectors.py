@@ -8,6 +8,7 @@ The full-text half runs while the question is embedded (see _search_rows).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,8 @@ FTS_COMMON_CHUNKS = 10_000
 # exact 1.8 ms for 1,000 chunks, 12.8 ms for 5,000, 24.8 ms for 10,000 (~2.5 us a chunk); HNSW 36.7, 13.9 and
 # 7.1 ms with 87-88 % of the exact candidates. Exact is cheaper up to ~5,000 and always complete.
 EXACT_SCAN_MAX_CHUNKS = 5_000
+# Articles the database returns for the rerank (knowledge_search_fuse's `p_m`); the rerank keeps k of them.
+RERANK_CANDIDATES = 10
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,13 @@ class SearchHit:
     score: float
     citation_url: str
     chunk_id: int = 0
-    # Cosine similarity of the closest searched chunk to the question (the same for every hit of a search):
-    # how much the knowledge base knows about it at all, whatever the ranking. The chat falls back below a
-    # threshold instead of answering an off-topic question with the least unrelated article.
+    # How close the article is to the question: the best cosine similarity of its text, title or phrasings
+    # in the searched locales. The chat falls back below a threshold (per language, see
+    # answer_threshold) instead of answering an off-topic question with the least unrelated article.
     relevance: float = 1.0
+    # The rerank's features (rerank_features): fused score, text, title/phrasing and any-language
+    # similarity, full-text evidence.
+    features: tuple[float, ...] = ()
 
 
 @dataclass
@@ -258,7 +264,7 @@ _SEARCH_SQL = (
     "SELECT * FROM knowledge_search_chunks(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
     " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(configs)s::regconfig[], %(ftsq)s::text,"
     " %(locale_terms)s::tsquery, %(n)s::integer, %(k)s::integer, %(ef)s::integer, %(fts_cap)s::integer,"
-    " %(rrf_k)s::float8, %(fts_w)s::float8, %(common_words)s::text[], %(exact)s::boolean)"
+    " %(rrf_k)s::float8, %(fts_w)s::float8, %(common_words)s::text[], %(exact)s::boolean, %(m)s::integer)"
 )
 # The full-text ranking comes back as array literals and goes back as they are: parsing it into Python
 # objects and adapting them again cost more than the arrays' own round trip.
@@ -272,7 +278,7 @@ _FUSE_SQL = (
     "SELECT * FROM knowledge_search_fuse(%(tenant)s::bigint, %(kbs)s::uuid[], %(model)s::varchar,"
     " %(chain)s::varchar[], %(region)s::varchar, %(vec)s::halfvec, %(fts_ids)s::bigint[],"
     " %(fts_kb_ids)s::uuid[], %(fts_article_keys)s::varchar[], %(n)s::integer, %(k)s::integer,"
-    " %(ef)s::integer, %(rrf_k)s::float8, %(fts_w)s::float8, %(exact)s::boolean)"
+    " %(ef)s::integer, %(rrf_k)s::float8, %(fts_w)s::float8, %(exact)s::boolean, %(m)s::integer)"
 )
 # Must match the expression of the HNSW index (chunk_embedding_hnsw_half) for the planner to use it; in
 # parentheses, because <=> binds more loosely than arithmetic ("1 - a <=> b" is "(1 - a) <=> b").
@@ -342,6 +348,7 @@ def search_params(
         "common_words": list(common_words),
         "ef": ef_search,
         "exact": exact,
+        "m": max(k, RERANK_CANDIDATES),
     }
 
 
@@ -560,7 +567,9 @@ def knowledge_search(
             vector=query_vector if query_vector is not None and model_id == current_model else None,
             embed=partial(_embed_query, model_id=model_id, text=query),
         )
-        for chunk_id, kb_id, key, loc, reg, title, path, text, score, relevance in found:
+        for row in found:
+            chunk_id, kb_id, key, loc, reg, title, path, text, score, _nearest = row[:10]
+            features = rerank_features(score=score, sims=row[10:13], fts_rank=row[13])
             hits.append(
                 SearchHit(
                     kb_id=str(kb_id),
@@ -575,11 +584,36 @@ def knowledge_search(
                         slug=ref.slug, kb_id=str(kb_id), key=key, locale=loc, region=reg, prefixes=prefixes
                     ),
                     chunk_id=chunk_id,
-                    relevance=float(relevance if relevance is not None else 0.0),
+                    relevance=max(features[1], features[2]),
+                    features=features,
                 )
             )
-    hits.sort(key=lambda h: -h.score)
-    return hits[:k]
+    return rerank(hits)[:k]
+
+
+def rerank_features(*, score: float, sims: Sequence[float | None], fts_rank: int | None) -> tuple[float, ...]:
+    """An article's features for the rerank: its fused rank score (scaled to ~1 for the best rank of both
+    halves), the best similarity of its text, of its title/phrasings and of any of its languages, and its
+    full-text evidence (1 / (RRF_K + rank), scaled the same way; 0 when no chunk matched a word)."""
+    content, key, any_language = (float(v) if v is not None else 0.0 for v in sims)
+    scale = RRF_K + 1
+    fts = scale / (RRF_K + fts_rank) if fts_rank else 0.0
+    return (float(score) * scale, content, key, any_language, fts)
+
+
+def rerank(hits: list[SearchHit]) -> list[SearchHit]:
+    """Order the candidates by a weighted sum of their features (settings.HUB_KNOWLEDGE_RERANK_WEIGHTS,
+    fitted on the tune split of the evaluation set by bench/tune_rerank.py), best first.
+
+    The score a hit carries becomes its rerank score, so several knowledge bases (models) merge on one scale.
+    """
+    weights = settings.HUB_KNOWLEDGE_RERANK_WEIGHTS
+    ranked = [
+        dataclasses.replace(hit, score=sum(w * f for w, f in zip(weights, hit.features, strict=False)))
+        for hit in hits
+    ]
+    ranked.sort(key=lambda h: (-h.score, h.article_key))
+    return ranked
 
 
 def kb_export_rows(*, kb: KnowledgeBase) -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ from hub.settings.env import (
     env_db,
     env_email,
     env_float,
+    env_floats,
     env_int,
     env_list,
     env_networks,
@@ -824,3 +825,9 @@ HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1
 # Requests per SCIM token, "N/s|min|hour" (default 1200/min; 429 with Retry-After above; not enforced while
 # Redis is down). Entra ID and Okta stay far below it; it stops a runaway or stolen-token client.
 HUB_SCIM_RATE_PER_TOKEN = env_rate("HUB_SCIM_RATE_PER_TOKEN", "1200/min")
+
+# --- Answer quality (issue 20) ----------------------------------------------------------------------------
+# The rerank's weights over (fused rank score, text similarity, title/phrasing similarity, any-language
+# similarity, full-text evidence): apps/knowledge/selectors.rerank; fitted by bench/tune_rerank.py on the
+# evaluation set's tune split.
+HUB_KNOWLEDGE_RERANK_WEIGHTS = env_floats("HUB_KNOWLEDGE_RERANK_WEIGHTS", [0.0, 1.0, 0.3, 0.3, 0.0], length=5)

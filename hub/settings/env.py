@@ -98,6 +98,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_floats(name: str, default: list[float], *, length: int) -> list[float]:
+    """Exactly `length` comma-separated numbers (weights, thresholds)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    try:
+        values = [float(item) for item in raw.split(",")]
+    except ValueError:
+        raise _fail(name, f"expected {length} comma-separated numbers, got {raw!r}") from None
+    if len(values) != length or any(v != v for v in values):
+        raise _fail(name, f"expected {length} comma-separated numbers, got {raw!r}")
+    return values
+
+
 def env_networks(name: str, default: list[str]) -> list[str]:
     """A comma-separated list of CIDR networks (a bare address means that one host)."""
     networks = env_list(name, default)

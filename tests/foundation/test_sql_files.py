@@ -144,7 +144,7 @@ def test_the_newest_migration_applying_a_file_applies_this_text(app_label: str, 
 
 
 def test_an_edited_file_needs_a_migration() -> None:
-    edited = _text("knowledge", "knowledge_search_fuse").replace("LIMIT p_k", "LIMIT p_k + 1", 1)
+    edited = _text("knowledge", "knowledge_search_fuse").replace("LIMIT p_m", "LIMIT p_m + 1", 1)
     problem = digest_problem("knowledge", "knowledge_search_fuse", edited)
     assert problem is not None and "Add a migration to knowledge" in problem
     assert digest_problem("knowledge", "knowledge_search_none", edited) == (
@@ -186,7 +186,7 @@ def test_a_file_applies_in_a_new_session(app_label: str, name: str) -> None:
 @pytest.mark.parametrize(
     ("app_label", "name", "old", "new"),
     [
-        pytest.param("knowledge", "knowledge_search_fuse", "LIMIT p_k", "LIMIT p_k + 1", id="body"),
+        pytest.param("knowledge", "knowledge_search_fuse", "LIMIT p_m", "LIMIT p_m + 1", id="body"),
         pytest.param(
             "knowledge", "knowledge_search_fts", "\n    END LOOP;", "\n  END LOOP;", id="body-spaces"
         ),

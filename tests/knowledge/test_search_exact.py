@@ -145,7 +145,7 @@ def test_the_exact_scan_ranks_articles_as_an_exact_reference(
             [tenant_a.id, small_kb.pk, vector_literal(vector)],
         )
         reference = [row[0] for row in cursor.fetchall()]
-    assert [row[2] for row in hits] == reference
+    assert [row[2] for row in hits][:5] == reference  # the rerank candidates, in fused order
     assert reference[0] == "refund-timing"
     # The relevance is the similarity of the nearest chunk of any kind (a title or phrasing may be nearest).
     nearest = max(

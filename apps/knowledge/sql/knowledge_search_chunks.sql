@@ -18,7 +18,8 @@ CREATE OR REPLACE FUNCTION knowledge_search_chunks(
     p_rrf_k double precision,
     p_fts_w double precision,
     p_common_words text[],
-    p_exact boolean
+    p_exact boolean,
+    p_m integer
 )
 RETURNS TABLE (
     hit_id bigint,
@@ -30,7 +31,11 @@ RETURNS TABLE (
     hit_heading_path varchar[],
     hit_text text,
     hit_score double precision,
-    hit_relevance double precision
+    hit_relevance double precision,
+    hit_content_sim double precision,
+    hit_key_sim double precision,
+    hit_any_sim double precision,
+    hit_fts_rank bigint
 )
 LANGUAGE sql
 AS $fn$
@@ -40,6 +45,6 @@ AS $fn$
     ) f
     CROSS JOIN LATERAL knowledge_search_fuse(
         p_tenant, p_kbs, p_model, p_chain, p_region, p_vec, f.fts_ids, f.fts_kb_ids, f.fts_article_keys,
-        p_n, p_k, p_ef, p_rrf_k, p_fts_w, p_exact
+        p_n, p_k, p_ef, p_rrf_k, p_fts_w, p_exact, p_m
     ) s
 $fn$;

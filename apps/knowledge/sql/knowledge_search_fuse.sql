@@ -1,7 +1,9 @@
 -- The vector half of the hybrid search and the fusion (apps/knowledge/selectors.py, knowledge_search): the
 -- `p_n` chunks nearest to the question, reciprocal-rank fusion with the full-text ranking of
--- knowledge_search_fts (passed back as arrays, best first), the `p_k` best articles, and the best chunk of
--- each in the preferred locale and region.
+-- knowledge_search_fts (passed back as arrays, best first), the `p_m` best articles as candidates for the
+-- rerank (with its features: the best similarity of the article's text, of its title and phrasings, of any of
+-- its languages, and its best full-text rank), and the best text chunk of each in the preferred locale and
+-- region. `p_k` is not used here any more (the rerank keeps k); it stays an argument of the wrapper.
 --
 -- The vector half reads the half-precision HNSW index (chunk_embedding_hnsw_half): its ORDER BY must be the
 -- index's expression (selectors.DISTANCE_SQL). With `p_exact` (few chunks in the searched knowledge bases,
@@ -38,7 +40,8 @@ CREATE OR REPLACE FUNCTION knowledge_search_fuse(
     p_ef integer,
     p_rrf_k double precision,
     p_fts_w double precision,
-    p_exact boolean
+    p_exact boolean,
+    p_m integer
 )
 RETURNS TABLE (
     hit_id bigint,
@@ -50,7 +53,11 @@ RETURNS TABLE (
     hit_heading_path varchar[],
     hit_text text,
     hit_score double precision,
-    hit_relevance double precision
+    hit_relevance double precision,
+    hit_content_sim double precision,
+    hit_key_sim double precision,
+    hit_any_sim double precision,
+    hit_fts_rank bigint
 )
 LANGUAGE plpgsql
 SET hnsw.ef_search = 40
@@ -93,7 +100,28 @@ BEGIN
         SELECT cd.kb_id, cd.article_key, max(cd.score) AS score
         FROM cand cd GROUP BY cd.kb_id, cd.article_key
         ORDER BY max(cd.score) DESC, cd.article_key
-        LIMIT p_k
+        LIMIT p_m
+    ),
+    sims AS (
+        -- Every chunk of the candidates in the region, in any locale and of any kind, with its similarity:
+        -- the rerank's features (selectors.rerank) compare the text, its title and phrasings, and the
+        -- article's other languages with the question.
+        SELECT c.kb_id, c.article_key, c.kind, c.locale = ANY(p_chain) AS in_chain,
+               1 - ((c.embedding::halfvec(512)) <=> p_vec) AS sim
+        FROM arts a
+        JOIN knowledge_chunk c
+          ON c.tenant_id = p_tenant AND c.kb_id = a.kb_id AND c.article_key = a.article_key
+        WHERE c.model_id = p_model AND c.status = 'published' AND (c.region = '' OR c.region = p_region)
+    ),
+    feats AS (
+        SELECT s.kb_id, s.article_key,
+               max(s.sim) FILTER (WHERE s.in_chain AND s.kind = 'content') AS content_sim,
+               max(s.sim) FILTER (WHERE s.in_chain AND s.kind <> 'content') AS key_sim,
+               max(s.sim) AS any_sim
+        FROM sims s GROUP BY s.kb_id, s.article_key
+    ),
+    ftsr AS (
+        SELECT f.kb_id, f.article_key, min(f.r) AS r FROM fts f GROUP BY f.kb_id, f.article_key
     ),
     pref AS (
         SELECT DISTINCT ON (c.kb_id, c.article_key) c.kb_id, c.article_key, c.translation_id
@@ -127,8 +155,12 @@ BEGIN
     SELECT b.id::bigint, b.kb_id, b.article_key::varchar, b.locale::varchar, b.region::varchar,
            b.title::varchar, b.heading_path::varchar[], b.text, a.score::double precision,
            (SELECT 1 - ((c.embedding::halfvec(512)) <=> p_vec)
-            FROM knowledge_chunk c JOIN vec v ON v.id = c.id WHERE v.r = 1)::double precision
+            FROM knowledge_chunk c JOIN vec v ON v.id = c.id WHERE v.r = 1)::double precision,
+           ft.content_sim::double precision, ft.key_sim::double precision, ft.any_sim::double precision,
+           fr.r::bigint
     FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
+    LEFT JOIN feats ft ON ft.kb_id = b.kb_id AND ft.article_key = b.article_key
+    LEFT JOIN ftsr fr ON fr.kb_id = b.kb_id AND fr.article_key = b.article_key
     ORDER BY a.score DESC, b.article_key;
     ELSE
     RETURN QUERY
@@ -161,7 +193,28 @@ BEGIN
         SELECT cd.kb_id, cd.article_key, max(cd.score) AS score
         FROM cand cd GROUP BY cd.kb_id, cd.article_key
         ORDER BY max(cd.score) DESC, cd.article_key
-        LIMIT p_k
+        LIMIT p_m
+    ),
+    sims AS (
+        -- Every chunk of the candidates in the region, in any locale and of any kind, with its similarity:
+        -- the rerank's features (selectors.rerank) compare the text, its title and phrasings, and the
+        -- article's other languages with the question.
+        SELECT c.kb_id, c.article_key, c.kind, c.locale = ANY(p_chain) AS in_chain,
+               1 - ((c.embedding::halfvec(512)) <=> p_vec) AS sim
+        FROM arts a
+        JOIN knowledge_chunk c
+          ON c.tenant_id = p_tenant AND c.kb_id = a.kb_id AND c.article_key = a.article_key
+        WHERE c.model_id = p_model AND c.status = 'published' AND (c.region = '' OR c.region = p_region)
+    ),
+    feats AS (
+        SELECT s.kb_id, s.article_key,
+               max(s.sim) FILTER (WHERE s.in_chain AND s.kind = 'content') AS content_sim,
+               max(s.sim) FILTER (WHERE s.in_chain AND s.kind <> 'content') AS key_sim,
+               max(s.sim) AS any_sim
+        FROM sims s GROUP BY s.kb_id, s.article_key
+    ),
+    ftsr AS (
+        SELECT f.kb_id, f.article_key, min(f.r) AS r FROM fts f GROUP BY f.kb_id, f.article_key
     ),
     pref AS (
         SELECT DISTINCT ON (c.kb_id, c.article_key) c.kb_id, c.article_key, c.translation_id
@@ -195,8 +248,12 @@ BEGIN
     SELECT b.id::bigint, b.kb_id, b.article_key::varchar, b.locale::varchar, b.region::varchar,
            b.title::varchar, b.heading_path::varchar[], b.text, a.score::double precision,
            (SELECT 1 - ((c.embedding::halfvec(512)) <=> p_vec)
-            FROM knowledge_chunk c JOIN vec v ON v.id = c.id WHERE v.r = 1)::double precision
+            FROM knowledge_chunk c JOIN vec v ON v.id = c.id WHERE v.r = 1)::double precision,
+           ft.content_sim::double precision, ft.key_sim::double precision, ft.any_sim::double precision,
+           fr.r::bigint
     FROM best b JOIN arts a ON a.kb_id = b.kb_id AND a.article_key = b.article_key
+    LEFT JOIN feats ft ON ft.kb_id = b.kb_id AND ft.article_key = b.article_key
+    LEFT JOIN ftsr fr ON fr.kb_id = b.kb_id AND fr.article_key = b.article_key
     ORDER BY a.score DESC, b.article_key;
     END IF;
 END
