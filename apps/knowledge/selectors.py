@@ -569,7 +569,7 @@ def knowledge_search(
         )
         for row in found:
             chunk_id, kb_id, key, loc, reg, title, path, text, score, _nearest = row[:10]
-            features = rerank_features(score=score, sims=row[10:13], fts_rank=row[13])
+            features = rerank_features(score=score, sims=(*row[10:13], row[14]), fts_rank=row[13])
             hits.append(
                 SearchHit(
                     kb_id=str(kb_id),
@@ -593,12 +593,13 @@ def knowledge_search(
 
 def rerank_features(*, score: float, sims: Sequence[float | None], fts_rank: int | None) -> tuple[float, ...]:
     """An article's features for the rerank: its fused rank score (scaled to ~1 for the best rank of both
-    halves), the best similarity of its text, of its title/phrasings and of any of its languages, and its
-    full-text evidence (1 / (RRF_K + rank), scaled the same way; 0 when no chunk matched a word)."""
-    content, key, any_language = (float(v) if v is not None else 0.0 for v in sims)
+    halves); the best similarity of its text and of its title/phrasings in the searched languages, of any
+    chunk read; its full-text evidence (1 / (RRF_K + rank), scaled the same way; 0 when no chunk matched a
+    word); the best similarity of its title/phrasings in any language."""
+    content, key, any_chunk, key_any = (float(v) if v is not None else 0.0 for v in sims)
     scale = RRF_K + 1
     fts = scale / (RRF_K + fts_rank) if fts_rank else 0.0
-    return (float(score) * scale, content, key, any_language, fts)
+    return (float(score) * scale, content, key, any_chunk, fts, key_any)
 
 
 def rerank(hits: list[SearchHit]) -> list[SearchHit]:

@@ -827,7 +827,9 @@ HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1
 HUB_SCIM_RATE_PER_TOKEN = env_rate("HUB_SCIM_RATE_PER_TOKEN", "1200/min")
 
 # --- Answer quality (issue 20) ----------------------------------------------------------------------------
-# The rerank's weights over (fused rank score, text similarity, title/phrasing similarity, any-language
-# similarity, full-text evidence): apps/knowledge/selectors.rerank; fitted by bench/tune_rerank.py on the
-# evaluation set's tune split.
-HUB_KNOWLEDGE_RERANK_WEIGHTS = env_floats("HUB_KNOWLEDGE_RERANK_WEIGHTS", [0.0, 1.0, 0.3, 0.3, 0.0], length=5)
+# The rerank's weights over (fused rank score, text similarity, title/phrasing similarity, any chunk's
+# similarity, full-text evidence, title/phrasing similarity in any language): apps/knowledge/selectors.rerank;
+# fitted by bench/tune_rerank.py on the evaluation set's tune split.
+HUB_KNOWLEDGE_RERANK_WEIGHTS = env_floats(
+    "HUB_KNOWLEDGE_RERANK_WEIGHTS", [0.0, 0.5, 0.0, 0.0, 0.05, 1.0], length=6
+)

@@ -35,7 +35,8 @@ RETURNS TABLE (
     hit_content_sim double precision,
     hit_key_sim double precision,
     hit_any_sim double precision,
-    hit_fts_rank bigint
+    hit_fts_rank bigint,
+    hit_key_any_sim double precision
 )
 LANGUAGE sql
 AS $fn$
