@@ -362,7 +362,7 @@ def _knowledge(
     )
     timings["retrieval_ms"] = (time.perf_counter() - started) * 1000
     metrics_hooks.retrieval(region=conversation.region, seconds=timings["retrieval_ms"] / 1000)
-    if not hits or hits[0].relevance < settings.HUB_CHAT_MIN_RELEVANCE:
+    if not hits or _off_topic(hits[0], conversation.locale, vector):
         # Nothing in the knowledge base is about this: say so rather than cite the least unrelated article.
         draft = _Draft(
             text=_t(
@@ -400,6 +400,24 @@ def _knowledge(
         ANSWER_CACHE_SECONDS,
     )
     return draft
+
+
+def answer_threshold(locale: str) -> float:
+    """The relevance below which the chat falls back, for a conversation's language
+    (HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE, else HUB_CHAT_MIN_RELEVANCE)."""
+    language = locale.split("-", 1)[0].lower()
+    return float(settings.HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE.get(language, settings.HUB_CHAT_MIN_RELEVANCE))
+
+
+def _off_topic(best: SearchHit, locale: str, vector: Any) -> bool:
+    """Whether the best article is too far from the question to answer with: below the language's threshold,
+    or the question is about as close to the off-topic examples as to it (intents.OFF_TOPIC_EXAMPLES)."""
+    if best.relevance < answer_threshold(locale):
+        return True
+    if vector is None:
+        return False
+    similarity = intents.off_topic_similarity(vector, provider=get_provider())
+    return similarity > best.relevance - settings.HUB_CHAT_OFF_TOPIC_MARGIN
 
 
 def _transcript(conversation: Conversation) -> str:

@@ -117,6 +117,72 @@ _EXAMPLES: dict[str, tuple[str, ...]] = {
         "製品の購入を検討しています。連絡をください",
     ),
 }
+# Questions no help center answers (weather, politics, health, investing, recipes, sport, travel, homework,
+# local tips, films, the assistant itself), in the languages of the intent examples: a question closer to
+# these than to the knowledge base's best article gets the fallback instead of the least unrelated article
+# (off_topic_similarity; the chat's knowledge step). Written as generic categories, not from a tenant's data.
+OFF_TOPIC_EXAMPLES: tuple[str, ...] = (
+    "Will it rain tomorrow?",
+    "Wird es morgen regnen?",
+    "Va-t-il pleuvoir demain ?",
+    "¿Va a llover mañana?",
+    "明日は雨が降りますか?",
+    "What do you think about the government and the elections?",
+    "Was hältst du von der Regierung und den Wahlen?",
+    "Que penses-tu du gouvernement et des élections ?",
+    "¿Qué opinas del gobierno y de las elecciones?",
+    "政府や選挙についてどう思いますか?",
+    "Tell me something funny",
+    "Erzähl mir etwas Lustiges",
+    "Raconte-moi quelque chose de drôle",
+    "Cuéntame algo gracioso",
+    "何か面白い話をして",
+    "I feel sick, which medicine should I take?",
+    "Mir ist schlecht, welches Medikament soll ich nehmen?",
+    "Je suis malade, quel médicament dois-je prendre ?",
+    "Me encuentro mal, ¿qué medicamento debo tomar?",
+    "体調が悪いのですが、どの薬を飲めばいいですか?",
+    "Should I invest my savings in shares or crypto?",
+    "Soll ich mein Erspartes in Aktien oder Krypto anlegen?",
+    "Dois-je investir mes économies en actions ou en crypto ?",
+    "¿Debería invertir mis ahorros en acciones o criptomonedas?",
+    "貯金を株や仮想通貨に投資すべきですか?",
+    "Give me a recipe for dinner tonight",
+    "Gib mir ein Rezept für das Abendessen",
+    "Donne-moi une recette pour le dîner",
+    "Dame una receta para la cena",
+    "今夜の夕食のレシピを教えて",
+    "Who won the football match last night?",
+    "Wer hat gestern das Fußballspiel gewonnen?",
+    "Qui a gagné le match de foot hier soir ?",
+    "¿Quién ganó el partido de fútbol anoche?",
+    "昨日のサッカーの試合はどっちが勝ちましたか?",
+    "Book me a flight and a hotel in Rome",
+    "Buch mir einen Flug und ein Hotel in Rom",
+    "Réserve-moi un vol et un hôtel à Rome",
+    "Resérvame un vuelo y un hotel en Roma",
+    "ローマ行きの飛行機とホテルを予約して",
+    "Can you solve this maths problem for my homework?",
+    "Kannst du meine Matheaufgabe lösen?",
+    "Peux-tu résoudre mon exercice de maths ?",
+    "¿Puedes resolver mi problema de matemáticas?",
+    "数学の宿題を解いてくれますか?",
+    "Can you recommend a good restaurant near me?",
+    "Kannst du mir ein gutes Restaurant in der Nähe empfehlen?",
+    "Peux-tu me conseiller un bon restaurant près de chez moi ?",
+    "¿Me recomiendas un buen restaurante cerca?",
+    "近くのおいしいレストランを教えて",
+    "What is a good film to watch tonight?",
+    "Welchen Film soll ich heute Abend schauen?",
+    "Quel film regarder ce soir ?",
+    "¿Qué película puedo ver esta noche?",
+    "今夜見るのにおすすめの映画は?",
+    "Are you a robot? Do you have feelings?",
+    "Bist du ein Roboter? Hast du Gefühle?",
+    "Es-tu un robot ? As-tu des sentiments ?",
+    "¿Eres un robot? ¿Tienes sentimientos?",
+    "あなたはロボットですか?感情はありますか?",
+)
 _EXAMPLE_THRESHOLD = 0.62  # cosine; measured on tests/chat/intents.jsonl, below it questions were misrouted
 _EXAMPLE_MARGIN = 0.06  # over the runner-up intent
 
@@ -139,8 +205,22 @@ class _ExampleIndex:
                 self._vectors[model_id] = cached
         return cached[0].split("\0"), cached[1]
 
+    def off_topic(self, provider: Any) -> np.ndarray:
+        key = "off-topic:" + provider.model_id
+        cached = self._vectors.get(key)
+        if cached is None:
+            with self._lock:
+                cached = ("", provider.embed(list(OFF_TOPIC_EXAMPLES)))
+                self._vectors[key] = cached
+        return cached[1]
+
 
 _examples = _ExampleIndex()
+
+
+def off_topic_similarity(vector: np.ndarray, *, provider: Any) -> float:
+    """The question's cosine similarity to the closest off-topic example (OFF_TOPIC_EXAMPLES)."""
+    return float(np.max(_examples.off_topic(provider) @ vector))
 
 
 def normalize_question(text: str) -> str:
