@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -379,8 +380,14 @@ def review_queue_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
         regions=getattr(membership, "regions", None) or (),
     )
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    # The live revisions of the page in one query, so each row can say which phrasings the review changes.
+    prefetch_related_objects(page.object_list, "published_revision")
     context = {
         "page_obj": page,
+        "rows": [
+            (t, phrasings_diff(t.published_revision.phrasings if t.published_revision else [], t.phrasings))
+            for t in page.object_list
+        ],
         "can_review": roles.can(request.user, membership, roles.REVIEW_KNOWLEDGE),
     }
     return render(request, "knowledge/review_queue.html", context)

@@ -193,7 +193,9 @@ def test_a_phrasings_only_change_is_reviewed_rejected_and_approved_like_text(
 
     login_verified(client, reviewer)
     queue = client.get(reverse("knowledge:review-queue", kwargs={"tenant_slug": tenant_a.slug}))
-    assert f'data-pk="{en.pk}"' in queue.content.decode()
+    row = re.search(rf'<tr class="review" data-pk="{en.pk}">(.*?)</tr>', queue.content.decode(), re.S)
+    cell = re.search(r'<td class="phrasings-change">(.*?)</td>', row.group(1), re.S)  # type: ignore[union-attr]
+    assert cell and text(cell.group(1)).split() == ["Added:", "+1", "Removed:", "\u22121"]  # a minus sign
     changes = section(client.get(path).content.decode(), "revision-diff")
     assert "Published revision #2" in changes and "The text is unchanged." in text(changes)
     assert "1 phrasing added, 1 phrasing removed, 1 unchanged" in text(changes)
