@@ -381,12 +381,13 @@ def review_queue_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     )
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
     # The live revisions of the page in one query, so each row can say which phrasings the review changes.
-    prefetch_related_objects(page.object_list, "published_revision")
+    texts: list[Translation] = list(page.object_list)
+    prefetch_related_objects(texts, "published_revision")
     context = {
         "page_obj": page,
         "rows": [
             (t, phrasings_diff(t.published_revision.phrasings if t.published_revision else [], t.phrasings))
-            for t in page.object_list
+            for t in texts
         ],
         "can_review": roles.can(request.user, membership, roles.REVIEW_KNOWLEDGE),
     }
