@@ -1,4 +1,5 @@
-"""Line diffs of two texts with word-level changes inside changed lines (Python's difflib).
+"""Line diffs of two texts with word-level changes inside changed lines (Python's difflib), and the
+phrasings added and removed between two versions.
 
 Returns plain data, not HTML: the template renders it with auto-escaping, so article text can never
 inject markup into the console.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Words, runs of white space and single punctuation marks: changes show as whole words.
@@ -83,3 +85,30 @@ def text_diff(old: str, new: str, *, context: int = 3) -> TextDiff:
     if groups and (groups[-1][-1][2] < len(a) or groups[-1][-1][4] < len(b)):
         rows.append(DiffRow(kind="skip"))
     return TextDiff(rows=tuple(rows), added=added, removed=removed)
+
+
+@dataclass(frozen=True)
+class PhrasingsDiff:
+    """Phrasings added and removed between two versions of a text (a set: their order means nothing).
+
+    Compared ignoring case, as `services.phrasings_clean` de-duplicates them; `kept` counts the others.
+    """
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    kept: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def phrasings_diff(old: Sequence[str], new: Sequence[str]) -> PhrasingsDiff:
+    """What a reviewer has to look at: the phrasings of `new` that `old` lacks, and the ones it dropped."""
+    old_keys = {p.casefold() for p in old}
+    new_keys = {p.casefold() for p in new}
+    return PhrasingsDiff(
+        added=tuple(p for p in new if p.casefold() not in old_keys),
+        removed=tuple(p for p in old if p.casefold() not in new_keys),
+        kept=sum(1 for p in new if p.casefold() in old_keys),
+    )

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django import forms
+from django.utils.functional import lazy
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from apps.knowledge.content import markdown_problems
+from apps.knowledge.models import PHRASING_MAX_CHARS, PHRASINGS_MAX
 from apps.knowledge.selectors import normalize_region
 
 
@@ -25,6 +29,14 @@ class SearchPreviewForm(forms.Form):
         return normalize_region(self.cleaned_data.get("region"))
 
 
+def _phrasings_help() -> str:
+    return gettext(
+        "One per line: how customers ask what this text answers, in their own words (short, colloquial, "
+        "even misspelled). They help the assistant find this text and are never shown to customers. "
+        "At most %(count)d, up to %(chars)d characters each."
+    ) % {"count": PHRASINGS_MAX, "chars": PHRASING_MAX_CHARS}
+
+
 class EditorForm(forms.Form):
     """The target side of the side-by-side editor; the service validates again (keys, locales, limits)."""
 
@@ -40,9 +52,38 @@ class EditorForm(forms.Form):
         required=False,
         help_text=_("Comma-separated, e.g. returns, refunds."),
     )
+    phrasings = forms.CharField(
+        label=_("Other ways customers ask this"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=lazy(_phrasings_help, str)(),
+    )
     note = forms.CharField(
         label=_("Note"), max_length=200, required=False, help_text=_("What changed, for the reviewer.")
     )
+
+    def clean_phrasings(self) -> list[str] | None:
+        """One phrasing per line; None when the form did not send the field (the saved ones are kept).
+
+        Checked here per line so an error names the line; `services.phrasings_clean` checks again (and
+        de-duplicates, and counts).
+        """
+        if "phrasings" not in self.data:
+            return None
+        lines = str(self.cleaned_data.get("phrasings") or "").splitlines()
+        problems = []
+        for number, line in enumerate(lines, start=1):
+            text = " ".join(line.split())
+            if len(text) > PHRASING_MAX_CHARS:
+                problems.append(
+                    _("Line %(line)d is too long (%(length)d characters): use at most %(max)d.")
+                    % {"line": number, "length": len(text), "max": PHRASING_MAX_CHARS}
+                )
+            elif text and markdown_problems(text):
+                problems.append(_("Line %(line)d: write plain text, no markup.") % {"line": number})
+        if problems:
+            raise forms.ValidationError(problems)
+        return [line for line in lines if line.strip()]
 
     def clean_body(self) -> str:
         # Browsers send text areas with CRLF line ends; revisions and diffs compare lines.

@@ -8,11 +8,13 @@ need REVIEW_KNOWLEDGE and go through `translation_publish` (which enforces four-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.core.errors import HubError, ValidationFailed
-from apps.knowledge.diff import TextDiff, text_diff
+from apps.knowledge.diff import PhrasingsDiff, TextDiff, phrasings_diff, text_diff
 from apps.knowledge.forms import ConnectionImportForm, EditorForm, RejectForm, SearchPreviewForm
 from apps.knowledge.importing import SUPPORTED_KINDS, kb_import_connection_queue
 from apps.knowledge.models import Article, KnowledgeBase, Revision, Status, Translation
@@ -182,27 +184,42 @@ def editor_url(*, tenant_slug: str, kb_id: Any, key: str, locale: str, region: s
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def _revision_diff(
-    state: EditorState, params: Any
-) -> tuple[str, TextDiff | None, Revision | None, Revision | None, str]:
-    """The comparison to show: `?from=&to=` revision numbers, else the working copy against what is live.
+@dataclass(frozen=True)
+class Comparison:
+    """What the editor's "Changes" card compares: the text's lines and its phrasings (a set)."""
 
-    Returns (kind, diff, old revision, new revision, error message for a bad request).
-    """
+    kind: str = ""  # "published" (live against the working copy), "revisions" (?from=&to=) or "" (nothing)
+    diff: TextDiff | None = None
+    phrasings: PhrasingsDiff | None = None
+    old: Revision | None = None
+    new: Revision | None = None
+    error: str = ""
+
+
+def _revision_diff(state: EditorState, params: Any) -> Comparison:
+    """The comparison to show: `?from=&to=` revision numbers, else the working copy against what is live."""
     target = state.target
     if target is None:
-        return "", None, None, None, ""
+        return Comparison()
     if "from" in params or "to" in params:
         by_number = {r.number: r for r in state.revisions}
         try:
             old, new = by_number[int(params.get("from", ""))], by_number[int(params.get("to", ""))]
         except (KeyError, ValueError):
-            return "", None, None, None, _("Choose two revisions of this text to compare.")
-        return "revisions", _diff(old.title, old.body, new.title, new.body), old, new, ""
+            return Comparison(error=_("Choose two revisions of this text to compare."))
+        return Comparison("revisions", *_diffs(old, new), old=old, new=new)
     live = target.published_revision
-    if live is not None and (live.title, live.body) != (target.title, target.body):
-        return "published", _diff(live.title, live.body, target.title, target.body), live, None, ""
-    return "", None, None, None, ""
+    if live is not None and _content(live) != _content(target):
+        return Comparison("published", *_diffs(live, target), old=live)
+    return Comparison()
+
+
+def _content(text: Translation | Revision) -> tuple[str, str, list[str]]:
+    return text.title, text.body, list(text.phrasings)
+
+
+def _diffs(old: Translation | Revision, new: Translation | Revision) -> tuple[TextDiff, PhrasingsDiff]:
+    return _diff(old.title, old.body, new.title, new.body), phrasings_diff(old.phrasings, new.phrasings)
 
 
 def _diff(old_title: str, old_body: str, new_title: str, new_body: str) -> TextDiff:
@@ -210,13 +227,12 @@ def _diff(old_title: str, old_body: str, new_title: str, new_body: str) -> TextD
     return text_diff(f"{old_title}\n\n{old_body}", f"{new_title}\n\n{new_body}")
 
 
-def _source_diff(state: EditorState) -> TextDiff | None:
-    """What changed in the source text since this translation last followed it (for "needs update")."""
+def _source_diff(state: EditorState) -> tuple[TextDiff, PhrasingsDiff] | None:
+    """What changed in the source text (and its phrasings) since this translation last followed it."""
     target, source = state.target, state.source
     if target is None or source is None or not target.needs_update or target.source_revision is None:
         return None
-    followed = target.source_revision
-    return _diff(followed.title, followed.body, source.title, source.body)
+    return _diffs(target.source_revision, source)
 
 
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)
@@ -250,6 +266,7 @@ def editor_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str, lo
                     title=data["title"],
                     body=data["body"],
                     tags=data["tags"],
+                    phrasings=data["phrasings"],
                     author=request.user,
                     note=data["note"],
                 )
@@ -271,16 +288,23 @@ def editor_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str, lo
     else:
         start = state.target or state.base
         initial = (
-            {"title": start.title, "body": start.body, "tags": ", ".join(start.tags)}
+            {
+                "title": start.title,
+                "body": start.body,
+                "tags": ", ".join(start.tags),
+                "phrasings": "\n".join(start.phrasings),
+            }
             if start is not None
             else {}
         )
         form = EditorForm(initial=initial)
     form.fields["body"].widget.attrs["lang"] = locale
     form.fields["title"].widget.attrs["lang"] = locale
-    diff_kind, diff, diff_old, diff_new, diff_error = _revision_diff(state, request.GET)
-    if diff_error:
+    form.fields["phrasings"].widget.attrs["lang"] = locale
+    comparison = _revision_diff(state, request.GET)
+    if comparison.error:
         status = 400
+    source_diff = _source_diff(state)
     target = state.target
     membership = _membership(request)
     people = user_labels(
@@ -294,12 +318,14 @@ def editor_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str, lo
         "state": state,
         "target": target,
         "form": form,
-        "diff_kind": diff_kind,
-        "diff": diff,
-        "diff_old": diff_old,
-        "diff_new": diff_new,
-        "diff_error": diff_error,
-        "source_diff": _source_diff(state),
+        "diff_kind": comparison.kind,
+        "diff": comparison.diff,
+        "phrasings_diff": comparison.phrasings,
+        "diff_old": comparison.old,
+        "diff_new": comparison.new,
+        "diff_error": comparison.error,
+        "source_diff": source_diff[0] if source_diff else None,
+        "source_phrasings_diff": source_diff[1] if source_diff else None,
         "revisions": [(r, people.get(r.author_id or 0, "")) for r in state.revisions],
         "rejected_by": people.get(target.rejected_by_id or 0, "") if target is not None else "",
         "other_texts": _editor_links(request, kb, article, state, locale, region),
@@ -354,8 +380,15 @@ def review_queue_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
         regions=getattr(membership, "regions", None) or (),
     )
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    # The live revisions of the page in one query, so each row can say which phrasings the review changes.
+    texts: list[Translation] = list(page.object_list)
+    prefetch_related_objects(texts, "published_revision")
     context = {
         "page_obj": page,
+        "rows": [
+            (t, phrasings_diff(t.published_revision.phrasings if t.published_revision else [], t.phrasings))
+            for t in texts
+        ],
         "can_review": roles.can(request.user, membership, roles.REVIEW_KNOWLEDGE),
     }
     return render(request, "knowledge/review_queue.html", context)
