@@ -14,6 +14,7 @@ this module never imports chat. Selectors and services of the loop are both here
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +30,7 @@ from django.utils.translation import gettext as _
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
-from apps.knowledge.embeddings import EmbeddingProvider, provider_for_model
+from apps.knowledge.embeddings import EmbeddingError, EmbeddingProvider, provider_for_model
 from apps.knowledge.models import (
     PHRASINGS_MAX,
     KnowledgeBase,
@@ -42,6 +43,8 @@ from apps.knowledge.selectors import member_may_edit, normalize_region
 from apps.knowledge.services import check_allowed, index_on_commit, phrasings_clean
 from apps.security import pii
 from apps.tenants import roles
+
+logger = logging.getLogger(__name__)
 
 #: Where an unanswered question comes from: its reply fell back, or a customer rated the answer down.
 SOURCE_FALLBACK = "fallback"
@@ -184,10 +187,10 @@ def unanswered_questions(
     Reads the newest `limit` (HUB_LEARNING_MAX_QUESTIONS) questions since `since` (30 days) from each
     registered source, drops the ones editors handled (LearnedQuestion), redacts them for display, embeds
     the distinct texts with the knowledge base's embedding model and groups them greedily per locale and
-    region: a question joins the first group whose centroid it is at least HUB_LEARNING_GROUP_SIMILARITY
-    similar to (cosine), else starts one. `locale`/`region` filter (region "" = the generic texts);
-    `membership` hides what a localization editor may not edit. A fixed number of queries, whatever the
-    number of questions (one per source, plus one for the handled ones).
+    region: a question joins a group when it is at least HUB_LEARNING_GROUP_SIMILARITY similar (cosine) to
+    every question in it, else starts one (see _grouped). `locale`/`region` filter (region "" = the generic
+    texts); `membership` hides what a localization editor may not edit. A fixed number of queries, whatever
+    the number of questions (one per source, plus one for the handled ones).
     """
     limit = limit or settings.HUB_LEARNING_MAX_QUESTIONS
     since = since or timezone.now() - timedelta(days=DEFAULT_DAYS)
@@ -244,32 +247,52 @@ def _is_handled(entry: tuple[str, datetime] | None, asked_at: datetime) -> bool:
 def _grouped(
     rows: list[tuple[AskedQuestion, str, str, str, str]], provider: EmbeddingProvider
 ) -> list[QuestionGroup]:
+    """Group newest first (a group is named by its newest question), complete linkage: a question joins the
+    group of its locale and region whose *least* similar member is most similar to it, if that is at least
+    the threshold. Stricter than comparing with a centroid, which drifted ("how do I close my account" joined
+    "how do I reset my password"): a wrong merge is worse than a split, since attaching a group marks every
+    question in it handled."""
     distinct = list(dict.fromkeys(r[2] for r in rows))
     texts = {r[2]: r[1] for r in reversed(rows)}  # the newest spelling of each question
-    vectors = dict(zip(distinct, provider.embed([texts[h] for h in distinct]), strict=True))
+    similarity: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+    if distinct:
+        try:
+            vectors = np.asarray(provider.embed([texts[h] for h in distinct]), dtype=np.float32)
+            similarity = vectors @ vectors.T
+        except EmbeddingError as exc:
+            # The page stays useful without the model (an embedding endpoint down): same words, same group.
+            logger.warning("unanswered questions grouped by their words only", extra={"error": str(exc)})
+    position = {h: i for i, h in enumerate(distinct)}
     threshold = settings.HUB_LEARNING_GROUP_SIMILARITY
     groups: list[QuestionGroup] = []
-    sums: list[np.ndarray] = []  # each group's sum of vectors: its centroid's direction
-    by_hash: dict[str, int] = {}
-    for question, text, text_hash, loc, reg in rows:  # newest first: a group is named by its newest question
-        index = by_hash.get(text_hash)
+    # Row g: each distinct question's similarity to the least similar member of group g (complete linkage,
+    # kept up to date as members join, so placing a question is one vector operation).
+    most = len({(r[2], r[3], r[4]) for r in rows})  # groups: at most one per question, locale and region
+    least = np.empty((most, len(distinct)), dtype=np.float32)
+    places: dict[tuple[str, str], int] = {}
+    place_of = np.empty(most, dtype=np.int32)  # each group's locale and region, as a number
+    by_key: dict[tuple[str, str, str], int] = {}
+    for question, text, text_hash, loc, reg in rows:
+        index = by_key.get((text_hash, loc, reg))
         if index is None:
-            vector = vectors[text_hash]
-            best, best_score = -1, threshold
-            for i, group in enumerate(groups):
-                if (group.locale, group.region) != (loc, reg):
-                    continue
-                centroid = sums[i] / (np.linalg.norm(sums[i]) or 1.0)
-                score = float(np.dot(centroid, vector))
-                if score >= best_score:
-                    best, best_score = i, score
+            at = position[text_hash]
+            place = places.setdefault((loc, reg), len(places))
+            best = -1
+            if similarity is not None and groups:
+                scores = np.where(place_of[: len(groups)] == place, least[: len(groups), at], -np.inf)
+                candidate = int(np.argmax(scores))
+                if scores[candidate] >= threshold:
+                    best = candidate
             if best < 0:
+                vector = vectors[at] if vectors is not None else None
                 groups.append(QuestionGroup(key=text_hash, locale=loc, region=reg, vector=vector))
-                sums.append(np.array(vector, dtype=np.float32))
                 best = len(groups) - 1
-            else:
-                sums[best] = sums[best] + vector
-            by_hash[text_hash] = index = best
+                place_of[best] = place
+                least[best] = similarity[at] if similarity is not None else 0.0
+            elif similarity is not None:
+                np.minimum(least[best], similarity[at], out=least[best])
+            by_key[(text_hash, loc, reg)] = index = best
         group = groups[index]
         group.count += 1
         group.sources.add(question.source)

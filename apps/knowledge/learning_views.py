@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.errors import ValidationFailed
-from apps.knowledge.embeddings import get_provider
+from apps.knowledge.embeddings import EmbeddingError, get_provider
 from apps.knowledge.learning import (
     SOURCE_FALLBACK,
     SOURCE_NEGATIVE,
@@ -170,16 +170,20 @@ def _page_context(
 def _suggestions(
     request: HttpRequest, kb: KnowledgeBase, group: QuestionGroup, same_model: bool
 ) -> list[Any]:
-    """The top articles search finds for the group's question, even below the chat's answer threshold."""
-    return knowledge_search(
-        tenant=request.tenant,  # type: ignore[attr-defined]
-        query=group.question,
-        locale=group.locale,
-        region=group.region or None,
-        k=SUGGESTIONS,
-        kb=kb,
-        query_vector=group.vector if same_model else None,
-    )
+    """The top articles search finds for the group's question, even below the chat's answer threshold
+    (none while the embedding model cannot be reached: the picker still works)."""
+    try:
+        return knowledge_search(
+            tenant=request.tenant,  # type: ignore[attr-defined]
+            query=group.question,
+            locale=group.locale,
+            region=group.region or None,
+            k=SUGGESTIONS,
+            kb=kb,
+            query_vector=group.vector if same_model else None,
+        )
+    except EmbeddingError:
+        return []
 
 
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)

@@ -825,10 +825,11 @@ HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1
 # Redis is down). Entra ID and Okta stay far below it; it stops a runaway or stolen-token client.
 HUB_SCIM_RATE_PER_TOKEN = env_rate("HUB_SCIM_RATE_PER_TOKEN", "1200/min")
 # --- Issue 20, slice "learning": unanswered questions become phrasings (apps/knowledge/learning.py) --------
-# Cosine similarity at which two unanswered questions of one locale count as the same question on the
-# "Unanswered questions" page (default 0.6). Measured with the multilingual USE model: paraphrases of one
-# support question score about 0.55-0.9, different questions of one help center at most about 0.4. Another
+# Cosine similarity a question needs with every question of a group to join it on the "Unanswered questions"
+# page (default 0.55). Measured with the multilingual USE model: paraphrases of one support question score
+# about 0.5-0.9, but questions sharing only their wording pattern reach 0.63 ("how do I close my account" /
+# "how do I reset my password"), hence "every question" (complete linkage), not a centroid. Another
 # embedding model may need another value.
-HUB_LEARNING_GROUP_SIMILARITY = env_float("HUB_LEARNING_GROUP_SIMILARITY", 0.6, minimum=0.1, maximum=1.0)
+HUB_LEARNING_GROUP_SIMILARITY = env_float("HUB_LEARNING_GROUP_SIMILARITY", 0.55, minimum=0.1, maximum=1.0)
 # The newest unanswered questions the page groups (default 500): bounds the embedding work of one page view.
 HUB_LEARNING_MAX_QUESTIONS = env_int("HUB_LEARNING_MAX_QUESTIONS", 500, minimum=10, maximum=5000)

@@ -106,6 +106,26 @@ def test_questions_are_grouped_by_meaning_redacted_and_sorted_by_count(
     assert [g.question for g in only_down] == [down.text]
 
 
+def test_questions_sharing_only_a_wording_pattern_stay_apart(tenant_a: Tenant, kb: KnowledgeBase) -> None:
+    """USE scores "how do I close my account" / "how do I reset my password" 0.63: a centroid merged them."""
+    channel = web_channel(tenant_a)
+    texts = [
+        "forgot my password",
+        "how do I reset my password",
+        "I want my account removed",
+        "how do i close my account",
+        "delete my account",
+    ]
+    with tenant_context(tenant_a):
+        for n, text in enumerate(texts):
+            asked(channel, text, ago=timedelta(minutes=10 - n))
+        groups = unanswered_questions(tenant=tenant_a, kb=kb)
+    assert sorted(sorted(g.examples) for g in groups) == [
+        ["I want my account removed", "delete my account", "how do i close my account"],
+        ["forgot my password", "how do I reset my password"],
+    ]
+
+
 def test_channels_of_other_knowledge_bases_and_other_tenants_do_not_count(
     tenant_a: Tenant, tenant_b: Tenant, kb: KnowledgeBase
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.db import connections
@@ -15,6 +16,7 @@ from django.urls import reverse
 
 from apps.chat.models import Channel, Conversation, Message, Outcome, Role
 from apps.core.context import tenant_context
+from apps.knowledge.embeddings import EmbeddingError, UseProvider
 from apps.knowledge.models import KnowledgeBase, LearnedQuestion, Translation
 from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
 from apps.tenants.models import Membership, Tenant
@@ -274,3 +276,18 @@ def test_the_page_queries_do_not_grow_with_the_questions(
         _stored(tenant_a, channel_a.pk, QUESTION)
         _stored(tenant_a, channel_a.pk, "can I pay with bitcoin?")
     assert measured() == few
+
+
+def test_without_the_embedding_model_the_page_groups_by_words(
+    alice_client: Client, tenant_a: Tenant, kb: KnowledgeBase, channel_a: Channel
+) -> None:
+    for text in (QUESTION, QUESTION.upper(), "can I pay with bitcoin?"):
+        _stored(tenant_a, channel_a.pk, text)
+
+    def down(self: Any, texts: Any) -> Any:
+        raise EmbeddingError("embedding endpoint unreachable")
+
+    with mock.patch.object(UseProvider, "embed", down):
+        response = alice_client.get(url("learning", tenant_a, kb))
+    assert response.status_code == 200
+    assert "Asked 2 times" in page_text(response) and "Asked 1 time" in page_text(response)
