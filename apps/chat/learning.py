@@ -66,16 +66,19 @@ def unanswered_messages(*, tenant: Any, query: QuestionFilter) -> list[AskedQues
         messages = messages.filter(conversation__region__in=query.regions)
     if query.other_regions:
         messages = messages.exclude(conversation__region__in=query.other_regions)
-    rows = messages.order_by("-created_at", "-pk").values_list(
-        "text", "conversation__locale", "conversation__region", "reply__outcome", "created_at"
-    )[: query.limit]
+    # Model instances, not values(): text is read through the field (were it ever sealed, it opens here).
+    found = (
+        messages.select_related("conversation", "reply")
+        .only("text", "created_at", "conversation__locale", "conversation__region", "reply__outcome")
+        .order_by("-created_at", "-pk")[: query.limit]
+    )
     return [
         AskedQuestion(
-            text=text,
-            locale=locale,
-            region=region,
-            source=SOURCE_FALLBACK if outcome == Outcome.FALLBACK else SOURCE_NEGATIVE,
-            asked_at=asked_at,
+            text=message.text,
+            locale=message.conversation.locale,
+            region=message.conversation.region,
+            source=SOURCE_FALLBACK if message.reply.outcome == Outcome.FALLBACK else SOURCE_NEGATIVE,
+            asked_at=message.created_at,
         )
-        for text, locale, region, outcome, asked_at in rows
+        for message in found
     ]
