@@ -224,12 +224,12 @@ def unanswered_questions(
             if text:
                 rows.append((q, text, question_hash(q.text), loc, reg))
     handled = {
-        h: (action, at)
-        for h, action, at in LearnedQuestion.objects.filter(
+        (h, loc): (action, at)
+        for h, loc, action, at in LearnedQuestion.objects.filter(
             kb=kb, text_hash__in={r[2] for r in rows}
-        ).values_list("text_hash", "action", "handled_at")
+        ).values_list("text_hash", "locale", "action", "handled_at")
     }
-    rows = [r for r in rows if not _is_handled(handled.get(r[2]), r[0].asked_at)][:limit]
+    rows = [r for r in rows if not _is_handled(handled.get((r[2], r[3])), r[0].asked_at)][:limit]
     return _grouped(rows, provider_for_model(kb.embedding_model))
 
 
@@ -341,7 +341,10 @@ def _record(
     locale: str = "",
     region: str = "",
 ) -> int:
-    """Mark questions handled (the last action on a question wins); one statement."""
+    """Mark questions of `locale` handled (the last action on a question wins); one statement.
+
+    Per locale: the actor was checked for this locale only, and the same words in another locale are
+    another customer's question."""
     now = timezone.now()
     tenant_id = current_tenant().id
     rows = [
@@ -361,8 +364,8 @@ def _record(
     LearnedQuestion.objects.bulk_create(
         rows,
         update_conflicts=True,
-        unique_fields=["kb", "text_hash"],
-        update_fields=["action", "article_key", "locale", "region", "actor_id", "handled_at", "updated_at"],
+        unique_fields=["kb", "locale", "text_hash"],
+        update_fields=["action", "article_key", "region", "actor_id", "handled_at", "updated_at"],
     )
     return len(rows)
 

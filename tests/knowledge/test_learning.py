@@ -321,5 +321,8 @@ def test_dismissed_questions_stay_hidden_when_asked_again(
             "wie lange dauert der Versand?"
         ]
         assert LearnedQuestion.objects.get().action == "dismissed"
+        # Per locale: the German editor's list is not changed by an English dismissal of the same words.
+        asked(channel, "BUY CHEAP WATCHES www.spam.example", locale="de", ago=timedelta(0))
+        assert len(unanswered_questions(tenant=tenant_a, kb=kb, locale="de")) == 2
         event = AuditEvent.objects.filter(action="knowledge.questions_dismissed").get()
         assert event.changes == {"locale": "en", "region": "", "questions": 1}
