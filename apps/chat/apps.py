@@ -27,3 +27,9 @@ class ChatConfig(AppConfig):
 
         ticket_activity.connect(tasks.on_ticket_activity, dispatch_uid="chat-handoff-ticket-activity")
         outbox_settled.connect(tasks.on_outbox_settled, dispatch_uid="chat-handoff-outbox-settled")
+        # The learning loop (issue 20): knowledge lists the questions chat could not answer, through a
+        # source chat registers (knowledge must not import chat).
+        from apps.chat.learning import unanswered_messages
+        from apps.knowledge.learning import register_question_source
+
+        register_question_source(unanswered_messages)

@@ -258,3 +258,39 @@ class Chunk(RegionModel):
 
     def __str__(self) -> str:
         return f"{self.article_key}/{self.locale}#{self.position}"
+
+
+# --- Learning loop (issue 20): questions the assistant could not answer ------------------------------------
+class LearnedAction(models.TextChoices):
+    ATTACHED = "attached", _("Added as a phrasing")
+    DISMISSED = "dismissed", _("Dismissed")
+
+
+class LearnedQuestion(RegionModel):
+    """A customer question an editor has dealt with for one knowledge base, so it leaves the list of
+    unanswered questions (apps/knowledge/learning.py).
+
+    Keyed by the knowledge base locale and a hash of the question's redacted, normalized text (no question
+    text is kept here): the same question asked again matches. Dismissed questions stay hidden; attached
+    ones hide what was asked until `handled_at` (the phrasing answers the next ones; one that still falls
+    back comes back to the list).
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    kb = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="+")
+    text_hash = models.CharField(max_length=64)
+    action = models.CharField(max_length=16, choices=LearnedAction.choices)
+    article_key = models.CharField(max_length=100, blank=True, default="")
+    locale = models.CharField(max_length=16)
+    region = models.CharField(max_length=16, blank=True, default="")  # of the text attached to
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    handled_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kb", "locale", "text_hash"], name="learnedquestion_unique_hash")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kb_id}:{self.text_hash[:12]} ({self.action})"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.knowledge import views
+from apps.knowledge import learning_views, views
 
 app_name = "knowledge"
 
@@ -25,4 +25,10 @@ urlpatterns = [
     path(_KB + "articles/<str:key>/", views.article_view, name="article"),
     # ?region=eu edits (or creates) that region's variant of the locale.
     path(_KB + "articles/<str:key>/edit/<str:locale>/", views.editor_view, name="editor"),
+]
+# --- learning loop ---
+urlpatterns += [
+    path(_KB + "unanswered/", learning_views.learning_view, name="learning"),
+    path(_KB + "unanswered/attach/", learning_views.learning_attach_view, name="learning-attach"),
+    path(_KB + "unanswered/dismiss/", learning_views.learning_dismiss_view, name="learning-dismiss"),
 ]

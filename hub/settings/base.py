@@ -841,6 +841,16 @@ HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE: dict[str, float] = json.loads(
     os.environ.get("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE") or "{}"
 )
 # A question at least this close to the off-topic examples (apps/chat/services/intents.OFF_TOPIC_EXAMPLES) as
-# to the best article, minus this margin, gets the fallback: -0.05 (Northwind tune split, USE) refused 68 % of
-# out-of-domain questions instead of 26 % with the same in-domain fallback rate (1.8 %).
+# to the best article, minus this margin, gets the fallback: with 0.05 (Northwind tune split, USE) 68 % of the
+# out-of-domain questions were refused instead of 26 %, at the same in-domain fallback rate (1.8 %).
 HUB_CHAT_OFF_TOPIC_MARGIN = env_float("HUB_CHAT_OFF_TOPIC_MARGIN", 0.05, minimum=-1.0, maximum=1.0)
+
+# --- Issue 20, slice "learning": unanswered questions become phrasings (apps/knowledge/learning.py) --------
+# Cosine similarity a question needs with every question of a group to join it on the "Unanswered questions"
+# page (default 0.55). Measured with the multilingual USE model: paraphrases of one support question score
+# about 0.5-0.9, but questions sharing only their wording pattern reach 0.63 ("how do I close my account" /
+# "how do I reset my password"), hence "every question" (complete linkage), not a centroid. Another
+# embedding model may need another value.
+HUB_LEARNING_GROUP_SIMILARITY = env_float("HUB_LEARNING_GROUP_SIMILARITY", 0.55, minimum=0.1, maximum=1.0)
+# The newest unanswered questions the page groups (default 500): bounds the embedding work of one page view.
+HUB_LEARNING_MAX_QUESTIONS = env_int("HUB_LEARNING_MAX_QUESTIONS", 500, minimum=10, maximum=5000)
