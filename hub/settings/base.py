@@ -824,3 +824,10 @@ HUB_SCIM_MAX_RESULTS = env_int("HUB_SCIM_MAX_RESULTS", 200, minimum=1, maximum=1
 # Requests per SCIM token, "N/s|min|hour" (default 1200/min; 429 with Retry-After above; not enforced while
 # Redis is down). Entra ID and Okta stay far below it; it stops a runaway or stolen-token client.
 HUB_SCIM_RATE_PER_TOKEN = env_rate("HUB_SCIM_RATE_PER_TOKEN", "1200/min")
+# --- Issue 20, slice "memory": follow-up questions in a conversation (apps/chat/services/condense.py) -------
+# Complete a follow-up ("and for a sofa?") with the conversation's previous question before retrieval (default
+# on). Off: every message is searched on its own words, as before.
+HUB_CHAT_CONDENSE = env_bool("HUB_CHAT_CONDENSE", True)
+# Seconds a tenant's language model gets to rewrite a follow-up as a standalone question (default 3); slower,
+# failed or odd rewrites fall back to the offline completion.
+HUB_CHAT_CONDENSE_TIMEOUT = env_float("HUB_CHAT_CONDENSE_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
