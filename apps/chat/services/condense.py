@@ -19,11 +19,14 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# A message of at most this many words (Latin scripts) or characters (Japanese) is a follow-up when there is a
-# question before it (whole questions are longer, and a short one that is whole loses little by the carry);
-# up to twice as long, only with a word that points back ("that", "das", "ça", "eso", "それ").
+# A message of at most this many words (Latin scripts) or characters (Japanese) with at most SHORT_TERMS
+# subject words is a follow-up when there is a question before it ("is there a credit check?"); one with more
+# names its own subject ("invoice pdf", "supprimer compte"). Up to twice as long, it is one only with a word
+# that points back ("that", "ça", "eso", "それ") and at most CUE_TERMS subject words.
 MAX_WORDS = 7
 MAX_JA_CHARS = 18
+SHORT_TERMS = 2
+CUE_TERMS = 3
 # Key terms carried from the previous question (its first ones: customers name the subject early).
 MAX_TERMS = 8
 
@@ -71,8 +74,8 @@ _OPENER = re.compile(
 _CUE = _phrases(
     # en
     "it", "its", "that", "this", "those", "these", "them", "they", "same", "again", "instead", "either",
-    # de
-    "das", "dies", "diese", "dieser", "dieses", "ihn", "ihm", "dafür", "dazu", "damit", "davon", "darauf",
+    # de ("das" and "die" are articles as often as pronouns)
+    "dies", "diese", "dieser", "dieses", "ihn", "ihm", "dafür", "dazu", "damit", "davon", "darauf",
     "dabei", "nochmal", "so einen", "so eine", "so ein", "so was",
     # fr
     "ça", "cela", "ceci", "celui", "celle", "ceux", "celles", "pareil", "le même", "la même",
@@ -137,7 +140,8 @@ def is_switch(message: str) -> bool:
 
 def depends_on_conversation(message: str) -> bool:
     """Whether `message` only makes sense with the question before it: not announcing a new topic, and
-    opening like a follow-up ("and …"), or short, or of middling length with a word that points back.
+    opening like a follow-up ("and …"), or short and with hardly a subject of its own, or of middling
+    length with a word that points back.
     Languages are told apart by script, not by the conversation's locale: customers write as they like."""
     text = _fold(message)
     if not text or is_switch(text):
@@ -145,14 +149,13 @@ def depends_on_conversation(message: str) -> bool:
     if _OPENER.search(text):
         return True
     if is_japanese(text):
-        compact = re.sub(r"[\s\W]", "", text)
-        if len(compact) <= MAX_JA_CHARS:
-            return True
-        return len(compact) <= 2 * MAX_JA_CHARS and bool(_CUE.search(text))
-    words = _WORD.findall(text)
-    if len(words) <= MAX_WORDS:
+        size, limit = len(re.sub(r"[\s\W]", "", text)), MAX_JA_CHARS
+    else:
+        size, limit = len(_WORD.findall(text)), MAX_WORDS
+    terms = len(key_terms(text, limit=CUE_TERMS + 1))
+    if size <= 2 * limit and terms <= CUE_TERMS and _CUE.search(text):
         return True
-    return len(words) <= 2 * MAX_WORDS and bool(_CUE.search(text))
+    return size <= limit and terms <= SHORT_TERMS
 
 
 def key_terms(text: str, *, limit: int = MAX_TERMS) -> list[str]:

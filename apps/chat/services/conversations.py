@@ -381,22 +381,25 @@ def _knowledge(
     key: str | None = None,
     vector: Any = None,
     models: TurnModels | None = None,
+    alone: tuple[str, Any] | None = None,
 ) -> _Draft:
+    """Answer `text` from the knowledge base. `alone`: the user's own words and their vector when `text` is
+    their offline completion with an earlier question (see _compose)."""
     if key is None or models is None:  # with a key, the caller has looked in the answer cache already
         key = _cache_key(principal, conversation, text)
         cached, models = _cached_answer(principal, conversation, key, timings)
         if cached is not None:
             return cached
     started = time.perf_counter()
-    hits = knowledge_search(
-        tenant=principal.tenant,
-        query=text,
-        locale=conversation.locale,
-        region=conversation.region,
-        k=settings.HUB_CHAT_RETRIEVAL_K,
-        kb=str(principal.channel.knowledge_base_id) if principal.channel.knowledge_base_id else None,
-        query_vector=vector,
-    )
+    hits = _search(principal, conversation, text, vector)
+    if alone is not None:
+        # The completion stays only if the knowledge base is surer about it than about the message alone:
+        # a short new question with no announcement ("invoice pdf") is best searched on its own words.
+        alone_hits = _search(principal, conversation, alone[0], alone[1])
+        if alone_hits and (not hits or alone_hits[0].relevance >= hits[0].relevance):
+            text, hits = alone[0], alone_hits
+        else:
+            timings["condensed"] = 1.0
     timings["retrieval_ms"] = (time.perf_counter() - started) * 1000
     metrics_hooks.retrieval(region=conversation.region, seconds=timings["retrieval_ms"] / 1000)
     if not hits or hits[0].relevance < settings.HUB_CHAT_MIN_RELEVANCE:
@@ -437,6 +440,20 @@ def _knowledge(
         ANSWER_CACHE_SECONDS,
     )
     return draft
+
+
+def _search(
+    principal: ChannelPrincipal, conversation: Conversation, text: str, vector: Any
+) -> list[SearchHit]:
+    return knowledge_search(
+        tenant=principal.tenant,
+        query=text,
+        locale=conversation.locale,
+        region=conversation.region,
+        k=settings.HUB_CHAT_RETRIEVAL_K,
+        kb=str(principal.channel.knowledge_base_id) if principal.channel.knowledge_base_id else None,
+        query_vector=vector,
+    )
 
 
 def _transcript(conversation: Conversation) -> str:
@@ -636,7 +653,7 @@ def _compose(
                 outcome=Outcome.ANSWERED,
             )
     routed = intents.route(text)
-    key = vector = models = classification = condensation = None
+    key = vector = models = classification = condensation = alone = None
     query = text
     if routed.intent == intents.KNOWLEDGE:
         # A follow-up ("and for a sofa?") is searched with the question it follows (services/condense.py);
@@ -654,14 +671,28 @@ def _compose(
             query, condensation = _rewrite(condenser, text, condensed, timings)
         provider = get_provider()
         started = time.perf_counter()
-        vector = provider.embed_query(query)
+        vector = own_vector = provider.embed_query(text)
+        if query != text:
+            vector = provider.embed_query(query)
+            if condensation is None:  # the offline completion is checked against the message alone
+                alone = (text, own_vector)
         timings["embed_ms"] = (time.perf_counter() - started) * 1000
-        routed = intents.route(text, vector=vector, provider=provider)
+        routed = intents.route(text, vector=own_vector, provider=provider)
         if routed.via == "default" and (classifier := models.classifier) is not None:
             # Neither a rule nor an example was sure: the tenant's provider may name the intent.
             routed, classification = _classify(classifier, text, timings)
     draft = _respond(
-        principal, conversation, routed, query, stored_text, timings, transaction_scope, key, vector, models
+        principal,
+        conversation,
+        routed,
+        query,
+        stored_text,
+        timings,
+        transaction_scope,
+        key,
+        vector,
+        models,
+        alone=alone,
     )
     draft.classification = classification
     draft.condensation = condensation
@@ -737,6 +768,8 @@ def _respond(
     key: str | None,
     vector: Any,
     models: TurnModels | None,
+    *,
+    alone: tuple[str, Any] | None = None,
 ) -> _Draft:
     """The reply to a routed message: a greeting, an allowed action, or an answer from the knowledge base."""
     locale = conversation.locale
@@ -753,7 +786,9 @@ def _respond(
         draft = _route_action(principal, conversation, routed, stored_text)
         if draft is not None:
             return draft
-    return _knowledge(principal, conversation, text, timings, key=key, vector=vector, models=models)
+    return _knowledge(
+        principal, conversation, text, timings, key=key, vector=vector, models=models, alone=alone
+    )
 
 
 def message_post(
