@@ -176,10 +176,7 @@ def key_terms(text: str, *, limit: int = MAX_TERMS) -> list[str]:
 
 def _join(context: str, message: str) -> str:
     terms = key_terms(context)
-    if not terms:
-        return message
-    glue = "" if is_japanese(message) and is_japanese(context) else " "
-    return glue.join([*terms, message]) if glue == "" else f"{' '.join(terms)} {message}"
+    return " ".join([*terms, message]) if terms else message
 
 
 def condense(message: str, history: Sequence[str]) -> Condensed:
