@@ -7,7 +7,9 @@ A question scores when the reply's first citation is the expected article; an ou
 when the reply has no citation. Follow-up pairs are asked as two turns of one conversation and scored on the
 second turn, next to the same follow-up asked alone (what memory must close) and next to the single-turn
 questions that expect the same articles (the issue's target: follow-ups within 0.05 of single-turn), overall,
-per kind (anaphoric / switch) and per language. `--followups` asks only the follow-ups and those questions.
+per kind (anaphoric / switch) and per language. Every in-domain question is also asked as the second turn
+after an unrelated one (`unannounced_switch`: what completing follow-ups must not cost a new topic).
+`--followups` asks only the follow-ups and the questions on their articles.
 
 The held-out 30 % (split "heldout") is read only with `--heldout` (reporting), never while tuning (default).
 Writes bench/results/bench_answer_quality.json.
@@ -179,6 +181,22 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
             times.append(ms)
             if got != case["expect"]:
                 misses.append({"id": case["id"], "kind": case["kind"], "expect": case["expect"], "got": got})
+        # Every in-domain question again as the second turn after an unrelated one (the previous question of
+        # its language about another article): what completing follow-ups must not cost a new topic.
+        switched: list[tuple[dict[str, Any], str | None]] = []
+        first: list[tuple[dict[str, Any], str | None]] = []
+        for i, (case, got) in enumerate(single):
+            before = next(
+                (
+                    c
+                    for c, _ in reversed(single[:i])
+                    if c["expect"] and c["locale"] == case["locale"] and c["expect"] != case["expect"]
+                ),
+                None,
+            )
+            if case["expect"] and before is not None:
+                switched.append((case, ask(case, [before["question"], case["question"]])[0]))
+                first.append((case, got))
         follow: list[tuple[dict[str, Any], str | None]] = []
         alone: list[tuple[dict[str, Any], str | None]] = []
         for case in followups:
@@ -204,9 +222,15 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
             "vs_single_turn": _followup_report(follow, alone, single),
             "per_kind": _followup_report(follow, alone, single, "kind"),
             "per_language": _followup_report(follow, alone, single, "locale"),
+            "unannounced_switch": {"asked_first": _score(first), "asked_second": _score(switched)},
         },
         "turn_ms": {"p50": round(times[len(times) // 2], 1), "p99": round(times[int(len(times) * 0.99)], 1)},
         "misses": misses,
+        "followup_misses": [
+            {"id": c["id"], "kind": c["kind"], "expect": c["expect"], "got": got}
+            for c, got in follow
+            if got != c["expect"]
+        ],
     }
 
 
@@ -221,4 +245,5 @@ if __name__ == "__main__":
     path = RESULTS.with_name("bench_answer_quality_followups.json") if args.followups else RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if k != "misses"}, indent=2, ensure_ascii=False))
+    shown = {k: v for k, v in result.items() if k not in ("misses", "followup_misses")}
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
