@@ -658,7 +658,7 @@ def _compose(
     if routed.intent == intents.KNOWLEDGE:
         # A follow-up ("and for a sofa?") is searched with the question it follows (services/condense.py);
         # the cache key holds that question too. Routing still reads only the user's own words.
-        condensed = _condensed(conversation, text, history)
+        condensed, history = _condensed(conversation, text, history)
         query = condensed.query
         # A question answered before is answered from the cache (routing is deterministic, so the same
         # words would route the same way again); only new open questions pay for the embedding, which
@@ -668,7 +668,7 @@ def _compose(
         if cached is not None:
             return cached
         if condensed.depends and (condenser := models.condenser) is not None:
-            query, condensation = _rewrite(condenser, text, condensed, timings)
+            query, condensation = _rewrite(condenser, text, condensed, history or (), timings)
         provider = get_provider()
         started = time.perf_counter()
         vector = own_vector = provider.embed_query(text)
@@ -699,12 +699,14 @@ def _compose(
     return draft
 
 
-def _condensed(conversation: Conversation, text: str, history: tuple[str, ...] | None) -> condense.Condensed:
-    """`text` completed with this conversation's earlier questions when it depends on them. The history
-    usually came with the turn's first statement; read here only when it did not (a caller without
-    `turn_start`), and only for a follow-up in a conversation that has turns."""
+def _condensed(
+    conversation: Conversation, text: str, history: tuple[str, ...] | None
+) -> tuple[condense.Condensed, tuple[str, ...] | None]:
+    """`text` completed with this conversation's earlier questions when it depends on them, and those
+    questions. They usually came with the turn's first statement; read here only when they did not (a
+    caller without `turn_start`), and only for a follow-up in a conversation that has turns."""
     if not settings.HUB_CHAT_CONDENSE or not conversation.turns or not condense.depends_on_conversation(text):
-        return condense.Condensed(query=text)
+        return condense.Condensed(query=text), history
     if history is None:
         rows = (
             Message.objects.filter(
@@ -714,21 +716,22 @@ def _condensed(conversation: Conversation, text: str, history: tuple[str, ...] |
             .values_list("text", flat=True)[:_HISTORY_QUESTIONS]
         )
         history = tuple(reversed(rows))
-    return condense.condense(text, history)
+    return condense.condense(text, history), history
 
 
 def _rewrite(
     condenser: OpenAICompatibleProvider,
     text: str,
     condensed: condense.Condensed,
+    history: tuple[str, ...],
     timings: dict[str, float],
 ) -> tuple[str, Condensation | None]:
-    """The tenant's model rewrites the follow-up as a standalone question; on any failure the offline
-    completion is the query."""
+    """The tenant's model rewrites the follow-up as a standalone question, with the earlier questions as
+    they were asked; on any failure the offline completion is the query."""
     started = time.perf_counter()
     try:
         condensation = condenser.condense(
-            text, history=[condensed.context], timeout=settings.HUB_CHAT_CONDENSE_TIMEOUT
+            text, history=history or [condensed.context], timeout=settings.HUB_CHAT_CONDENSE_TIMEOUT
         )
     except ProviderError as exc:
         logger.warning(
