@@ -5,7 +5,11 @@ one web channel per content region (none, EU, US) with that knowledge base, and 
 customer would: a new conversation in the question's locale, one POST to /api/v1/conversations/<id>/messages.
 A question scores when the reply's first citation is the expected article; an out-of-domain question scores
 when the reply has no citation. Follow-up pairs are asked as two turns of one conversation and scored on the
-second turn, next to the same follow-up asked alone (what memory must close).
+second turn, next to the same follow-up asked alone (what memory must close) and next to the single-turn
+questions that expect the same articles (the issue's target: follow-ups within 0.05 of single-turn), overall,
+per kind (anaphoric / switch) and per language. Every in-domain question is also asked as the second turn
+after an unrelated one (`unannounced_switch`: what completing follow-ups must not cost a new topic).
+`--followups` asks only the follow-ups and the questions on their articles.
 
 The held-out 30 % (split "heldout") is read only with `--heldout` (reporting), never while tuning (default).
 Writes bench/results/bench_answer_quality.json.
@@ -56,7 +60,39 @@ def _by(rows: list[tuple[dict[str, Any], str | None]], field: str) -> dict[str, 
     return {name: _score(group) for name, group in sorted(groups.items())}
 
 
-def run(*, heldout: bool = False) -> dict[str, Any]:
+def _followup_report(
+    follow: list[tuple[dict[str, Any], str | None]],
+    alone: list[tuple[dict[str, Any], str | None]],
+    single: list[tuple[dict[str, Any], str | None]],
+    field: str | None = None,
+) -> dict[str, Any]:
+    """recall@1 of follow-ups in conversation, alone, and of single-turn questions expecting the same articles
+    (in the same language when grouped by language), per `field` value (or overall)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (case, _) in enumerate(follow):
+        groups[str(case.get(field)) if field else "all"].append(i)
+    out = {}
+    for name, indexes in sorted(groups.items()):
+        expected = {follow[i][0]["expect"] for i in indexes}
+        same = [
+            (c, got)
+            for c, got in single
+            if c["expect"] in expected and (field != "locale" or c["locale"] == name)
+        ]
+        row = {
+            "n": len(indexes),
+            "in_conversation": _score([follow[i] for i in indexes]).get("recall@1"),
+            "alone": _score([alone[i] for i in indexes]).get("recall@1"),
+            "single_turn_same_articles": _score(same).get("recall@1"),
+            "single_n": len(same),
+        }
+        if row["in_conversation"] is not None and row["single_turn_same_articles"] is not None:
+            row["gap"] = round(row["single_turn_same_articles"] - row["in_conversation"], 3)
+        out[name] = row
+    return out if field else out["all"]
+
+
+def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.dev")
     os.environ.setdefault("HUB_CHAT_RATE_PER_KEY", "100000/min")
     os.environ.setdefault("HUB_CHAT_RATE_PER_TENANT", "100000/min")
@@ -77,6 +113,9 @@ def run(*, heldout: bool = False) -> dict[str, Any]:
     region_sync()
     questions = load("questions.jsonl", heldout=heldout)
     followups = load("followups.jsonl", heldout=heldout)
+    if followups_only:
+        wanted = {case["expect"] for case in followups}
+        questions = [case for case in questions if case["expect"] in wanted]
     articles = [
         line
         for name in ("articles_a.jsonl", "articles_b.jsonl")
@@ -142,6 +181,22 @@ def run(*, heldout: bool = False) -> dict[str, Any]:
             times.append(ms)
             if got != case["expect"]:
                 misses.append({"id": case["id"], "kind": case["kind"], "expect": case["expect"], "got": got})
+        # Every in-domain question again as the second turn after an unrelated one (the previous question of
+        # its language about another article): what completing follow-ups must not cost a new topic.
+        switched: list[tuple[dict[str, Any], str | None]] = []
+        first: list[tuple[dict[str, Any], str | None]] = []
+        for i, (case, got) in enumerate(single):
+            before = next(
+                (
+                    c
+                    for c, _ in reversed(single[:i])
+                    if c["expect"] and c["locale"] == case["locale"] and c["expect"] != case["expect"]
+                ),
+                None,
+            )
+            if case["expect"] and before is not None:
+                switched.append((case, ask(case, [before["question"], case["question"]])[0]))
+                first.append((case, got))
         follow: list[tuple[dict[str, Any], str | None]] = []
         alone: list[tuple[dict[str, Any], str | None]] = []
         for case in followups:
@@ -164,18 +219,31 @@ def run(*, heldout: bool = False) -> dict[str, Any]:
         "followup": {
             "in_conversation": _score(follow),
             "follow_up_alone": _score(alone),
-            "per_kind": _by(follow, "kind"),
-            "per_language": _by(follow, "locale"),
+            "vs_single_turn": _followup_report(follow, alone, single),
+            "per_kind": _followup_report(follow, alone, single, "kind"),
+            "per_language": _followup_report(follow, alone, single, "locale"),
+            "unannounced_switch": {"asked_first": _score(first), "asked_second": _score(switched)},
         },
         "turn_ms": {"p50": round(times[len(times) // 2], 1), "p99": round(times[int(len(times) * 0.99)], 1)},
         "misses": misses,
+        "followup_misses": [
+            {"id": c["id"], "kind": c["kind"], "expect": c["expect"], "got": got}
+            for c, got in follow
+            if got != c["expect"]
+        ],
     }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heldout", action="store_true", help="include the held-out split (reporting only)")
-    result = run(heldout=parser.parse_args().heldout)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in result.items() if k != "misses"}, indent=2, ensure_ascii=False))
+    parser.add_argument(
+        "--followups", action="store_true", help="only the follow-ups and the questions on the same articles"
+    )
+    args = parser.parse_args()
+    result = run(heldout=args.heldout, followups_only=args.followups)
+    path = RESULTS.with_name("bench_answer_quality_followups.json") if args.followups else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    shown = {k: v for k, v in result.items() if k not in ("misses", "followup_misses")}
+    print(json.dumps(shown, indent=2, ensure_ascii=False))

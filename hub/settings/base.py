@@ -854,3 +854,10 @@ HUB_CHAT_OFF_TOPIC_MARGIN = env_float("HUB_CHAT_OFF_TOPIC_MARGIN", 0.05, minimum
 HUB_LEARNING_GROUP_SIMILARITY = env_float("HUB_LEARNING_GROUP_SIMILARITY", 0.55, minimum=0.1, maximum=1.0)
 # The newest unanswered questions the page groups (default 500): bounds the embedding work of one page view.
 HUB_LEARNING_MAX_QUESTIONS = env_int("HUB_LEARNING_MAX_QUESTIONS", 500, minimum=10, maximum=5000)
+# --- Issue 20, slice "memory": follow-up questions in a conversation (apps/chat/services/condense.py) -------
+# Complete a follow-up ("and for a sofa?") with the conversation's previous question before retrieval (default
+# on). Off: every message is searched on its own words, as before.
+HUB_CHAT_CONDENSE = env_bool("HUB_CHAT_CONDENSE", True)
+# Seconds a tenant's language model gets to rewrite a follow-up as a standalone question (default 3); slower,
+# failed or odd rewrites fall back to the offline completion.
+HUB_CHAT_CONDENSE_TIMEOUT = env_float("HUB_CHAT_CONDENSE_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)

@@ -28,8 +28,14 @@ from apps.chat import metrics_hooks
 from apps.chat.models import Conversation, ConversationStatus, Feedback, LlmUsage, Message, Outcome, Role
 from apps.chat.principal import ChannelPrincipal
 from apps.chat.retention import user_ref_hash
-from apps.chat.services import actions, handoff, identity, intents
-from apps.chat.services.llm import Answer, Classification, OpenAICompatibleProvider, ProviderError
+from apps.chat.services import actions, condense, handoff, identity, intents
+from apps.chat.services.llm import (
+    Answer,
+    Classification,
+    Condensation,
+    OpenAICompatibleProvider,
+    ProviderError,
+)
 from apps.chat.services.providers import TurnModels, choice_key
 from apps.core import sql
 from apps.core.deadlines import optional_cache
@@ -45,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 ANSWER_CACHE_SECONDS = 300
 _TRANSCRIPT_TURNS = 20  # turns copied into a handoff ticket
+# Earlier customer questions a follow-up is completed with (services/condense.py): the ones that asked the
+# knowledge base (answered or not), newest first; greetings and actions have no subject to carry.
+_HISTORY_QUESTIONS = 3
+_HISTORY_INTENTS = [intents.KNOWLEDGE, intents.UNKNOWN]
 
 
 class ConversationNotFound(NotFound):
@@ -148,7 +158,13 @@ _CONVERSATION_FIELDS = (
 _TURN_START_SQL = """
 SELECT c.created_at, c.updated_at, c.tenant_id, c.id, c.channel_id, c.channel_kind, c.locale, c.region,
        c.status, c.last_intent, c.turns, c.identity_verified, c.verified_identity,
-       r.id, r.text, r.citations, r.intent, r.actions, r.handoff
+       r.id, r.text, r.citations, r.intent, r.actions, r.handoff,
+       CASE WHEN c.turns > 0 THEN ARRAY(
+           SELECT m.text FROM chat_message m
+           WHERE m.conversation_id = c.id AND m.tenant_id = c.tenant_id AND m.role = %(user_role)s
+                 AND m.intent = ANY(%(asked_intents)s)
+           ORDER BY m.id DESC LIMIT %(history)s
+       ) END
 FROM chat_conversation c
 LEFT JOIN chat_message u
     ON u.conversation_id = c.id AND u.idempotency_key = %(key)s AND NOT u.idempotency_key = ''
@@ -184,10 +200,15 @@ SELECT id FROM replied
 
 @dataclass(frozen=True)
 class TurnStart:
-    """A turn's conversation and, when its Idempotency-Key was used before, the turn that answered it."""
+    """A turn's conversation and, when its Idempotency-Key was used before, the turn that answered it.
+
+    `history`: this conversation's latest customer questions to the knowledge base (as stored, redacted),
+    oldest first, read in the same statement; None when not read.
+    """
 
     conversation: Conversation
     earlier: Turn | None = None
+    history: tuple[str, ...] | None = None
 
 
 def turn_start(*, principal: ChannelPrincipal, conversation_id: Any, idempotency_key: str = "") -> TurnStart:
@@ -203,7 +224,15 @@ def turn_start(*, principal: ChannelPrincipal, conversation_id: Any, idempotency
     rows = sql.fetch(
         alias,
         _TURN_START_SQL,
-        {"key": idempotency_key, "id": pk, "channel": principal.channel.id, "tenant": principal.tenant.id},
+        {
+            "key": idempotency_key,
+            "id": pk,
+            "channel": principal.channel.id,
+            "tenant": principal.tenant.id,
+            "user_role": Role.USER.value,
+            "asked_intents": _HISTORY_INTENTS,
+            "history": _HISTORY_QUESTIONS,
+        },
     )
     if not rows:
         raise ConversationNotFound("conversation not found")
@@ -213,9 +242,10 @@ def turn_start(*, principal: ChannelPrincipal, conversation_id: Any, idempotency
     if values[-1] is not None:
         values[-1] = Ciphertext(values[-1])  # as the field's from_db_value marks it: stored form, not plain
     conversation = Conversation.from_db(alias, _CONVERSATION_FIELDS, values)
-    reply_id, (text, citations, intent, acts, handoff) = row[count], row[count + 1 :]
+    reply_id, (text, citations, intent, acts, handoff) = row[count], row[count + 1 : count + 6]
+    history = tuple(reversed(row[count + 6] or ()))
     if reply_id is None:
-        return TurnStart(conversation=conversation)
+        return TurnStart(conversation=conversation, history=history)
     earlier = Turn(
         conversation_id=str(pk),
         message_id=reply_id,
@@ -228,7 +258,7 @@ def turn_start(*, principal: ChannelPrincipal, conversation_id: Any, idempotency
         },
         replayed=True,
     )
-    return TurnStart(conversation=conversation, earlier=earlier)
+    return TurnStart(conversation=conversation, earlier=earlier, history=history)
 
 
 def conversation_for(*, principal: ChannelPrincipal, conversation_id: Any) -> Conversation:
@@ -287,6 +317,7 @@ class _Draft:
     answer: Answer | None = None
     cache_key: str = ""
     classification: Classification | None = None  # when a provider routed the turn
+    condensation: Condensation | None = None  # when a provider rewrote a follow-up
 
 
 def _t(locale: str, message: str, **params: Any) -> str:
@@ -295,16 +326,22 @@ def _t(locale: str, message: str, **params: Any) -> str:
         return _(message) % params if params else _(message)
 
 
-def _cache_key(principal: ChannelPrincipal, conversation: Conversation, text: str) -> str:
+def _cache_key(
+    principal: ChannelPrincipal, conversation: Conversation, text: str, *, context: str = ""
+) -> str:
+    """The answer cache key: a follow-up's `context` (the question it completes) is part of the question, so
+    "and for a sofa?" after two different questions are two answers."""
     version = knowledge_version(tenant_id=principal.tenant.id)
-    parts = (
+    parts = [
         str(principal.tenant.id),
         str(version),
         conversation.locale,
         conversation.region,
         str(principal.channel.knowledge_base_id or ""),
         intents.normalize_question(text),
-    )
+    ]
+    if context:
+        parts.append(intents.normalize_question(context))
     return "chat:answer:" + hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -344,22 +381,25 @@ def _knowledge(
     key: str | None = None,
     vector: Any = None,
     models: TurnModels | None = None,
+    alone: tuple[str, Any] | None = None,
 ) -> _Draft:
+    """Answer `text` from the knowledge base. `alone`: the user's own words and their vector when `text` is
+    their offline completion with an earlier question (see _compose)."""
     if key is None or models is None:  # with a key, the caller has looked in the answer cache already
         key = _cache_key(principal, conversation, text)
         cached, models = _cached_answer(principal, conversation, key, timings)
         if cached is not None:
             return cached
     started = time.perf_counter()
-    hits = knowledge_search(
-        tenant=principal.tenant,
-        query=text,
-        locale=conversation.locale,
-        region=conversation.region,
-        k=settings.HUB_CHAT_RETRIEVAL_K,
-        kb=str(principal.channel.knowledge_base_id) if principal.channel.knowledge_base_id else None,
-        query_vector=vector,
-    )
+    hits = _search(principal, conversation, text, vector)
+    if alone is not None:
+        # The completion stays only if the knowledge base is surer about it than about the message alone:
+        # a short new question with no announcement ("invoice pdf") is best searched on its own words.
+        alone_hits = _search(principal, conversation, alone[0], alone[1])
+        if alone_hits and (not hits or alone_hits[0].relevance >= hits[0].relevance):
+            text, vector, hits = alone[0], alone[1], alone_hits
+        else:
+            timings["condensed"] = 1.0
     timings["retrieval_ms"] = (time.perf_counter() - started) * 1000
     metrics_hooks.retrieval(region=conversation.region, seconds=timings["retrieval_ms"] / 1000)
     if not hits or _off_topic(hits[0], conversation.locale, vector):
@@ -418,6 +458,18 @@ def _off_topic(best: SearchHit, locale: str, vector: Any) -> bool:
         return False
     similarity = intents.off_topic_similarity(vector, provider=get_provider())
     return similarity > best.relevance - settings.HUB_CHAT_OFF_TOPIC_MARGIN
+def _search(
+    principal: ChannelPrincipal, conversation: Conversation, text: str, vector: Any
+) -> list[SearchHit]:
+    return knowledge_search(
+        tenant=principal.tenant,
+        query=text,
+        locale=conversation.locale,
+        region=conversation.region,
+        k=settings.HUB_CHAT_RETRIEVAL_K,
+        kb=str(principal.channel.knowledge_base_id) if principal.channel.knowledge_base_id else None,
+        query_vector=vector,
+    )
 
 
 def _transcript(conversation: Conversation) -> str:
@@ -600,6 +652,7 @@ def _compose(
     stored_text: str,
     timings: dict[str, float],
     transaction_scope: ExitStack,
+    history: tuple[str, ...] | None = None,
 ) -> _Draft:
     if conversation.status == ConversationStatus.HANDOFF:
         # message_post answers handed-off conversations without a turn; this is the race where the status
@@ -616,28 +669,94 @@ def _compose(
                 outcome=Outcome.ANSWERED,
             )
     routed = intents.route(text)
-    key = vector = models = classification = None
+    key = vector = models = classification = condensation = alone = None
+    query = text
     if routed.intent == intents.KNOWLEDGE:
+        # A follow-up ("and for a sofa?") is searched with the question it follows (services/condense.py);
+        # the cache key holds that question too. Routing still reads only the user's own words.
+        condensed, history = _condensed(conversation, text, history)
+        query = condensed.query
         # A question answered before is answered from the cache (routing is deterministic, so the same
         # words would route the same way again); only new open questions pay for the embedding, which
         # also catches paraphrased action requests.
-        key = _cache_key(principal, conversation, text)
+        key = _cache_key(principal, conversation, text, context=condensed.context)
         cached, models = _cached_answer(principal, conversation, key, timings)
         if cached is not None:
             return cached
+        if condensed.depends and (condenser := models.condenser) is not None:
+            query, condensation = _rewrite(condenser, text, condensed, history or (), timings)
         provider = get_provider()
         started = time.perf_counter()
-        vector = provider.embed_query(text)
+        vector = own_vector = provider.embed_query(text)
+        if query != text:
+            vector = provider.embed_query(query)
+            if condensation is None:  # the offline completion is checked against the message alone
+                alone = (text, own_vector)
         timings["embed_ms"] = (time.perf_counter() - started) * 1000
-        routed = intents.route(text, vector=vector, provider=provider)
+        routed = intents.route(text, vector=own_vector, provider=provider)
         if routed.via == "default" and (classifier := models.classifier) is not None:
             # Neither a rule nor an example was sure: the tenant's provider may name the intent.
             routed, classification = _classify(classifier, text, timings)
     draft = _respond(
-        principal, conversation, routed, text, stored_text, timings, transaction_scope, key, vector, models
+        principal,
+        conversation,
+        routed,
+        query,
+        stored_text,
+        timings,
+        transaction_scope,
+        key,
+        vector,
+        models,
+        alone=alone,
     )
     draft.classification = classification
+    draft.condensation = condensation
     return draft
+
+
+def _condensed(
+    conversation: Conversation, text: str, history: tuple[str, ...] | None
+) -> tuple[condense.Condensed, tuple[str, ...] | None]:
+    """`text` completed with this conversation's earlier questions when it depends on them, and those
+    questions. They usually came with the turn's first statement; read here only when they did not (a
+    caller without `turn_start`), and only for a follow-up in a conversation that has turns."""
+    if not settings.HUB_CHAT_CONDENSE or not conversation.turns or not condense.depends_on_conversation(text):
+        return condense.Condensed(query=text), history
+    if history is None:
+        rows = (
+            Message.objects.filter(
+                conversation_id=conversation.pk, role=Role.USER, intent__in=_HISTORY_INTENTS
+            )
+            .order_by("-id")
+            .values_list("text", flat=True)[:_HISTORY_QUESTIONS]
+        )
+        history = tuple(reversed(rows))
+    return condense.condense(text, history), history
+
+
+def _rewrite(
+    condenser: OpenAICompatibleProvider,
+    text: str,
+    condensed: condense.Condensed,
+    history: tuple[str, ...],
+    timings: dict[str, float],
+) -> tuple[str, Condensation | None]:
+    """The tenant's model rewrites the follow-up as a standalone question, with the earlier questions as
+    they were asked; on any failure the offline completion is the query."""
+    started = time.perf_counter()
+    try:
+        condensation = condenser.condense(
+            text, history=history or [condensed.context], timeout=settings.HUB_CHAT_CONDENSE_TIMEOUT
+        )
+    except ProviderError as exc:
+        logger.warning(
+            "language model could not rewrite a follow-up, completing it offline", extra={"error": str(exc)}
+        )
+        return condensed.query, None
+    finally:
+        timings["condense_ms"] = (time.perf_counter() - started) * 1000
+    return condensation.text, condensation
 
 
 def _classify(
@@ -668,6 +787,8 @@ def _respond(
     key: str | None,
     vector: Any,
     models: TurnModels | None,
+    *,
+    alone: tuple[str, Any] | None = None,
 ) -> _Draft:
     """The reply to a routed message: a greeting, an allowed action, or an answer from the knowledge base."""
     locale = conversation.locale
@@ -684,7 +805,9 @@ def _respond(
         draft = _route_action(principal, conversation, routed, stored_text)
         if draft is not None:
             return draft
-    return _knowledge(principal, conversation, text, timings, key=key, vector=vector, models=models)
+    return _knowledge(
+        principal, conversation, text, timings, key=key, vector=vector, models=models, alone=alone
+    )
 
 
 def message_post(
@@ -730,10 +853,18 @@ def message_post(
             # Without Redis the answer cache (and the knowledge version it is keyed by) is skipped, not
             # fatal; storing the turn is: if _write_turn fails, the client gets 503, not this answer.
             with optional_cache("cache"):
-                draft = _compose(principal, conversation, text, stored_text, timings, transaction_scope)
+                draft = _compose(
+                    principal,
+                    conversation,
+                    text,
+                    stored_text,
+                    timings,
+                    transaction_scope,
+                    history=start.history if start is not None else None,
+                )
             usages = [
                 used
-                for used in (draft.classification, draft.answer)
+                for used in (draft.classification, draft.condensation, draft.answer)
                 if used is not None and used.model and (used.prompt_tokens or used.completion_tokens)
             ]
             if usages:
@@ -799,7 +930,7 @@ def _handed_off_turn(
 
 
 def _record_usage(
-    principal: ChannelPrincipal, conversation: Conversation, used: Answer | Classification
+    principal: ChannelPrincipal, conversation: Conversation, used: Answer | Classification | Condensation
 ) -> None:
     LlmUsage.objects.create(
         conversation_id=conversation.pk,

@@ -103,6 +103,11 @@ class TurnModels:
         return self.remote[0] if self.remote else ExtractiveProvider()
 
     @property
+    def condenser(self) -> OpenAICompatibleProvider | None:
+        """The provider that rewrites follow-ups as standalone questions: the tenant's, when it has one."""
+        return self.remote[0] if self.remote else None
+
+    @property
     def classifier(self) -> OpenAICompatibleProvider | None:
         """The provider when it is asked to classify unsure messages, else None."""
         return self.remote[0] if self.remote and self.remote[1] else None
