@@ -458,6 +458,8 @@ def _off_topic(best: SearchHit, locale: str, vector: Any) -> bool:
         return False
     similarity = intents.off_topic_similarity(vector, provider=get_provider())
     return similarity > best.relevance - settings.HUB_CHAT_OFF_TOPIC_MARGIN
+
+
 def _search(
     principal: ChannelPrincipal, conversation: Conversation, text: str, vector: Any
 ) -> list[SearchHit]:
