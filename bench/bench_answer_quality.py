@@ -11,8 +11,13 @@ per kind (anaphoric / switch) and per language. Every in-domain question is also
 after an unrelated one (`unannounced_switch`: what completing follow-ups must not cost a new topic).
 `--followups` asks only the follow-ups and the questions on their articles.
 
-The held-out 30 % (split "heldout") is read only with `--heldout` (reporting), never while tuning (default).
-Writes bench/results/bench_answer_quality.json.
+The help center is indexed with the phrasings its editors wrote (phrasings.jsonl, written from the articles,
+never from the questions). The baseline, in the same run, is the pipeline without this issue's additions: no
+phrasings, ranking by the fused score alone, no off-topic guard, no follow-up completion, the old threshold.
+
+The held-out 30 % (split "heldout") is read only with `--heldout`, which reports on it alone (the issue's
+targets); the default is the tune split, the only one tuning ever reads.
+Writes bench/results/bench_answer_quality.json (bench_answer_quality_heldout.json with --heldout).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +38,42 @@ RESULTS = ROOT / "bench" / "results" / "bench_answer_quality.json"
 REGIONS = {None: "", "eu": "eu", "us": "us"}
 
 
+# The pipeline without issue 20's additions, as settings (phrasings are left out of the import).
+BASELINE_SETTINGS = {
+    "HUB_KNOWLEDGE_RERANK_WEIGHTS": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    "HUB_CHAT_OFF_TOPIC_MARGIN": -1.0,
+    "HUB_CHAT_CONDENSE": False,
+    "HUB_CHAT_MIN_RELEVANCE": 0.28,
+    "HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE": {},
+}
+
+
 def load(name: str, *, heldout: bool) -> list[dict[str, Any]]:
-    """The cases of `name`.jsonl; held-out ones only when asked for (the tuning loop never reads them)."""
+    """The cases of `name`.jsonl of one split: held-out ones only when asked for (tuning never reads them)."""
     rows = [
         json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()
     ]
-    return [r for r in rows if heldout or r["split"] != "heldout"]
+    return [r for r in rows if (r["split"] == "heldout") == heldout]
+
+
+def articles(*, phrasings: bool) -> list[str]:
+    """The help center's import lines; with `phrasings`, the editors' phrasings on each generic text."""
+    extra = {}
+    if phrasings:
+        for line in (DATA / "phrasings.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                extra[(row["key"], row["locale"])] = row["phrasings"]
+    lines = []
+    for name in ("articles_a.jsonl", "articles_b.jsonl"):
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("region") is None and (row["key"], row["locale"]) in extra:
+                row["phrasings"] = extra[(row["key"], row["locale"])]
+            lines.append(json.dumps(row, ensure_ascii=False))
+    return lines
 
 
 def _score(rows: list[tuple[dict[str, Any], str | None]]) -> dict[str, Any]:
@@ -92,7 +128,20 @@ def _followup_report(
     return out if field else out["all"]
 
 
-def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any]:
+def run() -> dict[str, Any]:
+    """`make bench`: both splits (the held-out one is reported, never tuned on), each next to the baseline."""
+    return {
+        split: {
+            "hub": evaluate(heldout=split == "heldout"),
+            "baseline": evaluate(heldout=split == "heldout", baseline=True),
+        }
+        for split in ("tune", "heldout")
+    }
+
+
+def evaluate(
+    *, heldout: bool = False, followups_only: bool = False, baseline: bool = False
+) -> dict[str, Any]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.dev")
     os.environ.setdefault("HUB_CHAT_RATE_PER_KEY", "100000/min")
     os.environ.setdefault("HUB_CHAT_RATE_PER_TENANT", "100000/min")
@@ -100,7 +149,7 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
 
     django.setup()
     from django.core.management import call_command
-    from django.test import Client
+    from django.test import Client, override_settings
 
     call_command("migrate", verbosity=0)
     from apps.chat.services.channels import api_key_create, channel_create
@@ -116,12 +165,9 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
     if followups_only:
         wanted = {case["expect"] for case in followups}
         questions = [case for case in questions if case["expect"] in wanted]
-    articles = [
-        line
-        for name in ("articles_a.jsonl", "articles_b.jsonl")
-        for line in (DATA / name).read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    lines = articles(phrasings=not baseline)
+    overrides = override_settings(**BASELINE_SETTINGS) if baseline else nullcontext()
+    overrides.__enter__()
     tenant = tenant_create(
         slug=f"bench-aq-{uuid.uuid4().hex[:8]}",
         name="Northwind Home",
@@ -138,7 +184,7 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
                 regions=["EU", "US"],
             )
             started = time.perf_counter()
-            kb_import(kb=kb, lines=articles, index_now=True)
+            kb_import(kb=kb, lines=lines, index_now=True)
             index_s = round(time.perf_counter() - started, 2)
             keys = {}
             for region, content_region in REGIONS.items():
@@ -207,9 +253,11 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
             KnowledgeBase.objects.all().delete()
         tenant.is_active = False
         tenant.save(update_fields=["is_active"])
+        overrides.__exit__(None, None, None)
     times.sort()
     return {
-        "split": "tune+heldout" if heldout else "tune",
+        "split": "heldout" if heldout else "tune",
+        "pipeline": "baseline" if baseline else "hub",
         "questions": len(questions),
         "followups": len(followups),
         "index_s": index_s,
@@ -236,14 +284,27 @@ def run(*, heldout: bool = False, followups_only: bool = False) -> dict[str, Any
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--heldout", action="store_true", help="include the held-out split (reporting only)")
+    parser.add_argument(
+        "--heldout", action="store_true", help="report on the held-out split (never for tuning)"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
     parser.add_argument(
         "--followups", action="store_true", help="only the follow-ups and the questions on the same articles"
     )
     args = parser.parse_args()
-    result = run(heldout=args.heldout, followups_only=args.followups)
-    path = RESULTS.with_name("bench_answer_quality_followups.json") if args.followups else RESULTS
+    result = {"hub": evaluate(heldout=args.heldout, followups_only=args.followups)}
+    if not args.no_baseline:
+        result["baseline"] = evaluate(heldout=args.heldout, followups_only=args.followups, baseline=True)
+    name = (
+        "bench_answer_quality"
+        + ("_followups" if args.followups else "")
+        + ("_heldout" if args.heldout else "")
+    )
+    path = RESULTS.with_name(name + ".json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    shown = {k: v for k, v in result.items() if k not in ("misses", "followup_misses")}
+    shown = {
+        pipeline: {k: v for k, v in one.items() if k not in ("misses", "followup_misses")}
+        for pipeline, one in result.items()
+    }
     print(json.dumps(shown, indent=2, ensure_ascii=False))
