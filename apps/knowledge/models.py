@@ -224,7 +224,10 @@ class Chunk(RegionModel):
     locale = models.CharField(max_length=16)
     region = models.CharField(max_length=16, blank=True, default="")  # "": the generic text
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PUBLISHED)
-    kind = models.CharField(max_length=16, choices=ChunkKind.choices, default=ChunkKind.CONTENT)
+    # A database default too: bulk loads (COPY, raw INSERT) written before kinds existed still load text.
+    kind = models.CharField(
+        max_length=16, choices=ChunkKind.choices, default=ChunkKind.CONTENT, db_default=ChunkKind.CONTENT
+    )
     chunk_hash = models.CharField(max_length=64)
     position = models.PositiveIntegerField()
     title = models.CharField(max_length=300)

@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
             name="kind",
             field=models.CharField(
                 choices=[("content", "Text"), ("title", "Title"), ("phrasing", "Phrasing")],
+                db_default="content",
                 default="content",
                 max_length=16,
             ),
