@@ -32,7 +32,7 @@ def candidates(lines: list[str], questions: list[dict[str, Any]]) -> list[tuple[
     """(expected article, candidates with features) per in-domain question, in a throwaway tenant."""
     from apps.core.context import tenant_context
     from apps.knowledge.models import KnowledgeBase
-    from apps.knowledge.selectors import knowledge_search
+    from apps.knowledge.selectors import RERANK_CANDIDATES, knowledge_search
     from apps.knowledge.services import kb_create, kb_import
     from apps.tenants.models import Region
     from apps.tenants.services import tenant_create
@@ -55,7 +55,11 @@ def candidates(lines: list[str], questions: list[dict[str, Any]]) -> list[tuple[
                 if not case["expect"]:
                     continue
                 hits = knowledge_search(
-                    tenant=tenant, query=case["question"], locale=case["locale"], region=case["region"], k=10
+                    tenant=tenant,
+                    query=case["question"],
+                    locale=case["locale"],
+                    region=case["region"],
+                    k=RERANK_CANDIDATES,
                 )
                 found.append((case["expect"], [(h.article_key, h.features) for h in hits]))
             return found
