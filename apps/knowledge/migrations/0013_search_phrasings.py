@@ -32,7 +32,8 @@ class Migration(migrations.Migration):
     operations = [
         # A chunk's vector (2 KB) stays in its row instead of the TOAST table: the search reads many vectors
         # outside the HNSW index (exact scan, rerank features), and a TOAST fetch made each read ~3x dearer.
-        # Rows written before keep their out-of-line vectors until re-indexed (or VACUUM FULL knowledge_chunk).
+        # Rows written before keep their out-of-line vectors until rewritten (VACUUM FULL knowledge_chunk,
+        # docs/deploy.md "Upgrading").
         migrations.RunSQL(
             "ALTER TABLE knowledge_chunk SET (toast_tuple_target = 8160)",
             "ALTER TABLE knowledge_chunk RESET (toast_tuple_target)",
