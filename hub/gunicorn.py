@@ -1,8 +1,9 @@
 """gunicorn hooks of the web role: `gunicorn --config python:hub.gunicorn ...` (deploy/gunicorn.conf.py too).
 
 - `child_exit`: drop a dead worker's live metric gauges (multi-process Prometheus).
-- `post_worker_init`: load the embedding model before the worker takes requests, so the first chat users of
-  a fresh worker do not wait for it (about 2 s per worker otherwise).
+- `post_worker_init`: load the embedding model and embed the intent and off-topic examples before the worker
+  takes requests, so the first chat users of a fresh worker do not wait for them (about 2 s per worker
+  otherwise).
 - `post_worker_init` also shortens the interpreter's thread switch interval in threaded (gthread) workers, so
   the threads that accept, refuse or answer readiness get the GIL within 1 ms of asking instead of 5 ms
   while the admitted request computes (apps/core/admission.py; bench/README.md, bench_overload).
@@ -85,8 +86,11 @@ def post_worker_init(worker: Any) -> None:
     if getattr(getattr(worker, "cfg", None), "threads", 1) > 1:
         sys.setswitchinterval(THREADED_SWITCH_INTERVAL)
     try:
+        from apps.chat.services.intents import warm
         from apps.knowledge.embeddings import get_provider
 
-        get_provider().embed_query("warm-up")
+        provider = get_provider()
+        provider.embed_query("warm-up")
+        warm(provider)
     except Exception:  # a provider that cannot load now will say so on the first search, with context
         logging.getLogger(__name__).warning("embedding model warm-up failed", exc_info=True)

@@ -18,6 +18,7 @@ from hub.settings.env import (
     env_float,
     env_floats,
     env_int,
+    env_language_floats,
     env_list,
     env_networks,
     env_rate,
@@ -837,8 +838,8 @@ HUB_KNOWLEDGE_RERANK_WEIGHTS = env_floats(
 # Per-language answer thresholds ({"ja": 0.45, ...}; base language codes), for languages whose questions score
 # systematically higher or lower than HUB_CHAT_MIN_RELEVANCE; bench/bench_answer_quality.py reports the
 # fallback and refusal rates per language to calibrate them.
-HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE: dict[str, float] = json.loads(
-    os.environ.get("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE") or "{}"
+HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE = env_language_floats(
+    "HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE", minimum=0.0, maximum=1.0
 )
 # A question at least this close to the off-topic examples (apps/chat/services/intents.OFF_TOPIC_EXAMPLES) as
 # to the best article, minus this margin, gets the fallback: with 0.05 (Northwind tune split, USE) 68 % of the

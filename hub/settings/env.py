@@ -20,6 +20,7 @@ env = environ.Env()
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 _REGION_CODE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
 
 
 def _fail(name: str, problem: str) -> ImproperlyConfigured:
@@ -110,6 +111,27 @@ def env_floats(name: str, default: list[float], *, length: int) -> list[float]:
     if len(values) != length or any(v != v for v in values):
         raise _fail(name, f"expected {length} comma-separated numbers, got {raw!r}")
     return values
+
+
+def env_language_floats(name: str, *, minimum: float, maximum: float) -> dict[str, float]:
+    """A JSON object of base language codes to numbers, e.g. {"ja": 0.45} (per-language thresholds)."""
+    raw = os.environ.get(name) or "{}"
+    example = '{"ja": 0.45, "de": 0.3}'
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise _fail(name, f"expected a JSON object such as {example}") from None
+    if not isinstance(value, dict):
+        raise _fail(name, f"expected a JSON object such as {example}")
+    out: dict[str, float] = {}
+    for code, number in value.items():
+        if not isinstance(code, str) or not _LANGUAGE_CODE.match(code):
+            raise _fail(name, f"{code!r} is not a base language code such as 'de'")
+        is_number = isinstance(number, int | float) and not isinstance(number, bool)
+        if not is_number or not minimum <= number <= maximum:
+            raise _fail(name, f"the value for {code!r} must be a number from {minimum} to {maximum}")
+        out[code] = float(number)
+    return out
 
 
 def env_networks(name: str, default: list[str]) -> list[str]:

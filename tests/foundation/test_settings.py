@@ -95,6 +95,42 @@ def test_malformed_float_setting_names_the_variable(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("ja=0.4", "JSON object"),
+        ("[0.4]", "JSON object"),
+        ('{"Japanese": 0.4}', "base language code"),
+        ('{"ja": "high"}', "number from 0.0 to 1.0"),
+        ('{"ja": 1.5}', "number from 0.0 to 1.0"),
+        ('{"ja": true}', "number from 0.0 to 1.0"),
+    ],
+)
+def test_malformed_per_language_thresholds_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, raw: str, fragment: str
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from hub.settings.env import env_language_floats
+
+    monkeypatch.setenv("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE", raw)
+    with pytest.raises(ImproperlyConfigured, match="HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE") as caught:
+        env_language_floats("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE", minimum=0.0, maximum=1.0)
+    assert fragment in str(caught.value)
+
+
+def test_per_language_thresholds_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.settings.env import env_language_floats
+
+    monkeypatch.setenv("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE", '{"ja": 0.45, "de": 0}')
+    assert env_language_floats("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE", minimum=0.0, maximum=1.0) == {
+        "ja": 0.45,
+        "de": 0.0,
+    }
+    monkeypatch.delenv("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE")
+    assert env_language_floats("HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE", minimum=0.0, maximum=1.0) == {}
+
+
+@pytest.mark.parametrize(
     ("url", "fragment"),
     [
         ("consolemail://", "must start with one of smtp://"),

@@ -218,6 +218,12 @@ class _ExampleIndex:
 _examples = _ExampleIndex()
 
 
+def warm(provider: Any) -> None:
+    """Embed the intent and off-topic examples now (a web worker's start), not on some customer's turn."""
+    _examples.matrix(provider)
+    _examples.off_topic(provider)
+
+
 def off_topic_similarity(vector: np.ndarray, *, provider: Any) -> float:
     """The question's cosine similarity to the closest off-topic example (OFF_TOPIC_EXAMPLES)."""
     return float(np.max(_examples.off_topic(provider) @ vector))
