@@ -36,7 +36,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from apps.chat.models import ApiKey, ApiKeyScope
-from apps.chat.principal import ChannelPrincipal, channel_principal
+from apps.chat.principal import ChannelPrincipal, channel_principal, tenant_locales
 from apps.core.cache import get_add_and_guard, guard_and_delete, set_if_guard
 from apps.core.context import TenantRef
 from apps.observability import metrics
@@ -106,7 +106,14 @@ def _load(key_hash: str) -> _Entry | None:
         return None
     channel, tenant = key.channel, key.tenant
     ref = TenantRef(id=tenant.id, slug=tenant.slug, region=tenant.region_code)
-    principal = channel_principal(channel, ref, key_id=key.id, key_prefix=key.prefix, scopes=key.scopes or ())
+    principal = channel_principal(
+        channel,
+        ref,
+        key_id=key.id,
+        key_prefix=key.prefix,
+        scopes=key.scopes or (),
+        locales=tenant_locales(tenant),
+    )
     return _Entry(
         principal=principal,
         revoked=key.revoked_at is not None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from apps.core.context import TenantRef
@@ -38,16 +38,26 @@ class ChannelInfo:
 
 @dataclass(frozen=True, slots=True)
 class ChannelPrincipal:
-    """An authenticated API key: what it may do (scopes) and for which channel and tenant."""
+    """An authenticated API key: what it may do (scopes) and for which channel and tenant.
+
+    `locales` are the tenant's configured locales (default first), read with the tenant row the principal is
+    built from and cached with it, so the metrics' `locale` label costs no query per turn (`tenant_locales`).
+    """
 
     key_id: int
     key_prefix: str
     scopes: frozenset[str]
     tenant: TenantRef
     channel: ChannelInfo
+    locales: tuple[str, ...] = ()
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+def tenant_locales(tenant: Any) -> tuple[str, ...]:
+    """A tenant row's configured locales, its default first (what the `locale` metric label may be)."""
+    return tuple(dict.fromkeys([tenant.default_locale, *(tenant.enabled_locales or ())]))
 
 
 def channel_principal(
@@ -57,6 +67,7 @@ def channel_principal(
     key_id: int = 0,
     key_prefix: str = "",
     scopes: Iterable[str] = ("chat",),
+    locales: Iterable[str] = (),
 ) -> ChannelPrincipal:
     """The principal of a channel row in its tenant: an API key's (`key_id`, `key_prefix`, `scopes`), or, for
     callers without a key (a widget, a platform's message), chat only under key id 0."""
@@ -72,5 +83,10 @@ def channel_principal(
         lead_connection_id=channel.lead_connection_id,
     )
     return ChannelPrincipal(
-        key_id=key_id, key_prefix=key_prefix, scopes=frozenset(scopes), tenant=tenant, channel=info
+        key_id=key_id,
+        key_prefix=key_prefix,
+        scopes=frozenset(scopes),
+        tenant=tenant,
+        channel=info,
+        locales=tuple(locales),
     )

@@ -14,6 +14,7 @@ from apps.console import charts
 from apps.console.forms import WindowForm
 from apps.console.navigation import AREAS
 from apps.console.selectors.dashboards import OUTCOMES, WINDOWS, platform_dashboard, tenant_dashboard
+from apps.console.selectors.languages import language_summary
 from apps.console.selectors.overview import tenant_overview
 from apps.tenants import roles
 from apps.tenants.decorators import operator_required, tenant_permission_required
@@ -92,6 +93,7 @@ def dashboard(request: HttpRequest, tenant_slug: str) -> HttpResponse:
         return render(request, "console/dashboard.html", context, status=400)
     data = tenant_dashboard(window=window)
     context.update(dashboard=data, charts=charts.tenant_charts(data))
+    context["languages"] = language_summary()  # issue 21: the last 7 days per locale
     return render(request, "console/dashboard.html", context)
 
 

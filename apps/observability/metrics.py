@@ -7,7 +7,8 @@ breaker state, queue depth) are not kept by any process: they are read from Post
 time (`collectors.py`).
 
 Labels are bounded by construction: every helper maps free input onto a closed set or a safe token
-(tenant slug, region code, connector kind, route name). Never pass ids, paths, names or text.
+(tenant slug, region code, connector kind, route name). Never pass ids, paths, names or text. The
+chat's `locale` label is a base language code of the tenant's configured locales, or "other" (`locale_label`).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ __all__ = [
     "METRIC_FAMILIES",
     "SCRAPE_TIME_FAMILIES",
     "enabled",
+    "locale_label",
     "observe_celery_task",
     "observe_chat_turn",
     "observe_http_request",
     "observe_retrieval",
     "observe_vendor_request",
     "record_breaker_transition",
+    "record_chat_feedback",
     "record_degraded",
     "record_dependency_error",
     "record_llm_usage",
@@ -71,6 +74,13 @@ IDENTITY_RESULTS = frozenset(
 IDENTITY_ACTIONS = frozenset({"order_status", "create_ticket", "capture_lead"})
 IDENTITY_REFUSAL_REASONS = frozenset({"unverified", "no_contact", "mismatch"})
 DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "rate_limit"})
+#: Answer feedback (1-5) as the dashboards read it: 4-5 up, 3 neutral, 1-2 (and any legacy thumbs-down) down.
+FEEDBACK_RATINGS = ("up", "neutral", "down")
+#: The chat metrics' `locale` label for a language the tenant has not configured (issue 21, seed 004).
+LOCALE_OTHER = "other"
+#: At most this many configured languages of one tenant get a label of their own; the rest count as "other".
+MAX_LOCALE_LABELS = 30
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 #: A slug, region, kind, stream, route or model id: short, no spaces, nothing that could carry text.
 _TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,79}$")
 
@@ -89,13 +99,21 @@ HTTP_REQUEST_DURATION = Histogram(
     buckets=HTTP_BUCKETS,
 )
 CHAT_TURNS = Counter(
-    "hub_chat_turns_total", "Chat turns by outcome.", ["tenant", "region", "channel", "outcome"]
+    "hub_chat_turns_total",
+    "Chat turns by outcome and conversation language.",
+    ["tenant", "region", "channel", "locale", "outcome"],
 )
 CHAT_TURN_DURATION = Histogram(
     "hub_chat_turn_duration_seconds",
     "Chat turn latency (request in, answer out).",
-    ["region", "channel"],
+    ["region", "channel", "locale"],
     buckets=CHAT_BUCKETS,
+)
+# Issue 21 (seed 004): answer ratings per language; CSAT after a handoff is not counted here.
+CHAT_FEEDBACK = Counter(
+    "hub_chat_feedback_total",
+    "Answer feedback by rating (up 4-5, neutral 3, down 1-2) and conversation language.",
+    ["tenant", "region", "channel", "locale", "rating"],
 )
 RETRIEVAL_DURATION = Histogram(
     "hub_retrieval_duration_seconds", "Knowledge retrieval latency.", ["region"], buckets=RETRIEVAL_BUCKETS
@@ -233,8 +251,9 @@ HANDOFF_EVENTS = frozenset({"opened", "resolved", "failed"})
 HANDOFF_DIRECTIONS = frozenset({"agent_in", "customer_out"})
 HANDOFFS = Counter(
     "hub_handoffs_total",
-    "Handoffs to people by outcome (opened, resolved, failed) and ticketing connector.",
-    ["outcome", "connector"],
+    "Handoffs to people by outcome (opened, resolved, failed), ticketing connector and conversation "
+    "language.",
+    ["outcome", "connector", "locale"],
 )
 HANDOFF_MESSAGES = Counter(
     "hub_handoff_messages_total",
@@ -266,6 +285,7 @@ PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
     CHAT_TURNS,
     CHAT_TURN_DURATION,
+    CHAT_FEEDBACK,
     RETRIEVAL_DURATION,
     LLM_TOKENS,
     LLM_COST,
@@ -318,6 +338,36 @@ def channel_label(channel: str) -> str:
     return _one_of(channel, CHANNELS, default="custom")
 
 
+def configured_languages(locales: Iterable[str]) -> tuple[str, ...]:
+    """The base languages of a tenant's configured locales ("de-CH" -> "de"), valid ones only, in order."""
+    languages: dict[str, None] = {}
+    for locale in locales:
+        language = str(locale).split("-", 1)[0]
+        if _LANGUAGE.match(language):
+            languages[language] = None
+            if len(languages) == MAX_LOCALE_LABELS:
+                break
+    return tuple(languages)
+
+
+def locale_label(locale: str, *, locales: Iterable[str]) -> str:
+    """The `locale` label of a conversation in `locale`: its base language when the tenant configured it
+    (`locales`: the tenant's enabled locales), else "other".
+
+    The value is always one of `configured_languages(locales)` or "other", never the caller's text: what a
+    browser or channel sent can pick a configured language, not add one.
+    """
+    language = re.split(r"[-_]", str(locale or ""), maxsplit=1)[0].strip().lower()
+    return next((lang for lang in configured_languages(locales) if lang == language), LOCALE_OTHER)
+
+
+def feedback_rating(rating: int) -> str:
+    """Map a 1-5 answer rating onto up/neutral/down (ratings below 1, the old thumbs-down, are down)."""
+    if rating >= 4:
+        return "up"
+    return "neutral" if rating == 3 else "down"
+
+
 def status_class(status: int | None) -> str:
     """2xx/3xx/4xx/5xx, or "error" when there was no HTTP answer."""
     if status is None or not 100 <= status <= 599:
@@ -338,14 +388,40 @@ def observe_http_request(*, route: str, method: str, status: int, seconds: float
     ).observe(seconds)
 
 
-def observe_chat_turn(*, tenant: str, region: str, channel: str, outcome: str, seconds: float) -> None:
-    """Count one chat turn and its latency; `channel` is the channel kind, never its name."""
+def observe_chat_turn(
+    *,
+    tenant: str,
+    region: str,
+    channel: str,
+    outcome: str,
+    seconds: float,
+    locale: str,
+    locales: Iterable[str],
+) -> None:
+    """Count one chat turn and its latency; `channel` is the channel kind, never its name; `locale` is the
+    conversation's, labelled by `locale_label` against the tenant's configured `locales`."""
     if outcome not in CHAT_OUTCOMES:
         raise ValueError(f"unknown chat outcome {outcome!r}; one of {sorted(CHAT_OUTCOMES)}")
     channel = channel_label(channel)
     region = token(region)
-    CHAT_TURNS.labels(tenant=token(tenant), region=region, channel=channel, outcome=outcome).inc()
-    CHAT_TURN_DURATION.labels(region=region, channel=channel).observe(seconds)
+    language = locale_label(locale, locales=locales)
+    CHAT_TURNS.labels(
+        tenant=token(tenant), region=region, channel=channel, locale=language, outcome=outcome
+    ).inc()
+    CHAT_TURN_DURATION.labels(region=region, channel=channel, locale=language).observe(seconds)
+
+
+def record_chat_feedback(
+    *, tenant: str, region: str, channel: str, rating: int, locale: str, locales: Iterable[str]
+) -> None:
+    """Count one answer rating (1-5) as up, neutral or down, in the conversation's language."""
+    CHAT_FEEDBACK.labels(
+        tenant=token(tenant),
+        region=token(region),
+        channel=channel_label(channel),
+        locale=locale_label(locale, locales=locales),
+        rating=feedback_rating(rating),
+    ).inc()
 
 
 def observe_retrieval(*, region: str, seconds: float) -> None:
@@ -475,10 +551,13 @@ def observe_channel_reply(*, kind: str, seconds: float) -> None:
     CHANNEL_REPLY_DURATION.labels(kind=channel_label(kind)).observe(seconds)
 
 
-def record_handoff(*, event: str, connector: str) -> None:
-    """Count a handoff opened, resolved (back with the bot) or failed (its ticket could not be created)."""
+def record_handoff(*, event: str, connector: str, locale: str, locales: Iterable[str]) -> None:
+    """Count a handoff opened, resolved (back with the bot) or failed (its ticket could not be created), in
+    the conversation's language (`locale_label`)."""
     HANDOFFS.labels(
-        outcome=_one_of(event, HANDOFF_EVENTS, default="failed"), connector=token(connector)
+        outcome=_one_of(event, HANDOFF_EVENTS, default="failed"),
+        connector=token(connector),
+        locale=locale_label(locale, locales=locales),
     ).inc()
 
 

@@ -16,6 +16,10 @@ RATE = "$__rate_interval"
 CHAT = 'tenant=~"$tenant", region=~"$region", channel=~"$channel"'
 CHAT_NO_TENANT = 'region=~"$region", channel=~"$channel"'
 SYNC = 'tenant=~"$tenant", connector=~"$connector"'
+# Issue 21 (seed 004): the chat by conversation language; `locale` is one of the tenant's configured languages
+# or "other" (apps/observability/metrics.py, locale_label).
+LANG = f'{CHAT}, locale=~"$locale"'
+LANG_NO_TENANT = f'{CHAT_NO_TENANT}, locale=~"$locale"'
 
 _panels: list[dict[str, Any]] = []
 _y = 0
@@ -247,6 +251,70 @@ def build() -> dict[str, Any]:
         quantiles("hub_retrieval_duration_seconds", 'region=~"$region"'),
         unit="s",
         width=12,
+    )
+
+    row("Languages")
+    for title, outcome in (
+        ("Answer rate by language", "answered"),
+        ("Fallback rate by language", "fallback"),
+    ):
+        panel(
+            title,
+            [
+                (
+                    f'sum by (locale) (rate(hub_chat_turns_total{{{LANG}, outcome="{outcome}"}}[{RATE}])) '
+                    f"/ sum by (locale) (rate(hub_chat_turns_total{{{LANG}}}[{RATE}]))",
+                    "{{locale}}",
+                )
+            ],
+            unit="percentunit",
+            description="Share of the language's chat turns; other = a language the tenant has not enabled. "
+            "HubChatLocaleFallbackSpike fires when a language's fallback share jumps.",
+        )
+    panel(
+        "Feedback up share by language",
+        [
+            (
+                f'sum by (locale) (rate(hub_chat_feedback_total{{{LANG}, rating="up"}}[{RATE}])) '
+                f'/ sum by (locale) (rate(hub_chat_feedback_total{{{LANG}, rating=~"up|down"}}[{RATE}]))',
+                "{{locale}}",
+            )
+        ],
+        unit="percentunit",
+        description="Answer ratings up (4-5) out of up and down (1-2); neutral (3) left out.",
+    )
+    panel(
+        "Turn latency p50 / p99 by language",
+        [
+            (
+                f"histogram_quantile({q}, sum by (le, locale) "
+                f"(rate(hub_chat_turn_duration_seconds_bucket{{{LANG_NO_TENANT}}}[{RATE}])))",
+                f"p{int(q * 100)} {{{{locale}}}}",
+            )
+            for q in (0.5, 0.99)
+        ],
+        unit="s",
+        thresholds=[(None, "green"), (1, "red")],
+    )
+    panel(
+        "Turns / min by language",
+        [(f"sum by (locale) (rate(hub_chat_turns_total{{{LANG}}}[{RATE}])) * 60", "{{locale}}")],
+    )
+    panel(
+        "Feedback and handoffs / min by language",
+        [
+            (
+                f"sum by (locale, rating) (rate(hub_chat_feedback_total{{{LANG}}}[{RATE}])) * 60",
+                "{{locale}} {{rating}}",
+            ),
+            (
+                f"sum by (locale) "
+                f'(rate(hub_handoffs_total{{outcome="opened", locale=~"$locale"}}[{RATE}])) * 60',
+                "{{locale}} handoffs",
+            ),
+        ],
+        description="Answer ratings by language; handoffs opened count every tenant, region and channel "
+        "(that metric has no such labels).",
     )
 
     row("LLM usage and cost")
@@ -630,6 +698,7 @@ def build() -> dict[str, Any]:
                 variable("tenant", "Tenant", "label_values(hub_chat_turns_total, tenant)"),
                 variable("region", "Region", "label_values(hub_chat_turns_total, region)"),
                 variable("channel", "Channel", "label_values(hub_chat_turns_total, channel)"),
+                variable("locale", "Language", "label_values(hub_chat_turns_total, locale)"),
                 variable("connector", "Connector", "label_values(hub_sync_records_total, connector)"),
             ]
         },

@@ -149,6 +149,7 @@ def test_lookup_is_one_query_then_cached_and_reflects_channel_changes(
             ticket_connection_id=None,
             lead_connection_id=None,
         ),
+        locales=("en", "de"),  # the tenant's, default first: the metrics' locale label (issue 21)
     )
     assert (entry.principal.tenant.id, entry.principal.tenant.region) == (tenant_a.pk, "eu")
     channel_update(channel=channel_a, changes={"allowed_actions": ["handoff"], "content_region": "us"})

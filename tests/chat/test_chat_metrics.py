@@ -21,7 +21,7 @@ def test_turns_are_counted_by_outcome_and_retrieval_is_timed(
     api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant
 ) -> None:
     headers: dict[str, Any] = dict(api_key_a.headers)
-    labels = {"tenant": "tenant-a", "region": "eu", "channel": "web"}
+    labels = {"tenant": "tenant-a", "region": "eu", "channel": "web", "locale": "en"}
     before = scrape()
     conversation = api_client.post("/api/v1/conversations", {}, content_type=JSON, **headers).json()
     url = f"/api/v1/conversations/{conversation['id']}/messages"
@@ -38,7 +38,7 @@ def test_turns_are_counted_by_outcome_and_retrieval_is_timed(
 
     assert moved("hub_chat_turns_total", outcome="answered", **labels) == 2
     assert moved("hub_chat_turns_total", outcome="fallback", **labels) == 1
-    assert moved("hub_chat_turn_duration_seconds_count", region="eu", channel="web") == 3
+    assert moved("hub_chat_turn_duration_seconds_count", region="eu", channel="web", locale="en") == 3
     assert moved("hub_retrieval_duration_seconds_count", region="eu") == 2  # small talk skips it
     for sample in after["hub_chat_turns_total"]:
         assert conversation["id"] not in str(sample.labels)

@@ -36,6 +36,7 @@ LABELS = frozenset(
         "route", "method", "status", "tenant", "region", "channel", "outcome", "model", "kind", "connector",
         "stream", "result", "scope", "state", "queue", "task", "le", "job", "instance", "namespace", "pod",
         "component", "dependency", "feature", "direction", "reason", "mode", "action", "protocol",
+        "locale", "rating",
     }
 )  # fmt: skip
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
@@ -309,6 +310,10 @@ def test_the_briefed_alerts_exist() -> None:
     assert "sum by (dependency) (rate(hub_dependency_errors_total" in rules["HubDependencyErrors"]["expr"]
     assert rules["HubDependencyDown"]["labels"]["severity"] == "critical"
     assert 'hub_degraded_total{dependency="redis"}' in rules["HubDegradedWithoutRedis"]["expr"]
+    # Issue 21 (seed 004): a language's fallback share jumping, per tenant, languages not enabled left out.
+    locale = rules["HubChatLocaleFallbackSpike"]["expr"]
+    assert "tenant_locale:hub_chat_fallback_ratio:rate10m" in locale and "fallback_ratio:rate1h" in locale
+    assert 'locale!="other"' in locale
 
 
 def test_recording_rules_are_named_by_convention_and_use_catalog_metrics() -> None:
@@ -384,7 +389,7 @@ def test_dashboard_model() -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("tenant", "region", "channel", "connector"):
+    for name in ("tenant", "region", "channel", "locale", "connector"):
         query = variables[name]["query"]["query"]
         match = re.fullmatch(r"label_values\((\w+), (\w+)\)", query)
         assert match and match.group(1) in METRIC_FAMILIES and match.group(2) == name, query
@@ -394,6 +399,23 @@ def test_dashboard_model() -> None:
     for panel in board["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+
+
+def test_dashboard_has_a_languages_row_filtered_by_the_locale_variable() -> None:
+    """Issue 21 (seed 004): answer and fallback rate, feedback and latency p50/p99 per language."""
+    panels = dashboard()["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Languages")
+    end = next(i for i, p in enumerate(panels) if i > start and p["type"] == "row")
+    row = {p["title"]: [t["expr"] for t in p["targets"]] for p in panels[start + 1 : end]}
+    wanted = {"Answer rate by language", "Fallback rate by language", "Feedback up share by language"}
+    assert wanted <= set(row)
+    latency = row["Turn latency p50 / p99 by language"]
+    assert [e.split(",")[0] for e in latency] == ["histogram_quantile(0.5", "histogram_quantile(0.99"]
+    for title, exprs in row.items():
+        for expr in exprs:
+            assert 'locale=~"$locale"' in expr and re.search(r"by \([^)]*locale", expr), title
+            check_expr(expr, where=title)
+    assert "hub_chat_feedback_total" in " ".join(row["Feedback up share by language"])
 
 
 def test_dashboard_panels_query_catalog_metrics_through_the_datasource_variable() -> None:

@@ -247,7 +247,10 @@ def test_queue_depth_reflects_queued_tasks() -> None:
 
 def test_helpers_refuse_unbounded_label_values() -> None:
     with pytest.raises(ValueError, match="outcome"):
-        metrics.observe_chat_turn(tenant="t", region="eu", channel="web", outcome="whatever", seconds=0.1)
+        metrics.observe_chat_turn(
+            tenant="t", region="eu", channel="web", outcome="whatever", seconds=0.1, locale="en",
+            locales=["en"],
+        )  # fmt: skip
     with pytest.raises(ValueError, match="scope"):
         metrics.record_rate_limit_hit("user-42")
     assert metrics.channel_label("Support Chat of Bob") == "custom"
@@ -259,8 +262,9 @@ def test_helpers_refuse_unbounded_label_values() -> None:
 def test_chat_llm_retrieval_and_rate_limit_helpers_move_their_families() -> None:
     before = scrape()
     metrics.observe_chat_turn(
-        tenant="tenant-a", region="eu", channel="whatsapp", outcome="fallback", seconds=0.4
-    )
+        tenant="tenant-a", region="eu", channel="whatsapp", outcome="fallback", seconds=0.4, locale="de-AT",
+        locales=["en", "de"],
+    )  # fmt: skip
     metrics.observe_retrieval(region="eu", seconds=0.02)
     metrics.record_llm_usage(
         tenant="tenant-a", region="eu", channel="whatsapp", model="extractive", prompt_tokens=120,
@@ -273,8 +277,8 @@ def test_chat_llm_retrieval_and_rate_limit_helpers_move_their_families() -> None
         return value(after, name, **labels) - value(before, name, **labels)
 
     chat = {"tenant": "tenant-a", "region": "eu", "channel": "whatsapp"}
-    assert moved("hub_chat_turns_total", outcome="fallback", **chat) == 1
-    assert moved("hub_chat_turn_duration_seconds_count", region="eu", channel="whatsapp") == 1
+    assert moved("hub_chat_turns_total", outcome="fallback", locale="de", **chat) == 1
+    assert moved("hub_chat_turn_duration_seconds_count", region="eu", channel="whatsapp", locale="de") == 1
     assert moved("hub_retrieval_duration_seconds_count", region="eu") == 1
     assert moved("hub_llm_tokens_total", model="extractive", kind="prompt", **chat) == 120
     assert moved("hub_llm_tokens_total", model="extractive", kind="completion", **chat) == 30

@@ -41,7 +41,7 @@ from apps.chat.models import (
     InboundStatus,
     Message,
 )
-from apps.chat.principal import ChannelPrincipal, channel_principal
+from apps.chat.principal import ChannelPrincipal, channel_principal, tenant_locales
 from apps.chat.retention import user_ref_hash
 from apps.chat.selectors.channel_inbound import PLATFORM_KINDS, ChannelEndpoint
 from apps.chat.services import delivery
@@ -390,7 +390,10 @@ def channel_inbound_process(*, event_id: Any) -> str:
         return "skipped"
     kind = event.channel_kind
     InboundEvent.objects.filter(pk=event.pk).update(attempts=event.attempts + 1, updated_at=timezone.now())
-    channel = Channel.objects.filter(pk=event.channel_id, tenant_id=tenant.id).first()
+    # The tenant row comes with the channel (one query): its locales label the turn's metrics.
+    channel = (
+        Channel.objects.select_related("tenant").filter(pk=event.channel_id, tenant_id=tenant.id).first()
+    )
     if channel is None or not channel.enabled or channel.kind not in PLATFORM_KINDS:
         _finish(event, status=InboundStatus.IGNORED, error="The channel was deleted or disabled.")
         metrics.record_channel_message(kind=kind, direction="in", outcome="ignored")
@@ -405,7 +408,7 @@ def channel_inbound_process(*, event_id: Any) -> str:
         metrics.record_channel_message(kind=kind, direction="in", outcome="failed")
         return InboundStatus.FAILED
     inbound = inbound_of(str(event.payload or "{}"))
-    principal = channel_principal(channel, as_ref(tenant))
+    principal = channel_principal(channel, as_ref(tenant), locales=tenant_locales(channel.tenant))
     key = f"{kind}:{inbound.platform_message_id}"[:128]
     try:
         conversation = _conversation(principal, channel, inbound, connection)

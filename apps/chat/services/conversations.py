@@ -892,7 +892,11 @@ def message_post(
         raise
     seconds = time.perf_counter() - started
     metrics_hooks.turn(
-        principal=principal, region=conversation.region, outcome=draft.outcome, seconds=seconds
+        principal=principal,
+        region=conversation.region,
+        outcome=draft.outcome,
+        seconds=seconds,
+        locale=conversation.locale,
     )
     return Turn(
         conversation_id=str(conversation.pk),
@@ -922,6 +926,7 @@ def _handed_off_turn(
             region=conversation.region,
             outcome=Outcome.HANDOFF,
             seconds=time.perf_counter() - started,
+            locale=conversation.locale,
         )
     return Turn(
         conversation_id=str(conversation.pk),
@@ -979,6 +984,7 @@ def handoff_request(*, principal: ChannelPrincipal, conversation: Conversation, 
         region=conversation.region,
         outcome=draft.outcome,
         seconds=time.perf_counter() - started,
+        locale=conversation.locale,
     )
     return Turn(conversation_id=str(conversation.pk), message_id=reply.pk, reply=_reply_dict(reply))
 
@@ -998,9 +1004,13 @@ def feedback_add(
         ).first()
         if message is None:
             raise ChatInputError(_("No such reply in this conversation."), field="message_id")
-    return Feedback.objects.create(
+    feedback = Feedback.objects.create(
         conversation=conversation,
         message=message,
         rating=rating,
         comment=redact_for_storage(tenant=principal.tenant, text=comment.strip()),
     )
+    metrics_hooks.feedback(
+        principal=principal, region=conversation.region, rating=rating, locale=conversation.locale
+    )
+    return feedback

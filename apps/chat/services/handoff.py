@@ -31,6 +31,7 @@ from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop as N_  # noqa: N812 - the gettext convention
 
+from apps.chat import metrics_hooks
 from apps.chat.models import (
     Conversation,
     Feedback,
@@ -128,7 +129,10 @@ def handoff_open(
     )
     connector = decision.connection.kind
     transaction.on_commit(
-        lambda: metrics.record_handoff(event="opened", connector=connector), using=current_tenant().db_alias
+        lambda: metrics_hooks.handoff_opened(
+            principal=principal, connector=connector, locale=conversation.locale
+        ),
+        using=current_tenant().db_alias,
     )
     return Opened(result=result, decision=decision, handoff=handoff)
 

@@ -23,7 +23,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop as N_  # noqa: N812 - the gettext convention
 from redis.exceptions import RedisError
 
+from apps.chat import metrics_hooks
 from apps.chat.models import Conversation, ConversationStatus, Handoff, HandoffState, Message, Outcome, Role
+from apps.chat.principal import tenant_locales
 from apps.chat.services import delivery
 from apps.chat.services.handoff import ACTIVE, CSAT_INTENT, _lock, _poll_interval, _t
 from apps.core.context import current_tenant
@@ -32,6 +34,7 @@ from apps.integrations.models import Connection, OutboxMessage, OutboxStatus
 from apps.integrations.resilience import BreakerOpen, breaker_for, connection_session, redis_client
 from apps.integrations.retry import failure_of
 from apps.observability import metrics
+from apps.tenants.models import Tenant
 from connectors.base import Cursor
 from connectors.errors import ConnectorError
 from connectors.tickets import COMMENT_STREAM, TicketState, TicketThread, supports_threads
@@ -93,7 +96,7 @@ def _fail(handoff: Handoff, *, connector: str, now: datetime) -> None:
     )
     handoff.save(update_fields=["state", "resolution", "resolved_at", "next_poll_at", "updated_at"])
     _comments_discard(handoff, now=now)
-    metrics.record_handoff(event="failed", connector=connector)
+    _count_ended(handoff, event="failed", connector=connector)
 
 
 #: Why a customer's comment was not appended (the outbox row's last error, shown with the outbox's).
@@ -138,7 +141,19 @@ def _resume(handoff: Handoff, *, resolution: str, connector: str, now: datetime)
     handoff.save(
         update_fields=["state", "resolution", "resolved_at", "next_poll_at", "csat_requested", "updated_at"]
     )
-    metrics.record_handoff(event="resolved", connector=connector)
+    _count_ended(handoff, event="resolved", connector=connector)
+
+
+def _count_ended(handoff: Handoff, *, event: str, connector: str) -> None:
+    """Count a handoff's end in its conversation's language. A worker has no principal: the tenant's locales
+    are read here, once per ended handoff (not per turn)."""
+    tenant = Tenant.objects.filter(pk=current_tenant().id).only("default_locale", "enabled_locales").first()
+    metrics_hooks.handoff_ended(
+        event=event,
+        connector=connector,
+        locale=handoff.conversation.locale,
+        locales=tenant_locales(tenant) if tenant is not None else (),
+    )
 
 
 # --- learn the ticket ---------------------------------------------------------------------------------------

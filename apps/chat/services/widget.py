@@ -31,7 +31,7 @@ from django.core import signing
 from django.utils.translation import gettext as _
 
 from apps.chat.models import Channel, ChannelKind, Conversation, Message, Role
-from apps.chat.principal import ChannelPrincipal, channel_principal
+from apps.chat.principal import ChannelPrincipal, channel_principal, tenant_locales
 from apps.chat.services import conversations as chat
 from apps.core.context import TenantRef
 from apps.core.errors import NotFound
@@ -105,7 +105,7 @@ def widget_channel(*, channel_id: Any, widget_key: str) -> WidgetChannel:
         raise WidgetForbidden(_("This widget's channel is disabled."))
     ref = TenantRef(id=tenant.id, slug=tenant.slug, region=tenant.region_code)
     # No API key: key_id 0 and the prefix "widget" (the audit label); the widget may only chat.
-    principal = channel_principal(channel, ref, key_prefix="widget")
+    principal = channel_principal(channel, ref, key_prefix="widget", locales=tenant_locales(tenant))
     return WidgetChannel(
         principal=principal,
         allowed_origins=_origins(channel),
