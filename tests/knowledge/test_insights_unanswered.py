@@ -147,6 +147,12 @@ def test_keys_are_proposed_free_and_validated(
         assert error in htmllib.unescape(page_text(refused)), key
     refused = alice_client.post(url("learning-create", tenant_a, kb), {**fields, "title": "   "})
     assert refused.status_code == 400
+    for phrasings in (["<b>bold</b> question"], ["x" * 999], ["[a](javascript:alert(1))"]):
+        crafted = alice_client.post(url("learning-create", tenant_a, kb), {**fields, "phrasings": phrasings})
+        assert crafted.status_code == 400, phrasings  # a form error, never a 500
+    junk = {**fields, "questions": "not-a-hash," * 3, "group": "x" * 500, "back": "locale=<script>"}
+    junk_post = alice_client.post(url("learning-create", tenant_a, kb), {**junk, "key": "shipping"})
+    assert junk_post.status_code == 400
     refused = alice_client.post(url("learning-create", tenant_a, kb), {**fields, "locale": "xx"})
     assert refused.status_code == 302  # an unknown locale is the knowledge base's source locale (kb_locale)
     with tenant_context(tenant_a):
