@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from apps.chat.models import Conversation, Feedback, Handoff
+from apps.chat.models import Conversation, Feedback, Handoff, Outcome
 from apps.core.context import tenant_context
 from apps.knowledge.models import KnowledgeBase
 from apps.tenants.models import Tenant
@@ -30,6 +30,11 @@ def test_the_demo_fills_both_insights_pages(regions: Any) -> None:
         counts = (Conversation.objects.count(), Feedback.objects.count(), Handoff.objects.count())
         kb = KnowledgeBase.objects.get(name="Help center")
     assert counts[0] >= 25 and counts[1] >= 15 and counts[2] >= 4
+    with tenant_context(acme):
+        fallbacks = set(
+            Conversation.objects.filter(messages__outcome=Outcome.FALLBACK).values_list("locale", flat=True)
+        )
+    assert len(fallbacks) >= 3, fallbacks
     seed_demo()
     with tenant_context(acme):
         assert (Conversation.objects.count(), Feedback.objects.count(), Handoff.objects.count()) == counts
@@ -51,5 +56,5 @@ def test_the_demo_fills_both_insights_pages(regions: Any) -> None:
     unanswered = client.get(reverse("knowledge:learning", kwargs={"tenant_slug": "acme", "kb_id": kb.pk}))
     assert unanswered.status_code == 200
     html = unanswered.content.decode()
-    assert html.count('class="card learning-group"') >= 3
-    assert len(set(re.findall(r'<tr class="place" data-locale="(\w+)"', html))) >= 2
+    assert html.count('class="card learning-group"') >= 5
+    assert len(set(re.findall(r'<tr class="place" data-locale="(\w+)"', html))) >= 4
