@@ -33,3 +33,8 @@ class ChatConfig(AppConfig):
         from apps.knowledge.learning import register_question_source
 
         register_question_source(unanswered_messages)
+        # Per-article quality (issue 21): knowledge counts citations and what followed them through a source.
+        from apps.chat.insights import citation_stats
+        from apps.knowledge.insights import register_quality_source
+
+        register_quality_source(citation_stats)

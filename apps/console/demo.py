@@ -10,6 +10,7 @@ from typing import Any
 
 from apps.accounts.demo import seed_demo_sso
 from apps.chat.demo import seed_demo_channels, seed_demo_platform_channels
+from apps.chat.demo_insights import seed_demo_insights
 from apps.integrations.conf import simulators_state_dir
 from apps.integrations.demo import seed_demo_connections
 from apps.knowledge.demo import seed_demo_knowledge
@@ -32,6 +33,8 @@ def seed_demo() -> dict[str, Any]:
     knowledge = seed_demo_knowledge(list(tenants.values()))
     # A web channel per tenant with an API key to try the chat API with (after the KB and connections).
     api_keys = seed_demo_channels(list(tenants.values()))
+    # Issue 21: answered, rated, handed-off and unanswered questions in five locales for the insights pages.
+    seed_demo_insights(list(tenants.values()))
     # Issue 17: the widget's key and origins, and a WhatsApp, Slack, Teams and SMS channel per tenant on the
     # platform simulators (skipped, with a logged line, while they are down).
     state = simulators.status(simulators_state_dir())

@@ -23,8 +23,10 @@ from typing import Any, Protocol
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from apps.audit.services import audit_record
@@ -33,14 +35,16 @@ from apps.core.errors import ValidationFailed
 from apps.knowledge.embeddings import EmbeddingError, EmbeddingProvider, provider_for_model
 from apps.knowledge.models import (
     PHRASINGS_MAX,
+    Article,
     KnowledgeBase,
     LearnedAction,
     LearnedQuestion,
     Revision,
     Translation,
+    key_validator,
 )
 from apps.knowledge.selectors import member_may_edit, normalize_region
-from apps.knowledge.services import check_allowed, index_on_commit, phrasings_clean
+from apps.knowledge.services import check_allowed, index_on_commit, phrasings_clean, translation_save
 from apps.security import pii
 from apps.tenants import roles
 
@@ -241,7 +245,7 @@ def _is_handled(entry: tuple[str, datetime] | None, asked_at: datetime) -> bool:
     if entry is None:
         return False
     action, at = entry
-    return action == LearnedAction.DISMISSED or asked_at <= at
+    return action == LearnedAction.DISMISSED or asked_at <= at  # attached and created: until then
 
 
 def _grouped(
@@ -540,3 +544,118 @@ def questions_dismiss(
             request=request,
         )
     return count
+
+
+# --- "Create article from this" (issue 21) ----------------------------------------------------------------
+#: Words of a question a proposed article key keeps.
+KEY_WORDS = 8
+#: Numbered keys tried before a proposal falls back to a hash ("returns", "returns-2", ...).
+KEY_TRIES = 5
+
+
+def _key_base(text: str) -> str:
+    words = [w for w in slugify(question_text(text)).split("-") if w][:KEY_WORDS]
+    return "-".join(words)[:60].strip("-") or f"question-{question_hash(text)[:8]}"
+
+
+def article_key_proposals(*, kb: KnowledgeBase, texts: Sequence[str]) -> list[str]:
+    """A free article key for a new article answering each of `texts` (one query for them all): its words
+    in lower case ASCII, hyphenated ("how-do-i-reset-my-password"), numbered when taken; "question-<hash>"
+    when no ASCII word is left (Japanese). Editors may change it; the service validates it again."""
+    bases = [_key_base(text) for text in texts]
+    candidates = {f"{base}-{n}" if n > 1 else base for base in bases for n in range(1, KEY_TRIES + 1)}
+    taken = set(Article.objects.filter(kb=kb, key__in=candidates).values_list("key", flat=True))
+    proposals: list[str] = []
+    for base in bases:
+        free = [
+            c for c in (f"{base}-{n}" if n > 1 else base for n in range(1, KEY_TRIES + 1)) if c not in taken
+        ]
+        # Every try taken: the hash of the question is free in practice (the service refuses if not).
+        proposals.append(free[0] if free else f"{base[:50]}-{question_hash(base)[:8]}")
+        taken.add(proposals[-1])
+    return proposals
+
+
+def article_create_from_questions(
+    *,
+    kb: KnowledgeBase,
+    key: str,
+    locale: str,
+    region: str = "",
+    title: str,
+    phrasings: Sequence[str] = (),
+    questions: Sequence[str] = (),
+    actor: Any,
+    request: Any = None,
+) -> Translation:
+    """Start a new article from a group of unanswered questions: a draft text in the group's locale and
+    region titled after the question, with the group's questions as its phrasings; mark the group handled
+    ("created").
+
+    The key must be new (an existing article is refused, never overwritten: attach the questions to it
+    instead). The draft goes through review like any text, so nothing reaches customers yet. The texts are
+    redacted again; the actor must be allowed to edit this locale and region. Audited
+    ("knowledge.article_created_from_questions", with the key and title but no question text).
+    """
+    region = normalize_region(region)
+    check_allowed(actor=actor, perm=roles.EDIT_KNOWLEDGE, locale=locale, region=region)
+    key = (key or "").strip()
+    errors: dict[str, list[str]] = {}
+    try:
+        key_validator(key)
+    except DjangoValidationError as exc:
+        errors["key"] = list(exc.messages)
+    title = question_text(title)
+    if not title:
+        errors["title"] = [_("Enter a title.")]
+    if errors:
+        raise ValidationFailed(_("The article was not created."), errors)
+    cleaned = [text for text in (question_text(p) for p in phrasings) if text]
+    tenant = current_tenant()
+    with transaction.atomic(using=tenant.db_alias):
+        try:
+            with transaction.atomic(using=tenant.db_alias):
+                Article.objects.create(kb=kb, key=key)
+        except IntegrityError:
+            raise ValidationFailed(
+                _("The article was not created."),
+                {"key": [_("An article with the key “%(key)s” exists already.") % {"key": key}]},
+            ) from None
+        translation = translation_save(
+            kb=kb,
+            key=key,
+            locale=locale,
+            region=region,
+            title=title[:300],
+            body="",
+            phrasings=cleaned,
+            author=actor,
+            note="new article from unanswered questions",
+        )
+        _record(
+            kb=kb,
+            hashes=[*questions, *(question_hash(p) for p in cleaned)],
+            action=LearnedAction.CREATED,
+            actor=actor,
+            article_key=key,
+            locale=locale,
+            region=region,
+        )
+        audit_record(
+            "knowledge.article_created_from_questions",
+            tenant=tenant,
+            actor=actor,
+            target=translation,
+            target_label=f"{kb.name}: {key} ({locale}{'/' + region if region else ''})",
+            changes={
+                "kb": str(kb.pk),
+                "article": key,  # not "key": the audit log blanks fields named like secrets
+                "title": translation.title,
+                "locale": locale,
+                "region": region,
+                "phrasings": len(translation.phrasings),
+                "questions": len(_clean_hashes(questions)),
+            },
+            request=request,
+        )
+    return translation

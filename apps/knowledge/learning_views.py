@@ -27,6 +27,8 @@ from apps.knowledge.learning import (
     SOURCE_FALLBACK,
     SOURCE_NEGATIVE,
     QuestionGroup,
+    article_create_from_questions,
+    article_key_proposals,
     kb_locale,
     kb_region,
     phrasing_attach,
@@ -44,6 +46,7 @@ SUGGESTIONS = 3
 PICKER_ARTICLES = 2000  # article keys offered by the picker (a datalist); more is typed, not picked
 GENERIC = "-"  # the region filter's value for the generic texts ("" = every region)
 FILTERS = ("locale", "region", "source", "page")
+EXAMPLES_POSTED = 10  # phrasings "Create article from this" takes from a post (the page sends the examples)
 
 
 class FilterForm(forms.Form):
@@ -98,6 +101,13 @@ class AttachForm(GroupForm):
         return data
 
 
+class CreateForm(GroupForm):
+    """What "Create article from this" posts: the proposed key and title (editable) and the examples."""
+
+    key = forms.CharField(label=gettext_lazy("Article key"), max_length=100)
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=300)
+
+
 def _membership(request: HttpRequest) -> Any:
     return request.membership  # type: ignore[attr-defined]
 
@@ -143,14 +153,16 @@ def _page_context(
     )
     page = Paginator(groups, GROUPS_PER_PAGE).get_page(params.get("page"))
     same_model = kb.embedding_model == get_provider().model_id
+    keys = article_key_proposals(kb=kb, texts=[group.question for group in page.object_list])
     rows = [
         {
             "group": group,
             "suggestions": _suggestions(request, kb, group, same_model),
             "form_questions": ",".join(group.hashes),
             "errors": (errors or {}).get(group.key, []),
+            "new_key": key,
         }
-        for group in page.object_list
+        for group, key in zip(page.object_list, keys, strict=True)
     ]
     query = _back_query(params.urlencode()) if hasattr(params, "urlencode") else ""
     context = {
@@ -160,11 +172,25 @@ def _page_context(
         "rows": rows,
         "back": query,
         "filtered": any(data.get(k) for k in ("locale", "region", "source")),
+        "places": _places(groups),
         "articles": list(
             Article.objects.filter(kb=kb).order_by("key").values_list("key", flat=True)[:PICKER_ARTICLES]
         ),
     }
     return context, 400 if form.errors else 200
+
+
+def _places(groups: list[QuestionGroup]) -> list[dict[str, Any]]:
+    """Per locale and region of the listed groups: how many groups and questions (most asked first)."""
+    places: dict[tuple[str, str], dict[str, Any]] = {}
+    for group in groups:
+        place = places.setdefault(
+            (group.locale, group.region),
+            {"locale": group.locale, "region": group.region, "groups": 0, "questions": 0},
+        )
+        place["groups"] += 1
+        place["questions"] += group.count
+    return sorted(places.values(), key=lambda p: (-p["questions"], p["locale"], p["region"]))
 
 
 def _suggestions(
@@ -275,3 +301,50 @@ def learning_dismiss_view(request: HttpRequest, tenant_slug: str, kb_id: Any) ->
     )
     messages.success(request, _("The questions are dismissed and will not be listed again."))
     return redirect(_list_url(request, kb, back))
+
+
+@tenant_permission_required(roles.EDIT_KNOWLEDGE)
+@require_POST
+def learning_create_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> HttpResponse:
+    """Start a new article from a group (a draft in its locale and region, its questions as phrasings), take
+    the group off the list and open the editor on the draft."""
+    kb = _kb_or_404(kb_id)
+    form = CreateForm(request.POST)
+    back = _back_query(request.POST.get("back", ""))
+    if not form.is_valid():
+        return _invalid(request, kb, request.POST.get("group", "")[:64], _form_errors(form), back)
+    data = form.cleaned_data
+    try:
+        translation = article_create_from_questions(
+            kb=kb,
+            key=data["key"],
+            locale=kb_locale(kb, data["locale"]),
+            region=kb_region(kb, data["region"]),
+            title=data["title"],
+            phrasings=[p[:1000] for p in request.POST.getlist("phrasings")[:EXAMPLES_POSTED]],
+            questions=data["questions"],
+            actor=request.user,
+            request=request,
+        )
+    except ValidationFailed as exc:
+        return _invalid(
+            request, kb, data["group"], [m for ms in exc.errors.values() for m in ms] or [str(exc)], back
+        )
+    messages.success(
+        request,
+        _(
+            "Article “%(key)s” created as a draft with the customers' questions as phrasings: "
+            "write the answer."
+        )
+        % {"key": translation.article.key},
+    )
+    url = reverse(
+        "knowledge:editor",
+        kwargs={
+            "tenant_slug": tenant_slug,
+            "kb_id": kb.pk,
+            "key": translation.article.key,
+            "locale": translation.locale,
+        },
+    )
+    return redirect(f"{url}?{urlencode({'region': translation.region})}" if translation.region else url)

@@ -267,6 +267,7 @@ class Chunk(RegionModel):
 class LearnedAction(models.TextChoices):
     ATTACHED = "attached", _("Added as a phrasing")
     DISMISSED = "dismissed", _("Dismissed")
+    CREATED = "created", _("Article created")  # issue 21: "Create article from this"
 
 
 class LearnedQuestion(RegionModel):

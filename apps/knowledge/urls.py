@@ -32,3 +32,7 @@ urlpatterns += [
     path(_KB + "unanswered/attach/", learning_views.learning_attach_view, name="learning-attach"),
     path(_KB + "unanswered/dismiss/", learning_views.learning_dismiss_view, name="learning-dismiss"),
 ]
+# --- issue 21: insights (a new article from a group of unanswered questions) ---
+urlpatterns += [
+    path(_KB + "unanswered/create/", learning_views.learning_create_view, name="learning-create"),
+]

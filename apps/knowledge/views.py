@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from apps.core.errors import HubError, ValidationFailed
+from apps.knowledge import insights_views
 from apps.knowledge.diff import PhrasingsDiff, TextDiff, phrasings_diff, text_diff
 from apps.knowledge.forms import ConnectionImportForm, EditorForm, RejectForm, SearchPreviewForm
 from apps.knowledge.importing import SUPPORTED_KINDS, kb_import_connection_queue
@@ -100,6 +101,7 @@ def kb_detail_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> HttpRe
     ]
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"kb": kb, "locales": locales, "coverage": coverage, "page_obj": page}
+    context |= insights_views.kb_quality_context(request, kb)  # issue 21: per-article quality
     if roles.can(request.user, _membership(request), roles.MANAGE_KNOWLEDGE):
         context["import_form"] = ConnectionImportForm(connections=_import_connections())
     return render(request, "knowledge/kb_detail.html", context)
@@ -173,6 +175,7 @@ def article_view(request: HttpRequest, tenant_slug: str, kb_id: Any, key: str) -
         "selected": selected,
         "missing": missing,
     }
+    context |= insights_views.article_quality_context(request, kb, article)  # issue 21
     return render(request, "knowledge/article.html", context)
 
 

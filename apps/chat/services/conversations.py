@@ -348,6 +348,7 @@ def _cache_key(
 def _citations(hits: list[SearchHit], cited: tuple[int, ...]) -> list[dict[str, str]]:
     return [
         {
+            "kb_id": hits[i].kb_id,  # per-article quality counts citations per knowledge base (issue 21)
             "article_key": hits[i].article_key,
             "title": text_plain(hits[i].title),
             "locale": hits[i].locale,
