@@ -17,7 +17,15 @@ from typing import Any
 
 from django.db import connections
 
-from apps.chat.models import Feedback, FeedbackKind, Handoff, Message, Role
+from apps.chat.models import (
+    ANSWER_RATING_DOWN_MAX,
+    ANSWER_RATING_UP_MIN,
+    Feedback,
+    FeedbackKind,
+    Handoff,
+    Message,
+    Role,
+)
 from apps.core.context import current_tenant
 from apps.knowledge.insights import CitationStats, QualityQuery
 
@@ -40,9 +48,10 @@ WITH cited AS (
 ), judged AS (
     SELECT cited.article_key, cited.locale,
            EXISTS (SELECT 1 FROM {feedback} f
-                   WHERE f.message_id = cited.id AND f.kind = %(answer)s AND f.rating > 0) AS up,
+                   WHERE f.message_id = cited.id AND f.kind = %(answer)s AND f.rating >= %(up_min)s) AS up,
            EXISTS (SELECT 1 FROM {feedback} f
-                   WHERE f.message_id = cited.id AND f.kind = %(answer)s AND f.rating < 0) AS down,
+                   WHERE f.message_id = cited.id AND f.kind = %(answer)s
+                     AND f.rating <= %(down_max)s) AS down,
            EXISTS (SELECT 1 FROM {handoff} h
                    WHERE h.conversation_id = cited.conversation_id AND h.tenant_id = %(tenant)s
                      AND h.created_at >= cited.created_at) AS handed
@@ -71,6 +80,8 @@ def citation_stats(*, tenant: Any, query: QualityQuery) -> list[CitationStats]:
         "kb": query.kb_id,
         "kb_url": f"%/{_like_escaped(query.kb_id)}/%",
         "answer": FeedbackKind.ANSWER,
+        "up_min": ANSWER_RATING_UP_MIN,
+        "down_max": ANSWER_RATING_DOWN_MAX,
     }
     locales = article = ""
     if query.locales is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Q
 
-from apps.chat.models import Channel, Feedback, FeedbackKind, Message, Outcome, Role
+from apps.chat.models import ANSWER_RATING_DOWN_MAX, Channel, Feedback, FeedbackKind, Message, Outcome, Role
 from apps.chat.services import intents
 from apps.knowledge.learning import (
     SOURCE_FALLBACK,
@@ -52,7 +52,9 @@ def unanswered_messages(*, tenant: Any, query: QuestionFilter) -> list[AskedQues
         .annotate(
             rated_down=Exists(
                 Feedback.objects.filter(
-                    message__reply_to=OuterRef("pk"), kind=FeedbackKind.ANSWER, rating__lt=0
+                    message__reply_to=OuterRef("pk"),
+                    kind=FeedbackKind.ANSWER,
+                    rating__lte=ANSWER_RATING_DOWN_MAX,
                 )
             )
         )

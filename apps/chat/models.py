@@ -251,6 +251,13 @@ class Message(RegionModel):
         ]
 
 
+#: An answer's rating is 1 (bad) to 5 (good) (the chat API's feedback); these count as rated down / up
+#: wherever answers are judged (learning loop, article quality, the console's languages table). Rows of
+#: the earlier thumbs scale (-1/1) fall on the same sides.
+ANSWER_RATING_DOWN_MAX = 2
+ANSWER_RATING_UP_MIN = 4
+
+
 class FeedbackKind(models.TextChoices):
     ANSWER = "answer", _("Answer rating")
     CSAT = "csat", _("Satisfaction after a handoff")
@@ -264,7 +271,8 @@ class Feedback(RegionModel):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     rating = models.SmallIntegerField()
     comment = models.TextField(blank=True, default="")
-    # An answer's thumbs up/down (rating -1/1), or the CSAT score (1-5) asked for when a handoff ends.
+    # An answer's rating (1-5; ANSWER_RATING_DOWN_MAX / _UP_MIN), or the CSAT score (1-5) asked for when a
+    # handoff ends.
     kind = models.CharField(max_length=8, choices=FeedbackKind.choices, default=FeedbackKind.ANSWER)
     handoff = models.ForeignKey("Handoff", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
 

@@ -121,17 +121,17 @@ def stats(tenant_a: Tenant, kb: KnowledgeBase, alice: Any, reviewer: Any) -> Kno
         publish(kb, "returns", "de", "Rückgabe", "# Rückgabe\n\n30 Tage.", alice=alice, reviewer=reviewer)
         publish(kb, "shipping", "en", "Shipping", "# Shipping\n\n2-5 days.", alice=alice, reviewer=reviewer)
     # returns/en: 4 answers: 1 up, 1 down, 1 handed off, 1 down and handed off -> poor 3 of 4.
+    answer(tenant_a, kb, [("returns", "en")], rating=5)
     answer(tenant_a, kb, [("returns", "en")], rating=1)
-    answer(tenant_a, kb, [("returns", "en")], rating=-1)
     answer(tenant_a, kb, [("returns", "en")], handoff=True)
-    answer(tenant_a, kb, [("returns", "en"), ("shipping", "en")], rating=-1, handoff=True)
+    answer(tenant_a, kb, [("returns", "en"), ("shipping", "en")], rating=1, handoff=True)
     # returns/de: 2 answers, both rated up; one citation without kb_id (before issue 21), matched by its URL.
-    answer(tenant_a, kb, [("returns", "de")], rating=1)
-    answer(tenant_a, kb, [("returns", "de")], rating=1, legacy=True)
+    answer(tenant_a, kb, [("returns", "de")], rating=5)
+    answer(tenant_a, kb, [("returns", "de")], rating=5, legacy=True)
     # Outside the 30-day window (inside 90): shipping/en rated up.
-    answer(tenant_a, kb, [("shipping", "en")], rating=1, ago=timedelta(days=40))
+    answer(tenant_a, kb, [("shipping", "en")], rating=5, ago=timedelta(days=40))
     # Another knowledge base's citation of the same key: never counted here.
-    answer(tenant_a, uuid.uuid4(), [("returns", "en")], rating=-1)
+    answer(tenant_a, uuid.uuid4(), [("returns", "en")], rating=1)
     return kb
 
 
@@ -223,7 +223,7 @@ def test_other_tenants_are_404_and_never_counted(
     # A tenant in the same region database whose answers claim A's knowledge base id: not A's numbers.
     neighbour = TenantFactory.create(slug="tenant-c", name="Tenant C", home_region=region_eu)
     for _n in range(3):
-        answer(neighbour, stats, [("returns", "en")], rating=-1, handoff=True)
+        answer(neighbour, stats, [("returns", "en")], rating=1, handoff=True)
     assert rows(alice_client.get(kb_url(tenant_a, stats)))[("returns", "en")]["citations"] == "4"
     with tenant_context(neighbour):
         counted = article_quality(tenant=neighbour, kb=stats)
@@ -246,7 +246,7 @@ def test_the_pages_cost_a_fixed_number_of_queries(
         measured(url)  # warm
     before = [measured(url) for url in pages]
     for n in range(10):
-        answer(tenant_a, stats, [("returns", "en"), (f"more-{n}", "de")], rating=-1, handoff=True)
+        answer(tenant_a, stats, [("returns", "en"), (f"more-{n}", "de")], rating=1, handoff=True)
     assert [measured(url) for url in pages] == before
 
 

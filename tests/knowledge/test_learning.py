@@ -90,7 +90,7 @@ def test_questions_are_grouped_by_meaning_redacted_and_sorted_by_count(
         )  # answered
         asked(channel, "order 123 status", intent="order_status")  # an action's fallback, not a knowledge gap
         down = asked(
-            channel, "how long do refunds take?", outcome=Outcome.ANSWERED, intent="knowledge", rated=-1
+            channel, "how long do refunds take?", outcome=Outcome.ANSWERED, intent="knowledge", rated=2
         )
         asked(channel, "old question", ago=timedelta(days=31))  # outside the 30 days
         groups = unanswered_questions(tenant=tenant_a, kb=kb)
@@ -196,7 +196,7 @@ def test_the_list_costs_the_same_queries_for_five_or_fifty_questions(
             asked(
                 channel,
                 f"question number {n} about the moon",
-                rated=-1,
+                rated=1,
                 outcome=Outcome.ANSWERED,
                 intent="knowledge",
             )

@@ -15,7 +15,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Valu
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from apps.chat.models import Feedback, FeedbackKind, Outcome
+from apps.chat.models import ANSWER_RATING_DOWN_MAX, ANSWER_RATING_UP_MIN, Feedback, FeedbackKind, Outcome
 from apps.console.selectors.dashboards import PercentileCont, assistant_turns
 
 #: The table's period, whatever window the rest of the dashboard shows.
@@ -75,8 +75,8 @@ def language_summary(*, now: datetime | None = None) -> list[LanguageRow]:
             answered=Count("id", filter=Q(outcome=Outcome.ANSWERED)),
             fallback=Count("id", filter=Q(outcome=Outcome.FALLBACK)),
             p50=PercentileCont("latency_ms", 0.5),
-            up=_ratings(since, Q(rating__gte=4)),
-            down=_ratings(since, Q(rating__lte=2)),
+            up=_ratings(since, Q(rating__gte=ANSWER_RATING_UP_MIN)),
+            down=_ratings(since, Q(rating__lte=ANSWER_RATING_DOWN_MAX)),
         )
         .order_by("-turns", "locale")[:MAX_LANGUAGE_ROWS]
     )
