@@ -20,7 +20,7 @@ from apps.knowledge.embeddings import EmbeddingError, UseProvider
 from apps.knowledge.models import KnowledgeBase, LearnedQuestion, Translation
 from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
 from apps.tenants.models import Membership, Tenant
-from tests.chat.helpers import ask
+from tests.chat.helpers import ask, say, start
 from tests.fixtures.auth import login_verified
 from tests.fixtures.chat import IssuedKey
 
@@ -291,3 +291,27 @@ def test_without_the_embedding_model_the_page_groups_by_words(
         response = alice_client.get(url("learning", tenant_a, kb))
     assert response.status_code == 200
     assert "Asked 2 times" in page_text(response) and "Asked 1 time" in page_text(response)
+
+
+def test_an_answer_rated_down_through_the_chat_api_is_listed_and_one_rated_up_is_not(
+    alice_client: Client, api_client: Client, api_key_a: IssuedKey, tenant_a: Tenant, articles: KnowledgeBase
+) -> None:
+    """The API rates answers 1-5: 1-2 count as rated down (chat.models.ANSWER_RATING_DOWN_MAX), 4-5 as up."""
+    asked = {
+        "do gift cards expire?": 2,
+        "how long does shipping take?": 5,
+    }
+    for text, rating in asked.items():
+        conversation = start(api_client, api_key_a, locale="en")
+        turn = say(api_client, api_key_a, conversation["id"], text).json()
+        assert turn["reply"]["citations"], turn  # answered; the customer judges the answer
+        rated = api_client.post(
+            f"/api/v1/conversations/{conversation['id']}/feedback",
+            {"rating": rating, "message_id": turn["message_id"]},
+            content_type="application/json",
+            **api_key_a.headers,
+        )
+        assert rated.status_code == 201, rated.content
+    listed = page_text(alice_client.get(url("learning", tenant_a, articles)))
+    assert "do gift cards expire?" in listed
+    assert "how long does shipping take?" not in listed
