@@ -10,6 +10,7 @@ cannot tell "exists but not public" from "does not exist".
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -36,6 +37,7 @@ from apps.observability.access import client_address
 
 REGION_COOKIE = "hc_region"
 QUERY_MAX = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 View = Callable[..., HttpResponse]
 
 
@@ -46,14 +48,15 @@ def ui_language(locale: str) -> str:
     return base if base in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
 
 
-def language_name(locale: str, *, local: bool = False) -> str:
+def language_name(locale: str, *, local: bool = False) -> Any:
     """A locale's name in its own language (`local`) or the active one; else the code itself."""
     for code in (locale, locale.split("-", 1)[0]):
         try:
             info = get_language_info(code.lower())
         except KeyError:
             continue
-        return str(info["name_local"] if local else info["name_translated"])
+        # name_translated is lazy: it is translated when the page renders, in the page's language.
+        return info["name_local"] if local else info["name_translated"]
     return locale
 
 
@@ -296,7 +299,9 @@ def search_view(request: HttpRequest, locale: str, org: str = "", handle: str = 
     site = _site(request, org, handle)
     locale = _locale(site, locale)
     region, _explicit = _region(request, site)
-    query = " ".join(str(request.GET.get("q", "")).split())[:QUERY_MAX]
+    # Control characters (a NUL cannot even reach Postgres) go; white space collapses.
+    raw = _CONTROL.sub(" ", str(request.GET.get("q", "")))
+    query = " ".join(raw.split())[:QUERY_MAX]
     context = {
         **_common(request, site, locale, region),
         "query": query,
