@@ -22,7 +22,7 @@ from apps.helpcenter.models import HelpCenterDomain
 from apps.knowledge.content import markdown_html
 from apps.knowledge.models import KnowledgeBase, Status, Translation
 from apps.knowledge.selectors import knowledge_search, normalize_locale, normalize_region
-from apps.knowledge.version import knowledge_cached, knowledge_version
+from apps.knowledge.version import knowledge_cached_versioned
 from apps.tenants.models import Tenant
 
 #: Seconds a tenant or custom-domain lookup stays cached (a suspended tenant's help center closes within it).
@@ -48,6 +48,8 @@ class Site:
     regions: tuple[str, ...]
     #: Path prefix of its pages: "/help/<tenant>/<handle>" on the hub's host, "" on a custom domain.
     prefix: str = ""
+    #: The tenant's knowledge version the site was read under: the pages' cache keys carry it.
+    version: int = 0
 
     def chain(self, locale: str) -> list[str]:
         """Locales a page in `locale` may show, most preferred first: fr-CA → fr → fallback → source."""
@@ -98,8 +100,9 @@ def domain_cache_key(host: str) -> str:
     return f"helpcenter:host:{host}"
 
 
-def _sites(ref: TenantRef, tenant_name: str) -> dict[str, dict[str, Any]]:
-    """The tenant's help centers by handle (and by knowledge base id), cached per knowledge version."""
+def _sites(ref: TenantRef) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The knowledge version and the tenant's help centers by handle (and by knowledge base id), cached per
+    knowledge version: one cache round trip."""
 
     def load() -> dict[str, dict[str, Any]]:
         with tenant_context(ref):
@@ -129,7 +132,7 @@ def _sites(ref: TenantRef, tenant_name: str) -> dict[str, dict[str, Any]]:
             sites[site["kb_id"]] = site
         return sites
 
-    return knowledge_cached(tenant_id=ref.id, name="helpcenter-sites", load=load)
+    return knowledge_cached_versioned(tenant_id=ref.id, name="helpcenter-sites", load=load)
 
 
 def site_get(*, slug: str, handle: str, prefix: str | None = None) -> Site | None:
@@ -138,16 +141,13 @@ def site_get(*, slug: str, handle: str, prefix: str | None = None) -> Site | Non
     if found is None:
         return None
     ref, tenant_name = found
-    data = _sites(ref, tenant_name).get(handle)
+    version, sites = _sites(ref)
+    data = sites.get(handle)
     if data is None or not data["locales"]:
         return None
     if prefix is None:
         prefix = f"/help/{ref.slug}/{data['handle']}"
-    return Site(tenant=ref, tenant_name=tenant_name, prefix=prefix, **data)
-
-
-def site_version(site: Site) -> int:
-    return knowledge_version(tenant_id=site.tenant.id)
+    return Site(tenant=ref, tenant_name=tenant_name, prefix=prefix, version=version, **data)
 
 
 def site_region(site: Site, value: str | None) -> str:

@@ -138,8 +138,7 @@ def _url(site: Site, *parts: str, region: str = "", **query: str) -> str:
 def _cache_key(request: HttpRequest, site: Site, *parts: str) -> str:
     origin = f"{request.scheme}://{request.get_host()}{site.prefix}"
     raw = "|".join([origin, site.kb_id, *parts])
-    version = sel.site_version(site)
-    return f"helpcenter:page:{site.tenant.id}:{version}:{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
+    return f"helpcenter:page:{site.tenant.id}:{site.version}:{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
 
 
 def _cached(key: str, build: Callable[[], HttpResponse]) -> HttpResponse:
