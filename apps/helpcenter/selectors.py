@@ -22,7 +22,7 @@ from apps.helpcenter.models import HelpCenterDomain
 from apps.knowledge.content import markdown_html
 from apps.knowledge.models import KnowledgeBase, Status, Translation
 from apps.knowledge.selectors import knowledge_search, normalize_locale, normalize_region
-from apps.knowledge.version import knowledge_cached_versioned
+from apps.knowledge.version import knowledge_cached_versioned, knowledge_version
 from apps.tenants.models import Tenant
 
 #: Seconds a tenant or custom-domain lookup stays cached (a suspended tenant's help center closes within it).
@@ -70,7 +70,7 @@ class ArticleText:
 
 def tenant_ref(*, slug: str) -> tuple[TenantRef, str] | None:
     """An active tenant by slug, with its name; cached briefly (no query per page)."""
-    key = f"helpcenter:tenant:{slug}"
+    key = tenant_cache_key(slug)
     found = cache.get(key)
     if found is None:
         tenant = Tenant.objects.select_related("home_region").filter(slug=slug, is_active=True).first()
@@ -79,6 +79,11 @@ def tenant_ref(*, slug: str) -> tuple[TenantRef, str] | None:
     if not found:
         return None
     return TenantRef(id=found[0], slug=found[1], region=found[2]), found[3]
+
+
+def tenant_cache_key(slug: str) -> str:
+    """Where tenant_ref caches a slug: (id, slug, region, name), or () for no active tenant."""
+    return f"helpcenter:tenant:{slug}"
 
 
 def domain_lookup(*, host: str) -> tuple[str, str] | None:
@@ -148,6 +153,11 @@ def site_get(*, slug: str, handle: str, prefix: str | None = None) -> Site | Non
     if prefix is None:
         prefix = f"/help/{ref.slug}/{data['handle']}"
     return Site(tenant=ref, tenant_name=tenant_name, prefix=prefix, version=version, **data)
+
+
+def page_current(*, tenant_id: int, version: int) -> bool:
+    """Whether a page cached under `version` still shows the tenant's current knowledge."""
+    return knowledge_version(tenant_id=tenant_id) == version
 
 
 def site_region(site: Site, value: str | None) -> str:

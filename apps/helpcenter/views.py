@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -32,11 +33,13 @@ from apps.helpcenter import selectors as sel
 from apps.helpcenter.selectors import Site
 from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_in_order
 from apps.knowledge.models import key_validator
+from apps.knowledge.selectors import normalize_region
 from apps.observability import metrics
 from apps.observability.access import client_address
 
 REGION_COOKIE = "hc_region"
 QUERY_MAX = 200
+SEARCH_CACHE_SECONDS = 300
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 View = Callable[..., HttpResponse]
 
@@ -117,12 +120,12 @@ def _region(request: HttpRequest, site: Site) -> tuple[str, bool]:
     return sel.site_region(site, request.COOKIES.get(REGION_COOKIE)), False
 
 
-def _remember_region(response: HttpResponse, site: Site, region: str) -> None:
+def _remember_region(response: HttpResponse, prefix: str, region: str) -> None:
     response.set_cookie(
         REGION_COOKIE,
         region,
         max_age=365 * 86400,
-        path=f"{site.prefix}/",
+        path=f"{prefix}/",
         samesite="Lax",
         secure=not settings.DEBUG and settings.SESSION_COOKIE_SECURE,
         httponly=True,
@@ -135,26 +138,56 @@ def _url(site: Site, *parts: str, region: str = "", **query: str) -> str:
     return path + ("?" + urlencode(params) if params else "")
 
 
-def _cache_key(request: HttpRequest, site: Site, *parts: str) -> str:
-    origin = f"{request.scheme}://{request.get_host()}{site.prefix}"
-    raw = "|".join([origin, site.kb_id, *parts])
-    return f"helpcenter:page:{site.tenant.id}:{site.version}:{hashlib.sha256(raw.encode()).hexdigest()[:32]}"
+@dataclass(frozen=True)
+class CachedPage:
+    """Where a page is cached, and the page if the cache has it for the current knowledge version.
+
+    Keyed by what the request says (origin, tenant, handle, page, the region it asks for), not by what it
+    resolves to, so a hit needs two cache round trips and nothing else: the tenant and the page together,
+    then the tenant's knowledge version (publishing, archiving or a settings change bumps it).
+    """
+
+    key: str
+    prefix: str
+    region_asked: str
+    explicit: bool
+    response: HttpResponse | None
 
 
-def _cached(key: str, build: Callable[[], HttpResponse]) -> HttpResponse:
-    """A page from the cache (its body and language), or built and cached if it is a 200."""
-    found = cache.get(key)
-    if found is not None:
-        response = HttpResponse(found[0])
-        response["Content-Language"] = found[1]
-        return response
-    response = build()
-    if response.status_code == 200:
-        cache.set(
-            key,
-            (response.content, response["Content-Language"]),
-            timeout=settings.HUB_HELPCENTER_CACHE_SECONDS,
+def _cached_page(
+    request: HttpRequest, org: str, handle: str, *parts: str, regional: bool = True
+) -> CachedPage:
+    host = getattr(request, "helpcenter_host", None)
+    slug, handle = host if host is not None else (org, handle)
+    prefix = "" if host is not None else f"/help/{org}/{handle}"
+    explicit = regional and "region" in request.GET
+    asked = ""
+    if regional:
+        asked = normalize_region(
+            request.GET.get("region") if explicit else request.COOKIES.get(REGION_COOKIE)
         )
+    raw = "|".join([str(request.scheme), request.get_host(), prefix, slug, handle, asked[:16], *parts])
+    key = f"helpcenter:page:{hashlib.sha256(raw.encode()).hexdigest()[:40]}"
+    found = cache.get_many([sel.tenant_cache_key(slug), key])
+    tenant, entry = found.get(sel.tenant_cache_key(slug)), found.get(key)
+    if tenant == ():
+        raise Http404  # no such active tenant (cached)
+    response = None
+    if tenant and entry and entry[0] == tenant[0] and sel.page_current(tenant_id=entry[0], version=entry[1]):
+        response = HttpResponse(entry[2])
+        response["Content-Language"] = entry[3]
+        if explicit:
+            _remember_region(response, prefix, asked if asked == entry[4] else "")
+    return CachedPage(key=key, prefix=prefix, region_asked=asked, explicit=explicit, response=response)
+
+
+def _cache_store(page: CachedPage, site: Site, region: str, response: HttpResponse) -> HttpResponse:
+    """Cache a 200 page; one for a region the site does not serve is not (garbage must not fill Redis)."""
+    if response.status_code == 200 and page.region_asked == region:
+        entry = (site.tenant.id, site.version, response.content, response["Content-Language"], region)
+        cache.set(page.key, entry, timeout=settings.HUB_HELPCENTER_CACHE_SECONDS)
+    if page.explicit:
+        _remember_region(response, site.prefix, region)
     return response
 
 
@@ -205,9 +238,12 @@ def site_root_view(request: HttpRequest, org: str = "", handle: str = "") -> Htt
 @public_view
 def home_view(request: HttpRequest, locale: str, org: str = "", handle: str = "") -> HttpResponse:
     """The articles of the site in the visitor's language (grouped by their first tag, if they have tags)."""
+    cached = _cached_page(request, org, handle, "home", locale)
+    if cached.response is not None:
+        return cached.response
     site = _site(request, org, handle)
     locale = _locale(site, locale)
-    region, explicit = _region(request, site)
+    region, _explicit = _region(request, site)
 
     def build() -> HttpResponse:
         articles = sel.article_list(site=site, locale=locale, region=region)
@@ -225,10 +261,7 @@ def home_view(request: HttpRequest, locale: str, org: str = "", handle: str = ""
         }
         return _page("helpcenter/home.html", context, lang=locale)
 
-    response = _cached(_cache_key(request, site, "home", locale, region), build)
-    if explicit:
-        _remember_region(response, site, region)
-    return response
+    return _cache_store(cached, site, region, build())
 
 
 @public_view
@@ -236,13 +269,16 @@ def article_view(
     request: HttpRequest, locale: str, key: str, org: str = "", handle: str = ""
 ) -> HttpResponse:
     """One article: the visitor's region's variant, else the generic text, else a fallback language (said)."""
-    site = _site(request, org, handle)
-    locale = _locale(site, locale)
     try:
         key_validator(key)
     except ValidationError:
         raise Http404 from None
-    region, explicit = _region(request, site)
+    cached = _cached_page(request, org, handle, "article", locale, key)
+    if cached.response is not None:
+        return cached.response
+    site = _site(request, org, handle)
+    locale = _locale(site, locale)
+    region, _explicit = _region(request, site)
 
     def build() -> HttpResponse:
         found = sel.article_get(site=site, key=key, locale=locale, region=region)
@@ -266,10 +302,7 @@ def article_view(
         }
         return _page("helpcenter/article.html", context, lang=locale)
 
-    response = _cached(_cache_key(request, site, "article", locale, region, key), build)
-    if explicit:
-        _remember_region(response, site, region)
-    return response
+    return _cache_store(cached, site, region, build())
 
 
 def _search_allowed(request: HttpRequest) -> int:
@@ -307,11 +340,23 @@ def search_view(request: HttpRequest, locale: str, org: str = "", handle: str = 
         "alternates": [],
         "canonical": request.build_absolute_uri(_url(site, locale, "search")),
     }
+    key = ""
     if query:
         wait = _search_allowed(request)
         if wait:
             response = _page("helpcenter/429.html", {**context, "seconds": wait}, status=429, lang=locale)
             response["Retry-After"] = str(wait)
+            return response
+        # The same question on the same knowledge answers the same: the page is kept for a few minutes
+        # under the knowledge version (a rate-limited visitor cannot fill the cache faster than they search).
+        raw_key = "|".join([str(request.scheme), request.get_host(), request.get_full_path(), region, query])
+        digest = hashlib.sha256(raw_key.encode()).hexdigest()
+        key = f"helpcenter:search:{site.tenant.id}:{site.version}:{digest}"
+        body = cache.get(key)
+        if body is not None:
+            response = HttpResponse(body)
+            response["Content-Language"] = locale
+            response["X-Robots-Tag"] = "noindex"
             return response
         results = sel.search(site=site, query=query, locale=locale, region=region)
         context["results"] = [
@@ -324,6 +369,8 @@ def search_view(request: HttpRequest, locale: str, org: str = "", handle: str = 
         ]
     response = _page("helpcenter/search.html", context, lang=locale)
     response["X-Robots-Tag"] = "noindex"
+    if key:
+        cache.set(key, response.content, timeout=SEARCH_CACHE_SECONDS)
     return response
 
 
@@ -338,7 +385,7 @@ def region_view(request: HttpRequest, org: str = "", handle: str = "") -> HttpRe
     path, _sep, query = target.partition("?")
     kept = [part for part in query.split("&") if part and not part.startswith("region=")]
     response = HttpResponseRedirect(path + ("?" + "&".join(kept) if kept else ""))
-    _remember_region(response, site, region)
+    _remember_region(response, site.prefix, region)
     return response
 
 
@@ -353,6 +400,10 @@ def sitemap_index_view(request: HttpRequest, org: str = "", handle: str = "") ->
 @public_view
 def sitemap_view(request: HttpRequest, locale: str, org: str = "", handle: str = "") -> HttpResponse:
     """The articles published in one locale, each with its alternates in the other locales."""
+    cached = _cached_page(request, org, handle, "sitemap", locale, regional=False)
+    if cached.response is not None:
+        cached.response["Content-Type"] = "application/xml; charset=utf-8"
+        return cached.response
     site = _site(request, org, handle)
     locale = _locale(site, locale)
 
@@ -364,9 +415,7 @@ def sitemap_view(request: HttpRequest, locale: str, org: str = "", handle: str =
         response["Content-Language"] = locale
         return response
 
-    response = _cached(_cache_key(request, site, "sitemap", locale), build)
-    response["Content-Type"] = "application/xml; charset=utf-8"
-    return response
+    return _cache_store(cached, site, "", build())
 
 
 @public_view
