@@ -130,3 +130,8 @@ def test_console_settings_form(
     assert (hc_kb.helpcenter_enabled, hc_kb.helpcenter_handle) == (False, "support")
     client.post(url, {"enabled": "on", "handle": "support"})
     assert Client().get("/help/tenant-a/support/en/").status_code == 200
+
+
+def test_a_host_django_does_not_allow_is_400_not_served(client: Client, domain_a: HelpCenterDomain) -> None:
+    # Without the host in ALLOWED_HOSTS Django refuses it before any routing (docs/helpcenter.md).
+    assert client.get("/en/", HTTP_HOST=HOST).status_code == 400

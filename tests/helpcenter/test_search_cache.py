@@ -94,3 +94,38 @@ def test_regions_are_cached_apart(client: Client, hc_kb: KnowledgeBase) -> None:
     generic = html(client.get(f"{SITE}/en/articles/returns-policy/"))
     eu = html(client.get(f"{SITE}/en/articles/returns-policy/?region=eu"))
     assert 'data-region=""' in generic and 'data-region="eu"' in eu
+
+
+def test_regions_the_site_does_not_serve_are_not_cached(client: Client, hc_kb: KnowledgeBase) -> None:
+    from django.core.cache import cache
+
+    def page_keys() -> int:
+        redis = cache._cache.get_client(write=False)  # type: ignore[attr-defined]
+        return len(list(redis.scan_iter(match="*helpcenter:page:*", count=1000)))
+
+    client.get(f"{SITE}/en/articles/returns-policy/")
+    before = page_keys()
+    for garbage in ("apac", "zz", "x" * 40, "<b>"):
+        response = client.get(f"{SITE}/en/articles/returns-policy/", {"region": garbage})
+        assert response.status_code == 200 and 'data-region=""' in html(response)
+    assert page_keys() == before
+
+
+def test_search_pages_follow_the_knowledge_version(
+    client: Client, hc_kb: KnowledgeBase, tenant_a: Tenant, alice: object
+) -> None:
+    query = {"q": "gift card balance"}
+    assert "Gift card balance v2" not in html(client.get(f"{SITE}/en/search/", query))
+    with tenant_context(tenant_a):
+        text = translation_save(
+            kb=hc_kb,
+            key="gift-cards",
+            locale="en",
+            title="Gift card balance v2",
+            body="Gift card balance.",
+            author=alice,
+        )
+        translation_submit(translation=text)
+        translation_publish(translation=text, actor=None)
+        translations_index(translation_ids=[text.pk])
+    assert "Gift card balance v2" in html(client.get(f"{SITE}/en/search/", query))
