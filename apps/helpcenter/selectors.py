@@ -50,6 +50,8 @@ class Site:
     prefix: str = ""
     #: The tenant's knowledge version the site was read under: the pages' cache keys carry it.
     version: int = 0
+    #: Its custom domain, if an operator configured one: canonical URLs point there.
+    domain: str = ""
 
     def chain(self, locale: str) -> list[str]:
         """Locales a page in `locale` may show, most preferred first: fr-CA → fr → fallback → source."""
@@ -121,6 +123,10 @@ def _sites(ref: TenantRef) -> tuple[int, dict[str, dict[str, Any]]]:
                 .values_list("article__kb_id", "locale", "region")
                 .distinct()
             )
+        domains = {
+            str(kb_id): host
+            for kb_id, host in HelpCenterDomain.objects.filter(tenant_id=ref.id).values_list("kb_id", "host")
+        }
         sites: dict[str, dict[str, Any]] = {}
         for kb in kbs:
             ordered = [kb["source_locale"], *kb["enabled_locales"]]
@@ -132,12 +138,13 @@ def _sites(ref: TenantRef) -> tuple[int, dict[str, dict[str, Any]]]:
                 "source_locale": kb["source_locale"],
                 "locales": tuple(dict.fromkeys(loc for loc in ordered if any(loc == x for x, _r in live))),
                 "regions": tuple(r for r in kb["regions"] if any(reg == r for _l, reg in live)),
+                "domain": domains.get(str(kb["id"]), ""),
             }
             sites[site["handle"]] = site
             sites[site["kb_id"]] = site
         return sites
 
-    return knowledge_cached_versioned(tenant_id=ref.id, name="helpcenter-sites", load=load)
+    return knowledge_cached_versioned(tenant_id=ref.id, name="helpcenter-sites-2", load=load)
 
 
 def site_get(*, slug: str, handle: str, prefix: str | None = None) -> Site | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -132,6 +132,14 @@ def _remember_region(response: HttpResponse, prefix: str, region: str) -> None:
     )
 
 
+def _absolute(request: HttpRequest, site: Site, *parts: str, region: str = "") -> str:
+    """A page's canonical absolute URL: on the site's custom domain if it has one (the same page on the hub's
+    host is a duplicate search engines should not index twice), else on the request's origin."""
+    if site.domain:
+        return f"https://{site.domain}" + _url(replace(site, prefix=""), *parts, region=region)
+    return request.build_absolute_uri(_url(site, *parts, region=region))
+
+
 def _url(site: Site, *parts: str, region: str = "", **query: str) -> str:
     path = site.prefix + "/" + "".join(f"{p}/" for p in parts)
     params = {**({"region": region} if region else {}), **{k: v for k, v in query.items() if v}}
@@ -209,7 +217,7 @@ def _alternates(request: HttpRequest, site: Site, locales: list[str], *parts: st
         {
             "locale": loc,
             "name": language_name(loc, local=True),
-            "href": request.build_absolute_uri(_url(site, loc, *parts)),
+            "href": _absolute(request, site, loc, *parts),
             "path": _url(site, loc, *parts),
         }
         for loc in locales
@@ -256,8 +264,8 @@ def home_view(request: HttpRequest, locale: str, org: str = "", handle: str = ""
             "groups": sorted(groups.items(), key=lambda g: (g[0] == "", g[0].casefold())),
             "has_categories": any(groups) and set(groups) != {""},
             "alternates": _alternates(request, site, list(site.locales)),
-            "x_default": request.build_absolute_uri(_url(site, site.source_locale)),
-            "canonical": request.build_absolute_uri(_url(site, locale, region=region)),
+            "x_default": _absolute(request, site, site.source_locale),
+            "canonical": _absolute(request, site, locale, region=region),
         }
         return _page("helpcenter/home.html", context, lang=locale)
 
@@ -293,12 +301,14 @@ def article_view(
             "wanted_language": language_name(locale),
             "shown_language": language_name(text.locale),
             "alternates": _alternates(request, site, locales, "articles", key),
-            "x_default": request.build_absolute_uri(
-                _url(
-                    site, site.source_locale if site.source_locale in locales else locales[0], "articles", key
-                )
+            "x_default": _absolute(
+                request,
+                site,
+                site.source_locale if site.source_locale in locales else locales[0],
+                "articles",
+                key,
             ),
-            "canonical": request.build_absolute_uri(_url(site, locale, "articles", key, region=shown_region)),
+            "canonical": _absolute(request, site, locale, "articles", key, region=shown_region),
         }
         return _page("helpcenter/article.html", context, lang=locale)
 
@@ -338,7 +348,7 @@ def search_view(request: HttpRequest, locale: str, org: str = "", handle: str = 
         **_common(request, site, locale, region),
         "query": query,
         "alternates": [],
-        "canonical": request.build_absolute_uri(_url(site, locale, "search")),
+        "canonical": _absolute(request, site, locale, "search"),
     }
     key = ""
     if query:
@@ -392,7 +402,7 @@ def region_view(request: HttpRequest, org: str = "", handle: str = "") -> HttpRe
 @public_view
 def sitemap_index_view(request: HttpRequest, org: str = "", handle: str = "") -> HttpResponse:
     site = _site(request, org, handle)
-    urls = [request.build_absolute_uri(f"{site.prefix}/{loc}/sitemap.xml") for loc in site.locales]
+    urls = [_absolute(request, site, loc).rstrip("/") + "/sitemap.xml" for loc in site.locales]
     body = render_to_string("helpcenter/sitemap_index.xml", {"urls": urls})
     return HttpResponse(body, content_type="application/xml; charset=utf-8")
 
@@ -409,7 +419,7 @@ def sitemap_view(request: HttpRequest, locale: str, org: str = "", handle: str =
 
     def build() -> HttpResponse:
         keys = sel.sitemap_keys(site=site, locale=locale)
-        urls = [request.build_absolute_uri(_url(site, locale, "articles", key)) for key in keys]
+        urls = [_absolute(request, site, locale, "articles", key) for key in keys]
         body = render_to_string("helpcenter/sitemap.xml", {"urls": urls})
         response = HttpResponse(body, content_type="application/xml; charset=utf-8")
         response["Content-Language"] = locale
@@ -421,7 +431,7 @@ def sitemap_view(request: HttpRequest, locale: str, org: str = "", handle: str =
 @public_view
 def robots_view(request: HttpRequest, org: str = "", handle: str = "") -> HttpResponse:
     site = _site(request, org, handle)
-    sitemap = request.build_absolute_uri(f"{site.prefix}/sitemap.xml")
+    sitemap = _absolute(request, site) + "sitemap.xml"
     lines = ["User-agent: *", f"Disallow: {site.prefix}/*/search/", f"Sitemap: {sitemap}", ""]
     return HttpResponse("\n".join(lines), content_type="text/plain; charset=utf-8")
 

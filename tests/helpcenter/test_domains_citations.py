@@ -35,10 +35,14 @@ def test_custom_domain_serves_the_help_center_at_root(client: Client, domain_a: 
     response = client.get("/de/articles/returns-policy/", HTTP_HOST=HOST)
     assert response.status_code == 200
     page = html(response)
-    assert f'href="http://{HOST}/de/articles/returns-policy/"' in page  # canonical on the domain
+    assert f'<link rel="canonical" href="https://{HOST}/de/articles/returns-policy/">' in page
     assert 'href="/de/search/"' in page or 'action="/de/search/"' in page
     assert client.get("/", HTTP_HOST=HOST)["Location"] == "/en/"
-    assert f"Sitemap: http://{HOST}/sitemap.xml" in html(client.get("/robots.txt", HTTP_HOST=HOST))
+    assert f"Sitemap: https://{HOST}/sitemap.xml" in html(client.get("/robots.txt", HTTP_HOST=HOST))
+    # The same page on the hub's host names the domain as canonical (no duplicate for search engines).
+    hub_page = html(client.get(f"{SITE}/de/articles/returns-policy/"))
+    assert f'<link rel="canonical" href="https://{HOST}/de/articles/returns-policy/">' in hub_page
+    assert f'hreflang="en" href="https://{HOST}/en/articles/returns-policy/"' in hub_page
 
 
 @override_settings(ALLOWED_HOSTS=HOSTS)
