@@ -37,6 +37,11 @@ def knowledge_cached(*, tenant_id: int, name: str, load: Callable[[], T]) -> T:
     The entry remembers the version it was loaded under, read before `load()` runs: a bump while it loads
     leaves an entry that is already stale, so it is loaded again next time rather than served.
     """
+    return knowledge_cached_versioned(tenant_id=tenant_id, name=name, load=load)[1]
+
+
+def knowledge_cached_versioned(*, tenant_id: int, name: str, load: Callable[[], T]) -> tuple[int, T]:
+    """`knowledge_cached`, with the version it checked against (the help center keys its pages by it)."""
     key = f"knowledge:{name}:{tenant_id}"
     found = cache.get_many([_key(tenant_id), key])
     version = found.get(_key(tenant_id))
@@ -44,7 +49,7 @@ def knowledge_cached(*, tenant_id: int, name: str, load: Callable[[], T]) -> T:
         version = knowledge_version(tenant_id=tenant_id)
     entry = found.get(key)
     if entry is not None and entry[0] == version:
-        return cast(T, entry[1])
+        return int(version), cast(T, entry[1])
     value = load()
     cache.set(key, (version, value), timeout=24 * 3600)
-    return value
+    return int(version), value

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('knowledge', '0014_learned_questions'),
+        ('knowledge', '0015_helpcenter'),
     ]
 
     operations = [
