@@ -220,6 +220,8 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     # Issue 18 (routing): routes and business hours.
     **{f"chat:route-{name}": lambda t: {"pk": _handoff_route_pk(t)} for name in ("edit", "delete", "move")},
     **{f"chat:hours-{name}": lambda t: {"pk": _business_hours_pk(t)} for name in ("edit", "delete")},
+    # Issue 21 (helpcenter): a knowledge base's help center settings.
+    "helpcenter:kb-settings": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     # Issue 19 (config): a tenant's SSO setup.
     **{
         f"sso-config:provider-{name}": lambda t: {"pk": _sso_pks(t)["provider"]}
@@ -281,3 +283,40 @@ def kwargs_for(url: TenantUrl, tenant: Tenant) -> dict[str, Any]:
             )
         kwargs.update(OBJECT_KWARGS[url.name](tenant))
     return kwargs
+
+
+# --- Issue 21 (helpcenter): the public pages name the tenant `org` (no login); walked the same way. ---------
+PUBLIC_TENANT_KWARGS = ("org",)
+
+
+def public_urls() -> list[TenantUrl]:
+    """Every named URL of the public help center (its path names a tenant as `org`)."""
+    return [url for url in _walk_public(get_resolver().url_patterns) if "org" in url.kwargs]
+
+
+def _walk_public(patterns: list[Any], prefix: str = "", namespace: str = "") -> Iterator[TenantUrl]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            ns = (
+                f"{namespace}:{entry.namespace}"
+                if namespace and entry.namespace
+                else entry.namespace or namespace
+            )
+            yield from _walk_public(entry.url_patterns, prefix + str(entry.pattern), ns)
+        elif isinstance(entry, URLPattern) and entry.name:
+            route = prefix + str(entry.pattern)
+            names = tuple(_prefix_kwargs(route))
+            yield TenantUrl(f"{namespace}:{entry.name}" if namespace else entry.name, route, names)
+
+
+def public_kwargs_for(
+    url: TenantUrl, *, org: str, handle: str, key: str, locale: str = "en"
+) -> dict[str, Any]:
+    """Path parameters naming tenant `org`'s help center `handle` (and an article `key` in `locale`)."""
+    values = {"org": org, "handle": handle, "locale": locale, "key": key}
+    unknown = [k for k in url.kwargs if k not in values]
+    if unknown:
+        raise AssertionError(
+            f"{url.name} ({url.route}) has parameters {unknown}: add them to public_kwargs_for"
+        )
+    return {k: values[k] for k in url.kwargs}

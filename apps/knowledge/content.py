@@ -11,7 +11,9 @@ database (console, chunker, chat, exports, a tenant's own web widget) gets inert
   refused with a form error, so a body never stores markup a Markdown renderer would pass through;
 - the console shows bodies as escaped text (`<pre>`), never rendered;
 - the chat API answers in plain text (`text_plain`): no markup from the knowledge base or a language model
-  ever reaches a channel.
+  ever reaches a channel;
+- the public help center (issue 21) renders published bodies with `markdown_html`: raw HTML off in the
+  parser, then the same nh3 allow-list as vendor HTML: even a body stored before these checks renders inert.
 """
 
 from __future__ import annotations
@@ -83,6 +85,18 @@ def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark")  # raw HTML on, as most renderers have it: the check must see what they see
     md.validateLink = lambda url: True  # type: ignore[method-assign]  # report bad links instead of letting the parser hide them as text
     return md
+
+
+@cache
+def _renderer() -> MarkdownIt:
+    # Raw HTML off: a tag in a body renders as text. The parser's own link check (no javascript:, vbscript:,
+    # file: or non-image data: URLs) stays on.
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def markdown_html(body: str) -> str:
+    """Render a Markdown body as HTML safe to put in a page: parsed without raw HTML, then sanitised."""
+    return html_sanitize(_renderer().render(body or ""))
 
 
 def markdown_problems(body: str) -> list[str]:

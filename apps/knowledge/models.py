@@ -64,11 +64,30 @@ class KnowledgeBase(RegionObjectModel):
     # Vectors of this model answer searches; while `reindex_model` is being built, search keeps using these.
     embedding_model = models.CharField(_("embedding model"), max_length=200, blank=True, default="")
     reindex_model = models.CharField(max_length=200, blank=True, default="")
+    # Issue 21: the public help center (apps/helpcenter) serves this base's published text when enabled, at
+    # /help/<tenant>/<helpcenter_handle>/ (and on its custom domain, if an operator configured one).
+    helpcenter_enabled = models.BooleanField(
+        _("public help center"),
+        default=False,
+        help_text=_("Publish this knowledge base's published articles on a public help center."),
+    )
+    helpcenter_handle = models.SlugField(
+        _("help center address"),
+        max_length=50,
+        blank=True,
+        default="",
+        help_text=_("The name in the help center's address, e.g. “support”."),
+    )
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant_id", "name"], name="knowledgebase_unique_name")
+            models.UniqueConstraint(fields=["tenant_id", "name"], name="knowledgebase_unique_name"),
+            models.UniqueConstraint(
+                fields=["tenant_id", "helpcenter_handle"],
+                condition=~models.Q(helpcenter_handle=""),
+                name="knowledgebase_unique_helpcenter_handle",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.db.models import Count, Q, QuerySet
 from django.urls import NoReverseMatch, reverse
 
 from apps.core import sql
-from apps.core.context import as_ref, tenant_context
+from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
 from apps.knowledge.embeddings import get_provider, provider_for_model
 from apps.knowledge.models import Article, Chunk, KnowledgeBase, Revision, Status, Translation
@@ -453,8 +454,11 @@ def _search_setup(*, tenant: Any) -> dict[str, Any]:
 
     def load() -> dict[str, Any]:
         with tenant_context(ref):
-            rows = KnowledgeBase.objects.values_list("id", "source_locale", "embedding_model")
-            kbs = [(str(kb_id), source, model) for kb_id, source, model in rows]
+            rows = KnowledgeBase.objects.values_list(
+                "id", "source_locale", "embedding_model", "helpcenter_enabled", "helpcenter_handle"
+            )
+            kbs = [(str(kb_id), source, model) for kb_id, source, model, _on, _handle in rows]
+            public = [(str(row[0]), row[4]) for row in rows if row[3] and row[4]]
             counted = (
                 Chunk.objects.filter(status=Status.PUBLISHED)
                 .values_list("kb_id", "model_id")
@@ -468,10 +472,32 @@ def _search_setup(*, tenant: Any) -> dict[str, Any]:
             "kbs": kbs,
             "common_words": common_words(alias=ref.db_alias) if kbs else [],
             "chunks": chunks,
+            "public": public_article_bases(tenant=ref, kbs=public),
         }
 
-    # "-2": entries cached before the chunk counts were added are not read.
-    return knowledge_cached(tenant_id=ref.id, name="search-setup-2", load=load)
+    # "-3": entries cached before the help center's public bases were added are not read.
+    return knowledge_cached(tenant_id=ref.id, name="search-setup-3", load=load)
+
+
+# Issue 21: citations of a knowledge base with a public help center link there. The help center app (above
+# knowledge) registers how those URLs start (its custom domains live in the control database).
+PublicBases = Callable[[TenantRef, list[tuple[str, str]]], dict[str, str]]
+_public_bases: list[PublicBases] = []
+
+
+def register_public_bases(func: PublicBases) -> None:
+    """Let `func(tenant, [(kb_id, handle)])` say where each base's public articles live (AppConfig.ready)."""
+    if func not in _public_bases:
+        _public_bases.append(func)
+
+
+def public_article_bases(*, tenant: Any, kbs: list[tuple[str, str]]) -> dict[str, str]:
+    """Absolute URL prefix (no trailing slash) of each help-center knowledge base's public pages."""
+    bases: dict[str, str] = {}
+    for func in _public_bases:
+        if kbs:
+            bases.update(func(as_ref(tenant), kbs))
+    return bases
 
 
 def search_kbs(*, tenant: Any) -> list[tuple[str, str, str]]:
@@ -494,12 +520,24 @@ _PLAIN_KEY = re.compile(r"^[a-z0-9._-]+$")
 
 
 def _citation_url(
-    *, slug: str, kb_id: str, key: str, locale: str, region: str | None, prefixes: dict[str, str]
+    *,
+    slug: str,
+    kb_id: str,
+    key: str,
+    locale: str,
+    region: str | None,
+    prefixes: dict[str, str],
+    public: dict[str, str] | None = None,
 ) -> str:
-    """The article's console URL for the locale and region; `prefixes` keeps one reversed URL per base.
+    """The article's public help center URL when its base has one (`public`, from the cached search setup),
+    else its console URL, for the locale and region; `prefixes` keeps one reversed URL per base.
 
     reverse() costs ~20-40 us a call: a search reverses once per knowledge base, not once per hit.
     """
+    base = (public or {}).get(kb_id)
+    if base is not None:
+        path = key if _PLAIN_KEY.match(key) else quote(key, safe="")
+        return f"{base}/{locale}/articles/{path}/" + (f"?region={region}" if region else "")
     if kb_id not in prefixes:
         try:
             url = reverse("knowledge:article", kwargs={"tenant_slug": slug, "kb_id": kb_id, "key": "key"})
@@ -584,7 +622,13 @@ def knowledge_search(
                     text=text,
                     score=float(score),
                     citation_url=_citation_url(
-                        slug=ref.slug, kb_id=str(kb_id), key=key, locale=loc, region=reg, prefixes=prefixes
+                        slug=ref.slug,
+                        kb_id=str(kb_id),
+                        key=key,
+                        locale=loc,
+                        region=reg,
+                        prefixes=prefixes,
+                        public=setup.get("public"),
                     ),
                     chunk_id=chunk_id,
                     relevance=max(features[1], features[2]),

@@ -17,9 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_slug
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
 from apps.audit.services import audit_record
@@ -161,9 +163,12 @@ def kb_update(
     enabled_locales: Sequence[str] | None = None,
     regions: Sequence[str] | None = None,
     four_eyes: bool | None = None,
+    helpcenter_enabled: bool | None = None,
+    helpcenter_handle: str | None = None,
     actor: Any = None,
 ) -> KnowledgeBase:
-    """Change the locales, regions or review rule of a knowledge base (the source locale stays fixed)."""
+    """Change the locales, regions, review rule or public help center of a knowledge base (the source locale
+    stays fixed). A help center change bumps the knowledge version: citation URLs and cached pages follow."""
     check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
     errors: dict[str, list[str]] = {}
     changes: dict[str, Any] = {}
@@ -176,12 +181,39 @@ def kb_update(
         changes["regions"] = kb.regions = _clean_regions(regions, errors)
     if four_eyes is not None:
         changes["four_eyes"] = kb.four_eyes = four_eyes
+    enabled = kb.helpcenter_enabled if helpcenter_enabled is None else helpcenter_enabled
+    handle = kb.helpcenter_handle
+    if helpcenter_handle is not None:
+        handle = _clean_handle(kb=kb, handle=helpcenter_handle, errors=errors)
+    if enabled and not handle and "helpcenter_handle" not in errors:
+        handle = _clean_handle(kb=kb, handle=slugify(kb.name)[:50] or "help", errors=errors)
+    public_changed = (kb.helpcenter_enabled, kb.helpcenter_handle) != (enabled, handle)
+    if public_changed:
+        changes["helpcenter"] = {"enabled": enabled, "handle": handle}
     if errors:
         raise ValidationFailed(_("The knowledge base was not changed."), errors)
+    kb.helpcenter_enabled, kb.helpcenter_handle = enabled, handle
     with transaction.atomic(using=current_tenant().db_alias):
         kb.save()
         audit_record("knowledge.kb_updated", tenant=current_tenant(), actor=actor, target=kb, changes=changes)
+    if public_changed:
+        knowledge_version_bump(tenant_id=current_tenant().id)
     return kb
+
+
+def _clean_handle(*, kb: KnowledgeBase, handle: str, errors: dict[str, list[str]]) -> str:
+    """A help center handle: a slug, unique among the tenant's knowledge bases."""
+    handle = (handle or "").strip().lower()
+    if not handle:
+        return ""
+    _validate(validate_slug, handle, "helpcenter_handle", errors)
+    if len(handle) > 50:
+        errors.setdefault("helpcenter_handle", []).append(_("Use at most 50 characters."))
+    elif KnowledgeBase.objects.filter(helpcenter_handle=handle).exclude(pk=kb.pk).exists():
+        errors.setdefault("helpcenter_handle", []).append(
+            _("Another knowledge base already uses this address.")
+        )
+    return handle
 
 
 # --- translations and regional variants ------------------------------------------------------------------
@@ -462,6 +494,7 @@ def translation_archive(*, translation: Translation, actor: Any = None, request:
         translation.save(update_fields=["status", "published_revision", "published_at", "updated_at"])
         Chunk.objects.filter(translation=translation).delete()
         audit_record("knowledge.archived", tenant=tenant, actor=actor, target=translation, request=request)
+    knowledge_version_bump(tenant_id=tenant.id)  # cached answers and help center pages showed this text
     return translation
 
 

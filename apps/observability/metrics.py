@@ -54,7 +54,9 @@ CHAT_OUTCOMES = frozenset({"answered", "fallback", "handoff", "action", "error"}
 TOKEN_KINDS = frozenset({"prompt", "completion"})
 SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
-RATE_LIMIT_SCOPES = frozenset({"api_key", "tenant", "vendor", "widget_key", "widget_visitor", "scim_token"})
+RATE_LIMIT_SCOPES = frozenset(
+    {"api_key", "tenant", "vendor", "widget_key", "widget_visitor", "scim_token", "helpcenter_visitor"}
+)
 WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
@@ -861,3 +862,28 @@ HUB_CHAT_CONDENSE = env_bool("HUB_CHAT_CONDENSE", True)
 # Seconds a tenant's language model gets to rewrite a follow-up as a standalone question (default 3); slower,
 # failed or odd rewrites fall back to the offline completion.
 HUB_CHAT_CONDENSE_TIMEOUT = env_float("HUB_CHAT_CONDENSE_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
+
+# --- Issue 21, slice "helpcenter": the public help center (apps/helpcenter, docs/helpcenter.md) -------------
+INSTALLED_APPS += ["apps.helpcenter"]
+# Routes requests for an operator-configured custom domain (apps.helpcenter.models.HelpCenterDomain) to the
+# help center's own URLs; first, so that nothing else on that host (console, API, admin) answers.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("apps.observability.middleware.MetricsMiddleware") + 1,
+    "apps.helpcenter.middleware.HelpCenterHostMiddleware",
+)
+# The origin of public help center links in chat citations, e.g. https://hub.example.com (default: the
+# channels' public origin, else http://localhost:8000). A custom domain, when configured, wins.
+HUB_HELPCENTER_PUBLIC_URL = (
+    env_str("HUB_HELPCENTER_PUBLIC_URL", "") or HUB_CHANNELS_PUBLIC_URL or "http://localhost:8000"
+).rstrip("/")
+# Host names of the hub itself (console, API): never looked up as help center custom domains, so their
+# requests cost no lookup (default: localhost names and the host of HUB_HELPCENTER_PUBLIC_URL).
+HUB_HELPCENTER_HUB_HOSTS = env_list(
+    "HUB_HELPCENTER_HUB_HOSTS",
+    ["localhost", "127.0.0.1", "[::1]", "testserver", urlsplit(HUB_HELPCENTER_PUBLIC_URL).hostname or ""],
+)
+# Help center searches per client address, "N/s|min|hour" (default 30/min); above it the page answers 429.
+HUB_HELPCENTER_SEARCH_RATE = env_rate("HUB_HELPCENTER_SEARCH_RATE", "30/min")
+# Seconds a rendered help center page stays cached (default 3600); publishing invalidates it at once anyway
+# (the key carries the knowledge version), so this only bounds memory.
+HUB_HELPCENTER_CACHE_SECONDS = env_int("HUB_HELPCENTER_CACHE_SECONDS", 3600, minimum=0, maximum=7 * 86400)
