@@ -12,7 +12,9 @@ other work spreads over all of them alike (`trivial` runs again at the end; the 
 1. `trivial`: GET /api/v1/bench/ping (API key, throttles, nothing else);
 2. `article_page`: GET the public article page of a random demo article in a random published locale
    (what a customer opening a citation gets; cached per knowledge version, so mostly cache hits, as in life);
-3. `article_page_any`: the same over all articles (the synthetic ones included): most are first renders;
+3. `article_page_uncached`: the same with the page cache off (HUB_HELPCENTER_CACHE_SECONDS=0, a server of
+   its own): every request renders the page from the database (the synthetic articles have no published
+   revision, so they are not pages; the demo's are what a first visitor after a publish gets);
 4. `search_api`: GET /api/v1/bench/search?q=… — knowledge_search for the channel's knowledge base as JSON;
 5. `search_page`: GET the help center's search page with the same kind of query (a fresh one each time: an
    evaluation question plus two random words and a made-up one, so no cache can answer it);
@@ -94,25 +96,32 @@ def _load(
     return result
 
 
+def _server(**env: str) -> Any:
+    """bench_chat's production gunicorn; the help center's search limit per client address is raised (every
+    bench client comes from 127.0.0.1)."""
+    server = chat.Server(metrics=True)
+    server.env.update({"HUB_HELPCENTER_SEARCH_RATE": "1000000/s", **env})
+    return server
+
+
 def _help_center(tenant: Any, kb_id: Any) -> dict[str, Any]:
     """Switch the help center on; the public URLs the phases ask for."""
     from django.urls import reverse
 
     from apps.core.context import tenant_context
     from apps.knowledge.demo import DEMO_KB
-    from apps.knowledge.models import Article, KnowledgeBase, Status, Translation
+    from apps.knowledge.models import KnowledgeBase, Status, Translation
     from apps.knowledge.services import kb_update
 
     with tenant_context(tenant):
         kb = KnowledgeBase.objects.get(pk=kb_id)
         kb = kb_update(kb=kb, helpcenter_enabled=True, helpcenter_handle="bench")
-        published = Translation.objects.filter(article__kb=kb, status=Status.PUBLISHED, region="")
-        pairs = list(published.values_list("article__key", "locale"))
-        demo = {
-            key
-            for key in Article.objects.filter(kb=kb).values_list("key", flat=True)
-            if not key.startswith("syn-")
-        }
+        # The demo's published texts (the synthetic articles have no published revision: not pages).
+        pairs = list(
+            Translation.objects.filter(article__kb=kb, status=Status.PUBLISHED, region="")
+            .exclude(article__key__startswith="syn-")
+            .values_list("article__key", "locale")
+        )
     kwargs = {"org": tenant.slug, "handle": kb.helpcenter_handle}
 
     def article(key: str, locale: str) -> str:
@@ -122,11 +131,10 @@ def _help_center(tenant: Any, kb_id: Any) -> dict[str, Any]:
         base = reverse("helpcenter:search", kwargs={**kwargs, "locale": locale})
         return f"{base}?{urllib.parse.urlencode({'q': query})}"
 
-    demo_pages = [article(key, locale) for key, locale in pairs if key in demo]
+    demo_pages = [article(key, locale) for key, locale in pairs]
     return {
-        "info": {"demo_pages": len(demo_pages), "pages": len(pairs), "demo_kb": DEMO_KB},
+        "info": {"demo_pages": len(demo_pages), "demo_kb": DEMO_KB},
         "demo_articles": demo_pages,
-        "any_article": lambda rng: article(*rng.choice(pairs)),
         "search": search,
     }
 
@@ -156,9 +164,6 @@ def run() -> dict[str, Any]:
         def article(rng: random.Random) -> tuple[str, dict[str, str]]:
             return rng.choice(site["demo_articles"]), {}
 
-        def article_any(rng: random.Random) -> tuple[str, dict[str, str]]:
-            return site["any_article"](rng), {}
-
         def search_api(rng: random.Random) -> tuple[str, dict[str, str]]:
             locale = rng.choice(chat.LOCALES)
             query = urllib.parse.urlencode({"q": _fresh_query(locale, rng, questions), "locale": locale})
@@ -168,32 +173,37 @@ def run() -> dict[str, Any]:
             locale = rng.choice(chat.LOCALES)
             return site["search"](locale, _fresh_query(locale, rng, questions)), {}
 
-        with chat.Server(metrics=True) as server:
+        with _server() as server:
             _load(server, WARMUP_SECONDS, search_api)  # connections, the embedding model, caches
             _load(server, WARMUP_SECONDS / 2, article)
             result["trivial"] = _load(server, SECONDS, trivial)
             result["article_page"] = _load(server, SECONDS, article)
-            result["article_page_any"] = _load(server, SECONDS, article_any)
             result["search_api"] = _load(server, SECONDS, search_api)
             result["search_page"] = _load(server, SECONDS, search_page)
             result["trivial_again"] = _load(server, SECONDS, trivial)
+        with _server(HUB_HELPCENTER_CACHE_SECONDS="0") as server:
+            _load(server, WARMUP_SECONDS / 2, article)
+            result["article_page_uncached"] = _load(server, SECONDS, article)
         result["load_average_after"] = chat._loadavg()
     finally:
         chat._cleanup(tenant)
     trivial_rps = (result["trivial"].get("rps", 0) + result["trivial_again"].get("rps", 0)) / 2 or 1
-    search_api, search_page = result["search_api"], result["search_page"]
+    api, page = result["search_api"], result["search_page"]
     result["ratios"] = {
         "article_page_rps_over_trivial": round(result["article_page"].get("rps", 0) / trivial_rps, 3),
-        "article_page_any_rps_over_trivial": round(result["article_page_any"].get("rps", 0) / trivial_rps, 3),
-        "search_page_p50_over_search": round(search_page.get("p50_ms", 0) / (search_api.get("p50_ms") or 1), 3),
-        "search_page_p99_over_search": round(search_page.get("p99_ms", 0) / (search_api.get("p99_ms") or 1), 3),
-        "search_rps_over_search_page": round(search_api.get("rps", 0) / (search_page.get("rps") or 1), 3),
+        "article_page_uncached_rps_over_trivial": round(
+            result["article_page_uncached"].get("rps", 0) / trivial_rps, 3
+        ),
+        "search_page_p50_over_search": round(page.get("p50_ms", 0) / (api.get("p50_ms") or 1), 3),
+        "search_page_p99_over_search": round(page.get("p99_ms", 0) / (api.get("p99_ms") or 1), 3),
+        "search_rps_over_search_page": round(api.get("rps", 0) / (page.get("rps") or 1), 3),
     }
     ratios = result["ratios"]
     result["targets"] = {"article_page_rps_over_trivial": 0.5, "search_page_over_search": 1.3}
     result["meets_targets"] = {
         "article_page": ratios["article_page_rps_over_trivial"] >= 0.5,
-        "search_page": max(ratios["search_page_p99_over_search"], ratios["search_rps_over_search_page"]) <= 1.3,
+        "search_page": max(ratios["search_page_p99_over_search"], ratios["search_rps_over_search_page"])
+        <= 1.3,
     }
     return result
 

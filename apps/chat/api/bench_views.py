@@ -61,7 +61,8 @@ class SearchView(ChatView):
             k=10,
             kb=str(channel.knowledge_base_id) if channel.knowledge_base_id else None,
         )
-        return Response({"results": [{"title": h.title, "url": h.citation_url, "text": h.text[:300]} for h in hits]})
+        results = [{"title": h.title, "url": h.citation_url, "text": h.text[:300]} for h in hits]
+        return Response({"results": results})
 
 
 urlpatterns = [
