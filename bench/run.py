@@ -29,6 +29,7 @@ MODULES = [
     "bench.bench_overload",
     "bench.bench_channels",
     "bench.bench_handoff",
+    "bench.bench_helpcenter",
 ]
 
 

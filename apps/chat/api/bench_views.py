@@ -4,7 +4,9 @@ Both go through the chat API's own view base (API-key authentication, chat scope
 per-tenant throttles, the body-size check), so a chat turn measured next to them differs only by the
 turn's own work:
 - `GET /api/v1/bench/ping`: nothing else (the trivial authenticated DRF endpoint);
-- `GET /api/v1/bench/select/<id>`: one SELECT by primary key of a conversation (tenant's region database).
+- `GET /api/v1/bench/select/<id>`: one SELECT by primary key of a conversation (tenant's region database);
+- `GET /api/v1/bench/search?q=…&locale=…`: the knowledge search of the channel's knowledge base, as JSON
+  (what bench/bench_helpcenter.py compares the public help center's search page with).
 
 Never enable them in a real deployment: they are cheap to call and would only add attack surface.
 """
@@ -21,6 +23,7 @@ from rest_framework.response import Response
 from apps.chat.api.conversations import ChatView
 from apps.chat.auth import principal_of
 from apps.chat.models import Conversation
+from apps.knowledge.selectors import knowledge_search
 
 
 class PingView(ChatView):
@@ -46,7 +49,24 @@ class SelectView(ChatView):
         return Response({"id": str(row["id"]), "turns": row["turns"]})
 
 
+class SearchView(ChatView):
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        channel = principal_of(request).channel
+        hits = knowledge_search(
+            tenant=principal_of(request).tenant,
+            query=request.query_params.get("q", ""),
+            locale=request.query_params.get("locale", "en"),
+            region=request.query_params.get("region") or None,
+            k=10,
+            kb=str(channel.knowledge_base_id) if channel.knowledge_base_id else None,
+        )
+        results = [{"title": h.title, "url": h.citation_url, "text": h.text[:300]} for h in hits]
+        return Response({"results": results})
+
+
 urlpatterns = [
     path("bench/ping", PingView.as_view(), name="chat-bench-ping"),
     path("bench/select/<str:conversation_id>", SelectView.as_view(), name="chat-bench-select"),
+    path("bench/search", SearchView.as_view(), name="chat-bench-search"),
 ]
