@@ -192,6 +192,7 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "knowledge:learning": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     "knowledge:learning-attach": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     "knowledge:learning-dismiss": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
+    "knowledge:learning-create": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]},
     "knowledge:article": _article_kwargs,
     "knowledge:review-approve": lambda t: {"pk": _knowledge_translation(t).pk},
     **{
