@@ -32,3 +32,10 @@ urlpatterns += [
     path(_KB + "unanswered/attach/", learning_views.learning_attach_view, name="learning-attach"),
     path(_KB + "unanswered/dismiss/", learning_views.learning_dismiss_view, name="learning-dismiss"),
 ]
+# --- issue 21, slice "xliff": exchange with translators (apps/knowledge/xliff_views.py) ---
+from apps.knowledge import xliff_views  # noqa: E402
+
+urlpatterns += [
+    path(_KB + "xliff/", xliff_views.xliff_view, name="xliff"),
+    path(_KB + "xliff/export/", xliff_views.xliff_export_view, name="xliff-export"),
+]

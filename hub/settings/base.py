@@ -861,3 +861,10 @@ HUB_CHAT_CONDENSE = env_bool("HUB_CHAT_CONDENSE", True)
 # Seconds a tenant's language model gets to rewrite a follow-up as a standalone question (default 3); slower,
 # failed or odd rewrites fall back to the offline completion.
 HUB_CHAT_CONDENSE_TIMEOUT = env_float("HUB_CHAT_CONDENSE_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
+
+# --- Issue 21, slice "xliff": translation exchange with XLIFF 1.2 (apps/knowledge/xliff.py) --------------
+# Largest XLIFF file an import accepts, in bytes (default 10 MB, about 5,000 articles with their texts); a
+# larger upload is refused before it is parsed.
+HUB_KNOWLEDGE_XLIFF_MAX_BYTES = env_int(
+    "HUB_KNOWLEDGE_XLIFF_MAX_BYTES", 10 * 1024 * 1024, minimum=1024, maximum=200 * 1024 * 1024
+)
