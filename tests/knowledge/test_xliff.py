@@ -307,3 +307,29 @@ def test_regional_variant_file(tenant_a: Tenant, kb: KnowledgeBase, source: Any,
         export(tenant_a, kb, "de", alice, region="apac")
     with pytest.raises(ValidationFailed):
         export(tenant_a, kb, "en", alice)
+
+
+def test_segmented_targets_of_cat_tools_are_read_whole(
+    tenant_a: Tenant, kb: KnowledgeBase, source: Any, alice: Any
+) -> None:
+    """Trados and Okapi-based tools (OmegaT) return sentence segments as <seg-source>/<mrk mtype="seg">."""
+    data = export(tenant_a, kb, "es", alice)
+    segmented = data.replace(
+        b"<source>Shipping</source>",
+        b'<source>Shipping</source><seg-source><mrk mtype="seg" mid="1">Shipping</mrk></seg-source>'
+        b'<target state="translated"><mrk mtype="seg" mid="1">Env\xc3\xado</mrk></target>',
+    ).replace(
+        f"<source>{SHIPPING_EN}</source>".encode(),
+        f"<source>{SHIPPING_EN}</source>".encode()
+        + b'<target><mrk mtype="seg" mid="1">Llega en 3 d\xc3\xadas.</mrk>\n\n'
+        + b'<mrk mtype="seg" mid="2">Vea [seguimiento](https://track.example.com/).</mrk></target>',
+    )
+    assert segmented.count(b"<mrk") == 4
+    result = do_import(tenant_a, kb, segmented, alice)
+    assert (result.created, result.errors) == (1, [])
+    with tenant_context(tenant_a):
+        es = Translation.objects.get(article__key="shipping", locale="es")
+        assert (es.title, es.body) == (
+            "Envío",
+            "Llega en 3 días.\n\nVea [seguimiento](https://track.example.com/).",
+        )
