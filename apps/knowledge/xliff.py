@@ -219,13 +219,17 @@ def _refuse(message: str) -> ValidationFailed:
     return ValidationFailed(_("Nothing was imported."), {"file": [message]})
 
 
+def xliff_too_large() -> ValidationFailed:
+    return _refuse(
+        _("The file is too large: at most %(size)d MB.")
+        % {"size": max(1, settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES // (1024 * 1024))}
+    )
+
+
 def xliff_read(data: bytes) -> Any:
     """Parse an upload safely into a translate-toolkit store, or raise ValidationFailed (field "file")."""
     if len(data) > settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES:
-        raise _refuse(
-            _("The file is too large: at most %(size)d MB.")
-            % {"size": settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES // (1024 * 1024)}
-        )
+        raise xliff_too_large()
     try:
         root = DefusedET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:

@@ -11,16 +11,24 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.core.errors import ValidationFailed
 from apps.knowledge.models import KnowledgeBase
 from apps.knowledge.selectors import kb_get, member_may_edit, normalize_region
-from apps.knowledge.xliff import CONTENT_TYPE, kb_xliff_export, kb_xliff_import, xliff_filename
+from apps.knowledge.xliff import (
+    CONTENT_TYPE,
+    kb_xliff_export,
+    kb_xliff_import,
+    xliff_filename,
+    xliff_too_large,
+)
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
@@ -106,23 +114,53 @@ def xliff_export_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> Htt
     return response
 
 
+class UploadLimit(FileUploadHandler):
+    """Stop reading an upload once it passes HUB_KNOWLEDGE_XLIFF_MAX_BYTES: nothing of it is kept (no
+    temporary file grows with an attacker's upload); the view then answers with a form error."""
+
+    too_large = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES:
+            self.too_large = True
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler (memory or temporary file) makes the file
+
+
+@csrf_exempt  # only so the upload limit is in place before the CSRF check reads the body; checked below
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)
 @require_http_methods(["GET", "POST"])
 def xliff_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> HttpResponse:
     """The exchange page; POST uploads a translated file and shows what it created, left alone and refused."""
+    limit = UploadLimit(request)
+    request.upload_handlers.insert(0, limit)
+    return _xliff_view(request, kb_id, limit)
+
+
+@csrf_protect
+def _xliff_view(request: HttpRequest, kb_id: Any, limit: UploadLimit) -> HttpResponse:
     kb = _kb_or_404(kb_id)
     if request.method == "GET":
         return _page(request, kb)
     form = XliffImportForm(request.POST, request.FILES)
+    if limit.too_large:
+        form.is_valid()
+        form.errors.pop("file", None)
+        form.add_error("file", xliff_too_large().errors["file"])
+        return _page(request, kb, import_form=form, status=400)
     if not form.is_valid():
         return _page(request, kb, import_form=form, status=400)
     upload = form.cleaned_data["file"]
-    limit = settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES
-    # One byte past the limit at most: the service refuses a larger file without it being read whole.
-    data = upload.read(limit + 1)
     try:
         result = kb_xliff_import(
-            kb=kb, data=data, filename=upload.name or "", actor=request.user, request=request
+            kb=kb,
+            data=upload.read(settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES + 1),
+            filename=upload.name or "",
+            actor=request.user,
+            request=request,
         )
     except ValidationFailed as exc:
         for name, errors in exc.errors.items():

@@ -5,10 +5,12 @@ resolved, neither by the gate (defusedxml) nor by translate-toolkit's own parser
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.test import Client
@@ -135,6 +137,33 @@ def test_oversize_upload_is_refused_before_parsing(
     response = upload(client, tenant_a, kb, big)
     assert response.status_code == 400 and "The file is too large" in response.content.decode()
     assert upload(client, tenant_a, kb, document(kb)).status_code == 200
+
+
+@override_settings(HUB_KNOWLEDGE_XLIFF_MAX_BYTES=2048)
+def test_oversize_upload_stops_being_read_at_the_limit(
+    client: Client, tenant_a: Tenant, kb: KnowledgeBase, alice: Any
+) -> None:
+    login_verified(client, alice)
+    with mock.patch("apps.knowledge.xliff_views.kb_xliff_import") as service:
+        response = upload(client, tenant_a, kb, b"<" * 200_000)
+    assert response.status_code == 400 and "The file is too large" in response.content.decode()
+    service.assert_not_called()  # refused by the upload handler, before the file was stored or read
+
+
+def test_upload_needs_the_csrf_token(tenant_a: Tenant, kb: KnowledgeBase, source: Any, alice: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    login_verified(client, alice)
+    assert upload(client, tenant_a, kb, document(kb)).status_code == 403
+    path = reverse("knowledge:xliff", kwargs={"tenant_slug": tenant_a.slug, "kb_id": kb.pk})
+    page = client.get(path).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post(
+        path, {"csrfmiddlewaretoken": token[1], "file": SimpleUploadedFile("de.xlf", document(kb))}
+    )
+    assert response.status_code == 200 and "unchanged: 1." in response.content.decode()
 
 
 @pytest.mark.parametrize(
