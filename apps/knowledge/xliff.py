@@ -41,7 +41,7 @@ from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
 from apps.knowledge.models import Article, KnowledgeBase, Status, Translation
 from apps.knowledge.selectors import normalize_region
-from apps.knowledge.services import check_allowed, translation_save, translation_submit
+from apps.knowledge.services import check_allowed, phrasings_clean, translation_save, translation_submit
 from apps.tenants import roles
 
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:1.2"
@@ -361,6 +361,14 @@ def _apply(
         }
         if errors:
             raise ValidationFailed(missing, errors)
+    refused: dict[str, list[str]] = {}
+    for n, value in group.phrasings.items():  # checked one by one, so the error names its unit
+        one: dict[str, list[str]] = {}
+        phrasings_clean([value], one)
+        if one:
+            refused[f"phrasing:{n}"] = one["phrasings"]
+    if refused:
+        raise ValidationFailed(_("The text was not saved."), refused)
     phrasings = list(text.phrasings) if text else []
     for n, value in sorted(group.phrasings.items()):
         if n <= len(phrasings):
@@ -369,6 +377,19 @@ def _apply(
             phrasings.append(value)
     title = group.title if group.title is not None else (text.title if text else "")
     body = group.body if group.body is not None else (text.body if text else "")
+    problems: dict[str, list[str]] = {}
+    cleaned = phrasings_clean(phrasings, problems)
+    if (
+        text is not None
+        and not problems
+        and (text.title, text.body, list(text.phrasings))
+        == (
+            title.strip(),
+            body,
+            cleaned,
+        )
+    ):
+        return None  # the common case of a re-import, without the service's locking round trips
     before = text.revisions.order_by("-number").values_list("number", flat=True).first() if text else None
     saved = translation_save(
         kb=kb,
@@ -422,7 +443,7 @@ def kb_xliff_import(
                     )
             except ValidationFailed as exc:
                 for field_name, messages in exc.errors.items():
-                    line, unit_id = next(
+                    line, unit_id = group.units.get(field_name) or next(
                         (where for name, where in group.units.items() if name.startswith(field_name[:8])),
                         next(iter(group.units.values()), (None, f"{group.key}:{field_name}")),
                     )

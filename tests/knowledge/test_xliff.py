@@ -238,6 +238,17 @@ def test_refused_values_are_unit_errors(tenant_a: Tenant, kb: KnowledgeBase, sou
         assert list(Translation.objects.filter(locale="es").values_list("article__key", flat=True)) == [
             "shipping"
         ]
+    # An existing text: a refused phrasing is the phrasing unit's error, and the German text stays as it was.
+    german = translate(
+        export(tenant_a, kb, "de", alice), {"returns:phrasing:2": "wann kommt mein Geld " * 12}
+    )
+    result = do_import(tenant_a, kb, german, alice)
+    assert (result.created, [e.unit_id for e in result.errors]) == (0, ["returns:phrasing:2"])
+    assert "use at most 200 characters" in result.errors[0].message
+    with tenant_context(tenant_a):
+        assert Translation.objects.get(article__key="returns", locale="de").phrasings == [
+            "wie schicke ich etwas zurück"
+        ]
 
 
 def test_files_of_another_target_or_base_are_refused(
