@@ -45,6 +45,7 @@ from apps.knowledge.services import check_allowed, phrasings_clean, translation_
 from apps.tenants import roles
 
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:1.2"
+XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
 CONTENT_TYPE = "application/x-xliff+xml"
 FIELDS = ("title", "body", "phrasing")
 #: Most unit errors one import keeps (the count says how many more there were).
@@ -245,9 +246,14 @@ def xliff_read(data: bytes) -> Any:
     if len(root.findall(f"{{{XLIFF_NS}}}file")) != 1:
         raise _refuse(_("The file must hold exactly one <file> element (one target locale)."))
     try:
-        return xlifffile.parsestring(data)
+        store = xlifffile.parsestring(data)
     except Exception:
         raise _refuse(_("The XLIFF file could not be read.")) from None
+    # Markdown is whitespace-significant: read every unit as exported (xml:space="preserve"), also when a tool
+    # dropped the attribute (translate-toolkit would collapse the body's line breaks into spaces).
+    for unit in store.units:
+        unit.xmlelement.set(XML_SPACE, "preserve")
+    return store
 
 
 def _file_target(*, kb: KnowledgeBase, store: Any) -> tuple[str, str]:

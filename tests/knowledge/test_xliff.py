@@ -344,3 +344,17 @@ def test_segmented_targets_of_cat_tools_are_read_whole(
             "Envío",
             "Llega en 3 días.\n\nVea [seguimiento](https://track.example.com/).",
         )
+
+
+def test_line_breaks_survive_a_tool_that_drops_xml_space(
+    tenant_a: Tenant, kb: KnowledgeBase, source: Any, alice: Any
+) -> None:
+    filled = translate(
+        export(tenant_a, kb, "ja", alice),
+        {"returns:title": "返品", "returns:body": RETURNS_JA},
+    ).replace(b' xml:space="preserve"', b"")
+    assert b"xml:space" not in filled
+    result = do_import(tenant_a, kb, filled, alice)
+    assert (result.created, result.errors) == (1, [])
+    with tenant_context(tenant_a):
+        assert Translation.objects.get(article__key="returns", locale="ja").body == RETURNS_JA
