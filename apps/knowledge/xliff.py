@@ -382,7 +382,8 @@ def _apply(
         else:
             phrasings.append(value)
     title = group.title if group.title is not None else (text.title if text else "")
-    body = group.body if group.body is not None else (text.body if text else "")
+    # Stored bodies end lines with "\n" (as the editor makes them); a Windows tool's "&#13;" survives XML.
+    body = (group.body if group.body is not None else (text.body if text else "")).replace("\r\n", "\n")
     problems: dict[str, list[str]] = {}
     cleaned = phrasings_clean(phrasings, problems)
     if (

@@ -358,3 +358,21 @@ def test_line_breaks_survive_a_tool_that_drops_xml_space(
     assert (result.created, result.errors) == (1, [])
     with tenant_context(tenant_a):
         assert Translation.objects.get(article__key="returns", locale="ja").body == RETURNS_JA
+
+
+def test_other_encodings_and_line_ends_of_cat_tools(
+    tenant_a: Tenant, kb: KnowledgeBase, source: Any, alice: Any
+) -> None:
+    data = export(tenant_a, kb, "de", alice)
+    utf16 = data.decode().replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    for variant in (b"\xef\xbb\xbf" + data, utf16):
+        result = do_import(tenant_a, kb, variant, alice)
+        assert (result.created, result.unchanged, result.errors) == (0, 2, [])
+    windows = translate(data, {"returns:body": "# Rückgabe\n\nIn 30 Tagen."}).replace(
+        b"\n\nIn 30", b"&#13;\n&#13;\nIn 30"
+    )
+    assert do_import(tenant_a, kb, windows, alice).created == 1
+    with tenant_context(tenant_a):
+        assert (
+            Translation.objects.get(article__key="returns", locale="de").body == "# Rückgabe\n\nIn 30 Tagen."
+        )
