@@ -397,7 +397,6 @@ def _apply(
         )
     ):
         return None  # the common case of a re-import, without the service's locking round trips
-    before = text.revisions.order_by("-number").values_list("number", flat=True).first() if text else None
     saved = translation_save(
         kb=kb,
         key=group.key,
@@ -410,9 +409,8 @@ def _apply(
         author=actor,
         note=note,
     )
-    after = saved.revisions.order_by("-number").values_list("number", flat=True).first()
-    if after == before:
-        return None
+    if text is not None and saved.updated_at == text.updated_at:
+        return None  # the service found nothing new after all (it saves, and so stamps, every change)
     if saved.status == Status.DRAFT:
         translation_submit(translation=saved, actor=actor)
     return saved
