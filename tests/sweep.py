@@ -236,6 +236,11 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         f"sso-config:mapping-{name}": lambda t: {"pk": _sso_pks(t)["mapping"]}
         for name in ("edit", "delete", "move")
     },
+    # Issue 21 (xliff): exchange with translators.
+    **{
+        f"knowledge:{name}": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]}
+        for name in ("xliff", "xliff-export")
+    },
 }
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.knowledge import learning_views, views
+from apps.knowledge import learning_views, views, xliff_views
 
 app_name = "knowledge"
 
@@ -35,4 +35,9 @@ urlpatterns += [
 # --- issue 21: insights (a new article from a group of unanswered questions) ---
 urlpatterns += [
     path(_KB + "unanswered/create/", learning_views.learning_create_view, name="learning-create"),
+]
+# --- issue 21, slice "xliff": exchange with translators (apps/knowledge/xliff_views.py) ---
+urlpatterns += [
+    path(_KB + "xliff/", xliff_views.xliff_view, name="xliff"),
+    path(_KB + "xliff/export/", xliff_views.xliff_export_view, name="xliff-export"),
 ]
