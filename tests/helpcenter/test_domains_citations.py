@@ -139,3 +139,24 @@ def test_console_settings_form(
 def test_a_host_django_does_not_allow_is_400_not_served(client: Client, domain_a: HelpCenterDomain) -> None:
     # Without the host in ALLOWED_HOSTS Django refuses it before any routing (docs/helpcenter.md).
     assert client.get("/en/", HTTP_HOST=HOST).status_code == 400
+
+
+@override_settings(ALLOWED_HOSTS=[*HOSTS, "hub.tenant-a.example"])
+def test_a_redis_outage_does_not_break_the_hubs_other_hosts(
+    client: Client, domain_a: HelpCenterDomain, settings: Any
+) -> None:
+    """A host that is not in HUB_HELPCENTER_HUB_HOSTS is looked up; with Redis down the control database
+    answers the lookup, so the hub's pages on that host still work (no 503 for every request)."""
+    from django.conf import settings as django_settings
+
+    from apps.core import deadlines
+
+    dead = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": dead}}
+    try:
+        response = client.get("/accounts/login/", HTTP_HOST="hub.tenant-a.example")
+        assert response.status_code == 200, response.status_code
+        # The custom domain is still recognised (from the database): the console is not served on it.
+        assert client.get("/accounts/login/", HTTP_HOST=HOST).status_code in (404, 503)
+    finally:
+        deadlines.redis_health.succeeded()
