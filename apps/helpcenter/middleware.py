@@ -1,7 +1,8 @@
 """Custom domains: a request for a host an operator configured (HelpCenterDomain) gets the help center's
 URLs only; the hub's own hosts (HUB_HELPCENTER_HUB_HOSTS) are never looked up, so the console and the chat
-API pay nothing for this; a lookup survives a Redis outage (the control database answers). Django's ALLOWED_HOSTS check runs first (request.get_host()): see
-docs/helpcenter.md for what the ingress and ALLOWED_HOSTS need."""
+API pay nothing for this; a lookup survives a Redis outage (the control database answers). Django's
+ALLOWED_HOSTS check runs first (request.get_host()): see docs/helpcenter.md for what the ingress and
+ALLOWED_HOSTS need."""
 
 from __future__ import annotations
 
