@@ -41,7 +41,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from translate.storage.xliff import xlifffile
@@ -624,6 +624,15 @@ def xliff_import_run(*, import_id: int) -> XliffImport | None:
         if actor is None:  # never applied as the system: the uploader's rights are what allowed it
             _fail(mine, _("The account that uploaded this file no longer exists or is deactivated."))
             return XliffImport.objects.get(pk=import_id)
+    # Unit errors and a failure are stored as text: in the uploader's console language, as the page was.
+    with translation.override(getattr(actor, "language", None) or settings.LANGUAGE_CODE):
+        if not _run(job, mine, actor):
+            return None
+    return XliffImport.objects.get(pk=import_id)
+
+
+def _run(job: XliffImport, mine: Any, actor: Any) -> bool:
+    """Apply and mark done, or mark failed; False when another run took the import over meanwhile."""
     tenant = current_tenant()
     try:
         with transaction.atomic(using=tenant.db_alias):
@@ -647,14 +656,14 @@ def xliff_import_run(*, import_id: int) -> XliffImport | None:
             if not done:
                 raise _Superseded
     except _Superseded:
-        return None
+        return False
     except ValidationFailed as exc:
         messages = [str(m) for ms in exc.errors.values() for m in ms] or [str(exc)]
         _fail(mine, " ".join(messages))
     except SoftTimeLimitExceeded:
         _fail(mine, _("The import took longer than allowed; nothing of this file was saved. Split the file."))
     except Exception:
-        logger.exception("XLIFF import failed", extra={"import_id": import_id})
+        logger.exception("XLIFF import failed", extra={"import_id": job.pk})
         _fail(
             mine,
             _(
@@ -662,7 +671,7 @@ def xliff_import_run(*, import_id: int) -> XliffImport | None:
                 "later, or ask your administrator to look at the logs."
             ),
         )
-    return XliffImport.objects.get(pk=import_id)
+    return True
 
 
 def _fail(mine: Any, message: str) -> None:

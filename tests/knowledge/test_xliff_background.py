@@ -16,7 +16,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
@@ -238,6 +239,28 @@ def test_an_error_mid_import_fails_it_and_saves_nothing(
     assert "hx-trigger" not in page.content.decode()
 
 
+def test_an_import_past_its_time_limit_fails_and_saves_nothing(
+    tenant_a: Tenant, kb: KnowledgeBase, source: Any, alice: Any
+) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from apps.knowledge import xliff
+
+    with tenant_context(tenant_a):
+        job = xliff.xliff_import_queue(kb=kb, data=exported(tenant_a, kb, JA), filename="ja.xlf", actor=alice)
+    before = counts(tenant_a)
+    real = xliff.translation_submit
+
+    def slow(**kwargs: Any) -> Any:
+        real(**kwargs)
+        raise SoftTimeLimitExceeded
+
+    with mock.patch.object(xliff, "translation_submit", side_effect=slow):
+        assert run(tenant_a, job.pk) == "failed"
+    assert "took longer than allowed" in job_of(tenant_a, job.pk).failure
+    assert counts(tenant_a) == before
+
+
 def test_a_file_no_longer_allowed_when_it_runs_fails_with_the_reason(
     tenant_a: Tenant, kb: KnowledgeBase, source: Any, editor: Any, alice: Any
 ) -> None:
@@ -247,10 +270,14 @@ def test_a_file_no_longer_allowed_when_it_runs_fails_with_the_reason(
         limited = xliff_import_queue(kb=kb, data=exported(tenant_a, kb, JA), filename="ja.xlf", actor=editor)
         gone = xliff_import_queue(kb=kb, data=exported(tenant_a, kb, JA), filename="ja.xlf", actor=alice)
     Membership.objects.filter(user=editor, tenant=tenant_a).update(locales=["de"])
+    type(editor).objects.filter(pk=editor.pk).update(language="de")
     type(alice).objects.filter(pk=alice.pk).update(is_active=False)
     before = counts(tenant_a)
     assert run(tenant_a, limited.pk) == "failed"
-    assert job_of(tenant_a, limited.pk).failure == "You may not edit texts in ja."
+    with translation.override("de"):  # stored in the uploader's console language
+        expected = _("You may not edit texts in %(locale)s%(region)s.") % {"locale": "ja", "region": ""}
+    assert expected != "You may not edit texts in ja."
+    assert job_of(tenant_a, limited.pk).failure == expected
     assert run(tenant_a, gone.pk) == "failed"
     assert "no longer exists or is deactivated" in job_of(tenant_a, gone.pk).failure
     assert counts(tenant_a) == before
