@@ -90,6 +90,19 @@ def _article_kwargs(tenant: Tenant) -> dict[str, Any]:
     return {"kb_id": translation.article.kb_id, "key": translation.article.key}
 
 
+def _xliff_import_kwargs(tenant: Tenant) -> dict[str, Any]:
+    """One of tenant A's XLIFF imports (created on first use; its file is never applied here)."""
+    from apps.core.context import tenant_context
+    from apps.knowledge.models import XliffImport
+
+    kb_id = _article_kwargs(tenant)["kb_id"]
+    with tenant_context(tenant):
+        job = XliffImport.objects.filter(kb_id=kb_id).first() or XliffImport.objects.create(
+            kb_id=kb_id, locale="de", filename="sweep.xlf", content=b"<xliff/>"
+        )
+    return {"kb_id": kb_id, "import_id": job.pk}
+
+
 def _channel_and_key(tenant: Tenant) -> tuple[Any, Any]:
     """One of tenant A's chat channels and one of its API keys (created on first use)."""
     from apps.chat.models import ApiKey, Channel
@@ -241,6 +254,8 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
         f"knowledge:{name}": lambda t: {"kb_id": _article_kwargs(t)["kb_id"]}
         for name in ("xliff", "xliff-export")
     },
+    # Issue 21 (xliff2): an XLIFF import's page.
+    "knowledge:xliff-import": lambda t: _xliff_import_kwargs(t),
 }
 
 

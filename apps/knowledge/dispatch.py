@@ -12,6 +12,8 @@ from celery import Task, current_app
 INDEX_TASK = "apps.knowledge.tasks.knowledge_index_task"
 REINDEX_TASK = "apps.knowledge.tasks.knowledge_reindex_task"
 IMPORT_CONNECTION_TASK = "apps.knowledge.tasks.knowledge_import_connection_task"
+XLIFF_IMPORT_TASK = "apps.knowledge.tasks.knowledge_xliff_import_task"
+XLIFF_SWEEP_TASK = "apps.knowledge.tasks.knowledge_xliff_sweep_task"
 
 
 def knowledge_task(name: str) -> Task:

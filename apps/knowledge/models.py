@@ -317,3 +317,44 @@ class LearnedQuestion(RegionModel):
 
     def __str__(self) -> str:
         return f"{self.kb_id}:{self.text_hash[:12]} ({self.action})"
+
+
+class XliffImportStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class XliffImport(RegionModel):
+    """An uploaded XLIFF file applied in the background (apps/knowledge/xliff.py), with what it did.
+
+    The file is kept as uploaded (bytes: UTF-16 files from Windows tools declare their encoding) until the
+    import is purged, 30 days after the upload. `result` holds the counts and the per-unit errors.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    kb = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="+")
+    locale = models.CharField(max_length=16)
+    region = models.CharField(max_length=16, blank=True, default="")
+    filename = models.CharField(max_length=120)
+    content = models.BinaryField()
+    actor_id = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=XliffImportStatus.choices, default=XliffImportStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    failure = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["kb", "-created_at"], name="xliffimport_kb_recent"),
+            models.Index(fields=["status", "updated_at"], name="xliffimport_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kb_id}:{self.filename} ({self.status})"

@@ -27,7 +27,15 @@ from apps.core import sql
 from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
 from apps.knowledge.embeddings import get_provider, provider_for_model
-from apps.knowledge.models import Article, Chunk, KnowledgeBase, Revision, Status, Translation
+from apps.knowledge.models import (
+    Article,
+    Chunk,
+    KnowledgeBase,
+    Revision,
+    Status,
+    Translation,
+    XliffImport,
+)
 from apps.knowledge.version import knowledge_cached
 
 RRF_K = 60  # the constant of Cormack et al.; damps the head of each ranking
@@ -682,3 +690,21 @@ def kb_export_rows(*, kb: KnowledgeBase) -> Iterator[dict[str, Any]]:
             # Only when there are some: files exported before phrasings existed round-trip unchanged.
             **({"phrasings": list(t.phrasings)} if t.phrasings else {}),
         }
+
+
+# --- XLIFF imports (issue 21, slice "xliff2") --------------------------------------------------------------
+def xliff_imports_recent(*, kb: KnowledgeBase, membership: Any, limit: int = 20) -> list[XliffImport]:
+    """The knowledge base's latest imports that this member may see (their locales and regions), newest first;
+    without the stored files."""
+    rows = XliffImport.objects.filter(kb=kb).defer("content").order_by("-created_at", "-pk")[: limit * 5]
+    return [
+        job for job in rows if member_may_edit(membership=membership, locale=job.locale, region=job.region)
+    ][:limit]
+
+
+def xliff_import_get(*, kb: KnowledgeBase, import_id: int, membership: Any) -> XliffImport | None:
+    """One import of `kb`, or None when there is none or the member may not edit its locale or region."""
+    job = XliffImport.objects.filter(kb=kb, pk=import_id).defer("content").first()
+    if job is None or not member_may_edit(membership=membership, locale=job.locale, region=job.region):
+        return None
+    return job

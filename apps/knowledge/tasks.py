@@ -12,7 +12,13 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.core.tasks import TenantTask
-from apps.knowledge.dispatch import IMPORT_CONNECTION_TASK, INDEX_TASK, REINDEX_TASK
+from apps.knowledge.dispatch import (
+    IMPORT_CONNECTION_TASK,
+    INDEX_TASK,
+    REINDEX_TASK,
+    XLIFF_IMPORT_TASK,
+    XLIFF_SWEEP_TASK,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,3 +80,20 @@ def knowledge_import_connection_task(
         logger.warning("knowledge import refused", extra={"connection_id": connection_id, "error": str(exc)})
         return {"error": str(exc)}
     return None if result is None else result.as_dict()
+
+
+@shared_task(name=XLIFF_IMPORT_TASK, base=TenantTask, acks_late=True, reject_on_worker_lost=True)
+def knowledge_xliff_import_task(*, tenant_id: int, import_id: int) -> str | None:
+    """Apply an uploaded XLIFF file; a redelivered message finds the import running or done: a no-op."""
+    from apps.knowledge.xliff import xliff_import_run
+
+    job = xliff_import_run(import_id=import_id)
+    return None if job is None else str(job.status)
+
+
+@shared_task(name=XLIFF_SWEEP_TASK, acks_late=True, reject_on_worker_lost=True)
+def knowledge_xliff_sweep_task() -> list[int]:
+    """By beat: publish again the XLIFF imports whose task was lost; purge those past their retention."""
+    from apps.knowledge.xliff import xliff_imports_sweep
+
+    return list(xliff_imports_sweep())

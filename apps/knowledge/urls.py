@@ -40,4 +40,6 @@ urlpatterns += [
 urlpatterns += [
     path(_KB + "xliff/", xliff_views.xliff_view, name="xliff"),
     path(_KB + "xliff/export/", xliff_views.xliff_export_view, name="xliff-export"),
+    # issue 21, slice "xliff2": an import's page (imports run in the background)
+    path(_KB + "xliff/imports/<int:import_id>/", xliff_views.xliff_import_view, name="xliff-import"),
 ]

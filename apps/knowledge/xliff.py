@@ -15,6 +15,10 @@ submits it for review, exactly as an editor's "Submit for review" does: nothing 
 A text whose units have an error (unknown id, stale source, refused value) is skipped as a whole and listed;
 the other texts are applied, each in its own savepoint.
 
+The console imports in the background: a delivery of thousands of texts takes longer than a web request may.
+The upload is checked at once (a refused file is a form error and nothing is stored), stored as an
+XliffImport and applied by a Celery task; the import's page shows its status and then the result.
+
 Uploads are untrusted: size-capped, then parsed by defusedxml with DTDs forbidden (no entities at all, so
 no XXE and no billion laughs), and only then read by translate-toolkit, whose lxml parser also has entity
 resolution and network access off.
@@ -22,16 +26,22 @@ resolution and network access off.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as DefusedET
+from celery.exceptions import SoftTimeLimitExceeded
 from defusedxml import DefusedXmlException
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from translate.storage.xliff import xlifffile
@@ -39,10 +49,21 @@ from translate.storage.xliff import xlifffile
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
-from apps.knowledge.models import Article, KnowledgeBase, Status, Translation
+from apps.core.tasks import task_enqueue
+from apps.knowledge.dispatch import XLIFF_IMPORT_TASK, knowledge_task
+from apps.knowledge.models import (
+    Article,
+    KnowledgeBase,
+    Status,
+    Translation,
+    XliffImport,
+    XliffImportStatus,
+)
 from apps.knowledge.selectors import normalize_region
 from apps.knowledge.services import check_allowed, phrasings_clean, translation_save, translation_submit
 from apps.tenants import roles
+
+logger = logging.getLogger(__name__)
 
 XLIFF_NS = "urn:oasis:names:tc:xliff:document:1.2"
 XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
@@ -208,6 +229,19 @@ class XliffImportResult:
     errors: list[UnitError] = field(default_factory=list)
     errors_more: int = 0
     translation_ids: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """What an import keeps (XliffImport.result): counts and errors, not the ids of the texts."""
+        return {
+            "locale": self.locale,
+            "region": self.region,
+            "created": self.created,
+            "unchanged": self.unchanged,
+            "errors": [
+                {"line": e.line, "unit_id": e.unit_id, "message": str(e.message)} for e in self.errors
+            ],
+            "errors_more": self.errors_more,
+        }
 
     def error(self, line: int | None, unit_id: str, message: str) -> None:
         if len(self.errors) < ERRORS_MAX:
@@ -416,14 +450,8 @@ def _apply(
     return saved
 
 
-def kb_xliff_import(
-    *, kb: KnowledgeBase, data: bytes, filename: str = "", actor: Any = None, request: Any = None
-) -> XliffImportResult:
-    """Bring a translated XLIFF file back: changed texts become new revisions in review; audited.
-
-    Refuses the whole file (ValidationFailed, field "file") when it is unsafe, not XLIFF 1.2 or not this
-    knowledge base's; otherwise reports per-unit errors and applies every text without one.
-    """
+def _check(*, kb: KnowledgeBase, data: bytes, actor: Any) -> tuple[Any, str, str]:
+    """Read the file and check it may be imported here by `actor`: the store and its (locale, region)."""
     check_allowed(actor=actor, perm=roles.EDIT_KNOWLEDGE)
     store = xliff_read(data)
     locale, region = _file_target(kb=kb, store=store)
@@ -431,10 +459,48 @@ def kb_xliff_import(
         check_allowed(actor=actor, perm=roles.EDIT_KNOWLEDGE, locale=locale, region=region)
     except PermissionDenied as exc:
         raise _refuse(str(exc)) from None
+    return store, locale, region
+
+
+def _clean_name(filename: str) -> str:
+    return "".join(ch for ch in (filename or "upload.xlf") if ch.isprintable())[:120]
+
+
+def kb_xliff_import(
+    *, kb: KnowledgeBase, data: bytes, filename: str = "", actor: Any = None, request: Any = None
+) -> XliffImportResult:
+    """Bring a translated XLIFF file back: changed texts become new revisions in review; audited.
+
+    Refuses the whole file (ValidationFailed, field "file") when it is unsafe, not XLIFF 1.2 or not this
+    knowledge base's; otherwise reports per-unit errors and applies every text without one. The console runs
+    it in the background (`xliff_import_queue`); this is the body of that job, and of command-line use.
+    """
+    store, locale, region = _check(kb=kb, data=data, actor=actor)
+    return _apply_file(
+        kb=kb,
+        store=store,
+        locale=locale,
+        region=region,
+        name=_clean_name(filename),
+        actor=actor,
+        request=request,
+    )
+
+
+def _apply_file(
+    *,
+    kb: KnowledgeBase,
+    store: Any,
+    locale: str,
+    region: str,
+    name: str,
+    actor: Any,
+    request: Any = None,
+    import_id: int | None = None,
+) -> XliffImportResult:
     result = XliffImportResult(locale=locale, region=region)
     texts = _texts(kb=kb, locale=locale, region=region)
     groups = _collect(store=store, texts=texts, result=result)
-    name = "".join(ch for ch in (filename or "upload.xlf") if ch.isprintable())[:120]
     note = f"XLIFF import: {name}"
     tenant = current_tenant()
     with transaction.atomic(using=tenant.db_alias):
@@ -460,19 +526,197 @@ def kb_xliff_import(
             else:
                 result.created += 1
                 result.translation_ids.append(saved.pk)
+        changes: dict[str, Any] = {
+            "file": name,
+            "locale": locale,
+            "region": region,
+            "created": result.created,
+            "unchanged": result.unchanged,
+            "errors": len(result.errors) + result.errors_more,
+        }
+        if import_id is not None:
+            changes["import"] = import_id
         audit_record(
             "knowledge.xliff_imported",
             tenant=tenant,
             actor=actor,
             target=kb,
-            changes={
-                "file": name,
-                "locale": locale,
-                "region": region,
-                "created": result.created,
-                "unchanged": result.unchanged,
-                "errors": len(result.errors) + result.errors_more,
-            },
+            changes=changes,
             request=request,
         )
     return result
+
+
+# --- background imports ------------------------------------------------------------------------------------
+#: Days an import (and the file it stored) is kept.
+IMPORT_RETENTION_DAYS = 30
+#: Seconds a queued import waits before the sweep publishes its task again (its message was lost).
+IMPORT_REQUEUE_SECONDS = 120
+PURGE_BATCH = 500
+
+
+def _running_lease() -> timedelta:
+    """How long a run may hold an import: past its task's hard time limit the worker is gone (killed or
+    lost), its transaction rolled back, and a redelivered task or the sweep may start it again."""
+    return timedelta(seconds=settings.HUB_KNOWLEDGE_XLIFF_TASK_TIME_LIMIT_SECONDS + 60)
+
+
+def xliff_import_queue(
+    *, kb: KnowledgeBase, data: bytes, filename: str = "", actor: Any = None, request: Any = None
+) -> XliffImport:
+    """Check an upload as the import will (a refused file raises ValidationFailed at once and nothing is
+    stored), store it and queue its task once the transaction commits; the page of the import shows the rest.
+    """
+    _store, locale, region = _check(kb=kb, data=data, actor=actor)
+    tenant = current_tenant()
+    job = XliffImport.objects.create(
+        kb=kb,
+        locale=locale,
+        region=region,
+        filename=_clean_name(filename),
+        content=data,
+        actor_id=getattr(actor, "pk", None),
+    )
+    _publish_on_commit(tenant_id=tenant.id, import_id=job.pk, using=tenant.db_alias)
+    return job
+
+
+def _publish_on_commit(*, tenant_id: int, import_id: int, using: str) -> None:
+    from apps.knowledge.services import _on_commit
+
+    kwargs = {"tenant_id": tenant_id, "import_id": import_id}
+    # A broker outage is logged, not raised: the import is stored as queued and the sweep publishes it again.
+    _on_commit(lambda: task_enqueue(knowledge_task(XLIFF_IMPORT_TASK), kwargs=kwargs), using=using)
+
+
+class _Superseded(Exception):
+    """Another run took the import over (this one outlived its lease): roll this one back."""
+
+
+def xliff_import_run(*, import_id: int) -> XliffImport | None:
+    """Apply a stored import (the task's body); None when another run has it or it is finished.
+
+    One runner: a conditional UPDATE moves it from queued (or from a running whose lease ran out) to
+    running. The file is applied and the import marked done in one transaction, so a worker that dies
+    leaves nothing applied, and a redelivered task finds the import done and applies nothing twice.
+    """
+    now = timezone.now()
+    claimed = (
+        XliffImport.objects.filter(pk=import_id)
+        .filter(
+            Q(status=XliffImportStatus.QUEUED)
+            | Q(status=XliffImportStatus.RUNNING, started_at__lt=now - _running_lease())
+        )
+        .update(
+            status=XliffImportStatus.RUNNING,
+            started_at=now,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    )
+    if not claimed:
+        return None
+    job = XliffImport.objects.select_related("kb").get(pk=import_id)
+    mine = XliffImport.objects.filter(pk=import_id, status=XliffImportStatus.RUNNING, started_at=now)
+    actor = None
+    if job.actor_id is not None:
+        actor = get_user_model().objects.filter(pk=job.actor_id, is_active=True).first()
+        if actor is None:  # never applied as the system: the uploader's rights are what allowed it
+            _fail(mine, _("The account that uploaded this file no longer exists or is deactivated."))
+            return XliffImport.objects.get(pk=import_id)
+    # Unit errors and a failure are stored as text: in the uploader's console language, as the page was.
+    with translation.override(getattr(actor, "language", None) or settings.LANGUAGE_CODE):
+        if not _run(job, mine, actor):
+            return None
+    return XliffImport.objects.get(pk=import_id)
+
+
+def _run(job: XliffImport, mine: Any, actor: Any) -> bool:
+    """Apply and mark done, or mark failed; False when another run took the import over meanwhile."""
+    tenant = current_tenant()
+    try:
+        with transaction.atomic(using=tenant.db_alias):
+            store, locale, region = _check(kb=job.kb, data=bytes(job.content), actor=actor)
+            result = _apply_file(
+                kb=job.kb,
+                store=store,
+                locale=locale,
+                region=region,
+                name=job.filename,
+                actor=actor,
+                import_id=job.pk,
+            )
+            done = mine.update(
+                status=XliffImportStatus.DONE,
+                finished_at=timezone.now(),
+                updated_at=timezone.now(),
+                result=result.as_json(),
+                failure="",
+            )
+            if not done:
+                raise _Superseded
+    except _Superseded:
+        return False
+    except ValidationFailed as exc:
+        messages = [str(m) for ms in exc.errors.values() for m in ms] or [str(exc)]
+        _fail(mine, " ".join(messages))
+    except SoftTimeLimitExceeded:
+        _fail(mine, _("The import took longer than allowed; nothing of this file was saved. Split the file."))
+    except Exception:
+        logger.exception("XLIFF import failed", extra={"import_id": job.pk})
+        _fail(
+            mine,
+            _(
+                "The import stopped on an unexpected error; nothing of this file was saved. Upload it again "
+                "later, or ask your administrator to look at the logs."
+            ),
+        )
+    return True
+
+
+def _fail(mine: Any, message: str) -> None:
+    now = timezone.now()
+    mine.update(status=XliffImportStatus.FAILED, finished_at=now, updated_at=now, failure=str(message)[:2000])
+
+
+def xliff_imports_sweep(*, now: datetime | None = None) -> tuple[int, int]:
+    """Beat's sweep over every region: publish again the imports whose task was lost, and purge the imports
+    (with their files) older than IMPORT_RETENTION_DAYS. Returns (queued again, purged).
+
+    A compare-and-set on `updated_at` keeps two sweeps from publishing one import twice per interval; a
+    second task for it is a no-op anyway (`xliff_import_run`).
+    """
+    from apps.tenants.models import Tenant
+
+    now = now or timezone.now()
+    tenants = {t.id: t for t in Tenant.objects.select_related("home_region").filter(is_active=True)}
+    aliases = {t.home_region.db_alias for t in tenants.values()}
+    lease = now - _running_lease()
+    requeued = purged = 0
+    for alias in aliases:
+        rows = XliffImport.all_tenants.using(alias)
+        lost = (
+            rows.filter(tenant_id__in=list(tenants))
+            .filter(
+                Q(
+                    status=XliffImportStatus.QUEUED,
+                    updated_at__lt=now - timedelta(seconds=IMPORT_REQUEUE_SECONDS),
+                )
+                | Q(status=XliffImportStatus.RUNNING, started_at__lt=lease, updated_at__lt=lease)
+            )
+            .values_list("pk", "tenant_id", "updated_at")[:1000]
+        )
+        for pk, tenant_id, updated_at in lost:
+            if rows.filter(pk=pk, updated_at=updated_at).update(updated_at=now) and task_enqueue(
+                knowledge_task(XLIFF_IMPORT_TASK), kwargs={"tenant_id": tenant_id, "import_id": pk}
+            ):
+                requeued += 1
+        cutoff = now - timedelta(days=IMPORT_RETENTION_DAYS)
+        while True:  # every tenant's, also a deleted tenant's: the files are kept 30 days whoever owned them
+            batch = list(rows.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:PURGE_BATCH])
+            if not batch:
+                break
+            purged += rows.filter(pk__in=batch).delete()[0]
+    if requeued or purged:
+        logger.info("XLIFF imports queued again: %d; purged: %d", requeued, purged)
+    return requeued, purged

@@ -1,8 +1,9 @@
 """Console "Exchange with translators": XLIFF export per target locale and import (apps/knowledge/xliff.py).
 
 Thin: the forms offer only the locales and regions the member may edit; the services check them again. A
-refused file (unsafe, not XLIFF 1.2, another knowledge base's, too large) is a form error (400); per-unit
-problems are listed on the result page with their line and unit id.
+refused file (unsafe, not XLIFF 1.2, another knowledge base's, too large) is a form error (400) and nothing is
+stored; an accepted one is imported in the background and the upload redirects to the import's page, which
+polls while it runs and then lists per-unit problems with their line and unit id.
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.core.errors import ValidationFailed
-from apps.knowledge.models import KnowledgeBase
-from apps.knowledge.selectors import kb_get, member_may_edit, normalize_region
+from apps.knowledge.models import KnowledgeBase, XliffImportStatus
+from apps.knowledge.selectors import (
+    kb_get,
+    member_may_edit,
+    normalize_region,
+    xliff_import_get,
+    xliff_imports_recent,
+)
 from apps.knowledge.xliff import (
     CONTENT_TYPE,
     kb_xliff_export,
-    kb_xliff_import,
     xliff_filename,
+    xliff_import_queue,
     xliff_too_large,
 )
 from apps.tenants import roles
@@ -78,15 +86,15 @@ def _page(
     *,
     export_form: XliffExportForm | None = None,
     import_form: XliffImportForm | None = None,
-    result: Any = None,
     status: int = 200,
 ) -> HttpResponse:
     locales, regions = _choices(request, kb)
+    membership = request.membership  # type: ignore[attr-defined]
     context = {
         "kb": kb,
         "xliff_export_form": export_form or XliffExportForm(locales=locales, regions=regions),
         "xliff_import_form": import_form or XliffImportForm(),
-        "xliff_result": result,
+        "xliff_imports": xliff_imports_recent(kb=kb, membership=membership),
         "xliff_max_mb": settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES // (1024 * 1024),
     }
     return render(request, "knowledge/xliff.html", context, status=status)
@@ -134,7 +142,7 @@ class UploadLimit(FileUploadHandler):
 @tenant_permission_required(roles.EDIT_KNOWLEDGE)
 @require_http_methods(["GET", "POST"])
 def xliff_view(request: HttpRequest, tenant_slug: str, kb_id: Any) -> HttpResponse:
-    """The exchange page; POST uploads a translated file and shows what it created, left alone and refused."""
+    """The exchange page; POST uploads a translated file, queues its import and redirects to its page."""
     limit = UploadLimit(request)
     request.upload_handlers.insert(0, limit)
     return _xliff_view(request, kb_id, limit)
@@ -155,7 +163,7 @@ def _xliff_view(request: HttpRequest, kb_id: Any, limit: UploadLimit) -> HttpRes
         return _page(request, kb, import_form=form, status=400)
     upload = form.cleaned_data["file"]
     try:
-        result = kb_xliff_import(
+        job = xliff_import_queue(
             kb=kb,
             data=upload.read(settings.HUB_KNOWLEDGE_XLIFF_MAX_BYTES + 1),
             filename=upload.name or "",
@@ -166,4 +174,34 @@ def _xliff_view(request: HttpRequest, kb_id: Any, limit: UploadLimit) -> HttpRes
         for name, errors in exc.errors.items():
             form.add_error(name if name in form.fields else None, errors)
         return _page(request, kb, import_form=form, status=400)
-    return _page(request, kb, result=result)
+    return redirect(
+        reverse(
+            "knowledge:xliff-import",
+            kwargs={"tenant_slug": request.tenant.slug, "kb_id": kb.pk, "import_id": job.pk},  # type: ignore[attr-defined]
+        )
+    )
+
+
+@tenant_permission_required(roles.EDIT_KNOWLEDGE)
+@require_GET
+def xliff_import_view(request: HttpRequest, tenant_slug: str, kb_id: Any, import_id: int) -> HttpResponse:
+    """One import: its status while queued or running (the page polls), then what it saved and refused.
+
+    Another knowledge base's or tenant's import, or one in a locale or region the member may not edit: 404.
+    """
+    kb = _kb_or_404(kb_id)
+    job = xliff_import_get(
+        kb=kb,
+        import_id=import_id,
+        membership=request.membership,  # type: ignore[attr-defined]
+    )
+    if job is None:
+        raise Http404
+    finished = job.status in (XliffImportStatus.DONE, XliffImportStatus.FAILED)
+    context = {
+        "kb": kb,
+        "job": job,
+        "finished": finished,
+        "xliff_result": job.result if job.status == XliffImportStatus.DONE else None,
+    }
+    return render(request, "knowledge/xliff_import.html", context)

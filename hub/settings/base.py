@@ -894,3 +894,21 @@ HUB_HELPCENTER_CACHE_SECONDS = env_int("HUB_HELPCENTER_CACHE_SECONDS", 3600, min
 HUB_KNOWLEDGE_XLIFF_MAX_BYTES = env_int(
     "HUB_KNOWLEDGE_XLIFF_MAX_BYTES", 10 * 1024 * 1024, minimum=1024, maximum=200 * 1024 * 1024
 )
+# --- Issue 21, slice "xliff2": XLIFF imports run in the background (apps/knowledge/xliff.py) ---------------
+# Seconds one XLIFF import task may run (default 1800; about 150 changed texts a second are applied): past it
+# the import fails and nothing of the file is saved. Must stay below CELERY_VISIBILITY_TIMEOUT.
+HUB_KNOWLEDGE_XLIFF_TASK_TIME_LIMIT_SECONDS = env_int(
+    "HUB_KNOWLEDGE_XLIFF_TASK_TIME_LIMIT_SECONDS",
+    min(1800, _visibility - _GRACE - 1),
+    minimum=60,
+    maximum=_visibility - _GRACE - 1,
+)
+CELERY_TASK_ANNOTATIONS["apps.knowledge.tasks.knowledge_xliff_import_task"] = _limits(
+    HUB_KNOWLEDGE_XLIFF_TASK_TIME_LIMIT_SECONDS
+)
+# Every minute: publish again the imports whose task was lost (queued for 2 minutes, or running past their
+# time limit), and purge imports and their stored files after 30 days.
+CELERY_BEAT_SCHEDULE["knowledge-xliff-sweep"] = {
+    "task": "apps.knowledge.tasks.knowledge_xliff_sweep_task",
+    "schedule": 60.0,
+}

@@ -12,7 +12,11 @@ import pytest
 from apps.core.context import tenant_context
 from apps.knowledge.models import KnowledgeBase, Translation
 from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
-from apps.knowledge.tasks import knowledge_index_task, knowledge_reindex_task
+from apps.knowledge.tasks import (
+    knowledge_index_task,
+    knowledge_reindex_task,
+    knowledge_xliff_import_task,
+)
 from apps.tenants.models import Role, Tenant
 from tests.fixtures.tenants import Member
 from tests.knowledge.helpers import DE, EN
@@ -36,6 +40,11 @@ def run_tasks() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     with (
         mock.patch.object(knowledge_index_task, "delay", side_effect=run(knowledge_index_task)),
         mock.patch.object(knowledge_reindex_task, "delay", side_effect=run(knowledge_reindex_task)),
+        mock.patch.object(
+            knowledge_xliff_import_task,
+            "apply_async",
+            side_effect=lambda kwargs, **options: run(knowledge_xliff_import_task)(**kwargs),
+        ),
         mock.patch("apps.knowledge.services._on_commit", lambda func, using: func()),
     ):
         yield queued

@@ -19,7 +19,7 @@ from apps.tenants.models import Membership, Tenant
 from tests.fixtures.auth import login_verified
 from tests.knowledge.xliff_helpers import RETURNS_EN, publish_text, published_source, translate
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("run_tasks")]
 
 
 @pytest.fixture
@@ -36,7 +36,8 @@ def text(response: Any) -> str:
 
 
 def upload(client: Client, tenant: Tenant, kb: KnowledgeBase, data: bytes, name: str = "ja.xlf") -> Any:
-    return client.post(url("xliff", tenant, kb), {"file": SimpleUploadedFile(name, data)})
+    """Upload, then follow the redirect to the import's page (run_tasks ran the import already)."""
+    return client.post(url("xliff", tenant, kb), {"file": SimpleUploadedFile(name, data)}, follow=True)
 
 
 def test_kb_page_has_the_exchange_section(

@@ -19,12 +19,12 @@ from django.urls import reverse
 from translate.storage.xliff import xlifffile
 
 from apps.core.context import tenant_context
-from apps.knowledge.models import KnowledgeBase, Revision
+from apps.knowledge.models import KnowledgeBase, Revision, XliffImport
 from apps.tenants.models import Tenant
 from tests.fixtures.auth import login_verified
 from tests.knowledge.xliff_helpers import published_source
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("run_tasks")]
 
 NS = "urn:oasis:names:tc:xliff:document:1.2"
 
@@ -89,12 +89,20 @@ def upload(client: Client, tenant: Tenant, kb: KnowledgeBase, data: bytes, name:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     path = reverse("knowledge:xliff", kwargs={"tenant_slug": tenant.slug, "kb_id": kb.pk})
-    return client.post(path, {"file": SimpleUploadedFile(name, data, content_type="application/xml")})
+    return client.post(
+        path, {"file": SimpleUploadedFile(name, data, content_type="application/xml")}, follow=True
+    )
 
 
 def revisions(tenant: Tenant) -> int:
     with tenant_context(tenant):
         return Revision.objects.count()
+
+
+def stored(tenant: Tenant) -> int:
+    """Imports stored (a refused upload stores nothing, not even its file)."""
+    with tenant_context(tenant):
+        return XliffImport.all_tenants.count()
 
 
 def test_entities_and_dtds_are_refused_and_never_resolved(
@@ -111,7 +119,7 @@ def test_entities_and_dtds_are_refused_and_never_resolved(
         assert "declares a DTD or entities, which XLIFF files never need" in page, name
         assert "root:" not in page and "LEAKED" not in page and "lollol" not in page
         assert time.monotonic() - started < 5, name
-    assert revisions(tenant_a) == before
+    assert revisions(tenant_a) == before and stored(tenant_a) == 0
     assert seen == []
 
 
@@ -136,7 +144,9 @@ def test_oversize_upload_is_refused_before_parsing(
     big = document(kb, target="x" * 4096)
     response = upload(client, tenant_a, kb, big)
     assert response.status_code == 400 and "The file is too large" in response.content.decode()
+    assert stored(tenant_a) == 0
     assert upload(client, tenant_a, kb, document(kb)).status_code == 200
+    assert stored(tenant_a) == 1
 
 
 @override_settings(HUB_KNOWLEDGE_XLIFF_MAX_BYTES=2048)
@@ -144,7 +154,7 @@ def test_oversize_upload_stops_being_read_at_the_limit(
     client: Client, tenant_a: Tenant, kb: KnowledgeBase, alice: Any
 ) -> None:
     login_verified(client, alice)
-    with mock.patch("apps.knowledge.xliff_views.kb_xliff_import") as service:
+    with mock.patch("apps.knowledge.xliff_views.xliff_import_queue") as service:
         response = upload(client, tenant_a, kb, b"<" * 200_000)
     assert response.status_code == 400 and "The file is too large" in response.content.decode()
     service.assert_not_called()  # refused by the upload handler, before the file was stored or read
@@ -161,7 +171,9 @@ def test_upload_needs_the_csrf_token(tenant_a: Tenant, kb: KnowledgeBase, source
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     response = client.post(
-        path, {"csrfmiddlewaretoken": token[1], "file": SimpleUploadedFile("de.xlf", document(kb))}
+        path,
+        {"csrfmiddlewaretoken": token[1], "file": SimpleUploadedFile("de.xlf", document(kb))},
+        follow=True,
     )
     assert response.status_code == 200 and "unchanged: 1." in response.content.decode()
 
@@ -191,6 +203,7 @@ def test_not_xliff_is_a_form_error(
     response = upload(client, tenant_a, kb, raw)
     assert response.status_code == 400
     assert message in response.content.decode()
+    assert stored(tenant_a) == 0
 
 
 def test_empty_and_missing_files_are_form_errors(
