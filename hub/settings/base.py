@@ -861,3 +861,35 @@ HUB_CHAT_CONDENSE = env_bool("HUB_CHAT_CONDENSE", True)
 # Seconds a tenant's language model gets to rewrite a follow-up as a standalone question (default 3); slower,
 # failed or odd rewrites fall back to the offline completion.
 HUB_CHAT_CONDENSE_TIMEOUT = env_float("HUB_CHAT_CONDENSE_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
+
+# --- Issue 20, slice "e5": a second offline embedding model (apps/knowledge/embeddings.E5Provider) ----------
+# Per embedding model id, its own answer threshold / off-topic margin / rerank weights, as JSON:
+# {"multilingual-e5-small-q4": {"min_relevance": 0.8, "min_relevance_by_language": {}, "off_topic_margin":
+# 0.01, "rerank_weights": [0.5, 1, 1, 1, 0, 0.5]}} (any subset of the keys). Cosines of different models
+# sit on different scales, so the HUB_CHAT_MIN_RELEVANCE* / HUB_CHAT_OFF_TOPIC_MARGIN /
+# HUB_KNOWLEDGE_RERANK_WEIGHTS values (fitted with USE) do not carry over; E5Provider has defaults of its
+# own (apps/knowledge/embeddings.calibration).
+_CALIBRATION_KEYS = {
+    "min_relevance",
+    "min_relevance_by_language",
+    "off_topic_margin",
+    "rerank_weights",
+    "intent_threshold",
+    "intent_margin",
+}
+try:
+    HUB_EMBEDDING_CALIBRATION: dict[str, dict[str, Any]] = json.loads(
+        os.environ.get("HUB_EMBEDDING_CALIBRATION") or "{}"
+    )
+except ValueError:
+    HUB_EMBEDDING_CALIBRATION = []  # type: ignore[assignment]  # reported just below
+if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
+    isinstance(v, dict) and set(v) <= _CALIBRATION_KEYS for v in HUB_EMBEDDING_CALIBRATION.values()
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "Setting HUB_EMBEDDING_CALIBRATION: a JSON object of model id -> {"
+        + ", ".join(sorted(_CALIBRATION_KEYS))
+        + "}"
+    )

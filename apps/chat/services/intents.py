@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.knowledge.embeddings import calibration
 from apps.security import pii
 
 KNOWLEDGE = "knowledge"
@@ -271,7 +272,13 @@ def route(text: str, *, vector: np.ndarray | None = None, provider: Any = None) 
             best[label] = max(best.get(label, -1.0), score)
         ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
         (top, top_score), runner_up = ranked[0], ranked[1][1] if len(ranked) > 1 else -1.0
-        if top_score >= _EXAMPLE_THRESHOLD and top_score - runner_up >= _EXAMPLE_MARGIN:
+        # The constants were measured with USE; another model's cosines need its own (embeddings.calibration).
+        calibrated = calibration(provider.model_id)
+        threshold = (
+            calibrated.intent_threshold if calibrated.intent_threshold is not None else _EXAMPLE_THRESHOLD
+        )
+        margin = calibrated.intent_margin if calibrated.intent_margin is not None else _EXAMPLE_MARGIN
+        if top_score >= threshold and top_score - runner_up >= margin:
             params: dict[str, str] = {}
             if top == CAPTURE_LEAD and (email := extract_email(text)):
                 params["email"] = email
