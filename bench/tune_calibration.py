@@ -160,6 +160,17 @@ def main() -> None:
     if args.intents_only:
         return
     cases = collect(articles(phrasings=True), questions)
+    from apps.knowledge.embeddings import calibration
+
+    now = calibration()
+    shown = {
+        k: round(v, 3)
+        for k, v in score(cases, now.rerank_weights, now.min_relevance, now.off_topic_margin).items()
+    }
+    print(
+        f"configured: weights={now.rerank_weights} min_relevance={now.min_relevance} "
+        f"margin={now.off_topic_margin} {shown}"
+    )
     rows = []
     for weights in itertools.product(*GRID):
         if not any(weights):

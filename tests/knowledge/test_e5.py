@@ -61,6 +61,9 @@ def test_vectors_are_unit_length_512_with_the_padding_zero(e5: E5Provider) -> No
         assert not vectors[:, E5Provider.DIMENSIONS :].any()  # zero padding: cosines are E5's own
     assert e5.embed([]).shape == e5.embed_questions([]).shape == (0, 512)
     assert np.allclose(e5.embed_query("Where is my parcel?"), e5.embed_questions(["Where is my parcel?"])[0])
+    # Questions are cached (a turn may embed one twice); a caller changing its vector changes no other's.
+    e5.embed_query("Where is my parcel?")[:] = 0
+    assert abs(float(np.linalg.norm(e5.embed_query("Where is my parcel?"))) - 1) < 1e-5
 
 
 def test_questions_and_passages_get_their_prefixes(e5: E5Provider) -> None:
@@ -241,3 +244,17 @@ def test_tenants_on_different_models_never_compare_their_vectors(
     for key, expected in ((api_key_a, "shipping"), (api_key_b, "b-shipping")):
         reply = ask(api_client, key, "where is my parcel, it's been days", locale="en")
         assert reply["citations"][0]["article_key"] == expected
+
+
+def test_intent_examples_use_e5s_own_thresholds(settings: Any, e5: E5Provider) -> None:
+    from apps.chat.services import intents
+
+    settings.HUB_EMBEDDING_PROVIDER = E5
+    # On E5's scale every question scores above USE's 0.62 with some intent example: with E5's own threshold
+    # and margin, knowledge questions stay with the knowledge base and an example still routes.
+    for question in ("Can I still return the sofa I bought last month?", "Wo bleibt meine Rechnung als PDF?"):
+        routed = intents.route(question, vector=e5.embed_query(question), provider=e5)
+        assert routed.intent == intents.KNOWLEDGE
+    assert intents.route("誰かと話したい", vector=e5.embed_query("誰かと話したい"), provider=e5).intent == (
+        intents.HANDOFF
+    )
