@@ -869,14 +869,36 @@ HUB_CHAT_CONDENSE_TIMEOUT = env_float("HUB_CHAT_CONDENSE_TIMEOUT", 3.0, minimum=
 # sit on different scales, so the HUB_CHAT_MIN_RELEVANCE* / HUB_CHAT_OFF_TOPIC_MARGIN /
 # HUB_KNOWLEDGE_RERANK_WEIGHTS values (fitted with USE) do not carry over; E5Provider has defaults of its
 # own (apps/knowledge/embeddings.calibration).
-_CALIBRATION_KEYS = {
-    "min_relevance",
-    "min_relevance_by_language",
-    "off_topic_margin",
-    "rerank_weights",
-    "intent_threshold",
-    "intent_margin",
-}
+
+
+def _calibration_ok(entry: Any) -> bool:
+    """One model's entry: known keys, numbers where numbers go (bad values stop start-up, not a search)."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and -1.0 <= value <= 1.0
+
+    if not isinstance(entry, dict) or not set(entry) <= {
+        "min_relevance",
+        "min_relevance_by_language",
+        "off_topic_margin",
+        "rerank_weights",
+        "intent_threshold",
+        "intent_margin",
+    }:
+        return False
+    scalars = ("min_relevance", "off_topic_margin", "intent_threshold", "intent_margin")
+    by_language = entry.get("min_relevance_by_language", {})
+    weights = entry.get("rerank_weights", [0.0] * 6)
+    return (
+        all(number(entry[key]) for key in scalars if key in entry)
+        and isinstance(by_language, dict)
+        and all(isinstance(k, str) and number(v) for k, v in by_language.items())
+        and isinstance(weights, list)
+        and len(weights) == 6
+        and all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+    )
+
+
 try:
     HUB_EMBEDDING_CALIBRATION: dict[str, dict[str, Any]] = json.loads(
         os.environ.get("HUB_EMBEDDING_CALIBRATION") or "{}"
@@ -884,12 +906,12 @@ try:
 except ValueError:
     HUB_EMBEDDING_CALIBRATION = []  # type: ignore[assignment]  # reported just below
 if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
-    isinstance(v, dict) and set(v) <= _CALIBRATION_KEYS for v in HUB_EMBEDDING_CALIBRATION.values()
+    _calibration_ok(v) for v in HUB_EMBEDDING_CALIBRATION.values()
 ):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(
-        "Setting HUB_EMBEDDING_CALIBRATION: a JSON object of model id -> {"
-        + ", ".join(sorted(_CALIBRATION_KEYS))
-        + "}"
+        "Setting HUB_EMBEDDING_CALIBRATION: a JSON object of model id -> {min_relevance, "
+        "min_relevance_by_language, off_topic_margin, rerank_weights (6 numbers), intent_threshold, "
+        "intent_margin}, values between -1 and 1"
     )

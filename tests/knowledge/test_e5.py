@@ -4,6 +4,7 @@ never comparing vectors of different models."""
 
 from __future__ import annotations
 
+import os
 from io import StringIO
 from typing import Any
 from unittest import mock
@@ -258,3 +259,31 @@ def test_intent_examples_use_e5s_own_thresholds(settings: Any, e5: E5Provider) -
     assert intents.route("誰かと話したい", vector=e5.embed_query("誰かと話したい"), provider=e5).intent == (
         intents.HANDOFF
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1]",
+        '{"m": {"threshold": 0.8}}',
+        '{"m": {"min_relevance": "high"}}',
+        '{"m": {"off_topic_margin": 2}}',
+        '{"m": {"rerank_weights": [1, 2]}}',
+        '{"m": {"min_relevance_by_language": {"ja": "x"}}}',
+    ],
+)
+def test_a_malformed_calibration_setting_stops_start_up(raw: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import hub.settings.base"],
+        env={**os.environ, "HUB_EMBEDDING_CALIBRATION": raw},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: Setting HUB_EMBEDDING_CALIBRATION" in result.stderr
