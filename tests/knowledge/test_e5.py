@@ -176,8 +176,14 @@ def test_one_kb_switched_to_e5_reindexes_and_answers_through_the_chat_api(
         kb.refresh_from_db()
         assert (kb.embedding_model, kb.reindex_model) == (E5_ID, "")
         assert set(Chunk.objects.filter(kb=kb).values_list("model_id", flat=True)) == {E5_ID}
-    reply = ask(api_client, api_key_a, "Mein Passwort geht nicht mehr, was tun?", locale="de")
+    e5 = provider_for_model(E5_ID)
+    with mock.patch.object(e5, "embed_questions", wraps=e5.embed_questions) as embedded:
+        reply = ask(api_client, api_key_a, "Mein Passwort geht nicht mehr, was tun?", locale="de")
     assert reply["citations"][0]["article_key"] == "password"
+    # Embedded with E5 once (search); the off-topic check on E5's scale reuses it. Routing stays on USE.
+    assert [call.args[0] for call in embedded.call_args_list if len(call.args[0]) == 1] == [
+        ["Mein Passwort geht nicht mehr, was tun?"]
+    ]
     reply = ask(api_client, api_key_a, "how long till my parcel shows up", locale="en")
     assert reply["citations"][0]["article_key"] == "shipping"
     # The fallback is decided on E5's scale (its threshold), not USE's: an off-topic question is refused.

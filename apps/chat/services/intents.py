@@ -189,7 +189,9 @@ _EXAMPLE_MARGIN = 0.06  # over the runner-up intent
 
 
 class _ExampleIndex:
-    """Intent example vectors, computed once per process from the embedding model (immutable data)."""
+    """Intent example vectors, computed once per process from the embedding model (immutable data).
+
+    The examples are questions, compared with questions: embedded as such (E5's "query: " prefix)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -202,7 +204,7 @@ class _ExampleIndex:
             with self._lock:
                 labels = [intent for intent, texts in _EXAMPLES.items() for _ in texts]
                 texts = [text for items in _EXAMPLES.values() for text in items]
-                cached = ("\0".join(labels), provider.embed(texts))
+                cached = ("\0".join(labels), provider.embed_questions(texts))
                 self._vectors[model_id] = cached
         return cached[0].split("\0"), cached[1]
 
@@ -211,7 +213,7 @@ class _ExampleIndex:
         cached = self._vectors.get(key)
         if cached is None:
             with self._lock:
-                cached = ("", provider.embed(list(OFF_TOPIC_EXAMPLES)))
+                cached = ("", provider.embed_questions(list(OFF_TOPIC_EXAMPLES)))
                 self._vectors[key] = cached
         return cached[1]
 
