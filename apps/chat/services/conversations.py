@@ -41,7 +41,7 @@ from apps.core import sql
 from apps.core.deadlines import optional_cache
 from apps.core.errors import NotFound, ValidationFailed
 from apps.knowledge.content import text_plain
-from apps.knowledge.embeddings import get_provider
+from apps.knowledge.embeddings import calibration, get_provider, provider_for_model
 from apps.knowledge.selectors import SearchHit, knowledge_search, normalize_locale
 from apps.knowledge.version import knowledge_version
 from apps.policies.services import redact_for_storage
@@ -403,7 +403,7 @@ def _knowledge(
             timings["condensed"] = 1.0
     timings["retrieval_ms"] = (time.perf_counter() - started) * 1000
     metrics_hooks.retrieval(region=conversation.region, seconds=timings["retrieval_ms"] / 1000)
-    if not hits or _off_topic(hits[0], conversation.locale, vector):
+    if not hits or _off_topic(hits[0], conversation.locale, text, vector):
         # Nothing in the knowledge base is about this: say so rather than cite the least unrelated article.
         draft = _Draft(
             text=_t(
@@ -443,22 +443,30 @@ def _knowledge(
     return draft
 
 
-def answer_threshold(locale: str) -> float:
-    """The relevance below which the chat falls back, for a conversation's language
-    (HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE, else HUB_CHAT_MIN_RELEVANCE)."""
-    language = locale.split("-", 1)[0].lower()
-    return float(settings.HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE.get(language, settings.HUB_CHAT_MIN_RELEVANCE))
+def answer_threshold(locale: str, model_id: str = "") -> float:
+    """The relevance below which the chat falls back, for a conversation's language and the embedding model
+    of the hit (HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE, else HUB_CHAT_MIN_RELEVANCE, or the model's own
+    calibration: embeddings.calibration)."""
+    return calibration(model_id).threshold(locale)
 
 
-def _off_topic(best: SearchHit, locale: str, vector: Any) -> bool:
+def _off_topic(best: SearchHit, locale: str, text: str, vector: Any) -> bool:
     """Whether the best article is too far from the question to answer with: below the language's threshold,
-    or the question is about as close to the off-topic examples as to it (intents.OFF_TOPIC_EXAMPLES)."""
-    if best.relevance < answer_threshold(locale):
+    or the question is about as close to the off-topic examples as to it (intents.OFF_TOPIC_EXAMPLES).
+
+    Both compare cosines of the model that found the article: when its knowledge base is on another model
+    than the configured one (being re-indexed, or switched alone), the question is embedded with that one."""
+    calibrated = calibration(best.model_id)
+    if best.relevance < calibrated.threshold(locale):
         return True
     if vector is None:
         return False
-    similarity = intents.off_topic_similarity(vector, provider=get_provider())
-    return similarity > best.relevance - settings.HUB_CHAT_OFF_TOPIC_MARGIN
+    provider = get_provider()
+    if best.model_id and best.model_id != provider.model_id:
+        provider = provider_for_model(best.model_id)
+        vector = provider.embed_query(text)
+    similarity = intents.off_topic_similarity(vector, provider=provider)
+    return similarity > best.relevance - calibrated.off_topic_margin
 
 
 def _search(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.knowledge.embeddings import calibration
 from apps.security import pii
 
 KNOWLEDGE = "knowledge"
@@ -188,7 +189,9 @@ _EXAMPLE_MARGIN = 0.06  # over the runner-up intent
 
 
 class _ExampleIndex:
-    """Intent example vectors, computed once per process from the embedding model (immutable data)."""
+    """Intent example vectors, computed once per process from the embedding model (immutable data).
+
+    The examples are questions, compared with questions: embedded as such (E5's "query: " prefix)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -201,7 +204,7 @@ class _ExampleIndex:
             with self._lock:
                 labels = [intent for intent, texts in _EXAMPLES.items() for _ in texts]
                 texts = [text for items in _EXAMPLES.values() for text in items]
-                cached = ("\0".join(labels), provider.embed(texts))
+                cached = ("\0".join(labels), provider.embed_questions(texts))
                 self._vectors[model_id] = cached
         return cached[0].split("\0"), cached[1]
 
@@ -210,7 +213,7 @@ class _ExampleIndex:
         cached = self._vectors.get(key)
         if cached is None:
             with self._lock:
-                cached = ("", provider.embed(list(OFF_TOPIC_EXAMPLES)))
+                cached = ("", provider.embed_questions(list(OFF_TOPIC_EXAMPLES)))
                 self._vectors[key] = cached
         return cached[1]
 
@@ -277,7 +280,13 @@ def route(text: str, *, vector: np.ndarray | None = None, provider: Any = None) 
             best[label] = max(best.get(label, -1.0), score)
         ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
         (top, top_score), runner_up = ranked[0], ranked[1][1] if len(ranked) > 1 else -1.0
-        if top_score >= _EXAMPLE_THRESHOLD and top_score - runner_up >= _EXAMPLE_MARGIN:
+        # The constants were measured with USE; another model's cosines need its own (embeddings.calibration).
+        calibrated = calibration(provider.model_id)
+        threshold = (
+            calibrated.intent_threshold if calibrated.intent_threshold is not None else _EXAMPLE_THRESHOLD
+        )
+        margin = calibrated.intent_margin if calibrated.intent_margin is not None else _EXAMPLE_MARGIN
+        if top_score >= threshold and top_score - runner_up >= margin:
             params: dict[str, str] = {}
             if top == CAPTURE_LEAD and (email := extract_email(text)):
                 params["email"] = email
