@@ -540,7 +540,7 @@ def test_entrypoint_roles_match_the_manifests() -> None:
 
 # --- docs/deploy.md and the settings ------------------------------------------------------------------------
 _ENV_READ = re.compile(
-    r"""(?:env_[a-z]+\(\s*|os\.environ\.get\(\s*|os\.environ\[\s*|getenv\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:env_[a-z_]+\(\s*|os\.environ\.get\(\s*|os\.environ\[\s*|getenv\(\s*)["']([A-Z][A-Z0-9_]+)["']"""
     r"""|["']([A-Z][A-Z0-9_]+)["']\s+(?:not\s+)?in\s+os\.environ"""
 )
 _REGION_URL = re.compile(r"^REGION_[A-Z0-9]+_DATABASE_URL$")
