@@ -390,7 +390,10 @@ def region_view(request: HttpRequest, org: str = "", handle: str = "") -> HttpRe
     site = _site(request, org, handle)
     region = sel.site_region(site, request.GET.get("region"))
     target = str(request.GET.get("next") or "")
-    if not target.startswith(f"{site.prefix}/") or target.startswith("//") or "\\" in target:
+    # No page of ours has a control character or a backslash in its path; browsers read "\\" as "/" and drop
+    # tabs and line breaks from URLs, so such a target is refused like one of another site.
+    foreign = target.startswith("//") or "\\" in target or _CONTROL.search(target) is not None
+    if not target.startswith(f"{site.prefix}/") or foreign:
         target = _url(site, site.source_locale)
     path, _sep, query = target.partition("?")
     kept = [part for part in query.split("&") if part and not part.startswith("region=")]

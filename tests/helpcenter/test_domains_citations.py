@@ -160,3 +160,23 @@ def test_a_redis_outage_does_not_break_the_hubs_other_hosts(
         assert client.get("/accounts/login/", HTTP_HOST=HOST).status_code in (404, 503)
     finally:
         deadlines.redis_health.succeeded()
+
+
+@override_settings(ALLOWED_HOSTS=HOSTS)
+def test_region_switch_on_the_custom_domain_refuses_foreign_next(
+    client: Client, domain_a: HelpCenterDomain
+) -> None:
+    """At "/" every path starts with the site's (empty) prefix: a target browsers would read as another host
+    (tabs and line breaks are dropped from URLs, "\\" is read as "/") must not pass as a local one."""
+    for target in (
+        "//evil.example/",
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "/\\evil.example/",
+        "\t//evil.example",
+    ):
+        response = client.get("/region/", {"region": "eu", "next": target}, HTTP_HOST=HOST)
+        assert response.status_code == 302
+        assert response["Location"] == "/en/", (target, response["Location"])
+    kept = client.get("/region/", {"region": "eu", "next": "/de/articles/returns-policy/"}, HTTP_HOST=HOST)
+    assert kept["Location"] == "/de/articles/returns-policy/"
