@@ -783,8 +783,6 @@ class TicketSimulator(Simulator):
         self.webhook: WebhookTarget | None = None
         #: Every announcement tried, oldest first: {"id", "url", "status", "error"} (for tests and demos).
         self.webhook_log: list[dict[str, Any]] = []
-        self._http = requests.Session()
-        self._http.trust_env = False  # never through a proxy from the environment: targets are local
 
     def register_webhook(self, url: str | None, *, secret: str = "") -> None:
         """Announce agent activity to `url` from now on (None: stop announcing; the hub polls)."""
@@ -805,14 +803,18 @@ class TicketSimulator(Simulator):
         entry: dict[str, Any] = {"id": event_id, "url": target.url, "status": None, "error": None}
         try:
             # One connection per announcement, like a vendor's webhook sender: a kept-alive socket would
-            # pin a request thread (and its database connections) of the receiving test server.
-            response = self._http.post(
-                target.url,
-                data=body,
-                headers={**headers, "Connection": "close"},
-                timeout=10,
-                allow_redirects=False,
-            )
+            # pin a request thread (and its database connections) of the receiving test server. A session of
+            # its own, not a pooled one: a receiver that closes after the answer without saying so would
+            # leave a dead socket in the pool, and the next POST (never retried) would fail on it.
+            with requests.Session() as http:
+                http.trust_env = False  # never through a proxy from the environment: targets are local
+                response = http.post(
+                    target.url,
+                    data=body,
+                    headers={**headers, "Connection": "close"},
+                    timeout=10,
+                    allow_redirects=False,
+                )
             entry["status"] = response.status_code
         except requests.RequestException as exc:
             entry["error"] = type(exc).__name__
