@@ -19,5 +19,6 @@ class IntegrationsConfig(AppConfig):
 
         register_purger(Category.SYNCED_RECORDS, sync.purge_synced_records)
         register_purger(Category.SYNC_LOGS, sync.purge_sync_logs)
+        register_purger(Category.DELIVERED_WRITES, outbox.purge_delivered_writes)
         register_eraser("synced_records", sync.erase_synced_records)
         register_eraser("outbox", outbox.erase_outbox)

@@ -38,6 +38,9 @@ class PolicyForm(forms.Form):
     synced_record_retention_days = _days_field(_("Synced records (days)"), Category.SYNCED_RECORDS)
     sync_log_retention_days = _days_field(_("Sync logs (days)"), Category.SYNC_LOGS)
     audit_retention_days = _days_field(_("Audit events (days)"), Category.AUDIT_EVENTS)
+    delivered_write_retention_days = _days_field(
+        _("Delivered writes to business systems (days)"), Category.DELIVERED_WRITES
+    )
 
     def __init__(self, *args: Any, home_region: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

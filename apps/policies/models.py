@@ -18,6 +18,9 @@ class Category(models.TextChoices):
     SYNCED_RECORDS = "synced_records", _("Synced records")
     SYNC_LOGS = "sync_logs", _("Sync logs")
     AUDIT_EVENTS = "audit_events", _("Audit events")
+    # Writes the outbox delivered to vendors (leads, tickets: personal data). The newest write per target
+    # record keeps its row with the payload blanked: its hub external id is what later writes upsert by.
+    DELIVERED_WRITES = "delivered_writes", _("Delivered writes to business systems")
 
 
 RETENTION_FIELDS: dict[str, str] = {
@@ -25,6 +28,7 @@ RETENTION_FIELDS: dict[str, str] = {
     Category.SYNCED_RECORDS: "synced_record_retention_days",
     Category.SYNC_LOGS: "sync_log_retention_days",
     Category.AUDIT_EVENTS: "audit_retention_days",
+    Category.DELIVERED_WRITES: "delivered_write_retention_days",
 }
 # The shortest period that may be set (None, "keep forever", is always allowed). Audit events are evidence:
 # compliance frameworks commonly ask for at least a year.
@@ -33,6 +37,7 @@ MIN_RETENTION_DAYS: dict[str, int] = {
     Category.SYNCED_RECORDS: 1,
     Category.SYNC_LOGS: 1,
     Category.AUDIT_EVENTS: 365,
+    Category.DELIVERED_WRITES: 1,
 }
 MAX_RETENTION_DAYS = 36_500  # a hundred years; beyond that, "keep forever" says it better
 
@@ -41,6 +46,7 @@ DEFAULT_RETENTION_DAYS: dict[str, int | None] = {
     Category.SYNCED_RECORDS: None,
     Category.SYNC_LOGS: 90,
     Category.AUDIT_EVENTS: None,
+    Category.DELIVERED_WRITES: 30,
 }
 
 
@@ -82,6 +88,12 @@ class DataPolicy(RegionModel):
         null=True,
         blank=True,
         default=DEFAULT_RETENTION_DAYS[Category.AUDIT_EVENTS],
+    )
+    delivered_write_retention_days = models.PositiveIntegerField(
+        _("delivered writes to business systems (days)"),
+        null=True,
+        blank=True,
+        default=DEFAULT_RETENTION_DAYS[Category.DELIVERED_WRITES],
     )
 
     class Meta:

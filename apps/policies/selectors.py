@@ -106,6 +106,14 @@ def _retention_sentence(category: str, days: int | None) -> str:
             "Sync logs are deleted %(days)d days after the sync run.",
             days,
         ) % {"days": days}
+    if category == Category.DELIVERED_WRITES:
+        if days is None:
+            return _("Writes delivered to business systems are kept with no time limit.")
+        return ngettext(
+            "Writes delivered to business systems are deleted %(days)d day after delivery.",
+            "Writes delivered to business systems are deleted %(days)d days after delivery.",
+            days,
+        ) % {"days": days}
     if days is None:
         return _("Audit events are kept forever.")
     return ngettext(

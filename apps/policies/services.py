@@ -62,6 +62,7 @@ def preset_values(*, preset: str) -> dict[str, Any]:
             "synced_record_retention_days": 90,
             "sync_log_retention_days": 30,
             "audit_retention_days": MIN_RETENTION_DAYS[Category.AUDIT_EVENTS],
+            "delivered_write_retention_days": 7,
         }
     if preset == "lenient":
         return {
@@ -71,6 +72,7 @@ def preset_values(*, preset: str) -> dict[str, Any]:
             "synced_record_retention_days": None,
             "sync_log_retention_days": 365,
             "audit_retention_days": None,
+            "delivered_write_retention_days": 365,
         }
     raise ValueError(f"unknown preset {preset!r}")
 

@@ -47,6 +47,7 @@ from apps.integrations.resilience import BreakerOpen, breaker_for, connection_se
 from apps.integrations.retry import failure_of, outbox_retry_delay
 from apps.integrations.services.deadletters import deadletter_outbox
 from apps.integrations.services.dispatch import outbox_kick
+from apps.integrations.services.sync import with_phone_digits
 from apps.integrations.signals import outbox_settled
 from apps.policies.registry import Subject
 from connectors.base import Connector
@@ -395,26 +396,68 @@ ERASED_ERROR = "The payload was erased on request of the data subject."
 
 
 def erase_outbox(*, tenant: Any, subject: Subject) -> int:
-    """Blank the outbox payloads (and their dead-letter copies) that carry the subject's e-mail.
+    """Blank the outbox payloads (and their dead-letter copies) that carry the subject's e-mail or phone.
 
     Undelivered messages are discarded rather than delivered empty; the vendor may already hold the
     person from earlier deliveries, so erase there too.
     """
-    if not subject.email:
+    messages = OutboxMessage.objects.all()
+    query = Q()
+    if subject.email:
+        query |= Q(payload__email__iexact=subject.email)
+    if subject.phone:
+        messages, phone_query = with_phone_digits(messages, "payload", subject.phone)
+        query |= phone_query
+    if not query:
         return 0
-    query = Q(payload__email__iexact=subject.email)
     total = 0
     with tenant_context(tenant), transaction.atomic(using=current_tenant().db_alias):
-        matching = OutboxMessage.objects.filter(query).select_for_update()
+        matching = messages.filter(query).select_for_update()
         ids = list(matching.values_list("pk", flat=True))
         now = timezone.now()
         OutboxMessage.objects.filter(pk__in=ids).exclude(status=OutboxStatus.DELIVERED).update(
             status=OutboxStatus.DISCARDED, last_error=ERASED_ERROR, updated_at=now
         )
         total += OutboxMessage.objects.filter(pk__in=ids).update(payload={}, updated_at=now)
-        letters = DeadLetter.objects.filter(Q(message_id__in=ids) | query)
+        letters = DeadLetter.objects.filter(message_id__in=ids)
+        if subject.email:  # letters of writes that never became a message row (sync runs carry none)
+            letters = letters | DeadLetter.objects.filter(payload__email__iexact=subject.email)
         letters.filter(status=DeadLetterStatus.OPEN).update(
             status=DeadLetterStatus.DISCARDED, resolved_at=now, updated_at=now
         )
         total += letters.update(payload={}, updated_at=now)
+    return total
+
+
+# --- retention (registered in IntegrationsConfig.ready) ---------------------------------------------------
+def purge_delivered_writes(*, tenant: Any, cutoff: datetime, batch_size: int) -> int:
+    """Remove writes settled (delivered or discarded) before `cutoff`: their payloads hold personal data.
+
+    The newest message of each target record keeps its row with the payload blanked, because later
+    writes to that record reuse its hub external id (outbox_enqueue) — deleting it would make the vendor
+    create a second record. Older settled messages are deleted with their attempts and resolved dead
+    letters; a message whose dead letter is still open waits for the operator. Returns rows deleted plus
+    payloads blanked.
+    """
+    later = OutboxMessage.objects.filter(
+        tenant_id=OuterRef("tenant_id"),
+        connection_id=OuterRef("connection_id"),
+        ordering_key=OuterRef("ordering_key"),
+        sequence__gt=OuterRef("sequence"),
+    )
+    open_letter = DeadLetter.objects.filter(message_id=OuterRef("pk"), status=DeadLetterStatus.OPEN)
+    with tenant_context(tenant):
+        settled = OutboxMessage.objects.filter(status__in=SETTLED, updated_at__lt=cutoff).exclude(
+            Exists(open_letter)
+        )
+        total = 0
+        superseded = settled.filter(Exists(later))
+        while pks := list(superseded.values_list("pk", flat=True)[:batch_size]):
+            OutboxMessage.objects.filter(pk__in=pks).delete()
+            total += len(pks)
+        newest = settled.exclude(Exists(later)).exclude(payload={})
+        while pks := list(newest.values_list("pk", flat=True)[:batch_size]):
+            # updated_at stays: blanking is not a change the next run should see as recent.
+            total += OutboxMessage.objects.filter(pk__in=pks).update(payload={})
+            DeadLetter.objects.filter(message_id__in=pks).update(payload={})
     return total

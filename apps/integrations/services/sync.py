@@ -27,7 +27,8 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import CharField, Exists, Func, OuterRef, Q, QuerySet, Value
+from django.db.models.fields.json import KeyTextTransform
 from django.http import HttpRequest
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -632,8 +633,39 @@ def purge_sync_logs(*, tenant: Any, cutoff: datetime, batch_size: int) -> int:
         return _delete_in_batches(old, batch_size)
 
 
+#: Canonical fields that hold a person's phone number (contacts, leads, orders' customers).
+PHONE_FIELDS = ("phone", "mobile", "mobile_phone", "customer_phone", "contact_phone")
+
+
+def with_phone_digits(queryset: QuerySet[Any], column: str, phone: str) -> tuple[QuerySet[Any], Q]:
+    """Annotate the digits of each phone field of a JSON `column`, and the Q matching `phone` (digits).
+
+    Vendors store numbers as typed ("+49 (170) 123-4567"): compared digits only, like Subject.phone. The
+    comparison scans the tenant's rows; erasure is rare and batched, so no index is kept for it.
+    """
+    names = {f"_phone_{key}": key for key in PHONE_FIELDS}
+    annotated = queryset.alias(
+        **{
+            alias: Func(
+                KeyTextTransform(key, column),
+                Value(r"\D"),
+                Value(""),
+                Value("g"),
+                function="regexp_replace",
+                output_field=CharField(),
+            )
+            for alias, key in names.items()
+        }
+    )
+    query = Q()
+    for alias in names:
+        query |= Q(**{alias: phone})
+    return annotated, query
+
+
 def erase_synced_records(*, tenant: Any, subject: Subject) -> int:
-    """Delete the subject's synced records, found by e-mail (stored normalized) or external id.
+    """Delete the subject's synced records, found by e-mail (stored normalized), phone number (any phone
+    field, digits compared) or external id.
 
     The vendor still holds the person: erase there too, or the next backfill brings the record back.
     """
@@ -642,7 +674,11 @@ def erase_synced_records(*, tenant: Any, subject: Subject) -> int:
         query |= Q(email=subject.email)
     if subject.external_id:
         query |= Q(external_id=subject.external_id)
+    records = SyncedRecord.objects.all()
+    if subject.phone:
+        records, phone_query = with_phone_digits(records, "fields", subject.phone)
+        query |= phone_query
     if not query:
         return 0
     with tenant_context(tenant):
-        return _delete_in_batches(SyncedRecord.objects.filter(query), 1_000)
+        return _delete_in_batches(records.filter(query), 1_000)
