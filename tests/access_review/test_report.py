@@ -78,7 +78,7 @@ def test_member_columns(
     # Tenant B's member is not listed; the platform operator is listed apart.
     assert "charlie" not in {row["username"] for row in report["members"]}
     assert [row["username"] for row in report["operators"]] == ["operator"]
-    assert report["counts"] == {"members": 3, "operators": 1, "credentials": 0, "flags": 1}
+    assert report["counts"] == {"members": 3, "operators": 1, "api_access": 0, "flags": 1}
 
 
 def test_other_tenants_object_grants_are_not_listed(
@@ -158,7 +158,7 @@ def test_tokens_table_and_flags(tenant_a: Tenant, tenant_b: Tenant, alice: Any, 
     widget = _token(report, "widget")
     assert widget["flags"] == [] and widget["scope"] == "Website: chat transcripts"
     assert widget["last_used"] is not None and widget["prefix"] == key.key.prefix
-    assert report["counts"]["credentials"] == 5
+    assert report["counts"]["api_access"] == 5
     assert report["counts"]["flags"] == 1 + 4  # alice's missing 2FA, two flags on each of two tokens
 
 

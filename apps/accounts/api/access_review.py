@@ -23,14 +23,14 @@ from apps.tenants.api_base import TENANT_PARAM, StrictSerializer, TenantScopedVi
 from apps.tenants.api_base import error_responses as _errors
 
 
-class GrantSerializer(serializers.Serializer):
+class AccessReviewGrantSerializer(serializers.Serializer):
     type = serializers.CharField(help_text="Kind of object, e.g. connection.")
     id = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
     permission = serializers.CharField(help_text="Guardian permission codename.")
 
 
-class PersonSerializer(serializers.Serializer):
+class AccessReviewPersonSerializer(serializers.Serializer):
     user_id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.CharField()
@@ -41,17 +41,17 @@ class PersonSerializer(serializers.Serializer):
     active = serializers.BooleanField()
 
 
-class MemberSerializer(PersonSerializer):
+class AccessReviewMemberSerializer(AccessReviewPersonSerializer):
     role = serializers.CharField()
     permissions = serializers.ListField(child=serializers.CharField(), help_text="What the role grants.")
     member_since = serializers.CharField()
-    object_grants = GrantSerializer(many=True)
+    object_grants = AccessReviewGrantSerializer(many=True)
     managed_by = serializers.CharField(help_text="local, sso or scim.")
     break_glass = serializers.BooleanField()
     flags = serializers.ListField(child=serializers.CharField(), help_text="missing_2fa, dormant.")
 
 
-class CredentialSerializer(serializers.Serializer):
+class AccessReviewCredentialSerializer(serializers.Serializer):
     kind = serializers.CharField(help_text="management, scim or chat_api_key.")
     id = serializers.CharField()
     name = serializers.CharField()
@@ -66,7 +66,7 @@ class CredentialSerializer(serializers.Serializer):
     flags = serializers.ListField(child=serializers.CharField(), help_text="token_unused, token_no_expiry.")
 
 
-class ReviewSerializer(serializers.ModelSerializer):
+class AccessReviewSignOffSerializer(serializers.ModelSerializer):
     reviewer = serializers.CharField(source="reviewer_label")
 
     class Meta:
@@ -75,20 +75,22 @@ class ReviewSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ReportSerializer(serializers.Serializer):
+class AccessReviewReportSerializer(serializers.Serializer):
     tenant = serializers.CharField()
     as_of = serializers.DateField()
     stale_days = serializers.IntegerField()
-    members = MemberSerializer(many=True)
-    operators = PersonSerializer(many=True, help_text="Platform operators: they can reach every tenant.")
-    tokens = CredentialSerializer(many=True)
+    members = AccessReviewMemberSerializer(many=True)
+    operators = AccessReviewPersonSerializer(
+        many=True, help_text="Platform operators: they can reach every tenant."
+    )
+    tokens = AccessReviewCredentialSerializer(many=True)
     counts = serializers.DictField(child=serializers.IntegerField())
     digest = serializers.CharField(help_text="SHA-256 of the report's canonical JSON (without these extras).")
     generated_at = serializers.DateTimeField()
-    last_review = ReviewSerializer(allow_null=True)
+    last_review = AccessReviewSignOffSerializer(allow_null=True)
 
 
-class CompleteSerializer(StrictSerializer):
+class AccessReviewCompleteRequestSerializer(StrictSerializer):
     note = serializers.CharField(required=False, allow_blank=True, default="", max_length=NOTE_MAX_LENGTH)
 
 
@@ -96,10 +98,11 @@ class CompleteSerializer(StrictSerializer):
 class AccessReviewView(TenantScopedView):
     """Who can do what in the tenant (`view_audit`)."""
 
-    serializer_class = ReportSerializer
+    serializer_class = AccessReviewReportSerializer
 
     @extend_schema(
-        summary="The access review report", responses={200: ReportSerializer, **_errors(401, 403, 404)}
+        summary="The access review report",
+        responses={200: AccessReviewReportSerializer, **_errors(401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
         self.require(roles.VIEW_AUDIT)
@@ -113,23 +116,23 @@ class AccessReviewView(TenantScopedView):
             "generated_at": timezone.now(),
             "last_review": reviews[0] if reviews else None,
         }
-        return Response(ReportSerializer(data).data)
+        return Response(AccessReviewReportSerializer(data).data)
 
 
 @extend_schema(tags=["access-review"], parameters=[TENANT_PARAM])
 class AccessReviewCompleteView(TenantScopedView):
     """Record the caller's sign-off on the report as it is now (`view_audit`)."""
 
-    serializer_class = CompleteSerializer
+    serializer_class = AccessReviewCompleteRequestSerializer
 
     @extend_schema(
         summary="Complete the access review (sign-off in the audit log)",
-        request=CompleteSerializer,
-        responses={201: ReviewSerializer, **_errors(400, 401, 403, 404)},
+        request=AccessReviewCompleteRequestSerializer,
+        responses={201: AccessReviewSignOffSerializer, **_errors(400, 401, 403, 404)},
     )
     def post(self, request: Request, slug: str) -> Response:
         self.require(roles.VIEW_AUDIT)
-        serializer = CompleteSerializer(data=request.data)
+        serializer = AccessReviewCompleteRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         with service_errors():
             review = access_review_complete(
@@ -138,4 +141,4 @@ class AccessReviewCompleteView(TenantScopedView):
                 note=serializer.validated_data["note"],
                 request=request,
             )
-        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+        return Response(AccessReviewSignOffSerializer(review).data, status=status.HTTP_201_CREATED)
