@@ -11,12 +11,15 @@ import zipfile
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext
 
+from apps.accounts import access_review_views
 from apps.accounts.models import AccessReview
 from apps.accounts.selectors import access_review_digest, access_review_report
 from apps.accounts.services.access_review import access_review_complete
@@ -278,3 +281,41 @@ def test_translated(language: str) -> None:
     with translation.override(language):
         for text in ("Access review", "Review completed", "No 2FA", "What the columns mean"):
             assert gettext(text) != text, (language, text)
+
+
+def test_audit_verify_command_checks_an_access_review_export(
+    officer_client: Client, tenant_a: Tenant, tmp_path: Any
+) -> None:
+    data = officer_client.post(url("accounts:access-review-export", tenant_a), {"format": "json"}).content
+    good = tmp_path / "review.zip"
+    good.write_bytes(data)
+    out = io.StringIO()
+    call_command("audit_verify", "--export", str(good), "--public-key", signing.public_key_b64(), stdout=out)
+    assert "ok (signed access_review document)" in out.getvalue()
+
+    manifest, content = _unzip(data)
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(tampered, "w") as zf:
+        zf.writestr(manifest["file"], content.replace(b'"olivia"', b'"mallory"'))
+        zf.writestr("manifest.json", json.dumps(manifest))
+    with pytest.raises(CommandError, match="does not match the manifest digest"):
+        call_command("audit_verify", "--export", str(tampered))
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(forged, "w") as zf:
+        zf.writestr(manifest["file"], content)
+        zf.writestr("manifest.json", json.dumps({**manifest, "counts": {"members": 0}}))
+    with pytest.raises(CommandError, match="signature is invalid"):
+        call_command("audit_verify", "--export", str(forged))
+
+
+def test_page_paginates(
+    officer_client: Client, tenant_a: Tenant, member: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(access_review_views, "PAGE_SIZE", 2)
+    for name in ("m1", "m2", "m3"):
+        member(name, "viewer", tenant=tenant_a)
+    page = url("accounts:access-review", tenant_a)
+    first = officer_client.get(page).content.decode()
+    assert first.count("data-username=") == 2 and 'rel="next"' in first
+    last = officer_client.get(page, {"page": 3}).content.decode()
+    assert last.count("data-username=") == 1  # alice, olivia, m1, m2, m3: the fifth on page 3

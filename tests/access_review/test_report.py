@@ -10,7 +10,7 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.accounts.models import ExternalIdentity, IdentityProvider, ScimToken
+from apps.accounts.models import ExternalIdentity, IdentityProvider, ScimToken, ScimUser
 from apps.accounts.selectors import access_review_digest, access_review_report
 from apps.accounts.services.scim import scim_token_create
 from apps.integrations.services.connections import connection_grant
@@ -193,3 +193,10 @@ def test_query_count_does_not_grow_with_members(tenant_a: Tenant, alice: Any, me
         add(n)
     assert _count(tenant_a) == baseline
     assert baseline <= 14
+
+
+def test_scim_deactivated_member_is_shown_deactivated(tenant_a: Tenant, alice: Any, bob: Any) -> None:
+    ScimUser.objects.create(tenant=tenant_a, user=bob, user_name="bob@example.com", active=False)
+    Membership.objects.filter(tenant=tenant_a, user=bob).update(source="scim")
+    row = _member(access_review_report(tenant=tenant_a), "bob")
+    assert row["active"] is False and row["managed_by"] == "scim"
