@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext
@@ -31,7 +32,7 @@ from apps.core.context import tenant_context
 from apps.core.spreadsheet import csv_cell_value
 from apps.tenants.models import Tenant
 from apps.tenants.services import management_token_create
-from tests.fixtures.auth import issue_token, login_verified, token_client
+from tests.fixtures.auth import issue_token, login_verified, session_client, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -319,3 +320,29 @@ def test_page_paginates(
     assert first.count("data-username=") == 2 and 'rel="next"' in first
     last = officer_client.get(page, {"page": 3}).content.decode()
     assert last.count("data-username=") == 1  # alice, olivia, m1, m2, m3: the fifth on page 3
+
+
+def test_api_with_a_session(tenant_a: Tenant, officer: Any) -> None:
+    api = session_client(officer)
+    assert api.get(api_url("access-review", tenant_a)).status_code == 200
+    done = api.post(api_url("access-review-complete", tenant_a), {}, format="json")
+    assert done.status_code == 201 and done.json()["note"] == ""
+
+
+def test_page_query_count_does_not_grow_with_members(
+    officer_client: Client, tenant_a: Tenant, member: Any
+) -> None:
+    def count() -> int:
+        with (
+            CaptureQueriesContext(connections["default"]) as control,
+            CaptureQueriesContext(connections[tenant_a.home_region.db_alias]) as region,
+        ):
+            assert officer_client.get(url("accounts:access-review", tenant_a)).status_code == 200
+        return len(control) + len(region)
+
+    count()  # warm caches (content types, sessions)
+    baseline = count()
+    for n in range(6):
+        user = member(f"p{n}", "admin", tenant=tenant_a)
+        management_token_create(tenant=tenant_a, user=user, name=f"t{n}", expires_at=None)
+    assert count() == baseline
