@@ -9,7 +9,7 @@ import time
 import uuid
 import zoneinfo
 from base64 import b32encode
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from django.conf import settings
@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django_otp.models import Device, ThrottlingMixin, TimestampMixin
 from django_otp.oath import TOTP
 
-from apps.core.models import TimeStampedModel
+from apps.core.models import RegionModel, TimeStampedModel
 from apps.security.sealed import SealedSecretField
 from apps.tenants.models import Role, Tenant, locale_validator
 
@@ -435,3 +435,30 @@ class ScimGroup(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.display_name
+
+
+# --- access reviews (issue 22) ------------------------------------------------------------------------------
+class AccessReview(RegionModel):
+    """A reviewer's sign-off on the tenant's access review report, kept in the region with its audit chain.
+
+    `digest` is the SHA-256 of the report's canonical JSON at sign-off: the same value a signed export of that
+    report carries in its manifest, so an auditor can match the export to the review. Reviewers are control
+    users, hence a plain id and the username as it was.
+    """
+
+    hub_silo: ClassVar[str] = "region"
+
+    reviewer_id = models.BigIntegerField(null=True, blank=True)
+    reviewer_label = models.CharField(max_length=200)
+    digest = models.CharField(max_length=64, db_index=True)
+    counts = models.JSONField(default=dict)
+    flags_count = models.PositiveIntegerField(default=0)
+    note = models.TextField(blank=True, default="")
+    audit_seq = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant_id", "created_at"], name="accessreview_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_label} {self.created_at:%Y-%m-%d}"

@@ -3,7 +3,7 @@ admin's unlock of a member's account, under the tenant's pages."""
 
 from django.urls import include, path
 
-from apps.accounts import oidc_views, saml_views, scim_views, sso_views, views
+from apps.accounts import access_review_views, oidc_views, saml_views, scim_views, sso_views, views
 
 app_name = "accounts"
 
@@ -53,5 +53,20 @@ urlpatterns = [
         "t/<slug:tenant_slug>/sso/scim/tokens/<int:pk>/revoke/",
         scim_views.scim_token_revoke_view,
         name="scim-token-revoke",
+    ),
+]
+
+# Access review (issue 22): the report, its signed export and the reviewer's sign-off (access_review_views).
+urlpatterns += [
+    path("t/<slug:tenant_slug>/access-review/", access_review_views.access_review_view, name="access-review"),
+    path(
+        "t/<slug:tenant_slug>/access-review/export/",
+        access_review_views.access_review_export_view,
+        name="access-review-export",
+    ),
+    path(
+        "t/<slug:tenant_slug>/access-review/complete/",
+        access_review_views.access_review_complete_view,
+        name="access-review-complete",
     ),
 ]

@@ -268,30 +268,21 @@ def audit_export(
         for row in rows:
             cells = {**row, "changes": json.dumps(row["changes"], sort_keys=True, ensure_ascii=False)}
             writer.writerow({name: csv_cell(value) for name, value in cells.items()})
-    content = buffer.getvalue().encode()
     manifest: dict[str, Any] = {
         "tenant": ref.slug,
         "format": fmt,
-        "file": f"events.{fmt}",
         "count": len(rows),
         "first_seq": rows[0]["seq"] if rows else None,
         "last_seq": rows[-1]["seq"] if rows else None,
         "last_hash": rows[-1]["hash"] if rows else None,
-        "sha256": hashlib.sha256(content).hexdigest(),
         "filters": dict(filters or {}),
         "exported_at": timezone.now().isoformat(),
-        "algorithm": "Ed25519",
-        "public_key": signing.public_key_b64(),
         # Cells a spreadsheet would run as formulas carry a leading quote (apps/core/spreadsheet.py).
         "csv_cells": "formula-quoted" if fmt == "csv" else None,
         # The chain head as anchored in the control database: proof of how long the chain was.
         "anchor": _anchor_json(anchor),
     }
-    manifest["signature"] = signing.sign(manifest_bytes(manifest))
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(manifest["file"], content)
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    archive = signed_archive(file_name=f"events.{fmt}", content=buffer.getvalue().encode(), manifest=manifest)
     audit_record(
         "audit.export",
         tenant=ref,
@@ -301,6 +292,27 @@ def audit_export(
         target_label=f"{len(rows)} events",
         changes={"format": fmt, "filters": dict(filters or {}), "count": len(rows)},
     )
+    return archive
+
+
+def signed_archive(*, file_name: str, content: bytes, manifest: Mapping[str, Any]) -> bytes:
+    """Zip `content` with a manifest that names it, holds its SHA-256 and is signed with the audit key.
+
+    Every signed export (the audit log, the access review) is this one shape, so one offline check fits all:
+    the Ed25519 signature over the canonical manifest (chain.manifest_bytes), then the file's digest.
+    """
+    signed: dict[str, Any] = {
+        **manifest,
+        "file": file_name,
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "algorithm": "Ed25519",
+        "public_key": signing.public_key_b64(),
+    }
+    signed["signature"] = signing.sign(manifest_bytes(signed))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(file_name, content)
+        zf.writestr("manifest.json", json.dumps(signed, indent=2, sort_keys=True))
     return archive.getvalue()
 
 

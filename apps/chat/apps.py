@@ -38,3 +38,8 @@ class ChatConfig(AppConfig):
         from apps.knowledge.insights import register_quality_source
 
         register_quality_source(citation_stats)
+        # Access reviews (issue 22): accounts lists channel API keys with the tenant's other credentials.
+        from apps.accounts.selectors import register_token_source
+        from apps.chat.access_review import api_key_rows
+
+        register_token_source(api_key_rows)

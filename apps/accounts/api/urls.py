@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from apps.accounts.api import scim_tokens, views
+from apps.accounts.api import access_review, scim_tokens, views
 
 app_name = "accounts-api"
 
@@ -47,5 +47,17 @@ urlpatterns = [
         "tenants/<slug:slug>/scim-tokens/<int:id>/revoke/",
         scim_tokens.ScimTokenRevokeView.as_view(),
         name="scim-token-revoke",
+    ),
+]
+
+# Access review (issue 22): the report and the reviewer's sign-off.
+urlpatterns += [
+    path(
+        "tenants/<slug:slug>/access-review/", access_review.AccessReviewView.as_view(), name="access-review"
+    ),
+    path(
+        "tenants/<slug:slug>/access-review/complete/",
+        access_review.AccessReviewCompleteView.as_view(),
+        name="access-review-complete",
     ),
 ]

@@ -41,6 +41,9 @@ class Command(BaseCommand):
             result = audit_verify_export(options["export"], public_key=options["public_key"])
             if not result.ok:
                 raise CommandError(f"export: BROKEN: {result.reason}")
+            if result.kind:
+                self.stdout.write(f"export: ok (signed {result.kind} document)")
+                return
             self.stdout.write(f"export: ok ({result.checked} events)")
             return
         if options["anchors_from"] and not options["tenant"]:
