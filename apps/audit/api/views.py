@@ -66,9 +66,10 @@ class AuditView(TenantScopedView):
     filter_backends: list[Any] = []
 
     def via(self) -> dict[str, Any]:
-        """How the caller came in, as the audit events record it (a token by id, never its secret)."""
+        """How the caller came in, as the audit events record it: a management token by its id (`via_id`; a
+        key named "token" would be censored), or a console session."""
         token = request_token(self.request)
-        return {"via": "token", "token_id": token.pk} if token is not None else {"via": "session"}
+        return {"via": "token", "via_id": token.pk} if token is not None else {"via": "session"}
 
 
 @extend_schema(tags=["audit"], parameters=[TENANT_PARAM])
