@@ -285,8 +285,8 @@ SCIM_REQUESTS = Counter(
 # Issue 22 (slice "auditapi"): pages of the audit API served, recorded as `audit.read` or deduplicated.
 AUDIT_API_READS = Counter(
     "hub_audit_api_reads_total",
-    "Pages of the audit log served by the API: recorded in the chain (yes) or a repeat left out (no).",
-    ["recorded"],
+    "Pages of the audit log served by the API: recorded in the chain, or a repeat left out.",
+    ["outcome"],
 )
 
 PROCESS_FAMILIES = (
@@ -597,4 +597,4 @@ def record_scim_request(*, action: str, outcome: str) -> None:
 
 def record_audit_read(*, recorded: bool) -> None:
     """Count one page of the audit API: recorded as an `audit.read` event, or left out as a repeat."""
-    AUDIT_API_READS.labels(recorded="yes" if recorded else "no").inc()
+    AUDIT_API_READS.labels(outcome="recorded" if recorded else "repeat").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,13 +12,14 @@ from rest_framework.test import APIClient
 
 from apps.tenants.models import ManagementToken, Tenant
 from apps.tenants.services import management_token_revoke
-from tests.audit_api.conftest import Append
 from tests.fixtures.auth import issue_token, session_client, token_client
 
 pytestmark = pytest.mark.django_db
 
 BASE = "/api/v1/tenants/{slug}/audit/"
 NOT_FOUND = {"detail": "Not found."}
+
+Append = Callable[..., list[int]]  # the `append` fixture (conftest.py)
 
 
 def _calls(slug: str) -> list[tuple[str, str]]:

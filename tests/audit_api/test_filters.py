@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,12 +11,13 @@ from rest_framework.test import APIClient
 
 from apps.audit.services import audit_record
 from apps.tenants.models import Tenant
-from tests.audit_api.conftest import Append
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/tenants/tenant-a/audit/events/"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+Append = Callable[..., list[int]]  # the `append` fixture (conftest.py)
 
 
 def _seqs(client: APIClient, **params: str) -> list[int]:

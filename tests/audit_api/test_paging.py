@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,11 +13,12 @@ from apps.audit.chain import link_hash
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
-from tests.audit_api.conftest import Append
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/tenants/tenant-a/audit/events/"
+
+Append = Callable[..., list[int]]  # the `append` fixture (conftest.py)
 
 
 def _walk(client: APIClient, params: dict[str, str], between: Any = None) -> tuple[list[int], int]:

@@ -5,6 +5,7 @@ Prints the plans (`pytest -s`) so a reviewer sees them; the figures are in the r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,10 +17,11 @@ from rest_framework.test import APIClient
 
 from apps.core.context import as_ref
 from apps.tenants.models import Tenant
-from tests.audit_api.conftest import Append
 from tests.fixtures.database import SuperuserSql
 
 URL = "/api/v1/tenants/tenant-a/audit/events/"
+
+Append = Callable[..., list[int]]  # the `append` fixture (conftest.py)
 
 
 def _page_query(client: APIClient, alias: str, params: dict[str, str]) -> str:

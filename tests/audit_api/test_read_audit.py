@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,12 +13,13 @@ from apps.audit.models import AuditEvent
 from apps.core import deadlines
 from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
-from tests.audit_api.conftest import Append
 from tests.fixtures.auth import issue_token, session_client, token_client
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/tenants/tenant-a/audit/events/"
+
+Append = Callable[..., list[int]]  # the `append` fixture (conftest.py)
 
 
 def _reads(tenant: Tenant) -> list[AuditEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,10 +13,11 @@ from apps.audit.chain import anchor_message
 from apps.audit.models import AuditEvent
 from apps.core.context import tenant_context
 from apps.tenants.models import Tenant
-from tests.audit_api.conftest import Append
 from tests.fixtures.database import SuperuserSql
 
 URL = "/api/v1/tenants/tenant-a/audit/verify/"
+
+Append = Callable[..., list[int]]  # the `append` fixture (conftest.py)
 
 
 def _last_event(tenant: Tenant) -> AuditEvent:
