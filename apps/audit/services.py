@@ -391,6 +391,7 @@ def audit_read_record(
     filters: Mapping[str, Any],
     events: list[AuditEventBase],
     via: Mapping[str, Any],
+    order: str = "",
 ) -> AuditEventBase | None:
     """Record that a page of the audit log was served: one `audit.read` event per page, never one per row.
 
@@ -422,6 +423,7 @@ def audit_read_record(
         target_label=f"{len(events)} events",
         changes={
             "filters": dict(filters),
+            **({"order": order} if order else {}),
             "count": len(events),
             "first_seq": seqs[0] if seqs else None,
             "last_seq": seqs[-1] if seqs else None,

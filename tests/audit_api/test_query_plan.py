@@ -52,6 +52,7 @@ def test_filter_and_cursor_queries_use_the_chain_index(
     ]
     for params in cases:
         sql = _page_query(olivia_api, alias, params)
+        assert "OFFSET" not in sql.upper(), sql
         with connections[alias].cursor() as cursor:
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
             plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -108,7 +108,8 @@ class AuditEventListView(ListModelMixin, AuditView):
             tenant=self.tenant,
             actor=request.user,
             request=request._request,
-            filters={**filters, "order": paginator.order},
+            filters=filters,
+            order=paginator.order,
             events=page,
             via=self.via(),
         )
