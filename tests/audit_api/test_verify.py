@@ -157,3 +157,28 @@ def test_a_deleted_tail_is_found_by_the_anchor(
     assert (body["ok"], body["kind"], body["broken_seq"]) == (False, "truncated", seqs[15])
     ranged = olivia_api.post(URL, {"from_seq": seqs[5], "to_seq": seqs[18]}, format="json").json()
     assert (ranged["ok"], ranged["kind"]) == (False, "truncated")
+
+
+@pytest.mark.django_db
+def test_a_range_after_a_retention_purge_starts_at_the_checkpoint(
+    olivia_api: APIClient, tenant_a: Tenant, append: Append
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.audit.services import audit_purge
+
+    old = append(tenant_a, 20, start=timezone.now() - timedelta(days=400))
+    kept = append(tenant_a, 10)
+    # The purge cuts through the newest event older than the cut: everything up to old[-1] goes.
+    assert audit_purge(tenant=tenant_a, before=timezone.now() - timedelta(days=300)) == old[-1]
+    first_kept = olivia_api.get(
+        "/api/v1/tenants/tenant-a/audit/events/", {"order": "oldest", "limit": "1"}
+    ).json()["results"][0]["seq"]
+    assert first_kept == kept[0]
+    for body in ({"from_seq": old[3], "to_seq": kept[5]}, {"from_seq": first_kept}, {}):
+        result = olivia_api.post(URL, body, format="json").json()
+        assert result["ok"] is True, (body, result)
+    ranged = olivia_api.post(URL, {"from_seq": old[3], "to_seq": kept[5]}, format="json").json()
+    assert ranged["checked"] == kept[5] - first_kept + 1
