@@ -182,3 +182,26 @@ def test_a_range_after_a_retention_purge_starts_at_the_checkpoint(
         assert result["ok"] is True, (body, result)
     ranged = olivia_api.post(URL, {"from_seq": old[3], "to_seq": kept[5]}, format="json").json()
     assert ranged["checked"] == kept[5] - first_kept + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_verifies_a_range_too(
+    tenant_a: Tenant, append: Append, superuser_sql: SuperuserSql, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    seqs = append(tenant_a, 30)
+    call_command("audit_verify", "--tenant", "tenant-a", "--from-seq", str(seqs[5]), "--to-seq", str(seqs[9]))
+    assert "tenant-a: ok (5 events)" in capsys.readouterr().out
+    superuser_sql(
+        "region_eu",
+        "UPDATE audit_auditevent SET action = 'x' WHERE tenant_id = %s AND seq = %s",
+        [tenant_a.id, seqs[20]],
+    )
+    call_command("audit_verify", "--tenant", "tenant-a", "--to-seq", str(seqs[19]))
+    with pytest.raises(CommandError):
+        call_command("audit_verify", "--tenant", "tenant-a", "--from-seq", str(seqs[15]))
+    assert f"BROKEN at #{seqs[20]}" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="need --tenant"):
+        call_command("audit_verify", "--from-seq", "3")
