@@ -49,3 +49,5 @@ urlpatterns += [path("", include("apps.helpcenter.urls"))]
 
 # A dependency that is down answers 503 with Retry-After (issue 15), anything else a plain 500: never a trace.
 handler500 = "apps.core.views.server_error"
+# --- Issue 22 (auditapi): the audit REST API under /api/v1/tenants/<slug>/audit/ (apps/audit/api/).
+urlpatterns += [path("api/v1/", include("apps.audit.api.urls"))]

@@ -84,6 +84,21 @@ def audit_event_get(*, seq: int) -> AuditEvent | None:
     return AuditEvent.objects.filter(seq=seq).first()
 
 
+def audit_head(*, tenant: Any) -> tuple[int, str] | None:
+    """The newest (seq, hash) of a tenant's chain: its last event, or the checkpoint of a purge of all."""
+    with tenant_context(as_ref(tenant)):
+        last = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+        if last is None:
+            checkpoint = AuditCheckpoint.objects.first()
+            return (checkpoint.purged_through_seq, checkpoint.hash_at_seq) if checkpoint else None
+    return int(last[0]), str(last[1])
+
+
+def audit_latest_anchor(*, tenant: Any) -> AuditAnchor | None:
+    """The newest signed head of a tenant's chain, from the control database."""
+    return AuditAnchor.objects.filter(tenant_id=as_ref(tenant).id).order_by("-seq", "-id").first()
+
+
 @dataclass(frozen=True)
 class ChangeRow:
     field: str
@@ -142,13 +157,22 @@ def _verify_rows(
     return VerifyResult(True, checked)
 
 
-def audit_verify_chain(*, tenant: Any = None, export_anchors: Iterable[dict[str, Any]] = ()) -> VerifyResult:
-    """Recompute the whole chain of a tenant (or the platform) and name the first broken link.
+def audit_verify_chain(
+    *,
+    tenant: Any = None,
+    export_anchors: Iterable[dict[str, Any]] = (),
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+) -> VerifyResult:
+    """Recompute the chain of a tenant (or the platform), whole or a range, and name the first broken link.
 
     Also checked against the signed heads anchored in the control database (apps/audit/services.py
     audit_anchor), and any `export_anchors` (the `anchor` of export manifests, kept elsewhere): every
     anchor's signature, the anchored hash of each event still present, and that no anchored event is
     missing from the tail, so deleting the newest events is detected too.
+
+    A range (`from_seq`/`to_seq`, either open) checks the links inside it and that its first event links to
+    the event before it (or to the purge checkpoint); a range reaching into the purged part starts after it.
     """
     chain_id = as_ref(tenant).id if tenant is not None else 0
     # Anchors first: any anchor written later covers events this walk may not see, and is left to next time.
@@ -172,17 +196,26 @@ def audit_verify_chain(*, tenant: Any = None, export_anchors: Iterable[dict[str,
             return VerifyResult(
                 False, 0, anchor.seq, f"the anchor of event #{anchor.seq} has an invalid signature", "forged"
             )
+    span = _Span(from_seq, to_seq)
     if tenant is None:
-        platform = PlatformAuditEvent.objects.filter(tenant_id=0).order_by("seq").iterator(chunk_size=2000)
-        return _verify_anchored(
-            platform, PlatformAuditCheckpoint.objects.filter(tenant_id=0).first(), anchors
-        )
+        platform = PlatformAuditEvent.objects.filter(tenant_id=0)
+        checkpoint = PlatformAuditCheckpoint.objects.filter(tenant_id=0).first()
+        return _verify_anchored(platform, checkpoint, anchors, span)
     with tenant_context(as_ref(tenant)):
-        events = AuditEvent.objects.order_by("seq").iterator(chunk_size=2000)
-        return _verify_anchored(events, AuditCheckpoint.objects.first(), anchors)
+        return _verify_anchored(AuditEvent.objects.all(), AuditCheckpoint.objects.first(), anchors, span)
 
 
-def _verify_anchored(rows: Any, checkpoint: Any, anchors: list[AuditAnchor]) -> VerifyResult:
+@dataclass(frozen=True)
+class _Span:
+    """The part of a chain to verify: [start, end], either open (None)."""
+
+    start: int | None = None
+    end: int | None = None
+
+
+def _verify_anchored(
+    events: QuerySet[Any], checkpoint: Any, anchors: list[AuditAnchor], span: _Span = _Span()
+) -> VerifyResult:
     start_seq, start_hash = _start(checkpoint)
     purged_through = start_seq - 1
     for anchor in anchors:  # an anchor at the purge cut must match the checkpoint's hash
@@ -194,17 +227,29 @@ def _verify_anchored(rows: Any, checkpoint: Any, anchors: list[AuditAnchor]) -> 
                 f"the purge checkpoint differs from the anchor at #{anchor.seq}",
                 "modified",
             )
-    result = _verify_rows(rows, start_seq, start_hash, {a.seq: a.hash for a in anchors})
+    if span.start is not None and span.start > start_seq:
+        # The range's first event must link to the one before it, which must still be there.
+        before = events.filter(seq=span.start - 1).values_list("hash", flat=True).first()
+        if before is None:
+            return VerifyResult(False, 0, span.start - 1, f"event #{span.start - 1} is missing", "missing")
+        start_seq, start_hash = span.start, before
+        events = events.filter(seq__gte=start_seq)
+    rows = events
+    if span.end is not None:
+        rows = rows.filter(seq__lte=span.end)
+    anchored = {a.seq: a.hash for a in anchors}
+    result = _verify_rows(rows.order_by("seq").iterator(chunk_size=2000), start_seq, start_hash, anchored)
     if not result.ok:
         return result
-    head = purged_through + result.checked
+    head = start_seq - 1 + result.checked
     anchored_head = max((a.seq for a in anchors), default=0)
-    if anchored_head > head:
+    required = anchored_head if span.end is None else min(anchored_head, span.end)
+    if required > head:
         return VerifyResult(
             False,
             result.checked,
             head + 1,
-            f"events #{head + 1} to #{anchored_head} are missing: the chain was anchored at #{anchored_head}",
+            f"events #{head + 1} to #{required} are missing: the chain was anchored at #{anchored_head}",
             "truncated",
         )
     return result

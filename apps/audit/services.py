@@ -11,6 +11,8 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connections, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -29,7 +31,9 @@ from apps.audit.models import AuditAnchor, AuditEvent, AuditEventBase, Outcome, 
 from apps.audit.selectors import VerifyResult, audit_verify_chain
 from apps.core import sql
 from apps.core.context import TenantRef, as_ref, tenant_context
+from apps.core.deadlines import optional_cache
 from apps.core.spreadsheet import csv_cell
+from apps.observability import metrics
 from apps.observability.access import client_address
 from apps.observability.logging import request_id_var
 
@@ -328,11 +332,28 @@ def _anchor_json(anchor: AuditAnchor | None) -> dict[str, Any] | None:
     }
 
 
-def audit_verify(*, tenant: Any, actor: Any = None, request: HttpRequest | None = None) -> VerifyResult:
-    """Verify the tenant's whole chain, anchor its head when intact, and record the check with its outcome."""
-    result = audit_verify_chain(tenant=tenant)
-    if result.ok:
+def audit_verify(
+    *,
+    tenant: Any,
+    actor: Any = None,
+    request: HttpRequest | None = None,
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    via: Mapping[str, Any] | None = None,
+) -> VerifyResult:
+    """Verify the tenant's chain (whole, or the range given), anchor its head when the whole chain is intact,
+    and record the check with its outcome."""
+    whole = from_seq is None and to_seq is None
+    result = audit_verify_chain(tenant=tenant, from_seq=from_seq, to_seq=to_seq)
+    if result.ok and whole:
         audit_anchor(tenant=tenant)
+    changes: dict[str, Any] = {
+        "checked": result.checked,
+        "broken_seq": result.broken_seq,
+        "reason": result.reason,
+    }
+    if not whole:
+        changes |= {"from_seq": from_seq, "to_seq": to_seq}
     audit_record(
         "audit.verified",
         tenant=tenant,
@@ -341,6 +362,92 @@ def audit_verify(*, tenant: Any, actor: Any = None, request: HttpRequest | None 
         target_type="audit_log",
         target_label=f"{result.checked} events",
         outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
-        changes={"checked": result.checked, "broken_seq": result.broken_seq, "reason": result.reason},
+        changes={**changes, **dict(via or {})},
     )
     return result
+
+
+# --- reads of the audit log (the audit API) -------------------------------------------------------------
+READ_ACTION = "audit.read"
+#: Seq ranges remembered per reader and filters for deduplication; past this, the lowest are forgotten (which
+#: only means that a re-read of them is recorded again).
+_READ_SPANS_KEPT = 64
+
+
+def _read_key(tenant_id: int, reader: Mapping[str, Any], filters: Mapping[str, Any]) -> str:
+    material = json.dumps(
+        {"t": tenant_id, "r": dict(reader), "f": dict(filters)}, sort_keys=True, default=str
+    )
+    return "audit-read:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+def _covered(spans: list[list[int]], seqs: Iterable[int]) -> bool:
+    return all(any(lo <= seq <= hi for lo, hi in spans) for seq in seqs)
+
+
+def _merge(spans: list[list[int]], lo: int, hi: int) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for a, b in sorted([*spans, [lo, hi]]):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return merged[-_READ_SPANS_KEPT:]
+
+
+def audit_read_record(
+    *,
+    tenant: Any,
+    actor: Any,
+    request: HttpRequest | None,
+    filters: Mapping[str, Any],
+    events: list[AuditEventBase],
+    via: Mapping[str, Any],
+    order: str = "",
+) -> AuditEventBase | None:
+    """Record that a page of the audit log was served: one `audit.read` event per page, never one per row.
+
+    Called after the page is built, so a page never contains its own read event. A page that shows the
+    reader nothing new is not recorded again: within HUB_AUDIT_READ_DEDUPE_SECONDS, a page of the same
+    reader (user and token) and filters (cursor, limit and order aside) whose events other than `audit.read`
+    ones all lie in seq ranges already recorded for them. Reads count as nothing new, or pollers would record
+    each other's (and their own) reads for ever. The ranges are kept in Redis; when Redis is down every page
+    is recorded (None: nothing recorded).
+    """
+    ref = as_ref(tenant)
+    window = int(settings.HUB_AUDIT_READ_DEDUPE_SECONDS)
+    seqs = [event.seq for event in events]
+    content = [event.seq for event in events if event.action != READ_ACTION]
+    key = _read_key(ref.id, {**via, "user": getattr(actor, "pk", None)}, filters)
+    spans: list[list[int]] | None = None
+    if window:
+        with optional_cache("cache"):
+            spans = cache.get(key)
+        if isinstance(spans, list) and _covered(spans, content):
+            metrics.record_audit_read(recorded=False)
+            return None
+    event = audit_record(
+        READ_ACTION,
+        tenant=ref,
+        actor=actor,
+        request=request,
+        target_type="audit_log",
+        target_label=f"{len(events)} events",
+        changes={
+            "filters": dict(filters),
+            **({"order": order} if order else {}),
+            "count": len(events),
+            "first_seq": seqs[0] if seqs else None,
+            "last_seq": seqs[-1] if seqs else None,
+            **dict(via),
+        },
+    )
+    metrics.record_audit_read(recorded=True)
+    if window:
+        served = (min(seqs), max(seqs)) if seqs else None
+        new_spans = list(spans) if isinstance(spans, list) else []
+        if served is not None:
+            new_spans = _merge(new_spans, *served)
+        with optional_cache("cache"):
+            cache.set(key, new_spans, timeout=window)
+    return event

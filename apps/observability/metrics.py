@@ -282,6 +282,12 @@ SCIM_REQUESTS = Counter(
     "SCIM provisioning requests by operation (action) and outcome.",
     ["action", "outcome"],
 )
+# Issue 22 (slice "auditapi"): pages of the audit API served, recorded as `audit.read` or deduplicated.
+AUDIT_API_READS = Counter(
+    "hub_audit_api_reads_total",
+    "Pages of the audit log served by the API: recorded in the chain, or a repeat left out.",
+    ["outcome"],
+)
 
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
@@ -310,6 +316,7 @@ PROCESS_FAMILIES = (
     HANDOFF_FIRST_REPLY,
     SSO_SIGN_INS,
     SCIM_REQUESTS,
+    AUDIT_API_READS,
 )
 
 
@@ -586,3 +593,8 @@ def record_scim_request(*, action: str, outcome: str) -> None:
         action=_one_of(action, SCIM_ACTIONS, default="unknown"),
         outcome=_one_of(outcome, SCIM_OUTCOMES, default="error"),
     ).inc()
+
+
+def record_audit_read(*, recorded: bool) -> None:
+    """Count one page of the audit API: recorded as an `audit.read` event, or left out as a repeat."""
+    AUDIT_API_READS.labels(outcome="recorded" if recorded else "repeat").inc()

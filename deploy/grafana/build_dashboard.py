@@ -673,6 +673,16 @@ def build() -> dict[str, Any]:
         width=12,
     )
 
+    # Issue 22 (auditapi): pages of the audit API, recorded in the chain or left out as repeats.
+    row("Compliance: audit API")
+    panel(
+        "Audit API pages / min, recorded or repeats",
+        [(f"sum by (outcome) (rate(hub_audit_api_reads_total[{RATE}])) * 60", "{{outcome}}")],
+        description="Pages of the audit log served by /api/v1/tenants/<slug>/audit/events/: each recorded as "
+        "one audit.read event, or a poller's repeat left out (docs/compliance.md).",
+        width=12,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

@@ -965,3 +965,9 @@ if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
         "min_relevance_by_language, off_topic_margin, rerank_weights (6 numbers), intent_threshold, "
         "intent_margin}, values between -1 and 1"
     )
+
+# --- Issue 22, slice "auditapi": the audit REST API (apps/audit/api/, docs/compliance.md "Audit API") ------
+# A page of the audit log is recorded as one `audit.read` event; the same reader (user + token) reading the
+# same filters again within this many seconds, with no event other than reads beyond what it was already
+# shown, adds nothing (pollers). 0 records every page. Kept in Redis; Redis down: every page is recorded.
+HUB_AUDIT_READ_DEDUPE_SECONDS = env_int("HUB_AUDIT_READ_DEDUPE_SECONDS", 300, minimum=0, maximum=86_400)

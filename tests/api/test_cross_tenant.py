@@ -69,6 +69,7 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
     urls = []
     for route in _api_patterns():
         url = "/" + route.replace("<slug:slug>", tenant_a.slug)
+        url = url.replace("<int:seq>", "1")  # audit events (issue 22): tenant creation writes event #1
         for marker in ("<int:id>", "<uuid:id>"):
             if marker in url:
                 collection = url.split("/")[5]  # /api/v1/tenants/<slug>/<collection>/<id>/...

@@ -34,6 +34,7 @@ LIST_PATHS = {
     "/api/v1/tenants/{slug}/channels/",
     "/api/v1/tenants/{slug}/channels/{id}/keys/",
     "/api/v1/tenants/{slug}/connections/",
+    "/api/v1/tenants/{slug}/audit/events/",
 }
 
 
@@ -54,7 +55,8 @@ def _schema() -> dict[str, Any]:
 def _path_values(path: str, *, tenant: Tenant, channel: Channel, key: IssuedKey, conversation: str) -> dict:
     member = Membership.objects.filter(tenant=tenant).first()
     assert member is not None
-    values: dict[str, Any] = {"slug": tenant.slug, "conversation_id": conversation}
+    # seq: an audit event (issue 22); tenant creation writes event #1.
+    values: dict[str, Any] = {"slug": tenant.slug, "conversation_id": conversation, "seq": 1}
     if "/channels/{id}" in path:
         values["id"] = channel.pk
     elif "/api-keys/{id}" in path:
@@ -132,8 +134,8 @@ def test_no_paging_or_integer_parameter_value_reaches_the_database_as_an_error(
                 elif name not in declared and status != 200:
                     failures.append(f"{url}?{name}={value[:30]} -> {status} (unknown: to be ignored)")
         # Integer path ids (members/{id}, api-keys/{id}) with a value no database column holds: 404.
-        if "/members/{id}" in path or "/api-keys/{id}" in path:
-            response = client.get(_fill(path, {"slug": tenant_a.slug, "id": HUGE}))
+        if "/members/{id}" in path or "/api-keys/{id}" in path or "/audit/events/{seq}" in path:
+            response = client.get(_fill(path, {"slug": tenant_a.slug, "id": HUGE, "seq": HUGE}))
             requests += 1
             if response.status_code != 404:
                 failures.append(f"{path} with id={HUGE} -> {response.status_code}")

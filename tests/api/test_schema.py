@@ -23,6 +23,10 @@ PATHS = {
     "/api/v1/tenants/{slug}/members/{id}/": {"get", "patch", "delete"},
     "/api/v1/tenants/{slug}/invitations/": {"get", "post"},
     "/api/v1/tenants/{slug}/invitations/{id}/revoke/": {"post"},
+    # Issue 22 (auditapi)
+    "/api/v1/tenants/{slug}/audit/events/": {"get"},
+    "/api/v1/tenants/{slug}/audit/events/{seq}/": {"get"},
+    "/api/v1/tenants/{slug}/audit/verify/": {"post"},
 }
 
 

@@ -1,4 +1,5 @@
-"""`manage.py audit_verify [--tenant SLUG [--anchors-from EXPORT ...]] [--export FILE]`: exit 1 on any break.
+"""`manage.py audit_verify [--tenant SLUG [--from-seq N] [--to-seq N] [--anchors-from EXPORT ...]]
+[--export FILE]`: exit 1 on any break.
 
 Chains are checked against the signed heads anchored in the control database and, with --anchors-from, in
 export manifests kept elsewhere (which still catch a truncated tail if the control database was altered too).
@@ -26,6 +27,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--public-key", help="Base64 Ed25519 public key to trust (default: the manifest's)."
         )
+        parser.add_argument("--from-seq", type=int, help="With --tenant: verify from this event on.")
+        parser.add_argument("--to-seq", type=int, help="With --tenant: verify up to this event.")
         parser.add_argument(
             "--anchors-from",
             type=Path,
@@ -48,6 +51,9 @@ class Command(BaseCommand):
             return
         if options["anchors_from"] and not options["tenant"]:
             raise CommandError("--anchors-from needs --tenant.")
+        span = {"from_seq": options["from_seq"], "to_seq": options["to_seq"]}
+        if (span["from_seq"] is not None or span["to_seq"] is not None) and not options["tenant"]:
+            raise CommandError("--from-seq and --to-seq need --tenant.")
         export_anchors = [self._export_anchor(path) for path in options["anchors_from"]]
         tenants = Tenant.objects.select_related("home_region").order_by("slug")
         if options["tenant"]:
@@ -59,7 +65,10 @@ class Command(BaseCommand):
         if not options["tenant"]:
             chains.insert(0, ("platform", None))
         for name, tenant in chains:
-            result = audit_verify_chain(tenant=tenant, export_anchors=export_anchors if tenant else ())
+            if tenant is None:
+                result = audit_verify_chain()
+            else:
+                result = audit_verify_chain(tenant=tenant, export_anchors=export_anchors, **span)
             if result.ok:
                 self.stdout.write(f"{name}: ok ({result.checked} events)")
             else:
