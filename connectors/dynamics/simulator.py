@@ -401,6 +401,8 @@ class DynamicsSimulator(Simulator):
         return self._limit_response(policy, float(self.faults.rate_limit_retry_after))
 
     def error(self, status: int, message: str, code: str | None = None) -> SimResponse:
+        if status == 429:  # an injected 429 is a service protection answer, Retry-After included
+            return self._limit_response("requests", 1.0)
         code = code or {400: BAD_REQUEST, 404: NOT_FOUND, 412: DUPLICATE}.get(status, "0x80040216")
         return json_response(status, {"error": {"code": code, "message": message}})
 
