@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from apps.chat.principal import ChannelInfo
 from apps.chat.services import actions
@@ -19,6 +21,7 @@ from apps.integrations.services.outbox import outbox_relay
 from apps.integrations.services.sync import SyncFailed, sync_stream
 from apps.tenants.models import Tenant
 from connectors.dynamics.simulator import DynamicsSimulator
+from tests.fixtures.auth import login_verified
 from tests.fixtures.integrations import demo_connection
 from tests.fixtures.simulators import SMALL, StartSimulator
 
@@ -143,3 +146,39 @@ def test_ticket_and_lead_actions_reach_dynamics(
     new_lead = dyn.tables["leads"].find("hub_externalid", lead.reference)
     assert new_lead is not None and new_lead.data["emailaddress1"] == "Ann@Example.test"
     assert new_lead.data["subject"] == "chat:web" and "not verified" in new_lead.data["description"]
+
+
+def test_console_creates_a_connection_with_its_own_setup_help(
+    connor_client: Any, connor: Any, tenant_a: Tenant, charlie: Any, dyn: DynamicsSimulator
+) -> None:
+    create = reverse("integrations:connection-create", kwargs={"tenant_slug": tenant_a.slug})
+    assert 'value="dynamics365"' in connor_client.get(create).content.decode()
+    page = connor_client.get(create, {"kind": "dynamics365"}).content.decode()
+    assert "Setting up Microsoft Dynamics 365" in page and "/.default" in page
+    assert "New Dynamics 365 connection" in page
+    d = dyn.describe()
+    data = {"kind": "dynamics365", "name": "D365", "endpoint_region": "eu", "org_url": d["org_url"],
+            "authority_host": d["authority_host"], "tenant_id": d["tenant_id"], "client_id": d["client_id"],
+            "client_secret": d["client_secret"], "page_size": 500, "change_tracking": "on",
+            "contact_key": "emailaddress1", "key_column": "hub_externalid", "batch_size": 100}  # fmt: skip
+    response = connor_client.post(create, data)
+    assert response.status_code == 302, response.content.decode()[:1500]
+    edit = connor_client.get(response["Location"]).content.decode()
+    assert "Setting up Microsoft Dynamics 365" in edit and d["client_secret"] not in edit
+    with tenant_context(tenant_a):
+        connection = Connection.objects.get(name="D365")
+    test_url = reverse(
+        "integrations:connection-test", kwargs={"tenant_slug": tenant_a.slug, "pk": connection.pk}
+    )
+    assert "Connection test passed" in connor_client.post(test_url, HTTP_HX_REQUEST="true").content.decode()
+    connor.language = "de"
+    connor.save(update_fields=["language"])
+    german = connor_client.get(create, {"kind": "dynamics365"}).content.decode()
+    assert "Microsoft Dynamics 365 einrichten" in german and "Änderungen nachverfolgen" in german
+    # Another tenant's member gets a 404 for this connection, not its settings.
+    other = Client()
+    login_verified(other, charlie)
+    edit_url = reverse(
+        "integrations:connection-edit", kwargs={"tenant_slug": tenant_a.slug, "pk": connection.pk}
+    )
+    assert other.get(edit_url).status_code == 404
