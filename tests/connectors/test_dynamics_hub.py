@@ -20,10 +20,11 @@ from apps.integrations.resilience import breaker_for, bucket_for
 from apps.integrations.services.outbox import outbox_relay
 from apps.integrations.services.sync import SyncFailed, sync_stream
 from apps.tenants.models import Tenant
-from connectors.dynamics.simulator import DynamicsSimulator
+from connectors.dynamics.simulator import ORDER_STATUS, DynamicsSimulator
 from tests.fixtures.auth import login_verified
 from tests.fixtures.integrations import demo_connection
 from tests.fixtures.simulators import SMALL, StartSimulator
+from tests.identity.helpers import channel_identity, id_token
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -182,3 +183,26 @@ def test_console_creates_a_connection_with_its_own_setup_help(
         "integrations:connection-edit", kwargs={"tenant_slug": tenant_a.slug, "pk": connection.pk}
     )
     assert other.get(edit_url).status_code == 404
+
+
+def test_order_status_through_the_chat_api(
+    api_client: Client, api_key_a: Any, tenant_a: Tenant, dyn: DynamicsSimulator, conn: Connection
+) -> None:
+    for stream in ("contacts", "orders"):
+        assert sync(tenant_a, conn, stream).status == "succeeded"
+    order = next(iter(dyn.tables["orders"].rows.values()))
+    email = dyn.tables["contacts"].rows[order.data["_customerid_value"]].data["emailaddress1"]
+    number = order.data["ordernumber"]
+    channel = channel_identity(api_key_a.key.channel, mode="jwt")
+    started = api_client.post(
+        "/api/v1/conversations", {"identity_token": id_token(channel, sub="c1", email=email)},
+        content_type="application/json", **api_key_a.headers,
+    )  # fmt: skip
+    assert started.status_code == 201, started.content
+    reply = api_client.post(
+        f"/api/v1/conversations/{started.json()['id']}/messages", {"text": f"Where is my order {number}?"},
+        content_type="application/json", **api_key_a.headers,
+    ).json()["reply"]  # fmt: skip
+    state = ORDER_STATUS[order.data["statuscode"]]
+    assert reply["actions"] == [{"type": "order_status", "status": "done", "order": number, "state": state}]
+    assert state in reply["text"]
