@@ -134,6 +134,13 @@ class DynamicsConnector(HttpConnector):
             raise InvalidConfig(f"Dynamics 365: a $batch holds at most {MAX_BATCH} requests")
         if not str(self.config["key_column"]).isidentifier():
             raise InvalidConfig("Dynamics 365: the external id column must be a column's logical name")
+        if self.config["case_customer"]:
+            try:
+                uuid.UUID(str(self.config["case_customer"]))
+            except ValueError:
+                raise InvalidConfig(
+                    "Dynamics 365: the default customer of new cases must be an account id"
+                ) from None
         self._app: msal.ConfidentialClientApplication | None = None
         self._error_code: str | None = None
 
@@ -303,8 +310,8 @@ class DynamicsConnector(HttpConnector):
                                      following)  # fmt: skip
             yield from records
             if "@odata.nextLink" not in body:
-                if not records:
-                    return  # nothing changed: the stored delta link still covers everything
+                # The delta link rides on the last record; with no changes at all the stored one stays
+                # (still valid: Dataverse answers it until the org's change tracking retention passes).
                 return
             url = page_link = following
 

@@ -140,6 +140,7 @@ def test_refused_credentials_are_auth_failed_and_redacted(
         {"key_column": "hub id; drop"},
         {"contact_key": "telephone1"},
         {"org_url": ""},
+        {"case_customer": "Contoso Ltd"},
     ],
 )
 def test_bad_config_is_refused(dynamics_sim: DynamicsSimulator, override: dict[str, Any]) -> None:
@@ -430,6 +431,14 @@ def test_error_json_maps_to_typed_errors(sim: DynamicsSimulator) -> None:
     with pytest.raises(ConnectorError) as info:
         connector.request("GET", "/WhoAmI")
     assert not info.value.permanent and info.value.code == "0x80040216"
+
+
+def test_case_customer_binds_new_cases_to_an_account(sim: DynamicsSimulator) -> None:
+    account = next(iter(sim.tables["accounts"].rows))
+    connector = make(sim, case_customer=account)
+    connector.write("tickets", [{"external_id": "case-1", "fields": {"subject": "S", "contact_id": ""}}])
+    case = sim.tables["tickets"].find("hub_externalid", "case-1")
+    assert case is not None and case.data["_customerid_value"] == account
 
 
 def test_records_and_streams_map_to_canonical(dynamics_sim: DynamicsSimulator) -> None:
