@@ -469,3 +469,22 @@ def test_record_token_helpers() -> None:
     assert cursor.token == record.cursor_token
     assert Cursor.from_json({"value": None, "seen_ids": [], "token": "t"}) == Cursor(token="t")
     assert "token" not in Cursor().to_json()
+
+
+def test_no_secret_or_token_in_any_log_line(sim: DynamicsSimulator, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    connector = make(sim)
+    connector.check_connection()
+    sim.expire_tokens()
+    list(connector.read("contacts"))
+    connector.write(
+        "contacts", [{"external_id": "l", "fields": {"last_name": "L", "email": "l@example.test"}}]
+    )
+    with pytest.raises(AuthFailed):
+        make(sim, client_secret="wrong-secret-value").check_connection()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged  # the HTTP layer and MSAL did log
+    for secret in [sim.client_secret, "wrong-secret-value", *connector.session.secrets]:
+        assert secret not in logged
