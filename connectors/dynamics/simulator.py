@@ -260,9 +260,11 @@ class DynamicsSimulator(Simulator):
                 "statecode": {2: 2, 100001: 4, 100003: 3}.get(status, 0),
             })  # fmt: skip
 
-    def _add(self, entity_set: str, i: int, data: dict[str, Any], ts: int | None = None) -> Row:
+    def _add(
+        self, entity_set: str, i: int, data: dict[str, Any], ts: int | None = None, row_id: str | None = None
+    ) -> Row:
         entity = ENTITY_SETS[entity_set]
-        row = Row(guid(entity.logical, i), seed_ts(i) if ts is None else ts, data)
+        row = Row(row_id or guid(entity.logical, i), seed_ts(i) if ts is None else ts, data)
         data.setdefault("statecode", 0)
         data.setdefault("statuscode", 1)
         data.setdefault("hub_externalid", None)
@@ -647,7 +649,9 @@ class DynamicsSimulator(Simulator):
                              f"{', '.join(entity.keys)}.")  # fmt: skip
         ((column, value),) = pairs.items()
         row = table.find(column, value)
-        if row is None and column not in ("emailaddress1",):
+        if row is not None and row.data.get(column) != value:  # the index still knows an old value
+            row = None
+        if row is None:
             row = next(
                 (r for r in table.rows.values() if r.data.get(column) == value and not r.deleted), None
             )
@@ -698,13 +702,25 @@ class DynamicsSimulator(Simulator):
             changes[name] = value
         return changes
 
-    def _write(self, entity: EntitySet, row: Row | None, pairs: dict[str, Any], changes: dict[str, Any],
-               undo: list[Callable[[], None]] | None = None) -> tuple[Row, bool]:  # fmt: skip
+    def _write(
+        self,
+        entity: EntitySet,
+        row: Row | None,
+        pairs: dict[str, Any],
+        changes: dict[str, Any],
+        undo: list[Callable[[], None]] | None = None,
+        row_id: str | None = None,
+    ) -> tuple[Row, bool]:
         table = self.tables_by_set[entity.name]
         for column in entity.keys:
             value = changes.get(column, pairs.get(column))
             other = table.find(column, value) if value not in (None, "") else None
-            if other is not None and other is not row and not other.deleted:
+            if (
+                other is not None
+                and other is not row
+                and not other.deleted
+                and other.data.get(column) == value
+            ):
                 raise KeyError("A record with matching key values already exists.")
         if row is None:
             index = len(table.rows) + 1_000_000
@@ -717,7 +733,7 @@ class DynamicsSimulator(Simulator):
                 data.setdefault("ticketnumber", f"CAS-{index:05d}-N3W0N3")
             if entity.name == "salesorders":
                 data.setdefault("ordernumber", f"ORD-{index:05d}-N3W0N3")
-            new = self._add(entity.name, index, data, ts=now_s())
+            new = self._add(entity.name, index, data, ts=now_s(), row_id=row_id)
             if undo is not None:
                 undo.append(lambda: self._drop(table, new))
             return new, True
@@ -768,9 +784,9 @@ class DynamicsSimulator(Simulator):
                 )
             if request.headers.get("if-none-match") == "*" and row is not None:
                 return self.error(412, "A record with matching key values already exists.", DUPLICATE)
-            if row is None and not pairs:  # PATCH by a new GUID creates the row with that id
-                pairs = {}
-            row, created = self._write(entity, row, pairs, changes, undo)
+            key = unquote(request.match.group("key"))
+            new_id = key.lower() if row is None and not pairs else None  # PATCH by a new GUID: that id
+            row, created = self._write(entity, row, pairs, changes, undo, new_id)
             return self._representation(request, entity, row, created)
         except LookupError as exc:
             return self.error(404, str(exc), NOT_FOUND)

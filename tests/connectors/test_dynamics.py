@@ -488,3 +488,24 @@ def test_no_secret_or_token_in_any_log_line(sim: DynamicsSimulator, caplog: pyte
     assert logged  # the HTTP layer and MSAL did log
     for secret in [sim.client_secret, "wrong-secret-value", *connector.session.secrets]:
         assert secret not in logged
+
+
+def test_patch_by_a_new_guid_creates_that_row_and_a_changed_key_finds_the_new_value(
+    sim: DynamicsSimulator,
+) -> None:
+    connector = make(sim)
+    new_id = str(uuid.uuid4())
+    created = connector.request(
+        "PATCH", f"/contacts({new_id})", json={"lastname": "G", "emailaddress1": "g@x.test"}
+    )
+    assert created.status_code == 204 and new_id in created.headers["OData-EntityId"]
+    connector.request(
+        "PATCH", f"/contacts({new_id})", json={"emailaddress1": "h@x.test"}, headers={"If-Match": "*"}
+    )
+    with pytest.raises(ConnectorError) as info:  # the old e-mail no longer names the contact
+        connector.request("GET", "/contacts(emailaddress1='g%40x.test')")
+    assert info.value.status == 404
+    found = connector.request("GET", "/contacts(emailaddress1='h%40x.test')", params={"$select": "contactid"})
+    assert found.json()["contactid"] == new_id
+    again = connector.request("PATCH", "/contacts(emailaddress1='g%40x.test')", json={"lastname": "New G"})
+    assert again.status_code == 204 and new_id not in again.headers["OData-EntityId"]
