@@ -50,6 +50,9 @@ class Record:
     fields: dict[str, Any]
     raw: dict[str, Any]
     deleted: bool = False
+    #: The vendor's opaque resume point once this record is stored (Dataverse: the link that re-reads its
+    #: page, or the next page's / the delta link after a page's last row); None says nothing new.
+    cursor_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +60,22 @@ class Cursor:
     """Resume point: the newest change time seen and the ids already emitted at exactly that time.
 
     Vendor timestamps are second-precise, so reads use `>=` and skip `seen_ids` instead of `>`,
-    which would lose rows sharing the boundary second.
+    which would lose rows sharing the boundary second. A vendor with server-side change tracking hands out
+    an opaque `token` (a delta link) instead; the connector that reads it prefers it to `value`.
     """
 
     value: datetime | None = None
     seen_ids: frozenset[str] = frozenset()
+    token: str | None = None
 
     def advance(self, record: Record) -> Cursor:
         """Return the cursor that covers `record` too (records must come oldest first)."""
+        token = record.cursor_token if record.cursor_token is not None else self.token
         if self.value is None or record.updated_at > self.value:
-            return Cursor(record.updated_at, frozenset({record.external_id}))
+            return Cursor(record.updated_at, frozenset({record.external_id}), token)
         if record.updated_at == self.value:
-            return Cursor(self.value, self.seen_ids | {record.external_id})
-        return self
+            return Cursor(self.value, self.seen_ids | {record.external_id}, token)
+        return self if token == self.token else Cursor(self.value, self.seen_ids, token)
 
     def covers(self, record: Record) -> bool:
         """Tell whether `record` was already emitted under this cursor."""
@@ -80,16 +86,22 @@ class Cursor:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "value": self.value.isoformat() if self.value else None,
             "seen_ids": sorted(self.seen_ids),
         }
+        if self.token is not None:
+            data["token"] = self.token
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Cursor:
-        if not data or not data.get("value"):
+        if not data:
             return cls()
-        return cls(datetime.fromisoformat(data["value"]), frozenset(data.get("seen_ids") or ()))
+        token = data.get("token") if isinstance(data.get("token"), str) else None
+        if not data.get("value"):
+            return cls(token=token)
+        return cls(datetime.fromisoformat(data["value"]), frozenset(data.get("seen_ids") or ()), token)
 
 
 @dataclass(frozen=True, slots=True)

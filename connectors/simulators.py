@@ -31,6 +31,7 @@ SIMULATORS: dict[str, str] = {
     "hubspot": "connectors.hubspot.simulator.HubSpotSimulator",
     "servicenow": "connectors.servicenow.simulator.ServiceNowSimulator",
     "sap": "connectors.sap.simulator.SapSimulator",
+    "dynamics365": "connectors.dynamics.simulator.DynamicsSimulator",
     "whatsapp": "connectors.whatsapp.simulator.WhatsAppSimulator",
     "twilio": "connectors.twilio.simulator.TwilioSimulator",
     "slack": "connectors.slack.simulator.SlackSimulator",

@@ -40,6 +40,9 @@ def demo_config(kind: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         return {"base_url": d["base_url"], "auth": "private_app"}, {"access_token": d["private_app_token"]}
     if kind == "servicenow":
         return {"instance_url": d["instance_url"], "username": d["username"]}, {"password": d["password"]}
+    if kind == "dynamics365":
+        settings = {k: d[k] for k in ("org_url", "authority_host", "tenant_id", "client_id")}
+        return settings, {"client_secret": d["client_secret"]}
     return {"endpoint_url": d["endpoint_url"], "username": d["username"]}, {"password": d["password"]}
 
 

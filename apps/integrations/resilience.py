@@ -445,6 +445,10 @@ VENDOR_RATES: dict[str, BucketConfig] = {
     # Hourly rate-limit rules per user; instance defaults vary, stay modest.
     "servicenow": BucketConfig(capacity=20, rate=20.0),
     "sap": BucketConfig(capacity=10, rate=10.0),
+    # Dataverse service protection, per user per 5 minutes: 6,000 requests, 20 min combined execution time,
+    # 52 concurrent (learn.microsoft.com/power-apps/developer/data-platform/api-limits). 20 + 18 * 300 s =
+    # 5,420 requests in any 5-minute window stays under the first; its 429s + Retry-After → penalize.
+    "dynamics365": BucketConfig(capacity=20, rate=18.0),
     # Messaging platform accounts (issue 17): one bucket per account, sends only (the relay's replies).
     # WhatsApp Cloud API: 80 messages/s per business phone number by default, inbound and outbound counted
     # together (developers.facebook.com/documentation/business-messaging/whatsapp/throughput; error 130429

@@ -376,6 +376,7 @@ HUB_CONNECTORS = env_list(
         "connectors.hubspot.connector.HubSpotConnector",
         "connectors.servicenow.connector.ServiceNowConnector",
         "connectors.sap.connector.SapConnector",
+        "connectors.dynamics.connector.DynamicsConnector",  # issue 23: Dynamics 365 (Dataverse Web API)
         # Issue 17: chat channels' platform accounts (connectors/messaging_connector.py).
         "connectors.messaging_connector.WhatsAppConnector",
         "connectors.messaging_connector.SlackConnector",

@@ -43,7 +43,7 @@ def test_cursor_ties_and_round_trip() -> None:
 
 def test_registry_loads_every_connector_and_rejects_bad_paths() -> None:
     registry = load_registry()
-    vendors = ["hubspot", "salesforce", "sap", "servicenow"]
+    vendors = ["dynamics365", "hubspot", "salesforce", "sap", "servicenow"]
     assert sorted(registry) == sorted([*vendors, "slack", "sms", "teams", "whatsapp"])
     with pytest.raises(UnknownConnectorKind, match="Unknown connector kind 'zendesk'"):
         get_connector_class("zendesk", registry=registry)
@@ -106,6 +106,7 @@ def test_start_all_in_process(tmp_path: Path) -> None:
     described = start_all(tmp_path, counts=small)
     try:
         assert sorted(described) == [
+            "dynamics365",
             "hubspot",
             "oidc",
             "salesforce",

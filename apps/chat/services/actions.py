@@ -20,8 +20,8 @@ from apps.integrations.resilience import breaker_for
 from apps.integrations.services.outbox import outbox_enqueue
 
 # Connector kinds that can take each action, in order of preference when the channel names none.
-TICKET_KINDS = ("servicenow", "hubspot", "salesforce")
-LEAD_KINDS = ("salesforce", "hubspot")
+TICKET_KINDS = ("servicenow", "hubspot", "salesforce", "dynamics365")
+LEAD_KINDS = ("salesforce", "hubspot", "dynamics365")
 
 
 @dataclass(frozen=True)

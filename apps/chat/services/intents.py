@@ -91,7 +91,10 @@ _SMALL_TALK = _words(
 )  # fmt: skip
 
 # Order numbers as the vendors print them: REQ0010001, SO-12345, #12345, 00000100, 0000012345.
-_ORDER_NUMBER = re.compile(r"(?<![\w-])#?((?:[A-Z]{2,5}-?)?\d{3,12})(?![\w-])", re.IGNORECASE)
+# An optional random suffix: Dataverse's default order numbers are ORD-01001-X9K2B7 (issue 23).
+_ORDER_NUMBER = re.compile(
+    r"(?<![\w-])#?((?:[A-Z]{2,5}-?)?\d{3,12}(?:-[A-Z0-9]{4,8})?)(?![\w-])", re.IGNORECASE
+)
 _SMALL_TALK_MAX_WORDS = 5
 
 # Paraphrases the rules miss land here; one short example per intent and language is enough for USE.

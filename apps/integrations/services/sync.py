@@ -209,17 +209,28 @@ def _bulk_gc() -> Iterator[None]:
 
 def _advance(cursor: Cursor, batch: Sequence[Record]) -> Cursor:
     """Cursor.advance over a whole batch without building a frozenset per record."""
-    value, seen = cursor.value, set(cursor.seen_ids)
+    value, seen, token = cursor.value, set(cursor.seen_ids), cursor.token
     for record in batch:
         if value is None or record.updated_at > value:
             value, seen = record.updated_at, {record.external_id}
         elif record.updated_at == value:
             seen.add(record.external_id)
-    return Cursor(value, frozenset(seen))
+        if record.cursor_token is not None:
+            token = record.cursor_token
+    return Cursor(value, frozenset(seen), token)
 
 
 def _later(stored: Cursor, new: Cursor) -> Cursor:
-    """The cursor that covers everything both cover (for a backfill that must never move the cursor back)."""
+    """The cursor that covers everything both cover (for a backfill that must never move the cursor back).
+
+    A vendor token read by the backfill wins: it resumes the backfill's own read, whose delta link then
+    covers every change since the backfill began."""
+    later = _later_value(stored, new)
+    token = new.token if new.token is not None else stored.token
+    return later if later.token == token else Cursor(later.value, later.seen_ids, token)
+
+
+def _later_value(stored: Cursor, new: Cursor) -> Cursor:
     if stored.value is None or (new.value is not None and new.value > stored.value):
         return new
     if new.value == stored.value:

@@ -1,0 +1,1 @@
+"""Microsoft Dynamics 365 (Dataverse Web API): connector and simulator."""
