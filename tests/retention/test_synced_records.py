@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from apps.core.context import tenant_context
+from apps.core.context import as_ref, tenant_context
 from apps.integrations.models import Connection, SyncedRecord
 from apps.integrations.services.sync import sync_stream
+from apps.policies.registry import Subject, erasers
 from apps.policies.services import erase_subject
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
@@ -96,3 +97,13 @@ def test_erasure_by_email_and_external_id_still_work_and_nothing_else_matches(
     # A subject with only an identifier nobody holds deletes nothing.
     assert erase_subject(tenant=tenant_a, phone="+1 555 0111", actor=alice).counts["synced_records"] == 0
     assert stored(tenant_a) == {"c3"}
+
+
+def test_the_eraser_sets_its_own_tenant_context(tenant_a: Tenant, alice: Any) -> None:
+    """Handlers are called by the erasure service, a command or a task: none may need a context set."""
+    connection = offline_connection(tenant_a, "salesforce")
+    record(tenant_a, connection, "c1", phone="+1 555 0100")
+    subject = Subject.of(email=None, phone="+1 555 0100", external_id=None)
+    assert erasers()["synced_records"](tenant=as_ref(tenant_a), subject=subject) == 1
+    assert erasers()["outbox"](tenant=as_ref(tenant_a), subject=subject) == 0
+    assert stored(tenant_a) == set()

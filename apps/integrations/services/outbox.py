@@ -401,17 +401,17 @@ def erase_outbox(*, tenant: Any, subject: Subject) -> int:
     Undelivered messages are discarded rather than delivered empty; the vendor may already hold the
     person from earlier deliveries, so erase there too.
     """
-    messages = OutboxMessage.objects.all()
-    query = Q()
-    if subject.email:
-        query |= Q(payload__email__iexact=subject.email)
-    if subject.phone:
-        messages, phone_query = with_phone_digits(messages, "payload", subject.phone)
-        query |= phone_query
-    if not query:
+    if not (subject.email or subject.phone):
         return 0
     total = 0
     with tenant_context(tenant), transaction.atomic(using=current_tenant().db_alias):
+        messages = OutboxMessage.objects.all()
+        query = Q()
+        if subject.email:
+            query |= Q(payload__email__iexact=subject.email)
+        if subject.phone:
+            messages, phone_query = with_phone_digits(messages, "payload", subject.phone)
+            query |= phone_query
         matching = messages.filter(query).select_for_update()
         ids = list(matching.values_list("pk", flat=True))
         now = timezone.now()

@@ -685,11 +685,11 @@ def erase_synced_records(*, tenant: Any, subject: Subject) -> int:
         query |= Q(email=subject.email)
     if subject.external_id:
         query |= Q(external_id=subject.external_id)
-    records = SyncedRecord.objects.all()
-    if subject.phone:
-        records, phone_query = with_phone_digits(records, "fields", subject.phone)
-        query |= phone_query
-    if not query:
-        return 0
     with tenant_context(tenant):
+        records = SyncedRecord.objects.all()
+        if subject.phone:
+            records, phone_query = with_phone_digits(records, "fields", subject.phone)
+            query |= phone_query
+        if not query:
+            return 0
         return _delete_in_batches(records.filter(query), 1_000)
