@@ -84,9 +84,10 @@ def _audit_changes(data: dict[str, Any]) -> dict[str, Any]:
     changes = {k: data[k] for k in PLAIN_FIELDS if k in data and k != "ca_bundle"}
     if "ca_bundle" in data:
         changes["ca_bundle"] = "set" if data["ca_bundle"] else "none"
-    for name in SECRET_FIELDS:
-        if data.get(name):
-            changes[f"{name}_set"] = True
+    # Which write-only fields were entered, never their values (under a key the audit's censor leaves alone).
+    entered = [name for name in SECRET_FIELDS if data.get(name)]
+    if entered:
+        changes["write_only_fields_entered"] = entered
     return changes
 
 
