@@ -174,6 +174,8 @@ class SyslogTlsListener:
     messages: list[dict[str, Any]] = field(default_factory=list)
     refused: int = 0  # handshakes that failed (e.g. no client certificate)
     connections: int = 0
+    ack_delay: float = 0.0  # seconds to wait before answering a batch's close_notify (a batch in flight)
+    pending_acks: int = 0  # batches read whole whose sender still waits for the answer
     _sock: socket.socket | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -229,6 +231,12 @@ class SyslogTlsListener:
                 parsed = [parse_syslog(frame) for frame in frames]
                 with self._lock:
                     self.messages.extend(parsed)
+            if self.ack_delay:
+                with self._lock:
+                    self.pending_acks += 1
+                time.sleep(self.ack_delay)
+                with self._lock:
+                    self.pending_acks -= 1
             tls.unwrap().close()  # answer the sender's close_notify: the batch is read
         except (ssl.SSLError, OSError, ValueError):
             tls.close()
