@@ -365,15 +365,29 @@ def siem_kick_destinations() -> list[str]:
     ]
 
 
+#: tenant id -> when this process last tried to kick it (time.monotonic). Only saves Redis round trips on the
+#: append path: each process tries at most once per window, Redis (SET NX) lets one try per window win, and
+#: beat catches up whatever a kick missed, so no delivery depends on it.
+_tried: dict[int, float] = {}
+
+
 def siem_on_append(ref: TenantRef) -> None:
     """The audit hook: after an append commits, queue one kick per tenant per debounce window.
 
-    One Redis SET NX per append; only the first append of a window publishes a task, delayed to the end of
-    the window so that it carries every event appended meanwhile. When Redis is down nothing is queued and
-    beat (every HUB_SIEM_BEAT_SECONDS) picks the backlog up.
+    The first append of a window (per process: a dict lookup; across processes: Redis SET NX with the
+    window as TTL) publishes a task, delayed to the end of the window so that it carries every event
+    appended meanwhile. When Redis is down nothing is queued and beat (HUB_SIEM_BEAT_SECONDS) catches up.
     """
     window = settings.HUB_SIEM_KICK_SECONDS
-    if not window or not cache.add(f"siem:kick:{ref.id}", 1, timeout=window):
+    if not window:
+        return
+    now = time.monotonic()
+    if now - _tried.get(ref.id, -window) < window:
+        return
+    if len(_tried) > 10_000:  # bounded whatever the number of tenants
+        _tried.clear()
+    _tried[ref.id] = now
+    if not cache.add(f"siem:kick:{ref.id}", 1, timeout=window):
         return
     from celery import current_app
 

@@ -314,3 +314,38 @@ def test_metrics_count_deliveries_failures_and_backlog(
     assert value(families, "hub_siem_failures_total", kind="webhook") == failures0 + 1
     assert value(families, "hub_siem_backlog_events", tenant=tenant_a.slug, kind="webhook") == 0
     assert value(families, "hub_siem_oldest_undelivered_seconds", tenant=tenant_a.slug, kind="webhook") == 0
+
+
+def test_appends_kick_delivery_once_per_window_after_commit(
+    tenant_a: Tenant, webhook: Any, pki: Any, make_destination: Any, monkeypatch: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from celery import current_app
+    from django.core.cache import cache
+
+    from apps.siem import services
+    from apps.siem.tasks import siem_deliver_due, siem_kick_task
+
+    destination = make_destination(tenant_a, SiemKind.WEBHOOK, webhook, pki)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, **kw: sent.append((name, kw)))
+    services._tried.clear()
+    cache.delete(f"siem:kick:{tenant_a.id}")
+    with django_capture_on_commit_callbacks(using=tenant_a.home_region.db_alias, execute=False) as hooks:
+        append(tenant_a, 5)
+    assert sent == []  # nothing before the commit
+    for hook in hooks:
+        hook()
+    assert sent == [(services.KICK_TASK, {"kwargs": {"tenant_id": tenant_a.id}, "countdown": 1})]
+    services._tried.clear()  # another process in the same window: Redis says no
+    hooks[0]()
+    assert len(sent) == 1
+
+    sent.clear()
+    assert siem_kick_task(tenant_id=tenant_a.id) == 1
+    assert sent == [
+        (services.DELIVER_TASK, {"kwargs": {"tenant_id": tenant_a.id, "destination_id": str(destination.pk)}})
+    ]
+    sent.clear()
+    assert siem_deliver_due() == 1  # beat: the backlog, whatever the kicks did
+    assert sent[0][1]["kwargs"]["destination_id"] == str(destination.pk)
