@@ -972,9 +972,17 @@ if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
 HUB_SIEM_BATCH = env_int("HUB_SIEM_BATCH", 500, minimum=1, maximum=10_000)
 # Connect/read timeout of one send, seconds; must stay well below the idle-in-transaction timeout, since the
 # destination row is locked while a batch is in flight.
-HUB_SIEM_TIMEOUT_SECONDS = env_int("HUB_SIEM_TIMEOUT_SECONDS", 10, minimum=1, maximum=50)
+# The defaults shrink to fit a short HUB_TASK_TIME_LIMIT_SECONDS (test workers use 25 s); set values must fit.
+HUB_SIEM_TIMEOUT_SECONDS = env_int(
+    "HUB_SIEM_TIMEOUT_SECONDS", max(1, min(10, (HUB_TASK_TIME_LIMIT_SECONDS - 6) // 3)), minimum=1, maximum=50
+)
 # A delivery task stops after this many seconds with events left and queues itself again.
-HUB_SIEM_RUN_SECONDS = env_int("HUB_SIEM_RUN_SECONDS", 30, minimum=1, maximum=300)
+HUB_SIEM_RUN_SECONDS = env_int(
+    "HUB_SIEM_RUN_SECONDS",
+    max(1, min(30, HUB_TASK_TIME_LIMIT_SECONDS - 2 * HUB_SIEM_TIMEOUT_SECONDS - 5)),
+    minimum=1,
+    maximum=300,
+)
 # Failed batches back off exponentially (full jitter) from the base up to the cap; the cursor stays.
 HUB_SIEM_RETRY_BASE_MS = env_int("HUB_SIEM_RETRY_BASE_MS", 1000, minimum=1)
 HUB_SIEM_RETRY_MAX_SECONDS = env_int("HUB_SIEM_RETRY_MAX_SECONDS", 300, minimum=1)
