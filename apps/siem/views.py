@@ -7,9 +7,11 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from apps.core.confirm import Confirmation, confirmation_required
 from apps.core.forms import add_service_errors
 from apps.siem.forms import DestinationForm
 from apps.siem.models import SiemDestination
@@ -95,9 +97,25 @@ def destination_toggle_view(request: HttpRequest, tenant_slug: str, pk: str) -> 
 
 
 @tenant_permission_required(roles.MANAGE_SETTINGS)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def destination_delete_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpResponse:
-    destination_delete(destination=_destination(pk), actor=request.user, request=request)
+    destination = _destination(pk)
+    page = confirmation_required(
+        request,
+        Confirmation(
+            title=_("Delete SIEM destination"),
+            object_name=destination.name,
+            consequence=_(
+                "Audit events are no longer sent there and its delivery position is lost. "
+                "The audit log itself is kept."
+            ),
+            button=_("Delete destination"),
+            cancel_url=reverse("siem:destination-list", kwargs={"tenant_slug": tenant_slug}),
+        ),
+    )
+    if page is not None:
+        return page
+    destination_delete(destination=destination, actor=request.user, request=request)
     messages.success(request, _("SIEM destination deleted."))
     return redirect("siem:destination-list", tenant_slug=tenant_slug)
 

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.core.confirm import CONFIRMED
 from apps.core.context import tenant_context
 from apps.siem.models import SiemDestination, SiemKind
 from apps.tenants.models import Tenant
@@ -77,7 +78,11 @@ def test_admin_configures_a_destination_and_every_change_is_audited(
     assert line["test"] is True and line["action"] == "siem.test"
     assert the_destination(tenant_a).delivered_seq == cursor  # a test line is not an audit event
 
-    assert alice_client.post(url("destination-delete", tenant_a, pk=destination.pk)).status_code == 302
+    delete = url("destination-delete", tenant_a, pk=destination.pk)
+    assert alice_client.get(delete).status_code == 200  # the confirmation page
+    assert alice_client.post(delete).status_code == 400  # not confirmed: nothing happens
+    assert the_destination(tenant_a)
+    assert alice_client.post(delete, CONFIRMED).status_code == 302
     with tenant_context(tenant_a):
         assert not SiemDestination.objects.exists()
     assert actions(tenant_a) == [
