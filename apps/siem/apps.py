@@ -10,3 +10,5 @@ class SiemConfig(AppConfig):
         from apps.siem.services import siem_on_append
 
         register_appended(siem_on_append)
+        # Publishing by name needs the tasks registered in every process (web too), not only in workers.
+        import apps.siem.tasks  # noqa: F401

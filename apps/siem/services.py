@@ -29,6 +29,7 @@ from apps.audit.services import audit_record
 from apps.core.backoff import jittered_backoff
 from apps.core.context import TenantRef, as_ref, current_tenant, tenant_context
 from apps.core.outbound import guarded_session
+from apps.core.tasks import BROKER_ERRORS
 from apps.observability import metrics
 from apps.siem import formats
 from apps.siem.models import SiemDestination, SiemKind
@@ -387,14 +388,26 @@ def siem_on_append(ref: TenantRef) -> None:
     if len(_tried) > 10_000:  # bounded whatever the number of tenants
         _tried.clear()
     _tried[ref.id] = now
-    if not cache.add(f"siem:kick:{ref.id}", 1, timeout=window):
-        return
+    try:
+        if not cache.add(f"siem:kick:{ref.id}", 1, timeout=window):
+            return
+    except BROKER_ERRORS:
+        return  # Redis (and so the broker) is away: beat catches up
+    _publish(KICK_TASK, {"tenant_id": ref.id}, countdown=window)
+
+
+def siem_queue_delivery(*, tenant_id: int, destination_id: str) -> bool:
+    return _publish(DELIVER_TASK, {"tenant_id": tenant_id, "destination_id": destination_id})
+
+
+def _publish(name: str, kwargs: dict[str, Any], *, countdown: float | None = None) -> bool:
+    """Publish a task of this app by name (tasks.py imports services); a broker failure is logged, not
+    raised: the cursor is in the database and beat queues the delivery again."""
     from celery import current_app
 
-    current_app.send_task(KICK_TASK, kwargs={"tenant_id": ref.id}, countdown=window)
-
-
-def siem_queue_delivery(*, tenant_id: int, destination_id: str) -> None:
-    from celery import current_app
-
-    current_app.send_task(DELIVER_TASK, kwargs={"tenant_id": tenant_id, "destination_id": destination_id})
+    try:
+        current_app.tasks[name].apply_async(kwargs=kwargs, countdown=countdown)
+    except BROKER_ERRORS as exc:
+        logger.warning("siem: task not queued, the broker is unavailable (%s)", type(exc).__name__)
+        return False
+    return True

@@ -320,7 +320,6 @@ def test_appends_kick_delivery_once_per_window_after_commit(
     tenant_a: Tenant, webhook: Any, pki: Any, make_destination: Any, monkeypatch: Any,
     django_capture_on_commit_callbacks: Any,
 ) -> None:  # fmt: skip
-    from celery import current_app
     from django.core.cache import cache
 
     from apps.siem import services
@@ -328,7 +327,12 @@ def test_appends_kick_delivery_once_per_window_after_commit(
 
     destination = make_destination(tenant_a, SiemKind.WEBHOOK, webhook, pki)
     sent: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(current_app, "send_task", lambda name, **kw: sent.append((name, kw)))
+
+    def publish(name: str, kwargs: dict[str, Any], **options: Any) -> bool:
+        sent.append((name, {"kwargs": kwargs, **options}))
+        return True
+
+    monkeypatch.setattr(services, "_publish", publish)
     services._tried.clear()
     cache.delete(f"siem:kick:{tenant_a.id}")
     with django_capture_on_commit_callbacks(using=tenant_a.home_region.db_alias, execute=False) as hooks:
