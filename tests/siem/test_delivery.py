@@ -353,3 +353,13 @@ def test_appends_kick_delivery_once_per_window_after_commit(
     sent.clear()
     assert siem_deliver_due() == 1  # beat: the backlog, whatever the kicks did
     assert sent[0][1]["kwargs"]["destination_id"] == str(destination.pk)
+
+
+def test_a_hec_200_without_success_code_is_not_an_acknowledgement(
+    tenant_a: Tenant, hec: Any, pki: Any, make_destination: Any, fast_retry: None
+) -> None:
+    destination = make_destination(tenant_a, SiemKind.SPLUNK_HEC, hec, pki)
+    hec.fail_with = 200  # answers 200 with {"code": 9}
+    assert deliver(tenant_a, destination).failed
+    assert reload(tenant_a, destination).delivered_seq == 0
+    assert "without success code" in reload(tenant_a, destination).last_error
