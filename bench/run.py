@@ -30,6 +30,7 @@ MODULES = [
     "bench.bench_channels",
     "bench.bench_handoff",
     "bench.bench_helpcenter",
+    "bench.bench_siem",  # issue 22: SIEM streaming (append overhead, 100k backlog drain per kind)
 ]
 
 

@@ -46,6 +46,8 @@ urlpatterns = [
 # --- Issue 21 (helpcenter): the public help center under /help/<tenant>/<handle>/ (no login) and its console
 # settings form; custom domains get apps/helpcenter/host_urls.py instead (HelpCenterHostMiddleware).
 urlpatterns += [path("", include("apps.helpcenter.urls"))]
+# --- Issue 22 (siem): a tenant's SIEM destinations under /t/<slug>/siem/.
+urlpatterns += [path("", include("apps.siem.urls"))]
 
 # A dependency that is down answers 503 with Retry-After (issue 15), anything else a plain 500: never a trace.
 handler500 = "apps.core.views.server_error"

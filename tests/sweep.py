@@ -174,6 +174,20 @@ def _sso_pks(tenant: Tenant) -> dict[str, Any]:
     return {"provider": provider.pk, "domain": domain.pk, "mapping": mapping.pk}
 
 
+def _siem_destination_pk(tenant: Tenant) -> Any:
+    """One of tenant A's SIEM destinations (issue 22), to a loopback port nobody listens on."""
+    from apps.core.context import tenant_context
+    from apps.siem.models import SiemDestination, SiemKind
+
+    with tenant_context(tenant):
+        existing = SiemDestination.objects.first()
+        if existing is None:
+            existing = SiemDestination.objects.create(
+                name="sweep", kind=SiemKind.SYSLOG_TLS, host="127.0.0.1", port=9, enabled=False
+            )
+    return existing.pk
+
+
 # url name -> function(tenant A) -> kwargs naming one of tenant A's objects
 OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     "tenants:member-edit": lambda t: {"pk": Membership.objects.filter(tenant=t).first().pk},  # type: ignore[union-attr]
@@ -256,6 +270,11 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     },
     # Issue 21 (xliff2): an XLIFF import's page.
     "knowledge:xliff-import": lambda t: _xliff_import_kwargs(t),
+    # Issue 22 (siem): a SIEM destination's pages.
+    **{
+        f"siem:destination-{name}": lambda t: {"pk": _siem_destination_pk(t)}
+        for name in ("edit", "toggle", "delete", "test")
+    },
 }
 
 

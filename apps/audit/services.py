@@ -9,6 +9,7 @@ import ipaddress
 import json
 import zipfile
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from django.db import connections, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from apps.audit import signing
+from apps.audit import hooks, signing
 from apps.audit.chain import (
     CENSORED,
     GENESIS,
@@ -139,6 +140,8 @@ def audit_record(
                 row.save(using=alias)
         else:
             row.save(using=alias)
+    if ref is not None and hooks.has_appended_hooks():
+        transaction.on_commit(partial(hooks.run_appended, ref), using=alias)
     return row
 
 

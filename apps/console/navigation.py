@@ -33,4 +33,5 @@ AREAS = (
     Area("handoffs", _("Handoffs"), "chat:handoff-list", roles.MANAGE_CHANNELS),
     Area("dashboards", _("Dashboards"), "console:dashboard", roles.VIEW_DASHBOARDS),
     Area("scim", _("SCIM provisioning"), "accounts:scim", roles.MANAGE_MEMBERS),
+    Area("siem", _("SIEM streaming"), "siem:destination-list", roles.VIEW_AUDIT),  # issue 22
 )

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from apps.core.backoff import jittered_backoff
 from apps.integrations.models import ERROR_LIMIT
 from apps.integrations.resilience import BreakerOpen
 from connectors.errors import ConnectorError, RateLimited
@@ -39,21 +39,6 @@ def is_transient(exc: ConnectorError) -> bool:
 def retry_after_of(exc: BaseException) -> float | None:
     """The wait a vendor asked for (Retry-After, a quota's reset), None when it asked for none."""
     return exc.retry_after if isinstance(exc, RateLimited) else None
-
-
-def jittered_backoff(
-    *, retries: int, base_ms: float, cap_seconds: float, retry_after: float | None = None
-) -> float:
-    """Seconds before retry number `retries + 1`: full jitter over an exponential ceiling, capped.
-
-    `retry_after` is a floor, but the result never exceeds the cap.
-    """
-    cap = float(cap_seconds)
-    ceiling = min(cap, base_ms / 1000 * 2**retries)
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-    if retry_after:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
 
 
 def sync_retry_delay(*, retries: int, retry_after: float | None = None) -> float:

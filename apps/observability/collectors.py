@@ -88,7 +88,35 @@ def _region_rows(alias: str) -> dict[str, list[Any]]:
             .filter(enabled=True)
             .values_list("tenant_id", "id", "kind")
         ]
-    return {"outbox": outbox_rows, "dead": dead_rows, "lag": lag_rows, "connections": connection_rows}
+    return {
+        "outbox": outbox_rows,
+        "dead": dead_rows,
+        "lag": lag_rows,
+        "connections": connection_rows,
+        "siem": _siem_rows(alias),
+    }
+
+
+# Issue 22 (siem): per enabled destination, the events after its cursor and the oldest one's time (the
+# (tenant_id, seq) unique index answers both).
+_SIEM_SQL = """
+SELECT d.tenant_id, d.kind,
+       (SELECT count(*) FROM audit_auditevent e WHERE e.tenant_id = d.tenant_id AND e.seq > d.delivered_seq),
+       (SELECT e.occurred_at FROM audit_auditevent e
+        WHERE e.tenant_id = d.tenant_id AND e.seq > d.delivered_seq ORDER BY e.seq LIMIT 1)
+FROM siem_siemdestination d WHERE d.enabled
+"""
+
+
+def _siem_rows(alias: str) -> list[tuple[int, str, int, float | None]]:
+    if not apps.is_installed("apps.siem"):
+        return []
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_SIEM_SQL)
+        return [
+            (tenant_id, kind, int(count), oldest.timestamp() if oldest else None)
+            for tenant_id, kind, count, oldest in cursor.fetchall()
+        ]
 
 
 def database_snapshot() -> dict[str, Any]:
@@ -100,7 +128,14 @@ def database_snapshot() -> dict[str, Any]:
             return dict(cached)
     tenant_model = apps.get_model("tenants", "Tenant")
     slugs = dict(tenant_model.objects.values_list("id", "slug"))
-    merged: dict[str, Any] = {"slugs": slugs, "outbox": [], "dead": [], "lag": [], "connections": []}
+    merged: dict[str, Any] = {
+        "slugs": slugs,
+        "outbox": [],
+        "dead": [],
+        "lag": [],
+        "connections": [],
+        "siem": [],
+    }
     for alias in _region_aliases():
         try:
             rows = _region_rows(alias)
@@ -201,6 +236,15 @@ def scrape_time_families() -> Iterator[Metric]:
         for tenant_id, kind, stream, last in snapshot["lag"]:
             labels = [slug(tenant_id), metrics.token(kind), metrics.token(stream)]
             families["hub_sync_lag_seconds"].add_metric(labels, max(0.0, now - last))
+        siem: dict[tuple[str, str], tuple[int, float]] = {}
+        for tenant_id, kind, count, oldest in snapshot.get("siem", []):
+            key = (slug(tenant_id), metrics.token(kind))
+            age = max(0.0, now - oldest) if oldest is not None else 0.0
+            backlog, worst = siem.get(key, (0, 0.0))
+            siem[key] = (backlog + count, max(worst, age))
+        for labels_, (backlog, age) in sorted(siem.items()):
+            families["hub_siem_backlog_events"].add_metric(list(labels_), backlog)
+            families["hub_siem_oldest_undelivered_seconds"].add_metric(list(labels_), age)
         try:
             for (tenant_id, kind), value in sorted(breaker_states(snapshot["connections"]).items()):
                 families["hub_breaker_state"].add_metric([slug(tenant_id), metrics.token(kind)], value)

@@ -44,6 +44,8 @@ __all__ = [
     "record_llm_usage",
     "record_rate_limit_hit",
     "record_scim_request",
+    "record_siem_delivered",
+    "record_siem_failure",
     "record_sso_sign_in",
     "record_sync_records",
     "record_vendor_error",
@@ -186,6 +188,14 @@ SSO_SIGN_INS = Counter(
     "Sign-ins through a tenant's identity provider by protocol (oidc, saml) and outcome.",
     ["protocol", "outcome"],
 )
+# Issue 22 (siem): audit events acknowledged by SIEM destinations, and failed batches, by destination kind.
+SIEM_KINDS = frozenset({"syslog_tls", "splunk_hec", "webhook"})
+SIEM_DELIVERED = Counter(
+    "hub_siem_delivered_total", "Audit events acknowledged by SIEM destinations, by kind.", ["kind"]
+)
+SIEM_FAILURES = Counter(
+    "hub_siem_failures_total", "SIEM delivery batches that failed (cursor kept, retried), by kind.", ["kind"]
+)
 CELERY_TASK_DURATION = Histogram(
     "hub_celery_task_duration_seconds",
     "Celery task run time by task name and how it ended.",
@@ -208,6 +218,17 @@ SCRAPE_TIME_FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "hub_outbox_depth": ("gauge", "Undelivered outbox messages by state.", ("tenant", "state")),
     "hub_dead_letters": ("gauge", "Open dead letters.", ("tenant",)),
     "hub_celery_queue_depth": ("gauge", "Messages waiting in each Celery queue.", ("queue",)),
+    # Issue 22 (siem): how far each SIEM destination is behind its tenant's audit chain.
+    "hub_siem_backlog_events": (
+        "gauge",
+        "Audit events not yet delivered to SIEM destinations, by tenant and destination kind.",
+        ("tenant", "kind"),
+    ),
+    "hub_siem_oldest_undelivered_seconds": (
+        "gauge",
+        "Age of the oldest audit event not yet delivered to a SIEM destination (0 when caught up).",
+        ("tenant", "kind"),
+    ),
 }
 
 # --- messaging channels (issue 17, slice "ingest") ---
@@ -317,6 +338,8 @@ PROCESS_FAMILIES = (
     SSO_SIGN_INS,
     SCIM_REQUESTS,
     AUDIT_API_READS,
+    SIEM_DELIVERED,
+    SIEM_FAILURES,
 )
 
 
@@ -598,3 +621,13 @@ def record_scim_request(*, action: str, outcome: str) -> None:
 def record_audit_read(*, recorded: bool) -> None:
     """Count one page of the audit API: recorded as an `audit.read` event, or left out as a repeat."""
     AUDIT_API_READS.labels(outcome="recorded" if recorded else "repeat").inc()
+
+
+def record_siem_delivered(*, kind: str, count: int) -> None:
+    """Count audit events a SIEM destination acknowledged (kind from a closed set)."""
+    SIEM_DELIVERED.labels(kind=_one_of(kind, SIEM_KINDS, default="unknown")).inc(count)
+
+
+def record_siem_failure(*, kind: str) -> None:
+    """Count one failed SIEM delivery batch."""
+    SIEM_FAILURES.labels(kind=_one_of(kind, SIEM_KINDS, default="unknown")).inc()

@@ -683,6 +683,32 @@ def build() -> dict[str, Any]:
         width=12,
     )
 
+    # Issue 22 (siem): audit streaming to the tenants' SIEMs (docs/compliance.md, "SIEM streaming").
+    row("SIEM streaming")
+    panel(
+        "SIEM backlog (undelivered audit events)",
+        [('max by (tenant, kind) (hub_siem_backlog_events{tenant=~"$tenant"})', "{{tenant}} {{kind}}")],
+        description="Audit events after each destination's cursor; waits while a SIEM is down, drains after.",
+    )
+    panel(
+        "SIEM oldest undelivered event age",
+        [
+            (
+                'max by (tenant, kind) (hub_siem_oldest_undelivered_seconds{tenant=~"$tenant"})',
+                "{{tenant}} {{kind}}",
+            )
+        ],
+        unit="s",
+        description="Alert HubSiemDeliveryStalled above 15 minutes (docs/deploy.md).",
+    )
+    panel(
+        "SIEM events delivered and failed batches / min",
+        [
+            (f"sum by (kind) (rate(hub_siem_delivered_total[{RATE}])) * 60", "delivered {{kind}}"),
+            (f"sum by (kind) (rate(hub_siem_failures_total[{RATE}])) * 60", "failed batches {{kind}}"),
+        ],
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

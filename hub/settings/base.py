@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.security",
     "apps.audit",
     "apps.policies",
+    "apps.siem",  # issue 22: SIEM streaming of the audit log
     "apps.tenants",
     "apps.observability",
     "apps.integrations",
@@ -972,3 +973,48 @@ if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
 # same filters again within this many seconds, with no event other than reads beyond what it was already
 # shown, adds nothing (pollers). 0 records every page. Kept in Redis; Redis down: every page is recorded.
 HUB_AUDIT_READ_DEDUPE_SECONDS = env_int("HUB_AUDIT_READ_DEDUPE_SECONDS", 300, minimum=0, maximum=86_400)
+
+# --- Issue 22, slice "siem": streaming the audit log to SIEM destinations (apps/siem, docs/compliance.md) ---
+# Events per batch (one transaction, one request or TLS connection); the cursor moves per acknowledged batch.
+HUB_SIEM_BATCH = env_int("HUB_SIEM_BATCH", 500, minimum=1, maximum=10_000)
+# Connect/read timeout of one send, seconds; must stay well below the idle-in-transaction timeout, since the
+# destination row is locked while a batch is in flight.
+# The defaults shrink to fit a short HUB_TASK_TIME_LIMIT_SECONDS (test workers use 25 s); set values must fit.
+HUB_SIEM_TIMEOUT_SECONDS = env_int(
+    "HUB_SIEM_TIMEOUT_SECONDS", max(1, min(10, (HUB_TASK_TIME_LIMIT_SECONDS - 6) // 3)), minimum=1, maximum=50
+)
+# A delivery task stops after this many seconds with events left and queues itself again.
+HUB_SIEM_RUN_SECONDS = env_int(
+    "HUB_SIEM_RUN_SECONDS",
+    max(1, min(30, HUB_TASK_TIME_LIMIT_SECONDS - 2 * HUB_SIEM_TIMEOUT_SECONDS - 5)),
+    minimum=1,
+    maximum=300,
+)
+# Failed batches back off exponentially (full jitter) from the base up to the cap; the cursor stays.
+HUB_SIEM_RETRY_BASE_MS = env_int("HUB_SIEM_RETRY_BASE_MS", 1000, minimum=1)
+HUB_SIEM_RETRY_MAX_SECONDS = env_int("HUB_SIEM_RETRY_MAX_SECONDS", 300, minimum=1)
+# Live streaming: after an append commits, one kick per tenant per this many seconds (Redis SET NX); 0 turns
+# kicks off and leaves delivery to beat alone.
+HUB_SIEM_KICK_SECONDS = env_int("HUB_SIEM_KICK_SECONDS", 1, minimum=0, maximum=60)
+# Beat queues a delivery for every destination with a backlog this often (outages, restarts, lost kicks).
+HUB_SIEM_BEAT_SECONDS = env_int("HUB_SIEM_BEAT_SECONDS", 5, minimum=1, maximum=3600)
+# The HOSTNAME of syslog messages and `host` of Splunk HEC events (default: this machine's host name).
+import socket as _socket  # noqa: E402
+
+HUB_SIEM_HOSTNAME = env_str("HUB_SIEM_HOSTNAME", "") or _socket.gethostname()
+if (HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS or 10**9) <= HUB_SIEM_TIMEOUT_SECONDS * 2 * 1000:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "Setting HUB_SIEM_TIMEOUT_SECONDS: twice it must stay below HUB_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"
+    )
+if HUB_SIEM_RUN_SECONDS + 2 * HUB_SIEM_TIMEOUT_SECONDS >= HUB_TASK_TIME_LIMIT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "Setting HUB_SIEM_RUN_SECONDS: plus two send timeouts it must stay below HUB_TASK_TIME_LIMIT_SECONDS"
+    )
+CELERY_BEAT_SCHEDULE["siem-deliver-due"] = {
+    "task": "apps.siem.tasks.siem_deliver_due",
+    "schedule": float(HUB_SIEM_BEAT_SECONDS),
+}
