@@ -379,7 +379,11 @@ class HubSpotSimulator(TicketSimulator):
         with table.lock:
             ids = sorted(k for k, r in table.rows.items() if r.deleted == archived and k > after)
         page = ids[:limit]
-        body = b'{"results":[' + b",".join(self._json(object_type, table.rows[i], props) for i in page) + b"]"
+        linked = self._wanted_links(request)
+        body = b'{"results":[' + b",".join(
+            self._json_linked(object_type, table.rows[i], props, linked) for i in page
+        )
+        body += b"]"
         if len(ids) > limit:
             link = f"{self.base_url}{request.path}?limit={limit}&after={page[-1]}"
             body += b',"paging":' + json.dumps({"next": {"after": page[-1], "link": link}}).encode()
@@ -682,7 +686,7 @@ class HubSpotSimulator(TicketSimulator):
         if row is None or row.deleted != archived:
             return self._error(404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND")
         props = tuple(p for p in request.query.get("properties", "").split(",") if p) or None
-        return SimResponse(200, self._json(object_type, row, props))
+        return SimResponse(200, self._json_linked(object_type, row, props, self._wanted_links(request)))
 
     def batch_read(self, request: SimRequest) -> SimResponse:
         found = self._table(request)
@@ -1010,6 +1014,31 @@ class HubSpotSimulator(TicketSimulator):
 
     # associations v4
 
+    def _wanted_links(self, request: SimRequest) -> list[str]:
+        """The object types of a read's `associations=` parameter (comma-separated or repeated)."""
+        names = [TYPE_ALIASES.get(n.strip(), "") for n in request.query.get("associations", "").split(",")]
+        return [n for n in names if n in self.by_type]
+
+    def _json_linked(
+        self, object_type: str, row: Row, props: tuple[str, ...] | None, linked: list[str]
+    ) -> bytes:
+        """An object, with its associations (v3 shape: {"companies": {"results": [{id, type}]}}) if asked."""
+        if not linked:
+            return self._json(object_type, row, props)
+        payload = self._object(object_type, row, props)
+        found: dict[str, Any] = {}
+        for to_type in linked:
+            results = [
+                {"id": to_id, "type": _type_name(object_type, to_type, type_id)}
+                for to_id, type_ids in self._linked(object_type, row.id, to_type)
+                for type_id in type_ids
+            ]
+            if results:
+                found[to_type] = {"results": results}
+        if found:  # HubSpot leaves the key out when there are none
+            payload["associations"] = found
+        return json.dumps(payload, ensure_ascii=False).encode()
+
     def _seed_links(self) -> None:
         """Each seeded contact works at one seeded company (primary and unlabeled, as HubSpot shows it)."""
         companies = self.counts["accounts"]
@@ -1239,3 +1268,11 @@ def _label(type_id: int) -> str | None:
 
 def _spec(type_id: int) -> dict[str, Any]:
     return {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": _label(type_id)}
+
+
+def _type_name(from_type: str, to_type: str, type_id: int) -> str:
+    """v3's association type names: contact_to_company (primary), contact_to_company_unlabeled, ..."""
+    singular = {"companies": "company"}
+    base = f"{singular.get(from_type, from_type.rstrip('s'))}_to_{singular.get(to_type, to_type.rstrip('s'))}"
+    types = LINK_TYPES.get((from_type, to_type), [])
+    return base + "_unlabeled" if len(types) > 1 and type_id == types[0][0] else base

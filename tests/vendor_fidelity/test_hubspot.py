@@ -337,3 +337,13 @@ def test_batch_endpoints_refuse_malformed_bodies(sim: HubSpotSimulator, body: by
         )  # fmt: skip
         assert response.status_code == 400
         assert response.json()["category"] == "VALIDATION_ERROR"
+
+
+def test_reads_with_associations_parameter(client: HubSpot, sim: HubSpotSimulator) -> None:
+    one = client.crm.contacts.basic_api.get_by_id("10000000", associations=["companies"])
+    types = sorted(r.type for r in one.associations["companies"].results)
+    assert types == ["contact_to_company", "contact_to_company_unlabeled"]
+    page = client.crm.contacts.basic_api.get_page(limit=3, associations=["companies"])
+    assert all(len({r.id for r in c.associations["companies"].results}) == 1 for c in page.results)
+    lonely = new_contact(client)
+    assert client.crm.contacts.basic_api.get_by_id(lonely, associations=["companies"]).associations is None
