@@ -120,7 +120,8 @@ CLOSED_STATUSES = ("Closed",)
 AGENT_STATUSES = {"open": "Working", "resolved": "Resolved", "closed": "Closed"}
 _SOQL = re.compile(
     r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<obj>\w+)"
-    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER\s+BY\s+(?P<order>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
+    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER\s+BY\s+(?P<order>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?"
+    r"(?:\s+OFFSET\s+(?P<offset>\d+))?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 #: `SELECT COUNT() FROM ...` (only totalSize) and `SELECT COUNT(field) [alias] FROM ...` (an AggregateResult).
@@ -181,6 +182,7 @@ class SalesforceSimulator(TicketSimulator):
         self.route("PATCH", API + r"/composite/sobjects/(?P<obj>\w+)/(?P<field>\w+)", self.upsert_many)
         # Calls a typical integration makes beyond sync (see docs/vendors.md, "## Salesforce").
         self.route("GET", API + r"/sobjects/?", self.describe_global)
+        self.route("GET", API + r"/sobjects/(?P<obj>\w+)/(?P<which>updated|deleted)/?", self.changed_ids)
         self.route("PATCH", API + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15,18})", self.update_record)
         self.route(
             "GET", API + r"/sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", self.get_by_external_id
@@ -496,6 +498,10 @@ class SalesforceSimulator(TicketSimulator):
             rows.sort(key=lambda r: tuple(str(self._value(r, k) or "") for k in keys))
         elif order == "id":
             rows.sort(key=lambda r: r.id)
+        if m.group("offset"):
+            if int(m.group("offset")) > 2000:
+                raise QueryError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
+            rows = rows[int(m.group("offset")) :]
         if m.group("limit"):
             rows = rows[: int(m.group("limit"))]
         return obj, tuple(fields), rows
@@ -931,6 +937,38 @@ class SalesforceSimulator(TicketSimulator):
             if f.strip().lower() in known
         ]
         return tuple(wanted) if wanted else tuple(sorted(known.values()))
+
+    def changed_ids(self, request: SimRequest) -> SimResponse:
+        """GET /sobjects/{type}/updated|deleted/?start=&end=: ids changed in a window of the last 30 days
+        (deleted: of the recycle bin's 15), covered up to `end` or now, whichever is earlier."""
+        assert request.match is not None
+        obj, which = request.match.group("obj"), request.match.group("which")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        try:
+            start, end = (
+                dt.datetime.fromisoformat(request.query[k].replace("Z", "+00:00")) for k in ("start", "end")
+            )
+        except (KeyError, ValueError):
+            return self._errors(
+                400, "INVALID_QUERY_PARAMETER_VALUE", "start and end must be ISO 8601 date-times"
+            )
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            return self._errors(
+                400, "INVALID_QUERY_PARAMETER_VALUE", "end must be after start, both with a zone"
+            )
+        now = int(time.time())
+        if start.timestamp() < now - 30 * 86400:
+            return self._errors(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago")
+        covered = int(min(end.timestamp(), now))
+        rows = [r for r in self.tables[OBJECTS[obj][0]].since(int(start.timestamp())) if r.ts <= covered]
+        if which == "updated":
+            ids = [r.id for r in rows if not r.deleted]
+            return json_response(200, {"ids": ids, "latestDateCovered": sf_time(covered)})
+        deleted = [{"id": r.id, "deletedDate": sf_time(r.ts)} for r in rows if r.deleted]
+        earliest = sf_time(now - 15 * 86400)
+        return json_response(200, {"deletedRecords": deleted, "earliestDateAvailable": earliest,
+                                   "latestDateCovered": sf_time(covered)})  # fmt: skip
 
     def describe_global(self, request: SimRequest) -> SimResponse:
         """GET /sobjects: every object with its key prefix and capabilities."""

@@ -94,6 +94,7 @@ class ServiceNowSimulator(TicketSimulator):
         self.route("PATCH", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.update)
         self.route("PUT", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.update)
         self.route("DELETE", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.delete_row)
+        self.route("GET", r"/api/now/stats/(?P<table>\w+)", self.stats)
 
     def _seed(self) -> None:
         self.by_table: dict[str, Table] = {}
@@ -510,6 +511,33 @@ class ServiceNowSimulator(TicketSimulator):
                 both = {"display_value": display, "value": value}
                 out[field] = {**both, "link": link} if link else both
         return out
+
+    def stats(self, request: SimRequest) -> SimResponse:
+        """Aggregate API: GET /api/now/stats/{table}?sysparm_count=true[&sysparm_query=][&sysparm_group_by=]
+        -> {"result": {"stats": {"count": "n"}}}, or one entry per group (counts are strings)."""
+        assert request.match is not None
+        table = self.by_table.get(request.match.group("table"))
+        if table is None:
+            return self._failure(400, "Invalid table " + request.match.group("table"))
+        try:
+            rows = [r for r in self._query(table, request.query.get("sysparm_query", "")) if not r.deleted]
+        except ValueError as exc:
+            return self._failure(400, "Invalid query", str(exc))
+        if request.query.get("sysparm_count", "false").lower() != "true":
+            return json_response(200, {"result": {"stats": {}}})
+        group_by = [f for f in request.query.get("sysparm_group_by", "").split(",") if f]
+        if not group_by:
+            return json_response(200, {"result": {"stats": {"count": str(len(rows))}}})
+        groups: dict[tuple[str, ...], int] = {}
+        for row in rows:
+            key = tuple(self._value(row, f) for f in group_by)
+            groups[key] = groups.get(key, 0) + 1
+        result = [
+            {"stats": {"count": str(n)},
+             "groupby_fields": [{"field": f, "value": v} for f, v in zip(group_by, key, strict=True)]}
+            for key, n in sorted(groups.items())
+        ]  # fmt: skip
+        return json_response(200, {"result": result})
 
     def delete_row(self, request: SimRequest) -> SimResponse:
         """DELETE /api/now/table/{table}/{sys_id}: 204 without a body; 404 for an unknown or deleted row."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import uuid
 from typing import Any, cast
 
@@ -267,3 +269,28 @@ def test_composite_refuses_malformed_bodies(sf: Salesforce, sim: SalesforceSimul
     )
     assert response.status_code == 400
     assert response.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+
+
+def test_updated_and_deleted_ids(sf: Salesforce) -> None:
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    kept, gone = new_contact(sf), new_contact(sf)
+    sobject(sf, "Contact").delete(gone)
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
+    updated = sobject(sf, "Contact").updated(start, end)
+    assert kept in updated["ids"]
+    assert gone not in updated["ids"]
+    deleted = sobject(sf, "Contact").deleted(start, end)
+    assert gone in [d["id"] for d in deleted["deletedRecords"]]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+0000", deleted["latestDateCovered"])
+    with pytest.raises(SalesforceMalformedRequest) as old:
+        sobject(sf, "Contact").updated(start - dt.timedelta(days=31), end)
+    assert cast(Any, old.value.content)[0]["errorCode"] == "INVALID_REPLICATION_DATE"
+
+
+def test_limit_and_offset(sf: Salesforce, sim: SalesforceSimulator) -> None:
+    every = [r["Id"] for r in sf.query_all("SELECT Id FROM Contact ORDER BY Id")["records"]]
+    window = sf.query("SELECT Id FROM Contact ORDER BY Id LIMIT 5 OFFSET 3")["records"]
+    assert [r["Id"] for r in window] == every[3:8]
+    with pytest.raises(SalesforceMalformedRequest) as bad:
+        sf.query("SELECT Id FROM Contact LIMIT 5 OFFSET 2001")
+    assert cast(Any, bad.value.content)[0]["errorCode"] == "NUMBER_OUTSIDE_VALID_RANGE"

@@ -178,3 +178,18 @@ def test_auth_and_rate_limit_shapes(sim: ServiceNowSimulator) -> None:
     assert_failure(
         requests.get(table(sim, "no_such_table"), auth=(sim.username, sim.password), timeout=5), 400
     )
+
+
+def test_aggregate_count_and_group_by(snow: requests.Session, sim: ServiceNowSimulator) -> None:
+    stats = f"{sim.base_url}/api/now/stats/incident"
+    total = snow.get(stats, params={"sysparm_count": "true"}).json()["result"]
+    assert total == {"stats": {"count": str(sim.count("tickets"))}}
+    new = snow.get(stats, params={"sysparm_count": "true", "sysparm_query": "state=1"}).json()["result"]
+    live = [r for r in sim.by_table["incident"].rows.values() if not r.deleted]
+    assert new["stats"]["count"] == str(sum(1 for r in live if r.data.get("state") == "1"))
+    grouped = snow.get(stats, params={"sysparm_count": "true", "sysparm_group_by": "state"}).json()["result"]
+    counts = {g["groupby_fields"][0]["value"]: int(g["stats"]["count"]) for g in grouped}
+    assert sum(counts.values()) == sim.count("tickets")
+    assert_failure(
+        snow.get(f"{sim.base_url}/api/now/stats/no_such_table", params={"sysparm_count": "true"}), 400
+    )
