@@ -496,11 +496,9 @@ class HubSpotSimulator(TicketSimulator):
         problem = self._invalid(object_type, props) or self._incomplete(object_type, props)
         if problem:
             return self._error(400, problem, "VALIDATION_ERROR")
-        for name in UNIQUE[object_type]:
-            existing = table.find(name, props.get(name)) if props.get(name) else None
-            if existing is not None:
-                label = object_type.rstrip("s").capitalize()
-                return self._error(409, f"{label} already exists. Existing ID: {existing.id}", "CONFLICT")
+        conflict = self._conflict(object_type, table, props, None)  # an archived object frees its values
+        if conflict:
+            return self._error(409, conflict, "CONFLICT")
         targets = []
         for assoc in (request.json() or {}).get("associations") or []:
             to_id = str((assoc.get("to") or {}).get("id"))
@@ -777,6 +775,7 @@ class HubSpotSimulator(TicketSimulator):
                     continue
                 props[id_prop] = ext
                 row = table.find(id_prop, ext)
+                row = None if row is not None and row.deleted else row  # archived: upsert creates anew
                 missing = self._incomplete(object_type, props) if row is None else None
                 if missing:
                     errors.append({"status": "error", "category": "VALIDATION_ERROR", "message": missing,

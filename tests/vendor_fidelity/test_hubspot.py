@@ -347,3 +347,20 @@ def test_reads_with_associations_parameter(client: HubSpot, sim: HubSpotSimulato
     assert all(len({r.id for r in c.associations["companies"].results}) == 1 for c in page.results)
     lonely = new_contact(client)
     assert client.crm.contacts.basic_api.get_by_id(lonely, associations=["companies"]).associations is None
+
+
+def test_archived_contact_frees_its_email(client: HubSpot) -> None:
+    email = f"{uuid.uuid4().hex[:10]}@fidelity.test"
+    first = client.crm.contacts.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"email": email})
+    )
+    with pytest.raises(ApiException) as clash:
+        client.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties={"email": email}))
+    assert clash.value.status == 409
+    client.crm.contacts.basic_api.archive(first.id)
+    second = client.crm.contacts.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"email": email})
+    )
+    assert second.id != first.id
+    found = client.crm.contacts.basic_api.get_by_id(email, id_property="email")
+    assert found.id == second.id
