@@ -130,7 +130,9 @@ _COUNT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 ROLLED_BACK = "The transaction was rolled back since another operation in the same transaction failed."
-_COND = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<|\bIN\b)\s*(.+?)\s*$", re.IGNORECASE | re.DOTALL)
+_COND = re.compile(
+    r"^\s*(\w+)\s*(>=|<=|!=|=|>|<|\bNOT\s+IN\b|\bIN\b|\bLIKE\b)\s*(.+?)\s*$", re.IGNORECASE | re.DOTALL
+)
 _DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)$")
 
 
@@ -463,33 +465,38 @@ class SalesforceSimulator(TicketSimulator):
                 raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
             fields.append(known[name.lower()])
         table = self.tables[OBJECTS[obj][0]]
-        conditions: list[tuple[str, str, Any]] = []
+        groups: list[list[tuple[str, str, Any]]] = []  # OR of ANDs, no parentheses
         lower_ts: str | None = None
-        for part in re.split(r"\s+AND\s+", m.group("where") or "", flags=re.IGNORECASE):
-            if not part.strip():
-                continue
-            cm = _COND.match(part)
-            if not cm:
-                raise QueryError("MALFORMED_QUERY", f"unexpected token: '{part.strip()}'")
-            name, op, raw_value = cm.group(1), cm.group(2).upper(), cm.group(3)
-            if name.lower() not in known:
-                raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
-            if op == "IN":
-                value: Any = [self._literal(v) for v in raw_value.strip("() ").split(",")]
-            else:
-                value = self._literal(raw_value)
-            field = known[name.lower()]
-            if field in ("SystemModstamp", "LastModifiedDate") and op in (">=", ">"):
-                lower_ts = value
-            conditions.append((field, op, value))
+        for alternative in _split_outside_quotes(m.group("where") or "", "OR"):
+            conditions: list[tuple[str, str, Any]] = []
+            for part in _split_outside_quotes(alternative, "AND"):
+                cm = _COND.match(part)
+                if not cm:
+                    raise QueryError("MALFORMED_QUERY", f"unexpected token: '{part.strip()[:60]}'")
+                name, op, raw_value = cm.group(1), re.sub(r"\s+", " ", cm.group(2).upper()), cm.group(3)
+                if name.lower() not in known:
+                    raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
+                if op in ("IN", "NOT IN"):
+                    value: Any = [self._literal(v) for v in raw_value.strip("() ").split(",")]
+                else:
+                    value = self._literal(raw_value)
+                field = known[name.lower()]
+                if field in ("SystemModstamp", "LastModifiedDate") and op in (">=", ">"):
+                    lower_ts = value
+                conditions.append((field, op, value))
+            if conditions:
+                groups.append(conditions)
         start = None
-        if lower_ts is not None:
+        if lower_ts is not None and len(groups) == 1:  # with OR the bound may not hold for every row
             start = int(dt.datetime.fromisoformat(lower_ts.replace("+0000", "+00:00")).timestamp())
         rows = table.since(start)
         if not include_deleted:
             rows = [r for r in rows if not r.deleted]
-        for field, op, value in conditions:
-            rows = [r for r in rows if _compare(self._value(r, field), op, value)]
+        if groups:
+            rows = [
+                r for r in rows
+                if any(all(_compare(self._value(r, f), op, v) for f, op, v in group) for group in groups)
+            ]  # fmt: skip
         order = (m.group("order") or "").replace(" ", "").lower()
         if order and order not in ("systemmodstamp,id", "systemmodstamp", "lastmodifieddate,id", "id"):
             keys = [
@@ -1246,9 +1253,27 @@ def _resolve(value: Any, answers: dict[str, Any]) -> Any:
     return _REFERENCE.sub(lookup, value)
 
 
+def _split_outside_quotes(text: str, word: str) -> list[str]:
+    """Split a WHERE clause on AND/OR, but not inside a quoted literal ('Smith AND Sons')."""
+    parts = re.split(rf"\s+{word}\s+(?=(?:[^']*'[^']*')*[^']*$)", text, flags=re.IGNORECASE)
+    return [p for p in parts if p.strip()]
+
+
+def _like(left: Any, pattern: Any) -> bool:
+    """SOQL LIKE: % any run, _ one character, case-insensitive."""
+    if left is None or not isinstance(pattern, str):
+        return False
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, str(left), re.IGNORECASE | re.DOTALL) is not None
+
+
 def _compare(left: Any, op: str, right: Any) -> bool:
     if op == "IN":
         return left in right
+    if op == "NOT IN":
+        return left not in right
+    if op == "LIKE":
+        return _like(left, right)
     if op == "=":
         return bool(left == right)
     if op == "!=":

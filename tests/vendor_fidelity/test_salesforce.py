@@ -294,3 +294,20 @@ def test_limit_and_offset(sf: Salesforce, sim: SalesforceSimulator) -> None:
     with pytest.raises(SalesforceMalformedRequest) as bad:
         sf.query("SELECT Id FROM Contact LIMIT 5 OFFSET 2001")
     assert cast(Any, bad.value.content)[0]["errorCode"] == "NUMBER_OUTSIDE_VALID_RANGE"
+
+
+def test_where_or_like_not_in_and_quoted_keywords(sf: Salesforce) -> None:
+    tag = uuid.uuid4().hex[:8]
+    a = new_contact(sf, FirstName="Ann", Ext_Id__c=f"or-{tag}-a")
+    b = new_contact(sf, FirstName="Bob AND Sons", Ext_Id__c=f"or-{tag}-b")
+    new_contact(sf, FirstName="Cy", Ext_Id__c=f"or-{tag}-c")
+
+    def ids(where: str, *args: Any) -> set[str]:
+        return {
+            r["Id"]
+            for r in sf.query_all(format_soql("SELECT Id FROM Contact WHERE " + where, *args))["records"]  # noqa: S608 - format_soql quotes the values
+        }
+
+    assert ids("Ext_Id__c = {} OR Ext_Id__c = {}", f"or-{tag}-a", f"or-{tag}-b") == {a, b}
+    assert ids("FirstName = {} AND Ext_Id__c LIKE {}", "Bob AND Sons", f"or-{tag}-%") == {b}
+    assert ids("Ext_Id__c LIKE {} AND FirstName NOT IN {}", f"OR-{tag}-_", ["Cy"]) == {a, b}
