@@ -265,12 +265,29 @@ class ServiceNowSimulator(TicketSimulator):
         value = row.data.get(field)
         return "" if value is None else str(value)
 
-    def _term(self, text: str) -> Predicate:
+    def _walk(self, table: str, row: Row, field: str) -> str:
+        """A dot-walked field (`caller_id.email`): the field of the row a reference field points at."""
+        ref, _, rest = field.partition(".")
+        target = REFERENCES.get((table, ref))
+        referred = self.by_table[target].rows.get(self._value(row, ref)) if target else None
+        if referred is None:
+            return ""
+        if "." in rest:
+            return self._walk(target or "", referred, rest)
+        if rest == "name" and target == "customer_contact":
+            return f"{referred.data.get('first_name', '')} {referred.data.get('last_name', '')}".strip()
+        return self._value(referred, rest)
+
+    def _term(self, text: str, table: str = "") -> Predicate:
         m = _TERM.match(text)
         if not m:
             raise ValueError(text)
         field, op, value = m.groups()
-        get = self._value
+        get: Callable[[Row, str], str] = self._value
+        if "." in field:
+            if (table, field.partition(".")[0]) not in REFERENCES:
+                raise ValueError(f"{field} is not a reference field of {table}")
+            get = functools.partial(self._walk, table)
 
         def check(row: Row) -> bool:
             left = get(row, field)
@@ -322,9 +339,9 @@ class ServiceNowSimulator(TicketSimulator):
                 elif term.startswith("ORDERBY"):
                     orders.append((term[7:], False))
                 elif term.startswith("OR") and group:
-                    group[-1].append(self._term(term[2:]))
+                    group[-1].append(self._term(term[2:], table.name))
                 else:
-                    group.append([self._term(term)])
+                    group.append([self._term(term, table.name)])
                     m = re.match(r"^sys_updated_on(>=|>|=)(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", term)
                     if m:
                         lower = calendar.timegm(time.strptime(m.group(2), "%Y-%m-%d %H:%M:%S"))
@@ -387,7 +404,7 @@ class ServiceNowSimulator(TicketSimulator):
 
     def _row_json(self, table: str, row: Row, view: tuple[list[str] | None, str, bool]) -> bytes:
         fields, mode, links = view
-        if mode != "false":  # display values come from other rows: never cached
+        if mode != "false" or any("." in f for f in fields or ()):  # values of other rows: never cached
             return json.dumps(self._present(table, row, view), ensure_ascii=False).encode()
         key = (tuple(fields) if fields else None, links)
         cached = row.cache.get(key)
@@ -497,7 +514,7 @@ class ServiceNowSimulator(TicketSimulator):
             for element in JOURNAL_ELEMENTS:
                 plain[element] = self._journal_text(row, element) if mode != "false" else ""
         if fields:
-            plain = {f: plain.get(f, "") for f in fields}
+            plain = {f: self._walk(table, row, f) if "." in f else plain.get(f, "") for f in fields}
         out: dict[str, Any] = {}
         for field, value in plain.items():
             target = REFERENCES.get((table, field))

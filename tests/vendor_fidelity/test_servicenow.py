@@ -193,3 +193,18 @@ def test_aggregate_count_and_group_by(snow: requests.Session, sim: ServiceNowSim
     assert_failure(
         snow.get(f"{sim.base_url}/api/now/stats/no_such_table", params={"sysparm_count": "true"}), 400
     )
+
+
+def test_dot_walking_in_queries_and_fields(snow: requests.Session, sim: ServiceNowSimulator) -> None:
+    incident = sim.by_table["incident"].rows[sys_id("incident", 2)]
+    caller = sim.by_table["customer_contact"].rows[incident.data["caller_id"]]
+    found = snow.get(
+        table(sim, "incident"),
+        params={"sysparm_query": f"caller_id.email={caller.data['email']}",
+                "sysparm_fields": "number,caller_id.email,caller_id.account.name"},
+    ).json()["result"]  # fmt: skip
+    account = sim.by_table["customer_account"].rows[caller.data["account"]].data["name"]
+    assert {"number": incident.data["number"], "caller_id.email": caller.data["email"],
+            "caller_id.account.name": account} in found  # fmt: skip
+    assert all(r["caller_id.email"] == caller.data["email"] for r in found)
+    assert_failure(snow.get(table(sim, "incident"), params={"sysparm_query": "number.email=x"}), 400)
