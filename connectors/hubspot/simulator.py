@@ -1,7 +1,9 @@
 """HubSpot CRM v3 simulator: bearer tokens (private app and OAuth refresh), list paging with `after`,
 search with the 10,000-result cap, batch upsert with idProperty and 207 partial failures, 429 policies;
 engagements on tickets (notes and e-mails, associations v4, batch read, reads by idProperty) and an
-agent helper that announces its activity as signed webhook v3 events (ticket.propertyChange)."""
+agent helper that announces its activity as signed webhook v3 events (ticket.propertyChange). Also CRUD
+by id, batch create/update/archive, associations v4 between contacts, companies and tickets, and the
+properties API (docs/vendors.md lists them with their tests)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Salesforce REST simulator (HTTPS): OAuth token endpoint, SOQL query/queryAll with nextRecordsUrl
 paging, sObject and Collections upsert by external id, JSON-array error envelopes, Sforce-Limit-Info;
 CaseComments (IsPublished), case statuses and an agent helper that announces its activity as an Outbound
-Message (SOAP notifications) to a URL holding the shared secret."""
+Message (SOAP notifications) to a URL holding the shared secret. Also the calls a typical integration
+makes beyond sync: CRUD by id, COUNT queries, updated/deleted ids, describe, /composite and sObject
+Collections (docs/vendors.md lists them with their tests)."""
 
 from __future__ import annotations
 

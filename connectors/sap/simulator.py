@@ -1,5 +1,6 @@
 """SAP SOAP simulator for the shipped ZHUB_BUPA WSDL: basic auth or WS-Security UsernameToken, BAPIRET2
-RETURN tables for business errors, SOAP faults (HTTP 500) for technical ones, gateway 429s."""
+RETURN tables for business errors, SOAP faults (HTTP 500) for technical ones and for the function
+modules' exceptions (detail `<FM>.Exception`, as the WSDL declares), gateway 429s."""
 
 from __future__ import annotations
 

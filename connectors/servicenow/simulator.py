@@ -1,7 +1,8 @@
 """ServiceNow Table API simulator: basic auth and /oauth_token.do, encoded queries (^, ^OR, ^NQ, ORDERBY),
 offset paging with X-Total-Count and Link headers, create/update, 429 with Retry-After; incident journals
 (`comments` / `work_notes` written through the incident, read from sys_journal_field) and an agent helper
-that announces its activity like a business rule's outbound REST message (HMAC-signed JSON)."""
+that announces its activity like a business rule's outbound REST message (HMAC-signed JSON). Also
+sysparm_display_value with reference links, dot-walking, DELETE and the Aggregate API (docs/vendors.md)."""
 
 from __future__ import annotations
 
