@@ -114,6 +114,9 @@ READ_ONLY: dict[str, tuple[str, ...]] = {
     "Case": ("IsClosed",),
     "CaseComment": ("CreatedById", "CreatedBy.Name"),
 }
+#: Lookup fields and the object they point at (describe's `referenceTo`).
+REFERENCE_FIELDS = {"AccountId": "Account", "ContactId": "Contact", "ParentId": "Case", "OwnerId": "Group",
+                    "CreatedById": "User", "KnowledgeArticleId": "Knowledge__ka"}  # fmt: skip
 INTEGRATION_USER = ("005Hb0000000001AAA", "Integration User")  # the connected app's user (CreatedBy)
 AGENT_USER = ("005Hb0000000002AAA", "Maria Agent")
 DEFAULT_QUEUE = "00GHb0000000001AAA"  # the "Support" queue new cases belong to
@@ -588,17 +591,50 @@ class SalesforceSimulator(TicketSimulator):
         obj = request.match.group("obj")
         if obj not in OBJECTS:
             return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
-        fields = [
-            {
-                "name": f,
-                "type": "id" if f == "Id" else "string",
-                "externalId": f == "Ext_Id__c",
-                "updateable": f in OBJECTS[obj][2],
-                "nillable": f not in OBJECTS[obj][3],
-            }
-            for f in sorted(self._fields_of(obj))
-        ]
-        return json_response(200, {"name": obj, "label": obj, "fields": fields})
+        fields = [self._describe_field(obj, f) for f in sorted(self._fields_of(obj)) if "." not in f]
+        _stream, prefix, _w, _r = OBJECTS[obj]
+        base = f"/services/data/v59.0/sobjects/{obj}"
+        return json_response(200, {
+            "name": obj, "label": obj, "keyPrefix": prefix, "custom": obj.endswith(("__c", "__kav")),
+            "createable": True, "updateable": True, "deletable": True, "queryable": True, "fields": fields,
+            "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
+        })  # fmt: skip
+
+    @staticmethod
+    def _describe_field(obj: str, name: str) -> dict[str, Any]:
+        """One field of a describe: its type from its name (ids, references, e-mail, phone, booleans,
+        dates, amounts; text otherwise), and what the integration user may do with it."""
+        writable, required = OBJECTS[obj][2], OBJECTS[obj][3]
+        reference = REFERENCE_FIELDS.get(name)
+        if name == "Id":
+            kind = "id"
+        elif reference:
+            kind = "reference"
+        elif name in ("Email", "FromAddress", "ToAddress"):
+            kind = "email"
+        elif name == "Phone":
+            kind = "phone"
+        elif name.startswith("Is") or name == "Incoming":
+            kind = "boolean"
+        elif name in ("CreatedDate", "LastModifiedDate", "SystemModstamp", "MessageDate"):
+            kind = "datetime"
+        elif name == "EffectiveDate":
+            kind = "date"
+        elif name == "TotalAmount":
+            kind = "currency"
+        elif name in ("Body__c", "Description", "CommentBody", "TextBody", "HtmlBody"):
+            kind = "textarea"
+        else:
+            kind = "string"
+        return {
+            "name": name, "label": name.removesuffix("__c").replace("_", " "), "type": kind,
+            "length": 255 if kind in ("string", "email", "phone") else 0, "custom": name.endswith("__c"),
+            "externalId": name == "Ext_Id__c", "idLookup": name in ("Id", "Ext_Id__c"),
+            "unique": name == "Ext_Id__c", "createable": name in writable, "updateable": name in writable,
+            "nillable": name not in required and name != "Id" and kind != "boolean",
+            "filterable": True, "sortable": kind != "textarea",
+            "referenceTo": [reference] if reference else [],
+        }  # fmt: skip
 
     def _validate(self, obj: str, data: dict[str, Any], *, creating: bool) -> list[dict[str, Any]]:
         writable = OBJECTS[obj][2]

@@ -146,6 +146,13 @@ def test_describe_global_and_object(sf: Salesforce) -> None:
     fields = {f["name"]: f for f in contact["fields"]}
     assert fields["Ext_Id__c"]["externalId"] is True
     assert fields["Id"]["type"] == "id"
+    assert (fields["Email"]["type"], fields["Phone"]["type"], fields["IsDeleted"]["type"]) == (
+        "email", "phone", "boolean")  # fmt: skip
+    assert (fields["AccountId"]["type"], fields["AccountId"]["referenceTo"]) == ("reference", ["Account"])
+    assert fields["SystemModstamp"]["type"] == "datetime"
+    assert fields["LastName"]["nillable"] is False and fields["LastName"]["createable"] is True
+    assert fields["SystemModstamp"]["updateable"] is False
+    assert contact["keyPrefix"] == "003"
 
 
 def test_limits_and_limit_info_header(sf: Salesforce, sim: SalesforceSimulator) -> None:
