@@ -269,6 +269,20 @@ class Table:
             self._index(row)
             return row
 
+    def snapshot(self) -> tuple[dict[str, Row], list[tuple[int, str]], dict[str, dict[Any, str]]]:
+        """A copy of the table to `restore` when an all-or-none vendor call fails half-way."""
+        with self.lock:
+            rows = {}
+            for key, row in self.rows.items():
+                copy = Row(row.id, row.ts, dict(row.data))
+                copy.deleted = row.deleted
+                rows[key] = copy
+            return rows, list(self._keys), {k: dict(v) for k, v in self._indexes.items()}
+
+    def restore(self, snap: tuple[dict[str, Row], list[tuple[int, str]], dict[str, dict[Any, str]]]) -> None:
+        with self.lock:
+            self.rows, self._keys, self._indexes = snap[0], snap[1], snap[2]
+
     def since(self, ts: int | None = None, after_id: str | None = None) -> list[Row]:
         """Rows with (ts, id) >= (ts, after_id) — or strictly after when after_id is given — oldest first."""
         with self.lock:

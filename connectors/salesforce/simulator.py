@@ -1,7 +1,9 @@
 """Salesforce REST simulator (HTTPS): OAuth token endpoint, SOQL query/queryAll with nextRecordsUrl
 paging, sObject and Collections upsert by external id, JSON-array error envelopes, Sforce-Limit-Info;
 CaseComments (IsPublished), case statuses and an agent helper that announces its activity as an Outbound
-Message (SOAP notifications) to a URL holding the shared secret."""
+Message (SOAP notifications) to a URL holding the shared secret. Also the calls a typical integration
+makes beyond sync: CRUD by id, COUNT queries, updated/deleted ids, describe, /composite and sObject
+Collections (docs/vendors.md lists them with their tests)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 import jwt
@@ -111,6 +114,9 @@ READ_ONLY: dict[str, tuple[str, ...]] = {
     "Case": ("IsClosed",),
     "CaseComment": ("CreatedById", "CreatedBy.Name"),
 }
+#: Lookup fields and the object they point at (describe's `referenceTo`).
+REFERENCE_FIELDS = {"AccountId": "Account", "ContactId": "Contact", "ParentId": "Case", "OwnerId": "Group",
+                    "CreatedById": "User", "KnowledgeArticleId": "Knowledge__ka"}  # fmt: skip
 INTEGRATION_USER = ("005Hb0000000001AAA", "Integration User")  # the connected app's user (CreatedBy)
 AGENT_USER = ("005Hb0000000002AAA", "Maria Agent")
 DEFAULT_QUEUE = "00GHb0000000001AAA"  # the "Support" queue new cases belong to
@@ -119,10 +125,19 @@ CLOSED_STATUSES = ("Closed",)
 AGENT_STATUSES = {"open": "Working", "resolved": "Resolved", "closed": "Closed"}
 _SOQL = re.compile(
     r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<obj>\w+)"
-    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER\s+BY\s+(?P<order>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?\s*$",
+    r"(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ORDER\s+BY\s+(?P<order>.+?))?(?:\s+LIMIT\s+(?P<limit>\d+))?"
+    r"(?:\s+OFFSET\s+(?P<offset>\d+))?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
-_COND = re.compile(r"^\s*(\w+)\s*(>=|<=|!=|=|>|<|\bIN\b)\s*(.+?)\s*$", re.IGNORECASE | re.DOTALL)
+#: `SELECT COUNT() FROM ...` (only totalSize) and `SELECT COUNT(field) [alias] FROM ...` (an AggregateResult).
+_COUNT = re.compile(
+    r"^\s*SELECT\s+COUNT\(\s*(?P<field>\w*)\s*\)(?:\s+(?P<alias>(?!FROM\b)\w+))?\s+(?P<rest>FROM\s.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
+ROLLED_BACK = "The transaction was rolled back since another operation in the same transaction failed."
+_COND = re.compile(
+    r"^\s*(\w+)\s*(>=|<=|!=|=|>|<|\bNOT\s+IN\b|\bIN\b|\bLIKE\b)\s*(.+?)\s*$", re.IGNORECASE | re.DOTALL
+)
 _DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)$")
 
 
@@ -155,6 +170,7 @@ class SalesforceSimulator(TicketSimulator):
         self.api_limit = api_limit
         self.api_used = 0
         self._usage_lock = threading.Lock()
+        self._tx_lock = threading.RLock()  # composite and all-or-none Collections run one at a time
         self._locators: OrderedDict[str, tuple[list[Row], str, tuple[str, ...]]] = OrderedDict()
         self._locator_seq = 0
         self._next_id: dict[str, int] = {}
@@ -171,6 +187,18 @@ class SalesforceSimulator(TicketSimulator):
         self.route("DELETE", API + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15,18})", self.delete_record)
         self.route("PATCH", API + r"/sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", self.upsert_one)
         self.route("PATCH", API + r"/composite/sobjects/(?P<obj>\w+)/(?P<field>\w+)", self.upsert_many)
+        # Calls a typical integration makes beyond sync (see docs/vendors.md, "## Salesforce").
+        self.route("GET", API + r"/sobjects/?", self.describe_global)
+        self.route("GET", API + r"/sobjects/(?P<obj>\w+)/(?P<which>updated|deleted)/?", self.changed_ids)
+        self.route("PATCH", API + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15,18})", self.update_record)
+        self.route(
+            "GET", API + r"/sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", self.get_by_external_id
+        )
+        self.route("POST", API + r"/composite/?", self.composite)
+        self.route("POST", API + r"/composite/sobjects/?", self.collection_create)
+        self.route("PATCH", API + r"/composite/sobjects/?", self.collection_update)
+        self.route("DELETE", API + r"/composite/sobjects/?", self.collection_delete)
+        self.route("GET", API + r"/composite/sobjects/(?P<obj>\w+)/?", self.collection_get)
 
     # --- setup -----------------------------------------------------------------------------------
 
@@ -442,33 +470,38 @@ class SalesforceSimulator(TicketSimulator):
                 raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
             fields.append(known[name.lower()])
         table = self.tables[OBJECTS[obj][0]]
-        conditions: list[tuple[str, str, Any]] = []
+        groups: list[list[tuple[str, str, Any]]] = []  # OR of ANDs, no parentheses
         lower_ts: str | None = None
-        for part in re.split(r"\s+AND\s+", m.group("where") or "", flags=re.IGNORECASE):
-            if not part.strip():
-                continue
-            cm = _COND.match(part)
-            if not cm:
-                raise QueryError("MALFORMED_QUERY", f"unexpected token: '{part.strip()}'")
-            name, op, raw_value = cm.group(1), cm.group(2).upper(), cm.group(3)
-            if name.lower() not in known:
-                raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
-            if op == "IN":
-                value: Any = [self._literal(v) for v in raw_value.strip("() ").split(",")]
-            else:
-                value = self._literal(raw_value)
-            field = known[name.lower()]
-            if field in ("SystemModstamp", "LastModifiedDate") and op in (">=", ">"):
-                lower_ts = value
-            conditions.append((field, op, value))
+        for alternative in _split_outside_quotes(m.group("where") or "", "OR"):
+            conditions: list[tuple[str, str, Any]] = []
+            for part in _split_outside_quotes(alternative, "AND"):
+                cm = _COND.match(part)
+                if not cm:
+                    raise QueryError("MALFORMED_QUERY", f"unexpected token: '{part.strip()[:60]}'")
+                name, op, raw_value = cm.group(1), re.sub(r"\s+", " ", cm.group(2).upper()), cm.group(3)
+                if name.lower() not in known:
+                    raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{obj}'.")
+                if op in ("IN", "NOT IN"):
+                    value: Any = [self._literal(v) for v in raw_value.strip("() ").split(",")]
+                else:
+                    value = self._literal(raw_value)
+                field = known[name.lower()]
+                if field in ("SystemModstamp", "LastModifiedDate") and op in (">=", ">"):
+                    lower_ts = value
+                conditions.append((field, op, value))
+            if conditions:
+                groups.append(conditions)
         start = None
-        if lower_ts is not None:
+        if lower_ts is not None and len(groups) == 1:  # with OR the bound may not hold for every row
             start = int(dt.datetime.fromisoformat(lower_ts.replace("+0000", "+00:00")).timestamp())
         rows = table.since(start)
         if not include_deleted:
             rows = [r for r in rows if not r.deleted]
-        for field, op, value in conditions:
-            rows = [r for r in rows if _compare(self._value(r, field), op, value)]
+        if groups:
+            rows = [
+                r for r in rows
+                if any(all(_compare(self._value(r, f), op, v) for f, op, v in group) for group in groups)
+            ]  # fmt: skip
         order = (m.group("order") or "").replace(" ", "").lower()
         if order and order not in ("systemmodstamp,id", "systemmodstamp", "lastmodifieddate,id", "id"):
             keys = [
@@ -477,6 +510,10 @@ class SalesforceSimulator(TicketSimulator):
             rows.sort(key=lambda r: tuple(str(self._value(r, k) or "") for k in keys))
         elif order == "id":
             rows.sort(key=lambda r: r.id)
+        if m.group("offset"):
+            if int(m.group("offset")) > 2000:
+                raise QueryError("NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset allowed is 2000")
+            rows = rows[int(m.group("offset")) :]
         if m.group("limit"):
             rows = rows[: int(m.group("limit"))]
         return obj, tuple(fields), rows
@@ -529,6 +566,9 @@ class SalesforceSimulator(TicketSimulator):
     def query(self, request: SimRequest) -> SimResponse:
         assert request.match is not None
         include_deleted = request.match.group("endpoint") == "queryAll"
+        counted = _COUNT.match(request.query.get("q", ""))
+        if counted:
+            return self._count(counted, include_deleted=include_deleted)
         try:
             obj, fields, rows = self._run_soql(request.query.get("q", ""), include_deleted=include_deleted)
         except QueryError as exc:
@@ -551,17 +591,50 @@ class SalesforceSimulator(TicketSimulator):
         obj = request.match.group("obj")
         if obj not in OBJECTS:
             return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
-        fields = [
-            {
-                "name": f,
-                "type": "id" if f == "Id" else "string",
-                "externalId": f == "Ext_Id__c",
-                "updateable": f in OBJECTS[obj][2],
-                "nillable": f not in OBJECTS[obj][3],
-            }
-            for f in sorted(self._fields_of(obj))
-        ]
-        return json_response(200, {"name": obj, "label": obj, "fields": fields})
+        fields = [self._describe_field(obj, f) for f in sorted(self._fields_of(obj)) if "." not in f]
+        _stream, prefix, _w, _r = OBJECTS[obj]
+        base = f"/services/data/v59.0/sobjects/{obj}"
+        return json_response(200, {
+            "name": obj, "label": obj, "keyPrefix": prefix, "custom": obj.endswith(("__c", "__kav")),
+            "createable": True, "updateable": True, "deletable": True, "queryable": True, "fields": fields,
+            "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
+        })  # fmt: skip
+
+    @staticmethod
+    def _describe_field(obj: str, name: str) -> dict[str, Any]:
+        """One field of a describe: its type from its name (ids, references, e-mail, phone, booleans,
+        dates, amounts; text otherwise), and what the integration user may do with it."""
+        writable, required = OBJECTS[obj][2], OBJECTS[obj][3]
+        reference = REFERENCE_FIELDS.get(name)
+        if name == "Id":
+            kind = "id"
+        elif reference:
+            kind = "reference"
+        elif name in ("Email", "FromAddress", "ToAddress"):
+            kind = "email"
+        elif name == "Phone":
+            kind = "phone"
+        elif name.startswith("Is") or name == "Incoming":
+            kind = "boolean"
+        elif name in ("CreatedDate", "LastModifiedDate", "SystemModstamp", "MessageDate"):
+            kind = "datetime"
+        elif name == "EffectiveDate":
+            kind = "date"
+        elif name == "TotalAmount":
+            kind = "currency"
+        elif name in ("Body__c", "Description", "CommentBody", "TextBody", "HtmlBody"):
+            kind = "textarea"
+        else:
+            kind = "string"
+        return {
+            "name": name, "label": name.removesuffix("__c").replace("_", " "), "type": kind,
+            "length": 255 if kind in ("string", "email", "phone") else 0, "custom": name.endswith("__c"),
+            "externalId": name == "Ext_Id__c", "idLookup": name in ("Id", "Ext_Id__c"),
+            "unique": name == "Ext_Id__c", "createable": name in writable, "updateable": name in writable,
+            "nillable": name not in required and name != "Id" and kind != "boolean",
+            "filterable": True, "sortable": kind != "textarea",
+            "referenceTo": [reference] if reference else [],
+        }  # fmt: skip
 
     def _validate(self, obj: str, data: dict[str, Any], *, creating: bool) -> list[dict[str, Any]]:
         writable = OBJECTS[obj][2]
@@ -820,22 +893,425 @@ class SalesforceSimulator(TicketSimulator):
         row = self.tables[OBJECTS[obj][0]].rows.get(row_id) if obj in OBJECTS else None
         if row is None or row.deleted:
             return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
-        fields = tuple(sorted(f for f in self._fields_of(obj) if "." not in f))
-        return SimResponse(200, self._row_json(obj, fields, row))
+        return SimResponse(200, self._row_json(obj, self._get_fields(obj, request), row))
 
     def delete_record(self, request: SimRequest) -> SimResponse:
         assert request.match is not None
         obj, row_id = request.match.group("obj"), request.match.group("id")
         table = self.tables[OBJECTS[obj][0]] if obj in OBJECTS else None
-        if table is None or row_id not in table.rows or table.rows[row_id].deleted:
+        if table is None or row_id not in table.rows:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if table.rows[row_id].deleted:
             return self._errors(404, "ENTITY_IS_DELETED", "entity is deleted")
         self.delete(OBJECTS[obj][0], row_id)
         return SimResponse(204, b"")
+
+    # --- fidelity: count queries, CRUD by id, describe, composite and sObject Collections ------------
+
+    def _count(self, counted: re.Match[str], *, include_deleted: bool) -> SimResponse:
+        """COUNT() answers only totalSize (no records); COUNT(field) one AggregateResult row (expr0)."""
+        field = counted.group("field")
+        try:
+            _obj, _fields, rows = self._run_soql(
+                f"SELECT {field or 'Id'} {counted.group('rest')}", include_deleted=include_deleted
+            )
+        except QueryError as exc:
+            return self._errors(400, exc.code, str(exc))
+        if not field:
+            return json_response(200, {"totalSize": len(rows), "done": True, "records": []})
+        value = sum(1 for r in rows if self._value(r, field) not in (None, ""))
+        record = {"attributes": {"type": "AggregateResult"}, counted.group("alias") or "expr0": value}
+        return json_response(200, {"totalSize": 1, "done": True, "records": [record]})
+
+    def _record_errors(self, status: int, errors: list[dict[str, Any]]) -> SimResponse:
+        return json_response(
+            status,
+            [
+                {"message": e["message"], "errorCode": e["statusCode"], "fields": e.get("fields", [])}
+                for e in errors
+            ],
+        )
+
+    def _live(self, obj: str, row_id: str) -> tuple[Row | None, SimResponse | None]:
+        """The record, or the answer Salesforce gives for an unknown type, an unknown id or a deleted row."""
+        if obj not in OBJECTS:
+            return None, self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        row = self.tables[OBJECTS[obj][0]].rows.get(row_id)
+        if row is None:
+            return None, self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if row.deleted:
+            return None, self._errors(404, "ENTITY_IS_DELETED", "entity is deleted")
+        return row, None
+
+    def update_record(self, request: SimRequest) -> SimResponse:
+        """PATCH /sobjects/{type}/{id}: 204 without a body (simple-salesforce's `sf.Contact.update`)."""
+        assert request.match is not None
+        obj = request.match.group("obj")
+        row, denied = self._live(obj, request.match.group("id"))
+        if denied is not None or row is None:
+            return denied or self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        try:
+            data = request.json()
+        except ValueError:
+            return self._errors(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+        if not isinstance(data, dict):
+            return self._errors(400, "JSON_PARSER_ERROR", "Expected a JSON object")
+        errors = self._validate(obj, data, creating=False)
+        if errors:
+            return self._record_errors(400, errors)
+        self.tables[OBJECTS[obj][0]].update(row.id, data)
+        return SimResponse(204, b"")
+
+    def get_by_external_id(self, request: SimRequest) -> SimResponse:
+        """GET /sobjects/{type}/{externalIdField}/{value} (simple-salesforce's `get_by_custom_id`)."""
+        assert request.match is not None
+        obj, field, value = (request.match.group(g) for g in ("obj", "field", "value"))
+        if obj not in OBJECTS or field not in ("Id", "Ext_Id__c"):
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        table = self.tables[OBJECTS[obj][0]]
+        row = table.rows.get(value) if field == "Id" else table.find(field, value)
+        if row is None or row.deleted:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return SimResponse(200, self._row_json(obj, self._get_fields(obj, request), row))
+
+    def _get_fields(self, obj: str, request: SimRequest) -> tuple[str, ...]:
+        known = {f.lower(): f for f in self._fields_of(obj) if "." not in f}
+        wanted = [
+            known[f.strip().lower()]
+            for f in request.query.get("fields", "").split(",")
+            if f.strip().lower() in known
+        ]
+        return tuple(wanted) if wanted else tuple(sorted(known.values()))
+
+    def changed_ids(self, request: SimRequest) -> SimResponse:
+        """GET /sobjects/{type}/updated|deleted/?start=&end=: ids changed in a window of the last 30 days
+        (deleted: of the recycle bin's 15), covered up to `end` or now, whichever is earlier."""
+        assert request.match is not None
+        obj, which = request.match.group("obj"), request.match.group("which")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        try:
+            start, end = (
+                dt.datetime.fromisoformat(request.query[k].replace("Z", "+00:00")) for k in ("start", "end")
+            )
+        except (KeyError, ValueError):
+            return self._errors(
+                400, "INVALID_QUERY_PARAMETER_VALUE", "start and end must be ISO 8601 date-times"
+            )
+        if start.tzinfo is None or end.tzinfo is None or end <= start:
+            return self._errors(
+                400, "INVALID_QUERY_PARAMETER_VALUE", "end must be after start, both with a zone"
+            )
+        now = int(time.time())
+        if start.timestamp() < now - 30 * 86400:
+            return self._errors(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago")
+        covered = int(min(end.timestamp(), now))
+        rows = [r for r in self.tables[OBJECTS[obj][0]].since(int(start.timestamp())) if r.ts <= covered]
+        if which == "updated":
+            ids = [r.id for r in rows if not r.deleted]
+            return json_response(200, {"ids": ids, "latestDateCovered": sf_time(covered)})
+        deleted = [{"id": r.id, "deletedDate": sf_time(r.ts)} for r in rows if r.deleted]
+        earliest = sf_time(now - 15 * 86400)
+        return json_response(200, {"deletedRecords": deleted, "earliestDateAvailable": earliest,
+                                   "latestDateCovered": sf_time(covered)})  # fmt: skip
+
+    def describe_global(self, request: SimRequest) -> SimResponse:
+        """GET /sobjects: every object with its key prefix and capabilities."""
+        base = "/services/data/v59.0/sobjects"
+        objects = [
+            {
+                "name": obj, "label": obj, "keyPrefix": prefix, "custom": obj.endswith("__kav"),
+                "queryable": True, "createable": True, "updateable": True, "deletable": True,
+                "retrieveable": True, "searchable": True,
+                "urls": {"sobject": f"{base}/{obj}", "describe": f"{base}/{obj}/describe",
+                         "rowTemplate": f"{base}/{obj}/{{ID}}"},
+            }
+            for obj, (_stream, prefix, _w, _r) in OBJECTS.items()
+        ]  # fmt: skip
+        return json_response(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": objects})
+
+    def _transaction(self) -> list[tuple[Table, Any]]:
+        return [(table, table.snapshot()) for table in self.tables.values()]
+
+    @staticmethod
+    def _rollback(snapshots: list[tuple[Table, Any]]) -> None:
+        for table, snap in snapshots:
+            table.restore(snap)
+
+    def _collection_body(self, request: SimRequest) -> tuple[dict[str, Any] | None, SimResponse | None]:
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            return None, self._errors(400, "JSON_PARSER_ERROR", "Expected {allOrNone, records: [...]}")
+        if len(body["records"]) > 200:
+            return None, self._errors(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        return body, None
+
+    def _collection(self, records: list[Any], all_or_none: bool, one: Any) -> SimResponse:
+        """Run `one(record) -> result` per record; with allOrNone, one failure rolls every record back."""
+        with self._tx_lock:
+            snapshots = self._transaction() if all_or_none else []
+            results = [one(record) for record in records]
+            if all_or_none and not all(r["success"] for r in results):
+                self._rollback(snapshots)
+                rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "fields": [],
+                          "message": "Record rolled back because not all records were valid and the request "
+                                     "was using AllOrNone header"}  # fmt: skip
+                results = [
+                    r if not r["success"] else {"id": None, "success": False, "errors": [rolled]}
+                    for r in results
+                ]
+        return json_response(200, results)
+
+    @staticmethod
+    def _failed(
+        code: str, message: str, fields: list[str] | None = None, row_id: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "id": row_id,
+            "success": False,
+            "errors": [{"statusCode": code, "message": message, "fields": fields or []}],
+        }
+
+    def _create_one(self, record: Any) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            return self._failed("JSON_PARSER_ERROR", "Each record must be a JSON object")
+        obj = (record.get("attributes") or {}).get("type")
+        if obj not in OBJECTS or obj == "CaseComment":
+            return self._failed("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+        data = {k: v for k, v in record.items() if k != "attributes"}
+        if "Id" in data:
+            return self._failed("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
+        errors = self._validate(obj, data, creating=True)
+        if errors:
+            return {"id": None, "success": False, "errors": errors}
+        with self.tables[OBJECTS[obj][0]].lock:
+            n = self._next_id[obj]
+            self._next_id[obj] += 1
+        row = self._add(obj, n, data, ts=int(time.time()))
+        return {"id": row.id, "success": True, "errors": []}
+
+    def _update_one(self, record: Any) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            return self._failed("JSON_PARSER_ERROR", "Each record must be a JSON object")
+        obj = (record.get("attributes") or {}).get("type")
+        row_id = str(record.get("Id") or "")
+        if obj not in OBJECTS:
+            return self._failed("INVALID_TYPE", f"sObject type '{obj}' is not supported.")
+        if not row_id:
+            return self._failed("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
+        row = self.tables[OBJECTS[obj][0]].rows.get(row_id)
+        if row is None:
+            return self._failed("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [], row_id)
+        if row.deleted:
+            return self._failed("ENTITY_IS_DELETED", "entity is deleted", [], row_id)
+        data = {k: v for k, v in record.items() if k not in ("attributes", "Id")}
+        errors = self._validate(obj, data, creating=False)
+        if errors:
+            return {"id": row_id, "success": False, "errors": errors}
+        self.tables[OBJECTS[obj][0]].update(row_id, data)
+        return {"id": row_id, "success": True, "errors": []}
+
+    def _delete_one(self, row_id: Any) -> dict[str, Any]:
+        for stream, *_rest in OBJECTS.values():
+            row = self.tables[stream].rows.get(str(row_id))
+            if row is not None:
+                if row.deleted:
+                    return self._failed("ENTITY_IS_DELETED", "entity is deleted", [], row.id)
+                self.delete(stream, row.id)
+                return {"id": row.id, "success": True, "errors": []}
+        return self._failed("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [], str(row_id))
+
+    def collection_create(self, request: SimRequest) -> SimResponse:
+        """POST /composite/sobjects: create up to 200 records of any types, results in request order."""
+        body, denied = self._collection_body(request)
+        if body is None:
+            return denied or self._errors(400, "JSON_PARSER_ERROR", "bad body")
+        return self._collection(body["records"], bool(body.get("allOrNone")), self._create_one)
+
+    def collection_update(self, request: SimRequest) -> SimResponse:
+        """PATCH /composite/sobjects: update up to 200 records by Id."""
+        body, denied = self._collection_body(request)
+        if body is None:
+            return denied or self._errors(400, "JSON_PARSER_ERROR", "bad body")
+        return self._collection(body["records"], bool(body.get("allOrNone")), self._update_one)
+
+    def collection_delete(self, request: SimRequest) -> SimResponse:
+        """DELETE /composite/sobjects?ids=a,b&allOrNone=true: delete up to 200 records by Id."""
+        ids = [i for i in request.query.get("ids", "").split(",") if i]
+        if not ids:
+            return self._errors(400, "MISSING_ARGUMENT", "ids not specified")
+        if len(ids) > 200:
+            return self._errors(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        return self._collection(
+            ids, request.query.get("allOrNone", "false").lower() == "true", self._delete_one
+        )
+
+    def collection_get(self, request: SimRequest) -> SimResponse:
+        """GET /composite/sobjects/{type}?ids=..&fields=..: the records in order, null where none."""
+        assert request.match is not None
+        obj = request.match.group("obj")
+        if obj not in OBJECTS:
+            return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+        ids = [i for i in request.query.get("ids", "").split(",") if i]
+        if not ids or not request.query.get("fields"):
+            return self._errors(400, "MISSING_ARGUMENT", "ids and fields are required")
+        fields = self._get_fields(obj, request)
+        table = self.tables[OBJECTS[obj][0]]
+        parts = []
+        for row_id in ids[:2000]:
+            row = table.rows.get(row_id)
+            parts.append(b"null" if row is None or row.deleted else self._row_json(obj, fields, row))
+        return SimResponse(200, b"[" + b",".join(parts) + b"]")
+
+    def composite(self, request: SimRequest) -> SimResponse:
+        """POST /composite: up to 25 subrequests in order, `@{referenceId.field}` resolved from earlier
+        answers; with allOrNone a failure rolls everything back (PROCESSING_HALTED for the others)."""
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        subs = body.get("compositeRequest") if isinstance(body, dict) else None
+        if not isinstance(subs, list) or not subs:
+            return self._errors(400, "JSON_PARSER_ERROR", "Expected {allOrNone, compositeRequest: [...]}")
+        if len(subs) > 25:
+            return self._errors(
+                400, "INVALID_BATCH_REQUEST", "Composite request may contain at most 25 subrequests"
+            )
+        all_or_none = bool(body.get("allOrNone"))
+        answers: dict[str, Any] = {}
+        results: list[dict[str, Any]] = []
+        with self._tx_lock:
+            snapshots = self._transaction() if all_or_none else []
+            failed = False
+            for sub in subs:
+                ref = str((sub or {}).get("referenceId") or "") if isinstance(sub, dict) else ""
+                if failed and all_or_none:
+                    results.append(_halted(ref, ROLLED_BACK))
+                    continue
+                if (
+                    not isinstance(sub, dict)
+                    or not ref
+                    or not str(sub.get("url") or "").startswith("/services/data/")
+                ):
+                    results.append(
+                        _halted(
+                            ref, "Each subrequest needs a method, a /services/data/ url and a referenceId"
+                        )
+                    )
+                    failed = True
+                    continue
+                try:
+                    url = _resolve(str(sub["url"]), answers)
+                    sub_body = _resolve(sub.get("body"), answers)
+                except KeyError as exc:
+                    results.append(
+                        _halted(
+                            ref, f"Invalid reference specified. No value for {exc.args[0]} found in {ref}."
+                        )
+                    )
+                    failed = True
+                    continue
+                answer = self._subrequest(request, str(sub.get("method") or "GET").upper(), url, sub_body)
+                payload = json.loads(answer.body) if answer.body else None
+                headers = {}
+                if answer.status == 201 and isinstance(payload, dict) and payload.get("id"):
+                    headers["Location"] = f"{url.rstrip('/')}/{payload['id']}"
+                results.append(
+                    {
+                        "body": payload,
+                        "httpHeaders": headers,
+                        "httpStatusCode": answer.status,
+                        "referenceId": ref,
+                    }
+                )
+                if answer.status >= 400:
+                    failed = True
+                else:
+                    answers[ref] = payload
+            if failed and all_or_none:
+                self._rollback(snapshots)
+                results = [
+                    r if r["httpStatusCode"] >= 400 else _halted(r["referenceId"], ROLLED_BACK)
+                    for r in results
+                ]
+        return json_response(200, {"compositeResponse": results})
+
+    def _subrequest(self, request: SimRequest, method: str, url: str, body: Any) -> SimResponse:
+        path, _, query = url.partition("?")
+        sub = SimRequest(method, path, {k: v[0] for k, v in parse_qs(query).items()}, request.headers,
+                         b"" if body is None else json.dumps(body).encode())  # fmt: skip
+        for route_method, pattern, handler in self.routes:
+            match = pattern.match(path) if route_method == method else None
+            if match and handler not in (self.composite, self.token):
+                sub.match = match
+                return handler(sub)
+        return self._errors(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _halted(ref: str, message: str) -> dict[str, Any]:
+    return {"body": [{"errorCode": "PROCESSING_HALTED", "message": message}], "httpHeaders": {},
+            "httpStatusCode": 400, "referenceId": ref}  # fmt: skip
+
+
+_REFERENCE = re.compile(r"@\{(?P<ref>\w+)\.(?P<path>[\w.\[\]]+)\}")
+
+
+def _resolve(value: Any, answers: dict[str, Any]) -> Any:
+    """Replace `@{referenceId.path}` (path: dotted keys, `[n]` indexes) with values of earlier answers."""
+    if isinstance(value, dict):
+        return {k: _resolve(v, answers) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, answers) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(m: re.Match[str]) -> str:
+        ref = m.group("ref")
+        if ref not in answers:
+            raise KeyError(ref)
+        found: Any = answers[ref]
+        for part in re.findall(r"\w+|\[\d+\]", m.group("path")):
+            try:
+                found = found[int(part[1:-1])] if part.startswith("[") else found[part]
+            except (KeyError, IndexError, TypeError):
+                raise KeyError(m.group(0)) from None
+        return str(found)
+
+    return _REFERENCE.sub(lookup, value)
+
+
+def _split_outside_quotes(text: str, word: str) -> list[str]:
+    """Split a WHERE clause on AND/OR, but not inside a quoted literal ('Smith AND Sons')."""
+    parts = re.split(rf"\s+{word}\s+(?=(?:[^']*'[^']*')*[^']*$)", text, flags=re.IGNORECASE)
+    return [p for p in parts if p.strip()]
+
+
+def _like(left: Any, pattern: Any) -> bool:
+    """SOQL LIKE: % any run, _ one character, case-insensitive."""
+    if left is None or not isinstance(pattern, str):
+        return False
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, str(left), re.IGNORECASE | re.DOTALL) is not None
 
 
 def _compare(left: Any, op: str, right: Any) -> bool:
     if op == "IN":
         return left in right
+    if op == "NOT IN":
+        return left not in right
+    if op == "LIKE":
+        return _like(left, right)
     if op == "=":
         return bool(left == right)
     if op == "!=":

@@ -143,6 +143,13 @@ class SapConnector(Connector):
         try:
             result = serialize_object(getattr(self.service, operation)(**params), dict)
         except Fault as exc:
+            refused = _rfc_exception(exc)
+            if refused is not None:  # the function module raised one of its exceptions: our input is wrong
+                raise BapiError(
+                    self.session.redact(f"SAP {operation} raised {refused[0]}: {refused[1]}"),
+                    True,
+                    code=refused[0],
+                ) from exc
             raise VendorUnavailable(
                 self.session.redact(f"SAP SOAP fault in {operation}: {exc.message}"), code=str(exc.code)
             ) from exc
@@ -260,3 +267,15 @@ class SapConnector(Connector):
             except BapiError as exc:  # this record's data was refused; the others may still go through
                 result.outcomes.append(WriteOutcome(ext, error=exc.message))
         return result
+
+
+def _rfc_exception(fault: Fault) -> tuple[str, str] | None:
+    """(Name, Text) of a Client fault whose detail is a function module's `<FM>.Exception` element, the
+    way the WSDL declares it; None for any other fault (a technical one: retry later)."""
+    if not str(fault.code or "").endswith("Client") or fault.detail is None or not len(fault.detail):
+        return None
+    element = fault.detail[0]
+    if not etree.QName(element).localname.endswith(".Exception"):
+        return None
+    name = (element.findtext("Name") or "").strip()
+    return (name, (element.findtext("Text") or "").strip()) if name else None

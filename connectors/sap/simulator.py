@@ -1,5 +1,6 @@
 """SAP SOAP simulator for the shipped ZHUB_BUPA WSDL: basic auth or WS-Security UsernameToken, BAPIRET2
-RETURN tables for business errors, SOAP faults (HTTP 500) for technical ones, gateway 429s."""
+RETURN tables for business errors, SOAP faults (HTTP 500) for technical ones and for the function
+modules' exceptions (detail `<FM>.Exception`, as the WSDL declares), gateway 429s."""
 
 from __future__ import annotations
 
@@ -48,6 +49,15 @@ def sap_date_time(ts: int) -> tuple[str, str]:
 
 def ret(kind: str, msg_id: str, number: str, message: str) -> dict[str, str]:
     return {"TYPE": kind, "ID": msg_id, "NUMBER": number, "MESSAGE": message}
+
+
+class RfcRaise(Exception):
+    """A classic exception of a function module (RAISE ... in ABAP): a SOAP fault whose detail is the
+    module's `<FM>.Exception` element, as the WSDL declares it."""
+
+    def __init__(self, name: str, text: str, msg_id: str = "ZHUB", number: str = "001") -> None:
+        super().__init__(text)
+        self.name, self.text, self.msg_id, self.number = name, text, msg_id, number
 
 
 class SapSimulator(Simulator):
@@ -150,10 +160,11 @@ class SapSimulator(Simulator):
             password = root.findtext(f".//{{{WSSE}}}Password")
             if (user, password) == (self.username, self.password):
                 return None
-        # ICF answers 401 with an HTML page; zeep surfaces it as a TransportError
+        # ICF answers 401 with its HTML logon error page (HTML, not XML: zeep surfaces a TransportError)
         return SimResponse(
             401,
-            b"<html><body>Logon failed</body></html>",
+            b'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Logon Error Message</title></head>'
+            b"<body><p>Logon failed</p><p>Anmeldung fehlgeschlagen</p></body></html>",
             "text/html",
             headers={"WWW-Authenticate": 'Basic realm="SAP NetWeaver Application Server"'},
         )
@@ -171,6 +182,17 @@ class SapSimulator(Simulator):
     def fault(self, text: str, code: str = "soap-env:Server") -> SimResponse:
         body = f'<soap-env:Fault><faultcode>{code}</faultcode><faultstring xml:lang="en">{escape(text)}'
         body += "</faultstring><detail/></soap-env:Fault>"
+        return SimResponse(500, ENVELOPE.format(body).encode(), "text/xml; charset=utf-8")
+
+    def rfc_fault(self, operation: str, exc: RfcRaise) -> SimResponse:
+        """HTTP 500, faultcode Client, faultstring the exception's name, detail `<FM>.Exception`."""
+        detail = (
+            f'<n0:{operation}.Exception xmlns:n0="{NS}"><Name>{escape(exc.name)}</Name>'
+            f"<Text>{escape(exc.text)}</Text><Message><ID>{escape(exc.msg_id)}</ID>"
+            f"<Number>{escape(exc.number)}</Number></Message></n0:{operation}.Exception>"
+        )
+        body = '<soap-env:Fault><faultcode>soap-env:Client</faultcode><faultstring xml:lang="en">'
+        body += f"{escape(exc.name)}</faultstring><detail>{detail}</detail></soap-env:Fault>"
         return SimResponse(500, ENVELOPE.format(body).encode(), "text/xml; charset=utf-8")
 
     def malformed(self, request: SimRequest, response: SimResponse, kind: str) -> SimResponse:
@@ -211,7 +233,10 @@ class SapSimulator(Simulator):
         handler = getattr(self, "op_" + name.lower(), None)
         if handler is None:
             return self.fault(f"Function module {name} not found", "soap-env:Client")
-        result = handler(text, params)
+        try:
+            result = handler(text, params)
+        except RfcRaise as exc:
+            return self.rfc_fault(name, exc)
         return SimResponse(
             200, ENVELOPE.format(self._xml(name + "Response", result)).encode(), "text/xml; charset=utf-8"
         )
@@ -242,9 +267,17 @@ class SapSimulator(Simulator):
     def _changed(self, stream: str, text: dict[str, str], after_key: str) -> tuple[list[Row], str]:
         since = text.get("IV_SINCE_DATE") or "1970-01-01"
         stamp = f"{since} {text.get('IV_SINCE_TIME') or '00:00:00'}"
-        ts = calendar.timegm(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+        try:
+            ts = calendar.timegm(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            raise RfcRaise("INVALID_SINCE", f"{stamp[:40]} is not a valid date and time") from None
+        try:
+            limit = int(text.get("IV_MAX_ROWS") or 500)
+        except ValueError:
+            limit = 0
+        if not 0 < limit <= 10_000:
+            raise RfcRaise("INVALID_MAX_ROWS", "IV_MAX_ROWS must be between 1 and 10000", number="002")
         rows = self.tables[stream].since(ts, text.get(after_key) or None)
-        limit = int(text.get("IV_MAX_ROWS") or 500)
         return rows[:limit], "X" if len(rows) > limit else ""
 
     def op_z_hub_bupa_get_changed(self, text: dict[str, str], _p: Any) -> dict[str, Any]:

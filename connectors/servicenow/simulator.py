@@ -1,7 +1,8 @@
 """ServiceNow Table API simulator: basic auth and /oauth_token.do, encoded queries (^, ^OR, ^NQ, ORDERBY),
 offset paging with X-Total-Count and Link headers, create/update, 429 with Retry-After; incident journals
 (`comments` / `work_notes` written through the incident, read from sys_journal_field) and an agent helper
-that announces its activity like a business rule's outbound REST message (HMAC-signed JSON)."""
+that announces its activity like a business rule's outbound REST message (HMAC-signed JSON). Also
+sysparm_display_value with reference links, dot-walking, DELETE and the Aggregate API (docs/vendors.md)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,25 @@ JOURNAL_ELEMENTS = ("comments", "work_notes")  # journal fields of an incident: 
 AGENT_STATES = {"open": "2", "resolved": "6", "closed": "7"}
 INCIDENT_STATES = ("1", "2", "3", "6", "7", "8")
 _TERM = re.compile(
-    r"^([a-z0-9_.]+?)(>=|<=|!=|>|<|=|LIKE|STARTSWITH|ENDSWITH|NOT IN|IN|ISEMPTY|ISNOTEMPTY)(.*)$"
+    r"^([a-z0-9_.]+?)(>=|<=|!=|>|<|=|NOT LIKE|LIKE|STARTSWITH|ENDSWITH|NOT IN|IN|ISEMPTY|ISNOTEMPTY|ANYTHING"
+    r"|EMPTYSTRING)(.*)$"
 )
+#: Reference fields, (table, field) -> the table referred to, and the field a referred row displays as.
+REFERENCES = {
+    ("incident", "caller_id"): "customer_contact",
+    ("customer_contact", "account"): "customer_account",
+    ("kb_knowledge", "translated_from"): "kb_knowledge",
+}
+DISPLAY_FIELD = {"customer_contact": "name", "customer_account": "name", "kb_knowledge": "number"}
+#: Choice fields and their labels (what sysparm_display_value=true shows).
+CHOICES = {
+    ("incident", "state"): {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed",
+                            "8": "Canceled"},
+    ("incident", "priority"): {"1": "1 - Critical", "2": "2 - High", "3": "3 - Moderate", "4": "4 - Low",
+                               "5": "5 - Planning"},
+}  # fmt: skip
+JOURNAL_LABELS = {"comments": "Additional comments", "work_notes": "Work notes"}
+DISPLAY_MODES = ("false", "true", "all")
 Predicate = Callable[[Row], bool]
 
 
@@ -76,6 +94,8 @@ class ServiceNowSimulator(TicketSimulator):
         self.route("POST", r"/api/now/table/(?P<table>\w+)", self.create)
         self.route("PATCH", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.update)
         self.route("PUT", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.update)
+        self.route("DELETE", r"/api/now/table/(?P<table>\w+)/(?P<id>\w{32})", self.delete_row)
+        self.route("GET", r"/api/now/stats/(?P<table>\w+)", self.stats)
 
     def _seed(self) -> None:
         self.by_table: dict[str, Table] = {}
@@ -246,12 +266,29 @@ class ServiceNowSimulator(TicketSimulator):
         value = row.data.get(field)
         return "" if value is None else str(value)
 
-    def _term(self, text: str) -> Predicate:
+    def _walk(self, table: str, row: Row, field: str) -> str:
+        """A dot-walked field (`caller_id.email`): the field of the row a reference field points at."""
+        ref, _, rest = field.partition(".")
+        target = REFERENCES.get((table, ref))
+        referred = self.by_table[target].rows.get(self._value(row, ref)) if target else None
+        if referred is None:
+            return ""
+        if "." in rest:
+            return self._walk(target or "", referred, rest)
+        if rest == "name" and target == "customer_contact":
+            return f"{referred.data.get('first_name', '')} {referred.data.get('last_name', '')}".strip()
+        return self._value(referred, rest)
+
+    def _term(self, text: str, table: str = "") -> Predicate:
         m = _TERM.match(text)
         if not m:
             raise ValueError(text)
         field, op, value = m.groups()
-        get = self._value
+        get: Callable[[Row, str], str] = self._value
+        if "." in field:
+            if (table, field.partition(".")[0]) not in REFERENCES:
+                raise ValueError(f"{field} is not a reference field of {table}")
+            get = functools.partial(self._walk, table)
 
         def check(row: Row) -> bool:
             left = get(row, field)
@@ -277,7 +314,11 @@ class ServiceNowSimulator(TicketSimulator):
                 return left in value.split(",")
             if op == "NOT IN":
                 return left not in value.split(",")
-            if op == "ISEMPTY":
+            if op == "NOT LIKE":
+                return value.lower() not in left.lower()
+            if op == "ANYTHING":
+                return True
+            if op in ("ISEMPTY", "EMPTYSTRING"):
                 return left == ""
             return left != ""
 
@@ -292,14 +333,16 @@ class ServiceNowSimulator(TicketSimulator):
             group: list[list[Predicate]] = []
             lower: int | None = None
             for term in filter(None, group_text.split("^")):
+                if term == "EQ":  # the end marker the condition builder appends
+                    continue
                 if term.startswith("ORDERBYDESC"):
                     orders.append((term[11:], True))
                 elif term.startswith("ORDERBY"):
                     orders.append((term[7:], False))
                 elif term.startswith("OR") and group:
-                    group[-1].append(self._term(term[2:]))
+                    group[-1].append(self._term(term[2:], table.name))
                 else:
-                    group.append([self._term(term)])
+                    group.append([self._term(term, table.name)])
                     m = re.match(r"^sys_updated_on(>=|>|=)(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)$", term)
                     if m:
                         lower = calendar.timegm(time.strptime(m.group(2), "%Y-%m-%d %H:%M:%S"))
@@ -333,12 +376,17 @@ class ServiceNowSimulator(TicketSimulator):
         except ValueError as exc:
             return self._failure(400, "Invalid query", str(exc))
         rows = [r for r in rows if not r.deleted]
-        limit = int(request.query.get("sysparm_limit", 10000))
-        offset = int(request.query.get("sysparm_offset", 0))
-        fields_param = request.query.get("sysparm_fields")
-        fields = fields_param.split(",") if fields_param else None
+        try:
+            limit = int(request.query.get("sysparm_limit", 10000))
+            offset = int(request.query.get("sysparm_offset", 0))
+        except ValueError:
+            return self._failure(400, "Invalid sysparm_limit or sysparm_offset", "expected a number")
+        view = self._view(request)
+        if isinstance(view, SimResponse):
+            return view
+        limit, offset = max(1, limit), max(0, offset)
         page = rows[offset : offset + limit]
-        body = b'{"result":[' + b",".join(self._row_json(r, fields) for r in page) + b"]}"
+        body = b'{"result":[' + b",".join(self._row_json(table.name, r, view) for r in page) + b"]}"
         headers = {"X-Total-Count": str(len(rows))}
         if len(rows) > limit:
             base = f"{self.base_url}{request.path}?"
@@ -355,22 +403,25 @@ class ServiceNowSimulator(TicketSimulator):
             headers["Link"] = ",".join(links)
         return SimResponse(200, body, headers=headers)
 
-    def _row_json(self, row: Row, fields: list[str] | None) -> bytes:
-        key: tuple[str, ...] | None = tuple(fields) if fields else None
+    def _row_json(self, table: str, row: Row, view: tuple[list[str] | None, str, bool]) -> bytes:
+        fields, mode, links = view
+        if mode != "false" or any("." in f for f in fields or ()):  # values of other rows: never cached
+            return json.dumps(self._present(table, row, view), ensure_ascii=False).encode()
+        key = (tuple(fields) if fields else None, links)
         cached = row.cache.get(key)
         if cached is None:
-            cached = row.cache[key] = json.dumps(self._render(row, fields), ensure_ascii=False).encode()
+            cached = row.cache[key] = json.dumps(self._present(table, row, view), ensure_ascii=False).encode()
         return cached
 
     def get(self, request: SimRequest) -> SimResponse:
         assert request.match is not None
         table = self.by_table.get(request.match.group("table"))
         row = table.rows.get(request.match.group("id")) if table else None
-        if row is None or row.deleted:
+        if row is None or row.deleted or table is None:
             return self._failure(
                 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
             )
-        return json_response(200, {"result": self._render(row, None)})
+        return self._answer(200, request, table.name, row)
 
     def create(self, request: SimRequest) -> SimResponse:
         assert request.match is not None
@@ -387,22 +438,138 @@ class ServiceNowSimulator(TicketSimulator):
         row = self._add(name, self._seq + 10_000_000, data, ts=int(time.time()))
         for element, value in journal.items():
             self.journal_add(row.id, element, value, author=self.username)
-        return json_response(201, {"result": self._render(row, None)})
+        return self._answer(201, request, name, row)
 
     def update(self, request: SimRequest) -> SimResponse:
         assert request.match is not None
         table = self.by_table.get(request.match.group("table"))
         row_id = request.match.group("id")
-        if table is None or row_id not in table.rows:
+        if table is None or row_id not in table.rows or table.rows[row_id].deleted:
             return self._failure(
                 404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
             )
-        changes = {k: str(v) for k, v in (request.json() or {}).items()}
+        try:
+            changes = {k: str(v) for k, v in (request.json() or {}).items()}
+        except (ValueError, AttributeError):
+            return self._failure(400, "Exception while reading request", "Invalid payload")
         journal = self._journal_fields(table.name, changes)
         row = table.update(row_id, changes)
         for element, value in journal.items():
             self.journal_add(row_id, element, value, author=self.username)
-        return json_response(200, {"result": self._render(row, None)})
+        return self._answer(200, request, table.name, row)
+
+    # --- fidelity: display values, reference links, journal fields on the record, delete ---------
+
+    def _view(self, request: SimRequest) -> tuple[list[str] | None, str, bool] | SimResponse:
+        """(sysparm_fields, sysparm_display_value, reference links?) of a request, or its 400."""
+        fields_param = request.query.get("sysparm_fields")
+        mode = request.query.get("sysparm_display_value", "false").lower()
+        if mode not in DISPLAY_MODES:
+            return self._failure(400, "Invalid sysparm_display_value", "expected true, false or all")
+        links = request.query.get("sysparm_exclude_reference_link", "false").lower() != "true"
+        return (
+            ([f.strip() for f in fields_param.split(",") if f.strip()] if fields_param else None),
+            mode,
+            links,
+        )
+
+    def _answer(self, status: int, request: SimRequest, table: str, row: Row) -> SimResponse:
+        view = self._view(request)
+        if isinstance(view, SimResponse):
+            return view
+        return json_response(status, {"result": self._present(table, row, view)})
+
+    def _journal_text(self, row: Row, element: str) -> str:
+        """A journal field as the record shows it with display values: entries newest first."""
+        journal = self.by_table[JOURNAL]
+        with journal.lock:  # insertion order: entries of the same second keep the order they were written in
+            entries = [
+                r
+                for r in journal.rows.values()
+                if r.data["element_id"] == row.id and r.data["element"] == element
+            ]
+        label = JOURNAL_LABELS[element]
+        return "".join(
+            f"{e.data['sys_created_on']} - {e.data['sys_created_by']} ({label})\n{e.data['value']}\n\n"
+            for e in reversed(entries)
+        )
+
+    def _display(self, table: str, field: str, value: str) -> str:
+        target = REFERENCES.get((table, field))
+        if target is not None:
+            referred = self.by_table[target].rows.get(value) if value else None
+            if referred is None:
+                return ""
+            if DISPLAY_FIELD[target] == "name" and "name" not in referred.data:
+                return f"{referred.data.get('first_name', '')} {referred.data.get('last_name', '')}".strip()
+            return str(referred.data.get(DISPLAY_FIELD[target]) or "")
+        return CHOICES.get((table, field), {}).get(value, value)
+
+    def _present(self, table: str, row: Row, view: tuple[list[str] | None, str, bool]) -> dict[str, Any]:
+        """A record as the Table API renders it: journal fields read as empty (their entries live in
+        sys_journal_field) unless display values are asked for; reference fields as {link, value} unless
+        sysparm_exclude_reference_link; display values (true) or both (all) with sysparm_display_value."""
+        fields, mode, links = view
+        plain: dict[str, Any] = self._render(row, None)
+        if table == "incident":
+            for element in JOURNAL_ELEMENTS:
+                plain[element] = self._journal_text(row, element) if mode != "false" else ""
+        if fields:
+            plain = {f: self._walk(table, row, f) if "." in f else plain.get(f, "") for f in fields}
+        out: dict[str, Any] = {}
+        for field, value in plain.items():
+            target = REFERENCES.get((table, field))
+            link = f"{self.base_url}/api/now/table/{target}/{value}" if target and value and links else None
+            display = value if field in JOURNAL_ELEMENTS else self._display(table, field, value)
+            if mode == "false":
+                out[field] = {"link": link, "value": value} if link else value
+            elif mode == "true":
+                out[field] = {"display_value": display, "link": link} if link else display
+            else:
+                both = {"display_value": display, "value": value}
+                out[field] = {**both, "link": link} if link else both
+        return out
+
+    def stats(self, request: SimRequest) -> SimResponse:
+        """Aggregate API: GET /api/now/stats/{table}?sysparm_count=true[&sysparm_query=][&sysparm_group_by=]
+        -> {"result": {"stats": {"count": "n"}}}, or one entry per group (counts are strings)."""
+        assert request.match is not None
+        table = self.by_table.get(request.match.group("table"))
+        if table is None:
+            return self._failure(400, "Invalid table " + request.match.group("table"))
+        try:
+            rows = [r for r in self._query(table, request.query.get("sysparm_query", "")) if not r.deleted]
+        except ValueError as exc:
+            return self._failure(400, "Invalid query", str(exc))
+        if request.query.get("sysparm_count", "false").lower() != "true":
+            return json_response(200, {"result": {"stats": {}}})
+        group_by = [f for f in request.query.get("sysparm_group_by", "").split(",") if f]
+        if not group_by:
+            return json_response(200, {"result": {"stats": {"count": str(len(rows))}}})
+        groups: dict[tuple[str, ...], int] = {}
+        for row in rows:
+            key = tuple(self._value(row, f) for f in group_by)
+            groups[key] = groups.get(key, 0) + 1
+        result = [
+            {"stats": {"count": str(n)},
+             "groupby_fields": [{"field": f, "value": v} for f, v in zip(group_by, key, strict=True)]}
+            for key, n in sorted(groups.items())
+        ]  # fmt: skip
+        return json_response(200, {"result": result})
+
+    def delete_row(self, request: SimRequest) -> SimResponse:
+        """DELETE /api/now/table/{table}/{sys_id}: 204 without a body; 404 for an unknown or deleted row."""
+        assert request.match is not None
+        table = self.by_table.get(request.match.group("table"))
+        row = table.rows.get(request.match.group("id")) if table else None
+        if table is None or row is None or row.deleted:
+            return self._failure(
+                404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+            )
+        with table.lock:
+            row.deleted = True
+            table.update(row.id, {})
+        return SimResponse(204, b"", "text/plain")
 
     # --- journals, the agent helper and business-rule webhooks ----------------------------------
 
