@@ -27,6 +27,17 @@ def _scim_token_pk(tenant: Tenant) -> Any:
     return (existing or scim_token_create(tenant=tenant, name="sweep", expires_at=None, actor=None)[0]).pk
 
 
+def _dsr_pk(tenant: Tenant) -> Any:
+    """One of tenant A's data-subject requests (issue 22), registered on first use."""
+    from apps.core.context import tenant_context
+    from apps.policies.dsr import dsr_create
+    from apps.policies.models import DataSubjectRequest
+
+    with tenant_context(tenant):
+        existing = DataSubjectRequest.objects.first()
+    return (existing or dsr_create(tenant=tenant, kind="access", email="sweep@example.test", actor=None)).pk
+
+
 def _connection_pk(tenant: Tenant) -> Any:
     """One of tenant A's connections (created on first use; no vendor is called)."""
     from apps.core.context import tenant_context
@@ -256,6 +267,11 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     },
     # Issue 21 (xliff2): an XLIFF import's page.
     "knowledge:xliff-import": lambda t: _xliff_import_kwargs(t),
+    # Issue 22 (dsr): a data-subject request's pages and actions.
+    **{
+        f"policies:dsr-{name}": lambda t: {"pk": _dsr_pk(t)}
+        for name in ("detail", "start", "extend", "reject", "handle", "download")
+    },
 }
 
 
