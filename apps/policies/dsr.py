@@ -221,7 +221,8 @@ def dsr_start(
     _audit("dsr.started", locked, tenant=ref, actor=actor, request=request)
     if locked.kind == RequestKind.ERASURE:
         _erase(ref, locked, actor=actor, request=request)
-        locked.refresh_from_db()
+        with tenant_context(ref):
+            locked.refresh_from_db()
     return locked
 
 
@@ -271,7 +272,9 @@ def dsr_archive_build(*, tenant: Any, request_id: Any) -> DataSubjectRequest | N
         dsr = DataSubjectRequest.objects.defer("archive").filter(pk=request_id).first()
     if dsr is None or dsr.kind != RequestKind.ACCESS or dsr.status != RequestStatus.IN_PROGRESS:
         return None
-    files, counts, truncated = dsr_archive_collect(tenant=ref, subject=dsr_subject(dsr))
+    with tenant_context(ref):
+        subject = dsr_subject(dsr)
+    files, counts, truncated = dsr_archive_collect(tenant=ref, subject=subject)
     manifest = {
         "tenant": ref.slug,
         "request": str(dsr.pk),
@@ -361,7 +364,8 @@ def dsr_archives_expire(*, now: datetime | None = None) -> int:
 # --- erasure -----------------------------------------------------------------------------------------------
 def _erase(ref: TenantRef, dsr: DataSubjectRequest, *, actor: Any, request: HttpRequest | None) -> None:
     """Queue the vendors' erasure requests, erase the hub's own data, record the evidence."""
-    subject = dsr_subject(dsr)
+    with tenant_context(ref):
+        subject = dsr_subject(dsr)
     notices: list[dict[str, Any]] = []
     for name, notifier in sorted(erasure_notifiers().items()):
         for notice in notifier.notify(tenant=ref, subject=subject, request_id=str(dsr.pk)):
