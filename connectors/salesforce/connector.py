@@ -37,6 +37,7 @@ from connectors.ticket_text import comment_request, html_to_text, marked, newer,
 from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # SOQL is built from these names; nothing else passes
+RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")  # a Salesforce record id (15 or 18 chars)
 RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 COMMENT_FIELDS = "Id, ParentId, CommentBody, IsPublished, CreatedDate, CreatedById, CreatedBy.Name"
 EMAIL_FIELDS = "Id, ParentId, TextBody, HtmlBody, Incoming, FromName, CreatedDate"
@@ -473,7 +474,7 @@ class SalesforceConnector(Connector, TicketThreads):
                     targets += [(obj, str(row["Id"])) for row in self._query_all(soql, f"the {obj} lookup")]
             deleted: list[str] = []
             for obj, record_id in dict.fromkeys(targets):
-                if not IDENTIFIER.match(record_id):
+                if not RECORD_ID.match(record_id):
                     continue  # not a Salesforce id: nothing of ours to delete
                 try:
                     self._call("restful", f"sobjects/{obj}/{record_id}", method="DELETE")

@@ -66,7 +66,11 @@ def conversation(tenant: Tenant, *, user_ref: str, text: str, actions: list[dict
         conv.save()
         question = Message.objects.create(conversation=conv, role="user", text=text)
         Message.objects.create(
-            conversation=conv, role="assistant", text="A ticket was opened.", reply_to=question, actions=actions
+            conversation=conv,
+            role="assistant",
+            text="A ticket was opened.",
+            reply_to=question,
+            actions=actions,
         )
     return conv
 
@@ -84,15 +88,35 @@ class Seeded:
 def seeded(tenant_a: Tenant, tenant_b: Tenant, offline_sf_conn: Connection) -> Seeded:
     """The subject's data in tenant A (no vendor is called), someone else's, and the same address in B."""
     with tenant_context(tenant_a):
-        mine = synced(offline_sf_conn, stream="contacts", vendor_id="003SUBJECT0000001", email=EMAIL, name="Jane")
-        other = synced(offline_sf_conn, stream="contacts", vendor_id="003OTHER000000001", email=OTHER_EMAIL,
-                       name="Someone")  # fmt: skip
+        mine = synced(
+            offline_sf_conn, stream="contacts", vendor_id="003SUBJECT0000001", email=EMAIL, name="Jane"
+        )
+        other = synced(
+            offline_sf_conn,
+            stream="contacts",
+            vendor_id="003OTHER000000001",
+            email=OTHER_EMAIL,
+            name="Someone",
+        )
         with transaction.atomic(using=as_ref(tenant_a).db_alias):
-            outbox_enqueue(connection=offline_sf_conn, stream="leads", ordering_key="lead-jane",
-                           payload={"email": EMAIL, "last_name": "Subject", "company": "Acme"})  # fmt: skip
-            outbox_enqueue(connection=offline_sf_conn, stream="leads", ordering_key="lead-other",
-                           payload={"email": OTHER_EMAIL, "last_name": "Else", "company": "Acme"})  # fmt: skip
-    action = {"type": "create_ticket", "status": "queued", "reference": "hub-ticket-1", "connector": "salesforce"}
+            outbox_enqueue(
+                connection=offline_sf_conn,
+                stream="leads",
+                ordering_key="lead-jane",
+                payload={"email": EMAIL, "last_name": "Subject", "company": "Acme"},
+            )
+            outbox_enqueue(
+                connection=offline_sf_conn,
+                stream="leads",
+                ordering_key="lead-other",
+                payload={"email": OTHER_EMAIL, "last_name": "Else", "company": "Acme"},
+            )
+    action = {
+        "type": "create_ticket",
+        "status": "queued",
+        "reference": "hub-ticket-1",
+        "connector": "salesforce",
+    }
     conv = conversation(tenant_a, user_ref=USER_REF, text="My order never arrived", actions=[action])
     other_conv = conversation(tenant_a, user_ref="widget-user-9999", text="Someone else's words", actions=[])
     # Tenant B holds the same person: never part of tenant A's answers.
@@ -112,7 +136,7 @@ class Vendors:
 
 @pytest.fixture
 def vendors(tenant_a: Tenant, simulator: StartSimulator) -> Vendors:
-    """HubSpot, Salesforce and ServiceNow simulators with the subject's contact in each, synced to tenant A."""
+    """HubSpot, Salesforce and ServiceNow simulators, the subject's contact in each, synced to tenant A."""
     hs = simulator(HubSpotSimulator, counts=TINY)
     sf = simulator(SalesforceSimulator, counts=TINY)
     sn = simulator(ServiceNowSimulator, counts=TINY)

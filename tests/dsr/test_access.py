@@ -41,6 +41,7 @@ def build(tenant: Tenant, actor: Any, **identifiers: Any) -> DataSubjectRequest:
 def archive_of(tenant: Tenant, dsr: DataSubjectRequest) -> zipfile.ZipFile:
     with tenant_context(tenant):
         raw = DataSubjectRequest.objects.get(pk=dsr.pk).archive
+    assert raw is not None
     return zipfile.ZipFile(io.BytesIO(base64.b64decode(raw)))
 
 
@@ -51,8 +52,14 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     assert dsr.status == RequestStatus.COMPLETED and dsr.completed_at is not None
     zf = archive_of(tenant_a, dsr)
     names = set(zf.namelist())
-    assert names == {"manifest.json", "audit_references.json", "chat_created_records.json", "chat_transcripts.json",
-                     "outbox_messages.json", "synced_records.json"}  # fmt: skip
+    assert names == {
+        "manifest.json",
+        "audit_references.json",
+        "chat_created_records.json",
+        "chat_transcripts.json",
+        "outbox_messages.json",
+        "synced_records.json",
+    }
     files = {name: json.loads(zf.read(name)) for name in names}
 
     records = files["synced_records.json"]["rows"]
@@ -66,7 +73,10 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     transcripts = files["chat_transcripts.json"]["rows"]
     assert [t["id"] for t in transcripts] == [str(seeded.conversation.pk)]
     assert transcripts[0]["user_ref"] == USER_REF
-    assert [m["text"] for m in transcripts[0]["messages"]] == ["My order never arrived", "A ticket was opened."]
+    assert [m["text"] for m in transcripts[0]["messages"]] == [
+        "My order never arrived",
+        "A ticket was opened.",
+    ]
     created = files["chat_created_records.json"]["rows"]
     assert [(c["type"], c["reference"], c["connector"]) for c in created] == [
         ("create_ticket", "hub-ticket-1", "salesforce")
@@ -76,12 +86,23 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     assert all(e["target_id"] == str(dsr.pk) for e in audit)
 
     everything = b"".join(zf.read(name) for name in names).decode()
-    for foreign in (OTHER_EMAIL, "003OTHER000000001", "Someone else's words", "Tenant B transcript", "widget-user-9999"):
+    for foreign in (
+        OTHER_EMAIL,
+        "003OTHER000000001",
+        "Someone else's words",
+        "Tenant B transcript",
+        "widget-user-9999",
+    ):
         assert foreign not in everything
 
     manifest = files["manifest.json"]
-    assert manifest["counts"] == {"audit_references": len(audit), "chat_created_records": 1, "chat_transcripts": 1,
-                                  "outbox_messages": 1, "synced_records": 1}  # fmt: skip
+    assert manifest["counts"] == {
+        "audit_references": len(audit),
+        "chat_created_records": 1,
+        "chat_transcripts": 1,
+        "outbox_messages": 1,
+        "synced_records": 1,
+    }
     assert manifest["subject"] == dsr.pseudonyms and EMAIL not in json.dumps(manifest)
     for name, digest in manifest["files"].items():
         assert hashlib.sha256(zf.read(name)).hexdigest() == digest
@@ -92,6 +113,7 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     evidence = dsr.evidence["archive"]
     with tenant_context(tenant_a):
         raw = DataSubjectRequest.objects.get(pk=dsr.pk).archive
+    assert raw is not None
     assert evidence["sha256"] == hashlib.sha256(base64.b64decode(raw)).hexdigest()
     assert evidence["counts"] == manifest["counts"]
 
@@ -109,8 +131,11 @@ def test_a_subject_with_nothing_gets_empty_categories(tenant_a: Tenant, alice: A
     dsr = build(tenant_a, alice, email="nobody@example.test")
     counts = dsr.evidence["archive"]["counts"]
     assert {k: v for k, v in counts.items() if k != "audit_references"} == {
-        "chat_created_records": 0, "chat_transcripts": 0, "outbox_messages": 0, "synced_records": 0
-    }  # fmt: skip
+        "chat_created_records": 0,
+        "chat_transcripts": 0,
+        "outbox_messages": 0,
+        "synced_records": 0,
+    }
 
 
 def test_build_is_idempotent_and_cut_at_the_limit(
@@ -158,12 +183,16 @@ def test_download_by_admin_is_audited_and_refused_to_others(
         assert AuditEvent.objects.filter(action="dsr.archive_downloaded").count() == 1
 
 
-def test_archives_expire_and_the_evidence_stays(client: Client, tenant_a: Tenant, alice: Any, seeded: Seeded) -> None:
+def test_archives_expire_and_the_evidence_stays(
+    client: Client, tenant_a: Tenant, alice: Any, seeded: Seeded
+) -> None:
     dsr = build(tenant_a, alice, email=EMAIL)
     assert dsr_archives_expire(now=timezone.now() + timedelta(days=6)) == 0
     assert dsr_archives_expire(now=timezone.now() + timedelta(days=8)) == 1
     with tenant_context(tenant_a):
         stored = DataSubjectRequest.objects.get(pk=dsr.pk)
-    assert stored.archive is None and stored.evidence["archive"]["sha256"] == dsr.evidence["archive"]["sha256"]
+    assert (
+        stored.archive is None and stored.evidence["archive"]["sha256"] == dsr.evidence["archive"]["sha256"]
+    )
     login_verified(client, alice)
     assert client.get(download_url(tenant_a, dsr)).status_code == 404

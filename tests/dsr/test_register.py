@@ -25,8 +25,14 @@ pytestmark = pytest.mark.django_db
 
 def test_due_thirty_days_after_receipt_and_identifiers_encrypted(tenant_a: Tenant, alice: Any) -> None:
     received = timezone.now() - timedelta(days=3)
-    dsr = dsr_create(tenant=tenant_a, kind="access", email=f" {EMAIL.upper()} ", phone=PHONE,
-                     received_at=received, actor=alice)  # fmt: skip
+    dsr = dsr_create(
+        tenant=tenant_a,
+        kind="access",
+        email=f" {EMAIL.upper()} ",
+        phone=PHONE,
+        received_at=received,
+        actor=alice,
+    )
     assert dsr.status == RequestStatus.RECEIVED
     assert dsr.due_at == received + timedelta(days=30)
     assert dsr.pseudonyms == {
@@ -49,8 +55,13 @@ def test_refuses_no_identifier_unknown_kind_and_future_receipt(tenant_a: Tenant,
     with pytest.raises(ValidationFailed):
         dsr_create(tenant=tenant_a, kind="rectification", email=EMAIL, actor=alice)
     with pytest.raises(ValidationFailed):
-        dsr_create(tenant=tenant_a, kind="access", email=EMAIL, received_at=timezone.now() + timedelta(days=2),
-                   actor=alice)  # fmt: skip
+        dsr_create(
+            tenant=tenant_a,
+            kind="access",
+            email=EMAIL,
+            received_at=timezone.now() + timedelta(days=2),
+            actor=alice,
+        )
     with tenant_context(tenant_a):
         assert DataSubjectRequest.objects.count() == 0
 
@@ -76,10 +87,20 @@ def test_extension_up_to_sixty_days_with_a_reason(tenant_a: Tenant, alice: Any) 
 
 def test_overdue_and_due_soon_are_computed_for_open_requests(tenant_a: Tenant, alice: Any) -> None:
     now = timezone.now()
-    late = dsr_create(tenant=tenant_a, kind="access", email="a@example.test", received_at=now - timedelta(days=31),
-                      actor=alice)  # fmt: skip
-    soon = dsr_create(tenant=tenant_a, kind="access", email="b@example.test", received_at=now - timedelta(days=25),
-                      actor=alice)  # fmt: skip
+    late = dsr_create(
+        tenant=tenant_a,
+        kind="access",
+        email="a@example.test",
+        received_at=now - timedelta(days=31),
+        actor=alice,
+    )
+    soon = dsr_create(
+        tenant=tenant_a,
+        kind="access",
+        email="b@example.test",
+        received_at=now - timedelta(days=25),
+        actor=alice,
+    )
     fresh = dsr_create(tenant=tenant_a, kind="access", email="c@example.test", actor=alice)
     assert [dsr_deadline(d, now=now) for d in (late, soon, fresh)] == ["overdue", "due_soon", ""]
     closed = dsr_reject(tenant=tenant_a, dsr=late, reason="identity not verified", actor=alice)
@@ -103,16 +124,28 @@ def test_status_changes_are_one_way(tenant_a: Tenant, alice: Any) -> None:
 
 
 def test_audit_events_carry_pseudonyms_only(tenant_a: Tenant, alice: Any) -> None:
-    dsr = dsr_create(tenant=tenant_a, kind="erasure", email=EMAIL, phone=PHONE, external_id="CUST-77",
-                     user_ref="widget-user-4711", actor=alice)  # fmt: skip
+    dsr = dsr_create(
+        tenant=tenant_a,
+        kind="erasure",
+        email=EMAIL,
+        phone=PHONE,
+        external_id="CUST-77",
+        user_ref="widget-user-4711",
+        actor=alice,
+    )
     dsr_extend(tenant=tenant_a, dsr=dsr, days=5, reason="vendor backlog", actor=alice)
     dsr_start(tenant=tenant_a, dsr=dsr, actor=alice)  # erases (no vendor connected: completes at once)
     with tenant_context(tenant_a):
         events = list(AuditEvent.objects.filter(action__startswith="dsr.").order_by("seq"))
         erasure = AuditEvent.objects.get(action="policy.erasure")
         stored = DataSubjectRequest.objects.get(pk=dsr.pk)
-    assert [e.action for e in events] == ["dsr.created", "dsr.extended", "dsr.started", "dsr.erased",
-                                          "dsr.completed"]  # fmt: skip
+    assert [e.action for e in events] == [
+        "dsr.created",
+        "dsr.extended",
+        "dsr.started",
+        "dsr.erased",
+        "dsr.completed",
+    ]
     assert stored.status == RequestStatus.COMPLETED
     for event in [*events, erasure]:
         flat = f"{event.changes!r} {event.target_id} {event.target_label}".lower()
