@@ -161,3 +161,29 @@ def test_other_tenant_and_unknown_ids_get_404(
         assert client.get(url(name, tenant_a, pk=dsr.pk)).status_code == 404
     for name in ("dsr-start", "dsr-extend", "dsr-reject", "dsr-handle"):
         assert client.post(url(name, tenant_a, pk=dsr.pk), {"days": "5", "reason": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("language", "title", "overdue"),
+    [
+        ("de", "Betroffenenanfragen", "Überfällig"),
+        ("fr", "Demandes des personnes concernées", "En retard"),
+        ("es", "Solicitudes de interesados", "Vencida"),
+        ("ja", "本人からの請求", "期限超過"),
+    ],
+)
+def test_register_is_translated(
+    client: Client, tenant_a: Tenant, alice: Any, language: str, title: str, overdue: str
+) -> None:
+    dsr_create(
+        tenant=tenant_a,
+        kind="access",
+        email=EMAIL,
+        received_at=timezone.now() - timedelta(days=31),
+        actor=alice,
+    )
+    alice.language = language  # the console speaks the member's language
+    alice.save(update_fields=["language"])
+    login_verified(client, alice)
+    body = client.get(url("dsr-list", tenant_a)).content.decode()
+    assert title in body and overdue in body
