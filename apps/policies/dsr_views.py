@@ -35,6 +35,19 @@ from apps.tenants.decorators import tenant_permission_required
 PAGE_SIZE = 25
 
 
+def _state_labels() -> dict[str, str]:
+    """What each vendor notification state reads as (the outbox's states plus the register's own)."""
+    return {
+        "pending": _("Pending"),
+        "delivering": _("Delivering"),
+        "delivered": _("Delivered"),
+        "dead": _("Dead"),
+        "discarded": _("Discarded"),
+        "manual": _("To be handled by hand"),
+        "handled": _("Handled"),
+    }
+
+
 def _can_manage(request: HttpRequest) -> bool:
     return roles.can(request.user, request.membership, roles.MANAGE_SETTINGS)  # type: ignore[attr-defined]
 
@@ -107,7 +120,11 @@ def _detail(
     status: int = 200,
 ) -> HttpResponse:
     can_manage = _can_manage(request)
-    notifications = list(dsr.evidence.get("notifications") or [])
+    labels = _state_labels()
+    notifications = [
+        {**notice, "label": labels.get(notice["state"], notice["state"])}
+        for notice in dsr.evidence.get("notifications") or []
+    ]
     context = {
         "dsr": dsr,
         "deadline": dsr_deadline(dsr),
