@@ -24,7 +24,7 @@ from apps.core.context import as_ref, tenant_context
 from apps.policies.dsr import dsr_archive_build, dsr_archives_expire, dsr_create, dsr_start
 from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.tenants.models import Tenant
-from tests.dsr.conftest import EMAIL, OTHER_EMAIL, USER_REF, Seeded
+from tests.dsr.helpers import EMAIL, OTHER_EMAIL, USER_REF, Seeded
 from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from apps.core.context import tenant_context
 from apps.policies.dsr import dsr_create
 from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.tenants.models import Tenant
-from tests.dsr.conftest import EMAIL
+from tests.dsr.helpers import EMAIL
 from tests.fixtures.auth import login_verified
 
 pytestmark = pytest.mark.django_db

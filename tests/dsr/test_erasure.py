@@ -20,7 +20,7 @@ from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.tenants.models import Tenant
 from connectors.erasure import ERASURE_STREAM
 from connectors.hubspot.simulator import HubSpotSimulator
-from tests.dsr.conftest import EMAIL, Vendors
+from tests.dsr.helpers import EMAIL, Vendors
 from tests.fixtures.integrations import offline_connection
 from tests.fixtures.outbox import make_due
 from tests.fixtures.simulators import TINY, StartSimulator

@@ -18,7 +18,7 @@ from apps.policies.dsr_selectors import dsr_deadline, dsr_list
 from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.policies.services import pseudonym
 from apps.tenants.models import Tenant
-from tests.dsr.conftest import EMAIL, PHONE
+from tests.dsr.helpers import EMAIL, PHONE
 
 pytestmark = pytest.mark.django_db
 
