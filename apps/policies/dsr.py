@@ -207,11 +207,15 @@ def dsr_reject(
 def dsr_start(
     *, tenant: Any, dsr: DataSubjectRequest, actor: Any, request: HttpRequest | None = None
 ) -> DataSubjectRequest:
-    """Act on a received request: queue the access archive, or erase and tell the vendors."""
+    """Act on a received request: queue the access archive, or erase and tell the vendors.
+
+    A request in progress whose work left no result (the archive task was lost with the broker, the erasure
+    failed half-way) may be started again: both are idempotent.
+    """
     ref = as_ref(tenant)
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
         locked = _locked(ref, dsr.pk)
-        if locked.status != RequestStatus.RECEIVED:
+        if not dsr_can_start(locked):
             raise _refuse(_("This request was already started."))
         locked.status = RequestStatus.IN_PROGRESS
         locked.handled_by_id = getattr(actor, "pk", None)
@@ -224,6 +228,14 @@ def dsr_start(
         with tenant_context(ref):
             locked.refresh_from_db()
     return locked
+
+
+def dsr_can_start(dsr: DataSubjectRequest) -> bool:
+    """Received, or in progress without its result yet (a retry)."""
+    if dsr.status == RequestStatus.RECEIVED:
+        return True
+    result = "archive" if dsr.kind == RequestKind.ACCESS else "erasure"
+    return dsr.status == RequestStatus.IN_PROGRESS and result not in dsr.evidence
 
 
 # --- access archive ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from apps.core.forms import add_service_errors
 from apps.policies.dsr import (
     HANDLEABLE_STATES,
     dsr_archive_download,
+    dsr_can_start,
     dsr_create,
     dsr_extend,
     dsr_notification_handle,
@@ -128,6 +129,7 @@ def _detail(
     context = {
         "dsr": dsr,
         "deadline": dsr_deadline(dsr),
+        "can_start": dsr_can_start(dsr),
         "timeline": dsr_timeline(dsr=dsr),
         "can_manage": can_manage,
         # The identifiers only to those who act on the request; readers see pseudonyms.

@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.core.context import as_ref, tenant_context
 from apps.core.errors import ValidationFailed
-from apps.policies.dsr import dsr_create, dsr_extend, dsr_reject, dsr_start, dsr_subject
+from apps.policies.dsr import dsr_archive_build, dsr_create, dsr_extend, dsr_reject, dsr_start, dsr_subject
 from apps.policies.dsr_selectors import dsr_deadline, dsr_list
 from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.policies.services import pseudonym
@@ -118,9 +118,19 @@ def test_status_changes_are_one_way(tenant_a: Tenant, alice: Any) -> None:
     started = dsr_start(tenant=tenant_a, dsr=dsr, actor=alice)
     assert started.status == RequestStatus.IN_PROGRESS and started.handled_by_id == alice.pk
     with pytest.raises(ValidationFailed):
-        dsr_start(tenant=tenant_a, dsr=dsr, actor=alice)
-    with pytest.raises(ValidationFailed):
         dsr_reject(tenant=tenant_a, dsr=dsr, reason="too late", actor=alice)
+    # No archive yet (its task may be lost with the broker): starting again queues it again ...
+    assert dsr_start(tenant=tenant_a, dsr=dsr, actor=alice).status == RequestStatus.IN_PROGRESS
+    built = dsr_archive_build(tenant=tenant_a, request_id=dsr.pk)
+    assert built is not None and built.status == RequestStatus.COMPLETED
+    # ... but a completed request is closed for good.
+    for refused in (
+        lambda: dsr_start(tenant=tenant_a, dsr=dsr, actor=alice),
+        lambda: dsr_extend(tenant=tenant_a, dsr=dsr, days=5, reason="x", actor=alice),
+        lambda: dsr_reject(tenant=tenant_a, dsr=dsr, reason="x", actor=alice),
+    ):
+        with pytest.raises(ValidationFailed):
+            refused()
 
 
 def test_audit_events_carry_pseudonyms_only(tenant_a: Tenant, alice: Any) -> None:
