@@ -282,6 +282,13 @@ SCIM_REQUESTS = Counter(
     "SCIM provisioning requests by operation (action) and outcome.",
     ["action", "outcome"],
 )
+# Issue 22 (slice "dsr"): data-subject requests by kind and event (a closed set).
+DSR_EVENTS = frozenset({"created", "extended", "rejected", "completed", "vendor_dead"})
+DSR_REQUESTS = Counter(
+    "hub_dsr_events_total",
+    "Data-subject request events: created, extended, rejected, completed, vendor_dead (a notice died).",
+    ["kind", "event"],
+)
 
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
@@ -310,6 +317,7 @@ PROCESS_FAMILIES = (
     HANDOFF_FIRST_REPLY,
     SSO_SIGN_INS,
     SCIM_REQUESTS,
+    DSR_REQUESTS,
 )
 
 
@@ -585,4 +593,12 @@ def record_scim_request(*, action: str, outcome: str) -> None:
     SCIM_REQUESTS.labels(
         action=_one_of(action, SCIM_ACTIONS, default="unknown"),
         outcome=_one_of(outcome, SCIM_OUTCOMES, default="error"),
+    ).inc()
+
+
+def record_dsr_event(*, kind: str, event: str) -> None:
+    """Count one data-subject request event (kind access/erasure; event from DSR_EVENTS)."""
+    DSR_REQUESTS.labels(
+        kind=_one_of(kind, ("access", "erasure"), default="access"),
+        event=_one_of(event, DSR_EVENTS, default="created"),
     ).inc()

@@ -24,6 +24,7 @@ from apps.audit.archives import signed_archive
 from apps.audit.services import audit_record
 from apps.core.context import TenantRef, as_ref, tenant_context
 from apps.core.errors import ValidationFailed
+from apps.observability.metrics import record_dsr_event
 from apps.policies.models import (
     MAX_EXTENSION_DAYS,
     RESPONSE_DAYS,
@@ -69,6 +70,10 @@ def _audit(
     request: HttpRequest | None,
     changes: Mapping[str, Any] | None = None,
 ) -> None:
+    event = {"dsr.created": "created", "dsr.extended": "extended", "dsr.rejected": "rejected",
+             "dsr.completed": "completed"}.get(action)  # fmt: skip
+    if event:
+        record_dsr_event(kind=dsr.kind, event=event)
     audit_record(
         action,
         tenant=tenant,
@@ -457,6 +462,8 @@ def dsr_refresh(*, tenant: Any, request_id: Any) -> DataSubjectRequest | None:
                     and notice["message_id"] in states
                     and notice["state"] != "handled"
                 ):
+                    if states[notice["message_id"]] == "dead" and notice["state"] != "dead":
+                        record_dsr_event(kind=dsr.kind, event="vendor_dead")
                     notice["state"] = states[notice["message_id"]]
         done = all(n["state"] in DONE_STATES for n in notices)
         dsr.evidence = {**dsr.evidence, "notifications": notices}

@@ -20,8 +20,11 @@ from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.tenants.models import Tenant
 from connectors.erasure import ERASURE_STREAM
 from connectors.hubspot.simulator import HubSpotSimulator
+from connectors.whatsapp.simulator import WhatsAppSimulator
+from tests.channels.platforms import platform_connection
 from tests.dsr.helpers import EMAIL, Vendors
 from tests.fixtures.integrations import offline_connection
+from tests.fixtures.metrics import scrape
 from tests.fixtures.outbox import make_due
 from tests.fixtures.simulators import TINY, StartSimulator
 
@@ -31,6 +34,11 @@ pytestmark = pytest.mark.django_db
 def erase(tenant: Tenant, actor: Any, **identifiers: Any) -> DataSubjectRequest:
     dsr = dsr_create(tenant=tenant, kind="erasure", actor=actor, **identifiers)
     return dsr_start(tenant=tenant, dsr=dsr, actor=actor)
+
+
+def dsr_count(event: str) -> float:
+    samples = scrape().get("hub_dsr_events_total", [])
+    return sum(s.value for s in samples if s.labels == {"kind": "erasure", "event": event})
 
 
 def relay_all(tenant: Tenant, vendors: Vendors, capture: Any) -> None:
@@ -134,6 +142,7 @@ def test_dead_notification_is_settled_by_an_operator_with_a_reason(
     tenant_a: Tenant, alice: Any, vendors: Vendors, django_capture_on_commit_callbacks: Any
 ) -> None:
     vendors.servicenow.inject(errors=[{"status": 400}])  # permanent: straight to the dead letters
+    dead_before, completed_before = dsr_count("vendor_dead"), dsr_count("completed")
     dsr = erase(tenant_a, alice, email=EMAIL)
     relay_all(tenant_a, vendors, django_capture_on_commit_callbacks)
     state = current(tenant_a, dsr)
@@ -155,6 +164,7 @@ def test_dead_notification_is_settled_by_an_operator_with_a_reason(
     )
     done = current(tenant_a, dsr)
     assert done.status == RequestStatus.COMPLETED
+    assert dsr_count("vendor_dead") == dead_before + 1 and dsr_count("completed") == completed_before + 1
     handled = next(n for n in done.evidence["notifications"] if n["kind"] == "servicenow")
     assert (handled["state"], handled["handled_reason"]) == (
         "handled",
@@ -179,6 +189,15 @@ def test_a_vendor_without_an_erasure_mechanism_waits_for_an_operator(tenant_a: T
         actor=alice,
     )
     assert done is not None and done.status == RequestStatus.COMPLETED
+
+
+def test_chat_platform_accounts_are_not_vendors_to_tell(
+    tenant_a: Tenant, alice: Any, simulator: StartSimulator
+) -> None:
+    platform_connection(tenant_a, "whatsapp", simulator(WhatsAppSimulator))
+    offline_connection(tenant_a, "hubspot")
+    dsr = erase(tenant_a, alice, email=EMAIL)
+    assert [n["kind"] for n in dsr.evidence["notifications"]] == ["hubspot"]
 
 
 def test_other_tenant_connections_are_never_told(

@@ -17,6 +17,7 @@ from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, OutboxMessage, OutboxStatus, SyncedRecord
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.policies.registry import Subject, VendorNotice
+from connectors.base import CANONICAL_STREAMS
 from connectors.erasure import ERASE_BY_EMAIL, ERASURE_STREAM
 from connectors.errors import ConnectorError
 from connectors.http import HttpSession
@@ -85,7 +86,10 @@ class OutboxErasureNotifier:
         with tenant_context(tenant):
             connections = list(Connection.objects.filter(enabled=True).order_by("name"))
             for connection in connections:
-                if not _offers_erasure(connection):
+                support = _erasure_support(connection)
+                if support is None:
+                    continue  # a chat platform account, not a system of records
+                if not support:
                     notices.append(
                         VendorNotice(str(connection.pk), connection.name, connection.kind, None, MANUAL)
                     )
@@ -122,13 +126,17 @@ class OutboxErasureNotifier:
             return dict(OutboxMessage.objects.filter(pk__in=message_ids).values_list("pk", "status"))
 
 
-def _offers_erasure(connection: Connection) -> bool:
-    """Whether the connection's connector has the erasure stream (parsing its config only, no network)."""
+def _erasure_support(connection: Connection) -> bool | None:
+    """True when the connector has the erasure stream, False when it holds records but has none (an operator
+    handles it), None when it holds no records at all (a chat platform account). No network: config only."""
     try:
         connector = connector_class(connection.kind)(connection.connector_config(), session=HttpSession())
-        return any(s.name == ERASURE_STREAM and s.writable for s in connector.streams())
+        streams = connector.streams()
     except (ConnectorError, LookupError, ValueError):
-        return False
+        return False  # unreadable settings: the vendor may still hold the person, so a person must check
+    if not any(s.readable and s.name in CANONICAL_STREAMS for s in streams):
+        return None
+    return any(s.name == ERASURE_STREAM and s.writable for s in streams)
 
 
 def erasure_settled(*, message: OutboxMessage, status: str) -> None:
