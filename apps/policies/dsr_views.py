@@ -29,7 +29,7 @@ from apps.policies.dsr import (
 )
 from apps.policies.dsr_forms import DsrCreateForm, DsrExtendForm, DsrFilterForm, DsrHandleForm, DsrRejectForm
 from apps.policies.dsr_selectors import dsr_deadline, dsr_get, dsr_has_archive, dsr_list, dsr_timeline
-from apps.policies.models import DataSubjectRequest
+from apps.policies.models import DataSubjectRequest, RequestKind
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
@@ -158,6 +158,9 @@ def _identifiers(dsr: DataSubjectRequest) -> dict[str, str]:
 @require_POST
 def dsr_start_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpResponse:
     dsr = _get(pk)
+    if dsr.kind == RequestKind.ERASURE and request.POST.get("confirm") != "on":
+        messages.error(request, _("Confirm that this person's data is to be erased."))
+        return redirect("policies:dsr-detail", tenant_slug=tenant_slug, pk=dsr.pk)
     try:
         dsr_start(tenant=request.tenant, dsr=dsr, actor=request.user, request=request)  # type: ignore[attr-defined]
     except (HubError, ValidationError) as exc:

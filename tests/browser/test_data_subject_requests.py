@@ -138,6 +138,7 @@ def test_admin_answers_access_and_erasure_requests(
         # Erasure: the hub's copies go at once; HubSpot is told through the outbox by the worker.
         page.get_by_role("link", name="Data-subject requests").first.click()
         register(page, kind="erasure")
+        page.get_by_label("I understand that this permanently deletes").check()
         page.get_by_role("button", name="Erase and tell the vendors").click()
         reload_until(
             page, '#dsr-status[data-status="completed"]', what=f"HubSpot's confirmation; see {worker.log}"

@@ -132,6 +132,20 @@ def test_extend_reject_and_start_through_the_page(client: Client, tenant_a: Tena
     )
 
 
+def test_erasure_needs_a_confirmation(client: Client, tenant_a: Tenant, alice: Any) -> None:
+    dsr = dsr_create(tenant=tenant_a, kind="erasure", email=EMAIL, actor=alice)
+    login_verified(client, alice)
+    response = client.post(url("dsr-start", tenant_a, pk=dsr.pk), follow=True)
+    assert "Confirm that this person" in response.content.decode()
+    with tenant_context(tenant_a):
+        assert DataSubjectRequest.objects.get(pk=dsr.pk).status == RequestStatus.RECEIVED
+    client.post(url("dsr-start", tenant_a, pk=dsr.pk), {"confirm": "on"})
+    with tenant_context(tenant_a):
+        assert (
+            DataSubjectRequest.objects.get(pk=dsr.pk).status == RequestStatus.COMPLETED
+        )  # no vendor to tell
+
+
 def test_readers_read_and_only_admins_act(
     client: Client, tenant_a: Tenant, alice: Any, officer: Any, connor: Any
 ) -> None:

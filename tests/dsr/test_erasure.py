@@ -13,7 +13,7 @@ from hubspot.crm.contacts.exceptions import NotFoundException
 from apps.audit.models import AuditEvent
 from apps.core.context import as_ref, tenant_context
 from apps.core.errors import ValidationFailed
-from apps.integrations.models import OutboxMessage, OutboxStatus, SyncedRecord
+from apps.integrations.models import Connection, OutboxMessage, OutboxStatus, SyncedRecord
 from apps.integrations.services.outbox import outbox_relay
 from apps.policies.dsr import dsr_create, dsr_notification_handle, dsr_start
 from apps.policies.models import DataSubjectRequest, RequestStatus
@@ -180,6 +180,8 @@ def test_a_vendor_without_an_erasure_mechanism_waits_for_an_operator(tenant_a: T
     dsr = erase(tenant_a, alice, email=EMAIL)
     [notice] = dsr.evidence["notifications"]
     assert (notice["kind"], notice["state"], notice["message_id"]) == ("sap", "manual", None)
+    with tenant_context(tenant_a):
+        assert not OutboxMessage.objects.filter(stream=ERASURE_STREAM).exists()
     assert dsr.status == RequestStatus.IN_PROGRESS
     done = dsr_notification_handle(
         tenant=tenant_a,
@@ -198,6 +200,17 @@ def test_chat_platform_accounts_are_not_vendors_to_tell(
     offline_connection(tenant_a, "hubspot")
     dsr = erase(tenant_a, alice, email=EMAIL)
     assert [n["kind"] for n in dsr.evidence["notifications"]] == ["hubspot"]
+
+
+def test_a_disabled_connection_is_left_to_an_operator(tenant_a: Tenant, alice: Any) -> None:
+    connection = offline_connection(tenant_a, "hubspot")
+    with tenant_context(tenant_a):
+        Connection.objects.filter(pk=connection.pk).update(enabled=False)
+    dsr = erase(tenant_a, alice, email=EMAIL)
+    assert [(n["kind"], n["state"]) for n in dsr.evidence["notifications"]] == [("hubspot", "manual")]
+    assert dsr.status == RequestStatus.IN_PROGRESS
+    with tenant_context(tenant_a):
+        assert not OutboxMessage.objects.filter(stream=ERASURE_STREAM).exists()  # it would never be delivered
 
 
 def test_other_tenant_connections_are_never_told(

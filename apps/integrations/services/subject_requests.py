@@ -78,18 +78,20 @@ def export_outbox_messages(*, tenant: TenantRef, subject: Subject, limit: int) -
 
 # --- erasure -----------------------------------------------------------------------------------------------
 class OutboxErasureNotifier:
-    """One `erasure_requests` outbox message per enabled connection; the connector does the vendor's part."""
+    """One `erasure_requests` outbox message per enabled connection to a system of records; the connector
+    does the vendor's part. Connections without the stream, or disabled, get a notice an operator settles."""
 
     def notify(self, *, tenant: TenantRef, subject: Subject, request_id: str) -> list[VendorNotice]:
         query = _records_query(subject)
         notices: list[VendorNotice] = []
         with tenant_context(tenant):
-            connections = list(Connection.objects.filter(enabled=True).order_by("name"))
+            connections = list(Connection.objects.order_by("name"))
             for connection in connections:
                 support = _erasure_support(connection)
                 if support is None:
                     continue  # a chat platform account, not a system of records
-                if not support:
+                # A disabled connection delivers nothing: its vendor may hold the person, a person must check.
+                if not support or not connection.enabled:
                     notices.append(
                         VendorNotice(str(connection.pk), connection.name, connection.kind, None, MANUAL)
                     )
