@@ -2,7 +2,7 @@
 
 The hub queues one outbox message per CRM connection on `ERASURE_STREAM`; each connector turns it into the
 vendor's own mechanism (HubSpot GDPR delete, Salesforce record deletes, a deletion task for the vendor's
-admin in ServiceNow). The message's fields:
+admin in ServiceNow, SAP's archiving flag on the business partners). The message's fields:
 
 - `request`: the hub's request id (a reference for the vendor's admin, no personal data);
 - `records`: `[{"stream": "contacts", "id": "<vendor id>"}]`, the subject's records the hub synced;

@@ -20,10 +20,11 @@ from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.tenants.models import Tenant
 from connectors.erasure import ERASURE_STREAM
 from connectors.hubspot.simulator import HubSpotSimulator
+from connectors.sap.simulator import SapSimulator
 from connectors.whatsapp.simulator import WhatsAppSimulator
 from tests.channels.platforms import platform_connection
-from tests.dsr.helpers import EMAIL, Vendors
-from tests.fixtures.integrations import offline_connection
+from tests.dsr.helpers import EMAIL, Vendors, synced
+from tests.fixtures.integrations import demo_connection, offline_connection
 from tests.fixtures.metrics import scrape
 from tests.fixtures.outbox import make_due
 from tests.fixtures.simulators import TINY, StartSimulator
@@ -175,22 +176,28 @@ def test_dead_notification_is_settled_by_an_operator_with_a_reason(
     assert event.actor_id == alice.pk and event.changes["state_before"] == "dead"
 
 
-def test_a_vendor_without_an_erasure_mechanism_waits_for_an_operator(tenant_a: Tenant, alice: Any) -> None:
-    offline_connection(tenant_a, "sap")
-    dsr = erase(tenant_a, alice, email=EMAIL)
-    [notice] = dsr.evidence["notifications"]
-    assert (notice["kind"], notice["state"], notice["message_id"]) == ("sap", "manual", None)
+def test_sap_partners_are_marked_for_deletion_by_number_only(
+    tenant_a: Tenant, alice: Any, simulator: StartSimulator, django_capture_on_commit_callbacks: Any
+) -> None:
+    sap = simulator(SapSimulator, counts=TINY)
+    connection = demo_connection(tenant_a, "sap", sap.describe(), name="SAP")
+    partner = next(iter(sap.tables["contacts"].rows))
     with tenant_context(tenant_a):
-        assert not OutboxMessage.objects.filter(stream=ERASURE_STREAM).exists()
-    assert dsr.status == RequestStatus.IN_PROGRESS
-    done = dsr_notification_handle(
-        tenant=tenant_a,
-        dsr=dsr,
-        notice_id=notice["id"],
-        reason="Deletion task raised with the SAP basis team",
-        actor=alice,
-    )
-    assert done is not None and done.status == RequestStatus.COMPLETED
+        synced(connection, stream="contacts", vendor_id=partner, email=EMAIL, name="Jane")
+        synced(connection, stream="contacts", vendor_id="0099999999", email=EMAIL, name="Jane")  # gone in SAP
+    dsr = erase(tenant_a, alice, email=EMAIL)
+    with tenant_context(tenant_a):
+        message = OutboxMessage.objects.get(stream=ERASURE_STREAM)
+    assert "lookup_email" not in message.payload  # SAP gets the partner numbers it holds, nothing more
+    with (
+        tenant_context(tenant_a),
+        django_capture_on_commit_callbacks(using=as_ref(tenant_a).db_alias, execute=True),
+    ):
+        outbox_relay(connection_id=connection.pk)
+    assert sap.archiving_flagged() == [partner]
+    done = current(tenant_a, dsr)
+    assert done.status == RequestStatus.COMPLETED
+    assert [(n["kind"], n["state"]) for n in done.evidence["notifications"]] == [("sap", "delivered")]
 
 
 def test_chat_platform_accounts_are_not_vendors_to_tell(
@@ -207,10 +214,20 @@ def test_a_disabled_connection_is_left_to_an_operator(tenant_a: Tenant, alice: A
     with tenant_context(tenant_a):
         Connection.objects.filter(pk=connection.pk).update(enabled=False)
     dsr = erase(tenant_a, alice, email=EMAIL)
-    assert [(n["kind"], n["state"]) for n in dsr.evidence["notifications"]] == [("hubspot", "manual")]
+    [notice] = dsr.evidence["notifications"]
+    assert (notice["kind"], notice["state"], notice["message_id"]) == ("hubspot", "manual", None)
     assert dsr.status == RequestStatus.IN_PROGRESS
     with tenant_context(tenant_a):
         assert not OutboxMessage.objects.filter(stream=ERASURE_STREAM).exists()  # it would never be delivered
+    done = dsr_notification_handle(
+        tenant=tenant_a,
+        dsr=dsr,
+        notice_id=notice["id"],
+        reason="Deleted by hand in the HubSpot portal",
+        actor=alice,
+    )
+    assert done is not None and done.status == RequestStatus.COMPLETED
+    assert done.evidence["notifications"][0]["handled_reason"] == "Deleted by hand in the HubSpot portal"
 
 
 def test_other_tenant_connections_are_never_told(
