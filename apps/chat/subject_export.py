@@ -87,3 +87,20 @@ def export_created_records(*, tenant: TenantRef, subject: Subject, limit: int) -
                 if len(rows) >= limit:
                     return rows
     return rows
+
+
+def export_transcript_audit(*, tenant: TenantRef, subject: Subject, limit: int) -> list[dict[str, Any]]:
+    """Audit events about the subject's conversations (who read the transcript, when): the recipients of
+    their data inside the hub. Bounded lookups by conversation id, newest first."""
+    from apps.audit.models import AuditEvent
+
+    with tenant_context(tenant):
+        ids = [str(c.pk) for c in _conversations(tenant, subject, limit)]
+        if not ids:
+            return []
+        events = (
+            AuditEvent.objects.filter(target_type="conversation", target_id__in=ids)
+            .order_by("-seq")
+            .values("seq", "occurred_at", "action", "actor_label", "target_id", "outcome")[:limit]
+        )
+        return [dict(event) for event in events]

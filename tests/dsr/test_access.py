@@ -48,6 +48,12 @@ def archive_of(tenant: Tenant, dsr: DataSubjectRequest) -> zipfile.ZipFile:
 def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     tenant_a: Tenant, alice: Any, seeded: Seeded
 ) -> None:
+    client = Client()
+    login_verified(client, alice)  # reading the transcript is audited: the archive says who read it
+    detail = reverse(
+        "chat:conversation-detail", kwargs={"tenant_slug": tenant_a.slug, "pk": seeded.conversation.pk}
+    )
+    assert client.get(detail).status_code == 200
     dsr = build(tenant_a, alice, email=EMAIL, user_ref=USER_REF)
     assert dsr.status == RequestStatus.COMPLETED and dsr.completed_at is not None
     zf = archive_of(tenant_a, dsr)
@@ -57,6 +63,7 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
         "audit_references.json",
         "chat_created_records.json",
         "chat_transcripts.json",
+        "chat_transcript_audit.json",
         "outbox_messages.json",
         "synced_records.json",
     }
@@ -81,6 +88,10 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     assert [(c["type"], c["reference"], c["connector"]) for c in created] == [
         ("create_ticket", "hub-ticket-1", "salesforce")
     ]
+    viewed = files["chat_transcript_audit.json"]["rows"]
+    assert [(e["action"], e["actor_label"], e["target_id"]) for e in viewed] == [
+        ("chat.transcript_viewed", "alice", str(seeded.conversation.pk))
+    ]
     audit = files["audit_references.json"]["rows"]
     assert {"dsr.created", "dsr.started"} <= {e["action"] for e in audit}
     assert all(e["target_id"] == str(dsr.pk) for e in audit)
@@ -99,6 +110,7 @@ def test_archive_holds_each_category_of_the_subject_and_nobody_else(
     assert manifest["counts"] == {
         "audit_references": len(audit),
         "chat_created_records": 1,
+        "chat_transcript_audit": 1,
         "chat_transcripts": 1,
         "outbox_messages": 1,
         "synced_records": 1,
@@ -132,6 +144,7 @@ def test_a_subject_with_nothing_gets_empty_categories(tenant_a: Tenant, alice: A
     counts = dsr.evidence["archive"]["counts"]
     assert {k: v for k, v in counts.items() if k != "audit_references"} == {
         "chat_created_records": 0,
+        "chat_transcript_audit": 0,
         "chat_transcripts": 0,
         "outbox_messages": 0,
         "synced_records": 0,
