@@ -287,7 +287,7 @@ DSR_EVENTS = frozenset({"created", "extended", "rejected", "completed", "vendor_
 DSR_REQUESTS = Counter(
     "hub_dsr_events_total",
     "Data-subject request events: created, extended, rejected, completed, vendor_dead (a notice died).",
-    ["kind", "event"],
+    ["kind", "action"],
 )
 
 PROCESS_FAMILIES = (
@@ -600,5 +600,5 @@ def record_dsr_event(*, kind: str, event: str) -> None:
     """Count one data-subject request event (kind access/erasure; event from DSR_EVENTS)."""
     DSR_REQUESTS.labels(
         kind=_one_of(kind, ("access", "erasure"), default="access"),
-        event=_one_of(event, DSR_EVENTS, default="created"),
+        action=_one_of(event, DSR_EVENTS, default="created"),
     ).inc()

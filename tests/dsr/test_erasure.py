@@ -39,7 +39,7 @@ def erase(tenant: Tenant, actor: Any, **identifiers: Any) -> DataSubjectRequest:
 
 def dsr_count(event: str) -> float:
     samples = scrape().get("hub_dsr_events_total", [])
-    return sum(s.value for s in samples if s.labels == {"kind": "erasure", "event": event})
+    return sum(s.value for s in samples if s.labels == {"kind": "erasure", "action": event})
 
 
 def relay_all(tenant: Tenant, vendors: Vendors, capture: Any) -> None:
