@@ -8,6 +8,7 @@ pseudonym (the keyed hash of `services.pseudonym`), never by e-mail or phone.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -90,7 +91,8 @@ def _refuse(message: str, field: str = "__all__") -> ValidationFailed:
     return ValidationFailed(message, {field: [message]})
 
 
-def _locked(ref: TenantRef, pk: Any) -> DataSubjectRequest:
+def _locked(pk: Any) -> DataSubjectRequest:
+    """The request, row-locked until the transaction ends (inside the tenant's context)."""
     return DataSubjectRequest.objects.select_for_update().defer("archive").get(pk=pk)
 
 
@@ -164,7 +166,7 @@ def dsr_extend(
     if not reason:
         raise _refuse(_("Say why the request needs more time."), "reason")
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(ref, dsr.pk)
+        locked = _locked(dsr.pk)
         _require_open(locked)
         total = locked.extension_days + int(days)
         if days < 1 or total > MAX_EXTENSION_DAYS:
@@ -197,7 +199,7 @@ def dsr_reject(
     if not reason:
         raise _refuse(_("Say why the request is rejected."), "reason")
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(ref, dsr.pk)
+        locked = _locked(dsr.pk)
         _require_open(locked)
         if locked.status == RequestStatus.IN_PROGRESS:
             raise _refuse(_("A request in progress cannot be rejected any more."))
@@ -219,7 +221,7 @@ def dsr_start(
     """
     ref = as_ref(tenant)
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(ref, dsr.pk)
+        locked = _locked(dsr.pk)
         if not dsr_can_start(locked):
             raise _refuse(_("This request was already started."))
         locked.status = RequestStatus.IN_PROGRESS
@@ -313,7 +315,7 @@ def dsr_archive_build(*, tenant: Any, request_id: Any) -> DataSubjectRequest | N
         "built_at": now.isoformat(),
     }
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(ref, dsr.pk)
+        locked = _locked(dsr.pk)
         if locked.status != RequestStatus.IN_PROGRESS:
             return locked
         locked.archive = base64.b64encode(content).decode()
@@ -342,8 +344,6 @@ def dsr_archive_build(*, tenant: Any, request_id: Any) -> DataSubjectRequest | N
 
 
 def _sha256(content: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(content).hexdigest()
 
 
@@ -411,7 +411,7 @@ def _erase(ref: TenantRef, dsr: DataSubjectRequest, *, actor: Any, request: Http
         request=request,
     )
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(ref, dsr.pk)
+        locked = _locked(dsr.pk)
         locked.evidence = {
             **locked.evidence,
             "erasure": {"counts": report.counts, "total": report.total, "pseudonyms": report.pseudonyms,
@@ -499,7 +499,7 @@ def dsr_notification_handle(
     if not reason:
         raise _refuse(_("Say how the vendor's copy was handled."), "reason")
     with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(ref, dsr.pk)
+        locked = _locked(dsr.pk)
         _require_open(locked)
         notices = list(locked.evidence.get("notifications") or [])
         notice = next((n for n in notices if n["id"] == notice_id), None)
