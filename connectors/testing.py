@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from connectors.base import CANONICAL_STREAMS, Connector, Cursor, Record
+from connectors.erasure import ERASURE_STREAM
 from connectors.errors import (
     AuthExpired,
     AuthFailed,
@@ -151,9 +152,10 @@ class ConnectorConformance:
 
     def test_streams_are_canonical(self, connector: Connector) -> None:
         streams = {s.name: s for s in connector.streams()}
-        # Write-only side streams (a ticket's comments, issue 18) carry no canonical records.
+        # Write-only side streams (a ticket's comments, issue 18; erasure requests, issue 22) carry no
+        # canonical records.
         assert {name for name, s in streams.items() if s.readable} <= set(CANONICAL_STREAMS)
-        assert set(streams) <= {*CANONICAL_STREAMS, COMMENT_STREAM}
+        assert set(streams) <= {*CANONICAL_STREAMS, COMMENT_STREAM, ERASURE_STREAM}
         assert self.read_stream in streams
         assert streams[self.write_stream].writable
         if "orders" in streams:

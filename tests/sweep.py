@@ -27,6 +27,17 @@ def _scim_token_pk(tenant: Tenant) -> Any:
     return (existing or scim_token_create(tenant=tenant, name="sweep", expires_at=None, actor=None)[0]).pk
 
 
+def _dsr_pk(tenant: Tenant) -> Any:
+    """One of tenant A's data-subject requests (issue 22), registered on first use."""
+    from apps.core.context import tenant_context
+    from apps.policies.dsr import dsr_create
+    from apps.policies.models import DataSubjectRequest
+
+    with tenant_context(tenant):
+        existing = DataSubjectRequest.objects.first()
+    return (existing or dsr_create(tenant=tenant, kind="access", email="sweep@example.test", actor=None)).pk
+
+
 def _connection_pk(tenant: Tenant) -> Any:
     """One of tenant A's connections (created on first use; no vendor is called)."""
     from apps.core.context import tenant_context
@@ -274,6 +285,11 @@ OBJECT_KWARGS: dict[str, Callable[[Tenant], dict[str, Any]]] = {
     **{
         f"siem:destination-{name}": lambda t: {"pk": _siem_destination_pk(t)}
         for name in ("edit", "toggle", "delete", "test")
+    },
+    # Issue 22 (dsr): a data-subject request's pages and actions.
+    **{
+        f"policies:dsr-{name}": lambda t: {"pk": _dsr_pk(t)}
+        for name in ("detail", "start", "extend", "reject", "handle", "download")
     },
 }
 

@@ -19,6 +19,13 @@ class ChatConfig(AppConfig):
 
         register_purger(Category.TRANSCRIPTS, retention.purge_transcripts)
         register_eraser("transcripts", retention.erase_transcripts)
+        # Data-subject access archives (issue 22): the person's conversations and what chat created for them.
+        from apps.chat import subject_export
+        from apps.policies.registry import register_exporter
+
+        register_exporter("chat_transcripts", subject_export.export_transcripts)
+        register_exporter("chat_created_records", subject_export.export_created_records)
+        register_exporter("chat_transcript_audit", subject_export.export_transcript_audit)
         # Cached API-key lookups carry the tenant's state: a suspended tenant's keys must stop at once.
         post_save.connect(on_tenant_saved, sender=Tenant, dispatch_uid="chat-forget-tenant-keys")
         # Handoff (issue 18): integrations tells chat about ticket webhooks and ticket deliveries by signal

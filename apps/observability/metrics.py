@@ -309,6 +309,13 @@ AUDIT_API_READS = Counter(
     "Pages of the audit log served by the API: recorded in the chain, or a repeat left out.",
     ["outcome"],
 )
+# Issue 22 (slice "dsr"): data-subject requests by kind and event (a closed set).
+DSR_EVENTS = frozenset({"created", "extended", "rejected", "completed", "vendor_dead"})
+DSR_REQUESTS = Counter(
+    "hub_dsr_events_total",
+    "Data-subject request events: created, extended, rejected, completed, vendor_dead (a notice died).",
+    ["kind", "action"],
+)
 
 PROCESS_FAMILIES = (
     HTTP_REQUEST_DURATION,
@@ -340,6 +347,7 @@ PROCESS_FAMILIES = (
     AUDIT_API_READS,
     SIEM_DELIVERED,
     SIEM_FAILURES,
+    DSR_REQUESTS,
 )
 
 
@@ -631,3 +639,9 @@ def record_siem_delivered(*, kind: str, count: int) -> None:
 def record_siem_failure(*, kind: str) -> None:
     """Count one failed SIEM delivery batch."""
     SIEM_FAILURES.labels(kind=_one_of(kind, SIEM_KINDS, default="unknown")).inc()
+def record_dsr_event(*, kind: str, event: str) -> None:
+    """Count one data-subject request event (kind access/erasure; event from DSR_EVENTS)."""
+    DSR_REQUESTS.labels(
+        kind=_one_of(kind, ("access", "erasure"), default="access"),
+        action=_one_of(event, DSR_EVENTS, default="created"),
+    ).inc()

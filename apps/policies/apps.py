@@ -8,4 +8,5 @@ class PoliciesConfig(AppConfig):
     def ready(self) -> None:
         # Register this app's own retention and erasure handlers (audit events, the vault). Apps added later
         # (conversations, synced records, sync logs, outbox) register theirs in their own ready().
-        from apps.policies import handlers  # noqa: F401
+        # The tasks too, in every process: services queue the archive build by name (dsr.py).
+        from apps.policies import handlers, tasks  # noqa: F401

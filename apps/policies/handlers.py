@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_purge
 from apps.core.context import TenantRef, tenant_context
-from apps.policies.models import Category
-from apps.policies.registry import Subject, register_eraser, register_purger
+from apps.policies.models import Category, DataSubjectRequest
+from apps.policies.registry import Subject, register_eraser, register_exporter, register_purger
 from apps.security.models import VaultEntry
 
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -55,5 +58,31 @@ def erase_vault_entries(*, tenant: TenantRef, subject: Subject, batch_size: int 
     return deleted
 
 
+def export_audit_references(*, tenant: TenantRef, subject: Subject, limit: int) -> list[dict[str, Any]]:
+    """Audit events about the subject: those naming its pseudonyms (erasures) or its requests.
+
+    Found by indexed-free but bounded lookups on target ids (newest first, at most `limit`); the log is
+    never decrypted or scanned for identifiers (it holds none).
+    """
+    from apps.policies.services import pseudonym
+
+    digests = [pseudonym(tenant=tenant, kind=k, value=v) for k, v in subject.identifiers().items()]
+    with tenant_context(tenant):
+        requests = [
+            str(pk)
+            for pk in DataSubjectRequest.objects.filter(subject_key__in=digests).values_list("pk", flat=True)
+        ]
+        events = (
+            AuditEvent.objects.filter(
+                Q(target_type="data_subject", target_id__in=[d[:64] for d in digests])
+                | Q(target_type="data_subject_request", target_id__in=requests)
+            )
+            .order_by("-seq")
+            .values("seq", "occurred_at", "action", "target_type", "target_id", "outcome", "hash")[:limit]
+        )
+        return [dict(event) for event in events]
+
+
 register_purger(Category.AUDIT_EVENTS, purge_audit_events)
 register_eraser("vault", erase_vault_entries)
+register_exporter("audit_references", export_audit_references)

@@ -8,7 +8,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from apps.core.models import REGION, RegionModel
+from apps.core.models import REGION, RegionModel, RegionObjectModel
+from apps.security.fields import EncryptedTextField
 
 
 class Category(models.TextChoices):
@@ -107,3 +108,66 @@ class DataPolicy(RegionModel):
     def retention_days(self, category: str) -> int | None:
         value: int | None = getattr(self, RETENTION_FIELDS[category])
         return value
+
+
+# --- data-subject requests (issue 22) ---------------------------------------------------------------------
+class RequestKind(models.TextChoices):
+    ACCESS = "access", _("Access (export)")
+    ERASURE = "erasure", _("Erasure")
+
+
+class RequestStatus(models.TextChoices):
+    RECEIVED = "received", _("Received")
+    IN_PROGRESS = "in_progress", _("In progress")
+    COMPLETED = "completed", _("Completed")
+    REJECTED = "rejected", _("Rejected")
+
+
+#: GDPR art. 12(3): answer within a month, extendable by two further months for complex requests.
+RESPONSE_DAYS = 30
+MAX_EXTENSION_DAYS = 60
+
+
+class DataSubjectRequest(RegionObjectModel):
+    """One person's access or erasure request, with its deadline and the evidence of how it was answered.
+
+    The identifiers are kept encrypted with the tenant's key (the request must be answerable), and looked
+    up by pseudonym; the audit log only ever sees the pseudonym. `evidence` holds counts, digests and the
+    vendor notifications' states, never personal data.
+    """
+
+    hub_silo: ClassVar[str] = REGION
+
+    kind = models.CharField(_("kind"), max_length=16, choices=RequestKind.choices)
+    status = models.CharField(
+        _("status"), max_length=16, choices=RequestStatus.choices, default=RequestStatus.RECEIVED
+    )
+    identifiers = EncryptedTextField(_("subject identifiers"))  # JSON: email, phone, external_id, user_ref
+    pseudonyms = models.JSONField(_("pseudonyms"), default=dict)
+    subject_key = models.CharField(_("subject pseudonym"), max_length=64, db_index=True)
+    received_at = models.DateTimeField(_("received"))
+    due_at = models.DateTimeField(_("due"))
+    extension_days = models.PositiveSmallIntegerField(_("extension (days)"), default=0)
+    extension_reason = models.TextField(_("extension reason"), blank=True, default="")
+    reason = models.TextField(_("rejection reason"), blank=True, default="")
+    notes = models.TextField(_("notes"), blank=True, default="")
+    created_by_id = models.BigIntegerField(_("registered by"), null=True, blank=True)
+    handled_by_id = models.BigIntegerField(_("handled by"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+    evidence = models.JSONField(_("evidence"), default=dict, blank=True)
+    # The access archive (a zip, base64) encrypted with the tenant's key; dropped after HUB_DSR_ARCHIVE_DAYS.
+    archive = EncryptedTextField(_("archive"), blank=True, null=True)
+    archive_expires_at = models.DateTimeField(_("archive kept until"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = _("data-subject request")
+        verbose_name_plural = _("data-subject requests")
+        indexes = [models.Index(fields=["tenant_id", "status", "due_at"], name="dsr_status_due")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} request {self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (RequestStatus.RECEIVED, RequestStatus.IN_PROGRESS)

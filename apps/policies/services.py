@@ -298,6 +298,7 @@ def erase_subject(
     email: str | None = None,
     phone: str | None = None,
     external_id: str | None = None,
+    user_ref: str | None = None,
     actor: Any,
     request: HttpRequest | None = None,
 ) -> ErasureReport:
@@ -307,7 +308,7 @@ def erase_subject(
     by pseudonym, so the log proves the erasure without keeping the identifier.
     """
     ref = as_ref(tenant)
-    subject = Subject.of(email=email, phone=phone, external_id=external_id)
+    subject = Subject.of(email=email, phone=phone, external_id=external_id, user_ref=user_ref)
     identifiers = subject.identifiers()
     if not identifiers:
         raise ValidationFailed(

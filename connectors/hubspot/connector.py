@@ -20,6 +20,7 @@ from urllib.parse import quote
 import requests
 
 from connectors.base import ConfigField, Cursor, HttpConnector, Record, Stream, WriteOutcome, WriteResult, utc
+from connectors.erasure import ERASURE_STREAM, erasure_targets
 from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, hubspot_limit, hubspot_quota
 from connectors.ticket_text import comment_request, html_to_text, marked, newer, ticket_fields, unmarked
@@ -139,7 +140,11 @@ class HubSpotConnector(HttpConnector, TicketThreads):
 
     def streams(self) -> list[Stream]:
         streams = [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
-        return [*streams, Stream(COMMENT_STREAM, "emails", readable=False, writable=True)]
+        return [
+            *streams,
+            Stream(COMMENT_STREAM, "emails", readable=False, writable=True),
+            Stream(ERASURE_STREAM, "contacts", readable=False, writable=True),
+        ]
 
     def read(self, stream: str, *, cursor: Cursor | None = None) -> Iterator[Record]:
         """Search ascending by last-modified; at the search cap, start a new search from the last value."""
@@ -191,6 +196,8 @@ class HubSpotConnector(HttpConnector, TicketThreads):
         object_type = self.stream(stream, for_write=True).vendor_object
         if stream == COMMENT_STREAM:
             return self._comments_write(records)
+        if stream == ERASURE_STREAM:
+            return self._erasure_write(records)
         id_property = str(self.config["id_property"])
         result = WriteResult()
         for start in range(0, len(records), BATCH):
@@ -451,4 +458,34 @@ class HubSpotConnector(HttpConnector, TicketThreads):
             )
             with self.expecting("the e-mail create"):
                 result.outcomes.append(WriteOutcome(ext, str(answer["id"]), created=True))
+        return result
+
+    # --- erasure requests (issue 22) -------------------------------------------------------------
+
+    def _gdpr_delete(self, object_id: str, *, id_property: str | None = None) -> bool:
+        """POST /crm/v3/objects/contacts/gdpr-delete; False when HubSpot has no such contact (done before)."""
+        body = {"objectId": object_id, **({"idProperty": id_property} if id_property else {})}
+        try:
+            self.request("POST", "/crm/v3/objects/contacts/gdpr-delete", json=body)
+        except ConnectorError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _erasure_write(self, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        """Permanently delete the subject's contacts with HubSpot's GDPR delete: by the synced contact ids,
+        then by e-mail (finds contacts the hub never synced). A contact already gone counts as erased."""
+        result = WriteResult()
+        for record in records:
+            fields = record["fields"]
+            deleted = [
+                vendor_id
+                for _obj, vendor_id in erasure_targets(fields, {"contacts": "contacts", "leads": "contacts"})
+                if self._gdpr_delete(vendor_id)
+            ]
+            email = str(fields.get("lookup_email") or "")
+            if email and self._gdpr_delete(email, id_property="email"):
+                deleted.append("email")
+            result.outcomes.append(WriteOutcome(str(record["external_id"]), ",".join(deleted)[:255]))
         return result

@@ -156,6 +156,9 @@ class HubSpotSimulator(TicketSimulator):
         self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/search", self.search)
         self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/batch/upsert", self.batch_upsert)
         self.route("POST", r"/crm/v3/objects/(?P<type>\w+)/batch/read", self.batch_read)
+        self.route("POST", r"/crm/v3/objects/(?P<type>contacts)/gdpr-delete", self.gdpr_delete)
+        #: GDPR deletes received, in order ({"objectId", "idProperty"}): what tests assert on.
+        self.gdpr_deletes: list[dict[str, Any]] = []
         self.route("GET", r"/crm/v3/objects/(?P<type>\w+)/(?P<id>[^/]+)", self.get_object)
         self.route("GET", r"/crm/v3/pipelines/tickets/(?P<id>[^/]+)", self.pipeline)
         self.route(
@@ -1277,3 +1280,35 @@ def _type_name(from_type: str, to_type: str, type_id: int) -> str:
     base = f"{singular.get(from_type, from_type.rstrip('s'))}_to_{singular.get(to_type, to_type.rstrip('s'))}"
     types = LINK_TYPES.get((from_type, to_type), [])
     return base + "_unlabeled" if len(types) > 1 and type_id == types[0][0] else base
+    def gdpr_delete(self, request: SimRequest) -> SimResponse:
+        """Permanently delete a contact (HubSpot's GDPR delete): by id, or by e-mail with idProperty=email.
+
+        204 on success; 404 when no such contact exists; the row is gone from lists, search and reads.
+        """
+        body = request.json() or {}
+        object_id, id_property = str(body.get("objectId") or ""), body.get("idProperty")
+        if not object_id:
+            return self._error(400, "objectId is required", "VALIDATION_ERROR")
+        table = self.by_type["contacts"]
+        if id_property not in (None, "", "email", "hs_object_id"):
+            return self._error(400, f"{id_property} is not a unique property", "VALIDATION_ERROR")
+        with table.lock:
+            if id_property == "email":
+                row = next(
+                    (
+                        r
+                        for r in table.rows.values()
+                        if str(r.data.get("email") or "").lower() == object_id.lower()
+                    ),
+                    None,
+                )
+            else:
+                row = table.rows.get(object_id)
+            if row is None:
+                return self._error(
+                    404, "Object not found.  objectId are usually numeric.", "OBJECT_NOT_FOUND"
+                )
+            self.gdpr_deletes.append({"objectId": object_id, "idProperty": id_property})
+            table.rows.pop(row.id)
+            table._keys.remove((row.ts, row.id))
+        return SimResponse(204, b"")

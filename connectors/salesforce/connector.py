@@ -22,6 +22,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.base import ConfigField, Connector, Cursor, Record, Stream, WriteOutcome, WriteResult, utc
+from connectors.erasure import ERASURE_STREAM, erasure_targets
 from connectors.errors import (
     AuthExpired,
     AuthFailed,
@@ -36,6 +37,7 @@ from connectors.ticket_text import comment_request, html_to_text, marked, newer,
 from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # SOQL is built from these names; nothing else passes
+RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")  # a Salesforce record id (15 or 18 chars)
 RECORD_ID = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 COMMENT_FIELDS = "Id, ParentId, CommentBody, IsPublished, CreatedDate, CreatedById, CreatedBy.Name"
 EMAIL_FIELDS = "Id, ParentId, TextBody, HtmlBody, Incoming, FromName, CreatedDate"
@@ -213,7 +215,11 @@ class SalesforceConnector(Connector, TicketThreads):
 
     def streams(self) -> list[Stream]:
         streams = [Stream(name, obj, writable=writable) for name, (obj, writable) in OBJECTS.items()]
-        return [*streams, Stream(COMMENT_STREAM, "CaseComment", readable=False, writable=True)]
+        return [
+            *streams,
+            Stream(COMMENT_STREAM, "CaseComment", readable=False, writable=True),
+            Stream(ERASURE_STREAM, "Contact", readable=False, writable=True),
+        ]
 
     def _select(self, stream: str) -> list[str]:
         fields = ["Id", "SystemModstamp", *dict.fromkeys(self.field_map[stream].values())]
@@ -259,6 +265,8 @@ class SalesforceConnector(Connector, TicketThreads):
         obj = self.stream(stream, for_write=True).vendor_object
         if stream == COMMENT_STREAM:
             return self._comments_write(records)
+        if stream == ERASURE_STREAM:
+            return self._erasure_write(records)
         ext = str(self.config["external_id_field"])
         result = WriteResult()
         for start in range(0, len(records), BATCH):
@@ -445,4 +453,35 @@ class SalesforceConnector(Connector, TicketThreads):
             answer = self._call("restful", "sobjects/CaseComment/", method="POST", json=body)
             with self.expecting("the CaseComment insert"):
                 result.outcomes.append(WriteOutcome(ext, str(answer["id"]), created=True))
+        return result
+
+    # --- erasure requests (issue 22) -------------------------------------------------------------
+
+    def _erasure_write(self, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        """Delete the subject's Contacts and Leads: the synced ids, plus those found by e-mail (SOQL).
+
+        A record already deleted (404 ENTITY_IS_DELETED / NOT_FOUND) counts as erased, so a retried request
+        finishes instead of failing on what its first try removed.
+        """
+        result = WriteResult()
+        for record in records:
+            fields = record["fields"]
+            targets = erasure_targets(fields, {"contacts": "Contact", "leads": "Lead"})
+            email = str(fields.get("lookup_email") or "")
+            if email:
+                for obj in ("Contact", "Lead"):
+                    soql = f"SELECT Id FROM {obj} WHERE Email = {soql_string(email)}"  # noqa: S608
+                    targets += [(obj, str(row["Id"])) for row in self._query_all(soql, f"the {obj} lookup")]
+            deleted: list[str] = []
+            for obj, record_id in dict.fromkeys(targets):
+                if not RECORD_ID.match(record_id):
+                    continue  # not a Salesforce id: nothing of ours to delete
+                try:
+                    self._call("restful", f"sobjects/{obj}/{record_id}", method="DELETE")
+                except ConnectorError as exc:
+                    if exc.status != 404:
+                        raise
+                    continue
+                deleted.append(record_id)
+            result.outcomes.append(WriteOutcome(str(record["external_id"]), ",".join(deleted)[:255]))
         return result

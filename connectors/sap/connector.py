@@ -19,6 +19,7 @@ from zeep.transports import Transport
 from zeep.wsse.username import UsernameToken
 
 from connectors.base import ConfigField, Connector, Cursor, Record, Stream, WriteOutcome, WriteResult
+from connectors.erasure import ERASURE_STREAM, erasure_targets
 from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, UnexpectedResponse, VendorUnavailable
 from connectors.http import HttpSession, generic_limit
 
@@ -194,7 +195,8 @@ class SapConnector(Connector):
         self._call("Z_HUB_BUPA_GET_CHANGED", IV_CATEGORY="1", IV_MAX_ROWS=1)
 
     def streams(self) -> list[Stream]:
-        return [Stream(name, obj, writable=writable) for name, (obj, writable) in STREAMS.items()]
+        streams = [Stream(name, obj, writable=writable) for name, (obj, writable) in STREAMS.items()]
+        return [*streams, Stream(ERASURE_STREAM, "BusinessPartner", readable=False, writable=True)]
 
     def read(self, stream: str, *, cursor: Cursor | None = None) -> Iterator[Record]:
         """Keyset over (changed date+time, key): SAP keeps date and time apart, so both go in the filter."""
@@ -241,6 +243,8 @@ class SapConnector(Connector):
     def write(self, stream: str, records: Sequence[Mapping[str, Any]]) -> WriteResult:
         """Upsert by PARTNEREXTERNAL: look the number up, then change or create (SAP has no upsert BAPI)."""
         self.stream(stream, for_write=True)
+        if stream == ERASURE_STREAM:
+            return self._erasure_write(records)
         category = "1" if stream == "contacts" else "2"
         result = WriteResult()
         for record in records:
@@ -266,6 +270,28 @@ class SapConnector(Connector):
                     result.outcomes.append(WriteOutcome(ext, str(created["BUSINESSPARTNER"]), created=True))
             except BapiError as exc:  # this record's data was refused; the others may still go through
                 result.outcomes.append(WriteOutcome(ext, error=exc.message))
+        return result
+
+    # --- erasure requests (issue 22) -------------------------------------------------------------
+
+    def _erasure_write(self, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        """Mark the subject's business partners for deletion (the central archiving flag): SAP's own way,
+        which the system's archiving (ILM) run then carries out; only the partner numbers SAP holds are sent.
+        A partner that no longer exists counts as done."""
+        result = WriteResult()
+        objects = {name: obj for name, (obj, _w) in STREAMS.items() if name in ("contacts", "accounts")}
+        for record in records:
+            flagged: list[str] = []
+            for _obj, partner in erasure_targets(record["fields"], objects):
+                try:
+                    self._call("BAPI_BUPA_CENTRAL_CHANGE", BUSINESSPARTNER=partner,
+                               DATA={"CENTRALARCHIVINGFLAG": "X"})  # fmt: skip
+                except BapiError as exc:
+                    if exc.code != "R11/003":  # R11/003: the partner does not exist (any more)
+                        raise
+                    continue
+                flagged.append(partner)
+            result.outcomes.append(WriteOutcome(str(record["external_id"]), ",".join(flagged)[:255]))
         return result
 
 

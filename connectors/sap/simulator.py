@@ -34,7 +34,7 @@ PARTNER_FIELDS = (
     "CHANGED_DATE",
     "CHANGED_TIME",
 )
-DATA_FIELDS = ("FIRSTNAME", "LASTNAME", "NAME_ORG1", "EMAIL", "COUNTRY", "LANGU")
+DATA_FIELDS = ("FIRSTNAME", "LASTNAME", "NAME_ORG1", "EMAIL", "COUNTRY", "LANGU", "CENTRALARCHIVINGFLAG")
 ORDER_FIELDS = ("SALESDOCUMENT", "STATUS", "NET_VALUE", "CURRENCY", "SOLD_TO", "CHANGED_DATE", "CHANGED_TIME")
 STATUS = {"Draft": "A", "Activated": "B", "Shipped": "B", "Delivered": "C", "Cancelled": "C"}  # GBSTK
 ENVELOPE = (
@@ -368,3 +368,12 @@ class SapSimulator(Simulator):
                 ],
             }
         return {"STATUSINFO": [self._order(row)], "RETURN": []}
+
+    def archiving_flagged(self) -> list[str]:
+        """Business partners marked for deletion (CENTRALARCHIVINGFLAG "X"), which SAP's archiving removes."""
+        return sorted(
+            row.id
+            for stream in ("contacts", "accounts")
+            for row in self.tables[stream].rows.values()
+            if row.data.get("CENTRALARCHIVINGFLAG") == "X"
+        )

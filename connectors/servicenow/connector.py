@@ -21,6 +21,7 @@ from connectors.base import (
     WriteOutcome,
     WriteResult,
 )
+from connectors.erasure import ERASURE_STREAM, erasure_targets
 from connectors.errors import AuthFailed, ConnectorError, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, servicenow_limit
 from connectors.ticket_text import html_to_text, marked, marker, newer, ticket_fields, unmarked
@@ -135,7 +136,11 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
 
     def streams(self) -> list[Stream]:
         streams = [Stream(name, table, writable=writable) for name, (table, writable) in TABLES.items()]
-        return [*streams, Stream(COMMENT_STREAM, JOURNAL, readable=False, writable=True)]
+        return [
+            *streams,
+            Stream(COMMENT_STREAM, JOURNAL, readable=False, writable=True),
+            Stream(ERASURE_STREAM, "incident", readable=False, writable=True),
+        ]
 
     def read(self, stream: str, *, cursor: Cursor | None = None) -> Iterator[Record]:
         table = self.stream(stream).vendor_object
@@ -174,6 +179,8 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
         table = self.stream(stream, for_write=True).vendor_object
         if stream == COMMENT_STREAM:
             return self._comments_write(records)
+        if stream == ERASURE_STREAM:
+            return self.write("tickets", [self._erasure_ticket(r) for r in records])
         corr = str(self.config["correlation_field"])
         result = WriteResult()
         for start in range(0, len(records), LOOKUP_BATCH):
@@ -334,3 +341,21 @@ class ServiceNowConnector(HttpConnector, TicketThreads):
                 if unmarked(str(row.get("value") or ""))[1] == external_id:
                     return str(row["sys_id"])
         return None
+
+    # --- erasure requests (issue 22) -------------------------------------------------------------
+
+    def _erasure_ticket(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """ServiceNow has no erasure API: a task (incident) for the instance's admin, upserted by the hub's
+        id, naming only the request reference and the record ids the instance already holds."""
+        fields = record["fields"]
+        targets = erasure_targets(fields, {name: table for name, (table, _w) in TABLES.items()})
+        listed = "\n".join(f"- {table} {sys_id}" for table, sys_id in targets) or "- (none synced by the hub)"
+        description = (
+            f"A data subject asked for erasure (GDPR art. 17), hub request {fields.get('request', '')}.\n"
+            f"Delete these records and any other data about the person, then resolve this task:\n{listed}"
+        )
+        return {
+            "external_id": record["external_id"],
+            "fields": {"subject": f"Data subject erasure request {fields.get('request', '')}"[:160],
+                       "description": description, "priority": "2"},
+        }  # fmt: skip

@@ -709,6 +709,21 @@ def build() -> dict[str, Any]:
         ],
     )
 
+    row("Data-subject requests")
+    panel(
+        "Data-subject request events / hour by kind and action",
+        [
+            (
+                f"sum by (kind, action) (rate(hub_dsr_events_total[{RATE}])) * 3600",
+                "{{kind}} {{action}}",
+            )
+        ],
+        description="Access and erasure requests registered, extended, rejected and completed; vendor_dead: "
+        "a vendor erasure notice the outbox gave up on, which an admin settles on the request's page "
+        "(docs/compliance.md).",
+        width=12,
+    )
+
     return {
         "uid": "integration-hub",
         "title": "Integration hub",

@@ -1018,3 +1018,17 @@ CELERY_BEAT_SCHEDULE["siem-deliver-due"] = {
     "task": "apps.siem.tasks.siem_deliver_due",
     "schedule": float(HUB_SIEM_BEAT_SECONDS),
 }
+
+# --- Issue 22, slice "dsr": data-subject requests (apps/policies/dsr.py) ----------------------------------
+# Days an access archive is kept (encrypted with the tenant key) after it was built; then it is deleted and
+# only its sha256 and counts stay in the request's evidence.
+HUB_DSR_ARCHIVE_DAYS = env_int("HUB_DSR_ARCHIVE_DAYS", 7, minimum=1, maximum=90)
+# Rows per category an access archive holds at most (keeps a build bounded; the manifest says when cut).
+HUB_DSR_EXPORT_LIMIT = env_int("HUB_DSR_EXPORT_LIMIT", 10_000, minimum=10, maximum=1_000_000)
+# Open requests due within this many days are highlighted as "due soon" in the register.
+HUB_DSR_DUE_SOON_DAYS = env_int("HUB_DSR_DUE_SOON_DAYS", 7, minimum=1, maximum=30)
+# Hourly: delete expired access archives.
+CELERY_BEAT_SCHEDULE["policies-dsr-archives-expire"] = {
+    "task": "apps.policies.tasks.dsr_archives_expire_task",
+    "schedule": 3600.0,
+}

@@ -1,0 +1,75 @@
+"""Console forms of the data-subject request register. The rules (deadlines, extension bounds) live in
+apps/policies/dsr.py; these only parse input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from apps.policies.models import MAX_EXTENSION_DAYS, RequestKind, RequestStatus
+
+
+class DsrCreateForm(forms.Form):
+    kind = forms.ChoiceField(label=_("Request"), choices=RequestKind.choices)
+    email = forms.EmailField(label=_("E-mail address"), required=False)
+    phone = forms.CharField(label=_("Phone number"), required=False, max_length=40)
+    external_id = forms.CharField(
+        label=_("External id"),
+        required=False,
+        max_length=200,
+        help_text=_("The person's id in a connected system, e.g. a CRM contact id."),
+    )
+    user_ref = forms.CharField(
+        label=_("Chat user reference"),
+        required=False,
+        max_length=200,
+        help_text=_("The id a chat channel gave this person (e.g. the widget's user id)."),
+    )
+    received_at = forms.DateTimeField(
+        label=_("Received"),
+        required=False,
+        help_text=_("When the request reached you; leave empty for now. The deadline counts from here."),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+    notes = forms.CharField(
+        label=_("Notes"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_(
+            "How the request arrived and how the identity was checked. No personal data beyond that."
+        ),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not any(data.get(name) for name in ("email", "phone", "external_id", "user_ref")):
+            raise forms.ValidationError(
+                _("Give an e-mail address, a phone number, an external id or a chat user reference.")
+            )
+        return data
+
+
+class DsrFilterForm(forms.Form):
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("Any status")), *RequestStatus.choices]
+    )
+    kind = forms.ChoiceField(
+        label=_("Request"), required=False, choices=[("", _("Any request")), *RequestKind.choices]
+    )
+
+
+class DsrExtendForm(forms.Form):
+    days = forms.IntegerField(label=_("Extend by (days)"), min_value=1, max_value=MAX_EXTENSION_DAYS)
+    reason = forms.CharField(label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class DsrRejectForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=1000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class DsrHandleForm(forms.Form):
+    notice = forms.CharField(max_length=80, widget=forms.HiddenInput)
+    reason = forms.CharField(label=_("How it was handled"), max_length=1000)
