@@ -639,6 +639,8 @@ def record_siem_delivered(*, kind: str, count: int) -> None:
 def record_siem_failure(*, kind: str) -> None:
     """Count one failed SIEM delivery batch."""
     SIEM_FAILURES.labels(kind=_one_of(kind, SIEM_KINDS, default="unknown")).inc()
+
+
 def record_dsr_event(*, kind: str, event: str) -> None:
     """Count one data-subject request event (kind access/erasure; event from DSR_EVENTS)."""
     DSR_REQUESTS.labels(

@@ -1265,21 +1265,6 @@ class HubSpotSimulator(TicketSimulator):
                     )
         return SimResponse(204, b"", "text/plain")
 
-
-def _label(type_id: int) -> str | None:
-    return next((label for types in LINK_TYPES.values() for t, label in types if t == type_id), None)
-
-
-def _spec(type_id: int) -> dict[str, Any]:
-    return {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": _label(type_id)}
-
-
-def _type_name(from_type: str, to_type: str, type_id: int) -> str:
-    """v3's association type names: contact_to_company (primary), contact_to_company_unlabeled, ..."""
-    singular = {"companies": "company"}
-    base = f"{singular.get(from_type, from_type.rstrip('s'))}_to_{singular.get(to_type, to_type.rstrip('s'))}"
-    types = LINK_TYPES.get((from_type, to_type), [])
-    return base + "_unlabeled" if len(types) > 1 and type_id == types[0][0] else base
     def gdpr_delete(self, request: SimRequest) -> SimResponse:
         """Permanently delete a contact (HubSpot's GDPR delete): by id, or by e-mail with idProperty=email.
 
@@ -1312,3 +1297,19 @@ def _type_name(from_type: str, to_type: str, type_id: int) -> str:
             table.rows.pop(row.id)
             table._keys.remove((row.ts, row.id))
         return SimResponse(204, b"")
+
+
+def _label(type_id: int) -> str | None:
+    return next((label for types in LINK_TYPES.values() for t, label in types if t == type_id), None)
+
+
+def _spec(type_id: int) -> dict[str, Any]:
+    return {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": _label(type_id)}
+
+
+def _type_name(from_type: str, to_type: str, type_id: int) -> str:
+    """v3's association type names: contact_to_company (primary), contact_to_company_unlabeled, ..."""
+    singular = {"companies": "company"}
+    base = f"{singular.get(from_type, from_type.rstrip('s'))}_to_{singular.get(to_type, to_type.rstrip('s'))}"
+    types = LINK_TYPES.get((from_type, to_type), [])
+    return base + "_unlabeled" if len(types) > 1 and type_id == types[0][0] else base
