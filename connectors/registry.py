@@ -13,6 +13,7 @@ DEFAULT_CONNECTORS: tuple[str, ...] = (
     "connectors.hubspot.connector.HubSpotConnector",
     "connectors.servicenow.connector.ServiceNowConnector",
     "connectors.sap.connector.SapConnector",
+    "connectors.sap_odata.connector.SapODataConnector",
     # Chat channels' platform accounts: write-only "messages" (connectors/messaging_connector.py).
     "connectors.messaging_connector.WhatsAppConnector",
     "connectors.messaging_connector.SlackConnector",

@@ -31,6 +31,7 @@ SIMULATORS: dict[str, str] = {
     "hubspot": "connectors.hubspot.simulator.HubSpotSimulator",
     "servicenow": "connectors.servicenow.simulator.ServiceNowSimulator",
     "sap": "connectors.sap.simulator.SapSimulator",
+    "sap_odata": "connectors.sap_odata.simulator.SapODataSimulator",
     "whatsapp": "connectors.whatsapp.simulator.WhatsAppSimulator",
     "twilio": "connectors.twilio.simulator.TwilioSimulator",
     "slack": "connectors.slack.simulator.SlackSimulator",

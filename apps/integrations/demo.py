@@ -26,6 +26,7 @@ DEMO_NAMES = {
     "hubspot": "HubSpot (simulator)",
     "servicenow": "ServiceNow (simulator)",
     "sap": "SAP S/4HANA (simulator)",
+    "sap_odata": "SAP S/4HANA OData (simulator)",
 }
 
 
@@ -40,6 +41,10 @@ def demo_config(kind: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         return {"base_url": d["base_url"], "auth": "private_app"}, {"access_token": d["private_app_token"]}
     if kind == "servicenow":
         return {"instance_url": d["instance_url"], "username": d["username"]}, {"password": d["password"]}
+    if kind == "sap_odata":
+        settings = {"host_url": d["host_url"], "sap_client": d["sap_client"], "auth": "oauth"}
+        settings |= {"token_url": d["token_url"], "client_id": d["client_id"]}
+        return settings, {"client_secret": d["client_secret"]}
     return {"endpoint_url": d["endpoint_url"], "username": d["username"]}, {"password": d["password"]}
 
 

@@ -445,6 +445,8 @@ VENDOR_RATES: dict[str, BucketConfig] = {
     # Hourly rate-limit rules per user; instance defaults vary, stay modest.
     "servicenow": BucketConfig(capacity=20, rate=20.0),
     "sap": BucketConfig(capacity=10, rate=10.0),
+    # SAP Gateway has no published per-client quota; an API Management policy in front (BTP) answers 429.
+    "sap_odata": BucketConfig(capacity=10, rate=10.0),
     # Messaging platform accounts (issue 17): one bucket per account, sends only (the relay's replies).
     # WhatsApp Cloud API: 80 messages/s per business phone number by default, inbound and outbound counted
     # together (developers.facebook.com/documentation/business-messaging/whatsapp/throughput; error 130429
