@@ -376,6 +376,7 @@ HUB_CONNECTORS = env_list(
         "connectors.hubspot.connector.HubSpotConnector",
         "connectors.servicenow.connector.ServiceNowConnector",
         "connectors.sap.connector.SapConnector",
+        "connectors.sap_odata.connector.SapODataConnector",  # issue 23: S/4HANA standard OData APIs
         # Issue 17: chat channels' platform accounts (connectors/messaging_connector.py).
         "connectors.messaging_connector.WhatsAppConnector",
         "connectors.messaging_connector.SlackConnector",
