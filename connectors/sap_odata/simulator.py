@@ -62,6 +62,11 @@ ADDRESS_WRITABLE = frozenset({"CityName", "Country", "HouseNumber", "Language", 
 #: GBSTK (OverallSDProcessStatus): A not yet processed, B partially processed, C completely processed.
 SD_STATUS = {"Draft": "A", "Activated": "B", "Shipped": "B", "Delivered": "C", "Cancelled": "C"}
 DELIVERY = {"Draft": "A", "Activated": "A", "Shipped": "B", "Delivered": "C", "Cancelled": ""}
+#: $orderby that is the tables' own (change second, key) order, so it needs no sort.
+CHANGE_ORDER = {
+    "A_BusinessPartner": ["LastChangeDate", "LastChangeTime", "BusinessPartner"],
+    "A_SalesOrder": ["LastChangeDateTime", "SalesOrder"],
+}
 LANG = {"en": "EN", "de": "DE", "fr": "FR", "es": "ES", "ja": "JA"}
 _TOKEN = re.compile(
     r"\s*(?:(?P<lit>(?:datetimeoffset|datetime|time|guid)?'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?[mMdDlL]?)"
@@ -554,7 +559,10 @@ class SapODataSimulator(Simulator):
         code = {500: "/IWBEP/CM_MGW_RT/004", 502: "/IWFND/CM_BEC/026", 503: "/IWFND/CM_BEC/026"}.get(
             status, "/IWFND/CM_MGW/025"
         )
-        return self.error_json(ODataError(status, code, message))
+        response = self.error_json(ODataError(status, code, message))
+        if status == 429:  # an API Management spike arrest in front of Gateway: come back in a second
+            response.headers["Retry-After"] = "1"
+        return response
 
     def rate_limited(self, request: SimRequest) -> SimResponse:
         response = self.error_json(ODataError(429, "/IWFND/CM_MGW/110", "Too many requests"))
@@ -667,10 +675,13 @@ class SapODataSimulator(Simulator):
                 raise ODataError(400, "/IWBEP/CM_MGW_RT/022", f"Invalid filter expression: {exc}") from None
             rows = [r for r in rows if predicate(r)]
         order = [part.split() for part in query.get("$orderby", "").split(",") if part.strip()]
+        ascending = all(len(w) == 1 or w[1] == "asc" for w in order)
+        if ascending and [w[0] for w in order] == CHANGE_ORDER[entity_set]:
+            order = []  # the table's own (change time, key) order: already sorted
         for words in reversed(order):
             desc = len(words) > 1 and words[1] == "desc"
             rows.sort(key=partial(_sort_key, self.value, words[0]), reverse=desc)
-        if not order:
+        if not query.get("$orderby", "").strip():
             rows.sort(key=lambda r: r.id)
         total = len(rows)
         try:
