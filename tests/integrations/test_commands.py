@@ -59,7 +59,13 @@ def test_seed_creates_one_connection_per_simulator_idempotently(
     for tenant in (tenant_a, tenant_b):
         with tenant_context(tenant):
             connections = list(Connection.objects.all())
-            assert sorted(c.kind for c in connections) == ["hubspot", "salesforce", "sap", "sap_odata", "servicenow"]
+            assert sorted(c.kind for c in connections) == [
+                "hubspot",
+                "salesforce",
+                "sap",
+                "sap_odata",
+                "servicenow",
+            ]
             assert {c.endpoint_region for c in connections} == {tenant.region_code}
             for connection in connections:
                 assert connection_test(connection=connection, tenant=tenant).ok
