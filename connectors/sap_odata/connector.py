@@ -432,29 +432,29 @@ class SapODataConnector(Connector):
                 self.last_total = total
             first = False
             seen = len(rows)
-            record = None
+            last: Record | None = None
+            exact = None  # the last row's change time at full precision (LastChangeDateTime has 7 digits)
             while True:
                 with self.expecting(STREAMS[stream][1]):
                     records = [self._record(stream, raw) for raw in rows]
+                    exact = _changed_at(stream, rows[-1]) if rows else exact
                 for record in records:
                     if not cursor.covers(record):
                         yield record
+                last = records[-1] if records else last
                 if not next_url:
                     break
                 # Server-driven paging: the system capped the page below $top; __next continues the query.
                 rows, next_url, _ = self._query(stream, partial(_follow, next_url))
                 seen += len(rows)
-            if seen < self.page_size or record is None:
+            if seen < self.page_size or last is None or exact is None:
                 return
-            after = (record.updated_at, record.external_id)
+            after = (exact, last.external_id)
 
     def _record(self, stream: str, raw: dict[str, Any]) -> Record:
         flat = {k: v for k, v in raw.items() if not isinstance(v, dict | list)}
         if stream == "contacts":
             key = str(raw["BusinessPartner"])
-            updated = parse_date_json(raw["LastChangeDate"]) + timedelta(
-                seconds=parse_duration(raw["LastChangeTime"])
-            )
             addresses = _results(raw.get("to_BusinessPartnerAddress"))
             if addresses:
                 address = addresses[0]
@@ -469,7 +469,7 @@ class SapODataConnector(Connector):
                 }
         else:
             key = str(raw["SalesOrder"])
-            updated = parse_date_json(raw["LastChangeDateTime"])
+        updated = _changed_at(stream, raw)
         fields = self.to_canonical(stream, flat)
         if stream == "orders" and self.field_map["orders"].get("status") == "OverallSDProcessStatus":
             code = str(raw.get("OverallSDProcessStatus") or "")
@@ -691,6 +691,15 @@ class SapODataConnector(Connector):
 # --- helpers ---------------------------------------------------------------------------------------
 
 _SHAPE = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+
+
+def _changed_at(stream: str, raw: Mapping[str, Any]) -> datetime:
+    """A row's change time: LastChangeDate + LastChangeTime (seconds), or LastChangeDateTime (to the ms)."""
+    if stream == "contacts":
+        return parse_date_json(raw["LastChangeDate"]) + timedelta(
+            seconds=parse_duration(raw["LastChangeTime"])
+        )
+    return parse_date_json(raw["LastChangeDateTime"])
 
 
 def _follow(url: str, query: Any) -> Any:

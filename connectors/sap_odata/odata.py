@@ -24,7 +24,10 @@ def datetime_literal(value: datetime) -> str:
 
 
 def datetimeoffset_literal(value: datetime) -> str:
-    return f"datetimeoffset'{value.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z'"
+    """`datetimeoffset'2024-01-31T10:20:30Z'`, with milliseconds when the value has them."""
+    moment = value.astimezone(UTC)
+    fraction = f".{moment.microsecond // 1000:03d}" if moment.microsecond else ""
+    return f"datetimeoffset'{moment:%Y-%m-%dT%H:%M:%S}{fraction}Z'"
 
 
 def time_literal(seconds: int) -> str:

@@ -133,7 +133,8 @@ def _literal(text: str) -> Any:
         raw = text.split("'", 1)[1][:-1].rstrip("Z")
         if len(raw) == 16:
             raw += ":00"
-        return calendar.timegm(time.strptime(raw[:19], "%Y-%m-%dT%H:%M:%S"))
+        seconds = calendar.timegm(time.strptime(raw[:19], "%Y-%m-%dT%H:%M:%S"))
+        return seconds + float("0" + raw[19:]) if raw[19:].startswith(".") else seconds
     if text.startswith("time'"):
         return parse_duration(text[5:-1])
     if text.startswith("'"):

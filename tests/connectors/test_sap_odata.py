@@ -4,6 +4,7 @@ timestamps, CSRF refetch, OAuth refresh, SAP error JSON mapping, $batch results 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pyodata
@@ -384,3 +385,19 @@ def test_field_map_checked_against_the_system_metadata(sap_odata_sim: SapODataSi
     connector(
         sap_odata_sim, field_map={"orders": {"customer_reference": "SalesOrderType"}}
     ).check_connection()
+
+
+def test_keyset_filter_keeps_sub_second_change_times(sap_odata_sim: SapODataSimulator) -> None:
+    """LastChangeDateTime has 7 digits: the next page starts after the last row's exact time, not its second
+    (truncating would read that second's rows again)."""
+    conn = connector(sap_odata_sim)
+    moment = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
+    assert conn._filter("orders", None, (moment, "42")) == (
+        "(LastChangeDateTime gt datetimeoffset'2024-05-06T07:08:09.123Z' or "
+        "(LastChangeDateTime eq datetimeoffset'2024-05-06T07:08:09.123Z' and SalesOrder gt '42'))"
+    )
+    assert conn._filter("contacts", moment.replace(microsecond=0), None) == (
+        "BusinessPartnerCategory eq '1' and (LastChangeDate gt datetime'2024-05-06T00:00:00' or "
+        "(LastChangeDate eq datetime'2024-05-06T00:00:00' and LastChangeTime ge time'PT07H08M09S'))"
+    )
+    assert "O''Brien" in conn._filter("contacts", None, (moment.replace(microsecond=0), "O'Brien"))
