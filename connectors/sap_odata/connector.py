@@ -193,6 +193,10 @@ class SapODataConnector(Connector):
             auth=(str(cfg["client_id"]), str(cfg["client_secret"])),
             headers={"Accept": "application/json"},
         )
+        limited = generic_limit(response)
+        if limited is not None:
+            limited.message = f"{self.label}: the token endpoint: {limited.message}"
+            raise limited
         if response.status_code >= 500:
             raise VendorUnavailable(
                 f"{self.label}: the token endpoint answered HTTP {response.status_code}",

@@ -596,6 +596,8 @@ class SapODataSimulator(Simulator):
     # --- endpoints -------------------------------------------------------------------------------------
 
     def token(self, request: SimRequest) -> SimResponse:
+        if self.faults.take_rate_limit():  # XSUAA limits token requests too
+            return json_response(429, {"error": "too_many_requests"}, **{"Retry-After": "5"})
         form = request.form()
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         client = (

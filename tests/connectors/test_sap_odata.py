@@ -401,3 +401,12 @@ def test_keyset_filter_keeps_sub_second_change_times(sap_odata_sim: SapODataSimu
         "(LastChangeDate eq datetime'2024-05-06T00:00:00' and LastChangeTime ge time'PT07H08M09S'))"
     )
     assert "O''Brien" in conn._filter("contacts", None, (moment.replace(microsecond=0), "O'Brien"))
+
+
+def test_token_endpoint_rate_limit_is_rate_limited(sim: SapODataSimulator) -> None:
+    sim.inject(rate_limit={"count": 1, "retry_after": 5})
+    with pytest.raises(RateLimited) as info:
+        connector(sim).check_connection()
+    assert (info.value.retry_after, info.value.permanent) == (5.0, False)
+    assert str(info.value).startswith("SAP S/4HANA OData: the token endpoint")
+    connector(sim).check_connection()
