@@ -243,7 +243,7 @@ class SapODataConnector(Connector):
 
     # --- HTTP and errors ---------------------------------------------------------------------------
 
-    def _check(self, response: Any, what: str) -> None:
+    def _check(self, response: Any, what: str, *, modifying: bool = False) -> None:
         """Raise the typed error an answer means (also for pyodata's answers, through the response hook)."""
         status = response.status_code
         if status < 400:
@@ -255,8 +255,10 @@ class SapODataConnector(Connector):
             limited.message = f"{self.label}: {limited.message}"
             raise limited
         code, message, details = self._error(response)
-        if status == 403 and (
-            str(response.headers.get("x-csrf-token", "")).lower() == "required" or "CSRF" in message
+        if (
+            modifying
+            and status == 403
+            and (str(response.headers.get("x-csrf-token", "")).lower() == "required" or "CSRF" in message)
         ):
             raise _CsrfRequired
         text = self.session.redact(f"{self.label}: {what} failed: {message}" + (f" [{code}]" if code else ""))
@@ -605,7 +607,7 @@ class SapODataConnector(Connector):
                     data=body,
                     headers={**headers, "X-CSRF-Token": token},
                 )
-                self._check(response, what)
+                self._check(response, what, modifying=True)
                 return response
 
             try:
