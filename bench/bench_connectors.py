@@ -7,6 +7,7 @@ client being measured. Loopback only; the numbers compare code paths, not vendor
 
 from __future__ import annotations
 
+import calendar
 import multiprocessing
 import statistics
 import tempfile
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from multiprocessing.synchronize import Event
 from typing import Any
 
+import pyodata
 import requests
 import zeep
 from hubspot import HubSpot
@@ -28,6 +30,7 @@ from connectors.http import make_session
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.sap.connector import BINDING, WSDL, SapConnector
+from connectors.sap_odata.connector import SapODataConnector
 from connectors.servicenow.connector import ServiceNowConnector
 from connectors.simulators import simulator_class
 
@@ -251,12 +254,68 @@ def _dynamics(d: dict[str, Any]) -> tuple[Connector, dict[str, Callable[[], int]
     return connector, {"requests_next_link": raw}
 
 
+def _sap_odata(d: dict[str, Any]) -> tuple[Connector, dict[str, Callable[[], int]]]:
+    """The OData connector against pyodata and plain requests, both with the connector's keyset paging:
+    the same $filter on (LastChangeDate, LastChangeTime, key), $orderby, $top=500 and $expand."""
+    config = {"host_url": d["host_url"], "sap_client": d["sap_client"], "auth": "basic",
+              "username": d["username"], "password": d["password"], "page_size": 500}  # fmt: skip
+    connector = SapODataConnector(config, session=_session(d))
+    root = f"{d['host_url']}/sap/opu/odata/sap/API_BUSINESS_PARTNER/"
+    http = requests.Session()
+    http.auth = (d["username"], d["password"])
+    client = pyodata.Client(root, http)
+    expand = "to_BusinessPartnerAddress/to_EmailAddress"
+    order = "LastChangeDate,LastChangeTime,BusinessPartner"
+
+    def keyset(last: tuple[int, str, str] | None) -> str:
+        """(day epoch seconds, LastChangeTime, key) of the last row → the next page's filter."""
+        flt = "BusinessPartnerCategory eq '1'"
+        if last is None:
+            return flt
+        day = "datetime'" + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(last[0])) + "'"
+        at, key = f"time'{last[1]}'", f"'{last[2]}'"
+        tie = f"LastChangeTime gt {at} or (LastChangeTime eq {at} and BusinessPartner gt {key})"
+        return f"{flt} and (LastChangeDate gt {day} or (LastChangeDate eq {day} and ({tie})))"
+
+    def with_pyodata() -> int:
+        count, last = 0, None
+        while True:
+            query = client.entity_sets.A_BusinessPartner.get_entities().filter(keyset(last))
+            page = (
+                query.order_by(order).top(500).expand(expand).custom("sap-client", d["sap_client"]).execute()
+            )
+            count += len(page)
+            if len(page) < 500:
+                return count
+            row = page[-1]
+            last = (
+                calendar.timegm(row.LastChangeDate.utctimetuple()),
+                row.LastChangeTime,
+                row.BusinessPartner,
+            )
+
+    def with_requests() -> int:
+        count, last = 0, None
+        while True:
+            params = {"$filter": keyset(last), "$orderby": order, "$top": "500", "$expand": expand,
+                      "$format": "json", "sap-client": d["sap_client"]}  # fmt: skip
+            rows = http.get(root + "A_BusinessPartner", params=params, timeout=60).json()["d"]["results"]
+            count += len(rows)
+            if len(rows) < 500:
+                return count
+            row = rows[-1]
+            last = (int(row["LastChangeDate"][6:-5]), row["LastChangeTime"], row["BusinessPartner"])
+
+    return connector, {"pyodata_keyset": with_pyodata, "requests_keyset": with_requests}
+
+
 VENDORS: dict[str, tuple[Callable[[dict[str, Any]], tuple[Connector, dict[str, Callable[[], int]]]], int]] = {
     "salesforce": (_salesforce, CONTACTS),
     "hubspot": (_hubspot, CONTACTS),
     "servicenow": (_servicenow, CONTACTS),
     "sap": (_sap, CONTACTS),
     "dynamics365": (_dynamics, CONTACTS),
+    "sap_odata": (_sap_odata, CONTACTS),
 }
 
 

@@ -14,6 +14,7 @@ DEFAULT_CONNECTORS: tuple[str, ...] = (
     "connectors.servicenow.connector.ServiceNowConnector",
     "connectors.sap.connector.SapConnector",
     "connectors.dynamics.connector.DynamicsConnector",
+    "connectors.sap_odata.connector.SapODataConnector",
     # Chat channels' platform accounts: write-only "messages" (connectors/messaging_connector.py).
     "connectors.messaging_connector.WhatsAppConnector",
     "connectors.messaging_connector.SlackConnector",

@@ -32,6 +32,7 @@ SIMULATORS: dict[str, str] = {
     "servicenow": "connectors.servicenow.simulator.ServiceNowSimulator",
     "sap": "connectors.sap.simulator.SapSimulator",
     "dynamics365": "connectors.dynamics.simulator.DynamicsSimulator",
+    "sap_odata": "connectors.sap_odata.simulator.SapODataSimulator",
     "whatsapp": "connectors.whatsapp.simulator.WhatsAppSimulator",
     "twilio": "connectors.twilio.simulator.TwilioSimulator",
     "slack": "connectors.slack.simulator.SlackSimulator",

@@ -26,6 +26,7 @@ DEMO_NAMES = {
     "hubspot": "HubSpot (simulator)",
     "servicenow": "ServiceNow (simulator)",
     "sap": "SAP S/4HANA (simulator)",
+    "sap_odata": "SAP S/4HANA OData (simulator)",
 }
 
 
@@ -42,6 +43,10 @@ def demo_config(kind: str, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
         return {"instance_url": d["instance_url"], "username": d["username"]}, {"password": d["password"]}
     if kind == "dynamics365":
         settings = {k: d[k] for k in ("org_url", "authority_host", "tenant_id", "client_id")}
+        return settings, {"client_secret": d["client_secret"]}
+    if kind == "sap_odata":
+        settings = {"host_url": d["host_url"], "sap_client": d["sap_client"], "auth": "oauth"}
+        settings |= {"token_url": d["token_url"], "client_id": d["client_id"]}
         return settings, {"client_secret": d["client_secret"]}
     return {"endpoint_url": d["endpoint_url"], "username": d["username"]}, {"password": d["password"]}
 

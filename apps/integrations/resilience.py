@@ -449,6 +449,8 @@ VENDOR_RATES: dict[str, BucketConfig] = {
     # 52 concurrent (learn.microsoft.com/power-apps/developer/data-platform/api-limits). 20 + 18 * 300 s =
     # 5,420 requests in any 5-minute window stays under the first; its 429s + Retry-After → penalize.
     "dynamics365": BucketConfig(capacity=20, rate=18.0),
+    # SAP Gateway has no published per-client quota; an API Management policy in front (BTP) answers 429.
+    "sap_odata": BucketConfig(capacity=10, rate=10.0),
     # Messaging platform accounts (issue 17): one bucket per account, sends only (the relay's replies).
     # WhatsApp Cloud API: 80 messages/s per business phone number by default, inbound and outbound counted
     # together (developers.facebook.com/documentation/business-messaging/whatsapp/throughput; error 130429

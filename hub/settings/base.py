@@ -378,6 +378,7 @@ HUB_CONNECTORS = env_list(
         "connectors.servicenow.connector.ServiceNowConnector",
         "connectors.sap.connector.SapConnector",
         "connectors.dynamics.connector.DynamicsConnector",  # issue 23: Dynamics 365 (Dataverse Web API)
+        "connectors.sap_odata.connector.SapODataConnector",  # issue 23: S/4HANA standard OData APIs
         # Issue 17: chat channels' platform accounts (connectors/messaging_connector.py).
         "connectors.messaging_connector.WhatsAppConnector",
         "connectors.messaging_connector.SlackConnector",

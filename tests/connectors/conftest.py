@@ -7,6 +7,7 @@ import pytest
 from connectors.hubspot.simulator import HubSpotSimulator
 from connectors.salesforce.simulator import SalesforceSimulator
 from connectors.sap.simulator import SapSimulator
+from connectors.sap_odata.simulator import SapODataSimulator
 from connectors.servicenow.simulator import ServiceNowSimulator
 from tests.fixtures.simulators import StartSimulator
 
@@ -32,3 +33,8 @@ def hubspot_sim(session_simulator: StartSimulator) -> HubSpotSimulator:
 @pytest.fixture(scope="session")
 def sap_sim(session_simulator: StartSimulator) -> SapSimulator:
     return session_simulator(SapSimulator, counts=COUNTS)
+
+
+@pytest.fixture(scope="session")
+def sap_odata_sim(session_simulator: StartSimulator) -> SapODataSimulator:
+    return session_simulator(SapODataSimulator, counts=COUNTS)

@@ -43,7 +43,7 @@ def test_cursor_ties_and_round_trip() -> None:
 
 def test_registry_loads_every_connector_and_rejects_bad_paths() -> None:
     registry = load_registry()
-    vendors = ["dynamics365", "hubspot", "salesforce", "sap", "servicenow"]
+    vendors = ["dynamics365", "hubspot", "salesforce", "sap", "sap_odata", "servicenow"]
     assert sorted(registry) == sorted([*vendors, "slack", "sms", "teams", "whatsapp"])
     with pytest.raises(UnknownConnectorKind, match="Unknown connector kind 'zendesk'"):
         get_connector_class("zendesk", registry=registry)
@@ -112,6 +112,7 @@ def test_start_all_in_process(tmp_path: Path) -> None:
             "salesforce",
             "saml",
             "sap",
+            "sap_odata",
             "servicenow",
             "slack",
             "teams",

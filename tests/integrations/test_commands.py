@@ -54,12 +54,18 @@ def test_seed_creates_one_connection_per_simulator_idempotently(
     monkeypatch: pytest.MonkeyPatch, tenant_a: Tenant, tenant_b: Tenant, sims: dict[str, Any]
 ) -> None:
     monkeypatch.setattr(demo.simulators, "status", lambda _state: {"running": True, "simulators": sims})
-    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 8
-    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 8
+    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 10
+    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 10
     for tenant in (tenant_a, tenant_b):
         with tenant_context(tenant):
             connections = list(Connection.objects.all())
-            assert sorted(c.kind for c in connections) == ["hubspot", "salesforce", "sap", "servicenow"]
+            assert sorted(c.kind for c in connections) == [
+                "hubspot",
+                "salesforce",
+                "sap",
+                "sap_odata",
+                "servicenow",
+            ]
             assert {c.endpoint_region for c in connections} == {tenant.region_code}
             for connection in connections:
                 assert connection_test(connection=connection, tenant=tenant).ok

@@ -68,6 +68,7 @@ def test_wrong_password_shows_the_vendor_error_and_is_audited(
         "hubspot": "authentication credentials",
         "servicenow": "User Not Authenticated",
         "sap": "401",
+        "sap_odata": "refused the client credentials",
     }[kind]
     assert expected.lower() in result.message.lower(), result.message
     assert "The vendor" in result.message
