@@ -170,72 +170,55 @@ def dsr_start_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpRespo
     return redirect("policies:dsr-detail", tenant_slug=tenant_slug, pk=dsr.pk)
 
 
-@tenant_permission_required(roles.MANAGE_SETTINGS)
-@require_POST
-def dsr_extend_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpResponse:
+def _form_action(
+    request: HttpRequest, tenant_slug: str, pk: str, form_class: Any, form_name: str, success: str, run: Any
+) -> HttpResponse:
+    """A request's action from a form on its page: the service call with the cleaned data, then back to the
+    page; refused input or a service's refusal shows the page again with the form's errors (400)."""
     dsr = _get(pk)
-    form = DsrExtendForm(request.POST)
+    form = form_class(request.POST)
     if form.is_valid():
         try:
-            dsr_extend(
-                tenant=request.tenant,  # type: ignore[attr-defined]
-                dsr=dsr,
-                days=form.cleaned_data["days"],
-                reason=form.cleaned_data["reason"],
-                actor=request.user,
-                request=request,
-            )
+            run(dsr=dsr, tenant=request.tenant, actor=request.user, request=request, **form.cleaned_data)  # type: ignore[attr-defined]
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
         else:
-            messages.success(request, _("Deadline extended."))
+            messages.success(request, success)
             return redirect("policies:dsr-detail", tenant_slug=tenant_slug, pk=dsr.pk)
-    return _detail(request, dsr, extend_form=form, status=400)
+    return _detail(request, dsr, status=400, **{form_name: form})
+
+
+@tenant_permission_required(roles.MANAGE_SETTINGS)
+@require_POST
+def dsr_extend_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpResponse:
+    return _form_action(
+        request, tenant_slug, pk, DsrExtendForm, "extend_form", _("Deadline extended."), dsr_extend
+    )
 
 
 @tenant_permission_required(roles.MANAGE_SETTINGS)
 @require_POST
 def dsr_reject_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpResponse:
-    dsr = _get(pk)
-    form = DsrRejectForm(request.POST)
-    if form.is_valid():
-        try:
-            dsr_reject(
-                tenant=request.tenant,  # type: ignore[attr-defined]
-                dsr=dsr,
-                reason=form.cleaned_data["reason"],
-                actor=request.user,
-                request=request,
-            )
-        except (HubError, ValidationError) as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, _("Request rejected."))
-            return redirect("policies:dsr-detail", tenant_slug=tenant_slug, pk=dsr.pk)
-    return _detail(request, dsr, reject_form=form, status=400)
+    return _form_action(
+        request, tenant_slug, pk, DsrRejectForm, "reject_form", _("Request rejected."), dsr_reject
+    )
 
 
 @tenant_permission_required(roles.MANAGE_SETTINGS)
 @require_POST
 def dsr_handle_view(request: HttpRequest, tenant_slug: str, pk: str) -> HttpResponse:
-    dsr = _get(pk)
-    form = DsrHandleForm(request.POST)
-    if form.is_valid():
-        try:
-            dsr_notification_handle(
-                tenant=request.tenant,  # type: ignore[attr-defined]
-                dsr=dsr,
-                notice_id=form.cleaned_data["notice"],
-                reason=form.cleaned_data["reason"],
-                actor=request.user,
-                request=request,
-            )
-        except (HubError, ValidationError) as exc:
-            add_service_errors(form, exc)
-        else:
-            messages.success(request, _("Vendor notification marked as handled."))
-            return redirect("policies:dsr-detail", tenant_slug=tenant_slug, pk=dsr.pk)
-    return _detail(request, dsr, handle_form=form, status=400)
+    def handle(*, notice: Any, **kwargs: Any) -> Any:
+        return dsr_notification_handle(notice_id=notice, **kwargs)
+
+    return _form_action(
+        request,
+        tenant_slug,
+        pk,
+        DsrHandleForm,
+        "handle_form",
+        _("Vendor notification marked as handled."),
+        handle,
+    )
 
 
 @tenant_permission_required(roles.MANAGE_SETTINGS)

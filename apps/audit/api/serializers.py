@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from apps.audit.api.filters import MAX_BIGINT
+from apps.audit.chain import HASHED_FIELDS
 from apps.audit.models import AuditAnchor, AuditEvent
 from apps.tenants.api_base import StrictSerializer
 
@@ -22,24 +23,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "seq",
-            "tenant_id",
-            "occurred_at",
-            "actor_id",
-            "actor_label",
-            "action",
-            "target_type",
-            "target_id",
-            "target_label",
-            "changes",
-            "ip",
-            "user_agent",
-            "request_id",
-            "outcome",
-            "prev_hash",
-            "hash",
-        ]
+        fields = [*HASHED_FIELDS, "prev_hash", "hash"]
         read_only_fields = fields
 
 
