@@ -4,19 +4,25 @@ and in the vendors' erasure notices, whatever format the vendor stored the numbe
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import zipfile
 from typing import Any
 
 import pytest
 from django.db import transaction
 
 from apps.core.context import as_ref, tenant_context
-from apps.integrations.models import Connection, OutboxMessage
+from apps.integrations.models import Connection, OutboxMessage, SyncedRecord
 from apps.integrations.services.outbox import outbox_enqueue
 from apps.integrations.services.subject_requests import (
     OutboxErasureNotifier,
     export_outbox_messages,
     export_synced_records,
 )
+from apps.policies.dsr import dsr_archive_build, dsr_create, dsr_start
+from apps.policies.models import DataSubjectRequest
 from apps.policies.registry import Subject
 from apps.tenants.models import Tenant
 from connectors.erasure import ERASURE_STREAM
@@ -128,3 +134,38 @@ def test_erasure_notice_for_another_number_names_only_their_record(
     with tenant_context(tenant_a):
         message = OutboxMessage.objects.get(stream=ERASURE_STREAM, connection=phone_seeded)
     assert message.payload["records"] == [{"stream": "contacts", "id": "003NOTME0000000001"}]
+
+
+def test_access_request_by_phone_archives_the_records_and_writes(
+    tenant_a: Tenant, alice: Any, phone_seeded: Connection
+) -> None:
+    dsr = dsr_create(tenant=tenant_a, kind="access", phone="49 170 555 0123", actor=alice)
+    dsr_start(tenant=tenant_a, dsr=dsr, actor=alice)
+    built = dsr_archive_build(tenant=tenant_a, request_id=dsr.pk)
+    assert built is not None and built.evidence["archive"]["counts"]["synced_records"] == len(FORMATS)
+    with tenant_context(tenant_a):
+        raw = DataSubjectRequest.objects.get(pk=dsr.pk).archive
+    assert raw is not None
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(raw)))
+    records = json.loads(archive.read("synced_records.json"))["rows"]
+    assert sorted(r["external_id"] for r in records) == sorted(FORMATS)
+    writes = json.loads(archive.read("outbox_messages.json"))["rows"]
+    assert [w["payload"]["last_name"] for w in writes] == ["mine"]
+    everything = b"".join(archive.read(name) for name in archive.namelist()).decode()
+    for foreign in (*OTHERS, "5550124", "5550999"):
+        assert foreign not in everything
+
+
+def test_erasure_by_phone_tells_the_vendor_which_records(
+    tenant_a: Tenant, alice: Any, phone_seeded: Connection
+) -> None:
+    dsr = dsr_create(tenant=tenant_a, kind="erasure", phone="+49 170 5550123", actor=alice)
+    started = dsr_start(tenant=tenant_a, dsr=dsr, actor=alice)
+    assert [n["kind"] for n in started.evidence["notifications"]] == ["salesforce"]
+    assert started.evidence["erasure"]["counts"]["synced_records"] == len(FORMATS)
+    with tenant_context(tenant_a):
+        message = OutboxMessage.objects.get(stream=ERASURE_STREAM)
+        left = set(SyncedRecord.objects.values_list("external_id", flat=True))
+    # The notice was queued before the hub's copies went: it names every record the number found.
+    assert message.payload["records"] == [{"stream": "contacts", "id": v} for v in sorted(FORMATS)]
+    assert left == set(OTHERS)
