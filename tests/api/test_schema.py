@@ -33,6 +33,7 @@ PATHS = {
     "/api/v1/tenants/{slug}/data-subject-requests/{id}/start/": {"post"},
     "/api/v1/tenants/{slug}/data-subject-requests/{id}/extend/": {"post"},
     "/api/v1/tenants/{slug}/data-subject-requests/{id}/reject/": {"post"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/handle/": {"post"},
     "/api/v1/tenants/{slug}/data-subject-requests/{id}/archive/": {"get"},
 }
 

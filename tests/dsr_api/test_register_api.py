@@ -330,3 +330,36 @@ def test_erasure_started_shows_each_vendor_notice_state(
 def test_session_callers_get_the_same_answers(tenant_a: Tenant, alice: Any, alice_session: APIClient) -> None:
     created = register(alice_session, tenant_a)
     assert alice_session.get(f"{base(tenant_a)}{created['id']}/").status_code == 200
+
+
+def test_a_manual_vendor_notice_is_handled_and_the_erasure_completes(
+    tenant_a: Tenant, alice_api: APIClient, olivia_api: APIClient, offline_sf_conn: Connection
+) -> None:
+    with tenant_context(tenant_a):  # a disabled connection delivers nothing: an operator settles it
+        Connection.objects.filter(pk=offline_sf_conn.pk).update(enabled=False)
+    created = register(alice_api, tenant_a, kind="erasure")
+    url = f"{base(tenant_a)}{created['id']}/"
+    started = alice_api.post(f"{url}start/").json()
+    [notice] = started["notifications"]
+    assert (notice["kind"], notice["state"]) == ("salesforce", "manual")
+    assert started["status"] == "in_progress"
+    body = {"notice": notice["id"], "reason": "Deleted by hand in Salesforce"}
+    assert olivia_api.post(f"{url}handle/", body, format="json").status_code == 403
+    for bad, field in (
+        ({"notice": notice["id"]}, "reason"),
+        ({"notice": "no-such-notice", "reason": "x"}, "non_field_errors"),
+        ({**body, "state": "handled"}, "state"),
+    ):
+        response = alice_api.post(f"{url}handle/", bad, format="json")
+        assert response.status_code == 400 and field in response.json(), (bad, response.content)
+    handled = alice_api.post(f"{url}handle/", body, format="json")
+    assert handled.status_code == 200, handled.content
+    done = handled.json()
+    assert done["status"] == "completed"
+    assert [(n["state"], n["handled_reason"]) for n in done["notifications"]] == [
+        ("handled", "Deleted by hand in Salesforce")
+    ]
+    again = alice_api.post(f"{url}handle/", body, format="json")
+    assert again.status_code == 400 and "non_field_errors" in again.json()  # closed now
+    actions = audit_actions(tenant_a, created["id"])
+    assert actions[-2:] == ["dsr.notification_handled", "dsr.completed"]

@@ -166,3 +166,8 @@ class DsrExtendSerializer(StrictSerializer):
 
 class DsrRejectSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=1000)
+
+
+class DsrHandleSerializer(StrictSerializer):
+    notice = serializers.CharField(max_length=80, help_text="The vendor notification's `id`.")
+    reason = serializers.CharField(max_length=1000, help_text="How the vendor's copy was handled.")

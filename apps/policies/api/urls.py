@@ -14,5 +14,6 @@ urlpatterns = [
     path(f"{BASE}<uuid:id>/start/", views.DsrStartView.as_view(), name="start"),
     path(f"{BASE}<uuid:id>/extend/", views.DsrExtendView.as_view(), name="extend"),
     path(f"{BASE}<uuid:id>/reject/", views.DsrRejectView.as_view(), name="reject"),
+    path(f"{BASE}<uuid:id>/handle/", views.DsrHandleView.as_view(), name="handle"),
     path(f"{BASE}<uuid:id>/archive/", views.DsrArchiveView.as_view(), name="archive"),
 ]

@@ -28,10 +28,18 @@ from apps.policies.api.serializers import (
     DsrDetailSerializer,
     DsrExtendSerializer,
     DsrFilterSerializer,
+    DsrHandleSerializer,
     DsrRejectSerializer,
     DsrSerializer,
 )
-from apps.policies.dsr import dsr_archive_download, dsr_create, dsr_extend, dsr_reject, dsr_start
+from apps.policies.dsr import (
+    dsr_archive_download,
+    dsr_create,
+    dsr_extend,
+    dsr_notification_handle,
+    dsr_reject,
+    dsr_start,
+)
 from apps.policies.dsr_selectors import (
     dsr_deadline,
     dsr_get,
@@ -231,6 +239,36 @@ class DsrRejectView(DsrScopedView):
             dsr = dsr_reject(
                 tenant=self.tenant,
                 dsr=dsr,
+                reason=serializer.validated_data["reason"],
+                actor=request.user,
+                request=request._request,
+            )
+        return self.detail(dsr)
+
+
+@extend_schema(tags=TAGS, parameters=[TENANT_PARAM, ID_PARAM])
+class DsrHandleView(DsrScopedView):
+    """Settle a vendor notification that could not be delivered (dead) or has no mechanism (manual)."""
+
+    serializer_class = DsrHandleSerializer
+
+    @extend_schema(
+        summary="Mark a vendor notification of an erasure as handled",
+        description="E.g. the person was erased by hand in the vendor's system. The request completes once "
+        "every vendor notification is delivered or handled.",
+        request=DsrHandleSerializer,
+        responses={200: DsrDetailSerializer, **_errors(400, 401, 403, 404)},
+    )
+    def post(self, request: Request, slug: str, id: str) -> Response:
+        self.require(roles.MANAGE_SETTINGS)
+        dsr = self.get_dsr()
+        serializer = DsrHandleSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with dsr_errors():
+            dsr_notification_handle(
+                tenant=self.tenant,
+                dsr=dsr,
+                notice_id=serializer.validated_data["notice"],
                 reason=serializer.validated_data["reason"],
                 actor=request.user,
                 request=request._request,
