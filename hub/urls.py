@@ -53,3 +53,5 @@ urlpatterns += [path("", include("apps.siem.urls"))]
 handler500 = "apps.core.views.server_error"
 # --- Issue 22 (auditapi): the audit REST API under /api/v1/tenants/<slug>/audit/ (apps/audit/api/).
 urlpatterns += [path("api/v1/", include("apps.audit.api.urls"))]
+# --- Issue 22 (dsrapi): the data-subject request API, /api/v1/tenants/<slug>/data-subject-requests/.
+urlpatterns += [path("api/v1/", include("apps.policies.api.urls"))]

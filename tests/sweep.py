@@ -38,6 +38,23 @@ def _dsr_pk(tenant: Tenant) -> Any:
     return (existing or dsr_create(tenant=tenant, kind="access", email="sweep@example.test", actor=None)).pk
 
 
+def _dsr_with_archive_pk(tenant: Tenant) -> Any:
+    """One of tenant A's access requests whose archive was built (issue 22, dsrapi: the download is a 200)."""
+    from apps.core.context import tenant_context
+    from apps.policies.dsr import dsr_archive_build, dsr_create
+    from apps.policies.models import DataSubjectRequest, RequestStatus
+
+    with tenant_context(tenant):
+        existing = DataSubjectRequest.objects.filter(archive__isnull=False).first()
+    if existing is not None:
+        return existing.pk
+    dsr = dsr_create(tenant=tenant, kind="access", email="sweep@example.test", actor=None)
+    with tenant_context(tenant):  # started without queueing the build task: the sweep builds it here
+        DataSubjectRequest.objects.filter(pk=dsr.pk).update(status=RequestStatus.IN_PROGRESS)
+    dsr_archive_build(tenant=tenant, request_id=dsr.pk)
+    return dsr.pk
+
+
 def _connection_pk(tenant: Tenant) -> Any:
     """One of tenant A's connections (created on first use; no vendor is called)."""
     from apps.core.context import tenant_context

@@ -1033,3 +1033,14 @@ CELERY_BEAT_SCHEDULE["policies-dsr-archives-expire"] = {
     "task": "apps.policies.tasks.dsr_archives_expire_task",
     "schedule": 3600.0,
 }
+
+# --- Issue 22, slice "dsrapi": the data-subject request API (apps/policies/api/) -------------------------
+# Its kind and status enums are named apart from the other APIs' "kind"/"status" choices in the schema; the
+# enums that had those names keep them (clients generated from the schema see no rename).
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **dict(SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES") or {}),  # type: ignore[call-overload]
+    "KindEnum": "apps.chat.models.ChannelKind",
+    "StatusEnum": ["open", "accepted", "revoked", "expired"],  # an invitation's status
+    "DataSubjectRequestKindEnum": "apps.policies.models.RequestKind",
+    "DataSubjectRequestStatusEnum": "apps.policies.models.RequestStatus",
+}

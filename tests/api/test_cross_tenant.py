@@ -19,6 +19,7 @@ from tests.sweep import (
     _business_hours_pk,
     _channel_and_key,
     _connection_pk,
+    _dsr_pk,
     _handoff_route_pk,
     _scim_token_pk,
     _sso_pks,
@@ -65,6 +66,7 @@ def _a_urls(tenant_a: Tenant, alice: Any) -> list[str]:
         "sso-domains": _sso_pks(tenant_a)["domain"],
         "role-mappings": _sso_pks(tenant_a)["mapping"],
         "scim-tokens": _scim_token_pk(tenant_a),
+        "data-subject-requests": _dsr_pk(tenant_a),  # issue 22 (dsrapi)
     }
     urls = []
     for route in _api_patterns():

@@ -20,7 +20,13 @@ from rest_framework.test import APIClient
 from apps.chat.models import Channel
 from apps.tenants.models import Membership, Tenant
 from tests.fixtures.chat import IssuedKey, issue_key
-from tests.sweep import _business_hours_pk, _connection_pk, _handoff_route_pk, _sso_pks
+from tests.sweep import (
+    _business_hours_pk,
+    _connection_pk,
+    _dsr_with_archive_pk,
+    _handoff_route_pk,
+    _sso_pks,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,6 +41,7 @@ LIST_PATHS = {
     "/api/v1/tenants/{slug}/channels/{id}/keys/",
     "/api/v1/tenants/{slug}/connections/",
     "/api/v1/tenants/{slug}/audit/events/",
+    "/api/v1/tenants/{slug}/data-subject-requests/",  # issue 22 (dsrapi)
 }
 
 
@@ -75,6 +82,8 @@ def _path_values(path: str, *, tenant: Tenant, channel: Channel, key: IssuedKey,
         values["id"] = _sso_pks(tenant)["domain"]
     elif "/role-mappings/{id}" in path:
         values["id"] = _sso_pks(tenant)["mapping"]
+    elif "/data-subject-requests/{id}" in path:
+        values["id"] = _dsr_with_archive_pk(tenant)  # issue 22 (dsrapi): its archive can be downloaded
     return values
 
 

@@ -27,6 +27,14 @@ PATHS = {
     "/api/v1/tenants/{slug}/audit/events/": {"get"},
     "/api/v1/tenants/{slug}/audit/events/{seq}/": {"get"},
     "/api/v1/tenants/{slug}/audit/verify/": {"post"},
+    # Issue 22 (dsrapi)
+    "/api/v1/tenants/{slug}/data-subject-requests/": {"get", "post"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/": {"get"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/start/": {"post"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/extend/": {"post"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/reject/": {"post"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/handle/": {"post"},
+    "/api/v1/tenants/{slug}/data-subject-requests/{id}/archive/": {"get"},
 }
 
 

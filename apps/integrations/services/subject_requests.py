@@ -10,12 +10,13 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from apps.core.context import TenantRef, current_tenant, tenant_context
 from apps.integrations.conf import connector_class
 from apps.integrations.models import Connection, OutboxMessage, OutboxStatus, SyncedRecord
 from apps.integrations.services.outbox import outbox_enqueue
+from apps.integrations.services.sync import with_phone_digits
 from apps.policies.registry import Subject, VendorNotice
 from connectors.base import CANONICAL_STREAMS
 from connectors.erasure import ERASE_BY_EMAIL, ERASURE_STREAM
@@ -30,24 +31,42 @@ PERSON_STREAMS = ("contacts", "leads")
 MANUAL = "manual"
 
 
-def _records_query(subject: Subject) -> Q | None:
+def _subject_records(subject: Subject) -> QuerySet[SyncedRecord] | None:
+    """The synced records naming the subject: e-mail (stored normalized), the vendor's id, or a phone
+    number in any phone field (digits compared, as the eraser does); None when nothing identifies them."""
+    records = SyncedRecord.objects.all()
     query = Q()
     if subject.email:
         query |= Q(email=subject.email)
     if subject.external_id:
         query |= Q(external_id=subject.external_id)
-    return query or None
+    if subject.phone:
+        records, phone_query = with_phone_digits(records, "fields", subject.phone)
+        query |= phone_query
+    return records.filter(query) if query else None
+
+
+def _subject_messages(subject: Subject) -> QuerySet[OutboxMessage] | None:
+    """The outbox messages carrying the subject's e-mail or phone: the same match as the outbox eraser."""
+    messages = OutboxMessage.objects.all()
+    query = Q()
+    if subject.email:
+        query |= Q(payload__email__iexact=subject.email)
+    if subject.phone:
+        messages, phone_query = with_phone_digits(messages, "payload", subject.phone)
+        query |= phone_query
+    return messages.filter(query) if query else None
 
 
 # --- access ------------------------------------------------------------------------------------------------
 def export_synced_records(*, tenant: TenantRef, subject: Subject, limit: int) -> list[dict[str, Any]]:
-    """The synced CRM records naming the subject (by e-mail, stored normalized, or the vendor's id)."""
-    query = _records_query(subject)
-    if query is None:
-        return []
+    """The synced CRM records naming the subject (by e-mail, phone number or the vendor's id)."""
     with tenant_context(tenant):
+        records = _subject_records(subject)
+        if records is None:
+            return []
         rows = (
-            SyncedRecord.objects.filter(query)
+            records
             .order_by("connection_id", "stream", "external_id")
             .values("connection__name", "connection__kind", "stream", "external_id", "updated_at", "deleted",
                     "email", "display_name", "status", "number", "fields")[:limit]
@@ -60,12 +79,13 @@ def export_synced_records(*, tenant: TenantRef, subject: Subject, limit: int) ->
 
 
 def export_outbox_messages(*, tenant: TenantRef, subject: Subject, limit: int) -> list[dict[str, Any]]:
-    """Writes the hub queued to vendors about the subject (same match as the outbox eraser: the e-mail)."""
-    if not subject.email:
-        return []
+    """Writes the hub queued to vendors about the subject (matched as the outbox eraser does)."""
     with tenant_context(tenant):
+        messages = _subject_messages(subject)
+        if messages is None:
+            return []
         rows = (
-            OutboxMessage.objects.filter(payload__email__iexact=subject.email)
+            messages
             .order_by("id")
             .values("id", "connection__name", "stream", "external_id", "status", "created_at", "delivered_at",
                     "vendor_id", "payload")[:limit]
@@ -82,9 +102,9 @@ class OutboxErasureNotifier:
     does the vendor's part. Connections without the stream, or disabled, get a notice an operator settles."""
 
     def notify(self, *, tenant: TenantRef, subject: Subject, request_id: str) -> list[VendorNotice]:
-        query = _records_query(subject)
         notices: list[VendorNotice] = []
         with tenant_context(tenant):
+            subject_records = _subject_records(subject)
             connections = list(Connection.objects.order_by("name"))
             for connection in connections:
                 support = _erasure_support(connection)
@@ -97,12 +117,14 @@ class OutboxErasureNotifier:
                     )
                     continue
                 records = []
-                if query is not None:
+                if subject_records is not None:
                     records = [
                         {"stream": stream, "id": vendor_id}
-                        for stream, vendor_id in SyncedRecord.objects.filter(
-                            query, connection=connection, stream__in=PERSON_STREAMS
-                        ).values_list("stream", "external_id")
+                        for stream, vendor_id in subject_records.filter(
+                            connection=connection, stream__in=PERSON_STREAMS
+                        )
+                        .order_by("stream", "external_id")
+                        .values_list("stream", "external_id")
                     ]
                 payload: dict[str, Any] = {"request": request_id, "records": records}
                 if connection.kind in ERASE_BY_EMAIL and subject.email:
