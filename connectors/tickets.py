@@ -1,15 +1,16 @@
 """Ticket threads: the conversation between a customer and an agent on a vendor ticket (human handoff).
 
-A ticketing connector (ServiceNow, Salesforce Service Cloud, HubSpot) that can carry a handoff implements
-`TicketThreads` next to its `Connector` methods. Pure like every connector: no Django, no database.
+A ticketing connector (ServiceNow, Salesforce Service Cloud, HubSpot, Dynamics 365) that can carry a handoff
+implements `TicketThreads` next to its `Connector` methods. Pure like every connector: no Django, no database.
 
 - **Agent → customer**: `ticket_thread` reads a ticket's state and its comments newer than a cursor. Each
   comment says whether the customer may see it (`public`): ServiceNow's `comments` journal is public,
   `work_notes` are not; a Salesforce `CaseComment` is public only with `IsPublished` (an outgoing
   `EmailMessage` is public too); on HubSpot an outgoing e-mail engagement on the ticket is public, a note is
-  not. Comments the hub wrote itself (the customer's messages appended below) come back with
-  `from_hub=True`, so they are never echoed to the customer. Unknown visibility is private: a comment is
-  delivered only when the vendor says it is customer-visible.
+  not; on Dynamics 365 a case note is public only with Power Pages' `*WEB*` prefix. Comments the hub wrote
+  itself (the customer's messages appended below) come back with `from_hub=True`, so they are never echoed
+  to the customer. Unknown visibility is private: a comment is delivered only when the vendor says it is
+  customer-visible.
 - **Customer → agent**: the write-only stream `ticket_comments` (`COMMENT_STREAM`), delivered through the
   outbox like any write: a record is `{"external_id": <the comment's hub id>, "fields": {"ticket":
   <the ticket's hub external id>, "body": <text>, "author": <display name, may be "">}}`. The connector
@@ -19,7 +20,8 @@ A ticketing connector (ServiceNow, Salesforce Service Cloud, HubSpot) that can c
   that the connector looks for before posting. A ticket that does not exist (yet) is a transient error (the
   ticket's own outbox message may still be in flight), a closed ticket a permanent one.
 - **Routing**: the canonical ticket field `queue` (ServiceNow `assignment_group`, Salesforce `OwnerId` of a
-  queue, HubSpot `hs_pipeline`) says who receives a new ticket; `TicketThread.queue` reads it back.
+  queue, HubSpot `hs_pipeline`, Dynamics 365 a queue by id or name, `AddToQueue`) says who receives a new
+  ticket; `TicketThread.queue` reads it back.
 """
 
 from __future__ import annotations

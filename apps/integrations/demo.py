@@ -27,6 +27,7 @@ DEMO_NAMES = {
     "servicenow": "ServiceNow (simulator)",
     "sap": "SAP S/4HANA (simulator)",
     "sap_odata": "SAP S/4HANA OData (simulator)",
+    "dynamics365": "Dynamics 365 (simulator)",
 }
 
 

@@ -1,7 +1,15 @@
 """Microsoft Dynamics 365 / Dataverse Web API (OData v4): an app registration's client-credentials token from
 Entra ID through MSAL, reads with change tracking (a delta link per stream kept in the cursor, deletions as
 `$deletedEntity`), upserts by alternate key, `$batch` for bulk writes with a result per record, and the
-service protection limits (429 + Retry-After) as RateLimited for the hub's bucket and breaker."""
+service protection limits (429 + Retry-After) as RateLimited for the hub's bucket and breaker.
+
+Case threads (human handoff) are the case's notes (`annotations` regarding the incident). Dataverse has no
+"public" flag on a note; the documented customer-visible ones are Power Pages' (portal) convention: a note
+whose text starts with `*WEB*` is shown to the customer, every other note is internal. So an agent answers
+the customer with a `*WEB*` note (as on the portal) and keeps internal notes private; e-mail activities are
+not read (an e-mail already reaches the customer by mail: relaying it to the chat would double it). The
+customer's chat messages are appended as notes (with the hub's marker, so they come back `from_hub`).
+Routing: the canonical `queue` (a queue's id or name) puts a new case in that queue with `AddToQueue`."""
 
 from __future__ import annotations
 
@@ -36,7 +44,8 @@ from connectors.errors import (
     VendorUnavailable,
 )
 from connectors.http import HttpSession, parse_retry_after
-from connectors.ticket_text import ticket_fields
+from connectors.ticket_text import comment_request, html_to_text, marked, newer, ticket_fields, unmarked
+from connectors.tickets import COMMENT_STREAM, Comment, TicketState, TicketThread, TicketThreads
 
 API = "/api/data/v9.2"
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
@@ -63,13 +72,16 @@ DELTA_EXPIRED = "0x80044352"
 MICROSOFT_AUTHORITIES = frozenset({"login.microsoftonline.com", "login.microsoftonline.us",
                                    "login.chinacloudapi.cn", "login.partner.microsoftonline.cn"})  # fmt: skip
 MAX_BATCH = 1000  # requests per $batch (Dataverse's limit)
+#: Incident statecode → the handoff's view: 0 Active, 1 Resolved, 2 Cancelled.
+CASE_STATES = {0: TicketState.OPEN, 1: TicketState.RESOLVED, 2: TicketState.CLOSED}
+NOTE_COLUMNS = "annotationid,notetext,createdon,_createdby_value"
 
 
 class DeltaExpired(ConnectorError):
     """The stored delta token is older than the org keeps change tracking data: read everything again."""
 
 
-class DynamicsConnector(HttpConnector):
+class DynamicsConnector(HttpConnector, TicketThreads):
     kind = "dynamics365"
     label = "Dynamics 365"
     config_schema = (
@@ -92,6 +104,9 @@ class DynamicsConnector(HttpConnector):
         ConfigField("case_customer", "Default customer of new cases",
                     help="Account GUID new cases are filed under when they name no contact"),
         ConfigField("batch_size", "Records per $batch", default=100),
+        ConfigField("public_note_prefix", "Prefix of notes the customer sees", default="*WEB*",
+                    help="A handoff relays a case note to the customer only when its text starts with "
+                         "this prefix (Power Pages' *WEB*); empty: every note"),
     )  # fmt: skip
     sensitive_fields = ("client_secret",)
     default_field_map = {
@@ -142,6 +157,7 @@ class DynamicsConnector(HttpConnector):
                     "Dynamics 365: the default customer of new cases must be an account id"
                 ) from None
         self._app: msal.ConfidentialClientApplication | None = None
+        self._queues: dict[str, str] = {}  # queue name → id
         self._error_code: str | None = None
 
     # --- auth -------------------------------------------------------------------------------------
@@ -235,14 +251,19 @@ class DynamicsConnector(HttpConnector):
         with self.expecting("WhoAmI"):
             uuid.UUID(str(body["UserId"]))
         for stream in self.streams():
+            if stream.name not in ENTITIES:
+                continue
             entity_set, key, _ = ENTITIES[stream.name]
             response = self.request("GET", f"/{entity_set}", params={"$select": key, "$top": "1"})
             self.rows(self.json(response), "value", f"the {entity_set} entity set")
 
     def streams(self) -> list[Stream]:
         return [
-            Stream(name, entity_set, writable=writable)
-            for name, (entity_set, _, writable) in ENTITIES.items()
+            *(
+                Stream(name, entity_set, writable=writable)
+                for name, (entity_set, _, writable) in ENTITIES.items()
+            ),
+            Stream(COMMENT_STREAM, "annotations", readable=False, writable=True),
         ]
 
     def _select(self, stream: str) -> str:
@@ -389,12 +410,22 @@ class DynamicsConnector(HttpConnector):
 
     def write(self, stream: str, records: Sequence[Mapping[str, Any]]) -> WriteResult:
         entity_set = self.stream(stream, for_write=True).vendor_object
+        if stream == COMMENT_STREAM:
+            return self._comments_write(records)
+        result = self._upsert(stream, entity_set, records)
+        if stream == "tickets":
+            self._route(records, result)
+        return result
+
+    def _upsert(self, stream: str, entity_set: str, records: Sequence[Mapping[str, Any]]) -> WriteResult:
         key = ENTITIES[stream][1]
         result = WriteResult()
         prepared: list[tuple[str, str, dict[str, Any]]] = []  # (external id, key segment, body)
         for record in records:
             ext = str(record["external_id"])
             try:
+                if stream == "tickets":  # an unknown queue fails the case before anything is written
+                    self._queue_id((record.get("fields") or {}).get("queue"))
                 prepared.append((ext, self._key(stream, record), self._body(stream, record)))
             except ValueError as exc:
                 result.outcomes.append(WriteOutcome(ext, error=f"{self.label}: {exc}"))
@@ -411,6 +442,201 @@ class DynamicsConnector(HttpConnector):
         for start in range(0, len(prepared), size):
             result.outcomes += self._batch(entity_set, key, prepared[start : start + size])
         return result
+
+    # --- ticket threads (handoff) -----------------------------------------------------------------
+
+    def _case(self, segment: str) -> dict[str, Any] | None:
+        """One incident by key segment (`(<id>)` or the external id's alternate key); None when not there."""
+        params = {"$select": "incidentid,ticketnumber,statecode,statuscode"}
+        try:
+            response = self.request(
+                "GET", f"/incidents{segment}", params=params, headers=self._prefer(track=False)
+            )
+        except ConnectorError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        body = self.json(response)
+        with self.expecting("the case"):
+            uuid.UUID(str(body["incidentid"]))
+            int(body["statecode"])
+        return dict(body)
+
+    def _by_external_id(self, external_id: str) -> str:
+        literal = external_id.replace("'", "''")
+        return f"({self.config['key_column']}='{quote(literal, safe='@')}')"
+
+    def ticket_find(self, external_id: str) -> str | None:
+        found = self._case(self._by_external_id(external_id))
+        return str(uuid.UUID(str(found["incidentid"]))) if found else None
+
+    def ticket_thread(self, ticket_id: str, *, cursor: Cursor | None = None) -> TicketThread:
+        try:
+            case_id = str(uuid.UUID(ticket_id))
+        except ValueError:
+            raise ConnectorError(
+                f"{self.label}: {ticket_id[:60]!r} is not a case id", permanent=True
+            ) from None
+        case = self._case(f"({case_id})")
+        if case is None:
+            raise ConnectorError(f"{self.label}: case {case_id} does not exist", permanent=True)
+        comments = [self._note(raw)[0] for raw in self._notes(case_id, cursor)]
+        fresh, advanced = newer(comments, cursor)
+        queue = self._queue_of(case_id)
+        with self.expecting("the case"):
+            status = str(case.get("statuscode" + FORMATTED) or case.get("statuscode") or "")
+            return TicketThread(
+                ticket_id=case_id,
+                state=CASE_STATES.get(int(case["statecode"]), TicketState.OPEN),
+                comments=fresh,
+                cursor=advanced,
+                queue=queue,
+                details={"number": str(case.get("ticketnumber") or ""), "status": status},
+            )
+
+    def _notes(self, case_id: str, cursor: Cursor | None) -> Iterator[dict[str, Any]]:
+        """The case's notes from the cursor's second on, oldest first, following next links."""
+        what = "the case's notes (annotations)"
+        where = f"_objectid_value eq {case_id}"
+        if cursor is not None and cursor.value is not None:
+            where += f" and createdon ge {cursor.value.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+        url = (f"{self.base_url}/annotations?$select={NOTE_COLUMNS}&$filter={quote(where, safe=' ')}"
+               "&$orderby=createdon asc,annotationid asc")  # fmt: skip
+        while True:
+            body = self.json(self.request("GET", url, headers=self._prefer(track=False)))
+            yield from self.rows(body, "value", what)
+            with self.expecting(what):
+                following = body.get("@odata.nextLink")
+                if following is None:
+                    return
+                url = self._own(following, "annotations", what)
+
+    def _note(self, raw: Mapping[str, Any]) -> tuple[Comment, str | None]:
+        """A note as a comment, with the hub external id of its marker (None: not the hub's)."""
+        what = "the case's notes (annotations)"
+        with self.expecting(what):
+            text = html_to_text(str(raw.get("notetext") or ""))
+            prefix = str(self.config["public_note_prefix"] or "")
+            public = text.startswith(prefix)
+            if prefix and public:
+                text = text[len(prefix) :]
+            body, hub_id = unmarked(text)
+            created = datetime.fromisoformat(str(raw["createdon"]).replace("Z", "+00:00"))
+            comment = Comment(
+                id=str(uuid.UUID(str(raw["annotationid"]))),
+                created_at=utc(created),
+                body=body,
+                public=public and hub_id is None,
+                author=str(raw.get("_createdby_value" + FORMATTED) or ""),
+                from_hub=hub_id is not None,
+            )
+            return comment, hub_id
+
+    def _queue_of(self, case_id: str) -> str:
+        """The name of the queue the case is in ("" when none): its queue item's queue."""
+        what = "the case's queue items"
+        params = {"$select": "queueitemid,_queueid_value", "$filter": f"_objectid_value eq {case_id}"}
+        body = self.json(self.request("GET", "/queueitems", params=params, headers=self._prefer(track=False)))
+        rows = self.rows(body, "value", what)
+        with self.expecting(what):
+            return str(rows[0].get("_queueid_value" + FORMATTED) or rows[0]["_queueid_value"]) if rows else ""
+
+    def _comments_write(self, records: Sequence[Mapping[str, Any]]) -> WriteResult:
+        """Append each customer message to its case as a note, unless its marker is already there.
+
+        A case not found yet is transient (its own outbox message may be in flight): the whole call is
+        retried, and the markers keep the notes already added from doubling. A resolved or cancelled case
+        fails that record for good (Dataverse keeps inactive cases read-only).
+        """
+        result = WriteResult()
+        for record in records:
+            checked = comment_request(record, self.label)
+            if isinstance(checked, WriteOutcome):
+                result.outcomes.append(checked)
+                continue
+            ext, fields, ticket_ext = checked
+            case = self._case(self._by_external_id(ticket_ext))
+            if case is None:
+                raise ConnectorError(
+                    f"{self.label}: no case with external id {ticket_ext[:100]} yet (it may be in flight)",
+                    permanent=False,
+                )
+            case_id = str(uuid.UUID(str(case["incidentid"])))
+            existing = next(
+                (note for note, hub_id in map(self._note, self._notes(case_id, None)) if hub_id == ext), None
+            )
+            if existing is not None:
+                result.outcomes.append(WriteOutcome(ext, existing.id, created=False))
+                continue
+            if int(case["statecode"]) != 0:
+                number = case.get("ticketnumber") or case_id
+                result.outcomes.append(
+                    WriteOutcome(
+                        ext,
+                        error=f"{self.label}: case {number} is closed (resolved or cancelled)",
+                    )
+                )
+                continue
+            note = {
+                "subject": "Chat message from the customer",
+                "notetext": marked(str(fields.get("body") or ""), ext),
+                "objectid_incident@odata.bind": f"/incidents({case_id})",
+            }
+            response = self.request("POST", "/annotations", params={"$select": "annotationid"}, json=note,
+                                    headers={"Prefer": "return=representation"})  # fmt: skip
+            answer = self.json(response)
+            with self.expecting("the new note"):
+                note_id = str(uuid.UUID(str(answer["annotationid"])))
+            result.outcomes.append(WriteOutcome(ext, note_id, created=True))
+        return result
+
+    # --- routing: cases into queues --------------------------------------------------------------------
+
+    def _queue_id(self, queue: Any) -> str | None:
+        """The id of the queue a case goes to: the canonical `queue` as a queue id or its name. None for no
+        queue; ValueError (the record fails for good) for one that does not exist."""
+        name = str(queue or "").strip()
+        if not name:
+            return None
+        if name not in self._queues:
+            try:
+                wanted = str(uuid.UUID(name))
+                path, params = f"/queues({wanted})", {"$select": "queueid"}
+            except ValueError:
+                literal = name.replace("'", "''")
+                path, params = "/queues", {"$select": "queueid,name", "$filter": f"name eq '{literal}'"}
+            try:
+                body = self.json(self.request("GET", path, params=params))
+            except ConnectorError as exc:
+                if exc.status == 404:
+                    raise ValueError(f"there is no queue {name[:100]!r}") from None
+                raise
+            with self.expecting("the queue lookup"):
+                rows = self.rows(body, "value", "the queue lookup") if "value" in body else [body]
+                ids = [str(uuid.UUID(str(row["queueid"]))) for row in rows]
+            if len(ids) != 1:
+                problem = "there is no queue" if not ids else "more than one queue is named"
+                raise ValueError(f"{problem} {name[:100]!r}")
+            self._queues[name] = ids[0]
+        return self._queues[name]
+
+    def _route(self, records: Sequence[Mapping[str, Any]], result: WriteResult) -> None:
+        """AddToQueue for each case written with a queue. On every write, as ServiceNow's assignment group
+        is: a retried write whose first AddToQueue failed still lands the case in its queue."""
+        written = {o.external_id: o.vendor_id for o in result.outcomes if o.vendor_id and not o.error}
+        for record in records:
+            ext = str(record["external_id"])
+            if not written.get(ext):
+                continue
+            queue_id = self._queue_id((record.get("fields") or {}).get("queue"))
+            if queue_id is None:
+                continue
+            target = {"@odata.type": "Microsoft.Dynamics.CRM.incident", "incidentid": written[ext]}
+            answer = self.json(self.request(
+                "POST", f"/queues({queue_id})/Microsoft.Dynamics.CRM.AddToQueue", json={"Target": target}
+            ))  # fmt: skip
+            with self.expecting("AddToQueue"):
+                uuid.UUID(str(answer["QueueItemId"]))
 
     def _batch(
         self, entity_set: str, key: str, items: list[tuple[str, str, dict[str, Any]]]

@@ -34,8 +34,8 @@ from connectors.simulation import (
     Row,
     SimRequest,
     SimResponse,
-    Simulator,
     Table,
+    TicketSimulator,
     json_response,
     now_s,
     seed_ts,
@@ -110,8 +110,21 @@ ENTITY_SETS: dict[str, EntitySet] = {
         _entity("salesorders", "salesorder", "orders",
                 "name ordernumber totalamount _transactioncurrencyid_value _customerid_value",
                 keys=("ordernumber",), options={"statuscode": ORDER_STATUS}),
+        # Notes on a record's timeline (the case thread of a handoff), queues and their items (routing).
+        _entity("annotations", "annotation", "annotations",
+                "subject notetext objecttypecode _objectid_value _createdby_value", keys=()),
+        _entity("queues", "queue", "queues", "name", keys=()),
+        _entity("queueitems", "queueitem", "queueitems",
+                "title objecttypecode _objectid_value _queueid_value", keys=()),
     )
 }  # fmt: skip
+#: Seeded queues (name → id): cases are routed to one with AddToQueue.
+QUEUES = {name: str(uuid.uuid5(uuid.NAMESPACE_URL, f"dynamics:queue:{name}"))
+          for name in ("Tier 1 Support", "Billing", "Escalations")}  # fmt: skip
+#: Incident states an agent can set: (statecode, statuscode). Resolved = 1, Cancelled = 2.
+AGENT_STATES = {"open": (0, 1), "resolved": (1, 5), "closed": (2, 6)}
+#: Power Pages shows the customer only the notes whose text starts with this prefix.
+WEB_PREFIX = "*WEB*"
 CURRENCY_IDS = {code: str(uuid.uuid5(uuid.NAMESPACE_URL, f"currency:{code}")) for code in CURRENCIES}
 CURRENCY_NAMES = {CURRENCY_IDS[code]: name for code, name in CURRENCIES.items()}
 
@@ -122,6 +135,11 @@ def guid(entity: str, i: int) -> str:
 
 def odata_time(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _created(row: Row) -> int:
+    """A row's createdon as epoch seconds."""
+    return int(dt.datetime.fromisoformat(str(row.data["createdon"]).replace("Z", "+00:00")).timestamp())
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -169,7 +187,7 @@ class ServiceProtection:
             self.durations.append((now, (now - started) * 1000))
 
 
-class DynamicsSimulator(Simulator):
+class DynamicsSimulator(TicketSimulator):
     vendor = "dynamics365"
     scheme = "https"
     tenant_id = "4d1c8a52-7f3e-4b6a-9c21-0e5d6f7a8b9c"
@@ -189,11 +207,16 @@ class DynamicsSimulator(Simulator):
         #: Entity sets without "Track changes" enabled (a delta request answers without a delta link).
         self.untracked: set[str] = set()
         self.tables_by_set: dict[str, Table] = {}
+        #: systemuser id → full name (the formatted value of `_createdby_value`).
+        self.users: dict[str, str] = {self.app_user_id: "# Hub integration"}
         self._seed()
         self.route("GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self.tenant_metadata)
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self.token_endpoint)
         self.route("GET", rf"{API}/WhoAmI", self.who_am_i)
         self.route("POST", rf"{API}/\$batch", self.batch)
+        self.route(
+            "POST", rf"{API}/queues\((?P<key>[^/]+)\)/Microsoft\.Dynamics\.CRM\.AddToQueue", self.add_to_queue
+        )
         self.route("GET", rf"{API}/(?P<set>\w+)", self.list_rows)
         self.route("GET", rf"{API}/(?P<set>\w+)\((?P<key>[^/]+)\)", self.get_row)
         self.route("POST", rf"{API}/(?P<set>\w+)", self.create_row)
@@ -201,6 +224,11 @@ class DynamicsSimulator(Simulator):
         self.route("DELETE", rf"{API}/(?P<set>\w+)\((?P<key>[^/]+)\)", self.delete_row)
 
     # --- data -------------------------------------------------------------------------------------
+
+    @property
+    def app_user_id(self) -> str:
+        """The application user the app registration acts as (WhoAmI's UserId)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"app-user:{self.client_id}"))
 
     def next_version(self) -> int:
         with self._version_lock:
@@ -211,6 +239,8 @@ class DynamicsSimulator(Simulator):
         for name, entity in ENTITY_SETS.items():
             table = Table(name, unique=entity.keys)
             self.tables[entity.stream] = self.tables_by_set[name] = table
+        for i, (name, queue_id) in enumerate(QUEUES.items()):
+            self._add("queues", i, {"name": name}, row_id=queue_id)
         seed, n = self.seed, self.counts
         for i in range(n["accounts"]):
             c = seed.company(i)
@@ -279,6 +309,72 @@ class DynamicsSimulator(Simulator):
         table = self.tables[stream]
         table.rows[row_id].deleted = True
         table.update(row_id, {"versionnumber": self.next_version()})
+
+    def sequential_id(self) -> str:
+        """A new row id that sorts after every earlier one (Dataverse's sequential GUIDs)."""
+        return str(uuid.UUID(f"{self.next_version():016x}{uuid.uuid4().hex[16:]}"))
+
+    # --- the agent's side of a case (human handoff) -----------------------------------------------
+
+    def incident(self, ticket: str) -> Row:
+        """A case by id or ticket number; KeyError when there is none."""
+        table = self.tables_by_set["incidents"]
+        row = table.rows.get(ticket.lower()) or table.find("ticketnumber", ticket)
+        if row is None:
+            row = next((r for r in table.rows.values() if r.data.get("ticketnumber") == ticket), None)
+        if row is None or row.deleted:
+            raise KeyError(ticket)
+        return row
+
+    def agent(
+        self, *, ticket: str, body: str = "", public: bool = True, state: str | None = None, author: str = ""
+    ) -> dict[str, Any]:
+        """A support agent on a case: a note (public = with Power Pages' `*WEB*` prefix, which shows it to
+        the customer; otherwise an internal note) and/or a state ("open", "resolved", "closed"). Dataverse
+        sends no webhook the hub reads: the handoff's poll finds the note."""
+        self.agent_check(body, state)
+        if state is not None and state not in AGENT_STATES:
+            raise ValueError(f"unknown state {state!r}: open, resolved or closed")
+        row = self.incident(ticket)
+        note = self.note_add(row.id, body, public=public, author=author) if body.strip() else None
+        if state is not None:
+            statecode, statuscode = AGENT_STATES[state]
+            self.tables_by_set["incidents"].update(
+                row.id,
+                {"statecode": statecode, "statuscode": statuscode, "versionnumber": self.next_version()},
+                ts=now_s(),
+            )
+        return {"ticket": row.id, "number": row.data.get("ticketnumber"),
+                "comment_id": note.id if note else None, "state": row.data.get("statecode"),
+                "webhook": None}  # fmt: skip
+
+    def note_add(
+        self, incident_id: str, body: str, *, public: bool = True, author: str = "", ts: int | None = None
+    ) -> Row:
+        """A note on a case by an agent (`author`), at `ts` (now when None)."""
+        name = author or "Beth Anglin"
+        user = str(uuid.uuid5(uuid.NAMESPACE_URL, f"dynamics:systemuser:{name}"))
+        self.users[user] = name
+        return self._add("annotations", 0, {
+            "subject": "Reply to the customer" if public else "Internal note",
+            "notetext": f"{WEB_PREFIX} {body}" if public else body,
+            "objecttypecode": "incident", "_objectid_value": incident_id, "_createdby_value": user,
+        }, ts=now_s() if ts is None else ts, row_id=self.sequential_id())  # fmt: skip
+
+    def notes(self, incident_id: str) -> list[Row]:
+        """The case's notes, oldest first."""
+        table = self.tables_by_set["annotations"]
+        found = [
+            r for r in table.rows.values() if r.data.get("_objectid_value") == incident_id and not r.deleted
+        ]
+        return sorted(found, key=lambda r: (_created(r), r.id))
+
+    def queue_of(self, incident_id: str) -> str | None:
+        """The name of the queue a case is in; None when in none."""
+        for item in self.tables_by_set["queueitems"].rows.values():
+            if item.data.get("_objectid_value") == incident_id and not item.deleted:
+                return str(self.tables_by_set["queues"].rows[item.data["_queueid_value"]].data["name"])
+        return None
 
     def expire_delta_tokens(self) -> None:
         """Make every delta token issued so far answer 410 (the org's change tracking retention passed)."""
@@ -437,6 +533,11 @@ class DynamicsSimulator(Simulator):
                     out[column + FORMATTED] = entity.options[column].get(int(value), str(value))
                 elif column == "_transactioncurrencyid_value":
                     out[column + FORMATTED] = CURRENCY_NAMES.get(value, "")
+                elif column == "_createdby_value":
+                    out[column + FORMATTED] = self.users.get(value, "")
+                elif column == "_queueid_value":
+                    queue = self.tables_by_set["queues"].rows.get(value)
+                    out[column + FORMATTED] = queue.data["name"] if queue is not None else ""
                 elif column == "statecode":
                     out[column + FORMATTED] = "Active" if value == 0 else "Inactive"
         return out
@@ -470,6 +571,8 @@ class DynamicsSimulator(Simulator):
             value: Any
             if raw.startswith("'"):
                 value = raw[1:-1].replace("''", "'")
+            elif re.fullmatch(GUID, raw):  # a lookup or key compared with a bare GUID literal
+                value = raw.lower()
             elif column in ("modifiedon", "createdon"):
                 value = int(dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp())
             elif raw == "null":
@@ -482,6 +585,8 @@ class DynamicsSimulator(Simulator):
     @staticmethod
     def _compare(entity: EntitySet, column: str, op: str, value: Any) -> Callable[[Row], bool]:
         def get(row: Row) -> Any:
+            if column == "createdon":
+                return _created(row)
             return (
                 row.ts if column == "modifiedon" else row.id if column == entity.pk else row.data.get(column)
             )
@@ -537,17 +642,22 @@ class DynamicsSimulator(Simulator):
         table = self.tables_by_set[entity.name]
         keep = self._filter(entity, query.get("$filter", ""))
         order = query.get("$orderby", "").replace(" asc", "").replace(" ", "")
-        if order not in ("", "modifiedon", f"modifiedon,{entity.pk}", entity.pk):
+        if order not in ("", "modifiedon", f"modifiedon,{entity.pk}", entity.pk, "createdon",
+                         f"createdon,{entity.pk}"):  # fmt: skip
             raise ValueError(f"$orderby '{order}' is not supported by the simulator")
+
+        def position(r: Row) -> tuple[int, str]:
+            if order == entity.pk:
+                return 0, r.id
+            return (_created(r) if order.startswith("createdon") else r.ts), r.id
+
         cookie = _COOKIE.match(unquote(query.get("$skiptoken", "")))
         page_no = int(cookie.group(1)) if cookie else 1
-        rows = [r for r in table.since() if not r.deleted]
-        if order == entity.pk:
-            rows.sort(key=lambda r: r.id)
+        rows = sorted((r for r in table.since() if not r.deleted), key=position)
         if cookie:
             ts_s, _, last_id = cookie.group(2).partition("|")
             last = (int(ts_s), last_id)
-            rows = [r for r in rows if ((r.ts, r.id) if order != entity.pk else (0, r.id)) > last]
+            rows = [r for r in rows if position(r) > last]
         rows = [r for r in rows if keep(r)]
         size = self._page_size(prefs, query)
         page, more = rows[:size], len(rows) > size and "$top" not in query
@@ -557,8 +667,7 @@ class DynamicsSimulator(Simulator):
             "value": [self._render(entity, r, select, annotated) for r in page],
         }
         if more:
-            last_row = page[-1]
-            last_key = f"{last_row.ts if order != entity.pk else 0}|{last_row.id}"
+            last_key = "|".join(map(str, position(page[-1])))
             cookie_text = f'<cookie pagenumber="{page_no + 1}" last="{last_key}" v="0" delta="-1" />'
             body["@odata.nextLink"] = self._link(entity, query, **{"$skiptoken": cookie_text})
         headers = {"OData-Version": "4.0"}
@@ -628,8 +737,49 @@ class DynamicsSimulator(Simulator):
         return json_response(200, {
             "@odata.context": f"{self.base_url}{API}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
             "BusinessUnitId": str(uuid.uuid5(uuid.NAMESPACE_URL, "bu")),
-            "UserId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"app-user:{self.client_id}")),
+            "UserId": self.app_user_id,
             "OrganizationId": str(uuid.uuid5(uuid.NAMESPACE_URL, "org")),
+        })  # fmt: skip
+
+    def add_to_queue(self, request: SimRequest) -> SimResponse:
+        """The AddToQueue action: the Target record into this queue, moved out of any other one."""
+        assert request.match is not None
+        queue_id = unquote(request.match.group("key")).lower()
+        queue = self.tables_by_set["queues"].rows.get(queue_id)
+        if queue is None or queue.deleted:
+            return self.error(404, f"queue With Id = {queue_id[:40]} Does Not Exist", NOT_FOUND)
+        try:
+            body = request.json()
+            target = body["Target"] if isinstance(body, dict) else None
+            if not isinstance(target, dict):
+                raise ValueError("The parameter 'Target' is missing.")
+            kind = (
+                str(target.get("@odata.type", "")).removeprefix("#").removeprefix("Microsoft.Dynamics.CRM.")
+            )
+            entity = next((e for e in ENTITY_SETS.values() if e.logical == kind), None)
+            if entity is None or entity.name not in ("incidents",):
+                raise ValueError(f"AddToQueue: '{kind[:40]}' is not a queue-enabled entity.")
+            record = str(target.get(entity.pk) or "").lower()
+            row = self.tables_by_set[entity.name].rows.get(record)
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            return self.error(400, str(exc).strip("'\""), BAD_REQUEST)
+        if row is None or row.deleted:
+            return self.error(404, f"{entity.logical} With Id = {record[:40]} Does Not Exist", NOT_FOUND)
+        items = self.tables_by_set["queueitems"]
+        item = next((r for r in items.rows.values()
+                     if r.data.get("_objectid_value") == row.id and not r.deleted), None)  # fmt: skip
+        if item is None:
+            item = self._add("queueitems", 0, {
+                "title": row.data.get("title"), "objecttypecode": entity.logical, "_objectid_value": row.id,
+                "_queueid_value": queue.id,
+            }, ts=now_s(), row_id=self.sequential_id())  # fmt: skip
+        else:
+            items.update(
+                item.id, {"_queueid_value": queue.id, "versionnumber": self.next_version()}, ts=now_s()
+            )
+        return json_response(200, {
+            "@odata.context": f"{self.base_url}{API}/$metadata#Microsoft.Dynamics.CRM.AddToQueueResponse",
+            "QueueItemId": item.id,
         })  # fmt: skip
 
     def _find(self, entity: EntitySet, key: str) -> tuple[Row | None, dict[str, Any]]:
@@ -688,6 +838,12 @@ class DynamicsSimulator(Simulator):
                 if target is None or column not in entity.columns:
                     raise ValueError(f"Invalid navigation property binding '{name}'.")
                 changes[column] = target.group(2).lower()
+                if column == "_objectid_value":  # a note's regarding record: it must exist
+                    table = self.tables_by_set.get(target.group(1))
+                    found = table.rows.get(changes[column]) if table is not None else None
+                    if found is None or found.deleted:
+                        raise LookupError(f"{target.group(1)} With Id = {target.group(2)} Does Not Exist")
+                    changes["objecttypecode"] = ENTITY_SETS[target.group(1)].logical
                 continue
             if (
                 name not in entity.columns
@@ -733,6 +889,10 @@ class DynamicsSimulator(Simulator):
                 data.setdefault("ticketnumber", f"CAS-{index:05d}-N3W0N3")
             if entity.name == "salesorders":
                 data.setdefault("ordernumber", f"ORD-{index:05d}-N3W0N3")
+            if entity.name == "annotations":
+                data.setdefault("_createdby_value", self.app_user_id)
+                # Dataverse's server-made ids are sequential: notes of one second keep their order.
+                row_id = row_id or self.sequential_id()
             new = self._add(entity.name, index, data, ts=now_s(), row_id=row_id)
             if undo is not None:
                 undo.append(lambda: self._drop(table, new))

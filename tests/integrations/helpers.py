@@ -8,7 +8,7 @@ from apps.integrations.models import Connection
 from apps.tenants.models import Tenant
 from tests.fixtures.integrations import demo_connection
 
-KINDS = ("salesforce", "hubspot", "servicenow", "sap", "sap_odata")
+KINDS = ("salesforce", "hubspot", "servicenow", "sap", "sap_odata", "dynamics365")
 
 
 def secret_of(kind: str, credentials: dict[str, str]) -> tuple[str, str]:

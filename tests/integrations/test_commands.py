@@ -54,12 +54,13 @@ def test_seed_creates_one_connection_per_simulator_idempotently(
     monkeypatch: pytest.MonkeyPatch, tenant_a: Tenant, tenant_b: Tenant, sims: dict[str, Any]
 ) -> None:
     monkeypatch.setattr(demo.simulators, "status", lambda _state: {"running": True, "simulators": sims})
-    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 10
-    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 10
+    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 12
+    assert len(demo.seed_demo_connections([tenant_a, tenant_b])) == 12
     for tenant in (tenant_a, tenant_b):
         with tenant_context(tenant):
             connections = list(Connection.objects.all())
             assert sorted(c.kind for c in connections) == [
+                "dynamics365",
                 "hubspot",
                 "salesforce",
                 "sap",

@@ -60,7 +60,7 @@ def test_create_edit_and_test_each_kind(
     assert form_page.status_code == 200
     assert 'type="password"' in form_page.content.decode()
     label = {"salesforce": "Salesforce", "hubspot": "HubSpot", "servicenow": "ServiceNow", "sap": "SAP",
-             "sap_odata": "SAP S/4HANA OData"}[kind]  # fmt: skip
+             "sap_odata": "SAP S/4HANA OData", "dynamics365": "Dynamics 365"}[kind]  # fmt: skip
     assert f"New {label}" in form_page.content.decode()
     settings, credentials = demo_config(kind, sims[kind])
     data = {"kind": kind, "name": f"My {kind}", "endpoint_region": "eu", **settings, **credentials}

@@ -69,6 +69,7 @@ def test_wrong_password_shows_the_vendor_error_and_is_audited(
         "servicenow": "User Not Authenticated",
         "sap": "401",
         "sap_odata": "refused the client credentials",
+        "dynamics365": "AADSTS7000215: Invalid client secret",
     }[kind]
     assert expected.lower() in result.message.lower(), result.message
     assert "The vendor" in result.message
