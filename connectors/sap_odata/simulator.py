@@ -2,7 +2,8 @@
 
 Publishes the shipped `$metadata` (metadata/*.xml, SAP's shape) so pyodata builds its client from it
 unchanged, and implements what a client of these services uses: `$filter` (eq ne gt ge lt le, and/or/not,
-parentheses; string, datetime, datetimeoffset, time literals), `$orderby`, `$top`/`$skip`,
+substringof/startswith/endswith/tolower/toupper, parentheses; string, datetime, datetimeoffset, time
+literals), `$orderby`, `$top`/`$skip`,
 `$inlinecount=allpages`, server-driven paging (`__next` with `$skiptoken` when a page is capped at
 `max_page_size`), `$expand` of to_BusinessPartnerAddress/to_EmailAddress and to_Item, `$batch` with change
 sets (each atomic, its own answer), the CSRF token protocol (`X-CSRF-Token: Fetch`, bound to the session
@@ -24,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, unquote_plus, urlencode
 
 from connectors.sap_odata.odata import date_json, duration, parse_duration
@@ -159,6 +160,17 @@ class FilterParser:
         "le": lambda a, b: a is not None and b is not None and a <= b,
     }
 
+    #: Boolean string functions of OData V2 (argument order as the spec has it: substringof(needle, hay)).
+    PREDICATES: ClassVar[dict[str, Callable[[str, str], bool]]] = {
+        "substringof": lambda needle, hay: needle in hay,
+        "startswith": lambda text, prefix: text.startswith(prefix),
+        "endswith": lambda text, suffix: text.endswith(suffix),
+    }
+    TRANSFORMS: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "tolower": lambda v: v.lower() if isinstance(v, str) else v,
+        "toupper": lambda v: v.upper() if isinstance(v, str) else v,
+    }
+
     def __init__(self, text: str, value: Callable[[Row, str], Any]) -> None:
         self.tokens = self._tokenize(text)
         self.pos = 0
@@ -218,6 +230,8 @@ class FilterParser:
             if self._take() != ")":
                 raise ValueError("Missing ')'")
             return inner
+        if self._peek() in self.PREDICATES:
+            return self._predicate_call()
         left = self._operand()
         op = self._take()
         if op not in self.COMPARE:
@@ -231,10 +245,46 @@ class FilterParser:
         if token[0] in "'-0123456789" or "'" in token or token in ("true", "false", "null"):
             constant = _literal(token)
             return lambda row: constant
-        if token in ("substringof", "startswith", "endswith", "tolower", "toupper"):
-            raise ValueError(f"Function '{token}' is not supported by this service")
+        if token in self.TRANSFORMS:
+            inner = self._call_args(1)[0]
+            transform = self.TRANSFORMS[token]
+            return lambda row: transform(inner(row))
+        if token in self.PREDICATES:
+            raise ValueError(f"Function '{token}' returns a boolean: use it as a condition")
         name, value = token, self.value
         return lambda row: value(row, name)
+
+    def _call_args(self, count: int) -> list[Value]:
+        """`( operand [, operand] )` after a function name."""
+        if self._take() != "(":
+            raise ValueError("Expected '(' after a function name")
+        args = [self._operand()]
+        while len(args) < count:
+            if self._take() != ",":
+                raise ValueError("Expected ',' between function arguments")
+            args.append(self._operand())
+        if self._take() != ")":
+            raise ValueError("Missing ')'")
+        return args
+
+    def _predicate_call(self) -> Callable[[Row], bool]:
+        """substringof('x', F) / startswith(F, 'x') / endswith(F, 'x'), optionally compared with true/false
+        (`substringof('x', F) eq true`, the form SAP's own UI5 clients send)."""
+        test = self.PREDICATES[self._take()]
+        first, second = self._call_args(2)
+
+        def holds(row: Row) -> bool:
+            a, b = first(row), second(row)
+            return isinstance(a, str) and isinstance(b, str) and test(a, b)
+
+        if self._peek() in ("eq", "ne"):
+            negate = self._take() == "ne"
+            literal = self._take()
+            if literal not in ("true", "false"):
+                raise ValueError("A function's result compares with true or false only")
+            expected = literal == "true"
+            return lambda row: (holds(row) == expected) != negate
+        return holds
 
 
 # --- the simulator ---------------------------------------------------------------------------------

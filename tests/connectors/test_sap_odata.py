@@ -410,3 +410,51 @@ def test_token_endpoint_rate_limit_is_rate_limited(sim: SapODataSimulator) -> No
     assert (info.value.retry_after, info.value.permanent) == (5.0, False)
     assert str(info.value).startswith("SAP S/4HANA OData: the token endpoint")
     connector(sim).check_connection()
+
+
+def test_string_functions_in_filters_through_pyodata(sap_odata_sim: SapODataSimulator) -> None:
+    """substringof/startswith/endswith/tolower/toupper, as UI5 and pyodata users write them."""
+    rows = [r for r in sap_odata_sim.tables["contacts"].rows.values() if r.data.get("LastName")]
+    last = str(rows[0].data["LastName"])
+    entities = pyodata_client(sap_odata_sim, BP).entity_sets.A_BusinessPartner
+
+    def names(expression: str) -> set[str]:
+        return {e.BusinessPartner for e in entities.get_entities().filter(expression).top(1000).execute()}
+
+    def expected(test: Any) -> set[str]:
+        return {r.id for r in rows if test(str(r.data["LastName"]))}
+
+    middle = last[1:3]
+    assert names(f"substringof('{middle}', LastName)") == expected(lambda n: middle in n)
+    assert names(f"substringof('{middle}', LastName) eq true") == expected(lambda n: middle in n)
+    assert names(f"substringof('{middle}', LastName) eq false") == expected(lambda n: middle not in n)
+    assert names(f"startswith(LastName, '{last[:2]}')") == expected(lambda n: n.startswith(last[:2]))
+    assert names(f"endswith(LastName, '{last[-2:]}') and not startswith(LastName, 'Zz')") == expected(
+        lambda n: n.endswith(last[-2:])
+    )
+    assert names(f"tolower(LastName) eq '{last.lower()}'") == expected(lambda n: n.lower() == last.lower())
+    assert names(f"toupper(LastName) eq '{last.upper()}'") == expected(lambda n: n.upper() == last.upper())
+    assert names(f"startswith(LastName, '{last[:2]}')")  # not empty: the seeded name is there
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "substringof('a')",  # one argument
+        "startswith(LastName 'a')",  # no comma
+        "substringof('a', LastName) eq 'yes'",  # compared with a non-boolean
+        "LastName eq substringof('a', LastName)",  # a boolean function as a value
+        "tolower(LastName",  # unclosed
+    ],
+)
+def test_malformed_function_calls_are_sap_error_json(
+    sap_odata_sim: SapODataSimulator, expression: str
+) -> None:
+    response = requests.get(
+        f"{sap_odata_sim.base_url}{ROOT}/{BP}/A_BusinessPartner",
+        params={"$filter": expression},
+        auth=(sap_odata_sim.username, sap_odata_sim.password),
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "/IWBEP/CM_MGW_RT/022"
