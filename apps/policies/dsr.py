@@ -179,14 +179,14 @@ def dsr_extend(
         locked.extension_reason = reason
         locked.due_at = locked.received_at + timedelta(days=RESPONSE_DAYS + total)
         locked.save(update_fields=["extension_days", "extension_reason", "due_at", "updated_at"])
-    _audit(
-        "dsr.extended",
-        locked,
-        tenant=ref,
-        actor=actor,
-        request=request,
-        changes={"days": int(days), "total_days": total, "due_at": locked.due_at},
-    )
+        _audit(
+            "dsr.extended",
+            locked,
+            tenant=ref,
+            actor=actor,
+            request=request,
+            changes={"days": int(days), "total_days": total, "due_at": locked.due_at},
+        )
     return locked
 
 
@@ -207,7 +207,7 @@ def dsr_reject(
         locked.completed_at = timezone.now()
         locked.handled_by_id = getattr(actor, "pk", None)
         locked.save(update_fields=["status", "reason", "completed_at", "handled_by_id", "updated_at"])
-    _audit("dsr.rejected", locked, tenant=ref, actor=actor, request=request)
+        _audit("dsr.rejected", locked, tenant=ref, actor=actor, request=request)
     return locked
 
 
@@ -229,7 +229,7 @@ def dsr_start(
         locked.save(update_fields=["status", "handled_by_id", "updated_at"])
         if locked.kind == RequestKind.ACCESS:
             _queue_archive(ref, locked)
-    _audit("dsr.started", locked, tenant=ref, actor=actor, request=request)
+        _audit("dsr.started", locked, tenant=ref, actor=actor, request=request)
     if locked.kind == RequestKind.ERASURE:
         _erase(ref, locked, actor=actor, request=request)
         with tenant_context(ref):
@@ -332,14 +332,15 @@ def dsr_archive_build(*, tenant: Any, request_id: Any) -> DataSubjectRequest | N
                 "updated_at",
             ]
         )
-    _audit(
-        "dsr.completed",
-        locked,
-        tenant=ref,
-        actor=None,
-        request=None,
-        changes={"sha256": archive_evidence["sha256"], "counts": counts, "truncated": truncated},
-    )
+        # In the same transaction: nobody reads "completed" without its event in the chain.
+        _audit(
+            "dsr.completed",
+            locked,
+            tenant=ref,
+            actor=None,
+            request=None,
+            changes={"sha256": archive_evidence["sha256"], "counts": counts, "truncated": truncated},
+        )
     return locked
 
 
@@ -419,17 +420,17 @@ def _erase(ref: TenantRef, dsr: DataSubjectRequest, *, actor: Any, request: Http
             "notifications": notices,
         }  # fmt: skip
         locked.save(update_fields=["evidence", "updated_at"])
-    _audit(
-        "dsr.erased",
-        locked,
-        tenant=ref,
-        actor=actor,
-        request=request,
-        changes={
-            "counts": report.counts,
-            "vendors": [{k: n[k] for k in ("kind", "id", "state")} for n in notices],
-        },
-    )
+        _audit(
+            "dsr.erased",
+            locked,
+            tenant=ref,
+            actor=actor,
+            request=request,
+            changes={
+                "counts": report.counts,
+                "vendors": [{k: n[k] for k in ("kind", "id", "state")} for n in notices],
+            },
+        )
     dsr_refresh(tenant=ref, request_id=dsr.pk)
 
 
@@ -472,15 +473,15 @@ def dsr_refresh(*, tenant: Any, request_id: Any) -> DataSubjectRequest | None:
             dsr.status, dsr.completed_at = RequestStatus.COMPLETED, timezone.now()
             fields += ["status", "completed_at"]
         dsr.save(update_fields=fields)
-    if done:
-        _audit(
-            "dsr.completed",
-            dsr,
-            tenant=ref,
-            actor=None,
-            request=None,
-            changes={"vendors": {n["id"]: n["state"] for n in notices}},
-        )
+        if done:  # in the same transaction, like the archive's completion
+            _audit(
+                "dsr.completed",
+                dsr,
+                tenant=ref,
+                actor=None,
+                request=None,
+                changes={"vendors": {n["id"]: n["state"] for n in notices}},
+            )
     return dsr
 
 
@@ -511,12 +512,12 @@ def dsr_notification_handle(
         notice["state"], notice["handled_reason"] = "handled", reason
         locked.evidence = {**locked.evidence, "notifications": notices}
         locked.save(update_fields=["evidence", "updated_at"])
-    _audit(
-        "dsr.notification_handled",
-        locked,
-        tenant=ref,
-        actor=actor,
-        request=request,
-        changes={"notification": notice_id, "vendor": notice["kind"], "state_before": before},
-    )
+        _audit(
+            "dsr.notification_handled",
+            locked,
+            tenant=ref,
+            actor=actor,
+            request=request,
+            changes={"notification": notice_id, "vendor": notice["kind"], "state_before": before},
+        )
     return dsr_refresh(tenant=ref, request_id=locked.pk)
