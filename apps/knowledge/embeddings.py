@@ -128,6 +128,11 @@ class E5Provider(EmbeddingProvider):
         # margin none is routed away from the knowledge base (intents' rules still route "talk to a person").
         "intent_threshold": 0.90,
         "intent_margin": 0.04,
+        # Unanswered questions embedded as questions ("query: "): "delete my account" / "forgot my password"
+        # score 0.91, "delete my account" / "how do i close my account" 0.91, so below 0.92 unrelated
+        # questions merge; at 0.92 the editors' phrasings group as precisely as USE's at 0.55, splitting
+        # more (a split costs less than a wrong merge). bench/tune_grouping.py.
+        "group_similarity": 0.92,
     }
 
     def __init__(self, **options: Any) -> None:
@@ -389,6 +394,9 @@ class Calibration:
     # constants, measured with USE.
     intent_threshold: float | None = None
     intent_margin: float | None = None
+    # How similar an unanswered question must be to every question of a group to join it
+    # (apps/knowledge/learning._grouped; HUB_LEARNING_GROUP_SIMILARITY for USE).
+    group_similarity: float = 0.55
 
     def threshold(self, locale: str) -> float:
         language = locale.split("-", 1)[0].lower()
@@ -402,19 +410,21 @@ CALIBRATION_KEYS = (
     "rerank_weights",
     "intent_threshold",
     "intent_margin",
+    "group_similarity",
 )
 
 
 def calibration(model_id: str = "") -> Calibration:
     """The calibration for vectors of `model_id` ("" = the configured provider's): the HUB_CHAT_MIN_RELEVANCE,
-    HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE, HUB_CHAT_OFF_TOPIC_MARGIN and HUB_KNOWLEDGE_RERANK_WEIGHTS settings
-    (fitted with USE), replaced by the provider's own `calibration` defaults, replaced in turn by the
-    model's entry in HUB_EMBEDDING_CALIBRATION."""
+    HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE, HUB_CHAT_OFF_TOPIC_MARGIN, HUB_KNOWLEDGE_RERANK_WEIGHTS and
+    HUB_LEARNING_GROUP_SIMILARITY settings (fitted with USE), replaced by the provider's own `calibration`
+    defaults, replaced in turn by the model's entry in HUB_EMBEDDING_CALIBRATION."""
     values: dict[str, Any] = {
         "min_relevance": settings.HUB_CHAT_MIN_RELEVANCE,
         "min_relevance_by_language": settings.HUB_CHAT_MIN_RELEVANCE_BY_LANGUAGE,
         "off_topic_margin": settings.HUB_CHAT_OFF_TOPIC_MARGIN,
         "rerank_weights": settings.HUB_KNOWLEDGE_RERANK_WEIGHTS,
+        "group_similarity": settings.HUB_LEARNING_GROUP_SIMILARITY,
     }
     try:
         provider = provider_for_model(model_id)
@@ -431,6 +441,7 @@ def calibration(model_id: str = "") -> Calibration:
         rerank_weights=tuple(float(w) for w in values["rerank_weights"]),
         intent_threshold=_optional_float(values.get("intent_threshold")),
         intent_margin=_optional_float(values.get("intent_margin")),
+        group_similarity=float(values["group_similarity"]),
     )
 
 

@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from apps.audit.services import audit_record
 from apps.core.context import current_tenant
 from apps.core.errors import ValidationFailed
-from apps.knowledge.embeddings import EmbeddingError, EmbeddingProvider, provider_for_model
+from apps.knowledge.embeddings import EmbeddingError, EmbeddingProvider, calibration, provider_for_model
 from apps.knowledge.models import (
     PHRASINGS_MAX,
     Article,
@@ -191,10 +191,11 @@ def unanswered_questions(
     Reads the newest `limit` (HUB_LEARNING_MAX_QUESTIONS) questions since `since` (30 days) from each
     registered source, drops the ones editors handled (LearnedQuestion), redacts them for display, embeds
     the distinct texts with the knowledge base's embedding model and groups them greedily per locale and
-    region: a question joins a group when it is at least HUB_LEARNING_GROUP_SIMILARITY similar (cosine) to
-    every question in it, else starts one (see _grouped). `locale`/`region` filter (region "" = the generic
-    texts); `membership` hides what a localization editor may not edit. A fixed number of queries, whatever
-    the number of questions (one per source, plus one for the handled ones).
+    region: a question joins a group when it is at least the model's group similarity (cosine;
+    HUB_LEARNING_GROUP_SIMILARITY for USE, embeddings.calibration) similar to every question in it, else
+    starts one (see _grouped). `locale`/`region` filter (region "" = the generic texts); `membership` hides
+    what a localization editor may not edit. A fixed number of queries, whatever the number of questions
+    (one per source, plus one for the handled ones).
     """
     limit = limit or settings.HUB_LEARNING_MAX_QUESTIONS
     since = since or timezone.now() - timedelta(days=DEFAULT_DAYS)
@@ -262,13 +263,14 @@ def _grouped(
     vectors: np.ndarray | None = None
     if distinct:
         try:
-            vectors = np.asarray(provider.embed([texts[h] for h in distinct]), dtype=np.float32)
+            # Questions compared with questions: embedded as such (E5's "query: " prefix).
+            vectors = np.asarray(provider.embed_questions([texts[h] for h in distinct]), dtype=np.float32)
             similarity = vectors @ vectors.T
         except EmbeddingError as exc:
             # The page stays useful without the model (an embedding endpoint down): same words, same group.
             logger.warning("unanswered questions grouped by their words only", extra={"error": str(exc)})
     position = {h: i for i, h in enumerate(distinct)}
-    threshold = settings.HUB_LEARNING_GROUP_SIMILARITY
+    threshold = calibration(provider.model_id).group_similarity  # each model's cosines, its own scale
     groups: list[QuestionGroup] = []
     # Row g: each distinct question's similarity to the least similar member of group g (complete linkage,
     # kept up to date as members join, so placing a question is one vector operation).

@@ -937,9 +937,10 @@ def _calibration_ok(entry: Any) -> bool:
         "rerank_weights",
         "intent_threshold",
         "intent_margin",
+        "group_similarity",
     }:
         return False
-    scalars = ("min_relevance", "off_topic_margin", "intent_threshold", "intent_margin")
+    scalars = ("min_relevance", "off_topic_margin", "intent_threshold", "intent_margin", "group_similarity")
     by_language = entry.get("min_relevance_by_language", {})
     weights = entry.get("rerank_weights", [0.0] * 6)
     return (
@@ -966,7 +967,7 @@ if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
     raise ImproperlyConfigured(
         "Setting HUB_EMBEDDING_CALIBRATION: a JSON object of model id -> {min_relevance, "
         "min_relevance_by_language, off_topic_margin, rerank_weights (6 numbers), intent_threshold, "
-        "intent_margin}, values between -1 and 1"
+        "intent_margin, group_similarity}, values between -1 and 1"
     )
 
 # --- Issue 22, slice "auditapi": the audit REST API (apps/audit/api/, docs/compliance.md "Audit API") ------

@@ -5,6 +5,7 @@ never comparing vectors of different models."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 from unittest import mock
@@ -25,12 +26,14 @@ from apps.knowledge.embeddings import (
     provider_for_model,
 )
 from apps.knowledge.indexing import kb_reindex
+from apps.knowledge.learning import unanswered_questions
 from apps.knowledge.models import Chunk, ChunkKind, KnowledgeBase
 from apps.knowledge.selectors import knowledge_search
 from apps.knowledge.services import kb_create, kb_reindex_start, translation_publish, translation_save
 from apps.tenants.models import Tenant
 from tests.chat.helpers import ask
-from tests.fixtures.chat import IssuedKey
+from tests.fixtures.chat import IssuedKey, web_channel
+from tests.knowledge.test_learning import asked
 
 pytestmark = pytest.mark.django_db
 
@@ -115,6 +118,39 @@ def test_calibration_is_per_model(settings: Any) -> None:
     assert calibration(UseProvider.model_id) == use
     # Vectors of a model no longer configured: the settings, not an error.
     assert calibration("gone-model").min_relevance == settings.HUB_CHAT_MIN_RELEVANCE
+    # The unanswered questions' grouping threshold too: USE's setting, E5's own scale.
+    assert use.group_similarity == settings.HUB_LEARNING_GROUP_SIMILARITY == 0.55
+    assert e5.group_similarity == E5Provider.calibration["group_similarity"] == 0.92
+
+
+# "delete my account" / "forgot my password" score 0.91 on E5 (questions), 0.12 on USE.
+PATTERN = [
+    "forgot my password",
+    "how do I reset my password",
+    "I want my account removed",
+    "delete my account",
+]
+
+
+def test_unanswered_questions_on_e5_are_grouped_on_its_own_scale(
+    tenant_a: Tenant, alice: Any, settings: Any, run_tasks: Any
+) -> None:
+    """With USE's 0.55 every E5 pair of support questions passes (unrelated ones score ~0.8): account and
+    password questions would be one group, and attaching it would mark them all handled."""
+    settings.HUB_EMBEDDING_PROVIDER = E5
+    with tenant_context(tenant_a):
+        kb = _kb(tenant_a, alice)
+        channel = web_channel(tenant_a)
+        for n, text in enumerate(PATTERN):
+            asked(channel, text, ago=timedelta(minutes=10 - n))
+        groups = unanswered_questions(tenant=tenant_a, kb=kb)
+        assert sorted(sorted(g.examples) for g in groups) == [
+            ["I want my account removed", "delete my account"],
+            ["forgot my password"],
+            ["how do I reset my password"],
+        ]
+        settings.HUB_EMBEDDING_CALIBRATION = {E5_ID: {"group_similarity": 0.55}}
+        assert [g.count for g in unanswered_questions(tenant=tenant_a, kb=kb)] == [4]  # all one group
 
 
 def _kb(tenant: Tenant, actor: Any, prefix: str = "") -> KnowledgeBase:
@@ -277,6 +313,7 @@ def test_intent_examples_use_e5s_own_thresholds(settings: Any, e5: E5Provider) -
         '{"m": {"off_topic_margin": 2}}',
         '{"m": {"rerank_weights": [1, 2]}}',
         '{"m": {"min_relevance_by_language": {"ja": "x"}}}',
+        '{"m": {"group_similarity": 2}}',
     ],
 )
 def test_a_malformed_calibration_setting_stops_start_up(raw: str) -> None:
