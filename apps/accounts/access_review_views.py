@@ -23,6 +23,7 @@ from apps.accounts.services.access_review import (
     NOTE_MAX_LENGTH,
     access_review_complete,
     access_review_export,
+    access_review_view_record,
 )
 from apps.audit import signing
 from apps.core.confirm import CONFIRM_FIELD, CONFIRM_VALUE, Confirmation, confirmation_required
@@ -148,12 +149,16 @@ def _labelled(report: dict[str, Any]) -> dict[str, Any]:
 @tenant_permission_required(roles.VIEW_AUDIT)
 @require_GET
 def access_review_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
-    """The report: members (filtered, sorted, paginated), operators, tokens, past sign-offs."""
+    """The report: members (filtered, sorted, paginated), operators, tokens, past sign-offs; the look is
+    recorded (access_review.viewed)."""
     tenant = request.tenant  # type: ignore[attr-defined]
     report = selectors.access_review_report(tenant=tenant)
     digest = selectors.access_review_digest(report)
     with tenant_context(tenant):
         reviews = selectors.access_review_list()
+    access_review_view_record(
+        tenant=tenant, actor=request.user, digest=digest, via={"via": "console"}, request=request
+    )
     form = ReviewFilterForm(request.GET)
     members = _members(report, form)
     report = _labelled(report)

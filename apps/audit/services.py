@@ -370,18 +370,39 @@ def audit_verify(
     return result
 
 
+# --- read events recorded once per window --------------------------------------------------------------
+def recent_key(kind: str, material: Mapping[str, Any]) -> str:
+    """Name what a read event covered (tenant, reader, filters) by a digest: the key never holds them."""
+    blob = json.dumps(dict(material), sort_keys=True, default=str)
+    return f"audit-{kind}:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def recent_get(key: str) -> Any:
+    """What a read event recorded within HUB_AUDIT_READ_DEDUPE_SECONDS remembered under `key`.
+
+    None when nothing was, when the window is 0 or when Redis is down: the caller then records again, so the
+    log may get repetitive but never has a gap.
+    """
+    if not settings.HUB_AUDIT_READ_DEDUPE_SECONDS:
+        return None
+    with optional_cache("cache"):
+        return cache.get(key)
+
+
+def recent_remember(key: str, value: Any = True) -> None:
+    """Remember, for HUB_AUDIT_READ_DEDUPE_SECONDS, what the read event just recorded covered (skipped while
+    Redis is down)."""
+    window = int(settings.HUB_AUDIT_READ_DEDUPE_SECONDS)
+    if window:
+        with optional_cache("cache"):
+            cache.set(key, value, timeout=window)
+
+
 # --- reads of the audit log (the audit API) -------------------------------------------------------------
 READ_ACTION = "audit.read"
 #: Seq ranges remembered per reader and filters for deduplication; past this, the lowest are forgotten (which
 #: only means that a re-read of them is recorded again).
 _READ_SPANS_KEPT = 64
-
-
-def _read_key(tenant_id: int, reader: Mapping[str, Any], filters: Mapping[str, Any]) -> str:
-    material = json.dumps(
-        {"t": tenant_id, "r": dict(reader), "f": dict(filters)}, sort_keys=True, default=str
-    )
-    return "audit-read:" + hashlib.sha256(material.encode()).hexdigest()
 
 
 def _covered(spans: list[list[int]], seqs: Iterable[int]) -> bool:
@@ -418,17 +439,14 @@ def audit_read_record(
     is recorded (None: nothing recorded).
     """
     ref = as_ref(tenant)
-    window = int(settings.HUB_AUDIT_READ_DEDUPE_SECONDS)
     seqs = [event.seq for event in events]
     content = [event.seq for event in events if event.action != READ_ACTION]
-    key = _read_key(ref.id, {**via, "user": getattr(actor, "pk", None)}, filters)
-    spans: list[list[int]] | None = None
-    if window:
-        with optional_cache("cache"):
-            spans = cache.get(key)
-        if isinstance(spans, list) and _covered(spans, content):
-            metrics.record_audit_read(recorded=False)
-            return None
+    reader = {**via, "user": getattr(actor, "pk", None)}
+    key = recent_key("read", {"t": ref.id, "r": reader, "f": dict(filters)})
+    spans = recent_get(key)
+    if isinstance(spans, list) and _covered(spans, content):
+        metrics.record_audit_read(recorded=False)
+        return None
     event = audit_record(
         READ_ACTION,
         tenant=ref,
@@ -446,11 +464,8 @@ def audit_read_record(
         },
     )
     metrics.record_audit_read(recorded=True)
-    if window:
-        served = (min(seqs), max(seqs)) if seqs else None
-        new_spans = list(spans) if isinstance(spans, list) else []
-        if served is not None:
-            new_spans = _merge(new_spans, *served)
-        with optional_cache("cache"):
-            cache.set(key, new_spans, timeout=window)
+    new_spans = list(spans) if isinstance(spans, list) else []
+    if seqs:
+        new_spans = _merge(new_spans, min(seqs), max(seqs))
+    recent_remember(key, new_spans)
     return event

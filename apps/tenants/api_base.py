@@ -101,6 +101,12 @@ class TenantScopedView(GenericAPIView):
         if not roles.can(self.request.user, self.membership, perm):
             raise PermissionDenied(_("Your role in this tenant does not allow this."))
 
+    def via(self) -> dict[str, Any]:
+        """How the caller came in, as read events record it: a management token by its id (`via_id`; a key
+        named "token" would be censored), or a console session."""
+        token = request_token(self.request)
+        return {"via": "token", "via_id": token.pk} if token is not None else {"via": "session"}
+
 
 class StrictSerializer(serializers.Serializer):
     """Refuse fields the endpoint does not accept instead of silently ignoring them (a typo is an error).

@@ -974,6 +974,7 @@ if not isinstance(HUB_EMBEDDING_CALIBRATION, dict) or not all(
 # A page of the audit log is recorded as one `audit.read` event; the same reader (user + token) reading the
 # same filters again within this many seconds, with no event other than reads beyond what it was already
 # shown, adds nothing (pollers). 0 records every page. Kept in Redis; Redis down: every page is recorded.
+# The same window de-duplicates `access_review.viewed` (one look per reader and channel).
 HUB_AUDIT_READ_DEDUPE_SECONDS = env_int("HUB_AUDIT_READ_DEDUPE_SECONDS", 300, minimum=0, maximum=86_400)
 
 # --- Issue 22, slice "siem": streaming the audit log to SIEM destinations (apps/siem, docs/compliance.md) ---

@@ -45,12 +45,6 @@ def api_url(name: str, tenant: Tenant) -> str:
     return reverse(f"accounts-api:{name}", kwargs={"slug": tenant.slug})
 
 
-@pytest.fixture
-def officer_client(client: Client, officer: Any) -> Client:
-    login_verified(client, officer)
-    return client
-
-
 def _events(tenant: Tenant, action: str) -> list[AuditEvent]:
     with tenant_context(tenant):
         return list(AuditEvent.objects.filter(action=action).order_by("seq"))

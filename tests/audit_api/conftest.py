@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from apps.audit.chain import link_hash
 from apps.audit.models import AuditEvent
 from apps.core.context import as_ref, tenant_context
 from apps.tenants.models import Role, Tenant
-from tests.fixtures.auth import issue_token, token_client
 
 Append = Callable[..., list[int]]
 
@@ -25,12 +23,6 @@ Append = Callable[..., list[int]]
 def charlie_role() -> Role:
     """Admin of B: even an admin elsewhere sees nothing of A."""
     return Role.ADMIN
-
-
-@pytest.fixture
-def olivia_api(tenant_a: Tenant, officer: Any) -> APIClient:
-    """olivia, compliance officer of A, through her token."""
-    return token_client(issue_token(tenant_a, officer))
 
 
 @pytest.fixture

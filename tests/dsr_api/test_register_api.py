@@ -20,7 +20,6 @@ from apps.policies.dsr import dsr_archive_build, dsr_create
 from apps.policies.models import DataSubjectRequest
 from apps.policies.services import pseudonym
 from apps.tenants.models import Role, Tenant
-from tests.fixtures.auth import issue_token, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -37,12 +36,6 @@ def base(tenant: Tenant) -> str:
 def charlie_role() -> Role:
     """Admin of B: even an admin elsewhere reaches nothing of A."""
     return Role.ADMIN
-
-
-@pytest.fixture
-def olivia_api(tenant_a: Tenant, officer: Any) -> APIClient:
-    """olivia, compliance officer of A: reads the register, may not act."""
-    return token_client(issue_token(tenant_a, officer))
 
 
 def register(client: APIClient, tenant: Tenant, **body: Any) -> dict[str, Any]:

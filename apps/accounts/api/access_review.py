@@ -16,7 +16,11 @@ from rest_framework.response import Response
 
 from apps.accounts.models import AccessReview
 from apps.accounts.selectors import access_review_digest, access_review_list, access_review_report
-from apps.accounts.services.access_review import NOTE_MAX_LENGTH, access_review_complete
+from apps.accounts.services.access_review import (
+    NOTE_MAX_LENGTH,
+    access_review_complete,
+    access_review_view_record,
+)
 from apps.core.context import tenant_context
 from apps.tenants import roles
 from apps.tenants.api_base import TENANT_PARAM, StrictSerializer, TenantScopedView, service_errors
@@ -96,12 +100,16 @@ class AccessReviewCompleteRequestSerializer(StrictSerializer):
 
 @extend_schema(tags=["access-review"], parameters=[TENANT_PARAM])
 class AccessReviewView(TenantScopedView):
-    """Who can do what in the tenant (`view_audit`)."""
+    """Who can do what in the tenant (`view_audit`); recorded as `access_review.viewed`, repeats left out."""
 
     serializer_class = AccessReviewReportSerializer
 
     @extend_schema(
         summary="The access review report",
+        description=(
+            "Recorded as an `access_review.viewed` audit event with the report digest and `via`; the same "
+            "caller through the same token (or session) again within HUB_AUDIT_READ_DEDUPE_SECONDS adds none."
+        ),
         responses={200: AccessReviewReportSerializer, **_errors(401, 403, 404)},
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -116,6 +124,9 @@ class AccessReviewView(TenantScopedView):
             "generated_at": timezone.now(),
             "last_review": reviews[0] if reviews else None,
         }
+        access_review_view_record(
+            tenant=self.tenant, actor=request.user, digest=digest, via=self.via(), request=request._request
+        )
         return Response(AccessReviewReportSerializer(data).data)
 
 

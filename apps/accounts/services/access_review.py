@@ -2,7 +2,8 @@
 
 Both are evidence for an auditor (SOC 2 CC6.1-CC6.3): the export is signed like the audit export
 (apps.audit.services.signed_archive) and carries the report's digest; the sign-off is an event in the tenant's
-audit chain with that same digest, and a row the console lists.
+audit chain with that same digest, and a row the console lists. Looking at the report is recorded too: it
+shows every member's access, 2FA state and tokens.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.models import AccessReview
 from apps.accounts.selectors import access_review_digest, access_review_report
-from apps.audit.services import audit_record, signed_archive
+from apps.audit.models import AuditEventBase
+from apps.audit.services import audit_record, recent_get, recent_key, recent_remember, signed_archive
 from apps.core.context import as_ref, tenant_context
 from apps.core.errors import ValidationFailed
 from apps.core.spreadsheet import csv_cell
 from apps.tenants.models import Tenant
 
 EXPORT_FORMATS = ("csv", "json")
+VIEW_ACTION = "access_review.viewed"
 NOTE_MAX_LENGTH = 2000
 
 # One CSV for the three tables: `section` says which (member, operator, token); other cells stay empty.
@@ -94,6 +97,35 @@ def _csv(report: dict[str, Any]) -> bytes:
     for row in rows:
         writer.writerow({name: csv_cell(row.get(name, "")) for name in CSV_COLUMNS})
     return buffer.getvalue().encode()
+
+
+def access_review_view_record(
+    *,
+    tenant: Tenant,
+    actor: Any,
+    digest: str,
+    via: dict[str, Any],
+    request: HttpRequest | None = None,
+) -> AuditEventBase | None:
+    """Record that `actor` was shown the report (page or API), once per reader and channel (`via`) within
+    HUB_AUDIT_READ_DEDUPE_SECONDS: filtering, paging and reloading are one look, not one event each.
+
+    Redis down: every view is recorded (repetitive, never missing). None: a repeat, nothing recorded.
+    """
+    ref = as_ref(tenant)
+    key = recent_key("access-review-view", {"t": ref.id, "r": {**via, "user": getattr(actor, "pk", None)}})
+    if recent_get(key):
+        return None
+    event = audit_record(
+        VIEW_ACTION,
+        tenant=tenant,
+        actor=actor,
+        request=request,
+        target=tenant,
+        changes={"digest": digest, **via},
+    )
+    recent_remember(key)
+    return event
 
 
 def access_review_export(

@@ -31,7 +31,7 @@ from apps.audit.models import AuditEvent, Outcome
 from apps.audit.selectors import audit_event_get, audit_event_list, audit_head, audit_latest_anchor
 from apps.audit.services import audit_read_record, audit_verify
 from apps.tenants import roles
-from apps.tenants.api_base import TENANT_PARAM, TenantScopedView, request_token
+from apps.tenants.api_base import TENANT_PARAM, TenantScopedView
 from apps.tenants.api_base import error_responses as _errors
 
 SEQ_PARAM = OpenApiParameter(
@@ -64,12 +64,6 @@ FILTER_PARAMS = [
 
 class AuditView(TenantScopedView):
     filter_backends: list[Any] = []
-
-    def via(self) -> dict[str, Any]:
-        """How the caller came in, as the audit events record it: a management token by its id (`via_id`; a
-        key named "token" would be censored), or a console session."""
-        token = request_token(self.request)
-        return {"via": "token", "via_id": token.pk} if token is not None else {"via": "session"}
 
 
 @extend_schema(tags=["audit"], parameters=[TENANT_PARAM])
