@@ -65,7 +65,7 @@ def _receivers(tmp: Path) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
 
 
 def _worker(log: Path) -> subprocess.Popen[bytes]:
-    argv = [str(Path(sys.executable).parent / "celery"), "-A", "celery_worker", "worker", "-Q", "default",
+    argv = [str(Path(sys.executable).parent / "celery"), "-A", "celery_worker", "worker", "-Q", "siem",
             "--concurrency", "2", "--pool", "prefork", "--loglevel", "WARNING",
             "-n", f"siem-bench{os.getpid()}@%h"]  # fmt: skip
     with log.open("ab") as out:

@@ -66,7 +66,7 @@ WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 TASK_STATES = frozenset({"success", "failure", "retry"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-QUEUES = ("sync", "outbox", "default")
+QUEUES = ("sync", "outbox", "default", "siem")
 DEPENDENCIES = frozenset({"postgres", "redis", "broker"})
 DEPENDENCY_ERROR_KINDS = frozenset({"timeout", "unavailable"})
 #: What keeps working, differently, while a dependency is down (docs/operations.md).

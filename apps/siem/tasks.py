@@ -1,4 +1,4 @@
-"""Celery tasks of SIEM streaming: thin wrappers over the services (the default queue)."""
+"""Celery tasks of SIEM streaming: thin wrappers over the services, routed to the `siem` queue."""
 
 from __future__ import annotations
 

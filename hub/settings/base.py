@@ -194,14 +194,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 }
-# Three queues, so a backlog of syncs never delays outbox deliveries or small jobs. Inbound webhooks need no
-# queue of their own: the web process verifies and de-duplicates them and records a queued sync run, which
-# the `sync` queue runs like any other (docs/architecture.md, "Integrations").
+# Four queues, so a backlog of syncs never delays outbox deliveries or small jobs, and a slow SIEM receiver
+# (TLS handshakes timing out, a stalled HEC) holds `siem` worker slots, never the default queue's. Inbound
+# webhooks need no queue of their own: the web process verifies and de-duplicates them and records a queued
+# sync run, which the `sync` queue runs like any other (docs/architecture.md, "Integrations").
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "apps.integrations.tasks.sync_stream_task": {"queue": "sync"},
     "apps.integrations.tasks.outbox_*": {"queue": "outbox"},
     "apps.knowledge.tasks.*": {"queue": "default"},
+    "apps.siem.tasks.*": {"queue": "siem"},
 }
 # Sync retries: exponential backoff with full jitter from the base, capped (a vendor's Retry-After too);
 # the cap must stay below the visibility timeout above.

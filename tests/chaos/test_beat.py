@@ -36,7 +36,7 @@ from tests.fixtures.processes import ROOT, child_env
 pytestmark = [pytest.mark.slow]
 
 LOCK_SECONDS = 6
-QUEUES = ("outbox", "default", "sync")
+QUEUES = ("outbox", "default", "sync", "siem")
 #: The 5-second tasks in this test (HUB_SYNC_REQUEUE_SECONDS=5 makes the sweep's interval 5 s too).
 EVERY_5_S = ("apps.integrations.tasks.outbox_relay_due", "apps.integrations.tasks.sync_requeue_stale_task")
 SENT = re.compile(r'"ts": "([^"]+)".*Sending due task \S+ \((\S+)\)')

@@ -27,6 +27,8 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DOCS = ROOT / "docs" / "deploy.md"
 IMAGE = "ghcr.io/example/integration-hub"
+#: The Celery queues: each has its worker Deployment, HPA and Compose service.
+QUEUES = ("sync", "outbox", "default", "siem")
 SCRATCH = "/tmp"  # noqa: S108 - the containers' writable scratch mount, not a file this test creates
 
 # The label names of the catalog (/work/briefs/metrics.md, implemented in apps/observability/metrics.py),
@@ -140,7 +142,8 @@ def test_kustomize_builds() -> None:
     )
     assert out.returncode == 0, out.stderr
     kinds = [doc["kind"] for doc in yaml.safe_load_all(out.stdout) if doc]
-    assert kinds.count("Deployment") == 5 and kinds.count("HorizontalPodAutoscaler") == 4
+    assert kinds.count("Deployment") == len(QUEUES) + 2  # web, beat and a worker per queue
+    assert kinds.count("HorizontalPodAutoscaler") == len(QUEUES) + 1  # web and each worker
 
 
 @pytest.mark.parametrize("name", [name for name, _ in pod_specs()])
@@ -217,7 +220,7 @@ def test_web_service_and_disruption_budget_select_the_web_pods() -> None:
 def test_one_worker_deployment_per_queue() -> None:
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
     queues = routed | {settings.CELERY_TASK_DEFAULT_QUEUE}
-    assert queues == {"sync", "outbox", "default"}
+    assert queues == set(QUEUES)
     for queue in queues:
         (container,) = deployment(f"hub-worker-{queue}")["spec"]["template"]["spec"]["containers"]
         env = container_env(container)
@@ -249,14 +252,14 @@ def test_migrations_job_runs_migrate_once() -> None:
 def test_autoscalers_target_existing_deployments() -> None:
     names = {d["metadata"]["name"] for d in of_kind("Deployment")}
     hpas = {h["metadata"]["name"]: h for h in of_kind("HorizontalPodAutoscaler")}
-    assert set(hpas) == {"hub-web", "hub-worker-sync", "hub-worker-outbox", "hub-worker-default"}
+    assert set(hpas) == {"hub-web"} | {f"hub-worker-{queue}" for queue in QUEUES}
     for name, hpa in hpas.items():
         target = hpa["spec"]["scaleTargetRef"]
         assert target["kind"] == "Deployment" and target["name"] in names, name
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     (cpu,) = hpas["hub-web"]["spec"]["metrics"]
     assert cpu["type"] == "Resource" and cpu["resource"]["name"] == "cpu"
-    for queue in ("sync", "outbox", "default"):
+    for queue in QUEUES:
         (metric,) = hpas[f"hub-worker-{queue}"]["spec"]["metrics"]
         assert metric["type"] == "External"
         assert metric["external"]["metric"]["name"] == "hub_celery_queue_depth"
@@ -462,7 +465,7 @@ def env_example() -> dict[str, str]:
 def test_compose_services() -> None:
     services = load_compose()["services"]
     hub = {name: s for name, s in services.items() if s.get("image", "").startswith("integration-hub:")}
-    assert set(hub) == {"migrate", "web", "worker-sync", "worker-outbox", "worker-default", "beat"}
+    assert set(hub) == {"migrate", "web", "beat"} | {f"worker-{queue}" for queue in QUEUES}
     for name, service in hub.items():
         assert service["env_file"] == ["hub.env"], name
         assert service["read_only"] is True and SCRATCH in service["tmpfs"], name
@@ -472,7 +475,7 @@ def test_compose_services() -> None:
             assert set(service["deploy"]["resources"]) == {"limits", "reservations"}, name
     assert services["migrate"]["command"] == ["migrate"] and services["migrate"]["restart"] == "no"
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
-    for queue in ("sync", "outbox", "default"):
+    for queue in QUEUES:
         assert services[f"worker-{queue}"]["environment"]["CELERY_QUEUES"] == queue
         assert "REDIS_URL" in services[f"worker-{queue}"]["environment"], "the merged environment is kept"
     for code in settings.HUB_REGIONS:

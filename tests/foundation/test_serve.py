@@ -10,7 +10,7 @@ from apps.core.management.commands.serve import process_commands, worker_queues
 def test_the_local_worker_consumes_every_routed_queue() -> None:
     worker = process_commands(port=8000)["worker"]
     queues = set(worker[worker.index("-Q") + 1].split(","))
-    assert queues == {"default", "sync", "outbox"}
+    assert queues == {"default", "sync", "outbox", "siem"}
     assert {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()} <= queues
     assert worker_queues() == sorted(queues)
 

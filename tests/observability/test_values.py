@@ -245,6 +245,12 @@ def test_queue_depth_reflects_queued_tasks() -> None:
         client.delete(f"{prefix}default")
 
 
+def test_queue_depth_covers_every_queue_a_task_is_routed_to() -> None:
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert set(metrics.QUEUES) == routed | {settings.CELERY_TASK_DEFAULT_QUEUE}
+    assert "siem" in metrics.QUEUES  # HubCeleryQueueBacklog and the siem worker's HPA read it
+
+
 def test_helpers_refuse_unbounded_label_values() -> None:
     with pytest.raises(ValueError, match="outcome"):
         metrics.observe_chat_turn(

@@ -8,6 +8,7 @@ again on the same port (an outage).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -371,6 +372,66 @@ class HttpsReceiver:
     def received(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.events)
+
+
+class SilentListener:
+    """A TCP listener on 127.0.0.1 that accepts and never answers (a stalled SIEM): a TLS client's handshake
+    waits until its own timeout. `open` counts the connections whose sender is still waiting; `stop` closes
+    them all, which ends every wait at once."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.port = int(self._sock.getsockname()[1])
+        self._conns: list[socket.socket] = []
+        self._closed_by_peer: set[int] = set()
+        self._lock = threading.Lock()
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> SilentListener:
+        self._thread.start()
+        return self
+
+    @property
+    def accepted(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    @property
+    def open(self) -> int:
+        with self._lock:
+            return len(self._conns) - len(self._closed_by_peer)
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join(timeout=5)
+        self._sock.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the draining thread's recv
+                conn.close()
+
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                conn, _addr = self._sock.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                self._conns.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    def _drain(self, conn: socket.socket) -> None:
+        """Read (and drop) what the sender writes, to notice when it gives up and closes."""
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            return  # closed by stop()
+        with self._lock:
+            self._closed_by_peer.add(id(conn))
 
 
 def assert_in_order_without_gaps(events: list[dict[str, Any]], *, first: int, last: int) -> list[int]:

@@ -58,7 +58,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_reorders_nothing(
     for i in range(EVENTS):
         audit_record("test.event", tenant=tenant_a, target_type="thing", target_id=i)
     listener = SyslogTlsListener(pki, ack_delay=0.5).start()
-    worker = Worker(tmp_path / "worker.log", "", queues="default", name="siem", env=WORKER_ENV)
+    worker = Worker(tmp_path / "worker.log", "", queues="siem", name="siem", env=WORKER_ENV)
     try:
         destination = make_destination(tenant_a, SiemKind.SYSLOG_TLS, listener, pki)
         with tenant_context(tenant_a):
