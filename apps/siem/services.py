@@ -376,8 +376,9 @@ def siem_on_append(ref: TenantRef) -> None:
     """The audit hook: after an append commits, queue one kick per tenant per debounce window.
 
     The first append of a window (per process: a dict lookup; across processes: Redis SET NX with the
-    window as TTL) publishes a task, delayed to the end of the window so that it carries every event
-    appended meanwhile. When Redis is down nothing is queued and beat (HUB_SIEM_BEAT_SECONDS) catches up.
+    window as TTL) of a tenant with an enabled destination publishes a task, delayed to the end of the
+    window so that it carries every event appended meanwhile. When Redis is down nothing is queued and beat
+    (HUB_SIEM_BEAT_SECONDS) catches up.
     """
     window = settings.HUB_SIEM_KICK_SECONDS
     if not window:
@@ -388,6 +389,9 @@ def siem_on_append(ref: TenantRef) -> None:
     if len(_tried) > 10_000:  # bounded whatever the number of tenants
         _tried.clear()
     _tried[ref.id] = now
+    # Most tenants stream nowhere: no task for them (one indexed query per tenant per window and process).
+    if not SiemDestination.all_tenants.using(ref.db_alias).filter(tenant_id=ref.id, enabled=True).exists():
+        return
     try:
         if not cache.add(f"siem:kick:{ref.id}", 1, timeout=window):
             return

@@ -355,6 +355,38 @@ def test_appends_kick_delivery_once_per_window_after_commit(
     assert sent[0][1]["kwargs"]["destination_id"] == str(destination.pk)
 
 
+def test_appends_of_a_tenant_without_enabled_destinations_queue_nothing(
+    tenant_a: Tenant, tenant_b: Tenant, webhook: Any, pki: Any, make_destination: Any, monkeypatch: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    from django.core.cache import cache
+
+    from apps.siem import services
+
+    sent: list[str] = []
+
+    def publish(name: str, kwargs: dict[str, Any], **options: Any) -> bool:
+        sent.append(name)
+        return True
+
+    monkeypatch.setattr(services, "_publish", publish)
+    disabled = make_destination(tenant_a, SiemKind.WEBHOOK, webhook, pki)
+    with tenant_context(tenant_a):
+        SiemDestination.objects.filter(pk=disabled.pk).update(enabled=False)
+    for tenant in (tenant_a, tenant_b):  # a disabled destination; none at all
+        services._tried.clear()
+        cache.delete(f"siem:kick:{tenant.id}")
+        with django_capture_on_commit_callbacks(using=tenant.home_region.db_alias, execute=True):
+            append(tenant, 2)
+    assert sent == []
+    with tenant_context(tenant_a):
+        SiemDestination.objects.filter(pk=disabled.pk).update(enabled=True)
+    services._tried.clear()
+    with django_capture_on_commit_callbacks(using=tenant_a.home_region.db_alias, execute=True):
+        append(tenant_a, 1)
+    assert sent == [services.KICK_TASK]
+
+
 def test_a_hec_200_without_success_code_is_not_an_acknowledgement(
     tenant_a: Tenant, hec: Any, pki: Any, make_destination: Any, fast_retry: None
 ) -> None:
