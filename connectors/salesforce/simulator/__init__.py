@@ -12,6 +12,7 @@ Messages) and `server` (credentials, routes, OAuth, API limits), which assembles
 Fault injection, TLS, tokens and the HTTP server are the shared base's (`connectors/simulation.py`).
 """
 
+from connectors.salesforce.simulator.endpoints_composite import ROLLED_BACK
 from connectors.salesforce.simulator.schema import (
     AGENT_STATUSES,
     AGENT_USER,
@@ -44,6 +45,7 @@ __all__ = [
     "ORG_ID",
     "READ_ONLY",
     "REFERENCE_FIELDS",
+    "ROLLED_BACK",
     "STREAM_OBJECT",
     "SYSTEM_FIELDS",
     "QueryError",
