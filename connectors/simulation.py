@@ -38,6 +38,13 @@ class SimRequest:
     def json(self) -> Any:
         return json.loads(self.body or b"null")
 
+    def json_or_none(self) -> Any:
+        """The body as JSON, or None when it is not JSON (each handler answers that its vendor's way)."""
+        try:
+            return self.json()
+        except ValueError:
+            return None
+
     def form(self) -> dict[str, str]:
         return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
 
@@ -673,15 +680,25 @@ class Simulator:
         if faults.outage:
             return SimResponse(503, b"<html><body>Service Unavailable</body></html>", "text/html")
         try:
-            for method, pattern, handler in self.routes:
-                if method == request.method:
-                    match = pattern.match(request.path)
-                    if match:
-                        request.match = match
-                        return self.gate(request) or self._maybe_corrupt(request, handler(request))
+            found = self.find_route(request.method, request.path)
+            if found is not None:
+                handler, request.match = found
+                return self.gate(request) or self._maybe_corrupt(request, handler(request))
             return self.error(404, "The requested resource does not exist")
         except Exception as exc:  # a simulator bug must surface as a vendor-style 500, not a hang
             return self.error(500, f"Internal simulator error: {exc!r}")
+
+    def find_route(
+        self, method: str, path: str
+    ) -> tuple[Callable[[SimRequest], SimResponse], re.Match[str]] | None:
+        """The first route for `method` whose pattern matches `path`, with its match (also for the
+        sub-requests of a vendor's batch call, which run the same handlers)."""
+        for route_method, pattern, handler in self.routes:
+            if route_method == method:
+                match = pattern.match(path)
+                if match:
+                    return handler, match
+        return None
 
     def gate(self, request: SimRequest) -> SimResponse | None:
         """Apply auth and injected errors/limits before the handler; vendors override `authenticate`."""
@@ -865,10 +882,7 @@ class TicketSimulator(Simulator):
         action = request.path.removeprefix("/__admin/")
         if action not in ("webhook", "webhooks", "agent"):
             return super().admin(request)
-        try:
-            body = request.json() if request.body else {}
-        except ValueError:
-            body = None
+        body = request.json_or_none() if request.body else {}
         if not isinstance(body, dict):
             return json_response(400, {"error": "the body must be a JSON object"})
         if action == "webhook" and request.method == "POST":
