@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from apps.tenants.models import Tenant
 from connectors.sap_odata.simulator import SapODataSimulator
 from tests.fixtures.integrations import demo_connection
-from tests.fixtures.processes import Worker, sync_under_sigkills
+from tests.fixtures.processes import KillPlan, Worker, sync_under_sigkills
 from tests.fixtures.simulators import StartSimulator
-from tests.fixtures.stores import sim_rows, store_rows
+from tests.fixtures.stores import sim_rows, store_rows, stored_counts
 
 CONTACTS = 4_000
 DEADLINE_S = 150
@@ -36,16 +35,8 @@ def test_store_equals_sap_after_faults_and_sigkills(
     sim.inject(latency_ms=40, errors=[{"status": 503, "rate": 0.10}, {"status": 429, "rate": 0.05 / 0.9}])
     # worker_app.py restores a killed child's unacknowledged message quickly (tests/chaos/worker_app.py).
     worker = Worker(tmp_path / "worker.log", sim.ca_bundle or "", app="tests.chaos.worker_app")
-    chaos = sync_under_sigkills(
-        worker,
-        tenant_a,
-        connection,
-        kills=KILLS,
-        deadline_s=DEADLINE_S,
-        seed=23,
-        first_kill=(0.5, 1.0),
-        between_kills=(0.3, 1.0),
-    )
+    plan = KillPlan(KILLS, seed=23, first=(0.5, 1.0), between=(0.3, 1.0))
+    chaos = sync_under_sigkills(worker, tenant_a, connection, plan, deadline_s=DEADLINE_S)
 
     sim.clear_faults()
     assert chaos.kills == KILLS, "the sync finished before every kill: make it slower"
@@ -53,10 +44,4 @@ def test_store_equals_sap_after_faults_and_sigkills(
     vendor, store = sim_rows(sim), store_rows(tenant_a, connection)
     assert len(vendor) == CONTACTS
     assert store == vendor
-    with connections[tenant_a.home_region.db_alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), count(DISTINCT external_id) FROM integrations_syncedrecord "
-            "WHERE connection_id = %s AND stream = 'contacts'",
-            [connection.pk],
-        )
-        assert cursor.fetchone() == (CONTACTS, CONTACTS)
+    assert stored_counts(tenant_a, connection) == (CONTACTS, CONTACTS)

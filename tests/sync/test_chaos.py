@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from apps.tenants.models import Tenant
 from connectors.salesforce.simulator import SalesforceSimulator
 from tests.fixtures.integrations import sf_connection
-from tests.fixtures.processes import Worker, sync_under_sigkills
+from tests.fixtures.processes import KillPlan, Worker, sync_under_sigkills
 from tests.fixtures.simulators import SMALL, StartSimulator
-from tests.fixtures.stores import content_digest, sim_rows, store_rows
+from tests.fixtures.stores import content_digest, sim_rows, store_rows, stored_counts
 
 CONTACTS = 50_000
 DEADLINE_S = 150
@@ -41,7 +40,8 @@ def test_store_equals_vendor_after_faults_and_sigkills(
         latency_ms=15, errors=[{"status": 503, "rate": 0.10}, {"status": 429, "rate": 0.05 / 0.9}]
     )
     worker = Worker(tmp_path / "worker.log", chaos_sim.ca_bundle or "")
-    chaos = sync_under_sigkills(worker, tenant_a, connection, kills=KILLS, deadline_s=DEADLINE_S, seed=6)
+    plan = KillPlan(KILLS, seed=6)
+    chaos = sync_under_sigkills(worker, tenant_a, connection, plan, deadline_s=DEADLINE_S)
     attempts = chaos.attempts
     chaos_sim.clear_faults()
     assert chaos.kills == KILLS
@@ -57,10 +57,4 @@ def test_store_equals_vendor_after_faults_and_sigkills(
     assert len(store) == len(vendor)
     assert content_digest(store) == content_digest(vendor)
     assert store == vendor
-    with connections[tenant_a.home_region.db_alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), count(DISTINCT external_id) FROM integrations_syncedrecord "
-            "WHERE connection_id = %s AND stream = 'contacts'",
-            [connection.pk],
-        )
-        assert cursor.fetchone() == (CONTACTS, CONTACTS)
+    assert stored_counts(tenant_a, connection) == (CONTACTS, CONTACTS)

@@ -18,7 +18,7 @@ from apps.integrations.services.sync import canonical_json, sync_stream
 from apps.tenants.models import Tenant
 from connectors.dynamics.simulator import DynamicsSimulator
 from tests.fixtures.integrations import demo_connection
-from tests.fixtures.processes import Worker, sync_under_sigkills
+from tests.fixtures.processes import KillPlan, Worker, sync_under_sigkills
 from tests.fixtures.simulators import SMALL, StartSimulator
 from tests.fixtures.stores import Rows, content_digest, store_rows
 
@@ -53,16 +53,8 @@ def test_store_equals_dataverse_after_faults_sigkills_and_a_delta(
     worker = Worker(tmp_path / "worker.log", chaos_sim.ca_bundle or "")
     # A run the worker's death failed is retried; any other failure is not expected.
     failed = Q(status=RunStatus.FAILED) & ~Q(error__contains="worker")
-    chaos = sync_under_sigkills(
-        worker,
-        tenant_a,
-        connection,
-        kills=KILLS,
-        deadline_s=DEADLINE_S,
-        seed=23,
-        between_kills=(0.3, 1.2),
-        failed=failed,
-    )
+    plan = KillPlan(KILLS, seed=23, between=(0.3, 1.2))
+    chaos = sync_under_sigkills(worker, tenant_a, connection, plan, deadline_s=DEADLINE_S, failed=failed)
 
     chaos_sim.clear_faults()
     assert chaos.kills == KILLS
