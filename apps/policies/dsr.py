@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,6 +101,35 @@ def _require_open(dsr: DataSubjectRequest) -> None:
         raise _refuse(_("This request is already closed."))
 
 
+def _reason(reason: str | None, missing: str) -> str:
+    """The operator's reason for an action, stripped; refused with `missing` when there is none."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise _refuse(missing, "reason")
+    return reason
+
+
+def _change_open(
+    ref: TenantRef,
+    dsr: DataSubjectRequest,
+    change: Callable[[DataSubjectRequest], Mapping[str, Any] | None],
+    *,
+    fields: list[str],
+    action: str,
+    actor: Any,
+    request: HttpRequest | None,
+) -> DataSubjectRequest:
+    """Lock the request, refuse it if closed, let `change` set `fields` (it may refuse; it returns what the
+    audit event adds), save and audit `action` in that one transaction, so the timeline never lags the row."""
+    with tenant_context(ref), transaction.atomic(using=ref.db_alias):
+        locked = _locked(dsr.pk)
+        _require_open(locked)
+        changes = change(locked)
+        locked.save(update_fields=[*fields, "updated_at"])
+        _audit(action, locked, tenant=ref, actor=actor, request=request, changes=changes)
+    return locked
+
+
 # --- register ----------------------------------------------------------------------------------------------
 def dsr_create(
     *,
@@ -162,12 +191,9 @@ def dsr_extend(
 ) -> DataSubjectRequest:
     """Push the deadline back by `days`, with a reason; at most 60 days in all (GDPR art. 12(3))."""
     ref = as_ref(tenant)
-    reason = (reason or "").strip()
-    if not reason:
-        raise _refuse(_("Say why the request needs more time."), "reason")
-    with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(dsr.pk)
-        _require_open(locked)
+    reason = _reason(reason, _("Say why the request needs more time."))
+
+    def extend(locked: DataSubjectRequest) -> dict[str, Any]:
         total = locked.extension_days + int(days)
         if days < 1 or total > MAX_EXTENSION_DAYS:
             raise _refuse(
@@ -178,16 +204,17 @@ def dsr_extend(
         locked.extension_days = total
         locked.extension_reason = reason
         locked.due_at = locked.received_at + timedelta(days=RESPONSE_DAYS + total)
-        locked.save(update_fields=["extension_days", "extension_reason", "due_at", "updated_at"])
-        _audit(
-            "dsr.extended",
-            locked,
-            tenant=ref,
-            actor=actor,
-            request=request,
-            changes={"days": int(days), "total_days": total, "due_at": locked.due_at},
-        )
-    return locked
+        return {"days": int(days), "total_days": total, "due_at": locked.due_at}
+
+    return _change_open(
+        ref,
+        dsr,
+        extend,
+        fields=["extension_days", "extension_reason", "due_at"],
+        action="dsr.extended",
+        actor=actor,
+        request=request,
+    )
 
 
 def dsr_reject(
@@ -195,20 +222,24 @@ def dsr_reject(
 ) -> DataSubjectRequest:
     """Close a request without acting on it (e.g. the identity could not be verified), with the reason."""
     ref = as_ref(tenant)
-    reason = (reason or "").strip()
-    if not reason:
-        raise _refuse(_("Say why the request is rejected."), "reason")
-    with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(dsr.pk)
-        _require_open(locked)
+    reason = _reason(reason, _("Say why the request is rejected."))
+
+    def reject(locked: DataSubjectRequest) -> None:
         if locked.status == RequestStatus.IN_PROGRESS:
             raise _refuse(_("A request in progress cannot be rejected any more."))
         locked.status, locked.reason = RequestStatus.REJECTED, reason
         locked.completed_at = timezone.now()
         locked.handled_by_id = getattr(actor, "pk", None)
-        locked.save(update_fields=["status", "reason", "completed_at", "handled_by_id", "updated_at"])
-        _audit("dsr.rejected", locked, tenant=ref, actor=actor, request=request)
-    return locked
+
+    return _change_open(
+        ref,
+        dsr,
+        reject,
+        fields=["status", "reason", "completed_at", "handled_by_id"],
+        action="dsr.rejected",
+        actor=actor,
+        request=request,
+    )
 
 
 def dsr_start(
@@ -496,12 +527,9 @@ def dsr_notification_handle(
 ) -> DataSubjectRequest | None:
     """Settle a vendor notification that could not be delivered (dead), e.g. erased by hand at the vendor."""
     ref = as_ref(tenant)
-    reason = (reason or "").strip()
-    if not reason:
-        raise _refuse(_("Say how the vendor's copy was handled."), "reason")
-    with tenant_context(ref), transaction.atomic(using=ref.db_alias):
-        locked = _locked(dsr.pk)
-        _require_open(locked)
+    reason = _reason(reason, _("Say how the vendor's copy was handled."))
+
+    def handle(locked: DataSubjectRequest) -> dict[str, Any]:
         notices = list(locked.evidence.get("notifications") or [])
         notice = next((n for n in notices if n["id"] == notice_id), None)
         if notice is None:
@@ -511,13 +539,15 @@ def dsr_notification_handle(
         before = notice["state"]
         notice["state"], notice["handled_reason"] = "handled", reason
         locked.evidence = {**locked.evidence, "notifications": notices}
-        locked.save(update_fields=["evidence", "updated_at"])
-        _audit(
-            "dsr.notification_handled",
-            locked,
-            tenant=ref,
-            actor=actor,
-            request=request,
-            changes={"notification": notice_id, "vendor": notice["kind"], "state_before": before},
-        )
+        return {"notification": notice_id, "vendor": notice["kind"], "state_before": before}
+
+    locked = _change_open(
+        ref,
+        dsr,
+        handle,
+        fields=["evidence"],
+        action="dsr.notification_handled",
+        actor=actor,
+        request=request,
+    )
     return dsr_refresh(tenant=ref, request_id=locked.pk)

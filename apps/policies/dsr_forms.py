@@ -3,24 +3,15 @@ apps/policies/dsr.py; these only parse input."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from apps.policies.forms import SubjectForm
 from apps.policies.models import MAX_EXTENSION_DAYS, RequestKind, RequestStatus
 
 
-class DsrCreateForm(forms.Form):
+class DsrCreateForm(SubjectForm):
     kind = forms.ChoiceField(label=_("Request"), choices=RequestKind.choices)
-    email = forms.EmailField(label=_("E-mail address"), required=False)
-    phone = forms.CharField(label=_("Phone number"), required=False, max_length=40)
-    external_id = forms.CharField(
-        label=_("External id"),
-        required=False,
-        max_length=200,
-        help_text=_("The person's id in a connected system, e.g. a CRM contact id."),
-    )
     user_ref = forms.CharField(
         label=_("Chat user reference"),
         required=False,
@@ -43,13 +34,9 @@ class DsrCreateForm(forms.Form):
         ),
     )
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if not any(data.get(name) for name in ("email", "phone", "external_id", "user_ref")):
-            raise forms.ValidationError(
-                _("Give an e-mail address, a phone number, an external id or a chat user reference.")
-            )
-        return data
+    identifier_fields = (*SubjectForm.identifier_fields, "user_ref")
+    no_identifier = _("Give an e-mail address, a phone number, an external id or a chat user reference.")
+    field_order = ["kind", "email", "phone", "external_id", "user_ref", "received_at", "notes"]
 
 
 class DsrFilterForm(forms.Form):

@@ -80,20 +80,9 @@ def dsr_create_view(request: HttpRequest, tenant_slug: str) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     form = DsrCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            dsr = dsr_create(
-                tenant=tenant,
-                kind=data["kind"],
-                email=data["email"] or None,
-                phone=data["phone"] or None,
-                external_id=data["external_id"] or None,
-                user_ref=data["user_ref"] or None,
-                received_at=data["received_at"],
-                notes=data["notes"],
-                actor=request.user,
-                request=request,
-            )
+            # Empty identifiers are absent ones (Subject.of).
+            dsr = dsr_create(tenant=tenant, actor=request.user, request=request, **form.cleaned_data)
         except (HubError, ValidationError) as exc:
             add_service_errors(form, exc)
         else:

@@ -58,7 +58,9 @@ class PresetForm(forms.Form):
     preset = forms.ChoiceField(choices=[(name, name) for name in PRESETS])
 
 
-class ErasureForm(forms.Form):
+class SubjectForm(forms.Form):
+    """The identifiers of a data subject, at least one of them (the erasure page's and the register's)."""
+
     email = forms.EmailField(label=_("E-mail address"), required=False)
     phone = forms.CharField(label=_("Phone number"), required=False, max_length=40)
     external_id = forms.CharField(
@@ -67,13 +69,19 @@ class ErasureForm(forms.Form):
         max_length=200,
         help_text=_("The person's id in a connected system, e.g. a CRM contact id."),
     )
+    #: The fields that identify the subject, and the error when none is given.
+    identifier_fields: tuple[str, ...] = ("email", "phone", "external_id")
+    no_identifier = _("Give an e-mail address, a phone number or an external id.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not any(data.get(name) for name in self.identifier_fields):
+            raise forms.ValidationError(self.no_identifier)
+        return data
+
+
+class ErasureForm(SubjectForm):
     confirm = forms.BooleanField(
         label=_("I understand that this permanently deletes this person's data in this tenant"),
         required=True,
     )
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if not any(data.get(name) for name in ("email", "phone", "external_id")):
-            raise forms.ValidationError(_("Give an e-mail address, a phone number or an external id."))
-        return data

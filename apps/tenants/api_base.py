@@ -107,6 +107,16 @@ class TenantScopedView(GenericAPIView):
         token = request_token(self.request)
         return {"via": "token", "via_id": token.pk} if token is not None else {"via": "session"}
 
+    def validated(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+        """The request body as `serializer_class` checked it; a 400 with field errors otherwise."""
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def writer(self) -> dict[str, Any]:
+        """Who writes, as the services audit it: the API's user and request."""
+        return {"actor": self.request.user, "request": self.request._request}
+
 
 class StrictSerializer(serializers.Serializer):
     """Refuse fields the endpoint does not accept instead of silently ignoring them (a typo is an error).

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.context import tenant_context
-from apps.policies.dsr import dsr_create
+from apps.policies.dsr import dsr_create, dsr_subject
 from apps.policies.models import DataSubjectRequest, RequestStatus
 from apps.tenants.models import Tenant
 from tests.dsr.helpers import EMAIL
@@ -62,6 +62,23 @@ def test_register_form_refuses_bad_input(client: Client, tenant_a: Tenant, alice
         assert response.status_code == 400, data
     with tenant_context(tenant_a):
         assert not DataSubjectRequest.objects.exists()
+
+
+def test_register_form_identifies_as_the_erasure_page_plus_a_chat_user(
+    client: Client, tenant_a: Tenant, alice: Any
+) -> None:
+    login_verified(client, alice)
+    form = client.get(url("dsr-create", tenant_a)).context["form"]
+    assert list(form.fields) == ["kind", "email", "phone", "external_id", "user_ref", "received_at", "notes"]
+    refused = client.post(url("dsr-create", tenant_a), {"kind": "access"})
+    assert refused.status_code == 400
+    assert refused.context["form"].non_field_errors() == [
+        "Give an e-mail address, a phone number, an external id or a chat user reference."
+    ]
+    response = client.post(url("dsr-create", tenant_a), {"kind": "access", "user_ref": " widget-42 "})
+    assert response.status_code == 302  # a chat user reference alone identifies the subject
+    with tenant_context(tenant_a):
+        assert dsr_subject(DataSubjectRequest.objects.get()).identifiers() == {"user_ref": "widget-42"}
 
 
 def test_list_highlights_overdue_and_due_soon_filters_and_pages(

@@ -6,26 +6,19 @@ vendor exactly; a second run then reads the delta link: changed rows and deletio
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connections
-from django.utils import timezone
+from django.db.models import Q
 
 from apps.core.context import tenant_context
 from apps.integrations.conf import build_connector
-from apps.integrations.models import Connection, RunStatus, SyncAttempt, SyncRun
+from apps.integrations.models import Connection, RunStatus
 from apps.integrations.services.sync import canonical_json, sync_stream
-from apps.integrations.tasks import sync_stream_task
 from apps.tenants.models import Tenant
 from connectors.dynamics.simulator import DynamicsSimulator
 from tests.fixtures.integrations import demo_connection
-from tests.fixtures.processes import Worker
+from tests.fixtures.processes import KillPlan, Worker, sync_under_sigkills
 from tests.fixtures.simulators import SMALL, StartSimulator
 from tests.fixtures.stores import Rows, content_digest, store_rows
 
@@ -58,39 +51,14 @@ def test_store_equals_dataverse_after_faults_sigkills_and_a_delta(
         latency_ms=10, errors=[{"status": 503, "rate": 0.10}, {"status": 429, "rate": 0.05 / 0.9}]
     )
     worker = Worker(tmp_path / "worker.log", chaos_sim.ca_bundle or "")
-    worker.start()
-    alias = tenant_a.home_region.db_alias
-    runs = SyncRun.all_tenants.using(alias).filter(connection_id=connection.pk)
-    attempts = SyncAttempt.all_tenants.using(alias).filter(run__in=runs)
-    kills = 0
-    last_kill = timezone.now() - timedelta(days=1)
-    rng = random.Random(23)  # reproducible chaos
-    try:
-        kwargs = {"tenant_id": tenant_a.id, "connection_id": str(connection.pk), "stream": "contacts"}
-        sync_stream_task.apply_async(kwargs={**kwargs, "trigger": "manual"})
-        deadline = time.monotonic() + DEADLINE_S
-        next_kill = time.monotonic() + rng.uniform(0.5, 1.5)
-        while not runs.filter(status=RunStatus.SUCCEEDED).exists():
-            assert time.monotonic() < deadline, f"no successful run in {DEADLINE_S} s; see {worker.log}"
-            assert not runs.filter(status=RunStatus.FAILED).exclude(error__contains="worker").exists(), list(
-                runs.values("status", "error")
-            )
-            worker.ensure_running()
-            open_now = attempts.filter(finished_at=None, started_at__gt=last_kill).exists()
-            if kills < KILLS and open_now and time.monotonic() >= next_kill:
-                for child in worker.children():
-                    os.kill(child.pid, signal.SIGKILL)
-                kills += 1
-                last_kill = timezone.now()
-                next_kill = time.monotonic() + rng.uniform(0.3, 1.2)
-            time.sleep(0.1)
-    finally:
-        worker.stop()
-        connections.close_all()
+    # A run the worker's death failed is retried; any other failure is not expected.
+    failed = Q(status=RunStatus.FAILED) & ~Q(error__contains="worker")
+    plan = KillPlan(KILLS, seed=23, between=(0.3, 1.2))
+    chaos = sync_under_sigkills(worker, tenant_a, connection, plan, deadline_s=DEADLINE_S, failed=failed)
 
     chaos_sim.clear_faults()
-    assert kills == KILLS
-    assert attempts.exclude(error="").exists()  # the faults did reach the engine
+    assert chaos.kills == KILLS
+    assert chaos.attempts.exclude(error="").exists()  # the faults did reach the engine
     vendor = vendor_rows(tenant_a, connection)
     store = store_rows(tenant_a, connection)
     assert len(vendor) == len(store) == CONTACTS

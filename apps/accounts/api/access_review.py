@@ -143,13 +143,7 @@ class AccessReviewCompleteView(TenantScopedView):
     )
     def post(self, request: Request, slug: str) -> Response:
         self.require(roles.VIEW_AUDIT)
-        serializer = AccessReviewCompleteRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        note = self.validated(AccessReviewCompleteRequestSerializer)["note"]
         with service_errors():
-            review = access_review_complete(
-                tenant=self.tenant,
-                actor=request.user,
-                note=serializer.validated_data["note"],
-                request=request,
-            )
+            review = access_review_complete(tenant=self.tenant, note=note, **self.writer())
         return Response(AccessReviewSignOffSerializer(review).data, status=status.HTTP_201_CREATED)

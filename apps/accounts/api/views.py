@@ -16,7 +16,6 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.mixins import ListModelMixin
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import Serializer
 
 from apps.accounts import selectors
 from apps.accounts.api.serializers import (
@@ -60,14 +59,6 @@ class SsoScopedView(TenantScopedView):
         if row is None:
             raise NotFound
         return row
-
-    def validated(self, serializer_class: type[Serializer]) -> dict[str, Any]:
-        serializer = serializer_class(data=self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
-
-    def writer(self) -> dict[str, Any]:
-        return {"actor": self.request.user, "request": self.request._request}
 
     def provider_out(self, providers: list[IdentityProvider]) -> Any:
         base = public_base_url(self.request._request)

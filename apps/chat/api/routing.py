@@ -16,7 +16,6 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.mixins import ListModelMixin
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import Serializer
 
 from apps.chat.api.routing_serializers import (
     BusinessHoursInputSerializer,
@@ -72,16 +71,6 @@ class RoutingScopedView(TenantScopedView):
             return getter(tenant=self.tenant, pk=self.kwargs["id"])
         except ServiceNotFound:
             raise NotFound from None
-
-    def validated(self, serializer_class: type[Serializer]) -> dict[str, Any]:
-        """The request body as `serializer_class` checked it; a 400 with field errors otherwise."""
-        serializer = serializer_class(data=self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
-
-    def writer(self) -> dict[str, Any]:
-        """Who writes, as the services audit it: the API's user and request."""
-        return {"actor": self.request.user, "request": self.request._request}
 
 
 def _route_out(route: HandoffRoute) -> dict[str, Any]:

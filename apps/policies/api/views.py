@@ -6,15 +6,15 @@ Identifiers go in, never out: responses name the subject by pseudonym, or masked
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.mixins import ListModelMixin
@@ -54,6 +54,7 @@ from apps.tenants.api_base import error_responses as _errors
 
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Request id.")
 TAGS = ["data-subject-requests"]
+A = TypeVar("A", bound="DsrActionView")
 
 
 @contextmanager
@@ -136,22 +137,10 @@ class DsrListView(ListModelMixin, DsrScopedView):
     )
     def post(self, request: Request, slug: str) -> Response:
         self.require(roles.MANAGE_SETTINGS)
-        serializer = DsrCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated(DsrCreateSerializer)
         with dsr_errors():
-            dsr = dsr_create(
-                tenant=self.tenant,
-                kind=data["kind"],
-                email=data["email"] or None,
-                phone=data["phone"] or None,
-                external_id=data["external_id"] or None,
-                user_ref=data["user_ref"] or None,
-                received_at=data["received_at"],
-                notes=data["notes"],
-                actor=request.user,
-                request=request._request,
-            )
+            # Empty identifiers are absent ones (Subject.of).
+            dsr = dsr_create(tenant=self.tenant, **data, **self.writer())
         return self.detail(dsr, code=status.HTTP_201_CREATED)
 
 
@@ -169,111 +158,95 @@ class DsrDetailView(DsrScopedView):
         return self.detail(self.get_dsr())
 
 
+class DsrActionView(DsrScopedView):
+    """An action on one request (`manage_settings`), as the console's forms: `input_serializer` checks the
+    body (None: the action takes none), `act` calls the service; a service's refusal is a 400 with field
+    errors, else the answer is the request's detail."""
+
+    input_serializer: type[serializers.Serializer] | None = None
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return self.input_serializer or DsrDetailSerializer
+
+    def act(self, dsr: DataSubjectRequest, data: dict[str, Any]) -> DataSubjectRequest | None:
+        """Call the action's service with the checked body (None: the request to show is `dsr` itself)."""
+        raise NotImplementedError
+
+    def post(self, request: Request, slug: str, id: str) -> Response:
+        self.require(roles.MANAGE_SETTINGS)
+        dsr = self.get_dsr()
+        data = self.validated(self.input_serializer) if self.input_serializer else {}
+        with dsr_errors():
+            dsr = self.act(dsr, data) or dsr
+        return self.detail(dsr)
+
+
+def action_schema(summary: str, description: str | None = None) -> Callable[[type[A]], type[A]]:
+    """Document a `DsrActionView`'s POST: its `input_serializer` in, the request's detail out."""
+
+    def decorate(view: type[A]) -> type[A]:
+        responses = {200: DsrDetailSerializer, **_errors(400, 401, 403, 404)}
+        operation = extend_schema(
+            summary=summary, description=description, request=view.input_serializer, responses=responses
+        )
+        return extend_schema_view(post=operation)(view)
+
+    return decorate
+
+
 @extend_schema(tags=TAGS, parameters=[TENANT_PARAM, ID_PARAM])
-class DsrStartView(DsrScopedView):
+@action_schema(
+    "Start a data-subject request",
+    "Access: the archive is built in the background (the request completes then). Erasure: the hub's data "
+    "is erased now and each connected vendor is asked to erase; the request completes once every vendor is "
+    "done. A request in progress without its result may be started again.",
+)
+class DsrStartView(DsrActionView):
     """Act on a request: queue the access archive, or erase the subject and tell the vendors."""
 
-    serializer_class = DsrDetailSerializer
-
-    @extend_schema(
-        summary="Start a data-subject request",
-        description="Access: the archive is built in the background (the request completes then). Erasure: "
-        "the hub's data is erased now and each connected vendor is asked to erase; the request completes "
-        "once every vendor is done. A request in progress without its result may be started again.",
-        request=None,
-        responses={200: DsrDetailSerializer, **_errors(400, 401, 403, 404)},
-    )
-    def post(self, request: Request, slug: str, id: str) -> Response:
-        self.require(roles.MANAGE_SETTINGS)
-        dsr = self.get_dsr()
-        with dsr_errors():
-            dsr = dsr_start(tenant=self.tenant, dsr=dsr, actor=request.user, request=request._request)
-        return self.detail(dsr)
+    def act(self, dsr: DataSubjectRequest, data: dict[str, Any]) -> DataSubjectRequest:
+        return dsr_start(tenant=self.tenant, dsr=dsr, **self.writer())
 
 
 @extend_schema(tags=TAGS, parameters=[TENANT_PARAM, ID_PARAM])
-class DsrExtendView(DsrScopedView):
+@action_schema("Extend a data-subject request's deadline")
+class DsrExtendView(DsrActionView):
     """Push an open request's deadline back, with a reason (60 days at most in all)."""
 
-    serializer_class = DsrExtendSerializer
+    input_serializer = DsrExtendSerializer
 
-    @extend_schema(
-        summary="Extend a data-subject request's deadline",
-        request=DsrExtendSerializer,
-        responses={200: DsrDetailSerializer, **_errors(400, 401, 403, 404)},
-    )
-    def post(self, request: Request, slug: str, id: str) -> Response:
-        self.require(roles.MANAGE_SETTINGS)
-        dsr = self.get_dsr()
-        serializer = DsrExtendSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        with dsr_errors():
-            dsr = dsr_extend(
-                tenant=self.tenant,
-                dsr=dsr,
-                days=serializer.validated_data["days"],
-                reason=serializer.validated_data["reason"],
-                actor=request.user,
-                request=request._request,
-            )
-        return self.detail(dsr)
+    def act(self, dsr: DataSubjectRequest, data: dict[str, Any]) -> DataSubjectRequest:
+        return dsr_extend(
+            tenant=self.tenant, dsr=dsr, days=data["days"], reason=data["reason"], **self.writer()
+        )
 
 
 @extend_schema(tags=TAGS, parameters=[TENANT_PARAM, ID_PARAM])
-class DsrRejectView(DsrScopedView):
+@action_schema("Reject a data-subject request")
+class DsrRejectView(DsrActionView):
     """Close a received request without acting on it, with the reason."""
 
-    serializer_class = DsrRejectSerializer
+    input_serializer = DsrRejectSerializer
 
-    @extend_schema(
-        summary="Reject a data-subject request",
-        request=DsrRejectSerializer,
-        responses={200: DsrDetailSerializer, **_errors(400, 401, 403, 404)},
-    )
-    def post(self, request: Request, slug: str, id: str) -> Response:
-        self.require(roles.MANAGE_SETTINGS)
-        dsr = self.get_dsr()
-        serializer = DsrRejectSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        with dsr_errors():
-            dsr = dsr_reject(
-                tenant=self.tenant,
-                dsr=dsr,
-                reason=serializer.validated_data["reason"],
-                actor=request.user,
-                request=request._request,
-            )
-        return self.detail(dsr)
+    def act(self, dsr: DataSubjectRequest, data: dict[str, Any]) -> DataSubjectRequest:
+        return dsr_reject(tenant=self.tenant, dsr=dsr, reason=data["reason"], **self.writer())
 
 
 @extend_schema(tags=TAGS, parameters=[TENANT_PARAM, ID_PARAM])
-class DsrHandleView(DsrScopedView):
+@action_schema(
+    "Mark a vendor notification of an erasure as handled",
+    "E.g. the person was erased by hand in the vendor's system. The request completes once every vendor "
+    "notification is delivered or handled.",
+)
+class DsrHandleView(DsrActionView):
     """Settle a vendor notification that could not be delivered (dead) or has no mechanism (manual)."""
 
-    serializer_class = DsrHandleSerializer
+    input_serializer = DsrHandleSerializer
 
-    @extend_schema(
-        summary="Mark a vendor notification of an erasure as handled",
-        description="E.g. the person was erased by hand in the vendor's system. The request completes once "
-        "every vendor notification is delivered or handled.",
-        request=DsrHandleSerializer,
-        responses={200: DsrDetailSerializer, **_errors(400, 401, 403, 404)},
-    )
-    def post(self, request: Request, slug: str, id: str) -> Response:
-        self.require(roles.MANAGE_SETTINGS)
-        dsr = self.get_dsr()
-        serializer = DsrHandleSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        with dsr_errors():
-            dsr_notification_handle(
-                tenant=self.tenant,
-                dsr=dsr,
-                notice_id=serializer.validated_data["notice"],
-                reason=serializer.validated_data["reason"],
-                actor=request.user,
-                request=request._request,
-            )
-        return self.detail(dsr)
+    def act(self, dsr: DataSubjectRequest, data: dict[str, Any]) -> None:
+        dsr_notification_handle(
+            tenant=self.tenant, dsr=dsr, notice_id=data["notice"], reason=data["reason"], **self.writer()
+        )
 
 
 @extend_schema(tags=TAGS, parameters=[TENANT_PARAM, ID_PARAM])
