@@ -34,9 +34,6 @@ ERROR_RESPONSES: dict[int, OpenApiResponse] = {
     401: OpenApiResponse(description="Not authenticated, or the token is unknown, expired or revoked."),
     403: OpenApiResponse(description="The caller's role does not allow this."),
     404: OpenApiResponse(description="No such tenant or object for this caller."),
-    429: OpenApiResponse(
-        description="Rate limit of the token (or user) or of the tenant reached; see `Retry-After`."
-    ),
 }
 
 
