@@ -1,45 +1,31 @@
 """Chat API rate limits per API key and per tenant, as a DRF throttle over Redis token buckets.
 
-The buckets are `apps.integrations.resilience.TokenBucket`s, both checked by one Lua script (one round
-trip) and timed by Redis, so every web process shares them. A limit of N requests per T seconds is a bucket
-of N tokens refilled at N/T per second: a burst of N, then a steady N/T per second. A refused request gets
-429, `Retry-After` (whole seconds until a token is back) and a JSON message.
+The buckets and their Redis-down policy are apps/core/ratelimit.py's, shared with the management API. A
+refused request gets 429, `Retry-After` (whole seconds until a token is back) and a JSON message.
 
 Order matters: the key's bucket is checked first, and a request it refuses is not charged to the tenant, so
 one misbehaving key that keeps calling after its 429 cannot starve the tenant's other channels.
 
-Without Redis (issue 15) both limits fail open for HUB_CHAT_RATE_FAIL_OPEN_SECONDS (default 60) from the
-moment this process first saw the outage, then closed (503 with Retry-After): the limits protect capacity and
-fairness, not secrets, so a short Redis blip must not stop every channel's chat; the web processes' worker
-count still caps what one pod serves; and an outage longer than the window is not a blip, so the API does
-not stay unlimited. (The login lockout counters, a brute-force guard, fail closed at once: apps/accounts.)
+Without Redis the limits fail open for a bounded window, then closed (apps/core/ratelimit.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis
 from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.chat.principal import ChannelPrincipal
-from apps.core.deadlines import DependencyUnavailable, redis_call, redis_health
-from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_in_order
+from apps.core.buckets import TokenBucket
+from apps.core.ratelimit import rate_bucket, rate_charge
 from apps.observability import metrics
 
 
-def _prefix() -> str:
-    return f"{settings.CACHES['default']['KEY_PREFIX']}:chat-rate"
-
-
 def bucket(scope: str, ident: Any, rate: tuple[int, int]) -> TokenBucket:
-    """The shared bucket of one key or tenant for a (requests, seconds) rate."""
-    requests, seconds = rate
-    return TokenBucket(
-        f"{scope}:{ident}", config=BucketConfig(capacity=requests, rate=requests / seconds), prefix=_prefix()
-    )
+    """The shared bucket of one key, visitor or tenant of the chat and widget APIs."""
+    return rate_bucket("chat-rate", scope, ident, rate)
 
 
 class ChatRateThrottle(BaseThrottle):
@@ -55,14 +41,7 @@ class ChatRateThrottle(BaseThrottle):
             return True  # no key: the permission answers 401
         per_key = bucket("key", principal.key_id, settings.HUB_CHAT_RATE_PER_KEY)
         per_tenant = bucket("tenant", principal.tenant.id, settings.HUB_CHAT_RATE_PER_TENANT)
-        try:
-            with redis_call():
-                refused, wait = acquire_in_order([per_key, per_tenant])
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if redis_health.down_for() > settings.HUB_CHAT_RATE_FAIL_OPEN_SECONDS:
-                raise DependencyUnavailable("redis", "rate limits cannot be checked") from exc
-            metrics.record_degraded(dependency="redis", feature="rate_limit")
-            return True
+        refused, wait = rate_charge([per_key, per_tenant])
         if refused is None:
             return True
         self._wait = wait

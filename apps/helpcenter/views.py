@@ -28,10 +28,10 @@ from django.utils.translation import get_language_info
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_safe
 
+from apps.core.buckets import BucketConfig, TokenBucket, acquire_in_order
 from apps.core.deadlines import redis_call
 from apps.helpcenter import selectors as sel
 from apps.helpcenter.selectors import Site
-from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_in_order
 from apps.knowledge.models import key_validator
 from apps.knowledge.selectors import normalize_region
 from apps.observability import metrics

@@ -4,6 +4,7 @@ Every web and worker process must agree on whether a vendor is down and how much
 keeps anything in process memory: each breaker is one Redis hash, each bucket another, and every change is
 one Lua script (atomic, and timed by Redis `TIME` so workers with skewed clocks agree). Only the compiled
 scripts and the client's connection pool are cached per process; they are code and plumbing, not state.
+The token bucket and that plumbing live in apps/core/buckets.py, shared with the request rate limits.
 
 Sync runs, outbox deliveries and knowledge imports send through `connection_session(connection)`, which
 puts both in front of every request. Usage of the parts::
@@ -19,27 +20,23 @@ puts both in front of every request. Usage of the parts::
 
 from __future__ import annotations
 
-import functools
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 import redis
 import requests
 from django.conf import settings
 
+from apps.core.buckets import LUA_NOW, BucketConfig, TokenBucket, default_prefix, lua_script, redis_client
 from apps.integrations.conf import connector_session
 from apps.observability import metrics
 from connectors.errors import ConnectorError, RateLimited, VendorUnavailable
 from connectors.http import HttpSession, salesforce_limit
-
-if TYPE_CHECKING:
-    from redis.commands.core import Script
 
 __all__ = [
     "VENDOR_RATES",
@@ -77,39 +74,12 @@ class _ConnectionLike(Protocol):
 # --- plumbing ------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def redis_client() -> redis.Redis:
-    """Return the process's Redis client (a connection pool; redis-py resets it after a fork)."""
-    from apps.core.deadlines import redis_options  # short timeouts, no retry on a timeout (issue 15)
-
-    return redis.Redis.from_url(settings.REDIS_URL, **redis_options())
-
-
-@functools.cache
-def _script(source: str) -> Script:
-    """Register a Lua script once per process; callers pass their own client when they run it."""
-    return redis_client().register_script(source)
-
-
-def default_prefix() -> str:
-    """Namespace keys under the cache prefix, so test runs (HUB_TEST_RUN) never see each other's state."""
-    return f"{settings.CACHES['default']['KEY_PREFIX']}:resilience"
-
-
 def connection_key(connection: _ConnectionLike) -> str:
     return f"{connection.tenant_id}:{connection.id}"
 
 
 def _dt(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, tz=UTC) if value else None
-
-
-# Lua numbers are doubles and `tostring` keeps only 14 digits, so everything is written with %.6f.
-_LUA_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function fmt(x) return string.format('%.6f', x) end
-"""
 
 
 # --- circuit breaker -----------------------------------------------------------------------------------
@@ -204,7 +174,7 @@ class BreakerStore(Protocol):
 
 
 _BREAKER_BEFORE = (
-    _LUA_NOW
+    LUA_NOW
     + """
 -- ARGV: probe_timeout, ttl_ms, cooldown. Returns {allowed, retry_at}.
 local f = redis.call('HMGET', KEYS[1], 'state', 'retry_at', 'probe_until')
@@ -226,7 +196,7 @@ return {2, ''}
 )
 
 _BREAKER_RECORD = (
-    _LUA_NOW
+    LUA_NOW
     + """
 -- ARGV: success (1/0), failure_threshold, error_ratio, window, min_calls, cooldown, max_cooldown, ttl_ms
 -- Returns the state after the call, with a trailing '!' when this outcome changed it.
@@ -278,7 +248,7 @@ return 'closed'
 )
 
 _BREAKER_SNAPSHOT = (
-    _LUA_NOW
+    LUA_NOW
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'failures', 'opened_at', 'retry_at', 'probe_until')
 local state = f[1] or 'closed'
@@ -296,9 +266,9 @@ class RedisBreakerStore:
     def __init__(self, *, prefix: str | None = None, client: redis.Redis | None = None) -> None:
         self.prefix = prefix or default_prefix()
         self.client = client or redis_client()
-        self._before = _script(_BREAKER_BEFORE)
-        self._record = _script(_BREAKER_RECORD)
-        self._snapshot = _script(_BREAKER_SNAPSHOT)
+        self._before = lua_script(_BREAKER_BEFORE)
+        self._record = lua_script(_BREAKER_RECORD)
+        self._snapshot = lua_script(_BREAKER_SNAPSHOT)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:breaker:{key}"
@@ -420,20 +390,7 @@ def guarded(breaker: CircuitBreaker) -> Iterator[None]:
     breaker.record_success()
 
 
-# --- token bucket --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BucketConfig:
-    """A token bucket: at most `capacity + rate * T` calls in any span of T seconds."""
-
-    capacity: int
-    rate: float  # tokens per second
-
-    def __post_init__(self) -> None:
-        if self.capacity < 1 or self.rate <= 0:
-            raise ValueError("a bucket needs capacity >= 1 and rate > 0")
-
+# --- token bucket (the bucket itself is apps/core/buckets.py) ----------------------------------------
 
 #: Default pace per connection kind. Vendors meter by longer windows than a bucket sees, so these stay
 #: below the documented limits and a vendor's own limit answer (429/403) is handled by `penalize`.
@@ -469,121 +426,6 @@ VENDOR_RATES: dict[str, BucketConfig] = {
     "sms": BucketConfig(capacity=25, rate=25.0),
 }
 DEFAULT_RATE = BucketConfig(capacity=10, rate=10.0)
-
-_BUCKET_ACQUIRE = (
-    _LUA_NOW
-    + """
--- ARGV: capacity, rate, n. Returns {granted, wait_seconds}; a refusal consumes nothing.
-local capacity, rate, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local f = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens, ts = tonumber(f[1]), tonumber(f[2])
-if not tokens then tokens, ts = capacity, now end
--- penalised: the bucket is empty and refilling starts at ts
-if now < ts then return {0, fmt(ts - now + n / rate)} end
-tokens = math.min(capacity, tokens + (now - ts) * rate)
-if tokens < n then return {0, fmt((n - tokens) / rate)} end
-tokens = tokens - n
-redis.call('HSET', KEYS[1], 'tokens', fmt(tokens), 'ts', fmt(now))
--- once expired the key reads as a full bucket, which it would be by then anyway
-redis.call('PEXPIRE', KEYS[1], math.ceil(((capacity - tokens) / rate + 1) * 1000))
-return {1, '0'}
-"""
-)
-
-_BUCKETS_ACQUIRE = (
-    _LUA_NOW
-    + """
--- KEYS: buckets, checked in order; ARGV: n, then capacity and rate of each bucket.
--- Returns {index of the first bucket that refused (0: none), wait_seconds}. Buckets before a refusal keep
--- the tokens they gave; the refusing one and those after it are not charged.
-local n = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-    local capacity, rate = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-    local f = redis.call('HMGET', key, 'tokens', 'ts')
-    local tokens, ts = tonumber(f[1]), tonumber(f[2])
-    if not tokens then tokens, ts = capacity, now end
-    if now < ts then return {i, fmt(ts - now + n / rate)} end
-    tokens = math.min(capacity, tokens + (now - ts) * rate)
-    if tokens < n then return {i, fmt((n - tokens) / rate)} end
-    tokens = tokens - n
-    redis.call('HSET', key, 'tokens', fmt(tokens), 'ts', fmt(now))
-    redis.call('PEXPIRE', key, math.ceil(((capacity - tokens) / rate + 1) * 1000))
-end
-return {0, '0'}
-"""
-)
-
-_BUCKET_PENALIZE = (
-    _LUA_NOW
-    + """
--- ARGV: capacity, rate, seconds. Empties the bucket and moves the next refill to now + seconds.
-local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
-local until_ts = now + tonumber(ARGV[3])
-local ts = tonumber(redis.call('HGET', KEYS[1], 'ts')) or 0
-if ts > until_ts then until_ts = ts end  -- never shorten a longer penalty
-redis.call('HSET', KEYS[1], 'tokens', '0', 'ts', fmt(until_ts))
-redis.call('PEXPIRE', KEYS[1], math.ceil((until_ts - now + capacity / rate + 1) * 1000))
-return fmt(until_ts)
-"""
-)
-
-
-class TokenBucket:
-    """A rate limit shared by all processes; it never sleeps, the caller decides how to wait."""
-
-    def __init__(
-        self, key: str, *, config: BucketConfig, prefix: str | None = None, client: redis.Redis | None = None
-    ) -> None:
-        self.key = f"{prefix or default_prefix()}:bucket:{key}"
-        self.config = config
-        self.client = client or redis_client()
-        self._acquire = _script(_BUCKET_ACQUIRE)
-        self._penalize = _script(_BUCKET_PENALIZE)
-
-    def __repr__(self) -> str:
-        return f"<TokenBucket {self.key} {self.config.capacity}@{self.config.rate}/s>"
-
-    def acquire(self, n: int = 1) -> float:
-        """Take `n` tokens and return 0.0, or take none and return the seconds until `n` will be there."""
-        if not 1 <= n <= self.config.capacity:
-            raise ValueError(f"cannot acquire {n} tokens from a bucket of {self.config.capacity}")
-        granted, wait = self._acquire(
-            keys=[self.key], args=[self.config.capacity, repr(self.config.rate), n], client=self.client
-        )
-        # A refusal always waits a little, even if the remaining deficit rounds to 0 at 1 µs.
-        return 0.0 if int(granted) else max(float(wait), 1e-6)
-
-    def penalize(self, retry_after_s: float) -> None:
-        """Empty the bucket for `retry_after_s` seconds, for every worker (after a vendor limit answer)."""
-        if not math.isfinite(retry_after_s) or retry_after_s < 0:
-            raise ValueError("retry_after_s must be a finite number of seconds >= 0")
-        self._penalize(
-            keys=[self.key],
-            args=[self.config.capacity, repr(self.config.rate), repr(float(retry_after_s))],
-            client=self.client,
-        )
-
-
-def acquire_in_order(buckets: Sequence[TokenBucket], n: int = 1) -> tuple[TokenBucket | None, float]:
-    """Take `n` tokens from each bucket in turn, in one Redis round trip; stop at the first that refuses.
-
-    Returns (None, 0.0) when all gave, else (the refusing bucket, seconds until it would give). Buckets
-    before it keep their tokens, like separate `acquire` calls in the same order would. All buckets use
-    the first one's client.
-    """
-    if not buckets:
-        return None, 0.0
-    args: list[Any] = [n]
-    for bucket in buckets:
-        if not 1 <= n <= bucket.config.capacity:
-            raise ValueError(f"cannot acquire {n} tokens from a bucket of {bucket.config.capacity}")
-        args += [bucket.config.capacity, repr(bucket.config.rate)]
-    refused, wait = _script(_BUCKETS_ACQUIRE)(
-        keys=[bucket.key for bucket in buckets], args=args, client=buckets[0].client
-    )
-    if not int(refused):
-        return None, 0.0
-    return buckets[int(refused) - 1], max(float(wait), 1e-6)
 
 
 def bucket_for(

@@ -61,6 +61,8 @@ SYNC_RESULTS = ("created", "updated", "unchanged")
 VENDOR_ERROR_KINDS = frozenset({"rate_limited", "unavailable", "auth", "permanent", "timeout"})
 RATE_LIMIT_SCOPES = frozenset(
     {"api_key", "tenant", "vendor", "widget_key", "widget_visitor", "scim_token", "helpcenter_visitor"}
+    # the management API (apps/tenants/ratelimit.py): a token or session user, a tenant, the audit verify
+    | {"api_caller", "api_tenant", "audit_verify"}
 )
 WIDGET_REFUSALS = frozenset({"origin", "key", "stream_limit"})
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}

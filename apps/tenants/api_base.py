@@ -25,6 +25,7 @@ from apps.core.errors import ValidationFailed
 from apps.tenants import roles
 from apps.tenants.authentication import enter_tenant
 from apps.tenants.models import ManagementToken, Membership, Tenant
+from apps.tenants.ratelimit import ManagementRateThrottle
 from apps.tenants.sso import sso_blocks
 
 TENANT_PARAM = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="Tenant slug.")
@@ -63,10 +64,14 @@ class TenantScopedView(GenericAPIView):
 
     tenant: Tenant
     membership: Membership | None
+    throttle_classes = [ManagementRateThrottle]
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+        super().initial(request, *args, **kwargs)  # authentication, permission, the caller's rate limit
         self.tenant, self.membership = self._resolve_tenant(request, kwargs["slug"])
+        # The tenant's rate limit, once the caller may see the tenant: a request for another tenant (404)
+        # never spends that tenant's budget.
+        self.check_throttles(request)
 
     @staticmethod
     def _resolve_tenant(request: Request, slug: str) -> tuple[Tenant, Membership | None]:

@@ -1048,3 +1048,16 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "DataSubjectRequestKindEnum": "apps.policies.models.RequestKind",
     "DataSubjectRequestStatusEnum": "apps.policies.models.RequestStatus",
 }
+
+# --- Management API rate limits (apps/tenants/ratelimit.py) -----------------------------------------------
+# The management API (/api/v1/tenants/<slug>/...) had no limit: a leaked or buggy token could hammer it, and
+# the audit chain verify re-hashes the whole chain inside the request. Token buckets in Redis like the chat's,
+# as (requests, seconds) written like "600/min": per management token (per user for a console session), per
+# tenant (all its callers together), and a stricter one per tenant for POST .../audit/verify/. A refused
+# request gets 429 with Retry-After; without Redis they fail open for HUB_CHAT_RATE_FAIL_OPEN_SECONDS (the
+# same window as the chat's), then 503.
+HUB_API_RATE_PER_TOKEN = env_rate("HUB_API_RATE_PER_TOKEN", "600/min")
+HUB_API_RATE_PER_TENANT = env_rate("HUB_API_RATE_PER_TENANT", "3000/min")
+HUB_API_RATE_VERIFY = env_rate("HUB_API_RATE_VERIFY", "6/min")
+# Every management API operation documents the 429 (apps/core/openapi.py).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"].append("apps.core.openapi.document_rate_limited")  # type: ignore[attr-defined]

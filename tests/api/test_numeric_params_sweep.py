@@ -95,8 +95,10 @@ def _fill(path: str, values: dict[str, Any]) -> str:
 
 
 def test_no_paging_or_integer_parameter_value_reaches_the_database_as_an_error(
-    tenant_a: Tenant, alice: Any, alice_api: APIClient, channel: Channel
+    tenant_a: Tenant, alice: Any, alice_api: APIClient, channel: Channel, settings: Any
 ) -> None:
+    # Thousands of requests with one token: above the management API's rate limits (tests/api_ratelimit/).
+    settings.HUB_API_RATE_PER_TOKEN = settings.HUB_API_RATE_PER_TENANT = (1_000_000, 60)
     key = issue_key(channel)
     chat = Client(HTTP_AUTHORIZATION=f"Bearer {key.plaintext}")
     started = chat.post("/api/v1/conversations", {}, content_type="application/json")

@@ -32,6 +32,9 @@ def test_time_range(olivia_api: APIClient, tenant_a: Tenant, append: Append) -> 
     assert _seqs(olivia_api, since="2026-03-01T16:00:00+01:00", until="2026-03-01T17:00:00") == seqs[3:5]
     assert _seqs(olivia_api, until="2026-03-02") == seqs  # a date is midnight UTC; earlier events too
     assert _seqs(olivia_api, since="2026-03-01T21:00:00.000001Z", until="2026-03-02") == []
+    # An offset PostgreSQL refuses (beyond ±15:59) is still a time: compared in UTC, not a 500.
+    assert _seqs(olivia_api, since="2026-03-01T19:26:00+16:26", until="2026-03-02") == seqs  # 03:00 UTC
+    assert _seqs(olivia_api, since="2026-03-01", until="2026-02-28T20:00:00-16:26") == seqs[:1]  # 12:26 UTC
 
 
 def test_actor_by_id_or_name(olivia_api: APIClient, tenant_a: Tenant, alice: Any, bob: Any) -> None:
@@ -80,6 +83,7 @@ def test_target_and_outcome(olivia_api: APIClient, tenant_a: Tenant, append: App
         ("since", "yesterday"),
         ("since", "2026-13-01"),
         ("until", "2026-02-30T10:00:00Z"),
+        ("until", "9999-12-31T23:00:00-05:00"),  # past year 9999 in UTC
         ("outcome", "maybe"),
         ("order", "sideways"),
         ("action", "member.*.x"),

@@ -118,7 +118,7 @@ def test_processes_together_never_exceed_capacity_plus_refill(prefix: str) -> No
 def test_acquire_in_order_stops_at_the_first_refusal_and_charges_only_the_buckets_before_it(
     prefix: str,
 ) -> None:
-    from apps.integrations.resilience import acquire_in_order
+    from apps.core.buckets import acquire_in_order
 
     tag = uuid.uuid4().hex
     first = TokenBucket(f"{tag}:first", config=BucketConfig(capacity=2, rate=0.001), prefix=prefix)

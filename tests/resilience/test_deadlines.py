@@ -5,7 +5,6 @@ The same behaviours under real stalls, against gunicorn, are in tests/chaos/test
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from apps.integrations import resilience
 from apps.observability import metrics
 from apps.tenants.models import Tenant
 from tests.chaos.faults import StallProxy
+from tests.fixtures.cache import kill_redis
 from tests.fixtures.chat import IssuedKey, issue_key
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -45,17 +45,6 @@ def _redis_seen_up() -> Iterator[None]:
     deadlines.redis_health.succeeded()
     yield
     deadlines.redis_health.succeeded()
-    resilience.redis_client.cache_clear()
-
-
-def kill_redis(settings: Any) -> None:
-    """Point the cache and every Redis client at a port nobody listens on (a Redis that died)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"redis://127.0.0.1:{port}/0"
-    settings.CACHES = {"default": {**django_settings.CACHES["default"], "LOCATION": url}}
-    settings.REDIS_URL = url
     resilience.redis_client.cache_clear()
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
+from django_filters.fields import IsoDateTimeField
 
 from apps.audit.models import AuditEvent, Outcome
 
@@ -18,13 +23,30 @@ ACTION_PATTERN = RegexValidator(
 )
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, sent to the database in UTC: PostgreSQL refuses offsets beyond ±15:59 (a 500)."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed: datetime | None = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class AuditEventFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(
+    since = UtcIsoDateTimeFilter(
         field_name="occurred_at",
         lookup_expr="gte",
         label=_("Events at or after this time (ISO 8601; UTC when no offset is given)"),
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = UtcIsoDateTimeFilter(
         field_name="occurred_at",
         lookup_expr="lt",
         label=_("Events before this time (ISO 8601; UTC when no offset is given)"),

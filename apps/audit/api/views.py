@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.mixins import ListModelMixin
 from rest_framework.request import Request
@@ -30,9 +31,12 @@ from apps.audit.api.serializers import (
 from apps.audit.models import AuditEvent, Outcome
 from apps.audit.selectors import audit_event_get, audit_event_list, audit_head, audit_latest_anchor
 from apps.audit.services import audit_read_record, audit_verify
+from apps.core.buckets import TokenBucket
 from apps.tenants import roles
 from apps.tenants.api_base import TENANT_PARAM, TenantScopedView
 from apps.tenants.api_base import error_responses as _errors
+from apps.tenants.models import Tenant
+from apps.tenants.ratelimit import ManagementRateThrottle, api_bucket
 
 SEQ_PARAM = OpenApiParameter(
     "seq", OpenApiTypes.INT, OpenApiParameter.PATH, description="The event's position in the chain."
@@ -137,11 +141,20 @@ class AuditEventDetailView(AuditView):
         return Response(data)
 
 
+class VerifyRateThrottle(ManagementRateThrottle):
+    """The management API's limits plus HUB_API_RATE_VERIFY per tenant: a verify re-hashes the whole chain
+    inside the request, the dearest call there is."""
+
+    def extra_limits(self, tenant: Tenant) -> list[tuple[str, TokenBucket]]:
+        return [("audit_verify", api_bucket("audit-verify", tenant.pk, settings.HUB_API_RATE_VERIFY))]
+
+
 @extend_schema(tags=["audit"], parameters=[TENANT_PARAM])
 class AuditVerifyView(AuditView):
     """Recompute the tenant's chain, whole or a range, against its signed anchors."""
 
     serializer_class = VerifyResultSerializer
+    throttle_classes = [VerifyRateThrottle]
 
     @extend_schema(
         summary="Verify the audit chain",
@@ -153,7 +166,16 @@ class AuditVerifyView(AuditView):
             "A broken chain is still a 200 answer, with `ok: false`."
         ),
         request=VerifyRequestSerializer,
-        responses={200: VerifyResultSerializer, **_errors(400, 401, 403, 404)},
+        responses={
+            200: VerifyResultSerializer,
+            **_errors(400, 401, 403, 404),
+            429: OpenApiResponse(
+                description=(
+                    "Rate limit of the token (or user), of the tenant, or the tenant's stricter limit of "
+                    "verifications reached; see `Retry-After`."
+                )
+            ),
+        },
         examples=[
             OpenApiExample("A range", value={"from_seq": 1000, "to_seq": 2000}, request_only=True),
         ],

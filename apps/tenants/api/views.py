@@ -32,6 +32,7 @@ from apps.tenants.api.serializers import (
 from apps.tenants.api_base import TENANT_PARAM, TenantScopedView, request_token, service_errors
 from apps.tenants.api_base import error_responses as _errors
 from apps.tenants.models import Invitation, Membership, Tenant
+from apps.tenants.ratelimit import ManagementRateThrottle
 from apps.tenants.selectors import tenant_list
 from apps.tenants.services import (
     invitation_create,
@@ -52,6 +53,7 @@ class TenantListView(ListModelMixin, GenericAPIView):
 
     serializer_class = TenantSerializer
     filterset_class = TenantFilter
+    throttle_classes = [ManagementRateThrottle]  # no tenant in the URL: the caller's limit only
 
     def get_queryset(self) -> QuerySet[Tenant]:
         queryset = tenant_list().order_by("name", "pk")
