@@ -33,7 +33,7 @@ from apps.knowledge.services import kb_create, kb_reindex_start, translation_pub
 from apps.tenants.models import Tenant
 from tests.chat.helpers import ask
 from tests.fixtures.chat import IssuedKey, web_channel
-from tests.knowledge.test_learning import asked
+from tests.knowledge.helpers import asked
 
 pytestmark = pytest.mark.django_db
 

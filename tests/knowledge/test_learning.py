@@ -10,10 +10,9 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.chat.models import Channel, Conversation, Feedback, Message, Outcome, Role
+from apps.chat.models import Outcome
 from apps.core.context import tenant_context
 from apps.core.errors import ValidationFailed
 from apps.knowledge.learning import (
@@ -26,7 +25,7 @@ from apps.knowledge.models import Chunk, ChunkKind, KnowledgeBase, LearnedQuesti
 from apps.knowledge.services import kb_create, translation_publish, translation_save, translation_submit
 from apps.tenants.models import Membership, Tenant
 from tests.fixtures.chat import web_channel
-from tests.knowledge.helpers import EN
+from tests.knowledge.helpers import EN, asked
 
 pytestmark = pytest.mark.django_db
 
@@ -36,37 +35,6 @@ WINE = [
     "wine spilled on the couch what do I do",
 ]
 ACCOUNT = "delete my account"
-
-
-def asked(
-    channel: Channel,
-    text: str,
-    *,
-    locale: str = "en",
-    region: str = "",
-    outcome: str = Outcome.FALLBACK,
-    intent: str = "unknown",
-    rated: int | None = None,
-    ago: timedelta = timedelta(minutes=1),
-) -> Message:
-    """A stored turn of `channel`: the customer's `text` and a reply with `outcome` (and feedback)."""
-    conversation = Conversation.objects.create(
-        channel_id=channel.pk, channel_kind="web", locale=locale, region=region
-    )
-    question = Message.objects.create(conversation=conversation, role=Role.USER, text=text, intent=intent)
-    reply = Message.objects.create(
-        conversation=conversation,
-        role=Role.ASSISTANT,
-        text="…",
-        reply_to=question,
-        intent=intent,
-        outcome=outcome,
-    )
-    when = timezone.now() - ago
-    Message.objects.filter(pk__in=[question.pk, reply.pk]).update(created_at=when)
-    if rated is not None:
-        Feedback.objects.create(conversation=conversation, message=reply, rating=rated)
-    return question
 
 
 def published(
