@@ -12,21 +12,20 @@ Without Redis (issue 15) both limits fail open for HUB_CHAT_RATE_FAIL_OPEN_SECON
 moment this process first saw the outage, then closed (503 with Retry-After): the limits protect capacity and
 fairness, not secrets, so a short Redis blip must not stop every channel's chat; the web processes' worker
 count still caps what one pod serves; and an outage longer than the window is not a blip, so the API does
-not stay unlimited. (The login lockout counters, a brute-force guard, fail closed at once: apps/accounts.)
+not stay unlimited. The widget's and the help center's limits share this policy (`acquire_or_fail_open`).
+(The login lockout counters, a brute-force guard, fail closed at once: apps/accounts.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis
 from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.chat.principal import ChannelPrincipal
-from apps.core.deadlines import DependencyUnavailable, redis_call, redis_health
-from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_in_order
+from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_or_fail_open
 from apps.observability import metrics
 
 
@@ -55,14 +54,7 @@ class ChatRateThrottle(BaseThrottle):
             return True  # no key: the permission answers 401
         per_key = bucket("key", principal.key_id, settings.HUB_CHAT_RATE_PER_KEY)
         per_tenant = bucket("tenant", principal.tenant.id, settings.HUB_CHAT_RATE_PER_TENANT)
-        try:
-            with redis_call():
-                refused, wait = acquire_in_order([per_key, per_tenant])
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if redis_health.down_for() > settings.HUB_CHAT_RATE_FAIL_OPEN_SECONDS:
-                raise DependencyUnavailable("redis", "rate limits cannot be checked") from exc
-            metrics.record_degraded(dependency="redis", feature="rate_limit")
-            return True
+        refused, wait = acquire_or_fail_open([per_key, per_tenant])
         if refused is None:
             return True
         self._wait = wait

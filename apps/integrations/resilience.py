@@ -586,6 +586,25 @@ def acquire_in_order(buckets: Sequence[TokenBucket], n: int = 1) -> tuple[TokenB
     return buckets[int(refused) - 1], max(float(wait), 1e-6)
 
 
+def acquire_or_fail_open(buckets: Sequence[TokenBucket]) -> tuple[TokenBucket | None, float]:
+    """`acquire_in_order` for a public rate limit, with the hub's policy for a Redis outage (issue 15).
+
+    While Redis is unreachable the limit is not enforced for HUB_CHAT_RATE_FAIL_OPEN_SECONDS from the moment
+    this process first saw the outage (counted as degraded), then DependencyUnavailable (503, Retry-After):
+    a blip must not close the chat or the help center, a long outage must not leave them unlimited.
+    """
+    from apps.core.deadlines import DependencyUnavailable, redis_call, redis_health
+
+    try:
+        with redis_call():
+            return acquire_in_order(buckets)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        if redis_health.down_for() > settings.HUB_CHAT_RATE_FAIL_OPEN_SECONDS:
+            raise DependencyUnavailable("redis", "rate limits cannot be checked") from exc
+        metrics.record_degraded(dependency="redis", feature="rate_limit")
+        return None, 0.0
+
+
 def bucket_for(
     connection: _ConnectionLike,
     *,

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -31,9 +30,9 @@ from apps.chat.ratelimit import bucket
 from apps.chat.services import conversations as chat
 from apps.chat.services import widget as svc
 from apps.core.context import tenant_context
-from apps.core.deadlines import DependencyUnavailable, optional_cache, redis_call, redis_health
+from apps.core.deadlines import DependencyUnavailable, optional_cache
 from apps.core.errors import NotFound, ValidationFailed
-from apps.integrations.resilience import acquire_in_order
+from apps.integrations.resilience import acquire_or_fail_open
 from apps.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -86,14 +85,7 @@ def _throttle(keys: list[tuple[str, Any, tuple[int, int]]]) -> None:
     """Charge the visitor's bucket, then the key's (a refused request is not charged further): 429 when
     either is empty. Without Redis the limits fail open for a while, like the chat API's."""
     buckets = [bucket(scope, ident, rate) for scope, ident, rate in keys]
-    try:
-        with redis_call():
-            refused, wait = acquire_in_order(buckets)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        if redis_health.down_for() > settings.HUB_CHAT_RATE_FAIL_OPEN_SECONDS:
-            raise DependencyUnavailable("redis", "rate limits cannot be checked") from exc
-        metrics.record_degraded(dependency="redis", feature="rate_limit")
-        return
+    refused, wait = acquire_or_fail_open(buckets)
     if refused is None:
         return
     scope = keys[buckets.index(refused)][0]
