@@ -17,7 +17,6 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -28,10 +27,10 @@ from django.utils.translation import get_language_info
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_safe
 
-from apps.core.deadlines import redis_call
+from apps.core.deadlines import optional_cache
 from apps.helpcenter import selectors as sel
 from apps.helpcenter.selectors import Site
-from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_in_order
+from apps.integrations.resilience import BucketConfig, TokenBucket, acquire_or_fail_open
 from apps.knowledge.models import key_validator
 from apps.knowledge.selectors import normalize_region
 from apps.observability import metrics
@@ -77,13 +76,19 @@ def _not_found() -> HttpResponse:
 
 
 def public_view(view: View) -> View:
-    """GET/HEAD only; any 404 answers with the help center's own page (no console chrome)."""
+    """GET/HEAD only; any 404 answers with the help center's own page (no console chrome).
+
+    Every page is published text in Postgres: Redis only saves lookups and rendering. While it is down (or
+    stalls past the redis_call deadline) a cache read is a miss and a write is skipped, counted as the
+    "helpcenter" feature degraded, so the pages are served from the database instead of a 503.
+    """
 
     @require_safe
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return view(request, *args, **kwargs)
+            with optional_cache("helpcenter"):
+                return view(request, *args, **kwargs)
         except Http404:
             return _not_found()
 
@@ -323,12 +328,8 @@ def _search_allowed(request: HttpRequest) -> int:
         config=BucketConfig(capacity=requests, rate=requests / seconds),
         prefix=f"{settings.CACHES['default']['KEY_PREFIX']}:helpcenter-rate",
     )
-    try:
-        with redis_call():
-            refused, wait = acquire_in_order([bucket])
-    except (redis.ConnectionError, redis.TimeoutError):
-        metrics.record_degraded(dependency="redis", feature="rate_limit")
-        return 0  # fails open like the chat's limits: a Redis blip must not close the help center
+    # Without Redis: open for a while, then DependencyUnavailable (503, Retry-After), like the chat's limits.
+    refused, wait = acquire_or_fail_open([bucket])
     if refused is None:
         return 0
     metrics.record_rate_limit_hit("helpcenter_visitor")
