@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures.chat",
     "tests.fixtures.database",
     "tests.fixtures.oidc",
+    "tests.fixtures.outage",
 ]
 
 

@@ -18,3 +18,5 @@ urlpatterns = [
     path("<str:locale>/articles/<str:key>/", views.article_view, name="article"),
 ]
 handler404 = "apps.helpcenter.views.not_found_view"
+# A dependency that is down answers 503 with Retry-After here too (Django would fall back to a plain 500).
+handler500 = "apps.core.views.server_error"

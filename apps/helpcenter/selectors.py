@@ -221,7 +221,9 @@ def article_get(*, site: Site, key: str, locale: str, region: str) -> tuple[Arti
 
 
 def article_list(*, site: Site, locale: str, region: str) -> list[ArticleText]:
-    """Every article with published text, in the best text the visitor's preference has (titles only)."""
+    """Every article with published text, in the best text the visitor's preference has (titles only), in
+    the home page's order: by category (the first tag; untagged last), then by title, so a category's
+    articles stay together across the pages of the list."""
     order = _preference(site, locale, region)
     rank = {pair: i for i, pair in enumerate(order)}
     with tenant_context(site.tenant):
@@ -241,7 +243,12 @@ def article_list(*, site: Site, locale: str, region: str) -> list[ArticleText]:
                 continue
             if key not in best or position < best[key][0]:
                 best[key] = (position, ArticleText(key=key, locale=loc, region=reg, title=title, tags=tags))
-    return sorted((text for _p, text in best.values()), key=lambda t: (t.title.casefold(), t.key))
+    return sorted((text for _p, text in best.values()), key=_home_order)
+
+
+def _home_order(text: ArticleText) -> tuple[bool, str, str, str, str]:
+    category = text.tags[0] if text.tags else ""
+    return (not category, category.casefold(), category, text.title.casefold(), text.key)
 
 
 def sitemap_keys(*, site: Site, locale: str) -> list[str]:

@@ -17,10 +17,10 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -28,8 +28,8 @@ from django.utils.translation import get_language_info
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_safe
 
-from apps.core.buckets import BucketConfig, TokenBucket, acquire_in_order
-from apps.core.deadlines import redis_call
+from apps.core.deadlines import optional_cache
+from apps.core.ratelimit import rate_bucket, rate_charge, retry_after_seconds
 from apps.helpcenter import selectors as sel
 from apps.helpcenter.selectors import Site
 from apps.knowledge.models import key_validator
@@ -77,13 +77,19 @@ def _not_found() -> HttpResponse:
 
 
 def public_view(view: View) -> View:
-    """GET/HEAD only; any 404 answers with the help center's own page (no console chrome)."""
+    """GET/HEAD only; any 404 answers with the help center's own page (no console chrome).
+
+    Every page is published text in Postgres: Redis only saves lookups and rendering. While it is down (or
+    stalls past the redis_call deadline) a cache read is a miss and a write is skipped, counted as the
+    "helpcenter" feature degraded, so the pages are served from the database instead of a 503.
+    """
 
     @require_safe
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return view(request, *args, **kwargs)
+            with optional_cache("helpcenter"):
+                return view(request, *args, **kwargs)
         except Http404:
             return _not_found()
 
@@ -132,12 +138,12 @@ def _remember_region(response: HttpResponse, prefix: str, region: str) -> None:
     )
 
 
-def _absolute(request: HttpRequest, site: Site, *parts: str, region: str = "") -> str:
+def _absolute(request: HttpRequest, site: Site, *parts: str, region: str = "", **query: str) -> str:
     """A page's canonical absolute URL: on the site's custom domain if it has one (the same page on the hub's
     host is a duplicate search engines should not index twice), else on the request's origin."""
     if site.domain:
-        return f"https://{site.domain}" + _url(replace(site, prefix=""), *parts, region=region)
-    return request.build_absolute_uri(_url(site, *parts, region=region))
+        return f"https://{site.domain}" + _url(replace(site, prefix=""), *parts, region=region, **query)
+    return request.build_absolute_uri(_url(site, *parts, region=region, **query))
 
 
 def _url(site: Site, *parts: str, region: str = "", **query: str) -> str:
@@ -189,9 +195,11 @@ def _cached_page(
     return CachedPage(key=key, prefix=prefix, region_asked=asked, explicit=explicit, response=response)
 
 
-def _cache_store(page: CachedPage, site: Site, region: str, response: HttpResponse) -> HttpResponse:
+def _cache_store(
+    page: CachedPage, site: Site, region: str, response: HttpResponse, *, store: bool = True
+) -> HttpResponse:
     """Cache a 200 page; one for a region the site does not serve is not (garbage must not fill Redis)."""
-    if response.status_code == 200 and page.region_asked == region:
+    if store and response.status_code == 200 and page.region_asked == region:
         entry = (site.tenant.id, site.version, response.content, response["Content-Language"], region)
         cache.set(page.key, entry, timeout=settings.HUB_HELPCENTER_CACHE_SECONDS)
     if page.explicit:
@@ -245,31 +253,42 @@ def site_root_view(request: HttpRequest, org: str = "", handle: str = "") -> Htt
 
 @public_view
 def home_view(request: HttpRequest, locale: str, org: str = "", handle: str = "") -> HttpResponse:
-    """The articles of the site in the visitor's language (grouped by their first tag, if they have tags)."""
-    cached = _cached_page(request, org, handle, "home", locale)
+    """The articles of the site in the visitor's language, a page at a time (grouped by their first tag, if
+    they have tags). ?page= as the console's lists: not a number is the first page, past the end the last."""
+    asked = str(request.GET.get("page", ""))[:8]
+    per_page = settings.HUB_HELPCENTER_PAGE_SIZE
+    cached = _cached_page(request, org, handle, "home", locale, asked, str(per_page))
     if cached.response is not None:
         return cached.response
     site = _site(request, org, handle)
     locale = _locale(site, locale)
     region, _explicit = _region(request, site)
+    page = Paginator(sel.article_list(site=site, locale=locale, region=region), per_page).get_page(asked)
+
+    def page_query(number: int) -> dict[str, str]:
+        return {"region": region, "page": str(number) if number > 1 else ""}  # page 1 is the plain address
 
     def build() -> HttpResponse:
-        articles = sel.article_list(site=site, locale=locale, region=region)
         groups: dict[str, list[Any]] = {}
-        for text in articles:
+        for text in page:
             url = _url(site, locale, "articles", text.key, region=region)
             groups.setdefault(text.tags[0] if text.tags else "", []).append((text, url))
         context = {
             **_common(request, site, locale, region),
-            "groups": sorted(groups.items(), key=lambda g: (g[0] == "", g[0].casefold())),
+            "groups": list(groups.items()),  # in the selector's order: by category, then title
             "has_categories": any(groups) and set(groups) != {""},
+            "page_obj": page,
+            "previous_url": _url(site, locale, **page_query(page.number - 1)) if page.has_previous() else "",
+            "next_url": _url(site, locale, **page_query(page.number + 1)) if page.has_next() else "",
             "alternates": _alternates(request, site, list(site.locales)),
             "x_default": _absolute(request, site, site.source_locale),
-            "canonical": _absolute(request, site, locale, region=region),
+            "canonical": _absolute(request, site, locale, **page_query(page.number)),
         }
         return _page("helpcenter/home.html", context, lang=locale)
 
-    return _cache_store(cached, site, region, build())
+    # Only the page's own address is cached (?page=abc or ?page=999 render a page, but do not fill Redis).
+    canonical_page = asked in ("", str(page.number))
+    return _cache_store(cached, site, region, build(), store=canonical_page)
 
 
 @public_view
@@ -317,22 +336,15 @@ def article_view(
 
 def _search_allowed(request: HttpRequest) -> int:
     """0 if this client address may search now, else the seconds until it may (a Redis token bucket)."""
-    requests, seconds = settings.HUB_HELPCENTER_SEARCH_RATE
-    bucket = TokenBucket(
-        f"visitor:{client_address(request.META)}",
-        config=BucketConfig(capacity=requests, rate=requests / seconds),
-        prefix=f"{settings.CACHES['default']['KEY_PREFIX']}:helpcenter-rate",
+    bucket = rate_bucket(
+        "helpcenter-rate", "visitor", client_address(request.META), settings.HUB_HELPCENTER_SEARCH_RATE
     )
-    try:
-        with redis_call():
-            refused, wait = acquire_in_order([bucket])
-    except (redis.ConnectionError, redis.TimeoutError):
-        metrics.record_degraded(dependency="redis", feature="rate_limit")
-        return 0  # fails open like the chat's limits: a Redis blip must not close the help center
+    # Without Redis: open for a while, then DependencyUnavailable (503, Retry-After), like the chat's limits.
+    refused, wait = rate_charge([bucket])
     if refused is None:
         return 0
     metrics.record_rate_limit_hit("helpcenter_visitor")
-    return max(1, int(wait + 0.999))
+    return retry_after_seconds(wait)
 
 
 @public_view

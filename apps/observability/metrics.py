@@ -79,7 +79,7 @@ IDENTITY_RESULTS = frozenset(
 )  # fmt: skip
 IDENTITY_ACTIONS = frozenset({"order_status", "create_ticket", "capture_lead"})
 IDENTITY_REFUSAL_REASONS = frozenset({"unverified", "no_contact", "mismatch"})
-DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "rate_limit"})
+DEGRADED_FEATURES = frozenset({"api_key_lookup", "cache", "helpcenter", "rate_limit"})
 #: Answer feedback (1-5) as the dashboards read it: 4-5 up, 3 neutral, 1-2 (and any legacy thumbs-down) down.
 FEEDBACK_RATINGS = ("up", "neutral", "down")
 #: The chat metrics' `locale` label for a language the tenant has not configured (issue 21, seed 004).

@@ -893,6 +893,8 @@ HUB_HELPCENTER_SEARCH_RATE = env_rate("HUB_HELPCENTER_SEARCH_RATE", "30/min")
 # Seconds a rendered help center page stays cached (default 3600); publishing invalidates it at once anyway
 # (the key carries the knowledge version), so this only bounds memory.
 HUB_HELPCENTER_CACHE_SECONDS = env_int("HUB_HELPCENTER_CACHE_SECONDS", 3600, minimum=0, maximum=7 * 86400)
+# Articles per page of a help center's home page (default 30); ?page= pages through the rest.
+HUB_HELPCENTER_PAGE_SIZE = env_int("HUB_HELPCENTER_PAGE_SIZE", 30, minimum=1, maximum=500)
 # --- Issue 21, slice "xliff": translation exchange with XLIFF 1.2 (apps/knowledge/xliff.py) --------------
 # Largest XLIFF file an import accepts, in bytes (default 10 MB, about 5,000 articles with their texts); a
 # larger upload is refused before it is parsed.

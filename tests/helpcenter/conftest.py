@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from apps.core.context import tenant_context
+from apps.helpcenter.models import HelpCenterDomain
+from apps.helpcenter.services import domain_add
 from apps.knowledge.demo import seed_demo_knowledge
 from apps.knowledge.models import KnowledgeBase
 from apps.knowledge.services import kb_update, translation_reject, translation_save, translation_submit
 from apps.tenants.models import Tenant
+from tests.helpcenter.helpers import HOST
 
 
 @pytest.fixture
@@ -40,3 +45,9 @@ def hc_kb_b(tenant_b: Tenant) -> KnowledgeBase:
         kb = KnowledgeBase.objects.get(name="Help center")
         kb_update(kb=kb, helpcenter_enabled=True, helpcenter_handle="help")
     return kb
+
+
+@pytest.fixture
+def domain_a(hc_kb: KnowledgeBase, tenant_a: Tenant, alice: Any) -> HelpCenterDomain:
+    """Tenant A's help center on its custom domain HOST."""
+    return domain_add(host=HOST, tenant=tenant_a, kb_id=hc_kb.pk, actor=alice)

@@ -17,17 +17,9 @@ from apps.knowledge.services import kb_update
 from apps.tenants.models import Tenant
 from tests.chat.helpers import say, start
 from tests.fixtures.chat import IssuedKey
-from tests.helpcenter.helpers import SITE, html
+from tests.helpcenter.helpers import HOST, HOSTS, SITE, html
 
 pytestmark = pytest.mark.django_db
-
-HOST = "help.tenant-a.example"
-HOSTS = ["127.0.0.1", "localhost", "testserver", HOST, "help.tenant-b.example", "unknown.example"]
-
-
-@pytest.fixture
-def domain_a(hc_kb: KnowledgeBase, tenant_a: Tenant, alice: Any) -> HelpCenterDomain:
-    return domain_add(host=HOST, tenant=tenant_a, kb_id=hc_kb.pk, actor=alice)
 
 
 @override_settings(ALLOWED_HOSTS=HOSTS)

@@ -20,14 +20,13 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from apps.chat.models import Message
 from apps.chat.services.channels import channel_create
 from apps.core import deadlines
-from apps.integrations import resilience
 from apps.observability import metrics
 from apps.tenants.models import Tenant
 from tests.chaos.faults import StallProxy
 from tests.fixtures.cache import kill_redis
 from tests.fixtures.chat import IssuedKey, issue_key
 
-pytestmark = pytest.mark.django_db(databases="__all__")
+pytestmark = [pytest.mark.django_db(databases="__all__"), pytest.mark.usefixtures("redis_seen_up")]
 
 
 def counter(family: Any, **labels: str) -> float:
@@ -37,22 +36,6 @@ def counter(family: Any, **labels: str) -> float:
 @pytest.fixture
 def key_a(tenant_a: Tenant) -> IssuedKey:
     return issue_key(channel_create(tenant=tenant_a, name="Website", kind="web"))
-
-
-@pytest.fixture(autouse=True)
-def _redis_seen_up() -> Iterator[None]:
-    """Every test starts and ends with this process seeing Redis up (the skip is process state)."""
-    deadlines.redis_health.succeeded()
-    yield
-    deadlines.redis_health.succeeded()
-    resilience.redis_client.cache_clear()
-
-
-@pytest.fixture
-def redis_down(settings: Any) -> Iterator[None]:
-    kill_redis(settings)
-    yield
-    resilience.redis_client.cache_clear()
 
 
 def post_turn(client: Client, key: IssuedKey, conversation_id: str, idem: str) -> Any:
