@@ -9,11 +9,9 @@ read, and `count` is capped at HUB_SCIM_MAX_RESULTS. Views parse and answer; the
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -35,6 +33,7 @@ from apps.accounts.scim.filters import filter_query
 from apps.accounts.services import scim as svc
 from apps.core import deadlines
 from apps.core.public import public_base_url
+from apps.core.ratelimit import rate_bucket, rate_charge, retry_after_seconds
 from apps.core.views import record_unavailable
 from apps.observability import metrics
 from apps.tenants.authentication import enter_tenant
@@ -42,6 +41,7 @@ from apps.tenants.authentication import enter_tenant
 logger = logging.getLogger(__name__)
 _MAX_TOKEN_LENGTH = 200
 MAX_START_INDEX = 10_000_000  # far beyond any tenant; keeps OFFSET within range
+RATE_NAMESPACE = "scim-rate"
 _OUTCOMES = {
     401: "unauthorized",
     403: "unauthorized",
@@ -98,24 +98,22 @@ class ScimTokenAuthentication(BaseAuthentication):
 
 
 def _throttle(token: ScimToken) -> None:
-    """HUB_SCIM_RATE_PER_TOKEN requests per window and token (fixed window in Redis, shared by every process).
+    """Hold each SCIM token to HUB_SCIM_RATE_PER_TOKEN, so one IdP's bulk sync cannot take the web processes.
 
-    While Redis is down the limit is not enforced: provisioning is rare and authenticated, and refusing it
-    would only delay a deactivation.
+    A Redis token bucket per token (apps/core/ratelimit.py, shared by every process): a limit of N per T is a
+    burst of N refilled at N/T per second. Unlike the fixed window it replaced, a client can no longer send 2N
+    across a window boundary, nor is it shut out until the window ends: past its burst it gets one request per
+    T/N seconds, and Retry-After is the wait for the next token (1 s at 1200/min), not the rest of the window.
+    A refused request costs nothing. Without Redis the shared policy holds: open for
+    HUB_CHAT_RATE_FAIL_OPEN_SECONDS, then 503 with Retry-After (the exception handler answers it).
     """
-    limit, window = settings.HUB_SCIM_RATE_PER_TOKEN
-    slot = int(time.time() // window)
-    key = f"scim:rate:{token.pk}:{slot}"
-    try:
-        cache.add(key, 0, timeout=window + 1)
-        count = int(cache.incr(key))
-    except Exception:  # any cache failure: fail open, counted
-        metrics.record_degraded(dependency="redis", feature="rate_limit")
-        return
-    if count > limit:
+    bucket = rate_bucket(RATE_NAMESPACE, "token", token.pk, settings.HUB_SCIM_RATE_PER_TOKEN)
+    refused, wait = rate_charge([bucket])
+    if refused is not None:
         metrics.record_rate_limit_hit("scim_token")
-        retry = max(1, int((slot + 1) * window - time.time()))
-        raise ScimError(429, "Too many requests for this token; slow down.", retry_after=retry)
+        raise ScimError(
+            429, "Too many requests for this token; slow down.", retry_after=retry_after_seconds(wait)
+        )
 
 
 def scim_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -83,6 +83,12 @@ def scim_a(tenant_a: Tenant, domain_a: SsoDomain, mappings_a: None) -> ScimClien
 
 
 @pytest.fixture
+def scim_a_second(scim_a: ScimClient, tenant_a: Tenant) -> ScimClient:
+    """A second SCIM token of tenant A (another IdP app): its own rate limit, the same tenant."""
+    return _client(tenant_a)
+
+
+@pytest.fixture
 def scim_b(tenant_b: Tenant, domain_b: SsoDomain) -> ScimClient:
     """Tenant B's IdP: must never see or change tenant A's users and groups."""
     return _client(tenant_b)
