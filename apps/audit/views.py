@@ -1,4 +1,9 @@
-"""The compliance console: the tenant's audit log, event details, chain verification and signed exports."""
+"""The compliance console: the tenant's audit log, event details, chain verification and signed exports.
+
+Every page of events shown is recorded as one `audit.read` event through the API's service
+(apps/audit/services.audit_read_record, channel "console"), repeats within the window left out; an export
+records itself as `audit.export`.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,16 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.audit import signing
 from apps.audit.forms import EventFilterForm, ExportForm
+from apps.audit.models import AuditEventBase
 from apps.audit.selectors import audit_event_changes, audit_event_get, audit_event_list
-from apps.audit.services import audit_export, audit_verify
+from apps.audit.services import audit_export, audit_read_record, audit_verify
 from apps.tenants import roles
 from apps.tenants.decorators import tenant_permission_required
 
 PAGE_SIZE = 50
 VERIFY_COMMAND = "python manage.py audit_verify --export FILE"
+#: How console reads are told apart from the API's (session or token) in `audit.read` events and their dedupe.
+CONSOLE_VIA = {"via": "console"}
 
 
 def _list_page(
@@ -39,9 +47,25 @@ def _list_page(
     }
     if rows_only:
         # htmx swaps only 2xx answers, so filter errors come back as 200 with an alert in the fragment.
-        return render(request, "audit/_event_rows.html", context)
-    status = 400 if filter_form.errors or export_form.errors else 200
-    return render(request, "audit/event_list.html", context, status=status)
+        response = render(request, "audit/_event_rows.html", context)
+    else:
+        status = 400 if filter_form.errors or export_form.errors else 200
+        response = render(request, "audit/event_list.html", context, status=status)
+    if page is not None:
+        _record_read(request, filters=filter_form.export_filters(), events=list(page))
+    return response
+
+
+def _record_read(request: HttpRequest, *, filters: dict[str, Any], events: list[AuditEventBase]) -> None:
+    """Record the page just built (after rendering, so it never shows its own read event)."""
+    audit_read_record(
+        tenant=request.tenant,  # type: ignore[attr-defined]
+        actor=request.user,
+        request=request,
+        filters=filters,
+        events=events,
+        via=CONSOLE_VIA,
+    )
 
 
 @tenant_permission_required(roles.VIEW_AUDIT)
@@ -63,7 +87,9 @@ def event_detail_view(request: HttpRequest, tenant_slug: str, seq: int) -> HttpR
         raise Http404
     changes = audit_event_changes(event)
     context = {"event": event, "changes": changes, "is_update": any(row.is_update for row in changes)}
-    return render(request, "audit/event_detail.html", context)
+    response = render(request, "audit/event_detail.html", context)
+    _record_read(request, filters={"seq": seq}, events=[event])
+    return response
 
 
 @tenant_permission_required(roles.VIEW_AUDIT)

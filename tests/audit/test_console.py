@@ -19,8 +19,9 @@ from apps.audit.models import AuditEvent
 from apps.audit.selectors import audit_verify_export
 from apps.audit.services import audit_record
 from apps.core.context import tenant_context
-from apps.tenants.models import Tenant
-from tests.fixtures.auth import login_verified
+from apps.tenants.models import Role, Tenant
+from tests.fixtures.auth import login_verified, session_client
+from tests.fixtures.cache import kill_redis
 from tests.fixtures.database import SuperuserSql
 
 pytestmark = pytest.mark.django_db
@@ -134,7 +135,8 @@ def test_filters_return_the_right_rows(client: Client, officer: Any, events: Ten
     assert seqs(client, events, q="published") == [seq["knowledge.published"]]
     assert seqs(client, events, q="nothing-like-this") == []
     today = timezone.localdate()
-    assert len(seqs(client, events, date_from=str(today), date_to=str(today))) == event_count(events)
+    shown = seqs(client, events, date_from=str(today), date_to=str(today))
+    assert len(shown) == event_count(events) - 1  # all but the read event of this very page
     assert seqs(client, events, date_to=str(today - timedelta(days=1))) == []
     assert seqs(client, events, date_from=str(today + timedelta(days=1))) == []
 
@@ -351,3 +353,105 @@ def test_export_refuses_bad_input_with_field_errors(client: Client, officer: Any
     assert "date_from" in response.context["filter_form"].errors
     with tenant_context(events):
         assert not AuditEvent.objects.filter(action="audit.export").exists()
+
+
+# --- reading the log is audited, like through the API ------------------------------------------------------
+def _reads(tenant: Tenant) -> list[AuditEvent]:
+    with tenant_context(tenant):
+        return list(AuditEvent.objects.filter(action="audit.read").order_by("seq"))
+
+
+def test_a_page_shown_is_one_read_event_with_its_filters_and_seq_range(
+    officer_client: Client, events: Tenant
+) -> None:
+    response = officer_client.get(url("audit:event-list", events), {"action": "connection.", "actor": ""})
+    shown = [event.seq for event in response.context["page_obj"]]
+    [read] = _reads(events)
+    assert (read.actor_label, read.target_type, read.changes["via"]) == ("olivia", "audit_log", "console")
+    assert read.changes["filters"] == {"action": "connection."}
+    assert (read.changes["first_seq"], read.changes["last_seq"], read.changes["count"]) == (
+        shown[0],
+        shown[-1],
+        2,
+    )
+    assert read.seq > max(shown)  # recorded after the page was built
+
+
+def test_a_reload_within_the_window_adds_nothing_other_filters_or_pages_do(
+    officer_client: Client, officer: Any, tenant_a: Tenant
+) -> None:
+    for i in range(60):
+        audit_record("test.event", tenant=tenant_a, actor=officer, target_type="thing", target_label=f"t{i}")
+    for _ in range(3):  # the page, its htmx refresh, a reload
+        assert officer_client.get(url("audit:event-list", tenant_a)).status_code == 200
+        seqs(officer_client, tenant_a)
+    assert len(_reads(tenant_a)) == 1
+    seqs(officer_client, tenant_a, page="2")  # older events: something not seen yet
+    seqs(officer_client, tenant_a, action="test.")
+    seqs(officer_client, tenant_a, action="test.")
+    reads = _reads(tenant_a)
+    assert [r.changes["filters"] for r in reads] == [{}, {}, {"action": "test."}]
+    assert reads[1].changes["last_seq"] == 1
+
+
+def test_an_event_detail_is_recorded_once_per_window(officer_client: Client, tenant_a: Tenant) -> None:
+    for _ in range(3):
+        assert officer_client.get(url("audit:event-detail", tenant_a, seq=1)).status_code == 200
+    [read] = _reads(tenant_a)
+    assert (read.changes["filters"], read.changes["first_seq"], read.changes["count"]) == ({"seq": 1}, 1, 1)
+    assert officer_client.get(url("audit:event-detail", tenant_a, seq=9999)).status_code == 404
+    assert len(_reads(tenant_a)) == 1
+
+
+@pytest.mark.parametrize("charlie_role", [Role.COMPLIANCE_OFFICER])
+def test_refused_pages_record_nothing_in_either_chain(
+    client: Client, bob: Any, charlie: Any, officer: Any, tenant_a: Tenant, tenant_b: Tenant
+) -> None:
+    login_verified(client, charlie)  # another tenant's compliance officer
+    assert client.get(url("audit:event-list", tenant_a)).status_code == 404
+    assert client.get(url("audit:event-detail", tenant_a, seq=1)).status_code == 404
+    client.logout()
+    login_verified(client, bob)  # a viewer of A, without `view_audit`
+    assert client.get(url("audit:event-list", tenant_a)).status_code == 403
+    assert client.get(url("audit:event-detail", tenant_a, seq=1)).status_code == 403
+    assert _reads(tenant_a) == [] and _reads(tenant_b) == []
+    client.logout()
+    login_verified(client, officer)
+    assert client.get(url("audit:event-list", tenant_a)).status_code == 200  # the one read that counts
+    assert len(_reads(tenant_a)) == 1 and _reads(tenant_b) == []
+
+
+def test_bad_filters_show_no_events_and_record_nothing(officer_client: Client, events: Tenant) -> None:
+    assert officer_client.get(url("audit:event-list", events), {"outcome": "maybe"}).status_code == 400
+    assert _reads(events) == []
+    assert officer_client.get(url("audit:event-list", events), {"outcome": "failure"}).status_code == 200
+    assert [r.changes["filters"] for r in _reads(events)] == [{"outcome": "failure"}]
+
+
+def test_with_redis_down_every_page_is_still_recorded(
+    officer_client: Client, tenant_a: Tenant, settings: Any, redis_seen_up: None
+) -> None:
+    kill_redis(settings)
+    for _ in range(2):
+        assert officer_client.get(url("audit:event-list", tenant_a)).status_code == 200
+        assert officer_client.get(url("audit:event-detail", tenant_a, seq=1)).status_code == 200
+    assert [r.changes["filters"] for r in _reads(tenant_a)] == [{}, {"seq": 1}] * 2
+
+
+def test_console_and_api_are_two_channels(officer_client: Client, officer: Any, tenant_a: Tenant) -> None:
+    session_client(officer).get(f"/api/v1/tenants/{tenant_a.slug}/audit/events/")
+    officer_client.get(url("audit:event-list", tenant_a))
+    assert [r.changes["via"] for r in _reads(tenant_a)] == ["session", "console"]
+
+
+def test_an_export_is_recorded_once_as_an_export(officer_client: Client, events: Tenant) -> None:
+    assert officer_client.get(url("audit:event-list", events)).status_code == 200
+    for _ in range(2):  # never deduplicated, never a read as well
+        assert officer_client.post(url("audit:export", events), {"format": "csv"}).status_code == 200
+    with tenant_context(events):
+        actions = list(
+            AuditEvent.objects.filter(action__startswith="audit.")
+            .order_by("seq")
+            .values_list("action", flat=True)
+        )
+    assert actions == ["audit.read", "audit.export", "audit.export"]
