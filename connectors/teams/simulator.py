@@ -251,10 +251,7 @@ class TeamsSimulator(PlatformAdmin):
             return json_response(
                 404, {"error": {"code": "ConversationNotFound", "message": "Conversation not found."}}
             )
-        try:
-            activity = request.json()
-        except ValueError:
-            activity = None
+        activity = request.json_or_none()
         if not isinstance(activity, dict) or not activity.get("type"):
             return json_response(400, {"error": {"code": "BadArgument", "message": "Activity is missing"}})
         new_id = f"{int(time.time() * 1000)}{next(self._seq) % 1000:03d}"

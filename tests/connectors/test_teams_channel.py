@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from connectors.errors import AuthFailed, ConnectorError, InvalidConfig, RateLimited, VendorUnavailable
 from connectors.messaging import MAX_WEBHOOK_BYTES, DictKeyCache, PayloadInvalid, SignatureInvalid
+from connectors.simulation import SimRequest
 from connectors.teams.channel import TENANT_TOKEN_URL, TOKEN_URL, TeamsAdapter
 from connectors.teams.simulator import SigningKey, TeamsSimulator
 from connectors.testing import closed_port, error_texts, simulator_session
@@ -581,6 +582,20 @@ def test_simulator_is_registered(tmp_path: Path) -> None:
     d = TeamsSimulator(state_dir=tmp_path).describe()
     assert {"app_id", "app_password", "openid_metadata_url", "token_url", "service_url"} <= set(d)
     assert (tmp_path / "teams" / "signing-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("body", [b"", b"{not json", b"\xff", b"null", b"[]", b'{"text": "no type"}'])
+def test_simulator_answers_a_bad_activity_with_bad_argument(sim: TeamsSimulator, body: bytes) -> None:
+    path = "/teams/v3/conversations/a:1simPersonalChat/activities"
+    headers = {"authorization": f"Bearer {sim.tokens.issue()}"}
+    before = len(sim.activities)
+    response = sim.dispatch(SimRequest("POST", path, {}, headers, body))
+    assert response.status == 400
+    assert json.loads(response.body)["error"]["code"] == "BadArgument"
+    assert len(sim.activities) == before
+    good = sim.dispatch(SimRequest("POST", path, {}, headers, b'{"type": "message", "text": "hi"}'))
+    assert good.status == 201
+    assert sim.activities[-1]["text"] == "hi"
 
 
 def test_jwt_from_the_simulator_is_a_real_rs256_bot_connector_token(sim: TeamsSimulator) -> None:

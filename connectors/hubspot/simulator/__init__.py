@@ -10,7 +10,7 @@ association types), `store` (tables, seed, objects, validation, error envelope),
 association graph), `search`, `endpoints_objects`, `endpoints_batch`, `endpoints_associations` (v4),
 `tickets` (pipelines, engagements, agent helper, signed webhooks) and `server` (tokens, routes, 429
 policies, rate-limit headers), which assembles `HubSpotSimulator`. Fault injection, TLS, tokens and the
-HTTP server are the shared base's (`connectors/simulation.py`).
+HTTP server are the shared base's (`connectors/simulation/`).
 """
 
 from connectors.hubspot.simulator.schema import (

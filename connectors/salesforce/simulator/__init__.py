@@ -9,7 +9,7 @@ One module a concern, each class a layer over `store.SalesforceStore`: `schema` 
 `store` (tables, seed, rows, validation, error envelopes), `soql` (the query language and /query),
 `endpoints_sobjects`, `endpoints_composite` (/composite and Collections), `cases` (agent helper, Outbound
 Messages) and `server` (credentials, routes, OAuth, API limits), which assembles `SalesforceSimulator`.
-Fault injection, TLS, tokens and the HTTP server are the shared base's (`connectors/simulation.py`).
+Fault injection, TLS, tokens and the HTTP server are the shared base's (`connectors/simulation/`).
 """
 
 from connectors.salesforce.simulator.endpoints_composite import ROLLED_BACK
